@@ -1,0 +1,128 @@
+"""Command line: thin. Each command parses its arguments and calls one function.
+
+Exit codes:
+  0  success
+  1  --strict and some input lines could not be used (unrecognised hook, truncated record)
+  2  bad input or usage: the message names the file and line
+  3  a required external tool is missing (Graphviz dot); the message says what to install
+  4  lab/capture refused to run (not root, namespaces unavailable, leftover rules)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reportgen import __version__
+from reportgen.errors import InputError
+
+FORMATS = ("html", "svg", "json", "text", "md", "pdf")
+DEFAULT_FORMATS = "html,svg,json,text,md"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="reportgen", description="Explain netfilter packet traces hop by hop.")
+    ap.add_argument("--version", action="version", version=f"reportgen {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("report", help="write reports for one or more cases")
+    rp.add_argument("inputs", nargs="+", type=Path,
+                    help="case folders (each one a case), or trace and snapshot files (one case)")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    rp.add_argument("--format", default=DEFAULT_FORMATS,
+                    help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})")
+    rp.add_argument("--prefix-map", type=Path, help="YAML prefix -> hook map")
+    rp.add_argument("--strict", action="store_true", help="exit 1 when any trace line could not be used")
+
+    ex = sub.add_parser("explain", help="print the explanation of a case as a text tree")
+    ex.add_argument("inputs", nargs="+", type=Path)
+    ex.add_argument("--prefix-map", type=Path)
+    ex.add_argument("--strict", action="store_true")
+
+    lab = sub.add_parser("lab", help="build a Docker-like host in network namespaces and capture scenarios")
+    lab.add_argument("scenarios", nargs="*", help="scenario names (default: all); 'list' lists them")
+    lab.add_argument("-o", "--output", type=Path, default=Path("lab-out"))
+    lab.add_argument("--keep", action="store_true", help="leave the namespaces up (for debugging)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            return _report(args)
+        if args.command == "explain":
+            return _explain(args)
+        if args.command == "lab":
+            from reportgen.lab.runner import main as lab_main
+
+            return lab_main(args.scenarios, args.output, keep=args.keep)
+    except InputError as exc:
+        print(f"reportgen: error: {exc}", file=sys.stderr)
+        return 2
+    except _Missing as exc:
+        print(f"reportgen: error: {exc}", file=sys.stderr)
+        return 3
+    return 2
+
+
+class _Missing(Exception):
+    pass
+
+
+def _load(inputs: list[Path], prefix_map: Path | None):  # type: ignore[no-untyped-def]
+    from reportgen.parsers.prefix import PrefixMap
+    from reportgen.sources.case import build_report, load_spec
+
+    pm = PrefixMap.load(prefix_map) if prefix_map else None
+    if len(inputs) > 1 and all(p.is_dir() for p in inputs):
+        return [build_report(load_spec([p], pm)) for p in sorted(inputs)]
+    return [build_report(load_spec(inputs, pm))]
+
+
+def _strict_status(reports, strict: bool) -> int:  # type: ignore[no-untyped-def]
+    if not strict:
+        return 0
+    bad = [u for r in reports for u in r.unused if u.reason.startswith("hook not recognised")]
+    bad += [h for r in reports for p in r.packets for h in p.hops if h.event.record.truncated]
+    if bad:
+        print(f"reportgen: --strict: {len(bad)} lines could not be fully used", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reportgen.render.write import write_report
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        print(f"reportgen: error: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}",
+              file=sys.stderr)
+        return 2
+    reports = _load(args.inputs, args.prefix_map)
+    from reportgen.render.dot import DotMissing
+
+    for report in reports:
+        try:
+            written = write_report(report, args.output, formats)
+        except DotMissing as exc:
+            raise _Missing(str(exc)) from exc
+        main_file = next((w for w in written if w.name == "report.html"), written[0] if written else None)
+        print(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} lines used"
+              f" -> {main_file}")
+    return _strict_status(reports, args.strict)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from reportgen.render.text import render_text
+
+    reports = _load(args.inputs, args.prefix_map)
+    for report in reports:
+        sys.stdout.write(render_text(report))
+    return _strict_status(reports, args.strict)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

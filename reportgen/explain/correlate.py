@@ -1,0 +1,265 @@
+"""Group events into packets, and packets into conversations.
+
+A packet is recognised by what the kernel prints about it, not by adjacency: lines of different
+packets interleave (nf_log_syslog prints each record with one printk, from any CPU). An event joins
+the most recent open packet when
+
+* its stage is reachable from the packet's last stage in the hook graph (netfilter.EDGES), so a
+  second, identical-looking packet (a retransmit) starts a packet of its own instead of merging;
+* its L3/L4 identity matches: protocol, IPv4 ID, length, ICMP type/id/sequence or ports, with one
+  side (source or destination) allowed to change, which is what NAT does between hooks;
+* its L2 identity matches while the frame is still the one that arrived (MACs, bridge port), and
+  after routing, the bridge it leaves through is the interface the IP layer chose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from reportgen.model import Endpoint, Event
+from reportgen.netfilter import REACHABLE, stages_for, table_priority
+
+# Stages where the MAC header is still the one the frame arrived with.
+_INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
+                         "ip-pre-up"})
+_EGRESS_L2 = frozenset({"br-out", "br-post-out"})
+MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies are separate packets
+SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long logs
+
+
+@dataclass
+class Track:
+    """A packet being assembled (mutable while correlating)."""
+
+    index: int
+    events: list[Event] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
+
+    @property
+    def last(self) -> Event:
+        return self.events[-1]
+
+    def l3(self) -> Event | None:
+        for ev in reversed(self.events):
+            if ev.record.src is not None:
+                return ev
+        return None
+
+    def physin(self) -> str:
+        for ev in self.events:
+            r = ev.record
+            if r.physin:
+                return r.physin
+            if r.fmt == "ebtlog" and r.in_dev:
+                return r.in_dev
+        return ""
+
+    def physout(self) -> str:
+        for ev, st in zip(self.events, self.stages, strict=True):
+            r = ev.record
+            if r.physout:
+                return r.physout
+            if r.fmt == "ebtlog" and r.out_dev and st in ("br-fwd", "br-post"):
+                return r.out_dev
+        return ""
+
+    def macs(self, egress: bool) -> tuple[str, str] | None:
+        for ev, st in zip(reversed(self.events), reversed(self.stages), strict=True):
+            r = ev.record
+            if r.mac_src and r.mac_dst and ((st in _EGRESS_L2) == egress):
+                return r.mac_src, r.mac_dst
+        return None
+
+    def ip_out(self) -> str:
+        for ev in reversed(self.events):
+            if ev.record.fmt == "nflog" and ev.record.out_dev:
+                return ev.record.out_dev
+        return ""
+
+
+def _stage_candidates(ev: Event) -> tuple[str, ...]:
+    r = ev.record
+    cands = stages_for(ev.hook.family, ev.hook.hook)
+    if ev.hook.family != "bridge" and ev.hook.hook in ("FORWARD", "POSTROUTING"):
+        # br_netfilter keeps the bridge ports in PHYSOUT only for frames it bridges
+        # (nf_log_dump_packet_common prints PHYSOUT from nf_bridge_get_physoutdev()).
+        bridged = bool(r.physout)
+        cands = tuple(c for c in cands if c.endswith("-br") == bridged)
+    return cands
+
+
+def _can_follow(track: Track, ev: Event, stage: str) -> bool:
+    last_stage = track.stages[-1]
+    if stage in REACHABLE[last_stage]:
+        return True
+    if stage != last_stage:
+        return False
+    last = track.last.hook
+    if last.family != ev.hook.family:
+        return False
+    p_old = table_priority(last.family, last.hook, last.table)
+    p_new = table_priority(ev.hook.family, ev.hook.hook, ev.hook.table)
+    if p_old is None or p_new is None:
+        return last.table != ev.hook.table
+    return p_new > p_old
+
+
+def _ports(ev: Event) -> tuple[int | None, int | None]:
+    r = ev.record
+    if r.proto in ("ICMP", "ICMPv6") and r.icmp_id is not None:
+        return r.icmp_id, r.icmp_id
+    return r.sport, r.dport
+
+
+def _l3_matches(a: Event, b: Event) -> bool:
+    ra, rb = a.record, b.record
+    if ra.l3 != rb.l3 or ra.proto != rb.proto:
+        return False
+    for x, y in ((ra.ipid, rb.ipid), (ra.length, rb.length), (ra.icmp_type, rb.icmp_type),
+                 (ra.icmp_seq, rb.icmp_seq), (ra.tcp_seq, rb.tcp_seq), (ra.flowlabel, rb.flowlabel)):
+        if x is not None and y is not None and x != y:
+            return False
+    if ra.tcp_flags != rb.tcp_flags and ra.proto == "TCP":
+        return False
+    sa, da = _ports(a)
+    sb, db = _ports(b)
+    same_src = ra.src == rb.src and (sa is None or sb is None or sa == sb)
+    same_dst = ra.dst == rb.dst and (da is None or db is None or da == db)
+    # NAT rewrites one side at a hook (DNAT the destination, SNAT the source); the other side stays.
+    return same_src or same_dst
+
+
+def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) -> bool:
+    r = ev.record
+    last = track.last.record
+    if r.stamp is not None and last.stamp is not None and abs(r.stamp - last.stamp) > MAX_GAP_SECONDS:
+        return False
+    if r.ref.file != last.ref.file and r.stamp is None:
+        return False
+    prev_l3 = track.l3()
+    if r.src is not None and prev_l3 is not None and not _l3_matches(prev_l3, ev):
+        return False
+    if stage in _EGRESS_L2:
+        # Leaving through a bridge after routing: the IP layer must have chosen a bridge device,
+        # and the bridge frame carries the MACs the neighbour lookup wrote (new ones).
+        out = track.ip_out()
+        if track.stages[-1] not in _EGRESS_L2 and out and bridges and out not in bridges:
+            return False
+        prev = track.macs(egress=True)
+        return not (prev and r.mac_src and (r.mac_src, r.mac_dst) != prev)
+    if r.mac_src and r.mac_dst and stage in _INGRESS_L2:
+        prev = track.macs(egress=False)
+        if prev and (r.mac_src, r.mac_dst) != prev:
+            return False
+    physin = track.physin()
+    this_in = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
+    if physin and this_in and physin != this_in:
+        return False
+    if r.fmt == "ebtlog" and prev_l3 is None and not track.macs(egress=False):
+        return False
+    if r.src is None and prev_l3 is None and r.fmt == "nflog":
+        return False
+    physout = track.physout()
+    this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
+    return not (physout and this_out and physout != this_out)
+
+
+def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) -> list[Track]:
+    """Assemble packets from events in input order."""
+    tracks: list[Track] = []
+    for ev in events:
+        placed = False
+        cands = _stage_candidates(ev)
+        for track in reversed(tracks[-SCAN_LIMIT:]):
+            for stage in cands:
+                if _can_follow(track, ev, stage) and _compatible(track, ev, stage, bridges):
+                    track.events.append(ev)
+                    track.stages.append(stage)
+                    placed = True
+                    break
+            if placed:
+                break
+        if not placed:
+            t = Track(index=len(tracks))
+            t.events.append(ev)
+            t.stages.append(cands[0])
+            tracks.append(t)
+    return tracks
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+View = tuple[str, Endpoint, Endpoint]  # (proto, source, destination) as seen at one hook
+
+
+def views(track: Track) -> list[View]:
+    """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order."""
+    out: list[View] = []
+    for ev in track.events:
+        r = ev.record
+        if r.src is None or r.dst is None or r.proto is None:
+            continue
+        s, d = _ports(ev)
+        v = (r.proto, Endpoint(r.src, s), Endpoint(r.dst, d))
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def reverse(v: View) -> View:
+    return (v[0], v[2], v[1])
+
+
+_ICMP_REPLY_TYPES = {("ICMP", 0), ("ICMPv6", 129)}  # echo reply: RFC 792 type 0, RFC 4443 type 129
+
+
+def is_reply_by_itself(track: Track) -> bool:
+    """Tell whether a packet is a reply without its request: an echo reply, or a TCP SYN-ACK."""
+    l3 = track.l3()
+    if l3 is None:
+        return False
+    r = l3.record
+    if (r.proto, r.icmp_type) in _ICMP_REPLY_TYPES:
+        return True
+    return r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" in r.tcp_flags
+
+
+@dataclass
+class Flow:
+    """Packets of one conversation with their direction (True = original)."""
+
+    index: int
+    original: View
+    members: list[tuple[Track, bool]] = field(default_factory=list)
+
+
+def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow]]:
+    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests."""
+    flows: list[Flow] = []
+    by_view: dict[View, tuple[Flow, bool]] = {}
+    of_track: dict[int, Flow] = {}
+    for track in tracks:
+        vs = views(track)
+        if not vs:
+            continue
+        hit: tuple[Flow, bool] | None = None
+        for v in vs:
+            if v in by_view:
+                hit = by_view[v]
+                break
+            if reverse(v) in by_view:
+                f, d = by_view[reverse(v)]
+                hit = (f, not d)
+                break
+        if hit is None:
+            original = reverse(vs[0]) if is_reply_by_itself(track) else vs[0]
+            flow = Flow(len(flows), original)
+            flows.append(flow)
+            hit = (flow, not is_reply_by_itself(track))
+        flow, forward = hit
+        flow.members.append((track, forward))
+        of_track[track.index] = flow
+        for v in vs:
+            by_view.setdefault(v, (flow, forward))
+    return flows, of_track

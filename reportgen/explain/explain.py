@@ -1,0 +1,459 @@
+"""Explain correlated packets: path class, per-hop text, NAT, skipped hooks and the verdict.
+
+Pure functions over the model; the hook graph in reportgen.netfilter is the only source of "what
+comes next", so the same code explains bridged, routed, local and NAT'd traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reportgen.explain.correlate import Flow, Track, group_conversations, is_reply_by_itself, views
+from reportgen.explain.topology import Topology
+from reportgen.model import Conversation, Endpoint, Event, Hop, Nat, Packet, Skipped, Verdict
+from reportgen.netfilter import (
+    BRIDGE,
+    BRIDGED,
+    BRIDGED_TO_HOST,
+    LOCAL_IN,
+    LOCAL_IN_FROM_BRIDGE,
+    LOCAL_OUT,
+    OUT_VIA_BRIDGE,
+    ROUTED,
+    ROUTED_FROM_BRIDGE,
+    STAGES,
+    tables_at,
+)
+
+_BRNF_CALLED = frozenset({"ip-pre", "ip-fwd-br", "ip-post-br"})
+_ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
+               ("ICMP", 11): "time exceeded", ("ICMPv6", 128): "echo request", ("ICMPv6", 129): "echo reply",
+               ("ICMPv6", 135): "neighbour solicitation", ("ICMPv6", 136): "neighbour advertisement"}
+
+
+@dataclass(frozen=True)
+class Slot:
+    stage: str
+    family: str
+    table: str
+
+
+def _family(track: Track) -> str:
+    for ev in track.events:
+        if ev.hook.family != BRIDGE:
+            return ev.hook.family
+        if ev.record.l3 in ("ipv4", "ipv6"):
+            return ev.record.l3
+    return "ipv4"
+
+
+def _proto(track: Track) -> str | None:
+    for ev in track.events:
+        if ev.record.proto:
+            return ev.record.proto
+    return None
+
+
+def _entered_bridge(track: Track) -> bool:
+    return any(st in ("br-pre", "br-in", "br-fwd") for st in track.stages) or any(
+        ev.record.physin for ev in track.events
+    )
+
+
+def _out_via_bridge(track: Track, topo: Topology) -> bool:
+    if any(st in ("br-out", "br-post-out") for st in track.stages):
+        return True
+    return bool(track.ip_out()) and topo.is_bridge(track.ip_out())
+
+
+def path_class(track: Track) -> str:
+    """Classify the path: bridged, bridged-to-host, routed, local-in, local-out or undetermined."""
+    st = set(track.stages)
+    if "ip-out" in st or (track.stages[0] in ("ip-post", "br-out", "br-post-out") and not track.physin()):
+        return "local-out"
+    if "ip-in" in st:
+        return "local-in"
+    if st & {"ip-fwd", "ip-post"}:
+        return "routed"
+    if st & {"br-fwd", "ip-fwd-br", "br-post", "ip-post-br"}:
+        return "bridged"
+    if "br-in" in st:
+        return "bridged-to-host"
+    return "undetermined"
+
+
+def _template(track: Track, cls: str, topo: Topology) -> tuple[str, ...]:
+    via_br = _entered_bridge(track)
+    out_br = OUT_VIA_BRIDGE if _out_via_bridge(track, topo) else ()
+    brnf_off = topo.brnf(_family(track)) == "0"
+    t: tuple[str, ...]
+    if cls == "local-out":
+        t = LOCAL_OUT + out_br
+    elif cls == "local-in":
+        t = LOCAL_IN_FROM_BRIDGE if via_br else LOCAL_IN
+    elif cls == "routed":
+        t = (ROUTED_FROM_BRIDGE if via_br else ROUTED) + out_br
+    elif cls == "bridged":
+        t = BRIDGED
+    elif cls == "bridged-to-host":
+        t = BRIDGED_TO_HOST
+    else:
+        return tuple(dict.fromkeys(track.stages))
+    if via_br and (brnf_off or "ip-pre-up" in track.stages) and cls in ("local-in", "routed"):
+        # Without br_netfilter's PREROUTING call the IP PREROUTING hooks run when the frame goes up
+        # from the bridge (ip_rcv on the bridge device), i.e. after bridge INPUT.
+        t = tuple(s for s in t if s != "ip-pre")
+        i = t.index("br-in") + 1
+        t = t[:i] + ("ip-pre-up",) + t[i:]
+    return t
+
+
+class CaseFacts:
+    """What the whole case shows: which (stage, family, table, proto) had a LOG rule that fired."""
+
+    def __init__(self, tracks: list[Track]) -> None:
+        self.seen: set[tuple[str, str, str]] = set()
+        self.seen_proto: set[tuple[str, str, str, str | None]] = set()
+        self.tables: dict[str, set[str]] = {}
+        for t in tracks:
+            proto = _proto(t)
+            for ev, st in zip(t.events, t.stages, strict=True):
+                table = ev.hook.table or "?"
+                fam = "bridge" if ev.hook.family == BRIDGE else "ip"
+                self.seen.add((st, fam, table))
+                self.seen_proto.add((st, fam, table, proto))
+                self.tables.setdefault(fam, set()).add(table)
+
+    def instrumented(self, slot: Slot, proto: str | None) -> bool:
+        fam = "bridge" if slot.family == BRIDGE else "ip"
+        alias = {"ip-pre-up": "ip-pre", "ip-fwd-br": "ip-fwd", "ip-post-br": "ip-post", "br-post-out": "br-post"}
+        stages = {slot.stage, alias.get(slot.stage, slot.stage)}
+        stages |= {k for k, v in alias.items() if v == slot.stage}
+        return any((s, fam, slot.table, proto) in self.seen_proto for s in stages)
+
+    def any_seen(self, slot: Slot) -> bool:
+        fam = "bridge" if slot.family == BRIDGE else "ip"
+        return (slot.stage, fam, slot.table) in self.seen
+
+
+def _slots(template: Iterable[str], family: str, facts: CaseFacts) -> list[Slot]:
+    out = []
+    for key in template:
+        stage = STAGES[key]
+        fam = BRIDGE if stage.family_kind == "bridge" else family
+        kind = "bridge" if fam == BRIDGE else "ip"
+        for table in tables_at(fam, stage.hook):
+            # filter and nat hold the rules every host has (Docker's among them); other tables the
+            # trace never mentions (no LOG rule anywhere) would only add noise.
+            if table in facts.tables.get(kind, set()) or (kind == "ip" and table in ("filter", "nat")):
+                out.append(Slot(key, fam, table))
+    return out
+
+
+# --- text helpers --------------------------------------------------------------------------------
+
+def _named(topo: Topology, value: str | None) -> str:
+    if not value:
+        return "-"
+    name = topo.name(value)
+    return f"{value} ({name})" if name else value
+
+
+def _port(topo: Topology, port: str) -> str:
+    br = topo.bridge_of(port)
+    return f"{port} (port of {br})" if br else port
+
+
+def describe_packet(track: Track) -> str:
+    """Summarise a packet in one line: protocol, addresses, ids."""
+    l3 = track.l3()
+    if l3 is None:
+        r = track.events[0].record
+        proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "frame")
+        return f"{proto} frame {r.mac_src} → {r.mac_dst}"
+    first = next(ev.record for ev in track.events if ev.record.src)
+    p = first.proto or "?"
+    if p in ("ICMP", "ICMPv6"):
+        kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
+        ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
+        return f"{p} {kind} {first.src} → {first.dst}{ids}"
+    if first.sport is not None:
+        flags = f" [{' '.join(first.tcp_flags)}]" if first.tcp_flags else ""
+        return f"{p} {first.src}:{first.sport} → {first.dst}:{first.dport}{flags}"
+    return f"{p} {first.src} → {first.dst}"
+
+
+def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topology, forward: bool,
+              prev_hop: tuple[Event, str] | None) -> list[str]:
+    r = ev.record
+    out: list[str] = []
+    if prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
+        p_ev = prev_hop[0]
+        out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
+                   "by table priority.")
+    elif stage == "br-pre":
+        if ev.hook.table == "broute":
+            out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}; the broute table decides "
+                       "first whether it is bridged or handed to routing (ebtables(8) BROUTING).")
+        else:
+            out.append(f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
+                       f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}.")
+    elif stage == "ip-pre" and r.physin:
+        out.append(f"bridge-nf-call-iptables hands the bridged frame to the IP hooks: IN is the bridge "
+                   f"{r.in_dev}, PHYSIN the port {r.physin}. Routing has not happened yet, so OUT is empty.")
+    elif stage in ("ip-pre", "ip-pre-up"):
+        out.append(f"Received on {r.in_dev}; routing has not happened yet, so OUT is empty.")
+    elif stage == "br-in":
+        owner = topo.mac_owner(r.mac_dst or "")
+        why = f"is {owner}'s own MAC" if owner else "is the bridge's own address"
+        out.append(f"The destination MAC {r.mac_dst} {why}, so the bridge passes the frame up to the host "
+                   "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it.")
+    elif stage == "br-fwd":
+        where = topo.fdb.get(r.mac_dst or "")
+        fact = (f"{r.mac_dst} is learned on port {where[0]} (bridge fdb)" if where
+                else f"{r.mac_dst} is not the bridge's own MAC")
+        out.append(f"Bridged: {fact}, so the bridge forwards the frame from {r.in_dev} to {r.out_dev}; "
+                   "no routing, no TTL change.")
+    elif stage == "ip-fwd-br":
+        out.append(f"The IP FORWARD hooks for a bridged frame: IN and OUT are both the bridge {r.in_dev}; "
+                   f"PHYSIN {r.physin} and PHYSOUT {r.physout} are the ports.")
+    elif stage == "ip-fwd":
+        route = topo.route_for(r.dst or "")
+        via = ""
+        if route:
+            via = (f" via gateway {route.gateway}" if route.gateway else " (directly connected)")
+            via = f" by route {route.dst}{via} on {route.dev}"
+        out.append(f"Routed: the routing decision sends it from {r.in_dev} to {r.out_dev}{via}.")
+    elif stage in ("ip-post", "ip-post-br"):
+        if stage == "ip-post-br":
+            out.append(f"Bridge POSTROUTING calls the IP POSTROUTING hooks; OUT is the bridge {r.out_dev}, "
+                       f"PHYSOUT the port {r.physout}. IN is empty at POSTROUTING.")
+        else:
+            out.append(f"Leaving through {r.out_dev}; the kernel passes no input device at POSTROUTING, "
+                       "so IN is empty.")
+    elif stage == "ip-out":
+        route = topo.route_for(r.dst or "")
+        via = f" (route {route.dst} on {route.dev})" if route else ""
+        out.append(f"Generated by the host itself: no IN and no MAC yet; the route lookup chose OUT={r.out_dev}{via}.")
+    elif stage == "ip-in":
+        out.append(f"Delivered up the host's stack: {r.dst} is a local address, so the IP layer does not "
+                   "forward it.")
+    elif stage == "br-out":
+        who = "The routed packet leaves" if cls == "routed" else "The host sends"
+        out.append(f"{who} through the bridge: bridge OUTPUT sees the frame the host built "
+                   f"({_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}) leaving by port "
+                   f"{_port(topo, r.out_dev)}.")
+    elif stage in ("br-post", "br-post-out"):
+        out.append(f"Bridge POSTROUTING: the frame leaves by port {_port(topo, r.out_dev)}; the bridge "
+                   "clears IN at this hook.")
+    if prev is not None and prev.record.src and r.src:
+        p = prev.record
+        if p.src != r.src:
+            what = "source NAT" if forward else "conntrack reversed the request's destination NAT"
+            out.append(f"Source changed {p.src} → {r.src} since the previous hop: {what}.")
+        if p.dst != r.dst and forward:
+            out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: "
+                       "destination NAT, before the routing decision.")
+        elif p.dst != r.dst:
+            out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: conntrack reversed "
+                       "the request's source NAT, before the routing decision, so the route to the "
+                       "original sender is used.")
+        if p.ttl is not None and r.ttl is not None and r.ttl == p.ttl - 1:
+            out.append(f"TTL {p.ttl} → {r.ttl}: the packet was routed (ip_forward() decrements the TTL, "
+                       "net/ipv4/ip_forward.c).")
+    if r.truncated:
+        out.append("The record is cut off (truncated); only the fields before the cut are used.")
+    return out
+
+
+# --- NAT ------------------------------------------------------------------------------------------
+
+def _nat_type(after: Endpoint, out_dev: str, topo: Topology) -> tuple[str, str]:
+    how = topo.addr_on(after.addr, out_dev) if out_dev else None
+    if how:
+        return "MASQUERADE", f"{how}: the address MASQUERADE takes from the outgoing interface"
+    return "SNAT", "no snapshot ties the new address to the outgoing interface, so SNAT or MASQUERADE"
+
+
+def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: Topology) -> list[Nat]:
+    out: list[Nat] = []
+    prev: Event | None = None
+    for ev, st in zip(track.events, track.stages, strict=True):
+        r = ev.record
+        if r.src is None:
+            continue
+        if prev is not None:
+            p = prev.record
+            fam = ev.hook.family if ev.hook.family != BRIDGE else (r.l3 or "ipv4")
+            ps, pd = _eps(prev)
+            rs, rd = _eps(ev)
+            if (p.dst, pd.port) != (r.dst, rd.port):
+                hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
+                if forward:
+                    out.append(Nat("DNAT", "original", f"{fam} nat {hook}", "destination", pd, rd,
+                                   f"the destination differs between {prev.hook.label} and {ev.hook.label}"))
+                else:
+                    out.append(Nat(flow_type.get("source", "SNAT"), "reply", f"{fam} nat {hook}", "destination",
+                                   pd, rd, "conntrack reverses the original direction's source NAT on the reply, "
+                                   "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"))
+            if (p.src, ps.port) != (r.src, rs.port):
+                hook = "INPUT" if st == "ip-in" else "POSTROUTING"
+                if forward:
+                    typ, why = _nat_type(rs, r.out_dev, topo)
+                    out.append(Nat(typ, "original", f"{fam} nat {hook}", "source", ps, rs, why))
+                else:
+                    out.append(Nat("DNAT", "reply", f"{fam} nat {hook}", "source", ps, rs,
+                                   "conntrack reverses the original direction's destination NAT on the reply"))
+        prev = ev
+    return out
+
+
+def _eps(ev: Event) -> tuple[Endpoint, Endpoint]:
+    r = ev.record
+    if r.proto in ("ICMP", "ICMPv6") and r.icmp_id is not None:
+        return Endpoint(r.src or "", r.icmp_id), Endpoint(r.dst or "", r.icmp_id)
+    return Endpoint(r.src or "", r.sport), Endpoint(r.dst or "", r.dport)
+
+
+def _inferred_nats(track: Track, flow: Flow, topo: Topology) -> list[Nat]:
+    """Find the request's NAT from its reply: the rewrite at nat POSTROUTING is after the last LOG."""
+    vs = views(track)
+    if not vs:
+        return []
+    last = vs[-1]
+    out: list[Nat] = []
+    for other, fwd in flow.members:
+        if fwd:
+            continue
+        ovs = views(other)
+        if not ovs:
+            continue
+        _, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
+        fam = _family(track)
+        if r_dst != last[1] and r_dst.addr and last[1].addr:
+            typ, why = _nat_type(r_dst, track.ip_out(), topo)
+            out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
+                           f"its reply came back to {r_dst}; {why}"))
+        if r_src != last[2] and r_src.addr and last[2].addr:
+            out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
+                           f"its reply came back from {r_src}"))
+        break
+    return out
+
+
+# --- skipped hooks and verdict --------------------------------------------------------------------
+
+def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
+                 via_bridge: bool) -> tuple[str, str]:
+    brnf = topo.brnf(slot.family)
+    if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in _BRNF_CALLED:
+        key = "bridge-nf-call-ip6tables" if slot.family == "ipv6" else "bridge-nf-call-iptables"
+        return "bridge-nf-off", (f"net.bridge.{key} = 0: the bridge does not call the IP hooks for bridged "
+                                 "frames (br_nf_pre_routing returns early, net/bridge/br_netfilter_hooks.c)")
+    if slot.table == "nat" and not first_in_flow:
+        return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
+                             "applies the stored mapping to every later packet and to replies "
+                             "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
+    if not facts.any_seen(slot):
+        return "no-rule", ("no line from this hook anywhere in the trace: there is no LOG rule there, or an "
+                           "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first")
+    return "not-logged", ("other packets were logged here but not this one: an earlier rule in the chain "
+                          "ended its traversal before the LOG rule, or the LOG rule's match excluded it")
+
+
+def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot]) -> Verdict:
+    last = track.last
+    r = last.record
+    where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})"
+    if missing:
+        nxt = ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
+                        for s in missing[:3])
+        return Verdict("last-seen", where,
+                       f"Last seen at {where}. The next hooks with LOG rules on its path ({nxt}) never logged it: "
+                       f"it was probably dropped at {last.hook.label} or just after.")
+    if cls == "local-in":
+        return Verdict("delivered", "local process",
+                       f"Delivered to a local process on the host (last hook: {last.hook.label}, IN={r.in_dev}).")
+    if cls == "bridged-to-host":
+        return Verdict("delivered", "host stack", f"Passed up from the bridge to the host (last hook {where}).")
+    if cls in ("routed", "local-out", "bridged"):
+        dev = r.out_dev
+        if r.physout:
+            dev = r.physout
+        desc = _port(topo, dev) if dev else "?"
+        return Verdict("left", dev or "?", f"Left the host via {desc}.")
+    return Verdict("last-seen", where, f"Last seen at {where}; the trace does not show where it went next.")
+
+
+# --- the whole case -------------------------------------------------------------------------------
+
+def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
+    """Turn tracks into explained packets grouped in conversations, in input order."""
+    facts = CaseFacts(tracks)
+    flows, of_track = group_conversations(tracks)
+    conv_id = {f.index: f"c{f.index + 1}" for f in flows}
+    # The NAT type of each flow, learned from its request, so replies can name what they reverse.
+    flow_types: dict[int, dict[str, str]] = {}
+    for f in flows:
+        for t, fwd in f.members:
+            if fwd:
+                for n in _direct_nats(t, True, {}, topo) + _inferred_nats(t, f, topo):
+                    flow_types.setdefault(f.index, {})[n.field] = n.type
+    packets: list[Packet] = []
+    for t in tracks:
+        flow = of_track.get(t.index)
+        forward = True
+        first_in_flow = True
+        if flow is not None:
+            forward = next(d for tr, d in flow.members if tr is t)
+            first_in_flow = flow.members[0][0] is t and forward
+        else:
+            forward = not is_reply_by_itself(t)
+        cls = path_class(t)
+        fam = _family(t)
+        proto = _proto(t)
+        slots = _slots(_template(t, cls, topo), fam, facts)
+        observed = {(st, ev.hook.table) for ev, st in zip(t.events, t.stages, strict=True)}
+        last_idx = max((i for i, s in enumerate(slots) if (s.stage, s.table) in observed), default=-1)
+        via_br = _entered_bridge(t)
+        skipped: list[Skipped] = []
+        missing: list[Slot] = []
+        for i, s in enumerate(slots):
+            if (s.stage, s.table) in observed:
+                continue
+            reason, text = _skip_reason(s, t, first_in_flow, facts, topo, via_br)
+            if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
+                missing.append(s)
+            skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
+        verdict = _verdict(t, cls, topo, missing)
+        if verdict.kind == "last-seen":
+            # After a probable drop only the hooks before the last hop are "skipped"; later ones were
+            # never reached.
+            skipped = [k for k in skipped if any(k.stage == s.stage and k.table == s.table
+                                                 for s in slots[: last_idx + 1])]
+        hops = []
+        prev: Event | None = None
+        prev_hop: tuple[Event, str] | None = None
+        for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
+            hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
+            prev_hop = (ev, st)
+            if ev.record.src:
+                prev = ev
+        ftypes = flow_types.get(flow.index, {}) if flow else {}
+        nats = _direct_nats(t, forward, ftypes, topo)
+        if forward and flow is not None and not any(n.field == "source" for n in nats):
+            nats += [n for n in _inferred_nats(t, flow, topo) if n.field == "source"]
+        packets.append(Packet(
+            id=f"p{t.index + 1}", conversation=conv_id[flow.index] if flow else "-",
+            role="request" if forward else "reply", path=cls, summary=describe_packet(t),
+            hops=tuple(hops), nat=tuple(nats), skipped=tuple(skipped), verdict=verdict,
+        ))
+    convs = []
+    for f in flows:
+        proto, a, b = f.original
+        convs.append(Conversation(
+            id=conv_id[f.index], proto=proto, summary=f"{proto} {a} ↔ {b}", original=(a, b),
+            packets=tuple(f"p{t.index + 1}" for t, _ in f.members),
+        ))
+    return convs, packets

@@ -1,0 +1,144 @@
+"""A host topology from the snapshots: bridges and ports, MACs, routes, addresses, endpoint names."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from reportgen.model import Snapshot
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str
+    gateway: str | None
+    dev: str
+    metric: int
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What the snapshots say about the host; every field may be empty."""
+
+    bridges: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    iface_mac: dict[str, str] = field(default_factory=dict)
+    fdb: dict[str, tuple[str, str]] = field(default_factory=dict)  # learned MAC -> (port, bridge)
+    routes: tuple[Route, ...] = ()
+    host_addrs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # iface -> CIDRs
+    names: dict[str, str] = field(default_factory=dict)  # IP or MAC -> endpoint name
+    sysctl: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # fact -> snapshot file it came from
+
+    def bridge_of(self, port: str) -> str | None:
+        for br, ports in self.bridges.items():
+            if port in ports:
+                return br
+        return None
+
+    def is_bridge(self, dev: str) -> bool:
+        return dev in self.bridges
+
+    def mac_owner(self, mac: str) -> str | None:
+        for dev, m in self.iface_mac.items():
+            if m == mac:
+                return dev
+        return None
+
+    def route_for(self, addr: str) -> Route | None:
+        """Longest-prefix match, then lowest metric (fib lookup order, net/ipv4/fib_trie.c)."""
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return None
+        best: tuple[int, int, Route] | None = None
+        for r in self.routes:
+            net = ipaddress.ip_network(r.dst, strict=False)
+            if net.version == ip.version and ip in net:
+                key = (-net.prefixlen, r.metric)
+                if best is None or key < best[:2]:
+                    best = (key[0], key[1], r)
+        return best[2] if best else None
+
+    def addr_on(self, addr: str, dev: str) -> str | None:
+        """Say how an address belongs to an interface: a configured address or its connected net."""
+        for cidr in self.host_addrs.get(dev, ()):
+            if cidr.split("/")[0] == addr:
+                return f"{addr} is configured on {dev}"
+        r = self.route_for(addr)
+        if r and r.dev == dev and r.gateway is None:
+            return f"{addr} is on {dev}'s connected network {r.dst}"
+        return None
+
+    def brnf(self, family: str) -> str | None:
+        key = "net.bridge.bridge-nf-call-ip6tables" if family == "ipv6" else "net.bridge.bridge-nf-call-iptables"
+        return self.sysctl.get(key)
+
+    def name(self, addr_or_mac: str | None) -> str | None:
+        if not addr_or_mac:
+            return None
+        if addr_or_mac in self.names:
+            return self.names[addr_or_mac]
+        dev = self.mac_owner(addr_or_mac)
+        if dev:
+            return f"{dev}'s own MAC"
+        for dev, cidrs in self.host_addrs.items():
+            if any(c.split("/")[0] == addr_or_mac for c in cidrs):
+                return f"host address on {dev}"
+        return None
+
+
+def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
+    """Merge every snapshot into one Topology."""
+    bridges: dict[str, list[str]] = {}
+    iface_mac: dict[str, str] = {}
+    fdb: dict[str, tuple[str, str]] = {}
+    routes: list[Route] = []
+    host_addrs: dict[str, tuple[str, ...]] = {}
+    names: dict[str, str] = {}
+    sysctl: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for snap in snapshots:
+        data: Any = snap.data
+        host = snap.host
+        if snap.kind in ("ip-link", "ip-addr"):
+            for itf in data["interfaces"]:
+                if host != "host":
+                    # A container's own view: name its addresses and MAC after it.
+                    if itf["name"] != "lo":
+                        for cidr in itf["addresses"]:
+                            names[cidr.split("/")[0]] = host
+                        if itf["mac"]:
+                            names[itf["mac"]] = host
+                    continue
+                if itf["mac"]:
+                    iface_mac[itf["name"]] = itf["mac"]
+                if itf["master"]:
+                    bridges.setdefault(itf["master"], [])
+                    if itf["name"] not in bridges[itf["master"]]:
+                        bridges[itf["master"]].append(itf["name"])
+                    sources[f"port:{itf['name']}"] = snap.name
+                if itf["addresses"]:
+                    host_addrs[itf["name"]] = tuple(itf["addresses"])
+        elif snap.kind == "brctl-show":
+            for br in data["bridges"]:
+                lst = bridges.setdefault(br["name"], [])
+                lst.extend(p for p in br["ports"] if p not in lst)
+        elif snap.kind == "bridge-fdb":
+            for e in data["entries"]:
+                if e["master"] and not e["permanent"] and e["dev"] != e["master"]:
+                    fdb[e["mac"]] = (e["dev"], e["master"])
+                    sources[f"fdb:{e['mac']}"] = f"{snap.name}:{e['line']}"
+                if e["master"] and e["dev"] == e["master"]:
+                    bridges.setdefault(e["master"], [])
+        elif snap.kind in ("route-n", "ip-route"):
+            for r in data["routes"]:
+                routes.append(Route(r["dst"], r["gateway"], r["dev"] or "", r["metric"]))
+                sources.setdefault("routes", snap.name)
+        elif snap.kind == "sysctl":
+            sysctl.update(data["values"])
+            sources.setdefault("sysctl", snap.name)
+    return Topology(
+        bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,
+        routes=tuple(routes), host_addrs=host_addrs, names=names, sysctl=sysctl, sources=sources,
+    )

@@ -1,0 +1,217 @@
+"""The data model: frozen dataclasses shared by parsers, the explainer and the renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class LineRef:
+    """Where a line came from: the file (as named in the case) and its 1-based line number."""
+
+    file: str
+    line: int
+
+    @property
+    def anchor(self) -> str:
+        """Return a stable HTML id for the line (never built from file text beyond a counter)."""
+        return f"L{self.line}"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One kernel log record, parsed: the fields of an nf_log (LOG/nft log) or ebt_log line."""
+
+    ref: LineRef
+    text: str  # the whole input line, decoded, without the line end
+    stamp: float | None  # kernel monotonic seconds, when the wrapper carried them
+    fmt: str  # "nflog" or "ebtlog"
+    prefix: str  # verbatim, untrimmed
+    in_dev: str
+    out_dev: str
+    physin: str = ""
+    physout: str = ""
+    mac_src: str | None = None
+    mac_dst: str | None = None
+    ethertype: int | None = None
+    l3: str | None = None  # "ipv4", "ipv6", "arp" or None
+    src: str | None = None
+    dst: str | None = None
+    length: int | None = None
+    ttl: int | None = None  # TTL or HOPLIMIT
+    ipid: int | None = None
+    ip_flags: tuple[str, ...] = ()
+    proto: str | None = None  # "ICMP", "TCP", "UDP", "ICMPv6", or a number as text
+    sport: int | None = None
+    dport: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None
+    icmp_seq: int | None = None
+    tcp_flags: tuple[str, ...] = ()
+    tcp_seq: int | None = None
+    flowlabel: int | None = None
+    mark: str | None = None
+    truncated: bool = False
+    extra: tuple[str, ...] = ()  # tokens the tokenizer kept but did not interpret
+
+
+@dataclass(frozen=True)
+class HookRef:
+    """Which netfilter hook and table a record was logged at."""
+
+    family: str  # bridge / ipv4 / ipv6
+    hook: str  # PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
+    table: str | None
+    chain: str
+    how: str  # how it was recognised: "prefix words", "prefix map", "TRACE prefix"
+
+    @property
+    def label(self) -> str:
+        tool = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}[self.family]
+        return f"{tool} {self.table or '?'} {self.chain}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A record placed at its hook."""
+
+    record: LogRecord
+    hook: HookRef
+
+
+@dataclass(frozen=True)
+class UnusedLine:
+    """An input line that did not become an event, and why."""
+
+    ref: LineRef
+    reason: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An address and port (the ICMP echo id stands in for ports), as conntrack keys a flow."""
+
+    addr: str
+    port: int | None
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return self.addr
+        if ":" in self.addr:
+            return f"[{self.addr}]:{self.port}"
+        return f"{self.addr}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Nat:
+    """An address translation: what it was, where it happened and the evidence for it."""
+
+    type: str  # "DNAT", "SNAT" or "MASQUERADE"
+    direction: str  # "original" (the rule's own rewrite) or "reply" (conntrack reversing it)
+    hook: str  # e.g. "ipv4 nat POSTROUTING"
+    field: str  # "source" or "destination"
+    before: Endpoint
+    after: Endpoint
+    evidence: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A hook the packet's path passes but where no line of this packet was logged."""
+
+    stage: str
+    family: str
+    table: str
+    hook: str
+    reason: str  # "conntrack", "no-rule", "bridge-nf-off", "not-logged"
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of the packet."""
+
+    kind: str  # "delivered", "left", "dropped", "last-seen"
+    where: str
+    explanation: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One event of a packet, with its place on the path and its explanation."""
+
+    step: int
+    event: Event
+    stage: str
+    explanation: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One packet instance: its hops in hook order and what the explainer concluded."""
+
+    id: str
+    conversation: str
+    role: str  # "request" or "reply"
+    path: str  # bridged, bridged-to-host, routed, local-in, local-out, undetermined
+    summary: str
+    hops: tuple[Hop, ...]
+    nat: tuple[Nat, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The packets of one flow (one conntrack entry): requests and replies."""
+
+    id: str
+    proto: str
+    summary: str
+    original: tuple[Endpoint, Endpoint]
+    packets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file of a case and how it was used."""
+
+    name: str
+    kind: str  # "trace" or a snapshot kind
+    lines: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A host snapshot: the parsed facts the explainer may use, plus the raw text for the report."""
+
+    name: str
+    kind: str
+    text: str
+    data: object = None
+    host: str = "host"  # whose view it is: the host, or a container named in the manifest
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a renderer needs, already sorted."""
+
+    name: str
+    title: str
+    description: str
+    files: tuple[InputFile, ...]
+    snapshots: tuple[Snapshot, ...]
+    conversations: tuple[Conversation, ...]
+    packets: tuple[Packet, ...]
+    lines_total: int
+    lines_used: int
+    unused: tuple[UnusedLine, ...]
+    lines: tuple[tuple[LineRef, str], ...] = field(default=())  # every trace line, for the appendix
+    notes: tuple[str, ...] = ()

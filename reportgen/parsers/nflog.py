@@ -1,0 +1,253 @@
+"""Parse kernel LOG / nft ``log`` lines (net/netfilter/nf_log_syslog.c) and ebtables ``--log`` lines.
+
+Usage::
+
+    rec = parse_kernel_message(msg, ref, text, stamp)   # LogRecord, or None if not a netfilter line
+
+nf_log_syslog prints ``"%sIN=%s OUT=%s "`` with no separator after the prefix, so the prefix may be
+glued to ``IN=`` and may itself contain ``IN=``; the rightmost ``IN=.. OUT=..`` anchor is the real
+one (trace-formats.md section 6, items 1-2). The body is tokenised left to right; duplicate keys
+(``ID=``, ``LEN=``, ``SEQ=``) are told apart by position, never by a dict.
+
+ebt_log.c prints its own format, ``"%s IN=%s OUT=%s MAC source = %pM MAC dest = %pM proto = 0x%04x"``
+with optional ``IP SRC=..`` / ``IPv6 SRC=..`` / ``ARP ..`` tails (trace-formats.md section 2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from reportgen.model import LineRef, LogRecord
+
+_ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
+_EBT = re.compile(
+    r"^(?P<prefix>.*) IN=(?P<in>[^\s/:]{0,15}) OUT=(?P<out>[^\s/:]{0,15}) "
+    r"MAC source = (?P<smac>[0-9a-fA-F:]{11,17}) MAC dest = (?P<dmac>[0-9a-fA-F:]{11,17}) "
+    r"proto = 0x(?P<proto>[0-9a-fA-F]{4})(?P<rest>.*)$"
+)
+_EBT_IP = re.compile(
+    r"^ IP SRC=(?P<src>[\d.]+) IP DST=(?P<dst>[\d.]+), IP tos=0x[0-9A-Fa-f]{2}, IP proto=(?P<proto>\d+)"
+    r"(?: SPT=(?P<spt>\d+) DPT=(?P<dpt>\d+))?"
+)
+_EBT_IP6 = re.compile(
+    r"^ IPv6 SRC=(?P<src>[0-9a-fA-F:]+) IPv6 DST=(?P<dst>[0-9a-fA-F:]+), IPv6 priority=0x[0-9A-Fa-f], "
+    r"Next Header=(?P<proto>\d+)(?: SPT=(?P<spt>\d+) DPT=(?P<dpt>\d+))?"
+)
+_IP_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 136: "UDPLITE"}
+_TCP_FLAGS = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"})
+_IP_FLAGS = frozenset({"CE", "DF", "MF"})
+
+
+def _norm_addr(text: str) -> str:
+    """Normalise an address: nf_log prints IPv6 uncompressed (%pI6), nft and ebt_log may not."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def _int(text: str, base: int = 10) -> int | None:
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
+    """Parse one kernel message (wrapper already stripped); None when it is not a netfilter record."""
+    if " MAC source = " in msg:
+        rec = _parse_ebt(msg, ref, text, stamp)
+        if rec is not None:
+            return rec
+    anchors = list(_ANCHOR.finditer(msg))
+    if not anchors:
+        return None
+    m = anchors[-1]
+    body = msg[m.end():].strip(" ")
+    return _parse_nflog_body(msg[: m.start()], m.group("in"), m.group("out"), body, ref, text, stamp)
+
+
+def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
+    m = _EBT.match(msg)
+    if not m:
+        return None
+    ethertype = int(m.group("proto"), 16)
+    rest = m.group("rest")
+    fields: dict[str, object] = {}
+    extra: tuple[str, ...] = ()
+    truncated = False
+    ip = _EBT_IP.match(rest) or _EBT_IP6.match(rest)
+    if ip:
+        proto_num = int(ip.group("proto"))
+        fields = {
+            "l3": "ipv4" if ethertype == 0x0800 else "ipv6",
+            "src": _norm_addr(ip.group("src")),
+            "dst": _norm_addr(ip.group("dst")),
+            "proto": _IP_PROTO_NAMES.get(proto_num, str(proto_num)),
+        }
+        if ip.group("spt"):
+            fields["sport"] = int(ip.group("spt"))
+            fields["dport"] = int(ip.group("dpt"))
+        tail = rest[ip.end():].strip()
+        if tail:
+            extra = (tail,)
+    elif rest.strip():
+        if "INCOMPLETE" in rest:
+            truncated = True
+        extra = (rest.strip(),)
+    elif ethertype == 0x0800:
+        fields = {"l3": "ipv4"}
+    elif ethertype == 0x86DD:
+        fields = {"l3": "ipv6"}
+    elif ethertype in (0x0806, 0x8035):
+        fields = {"l3": "arp"}
+    return LogRecord(
+        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix"),
+        in_dev=m.group("in"), out_dev=m.group("out"),
+        mac_src=m.group("smac").lower(), mac_dst=m.group("dmac").lower(), ethertype=ethertype,
+        truncated=truncated, extra=extra, **fields,  # type: ignore[arg-type]
+    )
+
+
+def _tokens(body: str) -> list[str]:
+    """Split the body on spaces, keeping bracket groups ``[...]`` and ``OPT (...)`` as one token."""
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        if body[i] == " ":
+            i += 1
+            continue
+        if body[i] == "[":
+            depth, j = 0, i
+            while j < n:
+                if body[j] == "[":
+                    depth += 1
+                elif body[j] == "]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            out.append(body[i: j + 1])
+            i = j + 1
+            continue
+        if body.startswith("OPT (", i):
+            j = body.find(")", i)
+            j = n - 1 if j < 0 else j
+            out.append(body[i: j + 1])
+            i = j + 1
+            continue
+        j = body.find(" ", i)
+        j = n if j < 0 else j
+        out.append(body[i:j])
+        i = j
+    return out
+
+
+def _parse_nflog_body(
+    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord:
+    f: dict[str, object] = {}
+    extra: list[str] = []
+    ip_flags: list[str] = []
+    tcp_flags: list[str] = []
+    truncated = False
+    proto: str | None = None
+    seen_len = 0
+    toks = _tokens(body)
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        i += 1
+        key, eq, val = tok.partition("=")
+        if not eq:
+            if tok in _TCP_FLAGS and proto == "TCP":
+                tcp_flags.append(tok)
+            elif tok in _IP_FLAGS and proto is None:
+                ip_flags.append(tok)
+            elif tok == "TRUNCATED" or tok.startswith("OPT (TRUNC"):
+                truncated = True
+            elif tok == "INCOMPLETE":
+                # "INCOMPLETE [N bytes]" is a cut-off header; a bare IPv6 "FRAG:x INCOMPLETE ID:.."
+                # only means more fragments follow (trace-formats.md section 6, item 10).
+                if i < len(toks) and toks[i].endswith("bytes]"):
+                    truncated = True
+                    i += 1
+            elif tok.startswith("[") and tok.endswith("]") and tok != "[":
+                if tok.startswith("[SRC="):
+                    extra.append("embedded:" + tok)  # ICMP error: the quoted header (section 1.4)
+                else:
+                    extra.append(tok)
+            elif tok.startswith("[") or tok.startswith("OPT (") and not tok.endswith(")"):
+                truncated = True  # a dangling bracket means the record was cut off (section 6, 19)
+                extra.append(tok)
+            else:
+                extra.append(tok)
+            continue
+        if key == "PHYSIN":
+            f["physin"] = val
+        elif key == "PHYSOUT":
+            f["physout"] = val
+        elif key == "MAC":
+            parts = val.split(":")
+            if len(parts) == 14:  # Ethernet: destination, source, ethertype (dump_mac_header)
+                f["mac_dst"] = ":".join(parts[0:6]).lower()
+                f["mac_src"] = ":".join(parts[6:12]).lower()
+                f["ethertype"] = int(parts[12] + parts[13], 16)
+        elif key == "MACSRC" and "mac_src" not in f:
+            f["mac_src"] = val.lower()
+        elif key == "MACDST" and "mac_dst" not in f:
+            f["mac_dst"] = val.lower()
+        elif key == "MACPROTO" and "ethertype" not in f:
+            f["ethertype"] = _int(val, 16)
+        elif key == "SRC" and "src" not in f:
+            f["src"] = _norm_addr(val)
+        elif key == "DST" and "dst" not in f:
+            f["dst"] = _norm_addr(val)
+        elif key == "LEN":
+            seen_len += 1
+            if seen_len == 1:
+                f["length"] = _int(val)
+        elif key == "TOS":
+            f["l3"] = "ipv4"
+        elif key == "TC":
+            f["l3"] = "ipv6"
+        elif key in ("TTL", "HOPLIMIT"):
+            f["ttl"] = _int(val)
+        elif key == "FLOWLBL":
+            f["flowlabel"] = _int(val)
+        elif key == "ID" and proto is None:
+            f["ipid"] = _int(val)
+        elif key == "PROTO":
+            proto = val
+            f["proto"] = val
+        elif key == "SPT" and "sport" not in f:
+            f["sport"] = _int(val)
+        elif key == "DPT" and "dport" not in f:
+            f["dport"] = _int(val)
+        elif key == "SEQ":
+            if proto in ("ICMP", "ICMPv6"):
+                f["icmp_seq"] = _int(val)
+            elif proto == "TCP":
+                f["tcp_seq"] = _int(val)
+        elif key == "ID" and proto in ("ICMP", "ICMPv6"):
+            f["icmp_id"] = _int(val)
+        elif key == "TYPE":
+            f["icmp_type"] = _int(val)
+        elif key == "CODE":
+            f["icmp_code"] = _int(val)
+        elif key == "MARK":
+            f["mark"] = val
+        elif key == "ARP HTYPE" or tok.startswith("HTYPE="):
+            f["l3"] = "arp"
+        else:
+            extra.append(tok)
+    if toks and toks[-1] == "ARP":
+        f["l3"] = "arp"
+    if "ARP" in toks:
+        f["l3"] = "arp"
+    return LogRecord(
+        ref=ref, text=text, stamp=stamp, fmt="nflog", prefix=prefix, in_dev=in_dev, out_dev=out_dev,
+        ip_flags=tuple(ip_flags), tcp_flags=tuple(tcp_flags), truncated=truncated, extra=tuple(extra),
+        **f,  # type: ignore[arg-type]
+    )

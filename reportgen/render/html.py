@@ -1,0 +1,49 @@
+"""Render one self-contained HTML report per case (Jinja2, inline CSS and SVG, nothing fetched)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+
+from reportgen import __version__
+from reportgen.model import LineRef, Report
+from reportgen.render.dot import dot_to_svg, packet_dot
+
+_TOOL = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
+
+
+def _env() -> jinja2.Environment:
+    # autoescape=True (not select_autoescape, which does not cover *.html.j2) and StrictUndefined,
+    # so every string from the input is escaped and a typo in a template fails loudly.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("reportgen.templates"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def packet_svgs(report: Report) -> dict[str, str]:
+    """Render every packet's hook diagram to SVG."""
+    return {p.id: dot_to_svg(packet_dot(p)) for p in report.packets}
+
+
+def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
+    """Return the HTML report text."""
+    svgs = svgs if svgs is not None else packet_svgs(report)
+    file_index = {f.name: i for i, f in enumerate(report.files)}
+
+    def anchor(ref: LineRef) -> str:
+        return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
+
+    used_refs = {h.event.record.ref: p.id for p in report.packets for h in p.hops}
+    unused_refs = {u.ref: u.reason for u in report.unused}
+    css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
+    tmpl = _env().get_template("report.html.j2")
+    return tmpl.render(
+        r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_refs=unused_refs, css=css,
+        tool=_TOOL, version=__version__, packets_by_id={p.id: p for p in report.packets},
+    )

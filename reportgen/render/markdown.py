@@ -1,0 +1,38 @@
+"""Render a report as Markdown, escaping every input string."""
+
+from __future__ import annotations
+
+import re
+
+from reportgen.model import Report
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def md(text: object) -> str:
+    """Escape text for Markdown (inline): backslash every character Markdown could interpret."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    """Return the report as Markdown: summary table, then each packet's hops."""
+    out = [f"# {md(report.title)}", ""]
+    if report.description:
+        out += [md(report.description), ""]
+    out += ["| Packet | Role | Path | Verdict |", "|---|---|---|---|"]
+    for p in report.packets:
+        out.append(f"| {md(p.id)} {md(p.summary)} | {p.role} | {p.path} | {md(p.verdict.kind if p.verdict else '')}: "
+                   f"{md(p.verdict.where if p.verdict else '')} |")
+    for p in report.packets:
+        out += ["", f"## {md(p.id)}: {md(p.summary)}", "", f"Path: {p.path}. Verdict: "
+                f"{md(p.verdict.explanation if p.verdict else '')}", ""]
+        for h in p.hops:
+            r = h.event.record
+            out.append(f"{h.step}. `{md(h.event.hook.label)}` IN={md(r.in_dev or '-')} OUT={md(r.out_dev or '-')} "
+                       f"({md(r.ref)}): {md(' '.join(h.explanation))}")
+        for n in p.nat:
+            out.append(f"- NAT {n.type} ({n.direction}) at {md(n.hook)}: {md(n.before)} → {md(n.after)}")
+        for s in p.skipped:
+            out.append(f"- skipped {md(s.family)} {md(s.table)} {md(s.hook)}: {s.reason}")
+    out += ["", f"Input: {report.lines_total} lines, {report.lines_used} used, {len(report.unused)} unused.", ""]
+    return "\n".join(out)

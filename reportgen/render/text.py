@@ -1,0 +1,51 @@
+"""Render a report as a terminal tree: conversation -> packet -> hops."""
+
+from __future__ import annotations
+
+from reportgen.model import Report
+
+
+def render_text(report: Report) -> str:
+    """Return the plain-text explanation of a report."""
+    out: list[str] = [report.title, "=" * len(report.title), ""]
+    by_id = {p.id: p for p in report.packets}
+    listed: set[str] = set()
+    for conv in report.conversations:
+        out.append(f"{conv.id}  {conv.summary}")
+        for pid in conv.packets:
+            listed.add(pid)
+            out.extend(_packet(by_id[pid], "    "))
+        out.append("")
+    loose = [p for p in report.packets if p.id not in listed]
+    if loose:
+        out.append("packets without an IP conversation")
+        for p in loose:
+            out.extend(_packet(p, "    "))
+        out.append("")
+    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {len(report.unused)} unused")
+    for u in report.unused[:20]:
+        out.append(f"    {u.ref}: {u.reason}")
+    if len(report.unused) > 20:
+        out.append(f"    ... {len(report.unused) - 20} more unused lines (see the JSON report)")
+    return "\n".join(out) + "\n"
+
+
+def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
+    out = [f"{ind}├─ {p.id} {p.role}: {p.summary}  [{p.path}]"]
+    for h in p.hops:
+        r = h.event.record
+        ifs = f"IN={r.in_dev or '-'} OUT={r.out_dev or '-'}"
+        if r.physin or r.physout:
+            ifs += f" PHYSIN={r.physin or '-'} PHYSOUT={r.physout or '-'}"
+        out.append(f"{ind}│   {h.step:>2}. {h.event.hook.label:<32} {ifs}   ({r.ref})")
+        for line in h.explanation:
+            out.append(f"{ind}│         {line}")
+    for n in p.nat:
+        out.append(f"{ind}│   NAT {n.type} ({n.direction}) at {n.hook}: {n.field} {n.before} → {n.after}")
+        out.append(f"{ind}│         {n.evidence}")
+    for s in p.skipped:
+        tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")
+        out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason}")
+    if p.verdict:
+        out.append(f"{ind}└─ verdict: {p.verdict.kind} — {p.verdict.explanation}")
+    return out

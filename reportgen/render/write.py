@@ -1,0 +1,56 @@
+"""Write a report's files: the one place that decides output names and order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reportgen.model import Report
+
+
+def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Path]:
+    """Write the requested formats under OUT/<case name>/ and return the paths written."""
+    out = out_root / report.name
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def put(name: str, data: str | bytes) -> None:
+        p = out / name
+        if isinstance(data, bytes):
+            p.write_bytes(data)
+        else:
+            p.write_text(data, encoding="utf-8")
+        written.append(p)
+
+    svgs: dict[str, str] | None = None
+    if {"svg", "html", "pdf"} & set(formats):
+        from reportgen.render.html import packet_svgs
+
+        svgs = packet_svgs(report)
+    if "svg" in formats and svgs is not None:
+        (out / "svg").mkdir(exist_ok=True)
+        for pid, svg in svgs.items():
+            put(f"svg/{pid}.svg", svg)
+    html: str | None = None
+    if {"html", "pdf"} & set(formats):
+        from reportgen.render.html import render_html
+
+        html = render_html(report, svgs)
+    if "html" in formats and html is not None:
+        put("report.html", html)
+    if "json" in formats:
+        from reportgen.render.jsonout import render_json
+
+        put("report.json", render_json(report))
+    if "text" in formats:
+        from reportgen.render.text import render_text
+
+        put("report.txt", render_text(report))
+    if "md" in formats:
+        from reportgen.render.markdown import render_markdown
+
+        put("report.md", render_markdown(report))
+    if "pdf" in formats and html is not None:
+        from reportgen.render.pdf import render_pdf
+
+        put("report.pdf", render_pdf(html))
+    return written

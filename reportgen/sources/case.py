@@ -1,0 +1,182 @@
+"""Load a case (a folder with case.yaml, a folder without one, or loose files) and build a Report.
+
+Trace files are streamed line by line; every line ends up either as an event or in the unused list
+with a reason. Snapshot files are recognised by their content when no manifest names their kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from reportgen.errors import InputError
+from reportgen.explain.correlate import correlate
+from reportgen.explain.explain import explain
+from reportgen.explain.topology import build_topology
+from reportgen.model import Event, InputFile, LineRef, Report, Snapshot, UnusedLine
+from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.parsers.prefix import PrefixMap, resolve_hook
+from reportgen.parsers.snapshots import PARSERS, detect_kind
+from reportgen.sources.framing import read_lines, strip_wrapper
+
+APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
+
+
+@dataclass
+class CaseSpec:
+    """What to read: resolved paths plus the manifest's words."""
+
+    name: str
+    title: str
+    description: str
+    base: Path
+    traces: list[Path] = field(default_factory=list)
+    snapshots: list[tuple[Path, str | None, str]] = field(default_factory=list)  # path, kind, host
+    prefix_map: PrefixMap = field(default_factory=PrefixMap.empty)
+    notes: list[str] = field(default_factory=list)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
+def load_spec(paths: list[Path], prefix_map: PrefixMap | None = None) -> CaseSpec:
+    """Turn the command-line inputs into a CaseSpec; errors name the file."""
+    if len(paths) == 1 and paths[0].is_dir():
+        d = paths[0]
+        manifest = d / "case.yaml"
+        if manifest.exists():
+            spec = _from_manifest(d, manifest)
+        else:
+            spec = CaseSpec(d.name, d.name, "", d)
+            _classify(spec, sorted(p for p in d.iterdir() if p.is_file() and p.name != "prefixes.yaml"))
+        pm = d / "prefixes.yaml"
+        if pm.exists():
+            spec.prefix_map = spec.prefix_map.merged(PrefixMap.load(pm))
+    else:
+        for p in paths:
+            if not p.exists():
+                raise InputError(str(p), None, "no such file")
+            if p.is_dir():
+                raise InputError(str(p), None, "give either one case folder or files, not a mix")
+        base = paths[0].parent
+        name = paths[0].stem if len(paths) == 1 else base.name or "case"
+        spec = CaseSpec(name, name, "", base)
+        _classify(spec, paths)
+    if prefix_map is not None:
+        spec.prefix_map = spec.prefix_map.merged(prefix_map)
+    return spec
+
+
+def _from_manifest(d: Path, manifest: Path) -> CaseSpec:
+    try:
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(str(manifest), mark.line + 1 if mark else None, f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(str(manifest), None, "a case manifest is a mapping with title, trace, snapshots")
+    spec = CaseSpec(d.name, str(data.get("title", d.name)), str(data.get("description", "")).strip(), d)
+    for entry in data.get("trace", []) or []:
+        p = d / str(entry)
+        if not p.exists():
+            raise InputError(str(manifest), None, f"trace file {entry!r} does not exist")
+        spec.traces.append(p)
+    for entry in data.get("snapshots", []) or []:
+        if isinstance(entry, dict):
+            fname, kind, host = str(entry.get("file")), entry.get("kind"), str(entry.get("host", "host"))
+        else:
+            fname, kind, host = str(entry), None, "host"
+        p = d / fname
+        if not p.exists():
+            raise InputError(str(manifest), None, f"snapshot file {fname!r} does not exist")
+        spec.snapshots.append((p, kind, host))
+    for note in data.get("notes", []) or []:
+        spec.notes.append(str(note))
+    return spec
+
+
+def _classify(spec: CaseSpec, files: list[Path]) -> None:
+    for p in files:
+        if p.suffix in (".yaml", ".yml") and p.name != "prefixes.yaml":
+            continue
+        head = p.open("rb").read(4096).decode("utf-8", errors="replace")
+        kind = detect_kind(head)
+        if kind:
+            spec.snapshots.append((p, kind, "host"))
+        else:
+            spec.traces.append(p)
+
+
+def _events(spec: CaseSpec, unused: list[UnusedLine], appendix: list[tuple[LineRef, str]],
+            counts: dict[str, int]) -> Iterator[Event]:
+    for path in spec.traces:
+        name = _rel(path, spec.base)
+        n = 0
+        for n, text in read_lines(path):
+            ref = LineRef(name, n)
+            if len(appendix) < APPENDIX_LIMIT:
+                appendix.append((ref, text))
+            if not text.strip():
+                unused.append(UnusedLine(ref, "blank line", text))
+                continue
+            framed = strip_wrapper(text)
+            rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
+            if rec is None:
+                unused.append(UnusedLine(ref, "other line: not a netfilter LOG or ebtables record", text))
+                continue
+            res = resolve_hook(rec, spec.prefix_map)
+            if res.hook is None:
+                unused.append(UnusedLine(ref, f"hook not recognised: {res.problem}", text))
+                continue
+            yield Event(rec, res.hook)
+        counts[name] = n
+
+
+def build_report(spec: CaseSpec) -> Report:
+    """Read, correlate and explain one case."""
+    snaps = []
+    for path, kind, host in spec.snapshots:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        k = kind or detect_kind(text)
+        if k is None or k not in PARSERS:
+            raise InputError(str(path), None, f"unknown snapshot kind {k!r}; known: {', '.join(sorted(PARSERS))}")
+        snaps.append(Snapshot(_rel(path, spec.base), k, text, PARSERS[k](text), host))
+    topo = build_topology(tuple(snaps))
+    unused: list[UnusedLine] = []
+    appendix: list[tuple[LineRef, str]] = []
+    counts: dict[str, int] = {}
+    events = list(_events(spec, unused, appendix, counts))
+    inferred = _bridges_from_events(events)
+    topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
+    tracks = correlate(events, frozenset(topo.bridges))
+    convs, packets = explain(tracks, topo)
+    total = sum(counts.values())
+    files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
+    files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
+    notes = list(spec.notes)
+    if len(appendix) < total:
+        notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
+    return Report(
+        name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
+        conversations=tuple(convs), packets=tuple(packets), lines_total=total, lines_used=len(events),
+        unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes),
+    )
+
+
+def _bridges_from_events(events: list[Event]) -> frozenset[str]:
+    """An interface that appears as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter)."""
+    out = set()
+    for ev in events:
+        r = ev.record
+        if r.physin and r.in_dev:
+            out.add(r.in_dev)
+        if r.physout and r.out_dev:
+            out.add(r.out_dev)
+    return frozenset(out)
