@@ -398,8 +398,8 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     for f in flows:
         for t, fwd in f.members:
             if fwd:
-                for n in _direct_nats(t, True, {}, topo) + _inferred_nats(t, f, topo):
-                    flow_types.setdefault(f.index, {})[n.field] = n.type
+                for nat in _direct_nats(t, True, {}, topo) + _inferred_nats(t, f, topo):
+                    flow_types.setdefault(f.index, {})[nat.field] = nat.type
     packets: list[Packet] = []
     for t in tracks:
         flow = of_track.get(t.index)

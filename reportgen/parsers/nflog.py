@@ -159,6 +159,15 @@ def _parse_nflog_body(
     while i < len(toks):
         tok = toks[i]
         i += 1
+        if tok.startswith("["):
+            if tok.endswith("]") and tok.startswith("[SRC="):
+                extra.append("embedded:" + tok)  # ICMP error: the quoted header (section 1.4)
+            elif tok.endswith("]"):
+                extra.append(tok)
+            else:
+                truncated = True  # a dangling bracket means the record was cut off (section 6, 19)
+                extra.append(tok)
+            continue
         key, eq, val = tok.partition("=")
         if not eq:
             if tok in _TCP_FLAGS and proto == "TCP":
@@ -173,13 +182,8 @@ def _parse_nflog_body(
                 if i < len(toks) and toks[i].endswith("bytes]"):
                     truncated = True
                     i += 1
-            elif tok.startswith("[") and tok.endswith("]") and tok != "[":
-                if tok.startswith("[SRC="):
-                    extra.append("embedded:" + tok)  # ICMP error: the quoted header (section 1.4)
-                else:
-                    extra.append(tok)
-            elif tok.startswith("[") or tok.startswith("OPT (") and not tok.endswith(")"):
-                truncated = True  # a dangling bracket means the record was cut off (section 6, 19)
+            elif tok.startswith("OPT (") and not tok.endswith(")"):
+                truncated = True
                 extra.append(tok)
             else:
                 extra.append(tok)
@@ -210,6 +214,8 @@ def _parse_nflog_body(
                 f["length"] = _int(val)
         elif key == "TOS":
             f["l3"] = "ipv4"
+        elif key in ("PREC", "WINDOW", "RES", "URGP"):
+            continue  # printed by dump_ipv4_packet/nf_log_dump_tcp_header; nothing here depends on them
         elif key == "TC":
             f["l3"] = "ipv6"
         elif key in ("TTL", "HOPLIMIT"):

@@ -153,7 +153,7 @@ def parse_ip_route(text: str) -> dict[str, Any]:
         if dst == "default":
             dst = "::/0" if ":" in line.split(" via ")[-1].split()[0] else "0.0.0.0/0"
 
-        def opt(key: str) -> str | None:
+        def opt(key: str, parts: list[str] = parts) -> str | None:
             return parts[parts.index(key) + 1] if key in parts[:-1] else None
 
         try:

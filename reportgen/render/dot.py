@@ -44,11 +44,21 @@ def packet_dot(p: Packet) -> str:
     skipped: dict[str, list[str]] = {}
     for s in p.skipped:
         skipped.setdefault(s.stage, []).append(f"{s.table}: {_REASON_SHORT.get(s.reason, s.reason)}")
+    # NAT happens at a nat-table slot: show it in the box of the stage it belongs to.
+    nat_notes: dict[str, list[str]] = {}
+    for n in p.nat:
+        hook = n.hook.split()[-1]
+        at = next((h.stage for h in p.hops if h.event.hook.hook == hook and h.event.hook.family != "bridge"), None)
+        if at:
+            verb = n.type if n.direction == "original" else f"conntrack undoes {n.type}"
+            side = "src" if n.field == "source" else "dst"
+            nat_notes.setdefault(at, []).append(f"{verb}: {side} {n.before.addr} → {n.after.addr}")
     path = [h.stage for h in p.hops]
     for key, stage in STAGES.items():
         lines = [stage.title]
         lines += steps.get(key, [])
         lines += [f"({x})" for x in skipped.get(key, [])]
+        lines += nat_notes.get(key, [])
         label = graphviz.escape("\n".join(lines))
         if key in steps:
             g.node(_nid(key), label, color=PATH_COLOR, fontcolor="#1b2631", penwidth="2",

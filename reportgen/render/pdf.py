@@ -18,4 +18,5 @@ def render_pdf(html: str) -> bytes:
 
     fetcher = URLFetcher(allowed_protocols={"data"})
     doc = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher)
-    return doc.write_pdf()  # type: ignore[no-any-return]
+    pdf: bytes = doc.write_pdf()
+    return pdf

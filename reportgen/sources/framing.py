@@ -50,10 +50,7 @@ def strip_wrapper(line: str) -> Framed:
     if m:
         return Framed(int(m.group("usec")) / 1e6, s[m.end():])
     m = _RFC5424.match(s)
-    if m:
-        s = s[m.end():]
-    else:
-        s = _PRI.sub("", s, count=1)
+    s = s[m.end():] if m else _PRI.sub("", s, count=1)
     m = _DMESG_X.match(s)
     if m and "[" in s[m.end(): m.end() + 2]:
         s = s[m.end():]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SEED_CASES = ("seed-container-to-container", "seed-host-to-container", "seed-container-to-internet")
+
+
+@pytest.fixture(scope="session")
+def seed_reports():
+    from reportgen.sources.case import build_report, load_spec
+
+    return {name: build_report(load_spec([SAMPLES / name])) for name in SEED_CASES}

@@ -1,0 +1,111 @@
+"""The LOG / ebtables line parser and the log wrappers, on the edge cases of trace-formats.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reportgen.model import LineRef
+from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.sources.framing import read_lines, strip_wrapper
+
+REF = LineRef("t.log", 1)
+
+
+def parse(msg: str):
+    return parse_kernel_message(msg, REF, msg, None)
+
+
+def test_prefix_glued_to_in_and_fields():
+    r = parse("iptable/raw-PREROUTEIN=docker0 OUT= PHYSIN=veth694b3b7 MAC=02:42:ac:11:00:03:02:42:ac:11:00:02:08:00 "
+              "SRC=172.17.0.2 DST=172.17.0.3 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=11201 DF PROTO=ICMP TYPE=8 "
+              "CODE=0 ID=11 SEQ=0 ")
+    assert r.prefix == "iptable/raw-PREROUTE"
+    assert (r.in_dev, r.out_dev, r.physin) == ("docker0", "", "veth694b3b7")
+    assert (r.mac_dst, r.mac_src, r.ethertype) == ("02:42:ac:11:00:03", "02:42:ac:11:00:02", 0x0800)
+    # ID= twice: the IP ID first, then the ICMP echo id (dump_ipv4_packet order)
+    assert (r.ipid, r.icmp_id, r.icmp_seq, r.icmp_type) == (11201, 11, 0, 8)
+    assert r.ip_flags == ("DF",) and r.ttl == 64 and r.length == 84
+
+
+def test_prefix_with_spaces_and_fake_in_uses_rightmost_anchor():
+    r = parse("my IN=x OUT=y rule: IN=eth0 OUT= MAC= SRC=192.0.2.1 DST=192.0.2.2 LEN=60 TOS=0x00 PREC=0x00 "
+              "TTL=64 ID=1 PROTO=TCP SPT=1000 DPT=22 WINDOW=100 RES=0x00 SYN URGP=0 ")
+    assert r.prefix == "my IN=x OUT=y rule: "
+    assert r.in_dev == "eth0" and r.mac_src is None
+    assert (r.sport, r.dport, r.tcp_flags) == (1000, 22, ("SYN",))
+
+
+def test_udp_second_len_and_tcp_seq_vs_ack_flag():
+    r = parse("IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=7 PROTO=UDP "
+              "SPT=5353 DPT=53 LEN=40 ")
+    assert r.length == 60 and r.proto == "UDP"
+    t = parse("TRACE: raw:PREROUTING:policy:3 IN=virbr0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=60 TOS=0x00 "
+              "PREC=0x00 TTL=64 ID=14247 DF PROTO=TCP SPT=42954 DPT=3128 SEQ=3127975600 ACK=0 WINDOW=29200 "
+              "RES=0x00 ACK SYN URGP=0 OPT (020405B40402080A10B629170000000001030307)")
+    assert t.tcp_seq == 3127975600 and t.tcp_flags == ("ACK", "SYN")
+    assert not t.truncated
+
+
+def test_ipv6_uncompressed_addresses_are_normalised():
+    r = parse("[UFW BLOCK] IN=enp8s0 OUT= MAC=a8:5e:45:b6:d7:21:54:52:84:c8:a4:8c:86:dd "
+              "SRC=2804:833c:1026:8f01:35b3:3ba1:4eba:c4ba DST=2408:8210:2421:6950:5452:84c8:a48c:0003 LEN=152 "
+              "TC=0 HOPLIMIT=48 FLOWLBL=337547 PROTO=UDP SPT=37221 DPT=51413 LEN=112")
+    assert r.l3 == "ipv6" and r.dst == "2408:8210:2421:6950:5452:84c8:a48c:3"
+    assert r.ttl == 48 and r.flowlabel == 337547
+
+
+def test_icmp_error_embedded_header_does_not_override_outer_fields():
+    r = parse("Inbound IN=wlan0 OUT= SRC=74.181.76.25 DST=192.168.2.2 LEN=56 TOS=0x00 PREC=0x00 TTL=63 ID=817 DF "
+              "PROTO=ICMP TYPE=3 CODE=3 [SRC=192.168.2.2 DST=74.181.76.25 LEN=129 TOS=0x00 PREC=0x00 TTL=63 ID=0 "
+              "DF PROTO=UDP SPT=24060 DPT=24060 LEN=109 ] ")
+    assert (r.src, r.dst, r.ipid, r.icmp_type, r.proto) == ("74.181.76.25", "192.168.2.2", 817, 3, "ICMP")
+    assert r.sport is None
+    assert any(x.startswith("embedded:[SRC=192.168.2.2") for x in r.extra)
+
+
+def test_truncated_records_are_marked():
+    assert parse("fw: IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=9 PROTO=TCP "
+                 "INCOMPLETE [8 bytes] ").truncated
+    assert parse("fw: IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=9 PROTO=ICMP "
+                 "TYPE=3 CODE=1 [SRC=192.0.2.2 DST=").truncated
+
+
+def test_ebtables_line():
+    r = parse("ctc/ebtable/filter-forward IN=veth694b3b7 OUT=veth8f77b15 MAC source = 02:42:ac:11:00:02 "
+              "MAC dest = 02:42:ac:11:00:03 proto = 0x0800")
+    assert r.fmt == "ebtlog" and r.prefix == "ctc/ebtable/filter-forward"
+    assert (r.in_dev, r.out_dev, r.mac_src, r.ethertype) == ("veth694b3b7", "veth8f77b15", "02:42:ac:11:00:02", 0x800)
+    ip = parse("br: IN=eth1 OUT=eth2 MAC source = 52:54:00:12:34:56 MAC dest = 52:54:00:65:43:21 proto = 0x0800 "
+               "IP SRC=192.0.2.1 IP DST=192.0.2.2, IP tos=0x00, IP proto=6 SPT=51514 DPT=22")
+    assert (ip.src, ip.dst, ip.proto, ip.sport, ip.dport) == ("192.0.2.1", "192.0.2.2", "TCP", 51514, 22)
+
+
+def test_unrelated_kernel_lines_are_not_records():
+    assert parse("net_ratelimit: 12 callbacks suppressed") is None
+    assert parse("nf_conntrack: table full, dropping packet") is None
+
+
+@pytest.mark.parametrize(("line", "stamp"), [
+    ("[ 3281.370286] fw: IN=eth0 OUT= ", 3281.370286),
+    ("[Wed Nov 27 06:33:51 2024] fw: IN=eth0 OUT= ", None),
+    ("Nov 27 06:33:51 myhost kernel: fw: IN=eth0 OUT= ", None),
+    ("Nov 27 06:33:51.370286 myhost kernel: fw: IN=eth0 OUT= ", None),
+    ("2024-11-27T06:33:51+0100 myhost kernel: fw: IN=eth0 OUT= ", None),
+    ("2024-11-27T06:33:51.370286+01:00 myhost kernel: fw: IN=eth0 OUT= ", None),
+    ("Jul  3 08:02:51 desk kernel: [171281.739717] fw: IN=eth0 OUT= ", 171281.739717),
+    ("Jan  1 21:23:16 cos74 kernel: fw: IN=eth0 OUT= ", None),
+    ("<4>[ 3281.370286] fw: IN=eth0 OUT= ", 3281.370286),
+    ("fw: IN=eth0 OUT= ", None),
+])
+def test_wrappers(line, stamp):
+    f = strip_wrapper(line)
+    assert f.msg == "fw: IN=eth0 OUT= "
+    assert f.stamp == stamp
+
+
+def test_read_lines_crlf_nul_and_bad_utf8(tmp_path: Path):
+    p = tmp_path / "x.log"
+    p.write_bytes(b"\xef\xbb\xbfa\r\nb\xff\x00c\r\n\n")
+    assert list(read_lines(p)) == [(1, "a"), (2, "b\ufffdc"), (3, "")]

@@ -1,0 +1,86 @@
+"""Renderers: escaping of untrusted text everywhere it lands, PDF isolation and content, Markdown."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES
+
+from reportgen.render.dot import dot_to_svg, packet_dot
+from reportgen.render.html import render_html
+from reportgen.render.jsonout import report_dict
+from reportgen.render.markdown import render_markdown
+from reportgen.render.pdf import render_pdf
+from reportgen.sources.case import build_report, load_spec
+
+EVIL_PREFIX = '<script>alert(1)</script>"];x[label="iptable/raw-PREROUTE'
+EVIL_IF = 'a"b<i>\\{'
+
+
+@pytest.fixture()
+def evil_report(tmp_path: Path):
+    line = (f"[ 1.000000] {EVIL_PREFIX}IN={EVIL_IF} OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 "
+            "TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 ")
+    p = tmp_path / "evil.log"
+    p.write_text(line + "\n" + "[ 1.1] <img src=x onerror=alert(2)> *not* a record | ` \n")
+    report = build_report(load_spec([p]))
+    assert report.packets and report.packets[0].hops[0].event.record.in_dev == EVIL_IF
+    return report
+
+
+def test_html_escapes_input(evil_report):
+    html = render_html(evil_report)
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_dot_and_svg_escape_input(evil_report):
+    src = packet_dot(evil_report.packets[0])
+    svg = dot_to_svg(src)  # dot would fail on a broken label
+    assert "a&quot;b&lt;i&gt;" in svg and "<i>" not in svg
+    assert "script" not in src  # the prefix never reaches the diagram
+
+
+def test_markdown_escapes_input(evil_report):
+    md = render_markdown(evil_report)
+    assert "<i>" not in md and "a\"b\\<i\\>" in md
+
+
+def test_json_keeps_input_verbatim(evil_report):
+    d = report_dict(evil_report)
+    assert d["packets"][0]["hops"][0]["prefix"] == EVIL_PREFIX
+    assert d["input"]["unused"][0]["line"] == 2
+
+
+def test_pdf_fetches_nothing_outside_the_report(tmp_path: Path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-CONTENT-1234")
+    html = (f'<html><body><p>hello pdf</p><img src="file://{secret}">'
+            f'<a rel="attachment" href="file://{secret}">x</a>'
+            '<img src="http://192.0.2.1/x.png"></body></html>')
+    pdf = render_pdf(html)
+    assert pdf.startswith(b"%PDF")
+    assert b"TOPSECRET" not in pdf
+    import pypdf
+
+    text = "".join(pg.extract_text() for pg in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert "hello pdf" in text
+
+
+def test_pdf_report_has_the_explanation_as_text():
+    import pypdf
+
+    report = build_report(load_spec([SAMPLES / "seed-container-to-internet"]))
+    pdf = render_pdf(render_html(report))
+    text = " ".join(pg.extract_text() for pg in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert "MASQUERADE" in text and "192.168.0.10" in text
+    assert "IP FORWARD" in text  # the diagram stays vector: its labels are text in the PDF
+
+
+def test_pdf_is_reproducible():
+    report = build_report(load_spec([SAMPLES / "seed-host-to-container"]))
+    html = render_html(report)
+    assert render_pdf(html) == render_pdf(html)
