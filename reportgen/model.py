@@ -118,6 +118,7 @@ class Nat:
     before: Endpoint
     after: Endpoint
     evidence: str
+    by: str = "rule"  # "rule": the nat table decided (first packet); "conntrack": the stored mapping
     rule: str | None = None
 
 
@@ -159,7 +160,7 @@ class Packet:
 
     id: str
     conversation: str
-    role: str  # "request" or "reply"
+    role: str  # "request", "reply", or "unknown" (a frame without IP fields)
     path: str  # bridged, bridged-to-host, routed, local-in, local-out, undetermined
     summary: str
     hops: tuple[Hop, ...]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from reportgen.model import Endpoint, Event
-from reportgen.netfilter import REACHABLE, stages_for, table_priority
+from reportgen.netfilter import REACHABLE, stages_for
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
@@ -95,14 +95,14 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
         return True
     if stage != last_stage:
         return False
-    last = track.last.hook
-    if last.family != ev.hook.family:
-        return False
-    p_old = table_priority(last.family, last.hook, last.table)
-    p_new = table_priority(ev.hook.family, ev.hook.hook, ev.hook.table)
-    if p_old is None or p_new is None:
-        return last.table != ev.hook.table
-    return p_new > p_old
+    # Same hook: the kernel prints tables in the order it runs them, so line order is the truth.
+    # Priorities differ by backend (ebtables-nft registers its bridge filter chains, OUTPUT included,
+    # at NF_BR_PRI_FILTER_BRIDGED, so filter OUTPUT runs before nat OUTPUT; legacy ebtables runs
+    # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
+    # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
+    seen = {e.hook.table for e, st in zip(track.events, track.stages, strict=True)
+            if st == stage and e.hook.family == ev.hook.family}
+    return ev.hook.table not in seen
 
 
 def _ports(ev: Event) -> tuple[int | None, int | None]:

@@ -191,7 +191,7 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     if prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
         out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
-                   "by table priority.")
+                   "(tables at one hook run in priority order).")
     elif stage == "br-pre":
         if ev.hook.table == "broute":
             out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}; the broute table decides "
@@ -276,8 +276,10 @@ def _nat_type(after: Endpoint, out_dev: str, topo: Topology) -> tuple[str, str]:
     return "SNAT", "no snapshot ties the new address to the outgoing interface, so SNAT or MASQUERADE"
 
 
-def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: Topology) -> list[Nat]:
+def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: Topology,
+                 first: bool = True) -> list[Nat]:
     out: list[Nat] = []
+    by = "rule" if forward and first else "conntrack"
     prev: Event | None = None
     for ev, st in zip(track.events, track.stages, strict=True):
         r = ev.record
@@ -292,19 +294,23 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
                     out.append(Nat("DNAT", "original", f"{fam} nat {hook}", "destination", pd, rd,
-                                   f"the destination differs between {prev.hook.label} and {ev.hook.label}"))
+                                   f"the destination differs between {prev.hook.label} and {ev.hook.label}"
+                                   + ("" if first else "; conntrack applies the mapping the first packet got"),
+                                   by))
                 else:
                     out.append(Nat(flow_type.get("source", "SNAT"), "reply", f"{fam} nat {hook}", "destination",
                                    pd, rd, "conntrack reverses the original direction's source NAT on the reply, "
-                                   "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"))
+                                   "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
+                                   "conntrack"))
             if (p.src, ps.port) != (r.src, rs.port):
                 hook = "INPUT" if st == "ip-in" else "POSTROUTING"
                 if forward:
                     typ, why = _nat_type(rs, r.out_dev, topo)
-                    out.append(Nat(typ, "original", f"{fam} nat {hook}", "source", ps, rs, why))
+                    out.append(Nat(typ, "original", f"{fam} nat {hook}", "source", ps, rs, why, by))
                 else:
                     out.append(Nat("DNAT", "reply", f"{fam} nat {hook}", "source", ps, rs,
-                                   "conntrack reverses the original direction's destination NAT on the reply"))
+                                   "conntrack reverses the original direction's destination NAT on the reply",
+                                   "conntrack"))
         prev = ev
     return out
 
@@ -316,13 +322,14 @@ def _eps(ev: Event) -> tuple[Endpoint, Endpoint]:
     return Endpoint(r.src or "", r.sport), Endpoint(r.dst or "", r.dport)
 
 
-def _inferred_nats(track: Track, flow: Flow, topo: Topology) -> list[Nat]:
-    """Find the request's NAT from its reply: the rewrite at nat POSTROUTING is after the last LOG."""
+def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True) -> list[Nat]:
+    """Find a request's NAT from its reply: the rewrite at nat POSTROUTING is after the last LOG."""
     vs = views(track)
     if not vs:
         return []
     last = vs[-1]
     out: list[Nat] = []
+    by = "rule" if first else "conntrack"
     for other, fwd in flow.members:
         if fwd:
             continue
@@ -334,11 +341,40 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology) -> list[Nat]:
         if r_dst != last[1] and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
             out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
-                           f"its reply came back to {r_dst}; {why}"))
+                           f"its reply came back to {r_dst}; {why}", by))
         if r_src != last[2] and r_src.addr and last[2].addr:
             out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
-                           f"its reply came back from {r_src}"))
+                           f"its reply came back from {r_src}", by))
         break
+    return out
+
+
+def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict[str, str]) -> list[Nat]:
+    """Infer conntrack's reversal on a reply when it happened outside the logged hooks.
+
+    A DNAT'd connection's reply gets its source rewritten back at nat POSTROUTING (after the last LOG
+    rule there); a masqueraded one's reply gets its destination rewritten at nat PREROUTING
+    (nf_nat_ipv4_ops, net/netfilter/nf_nat_proto.c).
+    """
+    vs = views(track)
+    req = next((t for t, fwd in flow.members if fwd), None)
+    if not vs or req is None:
+        return []
+    rvs = views(req)
+    if not rvs:
+        return []
+    _, o_src, o_dst = rvs[0]  # the request as the client sent it
+    _, last_src, last_dst = vs[-1]
+    fam = _family(track)
+    out: list[Nat] = []
+    if last_src != o_dst and not any(n.field == "source" for n in seen):
+        out.append(Nat(flow_types.get("destination", "DNAT"), "reply", f"{fam} nat POSTROUTING", "source",
+                       last_src, o_dst, f"the client sent its request to {o_dst}, so conntrack rewrites the "
+                       "reply's source back to it after the last logged hook", "conntrack"))
+    if last_dst != o_src and not any(n.field == "destination" for n in seen):
+        out.append(Nat(flow_types.get("source", "SNAT"), "reply", f"{fam} nat PREROUTING", "destination",
+                       last_dst, o_src, f"the request came from {o_src}, so conntrack rewrites the reply's "
+                       "destination back to it", "conntrack"))
     return out
 
 
@@ -362,10 +398,17 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
                           "ended its traversal before the LOG rule, or the LOG rule's match excluded it")
 
 
-def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot]) -> Verdict:
+def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot], final: bool = True,
+             rest: list[Slot] | None = None) -> Verdict:
     last = track.last
     r = last.record
     where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})"
+    if not missing and not final and rest:
+        nxt = ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
+                        for s in rest[:3])
+        return Verdict("last-seen", where,
+                       f"Last seen at {where}. No packet in this trace was logged after that point on its path "
+                       f"({nxt}), so the lines cannot tell whether it went on or was dropped there.")
     if missing:
         nxt = ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
                         for s in missing[:3])
@@ -410,6 +453,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             first_in_flow = flow.members[0][0] is t and forward
         else:
             forward = not is_reply_by_itself(t)
+        role = ("request" if forward else "reply") if t.l3() is not None else "unknown"
         cls = path_class(t)
         fam = _family(t)
         proto = _proto(t)
@@ -426,7 +470,10 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
                 missing.append(s)
             skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
-        verdict = _verdict(t, cls, topo, missing)
+        final = not slots or t.stages[-1] == slots[-1].stage or all(
+            k.reason in ("conntrack", "bridge-nf-off") for k in skipped
+            if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
+        verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
         if verdict.kind == "last-seen":
             # After a probable drop only the hooks before the last hop are "skipped"; later ones were
             # never reached.
@@ -441,12 +488,14 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             if ev.record.src:
                 prev = ev
         ftypes = flow_types.get(flow.index, {}) if flow else {}
-        nats = _direct_nats(t, forward, ftypes, topo)
+        nats = _direct_nats(t, forward, ftypes, topo, first_in_flow)
         if forward and flow is not None and not any(n.field == "source" for n in nats):
-            nats += [n for n in _inferred_nats(t, flow, topo) if n.field == "source"]
+            nats += [n for n in _inferred_nats(t, flow, topo, first_in_flow) if n.field == "source"]
+        if not forward and flow is not None:
+            nats += _reply_reversals(t, flow, nats, ftypes)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[flow.index] if flow else "-",
-            role="request" if forward else "reply", path=cls, summary=describe_packet(t),
+            role=role, path=cls, summary=describe_packet(t),
             hops=tuple(hops), nat=tuple(nats), skipped=tuple(skipped), verdict=verdict,
         ))
     convs = []

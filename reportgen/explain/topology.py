@@ -100,6 +100,8 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     sources: dict[str, str] = {}
     for snap in snapshots:
         data: Any = snap.data
+        if data is None:
+            continue
         host = snap.host
         if snap.kind in ("ip-link", "ip-addr"):
             for itf in data["interfaces"]:

@@ -45,7 +45,7 @@ def _hop(h: Hop) -> dict[str, Any]:
 
 
 def _nat(n: Nat) -> dict[str, Any]:
-    return {"type": n.type, "direction": n.direction, "hook": n.hook, "field": n.field,
+    return {"type": n.type, "direction": n.direction, "by": n.by, "hook": n.hook, "field": n.field,
             "before": _ep(n.before), "after": _ep(n.after), "evidence": n.evidence, "rule": n.rule}
 
 

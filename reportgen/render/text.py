@@ -41,7 +41,7 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
         for line in h.explanation:
             out.append(f"{ind}│         {line}")
     for n in p.nat:
-        out.append(f"{ind}│   NAT {n.type} ({n.direction}) at {n.hook}: {n.field} {n.before} → {n.after}")
+        out.append(f"{ind}│   NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {n.before} → {n.after}")
         out.append(f"{ind}│         {n.evidence}")
     for s in p.skipped:
         tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")

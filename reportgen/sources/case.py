@@ -97,8 +97,20 @@ def _from_manifest(d: Path, manifest: Path) -> CaseSpec:
         if not p.exists():
             raise InputError(str(manifest), None, f"snapshot file {fname!r} does not exist")
         spec.snapshots.append((p, kind, host))
+    for entry in data.get("attachments", []) or []:
+        # Outputs kept for the reader (iptables-save, nft, conntrack ...), shown verbatim.
+        p = d / str(entry.get("file") if isinstance(entry, dict) else entry)
+        if not p.exists():
+            raise InputError(str(manifest), None, f"attachment {p.name!r} does not exist")
+        kind = str(entry.get("kind", "attachment")) if isinstance(entry, dict) else "attachment"
+        spec.snapshots.append((p, "attachment:" + kind, "host"))
     for note in data.get("notes", []) or []:
         spec.notes.append(str(note))
+    lab = data.get("lab")
+    if isinstance(lab, dict) and isinstance(lab.get("versions"), dict):
+        v = lab["versions"]
+        spec.notes.append("Captured on kernel " + str(v.get("kernel")) + " with " +
+                          ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel") + ".")
     return spec
 
 
@@ -145,6 +157,9 @@ def build_report(spec: CaseSpec) -> Report:
     for path, kind, host in spec.snapshots:
         text = path.read_text(encoding="utf-8", errors="replace")
         k = kind or detect_kind(text)
+        if k is not None and k.startswith("attachment:"):
+            snaps.append(Snapshot(_rel(path, spec.base), k.split(":", 1)[1], text, None, host))
+            continue
         if k is None or k not in PARSERS:
             raise InputError(str(path), None, f"unknown snapshot kind {k!r}; known: {', '.join(sorted(PARSERS))}")
         snaps.append(Snapshot(_rel(path, spec.base), k, text, PARSERS[k](text), host))

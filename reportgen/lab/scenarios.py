@@ -1,0 +1,245 @@
+"""The lab's scenarios: which LOG rules to insert, what traffic to send, what the case is about.
+
+Two prefix conventions are used, so the recogniser is tested on both with real kernel output:
+* "seed": the blog's log.sh (``TAG/iptable/nat-PREROUTE``, ``TAG/ebtable/filter-forward``), where the
+  seed's ``ctc/`` is replaced by the run's tag;
+* "colon": ``TAG IPT:nat:POSTROUTING ``, ``TAG IP6T:…``, ``TAG EB:filter:FORWARD``.
+iptables and ebtables cap prefixes at 29 bytes (xt_log_info.prefix[30], EBT_LOG_PREFIX_SIZE 30), and
+iptables-nft silently cuts longer ones, so every prefix here stays within that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reportgen.lab.netns import Lab, run
+
+# log.sh's iptables hooks (the seed), in its order.
+SEED_IPT = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("nat", "PREROUTING"), ("mangle", "FORWARD"),
+            ("filter", "FORWARD"), ("mangle", "INPUT"), ("filter", "INPUT"), ("raw", "OUTPUT"),
+            ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"), ("mangle", "POSTROUTING"),
+            ("nat", "POSTROUTING"))
+# ebtables-nft has no broute table (../shared/reference/stack-notes.md), so BROUTING cannot be logged.
+SEED_EBT = (("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING"), ("filter", "INPUT"),
+            ("filter", "OUTPUT"), ("filter", "FORWARD"))
+_SEED_IPT_NAME = {"PREROUTING": "PREROUTE", "POSTROUTING": "POSTROUTE"}
+_SEED_EBT_NAME = {("nat", "PREROUTING"): "nat-PREROUTE", ("nat", "OUTPUT"): "nat-OUTPUT",
+                  ("nat", "POSTROUTING"): "nat-POSTROUTE", ("filter", "INPUT"): "filter-input",
+                  ("filter", "OUTPUT"): "filter-output", ("filter", "FORWARD"): "filter-forward"}
+
+
+def ipt_prefix(tag: str, table: str, chain: str, convention: str, v6: bool = False) -> str:
+    if convention == "seed":
+        tool = "ip6table" if v6 else "iptable"
+        return f"{tag}/{tool}/{table}-{_SEED_IPT_NAME.get(chain, chain)}"
+    return f"{tag} {'IP6T' if v6 else 'IPT'}:{table}:{chain} "
+
+
+def ebt_prefix(tag: str, table: str, chain: str, convention: str) -> str:
+    if convention == "seed":
+        return f"{tag}/ebtable/{_SEED_EBT_NAME[(table, chain)]}"
+    return f"{tag} EB:{table}:{chain}"
+
+
+def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, ebt: bool = True) -> None:
+    """Insert LOG rules at the top of every hook's chain, like log.sh (``-I``)."""
+    tool = "ip6tables" if v6 else "iptables"
+    pmatch = {"icmp": "ipv6-icmp" if v6 else "icmp", "tcp": "tcp", "udp": "udp"}[proto]
+    # IPv6: only unicast to the container subnet, so MLD reports and neighbour solicitations to
+    # multicast groups (which the kernel sends on its own) do not crowd the case.
+    dmatch = ["-d", "fd00:17::/64"] if v6 else []
+    for table, chain in SEED_IPT:
+        run([tool, "-t", table, "-I", chain, "-p", pmatch, *dmatch, "-j", "LOG", "--log-prefix",
+             ipt_prefix(lab.tag, table, chain, convention, v6), "--log-level", "debug"], ns=lab.host)
+    if not ebt:
+        return
+    # ebtables is filtered to the same protocol as the iptables rules, so ARP and multicast
+    # chatter does not crowd the case (log.sh logged every frame).
+    ematch = (["-p", "IPv6", "--ip6-proto", "ipv6-icmp" if proto == "icmp" else proto,
+               "--ip6-destination", "fd00:17::/64"] if v6 else ["-p", "IPv4", "--ip-proto", proto])
+    for table, chain in SEED_EBT:
+        run(["ebtables", "-t", table, "-I", chain, *ematch, "--log", "--log-prefix",
+             ebt_prefix(lab.tag, table, chain, convention), "--log-level", "debug"], ns=lab.host)
+
+
+def insert_nft_log_rules(lab: Lab, proto: str) -> None:
+    """Log with nft ``log`` in an inet table and a bridge table, at the iptables/ebtables priorities."""
+    t = lab.tag
+    inet_chains = [("raw", "prerouting", "PREROUTING", "filter", -300), ("mangle", "prerouting", "PREROUTING",
+                   "filter", -150), ("nat", "prerouting", "PREROUTING", "nat", -100),
+                   ("mangle", "forward", "FORWARD", "filter", -150), ("filter", "forward", "FORWARD", "filter", 0),
+                   ("mangle", "postrouting", "POSTROUTING", "filter", -150),
+                   ("nat", "postrouting", "POSTROUTING", "nat", 100)]
+    lines = [f"table inet rglog{t} {{"]
+    for i, (table, hook, chain, ctype, prio) in enumerate(inet_chains):
+        lines.append(f"  chain c{i} {{ type {ctype} hook {hook} priority {prio}; policy accept; "
+                     f"meta l4proto {proto} log prefix \"{t} nft:{table}:{chain} \" level debug; }}")
+    lines.append("}")
+    br_chains = [("nat", "prerouting", "PREROUTING", -300), ("filter", "input", "INPUT", -200),
+                 ("filter", "forward", "FORWARD", -200), ("nat", "output", "OUTPUT", 100),
+                 ("nat", "postrouting", "POSTROUTING", 300)]
+    lines.append(f"table bridge rglogbr{t} {{")
+    for i, (table, hook, chain, prio) in enumerate(br_chains):
+        lines.append(f"  chain b{i} {{ type filter hook {hook} priority {prio}; policy accept; "
+                     f"meta l4proto {proto} log prefix \"{t} br:{table}:{chain} \" level debug; }}")
+    lines.append("}")
+    run(["nft", "-f", "-"], ns=lab.host, input_text="\n".join(lines) + "\n")
+
+
+# --- traffic --------------------------------------------------------------------------------------
+
+TCP_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(({addr!r}, {port}))
+s.listen(1)
+s.settimeout(15)
+c, _ = s.accept()
+c.sendall(b"hello\\n")
+c.close()
+"""
+UDP_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(({addr!r}, {port}))
+s.settimeout(15)
+data, peer = s.recvfrom(512)
+s.sendto(b"pong:" + data, peer)
+"""
+TCP_CLIENT = """
+import socket, sys
+try:
+    c = socket.create_connection(({addr!r}, {port}), timeout={timeout})
+    sys.stdout.write(c.recv(16).decode())
+    c.close()
+except OSError as e:
+    sys.stdout.write("failed: %s" % e)
+"""
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(b"ping", ({addr!r}, {port}))
+sys.stdout.write(s.recvfrom(512)[0].decode())
+"""
+
+
+def python(lab: Lab, role: str, code: str, timeout: float = 20) -> str:
+    import sys
+
+    return run([sys.executable, "-c", code], ns=lab.ns(role), timeout=timeout).stdout
+
+
+def wait_listening(lab: Lab, role: str, port: int, udp: bool = False) -> None:
+    import time
+
+    for _ in range(100):  # bounded: at most 5 s
+        out = run(["ss", "-Hlnu" if udp else "-Hlnt"], ns=lab.ns(role)).stdout
+        if f":{port} " in out:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} in {role} did not start")
+
+
+def ping(lab: Lab, role: str, addr: str, v6: bool = False, expect_ok: bool = True) -> None:
+    r = run(["ping", "-6" if v6 else "-4", "-c1", "-W2", addr], ns=lab.ns(role), check=False)
+    if expect_ok and r.returncode != 0:
+        raise RuntimeError(f"ping {addr} from {role} failed: {r.stdout} {r.stderr}")
+
+
+def warm_up(lab: Lab, v6: bool = False) -> None:
+    """Resolve neighbours first, then forget the connections, as the seed did before its pings."""
+    ping(lab, "c1", "172.17.0.3")
+    ping(lab, "c1", "203.0.113.10")
+    run(["ping", "-c1", "-W2", "172.17.0.2"], ns=lab.host)
+    if v6:
+        ping(lab, "c1", "fd00:17::3", v6=True)
+    # conntrack -F flushes IPv4 only unless told the family (conntrack(8) -f).
+    run(["conntrack", "-F", "-f", "ipv4"], ns=lab.host, check=False)
+    run(["conntrack", "-F", "-f", "ipv6"], ns=lab.host, check=False)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    description: str
+    proto: str
+    convention: str
+    traffic: Callable[[Lab], None]
+    v6: bool = False
+    nft: bool = False
+    brnf_off: bool = False
+    setup: Callable[[Lab], None] | None = None
+
+
+def _tcp_to_internet(lab: Lab, port: int = 80, expect: bool = True) -> None:
+    if expect:
+        lab.start("inet", TCP_SERVER.format(addr="203.0.113.10", port=port))
+        wait_listening(lab, "inet", port)
+    out = python(lab, "c1", TCP_CLIENT.format(addr="203.0.113.10", port=port, timeout=3.5 if not expect else 5))
+    if expect and "hello" not in out:
+        raise RuntimeError(f"TCP to the internet failed: {out}")
+    if not expect and "failed" not in out:
+        raise RuntimeError(f"the dropped connection went through: {out}")
+
+
+def _udp_to_internet(lab: Lab) -> None:
+    lab.start("inet", UDP_SERVER.format(addr="203.0.113.10", port=53))
+    wait_listening(lab, "inet", 53, udp=True)
+    out = python(lab, "c1", UDP_CLIENT.format(addr="203.0.113.10", port=53))
+    if "pong" not in out:
+        raise RuntimeError(f"UDP to the internet failed: {out}")
+
+
+def _published(lab: Lab) -> None:
+    lab.start("c1", TCP_SERVER.format(addr="0.0.0.0", port=80))
+    wait_listening(lab, "c1", 80)
+    out = python(lab, "inet", TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=5))
+    if "hello" not in out:
+        raise RuntimeError(f"published port failed: {out}")
+
+
+def _drop_setup(lab: Lab) -> None:
+    run(["iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "81", "-j", "DROP"], ns=lab.host)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("container-to-container", "Container to container on docker0 (ICMP)",
+             "container1 (172.17.0.2) pings container2 (172.17.0.3) once, as in the seed's first scenario.",
+             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3")),
+    Scenario("host-to-container", "Host to container (ICMP)",
+             "The host pings container1 once, as in the seed's second scenario.",
+             "icmp", "seed", lambda lab: ping(lab, "h", "172.17.0.2")),
+    Scenario("container-to-internet", "Container to the internet (ICMP, MASQUERADE)",
+             "container1 pings 203.0.113.10, a host behind the uplink ens33, as in the seed's third scenario.",
+             "icmp", "seed", lambda lab: ping(lab, "c1", "203.0.113.10")),
+    Scenario("tcp-to-internet", "Container to the internet over TCP (MASQUERADE)",
+             "container1 opens a TCP connection to 203.0.113.10:80 and reads a greeting; Docker's "
+             "MASQUERADE rule rewrites the source on ens33.",
+             "tcp", "colon", _tcp_to_internet),
+    Scenario("udp-to-internet", "Container to the internet over UDP (MASQUERADE)",
+             "container1 sends one UDP datagram to 203.0.113.10:53 and gets one back.",
+             "udp", "colon", _udp_to_internet),
+    Scenario("published-port", "Published port reached from the internet (DNAT)",
+             "A host on the internet side connects to the host's 198.51.100.10:8080, which Docker's DNAT "
+             "rule sends to container1's port 80.",
+             "tcp", "colon", _published),
+    Scenario("tcp-dropped", "TCP connection dropped by a FORWARD rule (SYN retransmits)",
+             "A rule in DOCKER-USER drops TCP to port 81; container1 tries 203.0.113.10:81 for 3.5 s and "
+             "its SYN is retransmitted.",
+             "tcp", "colon", lambda lab: _tcp_to_internet(lab, 81, expect=False), setup=_drop_setup),
+    Scenario("ipv6-container-to-container", "IPv6 between containers (ICMPv6)",
+             "container1 (fd00:17::2) pings container2 (fd00:17::3) once over IPv6 on docker0.",
+             "icmp", "colon", lambda lab: ping(lab, "c1", "fd00:17::3", v6=True), v6=True),
+    Scenario("bridge-nf-off", "Container to container with bridge-nf-call-iptables=0",
+             "As the first scenario, but net.bridge.bridge-nf-call-iptables is 0 in the host, so the bridge "
+             "does not call the iptables hooks.",
+             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), brnf_off=True),
+    Scenario("nft-log-container-to-internet", "Container to the internet, logged with nft log rules",
+             "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
+             "bridge table, at the priorities of the iptables/ebtables tables they stand for.",
+             "icmp", "colon", lambda lab: ping(lab, "c1", "203.0.113.10"), nft=True),
+)

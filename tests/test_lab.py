@@ -1,0 +1,172 @@
+"""Integration tests on real kernel output: the namespace lab runs every scenario, reportgen explains it.
+
+They need root and network namespaces and skip with the reason otherwise. CI runs them as root.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reportgen.lab.netns import LOG_ALL_NETNS, LabUnavailable, check_available
+from reportgen.lab.scenarios import SCENARIOS
+from reportgen.sources.case import build_report, load_spec
+
+try:
+    check_available()
+    REASON = ""
+except LabUnavailable as exc:
+    REASON = str(exc)
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(bool(REASON), reason=f"lab unavailable: {REASON}")]
+
+
+def _lab_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("rglab-")}
+
+
+@pytest.fixture(scope="module")
+def lab_cases(tmp_path_factory):
+    from reportgen.lab.runner import run_scenario
+
+    out = tmp_path_factory.mktemp("lab")
+    before_ns, before_log = _lab_namespaces(), LOG_ALL_NETNS.read_text()
+    cases = {sc.name: run_scenario(sc, out) for sc in SCENARIOS}
+    assert _lab_namespaces() == before_ns, "the lab left namespaces behind"
+    assert LOG_ALL_NETNS.read_text() == before_log, "nf_log_all_netns was not restored"
+    return {name: build_report(load_spec([path])) for name, path in cases.items()}
+
+
+def _stages(p):
+    return [(h.stage, h.event.hook.table) for h in p.hops]
+
+
+def _skips(p):
+    return {(s.table, s.hook): s.reason for s in p.skipped}
+
+
+def test_every_line_is_used(lab_cases):
+    for name, r in lab_cases.items():
+        assert r.lines_total > 0, name
+        assert r.lines_used == r.lines_total, (name, [u.reason for u in r.unused])
+
+
+def test_container_to_container(lab_cases):
+    req, rep = lab_cases["container-to-container"].packets
+    assert _stages(req) == [("br-pre", "nat"), ("ip-pre", "raw"), ("ip-pre", "mangle"), ("ip-pre", "nat"),
+                            ("br-fwd", "filter"), ("ip-fwd-br", "mangle"), ("ip-fwd-br", "filter"),
+                            ("br-post", "nat"), ("ip-post-br", "mangle"), ("ip-post-br", "nat")]
+    assert (req.path, rep.path, rep.role) == ("bridged", "bridged", "reply")
+    assert _skips(rep)[("nat", "PREROUTING")] == _skips(rep)[("nat", "POSTROUTING")] == "conntrack"
+    assert req.verdict.kind == "left" and req.verdict.where.endswith("c2")
+
+
+def test_host_to_container_real_ebtables_nft_order(lab_cases):
+    req, rep = lab_cases["host-to-container"].packets
+    assert (req.path, rep.path) == ("local-out", "local-in")
+    # ebtables-nft registers filter OUTPUT at NF_BR_PRI_FILTER_BRIDGED (-200), so it runs before
+    # nat OUTPUT (100): the reverse of the seed's legacy ebtables. The kernel's order is kept.
+    assert [t for st, t in _stages(req) if st == "br-out"] == ["filter", "nat"]
+    assert rep.verdict.kind == "delivered"
+
+
+def test_container_to_internet_masquerade(lab_cases):
+    req, rep = lab_cases["container-to-internet"].packets
+    [m] = req.nat
+    assert (m.type, m.by, m.before.addr, m.after.addr) == ("MASQUERADE", "rule", "172.17.0.2", "198.51.100.10")
+    [back] = rep.nat
+    assert (back.direction, back.before.addr, back.after.addr) == ("reply", "198.51.100.10", "172.17.0.2")
+    assert any("TTL 64 → 63" in t for h in req.hops for t in h.explanation)
+    assert req.verdict.where == "ens33"
+
+
+def test_tcp_to_internet_one_conversation(lab_cases):
+    r = lab_cases["tcp-to-internet"]
+    assert len(r.conversations) == 1 and len(r.packets) >= 7
+    first, synack = r.packets[0], r.packets[1]
+    assert first.summary.endswith("[SYN]") and first.nat[0].by == "rule"
+    assert synack.role == "reply" and "SYN" in synack.summary and "ACK" in synack.summary
+    later = [p for p in r.packets[2:] if p.role == "request"]
+    assert later and all(p.nat and p.nat[0].by == "conntrack" for p in later)
+    assert all(_skips(p)[("nat", "PREROUTING")] == "conntrack" for p in r.packets[1:])
+
+
+def test_udp_masquerade_keeps_ports(lab_cases):
+    req, rep = lab_cases["udp-to-internet"].packets
+    assert req.nat[0].type == "MASQUERADE" and req.nat[0].before.port == req.nat[0].after.port
+    assert rep.nat[0].after.addr == "172.17.0.2"
+
+
+def test_published_port_dnat(lab_cases):
+    r = lab_cases["published-port"]
+    syn = r.packets[0]
+    [d] = syn.nat
+    assert (d.type, d.by, str(d.before), str(d.after)) == ("DNAT", "rule", "198.51.100.10:8080", "172.17.0.2:80")
+    assert syn.verdict.where.endswith("c1")
+    synack = r.packets[1]
+    assert any(n.field == "source" and str(n.after) == "198.51.100.10:8080" for n in synack.nat)
+
+
+def test_dropped_connection(lab_cases):
+    r = lab_cases["tcp-dropped"]
+    syns = r.packets
+    assert len(syns) >= 3 and len(r.conversations) == 1
+    for p in syns:
+        assert p.hops[-1].event.hook.label == "iptables filter FORWARD"
+        assert p.verdict.kind in ("last-seen", "dropped")
+        assert "filter FORWARD" in p.verdict.where
+
+
+def test_ipv6_between_containers(lab_cases):
+    req, rep = lab_cases["ipv6-container-to-container"].packets
+    assert {h.event.hook.family for h in req.hops} == {"bridge", "ipv6"}
+    assert req.path == "bridged" and req.summary.startswith("ICMPv6 echo request fd00:17::2")
+    assert _skips(rep)[("nat", "PREROUTING")] == "conntrack"
+
+
+def test_bridge_nf_call_iptables_off(lab_cases):
+    r = lab_cases["bridge-nf-off"]
+    assert all(h.event.hook.family == "bridge" for p in r.packets for h in p.hops)
+    p = r.packets[0]
+    assert p.path == "bridged"
+    assert set(_skips(p).values()) == {"bridge-nf-off"}
+
+
+def test_nft_log_rules(lab_cases):
+    req, rep = lab_cases["nft-log-container-to-internet"].packets
+    assert any(h.event.hook.family == "bridge" and h.event.record.fmt == "nflog" for h in req.hops)
+    assert req.nat[0].type == "MASQUERADE"
+    assert rep.nat[0].direction == "reply"
+
+
+def test_failure_and_interrupt_tear_down(tmp_path: Path):
+    """A scenario that fails, and a run stopped with Ctrl-C, leave nothing behind."""
+    from reportgen.lab.runner import run_scenario
+    from reportgen.lab.scenarios import Scenario
+
+    before_ns, before_log = _lab_namespaces(), LOG_ALL_NETNS.read_text()
+
+    def boom(lab):
+        raise RuntimeError("traffic failed")
+
+    with pytest.raises(RuntimeError, match="traffic failed"):
+        run_scenario(Scenario("boom", "boom", "", "icmp", "seed", boom), tmp_path)
+    assert _lab_namespaces() == before_ns and LOG_ALL_NETNS.read_text() == before_log
+
+    proc = subprocess.Popen([sys.executable, "-m", "reportgen", "lab", "tcp-dropped", "-o", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    deadline = time.time() + 10
+    while time.time() < deadline and not (_lab_namespaces() - before_ns):
+        time.sleep(0.05)
+    assert _lab_namespaces() - before_ns, "the lab did not start"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert _lab_namespaces() == before_ns
+    assert LOG_ALL_NETNS.read_text() == before_log
