@@ -40,6 +40,28 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--prefix-map", type=Path)
     ex.add_argument("--strict", action="store_true")
 
+    cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
+                         description="Without --apply the rules are only printed. With --apply they are added, "
+                         "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
+                         "and every added rule is removed again. A host filter matches addresses as each hook "
+                         "sees them, so hooks after NAT may not match.")
+    cap.add_argument("--backend", default="iptables-nft,ebtables",
+                     help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace")
+    cap.add_argument("--host", help="only packets from or to this address")
+    cap.add_argument("--proto", choices=("icmp", "tcp", "udp"), help="only this protocol")
+    cap.add_argument("--port", type=int, help="only this TCP/UDP port (either direction)")
+    cap.add_argument("--rate", default="20/second", help="log rate limit per rule (default 20/second)")
+    cap.add_argument("--family", default="4,6", help="IP families for iptables backends: 4, 6 or 4,6")
+    cap.add_argument("--apply", action="store_true", help="really add the rules and capture")
+    cap.add_argument("--cleanup", action="store_true", help="remove leftovers of earlier capture runs and exit")
+    cap.add_argument("--netns", help="run inside this network namespace (ip netns exec)")
+    cap.add_argument("-o", "--output", type=Path, default=Path("capture"), help="case folder to write")
+    cap.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="command to run while capturing")
+
+    snap = sub.add_parser("snapshot", help="collect a read-only host snapshot into a case folder")
+    snap.add_argument("-o", "--output", type=Path, required=True)
+    snap.add_argument("--netns", help="collect inside this network namespace")
+
     lab = sub.add_parser("lab", help="build a Docker-like host in network namespaces and capture scenarios")
     lab.add_argument("scenarios", nargs="*", help="scenario names (default: all); 'list' lists them")
     lab.add_argument("-o", "--output", type=Path, default=Path("lab-out"))
@@ -54,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "capture":
+            return _capture(args)
+        if args.command == "snapshot":
+            return _snapshot(args)
         if args.command == "lab":
             from reportgen.lab.runner import main as lab_main
 
@@ -113,6 +139,47 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} lines used"
               f" -> {main_file}")
     return _strict_status(reports, args.strict)
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from reportgen.capture import CaptureRefused, Filter, apply, cleanup, local_runner, plan
+
+    run = local_runner(args.netns)
+    if args.cleanup:
+        removed = cleanup(run, args.netns)
+        print(f"removed {len(removed)} capture rules/tables")
+        for r in removed:
+            print(f"  {r}")
+        return 0
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    try:
+        p = plan([b.strip() for b in args.backend.split(",") if b.strip()],
+                 Filter(args.host, args.proto, args.port, args.rate),
+                 families=tuple(f.strip() for f in args.family.split(",") if f.strip()))
+        if not args.apply:
+            sys.stdout.write(p.show())
+            return 0
+        out = apply(p, run, args.output, command, args.netns)
+    except CaptureRefused as exc:
+        print(f"reportgen capture: {exc}", file=sys.stderr)
+        return 4
+    print(f"capture {p.tag}: case written to {out}; explain it with: reportgen report {out} -o OUT")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reportgen.capture import local_runner
+    from reportgen.snapshot import collect
+
+    run = local_runner(args.netns)
+    frag = collect(args.output, runner=lambda argv: run(argv, None))
+    manifest = {"title": f"Snapshot{' of ' + args.netns if args.netns else ''}", "trace": [], **frag}
+    (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    print(f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
+          f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)")
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def _local(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
 
 
-def collect(out: Path, runner: Runner = _local, bridges: tuple[str, ...] = ()) -> dict[str, object]:
+def collect(out: Path, runner: Runner = _local, bridges: tuple[str, ...] = ()) -> dict[str, list[dict[str, str]]]:
     """Write snapshot files into out/ and return the manifest fragment (files, kinds, missing)."""
     out.mkdir(parents=True, exist_ok=True)
     snapshots: list[dict[str, str]] = []
