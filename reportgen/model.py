@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class LineRef:
     """Where a line came from: the file (as named in the case) and its 1-based line number."""
 
@@ -21,7 +21,7 @@ class LineRef:
         return f"{self.file}:{self.line}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One kernel log record, parsed: the fields of an nf_log (LOG/nft log) or ebt_log line."""
 
@@ -59,7 +59,7 @@ class LogRecord:
     extra: tuple[str, ...] = ()  # tokens the tokenizer kept but did not interpret
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HookRef:
     """Which netfilter hook and table a record was logged at."""
 
@@ -75,7 +75,7 @@ class HookRef:
         return f"{tool} {self.table or '?'} {self.chain}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """A record placed at its hook."""
 
@@ -83,16 +83,29 @@ class Event:
     hook: HookRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnusedLine:
-    """An input line that did not become an event, and why."""
+    """Input lines that did not become events, and why: a run of consecutive lines with one reason.
+
+    Runs keep the account complete without holding every line of a multi-GB log in memory; the text
+    is that of the first line of the run.
+    """
 
     ref: LineRef
     reason: str
     text: str
+    last: int = 0  # last line of the run (inclusive); 0 means the run is the one line ref.line
+
+    @property
+    def count(self) -> int:
+        return max(self.last, self.ref.line) - self.ref.line + 1
+
+    @property
+    def span(self) -> str:
+        return str(self.ref) if self.count == 1 else f"{self.ref}-{self.last}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """An address and port (the ICMP echo id stands in for ports), as conntrack keys a flow."""
 
@@ -107,7 +120,7 @@ class Endpoint:
         return f"{self.addr}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nat:
     """An address translation: what it was, where it happened and the evidence for it."""
 
@@ -122,7 +135,7 @@ class Nat:
     rule: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A hook the packet's path passes but where no line of this packet was logged."""
 
@@ -134,7 +147,7 @@ class Skipped:
     explanation: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What became of the packet."""
 
@@ -144,7 +157,7 @@ class Verdict:
     rule: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hop:
     """One event of a packet, with its place on the path and its explanation."""
 
@@ -154,7 +167,7 @@ class Hop:
     explanation: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Packet:
     """One packet instance: its hops in hook order and what the explainer concluded."""
 
@@ -169,7 +182,7 @@ class Packet:
     verdict: Verdict | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""
 
@@ -180,7 +193,7 @@ class Conversation:
     packets: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputFile:
     """One input file of a case and how it was used."""
 
@@ -189,7 +202,7 @@ class InputFile:
     lines: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A host snapshot: the parsed facts the explainer may use, plus the raw text for the report."""
 
@@ -200,7 +213,7 @@ class Snapshot:
     host: str = "host"  # whose view it is: the host, or a container named in the manifest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Report:
     """Everything a renderer needs, already sorted."""
 

@@ -70,3 +70,14 @@ def test_unused_lines_are_listed_with_reasons(tmp_path: Path):
     assert reasons[4].startswith("other line")
     assert reasons[5] == "blank line"
     assert "prefix map" in reasons[6]
+
+
+def test_runs_of_unused_lines_are_grouped_but_counted(tmp_path: Path):
+    from reportgen.render.jsonout import report_dict
+
+    lines = ["[ 1.0] usb 1-1: new device"] * 5 + SEED.read_text().splitlines()[:2] + ["", ""]
+    report = _report(tmp_path, lines)
+    assert [(u.ref.line, u.count) for u in report.unused] == [(1, 5), (8, 2)]
+    d = report_dict(report)["input"]
+    assert (d["lines_total"], d["lines_used"], d["lines_unused"]) == (9, 2, 7)
+    assert d["unused"][0]["last_line"] == 5

@@ -28,7 +28,7 @@ MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies ar
 SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long logs
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field equality: tracks are compared in hot loops
 class Track:
     """A packet being assembled (mutable while correlating)."""
 
@@ -165,26 +165,62 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) ->
     return not (physout and this_out and physout != this_out)
 
 
+def _keys(ev: Event) -> list[tuple[object, ...]]:
+    """Index keys under which a packet with this event can be found again."""
+    r = ev.record
+    keys: list[tuple[object, ...]] = []
+    if r.ipid is not None:
+        keys.append(("id", r.l3, r.proto, r.ipid))
+    elif r.l3 == "ipv6" and r.flowlabel is not None:
+        keys.append(("v6", r.proto, r.flowlabel, r.length))
+    if r.mac_src and r.mac_dst:
+        keys.append(("mac", r.mac_src, r.mac_dst))
+    return keys
+
+
 def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) -> list[Track]:
-    """Assemble packets from events in input order."""
+    """Assemble packets from events in input order.
+
+    Candidates come from indexes (IP id, IPv6 flow label, MAC pair, and the packets that just left
+    IP POSTROUTING for bridge egress), so the cost per event does not grow with the log.
+    """
     tracks: list[Track] = []
+    index: dict[tuple[object, ...], list[Track]] = {}
+    egress_open: list[Track] = []
     for ev in events:
-        placed = False
         cands = _stage_candidates(ev)
-        for track in reversed(tracks[-SCAN_LIMIT:]):
+        pool: dict[int, Track] = {}
+        for key in _keys(ev):
+            for t in index.get(key, ()):
+                pool[t.index] = t
+        if any(c in _EGRESS_L2 for c in cands):
+            for t in egress_open:
+                pool[t.index] = t
+        placed: Track | None = None
+        for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
+            track = pool[i]
             for stage in cands:
                 if _can_follow(track, ev, stage) and _compatible(track, ev, stage, bridges):
                     track.events.append(ev)
                     track.stages.append(stage)
-                    placed = True
+                    placed = track
                     break
             if placed:
                 break
-        if not placed:
-            t = Track(index=len(tracks))
-            t.events.append(ev)
-            t.stages.append(cands[0])
-            tracks.append(t)
+        if placed is None:
+            placed = Track(index=len(tracks))
+            placed.events.append(ev)
+            placed.stages.append(cands[0])
+            tracks.append(placed)
+        for key in _keys(ev):
+            lst = index.setdefault(key, [])
+            if placed not in lst:
+                lst.append(placed)
+                del lst[:-8]  # a few recent packets per key are enough; older ones are done
+        if placed.stages[-1] in ("ip-post", "br-out", "ip-out"):
+            if placed not in egress_open:
+                egress_open.append(placed)
+                del egress_open[:-64]
     return tracks
 
 

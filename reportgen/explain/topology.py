@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,22 @@ class Route:
     gateway: str | None
     dev: str
     metric: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _route_for(routes: tuple[Route, ...], addr: str) -> Route | None:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    best: tuple[int, int, Route] | None = None
+    for r in routes:
+        net = ipaddress.ip_network(r.dst, strict=False)
+        if net.version == ip.version and ip in net:
+            key = (-net.prefixlen, r.metric)
+            if best is None or key < best[:2]:
+                best = (key[0], key[1], r)
+    return best[2] if best else None
 
 
 @dataclass(frozen=True)
@@ -47,18 +64,8 @@ class Topology:
 
     def route_for(self, addr: str) -> Route | None:
         """Longest-prefix match, then lowest metric (fib lookup order, net/ipv4/fib_trie.c)."""
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return None
-        best: tuple[int, int, Route] | None = None
-        for r in self.routes:
-            net = ipaddress.ip_network(r.dst, strict=False)
-            if net.version == ip.version and ip in net:
-                key = (-net.prefixlen, r.metric)
-                if best is None or key < best[:2]:
-                    best = (key[0], key[1], r)
-        return best[2] if best else None
+        return _route_for(self.routes, addr)
+
 
     def addr_on(self, addr: str, dev: str) -> str | None:
         """Say how an address belongs to an interface: a configured address or its connected net."""

@@ -15,6 +15,7 @@ with optional ``IP SRC=..`` / ``IPv6 SRC=..`` / ``ARP ..`` tails (trace-formats.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -39,8 +40,14 @@ _TCP_FLAGS = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "
 _IP_FLAGS = frozenset({"CE", "DF", "MF"})
 
 
+@functools.lru_cache(maxsize=65536)
 def _norm_addr(text: str) -> str:
-    """Normalise an address: nf_log prints IPv6 uncompressed (%pI6), nft and ebt_log may not."""
+    """Normalise an address: nf_log prints IPv6 uncompressed (%pI6), nft and ebt_log may not.
+
+    IPv4 from %pI4 is already canonical, so only IPv6 pays for ipaddress (it is slow).
+    """
+    if ":" not in text:
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

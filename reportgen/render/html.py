@@ -40,10 +40,10 @@ def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
     used_refs = {h.event.record.ref: p.id for p in report.packets for h in p.hops}
-    unused_refs = {u.ref: u.reason for u in report.unused}
+    unused_count = sum(u.count for u in report.unused)
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
-        r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_refs=unused_refs, css=css,
+        r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_count=unused_count, css=css,
         tool=_TOOL, version=__version__, packets_by_id={p.id: p for p in report.packets},
     )

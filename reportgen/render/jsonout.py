@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
 from reportgen import JSON_SCHEMA_VERSION, __version__
 from reportgen.model import Endpoint, Hop, Nat, Packet, Report
@@ -76,10 +76,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "input": {
             "lines_total": report.lines_total,
             "lines_used": report.lines_used,
-            "lines_unused": len(report.unused),
+            "lines_unused": sum(u.count for u in report.unused),
             "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
-            "unused": [{"file": u.ref.file, "line": u.ref.line, "reason": u.reason, "text": u.text}
-                       for u in report.unused],
+            "unused": [{"file": u.ref.file, "line": u.ref.line, "last_line": u.ref.line + u.count - 1,
+                        "count": u.count, "reason": u.reason, "text": u.text} for u in report.unused],
         },
         "conversations": [
             {"id": c.id, "proto": c.proto, "summary": c.summary, "original": [_ep(c.original[0]), _ep(c.original[1])],
@@ -87,6 +87,12 @@ def report_dict(report: Report) -> dict[str, Any]:
         ],
         "packets": [_packet(p) for p in report.packets],
     }
+
+
+def write_json(report: Report, fh: IO[str]) -> None:
+    """Write the same text as render_json() to a file, in chunks (no second copy in memory)."""
+    json.dump(report_dict(report), fh, indent=2, sort_keys=True, ensure_ascii=False)
+    fh.write("\n")
 
 
 def render_json(report: Report) -> str:

@@ -22,11 +22,11 @@ def render_text(report: Report) -> str:
         for p in loose:
             out.extend(_packet(p, "    "))
         out.append("")
-    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {len(report.unused)} unused")
+    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {sum(u.count for u in report.unused)} unused")
     for u in report.unused[:20]:
-        out.append(f"    {u.ref}: {u.reason}")
+        out.append(f"    {u.span}: {u.reason}")
     if len(report.unused) > 20:
-        out.append(f"    ... {len(report.unused) - 20} more unused lines (see the JSON report)")
+        out.append(f"    ... {len(report.unused) - 20} more runs of unused lines (see the JSON report)")
     return "\n".join(out) + "\n"
 
 

@@ -38,9 +38,11 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
     if "html" in formats and html is not None:
         put("report.html", html)
     if "json" in formats:
-        from reportgen.render.jsonout import render_json
+        from reportgen.render.jsonout import write_json
 
-        put("report.json", render_json(report))
+        with (out / "report.json").open("w", encoding="utf-8") as fh:
+            write_json(report, fh)
+        written.append(out / "report.json")
     if "text" in formats:
         from reportgen.render.text import render_text
 

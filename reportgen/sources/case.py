@@ -126,6 +126,17 @@ def _classify(spec: CaseSpec, files: list[Path]) -> None:
             spec.traces.append(p)
 
 
+def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) -> None:
+    """Record an unused line, extending the previous run when it is the next line with the same reason."""
+    if unused:
+        prev = unused[-1]
+        end = max(prev.last, prev.ref.line)
+        if prev.ref.file == ref.file and prev.reason == reason and end + 1 == ref.line:
+            unused[-1] = UnusedLine(prev.ref, reason, prev.text, ref.line)
+            return
+    unused.append(UnusedLine(ref, reason, text))
+
+
 def _events(spec: CaseSpec, unused: list[UnusedLine], appendix: list[tuple[LineRef, str]],
             counts: dict[str, int]) -> Iterator[Event]:
     for path in spec.traces:
@@ -136,16 +147,16 @@ def _events(spec: CaseSpec, unused: list[UnusedLine], appendix: list[tuple[LineR
             if len(appendix) < APPENDIX_LIMIT:
                 appendix.append((ref, text))
             if not text.strip():
-                unused.append(UnusedLine(ref, "blank line", text))
+                _add_unused(unused, ref, "blank line", text)
                 continue
             framed = strip_wrapper(text)
             rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
             if rec is None:
-                unused.append(UnusedLine(ref, "other line: not a netfilter LOG or ebtables record", text))
+                _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
                 continue
             res = resolve_hook(rec, spec.prefix_map)
             if res.hook is None:
-                unused.append(UnusedLine(ref, f"hook not recognised: {res.problem}", text))
+                _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
                 continue
             yield Event(rec, res.hook)
         counts[name] = n
