@@ -217,10 +217,9 @@ def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) ->
             if placed not in lst:
                 lst.append(placed)
                 del lst[:-8]  # a few recent packets per key are enough; older ones are done
-        if placed.stages[-1] in ("ip-post", "br-out", "ip-out"):
-            if placed not in egress_open:
-                egress_open.append(placed)
-                del egress_open[:-64]
+        if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in egress_open:
+            egress_open.append(placed)
+            del egress_open[:-64]
     return tracks
 
 

@@ -34,5 +34,6 @@ def render_markdown(report: Report) -> str:
             out.append(f"- NAT {n.type} ({n.direction}) at {md(n.hook)}: {md(n.before)} → {md(n.after)}")
         for s in p.skipped:
             out.append(f"- skipped {md(s.family)} {md(s.table)} {md(s.hook)}: {s.reason}")
-    out += ["", f"Input: {report.lines_total} lines, {report.lines_used} used, {sum(u.count for u in report.unused)} unused.", ""]
+    unused = sum(u.count for u in report.unused)
+    out += ["", f"Input: {report.lines_total} lines, {report.lines_used} used, {unused} unused.", ""]
     return "\n".join(out)

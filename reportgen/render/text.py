@@ -22,7 +22,8 @@ def render_text(report: Report) -> str:
         for p in loose:
             out.extend(_packet(p, "    "))
         out.append("")
-    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {sum(u.count for u in report.unused)} unused")
+    unused = sum(u.count for u in report.unused)
+    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {unused} unused")
     for u in report.unused[:20]:
         out.append(f"    {u.span}: {u.reason}")
     if len(report.unused) > 20:

@@ -29,11 +29,15 @@ def make_log(path: Path, lines: int) -> int:
         rep = 0
         while n < lines:
             shift = rep * 0.01
+            def new_id(m: re.Match[str], rep: int = rep) -> str:
+                return f"ID={(int(m.group(1)) + rep) % 65536} {m.group(2) or ''}PROTO"
+
+            def new_port(m: re.Match[str], rep: int = rep) -> str:
+                return f"{m.group(1)}={10000 + (int(m.group(2)) + rep) % 50000}"
+
             for ln in base:
-                ln = re.sub(r"ID=(\d+) (DF )?PROTO", lambda m: f"ID={(int(m.group(1)) + rep) % 65536} "
-                            f"{m.group(2) or ''}PROTO", ln)
-                ln = re.sub(r"(SPT|DPT)=(\d{5})", lambda m: f"{m.group(1)}={10000 + (int(m.group(2)) + rep) % 50000}",
-                            ln)
+                ln = re.sub(r"ID=(\d+) (DF )?PROTO", new_id, ln)
+                ln = re.sub(r"(SPT|DPT)=(\d{5})", new_port, ln)
                 stamp = float(ln[1:13]) + shift
                 fh.write(f"[{stamp:12.6f}]{ln[14:]}\n")
                 n += 1
@@ -50,7 +54,8 @@ STAGES = {
               "from reportgen.parsers.nflog import parse_kernel_message\n"
               "from reportgen.parsers.prefix import resolve_hook, PrefixMap\nfrom reportgen.model import LineRef\n"
               "pm=PrefixMap.empty()\n"
-              "for n,s in read_lines(P):\n f=strip_wrapper(s)\n r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
+              "for n,s in read_lines(P):\n f=strip_wrapper(s)\n"
+              " r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
               " r and resolve_hook(r, pm)"),
     "report": ("from reportgen.sources.case import build_report, load_spec\n"
                "from reportgen.render.jsonout import write_json\n"
