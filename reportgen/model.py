@@ -132,7 +132,9 @@ class Nat:
     after: Endpoint
     evidence: str
     by: str = "rule"  # "rule": the nat table decided (first packet); "conntrack": the stored mapping
-    rule: str | None = None
+    rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
+    rule_ref: LineRef | None = None
+    conntrack: str | None = None  # the conntrack -L entry that shows the mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class Skipped:
     hook: str
     reason: str  # "conntrack", "no-rule", "bridge-nf-off", "not-logged"
     explanation: str
+    rule_ref: LineRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,7 @@ class Verdict:
     where: str
     explanation: str
     rule: str | None = None
+    rule_ref: LineRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +233,4 @@ class Report:
     unused: tuple[UnusedLine, ...]
     lines: tuple[tuple[LineRef, str], ...] = field(default=())  # every trace line, for the appendix
     notes: tuple[str, ...] = ()
+    topology: object = None  # explain.topology.Topology, for the topology diagram

@@ -38,6 +38,7 @@ ITEMS: tuple[Item, ...] = (
     Item("ip6tables-save.txt", ("ip6tables-save",), "attachment:ip6tables-save"),
     Item("nft-ruleset.txt", ("nft", "list", "ruleset"), "attachment:nft-ruleset"),
     Item("conntrack.txt", ("conntrack", "-L"), "attachment:conntrack"),
+    Item("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "attachment:conntrack"),
     Item("docker-network-inspect.json", ("docker", "network", "inspect", "bridge"), "attachment:docker-network"),
 )
 

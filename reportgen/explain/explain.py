@@ -7,11 +7,12 @@ comes next", so the same code explains bridged, routed, local and NAT'd traffic.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from reportgen.explain.attribution import attribute_nat, conntrack_entry, drop_rule, refine_skip
 from reportgen.explain.correlate import Flow, Track, group_conversations, is_reply_by_itself, views
 from reportgen.explain.topology import Topology
-from reportgen.model import Conversation, Endpoint, Event, Hop, Nat, Packet, Skipped, Verdict
+from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
 from reportgen.netfilter import (
     BRIDGE,
     BRIDGED,
@@ -196,8 +197,9 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
                    "(tables at one hook run in priority order).")
     elif stage == "br-pre":
         if ev.hook.table == "broute":
-            out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}; the broute table decides "
-                       "first whether it is bridged or handed to routing (ebtables(8) BROUTING).")
+            out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}, {_named(topo, r.mac_src)} → "
+                       f"{_named(topo, r.mac_dst)}; the broute table decides first whether it is bridged or "
+                       "handed to routing (ebtables(8) BROUTING).")
         else:
             out.append(f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
                        f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}.")
@@ -446,6 +448,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
                 for nat in _direct_nats(t, True, {}, topo) + _inferred_nats(t, f, topo):
                     flow_types.setdefault(f.index, {})[nat.field] = nat.type
     packets: list[Packet] = []
+    flow_rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
     for t in tracks:
         flow = of_track.get(t.index)
         forward = True
@@ -476,8 +479,14 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             k.reason in ("conntrack", "bridge-nf-off") for k in skipped
             if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
         verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
-        if verdict.kind == "last-seen":
-            # After a probable drop only the hooks before the last hop are "skipped"; later ones were
+        new = first_in_flow and forward
+        if verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
+            later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
+            verdict = drop_rule(t.last, later, new, topo) or verdict
+        first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
+        skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
+        if verdict.kind in ("last-seen", "dropped"):
+            # After a drop only the hooks before the last hop are "skipped"; later ones were
             # never reached.
             skipped = [k for k in skipped if any(k.stage == s.stage and k.table == s.table
                                                  for s in slots[: last_idx + 1])]
@@ -495,6 +504,22 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             nats += [n for n in _inferred_nats(t, flow, topo, first_in_flow) if n.field == "source"]
         if not forward and flow is not None:
             nats += _reply_reversals(t, flow, nats, ftypes)
+        if forward:
+            nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), new, topo)
+        if flow is not None:
+            ct = conntrack_entry(flow.original[1], flow.original[2], topo)
+            # The rule that made a mapping also explains its later uses and its reversal on replies.
+            reply_field = {"source": "destination", "destination": "source"}
+            filled = []
+            for nat in nats:
+                if nat.rule is not None and nat.by == "rule":
+                    flow_rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
+                orig_field = nat.field if nat.direction == "original" else reply_field[nat.field]
+                if nat.rule is None and (flow.index, orig_field) in flow_rules:
+                    rule, ref = flow_rules[(flow.index, orig_field)]
+                    nat = replace(nat, rule=rule, rule_ref=ref)
+                filled.append(replace(nat, conntrack=ct) if ct else nat)
+            nats = filled
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[flow.index] if flow else "-",
             role=role, path=cls, summary=describe_packet(t),

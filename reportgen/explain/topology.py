@@ -46,6 +46,14 @@ class Topology:
     names: dict[str, str] = field(default_factory=dict)  # IP or MAC -> endpoint name
     sysctl: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # fact -> snapshot file it came from
+    rulesets: dict[str, Any] = field(default_factory=dict)  # family -> parsers.ruleset.Ruleset
+    conntrack: tuple[dict[str, Any], ...] = ()
+
+    def local_addrs(self) -> frozenset[str] | None:
+        """The host's own addresses (for -m addrtype LOCAL), or None when no snapshot lists them."""
+        if not self.host_addrs:
+            return None
+        return frozenset(c.split("/")[0] for cidrs in self.host_addrs.values() for c in cidrs)
 
     def bridge_of(self, port: str) -> str | None:
         for br, ports in self.bridges.items():
@@ -89,10 +97,35 @@ class Topology:
         dev = self.mac_owner(addr_or_mac)
         if dev:
             return f"{dev}'s own MAC"
+        docker_ip = docker_mac_ip(addr_or_mac)
+        if docker_ip:
+            # Docker derives a container's MAC from its IPv4 address (02:42 + the four bytes,
+            # libnetwork netutils.GenerateMACFromIP), so the MAC names the container's address.
+            return f"{self.names[docker_ip]}, {docker_ip}" if docker_ip in self.names else \
+                f"container {docker_ip} (Docker MAC)"
+        dev = self.mac_owner(addr_or_mac)
+        if dev:
+            return f"{dev}'s own MAC"
         for dev, cidrs in self.host_addrs.items():
             if any(c.split("/")[0] == addr_or_mac for c in cidrs):
                 return f"host address on {dev}"
         return None
+
+
+def docker_mac_ip(mac: str) -> str | None:
+    """Return the IPv4 address a Docker-generated MAC encodes (02:42:a:b:c:d), or None."""
+    parts = mac.split(":")
+    if len(parts) != 6 or parts[:2] != ["02", "42"]:
+        return None
+    try:
+        octets = [int(x, 16) for x in parts[2:]]
+    except ValueError:
+        return None
+    # The bridge's own MAC is random 02:42:xx too; Docker's pools are RFC 1918 ranges, so only those
+    # are taken as an encoded address.
+    ip = ".".join(map(str, octets))
+    rfc1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    return ip if any(ipaddress.ip_address(ip) in ipaddress.ip_network(n) for n in rfc1918) else None
 
 
 def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
@@ -105,6 +138,8 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     names: dict[str, str] = {}
     sysctl: dict[str, str] = {}
     sources: dict[str, str] = {}
+    rulesets: dict[str, Any] = {}
+    conntrack: list[dict[str, Any]] = []
     for snap in snapshots:
         data: Any = snap.data
         if data is None:
@@ -147,7 +182,20 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
         elif snap.kind == "sysctl":
             sysctl.update(data["values"])
             sources.setdefault("sysctl", snap.name)
+        elif snap.kind in ("iptables-save", "ip6tables-save", "ebtables-save"):
+            data.source = snap.name
+            rulesets.setdefault(data.family, data)
+        elif snap.kind == "conntrack":
+            conntrack += [{**e, "source": snap.name} for e in data["entries"]]
+        elif snap.kind == "docker-network":
+            for net in data["networks"]:
+                bridges.setdefault(net["bridge"], [])
+                for c in net["containers"]:
+                    for key in (c["ipv4"], c["ipv6"], c["mac"]):
+                        if key and c["name"]:
+                            names[key] = c["name"]
     return Topology(
         bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,
         routes=tuple(routes), host_addrs=host_addrs, names=names, sysctl=sysctl, sources=sources,
+        rulesets=rulesets, conntrack=tuple(conntrack),
     )

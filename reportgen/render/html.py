@@ -27,8 +27,14 @@ def _env() -> jinja2.Environment:
 
 
 def packet_svgs(report: Report) -> dict[str, str]:
-    """Render every packet's hook diagram to SVG."""
-    return {p.id: dot_to_svg(packet_dot(p)) for p in report.packets}
+    """Render every packet's hook diagram, and the topology diagram (key "topology"), to SVG."""
+    from reportgen.explain.topology import Topology
+    from reportgen.render.topology_dot import topology_dot
+
+    svgs = {p.id: dot_to_svg(packet_dot(p)) for p in report.packets}
+    topo = report.topology if isinstance(report.topology, Topology) else Topology()
+    svgs["topology"] = dot_to_svg(topology_dot(report, topo))
+    return svgs
 
 
 def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
@@ -40,10 +46,21 @@ def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
     used_refs = {h.event.record.ref: p.id for p in report.packets for h in p.hops}
+    snap_index = {sn.name: i for i, sn in enumerate(report.snapshots)}
+    # Rules the explanation names, highlighted where they stand in the ruleset snapshot.
+    hits: set[tuple[str, int]] = set()
+    for p in report.packets:
+        refs = [n.rule_ref for n in p.nat] + [k.rule_ref for k in p.skipped]
+        refs.append(p.verdict.rule_ref if p.verdict else None)
+        hits |= {(ref.file, ref.line) for ref in refs if ref is not None}
+
+    def snap_anchor(ref: LineRef) -> str:
+        return f"s{snap_index.get(ref.file, 0)}-L{ref.line}"
     unused_count = sum(u.count for u in report.unused)
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
         r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_count=unused_count, css=css,
         tool=_TOOL, version=__version__, packets_by_id={p.id: p for p in report.packets},
+        hits=hits, snap_anchor=snap_anchor, snap_index=snap_index,
     )

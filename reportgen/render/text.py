@@ -44,9 +44,13 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
     for n in p.nat:
         out.append(f"{ind}│   NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {n.before} → {n.after}")
         out.append(f"{ind}│         {n.evidence}")
+        if n.rule:
+            out.append(f"{ind}│         rule ({n.rule_ref}): {n.rule}")
+        if n.conntrack:
+            out.append(f"{ind}│         conntrack: {n.conntrack}")
     for s in p.skipped:
         tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")
-        out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason}")
+        out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason} ({s.explanation})")
     if p.verdict:
         out.append(f"{ind}└─ verdict: {p.verdict.kind} — {p.verdict.explanation}")
     return out

@@ -169,11 +169,20 @@ def build_report(spec: CaseSpec) -> Report:
         text = path.read_text(encoding="utf-8", errors="replace")
         k = kind or detect_kind(text)
         if k is not None and k.startswith("attachment:"):
-            snaps.append(Snapshot(_rel(path, spec.base), k.split(":", 1)[1], text, None, host))
-            continue
+            k = k.split(":", 1)[1]
+            # Attachments whose kind reportgen can read are parsed too; the rest are shown verbatim.
+            if k not in PARSERS:
+                snaps.append(Snapshot(_rel(path, spec.base), k, text, None, host))
+                continue
         if k is None or k not in PARSERS:
             raise InputError(str(path), None, f"unknown snapshot kind {k!r}; known: {', '.join(sorted(PARSERS))}")
-        snaps.append(Snapshot(_rel(path, spec.base), k, text, PARSERS[k](text), host))
+        try:
+            data = PARSERS[k](text)
+        except InputError as exc:
+            raise InputError(str(path), exc.line, exc.message, exc.text) from exc
+        except ValueError as exc:
+            raise InputError(str(path), None, f"cannot parse as {k}: {exc}") from exc
+        snaps.append(Snapshot(_rel(path, spec.base), k, text, data, host))
     topo = build_topology(tuple(snaps))
     unused: list[UnusedLine] = []
     appendix: list[tuple[LineRef, str]] = []
@@ -192,7 +201,7 @@ def build_report(spec: CaseSpec) -> Report:
     return Report(
         name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
         conversations=tuple(convs), packets=tuple(packets), lines_total=total, lines_used=len(events),
-        unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes),
+        unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
     )
 
 

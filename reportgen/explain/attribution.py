@@ -1,0 +1,123 @@
+"""Attribute NAT, drops and missing LOG lines to rules of the ruleset snapshot, and NAT to conntrack.
+
+The packet is evaluated against the iptables-save snapshot (reportgen.explain.rules) with what the
+hook saw: addresses, ports, interfaces, bridge ports, and the conntrack state its place in the
+conversation implies (NEW for a connection's first packet, ESTABLISHED after: nf_conntrack_core.c
+sets IP_CT_ESTABLISHED once a reply was seen, and replies are ESTABLISHED by definition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
+from reportgen.explain.topology import Topology
+from reportgen.model import Endpoint, Event, LineRef, Nat, Skipped, Verdict
+from reportgen.netfilter import BRIDGE, STAGES
+
+
+def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
+    r = ev.record
+    icmp = r.proto in ("ICMP", "ICMPv6")
+    return PacketView(r.src, r.dst, r.proto, None if icmp else r.sport, None if icmp else r.dport, r.in_dev,
+                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs())
+
+
+def _ruleset(topo: Topology, family: str) -> Any:
+    return topo.rulesets.get(family)
+
+
+def _ref(rs: Any, ev: Evaluation) -> LineRef | None:
+    return LineRef(rs.source, ev.rule.line) if ev.rule is not None else None
+
+
+def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, topo: Topology) -> list[Nat]:
+    """Name the rule behind each rule-made NAT of a connection's first packet."""
+    out = []
+    for n in nats:
+        fam, _, hook = n.hook.split()
+        rs = _ruleset(topo, fam)
+        if rs is None or n.by != "rule" or n.direction != "original":
+            out.append(n)
+            continue
+        l3 = [(e, st) for e, st in hops if e.record.src and e.hook.family == fam]
+        at = [e for e, st in l3 if e.hook.hook == hook]
+        # Without a line from that hook: the last view before POSTROUTING, the first after PREROUTING.
+        fallback = l3[-1][0] if hook in ("POSTROUTING", "INPUT") else l3[0][0]
+        ev = at[0] if at else fallback
+        view = packet_view(ev, new, topo)
+        if n.field == "destination" and hook in ("PREROUTING", "OUTPUT"):
+            view = replace(view, dst=n.before.addr, dport=n.before.port if ev.record.sport is not None else None)
+        res = evaluate(rs, "nat", hook, view)
+        if res.verdict in ("MASQUERADE", "SNAT", "DNAT", "REDIRECT") and res.rule is not None:
+            out.append(replace(n, type=res.verdict if res.verdict != "REDIRECT" else "DNAT", rule=res.rule.text,
+                               rule_ref=_ref(rs, res),
+                               evidence=f"{n.evidence}; the ruleset snapshot's nat {hook} rule matches it"))
+        else:
+            out.append(n)
+    return out
+
+
+def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:
+    """The conntrack -L line whose original tuple is this conversation's (a -> b)."""
+    for e in topo.conntrack:
+        o = e["original"]
+        if o.get("src") != a.addr or o.get("dst") != b.addr:
+            continue
+        port_a = o.get("sport") or o.get("id")
+        if a.port is not None and port_a is not None and str(a.port) != port_a:
+            continue
+        return f"{e['source']}:{e['line']}: {e['text']}"
+    return None
+
+
+def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool, topo: Topology) -> Verdict | None:
+    """Evaluate the rest of the last hook's chain and the later hooks; return a drop verdict if found.
+
+    ``later`` lists (family, table, hook) slots after the last-seen one, in path order.
+    """
+    fam = last.hook.family
+    rs = _ruleset(topo, fam)
+    if rs is None or fam == BRIDGE or last.hook.table is None:
+        return None
+    view = packet_view(last, new, topo)
+    start = log_rule_index(rs, last.hook.table, last.hook.chain, last.record.prefix) or 0
+    steps = [(last.hook.table, last.hook.chain, start)]
+    steps += [(t, h, 0) for f, t, h in later if f == fam]
+    for table, chain, after in steps:
+        res = evaluate(rs, table, chain, view, after)
+        if res.verdict in ("DROP", "REJECT"):
+            where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
+            what = (f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}" if res.rule else
+                    f"the policy {res.verdict} of {res.policy_of}")
+            return Verdict("dropped", where,
+                           f"Dropped by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
+                           f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
+                           res.rule.text if res.rule else f"policy {res.verdict}", _ref(rs, res))
+        if res.verdict is None or res.verdict not in ("ACCEPT", "RETURN", "MASQUERADE", "SNAT", "DNAT"):
+            return None
+    return None
+
+
+def refine_skip(s: Skipped, ev: Event | None, new: bool, topo: Topology) -> Skipped:
+    """Explain a hook that did not log the packet from the ruleset: no LOG rule, or what ended the chain."""
+    rs = _ruleset(topo, s.family)
+    if rs is None or s.reason in ("conntrack", "bridge-nf-off") or ev is None:
+        return s
+    chain = STAGES[s.stage].hook
+    c = rs.chain(s.table, chain)
+    if c is None or not has_log_rule(rs, s.table, chain):
+        return replace(s, reason="no-rule", explanation=f"{rs.source} has no LOG rule in {s.table} {chain}")
+    view = packet_view(ev, new, topo)
+    res = evaluate(rs, s.table, chain, view)
+    if res.rule is None or res.rule.target == "LOG" or any(r.target == "LOG" for r in res.path):
+        return s
+    logs = [r for r in c.rules if r.target == "LOG"]
+    if res.rule.chain == chain and any(r.num < res.rule.num for r in logs):
+        first = next(r for r in logs if r.num < res.rule.num)
+        return replace(s, reason="not-logged", rule_ref=LineRef(rs.source, first.line),
+                       explanation=f"the LOG rule (rule {first.num}: {first.text}) does not match this packet")
+    return replace(s, reason="not-logged", rule_ref=_ref(rs, res),
+                   explanation=f"rule {res.rule.num} of {res.rule.chain} ({res.rule.text}) decides "
+                   f"{res.verdict} before the chain's LOG rule is reached")

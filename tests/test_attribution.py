@@ -1,0 +1,83 @@
+"""Snapshots in the explanation: rules, conntrack entries, endpoint names, FDB and routes.
+
+Runs on the checked-in lab captures (real kernel output and real iptables-save/conntrack from this
+machine), so it needs no root.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from conftest import SAMPLES
+
+from reportgen.render.html import render_html
+from reportgen.sources.case import build_report, load_spec
+
+FIXTURES = Path(__file__).parent / "fixtures" / "parsers"
+
+
+def report(name: str):
+    return build_report(load_spec([SAMPLES / name]))
+
+
+def test_masquerade_rule_and_conntrack_entry_are_named():
+    req, rep = report("lab-container-to-internet").packets
+    [m] = req.nat
+    assert m.type == "MASQUERADE"
+    assert m.rule == "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"
+    assert m.rule_ref.file == "iptables-save.txt"
+    assert m.conntrack and "src=172.17.0.2 dst=203.0.113.10" in m.conntrack and "dst=198.51.100.10" in m.conntrack
+    assert rep.nat[0].rule == m.rule  # the reply's reversal points at the same rule
+
+
+def test_dnat_rule_is_named_for_the_published_port():
+    syn = report("lab-published-port").packets[0]
+    [d] = syn.nat
+    assert d.rule == "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
+
+
+def test_drop_rule_is_named_for_the_dropped_connection():
+    r = report("lab-tcp-dropped")
+    for p in r.packets:
+        assert p.verdict.kind == "dropped"
+        assert p.verdict.rule == "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP"
+        assert "DOCKER-USER" in p.verdict.where
+
+
+def test_html_highlights_the_matched_rule_in_the_snapshot():
+    html = render_html(report("lab-container-to-internet"))
+    hit = [ln for ln in html.splitlines() if 'class="hit"' in ln]
+    assert len(hit) == 1 and "MASQUERADE" in hit[0]
+
+
+def test_seed_names_ports_fdb_and_routes():
+    r = report("seed-container-to-container")
+    fwd = next(h for h in r.packets[0].hops if h.stage == "br-fwd")
+    assert "02:42:ac:11:00:03 is learned on port veth8f77b15 (bridge fdb)" in fwd.explanation[0]
+    pre = r.packets[0].hops[0]
+    assert "02:42:ac:11:00:02 (container1)" in pre.explanation[0]
+    h2c = report("seed-host-to-container").packets[0]
+    assert "route 172.17.0.0/16 on docker0" in h2c.hops[0].explanation[0]
+
+
+def test_container_names_from_docker_network_inspect(tmp_path: Path):
+    case = tmp_path / "case"
+    shutil.copytree(SAMPLES / "lab-container-to-container", case)
+    shutil.copy(FIXTURES / "docker-network--default-bridge.out", case / "docker-network-inspect.json")
+    manifest = yaml.safe_load((case / "case.yaml").read_text())
+    manifest["snapshots"] = [s for s in manifest["snapshots"] if "container" not in s["file"]]
+    manifest["snapshots"].append({"file": "docker-network-inspect.json", "kind": "docker-network"})
+    (case / "case.yaml").write_text(yaml.safe_dump(manifest))
+    r = build_report(load_spec([case]))
+    text = " ".join(t for h in r.packets[0].hops for t in h.explanation)
+    assert "02:42:ac:11:00:02 (web)" in text and "02:42:ac:11:00:03 (db)" in text
+
+
+def test_docker_mac_rule_names_unknown_containers(tmp_path: Path):
+    case = tmp_path / "case"
+    shutil.copytree(SAMPLES / "seed-container-to-internet", case)
+    r = build_report(load_spec([case]))
+    text = " ".join(t for h in r.packets[0].hops for t in h.explanation)
+    assert "02:42:ac:11:00:02 (container 172.17.0.2 (Docker MAC))" in text
