@@ -81,3 +81,25 @@ def test_docker_mac_rule_names_unknown_containers(tmp_path: Path):
     r = build_report(load_spec([case]))
     text = " ".join(t for h in r.packets[0].hops for t in h.explanation)
     assert "02:42:ac:11:00:02 (container 172.17.0.2 (Docker MAC))" in text
+
+
+def test_unsupported_match_is_not_evaluated_not_guessed(tmp_path: Path):
+    case = tmp_path / "case"
+    shutil.copytree(SAMPLES / "lab-tcp-dropped", case)
+    rules = (case / "iptables-save.txt").read_text()
+    rules = rules.replace("-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP",
+                          '-A DOCKER-USER -m string --string "x" --algo bm -j ACCEPT\n'
+                          "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP")
+    (case / "iptables-save.txt").write_text(rules)
+    p = build_report(load_spec([case])).packets[0]
+    assert p.verdict.kind == "last-seen"
+    assert "not evaluated" in p.verdict.explanation and "--string" in p.verdict.explanation
+
+
+def test_unknown_destination_mac_is_flooded(tmp_path: Path):
+    case = tmp_path / "case"
+    shutil.copytree(SAMPLES / "seed-container-to-container", case)
+    fdb = (case / "bridge-fdb.txt").read_text().replace("02:42:ac:11:00:03 dev veth8f77b15 master docker0\n", "")
+    (case / "bridge-fdb.txt").write_text(fdb)
+    fwd = next(h for h in build_report(load_spec([case])).packets[0].hops if h.stage == "br-fwd")
+    assert "not in the FDB snapshot, so the bridge floods" in fwd.explanation[0]

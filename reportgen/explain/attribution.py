@@ -72,15 +72,17 @@ def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:
     return None
 
 
-def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool, topo: Topology) -> Verdict | None:
-    """Evaluate the rest of the last hook's chain and the later hooks; return a drop verdict if found.
+def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool,
+              topo: Topology) -> tuple[Verdict | None, str | None]:
+    """Evaluate the rest of the last hook's chain and the later hooks for a drop.
 
-    ``later`` lists (family, table, hook) slots after the last-seen one, in path order.
+    ``later`` lists (family, table, hook) slots after the last-seen one, in path order. Returns a
+    "dropped" verdict, or a note saying why the snapshot could not decide.
     """
     fam = last.hook.family
     rs = _ruleset(topo, fam)
     if rs is None or fam == BRIDGE or last.hook.table is None:
-        return None
+        return None, None
     view = packet_view(last, new, topo)
     start = log_rule_index(rs, last.hook.table, last.hook.chain, last.record.prefix) or 0
     steps = [(last.hook.table, last.hook.chain, start)]
@@ -94,10 +96,14 @@ def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool, topo: T
             return Verdict("dropped", where,
                            f"Dropped by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
                            f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
-                           res.rule.text if res.rule else f"policy {res.verdict}", _ref(rs, res))
-        if res.verdict is None or res.verdict not in ("ACCEPT", "RETURN", "MASQUERADE", "SNAT", "DNAT"):
-            return None
-    return None
+                           res.rule.text if res.rule else f"policy {res.verdict}", _ref(rs, res)), None
+        if res.verdict is None:
+            rule, why = res.unevaluated[-1]
+            return None, (f"The ruleset snapshot cannot decide it: at {table} {rule.chain} rule {rule.num} "
+                          f"({rule.text}) the {why}, so the evaluation stops there rather than guess.")
+        if res.verdict not in ("ACCEPT", "RETURN", "MASQUERADE", "SNAT", "DNAT"):
+            return None, None
+    return None, None
 
 
 def refine_skip(s: Skipped, ev: Event | None, new: bool, topo: Topology) -> Skipped:

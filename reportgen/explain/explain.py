@@ -204,7 +204,10 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
             out.append(f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
                        f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}.")
     elif stage == "ip-pre" and r.physin:
-        out.append(f"bridge-nf-call-iptables hands the bridged frame to the IP hooks: IN is the bridge "
+        key = "bridge-nf-call-ip6tables" if ev.hook.family == "ipv6" else "bridge-nf-call-iptables"
+        val = topo.sysctl.get(f"net.bridge.{key}")
+        seen = f" (net.bridge.{key} = {val} in {topo.sources.get('sysctl', 'the sysctl snapshot')})" if val else ""
+        out.append(f"{key}{seen} hands the bridged frame to the IP hooks: IN is the bridge "
                    f"{r.in_dev}, PHYSIN the port {r.physin}. Routing has not happened yet, so OUT is empty.")
     elif stage in ("ip-pre", "ip-pre-up"):
         out.append(f"Received on {r.in_dev}; routing has not happened yet, so OUT is empty.")
@@ -215,8 +218,16 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
                    "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it.")
     elif stage == "br-fwd":
         where = topo.fdb.get(r.mac_dst or "")
-        fact = (f"{r.mac_dst} is learned on port {where[0]} (bridge fdb)" if where
-                else f"{r.mac_dst} is not the bridge's own MAC")
+        group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
+        if where:
+            fact = f"{r.mac_dst} is learned on port {where[0]} (bridge fdb)"
+        elif group:
+            fact = f"{r.mac_dst} is a group address, so the bridge floods it to every port (br_flood)"
+        elif topo.fdb:
+            fact = (f"{r.mac_dst} is not in the FDB snapshot, so the bridge floods the frame to all ports "
+                    "(br_handle_frame_finish: unknown unicast → br_flood)")
+        else:
+            fact = f"{r.mac_dst} is not the bridge's own MAC"
         out.append(f"Bridged: {fact}, so the bridge forwards the frame from {r.in_dev} to {r.out_dev}; "
                    "no routing, no TTL change.")
     elif stage == "ip-fwd-br":
@@ -482,7 +493,11 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         new = first_in_flow and forward
         if verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
             later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
-            verdict = drop_rule(t.last, later, new, topo) or verdict
+            dropped, note = drop_rule(t.last, later, new, topo)
+            if dropped is not None:
+                verdict = dropped
+            elif note:
+                verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
         first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
         skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
         if verdict.kind in ("last-seen", "dropped"):

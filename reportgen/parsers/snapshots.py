@@ -236,6 +236,12 @@ def _ruleset(family: str) -> Any:
     return parse
 
 
+def _nft(text: str) -> dict[str, Any]:
+    from reportgen.parsers.nft_ruleset import parse_nft_ruleset
+
+    return parse_nft_ruleset(text)
+
+
 def _conntrack(text: str) -> dict[str, Any]:
     from reportgen.parsers.conntrack import parse_conntrack
 
@@ -264,5 +270,6 @@ PARSERS = {
     "ip6tables-save": _ruleset("ipv6"),
     "ebtables-save": _ruleset("bridge"),
     "conntrack": _conntrack,
+    "nft-ruleset": _nft,
     "docker-network": _docker,
 }

@@ -1,0 +1,74 @@
+"""Parse ``nft list ruleset`` text (optionally with ``-a`` handles): tables, base chains, rules.
+
+nft(8) prints ``table FAMILY NAME {``, then ``chain NAME {`` blocks whose first statement for a base
+chain is ``type T hook H priority P; policy V;``, then one rule per line, ``# handle N`` at the end
+with ``-a``. Sets, maps, flowtables and other objects are nested blocks, skipped here but counted.
+Rules are kept as text with their verdict; reportgen does not evaluate nft rules (it says so).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{$")
+_CHAIN = re.compile(r"^chain (?P<name>\S+) \{$")
+_BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
+                   r"(?: policy (?P<policy>\w+);)?")
+_HANDLE = re.compile(r"\s*# handle (\d+)$")
+_VERDICT = re.compile(r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
+                      r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$")
+
+
+def parse_nft_ruleset(text: str) -> dict[str, Any]:
+    """Return {"tables": [{family, name, chains: [{name, type, hook, priority, policy, rules}]}], ...}."""
+    tables: list[dict[str, Any]] = []
+    objects = 0
+    table: dict[str, Any] | None = None
+    chain: dict[str, Any] | None = None
+    skip_depth = 0
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if skip_depth:
+            skip_depth += line.count("{") - line.count("}")
+            continue
+        if table is None:
+            m = _TABLE.match(line)
+            if m:
+                table = {"family": m.group("family"), "name": m.group("name"), "chains": [], "line": n}
+                tables.append(table)
+            continue
+        if chain is None:
+            m = _CHAIN.match(line)
+            if m:
+                chain = {"name": m.group("name"), "type": None, "hook": None, "priority": None, "policy": None,
+                         "rules": [], "line": n}
+                table["chains"].append(chain)
+            elif line == "}":
+                table = None
+            elif line.endswith("{"):
+                objects += 1
+                skip_depth = 1
+            continue
+        if line == "}":
+            chain = None
+            continue
+        base = _BASE.match(line)
+        if base and not chain["rules"]:
+            chain.update(type=base.group("type"), hook=base.group("hook"), priority=base.group("prio").strip(),
+                         policy=base.group("policy"))
+            continue
+        h = _HANDLE.search(line)
+        body = _HANDLE.sub("", line)
+        verdict = _VERDICT.search(body)
+        chain["rules"].append({"text": body, "handle": int(h.group(1)) if h else None, "line": n,
+                               "verdict": verdict.group(1) if verdict else None,
+                               "log_prefix": _log_prefix(body)})
+    return {"tables": tables, "objects_skipped": objects}
+
+
+def _log_prefix(body: str) -> str | None:
+    m = re.search(r'log prefix "((?:[^"\\]|\\.)*)"', body)
+    return m.group(1) if m else None
