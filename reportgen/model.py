@@ -71,16 +71,42 @@ class HookRef:
 
     @property
     def label(self) -> str:
+        if self.how == "nft trace":
+            fam = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6"}[self.family]
+            return f"nft {fam} {self.table or '?'} {self.chain}"
         tool = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}[self.family]
         return f"{tool} {self.table or '?'} {self.chain}"
 
 
 @dataclass(frozen=True, slots=True)
+class RuleHit:
+    """A rule, policy or return a trace source says the packet hit at a hook."""
+
+    table: str
+    chain: str
+    kind: str  # "rule", "policy" or "return"
+    verdict: str  # lowercase: accept, drop, continue, jump X, return, ...
+    text: str  # the rule as the tool printed it ("" for policy/return)
+    handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
+    ref: LineRef
+
+    @property
+    def decisive(self) -> bool:
+        """Drop and reject end the packet's life (nf_tables verdicts NF_DROP; REJECT sends an error)."""
+        return self.verdict.split(":")[0] in ("drop", "reject")
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """A record placed at its hook."""
+    """A record placed at its hook, with the rules a trace source saw it hit there."""
 
     record: LogRecord
     hook: HookRef
+    rules: tuple[RuleHit, ...] = ()
+
+    @property
+    def refs(self) -> tuple[LineRef, ...]:
+        return (self.record.ref, *(r.ref for r in self.rules if r.ref != self.record.ref))
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,3 +172,15 @@ def test_failure_and_interrupt_tear_down(tmp_path: Path):
     proc.wait(timeout=30)
     assert _lab_namespaces() == before_ns
     assert LOG_ALL_NETNS.read_text() == before_log
+
+
+def test_trace_sources(lab_cases):
+    for name, word in (("xtables-trace-tcp-to-internet", "-j MASQUERADE"), ("nft-trace-tcp-to-internet", "masquerade")):
+        r = lab_cases[name]
+        assert len(r.conversations) == 1, name
+        syn, synack = r.packets[0], r.packets[1]
+        assert syn.nat[0].type == "MASQUERADE" and word in syn.nat[0].rule
+        assert {(s.table, s.hook): s.reason for s in synack.skipped}[("nat", "PREROUTING")] == "conntrack"
+    mixed = lab_cases["mixed-ebtables-nft-trace"]
+    assert [p.role for p in mixed.packets] == ["request", "reply"]
+    assert all({h.event.record.fmt for h in p.hops} == {"ebtlog", "nfttrace"} for p in mixed.packets)

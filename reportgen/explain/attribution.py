@@ -13,7 +13,7 @@ from typing import Any
 
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
-from reportgen.model import Endpoint, Event, LineRef, Nat, Skipped, Verdict
+from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict
 from reportgen.netfilter import BRIDGE, STAGES
 
 
@@ -32,11 +32,35 @@ def _ref(rs: Any, ev: Evaluation) -> LineRef | None:
     return LineRef(rs.source, ev.rule.line) if ev.rule is not None else None
 
 
+_NAT_WORDS = (("MASQUERADE", ("-j MASQUERADE", "masquerade")), ("SNAT", ("-j SNAT", "snat to")),
+              ("DNAT", ("-j DNAT", "dnat to")), ("DNAT", ("-j REDIRECT", "redirect")))
+
+
+def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit] | None:
+    """A NAT rule a trace source saw the packet hit at this hook (xtables-monitor prints the rule as
+    iptables-save text, nft monitor trace as nft syntax; NAT verdicts show as accept)."""
+    for ev, _ in hops:
+        if ev.hook.hook != hook or ev.hook.family == BRIDGE:
+            continue
+        for hit in ev.rules:
+            for typ, words in _NAT_WORDS:
+                if any(w in hit.text for w in words):
+                    return typ, hit
+    return None
+
+
 def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, topo: Topology) -> list[Nat]:
     """Name the rule behind each rule-made NAT of a connection's first packet."""
     out = []
     for n in nats:
         fam, _, hook = n.hook.split()
+        traced = _traced_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        if traced is not None:
+            typ, hit = traced
+            out.append(replace(n, type=typ, rule=hit.text, rule_ref=hit.ref,
+                               evidence=f"{n.evidence.split(';')[0]}; the trace shows the packet hitting this "
+                               f"{typ} rule"))
+            continue
         rs = _ruleset(topo, fam)
         if rs is None or n.by != "rule" or n.direction != "original":
             out.append(n)
@@ -53,7 +77,8 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
         if res.verdict in ("MASQUERADE", "SNAT", "DNAT", "REDIRECT") and res.rule is not None:
             out.append(replace(n, type=res.verdict if res.verdict != "REDIRECT" else "DNAT", rule=res.rule.text,
                                rule_ref=_ref(rs, res),
-                               evidence=f"{n.evidence}; the ruleset snapshot's nat {hook} rule matches it"))
+                               evidence=f"{n.evidence.split(';')[0]}; the ruleset snapshot's nat {hook} rule "
+                               f"matches it"))
         else:
             out.append(n)
     return out
@@ -127,3 +152,15 @@ def refine_skip(s: Skipped, ev: Event | None, new: bool, topo: Topology) -> Skip
     return replace(s, reason="not-logged", rule_ref=_ref(rs, res),
                    explanation=f"rule {res.rule.num} of {res.rule.chain} ({res.rule.text}) decides "
                    f"{res.verdict} before the chain's LOG rule is reached")
+
+
+def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
+    """A definite verdict from a trace source: the rule or policy that dropped the packet."""
+    for ev, _ in hops:
+        for hit in ev.rules:
+            if hit.decisive or (hit.kind == "policy" and hit.verdict in ("drop", "reject")):
+                what = f"the policy {hit.verdict.upper()} of {hit.table} {hit.chain}" if hit.kind == "policy" else \
+                    f"rule {hit.handle} in {hit.table} {hit.chain}: {hit.text}"
+                return Verdict("dropped", f"{ev.hook.label}", f"Dropped by {what} (the trace reports this verdict).",
+                               hit.text or f"policy {hit.verdict}", hit.ref)
+    return None

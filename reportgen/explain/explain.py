@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from reportgen.explain.attribution import attribute_nat, conntrack_entry, drop_rule, refine_skip
+from reportgen.explain.attribution import attribute_nat, conntrack_entry, drop_rule, refine_skip, traced_drop
 from reportgen.explain.correlate import Flow, Track, group_conversations, is_reply_by_itself, views
 from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
@@ -279,6 +279,15 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
                        "net/ipv4/ip_forward.c).")
     if r.truncated:
         out.append("The record is cut off (truncated); only the fields before the cut are used.")
+    for hit in ev.rules:
+        chain_at = f"{hit.table} {hit.chain}"
+        if hit.kind == "policy":
+            out.append(f"Rule trace: {chain_at} ended in its policy {hit.verdict}.")
+        elif hit.kind == "return":
+            out.append(f"Rule trace: {chain_at} returned to its caller.")
+        else:
+            num = f" {hit.handle}" if hit.handle else ""
+            out.append(f"Rule trace: {chain_at} rule{num} → {hit.verdict}: {hit.text}")
     return out
 
 
@@ -402,7 +411,7 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
         key = "bridge-nf-call-ip6tables" if slot.family == "ipv6" else "bridge-nf-call-iptables"
         return "bridge-nf-off", (f"net.bridge.{key} = 0: the bridge does not call the IP hooks for bridged "
                                  "frames (br_nf_pre_routing returns early, net/bridge/br_netfilter_hooks.c)")
-    if slot.table == "nat" and not first_in_flow:
+    if slot.table == "nat" and slot.family != BRIDGE and not first_in_flow:
         return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
                              "applies the stored mapping to every later packet and to replies "
                              "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
@@ -437,8 +446,12 @@ def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot], final:
         return Verdict("delivered", "host stack", f"Passed up from the bridge to the host (last hook {where}).")
     if cls in ("routed", "local-out", "bridged"):
         dev = r.out_dev
-        if r.physout:
-            dev = r.physout
+        # The bridge port it left by: PHYSOUT, or the OUT of the last bridge egress hook.
+        port = next((e.record.physout or (e.record.out_dev if st in ("br-post", "br-post-out", "br-out") else "")
+                     for e, st in zip(reversed(track.events), reversed(track.stages), strict=True)
+                     if e.record.physout or st in ("br-post", "br-post-out", "br-out")), "")
+        if port:
+            dev = port
         desc = _port(topo, dev) if dev else "?"
         return Verdict("left", dev or "?", f"Left the host via {desc}.")
     return Verdict("last-seen", where, f"Last seen at {where}; the trace does not show where it went next.")
@@ -491,7 +504,10 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
         verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
         new = first_in_flow and forward
-        if verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
+        definite = traced_drop(list(zip(t.events, t.stages, strict=True)))
+        if definite is not None:
+            verdict = definite
+        elif verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
             later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
             dropped, note = drop_rule(t.last, later, new, topo)
             if dropped is not None:
@@ -521,6 +537,9 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             nats += _reply_reversals(t, flow, nats, ftypes)
         if forward:
             nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), new, topo)
+            if new and flow is not None:
+                for nat in nats:  # the rule's own type (MASQUERADE vs SNAT) now that it is known
+                    flow_types.setdefault(flow.index, {})[nat.field] = nat.type
         if flow is not None:
             ct = conntrack_entry(flow.original[1], flow.original[2], topo)
             # The rule that made a mapping also explains its later uses and its reversal on replies.
@@ -533,6 +552,9 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
                 if nat.rule is None and (flow.index, orig_field) in flow_rules:
                     rule, ref = flow_rules[(flow.index, orig_field)]
                     nat = replace(nat, rule=rule, rule_ref=ref)
+                known = flow_types.get(flow.index, {}).get(orig_field)
+                if nat.by == "conntrack" and known and known != nat.type:
+                    nat = replace(nat, type=known)
                 filled.append(replace(nat, conntrack=ct) if ct else nat)
             nats = filled
         packets.append(Packet(

@@ -7,6 +7,7 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 import yaml
 
 from reportgen.lab.netns import KernelLog, Lab, LabUnavailable, check_available, log_all_netns, run
-from reportgen.lab.scenarios import SCENARIOS, Scenario, insert_log_rules, insert_nft_log_rules, warm_up
+from reportgen.lab.scenarios import (
+    SCENARIOS,
+    Scenario,
+    insert_log_rules,
+    insert_nft_log_rules,
+    insert_trace_rules,
+    warm_up,
+)
 from reportgen.snapshot import collect
 
 
@@ -67,16 +75,38 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 sc.setup(lab)
             warm_up(lab, v6=sc.v6)
             klog = KernelLog()
+            monitor: subprocess.Popen[str] | None = None
+            trace_out = ""
             try:
                 if sc.nft:
                     insert_nft_log_rules(lab, sc.proto)
-                else:
-                    insert_log_rules(lab, sc.proto, sc.convention, v6=sc.v6)
+                elif sc.log in ("iptables", "ebtables"):
+                    insert_log_rules(lab, sc.proto, sc.convention, v6=sc.v6, ipt=sc.log == "iptables")
+                if sc.trace:
+                    port = 80 if sc.proto == "tcp" else None
+                    cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
+                    monitor = subprocess.Popen(["ip", "netns", "exec", lab.host, *cmd], stdout=subprocess.PIPE,
+                                               stderr=subprocess.DEVNULL, text=True)
+                    time.sleep(0.4)  # the monitor subscribes to the trace group before traffic starts
                 sc.traffic(lab)
                 lines = klog.read(lab.tag)
             finally:
                 klog.close()
-            (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                if monitor is not None:
+                    time.sleep(0.3)
+                    monitor.terminate()
+                    try:
+                        trace_out = monitor.communicate(timeout=5)[0] or ""
+                    except subprocess.TimeoutExpired:
+                        monitor.kill()
+            traces = []
+            if sc.log != "none":
+                (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                traces.append("dmesg.log")
+            if sc.trace:
+                name = "xtables-monitor.txt" if sc.trace == "xtables-monitor" else "nft-monitor-trace.txt"
+                (case / name).write_text(trace_out, encoding="utf-8")
+                traces.append(name)
             snap = collect(case, runner=lambda argv: run(argv, ns=lab.host, check=False),
                            bridges=("docker0",))
             containers = []
@@ -84,14 +114,15 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 f = f"container{i}-ip-addr.txt"
                 (case / f).write_text(run(["ip", "addr", "show"], ns=lab.ns(role)).stdout, encoding="utf-8")
                 containers.append({"file": f, "kind": "ip-addr", "host": f"container{i}"})
-            _write_manifest(case, sc, lab, snap, containers)
+            _write_manifest(case, sc, lab, snap, containers, traces)
         finally:
             if not keep:
                 lab.teardown()
     return case
 
 
-def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], containers: list[dict[str, str]]) -> None:
+def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], containers: list[dict[str, str]],
+                    traces: list[str]) -> None:
     c1, c2 = lab.ports()
     manifest = {
         "title": f"Lab: {sc.title}",
@@ -100,11 +131,11 @@ def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], co
                         f"container2 on port {c2}, uplink ens33 (198.51.100.10/24) to an 'internet' namespace "
                         f"(198.51.100.1, host 203.0.113.10), and Docker's iptables rules. Log prefixes carry "
                         f"the run tag {lab.tag!r}."),
-        "trace": ["dmesg.log"],
+        "trace": traces,
         "snapshots": snap["snapshots"] + containers,
         "attachments": snap["attachments"],
         "lab": {"scenario": sc.name, "run_tag": lab.tag, "versions": tool_versions(),
-                "log_convention": "nft log" if sc.nft else sc.convention,
+                "log_convention": "nft log" if sc.nft else sc.convention, "rule_trace": sc.trace,
                 "missing": snap["missing"]},
         "notes": ["ebtables-nft has no broute table, so the BROUTING hook cannot be logged here."],
     }
@@ -129,8 +160,9 @@ def main(names: list[str], out_dir: Path, keep: bool = False) -> int:
         return 4
     for name in names or list(by_name):
         case = run_scenario(by_name[name], out_dir, keep=keep)
-        lines = (case / "dmesg.log").read_text().count("\n")
-        print(f"{name}: {lines} kernel lines -> {case}")
+        lines = sum(p.read_text().count("\n") for p in case.iterdir() if p.name in
+                    ("dmesg.log", "xtables-monitor.txt", "nft-monitor-trace.txt"))
+        print(f"{name}: {lines} trace lines -> {case}")
     return 0
 
 

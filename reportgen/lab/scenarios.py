@@ -42,14 +42,15 @@ def ebt_prefix(tag: str, table: str, chain: str, convention: str) -> str:
     return f"{tag} EB:{table}:{chain}"
 
 
-def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, ebt: bool = True) -> None:
+def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, ebt: bool = True,
+                     ipt: bool = True) -> None:
     """Insert LOG rules at the top of every hook's chain, like log.sh (``-I``)."""
     tool = "ip6tables" if v6 else "iptables"
     pmatch = {"icmp": "ipv6-icmp" if v6 else "icmp", "tcp": "tcp", "udp": "udp"}[proto]
     # IPv6: only unicast to the container subnet, so MLD reports and neighbour solicitations to
     # multicast groups (which the kernel sends on its own) do not crowd the case.
     dmatch = ["-d", "fd00:17::/64"] if v6 else []
-    for table, chain in SEED_IPT:
+    for table, chain in SEED_IPT if ipt else ():
         run([tool, "-t", table, "-I", chain, "-p", pmatch, *dmatch, "-j", "LOG", "--log-prefix",
              ipt_prefix(lab.tag, table, chain, convention, v6), "--log-level", "debug"], ns=lab.host)
     if not ebt:
@@ -173,6 +174,28 @@ class Scenario:
     nft: bool = False
     brnf_off: bool = False
     setup: Callable[[Lab], None] | None = None
+    log: str = "iptables"  # "iptables" (LOG + ebtables), "nft", "ebtables" (ebtables only), "none"
+    trace: str | None = None  # "xtables-monitor" or "nft-monitor": rule tracing read by a monitor
+
+
+def insert_trace_rules(lab: Lab, kind: str, proto: str, port: int | None) -> list[str]:
+    """Mark packets for tracing and return the monitor command (run in the host namespace)."""
+    if kind == "xtables-monitor":
+        # iptables-nft turns -j TRACE into "meta nftrace set 1" (iptables-extensions(8) TRACE).
+        for direction in ("--dport", "--sport"):
+            spec = ["-p", proto] + ([direction, str(port)] if port else [])
+            run(["iptables", "-t", "raw", "-I", "PREROUTING", *spec, "-j", "TRACE"], ns=lab.host)
+            if not port:
+                break
+        return ["xtables-monitor", "--trace"]
+    match = f"meta l4proto {proto}"
+    rules = [f"{match} th dport {port} meta nftrace set 1", f"{match} th sport {port} meta nftrace set 1"] \
+        if port else [f"{match} meta nftrace set 1"]
+    body = "; ".join(rules)
+    run(["nft", "-f", "-"], ns=lab.host, input_text=(
+        f"table inet rgtrace{lab.tag} {{\n  chain pre {{ type filter hook prerouting priority -350; {body}; }}\n"
+        f"  chain out {{ type filter hook output priority -350; {body}; }}\n}}\n"))
+    return ["nft", "monitor", "trace"]
 
 
 def _tcp_to_internet(lab: Lab, port: int = 80, expect: bool = True) -> None:
@@ -238,6 +261,18 @@ SCENARIOS: tuple[Scenario, ...] = (
              "As the first scenario, but net.bridge.bridge-nf-call-iptables is 0 in the host, so the bridge "
              "does not call the iptables hooks.",
              "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), brnf_off=True),
+    Scenario("xtables-trace-tcp-to-internet", "Container to the internet over TCP, traced with iptables -j TRACE",
+             "container1 opens a TCP connection to 203.0.113.10:80; iptables-nft TRACE rules in raw PREROUTING "
+             "mark it, and xtables-monitor --trace prints every rule it hits.",
+             "tcp", "colon", _tcp_to_internet, log="none", trace="xtables-monitor"),
+    Scenario("nft-trace-tcp-to-internet", "Container to the internet over TCP, traced with nft monitor trace",
+             "container1 opens a TCP connection to 203.0.113.10:80; a chain at priority -350 sets meta nftrace, "
+             "and nft monitor trace prints every rule it hits in Docker's (iptables-nft) tables.",
+             "tcp", "colon", _tcp_to_internet, log="none", trace="nft-monitor"),
+    Scenario("mixed-ebtables-nft-trace", "Container to container: ebtables LOG lines and an nft trace of one ping",
+             "container1 pings container2; ebtables LOG rules (the seed's convention) log the bridge hooks in the "
+             "kernel log while nft monitor trace follows the same packets through the IP hooks.",
+             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), log="ebtables", trace="nft-monitor"),
     Scenario("nft-log-container-to-internet", "Container to the internet, logged with nft log rules",
              "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
              "bridge table, at the priorities of the iptables/ebtables tables they stand for.",

@@ -103,6 +103,8 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
         if "INCOMPLETE" in rest:
             truncated = True
         extra = (rest.strip(),)
+        if ethertype in (0x0806, 0x8035):
+            fields = {"l3": "arp"}
     elif ethertype == 0x0800:
         fields = {"l3": "ipv4"}
     elif ethertype == 0x86DD:

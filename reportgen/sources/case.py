@@ -6,6 +6,8 @@ with a reason. Snapshot files are recognised by their content when no manifest n
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,13 +15,15 @@ from pathlib import Path
 import yaml
 
 from reportgen.errors import InputError
-from reportgen.explain.correlate import correlate
+from reportgen.explain.correlate import correlate, merge_sources
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import build_topology
-from reportgen.model import Event, InputFile, LineRef, Report, Snapshot, UnusedLine
+from reportgen.model import Event, HookRef, InputFile, LineRef, LogRecord, Report, RuleHit, Snapshot, UnusedLine
+from reportgen.netfilter import HOOKS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
 from reportgen.parsers.snapshots import PARSERS, detect_kind
+from reportgen.parsers.traces import NftTraceParser, Visit, XtablesMonitorParser, base_chain_hook, detect_trace_format
 from reportgen.sources.framing import read_lines, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
@@ -137,29 +141,116 @@ def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) 
     unused.append(UnusedLine(ref, reason, text))
 
 
-def _events(spec: CaseSpec, unused: list[UnusedLine], appendix: list[tuple[LineRef, str]],
-            counts: dict[str, int]) -> Iterator[Event]:
-    for path in spec.traces:
-        name = _rel(path, spec.base)
-        n = 0
-        for n, text in read_lines(path):
-            ref = LineRef(name, n)
-            if len(appendix) < APPENDIX_LIMIT:
-                appendix.append((ref, text))
-            if not text.strip():
-                _add_unused(unused, ref, "blank line", text)
-                continue
-            framed = strip_wrapper(text)
-            rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
-            if rec is None:
-                _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
-                continue
-            res = resolve_hook(rec, spec.prefix_map)
-            if res.hook is None:
-                _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
-                continue
-            yield Event(rec, res.hook)
-        counts[name] = n
+_TRACE_PREFIX = re.compile(r"^TRACE: (?P<table>[^:]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+) ?$")
+
+
+def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
+    return (rec.src, rec.dst, rec.ipid, rec.proto, rec.sport, rec.dport, rec.icmp_id, rec.icmp_seq, rec.in_dev,
+            rec.out_dev, rec.tcp_seq)
+
+
+class _LegacyTraceGrouper:
+    """Group legacy ``TRACE:`` kernel lines of one packet at one hook into one event.
+
+    ipt_do_table() logs one line per matched rule, and the policy or return at the end, each with the
+    same packet dump (ip_tables.c trace_packet); a user chain's lines carry only the chain's name, so
+    they join the built-in chain visit of the same table that jumped there.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[object, ...], tuple[Event, list[RuleHit]]] = {}
+
+    def feed(self, rec: LogRecord, m: re.Match[str]) -> tuple[list[Event], str | None]:
+        table, chain = m.group("table"), m.group("chain")
+        hit = RuleHit(table, chain, m.group("type"), "", "", m.group("num"), rec.ref)
+        fp = _fingerprint(rec)
+        out: list[Event] = []
+        cur = self.pending.get(fp)
+        if chain not in HOOKS:
+            if cur is None or cur[0].hook.table != table:
+                return out, f"TRACE line in user chain {chain!r} without its built-in chain visit"
+            cur[1].append(hit)
+            return out, None
+        if cur is not None and (cur[0].hook.table, cur[0].hook.chain) == (table, chain):
+            cur[1].append(hit)
+            return out, None
+        if cur is not None:
+            out.append(self._emit(fp))
+        fam = rec.l3 if rec.l3 in ("ipv4", "ipv6") else "ipv4"
+        self.pending[fp] = (Event(rec, HookRef(fam, chain, table, chain, "TRACE prefix")), [hit])
+        return out, None
+
+    def _emit(self, fp: tuple[object, ...]) -> Event:
+        ev, hits = self.pending.pop(fp)
+        return replace(ev, rules=tuple(hits))
+
+    def flush(self) -> list[Event]:
+        return [self._emit(fp) for fp in list(self.pending)]
+
+
+def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
+                 appendix: list[tuple[LineRef, str]], counts: dict[str, int],
+                 chain_hooks: dict[tuple[str, str], str]) -> Iterator[Event]:
+    """Stream one trace file into events; every line becomes part of an event or an unused entry."""
+    head = [t for _, t in itertools.islice(read_lines(path), 50)]
+    fmt = detect_trace_format(head)
+    monitor = XtablesMonitorParser() if fmt == "xtmon" else NftTraceParser() if fmt == "nfttrace" else None
+    legacy = _LegacyTraceGrouper()
+    n = 0
+    for n, text in read_lines(path):
+        ref = LineRef(name, n)
+        if len(appendix) < APPENDIX_LIMIT:
+            appendix.append((ref, text))
+        if not text.strip():
+            _add_unused(unused, ref, "blank line", text)
+            continue
+        if monitor is not None:
+            visits, used = monitor.feed(ref, text)
+            if not used:
+                _add_unused(unused, ref, f"other line: not a {fmt} trace event", text)
+            for v in visits:
+                yield from _visit_event(v, unused, chain_hooks)
+            continue
+        framed = strip_wrapper(text)
+        rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
+        if rec is None:
+            yield from legacy.flush()
+            _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
+            continue
+        t = _TRACE_PREFIX.match(rec.prefix)
+        if t and not spec.prefix_map.lookup(rec.prefix):
+            done, problem = legacy.feed(rec, t)
+            yield from done
+            if problem:
+                _add_unused(unused, ref, problem, text)
+            continue
+        yield from legacy.flush()
+        res = resolve_hook(rec, spec.prefix_map)
+        if res.hook is None:
+            _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
+            continue
+        yield Event(rec, res.hook)
+    yield from legacy.flush()
+    if monitor is not None:
+        for v in monitor.flush():
+            yield from _visit_event(v, unused, chain_hooks)
+    counts[name] = n
+
+
+def _visit_event(v: Visit, unused: list[UnusedLine], chain_hooks: dict[tuple[str, str], str]) -> Iterator[Event]:
+    hook = base_chain_hook(v.table, v.chain, v.family) or chain_hooks.get((v.table, v.chain))
+    if not v.text:
+        for r in v.rules:
+            _add_unused(unused, r.ref, "trace rule line whose packet line is missing", "")
+        return
+    if hook is None:
+        for ref in (v.ref, *(r.ref for r in v.rules)):
+            _add_unused(unused, ref, f"base chain {v.table} {v.chain}: its hook is not in its name; add an nft "
+                        "ruleset snapshot", v.text if ref == v.ref else "")
+        return
+    how = "nft trace" if v.fmt == "nfttrace" else "xtables-monitor"
+    table = v.table if v.table else None
+    yield Event(v.record(), HookRef(v.family, hook, table, v.chain, how), tuple(v.rules))
 
 
 def build_report(spec: CaseSpec) -> Report:
@@ -187,10 +278,16 @@ def build_report(spec: CaseSpec) -> Report:
     unused: list[UnusedLine] = []
     appendix: list[tuple[LineRef, str]] = []
     counts: dict[str, int] = {}
-    events = list(_events(spec, unused, appendix, counts))
+    chain_hooks = _nft_chain_hooks(snaps)
+    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks))
+                for p in spec.traces]
+    events = [ev for evs in per_file for ev in evs]
     inferred = _bridges_from_events(events)
     topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
-    tracks = correlate(events, frozenset(topo.bridges))
+    bridges = frozenset(topo.bridges)
+    # Each source is correlated on its own (its lines are in kernel order), then packets seen by
+    # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
+    tracks = merge_sources([correlate(evs, bridges) for evs in per_file])
     convs, packets = explain(tracks, topo)
     total = sum(counts.values())
     files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
@@ -200,9 +297,22 @@ def build_report(spec: CaseSpec) -> Report:
         notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
     return Report(
         name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
-        conversations=tuple(convs), packets=tuple(packets), lines_total=total, lines_used=len(events),
+        conversations=tuple(convs), packets=tuple(packets), lines_total=total,
+        lines_used=total - sum(u.count for u in unused),
         unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
     )
+
+
+def _nft_chain_hooks(snaps: list[Snapshot]) -> dict[tuple[str, str], str]:
+    """(table, chain) -> hook for base chains named in an nft ruleset snapshot."""
+    out: dict[tuple[str, str], str] = {}
+    for s in snaps:
+        if s.kind == "nft-ruleset" and isinstance(s.data, dict):
+            for t in s.data["tables"]:
+                for c in t["chains"]:
+                    if c["hook"]:
+                        out[(t["name"], c["name"])] = c["hook"].upper()
+    return out
 
 
 def _bridges_from_events(events: list[Event]) -> frozenset[str]:
