@@ -16,15 +16,12 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -318,22 +315,9 @@ def _restore_state(run: Runner, netns: str | None) -> list[str]:
     return removed
 
 
-@contextmanager
-def _signals_as_exit() -> Iterator[None]:
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None) -> Path:
     """Add the rules, run the command (or wait for Ctrl-C), read the lines, remove the rules, write a case."""
-    from reportgen.lab.netns import KernelLog
+    from reportgen.lab.netns import KernelLog, signals_as_exit
     from reportgen.snapshot import collect
 
     left = leftovers(run)
@@ -348,7 +332,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     trace_lines: list[str] = []
     added: list[list[str]] = []
     status = 0
-    with _signals_as_exit():
+    with signals_as_exit():
         try:
             for cmd in p.add:
                 r = _exec(run, cmd)

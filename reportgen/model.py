@@ -89,6 +89,7 @@ class RuleHit:
     text: str  # the rule as the tool printed it ("" for policy/return)
     handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
     ref: LineRef
+    snapshot_ref: LineRef | None = None  # the same rule in the ruleset snapshot, when one is given
 
     @property
     def decisive(self) -> bool:

@@ -36,7 +36,8 @@ ITEMS: tuple[Item, ...] = (
     Item("ip-6-route.txt", ("ip", "-6", "route", "show"), "ip-route"),
     Item("iptables-save.txt", ("iptables-save",), "attachment:iptables-save"),
     Item("ip6tables-save.txt", ("ip6tables-save",), "attachment:ip6tables-save"),
-    Item("nft-ruleset.txt", ("nft", "list", "ruleset"), "attachment:nft-ruleset"),
+    # -a prints rule handles, which nft monitor trace (nft -a monitor trace) names.
+    Item("nft-ruleset.txt", ("nft", "-a", "list", "ruleset"), "attachment:nft-ruleset"),
     Item("conntrack.txt", ("conntrack", "-L"), "attachment:conntrack"),
     Item("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "attachment:conntrack"),
     Item("docker-network-inspect.json", ("docker", "network", "inspect", "bridge"), "attachment:docker-network"),

@@ -10,16 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LAB_MARKS
 
-from reportgen.lab.netns import Lab, LabUnavailable, check_available, log_all_netns, run
+from reportgen.lab.netns import Lab, log_all_netns, run
 from reportgen.sources.case import build_report, load_spec
 
-try:
-    check_available()
-    REASON = ""
-except LabUnavailable as exc:
-    REASON = str(exc)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(bool(REASON), reason=f"lab unavailable: {REASON}")]
+pytestmark = LAB_MARKS
 
 
 @pytest.fixture()

@@ -13,17 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LAB_MARKS
 
-from reportgen.lab.netns import LOG_ALL_NETNS, LabUnavailable, check_available
+from reportgen.lab.netns import LOG_ALL_NETNS
 from reportgen.lab.scenarios import SCENARIOS
 from reportgen.sources.case import build_report, load_spec
 
-try:
-    check_available()
-    REASON = ""
-except LabUnavailable as exc:
-    REASON = str(exc)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(bool(REASON), reason=f"lab unavailable: {REASON}")]
+pytestmark = LAB_MARKS
 
 
 def _lab_namespaces() -> set[str]:

@@ -8,6 +8,7 @@ sets IP_CT_ESTABLISHED once a reply was seen, and replies are ESTABLISHED by def
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -164,3 +165,40 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
                 return Verdict("dropped", f"{ev.hook.label}", f"Dropped by {what} (the trace reports this verdict).",
                                hit.text or f"policy {hit.verdict}", hit.ref)
     return None
+
+
+_TOOL_PREFIX = re.compile(r"^(?:-[046] |(?:ip6?tables|ebtables|arptables)(?:-nft|-legacy)? )?(?:-t \S+ )?")
+
+
+def link_rules(ev: Event, topo: Topology) -> Event:
+    """Point each traced rule at the same rule in the ruleset snapshot.
+
+    xtables-monitor prints the rule as iptables-save text with a "-4 -t TABLE" (≤ 1.8.10) or
+    "iptables -t TABLE" (≥ 1.8.11) head; legacy TRACE prints the rule number; nft monitor trace the
+    handle (with nft -a), which the nft ruleset snapshot has when it was listed with -a.
+    """
+    if not ev.rules:
+        return ev
+    fam = ev.hook.family
+    rs = _ruleset(topo, fam)
+    linked = []
+    for hit in ev.rules:
+        ref = None
+        c = rs.chain(hit.table, hit.chain) if rs is not None else None
+        if c is not None and hit.kind == "rule":
+            body = _TOOL_PREFIX.sub("", hit.text)
+            by_text = next((r for r in c.rules if r.text == body), None)
+            by_num = next((r for r in c.rules if hit.handle and str(r.num) == hit.handle), None)
+            rule = by_text or (by_num if ev.hook.how == "TRACE prefix" else None)
+            ref = LineRef(rs.source, rule.line) if rule else None
+        if ref is None and hit.handle and ev.hook.how == "nft trace":
+            for name, data in topo.nft:
+                for t in data["tables"]:
+                    if t["name"] != hit.table:
+                        continue
+                    for ch in t["chains"]:
+                        for r in ch["rules"] if ch["name"] == hit.chain else ():
+                            if str(r["handle"]) == hit.handle:
+                                ref = LineRef(name, r["line"])
+        linked.append(replace(hit, snapshot_ref=ref) if ref else hit)
+    return replace(ev, rules=tuple(linked))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from reportgen.explain.attribution import attribute_nat, conntrack_entry, drop_rule, refine_skip, traced_drop
+from reportgen.explain.attribution import (
+    attribute_nat,
+    conntrack_entry,
+    drop_rule,
+    link_rules,
+    refine_skip,
+    traced_drop,
+)
 from reportgen.explain.correlate import Flow, Track, group_conversations, is_reply_by_itself, views
 from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
@@ -287,7 +294,8 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
             out.append(f"Rule trace: {chain_at} returned to its caller.")
         else:
             num = f" {hit.handle}" if hit.handle else ""
-            out.append(f"Rule trace: {chain_at} rule{num} → {hit.verdict}: {hit.text}")
+            in_snapshot = f" ({hit.snapshot_ref})" if hit.snapshot_ref else ""
+            out.append(f"Rule trace: {chain_at} rule{num} → {hit.verdict}: {hit.text}{in_snapshot}")
     return out
 
 
@@ -525,6 +533,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         prev: Event | None = None
         prev_hop: tuple[Event, str] | None = None
         for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
+            ev = link_rules(ev, topo)
             hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
             prev_hop = (ev, st)
             if ev.record.src:

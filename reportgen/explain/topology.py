@@ -48,6 +48,7 @@ class Topology:
     sources: dict[str, str] = field(default_factory=dict)  # fact -> snapshot file it came from
     rulesets: dict[str, Any] = field(default_factory=dict)  # family -> parsers.ruleset.Ruleset
     conntrack: tuple[dict[str, Any], ...] = ()
+    nft: tuple[tuple[str, dict[str, Any]], ...] = ()  # (snapshot name, parsed nft ruleset)
 
     def local_addrs(self) -> frozenset[str] | None:
         """The host's own addresses (for -m addrtype LOCAL), or None when no snapshot lists them."""
@@ -140,6 +141,7 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     sources: dict[str, str] = {}
     rulesets: dict[str, Any] = {}
     conntrack: list[dict[str, Any]] = []
+    nft: list[tuple[str, dict[str, Any]]] = []
     for snap in snapshots:
         data: Any = snap.data
         if data is None:
@@ -185,6 +187,8 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
         elif snap.kind in ("iptables-save", "ip6tables-save", "ebtables-save"):
             data.source = snap.name
             rulesets.setdefault(data.family, data)
+        elif snap.kind == "nft-ruleset":
+            nft.append((snap.name, data))
         elif snap.kind == "conntrack":
             conntrack += [{**e, "source": snap.name} for e in data["entries"]]
         elif snap.kind == "docker-network":
@@ -197,5 +201,5 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     return Topology(
         bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,
         routes=tuple(routes), host_addrs=host_addrs, names=names, sysctl=sysctl, sources=sources,
-        rulesets=rulesets, conntrack=tuple(conntrack),
+        rulesets=rulesets, conntrack=tuple(conntrack), nft=tuple(nft),
     )

@@ -182,6 +182,24 @@ COMMIT
 
 
 @contextlib.contextmanager
+def signals_as_exit() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into SystemExit, so finally-blocks tear down what a run added.
+
+    Ctrl-C already raises KeyboardInterrupt; SIGKILL cannot be caught, which is what
+    ``reportgen capture --cleanup`` is for.
+    """
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
 def log_all_netns(tag: str) -> Iterator[None]:
     """Set nf_log_all_netns=1 for the run; restore the old value when the last concurrent run ends."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)

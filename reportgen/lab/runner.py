@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reportgen.lab.netns import KernelLog, Lab, LabUnavailable, check_available, log_all_netns, run
+from reportgen.lab.netns import (
+    KernelLog,
+    Lab,
+    LabUnavailable,
+    check_available,
+    log_all_netns,
+    run,
+    signals_as_exit,
+)
 from reportgen.lab.scenarios import (
     SCENARIOS,
     Scenario,
@@ -25,20 +30,6 @@ from reportgen.lab.scenarios import (
     warm_up,
 )
 from reportgen.snapshot import collect
-
-
-@contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into SystemExit so finally-blocks tear the lab down."""
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def tool_versions() -> dict[str, str]:
@@ -66,7 +57,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
     lab = _unique_lab()
     case = out_dir / sc.name
     case.mkdir(parents=True, exist_ok=True)
-    with _sigterm_as_exit(), log_all_netns(lab.tag):
+    with signals_as_exit(), log_all_netns(lab.tag):
         try:
             lab.build()
             if sc.brnf_off:

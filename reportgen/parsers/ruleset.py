@@ -48,6 +48,7 @@ class Rule:
     target: str | None
     target_args: tuple[Match, ...]
     goto: bool = False
+    counters: tuple[int, int] | None = None  # [packets:bytes] when saved with -c
 
     def arg(self, opt: str) -> str | None:
         for m in self.target_args:
@@ -135,7 +136,8 @@ def parse_ruleset(text: str, source: str = "", family: str = "ipv4") -> Ruleset:
             policy = parts[1] if len(parts) > 1 and parts[1] != "-" else None
             rs.tables[table].setdefault(parts[0], Chain(parts[0], policy))
             continue
-        body = re.sub(r"^\[\d+:\d+\]\s*", "", line)
+        cm = re.match(r"^\[(\d+):(\d+)\]\s*", line)
+        body = line[cm.end():] if cm else line
         if not body.startswith("-A "):
             raise InputError(source, n, "expected '-A CHAIN ...'", raw)
         try:
@@ -146,7 +148,7 @@ def parse_ruleset(text: str, source: str = "", family: str = "ipv4") -> Ruleset:
         chain = rs.tables[table].setdefault(chain_name, Chain(chain_name, None))
         matches, target, targs, goto = _tokens_to_matches(tokens[2:])
         chain.rules.append(Rule(table, chain_name, len(chain.rules) + 1, n, body, tuple(matches), target,
-                                tuple(targs), goto))
+                                tuple(targs), goto, (int(cm.group(1)), int(cm.group(2))) if cm else None))
     return rs
 
 
@@ -156,7 +158,7 @@ def ruleset_dict(rs: Ruleset) -> dict[str, object]:
         "family": rs.family,
         "tables": {
             t: {c.name: {"policy": c.policy, "rules": [
-                {"num": r.num, "line": r.line, "target": r.target, "goto": r.goto,
+                {"num": r.num, "line": r.line, "target": r.target, "goto": r.goto, "counters": r.counters,
                  "matches": [[("!" if m.negated else "") + m.opt, *m.values] for m in r.matches],
                  "target_args": [[m.opt, *m.values] for m in r.target_args]} for r in c.rules]}
                 for c in chains.values()}

@@ -151,7 +151,12 @@ def parse_brctl_showmacs(text: str) -> dict[str, Any]:
 
 
 def parse_route_n(text: str) -> dict[str, Any]:
-    """Parse ``route -n`` (net-tools): destination, gateway, genmask, flags, metric, interface."""
+    """Parse ``route -n`` (net-tools): destination, gateway, genmask, flags, metric, interface.
+
+    jc has parsers for ``route`` and ``ip route``, but its output is strings keyed by column and
+    still needs the same conversion to prefixes and metrics; for two fixed-layout tables that is
+    less code than a dependency, and these parsers share one output shape with ``ip -j`` input.
+    """
     routes = []
     for line in text.splitlines():
         parts = line.split()

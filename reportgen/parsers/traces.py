@@ -287,8 +287,10 @@ class XtablesMonitorParser(TraceParser):
             kind, handle = "rule", "0x" + t.group("handle")
             verdict = _XT_VERDICTS.get(t.group("verdict"), t.group("verdict"))
             rule = t.group("rule").strip()
-        v.rules.append(RuleHit(t.group("table"), t.group("chain"), kind, verdict.lower(), rule, handle, ref))
-        if _ends_visit(kind, verdict.lower()) and v.text:
+        head, sep, target = verdict.partition(":")  # JUMP:DOCKER-USER: the chain name keeps its case
+        verdict = head.lower() + sep + target
+        v.rules.append(RuleHit(t.group("table"), t.group("chain"), kind, verdict, rule, handle, ref))
+        if _ends_visit(kind, verdict) and v.text:
             out += list(self._close(tid))
         return out, True
 

@@ -45,13 +45,14 @@ def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
     def anchor(ref: LineRef) -> str:
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
-    used_refs = {h.event.record.ref: p.id for p in report.packets for h in p.hops}
+    used_refs = {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
     snap_index = {sn.name: i for i, sn in enumerate(report.snapshots)}
     # Rules the explanation names, highlighted where they stand in the ruleset snapshot.
     hits: set[tuple[str, int]] = set()
     for p in report.packets:
         refs = [n.rule_ref for n in p.nat] + [k.rule_ref for k in p.skipped]
         refs.append(p.verdict.rule_ref if p.verdict else None)
+        refs += [hit.snapshot_ref for h in p.hops for hit in h.event.rules]
         hits |= {(ref.file, ref.line) for ref in refs if ref is not None}
 
     def snap_anchor(ref: LineRef) -> str:
