@@ -72,9 +72,10 @@ def packet_dot(p: Packet) -> str:
         f"in: {first.physin or first.in_dev}" if first and (first.physin or first.in_dev) else "in")
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
-    end_label = {"left": f"out: {end}", "delivered": end}.get(p.verdict.kind if p.verdict else "", f"last seen\n{end}")
+    kind = p.verdict.kind if p.verdict else "last-seen"
+    end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}"}.get(kind, f"last seen\n{end}")
     g.node("end", graphviz.escape(end_label), shape="ellipse", style="filled",
-           fillcolor="#fdedec" if p.verdict and p.verdict.kind == "last-seen" else "#eafaf1",
+           fillcolor="#fdedec" if kind in ("last-seen", "dropped") else "#eafaf1",
            color=PATH_COLOR, fontcolor="#1b2631")
     on_path = set(zip(path, path[1:], strict=False))
     for src, dsts in EDGES.items():
@@ -87,7 +88,7 @@ def packet_dot(p: Packet) -> str:
         for a, b in zip(order, order[1:], strict=False):
             g.edge(_nid(a), _nid(b), color=PATH_COLOR, penwidth="2.2")
         g.edge(_nid(order[-1]), "end", color=PATH_COLOR, penwidth="2",
-               style="dashed" if p.verdict and p.verdict.kind == "last-seen" else "solid")
+               style="dashed" if kind == "last-seen" else "solid")
     return g.source
 
 

@@ -6,16 +6,23 @@ import json
 from typing import IO, Any
 
 from reportgen import JSON_SCHEMA_VERSION, __version__
-from reportgen.model import Endpoint, Hop, Nat, Packet, Report
+from reportgen.model import Endpoint, Hop, LineRef, Nat, Packet, Report
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
     return {"addr": e.addr, "port": e.port}
 
 
+def _ref(ref: LineRef | None) -> dict[str, Any] | None:
+    return None if ref is None else {"file": ref.file, "line": ref.line}
+
+
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
+        "rules": [{"table": x.table, "chain": x.chain, "kind": x.kind, "verdict": x.verdict, "text": x.text,
+                   "handle": x.handle, "line": _ref(x.ref), "snapshot": _ref(x.snapshot_ref)}
+                  for x in h.event.rules],
         "step": h.step,
         "family": h.event.hook.family,
         "table": h.event.hook.table,
@@ -46,7 +53,8 @@ def _hop(h: Hop) -> dict[str, Any]:
 
 def _nat(n: Nat) -> dict[str, Any]:
     return {"type": n.type, "direction": n.direction, "by": n.by, "hook": n.hook, "field": n.field,
-            "before": _ep(n.before), "after": _ep(n.after), "evidence": n.evidence, "rule": n.rule}
+            "before": _ep(n.before), "after": _ep(n.after), "evidence": n.evidence, "rule": n.rule,
+            "rule_line": _ref(n.rule_ref), "conntrack": n.conntrack}
 
 
 def _packet(p: Packet) -> dict[str, Any]:
@@ -59,10 +67,11 @@ def _packet(p: Packet) -> dict[str, Any]:
         "hops": [_hop(h) for h in p.hops],
         "nat": [_nat(n) for n in p.nat],
         "skipped": [{"family": s.family, "table": s.table, "hook": s.hook, "stage": s.stage,
-                     "reason": s.reason, "explanation": s.explanation} for s in p.skipped],
+                     "reason": s.reason, "explanation": s.explanation, "rule_line": _ref(s.rule_ref)}
+                    for s in p.skipped],
         "verdict": None if p.verdict is None else {
             "kind": p.verdict.kind, "where": p.verdict.where, "explanation": p.verdict.explanation,
-            "rule": p.verdict.rule},
+            "rule": p.verdict.rule, "rule_line": _ref(p.verdict.rule_ref)},
     }
 
 
