@@ -1,0 +1,7 @@
+# Sphinx configuration for reportgen's documentation; it embeds sample reports with the
+# reportgen.integrations.sphinx directive. Build: sphinx-build -b html docs out/docs
+project = "reportgen"
+extensions = ["reportgen.integrations.sphinx"]
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+source_suffix = {".rst": "restructuredtext"}
