@@ -84,3 +84,17 @@ def test_pdf_is_reproducible():
     report = build_report(load_spec([SAMPLES / "seed-host-to-container"]))
     html = render_html(report)
     assert render_pdf(html) == render_pdf(html)
+
+
+def test_topology_diagram_overlays_request_and_reply_paths():
+    from reportgen.render.topology_dot import packet_path, topology_dot
+
+    for case in ("seed-container-to-internet", "lab-nft-trace-tcp-to-internet"):
+        report = build_report(load_spec([SAMPLES / case]))
+        src = topology_dot(report, report.topology)
+        assert "c1 request" in src and "c1 reply" in src, case
+        req = [label for _, label in packet_path(report.packets[0], report.topology)]
+        assert req[0].endswith("172.17.0.2") and req[-1].startswith("beyond ens33"), (case, req)
+        assert "host IP stack" in req
+    svg = dot_to_svg(src)
+    assert svg.count("c1 request") >= 4

@@ -33,20 +33,23 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     path: list[tuple[str, str]] = []
     physin = next((r.physin or (r.in_dev if r.fmt == "ebtlog" else "") for r in hops
                    if r.physin or (r.fmt == "ebtlog" and r.in_dev)), "")
-    in_dev = next((r.in_dev for r in hops if r.fmt == "nflog" and r.in_dev), "")
+    in_dev = next((r.in_dev for r in hops if r.fmt != "ebtlog" and r.in_dev), "")
     if p.path == "local-out":
         path.append(("host", "host IP stack"))
     elif physin:
         bridge = topo.bridge_of(physin) or in_dev or "bridge"
         path += [_endpoint(topo, first.mac_src, l3.src if l3 else None), (f"port:{physin}", physin),
                  (f"br:{bridge}", f"bridge {bridge}")]
+    elif in_dev and topo.is_bridge(in_dev):
+        # A trace monitor names no bridge port: the frame came from behind the bridge.
+        path += [_endpoint(topo, first.mac_src, l3.src if l3 else None), (f"br:{in_dev}", f"bridge {in_dev}")]
     elif in_dev:
         path += [(f"net:{in_dev}", f"beyond {in_dev}"), (f"if:{in_dev}", in_dev)]
     if p.path in ("routed", "local-in", "bridged-to-host") and path and path[-1][0] != "host":
         path.append(("host", "host IP stack"))
     eg_port = next((r.physout or (r.out_dev if r.fmt == "ebtlog" else "") for r in reversed(hops)
                     if r.physout or (r.fmt == "ebtlog" and r.out_dev)), "")
-    ip_out = next((r.out_dev for r in reversed(hops) if r.fmt == "nflog" and r.out_dev), "")
+    ip_out = next((r.out_dev for r in reversed(hops) if r.fmt != "ebtlog" and r.out_dev), "")
     if p.path in ("local-in", "bridged-to-host"):
         pass
     elif eg_port:
@@ -56,6 +59,11 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
         dst_mac = last.mac_dst if last.fmt == "ebtlog" else None
         l3_last = next((r for r in reversed(hops) if r.src), None)  # after any DNAT
         path += [(f"port:{eg_port}", eg_port), _endpoint(topo, dst_mac, l3_last.dst if l3_last else None)]
+    elif ip_out and topo.is_bridge(ip_out):
+        l3_last = next((r for r in reversed(hops) if r.src), None)
+        if path[-1][0] != f"br:{ip_out}":
+            path.append((f"br:{ip_out}", f"bridge {ip_out}"))
+        path.append(_endpoint(topo, None, l3_last.dst if l3_last else None))
     elif ip_out:
         path += [(f"if:{ip_out}", ip_out), (f"net:{ip_out}", f"beyond {ip_out}")]
     dedup: list[tuple[str, str]] = []
