@@ -36,6 +36,8 @@ ITEMS: tuple[Item, ...] = (
     Item("ip-6-route.txt", ("ip", "-6", "route", "show"), "ip-route"),
     Item("iptables-save.txt", ("iptables-save",), "attachment:iptables-save"),
     Item("ip6tables-save.txt", ("ip6tables-save",), "attachment:ip6tables-save"),
+    # Hosts may still run x_tables rules (iptables-legacy) beside, or instead of, nf_tables ones.
+    Item("iptables-legacy-save.txt", ("iptables-legacy-save",), "attachment:iptables-save"),
     # -a prints rule handles, which nft monitor trace (nft -a monitor trace) names.
     Item("nft-ruleset.txt", ("nft", "-a", "list", "ruleset"), "attachment:nft-ruleset"),
     Item("conntrack.txt", ("conntrack", "-L"), "attachment:conntrack"),

@@ -180,3 +180,9 @@ def test_trace_sources(lab_cases):
     mixed = lab_cases["mixed-ebtables-nft-trace"]
     assert [p.role for p in mixed.packets] == ["request", "reply"]
     assert all({h.event.record.fmt for h in p.hops} == {"ebtlog", "nfttrace"} for p in mixed.packets)
+
+
+def test_legacy_trace(lab_cases):
+    r = lab_cases["legacy-trace-container-to-internet"]
+    assert [p.role for p in r.packets] == ["request", "reply"]
+    assert r.packets[0].nat[0].rule.endswith("-j MASQUERADE")

@@ -174,3 +174,15 @@ def test_extra_fields_from_the_reference():
                    "DST=00:00:00:00:00:00 ARP IP DST=192.0.2.2")
     assert (ebarp.fmt, ebarp.l3, ebarp.ethertype) == ("ebtlog", "arp", 0x806)
     assert ebarp.extra[0].startswith("ARP HTYPE=1")
+
+
+def test_real_legacy_trace_lines_on_an_iptables_legacy_host():
+    r = build_report(load_spec([SAMPLES / "lab-legacy-trace-container-to-internet"]))
+    assert r.lines_used == r.lines_total and [p.role for p in r.packets] == ["request", "reply"]
+    req, rep = r.packets
+    fwd = next(h for h in req.hops if h.event.hook.chain == "FORWARD")
+    # One event per chain walk: FORWARD's rules, the user chains it jumped to, back to FORWARD.
+    assert [x.chain for x in fwd.event.rules][:2] == ["FORWARD", "DOCKER-USER"]
+    assert fwd.event.rules[-1].verdict == "accept" and fwd.event.rules[-1].snapshot_ref is not None
+    assert req.nat[0].type == "MASQUERADE" and req.nat[0].rule.endswith("-j MASQUERADE")
+    assert {(s.table, s.hook): s.reason for s in rep.skipped}[("nat", "PREROUTING")] == "conntrack"

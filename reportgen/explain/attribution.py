@@ -191,6 +191,13 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             by_num = next((r for r in c.rules if hit.handle and str(r.num) == hit.handle), None)
             rule = by_text or (by_num if ev.hook.how == "TRACE prefix" else None)
             ref = LineRef(rs.source, rule.line) if rule else None
+            if rule is not None and not hit.text:
+                # Legacy TRACE names only the rule's position; the snapshot says what it is.
+                hit = replace(hit, text=rule.text, verdict=(rule.target or "continue").lower())
+        elif c is not None and hit.kind == "policy" and not hit.verdict and c.policy:
+            hit = replace(hit, verdict=c.policy.lower())
+        elif hit.kind == "return" and not hit.verdict:
+            hit = replace(hit, verdict="return")
         if ref is None and hit.handle and ev.hook.how == "nft trace":
             for name, data in topo.nft:
                 for t in data["tables"]:

@@ -289,13 +289,15 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     for hit in ev.rules:
         chain_at = f"{hit.table} {hit.chain}"
         if hit.kind == "policy":
-            out.append(f"Rule trace: {chain_at} ended in its policy {hit.verdict}.")
+            policy = f" {hit.verdict.upper()}" if hit.verdict else ""
+            out.append(f"Rule trace: {chain_at} ended in its policy{policy}.")
         elif hit.kind == "return":
             out.append(f"Rule trace: {chain_at} returned to its caller.")
         else:
             num = f" {hit.handle}" if hit.handle else ""
             in_snapshot = f" ({hit.snapshot_ref})" if hit.snapshot_ref else ""
-            out.append(f"Rule trace: {chain_at} rule{num} → {hit.verdict}: {hit.text}{in_snapshot}")
+            what = f" → {hit.verdict}: {hit.text}" if hit.text else " matched (no snapshot says which rule)"
+            out.append(f"Rule trace: {chain_at} rule{num}{what}{in_snapshot}")
     return out
 
 
@@ -412,6 +414,9 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
 
 # --- skipped hooks and verdict --------------------------------------------------------------------
 
+_TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
+
+
 def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
                  via_bridge: bool) -> tuple[str, str]:
     brnf = topo.brnf(slot.family)
@@ -423,6 +428,10 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
         return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
                              "applies the stored mapping to every later packet and to replies "
                              "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
+    traced = any(e.hook.how in _TRACED for e in track.events)
+    if not facts.any_seen(slot) and traced:
+        return "no-rule", ("no trace line from this hook anywhere in the trace: the table has no chain at "
+                           "this hook, so rule tracing has nothing to report there")
     if not facts.any_seen(slot):
         return "no-rule", ("no line from this hook anywhere in the trace: there is no LOG rule there, or an "
                            "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first")
@@ -523,7 +532,8 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             elif note:
                 verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
         first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
-        skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
+        if not any(e.hook.how in _TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
+            skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
         if verdict.kind in ("last-seen", "dropped"):
             # After a drop only the hooks before the last hop are "skipped"; later ones were
             # never reached.

@@ -186,7 +186,11 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
             sources.setdefault("sysctl", snap.name)
         elif snap.kind in ("iptables-save", "ip6tables-save", "ebtables-save"):
             data.source = snap.name
-            rulesets.setdefault(data.family, data)
+            # With both iptables-nft and iptables-legacy saved, the one holding rules is the live one.
+            count = sum(len(c.rules) for chains in data.tables.values() for c in chains.values())
+            old = rulesets.get(data.family)
+            if old is None or count > sum(len(c.rules) for ch in old.tables.values() for c in ch.values()):
+                rulesets[data.family] = data
         elif snap.kind == "nft-ruleset":
             nft.append((snap.name, data))
         elif snap.kind == "conntrack":

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +72,7 @@ class Lab:
 
     # -- building ----------------------------------------------------------------------------------
 
-    def build(self, published_port: bool = True, ipv6: bool = True) -> None:
+    def build(self, published_port: bool = True, ipv6: bool = True, backend: str = "nft") -> None:
         """Create the namespaces, links, addresses, routes and Docker's rules."""
         h, c1, c2, inet = self.host, self.ns("c1"), self.ns("c2"), self.ns("inet")
         for n in (h, c1, c2, inet):
@@ -107,7 +107,9 @@ class Lab:
                          ("net.bridge.bridge-nf-call-iptables", "1"),
                          ("net.bridge.bridge-nf-call-ip6tables", "1")):
             run(["sysctl", "-qw", f"{key}={val}"], ns=h)
-        run(["iptables-restore"], ns=h, input_text=docker_rules(published_port))
+        # Docker's rules go into iptables-nft (Debian's default) or, for legacy hosts, x_tables.
+        restore = "iptables-legacy-restore" if backend == "legacy" else "iptables-restore"
+        run([restore], ns=h, input_text=docker_rules(published_port))
         if ipv6:
             # dockerd with "ip6tables": true installs the same chains for IPv6. Its conntrack match is
             # also what turns on IPv6 connection tracking in the namespace: an ip6tables-nft nat
@@ -236,8 +238,9 @@ class KernelLog:
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
 
-    def read(self, must_contain: str, settle: float = 0.3) -> list[str]:
+    def read(self, must_contain: str | Callable[[str], bool], settle: float = 0.3) -> list[str]:
         """Return new records as dmesg prints them (``[%5ld.%06ld] MSG``, util-linux dmesg.c)."""
+        keep = must_contain if callable(must_contain) else (lambda msg: must_contain in msg)
         time.sleep(settle)
         out: list[str] = []
         while True:
@@ -249,7 +252,7 @@ class KernelLog:
                 continue  # records were overwritten while we read; the next read resumes
             head, _, msg = raw.decode("utf-8", "replace").partition(";")
             msg = msg.split("\n", 1)[0]  # continuation lines (" KEY=value") follow the first
-            if must_contain not in msg:
+            if not keep(msg):
                 continue
             usec = int(head.split(",")[2])
             out.append(f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {msg}")

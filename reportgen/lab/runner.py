@@ -24,9 +24,11 @@ from reportgen.lab.netns import (
 from reportgen.lab.scenarios import (
     SCENARIOS,
     Scenario,
+    insert_legacy_trace,
     insert_log_rules,
     insert_nft_log_rules,
     insert_trace_rules,
+    ping_id,
     warm_up,
 )
 from reportgen.snapshot import collect
@@ -59,7 +61,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
     case.mkdir(parents=True, exist_ok=True)
     with signals_as_exit(), log_all_netns(lab.tag):
         try:
-            lab.build()
+            lab.build(backend=sc.backend)
             if sc.brnf_off:
                 run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"], ns=lab.host)
             if sc.setup:
@@ -73,14 +75,20 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                     insert_nft_log_rules(lab, sc.proto)
                 elif sc.log in ("iptables", "ebtables"):
                     insert_log_rules(lab, sc.proto, sc.convention, v6=sc.v6, ipt=sc.log == "iptables")
-                if sc.trace:
+                if sc.trace == "legacy":
+                    insert_legacy_trace(lab)
+                elif sc.trace:
                     port = 80 if sc.proto == "tcp" else None
                     cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
                     monitor = subprocess.Popen(["ip", "netns", "exec", lab.host, *cmd], stdout=subprocess.PIPE,
                                                stderr=subprocess.DEVNULL, text=True)
                     time.sleep(0.4)  # the monitor subscribes to the trace group before traffic starts
                 sc.traffic(lab)
-                lines = klog.read(lab.tag)
+                if sc.trace == "legacy":
+                    marker = f"ID={ping_id(lab)} SEQ="
+                    lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
+                else:
+                    lines = klog.read(lab.tag)
             finally:
                 klog.close()
                 if monitor is not None:
@@ -91,10 +99,10 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                     except subprocess.TimeoutExpired:
                         monitor.kill()
             traces = []
-            if sc.log != "none":
+            if sc.log != "none" or sc.trace == "legacy":
                 (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
                 traces.append("dmesg.log")
-            if sc.trace:
+            if sc.trace in ("xtables-monitor", "nft-monitor"):
                 name = "xtables-monitor.txt" if sc.trace == "xtables-monitor" else "nft-monitor-trace.txt"
                 (case / name).write_text(trace_out, encoding="utf-8")
                 traces.append(name)

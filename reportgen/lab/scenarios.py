@@ -144,8 +144,9 @@ def wait_listening(lab: Lab, role: str, port: int, udp: bool = False) -> None:
     raise RuntimeError(f"server on port {port} in {role} did not start")
 
 
-def ping(lab: Lab, role: str, addr: str, v6: bool = False, expect_ok: bool = True) -> None:
-    r = run(["ping", "-6" if v6 else "-4", "-c1", "-W2", addr], ns=lab.ns(role), check=False)
+def ping(lab: Lab, role: str, addr: str, v6: bool = False, expect_ok: bool = True, ident: int | None = None) -> None:
+    extra = ["-e", str(ident)] if ident is not None else []
+    r = run(["ping", "-6" if v6 else "-4", "-c1", "-W2", *extra, addr], ns=lab.ns(role), check=False)
     if expect_ok and r.returncode != 0:
         raise RuntimeError(f"ping {addr} from {role} failed: {r.stdout} {r.stderr}")
 
@@ -175,7 +176,20 @@ class Scenario:
     brnf_off: bool = False
     setup: Callable[[Lab], None] | None = None
     log: str = "iptables"  # "iptables" (LOG + ebtables), "nft", "ebtables" (ebtables only), "none"
-    trace: str | None = None  # "xtables-monitor" or "nft-monitor": rule tracing read by a monitor
+    trace: str | None = None  # "xtables-monitor", "nft-monitor", or "legacy" (TRACE lines in the kernel log)
+    backend: str = "nft"  # where Docker's rules live: iptables-nft or iptables-legacy
+
+
+def ping_id(lab: Lab) -> int:
+    """A per-run ICMP echo id: legacy TRACE lines carry no prefix of ours, so the id tells our lines."""
+    return 40000 + int(lab.tag[1:], 16)
+
+
+def insert_legacy_trace(lab: Lab) -> None:
+    """iptables-legacy -j TRACE logs through the logger bound to the family in this namespace
+    (net.netfilter.nf_log.2; ip_tables.c trace_packet -> nf_log_trace)."""
+    run(["sysctl", "-qw", "net.netfilter.nf_log.2=nf_log_ipv4"], ns=lab.host)
+    run(["iptables-legacy", "-t", "raw", "-I", "PREROUTING", "-p", "icmp", "-j", "TRACE"], ns=lab.host)
 
 
 def insert_trace_rules(lab: Lab, kind: str, proto: str, port: int | None) -> list[str]:
@@ -273,6 +287,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              "container1 pings container2; ebtables LOG rules (the seed's convention) log the bridge hooks in the "
              "kernel log while nft monitor trace follows the same packets through the IP hooks.",
              "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), log="ebtables", trace="nft-monitor"),
+    Scenario("legacy-trace-container-to-internet", "Container to the internet on an iptables-legacy host, "
+             "traced with -j TRACE",
+             "Docker's rules are loaded with iptables-legacy; a TRACE rule in the legacy raw table makes "
+             "ip_tables log every rule, return and policy the ping meets as TRACE: lines in the kernel log.",
+             "icmp", "seed", lambda lab: ping(lab, "c1", "203.0.113.10", ident=ping_id(lab)), log="none",
+             trace="legacy", backend="legacy"),
     Scenario("nft-log-container-to-internet", "Container to the internet, logged with nft log rules",
              "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
              "bridge table, at the priorities of the iptables/ebtables tables they stand for.",

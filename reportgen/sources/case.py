@@ -152,40 +152,40 @@ def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
 class _LegacyTraceGrouper:
     """Group legacy ``TRACE:`` kernel lines of one packet at one hook into one event.
 
-    ipt_do_table() logs one line per matched rule, and the policy or return at the end, each with the
-    same packet dump (ip_tables.c trace_packet); a user chain's lines carry only the chain's name, so
-    they join the built-in chain visit of the same table that jumped there.
+    ipt_do_table() logs one line per matched rule, then the policy or return, while it walks one
+    table's chain for one packet (ip_tables.c trace_packet), so those lines are consecutive; a user
+    chain's lines carry only the chain's name and belong to the visit that jumped there.
     """
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[object, ...], tuple[Event, list[RuleHit]]] = {}
+        self.current: tuple[tuple[object, ...], Event, list[RuleHit]] | None = None
 
     def feed(self, rec: LogRecord, m: re.Match[str]) -> tuple[list[Event], str | None]:
         table, chain = m.group("table"), m.group("chain")
         hit = RuleHit(table, chain, m.group("type"), "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
-        out: list[Event] = []
-        cur = self.pending.get(fp)
+        cur = self.current
+        same_packet = cur is not None and cur[0] == fp and cur[1].hook.table == table
         if chain not in HOOKS:
-            if cur is None or cur[0].hook.table != table:
-                return out, f"TRACE line in user chain {chain!r} without its built-in chain visit"
-            cur[1].append(hit)
-            return out, None
-        if cur is not None and (cur[0].hook.table, cur[0].hook.chain) == (table, chain):
-            cur[1].append(hit)
-            return out, None
-        if cur is not None:
-            out.append(self._emit(fp))
+            if cur is None or not same_packet:
+                return [], f"TRACE line in user chain {chain!r} without its built-in chain visit"
+            cur[2].append(hit)
+            return [], None
+        walk_ended = cur is not None and any(h.kind == "policy" for h in cur[2])
+        if cur is not None and same_packet and cur[1].hook.chain == chain and not walk_ended:
+            cur[2].append(hit)  # the same chain walk goes on, back from a user chain (a policy ends it)
+            return [], None
+        out = self.flush()
         fam = rec.l3 if rec.l3 in ("ipv4", "ipv6") else "ipv4"
-        self.pending[fp] = (Event(rec, HookRef(fam, chain, table, chain, "TRACE prefix")), [hit])
+        self.current = (fp, Event(rec, HookRef(fam, chain, table, chain, "TRACE prefix")), [hit])
         return out, None
 
-    def _emit(self, fp: tuple[object, ...]) -> Event:
-        ev, hits = self.pending.pop(fp)
-        return replace(ev, rules=tuple(hits))
-
     def flush(self) -> list[Event]:
-        return [self._emit(fp) for fp in list(self.pending)]
+        if self.current is None:
+            return []
+        _, ev, hits = self.current
+        self.current = None
+        return [replace(ev, rules=tuple(hits))]
 
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
