@@ -121,6 +121,8 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
 
 def _tokens(body: str) -> list[str]:
     """Split the body on spaces, keeping bracket groups ``[...]`` and ``OPT (...)`` as one token."""
+    if "[" not in body and "(" not in body:
+        return body.split()  # the common case: plain KEY=value and flag tokens
     out: list[str] = []
     i, n = 0, len(body)
     while i < n:

@@ -8,7 +8,7 @@ unresolved with a hint, and is never placed by guesswork.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -61,6 +61,7 @@ class PrefixMap:
 
     exact: dict[str, tuple[str, str | None, str]]
     patterns: tuple[tuple[re.Pattern[str], tuple[str, str | None, str]], ...]
+    cache: dict[tuple[str, str, str | None], Resolution] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def empty() -> PrefixMap:
@@ -128,7 +129,21 @@ def _record_family(rec: LogRecord) -> str | None:
 
 
 def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
-    """Place a record at its hook, or explain why that cannot be done."""
+    """Place a record at its hook, or explain why that cannot be done.
+
+    The answer depends only on the prefix, the record's layout and the map, and a log repeats a few
+    prefixes many times, so it is cached per map.
+    """
+    key = (rec.prefix, rec.fmt, rec.l3)
+    hit = prefix_map.cache.get(key)
+    if hit is None:
+        hit = _resolve(rec, prefix_map)
+        if len(prefix_map.cache) < 65536:
+            prefix_map.cache[key] = hit
+    return hit
+
+
+def _resolve(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     mapped = prefix_map.lookup(rec.prefix)
     if mapped:
         fam, table, chain = mapped
