@@ -182,7 +182,7 @@ def describe_packet(track: Track) -> str:
         return f"{proto} frame {r.mac_src} → {r.mac_dst}"
     # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
     first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
-                 next(ev.record for ev in track.events if ev.record.src))
+                 l3.record)
     p = first.proto or "?"
     if p in ("ICMP", "ICMPv6"):
         kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")

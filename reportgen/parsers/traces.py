@@ -43,6 +43,14 @@ _TCP_BITS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK",
 _PROTO_NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP", "ipv6-icmp": "ICMPv6", "icmpv6": "ICMPv6"}
 
 
+def _num(text: str, base: int = 10) -> int | None:
+    """A number from a field, or None when the line was cut or damaged (never raise on input)."""
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
 def _mac(text: str) -> str:
     """Zero-pad an ether_ntoa() MAC (2:42:ac:11:0:2 -> 02:42:ac:11:00:02)."""
     return ":".join(p.zfill(2) for p in text.lower().split(":"))
@@ -91,27 +99,27 @@ def _xt_fields(rest: str) -> dict[str, object]:
         elif key == "MACDST":
             f["mac_dst"] = _mac(val)
         elif key == "MACPROTO":
-            f["ethertype"] = int(val, 16)
+            f["ethertype"] = _num(val, 16)
         elif key == "SRC":
             f["src"] = val
         elif key == "DST":
             f["dst"] = val
         elif key == "LEN":
-            f["length"] = int(val)
+            f["length"] = _num(val)
         elif key in ("TTL", "HOPLIMIT"):
-            f["ttl"] = int(val)
+            f["ttl"] = _num(val)
         elif key == "ID":
-            f["ipid"] = int(val)
+            f["ipid"] = _num(val)
         elif key == "TOS":
             f["l3"] = IPV4
         elif key == "TC":
             f["l3"] = IPV6
         elif key == "FLOWLBL":
-            f["flowlabel"] = int(val)
+            f["flowlabel"] = _num(val)
         elif key == "SPORT":
-            f["sport"] = int(val)
+            f["sport"] = _num(val)
         elif key == "DPORT":
-            f["dport"] = int(val)
+            f["dport"] = _num(val)
         elif key == "MARK":
             f["mark"] = val
     if f.get("src") and "l3" not in f:
@@ -156,24 +164,25 @@ def _nft_fields(rest: str) -> dict[str, object]:
             f["l3"] = IPV4 if t == "ip" else IPV6
         elif t == "ip" and nxt in ("ttl", "id", "length"):
             i += 1
-            f[{"ttl": "ttl", "id": "ipid", "length": "length"}[nxt]] = int(take())
+            f[{"ttl": "ttl", "id": "ipid", "length": "length"}[nxt]] = _num(take())
         elif t == "ip" and nxt == "protocol":
             i += 1
             f["proto"] = _PROTO_NAMES.get(take())
         elif t == "ip6" and nxt in ("hoplimit", "flowlabel", "length", "nexthdr"):
             i += 1
             v = take()
+            n = _num(v)
             if nxt == "hoplimit":
-                f["ttl"] = int(v)
+                f["ttl"] = n
             elif nxt == "flowlabel":
-                f["flowlabel"] = int(v)
+                f["flowlabel"] = n
             elif nxt == "length":
-                f["length"] = int(v) + 40  # nft prints the payload length; nf_log prints it + 40
+                f["length"] = None if n is None else n + 40  # nft prints the payload length; nf_log +40
             else:
                 f["proto"] = _PROTO_NAMES.get(v)
         elif t in ("tcp", "udp") and nxt in ("sport", "dport"):
             i += 1
-            f["sport" if nxt == "sport" else "dport"] = int(take())
+            f["sport" if nxt == "sport" else "dport"] = _num(take())
             f["proto"] = t.upper()
         elif t == "tcp" and nxt == "flags":
             i += 2  # "flags =="
@@ -188,9 +197,9 @@ def _nft_fields(rest: str) -> dict[str, object]:
             elif nxt == "code":
                 f["icmp_code"] = int(v) if v.isdigit() else None
             elif nxt == "id":
-                f["icmp_id"] = int(v)
+                f["icmp_id"] = _num(v)
             else:
-                f["icmp_seq"] = int(v)
+                f["icmp_seq"] = _num(v)
     return f
 
 
@@ -201,7 +210,7 @@ _ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "echo-request": 8,
 def _tcp_flags(text: str) -> tuple[str, ...]:
     names: set[str] = set()
     if text.startswith("0x"):
-        bits = int(text, 16)
+        bits = _num(text, 16) or 0
         names = {n for n, b in _TCP_BITS if bits & b}
     else:
         names = {p.upper() for p in text.split("|")}
@@ -364,7 +373,8 @@ class NftTraceParser(TraceParser):
 def _ends_visit(kind: str, verdict: str) -> bool:
     """A policy, or an accept/drop/reject/queue/stolen verdict, ends the packet's visit of this base
     chain (nf_tables_core.c nft_do_chain returns to the hook); continue, jump, goto and return do not."""
-    return kind == "policy" or verdict.split(":")[0].split()[0] in ("accept", "drop", "reject", "queue", "stolen")
+    words = verdict.split(":")[0].split()
+    return kind == "policy" or (bool(words) and words[0] in ("accept", "drop", "reject", "queue", "stolen"))
 
 
 def detect_trace_format(lines: list[str]) -> str | None:
