@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from conftest import SAMPLES
+
 from reportgen.render.dot import packet_dot
 from reportgen.render.jsonout import render_json
 from reportgen.render.markdown import render_markdown
