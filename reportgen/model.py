@@ -57,6 +57,8 @@ class LogRecord:
     mark: str | None = None
     truncated: bool = False
     extra: tuple[str, ...] = ()  # tokens the tokenizer kept but did not interpret
+    # The header an ICMP error quotes (the packet it is about): src, dst, proto, sport, dport.
+    embedded: tuple[str | None, str | None, str | None, int | None, int | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,3 +103,13 @@ def test_unknown_destination_mac_is_flooded(tmp_path: Path):
     (case / "bridge-fdb.txt").write_text(fdb)
     fwd = next(h for h in build_report(load_spec([case])).packets[0].hops if h.stage == "br-fwd")
     assert "not in the FDB snapshot, so the bridge floods" in fwd.explanation[0]
+
+
+def test_rejected_connection_and_its_related_icmp_error():
+    r = report("lab-tcp-rejected")
+    syn, err = r.packets
+    assert syn.verdict.kind == "dropped" and syn.verdict.explanation.startswith("Rejected")
+    assert syn.verdict.rule.startswith("-A DOCKER-USER -p tcp -m tcp --dport 82 -j REJECT")
+    assert err.role == "related" and err.conversation == syn.conversation
+    assert "about TCP 172.17.0.2:" in err.summary and "203.0.113.10:82" in err.summary
+    assert {(s.table, s.hook): s.reason for s in err.skipped}[("nat", "OUTPUT")] == "conntrack"

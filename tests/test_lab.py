@@ -186,3 +186,9 @@ def test_legacy_trace(lab_cases):
     r = lab_cases["legacy-trace-container-to-internet"]
     assert [p.role for p in r.packets] == ["request", "reply"]
     assert r.packets[0].nat[0].rule.endswith("-j MASQUERADE")
+
+
+def test_rejected_connection(lab_cases):
+    syn, err = lab_cases["tcp-rejected"].packets[:2]
+    assert syn.verdict.rule.endswith("-j REJECT --reject-with icmp-port-unreachable")
+    assert err.role == "related" and err.path == "local-out"

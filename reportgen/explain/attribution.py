@@ -119,8 +119,9 @@ def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool,
             where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
             what = (f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}" if res.rule else
                     f"the policy {res.verdict} of {res.policy_of}")
+            verb = "Rejected (an ICMP error or TCP reset goes back)" if res.verdict == "REJECT" else "Dropped"
             return Verdict("dropped", where,
-                           f"Dropped by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
+                           f"{verb} by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
                            f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
                            res.rule.text if res.rule else f"policy {res.verdict}", _ref(rs, res)), None
         if res.verdict is None:

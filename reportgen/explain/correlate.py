@@ -368,6 +368,22 @@ class Flow:
     index: int
     original: View
     members: list[tuple[Track, bool]] = field(default_factory=list)
+    related: list[Track] = field(default_factory=list)  # ICMP errors about this connection
+
+
+# ICMP errors that quote the packet they are about (RFC 792 types 3, 4, 5, 11, 12; RFC 4443 1-4);
+# conntrack ties them to that packet's connection as RELATED (nf_conntrack_proto_icmp.c icmp_error).
+_ICMP_ERRORS = {"ICMP": {3, 4, 5, 11, 12}, "ICMPv6": {1, 2, 3, 4}}
+
+
+def _error_view(track: Track) -> View | None:
+    for ev in track.events:
+        r = ev.record
+        if r.embedded and r.icmp_type in _ICMP_ERRORS.get(r.proto or "", ()):
+            src, dst, proto, sport, dport = r.embedded
+            if src and dst and proto:
+                return (proto, Endpoint(src, sport), Endpoint(dst, dport))
+    return None
 
 
 def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow]]:
@@ -375,7 +391,14 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
     flows: list[Flow] = []
     by_view: dict[View, tuple[Flow, bool]] = {}
     of_track: dict[int, Flow] = {}
+    related: dict[int, Flow] = {}
     for track in tracks:
+        ev_view = _error_view(track)
+        if ev_view is not None and (ev_view in by_view or reverse(ev_view) in by_view):
+            flow = by_view.get(ev_view, by_view.get(reverse(ev_view)))[0]  # type: ignore[index]
+            flow.related.append(track)
+            related[track.index] = flow
+            continue
         vs = views(track)
         if not vs:
             continue
@@ -398,4 +421,5 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
         of_track[track.index] = flow
         for v in vs:
             by_view.setdefault(v, (flow, forward))
+    of_track.update(related)
     return flows, of_track

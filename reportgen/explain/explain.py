@@ -36,6 +36,7 @@ from reportgen.netfilter import (
 
 _BRNF_CALLED = frozenset({"ip-pre", "ip-fwd-br", "ip-post-br"})
 _ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
+               ("ICMPv6", 1): "destination unreachable", ("ICMPv6", 3): "time exceeded",
                ("ICMP", 11): "time exceeded", ("ICMPv6", 128): "echo request", ("ICMPv6", 129): "echo reply",
                ("ICMPv6", 135): "neighbour solicitation", ("ICMPv6", 136): "neighbour advertisement"}
 
@@ -187,7 +188,12 @@ def describe_packet(track: Track) -> str:
     if p in ("ICMP", "ICMPv6"):
         kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
-        return f"{p} {kind} {first.src} → {first.dst}{ids}"
+        about = ""
+        if first.embedded and first.embedded[0]:
+            e_src, e_dst, e_proto, e_sport, e_dport = first.embedded
+            quoted = f"{e_src}:{e_sport} → {e_dst}:{e_dport}" if e_sport is not None else f"{e_src} → {e_dst}"
+            about = f", code {first.icmp_code}, about {e_proto} {quoted}"
+        return f"{p} {kind} {first.src} → {first.dst}{ids}{about}"
     if first.sport is not None:
         flags = f" [{' '.join(first.tcp_flags)}]" if first.tcp_flags else ""
         return f"{p} {first.src}:{first.sport} → {first.dst}:{first.dport}{flags}"
@@ -418,12 +424,16 @@ _TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
 
 
 def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
-                 via_bridge: bool) -> tuple[str, str]:
+                 via_bridge: bool, related: bool = False) -> tuple[str, str]:
     brnf = topo.brnf(slot.family)
     if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in _BRNF_CALLED:
         key = "bridge-nf-call-ip6tables" if slot.family == "ipv6" else "bridge-nf-call-iptables"
         return "bridge-nf-off", (f"net.bridge.{key} = 0: the bridge does not call the IP hooks for bridged "
                                  "frames (br_nf_pre_routing returns early, net/bridge/br_netfilter_hooks.c)")
+    if slot.table == "nat" and slot.family != BRIDGE and related:
+        return "conntrack", ("an ICMP error is RELATED to an existing connection: nf_nat_inet_fn translates it "
+                             "with nf_nat_icmp_reply_translation and does not consult the nat table "
+                             "(net/netfilter/nf_nat_core.c)")
     if slot.table == "nat" and slot.family != BRIDGE and not first_in_flow:
         return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
                              "applies the stored mapping to every later packet and to replies "
@@ -494,12 +504,17 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         flow = of_track.get(t.index)
         forward = True
         first_in_flow = True
-        if flow is not None:
+        is_related = flow is not None and any(tr is t for tr in flow.related)
+        if is_related:
+            forward, first_in_flow = False, False
+        elif flow is not None:
             forward = next(d for tr, d in flow.members if tr is t)
             first_in_flow = flow.members[0][0] is t and forward
         else:
             forward = not is_reply_by_itself(t)
         role = ("request" if forward else "reply") if t.l3() is not None else "unknown"
+        if is_related:
+            role = "related"
         cls = path_class(t)
         fam = _family(t)
         proto = _proto(t)
@@ -512,7 +527,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         for i, s in enumerate(slots):
             if (s.stage, s.table) in observed:
                 continue
-            reason, text = _skip_reason(s, t, first_in_flow, facts, topo, via_br)
+            reason, text = _skip_reason(s, t, first_in_flow, facts, topo, via_br, is_related)
             if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
                 missing.append(s)
             skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
@@ -552,7 +567,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         nats = _direct_nats(t, forward, ftypes, topo, first_in_flow)
         if forward and flow is not None and not any(n.field == "source" for n in nats):
             nats += [n for n in _inferred_nats(t, flow, topo, first_in_flow) if n.field == "source"]
-        if not forward and flow is not None:
+        if not forward and flow is not None and not is_related:
             nats += _reply_reversals(t, flow, nats, ftypes)
         if forward:
             nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), new, topo)
@@ -586,6 +601,7 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         proto, a, b = f.original
         convs.append(Conversation(
             id=conv_id[f.index], proto=proto, summary=f"{proto} {a} ↔ {b}", original=(a, b),
-            packets=tuple(f"p{t.index + 1}" for t, _ in f.members),
+            packets=tuple(f"p{t.index + 1}" for t in sorted([m for m, _ in f.members] + f.related,
+                                                             key=lambda tr: tr.index)),
         ))
     return convs, packets

@@ -46,22 +46,23 @@ def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, eb
                      ipt: bool = True) -> None:
     """Insert LOG rules at the top of every hook's chain, like log.sh (``-I``)."""
     tool = "ip6tables" if v6 else "iptables"
-    pmatch = {"icmp": "ipv6-icmp" if v6 else "icmp", "tcp": "tcp", "udp": "udp"}[proto]
     # IPv6: only unicast to the container subnet, so MLD reports and neighbour solicitations to
     # multicast groups (which the kernel sends on its own) do not crowd the case.
     dmatch = ["-d", "fd00:17::/64"] if v6 else []
-    for table, chain in SEED_IPT if ipt else ():
-        run([tool, "-t", table, "-I", chain, "-p", pmatch, *dmatch, "-j", "LOG", "--log-prefix",
-             ipt_prefix(lab.tag, table, chain, convention, v6), "--log-level", "debug"], ns=lab.host)
-    if not ebt:
-        return
-    # ebtables is filtered to the same protocol as the iptables rules, so ARP and multicast
-    # chatter does not crowd the case (log.sh logged every frame).
-    ematch = (["-p", "IPv6", "--ip6-proto", "ipv6-icmp" if proto == "icmp" else proto,
-               "--ip6-destination", "fd00:17::/64"] if v6 else ["-p", "IPv4", "--ip-proto", proto])
-    for table, chain in SEED_EBT:
-        run(["ebtables", "-t", table, "-I", chain, *ematch, "--log", "--log-prefix",
-             ebt_prefix(lab.tag, table, chain, convention), "--log-level", "debug"], ns=lab.host)
+    for one in proto.split("+"):  # "tcp+icmp": a LOG rule per protocol at every hook
+        pmatch = {"icmp": "ipv6-icmp" if v6 else "icmp", "tcp": "tcp", "udp": "udp"}[one]
+        for table, chain in SEED_IPT if ipt else ():
+            run([tool, "-t", table, "-I", chain, "-p", pmatch, *dmatch, "-j", "LOG", "--log-prefix",
+                 ipt_prefix(lab.tag, table, chain, convention, v6), "--log-level", "debug"], ns=lab.host)
+        if not ebt:
+            continue
+        # ebtables is filtered to the same protocol as the iptables rules, so ARP and multicast
+        # chatter does not crowd the case (log.sh logged every frame).
+        ematch = (["-p", "IPv6", "--ip6-proto", "ipv6-icmp" if one == "icmp" else one,
+                   "--ip6-destination", "fd00:17::/64"] if v6 else ["-p", "IPv4", "--ip-proto", one])
+        for table, chain in SEED_EBT:
+            run(["ebtables", "-t", table, "-I", chain, *ematch, "--log", "--log-prefix",
+                 ebt_prefix(lab.tag, table, chain, convention), "--log-level", "debug"], ns=lab.host)
 
 
 def insert_nft_log_rules(lab: Lab, proto: str) -> None:
@@ -243,6 +244,11 @@ def _drop_setup(lab: Lab) -> None:
     run(["iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "81", "-j", "DROP"], ns=lab.host)
 
 
+def _reject_setup(lab: Lab) -> None:
+    # REJECT answers with ICMP port unreachable by default (iptables-extensions(8) REJECT).
+    run(["iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "82", "-j", "REJECT"], ns=lab.host)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("container-to-container", "Container to container on docker0 (ICMP)",
              "container1 (172.17.0.2) pings container2 (172.17.0.3) once, as in the seed's first scenario.",
@@ -268,6 +274,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              "A rule in DOCKER-USER drops TCP to port 81; container1 tries 203.0.113.10:81 for 3.5 s and "
              "its SYN is retransmitted.",
              "tcp", "colon", lambda lab: _tcp_to_internet(lab, 81, expect=False), setup=_drop_setup),
+    Scenario("tcp-rejected", "TCP connection rejected by a FORWARD rule (ICMP port unreachable)",
+             "A rule in DOCKER-USER rejects TCP to port 82; container1's SYN to 203.0.113.10:82 is answered by "
+             "the host with an ICMP port-unreachable error that conntrack relates to the connection.",
+             "tcp+icmp", "colon", lambda lab: _tcp_to_internet(lab, 82, expect=False), setup=_reject_setup),
     Scenario("ipv6-container-to-container", "IPv6 between containers (ICMPv6)",
              "container1 (fd00:17::2) pings container2 (fd00:17::3) once over IPv6 on docker0.",
              "icmp", "colon", lambda lab: ping(lab, "c1", "fd00:17::3", v6=True), v6=True),

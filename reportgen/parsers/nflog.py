@@ -173,6 +173,8 @@ def _parse_nflog_body(
         if tok.startswith("["):
             if tok.endswith("]") and tok.startswith("[SRC="):
                 extra.append("embedded:" + tok)  # ICMP error: the quoted header (section 1.4)
+                inner = _parse_nflog_body("", "", "", tok[1:-1], ref, "", None)
+                f["embedded"] = (inner.src, inner.dst, inner.proto, inner.sport, inner.dport)
             elif tok.endswith("]"):
                 extra.append(tok)
             else:
