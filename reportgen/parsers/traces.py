@@ -16,7 +16,7 @@ line for the same id, or a terminal verdict of its base chain), and at the end o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from reportgen.model import LineRef, LogRecord, RuleHit
@@ -77,6 +77,14 @@ class Visit:
                          **self.fields)  # type: ignore[arg-type]
 
 
+_XT_KEYS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "IN": ("in_dev", str), "OUT": ("out_dev", str), "MACSRC": ("mac_src", _mac), "MACDST": ("mac_dst", _mac),
+    "MACPROTO": ("ethertype", lambda v: _num(v, 16)), "SRC": ("src", str), "DST": ("dst", str),
+    "LEN": ("length", _num), "TTL": ("ttl", _num), "HOPLIMIT": ("ttl", _num), "ID": ("ipid", _num),
+    "FLOWLBL": ("flowlabel", _num), "SPORT": ("sport", _num), "DPORT": ("dport", _num), "MARK": ("mark", str),
+}
+
+
 def _xt_fields(rest: str) -> dict[str, object]:
     rest = _XT_ID.sub(lambda m: f"ID={m.group(1)} ", rest)
     f: dict[str, object] = {}
@@ -90,38 +98,11 @@ def _xt_fields(rest: str) -> dict[str, object]:
             elif tok in ("DF", "MF", "CE"):
                 ip_flags.append(tok)
             continue
-        if key == "IN":
-            f["in_dev"] = val
-        elif key == "OUT":
-            f["out_dev"] = val
-        elif key == "MACSRC":
-            f["mac_src"] = _mac(val)
-        elif key == "MACDST":
-            f["mac_dst"] = _mac(val)
-        elif key == "MACPROTO":
-            f["ethertype"] = _num(val, 16)
-        elif key == "SRC":
-            f["src"] = val
-        elif key == "DST":
-            f["dst"] = val
-        elif key == "LEN":
-            f["length"] = _num(val)
-        elif key in ("TTL", "HOPLIMIT"):
-            f["ttl"] = _num(val)
-        elif key == "ID":
-            f["ipid"] = _num(val)
-        elif key == "TOS":
-            f["l3"] = IPV4
-        elif key == "TC":
-            f["l3"] = IPV6
-        elif key == "FLOWLBL":
-            f["flowlabel"] = _num(val)
-        elif key == "SPORT":
-            f["sport"] = _num(val)
-        elif key == "DPORT":
-            f["dport"] = _num(val)
-        elif key == "MARK":
-            f["mark"] = val
+        if key in _XT_KEYS:
+            name, conv = _XT_KEYS[key]
+            f[name] = conv(val)
+        elif key in ("TOS", "TC"):  # only IPv4 prints TOS, only IPv6 TC (xtables-monitor.c)
+            f["l3"] = IPV4 if key == "TOS" else IPV6
     if f.get("src") and "l3" not in f:
         f["l3"] = IPV6 if ":" in str(f["src"]) else IPV4
     if "sport" in f:
