@@ -60,13 +60,15 @@ def packet_dot(p: Packet) -> str:
         lines += [f"({x})" for x in skipped.get(key, [])]
         lines += nat_notes.get(key, [])
         label = graphviz.escape("\n".join(lines))
+        # The tooltip (an SVG <title>) says where the kernel calls the hook; it is reportgen's own text.
+        tip = graphviz.escape(stage.why)
         if key in steps:
             g.node(_nid(key), label, color=PATH_COLOR, fontcolor="#1b2631", penwidth="2",
-                   style="rounded,filled", fillcolor="#fdedec")
+                   style="rounded,filled", fillcolor="#fdedec", tooltip=tip)
         elif key in skipped:
-            g.node(_nid(key), label, color=SKIP_COLOR, fontcolor="#34495e", style="rounded,dashed")
+            g.node(_nid(key), label, color=SKIP_COLOR, fontcolor="#34495e", style="rounded,dashed", tooltip=tip)
         else:
-            g.node(_nid(key), label)
+            g.node(_nid(key), label, tooltip=tip)
     first = p.hops[0].event.record if p.hops else None
     start = "host process" if p.path == "local-out" else (
         f"in: {first.physin or first.in_dev}" if first and (first.physin or first.in_dev) else "in")
