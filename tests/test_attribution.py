@@ -58,6 +58,8 @@ def test_seed_names_ports_fdb_and_routes():
     assert "02:42:ac:11:00:03 is learned on port veth8f77b15 (bridge fdb)" in fwd.explanation[0]
     pre = r.packets[0].hops[0]
     assert "02:42:ac:11:00:02 (container1)" in pre.explanation[0]
+    # container1's "eth0@if5" pairs it with the host's interface 5, veth694b3b7 (seed's ip link).
+    assert "veth694b3b7 (port of docker0, veth peer of container1's eth0)" in pre.explanation[0]
     h2c = report("seed-host-to-container").packets[0]
     assert "route 172.17.0.0/16 on docker0" in h2c.hops[0].explanation[0]
 

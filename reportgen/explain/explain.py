@@ -171,7 +171,10 @@ def _named(topo: Topology, value: str | None) -> str:
 
 def _port(topo: Topology, port: str) -> str:
     br = topo.bridge_of(port)
-    return f"{port} (port of {br})" if br else port
+    peer = topo.veth_peer.get(port)
+    facts = [f"port of {br}"] if br else []
+    facts += [f"veth peer of {peer}"] if peer else []
+    return f"{port} ({', '.join(facts)})" if facts else port
 
 
 def describe_packet(track: Track) -> str:

@@ -49,6 +49,7 @@ class Topology:
     rulesets: dict[str, Any] = field(default_factory=dict)  # family -> parsers.ruleset.Ruleset
     conntrack: tuple[dict[str, Any], ...] = ()
     nft: tuple[tuple[str, dict[str, Any]], ...] = ()  # (snapshot name, parsed nft ruleset)
+    veth_peer: dict[str, str] = field(default_factory=dict)  # host-side port -> "container1's eth0"
 
     def local_addrs(self) -> frozenset[str] | None:
         """The host's own addresses (for -m addrtype LOCAL), or None when no snapshot lists them."""
@@ -142,6 +143,8 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     rulesets: dict[str, Any] = {}
     conntrack: list[dict[str, Any]] = []
     nft: list[tuple[str, dict[str, Any]]] = []
+    host_index: dict[int, str] = {}
+    peers: list[tuple[str, str, int]] = []  # (container, its interface, the peer's ifindex on the host)
     for snap in snapshots:
         data: Any = snap.data
         if data is None:
@@ -150,7 +153,10 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
         if snap.kind in ("ip-link", "ip-addr"):
             for itf in data["interfaces"]:
                 if host != "host":
-                    # A container's own view: name its addresses and MAC after it.
+                    # A container's own view: name its addresses and MAC after it. Its "eth0@ifN"
+                    # names the host-side veth by index (ip-link(8): the peer's ifindex).
+                    if itf.get("peer_ifindex"):
+                        peers.append((host, itf["name"], itf["peer_ifindex"]))
                     if itf["name"] != "lo":
                         for cidr in itf["addresses"]:
                             names[cidr.split("/")[0]] = host
@@ -159,6 +165,8 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
                     continue
                 if itf["mac"]:
                     iface_mac[itf["name"]] = itf["mac"]
+                if itf.get("index"):
+                    host_index[itf["index"]] = itf["name"]
                 if itf["master"]:
                     bridges.setdefault(itf["master"], [])
                     if itf["name"] not in bridges[itf["master"]]:
@@ -202,7 +210,9 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
                     for key in (c["ipv4"], c["ipv6"], c["mac"]):
                         if key and c["name"]:
                             names[key] = c["name"]
+    veth_peer = {host_index[idx]: f"{who}'s {ifname}" for who, ifname, idx in peers if idx in host_index}
     return Topology(
+        veth_peer=veth_peer,
         bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,
         routes=tuple(routes), host_addrs=host_addrs, names=names, sysctl=sysctl, sources=sources,
         rulesets=rulesets, conntrack=tuple(conntrack), nft=tuple(nft),
