@@ -31,7 +31,7 @@ def test_container_to_container_reply_skips_nat_because_of_conntrack(seed_report
     assert _skips(rep)[("ipv4", "nat", "POSTROUTING")] == "conntrack"
     assert ("ipv4", "nat", "PREROUTING") not in _skips(req)
     assert rep.verdict.kind == "left" and rep.verdict.where == "veth694b3b7"
-    assert "veth694b3b7 (port of docker0)" in rep.verdict.explanation
+    assert "veth694b3b7 (port of docker0, veth peer of container1's eth0)" in rep.verdict.explanation
     bridged = [h for h in req.hops if h.stage == "br-fwd"][0]
     assert "02:42:ac:11:00:03 is learned on port veth8f77b15" in bridged.explanation[0]
 
