@@ -369,6 +369,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     traces = ["dmesg.log"]
     if p.monitor:
         (out / "nft-monitor-trace.txt").write_text("".join(ln + "\n" for ln in trace_lines), encoding="utf-8")
+        traces.append("nft-monitor-trace.txt")
     snap = collect(out, runner=lambda argv: run(argv, None))
     manifest = {
         "title": f"Capture {p.tag}",
@@ -376,8 +377,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
                        f" (exit status {status}).",
         "trace": traces,
         "snapshots": snap["snapshots"],
-        "attachments": snap["attachments"] + ([{"file": "nft-monitor-trace.txt", "kind": "nft-monitor-trace"}]
-                                              if p.monitor else []),
+        "attachments": snap["attachments"],
         "capture": {"tag": p.tag, "missing": snap["missing"]},
     }
     (out / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")

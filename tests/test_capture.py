@@ -102,6 +102,10 @@ def test_nft_trace_backend_records_monitor_output(lab, tmp_path: Path):
     assert r.returncode == 0, r.stderr
     text = (case / "nft-monitor-trace.txt").read_text()
     assert "trace id" in text and "packet:" in text
+    report = build_report(load_spec([case]))
+    req = next(p for p in report.packets if p.summary.startswith("ICMP echo request 172.17.0.2 → 203.0.113.10"))
+    assert req.nat and req.nat[0].type == "MASQUERADE" and "masquerade" in req.nat[0].rule
+    assert any(h.event.rules for h in req.hops)
 
 
 def test_snapshot_command(lab, tmp_path: Path):

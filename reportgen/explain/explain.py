@@ -187,7 +187,7 @@ def describe_packet(track: Track) -> str:
     # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
     first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
                  l3.record)
-    p = first.proto or "?"
+    p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
     if p in ("ICMP", "ICMPv6"):
         kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
