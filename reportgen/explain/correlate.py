@@ -369,6 +369,7 @@ class Flow:
     original: View
     members: list[tuple[Track, bool]] = field(default_factory=list)
     related: list[Track] = field(default_factory=list)  # ICMP errors about this connection
+    role: dict[int, str] = field(default_factory=dict)  # track index -> "original"/"reply"/"related"
 
 
 # ICMP errors that quote the packet they are about (RFC 792 types 3, 4, 5, 11, 12; RFC 4443 1-4);
@@ -397,6 +398,7 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
         if ev_view is not None and (ev_view in by_view or reverse(ev_view) in by_view):
             flow = by_view.get(ev_view, by_view.get(reverse(ev_view)))[0]  # type: ignore[index]
             flow.related.append(track)
+            flow.role[track.index] = "related"
             related[track.index] = flow
             continue
         vs = views(track)
@@ -418,6 +420,7 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
             hit = (flow, not is_reply_by_itself(track))
         flow, forward = hit
         flow.members.append((track, forward))
+        flow.role[track.index] = "original" if forward else "reply"
         of_track[track.index] = flow
         for v in vs:
             by_view.setdefault(v, (flow, forward))

@@ -489,122 +489,163 @@ def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot], final:
 
 # --- the whole case -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a packet stands in its conversation."""
+
+    flow: Flow | None
+    forward: bool  # original direction of the conntrack entry
+    first: bool  # the connection's first packet: the one the nat table sees
+    related: bool  # an ICMP error about the connection
+
+    @property
+    def role(self) -> str:
+        return "related" if self.related else "request" if self.forward else "reply"
+
+
+def _place(t: Track, of_track: dict[int, Flow]) -> _Place:
+    flow = of_track.get(t.index)
+    if flow is None:
+        return _Place(None, not is_reply_by_itself(t), True, False)
+    role = flow.role[t.index]
+    if role == "related":
+        return _Place(flow, False, False, True)
+    forward = role == "original"
+    return _Place(flow, forward, forward and flow.members[0][0] is t, False)
+
+
+def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
+                       facts: CaseFacts) -> tuple[list[Skipped], Verdict]:
+    """Compare the observed hooks with the path's template: what was skipped, and what became of it."""
+    slots = _slots(_template(t, cls, topo), _family(t), facts)
+    proto = _proto(t)
+    observed = {(st, ev.hook.table) for ev, st in zip(t.events, t.stages, strict=True)}
+    last_idx = max((i for i, s in enumerate(slots) if (s.stage, s.table) in observed), default=-1)
+    via_br = _entered_bridge(t)
+    skipped: list[Skipped] = []
+    missing: list[Slot] = []
+    for i, s in enumerate(slots):
+        if (s.stage, s.table) in observed:
+            continue
+        reason, text = _skip_reason(s, t, place.first, facts, topo, via_br, place.related)
+        if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
+            missing.append(s)
+        skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
+    final = not slots or t.stages[-1] == slots[-1].stage or all(
+        k.reason in ("conntrack", "bridge-nf-off") for k in skipped
+        if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
+    verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
+    new = place.first and place.forward
+    definite = traced_drop(list(zip(t.events, t.stages, strict=True)))
+    if definite is not None:
+        verdict = definite
+    elif verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
+        later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
+        dropped, note = drop_rule(t.last, later, new, topo)
+        if dropped is not None:
+            verdict = dropped
+        elif note:
+            verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
+    first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
+    if not any(e.hook.how in _TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
+        skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
+    if verdict.kind in ("last-seen", "dropped"):
+        # After a drop only the hooks before the last hop are "skipped"; later ones were never reached.
+        reached = {(s.stage, s.table) for s in slots[: last_idx + 1]}
+        skipped = [k for k in skipped if (k.stage, k.table) in reached]
+    return skipped, verdict
+
+
+def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
+    hops = []
+    prev: Event | None = None
+    prev_hop: tuple[Event, str] | None = None
+    for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
+        ev = link_rules(ev, topo)
+        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
+        prev_hop = (ev, st)
+        if ev.record.src:
+            prev = ev
+    return hops
+
+
+class _FlowNat:
+    """What a conversation's first packet taught about its NAT: types and the rules that made them."""
+
+    def __init__(self) -> None:
+        self.types: dict[tuple[int, str], str] = {}
+        self.rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
+
+    def types_of(self, flow: Flow | None) -> dict[str, str]:
+        if flow is None:
+            return {}
+        return {field: typ for (idx, field), typ in self.types.items() if idx == flow.index}
+
+    def learn_first(self, flow: Flow, topo: Topology) -> None:
+        """Learn the NAT types from the first request, so replies can name what they reverse."""
+        first = next((t for t, fwd in flow.members if fwd), None)
+        if first is not None:
+            for nat in _direct_nats(first, True, {}, topo) + _inferred_nats(first, flow, topo):
+                self.types[(flow.index, nat.field)] = nat.type
+
+
+def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> list[Nat]:
+    flow = place.flow
+    ftypes = memo.types_of(flow)
+    nats = _direct_nats(t, place.forward, ftypes, topo, place.first)
+    if place.forward and flow is not None and not any(n.field == "source" for n in nats):
+        nats += [n for n in _inferred_nats(t, flow, topo, place.first) if n.field == "source"]
+    if not place.forward and flow is not None and not place.related:
+        nats += _reply_reversals(t, flow, nats, ftypes)
+    if place.forward:
+        nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), place.first, topo)
+        if place.first and flow is not None:
+            for nat in nats:  # the rule's own type (MASQUERADE vs SNAT) now that it is known
+                memo.types[(flow.index, nat.field)] = nat.type
+    if flow is None:
+        return nats
+    ct = conntrack_entry(flow.original[1], flow.original[2], topo)
+    # The rule that made a mapping also explains its later uses and its reversal on replies.
+    reply_field = {"source": "destination", "destination": "source"}
+    filled = []
+    for nat in nats:
+        key = (flow.index, nat.field if nat.direction == "original" else reply_field[nat.field])
+        if nat.rule is not None and nat.by == "rule":
+            memo.rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
+        if nat.rule is None and key in memo.rules:
+            rule, ref = memo.rules[key]
+            nat = replace(nat, rule=rule, rule_ref=ref)
+        known = memo.types.get(key)
+        if nat.by == "conntrack" and known and known != nat.type:
+            nat = replace(nat, type=known)
+        filled.append(replace(nat, conntrack=ct) if ct else nat)
+    return filled
+
+
 def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
     """Turn tracks into explained packets grouped in conversations, in input order."""
     facts = CaseFacts(tracks)
     flows, of_track = group_conversations(tracks)
     conv_id = {f.index: f"c{f.index + 1}" for f in flows}
-    # The NAT type of each flow, learned from its request, so replies can name what they reverse.
-    flow_types: dict[int, dict[str, str]] = {}
+    memo = _FlowNat()
     for f in flows:
-        for t, fwd in f.members:
-            if fwd:
-                for nat in _direct_nats(t, True, {}, topo) + _inferred_nats(t, f, topo):
-                    flow_types.setdefault(f.index, {})[nat.field] = nat.type
+        memo.learn_first(f, topo)
     packets: list[Packet] = []
-    flow_rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
     for t in tracks:
-        flow = of_track.get(t.index)
-        forward = True
-        first_in_flow = True
-        is_related = flow is not None and any(tr is t for tr in flow.related)
-        if is_related:
-            forward, first_in_flow = False, False
-        elif flow is not None:
-            forward = next(d for tr, d in flow.members if tr is t)
-            first_in_flow = flow.members[0][0] is t and forward
-        else:
-            forward = not is_reply_by_itself(t)
-        role = ("request" if forward else "reply") if t.l3() is not None else "unknown"
-        if is_related:
-            role = "related"
+        place = _place(t, of_track)
         cls = path_class(t)
-        fam = _family(t)
-        proto = _proto(t)
-        slots = _slots(_template(t, cls, topo), fam, facts)
-        observed = {(st, ev.hook.table) for ev, st in zip(t.events, t.stages, strict=True)}
-        last_idx = max((i for i, s in enumerate(slots) if (s.stage, s.table) in observed), default=-1)
-        via_br = _entered_bridge(t)
-        skipped: list[Skipped] = []
-        missing: list[Slot] = []
-        for i, s in enumerate(slots):
-            if (s.stage, s.table) in observed:
-                continue
-            reason, text = _skip_reason(s, t, first_in_flow, facts, topo, via_br, is_related)
-            if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
-                missing.append(s)
-            skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
-        final = not slots or t.stages[-1] == slots[-1].stage or all(
-            k.reason in ("conntrack", "bridge-nf-off") for k in skipped
-            if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
-        verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
-        new = first_in_flow and forward
-        definite = traced_drop(list(zip(t.events, t.stages, strict=True)))
-        if definite is not None:
-            verdict = definite
-        elif verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
-            later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
-            dropped, note = drop_rule(t.last, later, new, topo)
-            if dropped is not None:
-                verdict = dropped
-            elif note:
-                verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
-        first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
-        if not any(e.hook.how in _TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
-            skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
-        if verdict.kind in ("last-seen", "dropped"):
-            # After a drop only the hooks before the last hop are "skipped"; later ones were
-            # never reached.
-            skipped = [k for k in skipped if any(k.stage == s.stage and k.table == s.table
-                                                 for s in slots[: last_idx + 1])]
-        hops = []
-        prev: Event | None = None
-        prev_hop: tuple[Event, str] | None = None
-        for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
-            ev = link_rules(ev, topo)
-            hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
-            prev_hop = (ev, st)
-            if ev.record.src:
-                prev = ev
-        ftypes = flow_types.get(flow.index, {}) if flow else {}
-        nats = _direct_nats(t, forward, ftypes, topo, first_in_flow)
-        if forward and flow is not None and not any(n.field == "source" for n in nats):
-            nats += [n for n in _inferred_nats(t, flow, topo, first_in_flow) if n.field == "source"]
-        if not forward and flow is not None and not is_related:
-            nats += _reply_reversals(t, flow, nats, ftypes)
-        if forward:
-            nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), new, topo)
-            if new and flow is not None:
-                for nat in nats:  # the rule's own type (MASQUERADE vs SNAT) now that it is known
-                    flow_types.setdefault(flow.index, {})[nat.field] = nat.type
-        if flow is not None:
-            ct = conntrack_entry(flow.original[1], flow.original[2], topo)
-            # The rule that made a mapping also explains its later uses and its reversal on replies.
-            reply_field = {"source": "destination", "destination": "source"}
-            filled = []
-            for nat in nats:
-                if nat.rule is not None and nat.by == "rule":
-                    flow_rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
-                orig_field = nat.field if nat.direction == "original" else reply_field[nat.field]
-                if nat.rule is None and (flow.index, orig_field) in flow_rules:
-                    rule, ref = flow_rules[(flow.index, orig_field)]
-                    nat = replace(nat, rule=rule, rule_ref=ref)
-                known = flow_types.get(flow.index, {}).get(orig_field)
-                if nat.by == "conntrack" and known and known != nat.type:
-                    nat = replace(nat, type=known)
-                filled.append(replace(nat, conntrack=ct) if ct else nat)
-            nats = filled
+        skipped, verdict = _skips_and_verdict(t, place, cls, topo, facts)
         packets.append(Packet(
-            id=f"p{t.index + 1}", conversation=conv_id[flow.index] if flow else "-",
-            role=role, path=cls, summary=describe_packet(t),
-            hops=tuple(hops), nat=tuple(nats), skipped=tuple(skipped), verdict=verdict,
+            id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
+            role=place.role if t.l3() is not None else "unknown", path=cls, summary=describe_packet(t),
+            hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
+            skipped=tuple(skipped), verdict=verdict,
         ))
     convs = []
     for f in flows:
         proto, a, b = f.original
         convs.append(Conversation(
             id=conv_id[f.index], proto=proto, summary=f"{proto} {a} ↔ {b}", original=(a, b),
-            packets=tuple(f"p{t.index + 1}" for t in sorted([m for m, _ in f.members] + f.related,
-                                                             key=lambda tr: tr.index)),
+            packets=tuple(f"p{i + 1}" for i in sorted(f.role)),
         ))
     return convs, packets
