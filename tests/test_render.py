@@ -98,3 +98,18 @@ def test_topology_diagram_overlays_request_and_reply_paths():
         assert "host IP stack" in req
     svg = dot_to_svg(src)
     assert svg.count("c1 request") >= 4
+
+
+def test_repeated_hook_paths_are_drawn_once():
+    import re
+
+    report = build_report(load_spec([SAMPLES / "lab-tcp-to-internet"]))
+    html = render_html(report)
+    sections = re.findall(r'<section class="packet" id="(p\d+)">(.*?)</section>', html, flags=re.S)
+    assert len(sections) == len(report.packets) == 8
+    drawn = {pid for pid, body in sections if "<svg" in body}
+    for pid, body in sections:
+        if pid not in drawn:
+            ref = re.search(r'Same hook path, skipped hooks and verdict as <a href="#(p\d+)">', body)
+            assert ref and ref.group(1) in drawn and int(ref.group(1)[1:]) < int(pid[1:])
+    assert 2 <= len(drawn) < 8

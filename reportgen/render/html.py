@@ -58,10 +58,21 @@ def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
     def snap_anchor(ref: LineRef) -> str:
         return f"s{snap_index.get(ref.file, 0)}-L{ref.line}"
     unused_count = sum(u.count for u in report.unused)
+    # A long connection repeats the same hook path many times; its diagram is drawn once, and later
+    # packets with the same path, skips and verdict point back to it.
+    same_as: dict[str, str] = {}
+    first_of: dict[tuple[object, ...], str] = {}
+    for p in report.packets:
+        key = (p.conversation, p.role, p.path, tuple((h.stage, h.event.hook.table) for h in p.hops),
+               tuple((k.stage, k.table, k.reason) for k in p.skipped), p.verdict.kind if p.verdict else None)
+        if key in first_of:
+            same_as[p.id] = first_of[key]
+        else:
+            first_of[key] = p.id
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
         r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_count=unused_count, css=css,
         tool=_TOOL, version=__version__, packets_by_id={p.id: p for p in report.packets},
-        hits=hits, snap_anchor=snap_anchor, snap_index=snap_index,
+        hits=hits, snap_anchor=snap_anchor, snap_index=snap_index, same_as=same_as,
     )
