@@ -115,3 +115,37 @@ def test_rejected_connection_and_its_related_icmp_error():
     assert err.role == "related" and err.conversation == syn.conversation
     assert "about TCP 172.17.0.2:" in err.summary and "203.0.113.10:82" in err.summary
     assert {(s.table, s.hook): s.reason for s in err.skipped}[("nat", "OUTPUT")] == "conntrack"
+
+
+def _nft_only(tmp_path: Path, name: str) -> Path:
+    case = tmp_path / name
+    shutil.copytree(SAMPLES / name, case)
+    manifest = yaml.safe_load((case / "case.yaml").read_text())
+    manifest["attachments"] = [a for a in manifest["attachments"] if "iptables" not in a["file"]]
+    (case / "case.yaml").write_text(yaml.safe_dump(manifest))
+    return case
+
+
+def test_nft_ruleset_alone_names_the_rules(tmp_path: Path):
+    drop = build_report(load_spec([_nft_only(tmp_path, "lab-tcp-dropped")])).packets[0]
+    assert drop.verdict.kind == "dropped"
+    assert drop.verdict.rule == "tcp dport 81 counter packets 4 bytes 240 drop"
+    assert drop.verdict.rule_ref.file == "nft-ruleset.txt"
+    masq = build_report(load_spec([_nft_only(tmp_path, "lab-container-to-internet")])).packets[0].nat[0]
+    assert masq.type == "MASQUERADE" and masq.rule.startswith('oifname != "docker0" ip saddr 172.17.0.0/16')
+    dnat = build_report(load_spec([_nft_only(tmp_path, "lab-published-port")])).packets[0].nat[0]
+    assert dnat.type == "DNAT" and dnat.rule.endswith("dnat to 172.17.0.2:80")
+
+
+def test_nft_expressions_without_an_equivalent_are_not_evaluated():
+    from reportgen.explain.rules import PacketView, evaluate
+    from reportgen.parsers.nft_rules import rule_from_nft
+    from reportgen.parsers.ruleset import Chain, Ruleset
+
+    r = rule_from_nft("filter", "FORWARD", 1, 3, 'iifname "veth*" ip daddr { 10.0.0.1, 10.0.0.2 } drop')
+    assert [m.opt for m in r.matches] == ["-i", "nft:ip daddr set"] and r.matches[0].values == ("veth+",)
+    ok = rule_from_nft("filter", "FORWARD", 2, 4, 'ct state established,related counter packets 1 bytes 2 accept')
+    assert (ok.matches[0].opt, ok.matches[0].values, ok.target) == ("--ctstate", ("ESTABLISHED,RELATED",), "ACCEPT")
+    rs = Ruleset("ipv4", "nft.txt", {"filter": {"FORWARD": Chain("FORWARD", "ACCEPT", [r, ok])}})
+    res = evaluate(rs, "filter", "FORWARD", PacketView("192.0.2.1", "10.0.0.1", "TCP", 1, 2, "vethx", "eth0"))
+    assert res.verdict is None and "not evaluated" in res.describe()

@@ -211,6 +211,14 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
                         if key and c["name"]:
                             names[key] = c["name"]
     veth_peer = {host_index[idx]: f"{who}'s {ifname}" for who, ifname, idx in peers if idx in host_index}
+    # Without an iptables-save snapshot, the nft ruleset is evaluated instead (the same rules, for
+    # iptables-nft hosts; a native nft ruleset otherwise).
+    from reportgen.parsers.nft_rules import rulesets_from_nft
+
+    for name, data in nft:
+        for fam, rs in rulesets_from_nft(data, name).items():
+            if fam not in rulesets or not any(c.rules for ch in rulesets[fam].tables.values() for c in ch.values()):
+                rulesets[fam] = rs
     return Topology(
         veth_peer=veth_peer,
         bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,

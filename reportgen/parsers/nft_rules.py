@@ -1,0 +1,175 @@
+"""Read an ``nft list ruleset`` snapshot as iptables-style rules, so one evaluator serves both.
+
+Each nft rule becomes a ``Rule`` whose matches use the iptables option names the evaluator knows
+(``iifname "x"`` → ``-i x``, ``ip saddr`` → ``-s``, ``tcp dport`` → ``-p tcp --dport``, ``ct state`` →
+``--ctstate``, ``fib daddr type local`` → ``--dst-type LOCAL``) and whose target is the verdict
+(``accept`` → ACCEPT, ``jump X`` → X, ``masquerade`` → MASQUERADE ...). An expression with no
+equivalent becomes a match the evaluator reports as "not evaluated"; nothing is approximated.
+
+Base chains are found by (table, chain) as named, and also by the iptables table their type and
+priority stand for (nft(8) "CHAIN PRIORITIES": raw -300, mangle -150, dstnat -100, filter 0,
+security 50, srcnat 100), so a native nft ruleset answers "nat POSTROUTING" too.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from reportgen.parsers.ruleset import Chain, Match, Rule, Ruleset
+
+_PRIO_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
+_STD_TABLE = {("nat", -100): "nat", ("nat", 100): "nat", ("filter", -300): "raw", ("filter", -150): "mangle",
+              ("filter", 0): "filter", ("filter", 50): "security", ("route", -150): "mangle"}
+_VERDICTS = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN", "continue": "CONTINUE", "queue": "QUEUE"}
+_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
+
+
+def _prio(text: str | None) -> int | None:
+    if text is None:
+        return None
+    t = text.replace(" ", "")
+    for name, val in _PRIO_NAMES.items():
+        if t.startswith(name):
+            rest = t[len(name):]
+            return val + int(rest) if rest.lstrip("+-").isdigit() else val
+    try:
+        return int(t)
+    except ValueError:
+        return None
+
+
+def _neg(tokens: list[str], i: int) -> tuple[bool, int]:
+    if i < len(tokens) and tokens[i] == "!=":
+        return True, i + 1
+    if i < len(tokens) and tokens[i] == "==":
+        return False, i + 1
+    return False, i
+
+
+def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rule:
+    """Translate one nft rule into a Rule for reportgen.explain.rules."""
+    try:
+        toks = shlex.split(text)
+    except ValueError:
+        return Rule(table, chain, num, line, text, (Match("nft", (text,), False, "nft"),), None, ())
+    matches: list[Match] = []
+    target: str | None = None
+    targs: list[Match] = []
+    goto = False
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else ""
+        if t in ("iifname", "oifname"):
+            neg, i = _neg(toks, i + 1)
+            name = toks[i] if i < len(toks) else ""
+            if name.startswith("{"):
+                return _unsupported(table, chain, num, line, text, matches, f"{t} set")
+            matches.append(Match("-i" if t == "iifname" else "-o", (name[:-1] + "+" if name.endswith("*") else name,),
+                                 neg, None))
+            i += 1
+        elif t in ("ip", "ip6") and nxt in ("saddr", "daddr"):
+            neg, i = _neg(toks, i + 2)
+            val = toks[i] if i < len(toks) else ""
+            if val.startswith("{") or val.startswith("@"):
+                return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
+            matches.append(Match("-s" if nxt == "saddr" else "-d", (val,), neg, None))
+            i += 1
+        elif (t == "meta" and nxt == "l4proto") or (t == "ip" and nxt == "protocol") or \
+                (t == "ip6" and nxt == "nexthdr"):
+            neg, i = _neg(toks, i + 2)
+            matches.append(Match("-p", (toks[i] if i < len(toks) else "",), neg, None))
+            i += 1
+        elif t in ("tcp", "udp", "th") and nxt in ("sport", "dport"):
+            neg, i = _neg(toks, i + 2)
+            val = toks[i] if i < len(toks) else ""
+            if val.startswith("{"):
+                return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
+            if t != "th":
+                matches.append(Match("-p", (t,), False, None))
+            matches.append(Match("--" + nxt, (val.replace("-", ":"),), neg, t))
+            i += 1
+        elif t == "ct" and nxt == "state":
+            neg, i = _neg(toks, i + 2)
+            val = toks[i] if i < len(toks) else ""
+            if val.startswith("{"):
+                return _unsupported(table, chain, num, line, text, matches, "ct state set")
+            matches.append(Match("--ctstate", (val.upper(),), neg, "conntrack"))
+            i += 1
+        elif t == "fib" and nxt in ("daddr", "saddr") and toks[i + 2:i + 4] == ["type", "local"]:
+            matches.append(Match("--dst-type" if nxt == "daddr" else "--src-type", ("LOCAL",), False, "addrtype"))
+            i += 4
+        elif t == "counter":
+            i += 1
+            while i + 1 < len(toks) and toks[i] in ("packets", "bytes"):
+                i += 2
+        elif t == "comment":
+            i += 2
+        elif t == "log":
+            target = "LOG"
+            i += 1
+            while i + 1 < len(toks) and toks[i] in ("prefix", "level", "flags", "group", "snaplen"):
+                if toks[i] == "prefix":
+                    targs.append(Match("--log-prefix", (toks[i + 1],), False, "target"))
+                i += 2
+        elif t == "meta" and i + 2 < len(toks) and toks[i + 2] == "set":
+            i += 4  # meta mark/nftrace set V: sets, does not decide
+        elif t in _VERDICTS:
+            target = _VERDICTS[t]
+            i += 1
+        elif t == "reject":
+            target = "REJECT"
+            i = len(toks)
+        elif t in ("jump", "goto"):
+            target, goto = nxt, t == "goto"
+            i += 2
+        elif t == "masquerade":
+            target = "MASQUERADE"
+            i = len(toks)
+        elif t in ("snat", "dnat", "redirect"):
+            target = {"snat": "SNAT", "dnat": "DNAT", "redirect": "REDIRECT"}[t]
+            rest = toks[i + 1:]
+            if rest[:1] == ["to"] and len(rest) > 1:
+                targs.append(Match("--to", (rest[1],), False, "target"))
+            i = len(toks)
+        else:
+            return _unsupported(table, chain, num, line, text, matches, t)
+    return Rule(table, chain, num, line, text, tuple(matches), target, tuple(targs), goto)
+
+
+def _unsupported(table: str, chain: str, num: int, line: int, text: str, matches: list[Match], what: str) -> Rule:
+    # A match the evaluator does not know: match_one() returns None for it, so evaluation stops here.
+    return Rule(table, chain, num, line, text, (*matches, Match(f"nft:{what}", (), False, "nft")), None, ())
+
+
+def rulesets_from_nft(data: dict[str, Any], source: str) -> dict[str, Ruleset]:
+    """Build one Ruleset per IP family from a parsed nft ruleset (parsers.nft_ruleset)."""
+    out: dict[str, Ruleset] = {}
+    for t in data["tables"]:
+        for family in _FAMILIES.get(t["family"], ()):
+            rs = out.setdefault(family, Ruleset(family, source))
+            chains = rs.tables.setdefault(t["name"], {})
+            for c in t["chains"]:
+                chain = Chain(c["name"], (c["policy"] or "accept").upper() if c["hook"] else None)
+                for n, r in enumerate(c["rules"], start=1):
+                    chain.rules.append(rule_from_nft(t["name"], c["name"], n, r["line"], r["text"]))
+                chains[c["name"]] = chain
+                std = _STD_TABLE.get((c["type"] or "", _prio(c["priority"]) or 0)) if c["hook"] else None
+                if std is not None:
+                    alias = rs.tables.setdefault(std, {})
+                    alias.setdefault(c["hook"].upper(), chain)
+                    # Chains it jumps to must be found from the alias table too.
+                    for other in t["chains"]:
+                        if not other["hook"]:
+                            alias.setdefault(other["name"], chains.get(other["name"]) or Chain(other["name"], None))
+    # Fill user chains defined after the base chain that jumps to them.
+    for rs in out.values():
+        for chains in rs.tables.values():
+            for name, ch in list(chains.items()):
+                if not ch.rules and ch.policy is None:
+                    for tchains in rs.tables.values():
+                        real = tchains.get(name)
+                        if real is not None and real.rules:
+                            chains[name] = real
+    return out
