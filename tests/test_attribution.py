@@ -149,3 +149,9 @@ def test_nft_expressions_without_an_equivalent_are_not_evaluated():
     rs = Ruleset("ipv4", "nft.txt", {"filter": {"FORWARD": Chain("FORWARD", "ACCEPT", [r, ok])}})
     res = evaluate(rs, "filter", "FORWARD", PacketView("192.0.2.1", "10.0.0.1", "TCP", 1, 2, "vethx", "eth0"))
     assert res.verdict is None and "not evaluated" in res.describe()
+
+
+def test_nft_rule_is_highlighted_in_the_nft_snapshot(tmp_path: Path):
+    html = render_html(build_report(load_spec([_nft_only(tmp_path, "lab-tcp-dropped")])))
+    hit = [ln for ln in html.splitlines() if 'class="hit"' in ln]
+    assert len(hit) == 1 and "tcp dport 81" in hit[0] and "drop" in hit[0]
