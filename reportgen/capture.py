@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,12 @@ import yaml
 
 MARK_COMMENT = "reportgen-capture"
 STATE_DIR = Path("/run/reportgen-capture")
-PREFIX_RE = re.compile(r"rc[0-9a-f]{2} ")
+# ebtables has no comment match, so its capture rules are known by the run prefix "rcXX ".
+EBT_MARK = re.compile(r'--log-prefix "rc[0-9a-f]{2} ')
+# (save command, tool that deletes, how a capture rule is recognised in the save output)
+_SAVES = tuple((f"{fam}tables-{be}-save", f"{fam}tables-{be}", lambda ln: MARK_COMMENT in ln)
+               for be in ("nft", "legacy") for fam in ("ip", "ip6")) + \
+    (("ebtables-save", "ebtables", lambda ln: bool(EBT_MARK.search(ln))),)
 NFT_TABLES = (("inet", "reportgen_capture"), ("bridge", "reportgen_capture"), ("inet", "reportgen_trace"))
 BACKENDS = ("iptables-nft", "iptables-legacy", "ebtables", "nft-log", "nft-trace")
 IPT_HOOKS = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("nat", "PREROUTING"), ("mangle", "INPUT"),
@@ -203,30 +208,9 @@ def _exec(run: Runner, cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return run(cmd, None)
 
 
-def leftovers(run: Runner) -> list[str]:
-    """Describe capture rules still present (from a run that did not clean up)."""
-    found: list[str] = []
-    for tool in ("iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"):
-        r = run([tool], None)
-        if r.returncode == 0:
-            found += [f"{tool}: {ln}" for ln in r.stdout.splitlines() if MARK_COMMENT in ln]
-    r = run(["ebtables-save"], None)
-    if r.returncode == 0:
-        found += [f"ebtables: {ln}" for ln in r.stdout.splitlines() if ln.startswith("-A") and
-                  re.search(r'--log-prefix "rc[0-9a-f]{2} ', ln)]
-    r = run(["nft", "list", "tables"], None)
-    if r.returncode == 0:
-        for fam, name in NFT_TABLES:
-            if f"table {fam} {name}" in r.stdout:
-                found.append(f"nft: table {fam} {name}")
-    return found
-
-
-def cleanup(run: Runner, netns: str | None = None) -> list[str]:
-    """Remove every rule and table any capture run added; return what was removed."""
-    removed: list[str] = []
-    for save, tool in (("iptables-nft-save", "iptables-nft"), ("ip6tables-nft-save", "ip6tables-nft"),
-                       ("iptables-legacy-save", "iptables-legacy"), ("ip6tables-legacy-save", "ip6tables-legacy")):
+def _marked_rules(run: Runner) -> Iterator[tuple[str, str, str]]:
+    """Yield (tool, table, "-A ..." line) for every capture rule present, from the save outputs."""
+    for save, tool, marked in _SAVES:
         r = run([save], None)
         if r.returncode != 0:
             continue
@@ -234,27 +218,32 @@ def cleanup(run: Runner, netns: str | None = None) -> list[str]:
         for ln in r.stdout.splitlines():
             if ln.startswith("*"):
                 table = ln[1:]
-            elif ln.startswith("-A ") and MARK_COMMENT in ln and table:
-                args = shlex.split(ln)
-                args[0] = "-D"
-                if run([tool, "-t", table, *args], None).returncode == 0:
-                    removed.append(f"{tool} -t {table} {ln}")
-    r = run(["ebtables-save"], None)
-    if r.returncode == 0:
-        table = None
-        for ln in r.stdout.splitlines():
-            if ln.startswith("*"):
-                table = ln[1:]
-            elif ln.startswith("-A ") and re.search(r'--log-prefix "rc[0-9a-f]{2} ', ln) and table:
-                args = shlex.split(ln)
-                args[0] = "-D"
-                if run(["ebtables", "-t", table, *args], None).returncode == 0:
-                    removed.append(f"ebtables -t {table} {ln}")
+            elif ln.startswith("-A ") and table and marked(ln):
+                yield tool, table, ln
+
+
+def _capture_tables(run: Runner) -> list[tuple[str, str]]:
     r = run(["nft", "list", "tables"], None)
-    for fam, name in NFT_TABLES:
-        if r.returncode == 0 and f"table {fam} {name}" in r.stdout:
-            run(["nft", "delete", "table", fam, name], None)
-            removed.append(f"nft table {fam} {name}")
+    return [(fam, name) for fam, name in NFT_TABLES if r.returncode == 0 and f"table {fam} {name}" in r.stdout]
+
+
+def leftovers(run: Runner) -> list[str]:
+    """Describe capture rules still present (from a run that did not clean up)."""
+    found = [f"{tool}: {ln}" for tool, _, ln in _marked_rules(run)]
+    return found + [f"nft: table {fam} {name}" for fam, name in _capture_tables(run)]
+
+
+def cleanup(run: Runner, netns: str | None = None) -> list[str]:
+    """Remove every rule and table any capture run added; return what was removed."""
+    removed: list[str] = []
+    for tool, table, ln in list(_marked_rules(run)):
+        args = shlex.split(ln)
+        args[0] = "-D"
+        if run([tool, "-t", table, *args], None).returncode == 0:
+            removed.append(f"{tool} -t {table} {ln}")
+    for fam, name in _capture_tables(run):
+        run(["nft", "delete", "table", fam, name], None)
+        removed.append(f"nft table {fam} {name}")
     removed += _restore_state(run, netns)
     return removed
 
