@@ -112,7 +112,8 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     return ev.hook.table not in seen
 
 
-def _ports(ev: Event) -> tuple[int | None, int | None]:
+def flow_ports(ev: Event) -> tuple[int | None, int | None]:
+    """The ports conntrack keys a flow by; an ICMP echo's id stands in for both."""
     r = ev.record
     if r.proto in ("ICMP", "ICMPv6") and r.icmp_id is not None:
         return r.icmp_id, r.icmp_id
@@ -129,8 +130,8 @@ def _l3_matches(a: Event, b: Event) -> bool:
             return False
     if ra.tcp_flags != rb.tcp_flags and ra.proto == "TCP":
         return False
-    sa, da = _ports(a)
-    sb, db = _ports(b)
+    sa, da = flow_ports(a)
+    sb, db = flow_ports(b)
     same_src = ra.src == rb.src and (sa is None or sb is None or sa == sb)
     same_dst = ra.dst == rb.dst and (da is None or db is None or da == db)
     # NAT rewrites one side at a hook (DNAT the destination, SNAT the source); the other side stays.
@@ -336,7 +337,7 @@ def views(track: Track) -> list[View]:
         r = ev.record
         if r.src is None or r.dst is None or r.proto is None:
             continue
-        s, d = _ports(ev)
+        s, d = flow_ports(ev)
         v = (r.proto, Endpoint(r.src, s), Endpoint(r.dst, d))
         if v not in out:
             out.append(v)

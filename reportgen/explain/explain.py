@@ -17,7 +17,7 @@ from reportgen.explain.attribution import (
     refine_skip,
     traced_drop,
 )
-from reportgen.explain.correlate import Flow, Track, group_conversations, is_reply_by_itself, views
+from reportgen.explain.correlate import Flow, Track, flow_ports, group_conversations, is_reply_by_itself, views
 from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
 from reportgen.netfilter import (
@@ -118,6 +118,10 @@ def _template(track: Track, cls: str, topo: Topology) -> tuple[str, ...]:
     return t
 
 
+# Stages that run the same chains in another context: a LOG rule seen firing in one is there in both.
+_SAME_RULES = {"ip-pre-up": "ip-pre", "ip-fwd-br": "ip-fwd", "ip-post-br": "ip-post", "br-post-out": "br-post"}
+
+
 class CaseFacts:
     """What the whole case shows: which (stage, family, table, proto) had a LOG rule that fired."""
 
@@ -136,9 +140,8 @@ class CaseFacts:
 
     def instrumented(self, slot: Slot, proto: str | None) -> bool:
         fam = "bridge" if slot.family == BRIDGE else "ip"
-        alias = {"ip-pre-up": "ip-pre", "ip-fwd-br": "ip-fwd", "ip-post-br": "ip-post", "br-post-out": "br-post"}
-        stages = {slot.stage, alias.get(slot.stage, slot.stage)}
-        stages |= {k for k, v in alias.items() if v == slot.stage}
+        stages = {slot.stage, _SAME_RULES.get(slot.stage, slot.stage)}
+        stages |= {k for k, v in _SAME_RULES.items() if v == slot.stage}
         return any((s, fam, slot.table, proto) in self.seen_proto for s in stages)
 
     def any_seen(self, slot: Slot) -> bool:
@@ -359,10 +362,8 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
 
 
 def _eps(ev: Event) -> tuple[Endpoint, Endpoint]:
-    r = ev.record
-    if r.proto in ("ICMP", "ICMPv6") and r.icmp_id is not None:
-        return Endpoint(r.src or "", r.icmp_id), Endpoint(r.dst or "", r.icmp_id)
-    return Endpoint(r.src or "", r.sport), Endpoint(r.dst or "", r.dport)
+    sport, dport = flow_ports(ev)
+    return Endpoint(ev.record.src or "", sport), Endpoint(ev.record.dst or "", dport)
 
 
 def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True) -> list[Nat]:
