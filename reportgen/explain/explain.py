@@ -18,7 +18,7 @@ from reportgen.explain.attribution import (
     traced_drop,
 )
 from reportgen.explain.correlate import Flow, Track, flow_ports, group_conversations, is_reply_by_itself, views
-from reportgen.explain.topology import Topology
+from reportgen.explain.topology import Topology, brnf_key
 from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
 from reportgen.netfilter import (
     BRIDGE,
@@ -223,8 +223,8 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
             out.append(f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
                        f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}.")
     elif stage == "ip-pre" and r.physin:
-        key = "bridge-nf-call-ip6tables" if ev.hook.family == "ipv6" else "bridge-nf-call-iptables"
-        val = topo.sysctl.get(f"net.bridge.{key}")
+        key = brnf_key(ev.hook.family)
+        val = topo.brnf(ev.hook.family)
         seen = f" (net.bridge.{key} = {val} in {topo.sources.get('sysctl', 'the sysctl snapshot')})" if val else ""
         out.append(f"{key}{seen} hands the bridged frame to the IP hooks: IN is the bridge "
                    f"{r.in_dev}, PHYSIN the port {r.physin}. Routing has not happened yet, so OUT is empty.")
@@ -431,9 +431,9 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
                  via_bridge: bool, related: bool = False) -> tuple[str, str]:
     brnf = topo.brnf(slot.family)
     if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in _BRNF_CALLED:
-        key = "bridge-nf-call-ip6tables" if slot.family == "ipv6" else "bridge-nf-call-iptables"
-        return "bridge-nf-off", (f"net.bridge.{key} = 0: the bridge does not call the IP hooks for bridged "
-                                 "frames (br_nf_pre_routing returns early, net/bridge/br_netfilter_hooks.c)")
+        return "bridge-nf-off", (f"net.bridge.{brnf_key(slot.family)} = 0: the bridge does not call the IP "
+                                 "hooks for bridged frames (br_nf_pre_routing returns early, "
+                                 "net/bridge/br_netfilter_hooks.c)")
     if slot.table == "nat" and slot.family != BRIDGE and related:
         return "conntrack", ("an ICMP error is RELATED to an existing connection: nf_nat_inet_fn translates it "
                              "with nf_nat_icmp_reply_translation and does not consult the nat table "

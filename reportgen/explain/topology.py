@@ -88,8 +88,8 @@ class Topology:
         return None
 
     def brnf(self, family: str) -> str | None:
-        key = "net.bridge.bridge-nf-call-ip6tables" if family == "ipv6" else "net.bridge.bridge-nf-call-iptables"
-        return self.sysctl.get(key)
+        """The value of the sysctl that gates br_netfilter's IP hooks for this family, if snapshotted."""
+        return self.sysctl.get(f"net.bridge.{brnf_key(family)}")
 
     def name(self, addr_or_mac: str | None) -> str | None:
         if not addr_or_mac:
@@ -112,6 +112,11 @@ class Topology:
             if any(c.split("/")[0] == addr_or_mac for c in cidrs):
                 return f"host address on {dev}"
         return None
+
+
+def brnf_key(family: str) -> str:
+    """The br_netfilter sysctl for a family (net/bridge/br_netfilter_hooks.c brnf_table)."""
+    return "bridge-nf-call-ip6tables" if family == "ipv6" else "bridge-nf-call-iptables"
 
 
 def docker_mac_ip(mac: str) -> str | None:
