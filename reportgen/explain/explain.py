@@ -576,6 +576,7 @@ class _FlowNat:
     def __init__(self) -> None:
         self.types: dict[tuple[int, str], str] = {}
         self.rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
+        self.conntrack: dict[int, str | None] = {}  # one conntrack -L lookup per flow, not per packet
 
     def types_of(self, flow: Flow | None) -> dict[str, str]:
         if flow is None:
@@ -605,7 +606,9 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> lis
                 memo.types[(flow.index, nat.field)] = nat.type
     if flow is None:
         return nats
-    ct = conntrack_entry(flow.original[1], flow.original[2], topo)
+    if flow.index not in memo.conntrack:
+        memo.conntrack[flow.index] = conntrack_entry(flow.original[1], flow.original[2], topo)
+    ct = memo.conntrack[flow.index]
     # The rule that made a mapping also explains its later uses and its reversal on replies.
     reply_field = {"source": "destination", "destination": "source"}
     filled = []
