@@ -12,11 +12,6 @@ class LineRef:
     file: str
     line: int
 
-    @property
-    def anchor(self) -> str:
-        """Return a stable HTML id for the line (never built from file text beyond a counter)."""
-        return f"L{self.line}"
-
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
 

@@ -48,7 +48,6 @@ _BRIDGE_PRIORITIES: dict[str, dict[str, int]] = {
 # nft chains use the same numbers for the standard names (nft(8), "CHAIN PRIORITIES": raw -300,
 # mangle -150, dstnat -100, filter 0, security 50, srcnat 100; bridge dstnat -300, filter -200,
 # out 100, srcnat 300), so nft tables named like the iptables ones order the same way.
-NAT_TABLES = frozenset({"nat"})
 
 
 def table_priority(family: str, hook: str, table: str | None) -> int | None:
@@ -178,7 +177,8 @@ LOCAL_IN = ("ip-pre", "ip-in")
 LOCAL_OUT = ("ip-out", "ip-post")
 OUT_VIA_BRIDGE = ("br-out", "br-post-out")
 
-# Stages that run only because br_netfilter calls the IP hooks from the bridge; they are skipped
-# when net.bridge.bridge-nf-call-iptables (or -ip6tables) is 0: br_nf_pre_routing() returns
-# NF_ACCEPT early when brnf_call_iptables is off (net/bridge/br_netfilter_hooks.c).
-BRNF_STAGES = frozenset({"ip-fwd-br", "ip-post-br"})
+# Stages that, for a frame entering on a bridge port, run only because br_netfilter calls the IP
+# hooks from the bridge; they are skipped when net.bridge.bridge-nf-call-iptables (or -ip6tables) is
+# 0: br_nf_pre_routing() returns NF_ACCEPT early when brnf_call_iptables is off
+# (net/bridge/br_netfilter_hooks.c). "ip-pre" is one of them only for frames from a bridge port.
+BRNF_STAGES = frozenset({"ip-pre", "ip-fwd-br", "ip-post-br"})

@@ -24,6 +24,7 @@ from reportgen.netfilter import (
     BRIDGE,
     BRIDGED,
     BRIDGED_TO_HOST,
+    BRNF_STAGES,
     LOCAL_IN,
     LOCAL_IN_FROM_BRIDGE,
     LOCAL_OUT,
@@ -34,7 +35,6 @@ from reportgen.netfilter import (
     tables_at,
 )
 
-_BRNF_CALLED = frozenset({"ip-pre", "ip-fwd-br", "ip-post-br"})
 _ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
                ("ICMPv6", 1): "destination unreachable", ("ICMPv6", 3): "time exceeded",
                ("ICMP", 11): "time exceeded", ("ICMPv6", 128): "echo request", ("ICMPv6", 129): "echo reply",
@@ -430,7 +430,7 @@ _TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
 def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
                  via_bridge: bool, related: bool = False) -> tuple[str, str]:
     brnf = topo.brnf(slot.family)
-    if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in _BRNF_CALLED:
+    if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in BRNF_STAGES:
         return "bridge-nf-off", (f"net.bridge.{brnf_key(slot.family)} = 0: the bridge does not call the IP "
                                  "hooks for bridged frames (br_nf_pre_routing returns early, "
                                  "net/bridge/br_netfilter_hooks.c)")
