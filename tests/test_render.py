@@ -113,3 +113,11 @@ def test_repeated_hook_paths_are_drawn_once():
             ref = re.search(r'Same hook path, skipped hooks and verdict as <a href="#(p\d+)">', body)
             assert ref and ref.group(1) in drawn and int(ref.group(1)[1:]) < int(pid[1:])
     assert 2 <= len(drawn) < 8
+
+
+def test_topology_path_of_a_dropped_packet_stops_inside_the_host():
+    from reportgen.render.topology_dot import packet_path
+
+    report = build_report(load_spec([SAMPLES / "lab-tcp-rejected"]))
+    labels = [label for _, label in packet_path(report.packets[0], report.topology)]
+    assert labels[-1] == "host IP stack" and not any(x.startswith("beyond") for x in labels)
