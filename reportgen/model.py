@@ -3,6 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What a log prefix or a traced rule says happened to the packet at that hook.
+
+    A LOG/nft ``log`` rule is non-terminating (xt_LOG.c returns XT_CONTINUE; nft_log.c does not set a
+    verdict), so a prefix's action word is the rule author's statement about the rule that follows it
+    (ufw, firewalld and fwbuilder all emit "log, then the same match with DROP/REJECT/ACCEPT"). It is
+    evidence for the hook's outcome, cited as such, not a kernel verdict.
+    """
+
+    DROP = "drop"
+    REJECT = "reject"
+    ACCEPT = "accept"
+    AUDIT = "audit"  # logged for auditing only (ufw "[UFW AUDIT]"): no verdict implied
+    LIMIT = "limit"  # rate-limit hit (ufw "[UFW LIMIT BLOCK]" drops; plain LIMIT says only that)
+    LOG = "log"  # a log line whose prefix states no action
+
+
+class VerdictCode(StrEnum):
+    """The closed set of final outcomes a packet can be given (documented in docs/json-schema.md)."""
+
+    DELIVERED_LOCAL = "delivered-local"  # reached the host's own stack (INPUT, or up from the bridge)
+    DELIVERED_TO_PORT = "delivered-to-port"  # bridged out of a bridge port (e.g. to a container)
+    FORWARDED_OUT = "forwarded-out"  # left the host by an interface the trace shows
+    DROPPED_BY_RULE = "dropped-by-rule"  # a DROP rule, or a prefix whose action is DROP
+    DROPPED_BY_POLICY = "dropped-by-policy"  # a base chain's policy drop
+    REJECTED = "rejected"  # REJECT: dropped, and an ICMP error / TCP RST sent back
+    LAST_SEEN = "last-seen"  # the trace stops; what happened next is not shown
+    UNKNOWN = "unknown"  # the evidence does not decide
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -54,17 +85,32 @@ class LogRecord:
     extra: tuple[str, ...] = ()  # tokens the tokenizer kept but did not interpret
     # The header an ICMP error quotes (the packet it is about): src, dst, proto, sport, dport.
     embedded: tuple[str | None, str | None, str | None, int | None, int | None] | None = None
+    # Names of the fields (as in this class: "src", "dst", "mac_src", ...) whose value the paste
+    # had redacted ("XXX.232.61.230", "xx:xx:..", "<filtered>"); such a field's value is None and
+    # it must be shown as redacted, never as an address.
+    redacted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HookRef:
     """Which netfilter hook and table a record was logged at."""
 
-    family: str  # bridge / ipv4 / ipv6
+    family: str  # bridge / ipv4 / ipv6 (netfilter.FAMILIES; nft adds inet, arp, netdev)
     hook: str  # PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
     table: str | None
     chain: str
     how: str  # how it was recognised: "prefix words", "prefix map", "TRACE prefix"
+    # Every hook the record could have been logged at, in hook order, when the input cannot tell
+    # which (an unknown prefix with IN= only: PREROUTING or INPUT). Empty when the hook is known.
+    # ``hook`` is then candidates[0], used only to order events; it is never stated as a fact.
+    candidates: tuple[str, ...] = ()
+    action: Action | None = None  # what the prefix (or convention) says happened at this hook
+    convention: str | None = None  # the well-known prefix convention that placed it ("ufw", ...)
+
+    @property
+    def placed(self) -> bool:
+        """Whether the hook is known, rather than one of several candidates."""
+        return not self.candidates
 
     @property
     def label(self) -> str:
@@ -178,7 +224,7 @@ class Skipped:
 class Verdict:
     """What became of the packet."""
 
-    kind: str  # "delivered", "left", "dropped", "last-seen"
+    kind: str  # "delivered", "left", "dropped", "last-seen" (being replaced by ``code``)
     where: str
     explanation: str
     rule: str | None = None

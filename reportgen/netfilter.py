@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 BRIDGE, IPV4, IPV6 = "bridge", "ipv4", "ipv6"
 FAMILIES = (BRIDGE, IPV4, IPV6)
+# nftables families beyond the three above (nft(8), "ADDRESS FAMILIES"): an inet table sees both
+# IPv4 and IPv6 at the IP hooks; arp has input/output; netdev hooks ingress/egress on one device.
+INET, ARP, NETDEV = "inet", "arp", "netdev"
+NFT_FAMILIES = (BRIDGE, IPV4, IPV6, INET, ARP, NETDEV)
 
 PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING = "PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"
 HOOKS = (PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING)
