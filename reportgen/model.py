@@ -114,11 +114,19 @@ class HookRef:
 
     @property
     def label(self) -> str:
+        """Name the place as its tool does; an unplaced record names every hook it could be."""
+        chain = self.chain if self.placed else " or ".join(self.candidates)
         if self.how == "nft trace":
-            fam = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6"}[self.family]
-            return f"nft {fam} {self.table or '?'} {self.chain}"
-        tool = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}[self.family]
-        return f"{tool} {self.table or '?'} {self.chain}"
+            fam = _NFT_FAMILY_WORD.get(self.family, self.family)
+            return f"nft {fam} {self.table or '?'} {chain}"
+        tool = _TOOL_OF_FAMILY.get(self.family, self.family)
+        return f"{tool} {self.table or '?'} {chain}"
+
+
+# The command that owns each family's rules (iptables(8), ip6tables(8), ebtables(8)); nft(8) names
+# its families "ip", "ip6", "inet", "arp", "bridge", "netdev".
+_TOOL_OF_FAMILY = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
+_NFT_FAMILY_WORD = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6", "inet": "inet", "arp": "arp", "netdev": "netdev"}
 
 
 @dataclass(frozen=True, slots=True)
