@@ -265,6 +265,23 @@ class Packet:
 
 
 @dataclass(frozen=True, slots=True)
+class PacketGroup:
+    """Packets of one conversation that behave alike (explain.groups.behaviour), told once."""
+
+    id: str
+    conversation: str
+    first: str  # the packet that stands for the group; its hops and texts are the group's
+    packets: tuple[str, ...]  # every member's id, in input order
+    first_stamp: float | None  # kernel time of the earliest and latest line of the group
+    last_stamp: float | None
+    lines: tuple[tuple[LineRef, int], ...]  # the members' lines as runs: (first line, last line number)
+
+    @property
+    def count(self) -> int:
+        return len(self.packets)
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""
 
@@ -312,3 +329,4 @@ class Report:
     lines: tuple[tuple[LineRef, str], ...] = field(default=())  # every trace line, for the appendix
     notes: tuple[str, ...] = ()
     topology: object = None  # explain.topology.Topology, for the topology diagram
+    groups: tuple[PacketGroup, ...] = ()  # the packets folded by behaviour, in first-seen order

@@ -1,0 +1,65 @@
+"""Fold identical packets: the packets of one conversation that behave alike form one group.
+
+Two packets behave alike when they are in the same conversation and direction and take the same
+hops (stage, family, table, chain), skip the same hooks for the same reasons, are rewritten alike
+and meet the same verdict. TCP flags, IP ids and stamps may differ: a group of four retransmitted
+SYNs, or of 300 ACKs of one download, is one behaviour told once, with a count, its packet ids, its
+line span and its time span. Renderers fold by these groups; nothing here re-derives a fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+from reportgen.model import LineRef, Packet, PacketGroup
+
+
+def behaviour(p: Packet) -> Hashable:
+    """Return what must be equal for two packets of a conversation to be told once."""
+    return (
+        p.conversation,
+        p.role,
+        p.path,
+        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
+        tuple((s.stage, s.table, s.reason) for s in p.skipped),
+        tuple((n.type, n.direction, n.by, n.field, str(n.before), str(n.after)) for n in p.nat),
+        None if p.verdict is None else (p.verdict.kind, p.verdict.where, p.verdict.rule_ref),
+    )
+
+
+def _stamps(p: Packet) -> list[float]:
+    return [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
+
+
+def group_packets(packets: Iterable[Packet]) -> tuple[PacketGroup, ...]:
+    """Group packets by behaviour, in the order each behaviour first appears."""
+    members: dict[Hashable, list[Packet]] = {}
+    for p in packets:
+        members.setdefault(behaviour(p), []).append(p)
+    groups = []
+    for n, ps in enumerate(members.values(), start=1):
+        stamps = [s for p in ps for s in _stamps(p)]
+        refs = [h.event.record.ref for p in ps for h in p.hops]
+        groups.append(
+            PacketGroup(
+                id=f"g{n}",
+                conversation=ps[0].conversation,
+                first=ps[0].id,
+                packets=tuple(p.id for p in ps),
+                first_stamp=min(stamps) if stamps else None,
+                last_stamp=max(stamps) if stamps else None,
+                lines=_spans(refs),
+            )
+        )
+    return tuple(groups)
+
+
+def _spans(refs: list[LineRef]) -> tuple[tuple[LineRef, int], ...]:
+    """Compress line references into runs (first line, last line number) per file."""
+    out: list[tuple[LineRef, int]] = []
+    for ref in sorted(set(refs)):
+        if out and out[-1][0].file == ref.file and out[-1][1] + 1 == ref.line:
+            out[-1] = (out[-1][0], ref.line)
+        else:
+            out.append((ref, ref.line))
+    return tuple(out)
