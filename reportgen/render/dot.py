@@ -37,7 +37,7 @@ def packet_dot(p: Packet) -> str:
            bgcolor="white", pad="0.2")
     g.attr("node", shape="box", style="rounded", fontname="DejaVu Sans", fontsize="10", color="#bdc3c7",
            fontcolor="#95a5a6")
-    g.attr("edge", color="#d5d8dc", arrowsize="0.6")
+    g.attr("edge", color="#d5d8dc", arrowsize="0.6", fontname="DejaVu Sans")
     steps: dict[str, list[str]] = {}
     for h in p.hops:
         steps.setdefault(h.stage, []).append(f"{h.step}. {h.event.hook.table or '?'}")

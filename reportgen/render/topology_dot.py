@@ -78,7 +78,7 @@ def topology_dot(report: Report, topo: Topology) -> str:
     g = graphviz.Digraph(name="topology")
     g.attr(rankdir="LR", fontname="DejaVu Sans", fontsize="10", nodesep="0.3", ranksep="0.6", pad="0.2")
     g.attr("node", fontname="DejaVu Sans", fontsize="10", shape="box", style="rounded", color="#7f8c8d")
-    g.attr("edge", color="#bdc3c7", arrowhead="none")
+    g.attr("edge", color="#bdc3c7", arrowhead="none", fontname="DejaVu Sans")
     labels: dict[str, str] = {"host": "host IP stack"}
     struct: set[tuple[str, str]] = set()
     for br, ports in topo.bridges.items():
