@@ -182,6 +182,9 @@ def bench(label: str, path: Path, lines: int, out: Path, peer: list[str] | None)
     print(f"  {'tool':<10} {'seconds':>8} {'lines/s':>11} {'x naive time':>13} {'peak RSS MB':>12}")
     for name, (secs, rss) in res.items():
         print(f"  {name:<10} {secs:8.2f} {lines / secs:11,.0f} {secs / naive:13.2f} {rss:12.0f}")
+    if "peer" in res:
+        (rs, rr), (ps, pr) = res["reportgen"], res["peer"]
+        print(f"  reportgen vs peer: {ps / rs:.2f}x its speed, {rr / pr:.2f}x its peak RSS")
     js = next(out.rglob("report.json"), None)
     if js is not None:
         print(f"  report.json {js.stat().st_size / 1e6:.1f} MB")
