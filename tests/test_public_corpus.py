@@ -27,10 +27,35 @@ CORPUS = Path(__file__).resolve().parent / "corpus" / "public"
 NOT_INPUT = {"PROVENANCE.md", "facts.yaml", "case.yaml", "prefixes.yaml"}
 
 # The closed verdict vocabulary of facts.yaml (tests/corpus/README.md).
-VERDICT_CODES = frozenset({"delivered-local", "delivered-to-port", "forwarded-out", "dropped-by-rule",
-                           "dropped-by-policy", "rejected", "last-seen", "unknown"})
-HOP_FIELDS = ("family", "hook", "table", "chain", "in", "out", "src", "dst", "proto", "sport", "dport",
-              "icmp_type", "icmp_id", "action", "redacted")
+VERDICT_CODES = frozenset(
+    {
+        "delivered-local",
+        "delivered-to-port",
+        "forwarded-out",
+        "dropped-by-rule",
+        "dropped-by-policy",
+        "rejected",
+        "last-seen",
+        "unknown",
+    }
+)
+HOP_FIELDS = (
+    "family",
+    "hook",
+    "table",
+    "chain",
+    "in",
+    "out",
+    "src",
+    "dst",
+    "proto",
+    "sport",
+    "dport",
+    "icmp_type",
+    "icmp_id",
+    "action",
+    "redacted",
+)
 PACKET_FIELDS = ("verdict", "verdict_cites", "role", "nat", "same_packet", "not_same_packet")
 
 
@@ -198,9 +223,14 @@ def _check_hop(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tuple[b
     found = hop_for_line(report, _parse_ref(where))
     keys = [k for k in HOP_FIELDS if k in fact]
     if found is None:
-        reason = next((u.get("reason") for u in (report.get("input") or {}).get("unused") or []
-                       if (u["file"], u["line"]) <= _parse_ref(where) <= (u["file"], u.get("last_line", u["line"]))),
-                      "not in any hop")
+        reason = next(
+            (
+                u.get("reason")
+                for u in (report.get("input") or {}).get("unused") or []
+                if (u["file"], u["line"]) <= _parse_ref(where) <= (u["file"], u.get("last_line", u["line"]))
+            ),
+            "not in any hop",
+        )
         for k in keys:
             yield False, f"{where} {k}: line not used ({str(reason)[:70]})"
         return
@@ -250,16 +280,22 @@ def _check_packet(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tupl
             if not want:
                 yield not got_nat, f"packet of {where} nat: want none, report says {got_nat!r}"
             for n in want:
-                ok = any(_same(g.get("type"), n["type"]) and _nat_after(g) in (str(n["after"]),
-                         str(n["after"]).split(":")[0]) for g in got_nat)
+                ok = any(
+                    _same(g.get("type"), n["type"])
+                    and _nat_after(g) in (str(n["after"]), str(n["after"]).split(":")[0])
+                    for g in got_nat
+                )
                 yield ok, f"packet of {where} nat: want {n}, report says {got_nat!r}"
         else:
             for other in want:
                 op = packet_for_line(report, _parse_ref(other))
                 same = op is not None and op.get("id") == pid
                 if k == "same_packet":
-                    yield same, f"{where} and {other}: want the same packet, report says " + (
-                        f"{pid} and {op.get('id')}" if op else f"{other} is in no packet")
+                    yield (
+                        same,
+                        f"{where} and {other}: want the same packet, report says "
+                        + (f"{pid} and {op.get('id')}" if op else f"{other} is in no packet"),
+                    )
                 else:
                     yield not same, f"{where} and {other}: want different packets, report joins them in {pid}"
 
@@ -306,8 +342,11 @@ def _count_facts(facts: list[dict[str, Any]]) -> int:
         if "line" in f:
             n += sum(len(f[k]) if k == "redacted" else 1 for k in HOP_FIELDS if k in f)
         elif "packet_of" in f:
-            n += sum(len(f[k]) if k in ("same_packet", "not_same_packet", "nat") and f[k] else 1
-                     for k in PACKET_FIELDS if k in f)
+            n += sum(
+                len(f[k]) if k in ("same_packet", "not_same_packet", "nat") and f[k] else 1
+                for k in PACKET_FIELDS
+                if k in f
+            )
         else:
             n += len(f.get("forbidden") or f.get("unused") or [])
     return n
@@ -317,7 +356,8 @@ def _count_facts(facts: list[dict[str, Any]]) -> int:
 def test_public_case_facts(case: Path) -> None:
     res = check_case(case)
     assert not res.wrong, f"{len(res.wrong)} of {len(res.wrong) + len(res.right)} facts wrong in {case.name}:\n" + (
-        "\n".join(f"  - {w}" for w in res.wrong))
+        "\n".join(f"  - {w}" for w in res.wrong)
+    )
 
 
 def test_corpus_is_large_and_sourced() -> None:

@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
     for r in results:
         n = len(r.right) + len(r.wrong)
         status = r.crash or ("ok" if not r.wrong else f"{len(r.wrong)} wrong")
-        print(f"{r.name:<{width}}  facts {len(r.right):>3}/{n:<3}  lines {r.lines_used:>3}/{r.lines_total:<3}  {status}")
+        print(
+            f"{r.name:<{width}}  facts {len(r.right):>3}/{n:<3}  lines {r.lines_used:>3}/{r.lines_total:<3}  {status}"
+        )
         if verbose:
             for w in r.wrong:
                 print(f"{'':<{width}}    - {w}")
