@@ -77,17 +77,25 @@ def _hop_lines(hop: dict[str, Any]) -> set[tuple[str, int]]:
     return {r for r in refs if r is not None}
 
 
-def hop_for_line(report: dict[str, Any], ref: tuple[str, int]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The (packet, hop) made from trace line ``ref``, or None when no hop used it."""
+def hop_for_line(
+    report: dict[str, Any], ref: tuple[str, int], select: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The (packet, hop) made from trace line ``ref``, or None when no hop used it.
+
+    ``select`` picks one record when a physical line holds several (hop fields that must match,
+    e.g. ``{prefix: "[UFW ALLOW]", dport: 53152}``).
+    """
     for packet in report.get("packets") or []:
         for hop in packet.get("hops") or []:
-            if ref in _hop_lines(hop):
+            if ref in _hop_lines(hop) and all(_same(hop_value(hop, k), v) for k, v in (select or {}).items()):
                 return packet, hop
     return None
 
 
-def packet_for_line(report: dict[str, Any], ref: tuple[str, int]) -> dict[str, Any] | None:
-    found = hop_for_line(report, ref)
+def packet_for_line(
+    report: dict[str, Any], ref: tuple[str, int], select: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    found = hop_for_line(report, ref, select)
     return None if found is None else found[0]
 
 
@@ -219,15 +227,16 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _check_hop(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tuple[bool, str]]:
-    where = str(fact["line"])
-    found = hop_for_line(report, _parse_ref(where))
+    where = str(fact["line"]) + (f" {fact['select']}" if fact.get("select") else "")
+    ref = _parse_ref(str(fact["line"]))
+    found = hop_for_line(report, ref, fact.get("select"))
     keys = [k for k in HOP_FIELDS if k in fact]
     if found is None:
         reason = next(
             (
                 u.get("reason")
                 for u in (report.get("input") or {}).get("unused") or []
-                if (u["file"], u["line"]) <= _parse_ref(where) <= (u["file"], u.get("last_line", u["line"]))
+                if (u["file"], u["line"]) <= ref <= (u["file"], u.get("last_line", u["line"]))
             ),
             "not in any hop",
         )
@@ -254,8 +263,8 @@ def _check_hop(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tuple[b
 
 
 def _check_packet(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tuple[bool, str]]:
-    where = str(fact["packet_of"])
-    packet = packet_for_line(report, _parse_ref(where))
+    where = str(fact["packet_of"]) + (f" {fact['select']}" if fact.get("select") else "")
+    packet = packet_for_line(report, _parse_ref(str(fact["packet_of"])), fact.get("select"))
     keys = [k for k in PACKET_FIELDS if k in fact]
     if packet is None:
         for _ in range(_count_facts([fact])):
