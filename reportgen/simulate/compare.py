@@ -91,7 +91,13 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
             pcls = "through" if code in _THROUGH else "stopped"
             i = next((k for k in range(min(len(pred), len(obs))) if pred[k] != obs[k]), min(len(pred), len(obs)))
             same_places = pred == obs
-            if same_places and pcls == ocls:
+            oleft = observed.verdict is not None and observed.verdict.kind == "left"
+            # A trace of the IP hooks only names the bridge a routed packet left by, not the port.
+            exits = {w.outcome.where, w.pkt.route_out if w.pkt else ""}
+            if same_places and pcls == ocls and oleft and owhere not in exits:
+                cand = Prediction("diverges", f"Same hooks, but the prediction leaves by {w.outcome.where} and the "
+                                  f"trace by {owhere}.", ptext, otext, obs[-1][0] if obs else None, w.conditions)
+            elif same_places and pcls == ocls:
                 cand = Prediction(
                     "agrees",
                     f"Prediction and trace agree: {len(obs)} hooks in the same order, "
