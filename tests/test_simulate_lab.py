@@ -36,7 +36,17 @@ LAB = {
     "lab-tcp-to-internet": (Query(C1, INET, "tcp", 80), VerdictCode.FORWARDED_OUT),
     "lab-udp-to-internet": (Query(C1, INET, "udp", 53), VerdictCode.FORWARDED_OUT),
     "lab-xtables-trace-tcp-to-internet": (Query(C1, INET, "tcp", 80), VerdictCode.FORWARDED_OUT),
+    # The traps (reportgen/lab/scenarios_traps.py).
+    "lab-trap-nft-forward-drop": (Query(C1, INET), VerdictCode.DROPPED_BY_POLICY),
+    "lab-trap-docker-user-allowlist": (
+        Query("198.51.100.1", "198.51.100.10", "tcp", 8080),
+        VerdictCode.DROPPED_BY_RULE,
+    ),
+    "lab-trap-published-port-from-host": (Query("host", "198.51.100.10", "tcp", 8080), VerdictCode.DELIVERED_TO_PORT),
+    "lab-trap-ipv6-container-to-outside": (Query(C1, "2001:db8:2::10"), VerdictCode.FORWARDED_OUT),
 }
+# Built to diverge: the drop rule that stopped the ping was deleted before the snapshot was taken.
+DIVERGES = {"lab-trap-rule-removed-after-trace": (Query(C1, INET), VerdictCode.FORWARDED_OUT)}
 
 
 def _observed(report: Report, role: str) -> Packet | None:
@@ -50,7 +60,7 @@ def _observed(report: Report, role: str) -> Packet | None:
 
 
 def test_every_lab_sample_is_covered() -> None:
-    assert sorted(d.name for d in SAMPLES.glob("lab-*") if d.is_dir()) == sorted(LAB)
+    assert sorted(d.name for d in SAMPLES.glob("lab-*") if d.is_dir()) == sorted({**LAB, **DIVERGES})
 
 
 @pytest.mark.parametrize("case", sorted(LAB))
@@ -66,9 +76,32 @@ def test_lab_prediction_matches_kernel(case: str) -> None:
     got = compare(sim.request, request, seen)
     assert got.status == "agrees", (got.summary, predicted_places(sim.request[0], seen), observed_places(request))
     reply = _observed(report, "reply")
-    if code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
+    if code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.DROPPED_BY_POLICY, VerdictCode.REJECTED):
         assert not sim.replies
         return
     assert reply is not None and sim.replies
     got = compare(tuple(w for _, w in sim.replies), reply, seen)
     assert got.status == "agrees", (got.summary, predicted_places(sim.replies[0][1], seen), observed_places(reply))
+
+
+def test_the_diverging_scenario_shows_where_prediction_and_trace_part() -> None:
+    ((case, (query, code)),) = DIVERGES.items()
+    report = build_report(load_spec([SAMPLES / case]))
+    sim = simulate(report.snapshots, query, report.topology)
+    assert sim.verdicts == (code,)  # the snapshot no longer has the drop rule
+    pred = report.conversations[0].prediction
+    assert pred is not None and pred.status == "diverges"
+    assert pred.stage == "ip-fwd"
+    assert pred.summary.startswith("The ruleset predicts ACCEPT by FORWARD rule 6 (iptables-save.txt:")
+    assert (
+        "last seen at filter FORWARD: another table at this hook, or a rule change after the snapshot" in pred.summary
+    )
+
+
+@pytest.mark.parametrize("case", sorted(LAB))
+def test_report_on_every_lab_case_agrees(case: str) -> None:
+    """`report` compares each conversation's first packet with the prediction; the lab agrees everywhere."""
+    report = build_report(load_spec([SAMPLES / case]))
+    statuses = {c.id: c.prediction.status for c in report.conversations if c.prediction is not None}
+    assert set(statuses.values()) <= {"agrees"}, statuses
+    assert len(statuses) == len(report.conversations)

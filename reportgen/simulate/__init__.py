@@ -69,6 +69,10 @@ def _host_addr(sim: Simulator, other: str | None, family: str) -> tuple[str, str
     dev = None
     if other is not None:
         dev, _, _ = sim.route(other)
+    if dev == "local" and other is not None:
+        # A route of the local table gives the destination itself as source (ip_route_output_key_hash_rcu,
+        # net/ipv4/route.c: RTN_LOCAL, saddr = daddr).
+        return other, f"{other} itself (a packet to a local address leaves from it, over lo)"
     if dev in (None, "local"):
         addr = next(
             (a for a in sorted(sim.local) if family_of(a) == family and not ipaddress.ip_address(a).is_loopback), None

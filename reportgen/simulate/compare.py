@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Packet, Prediction, Snapshot, VerdictCode
+from reportgen.netfilter import STAGES
 from reportgen.simulate import Query, SimulateError, simulate
 from reportgen.simulate.walk import Walk
 
@@ -95,8 +96,14 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
             # A trace of the IP hooks only names the bridge a routed packet left by, not the port.
             exits = {w.outcome.where, w.pkt.route_out if w.pkt else ""}
             if same_places and pcls == ocls and oleft and owhere not in exits:
-                cand = Prediction("diverges", f"Same hooks, but the prediction leaves by {w.outcome.where} and the "
-                                  f"trace by {owhere}.", ptext, otext, obs[-1][0] if obs else None, w.conditions)
+                cand = Prediction(
+                    "diverges",
+                    f"Same hooks, but the prediction leaves by {w.outcome.where} and the trace by {owhere}.",
+                    ptext,
+                    otext,
+                    obs[-1][0] if obs else None,
+                    w.conditions,
+                )
             elif same_places and pcls == ocls:
                 cand = Prediction(
                     "agrees",
@@ -109,10 +116,11 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
                 )
             elif pcls == "through" and ocls == "stopped" and i == len(obs) and obs:
                 last = obs[-1]
+                at = f"{last[1]} {STAGES[last[0]].hook}" if last[0] in STAGES else f"{last[1]} {last[0]}"
                 cand = Prediction(
                     "diverges",
                     f"The ruleset predicts {_hop_decision(w, last)}; the trace shows the "
-                    f"packet last seen at {last[1]} {last[0]}: another table at this hook, or a rule "
+                    f"packet last seen at {at}: another table at this hook, or a rule "
                     "change after the snapshot, dropped it.",
                     ptext,
                     otext,

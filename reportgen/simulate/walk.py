@@ -672,10 +672,13 @@ class Simulator(Walker):
                 )
             ]
         if stage in ("ip-fwd", "ip-out"):
-            if stage == "ip-out" and p.route_out != "lo":
-                dev, gw, why = self.route(p.dst)  # a nat OUTPUT DNAT re-routes (ip_route_me_harder)
-                if dev not in (None, "local") and dev != p.route_out:
-                    p = replace(p, route_out=dev or "", gateway=gw)
+            if stage == "ip-out":
+                # A nat OUTPUT DNAT makes the kernel route again (ip_route_me_harder from
+                # nf_nat_ipv4_local_fn, net/netfilter/nf_nat_proto.c).
+                dev, gw, why = self.route(p.dst)
+                dev = "lo" if dev == "local" else dev
+                if dev is not None and dev != p.route_out:
+                    p = replace(p, route_out=dev, gateway=gw)
                     w = self._note(w, f"Re-routed after the destination changed: {why}.")
             return [(w, p, "ip-post")]
         if stage == "ip-post":
