@@ -128,14 +128,18 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
                     w.conditions,
                 )
             else:
-                at = (pred + obs)[i][0] if i < len(pred) or i < len(obs) else None
+                part = pred[i][0] if i < len(pred) else obs[i][0] if i < len(obs) else None
+                where = (
+                    f"They part at hop {i + 1}: predicted {_label(pred, i)}, observed {_label(obs, i)}"
+                    if part
+                    else "Same hooks, different outcome"
+                )
                 cand = Prediction(
                     "diverges",
-                    f"They part at hop {i + 1}: predicted {_label(pred, i)}, observed "
-                    f"{_label(obs, i)}; predicted {ptext}, observed {otext}.",
+                    f"{where}; predicted {ptext}, observed {otext}.",
                     ptext,
                     otext,
-                    at,
+                    part,
                     w.conditions,
                 )
         if cand.status == "agrees":
