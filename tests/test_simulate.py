@@ -127,3 +127,25 @@ def test_report_json_carries_the_prediction(tmp_path: Path) -> None:
     assert conv["prediction"]["status"] == "agrees"
     assert "dropped-by-policy" in conv["prediction"]["predicted"]
     assert VerdictCode.DROPPED_BY_POLICY.value in conv["prediction"]["summary"]
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_dnat_back_to_the_sending_port_needs_hairpin_mode(tmp_path: Path, mode: str) -> None:
+    # Docker with userland-proxy off: no "-i docker0 -j RETURN" and a DNAT for every interface, so
+    # container1's own published port is DNATed back to container1, through the port it came in by.
+    case = _case(tmp_path, "lab-published-port")
+    save = case / "iptables-save.txt"
+    text = save.read_text().replace("-A DOCKER -i docker0 -j RETURN\n", "")
+    save.write_text(text.replace("-A DOCKER ! -i docker0 -p tcp", "-A DOCKER -p tcp"))
+    link = case / "ip-d-link.txt"
+    link.write_text(link.read_text().replace("hairpin off", f"hairpin {mode}"))
+    report = simulate_case([case], Query("container1", "198.51.100.10", "tcp", 8080))
+    req = report.packets[0]
+    assert req.nat and req.nat[0].after.addr == "172.17.0.2"
+    assert req.verdict is not None
+    if mode == "off":
+        assert req.verdict.kind == "unknown"
+        assert "only in hairpin mode (should_deliver, net/bridge/br_forward.c)" in req.verdict.explanation
+        assert "hairpin mode is off on vethr98c1 (ip-d-link.txt:" in req.verdict.explanation
+    else:
+        assert (req.path, req.verdict.where) == ("bridged", "vethr98c1")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import Endpoint, InputFile, Packet, Report, Snapshot, VerdictCode
-from reportgen.simulate.chains import base_chains
+from reportgen.simulate.chains import base_chains, hairpin_modes
 from reportgen.simulate.endpoints import Place, SimulateError, Where, family_of, resolve
 from reportgen.simulate.report import conversation_of, packet_of
 from reportgen.simulate.walk import Pkt, Simulator, Walk
@@ -102,7 +102,7 @@ def _dst_mac(sim: Simulator, src: Place, dst: str) -> tuple[str | None, str]:
 def simulate(snapshots: tuple[Snapshot, ...], q: Query, topo: Topology | None = None) -> Simulation:
     """Simulate the request and, where it gets through, the reply."""
     topo = topo or build_topology(snapshots)
-    sim = Simulator(topo, base_chains(snapshots))
+    sim = Simulator(topo, base_chains(snapshots), hairpin_modes(snapshots))
     if q.proto not in PROTOS:
         raise SimulateError(f"protocol {q.proto!r}: choose tcp, udp or icmp")
     if q.proto != "icmp" and q.dport is None:
@@ -163,6 +163,7 @@ def simulate(snapshots: tuple[Snapshot, ...], q: Query, topo: Topology | None = 
             continue
         place, rp = back
         replies += [(i, r) for r in sim.walk(place, rp, reverse=w.nats)]
+    notes += list(sim.assumed)
     undecided = sorted(sim.undecided.items())
     if undecided:
         notes.append(

@@ -9,6 +9,7 @@ iptables tables use the fixed priorities of netfilter.table_priority; an nft bas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,27 @@ class BaseChain:
     @property
     def label(self) -> str:
         return f"{self.tool} {self.table} {self.chain}"
+
+
+_LINK_HEAD = re.compile(r"^\d+: (?P<name>[^:@\s]+)(?:@\S+)?:")
+_HAIRPIN = re.compile(r"\bbridge_slave\b.*\bhairpin (?P<mode>on|off)\b")
+
+
+def hairpin_modes(snaps: tuple[Snapshot, ...]) -> dict[str, tuple[bool, str]]:
+    """Each bridge port's hairpin mode from ``ip -d link`` (bridge_slave ... hairpin on|off), with its line."""
+    out: dict[str, tuple[bool, str]] = {}
+    for s in snaps:
+        if s.kind != "ip-link" or s.host != "host":
+            continue
+        port = ""
+        for n, line in enumerate(s.text.splitlines(), start=1):
+            head = _LINK_HEAD.match(line)
+            if head:
+                port = head.group("name")
+            mode = _HAIRPIN.search(line)
+            if mode and port:
+                out[port] = (mode.group("mode") == "on", f"{s.name}:{n}")
+    return out
 
 
 def _save_chain_lines(text: str) -> dict[tuple[str, str], int]:

@@ -130,11 +130,14 @@ def _mark(spec: str) -> tuple[int, int]:
 class Walker:
     """Walk packets through one host's snapshot."""
 
-    def __init__(self, topo: Topology, chains: dict[tuple[str, str], list[BaseChain]]) -> None:
+    def __init__(self, topo: Topology, chains: dict[tuple[str, str], list[BaseChain]],
+                 hairpin: dict[str, tuple[bool, str]] | None = None) -> None:
         self.topo = topo
         self.chains = chains
+        self.hairpin = hairpin or {}  # bridge port -> (hairpin mode on, where ip -d link says so)
         self.local = topo.local_addrs() or frozenset()
         self.undecided: dict[str, int] = {}  # match text -> how often the walk could not decide it
+        self.assumed: dict[str, None] = {}  # assumptions the walk made on the way (ordered, once each)
 
     # --- rules ------------------------------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class Walker:
         """One match on the packet; None when the snapshot cannot decide it."""
         v = m.values[0] if m.values else ""
         res: bool | None
+        if m.opt in ("--limit", "--limit-burst"):
+            self.assumed["A rate limit (-m limit) is assumed not exhausted: the rule matches."] = None
+            return True
         if m.opt == "--mark":
             val, mask = _mark(v)
             res = (p.mark & mask) == val
@@ -494,7 +500,9 @@ class Walker:
         val = self.topo.brnf(family)
         key = f"net.bridge.{brnf_key(family)}"
         if val is None:
-            return True, f"{key} is not in the snapshots: assumed 1 (the default when br_netfilter is loaded)"
+            why = f"{key} is not in the snapshots: assumed 1 (the default when br_netfilter is loaded)"
+            self.assumed[why[0].upper() + why[1:] + "."] = None
+            return True, why
         return val != "0", f"{key} = {val} ({self.topo.sources.get('sysctl', 'sysctl')})"
 
     def port_of(self, bridge: str, addr: str) -> tuple[str, str | None, str]:
@@ -757,6 +765,10 @@ class Simulator(Walker):
             # br_nf_pre_routing_finish(): a DNAT'd destination routed back out of the same bridge is
             # bridged to the new neighbour ("bridged_dnat", net/bridge/br_netfilter_hooks.c).
             port, mac, why = self.port_of(p.bridge, p.dst)
+            if port == p.port_in:
+                blocked = self._no_hairpin(w, p, port)
+                if blocked is not None:
+                    return blocked
             if port:
                 return (
                     self._note(
@@ -770,6 +782,10 @@ class Simulator(Walker):
             return (self._note(w, f"The destination MAC is {p.bridge}'s own: up to the host."), p, "br-in")
         if p.mac_dst and p.mac_dst in self.topo.fdb:
             port = self.topo.fdb[p.mac_dst][0]
+            if port == p.port_in:
+                blocked = self._no_hairpin(w, p, port)
+                if blocked is not None:
+                    return blocked
             src = self.topo.sources.get(f"fdb:{p.mac_dst}", "bridge fdb")
             return (
                 self._note(
@@ -788,6 +804,18 @@ class Simulator(Walker):
             f"The destination MAC {p.mac_dst or '(unknown)'} is neither {p.bridge}'s own nor in "
             "the FDB snapshot: the bridge would flood it (br_flood) and where it lands is unknown.",
         )
+
+    def _no_hairpin(self, w: Walk, p: Pkt, port: str) -> tuple[Walk, Pkt, None] | None:
+        """A bridge sends a frame back out of the port it came in on only in hairpin mode
+        (should_deliver, net/bridge/br_forward.c); None when the port's hairpin mode is on."""
+        mode = self.hairpin.get(port)
+        if mode is not None and mode[0]:
+            return None
+        why = (f"hairpin mode is off on {port} ({mode[1]})" if mode is not None else
+               f"the hairpin mode of {port} is not in the snapshots (ip -d link shows it)")
+        return self._end_at(w, p, VerdictCode.UNKNOWN, port,
+                            f"The frame would have to leave by {port}, the port it came in on; the bridge does that "
+                            f"only in hairpin mode (should_deliver, net/bridge/br_forward.c), and {why}.")
 
     def _routed(self, w: Walk, p: Pkt) -> tuple[Walk, Pkt, str | None]:
         dev, gw, why = self.route(p.dst)
