@@ -32,7 +32,15 @@ def observed_places(p: Packet) -> list[tuple[str, str]]:
 
 
 def predicted_places(w: Walk, seen: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    return _dedup([(h.stage, h.chain.std_table) for h in w.hops if (h.stage, h.chain.std_table) in seen])
+    """The places of a walk a trace can show: those the trace shows for some packet, and those where the
+    walk meets a LOG rule that matches (the kernel would log the packet there)."""
+    return _dedup(
+        [
+            (h.stage, h.chain.std_table)
+            for h in w.hops
+            if (h.stage, h.chain.std_table) in seen or any(r.target == "LOG" for r in h.hits)
+        ]
+    )
 
 
 def query_for(p: Packet) -> Query | None:
@@ -52,8 +60,9 @@ def query_for(p: Packet) -> Query | None:
 
 
 def _observed_class(p: Packet) -> str:
+    """through (delivered, left), stopped (dropped), or open (last seen: the trace cannot tell)."""
     kind = p.verdict.kind if p.verdict else "last-seen"
-    return "through" if kind in ("delivered", "left") else "stopped"
+    return "through" if kind in ("delivered", "left") else "stopped" if kind == "dropped" else "open"
 
 
 def _label(places: list[tuple[str, str]], i: int) -> str:
@@ -104,17 +113,22 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
                     obs[-1][0] if obs else None,
                     w.conditions,
                 )
-            elif same_places and pcls == ocls:
+            elif same_places and (pcls == ocls or ocls == "open"):
+                rest = (
+                    "; the trace does not show what came next, the prediction is"
+                    if ocls == "open" and pcls == "through"
+                    else ","
+                )
                 cand = Prediction(
                     "agrees",
-                    f"Prediction and trace agree: {len(obs)} hooks in the same order, "
+                    f"Prediction and trace agree: {len(obs)} hooks in the same order{rest} "
                     f"{code.value} ({w.outcome.where}).",
                     ptext,
                     otext,
                     None,
                     w.conditions,
                 )
-            elif pcls == "through" and ocls == "stopped" and i == len(obs) and obs:
+            elif pcls == "through" and ocls != "through" and i == len(obs) and obs:
                 last = obs[-1]
                 at = f"{last[1]} {STAGES[last[0]].hook}" if last[0] in STAGES else f"{last[1]} {last[0]}"
                 cand = Prediction(

@@ -130,8 +130,12 @@ def _mark(spec: str) -> tuple[int, int]:
 class Walker:
     """Walk packets through one host's snapshot."""
 
-    def __init__(self, topo: Topology, chains: dict[tuple[str, str], list[BaseChain]],
-                 hairpin: dict[str, tuple[bool, str]] | None = None) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        chains: dict[tuple[str, str], list[BaseChain]],
+        hairpin: dict[str, tuple[bool, str]] | None = None,
+    ) -> None:
         self.topo = topo
         self.chains = chains
         self.hairpin = hairpin or {}  # bridge port -> (hairpin mode on, where ip -d link says so)
@@ -811,11 +815,19 @@ class Simulator(Walker):
         mode = self.hairpin.get(port)
         if mode is not None and mode[0]:
             return None
-        why = (f"hairpin mode is off on {port} ({mode[1]})" if mode is not None else
-               f"the hairpin mode of {port} is not in the snapshots (ip -d link shows it)")
-        return self._end_at(w, p, VerdictCode.UNKNOWN, port,
-                            f"The frame would have to leave by {port}, the port it came in on; the bridge does that "
-                            f"only in hairpin mode (should_deliver, net/bridge/br_forward.c), and {why}.")
+        why = (
+            f"hairpin mode is off on {port} ({mode[1]})"
+            if mode is not None
+            else f"the hairpin mode of {port} is not in the snapshots (ip -d link shows it)"
+        )
+        return self._end_at(
+            w,
+            p,
+            VerdictCode.UNKNOWN,
+            port,
+            f"The frame would have to leave by {port}, the port it came in on; the bridge does that "
+            f"only in hairpin mode (should_deliver, net/bridge/br_forward.c), and {why}.",
+        )
 
     def _routed(self, w: Walk, p: Pkt) -> tuple[Walk, Pkt, str | None]:
         dev, gw, why = self.route(p.dst)
