@@ -149,3 +149,18 @@ def test_dnat_back_to_the_sending_port_needs_hairpin_mode(tmp_path: Path, mode: 
         assert "hairpin mode is off on vethr98c1 (ip-d-link.txt:" in req.verdict.explanation
     else:
         assert (req.path, req.verdict.where) == ("bridged", "vethr98c1")
+
+
+def test_from_outside_on_a_given_interface_to_a_container_port() -> None:
+    report = simulate_case(
+        [SAMPLES / "lab-published-port"], Query("192.0.2.7", "container1", "tcp", 80, in_iface="ens33")
+    )
+    req = report.packets[0]
+    assert req.hops[0].event.record.in_dev == "ens33" and req.path == "routed"
+    assert req.verdict is not None and req.verdict.where == "vethr98c1"
+    fwd = next(h for h in req.hops if h.event.hook.table == "filter" and h.event.hook.hook == "FORWARD")
+    assert (
+        fwd.event.rules[-1].text
+        == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    )
+    assert any("--in ens33" in n for n in report.notes)

@@ -54,7 +54,7 @@ class Simulation:
         return tuple(w.outcome.code for w in self.request if w.outcome is not None)
 
 
-def _family(q: Query, topo: Topology) -> str | None:
+def _family(q: Query) -> str | None:
     for word in (q.src, q.dst):
         try:
             return family_of(str(ipaddress.ip_address(word)))
@@ -107,7 +107,7 @@ def simulate(snapshots: tuple[Snapshot, ...], q: Query, topo: Topology | None = 
         raise SimulateError(f"protocol {q.proto!r}: choose tcp, udp or icmp")
     if q.proto != "icmp" and q.dport is None:
         raise SimulateError(f"--dport is needed for {q.proto}")
-    fam0 = _family(q, topo)
+    fam0 = _family(q)
     src = resolve(q.src, topo, fam0, q.in_iface)
     fam = fam0 or (family_of(src.addr) if src.addr else None)
     dst = resolve(q.dst, topo, fam)

@@ -52,7 +52,7 @@ def family_of(addr: str) -> str:
     return "ipv6" if ipaddress.ip_address(addr).version == 6 else "ipv4"
 
 
-def _mac_of(topo: Topology, addr: str) -> tuple[str | None, str]:
+def mac_of(topo: Topology, addr: str) -> tuple[str | None, str]:
     """The MAC behind an address: the same name's MAC in a snapshot, else Docker's MAC scheme."""
     name = topo.names.get(addr)
     if name:
@@ -109,7 +109,7 @@ def resolve(text: str, topo: Topology, family: str | None = None, in_iface: str 
     if in_iface:
         br = topo.bridge_of(in_iface)
         if br:
-            mac, why = _mac_of(topo, addr)
+            mac, why = mac_of(topo, addr)
             return Place(Where.PORT, addr, label, in_iface, br, mac, f"--in {in_iface}, a port of {br}")
         return Place(Where.OUTSIDE, addr, label, in_iface, how=f"--in {in_iface}")
     if route is None:
@@ -118,7 +118,7 @@ def resolve(text: str, topo: Topology, family: str | None = None, in_iface: str 
             "give --in IFACE or add an ip route snapshot"
         )
     if topo.is_bridge(route.dev) and route.gateway is None:
-        mac, why = _mac_of(topo, addr)
+        mac, why = mac_of(topo, addr)
         port = topo.fdb[mac][0] if mac and mac in topo.fdb else ""
         how = f"route {route.dst} dev {route.dev} (a bridge)"
         how += f"; {why}; the FDB has it on port {port}" if port else "; its MAC is not in the FDB snapshot"

@@ -14,7 +14,7 @@ A match the snapshot cannot decide forks the walk: both branches go on, each car
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from reportgen.explain.rules import NON_TERMINAL, PacketView, match_one
 from reportgen.explain.topology import Topology, brnf_key
@@ -22,17 +22,10 @@ from reportgen.model import Endpoint, LineRef, Nat, VerdictCode
 from reportgen.netfilter import BRIDGE, INPUT, OUTPUT, POSTROUTING, PREROUTING, STAGES
 from reportgen.parsers.ruleset import Match, Rule, Ruleset
 from reportgen.simulate.chains import BaseChain
-from reportgen.simulate.endpoints import Place, Where, _mac_of
+from reportgen.simulate.endpoints import Place, Where, mac_of
 
 MAX_BRANCHES = 16  # forks per walk; beyond that the walk stops with "unknown" instead of exploding
-_ICMP_TYPES = {
-    "echo-request": 8,
-    "echo-reply": 0,
-    "destination-unreachable": 3,
-    "time-exceeded": 11,
-    "ipv6-echo-request": 128,
-    "echo-request-v6": 128,
-}
+_ICMP_TYPES = {"echo-request": 8, "echo-reply": 0, "destination-unreachable": 3, "time-exceeded": 11}
 _ICMP6_TYPES = {"echo-request": 128, "echo-reply": 129, "destination-unreachable": 1, "time-exceeded": 3}
 # Targets that cannot change a packet's fate or the fields a later rule looks at: an undecidable
 # match on such a rule needs no fork.
@@ -511,7 +504,7 @@ class Walker:
 
     def port_of(self, bridge: str, addr: str) -> tuple[str, str | None, str]:
         """The bridge port (and MAC) behind a neighbour address, from the names and the FDB."""
-        mac, why = _mac_of(self.topo, addr)
+        mac, why = mac_of(self.topo, addr)
         if mac and mac in self.topo.fdb:
             port = self.topo.fdb[mac][0]
             return port, mac, f"{why}; the FDB has it on port {port} of {bridge}"
@@ -532,19 +525,6 @@ def _split_to(to: str) -> tuple[str | None, int | None]:
     addr = addr.split("-")[0]
     p = port.split("-")[0]
     return addr or None, int(p) if p.isdigit() else None
-
-
-@dataclass
-class Question:
-    """What to simulate: endpoints already resolved, the protocol and ports, the conntrack state."""
-
-    proto: str
-    src: str
-    dst: str
-    sport: int | None
-    dport: int | None
-    ctstate: str = "NEW"
-    assumptions: list[str] = field(default_factory=list)
 
 
 # What each stage's hook sees as IN / OUT / PHYSIN / PHYSOUT (nf_log prints the same fields): the
