@@ -164,3 +164,27 @@ def test_from_outside_on_a_given_interface_to_a_container_port() -> None:
         == "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
     )
     assert any("--in ens33" in n for n in report.notes)
+
+
+def test_marks_set_and_matched_like_kube_proxy(tmp_path: Path) -> None:
+    # kube-proxy marks service traffic (--set-xmark 0x4000/0x4000), masquerades what carries the mark,
+    # and clears it with an XOR (--set-xmark 0x4000/0x0) before the MASQUERADE; the RETURN after the
+    # XOR proves the mark is clear again (an OR would have kept it).
+    case = _case(tmp_path, "lab-container-to-container")
+    save = case / "iptables-save.txt"
+    text = save.read_text().replace(
+        "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+        "-A PREROUTING -d 172.17.0.3/32 -j MARK --set-xmark 0x4000/0x4000\n"
+        "-A POSTROUTING -j KUBE-POSTROUTING\n"
+        "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n"
+        "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n"
+        "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n"
+        "-A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j RETURN\n"
+        "-A KUBE-POSTROUTING -j MASQUERADE",
+    )
+    save.write_text(text)
+    to_c2 = simulate_case([case], Query("container1", "container2")).packets[0]
+    assert [n.type for n in to_c2.nat] == ["MASQUERADE"] and to_c2.nat[0].after.addr == "172.17.0.1"
+    assert to_c2.hops[-1].event.record.mark == "0x4000"  # as nat POSTROUTING saw it on entry
+    back = simulate_case([case], Query("container2", "container1")).packets[0]
+    assert not back.nat  # no mark, no MASQUERADE

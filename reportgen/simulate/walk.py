@@ -249,9 +249,16 @@ class Walker:
     ) -> list[_Out]:
         hits = (*hits, rule)
         t = rule.target
-        if t in ("MARK", "CONNMARK") and rule.arg("--set-mark") or rule.arg("--set-xmark"):
-            val, mask = _mark(rule.arg("--set-mark") or rule.arg("--set-xmark") or "0")
-            p = replace(p, mark=(p.mark & ~mask) | val)
+        if t == "MARK":
+            # iptables-extensions(8) MARK: --set-xmark zeroes the mask's bits and XORs the value in
+            # (iptables-save writes --set-mark as --set-xmark V/0xffffffff); --set-mark ORs it in.
+            xmark, setmark = rule.arg("--set-xmark"), rule.arg("--set-mark")
+            if xmark is not None:
+                val, mask = _mark(xmark)
+                p = replace(p, mark=(p.mark & ~mask) ^ val)
+            elif setmark is not None:
+                val, mask = _mark(setmark)
+                p = replace(p, mark=(p.mark & ~mask) | val)
         if t in NON_TERMINAL or t == "CONTINUE":
             return self.run_chain(rs, rule.table, name, i + 1, p, conds, hits, depth)
         if t in ("ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "RETURN", "QUEUE", "NFQUEUE"):
