@@ -8,6 +8,8 @@ from reportgen.model import Report
 def render_text(report: Report) -> str:
     """Return the plain-text explanation of a report."""
     out: list[str] = [report.title, "=" * len(report.title), ""]
+    if report.notes:  # a simulation's assumptions, the case's own notes
+        out += [f"note: {n}" for n in report.notes] + [""]
     by_id = {p.id: p for p in report.packets}
     listed: set[str] = set()
     for conv in report.conversations:

@@ -80,9 +80,11 @@ def _host_addr(sim: Simulator, other: str | None, family: str) -> tuple[str, str
         if addr is None:
             raise SimulateError(f"the snapshots list no {family} address of the host")
         return addr, f"the host's address {addr}"
-    addr = sim._first_addr(dev or "", family)
+    addr = sim.first_addr(dev or "", family)
     if addr is None:
-        raise SimulateError(f"{dev} has no {family} address in the ip addr snapshot")
+        raise SimulateError(
+            f"{dev} has no {family} address in the ip addr snapshot; give the host's address instead of 'host'"
+        )
     return addr, f"the host's address on {dev}, {addr} (the route to {other} leaves by {dev})"
 
 
@@ -163,6 +165,13 @@ def simulate(snapshots: tuple[Snapshot, ...], q: Query, topo: Topology | None = 
             continue
         place, rp = back
         replies += [(i, r) for r in sim.walk(place, rp, reverse=w.nats)]
+    for fam in (family, "bridge"):
+        if not any(f == fam for f, _ in sim.chains):
+            notes.append(
+                f"No {fam} ruleset in the snapshots: its hooks are taken to have no chains (nothing "
+                "filters or translates there). Add iptables-save / ebtables-save / nft list ruleset to "
+                "know."
+            )
     notes += list(sim.assumed)
     undecided = sorted(sim.undecided.items())
     if undecided:

@@ -275,7 +275,7 @@ class Walker:
 
     # --- NAT ----------------------------------------------------------------------------------------
 
-    def _first_addr(self, dev: str, family: str) -> str | None:
+    def first_addr(self, dev: str, family: str) -> str | None:
         """The address the kernel picks on a device: its first (primary) one of the family, global first
         (inet_select_addr, net/ipv4/devinet.c; ipv6_dev_get_saddr prefers global scope)."""
         addrs = [c.split("/")[0] for c in self.topo.host_addrs.get(dev, ())]
@@ -295,7 +295,7 @@ class Walker:
         if out.verdict in ("DNAT", "REDIRECT"):
             if out.verdict == "REDIRECT":
                 # nf_nat_redirect.c: the first address of the incoming device (loopback when local).
-                addr = self._first_addr(p.in_dev, fam) if p.in_dev else ("::1" if fam == "ipv6" else "127.0.0.1")
+                addr = self.first_addr(p.in_dev, fam) if p.in_dev else ("::1" if fam == "ipv6" else "127.0.0.1")
                 ports = rule.arg("--to-ports")
                 port = int(ports.split("-")[0]) if ports else None
             if not addr:
@@ -317,7 +317,7 @@ class Walker:
         if out.verdict == "MASQUERADE":
             # nf_nat_masquerade_ipv4() picks inet_select_addr() on the out device
             # (net/netfilter/nf_nat_masquerade.c); IPv6 uses ipv6_dev_get_saddr().
-            addr = self._first_addr(p.out_dev, fam)
+            addr = self.first_addr(p.out_dev, fam)
             if addr is None:
                 return p, None, f"MASQUERADE: {p.out_dev} has no {fam} address in the ip addr snapshot"
             evidence = f"predicted: MASQUERADE uses {p.out_dev}'s address {addr} (nf_nat_masquerade.c)"
