@@ -107,8 +107,8 @@ def resolve(text: str, topo: Topology, family: str | None = None, in_iface: str 
         return Place(Where.HOST, addr, label, how=f"{addr} is configured on the host's {dev} (ip addr)")
     route = topo.route_for(addr)
     if in_iface:
-        known = set(topo.iface_mac) | set(topo.host_addrs) | {p for ports in topo.bridges.values() for p in ports}
-        if in_iface not in known:
+        ifaces = set(topo.iface_mac) | set(topo.host_addrs) | {p for ports in topo.bridges.values() for p in ports}
+        if in_iface not in ifaces:
             raise SimulateError(f"--in {in_iface}: no such interface in the ip link / ip addr snapshots")
         br = topo.bridge_of(in_iface)
         if br:
