@@ -181,7 +181,7 @@ def predict_conversations(
             continue
         try:
             sim = simulate(snaps, q, topo)
-        except SimulateError as exc:
+        except (SimulateError, ValueError) as exc:  # ValueError: an address the snapshots cannot place
             out.append(replace(c, prediction=Prediction("undetermined", f"Not simulated: {exc}.", "", "")))
             continue
         out.append(replace(c, prediction=compare(sim.request, first, seen)))
