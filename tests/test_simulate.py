@@ -188,3 +188,30 @@ def test_marks_set_and_matched_like_kube_proxy(tmp_path: Path) -> None:
     assert to_c2.hops[-1].event.record.mark == "0x4000"  # as nat POSTROUTING saw it on entry
     back = simulate_case([case], Query("container2", "container1")).packets[0]
     assert not back.nat  # no mark, no MASQUERADE
+
+
+@pytest.mark.parametrize(
+    ("extra", "verdicts"),
+    [
+        # An anonymous set's members are in the rule: decided.
+        ("ip daddr { 198.51.100.7, 203.0.113.0/24 } accept", ["left"]),
+        ("ip daddr { 198.51.100.7, 192.0.2.0/24 } accept", ["dropped"]),
+        # A named set's members are not read: both branches, each with its condition.
+        ("ip daddr @allowed accept", ["left", "dropped"]),
+    ],
+)
+def test_native_nft_sets(tmp_path: Path, extra: str, verdicts: list[str]) -> None:
+    case = _case(tmp_path, "lab-trap-nft-forward-drop")
+    nft = case / "nft-ruleset.txt"
+    nft.write_text(
+        nft.read_text().replace(
+            "ct state established,related accept # handle 2",
+            f"ct state {{ established, related }} accept # handle 2\n\t\t{extra}",
+        )
+    )
+    report = simulate_case([case], Query("container1", INET))
+    requests = [p for p in report.packets if p.role == "request"]
+    assert sorted(p.verdict.kind for p in requests if p.verdict) == sorted(verdicts)
+    if len(verdicts) == 2:
+        through = next(p for p in requests if p.verdict and p.verdict.kind == "left")
+        assert "nft:ip daddr set matches in usertrap userforward rule 2" in through.summary
