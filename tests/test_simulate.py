@@ -215,3 +215,11 @@ def test_native_nft_sets(tmp_path: Path, extra: str, verdicts: list[str]) -> Non
     if len(verdicts) == 2:
         through = next(p for p in requests if p.verdict and p.verdict.kind == "left")
         assert "nft:ip daddr set matches in usertrap userforward rule 2" in through.summary
+
+
+def test_hooks_without_any_chain_are_shown_as_passed() -> None:
+    # This capture has no ebtables rules: the bridge hooks are passed with nothing to run there.
+    report = simulate_case([SAMPLES / "lab-trap-nft-forward-drop"], Query("container1", INET))
+    (req,) = report.packets
+    assert [(s.stage, s.reason) for s in req.skipped] == [("br-pre", "no-chain"), ("br-in", "no-chain")]
+    assert {h.stage for h in req.hops} == {"ip-pre", "ip-fwd"}

@@ -19,7 +19,7 @@ from reportgen.netfilter import EDGES, STAGES
 PATH_COLOR = "#c0392b"
 SKIP_COLOR = "#7f8c8d"
 _REASON_SHORT = {"conntrack": "skipped: conntrack", "no-rule": "no LOG line here", "bridge-nf-off":
-                 "skipped: bridge-nf off", "not-logged": "not logged"}
+                 "skipped: bridge-nf off", "not-logged": "not logged", "no-chain": "passed, no chain"}
 
 
 class DotMissing(RuntimeError):

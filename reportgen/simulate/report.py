@@ -17,10 +17,11 @@ from reportgen.model import (
     LogRecord,
     Packet,
     RuleHit,
+    Skipped,
     Verdict,
     VerdictCode,
 )
-from reportgen.netfilter import BRIDGE
+from reportgen.netfilter import BRIDGE, STAGES
 from reportgen.parsers.ruleset import Rule
 from reportgen.simulate.walk import ChainHop, Outcome, Walk, rule_ref
 
@@ -166,6 +167,25 @@ def summary_of(w: Walk, first: Walk) -> str:
     return f"{what} (predicted)"
 
 
+def _bare_stages(w: Walk) -> tuple[Skipped, ...]:
+    """Stages the walk passed where no table has a base chain: shown so the whole path is drawn."""
+    with_chain = {h.stage for h in w.hops}
+    family = w.pkt.family if w.pkt is not None else "ipv4"
+    return tuple(
+        Skipped(
+            stage,
+            BRIDGE if STAGES[stage].family_kind == "bridge" else family,
+            "-",
+            STAGES[stage].hook,
+            "no-chain",
+            "passed: the snapshots have no base chain of any table at this hook, so nothing "
+            "filters or translates the packet here",
+        )
+        for stage in dict.fromkeys(w.stages)
+        if stage not in with_chain
+    )
+
+
 def packet_of(pid: str, conv: str, role: str, w: Walk) -> Packet:
     assert w.outcome is not None
     summary = summary_of(w, w)
@@ -179,6 +199,7 @@ def packet_of(pid: str, conv: str, role: str, w: Walk) -> Packet:
         summary=summary,
         hops=hops_of(w),
         nat=w.nats,
+        skipped=_bare_stages(w),
         verdict=model_verdict(w.outcome),
     )
 
