@@ -81,8 +81,11 @@ def _decision(hop: ChainHop, next_same_hook: bool) -> str:
     else:
         what = f"{bc.label}: no rule decided; the chain's policy {hop.verdict} ({bc.source}:{bc.line})"
     if hop.verdict in ("ACCEPT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT") and next_same_hook:
+        # A NAT target returns NF_ACCEPT after the rewrite (nf_nat_setup_info), so it too ends only
+        # this base chain.
+        how = "An accept" if hop.verdict == "ACCEPT" else f"{hop.verdict}, an accept after its rewrite,"
         what += (
-            ". An accept ends only this base chain; the next base chain at this hook still runs "
+            f". {how} ends only this base chain; the next base chain at this hook still runs "
             "(nf_hook_slow, net/netfilter/core.c)"
         )
     return what + "."

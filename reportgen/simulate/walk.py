@@ -357,6 +357,8 @@ class Walker:
             if family != BRIDGE and st.hook in (PREROUTING, OUTPUT, POSTROUTING, INPUT)
             else []
         )
+        # A mapping is reversed once: only while the reply still carries the translated address.
+        undo = [n for n in undo if (p.dst if n.field == "source" else p.src) == n.after.addr]
         for bc in [*chains, None]:
             if undo and (bc is None or bc.priority >= nat_prio):
                 live = [
