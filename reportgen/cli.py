@@ -62,6 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     snap.add_argument("-o", "--output", type=Path, required=True)
     snap.add_argument("--netns", help="collect inside this network namespace")
 
+    sim = sub.add_parser("simulate", help="predict a packet's path from a case's snapshots alone (what-if)",
+                         description="Walk a hypothetical packet through the snapshots: bridge, routing and every "
+                         "base chain at every hook. Undecidable matches fork the walk; assumptions are listed.")
+    sim.add_argument("inputs", nargs="+", type=Path, help="a case folder, or snapshot files")
+    sim.add_argument("--from", dest="src", required=True, help="address, name, interface, or 'host'")
+    sim.add_argument("--to", dest="dst", required=True, help="address, name, interface, or 'host'")
+    sim.add_argument("--proto", choices=("tcp", "udp", "icmp"), default="icmp")
+    sim.add_argument("--dport", type=int)
+    sim.add_argument("--sport", type=int)
+    sim.add_argument("--in", dest="in_iface", help="the interface (or bridge port) the packet arrives on")
+    sim.add_argument("--assume-ct", choices=("new", "established"), default="new",
+                     help="conntrack state of the packet (default new: a connection's first packet)")
+    sim.add_argument("--format", default="text", help=f"comma-separated: {','.join(FORMATS)} (default text)")
+    sim.add_argument("-o", "--output", type=Path, help="output folder (without it, text goes to stdout)")
+
     lab = sub.add_parser("lab", help="build a Docker-like host in network namespaces and capture scenarios")
     lab.add_argument("scenarios", nargs="*", help="scenario names (default: all); 'list' lists them")
     lab.add_argument("-o", "--output", type=Path, default=Path("lab-out"))
@@ -80,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return _capture(args)
         if args.command == "snapshot":
             return _snapshot(args)
+        if args.command == "simulate":
+            return _simulate(args)
         if args.command == "lab":
             from reportgen.lab.runner import main as lab_main
 
@@ -179,6 +196,37 @@ def _snapshot(args: argparse.Namespace) -> int:
     (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
     print(f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
           f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from reportgen.simulate import Query, SimulateError, simulate_case
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if [f for f in formats if f not in FORMATS] or (args.output is None and formats != ["text"]):
+        print(f"reportgen: error: --format takes {', '.join(FORMATS)}; formats other than text need -o",
+              file=sys.stderr)
+        return 2
+    q = Query(args.src, args.dst, args.proto, args.dport, args.sport, args.in_iface, args.assume_ct)
+    try:
+        report = simulate_case(args.inputs, q)
+    except SimulateError as exc:
+        print(f"reportgen simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.output is None:
+        from reportgen.render.text import render_text
+
+        sys.stdout.write(render_text(report))
+        return 0
+    from reportgen.render.dot import DotMissing
+    from reportgen.render.write import write_report
+
+    try:
+        written = write_report(report, args.output, formats)
+    except DotMissing as exc:
+        raise _Missing(str(exc)) from exc
+    main_file = next((w for w in written if w.name == "report.html"), written[0] if written else args.output)
+    print(f"{report.name}: {len(report.packets)} predicted packets -> {main_file}")
     return 0
 
 

@@ -247,6 +247,9 @@ class Hop:
     event: Event
     stage: str
     explanation: tuple[str, ...]
+    # True when the hop was predicted by the simulator (reportgen.simulate) from the snapshots: its
+    # event's record is synthetic and its line reference names the snapshot rule, not a kernel line.
+    predicted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +285,18 @@ class PacketGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Prediction:
+    """The simulator's prediction for a conversation's first packet, set beside what the trace shows."""
+
+    status: str  # "agrees", "diverges" or "undetermined" (the snapshot cannot decide, or cannot be simulated)
+    summary: str  # one line: what agrees, or the first hop where prediction and trace part
+    predicted: str  # the predicted outcome and the rule that decided it
+    observed: str  # the trace's outcome for the same packet
+    stage: str | None = None  # the first stage where they part (None when they agree)
+    conditions: tuple[str, ...] = ()  # assumptions the prediction rests on
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""
 
@@ -290,6 +305,7 @@ class Conversation:
     summary: str
     original: tuple[Endpoint, Endpoint]
     packets: tuple[str, ...]
+    prediction: Prediction | None = None  # set when the case has snapshots to simulate with
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,7 @@ def test_nft_expressions_without_an_equivalent_are_not_evaluated():
     from reportgen.parsers.nft_rules import rule_from_nft
     from reportgen.parsers.ruleset import Chain, Ruleset
 
-    r = rule_from_nft("filter", "FORWARD", 1, 3, 'iifname "veth*" ip daddr { 10.0.0.1, 10.0.0.2 } drop')
+    r = rule_from_nft("filter", "FORWARD", 1, 3, 'iifname "veth*" ip daddr @blocked drop')
     assert [m.opt for m in r.matches] == ["-i", "nft:ip daddr set"] and r.matches[0].values == ("veth+",)
     ok = rule_from_nft("filter", "FORWARD", 2, 4, 'ct state established,related counter packets 1 bytes 2 accept')
     assert (ok.matches[0].opt, ok.matches[0].values, ok.target) == ("--ctstate", ("ESTABLISHED,RELATED",), "ACCEPT")

@@ -56,8 +56,10 @@ class Evaluation:
 
 
 def _in_net(addr: str, spec: str) -> bool:
+    # A comma list is an nft anonymous set ({ a, b }) translated by parsers.nft_rules: any member.
     try:
-        return ipaddress.ip_address(addr) in ipaddress.ip_network(spec, strict=False)
+        ip = ipaddress.ip_address(addr)
+        return any(ip in ipaddress.ip_network(part, strict=False) for part in spec.split(","))
     except ValueError:
         return False
 

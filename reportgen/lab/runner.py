@@ -143,9 +143,11 @@ def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], co
 
 def main(names: list[str], out_dir: Path, keep: bool = False) -> int:
     """CLI entry: run the named scenarios (all by default)."""
-    by_name = {s.name: s for s in SCENARIOS}
+    from reportgen.lab.scenarios_traps import TRAPS
+
+    by_name = {s.name: s for s in (*SCENARIOS, *TRAPS)}
     if names == ["list"]:
-        for s in SCENARIOS:
+        for s in by_name.values():
             print(f"{s.name:32} {s.title}")
         return 0
     unknown = [n for n in names if n not in by_name]

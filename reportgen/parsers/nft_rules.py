@@ -47,6 +47,21 @@ def _neg(tokens: list[str], i: int) -> tuple[bool, int]:
     return False, i
 
 
+def _anonymous_set(toks: list[str], i: int) -> tuple[str | None, int]:
+    """Read ``{ a, b, c }`` (an anonymous set, nft(8) "SETS") starting at toks[i] as "a,b,c"; None if
+    toks[i] opens no anonymous set. Returns the index after the closing brace."""
+    if i >= len(toks) or not toks[i].startswith("{"):
+        return None, i
+    parts: list[str] = []
+    while i < len(toks):
+        tok = toks[i]
+        i += 1
+        parts += [p for p in tok.strip("{}").split(",") if p.strip()]
+        if tok.endswith("}"):
+            return ",".join(p.strip() for p in parts), i
+    return None, i
+
+
 def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rule:
     """Translate one nft rule into a Rule for reportgen.explain.rules."""
     try:
@@ -72,7 +87,12 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
         elif t in ("ip", "ip6") and nxt in ("saddr", "daddr"):
             neg, i = _neg(toks, i + 2)
             val = toks[i] if i < len(toks) else ""
-            if val.startswith("{") or val.startswith("@"):
+            members, after = _anonymous_set(toks, i)
+            if members is not None:  # any member matches (reportgen.explain.rules reads the list)
+                matches.append(Match("-s" if nxt == "saddr" else "-d", (members,), neg, None))
+                i = after
+                continue
+            if val.startswith("@"):  # a named set: its members are not read
                 return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
             matches.append(Match("-s" if nxt == "saddr" else "-d", (val,), neg, None))
             i += 1
@@ -84,7 +104,10 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
         elif t in ("tcp", "udp", "th") and nxt in ("sport", "dport"):
             neg, i = _neg(toks, i + 2)
             val = toks[i] if i < len(toks) else ""
-            if val.startswith("{"):
+            members, after = _anonymous_set(toks, i)
+            if members is not None:  # a port list, as multiport's --dports reads it
+                val, i = members, after - 1
+            elif val.startswith("@"):
                 return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
             if t != "th":
                 matches.append(Match("-p", (t,), False, None))
@@ -93,8 +116,9 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
         elif t == "ct" and nxt == "state":
             neg, i = _neg(toks, i + 2)
             val = toks[i] if i < len(toks) else ""
-            if val.startswith("{"):
-                return _unsupported(table, chain, num, line, text, matches, "ct state set")
+            members, after = _anonymous_set(toks, i)
+            if members is not None:
+                val, i = members, after - 1
             matches.append(Match("--ctstate", (val.upper(),), neg, "conntrack"))
             i += 1
         elif t == "fib" and nxt in ("daddr", "saddr") and toks[i + 2:i + 4] == ["type", "local"]:
@@ -140,7 +164,27 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
 
 def _unsupported(table: str, chain: str, num: int, line: int, text: str, matches: list[Match], what: str) -> Rule:
     # A match the evaluator does not know: match_one() returns None for it, so evaluation stops here.
-    return Rule(table, chain, num, line, text, (*matches, Match(f"nft:{what}", (), False, "nft")), None, ())
+    # The rule's verdict is still read from its end, so a caller knows what hangs on the match (a
+    # rule that only logs changes nothing; one that drops does).
+    return Rule(table, chain, num, line, text, (*matches, Match(f"nft:{what}", (), False, "nft")), _tail_target(text),
+                ())
+
+
+def _tail_target(text: str) -> str | None:
+    try:
+        toks = shlex.split(text)
+    except ValueError:
+        return None
+    for k in range(len(toks) - 1, -1, -1):
+        t = toks[k]
+        if t in _VERDICTS:
+            return _VERDICTS[t]
+        if t in ("jump", "goto") and k + 1 < len(toks):
+            return toks[k + 1]
+        if t in ("reject", "masquerade", "snat", "dnat", "redirect"):
+            return {"reject": "REJECT", "masquerade": "MASQUERADE", "snat": "SNAT", "dnat": "DNAT",
+                    "redirect": "REDIRECT"}[t]
+    return "LOG" if "log" in toks else None
 
 
 def rulesets_from_nft(data: dict[str, Any], source: str) -> dict[str, Ruleset]:

@@ -35,13 +35,14 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
             skip_depth += line.count("{") - line.count("}")
             continue
         if table is None:
-            m = _TABLE.match(line)
+            # "nft -a list ruleset" ends table and chain lines with "# handle N" too.
+            m = _TABLE.match(_HANDLE.sub("", line))
             if m:
                 table = {"family": m.group("family"), "name": m.group("name"), "chains": [], "line": n}
                 tables.append(table)
             continue
         if chain is None:
-            m = _CHAIN.match(line)
+            m = _CHAIN.match(_HANDLE.sub("", line))
             if m:
                 chain = {"name": m.group("name"), "type": None, "hook": None, "priority": None, "policy": None,
                          "rules": [], "line": n}

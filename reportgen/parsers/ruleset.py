@@ -21,7 +21,7 @@ _FLAG_OPTS = frozenset({"--physdev-is-bridged", "--physdev-is-in", "--physdev-is
                         "--log-uid", "--log-macdecode", "--random", "--random-fully", "--persistent",
                         "--rcheck", "--set", "--update", "--rsource", "--rdest", "--log-ip", "--log-ip6",
                         "--log-arp"})
-_TWO_VALUE_OPTS = frozenset({"--tcp-flags"})
+_TWO_VALUE_OPTS = frozenset({"--tcp-flags", "--match-set"})  # iptables-extensions(8): --match-set NAME FLAGS
 _ALIASES = {"--source": "-s", "--destination": "-d", "--in-interface": "-i", "--out-interface": "-o",
             "--protocol": "-p", "--jump": "-j", "--goto": "-g", "--match": "-m", "--source-port": "--sport",
             "--destination-port": "--dport", "--src": "-s", "--dst": "-d"}

@@ -19,7 +19,7 @@ from reportgen.netfilter import EDGES, STAGES
 PATH_COLOR = "#c0392b"
 SKIP_COLOR = "#7f8c8d"
 _REASON_SHORT = {"conntrack": "skipped: conntrack", "no-rule": "no LOG line here", "bridge-nf-off":
-                 "skipped: bridge-nf off", "not-logged": "not logged"}
+                 "skipped: bridge-nf off", "not-logged": "not logged", "no-chain": "passed, no chain"}
 
 
 class DotMissing(RuntimeError):
@@ -75,7 +75,10 @@ def packet_dot(p: Packet) -> str:
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
     kind = p.verdict.kind if p.verdict else "last-seen"
-    end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}"}.get(kind, f"last seen\n{end}")
+    end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}",
+                 "unknown": f"undetermined\n{end}"}.get(kind, f"last seen\n{end}")
+    if p.hops and p.hops[0].predicted:
+        end_label = f"predicted\n{end_label}"
     g.node("end", graphviz.escape(end_label), shape="ellipse", style="filled",
            fillcolor="#fdedec" if kind in ("last-seen", "dropped") else "#eafaf1",
            color=PATH_COLOR, fontcolor="#1b2631")

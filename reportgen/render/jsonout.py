@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from reportgen import JSON_SCHEMA_VERSION, __version__
-from reportgen.model import Endpoint, Hop, LineRef, Nat, Packet, Report
+from reportgen.model import Endpoint, Hop, LineRef, Nat, Packet, Prediction, Report
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
@@ -49,7 +49,15 @@ def _hop(h: Hop) -> dict[str, Any]:
         "truncated": r.truncated,
         "line": {"file": r.ref.file, "line": r.ref.line},
         "explanation": list(h.explanation),
+        "predicted": h.predicted,
     }
+
+
+def _prediction(p: Prediction | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"status": p.status, "summary": p.summary, "predicted": p.predicted, "observed": p.observed,
+            "stage": p.stage, "conditions": list(p.conditions)}
 
 
 def _nat(n: Nat) -> dict[str, Any]:
@@ -97,7 +105,7 @@ def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
         },
         "conversations": [
             {"id": c.id, "proto": c.proto, "summary": c.summary, "original": [_ep(c.original[0]), _ep(c.original[1])],
-             "packets": list(c.packets)} for c in report.conversations
+             "packets": list(c.packets), "prediction": _prediction(c.prediction)} for c in report.conversations
         ],
         "packets": [_packet(p, with_lists) for p in report.packets],
     }

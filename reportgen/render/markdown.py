@@ -23,13 +23,17 @@ def render_markdown(report: Report) -> str:
     for p in report.packets:
         out.append(f"| {md(p.id)} {md(p.summary)} | {p.role} | {p.path} | {md(p.verdict.kind if p.verdict else '')}: "
                    f"{md(p.verdict.where if p.verdict else '')} |")
+    for c in report.conversations:
+        if c.prediction is not None:
+            out.append(f"- {md(c.id)} prediction {c.prediction.status}: {md(c.prediction.summary)}")
     for p in report.packets:
         out += ["", f"## {md(p.id)}: {md(p.summary)}", "", f"Path: {p.path}. Verdict: "
                 f"{md(p.verdict.explanation if p.verdict else '')}", ""]
         for h in p.hops:
             r = h.event.record
+            ref = f"predicted, {r.ref}" if h.predicted else r.ref
             out.append(f"{h.step}. `{md(h.event.hook.label)}` IN={md(r.in_dev or '-')} OUT={md(r.out_dev or '-')} "
-                       f"({md(r.ref)}): {md(' '.join(h.explanation))}")
+                       f"({md(ref)}): {md(' '.join(h.explanation))}")
         for n in p.nat:
             out.append(f"- NAT {n.type} ({n.direction}) at {md(n.hook)}: {md(n.before)} → {md(n.after)}")
         for s in p.skipped:

@@ -8,10 +8,14 @@ from reportgen.model import Report
 def render_text(report: Report) -> str:
     """Return the plain-text explanation of a report."""
     out: list[str] = [report.title, "=" * len(report.title), ""]
+    if report.notes:  # a simulation's assumptions, the case's own notes
+        out += [f"note: {n}" for n in report.notes] + [""]
     by_id = {p.id: p for p in report.packets}
     listed: set[str] = set()
     for conv in report.conversations:
         out.append(f"{conv.id}  {conv.summary}")
+        if conv.prediction is not None:
+            out.append(f"    prediction: {conv.prediction.status} — {conv.prediction.summary}")
         for pid in conv.packets:
             listed.add(pid)
             out.extend(_packet(by_id[pid], "    "))
@@ -38,7 +42,8 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
         ifs = f"IN={r.in_dev or '-'} OUT={r.out_dev or '-'}"
         if r.physin or r.physout:
             ifs += f" PHYSIN={r.physin or '-'} PHYSOUT={r.physout or '-'}"
-        out.append(f"{ind}│   {h.step:>2}. {h.event.hook.label:<32} {ifs}   ({r.ref})")
+        ref = f"predicted, {r.ref}" if h.predicted else str(r.ref)
+        out.append(f"{ind}│   {h.step:>2}. {h.event.hook.label:<32} {ifs}   ({ref})")
         for line in h.explanation:
             out.append(f"{ind}│         {line}")
     for n in p.nat:

@@ -289,6 +289,10 @@ def build_report(spec: CaseSpec) -> Report:
     # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
     tracks = merge_sources([correlate(evs, bridges) for evs in per_file])
     convs, packets = explain(tracks, topo)
+    # Predicted versus observed: each conversation's first packet simulated on the snapshots.
+    from reportgen.simulate.compare import predict_conversations
+
+    convs = predict_conversations(convs, packets, tuple(snaps), topo)
     total = sum(counts.values())
     files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
     files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
