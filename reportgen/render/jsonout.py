@@ -71,7 +71,8 @@ def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
                      "reason": s.reason, "explanation": s.explanation, "rule_line": _ref(s.rule_ref)}
                     for s in p.skipped],
         "verdict": None if p.verdict is None else {
-            "kind": p.verdict.kind, "where": p.verdict.where, "explanation": p.verdict.explanation,
+            "code": p.verdict.code.value, "where": p.verdict.where, "explanation": p.verdict.explanation,
+            "evidence": p.verdict.evidence,
             "rule": p.verdict.rule, "rule_line": _ref(p.verdict.rule_ref)},
     }
 
