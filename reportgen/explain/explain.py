@@ -262,6 +262,12 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         out.append(f"The destination MAC {r.mac_dst} {why}, so the bridge passes the frame up to the host "
                    "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it.")
     elif stage == "br-fwd":
+        if (prev_hop is not None and prev_hop[1] == "ip-pre" and r.mac_dst and prev_hop[0].record.mac_dst
+                and r.mac_dst != prev_hop[0].record.mac_dst):
+            out.append(f"Bridged again after the destination rewrite at IP PREROUTING: the new destination is "
+                       f"reached through the same bridge, so br_netfilter does not route the frame but writes the "
+                       f"new destination MAC ({prev_hop[0].record.mac_dst} → {r.mac_dst}) and bridges it "
+                       "(br_nf_pre_routing_finish → bridged_dnat, net/bridge/br_netfilter_hooks.c).")
         where = topo.fdb.get(r.mac_dst or "")
         group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
         if where:
