@@ -289,7 +289,7 @@ def _rebridged_after_dnat(a: Track, b: Track) -> bool:
 def _flooded_copy(a: Track, b: Track) -> bool:
     """Whether b is another copy of a's frame, flooded to another port (br_flood clones the skb per
     port, net/bridge/br_forward.c): same bridge port in, same MACs, same IP datagram, another port out."""
-    if b.stages[0] != "br-fwd" or "br-fwd" not in a.stages or not _close(a, b, FLOOD_GAP_SECONDS):
+    if b.stages[0] not in ("br-fwd", "ip-fwd-br") or b.stages[0] not in a.stages or not _close(a, b, FLOOD_GAP_SECONDS):
         return False
     if not a.physin() or a.physin() != b.physin() or a.macs(egress=False) != b.macs(egress=False):
         return False
@@ -418,14 +418,32 @@ def merge_sources(sources: list[list[Track]]) -> list[Track]:
 View = tuple[str, Endpoint, Endpoint]  # (proto, source, destination) as seen at one hook
 
 
+def differs(a: Endpoint, b: Endpoint) -> bool:
+    """Whether two views of one endpoint show a rewrite: a field one source does not print is unknown,
+    not changed (ebtables --log-ip prints no ICMP id, xtables-monitor 1.8.9 no ICMP type)."""
+    return a.addr != b.addr or (a.port is not None and b.port is not None and a.port != b.port)
+
+
 def views(track: Track) -> list[View]:
-    """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order."""
+    """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order.
+
+    A port one source left out is taken from another line of the packet with the same addresses,
+    so an ebtables --log-ip line (no ICMP id) does not make a view of its own.
+    """
+    known: dict[tuple[str, str, str], tuple[int | None, int | None]] = {}
+    for ev in track.events:
+        r = ev.record
+        ports = flow_ports(ev)
+        if r.src and r.dst and r.proto and ports != (None, None):
+            known.setdefault((r.proto, r.src, r.dst), ports)
     out: list[View] = []
     for ev in track.events:
         r = ev.record
         if r.src is None or r.dst is None or r.proto is None:
             continue
         s, d = flow_ports(ev)
+        if s is None and d is None:
+            s, d = known.get((r.proto, r.src, r.dst), (None, None))
         v = (r.proto, Endpoint(r.src, s), Endpoint(r.dst, d))
         if v not in out:
             out.append(v)

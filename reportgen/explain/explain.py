@@ -17,7 +17,15 @@ from reportgen.explain.attribution import (
     refine_skip,
     traced_drop,
 )
-from reportgen.explain.correlate import Flow, Track, flow_ports, group_conversations, is_reply_by_itself, views
+from reportgen.explain.correlate import (
+    Flow,
+    Track,
+    differs,
+    flow_ports,
+    group_conversations,
+    is_reply_by_itself,
+    views,
+)
 from reportgen.explain.topology import Topology, brnf_key
 from reportgen.explain.verdicts import (
     DELIVERY_STAGES,
@@ -376,11 +384,10 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
         if r.src is None:
             continue
         if prev is not None:
-            p = prev.record
             fam = ev.hook.family if ev.hook.family != BRIDGE else (r.l3 or "ipv4")
             ps, pd = _eps(prev)
             rs, rd = _eps(ev)
-            if (p.dst, pd.port) != (r.dst, rd.port):
+            if differs(pd, rd):
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
                     out.append(Nat("DNAT", "original", f"{fam} nat {hook}", "destination", pd, rd,
@@ -392,7 +399,7 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
                                    pd, rd, "conntrack reverses the original direction's source NAT on the reply, "
                                    "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
                                    "conntrack"))
-            if (p.src, ps.port) != (r.src, rs.port):
+            if differs(ps, rs):
                 hook = "INPUT" if st == "ip-in" else "POSTROUTING"
                 if forward:
                     typ, why = _nat_type(rs, r.out_dev, topo)
@@ -426,11 +433,11 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
             continue
         _, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
         fam = _family(track)
-        if r_dst != last[1] and r_dst.addr and last[1].addr:
+        if differs(r_dst, last[1]) and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
             out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
                            f"its reply came back to {r_dst}; {why}", by))
-        if r_src != last[2] and r_src.addr and last[2].addr:
+        if differs(r_src, last[2]) and r_src.addr and last[2].addr:
             out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
                            f"its reply came back from {r_src}", by))
         break
@@ -455,11 +462,11 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
     _, last_src, last_dst = vs[-1]
     fam = _family(track)
     out: list[Nat] = []
-    if last_src != o_dst and not any(n.field == "source" for n in seen):
+    if differs(last_src, o_dst) and not any(n.field == "source" for n in seen):
         out.append(Nat(flow_types.get("destination", "DNAT"), "reply", f"{fam} nat POSTROUTING", "source",
                        last_src, o_dst, f"the client sent its request to {o_dst}, so conntrack rewrites the "
                        "reply's source back to it after the last logged hook", "conntrack"))
-    if last_dst != o_src and not any(n.field == "destination" for n in seen):
+    if differs(last_dst, o_src) and not any(n.field == "destination" for n in seen):
         out.append(Nat(flow_types.get("source", "SNAT"), "reply", f"{fam} nat PREROUTING", "destination",
                        last_dst, o_src, f"the request came from {o_src}, so conntrack rewrites the reply's "
                        "destination back to it", "conntrack"))

@@ -72,11 +72,21 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
                 prefix_evidence(ev),
             ), None
     ev, st = hops[-1]
-    if ev.hook.action is Action.ACCEPT and ev.hook.placed and ev.hook.hook == "INPUT" and ev.hook.family != BRIDGE:
+    at_input = ev.hook.placed and ev.hook.hook == "INPUT" and ev.hook.family != BRIDGE
+    if ev.hook.action is Action.ACCEPT and at_input:
         return Verdict(
             VerdictCode.DELIVERED_LOCAL,
             "local process",
             f"Accepted at {ev.hook.label} and so delivered to the host's own stack: the {prefix_evidence(ev)}.",
+            prefix_evidence(ev),
+        ), None
+    if ev.hook.action in (Action.AUDIT, Action.LIMIT) and at_input:
+        # Logged on the way into INPUT's rules; a later rule of the chain may still drop it unlogged.
+        return Verdict(
+            VerdictCode.UNKNOWN,
+            ev.hook.label,
+            f"Last seen at {ev.hook.label}, logged with an action word that says nothing about the outcome; "
+            "a later rule of the chain may still have dropped it.",
             prefix_evidence(ev),
         ), None
     return None, None
