@@ -124,3 +124,20 @@ def test_flooded_copies_are_one_packet_with_several_exits():
     [p] = packets(*evs, topo=topo)
     assert p.verdict.code == VerdictCode.DELIVERED_TO_PORT and p.verdict.where == "p2, p3"
     assert "flooded" in p.verdict.explanation
+
+
+def test_reply_on_the_uplink_is_paired_by_the_conntrack_snapshot():
+    # Only the reply is in the trace: it arrives on the uplink for the masquerading address and
+    # conntrack rewrites its destination back to the container. It is a reply, never "DNAT by rule".
+    entry = {"original": {"src": "172.17.0.2", "dst": "203.0.113.10", "sport": "5555", "dport": "80"},
+             "reply": {"src": "203.0.113.10", "dst": "198.51.100.10", "sport": "80", "dport": "5555"},
+             "source": "conntrack.txt", "line": 1, "text": "tcp 6 ..."}
+    common = dict(src="203.0.113.10", sport=80, dport=5555, tcp_flags=("ACK",), ipid=77)
+    evs = [ev(rec("eth0", **common, dst="198.51.100.10"), "PREROUTING", table="raw"),
+           ev(rec("eth0", "docker0", **common, dst="172.17.0.2", ttl=63), "FORWARD")]
+    [alone] = packets(*evs)
+    assert alone.role == "request"  # nothing in the lines says otherwise: an ACK may open the trace
+    [p] = packets(*evs, topo=Topology(conntrack=(entry,)))
+    assert p.role == "reply"
+    [n] = p.nat
+    assert (n.type, n.direction, n.by, n.field) == ("SNAT", "reply", "conntrack", "destination")

@@ -14,7 +14,7 @@ the most recent open packet when
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reportgen.model import Endpoint, Event
@@ -416,6 +416,7 @@ def merge_sources(sources: list[list[Track]]) -> list[Track]:
 # --- conversations -------------------------------------------------------------------------------
 
 View = tuple[str, Endpoint, Endpoint]  # (proto, source, destination) as seen at one hook
+UNKNOWN_PROTO = "IP"  # the protocol of a packet whose lines do not print it
 
 
 def differs(a: Endpoint, b: Endpoint) -> bool:
@@ -434,17 +435,19 @@ def views(track: Track) -> list[View]:
     for ev in track.events:
         r = ev.record
         ports = flow_ports(ev)
-        if r.src and r.dst and r.proto and ports != (None, None):
-            known.setdefault((r.proto, r.src, r.dst), ports)
+        if r.src and r.dst and ports != (None, None):
+            known.setdefault((r.proto or UNKNOWN_PROTO, r.src, r.dst), ports)
     out: list[View] = []
     for ev in track.events:
         r = ev.record
-        if r.src is None or r.dst is None or r.proto is None:
+        if r.src is None or r.dst is None:
             continue
+        # xtables-monitor prints no protocol for ICMP: the addresses still pair a reply with its request.
+        proto = r.proto or UNKNOWN_PROTO
         s, d = flow_ports(ev)
         if s is None and d is None:
-            s, d = known.get((r.proto, r.src, r.dst), (None, None))
-        v = (r.proto, Endpoint(r.src, s), Endpoint(r.dst, d))
+            s, d = known.get((proto, r.src, r.dst), (None, None))
+        v = (proto, Endpoint(r.src, s), Endpoint(r.dst, d))
         if v not in out:
             out.append(v)
     return out
@@ -494,8 +497,13 @@ def _error_view(track: Track) -> View | None:
     return None
 
 
-def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow]]:
-    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests."""
+def group_conversations(tracks: list[Track], is_reply: Callable[[Track], bool] = is_reply_by_itself,
+                        ) -> tuple[list[Flow], dict[int, Flow]]:
+    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests.
+
+    ``is_reply`` tells a packet that opens a conversation of its own whether it is a reply (its
+    request not in the trace): by itself (an echo reply, a SYN-ACK) or by a conntrack snapshot.
+    """
     flows: list[Flow] = []
     by_view: dict[View, tuple[Flow, bool]] = {}
     of_track: dict[int, Flow] = {}
@@ -521,10 +529,11 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
                 hit = (f, not d)
                 break
         if hit is None:
-            original = reverse(vs[0]) if is_reply_by_itself(track) else vs[0]
+            reply = is_reply(track)
+            original = reverse(vs[0]) if reply else vs[0]
             flow = Flow(len(flows), original)
             flows.append(flow)
-            hit = (flow, not is_reply_by_itself(track))
+            hit = (flow, not reply)
         flow, forward = hit
         flow.members.append((track, forward))
         flow.role[track.index] = "original" if forward else "reply"

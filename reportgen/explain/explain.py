@@ -566,6 +566,26 @@ def _confirmed_before(t: Track, flow: Flow, topo: Topology) -> bool:
     return ct is not None and not any(_ended(m) for m in earlier)
 
 
+def reply_by_conntrack(t: Track, topo: Topology) -> bool:
+    """Whether the conntrack snapshot knows this packet as the reply direction of a connection.
+
+    A packet that arrives on the uplink for the masquerading address matches the reply tuple of the
+    connection its request opened (conntrack -L prints the reply tuple second), not an original one.
+    """
+    vs = views(t)
+    if not vs:
+        return False
+    _, src, dst = vs[0]
+
+    def matches(tup: dict[str, str], a: Endpoint, b: Endpoint) -> bool:
+        if tup.get("src") != a.addr or tup.get("dst") != b.addr:
+            return False
+        ports = ((tup.get("sport") or tup.get("id"), a.port), (tup.get("dport") or tup.get("id"), b.port))
+        return all(x is None or y is None or x == str(y) for x, y in ports)
+
+    return any(matches(e["reply"], src, dst) and not matches(e["original"], src, dst) for e in topo.conntrack)
+
+
 def _place(t: Track, of_track: dict[int, Flow], topo: Topology) -> _Place:
     flow = of_track.get(t.index)
     if flow is None:
@@ -701,7 +721,7 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> lis
 def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
     """Turn tracks into explained packets grouped in conversations, in input order."""
     facts = CaseFacts(tracks)
-    flows, of_track = group_conversations(tracks)
+    flows, of_track = group_conversations(tracks, lambda t: is_reply_by_itself(t) or reply_by_conntrack(t, topo))
     conv_id = {f.index: f"c{f.index + 1}" for f in flows}
     memo = _FlowNat()
     for f in flows:

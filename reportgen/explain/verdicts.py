@@ -106,11 +106,11 @@ def _exits(hops: list[tuple[Event, str]]) -> tuple[dict[str, Event], dict[str, E
             continue
         # A bridge port: PHYSOUT at the IP hooks br_netfilter calls, OUT at the bridge's own hooks.
         if r.physout:
-            ports.setdefault(r.physout, ev)
+            ports[r.physout] = ev  # the last line that shows the exit is cited
         elif st in ("br-post", "br-post-out") and r.out_dev:
-            ports.setdefault(r.out_dev, ev)
+            ports[r.out_dev] = ev
         elif r.out_dev:
-            devs.setdefault(r.out_dev, ev)
+            devs[r.out_dev] = ev
     return ports, devs
 
 
@@ -138,7 +138,7 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
             owner = _port_owner(topo, dev)
             br = topo.bridge_of(dev)
             via = f"{dev} (port of {br})" if br else dev
-            names.append(f"{owner} via {via}" if owner else f"bridge port {via}")
+            names.append(f"{owner} via {via}" if owner else f"the device behind {via}")
         cites = "; ".join(f"OUT={d} at {e.hook.label} ({e.record.ref})" for d, e in ports.items())
         flood = " (copies of one flooded frame)" if len(ports) > 1 else ""
         return Verdict(
@@ -153,10 +153,10 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
         )
         return Verdict(VerdictCode.FORWARDED_OUT, dev, text, f"OUT={dev} at {e.hook.label} ({e.record.ref})")
     out = ev.record.out_dev
-    chose = f" Routing chose OUT={out}, but" if out else ""
+    chose = f" Routing chose OUT={out}, but no" if out else " No"
     return last_seen(
         where,
         ev,
-        f"Last seen at {where}.{chose} no POSTROUTING line shows it leave, so the "
+        f"Last seen at {where}.{chose} POSTROUTING line shows it leave, so the "
         "lines cannot tell whether it left or was dropped after that point.",
     )
