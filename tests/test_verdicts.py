@@ -141,3 +141,15 @@ def test_reply_on_the_uplink_is_paired_by_the_conntrack_snapshot():
     assert p.role == "reply"
     [n] = p.nat
     assert (n.type, n.direction, n.by, n.field) == ("SNAT", "reply", "conntrack", "destination")
+
+
+def test_no_drop_when_the_same_datagram_is_logged_later_in_pieces_kept_apart():
+    # The correlator keeps these apart (the second names another bridge port), but the same IP
+    # datagram seen later at a later hook contradicts a drop at the first one.
+    common = dict(dst="198.51.100.10", ipid=900)
+    a = ev(rec("br0", prefix="x-DROP ", physin="p1", **common), "PREROUTING", table="raw", action=Action.DROP)
+    b = ev(rec("", "eth1", prefix="post ", physin="p9", **common), "POSTROUTING", table="nat")
+    first, second = packets(a, b)
+    assert first.verdict.code == VerdictCode.LAST_SEEN
+    assert "so it was not dropped there" in first.verdict.explanation
+    assert first.verdict.evidence == f"seen after: {second.hops[0].event.record.ref}"

@@ -18,6 +18,8 @@ from reportgen.explain.attribution import (
     traced_drop,
 )
 from reportgen.explain.correlate import (
+    MAX_GAP_SECONDS,
+    STAGE_ORDER,
     Flow,
     Track,
     differs,
@@ -718,6 +720,53 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> lis
     return filled
 
 
+class _SeenAfter:
+    """Find the lines of the same IP datagram further along its path that correlation kept apart.
+
+    A verdict that ends the packet ("dropped", "probably dropped") must not stand when the same
+    datagram (same IPv4 ID, source, protocol and length) is logged later at a later hook.
+    """
+
+    def __init__(self, tracks: list[Track]) -> None:
+        self.by_ident: dict[tuple[object, ...], list[Track]] = {}
+        for t in tracks:
+            for key in self._keys(t):
+                self.by_ident.setdefault(key, []).append(t)
+
+    @staticmethod
+    def _ident(ev: Event) -> tuple[object, ...] | None:
+        r = ev.record
+        if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
+            return None
+        return (r.l3, r.proto, r.src, r.ipid, r.length)
+
+    def _keys(self, t: Track) -> set[tuple[object, ...]]:
+        return {k for k in (self._ident(ev) for ev in t.events) if k is not None}
+
+    def find(self, t: Track) -> Track | None:
+        last_stage = STAGE_ORDER[t.stages[-1]]
+        last = t.last.record
+        for key in self._keys(t):
+            for other in self.by_ident.get(key, ()):
+                first = other.events[0].record
+                if other is t or first.ref.file != last.ref.file or first.ref.line <= last.ref.line:
+                    continue
+                if last.stamp is not None and first.stamp is not None and first.stamp - last.stamp > MAX_GAP_SECONDS:
+                    continue
+                if any(STAGE_ORDER[st] > last_stage for st in other.stages):
+                    return other
+        return None
+
+
+def _contradicted(verdict: Verdict, t: Track, later: Track) -> Verdict:
+    ev = later.events[0]
+    return Verdict(VerdictCode.LAST_SEEN, verdict.where,
+                   f"The lines grouped as this packet end at {t.last.hook.label}, but the same datagram (same IP ID, "
+                   f"source, protocol and length) is logged later at {ev.hook.label} ({ev.record.ref}, packet "
+                   f"p{later.index + 1}), so it was not dropped there; how the two pieces connect is not shown.",
+                   f"seen after: {ev.record.ref}")
+
+
 def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
     """Turn tracks into explained packets grouped in conversations, in input order."""
     facts = CaseFacts(tracks)
@@ -727,10 +776,14 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     for f in flows:
         memo.learn_first(f, topo)
     packets: list[Packet] = []
+    seen_after = _SeenAfter(tracks)
     for t in tracks:
         place = _place(t, of_track, topo)
         cls = path_class(t)
         skipped, verdict = _skips_and_verdict(t, place, cls, topo, facts)
+        later = seen_after.find(t) if not verdict.code.passed else None
+        if later is not None:
+            verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
             role=place.role if t.l3() is not None else "unknown", path=cls, summary=describe_packet(t),
