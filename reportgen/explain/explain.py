@@ -630,11 +630,18 @@ def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
         verdict = _verdict(t, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
-        if verdict.code is VerdictCode.LAST_SEEN and t.last.hook.family != BRIDGE and placed:
+        at_input = verdict.code is VerdictCode.DELIVERED_LOCAL and t.stages[-1] == "ip-in"
+        if (verdict.code is VerdictCode.LAST_SEEN or at_input) and t.last.hook.family != BRIDGE and placed:
             later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
             dropped, why = drop_rule(t.last, later, new, topo)
             verdict = dropped or verdict
             note = " ".join(x for x in (note, why) if x) or None
+            if at_input and dropped is None and topo.rulesets.get(t.last.hook.family) is None and \
+                    not any(e.hook.how in _TRACED for e in t.events):
+                # A LOG line at INPUT shows the packet reached the chain, not what its later rules did.
+                note = " ".join(x for x in (note, "No ruleset snapshot shows the rules after the logging rule "
+                                            f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
+                                            "whether a later rule dropped it.") if x)
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)

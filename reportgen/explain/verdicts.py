@@ -136,7 +136,8 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
         names = []
         for dev in ports:
             owner = _port_owner(topo, dev)
-            br = topo.bridge_of(dev)
+            # With PHYSOUT set, OUT is the bridge itself (br_netfilter's IP hooks).
+            br = topo.bridge_of(dev) or (ports[dev].record.out_dev if ports[dev].record.physout else None)
             via = f"{dev} (port of {br})" if br else dev
             names.append(f"{owner} via {via}" if owner else f"the device behind {via}")
         cites = "; ".join(f"OUT={d} at {e.hook.label} ({e.record.ref})" for d, e in ports.items())
