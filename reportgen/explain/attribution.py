@@ -174,7 +174,8 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
                 code, evidence = VerdictCode.DROPPED_BY_POLICY, f"policy {hit.verdict.upper()} of {hit.table} " \
                     f"{hit.chain} ({hit.ref})"
             else:
-                what = f"rule {hit.handle} in {hit.table} {hit.chain}: {hit.text}"
+                num = f" {hit.handle}" if hit.handle else ""
+                what = f"rule{num} in {hit.table} {hit.chain}: {hit.text}"
                 code = VerdictCode.REJECTED if hit.verdict.startswith("reject") else VerdictCode.DROPPED_BY_RULE
                 evidence = f"rule '{hit.text}' in {hit.table} {hit.chain} ({hit.ref}{snap})"
             verb = "Rejected" if code is VerdictCode.REJECTED else "Dropped"

@@ -32,6 +32,7 @@ from reportgen.explain.topology import Topology, brnf_key
 from reportgen.explain.verdicts import (
     DELIVERY_STAGES,
     EXIT_STAGES,
+    TRACED,
     exit_verdict,
     last_seen,
     placement,
@@ -477,7 +478,6 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
 
 # --- skipped hooks and verdict --------------------------------------------------------------------
 
-_TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
 
 
 def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
@@ -495,7 +495,7 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
         return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
                              "applies the stored mapping to every later packet and to replies "
                              "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
-    traced = any(e.hook.how in _TRACED for e in track.events)
+    traced = any(e.hook.how in TRACED for e in track.events)
     if not facts.any_seen(slot) and traced:
         return "no-rule", ("no trace line from this hook anywhere in the trace: the table has no chain at "
                            "this hook, so rule tracing has nothing to report there")
@@ -637,7 +637,7 @@ def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
             verdict = dropped or verdict
             note = " ".join(x for x in (note, why) if x) or None
             if at_input and dropped is None and topo.rulesets.get(t.last.hook.family) is None and \
-                    not any(e.hook.how in _TRACED for e in t.events):
+                    not any(e.hook.how in TRACED for e in t.events):
                 # A LOG line at INPUT shows the packet reached the chain, not what its later rules did.
                 note = " ".join(x for x in (note, "No ruleset snapshot shows the rules after the logging rule "
                                             f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
@@ -645,7 +645,7 @@ def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
-    if not any(e.hook.how in _TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
+    if not any(e.hook.how in TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
         skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
     if verdict.code not in _PASSED:
         # After a drop only the hooks before the last hop are "skipped"; later ones were never reached.
@@ -766,7 +766,8 @@ class _SeenAfter:
 
 
 def _contradicted(verdict: Verdict, t: Track, later: Track) -> Verdict:
-    ev = later.events[0]
+    last_stage = STAGE_ORDER[t.stages[-1]]
+    ev = next(e for e, st in zip(later.events, later.stages, strict=True) if STAGE_ORDER[st] > last_stage)
     return Verdict(VerdictCode.LAST_SEEN, verdict.where,
                    f"The lines grouped as this packet end at {t.last.hook.label}, but the same datagram (same IP ID, "
                    f"source, protocol and length) is logged later at {ev.hook.label} ({ev.record.ref}, packet "

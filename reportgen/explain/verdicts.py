@@ -25,6 +25,23 @@ DELIVERY_STAGES = frozenset({"ip-in", "br-in"})
 # where accepting is delivering. AUDIT, LIMIT and a bare LOG say nothing about the outcome.
 _ENDING = {Action.DROP: VerdictCode.DROPPED_BY_RULE, Action.REJECT: VerdictCode.REJECTED}
 LAST_SEEN_EVIDENCE = "last seen; the next hook is not traced"
+# How a rule-tracing source recognises hooks (sources/traces.py): such a source prints every rule
+# the packet meets, so its last line tells whether the hook's chain was finished.
+TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
+
+
+def unfinished(ev: Event) -> str | None:
+    """Where a traced packet's chain traversal stops without an accepting verdict, if it does.
+
+    A trace that ends inside a chain (a rule that continues, a jump, a return, a policy whose verdict
+    the tool did not print, as legacy TRACE's "policy:N") does not show that the hook let it pass.
+    """
+    if ev.hook.how not in TRACED or not ev.rules:
+        return None
+    last = ev.rules[-1]
+    if last.verdict.split(":")[0] == "accept" and last.kind in ("rule", "policy"):
+        return None
+    return f"{last.table} {last.chain} ({last.ref})"
 
 
 def prefix_evidence(ev: Event) -> str:
@@ -122,6 +139,11 @@ def _port_owner(topo: Topology, port: str) -> str | None:
 def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> Verdict:
     """Delivered or left, from the exit hop the trace shows; last seen when it shows none."""
     ev, st = hops[-1]
+    stop = unfinished(ev)
+    if stop is not None:
+        return Verdict(VerdictCode.LAST_SEEN, where,
+                       f"Last seen at {where}: the trace stops inside {stop} without a verdict that lets it pass, "
+                       "so the lines do not show it leave that hook.", f"{LAST_SEEN_EVIDENCE} (trace stops in {stop})")
     if st in DELIVERY_STAGES and ev.hook.placed:
         local = st == "ip-in"
         what = "a local process on the host" if local else "the host's stack (passed up from the bridge)"
