@@ -39,6 +39,10 @@ def assert_clusterip(r: Report) -> None:
     assert (dnat.direction, dnat.by, str(dnat.before), str(dnat.after)) == ("original", "rule", "10.96.0.10:80",
                                                                           "172.17.0.3:80")
     assert dnat.rule == KUBE_DNAT and dnat.rule_ref is not None
+    # KUBE-MARK-MASQ marked it 0x4000 (MARK= in the LOG line), so KUBE-POSTROUTING masquerades it.
+    [masq] = [n for n in syn.nat if n.type == "MASQUERADE"]
+    assert masq.rule is not None and masq.rule.startswith("-A KUBE-POSTROUTING") and masq.rule.endswith("MASQUERADE")
+    assert masq.after.addr == "172.17.0.1"
     bridged_again = next(h for h in syn.hops if h.stage == "br-fwd")
     assert "bridged_dnat" in " ".join(bridged_again.explanation)
     assert syn.verdict.code == VerdictCode.DELIVERED_TO_PORT and "container2" in syn.verdict.explanation

@@ -21,8 +21,10 @@ from reportgen.netfilter import BRIDGE, STAGES
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     r = ev.record
     icmp = r.proto in ("ICMP", "ICMPv6")
+    # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
+    mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" else None)
     return PacketView(r.src, r.dst, r.proto, None if icmp else r.sport, None if icmp else r.dport, r.in_dev,
-                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs())
+                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs(), mark)
 
 
 def _ruleset(topo: Topology, family: str) -> Any:
