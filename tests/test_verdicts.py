@@ -168,3 +168,14 @@ def test_a_trace_that_stops_inside_a_chain_does_not_show_delivery():
         stopped.verdict.evidence
     [passed] = packets(traced("accept", kind="policy"))
     assert passed.verdict.code == VerdictCode.DELIVERED_LOCAL
+
+
+def test_json_states_no_hook_for_an_unplaced_hop():
+    from reportgen.render.jsonout import _hop, _packet
+
+    [p] = packets(ev(rec("eth0", prefix=""), "PREROUTING", candidates=("PREROUTING", "INPUT")))
+    hop = _hop(p.hops[0])
+    assert hop["hook"] is None and hop["hook_candidates"] == ["PREROUTING", "INPUT"]
+    verdict = _packet(p)["verdict"]
+    assert set(verdict) == {"code", "where", "explanation", "evidence", "rule", "rule_line"}
+    assert verdict["code"] == "last-seen" and "None" not in verdict["explanation"]

@@ -28,7 +28,9 @@ def _hop(h: Hop) -> dict[str, Any]:
         "family": h.event.hook.family,
         "table": h.event.hook.table,
         "chain": h.event.hook.chain,
-        "hook": h.event.hook.hook,
+        # An unplaced hop states no hook: it names every hook it could be.
+        "hook": h.event.hook.hook if h.event.hook.placed else None,
+        "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
         "prefix": r.prefix,
