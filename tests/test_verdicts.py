@@ -179,3 +179,10 @@ def test_json_states_no_hook_for_an_unplaced_hop():
     verdict = _packet(p)["verdict"]
     assert set(verdict) == {"code", "where", "explanation", "evidence", "rule", "rule_line"}
     assert verdict["code"] == "last-seen" and "None" not in verdict["explanation"]
+
+
+def test_drop_prefix_on_an_unplaced_line_names_both_hooks():
+    [p] = packets(ev(rec("eth0", prefix="BLOCKED "), "PREROUTING", candidates=("PREROUTING", "INPUT"),
+                     action=Action.DROP))
+    assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
+    assert p.verdict.explanation.startswith("Dropped at PREROUTING or INPUT (the line has IN= only")

@@ -56,7 +56,7 @@ def placement(ev: Event) -> str:
     """Name where a hop was logged; an unplaced one names every hook it could be and why."""
     h = ev.hook
     if h.placed:
-        return h.label
+        return f"at {h.label}"
     r = ev.record
     has = " and ".join(n for n, v in (("IN=", r.in_dev), ("OUT=", r.out_dev)) if v) or "neither IN= nor OUT="
     return (
@@ -84,7 +84,7 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
             return Verdict(
                 _ENDING[action],
                 where,
-                f"{verb} at {placement(ev) if not ev.hook.placed else where}: its last line carries "
+                f"{verb} {placement(ev)}: its last line carries "
                 f"the {prefix_evidence(ev)}, which logs right before the rule it names.",
                 prefix_evidence(ev),
             ), None
