@@ -35,6 +35,11 @@ class VerdictCode(StrEnum):
     LAST_SEEN = "last-seen"  # the trace stops; what happened next is not shown
     UNKNOWN = "unknown"  # the evidence does not decide
 
+    @property
+    def passed(self) -> bool:
+        """Whether the packet went through every hook of its path (delivered or left)."""
+        return self in (VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT)
+
 
 @dataclass(frozen=True, order=True, slots=True)
 class LineRef:
@@ -230,11 +235,14 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What became of the packet."""
+    """What became of the packet, and the evidence that decided it."""
 
-    kind: str  # "delivered", "left", "dropped", "last-seen" (being replaced by ``code``)
+    code: VerdictCode
     where: str
     explanation: str
+    # What decided it, with its line: the rule text and file:line, the prefix's action, the chain
+    # policy, the exit hop, or "last seen; the next hook is not traced".
+    evidence: str
     rule: str | None = None
     rule_ref: LineRef | None = None
 

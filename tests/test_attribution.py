@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from conftest import SAMPLES
 
+from reportgen.model import VerdictCode
 from reportgen.render.html import render_html
 from reportgen.sources.case import build_report, load_spec
 
@@ -41,7 +42,7 @@ def test_dnat_rule_is_named_for_the_published_port():
 def test_drop_rule_is_named_for_the_dropped_connection():
     r = report("lab-tcp-dropped")
     for p in r.packets:
-        assert p.verdict.kind == "dropped"
+        assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
         assert p.verdict.rule == "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP"
         assert "DOCKER-USER" in p.verdict.where
 
@@ -94,7 +95,7 @@ def test_unsupported_match_is_not_evaluated_not_guessed(tmp_path: Path):
                           "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP")
     (case / "iptables-save.txt").write_text(rules)
     p = build_report(load_spec([case])).packets[0]
-    assert p.verdict.kind == "last-seen"
+    assert p.verdict.code == VerdictCode.LAST_SEEN
     assert "not evaluated" in p.verdict.explanation and "--string" in p.verdict.explanation
 
 
@@ -110,7 +111,7 @@ def test_unknown_destination_mac_is_flooded(tmp_path: Path):
 def test_rejected_connection_and_its_related_icmp_error():
     r = report("lab-tcp-rejected")
     syn, err = r.packets
-    assert syn.verdict.kind == "dropped" and syn.verdict.explanation.startswith("Rejected")
+    assert syn.verdict.code == VerdictCode.REJECTED and syn.verdict.explanation.startswith("Rejected")
     assert syn.verdict.rule.startswith("-A DOCKER-USER -p tcp -m tcp --dport 82 -j REJECT")
     assert err.role == "related" and err.conversation == syn.conversation
     assert "about TCP 172.17.0.2:" in err.summary and "203.0.113.10:82" in err.summary
@@ -128,7 +129,7 @@ def _nft_only(tmp_path: Path, name: str) -> Path:
 
 def test_nft_ruleset_alone_names_the_rules(tmp_path: Path):
     drop = build_report(load_spec([_nft_only(tmp_path, "lab-tcp-dropped")])).packets[0]
-    assert drop.verdict.kind == "dropped"
+    assert drop.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert drop.verdict.rule == "tcp dport 81 counter packets 4 bytes 240 drop"
     assert drop.verdict.rule_ref.file == "nft-ruleset.txt"
     masq = build_report(load_spec([_nft_only(tmp_path, "lab-container-to-internet")])).packets[0].nat[0]

@@ -81,5 +81,5 @@ def test_dom_has_summary_and_linked_lines(tmp_path: Path):
     out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                           (tmp_path / case / "report.html").as_uri()], check=True, capture_output=True,
                          timeout=120, text=True).stdout
-    assert "left: ens33" in out and "<svg" in out
+    assert "forwarded-out: ens33" in out and "<svg" in out
     assert 'href="#f0-L9"' in out and 'id="f0-L9"' in out  # a hop links to its source line

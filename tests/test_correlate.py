@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reportgen.model import VerdictCode
 from reportgen.sources.case import build_report, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def test_probable_drop_names_the_last_hook(tmp_path: Path):
     # The reply stops after mangle FORWARD, although filter FORWARD logs other packets.
     report = _report(tmp_path, lines[:11] + lines[11:17])
     rep = report.packets[1]
-    assert rep.verdict.kind == "last-seen"
+    assert rep.verdict.code == VerdictCode.LAST_SEEN
     assert "iptables mangle FORWARD" in rep.verdict.where
     assert "iptables filter FORWARD" in rep.verdict.explanation
     assert "probably dropped" in rep.verdict.explanation

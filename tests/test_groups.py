@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.explain.groups import group_packets
+from reportgen.model import VerdictCode
 from reportgen.sources.case import build_report, load_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -23,9 +24,11 @@ def test_retransmitted_syns_fold_into_one_group() -> None:
     by_id = {p.id: p for p in rep.packets}
     for g in groups:
         assert {by_id[p].conversation for p in g.packets} == {g.conversation}
-    dropped = [g for g in groups if by_id[g.first].verdict and by_id[g.first].verdict.kind == "dropped"]
+    dropped = [
+        g for g in groups if by_id[g.first].verdict and by_id[g.first].verdict.code == VerdictCode.DROPPED_BY_RULE
+    ]
     assert len(dropped) == 1
-    syns = [p for p in rep.packets if p.verdict and p.verdict.kind == "dropped"]
+    syns = [p for p in rep.packets if p.verdict and p.verdict.code == VerdictCode.DROPPED_BY_RULE]
     assert dropped[0].count == len(syns) > 1
     g = dropped[0]
     assert g.first_stamp is not None and g.last_stamp is not None and g.last_stamp > g.first_stamp

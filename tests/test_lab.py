@@ -17,6 +17,7 @@ from conftest import LAB_MARKS
 
 from reportgen.lab.netns import LOG_ALL_NETNS
 from reportgen.lab.scenarios import SCENARIOS
+from reportgen.model import VerdictCode
 from reportgen.sources.case import build_report, load_spec
 
 pytestmark = LAB_MARKS
@@ -60,7 +61,7 @@ def test_container_to_container(lab_cases):
                             ("br-post", "nat"), ("ip-post-br", "mangle"), ("ip-post-br", "nat")]
     assert (req.path, rep.path, rep.role) == ("bridged", "bridged", "reply")
     assert _skips(rep)[("nat", "PREROUTING")] == _skips(rep)[("nat", "POSTROUTING")] == "conntrack"
-    assert req.verdict.kind == "left" and req.verdict.where.endswith("c2")
+    assert req.verdict.code == VerdictCode.DELIVERED_TO_PORT and req.verdict.where.endswith("c2")
 
 
 def test_host_to_container_real_ebtables_nft_order(lab_cases):
@@ -69,7 +70,7 @@ def test_host_to_container_real_ebtables_nft_order(lab_cases):
     # ebtables-nft registers filter OUTPUT at NF_BR_PRI_FILTER_BRIDGED (-200), so it runs before
     # nat OUTPUT (100): the reverse of the seed's legacy ebtables. The kernel's order is kept.
     assert [t for st, t in _stages(req) if st == "br-out"] == ["filter", "nat"]
-    assert rep.verdict.kind == "delivered"
+    assert rep.verdict.code == VerdictCode.DELIVERED_LOCAL
 
 
 def test_container_to_internet_masquerade(lab_cases):
@@ -117,7 +118,7 @@ def test_dropped_connection(lab_cases):
     assert len(syns) >= 3 and len(r.conversations) == 1
     for p in syns:
         assert p.hops[-1].event.hook.label == "iptables filter FORWARD"
-        assert p.verdict.kind == "dropped"
+        assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
         assert p.verdict.rule == "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP"
 
 

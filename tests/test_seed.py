@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from reportgen.model import VerdictCode
+
 EXPECTED_LINES = {
     "seed-container-to-container": [list(range(1, 12)), list(range(12, 21))],
     "seed-host-to-container": [list(range(1, 10)), list(range(10, 17))],
@@ -30,8 +32,8 @@ def test_container_to_container_reply_skips_nat_because_of_conntrack(seed_report
     assert _skips(rep)[("ipv4", "nat", "PREROUTING")] == "conntrack"
     assert _skips(rep)[("ipv4", "nat", "POSTROUTING")] == "conntrack"
     assert ("ipv4", "nat", "PREROUTING") not in _skips(req)
-    assert rep.verdict.kind == "left" and rep.verdict.where == "veth694b3b7"
-    assert "veth694b3b7 (port of docker0, veth peer of container1's eth0)" in rep.verdict.explanation
+    assert rep.verdict.code == VerdictCode.DELIVERED_TO_PORT and rep.verdict.where == "veth694b3b7"
+    assert "Delivered to container1 via veth694b3b7 (port of docker0)" in rep.verdict.explanation
     bridged = [h for h in req.hops if h.stage == "br-fwd"][0]
     assert "02:42:ac:11:00:03 is learned on port veth8f77b15" in bridged.explanation[0]
 
@@ -39,8 +41,8 @@ def test_container_to_container_reply_skips_nat_because_of_conntrack(seed_report
 def test_host_to_container_paths(seed_reports):
     req, rep = seed_reports["seed-host-to-container"].packets
     assert (req.path, rep.path) == ("local-out", "local-in")
-    assert req.verdict.kind == "left" and req.verdict.where == "vethe9baedc"
-    assert rep.verdict.kind == "delivered" and rep.verdict.where == "local process"
+    assert req.verdict.code == VerdictCode.DELIVERED_TO_PORT and req.verdict.where == "vethe9baedc"
+    assert rep.verdict.code == VerdictCode.DELIVERED_LOCAL and rep.verdict.where == "local process"
     assert _skips(rep)[("ipv4", "nat", "PREROUTING")] == "conntrack"
 
 

@@ -40,7 +40,7 @@ def test_an_undecidable_match_forks_the_walk(tmp_path: Path) -> None:
     )
     report = simulate_case([case], Query("container1", INET))
     requests = [p for p in report.packets if p.role == "request"]
-    assert [p.verdict.kind for p in requests if p.verdict] == ["dropped", "left"]
+    assert [p.verdict.code.value for p in requests if p.verdict] == ["dropped-by-rule", "forwarded-out"]
     assert "--match-set blocked dst matches in filter DOCKER-USER rule 1" in requests[0].summary
     assert "--match-set blocked dst does not match" in requests[1].summary
     assert any("cannot decide" in n and "--match-set blocked dst" in n for n in report.notes)
@@ -70,7 +70,7 @@ def test_assume_established_skips_the_nat_table() -> None:
     assert new.packets[0].path == "routed" and new.packets[0].nat[0].type == "DNAT"
     # Without the nat table's DNAT the packet is for the host itself.
     assert est.packets[0].path == "local-in" and not est.packets[0].nat
-    assert est.packets[0].verdict is not None and est.packets[0].verdict.kind == "delivered"
+    assert est.packets[0].verdict is not None and est.packets[0].verdict.code == VerdictCode.DELIVERED_LOCAL
 
 
 def test_every_hop_is_marked_predicted_and_points_at_a_snapshot_line() -> None:
@@ -97,7 +97,8 @@ def test_cli_text_json_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     ]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "(predicted, iptables-save.txt:63)" in text and "verdict: left — Predicted: Leaves bridge port" in text
+    assert "(predicted, iptables-save.txt:63)" in text
+    assert "verdict: delivered-to-port — Predicted: Leaves bridge port" in text
     assert main([*args, "--format", "json,html", "-o", str(tmp_path / "a")]) == 0
     assert main([*args, "--format", "json,html", "-o", str(tmp_path / "b")]) == 0
     a = tmp_path / "a" / "lab-published-port"
@@ -144,7 +145,7 @@ def test_dnat_back_to_the_sending_port_needs_hairpin_mode(tmp_path: Path, mode: 
     assert req.nat and req.nat[0].after.addr == "172.17.0.2"
     assert req.verdict is not None
     if mode == "off":
-        assert req.verdict.kind == "unknown"
+        assert req.verdict.code == VerdictCode.UNKNOWN
         assert "only in hairpin mode (should_deliver, net/bridge/br_forward.c)" in req.verdict.explanation
         assert "hairpin mode is off on vethr98c1 (ip-d-link.txt:" in req.verdict.explanation
     else:
@@ -194,10 +195,10 @@ def test_marks_set_and_matched_like_kube_proxy(tmp_path: Path) -> None:
     ("extra", "verdicts"),
     [
         # An anonymous set's members are in the rule: decided.
-        ("ip daddr { 198.51.100.7, 203.0.113.0/24 } accept", ["left"]),
-        ("ip daddr { 198.51.100.7, 192.0.2.0/24 } accept", ["dropped"]),
+        ("ip daddr { 198.51.100.7, 203.0.113.0/24 } accept", ["forwarded-out"]),
+        ("ip daddr { 198.51.100.7, 192.0.2.0/24 } accept", ["dropped-by-policy"]),
         # A named set's members are not read: both branches, each with its condition.
-        ("ip daddr @allowed accept", ["left", "dropped"]),
+        ("ip daddr @allowed accept", ["forwarded-out", "dropped-by-policy"]),
     ],
 )
 def test_native_nft_sets(tmp_path: Path, extra: str, verdicts: list[str]) -> None:
@@ -211,9 +212,9 @@ def test_native_nft_sets(tmp_path: Path, extra: str, verdicts: list[str]) -> Non
     )
     report = simulate_case([case], Query("container1", INET))
     requests = [p for p in report.packets if p.role == "request"]
-    assert sorted(p.verdict.kind for p in requests if p.verdict) == sorted(verdicts)
+    assert sorted(p.verdict.code.value for p in requests if p.verdict) == sorted(verdicts)
     if len(verdicts) == 2:
-        through = next(p for p in requests if p.verdict and p.verdict.kind == "left")
+        through = next(p for p in requests if p.verdict and p.verdict.code == VerdictCode.FORWARDED_OUT)
         assert "nft:ip daddr set matches in usertrap userforward rule 2" in through.summary
 
 

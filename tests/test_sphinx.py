@@ -26,7 +26,7 @@ def test_docs_embed_sample_reports(tmp_path: Path):
 def test_text_builder_gets_the_text_explanation(tmp_path: Path):
     assert build(DOCS, tmp_path / "text", "text") == 0
     text = (tmp_path / "text" / "samples.txt").read_text()
-    assert "verdict: left — Left the host via ens33." in text
+    assert "verdict: forwarded-out — Left the host via ens33." in text
     assert "<svg" not in text
 
 

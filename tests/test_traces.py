@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import SAMPLES
 
 from reportgen.explain.correlate import STAGE_ORDER
-from reportgen.model import LineRef
+from reportgen.model import LineRef, VerdictCode
 from reportgen.parsers.traces import NftTraceParser, XtablesMonitorParser
 from reportgen.sources.case import build_report, load_spec
 
@@ -139,7 +139,7 @@ def test_mixed_ebtables_log_and_nft_trace_give_one_hop_sequence_per_packet():
         order = [STAGE_ORDER[h.stage] for h in p.hops]
         assert order == sorted(order), [h.event.hook.label for h in p.hops]
         assert p.hops[0].event.record.fmt == "ebtlog"  # bridge PREROUTING comes first in the kernel
-        assert p.verdict.kind == "left"
+        assert p.verdict.code == VerdictCode.DELIVERED_TO_PORT
 
 
 def _parse(msg: str):

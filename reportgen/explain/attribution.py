@@ -14,15 +14,17 @@ from typing import Any
 
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
-from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict
+from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, STAGES
 
 
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     r = ev.record
     icmp = r.proto in ("ICMP", "ICMPv6")
+    # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
+    mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" else None)
     return PacketView(r.src, r.dst, r.proto, None if icmp else r.sport, None if icmp else r.dport, r.in_dev,
-                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs())
+                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs(), mark)
 
 
 def _ruleset(topo: Topology, family: str) -> Any:
@@ -120,10 +122,15 @@ def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool,
             what = (f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}" if res.rule else
                     f"the policy {res.verdict} of {res.policy_of}")
             verb = "Rejected (an ICMP error or TCP reset goes back)" if res.verdict == "REJECT" else "Dropped"
-            return Verdict("dropped", where,
+            ref = _ref(rs, res)
+            code = (VerdictCode.REJECTED if res.verdict == "REJECT" else
+                    VerdictCode.DROPPED_BY_RULE if res.rule else VerdictCode.DROPPED_BY_POLICY)
+            evidence = (f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
+                        if res.rule else f"policy {res.verdict} of {res.policy_of} ({rs.source})")
+            return Verdict(code, where,
                            f"{verb} by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
                            f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
-                           res.rule.text if res.rule else f"policy {res.verdict}", _ref(rs, res)), None
+                           evidence, res.rule.text if res.rule else f"policy {res.verdict}", ref), None
         if res.verdict is None:
             rule, why = res.unevaluated[-1]
             return None, (f"The ruleset snapshot cannot decide it: at {table} {rule.chain} rule {rule.num} "
@@ -160,11 +167,22 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
     """A definite verdict from a trace source: the rule or policy that dropped the packet."""
     for ev, _ in hops:
         for hit in ev.rules:
-            if hit.decisive or (hit.kind == "policy" and hit.verdict in ("drop", "reject")):
-                what = f"the policy {hit.verdict.upper()} of {hit.table} {hit.chain}" if hit.kind == "policy" else \
-                    f"rule {hit.handle} in {hit.table} {hit.chain}: {hit.text}"
-                return Verdict("dropped", f"{ev.hook.label}", f"Dropped by {what} (the trace reports this verdict).",
-                               hit.text or f"policy {hit.verdict}", hit.ref)
+            policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
+            if not (hit.decisive or policy):
+                continue
+            snap = f"; {hit.snapshot_ref} in the snapshot" if hit.snapshot_ref else ""
+            if policy:
+                what = f"the policy {hit.verdict.upper()} of {hit.table} {hit.chain}"
+                code, evidence = VerdictCode.DROPPED_BY_POLICY, f"policy {hit.verdict.upper()} of {hit.table} " \
+                    f"{hit.chain} ({hit.ref})"
+            else:
+                num = f" {hit.handle}" if hit.handle else ""
+                what = f"rule{num} in {hit.table} {hit.chain}: {hit.text}"
+                code = VerdictCode.REJECTED if hit.verdict.startswith("reject") else VerdictCode.DROPPED_BY_RULE
+                evidence = f"rule '{hit.text}' in {hit.table} {hit.chain} ({hit.ref}{snap})"
+            verb = "Rejected" if code is VerdictCode.REJECTED else "Dropped"
+            return Verdict(code, f"{ev.hook.label}", f"{verb} by {what} (the trace reports this verdict).",
+                           evidence, hit.text or f"policy {hit.verdict}", hit.ref)
     return None
 
 

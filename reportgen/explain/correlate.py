@@ -14,7 +14,7 @@ the most recent open packet when
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reportgen.model import Endpoint, Event
@@ -228,7 +228,95 @@ def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) ->
         if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in egress_open:
             egress_open.append(placed)
             del egress_open[:-64]
-    return tracks
+    return _join_continuations(tracks)
+
+
+# Bridge stages a frame reaches after br_netfilter bridged it again following a DNAT.
+_REBRIDGED = ("br-fwd", "ip-fwd-br", "br-post", "ip-post-br")
+JOIN_WINDOW = 64  # earlier packets a continuation is looked for among: they are microseconds apart
+FLOOD_GAP_SECONDS = 0.01  # flooded copies of a frame are cloned in one br_flood() call
+
+
+def _first_l3(track: Track) -> Event | None:
+    return next((ev for ev in track.events if ev.record.src is not None), None)
+
+
+def _same_ip_packet(a: Event, b: Event) -> bool:
+    """Same IP datagram (the IPv4 ID or IPv6 flow label, protocol, length and source), any destination."""
+    ra, rb = a.record, b.record
+    ident = (ra.ipid, rb.ipid) if ra.ipid is not None else (ra.flowlabel, rb.flowlabel)
+    if ident[0] is None or ident[0] != ident[1] or ra.l3 != rb.l3 or ra.proto != rb.proto:
+        return False
+    if ra.length is not None and rb.length is not None and ra.length != rb.length:
+        return False
+    sa, _ = flow_ports(a)
+    sb, _ = flow_ports(b)
+    return ra.src == rb.src and (sa is None or sb is None or sa == sb)
+
+
+def _close(a: Track, b: Track, gap: float) -> bool:
+    ta, tb = a.last.record.stamp, b.events[0].record.stamp
+    if ta is None or tb is None:
+        return a.last.record.ref.file == b.events[0].record.ref.file
+    return 0 <= tb - ta <= gap
+
+
+def _rebridged_after_dnat(a: Track, b: Track) -> bool:
+    """Whether b is a continued after br_netfilter bridged it again following a destination rewrite.
+
+    br_nf_pre_routing_finish() (net/bridge/br_netfilter_hooks.c): when the IP PREROUTING hooks changed
+    the destination address (DNAT, or conntrack undoing a masquerade on a reply) and the route to the
+    new address points back out of the same bridge, the frame is not routed but bridged again
+    (bridged_dnat): the neighbour output writes the new destination MAC, keeping the source MAC
+    (br_nf_pre_routing_finish_bridge saves it), and the frame goes on to bridge FORWARD. The same
+    skb then shows the same source MAC, bridge port, IP ID and source, with a new destination.
+    """
+    if a.stages[-1] != "ip-pre" or b.stages[0] not in _REBRIDGED or not _close(a, b, MAX_GAP_SECONDS):
+        return False
+    if not a.physin() or a.physin() != b.physin():
+        return False
+    ma, mb = a.macs(egress=False), b.macs(egress=False)
+    if ma and mb and (ma[0] != mb[0] or ma[1] == mb[1]):
+        return False
+    la, lb = a.l3(), _first_l3(b)
+    if la is None or lb is None or not _same_ip_packet(la, lb):
+        return False
+    _, da = flow_ports(la)
+    _, db = flow_ports(lb)
+    return la.record.dst != lb.record.dst or (da is not None and db is not None and da != db)
+
+
+def _flooded_copy(a: Track, b: Track) -> bool:
+    """Whether b is another copy of a's frame, flooded to another port (br_flood clones the skb per
+    port, net/bridge/br_forward.c): same bridge port in, same MACs, same IP datagram, another port out."""
+    if b.stages[0] not in ("br-fwd", "ip-fwd-br") or b.stages[0] not in a.stages or not _close(a, b, FLOOD_GAP_SECONDS):
+        return False
+    if not a.physin() or a.physin() != b.physin() or a.macs(egress=False) != b.macs(egress=False):
+        return False
+    if a.physout() == b.physout():
+        return False
+    la, lb = _first_l3(a), _first_l3(b)
+    if la is None or lb is None:
+        # Without IP fields only the timing ties them: both stamps must be there.
+        return la is lb is None and a.last.record.stamp is not None and b.events[0].record.stamp is not None
+    return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
+
+
+def _join_continuations(tracks: list[Track]) -> list[Track]:
+    """Join the pieces of one packet that the hook graph alone keeps apart: a frame bridged again
+    after DNAT, and the flooded copies of one frame (one packet with several exits)."""
+    out: list[Track] = []
+    for b in tracks:
+        target = next((a for a in reversed(out[-JOIN_WINDOW:])
+                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b)), None)
+        if target is None:
+            out.append(b)
+            continue
+        target.events += b.events
+        target.stages += b.stages
+    for i, t in enumerate(out):
+        t.index = i
+    return out
 
 
 def _topo_order() -> dict[str, int]:
@@ -328,17 +416,38 @@ def merge_sources(sources: list[list[Track]]) -> list[Track]:
 # --- conversations -------------------------------------------------------------------------------
 
 View = tuple[str, Endpoint, Endpoint]  # (proto, source, destination) as seen at one hook
+UNKNOWN_PROTO = "IP"  # the protocol of a packet whose lines do not print it
+
+
+def differs(a: Endpoint, b: Endpoint) -> bool:
+    """Whether two views of one endpoint show a rewrite: a field one source does not print is unknown,
+    not changed (ebtables --log-ip prints no ICMP id, xtables-monitor 1.8.9 no ICMP type)."""
+    return a.addr != b.addr or (a.port is not None and b.port is not None and a.port != b.port)
 
 
 def views(track: Track) -> list[View]:
-    """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order."""
+    """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order.
+
+    A port one source left out is taken from another line of the packet with the same addresses,
+    so an ebtables --log-ip line (no ICMP id) does not make a view of its own.
+    """
+    known: dict[tuple[str, str, str], tuple[int | None, int | None]] = {}
+    for ev in track.events:
+        r = ev.record
+        ports = flow_ports(ev)
+        if r.src and r.dst and ports != (None, None):
+            known.setdefault((r.proto or UNKNOWN_PROTO, r.src, r.dst), ports)
     out: list[View] = []
     for ev in track.events:
         r = ev.record
-        if r.src is None or r.dst is None or r.proto is None:
+        if r.src is None or r.dst is None:
             continue
+        # xtables-monitor prints no protocol for ICMP: the addresses still pair a reply with its request.
+        proto = r.proto or UNKNOWN_PROTO
         s, d = flow_ports(ev)
-        v = (r.proto, Endpoint(r.src, s), Endpoint(r.dst, d))
+        if s is None and d is None:
+            s, d = known.get((proto, r.src, r.dst), (None, None))
+        v = (proto, Endpoint(r.src, s), Endpoint(r.dst, d))
         if v not in out:
             out.append(v)
     return out
@@ -388,8 +497,13 @@ def _error_view(track: Track) -> View | None:
     return None
 
 
-def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow]]:
-    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests."""
+def group_conversations(tracks: list[Track], is_reply: Callable[[Track], bool] = is_reply_by_itself,
+                        ) -> tuple[list[Flow], dict[int, Flow]]:
+    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests.
+
+    ``is_reply`` tells a packet that opens a conversation of its own whether it is a reply (its
+    request not in the trace): by itself (an echo reply, a SYN-ACK) or by a conntrack snapshot.
+    """
     flows: list[Flow] = []
     by_view: dict[View, tuple[Flow, bool]] = {}
     of_track: dict[int, Flow] = {}
@@ -415,10 +529,11 @@ def group_conversations(tracks: list[Track]) -> tuple[list[Flow], dict[int, Flow
                 hit = (f, not d)
                 break
         if hit is None:
-            original = reverse(vs[0]) if is_reply_by_itself(track) else vs[0]
+            reply = is_reply(track)
+            original = reverse(vs[0]) if reply else vs[0]
             flow = Flow(len(flows), original)
             flows.append(flow)
-            hit = (flow, not is_reply_by_itself(track))
+            hit = (flow, not reply)
         flow, forward = hit
         flow.members.append((track, forward))
         flow.role[track.index] = "original" if forward else "reply"

@@ -17,9 +17,41 @@ from reportgen.explain.attribution import (
     refine_skip,
     traced_drop,
 )
-from reportgen.explain.correlate import Flow, Track, flow_ports, group_conversations, is_reply_by_itself, views
+from reportgen.explain.correlate import (
+    MAX_GAP_SECONDS,
+    STAGE_ORDER,
+    Flow,
+    Track,
+    differs,
+    flow_ports,
+    group_conversations,
+    is_reply_by_itself,
+    views,
+)
 from reportgen.explain.topology import Topology, brnf_key
-from reportgen.model import Conversation, Endpoint, Event, Hop, LineRef, Nat, Packet, Skipped, Verdict
+from reportgen.explain.verdicts import (
+    DELIVERY_STAGES,
+    EXIT_STAGES,
+    TRACED,
+    exit_verdict,
+    last_seen,
+    placement,
+    prefix_evidence,
+    prefix_verdict,
+)
+from reportgen.model import (
+    Action,
+    Conversation,
+    Endpoint,
+    Event,
+    Hop,
+    LineRef,
+    Nat,
+    Packet,
+    Skipped,
+    Verdict,
+    VerdictCode,
+)
 from reportgen.netfilter import (
     BRIDGE,
     BRIDGED,
@@ -78,8 +110,11 @@ def _out_via_bridge(track: Track, topo: Topology) -> bool:
 
 def path_class(track: Track) -> str:
     """Classify the path: bridged, bridged-to-host, routed, local-in, local-out or undetermined."""
-    st = set(track.stages)
-    if "ip-out" in st or (track.stages[0] in ("ip-post", "br-out", "br-post-out") and not track.physin()):
+    placed = [st for ev, st in zip(track.events, track.stages, strict=True) if ev.hook.placed]
+    if not placed:
+        return "undetermined"  # a hook that is one of several candidates says nothing about the path
+    st = set(placed)
+    if "ip-out" in st or (placed[0] in ("ip-post", "br-out", "br-post-out") and not track.physin()):
         return "local-out"
     if "ip-in" in st:
         return "local-in"
@@ -210,7 +245,9 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
               prev_hop: tuple[Event, str] | None) -> list[str]:
     r = ev.record
     out: list[str] = []
-    if prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
+    if not ev.hook.placed:
+        out.append(f"Logged {placement(ev)}.")
+    elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
         out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
                    "(tables at one hook run in priority order).")
@@ -236,6 +273,12 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         out.append(f"The destination MAC {r.mac_dst} {why}, so the bridge passes the frame up to the host "
                    "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it.")
     elif stage == "br-fwd":
+        if (prev_hop is not None and prev_hop[1] == "ip-pre" and r.mac_dst and prev_hop[0].record.mac_dst
+                and r.mac_dst != prev_hop[0].record.mac_dst):
+            out.append(f"Bridged again after the destination rewrite at IP PREROUTING: the new destination is "
+                       f"reached through the same bridge, so br_netfilter does not route the frame but writes the "
+                       f"new destination MAC ({prev_hop[0].record.mac_dst} → {r.mac_dst}) and bridges it "
+                       "(br_nf_pre_routing_finish → bridged_dnat, net/bridge/br_netfilter_hooks.c).")
         where = topo.fdb.get(r.mac_dst or "")
         group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
         if where:
@@ -296,6 +339,8 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         if p.ttl is not None and r.ttl is not None and r.ttl == p.ttl - 1:
             out.append(f"TTL {p.ttl} → {r.ttl}: the packet was routed (ip_forward() decrements the TTL, "
                        "net/ipv4/ip_forward.c).")
+    if ev.hook.action is not None and ev.hook.action is not Action.LOG:
+        out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
     if r.truncated:
         out.append("The record is cut off (truncated); only the fields before the cut are used.")
     for hit in ev.rules:
@@ -311,6 +356,16 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
             what = f" → {hit.verdict}: {hit.text}" if hit.text else " matched (no snapshot says which rule)"
             out.append(f"Rule trace: {chain_at} rule{num}{what}{in_snapshot}")
     return out
+
+
+# What a prefix's action word tells about the hook (a LOG rule itself never decides: xt_LOG.c).
+_ACTION_SAYS = {
+    Action.DROP: "the rule author logs right before a DROP rule for the same match.",
+    Action.REJECT: "the rule author logs right before a REJECT rule for the same match.",
+    Action.ACCEPT: "the rule author logs right before an ACCEPT rule for the same match.",
+    Action.AUDIT: "logged for auditing only; it says nothing about what became of the packet.",
+    Action.LIMIT: "a rate limit was hit; the prefix alone does not say whether the packet was dropped.",
+}
 
 
 # --- NAT ------------------------------------------------------------------------------------------
@@ -332,11 +387,10 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
         if r.src is None:
             continue
         if prev is not None:
-            p = prev.record
             fam = ev.hook.family if ev.hook.family != BRIDGE else (r.l3 or "ipv4")
             ps, pd = _eps(prev)
             rs, rd = _eps(ev)
-            if (p.dst, pd.port) != (r.dst, rd.port):
+            if differs(pd, rd):
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
                     out.append(Nat("DNAT", "original", f"{fam} nat {hook}", "destination", pd, rd,
@@ -348,7 +402,7 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
                                    pd, rd, "conntrack reverses the original direction's source NAT on the reply, "
                                    "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
                                    "conntrack"))
-            if (p.src, ps.port) != (r.src, rs.port):
+            if differs(ps, rs):
                 hook = "INPUT" if st == "ip-in" else "POSTROUTING"
                 if forward:
                     typ, why = _nat_type(rs, r.out_dev, topo)
@@ -382,11 +436,11 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
             continue
         _, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
         fam = _family(track)
-        if r_dst != last[1] and r_dst.addr and last[1].addr:
+        if differs(r_dst, last[1]) and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
             out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
                            f"its reply came back to {r_dst}; {why}", by))
-        if r_src != last[2] and r_src.addr and last[2].addr:
+        if differs(r_src, last[2]) and r_src.addr and last[2].addr:
             out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
                            f"its reply came back from {r_src}", by))
         break
@@ -411,11 +465,11 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
     _, last_src, last_dst = vs[-1]
     fam = _family(track)
     out: list[Nat] = []
-    if last_src != o_dst and not any(n.field == "source" for n in seen):
+    if differs(last_src, o_dst) and not any(n.field == "source" for n in seen):
         out.append(Nat(flow_types.get("destination", "DNAT"), "reply", f"{fam} nat POSTROUTING", "source",
                        last_src, o_dst, f"the client sent its request to {o_dst}, so conntrack rewrites the "
                        "reply's source back to it after the last logged hook", "conntrack"))
-    if last_dst != o_src and not any(n.field == "destination" for n in seen):
+    if differs(last_dst, o_src) and not any(n.field == "destination" for n in seen):
         out.append(Nat(flow_types.get("source", "SNAT"), "reply", f"{fam} nat PREROUTING", "destination",
                        last_dst, o_src, f"the request came from {o_src}, so conntrack rewrites the reply's "
                        "destination back to it", "conntrack"))
@@ -424,7 +478,6 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
 
 # --- skipped hooks and verdict --------------------------------------------------------------------
 
-_TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
 
 
 def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
@@ -442,7 +495,7 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
         return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
                              "applies the stored mapping to every later packet and to replies "
                              "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
-    traced = any(e.hook.how in _TRACED for e in track.events)
+    traced = any(e.hook.how in TRACED for e in track.events)
     if not facts.any_seen(slot) and traced:
         return "no-rule", ("no trace line from this hook anywhere in the trace: the table has no chain at "
                            "this hook, so rule tracing has nothing to report there")
@@ -453,39 +506,26 @@ def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts
                           "ended its traversal before the LOG rule, or the LOG rule's match excluded it")
 
 
-def _verdict(track: Track, cls: str, topo: Topology, missing: list[Slot], final: bool = True,
+def _next_hooks(slots: list[Slot]) -> str:
+    return ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
+                     for s in slots[:3])
+
+
+def _verdict(track: Track, topo: Topology, missing: list[Slot], final: bool = True,
              rest: list[Slot] | None = None) -> Verdict:
+    """The structural verdict: the exit or delivery the trace shows, else where it was last seen."""
     last = track.last
-    r = last.record
-    where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})"
+    hops = list(zip(track.events, track.stages, strict=True))
+    where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})" if last.hook.placed else last.hook.label
     if not missing and not final and rest:
-        nxt = ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
-                        for s in rest[:3])
-        return Verdict("last-seen", where,
-                       f"Last seen at {where}. No packet in this trace was logged after that point on its path "
-                       f"({nxt}), so the lines cannot tell whether it went on or was dropped there.")
+        return last_seen(where, last, f"Last seen at {where}. No packet in this trace was logged after that point "
+                         f"on its path ({_next_hooks(rest)}), so the lines cannot tell whether it went on or was "
+                         "dropped there.")
     if missing:
-        nxt = ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
-                        for s in missing[:3])
-        return Verdict("last-seen", where,
-                       f"Last seen at {where}. The next hooks with LOG rules on its path ({nxt}) never logged it: "
-                       f"it was probably dropped at {last.hook.label} or just after.")
-    if cls == "local-in":
-        return Verdict("delivered", "local process",
-                       f"Delivered to a local process on the host (last hook: {last.hook.label}, IN={r.in_dev}).")
-    if cls == "bridged-to-host":
-        return Verdict("delivered", "host stack", f"Passed up from the bridge to the host (last hook {where}).")
-    if cls in ("routed", "local-out", "bridged"):
-        dev = r.out_dev
-        # The bridge port it left by: PHYSOUT, or the OUT of the last bridge egress hook.
-        port = next((e.record.physout or (e.record.out_dev if st in ("br-post", "br-post-out", "br-out") else "")
-                     for e, st in zip(reversed(track.events), reversed(track.stages), strict=True)
-                     if e.record.physout or st in ("br-post", "br-post-out", "br-out")), "")
-        if port:
-            dev = port
-        desc = _port(topo, dev) if dev else "?"
-        return Verdict("left", dev or "?", f"Left the host via {desc}.")
-    return Verdict("last-seen", where, f"Last seen at {where}; the trace does not show where it went next.")
+        return last_seen(where, last, f"Last seen at {where}. The next hooks with LOG rules on its path "
+                         f"({_next_hooks(missing)}) never logged it: it was probably dropped at {last.hook.label} "
+                         "or just after.")
+    return exit_verdict(hops, topo, where)
 
 
 # --- the whole case -------------------------------------------------------------------------------
@@ -504,7 +544,51 @@ class _Place:
         return "related" if self.related else "request" if self.forward else "reply"
 
 
-def _place(t: Track, of_track: dict[int, Flow]) -> _Place:
+def _ended(t: Track) -> bool:
+    """Whether a packet's own lines say it was dropped: a drop prefix or a decisive traced rule."""
+    return any(ev.hook.action in (Action.DROP, Action.REJECT) or any(h.decisive for h in ev.rules)
+               for ev in t.events)
+
+
+def _confirmed_before(t: Track, flow: Flow, topo: Topology) -> bool:
+    """Whether the connection was confirmed before this packet, so conntrack (not the nat table) maps it.
+
+    nf_conntrack_confirm() confirms an entry when its first packet leaves POSTROUTING or INPUT
+    (net/netfilter/nf_conntrack_core.c); an unconfirmed entry dies with a dropped packet, so a SYN
+    retransmitted after a dropped SYN is NEW again and traverses the nat table. Evidence of
+    confirmation: a reply seen before it, an earlier request seen leaving, or a conntrack entry while
+    no earlier request's own lines say it was dropped.
+    """
+    earlier = [m for m, fwd in flow.members if m.index < t.index and fwd]
+    if any(m.index < t.index and not fwd for m, fwd in flow.members):
+        return True
+    if any(m.stages[-1] in EXIT_STAGES | DELIVERY_STAGES and m.last.hook.placed for m in earlier):
+        return True
+    ct = conntrack_entry(flow.original[1], flow.original[2], topo)
+    return ct is not None and not any(_ended(m) for m in earlier)
+
+
+def reply_by_conntrack(t: Track, topo: Topology) -> bool:
+    """Whether the conntrack snapshot knows this packet as the reply direction of a connection.
+
+    A packet that arrives on the uplink for the masquerading address matches the reply tuple of the
+    connection its request opened (conntrack -L prints the reply tuple second), not an original one.
+    """
+    vs = views(t)
+    if not vs:
+        return False
+    _, src, dst = vs[0]
+
+    def matches(tup: dict[str, str], a: Endpoint, b: Endpoint) -> bool:
+        if tup.get("src") != a.addr or tup.get("dst") != b.addr:
+            return False
+        ports = ((tup.get("sport") or tup.get("id"), a.port), (tup.get("dport") or tup.get("id"), b.port))
+        return all(x is None or y is None or x == str(y) for x, y in ports)
+
+    return any(matches(e["reply"], src, dst) and not matches(e["original"], src, dst) for e in topo.conntrack)
+
+
+def _place(t: Track, of_track: dict[int, Flow], topo: Topology) -> _Place:
     flow = of_track.get(t.index)
     if flow is None:
         return _Place(None, not is_reply_by_itself(t), True, False)
@@ -512,15 +596,21 @@ def _place(t: Track, of_track: dict[int, Flow]) -> _Place:
     if role == "related":
         return _Place(flow, False, False, True)
     forward = role == "original"
-    return _Place(flow, forward, forward and flow.members[0][0] is t, False)
+    first = forward and (flow.members[0][0] is t or not _confirmed_before(t, flow, topo))
+    return _Place(flow, forward, first, False)
 
 
 def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
                        facts: CaseFacts) -> tuple[list[Skipped], Verdict]:
     """Compare the observed hooks with the path's template: what was skipped, and what became of it."""
-    slots = _slots(_template(t, cls, topo), _family(t), facts)
+    hops = list(zip(t.events, t.stages, strict=True))
+    placed = all(ev.hook.placed for ev in t.events)
+    # Without a known hook for every line the path's template is a guess: no hook is called skipped.
+    slots = _slots(_template(t, cls, topo), _family(t), facts) if placed else []
+    if t.l3() is None and any(ev.record.l3 == "arp" for ev in t.events):
+        slots = [s for s in slots if s.family == BRIDGE]  # ARP never meets the IP hooks
     proto = _proto(t)
-    observed = {(st, ev.hook.table) for ev, st in zip(t.events, t.stages, strict=True)}
+    observed = {(st, ev.hook.table) for ev, st in hops}
     last_idx = max((i for i, s in enumerate(slots) if (s.stage, s.table) in observed), default=-1)
     via_br = _entered_bridge(t)
     skipped: list[Skipped] = []
@@ -535,26 +625,37 @@ def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
     final = not slots or t.stages[-1] == slots[-1].stage or all(
         k.reason in ("conntrack", "bridge-nf-off") for k in skipped
         if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
-    verdict = _verdict(t, cls, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
     new = place.first and place.forward
-    definite = traced_drop(list(zip(t.events, t.stages, strict=True)))
-    if definite is not None:
-        verdict = definite
-    elif verdict.kind == "last-seen" and t.last.hook.family != BRIDGE:
-        later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
-        dropped, note = drop_rule(t.last, later, new, topo)
-        if dropped is not None:
-            verdict = dropped
-        elif note:
-            verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
+    by_prefix, note = prefix_verdict(hops)
+    verdict = traced_drop(hops) or by_prefix
+    if verdict is None:
+        verdict = _verdict(t, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
+        at_input = verdict.code is VerdictCode.DELIVERED_LOCAL and t.stages[-1] == "ip-in"
+        if (verdict.code is VerdictCode.LAST_SEEN or at_input) and t.last.hook.family != BRIDGE and placed:
+            later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
+            dropped, why = drop_rule(t.last, later, new, topo)
+            verdict = dropped or verdict
+            note = " ".join(x for x in (note, why) if x) or None
+            if at_input and dropped is None and topo.rulesets.get(t.last.hook.family) is None and \
+                    not any(e.hook.how in TRACED for e in t.events):
+                # A LOG line at INPUT shows the packet reached the chain, not what its later rules did.
+                note = " ".join(x for x in (note, "No ruleset snapshot shows the rules after the logging rule "
+                                            f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
+                                            "whether a later rule dropped it.") if x)
+    if note:
+        verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
-    if not any(e.hook.how in _TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
+    if not any(e.hook.how in TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
         skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
-    if verdict.kind in ("last-seen", "dropped"):
+    if verdict.code not in _PASSED:
         # After a drop only the hooks before the last hop are "skipped"; later ones were never reached.
         reached = {(s.stage, s.table) for s in slots[: last_idx + 1]}
         skipped = [k for k in skipped if (k.stage, k.table) in reached]
     return skipped, verdict
+
+
+# Verdicts after which every hook of the path was passed.
+_PASSED = frozenset({VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT})
 
 
 def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
@@ -626,19 +727,71 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> lis
     return filled
 
 
+class _SeenAfter:
+    """Find the lines of the same IP datagram further along its path that correlation kept apart.
+
+    A verdict that ends the packet ("dropped", "probably dropped") must not stand when the same
+    datagram (same IPv4 ID, source, protocol and length) is logged later at a later hook.
+    """
+
+    def __init__(self, tracks: list[Track]) -> None:
+        self.by_ident: dict[tuple[object, ...], list[Track]] = {}
+        for t in tracks:
+            for key in self._keys(t):
+                self.by_ident.setdefault(key, []).append(t)
+
+    @staticmethod
+    def _ident(ev: Event) -> tuple[object, ...] | None:
+        r = ev.record
+        if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
+            return None
+        return (r.l3, r.proto, r.src, r.ipid, r.length)
+
+    def _keys(self, t: Track) -> set[tuple[object, ...]]:
+        return {k for k in (self._ident(ev) for ev in t.events) if k is not None}
+
+    def find(self, t: Track) -> Track | None:
+        last_stage = STAGE_ORDER[t.stages[-1]]
+        last = t.last.record
+        for key in self._keys(t):
+            for other in self.by_ident.get(key, ()):
+                first = other.events[0].record
+                if other is t or first.ref.file != last.ref.file or first.ref.line <= last.ref.line:
+                    continue
+                if last.stamp is not None and first.stamp is not None and first.stamp - last.stamp > MAX_GAP_SECONDS:
+                    continue
+                if any(STAGE_ORDER[st] > last_stage for st in other.stages):
+                    return other
+        return None
+
+
+def _contradicted(verdict: Verdict, t: Track, later: Track) -> Verdict:
+    last_stage = STAGE_ORDER[t.stages[-1]]
+    ev = next(e for e, st in zip(later.events, later.stages, strict=True) if STAGE_ORDER[st] > last_stage)
+    return Verdict(VerdictCode.LAST_SEEN, verdict.where,
+                   f"The lines grouped as this packet end at {t.last.hook.label}, but the same datagram (same IP ID, "
+                   f"source, protocol and length) is logged later at {ev.hook.label} ({ev.record.ref}, packet "
+                   f"p{later.index + 1}), so it was not dropped there; how the two pieces connect is not shown.",
+                   f"seen after: {ev.record.ref}")
+
+
 def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
     """Turn tracks into explained packets grouped in conversations, in input order."""
     facts = CaseFacts(tracks)
-    flows, of_track = group_conversations(tracks)
+    flows, of_track = group_conversations(tracks, lambda t: is_reply_by_itself(t) or reply_by_conntrack(t, topo))
     conv_id = {f.index: f"c{f.index + 1}" for f in flows}
     memo = _FlowNat()
     for f in flows:
         memo.learn_first(f, topo)
     packets: list[Packet] = []
+    seen_after = _SeenAfter(tracks)
     for t in tracks:
-        place = _place(t, of_track)
+        place = _place(t, of_track, topo)
         cls = path_class(t)
         skipped, verdict = _skips_and_verdict(t, place, cls, topo, facts)
+        later = seen_after.find(t) if not verdict.code.passed else None
+        if later is not None:
+            verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
             role=place.role if t.l3() is not None else "unknown", path=cls, summary=describe_packet(t),

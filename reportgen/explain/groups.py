@@ -23,7 +23,7 @@ def behaviour(p: Packet) -> Hashable:
         tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
         tuple((s.stage, s.table, s.reason) for s in p.skipped),
         tuple((n.type, n.direction, n.by, n.field, str(n.before), str(n.after)) for n in p.nat),
-        None if p.verdict is None else (p.verdict.kind, p.verdict.where, p.verdict.rule_ref),
+        None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule_ref),
     )
 
 

@@ -10,7 +10,7 @@ reported as "not evaluated", and the walk stops there instead of guessing.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reportgen.parsers.ruleset import Match, Rule, Ruleset
 
@@ -36,6 +36,7 @@ class PacketView:
     physout: str = ""
     ctstate: str | None = None  # NEW / ESTABLISHED (None: unknown)
     local_addrs: frozenset[str] | None = None  # None: unknown
+    mark: int | None = None  # skb->mark (None: unknown)
 
 
 @dataclass
@@ -117,6 +118,10 @@ def match_one(m: Match, p: PacketView) -> bool | None:
         res = _ifname(p.physin if m.opt == "--physdev-in" else p.physout, v)
     elif m.opt == "--physdev-is-bridged":
         res = bool(p.physout)
+    elif m.opt == "--mark":
+        # xt_mark.c mark_mt: (skb->mark & mask) == mark, the mask defaulting to all ones.
+        value, _, mask = v.partition("/")
+        res = None if p.mark is None else (p.mark & int(mask or "0xffffffff", 0)) == int(value, 0)
     elif m.opt in ("--comment", "--limit", "--limit-burst", "--log-prefix", "--log-level"):
         return True  # comments always match; a limit is assumed not exhausted (noted by callers)
     else:
@@ -153,6 +158,8 @@ def evaluate(rs: Ruleset, table: str, chain: str, p: PacketView, start_after: in
             continue
         ev.path.append(rule)
         t = rule.target
+        if t in ("MARK", "CONNMARK"):
+            p = replace(p, mark=None)  # the walk does not model the new mark: later --mark matches are unknown
         if t in NON_TERMINAL:
             continue
         if t == "RETURN":

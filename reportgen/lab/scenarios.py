@@ -249,6 +249,69 @@ def _reject_setup(lab: Lab) -> None:
     run(["iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "82", "-j", "REJECT"], ns=lab.host)
 
 
+# kube-proxy's iptables mode (pkg/proxy/iptables/proxier.go) for one ClusterIP service with one
+# endpoint, with masqueradeAll so the service traffic is marked for SNAT: KUBE-MARK-MASQ sets mark
+# 0x4000 and KUBE-POSTROUTING masquerades what carries it. The pod (container2) sits on the same
+# bridge as the client, as with a bridge CNI.
+CLUSTER_IP = "10.96.0.10"
+KUBE_NAT = f"""*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-SVC-WEB4EXAMPLE0000 - [0:0]
+:KUBE-SEP-WEB4POD0000000 - [0:0]
+-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+-A KUBE-SERVICES -d {CLUSTER_IP}/32 -p tcp -m comment --comment "default/web" -m tcp --dport 80 \
+-j KUBE-SVC-WEB4EXAMPLE0000
+-A KUBE-SVC-WEB4EXAMPLE0000 -d {CLUSTER_IP}/32 -p tcp -m tcp --dport 80 -j KUBE-MARK-MASQ
+-A KUBE-SVC-WEB4EXAMPLE0000 -m comment --comment "default/web -> 172.17.0.3:80" -j KUBE-SEP-WEB4POD0000000
+-A KUBE-SEP-WEB4POD0000000 -s 172.17.0.3/32 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB4POD0000000 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination 172.17.0.3:80
+COMMIT
+"""
+
+
+def _clusterip_setup(lab: Lab) -> None:
+    run(["iptables-restore", "--noflush"], ns=lab.host, input_text=KUBE_NAT)
+
+
+def _clusterip(lab: Lab) -> None:
+    lab.start("c2", TCP_SERVER.format(addr="0.0.0.0", port=80))
+    wait_listening(lab, "c2", 80)
+    out = python(lab, "c1", TCP_CLIENT.format(addr=CLUSTER_IP, port=80, timeout=5))
+    if "hello" not in out:
+        raise RuntimeError(f"ClusterIP service failed: {out}")
+
+
+def _hairpin_setup(lab: Lab) -> None:
+    """Docker with userland-proxy off (bridge driver, hairpin mode): the DNAT applies on docker0 too,
+    the "-i docker0 -j RETURN" shortcut is gone, the port's own traffic to itself is masqueraded, and
+    the bridge port has hairpin_mode on so a frame may leave by the port it came in on."""
+    h = lab.host
+    run(["iptables", "-t", "nat", "-D", "DOCKER", "-i", "docker0", "-j", "RETURN"], ns=h)
+    run(["iptables", "-t", "nat", "-D", "DOCKER", "!", "-i", "docker0", "-p", "tcp", "-m", "tcp", "--dport", "8080",
+         "-j", "DNAT", "--to-destination", "172.17.0.2:80"], ns=h)
+    run(["iptables", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT",
+         "--to-destination", "172.17.0.2:80"], ns=h)
+    run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.2/32", "-d", "172.17.0.2/32", "-p", "tcp",
+         "-m", "tcp", "--dport", "80", "-j", "MASQUERADE"], ns=h)
+    run(["bridge", "link", "set", "dev", lab.ports()[0], "hairpin", "on"], ns=h)
+
+
+def _hairpin(lab: Lab) -> None:
+    lab.start("c1", TCP_SERVER.format(addr="0.0.0.0", port=80))
+    wait_listening(lab, "c1", 80)
+    out = python(lab, "c1", TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=5))
+    if "hello" not in out:
+        raise RuntimeError(f"hairpin NAT to the published port failed: {out}")
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("container-to-container", "Container to container on docker0 (ICMP)",
              "container1 (172.17.0.2) pings container2 (172.17.0.3) once, as in the seed's first scenario.",
@@ -307,4 +370,15 @@ SCENARIOS: tuple[Scenario, ...] = (
              "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
              "bridge table, at the priorities of the iptables/ebtables tables they stand for.",
              "icmp", "colon", lambda lab: ping(lab, "c1", "203.0.113.10"), nft=True),
+    Scenario("clusterip", "Pod to a ClusterIP service on the same bridge (kube-proxy DNAT, br_netfilter)",
+             f"container1 connects to the ClusterIP {CLUSTER_IP}:80; kube-proxy-style chains (KUBE-SERVICES -> "
+             "KUBE-SVC -> KUBE-SEP) DNAT it to container2 (172.17.0.3:80) on the same bridge, so br_netfilter "
+             "bridges the DNAT'd frame again instead of routing it; KUBE-MARK-MASQ marks it 0x4000 and "
+             "KUBE-POSTROUTING masquerades it.",
+             "tcp", "colon", _clusterip, setup=_clusterip_setup),
+    Scenario("hairpin", "Container to its own published port through the host address (hairpin NAT)",
+             "container1 connects to the host's 198.51.100.10:8080, which Docker (userland-proxy off) DNATs back "
+             "to container1's own port 80; the bridge sends the frame back out the port it came from "
+             "(hairpin_mode on) and a MASQUERADE rule for the container's traffic to itself rewrites the source.",
+             "tcp", "colon", _hairpin, setup=_hairpin_setup),
 )

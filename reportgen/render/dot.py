@@ -13,7 +13,7 @@ import subprocess
 
 import graphviz
 
-from reportgen.model import Packet
+from reportgen.model import Packet, VerdictCode
 from reportgen.netfilter import EDGES, STAGES
 
 PATH_COLOR = "#c0392b"
@@ -74,13 +74,16 @@ def packet_dot(p: Packet) -> str:
         f"in: {first.physin or first.in_dev}" if first and (first.physin or first.in_dev) else "in")
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
-    kind = p.verdict.kind if p.verdict else "last-seen"
-    end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}",
-                 "unknown": f"undetermined\n{end}"}.get(kind, f"last seen\n{end}")
+    code = p.verdict.code if p.verdict else VerdictCode.LAST_SEEN
+    end_label = {VerdictCode.FORWARDED_OUT: f"out: {end}", VerdictCode.DELIVERED_TO_PORT: f"to port: {end}",
+                 VerdictCode.DELIVERED_LOCAL: end, VerdictCode.REJECTED: f"rejected\n{end}",
+                 VerdictCode.DROPPED_BY_RULE: f"dropped\n{end}", VerdictCode.DROPPED_BY_POLICY: f"dropped\n{end}",
+                 VerdictCode.UNKNOWN: f"undetermined\n{end}",
+                 }.get(code, f"last seen\n{end}")
     if p.hops and p.hops[0].predicted:
         end_label = f"predicted\n{end_label}"
     g.node("end", graphviz.escape(end_label), shape="ellipse", style="filled",
-           fillcolor="#fdedec" if kind in ("last-seen", "dropped") else "#eafaf1",
+           fillcolor="#eafaf1" if code.passed else "#fdedec",
            color=PATH_COLOR, fontcolor="#1b2631")
     on_path = set(zip(path, path[1:], strict=False))
     for src, dsts in EDGES.items():
@@ -93,7 +96,7 @@ def packet_dot(p: Packet) -> str:
         for a, b in zip(order, order[1:], strict=False):
             g.edge(_nid(a), _nid(b), color=PATH_COLOR, penwidth="2.2")
         g.edge(_nid(order[-1]), "end", color=PATH_COLOR, penwidth="2",
-               style="dashed" if kind == "last-seen" else "solid")
+               style="dashed" if code in (VerdictCode.LAST_SEEN, VerdictCode.UNKNOWN) else "solid")
     return g.source
 
 

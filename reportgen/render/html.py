@@ -64,7 +64,7 @@ def render_html(report: Report, svgs: dict[str, str] | None = None) -> str:
     first_of: dict[tuple[object, ...], str] = {}
     for p in report.packets:
         key = (p.conversation, p.role, p.path, tuple((h.stage, h.event.hook.table) for h in p.hops),
-               tuple((k.stage, k.table, k.reason) for k in p.skipped), p.verdict.kind if p.verdict else None)
+               tuple((k.stage, k.table, k.reason) for k in p.skipped), p.verdict.code if p.verdict else None)
         if key in first_of:
             same_as[p.id] = first_of[key]
         else:

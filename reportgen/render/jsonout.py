@@ -28,7 +28,9 @@ def _hop(h: Hop) -> dict[str, Any]:
         "family": h.event.hook.family,
         "table": h.event.hook.table,
         "chain": h.event.hook.chain,
-        "hook": h.event.hook.hook,
+        # An unplaced hop states no hook: it names every hook it could be.
+        "hook": h.event.hook.hook if h.event.hook.placed else None,
+        "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
         "prefix": r.prefix,
@@ -79,7 +81,8 @@ def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
                      "reason": s.reason, "explanation": s.explanation, "rule_line": _ref(s.rule_ref)}
                     for s in p.skipped],
         "verdict": None if p.verdict is None else {
-            "kind": p.verdict.kind, "where": p.verdict.where, "explanation": p.verdict.explanation,
+            "code": p.verdict.code.value, "where": p.verdict.where, "explanation": p.verdict.explanation,
+            "evidence": p.verdict.evidence,
             "rule": p.verdict.rule, "rule_line": _ref(p.verdict.rule_ref)},
     }
 

@@ -21,14 +21,15 @@ def render_markdown(report: Report) -> str:
         out += [md(report.description), ""]
     out += ["| Packet | Role | Path | Verdict |", "|---|---|---|---|"]
     for p in report.packets:
-        out.append(f"| {md(p.id)} {md(p.summary)} | {p.role} | {p.path} | {md(p.verdict.kind if p.verdict else '')}: "
+        out.append(f"| {md(p.id)} {md(p.summary)} | {p.role} | {p.path} | {md(p.verdict.code if p.verdict else '')}: "
                    f"{md(p.verdict.where if p.verdict else '')} |")
     for c in report.conversations:
         if c.prediction is not None:
             out.append(f"- {md(c.id)} prediction {c.prediction.status}: {md(c.prediction.summary)}")
     for p in report.packets:
         out += ["", f"## {md(p.id)}: {md(p.summary)}", "", f"Path: {p.path}. Verdict: "
-                f"{md(p.verdict.explanation if p.verdict else '')}", ""]
+                f"{md(p.verdict.explanation if p.verdict else '')}"
+                + (f" Evidence: {md(p.verdict.evidence)}." if p.verdict else ""), ""]
         for h in p.hops:
             r = h.event.record
             ref = f"predicted, {r.ref}" if h.predicted else r.ref

@@ -57,5 +57,6 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
         tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")
         out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason} ({s.explanation})")
     if p.verdict:
-        out.append(f"{ind}└─ verdict: {p.verdict.kind} — {p.verdict.explanation}")
+        out.append(f"{ind}└─ verdict: {p.verdict.code} — {p.verdict.explanation}")
+        out.append(f"{ind}   evidence: {p.verdict.evidence}")
     return out

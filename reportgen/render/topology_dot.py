@@ -50,7 +50,7 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     eg_port = next((r.physout or (r.out_dev if r.fmt == "ebtlog" else "") for r in reversed(hops)
                     if r.physout or (r.fmt == "ebtlog" and r.out_dev)), "")
     ip_out = next((r.out_dev for r in reversed(hops) if r.fmt != "ebtlog" and r.out_dev), "")
-    if p.path in ("local-in", "bridged-to-host") or (p.verdict and p.verdict.kind in ("dropped", "last-seen")):
+    if p.path in ("local-in", "bridged-to-host") or (p.verdict and not p.verdict.code.passed):
         pass  # a dropped packet's line ends where it was last seen, not at the interface routing chose
     elif eg_port:
         bridge = topo.bridge_of(eg_port) or ip_out or "bridge"

@@ -20,6 +20,7 @@ from reportgen.simulate.walk import Walk
 MAX_CONVERSATIONS = 200  # a prediction per conversation; a huge case gets them for its first ones only
 _THROUGH = frozenset({VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT})
 _STOPPED = frozenset({VerdictCode.DROPPED_BY_RULE, VerdictCode.DROPPED_BY_POLICY, VerdictCode.REJECTED})
+_LEFT = frozenset({VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT})
 _PROTO = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmp"}
 
 
@@ -61,8 +62,8 @@ def query_for(p: Packet) -> Query | None:
 
 def _observed_class(p: Packet) -> str:
     """through (delivered, left), stopped (dropped), or open (last seen: the trace cannot tell)."""
-    kind = p.verdict.kind if p.verdict else "last-seen"
-    return "through" if kind in ("delivered", "left") else "stopped" if kind == "dropped" else "open"
+    code = p.verdict.code if p.verdict else VerdictCode.LAST_SEEN
+    return "through" if code in _THROUGH else "stopped" if code in _STOPPED else "open"
 
 
 def _label(places: list[tuple[str, str]], i: int) -> str:
@@ -92,7 +93,7 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
         pred = predicted_places(w, seen)
         code = w.outcome.code
         ptext = f"{code.value} at {w.outcome.where}" + (f" ({w.outcome.ref})" if w.outcome.ref else "")
-        otext = f"{observed.verdict.kind if observed.verdict else 'last-seen'} at {owhere}"
+        otext = f"{observed.verdict.code.value if observed.verdict else 'last-seen'} at {owhere}"
         if code not in _THROUGH and code not in _STOPPED:
             cand = Prediction(
                 "undetermined", f"The snapshot cannot decide: {w.outcome.explanation}", ptext, otext, None, w.conditions
@@ -101,7 +102,7 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]
             pcls = "through" if code in _THROUGH else "stopped"
             i = next((k for k in range(min(len(pred), len(obs))) if pred[k] != obs[k]), min(len(pred), len(obs)))
             same_places = pred == obs
-            oleft = observed.verdict is not None and observed.verdict.kind == "left"
+            oleft = observed.verdict is not None and observed.verdict.code in _LEFT
             # A trace of the IP hooks only names the bridge a routed packet left by, not the port.
             exits = {w.outcome.where, w.pkt.route_out if w.pkt else ""}
             if same_places and pcls == ocls and oleft and owhere not in exits:

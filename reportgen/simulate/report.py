@@ -19,31 +19,24 @@ from reportgen.model import (
     RuleHit,
     Skipped,
     Verdict,
-    VerdictCode,
 )
 from reportgen.netfilter import BRIDGE, STAGES
 from reportgen.parsers.ruleset import Rule
 from reportgen.simulate.walk import ChainHop, Outcome, Walk, rule_ref
 
-# The trace explainer's verdict words for each code (Verdict.kind, until it carries the code itself).
-_KIND = {
-    VerdictCode.DELIVERED_LOCAL: "delivered",
-    VerdictCode.DELIVERED_TO_PORT: "left",
-    VerdictCode.FORWARDED_OUT: "left",
-    VerdictCode.DROPPED_BY_RULE: "dropped",
-    VerdictCode.DROPPED_BY_POLICY: "dropped",
-    VerdictCode.REJECTED: "dropped",
-    VerdictCode.UNKNOWN: "unknown",
-    VerdictCode.LAST_SEEN: "last-seen",
-}
-
 
 def model_verdict(o: Outcome) -> Verdict:
     """The report's Verdict for a predicted outcome (the code's word, where, why, the deciding rule)."""
+    evidence = (
+        f"predicted from the snapshot: rule '{o.rule.text}' ({o.ref})"
+        if o.rule is not None
+        else (f"predicted from the snapshot ({o.ref})" if o.ref else "predicted from the snapshot")
+    )
     return Verdict(
-        kind=_KIND[o.code],
+        code=o.code,
         where=o.where,
         explanation=f"Predicted: {o.explanation}",
+        evidence=evidence,
         rule=o.rule.text if o.rule is not None else None,
         rule_ref=o.ref,
     )

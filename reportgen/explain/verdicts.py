@@ -1,0 +1,185 @@
+"""Verdicts that name their evidence: what became of a packet, and which line or rule says so.
+
+A verdict is only as strong as what decided it (issue 8, "Verdicts name their evidence"):
+
+* a rule or a chain policy the trace reports, or the ruleset snapshot reaches (attribution.py);
+* the action word of a log prefix: a LOG rule does not decide anything (xt_LOG.c returns
+  XT_CONTINUE), but conventions such as ufw and firewalld log right before the rule they name, so
+  "[UFW BLOCK]" on a packet's last line is the rule author's statement that it was dropped there;
+* the exit the trace shows: an OUT at a POSTROUTING hook, or an INPUT hop;
+* nothing: then the packet was last seen, and the next hook is not traced.
+"""
+
+from __future__ import annotations
+
+from reportgen.explain.topology import Topology
+from reportgen.model import Action, Event, Verdict, VerdictCode
+from reportgen.netfilter import BRIDGE, STAGES
+
+# Hooks at which a packet is seen leaving: the OUT of a POSTROUTING hook is the device it is handed
+# to (ip_output -> ip_finish_output, net/ipv4/ip_output.c; br_forward_finish, net/bridge/br_forward.c).
+EXIT_STAGES = frozenset({"ip-post", "ip-post-br", "br-post", "br-post-out"})
+# Hooks that show local delivery: IP INPUT (ip_local_deliver) and bridge INPUT (br_pass_frame_up).
+DELIVERY_STAGES = frozenset({"ip-in", "br-in"})
+# A prefix that says the packet was dropped/rejected ends it there; ACCEPT says so only at INPUT,
+# where accepting is delivering. AUDIT, LIMIT and a bare LOG say nothing about the outcome.
+_ENDING = {Action.DROP: VerdictCode.DROPPED_BY_RULE, Action.REJECT: VerdictCode.REJECTED}
+LAST_SEEN_EVIDENCE = "last seen; the next hook is not traced"
+# How a rule-tracing source recognises hooks (sources/traces.py): such a source prints every rule
+# the packet meets, so its last line tells whether the hook's chain was finished.
+TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
+
+
+def unfinished(ev: Event) -> str | None:
+    """Where a traced packet's chain traversal stops without an accepting verdict, if it does.
+
+    A trace that ends inside a chain (a rule that continues, a jump, a return, a policy whose verdict
+    the tool did not print, as legacy TRACE's "policy:N") does not show that the hook let it pass.
+    """
+    if ev.hook.how not in TRACED or not ev.rules:
+        return None
+    last = ev.rules[-1]
+    if last.verdict.split(":")[0] == "accept" and last.kind in ("rule", "policy"):
+        return None
+    return f"{last.table} {last.chain} ({last.ref})"
+
+
+def prefix_evidence(ev: Event) -> str:
+    """Cite a prefix's action: "prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:3"."""
+    h = ev.hook
+    action = h.action.name if h.action is not None else "none"
+    conv = f", {h.convention} convention" if h.convention else ""
+    return f"prefix '{ev.record.prefix.strip()}' (action {action}{conv}) at {ev.record.ref}"
+
+
+def placement(ev: Event) -> str:
+    """Name where a hop was logged; an unplaced one names every hook it could be and why."""
+    h = ev.hook
+    if h.placed:
+        return f"at {h.label}"
+    r = ev.record
+    has = " and ".join(n for n, v in (("IN=", r.in_dev), ("OUT=", r.out_dev)) if v) or "neither IN= nor OUT="
+    return (
+        f"at {' or '.join(h.candidates)} (the line has {has} only; a prefix map would settle it)"
+        if r.in_dev or r.out_dev
+        else f"at one of {', '.join(h.candidates)} (a prefix map would settle it)"
+    )
+
+
+def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str | None]:
+    """A verdict from a prefix's action word, or a note when the packet's own lines contradict it."""
+    for i, (ev, _) in enumerate(hops):
+        action = ev.hook.action
+        if action in _ENDING:
+            later = hops[i + 1 :]
+            if later:
+                nxt = later[0][0]
+                return None, (
+                    f"The {prefix_evidence(ev)} says {action.name}, but the packet is seen after it "
+                    f"({nxt.hook.label}, {nxt.record.ref}), so it was not dropped there; the LOG rule and "
+                    "the rule it announces can match different packets."
+                )
+            where = ev.hook.label
+            verb = "Rejected" if action is Action.REJECT else "Dropped"
+            return Verdict(
+                _ENDING[action],
+                where,
+                f"{verb} {placement(ev)}: its last line carries "
+                f"the {prefix_evidence(ev)}, which logs right before the rule it names.",
+                prefix_evidence(ev),
+            ), None
+    ev, st = hops[-1]
+    at_input = ev.hook.placed and ev.hook.hook == "INPUT" and ev.hook.family != BRIDGE
+    if ev.hook.action is Action.ACCEPT and at_input:
+        return Verdict(
+            VerdictCode.DELIVERED_LOCAL,
+            "local process",
+            f"Accepted at {ev.hook.label} and so delivered to the host's own stack: the {prefix_evidence(ev)}.",
+            prefix_evidence(ev),
+        ), None
+    if ev.hook.action in (Action.AUDIT, Action.LIMIT) and at_input:
+        # Logged on the way into INPUT's rules; a later rule of the chain may still drop it unlogged.
+        return Verdict(
+            VerdictCode.UNKNOWN,
+            ev.hook.label,
+            f"Last seen at {ev.hook.label}, logged with an action word that says nothing about the outcome; "
+            "a later rule of the chain may still have dropped it.",
+            prefix_evidence(ev),
+        ), None
+    return None, None
+
+
+def last_seen(where: str, ev: Event, why: str) -> Verdict:
+    return Verdict(VerdictCode.LAST_SEEN, where, why, f"{LAST_SEEN_EVIDENCE} (last line {ev.record.ref})")
+
+
+def _exits(hops: list[tuple[Event, str]]) -> tuple[dict[str, Event], dict[str, Event]]:
+    """The bridge ports and the other devices the packet is seen leaving by (several ports: a flood)."""
+    ports: dict[str, Event] = {}
+    devs: dict[str, Event] = {}
+    for ev, st in hops:
+        r = ev.record
+        if st not in EXIT_STAGES or not ev.hook.placed:
+            continue
+        # A bridge port: PHYSOUT at the IP hooks br_netfilter calls, OUT at the bridge's own hooks.
+        if r.physout:
+            ports[r.physout] = ev  # the last line that shows the exit is cited
+        elif st in ("br-post", "br-post-out") and r.out_dev:
+            ports[r.out_dev] = ev
+        elif r.out_dev:
+            devs[r.out_dev] = ev
+    return ports, devs
+
+
+def _port_owner(topo: Topology, port: str) -> str | None:
+    peer = topo.veth_peer.get(port)  # "container2's eth0"
+    return peer.split("'s ")[0] if peer else None
+
+
+def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> Verdict:
+    """Delivered or left, from the exit hop the trace shows; last seen when it shows none."""
+    ev, st = hops[-1]
+    stop = unfinished(ev)
+    if stop is not None:
+        return Verdict(VerdictCode.LAST_SEEN, where,
+                       f"Last seen at {where}: the trace stops inside {stop} without a verdict that lets it pass, "
+                       "so the lines do not show it leave that hook.", f"{LAST_SEEN_EVIDENCE} (trace stops in {stop})")
+    if st in DELIVERY_STAGES and ev.hook.placed:
+        local = st == "ip-in"
+        what = "a local process on the host" if local else "the host's stack (passed up from the bridge)"
+        return Verdict(
+            VerdictCode.DELIVERED_LOCAL,
+            "local process" if local else "host stack",
+            f"Delivered to {what}: the trace shows it at {ev.hook.label} ({STAGES[st].title}), IN={ev.record.in_dev}.",
+            f"{STAGES[st].title} hop at {ev.record.ref}",
+        )
+    ports, devs = _exits(hops)
+    if ports:
+        names = []
+        for dev in ports:
+            owner = _port_owner(topo, dev)
+            # With PHYSOUT set, OUT is the bridge itself (br_netfilter's IP hooks).
+            br = topo.bridge_of(dev) or (ports[dev].record.out_dev if ports[dev].record.physout else None)
+            via = f"{dev} (port of {br})" if br else dev
+            names.append(f"{owner} via {via}" if owner else f"the device behind {via}")
+        cites = "; ".join(f"OUT={d} at {e.hook.label} ({e.record.ref})" for d, e in ports.items())
+        flood = " (copies of one flooded frame)" if len(ports) > 1 else ""
+        return Verdict(
+            VerdictCode.DELIVERED_TO_PORT, ", ".join(ports), f"Delivered to {' and to '.join(names)}{flood}.", cites
+        )
+    if devs:
+        dev, e = list(devs.items())[-1]
+        text = (
+            f"Handed by the IP layer to the bridge {dev}; no bridge line shows the port it left by."
+            if topo.is_bridge(dev)
+            else f"Left the host via {dev}."
+        )
+        return Verdict(VerdictCode.FORWARDED_OUT, dev, text, f"OUT={dev} at {e.hook.label} ({e.record.ref})")
+    out = ev.record.out_dev
+    chose = f" Routing chose OUT={out}, but no" if out else " No"
+    return last_seen(
+        where,
+        ev,
+        f"Last seen at {where}.{chose} POSTROUTING line shows it leave, so the "
+        "lines cannot tell whether it left or was dropped after that point.",
+    )
