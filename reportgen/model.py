@@ -293,6 +293,39 @@ class PacketGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A conversation's bottom line: one sentence, its worst verdict and what it assumed."""
+
+    conversation: str
+    sentence: str
+    worst: VerdictCode
+    assumptions: tuple[str, ...]  # inferred facts, each with what would confirm it
+
+
+@dataclass(frozen=True, slots=True)
+class Footer:
+    """A packet's footer: the packet after every rewrite, what decided and the verdict code."""
+
+    packet: str
+    final: str
+    decided_by: str
+    code: VerdictCode
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    """The case at a glance: flows, outcomes (worst first), the capture window and the host."""
+
+    flows: int
+    packets: int
+    outcomes: tuple[tuple[VerdictCode, int], ...]
+    first_stamp: float | None  # kernel time (seconds since boot) of the first and last line used
+    last_stamp: float | None
+    host: str | None
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """The simulator's prediction for a conversation's first packet, set beside what the trace shows."""
 
@@ -354,3 +387,6 @@ class Report:
     notes: tuple[str, ...] = ()
     topology: object = None  # explain.topology.Topology, for the topology diagram
     groups: tuple[PacketGroup, ...] = ()  # the packets folded by behaviour, in first-seen order
+    answers: tuple[Answer, ...] = ()  # one per conversation, in conversation order
+    footers: tuple[Footer, ...] = ()  # one per packet, in packet order
+    summary: CaseSummary | None = None

@@ -63,6 +63,11 @@ class Topology:
                 return br
         return None
 
+    def port_owner(self, port: str) -> str | None:
+        """The container behind a bridge port, from its veth peer ("container2's eth0" -> container2)."""
+        peer = self.veth_peer.get(port)
+        return peer.split("'s ")[0] if peer else None
+
     def is_bridge(self, dev: str) -> bool:
         return dev in self.bridges
 

@@ -131,11 +131,6 @@ def _exits(hops: list[tuple[Event, str]]) -> tuple[dict[str, Event], dict[str, E
     return ports, devs
 
 
-def _port_owner(topo: Topology, port: str) -> str | None:
-    peer = topo.veth_peer.get(port)  # "container2's eth0"
-    return peer.split("'s ")[0] if peer else None
-
-
 def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> Verdict:
     """Delivered or left, from the exit hop the trace shows; last seen when it shows none."""
     ev, st = hops[-1]
@@ -157,7 +152,7 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
     if ports:
         names = []
         for dev in ports:
-            owner = _port_owner(topo, dev)
+            owner = topo.port_owner(dev)
             # With PHYSOUT set, OUT is the bridge itself (br_netfilter's IP hooks).
             br = topo.bridge_of(dev) or (ports[dev].record.out_dev if ports[dev].record.physout else None)
             via = f"{dev} (port of {br})" if br else dev

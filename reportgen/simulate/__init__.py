@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reportgen.explain.answer import answer_case
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import Endpoint, InputFile, Packet, Report, Snapshot, VerdictCode
 from reportgen.simulate.chains import base_chains, hairpin_modes
@@ -231,6 +232,7 @@ def simulate_report(
     b = Endpoint(first.dst, first.dport) if first else Endpoint(s.dst.addr or "host", None)
     conv = conversation_of("c1", s.proto, a, b, packets)
     title = f"Simulation: {s.proto} from {s.src.name} to {s.dst.name}"
+    groups, answers, footers, summary = answer_case((conv,), packets, topo)
     return Report(
         name=name,
         title=title,
@@ -246,6 +248,10 @@ def simulate_report(
         lines=(),
         notes=s.assumptions,
         topology=topo,
+        groups=groups,
+        answers=answers,
+        footers=footers,
+        summary=summary,
     )
 
 

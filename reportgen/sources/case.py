@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from reportgen.errors import InputError
+from reportgen.explain.answer import answer_case
 from reportgen.explain.correlate import correlate, merge_sources
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import build_topology
@@ -293,6 +294,7 @@ def build_report(spec: CaseSpec) -> Report:
     from reportgen.simulate.compare import predict_conversations
 
     convs = predict_conversations(convs, packets, tuple(snaps), topo)
+    groups, answers, footers, summary = answer_case(convs, packets, topo)
     total = sum(counts.values())
     files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
     files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
@@ -304,6 +306,7 @@ def build_report(spec: CaseSpec) -> Report:
         conversations=tuple(convs), packets=tuple(packets), lines_total=total,
         lines_used=total - sum(u.count for u in unused),
         unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
+        groups=groups, answers=answers, footers=footers, summary=summary,
     )
 
 

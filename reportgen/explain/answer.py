@@ -1,0 +1,276 @@
+"""Answer first: one sentence per conversation, a footer per packet and a case summary.
+
+Everything here is read off facts the explainer already established (verdicts with their evidence,
+NAT steps, skipped hooks, hook placement, folded groups): it words them, it decides nothing new.
+Every fact that was inferred rather than seen is listed as an assumption, with what would settle it
+(in the spirit of ovn-trace's "assuming ct_state=...").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from reportgen.explain.topology import Topology
+from reportgen.model import (
+    Answer,
+    CaseSummary,
+    Conversation,
+    Endpoint,
+    Footer,
+    LogRecord,
+    Packet,
+    PacketGroup,
+    VerdictCode,
+)
+
+# Worst first: what an on-call engineer needs to see before anything else.
+SEVERITY = (
+    VerdictCode.DROPPED_BY_RULE,
+    VerdictCode.DROPPED_BY_POLICY,
+    VerdictCode.REJECTED,
+    VerdictCode.LAST_SEEN,
+    VerdictCode.UNKNOWN,
+    VerdictCode.FORWARDED_OUT,
+    VerdictCode.DELIVERED_TO_PORT,
+    VerdictCode.DELIVERED_LOCAL,
+)
+_RANK = {code: n for n, code in enumerate(SEVERITY)}
+# ICMP types by name (RFC 792 for ICMP, RFC 4443 for ICMPv6): echo and the common errors.
+_ICMP_WORDS = {
+    ("ICMP", 8): "echo request",
+    ("ICMP", 0): "echo reply",
+    ("ICMP", 3): "destination unreachable",
+    ("ICMP", 11): "time exceeded",
+    ("ICMPv6", 128): "echo request",
+    ("ICMPv6", 129): "echo reply",
+    ("ICMPv6", 1): "destination unreachable",
+    ("ICMPv6", 3): "time exceeded",
+}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s" if not word.endswith("s") else f"{n} {word}es"
+
+
+def _record(p: Packet) -> LogRecord | None:
+    """The richest IP record of a packet (nf_log lines carry flags and ICMP ids; ebtables' may not)."""
+    ips = [h.event.record for h in p.hops if h.event.record.src or h.event.record.redacted]
+    return next((r for r in ips if r.fmt == "nflog"), ips[0] if ips else None)
+
+
+def packet_word(p: Packet) -> str:
+    """Name what a packet is: SYN, SYN-ACK, segment, datagram, echo request, frame."""
+    r = _record(p)
+    if r is None:
+        return "frame"
+    if r.proto == "TCP":
+        flags = set(r.tcp_flags)
+        if "SYN" in flags:
+            return "SYN-ACK" if "ACK" in flags else "SYN"
+        return "RST" if "RST" in flags else "FIN" if "FIN" in flags else "segment"
+    if r.proto == "UDP":
+        return "datagram"
+    if r.proto in ("ICMP", "ICMPv6"):
+        word = _ICMP_WORDS.get((r.proto, r.icmp_type if r.icmp_type is not None else -1))
+        return word or "ICMP message"
+    return "packet"
+
+
+def _addr(topo: Topology, addr: str) -> str:
+    name = topo.names.get(addr)
+    return f"{name} ({addr})" if name else addr
+
+
+def _endpoint(topo: Topology, ep: Endpoint, proto: str) -> str:
+    """An endpoint as a reader names it: ICMP ids are not ports, so they are left out here."""
+    if proto in ("ICMP", "ICMPv6") or ep.port is None:
+        return _addr(topo, ep.addr)
+    return f"{_addr(topo, ep.addr)}:{ep.port}"
+
+
+def fate(p: Packet, topo: Topology) -> str:
+    """Word a packet's verdict: where it ended and what decided it."""
+    v = p.verdict
+    if v is None:
+        return "outcome not established"
+    rule = f" by rule '{v.rule}'" + (f" ({v.rule_ref})" if v.rule_ref else "") if v.rule else ""
+    if v.code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
+        verb = "dropped" if v.code is VerdictCode.DROPPED_BY_RULE else "rejected"
+        return f"{verb} in {v.where}{rule}" if rule else f"{verb} at {v.where} ({v.evidence})"
+    if v.code is VerdictCode.DROPPED_BY_POLICY:
+        return f"dropped by the policy of {v.where} ({v.evidence})"
+    if v.code is VerdictCode.FORWARDED_OUT:
+        return f"routed out {v.where}"
+    if v.code is VerdictCode.DELIVERED_TO_PORT:
+        ports = [w.strip() for w in v.where.split(",")]
+        named = [f"{topo.port_owner(port)} via {port}" if topo.port_owner(port) else port for port in ports]
+        return "delivered to " + " and ".join(named)
+    if v.code is VerdictCode.DELIVERED_LOCAL:
+        return f"delivered to the {v.where}"
+    if v.code is VerdictCode.LAST_SEEN:
+        return f"last seen at {v.where}; the trace does not show what came next"
+    return f"outcome unknown at {v.where} ({v.evidence})"
+
+
+def _nat_words(p: Packet, proto: str) -> list[str]:
+    out = []
+    for n in p.nat:
+        if n.direction == "original" and n.by == "rule":
+            # An ICMP echo id stands in for a port in conntrack's tuple; it is not a port to a reader.
+            after = n.after.addr if proto in ("ICMP", "ICMPv6") else str(n.after)
+            rule = f" ({n.hook} rule '{n.rule}'" + (f", {n.rule_ref})" if n.rule_ref else ")") if n.rule else ""
+            out.append(f"{n.type} to {after}{rule}")
+    return out
+
+
+def _reply_words(p: Packet) -> str:
+    rev = [n for n in p.nat if n.direction == "reply"]
+    return f"{' and '.join(sorted({n.type for n in rev}))} reversed by conntrack, " if rev else ""
+
+
+def _group_phrase(groups: Sequence[tuple[PacketGroup, Packet]], packets: dict[str, Packet], topo: Topology) -> str:
+    """Say what the packets of some groups did, one clause per fate: "4 SYNs dropped in ..."."""
+    words: dict[str, Counter[str]] = {}
+    for g, first in groups:
+        # Groups share a fate when their representatives do (same verdict code, place and rule).
+        counts = words.setdefault(fate(first, topo), Counter())
+        for pid in g.packets:
+            counts[packet_word(packets[pid])] += 1
+    parts = []
+    for what, counts in words.items():
+        total = sum(counts.values())
+        if len(counts) == 1:
+            parts.append(f"{_plural(total, next(iter(counts)))} {what}")
+        else:
+            kinds = ", ".join(_plural(n, w) for w, n in counts.items())
+            parts.append(f"{_plural(total, 'packet')} ({kinds}) {what}")
+    return "; ".join(parts)
+
+
+def conversation_answer(
+    conv: Conversation, packets: dict[str, Packet], groups: Sequence[PacketGroup], topo: Topology
+) -> Answer:
+    """One sentence for a conversation, its worst verdict and what it assumed."""
+    mine = [(g, packets[g.first]) for g in groups if g.conversation == conv.id]
+    requests = [(g, p) for g, p in mine if p.role == "request"]
+    replies = [(g, p) for g, p in mine if p.role == "reply"]
+    related = [(g, p) for g, p in mine if p.role == "related"]
+    a, b = conv.original
+    head = f"{_endpoint(topo, a, conv.proto)} → {_endpoint(topo, b, conv.proto)} {conv.proto}"
+    clauses = []
+    if requests:
+        text = _group_phrase(requests, packets, topo)
+        nat = _nat_words(requests[0][1], conv.proto)
+        clauses.append(text + (f", {', '.join(nat)}" if nat else ""))
+    if replies:
+        first = replies[0][1]
+        clauses.append(f"reply: {_reply_words(first)}{_group_phrase(replies, packets, topo)}")
+    elif requests:
+        clauses.append("no reply in the trace")
+    if related:
+        clauses.append(f"related: {_group_phrase(related, packets, topo)}")
+    members = [packets[pid] for g, _ in mine for pid in g.packets]
+    codes = [p.verdict.code for p in members if p.verdict]
+    worst = min(codes, key=_RANK.__getitem__) if codes else VerdictCode.UNKNOWN
+    assumptions = tuple(dict.fromkeys(a for p in members for a in assumptions_of(p, topo)))
+    if conv.prediction is not None:
+        assumptions += tuple(f"prediction assumes {c}" for c in conv.prediction.conditions)
+    return Answer(conv.id, f"{head}: {'; '.join(clauses)}.", worst, assumptions)
+
+
+def assumptions_of(p: Packet, topo: Topology) -> list[str]:
+    """The inferred facts of one packet, each with what would confirm it."""
+    out = []
+    for h in p.hops:
+        hook = h.event.hook
+        if not hook.placed:
+            r = h.event.record
+            io = "IN= and OUT=" if r.in_dev and r.out_dev else "IN= only" if r.in_dev else "OUT= only"
+            out.append(
+                f"{r.ref} is placed at {' or '.join(hook.candidates)} from {io}; "
+                "a prefix map entry or the ruleset's LOG rule would settle the hook"
+            )
+    if any(s.reason == "conntrack" for s in p.skipped) and not topo.conntrack:
+        out.append(
+            "the nat table was skipped because the connection was already known to conntrack; "
+            "a conntrack -L snapshot would confirm the entry"
+        )
+    v = p.verdict
+    if v is not None:
+        if "evaluating the ruleset snapshot" in v.evidence:
+            out.append(
+                f"the {v.code.value} verdict comes from evaluating the ruleset snapshot, not from a logged "
+                "verdict; a rule trace (xtables-monitor --trace or nft monitor trace) would confirm it"
+            )
+        elif v.evidence.startswith("prefix "):
+            out.append(
+                f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}); "
+                "the ruleset snapshot would show the rule after the LOG rule"
+            )
+        elif v.code is VerdictCode.LAST_SEEN:
+            out.append(
+                f"what happened after {v.where} is not traced; a LOG rule at the next hook, "
+                "or a rule trace, would settle it"
+            )
+    return out
+
+
+def footer(p: Packet) -> Footer:
+    """The packet after every rewrite, what decided its fate and its verdict code."""
+    r = _record(p)
+    if r is None:
+        first = p.hops[0].event.record if p.hops else None
+        final = f"frame {first.mac_src} → {first.mac_dst}" if first else "no header logged"
+    else:
+        src = "redacted" if "src" in r.redacted else r.src or "?"
+        dst = "redacted" if "dst" in r.redacted else r.dst or "?"
+        sport, dport = r.sport, r.dport
+        for n in p.nat:
+            if n.field == "source":
+                src, sport = n.after.addr, n.after.port if n.after.port is not None else sport
+            else:
+                dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
+        if r.proto in ("ICMP", "ICMPv6"):
+            ident = f" id {r.icmp_id} seq {r.icmp_seq}" if r.icmp_id is not None else ""
+            final = f"{r.proto} {packet_word(p)} {src} → {dst}{ident}"
+        elif sport is not None or dport is not None:
+            final = f"{r.proto} {Endpoint(src, sport)} → {Endpoint(dst, dport)}"
+        else:
+            final = f"{r.proto or 'IP'} {src} → {dst}"
+    v = p.verdict
+    return Footer(p.id, final, v.evidence if v else "nothing in the trace", v.code if v else VerdictCode.UNKNOWN)
+
+
+def case_summary(packets: Iterable[Packet], flows: int, topo: Topology) -> CaseSummary:
+    """Count outcomes (worst first), the capture's kernel-time window and the host."""
+    counts: Counter[VerdictCode] = Counter()
+    stamps: list[float] = []
+    n = 0
+    for p in packets:
+        n += 1
+        counts[p.verdict.code if p.verdict else VerdictCode.UNKNOWN] += 1
+        stamps += [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
+    outcomes = tuple((c, counts[c]) for c in SEVERITY if counts[c])
+    host = topo.sysctl.get("kernel.hostname")
+    first, last = (min(stamps), max(stamps)) if stamps else (None, None)
+    parts = [f"{_plural(flows, 'flow')}, {_plural(n, 'packet')}"]
+    if outcomes:
+        parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
+    if first is not None and last is not None:
+        parts.append(f"kernel time {first:.3f}–{last:.3f} s ({last - first:.1f} s)")
+    if host:
+        parts.append(f"host {host}")
+    return CaseSummary(flows, n, outcomes, first, last, host, "; ".join(parts) + ".")
+
+
+def answer_case(
+    convs: Sequence[Conversation], packets: Sequence[Packet], topo: Topology
+) -> tuple[tuple[PacketGroup, ...], tuple[Answer, ...], tuple[Footer, ...], CaseSummary]:
+    """Fold the packets and word the case: groups, one answer per conversation, footers, summary."""
+    from reportgen.explain.groups import group_packets
+
+    groups = group_packets(packets)
+    by_id = {p.id: p for p in packets}
+    answers = tuple(conversation_answer(c, by_id, groups, topo) for c in convs)
+    return groups, answers, tuple(footer(p) for p in packets), case_summary(packets, len(convs), topo)
