@@ -275,15 +275,12 @@ class Visit:
     rules: list[RuleHit] = field(default_factory=list)
     extra: list[LineRef] = field(default_factory=list)
     place: Placement | None = None
+    bases: list[str] = field(default_factory=list)  # further base chains at the same hook (merged)
 
     def record(self) -> LogRecord:
         f = dict(self.fields)
         if f.get("proto") is None and self.fmt == "xtmon":
-            # A rule line is only sent for a rule whose matches all passed (nf_tables_core.c
-            # nft_trace_packet after the rule's expressions), so "-p udp" in it proves the protocol.
-            proto = next((p for r in self.rules if r.kind == "rule" for p in _IPT_PROTO.findall(r.text)), None)
-            if proto:
-                f["proto"] = _PROTO_NAMES.get(proto, proto.upper())
+            f["proto"] = rule_proto(self.rules)
         in_dev, out_dev = str(f.pop("in_dev", "")), str(f.pop("out_dev", ""))
         return LogRecord(
             ref=self.ref,
@@ -295,6 +292,14 @@ class Visit:
             out_dev=out_dev,
             **f,  # type: ignore[arg-type]
         )
+
+
+def rule_proto(rules: list[RuleHit]) -> str | None:
+    """The protocol a matched iptables rule proves: a rule line is only sent for a rule whose matches
+    all passed (nf_tables_core.c: nft_trace_packet runs after the rule's expressions), so "-p udp" in
+    it (not "! -p udp") proves the packet is UDP."""
+    proto = next((p for r in rules if r.kind == "rule" for p in _IPT_PROTO.findall(r.text)), None)
+    return _PROTO_NAMES.get(proto, proto.upper()) if proto else None
 
 
 _IPT_PROTO = re.compile(r"(?<!! )-p (tcp|udp|icmp|ipv6-icmp|icmpv6|udplite|sctp|dccp)\b")
@@ -540,7 +545,7 @@ def _nft_fields(rest: str) -> dict[str, object]:
             if nxt == "type":
                 f["icmp_type"] = _ICMP_TYPES.get(v, int(v) if v.isdigit() else None)
             elif nxt == "code":
-                f["icmp_code"] = int(v) if v.isdigit() else None
+                f["icmp_code"] = int(v) if v.isdigit() else _ICMP_CODES[t].get(v)
             elif nxt == "id":
                 f["icmp_id"] = _num(v)
             else:
@@ -548,6 +553,30 @@ def _nft_fields(rest: str) -> dict[str, object]:
     return f
 
 
+# The header fields that tell one packet from another (a later chain may rewrite marks or DSCP).
+_PACKET_KEYS = ("src", "dst", "ipid", "sport", "dport", "icmp_id", "icmp_seq", "flowlabel", "tcp_flags")
+# nftables src/proto.c icmp_code_tbl / icmpv6_code_tbl: nft prints an ICMP code by these names (1.0.6
+# does so even for echo requests, whose code 0 shows as "net-unreachable").
+_ICMP_CODES = {
+    "icmp": {
+        "net-unreachable": 0,
+        "host-unreachable": 1,
+        "prot-unreachable": 2,
+        "port-unreachable": 3,
+        "frag-needed": 4,
+        "net-prohibited": 9,
+        "host-prohibited": 10,
+        "admin-prohibited": 13,
+    },
+    "icmpv6": {
+        "no-route": 0,
+        "admin-prohibited": 1,
+        "addr-unreachable": 3,
+        "port-unreachable": 4,
+        "policy-fail": 5,
+        "reject-route": 6,
+    },
+}
 _ICMP_TYPES = {
     "echo-reply": 0,
     "destination-unreachable": 3,
@@ -650,6 +679,8 @@ class XtablesMonitorParser(TraceParser):
             pending = self.open.get(tid)
             if pending is not None and not pending.text:
                 # ≤ 1.8.6 printed the rule line before the PACKET line: complete that visit.
+                if fields.get("proto") is None and rule_proto(pending.rules):
+                    fields["proto"] = rule_proto(pending.rules)
                 pending.ref, pending.text, pending.fields = ref, text, dict(fields)
                 return out, True
             out += list(self._close(tid))
@@ -685,6 +716,9 @@ class XtablesMonitorParser(TraceParser):
         head, sep, target = verdict.partition(":")  # JUMP:DOCKER-USER: the chain name keeps its case
         verdict = head.lower() + sep + target
         v.rules.append(RuleHit(table, chain, kind, verdict, rule, handle, ref))
+        seen = self.packets.get(tid)
+        if seen is not None and seen.fields.get("proto") is None and rule_proto(v.rules):
+            seen.fields["proto"] = rule_proto(v.rules)  # the later walks of this packet line share it
         if _ends_visit(kind, verdict) and v.text:
             out += list(self._close(tid))
         return out, True
@@ -720,13 +754,27 @@ class NftTraceParser(TraceParser):
             self.held = v
         return out
 
-    def _same_hook(self, tid: str, family: str, table: str, chain: str) -> Visit | None:
-        """The held visit of this trace id, when this chain is another base chain at its hook."""
+    def _same_hook(
+        self, tid: str, family: str, table: str, chain: str, fields: dict[str, object] | None = None
+    ) -> Visit | None:
+        """The held visit of this trace id, when this chain is another base chain at its hook.
+
+        A base chain is walked once per packet at a hook, so a chain the held visit already walked
+        starts a new packet; so does a packet line whose headers differ (trace ids are reused: seen
+        on this machine for two pings, nftables 1.0.6, kernel 6.18).
+        """
         h = self.held
         if h is None or h.trace_id != tid or h.table != table or h.family != family or h.place is None:
             return None
+        if chain == h.chain or chain in h.bases:
+            return None
+        if fields is not None and any(fields.get(k) != h.fields.get(k) for k in _PACKET_KEYS):
+            return None
         p = place_chain(family, table, chain, self.chain_hooks)
-        return h if h.place.hook is not None and p.hook == h.place.hook else None
+        if h.place.hook is None or p.hook != h.place.hook:
+            return None
+        h.bases.append(chain)
+        return h
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
@@ -749,7 +797,7 @@ class NftTraceParser(TraceParser):
                 fields["l3"] = "arp"
             elif fam in (IPV4, IPV6):
                 fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
-            merged = self._same_hook(tid, fam, table, chain)
+            merged = self._same_hook(tid, fam, table, chain, fields)
             if merged is not None:
                 self.held = None
                 merged.extra.append(ref)  # the event keeps the first base chain's packet line
@@ -764,7 +812,7 @@ class NftTraceParser(TraceParser):
                 new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
             return out, True
         v: Visit | None = self.open.get(tid)
-        if v is not None and (v.table, v.chain) != (table, chain) and self._is_base(v, table, chain):
+        if v is not None and self._is_base(v, table, chain):
             out += self._close_nft(tid)
             v = None
         if v is None:
@@ -802,7 +850,9 @@ class NftTraceParser(TraceParser):
 
     def _is_base(self, v: Visit, table: str, chain: str) -> bool:
         """A line from another table, or from a chain no rule of this visit jumped to, is a new visit."""
-        return table != v.table or not self._jumped_to(v, chain)
+        if table != v.table:
+            return True
+        return chain != v.chain and chain not in v.bases and not self._jumped_to(v, chain)
 
 
 def _ends_visit(kind: str, verdict: str) -> bool:
