@@ -338,3 +338,21 @@ def test_walk_cut_before_its_builtin_line_is_placed_when_one_hook_remains(tmp_pa
     r = _report(tmp_path, "kern.log", log[9] + "\n")
     [h] = [h.event.hook for p in r.packets for h in p.hops]
     assert (h.hook, h.placed, h.family) == (FORWARD, True, IPV4)
+
+
+def test_one_packet_line_then_walks_of_two_tables_without_a_policy_line_between():
+    # Real lines (tests/fixtures/traces/xtmon-1.8.9-bridge-netdev-arp-inet.txt, lines 1, 2, 5, 6), with
+    # the policy line of the first walk left out, as a grep'ed paste does; and a SYN flag: TCP.
+    lines = [
+        "PACKET: 1 e65966c8 IN=br0 NFPROTO=2 MACSRC=b2:b7:15:a0:b7:e6 MACDST=82:78:40:17:ea:68 MACPROTO=0800 "
+        "SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x0 TTL=64 ID=64930 DF SPORT=1 DPORT=2 SYN ",
+        " TRACE: 1 e65966c8 rgt2:p1:rule:0x2:CONTINUE  ",
+        " TRACE: 7 e65966c8 rgt:f1:rule:0x2:CONTINUE  ",
+        " TRACE: 7 e65966c8 rgt:f1:policy:ACCEPT ",
+    ]
+    got = _visits(XtablesMonitorParser(), lines)
+    assert [(v.family, v.table, v.ref.line, [r.ref.line for r in v.rules]) for v in got] == [
+        (INET, "rgt2", 1, [2]),
+        (BRIDGE, "rgt", 1, [3, 4]),
+    ]
+    assert {v.record().proto for v in got} == {"TCP"}  # only TCP prints flags (xtables-monitor.c)

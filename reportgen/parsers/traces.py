@@ -279,8 +279,6 @@ class Visit:
 
     def record(self) -> LogRecord:
         f = dict(self.fields)
-        if f.get("proto") is None and self.fmt == "xtmon":
-            f["proto"] = rule_proto(self.rules)
         in_dev, out_dev = str(f.pop("in_dev", "")), str(f.pop("out_dev", ""))
         return LogRecord(
             ref=self.ref,
@@ -716,9 +714,11 @@ class XtablesMonitorParser(TraceParser):
         head, sep, target = verdict.partition(":")  # JUMP:DOCKER-USER: the chain name keeps its case
         verdict = head.lower() + sep + target
         v.rules.append(RuleHit(table, chain, kind, verdict, rule, handle, ref))
+        proto = rule_proto(v.rules[-1:])
         seen = self.packets.get(tid)
-        if seen is not None and seen.fields.get("proto") is None and rule_proto(v.rules):
-            seen.fields["proto"] = rule_proto(v.rules)  # the later walks of this packet line share it
+        for fields in (v.fields, seen.fields if seen is not None else {}):
+            if proto and fields.get("proto") is None:
+                fields["proto"] = proto  # later walks of the same packet line share it
         if _ends_visit(kind, verdict) and v.text:
             out += list(self._close(tid))
         return out, True
