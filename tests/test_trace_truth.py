@@ -356,3 +356,19 @@ def test_one_packet_line_then_walks_of_two_tables_without_a_policy_line_between(
         (BRIDGE, "rgt", 1, [3, 4]),
     ]
     assert {v.record().proto for v in got} == {"TCP"}  # only TCP prints flags (xtables-monitor.c)
+
+
+def test_a_matched_rule_proves_the_protocol_for_every_walk_of_the_packet_line():
+    # The real UDP packet line of the capture; its rule line as iptables 1.8.9 prints an iptables-nft
+    # rule (the man page's "-4 -t raw -A PREROUTING -p icmp -j TRACE" with -p udp): only a rule whose
+    # matches all passed is traced, so the packet is UDP, in this walk and in the next table's.
+    lines = [
+        "PACKET: 2 969ba5bf IN=br0 MACSRC=b2:b7:15:a0:b7:e6 MACDST=82:78:40:17:ea:68 MACPROTO=0800 SRC=192.0.2.1 "
+        "DST=192.0.2.2 LEN=29 TOS=0x0 TTL=64 ID=16829 DF SPORT=48376 DPORT=5353 ",
+        " TRACE: 2 969ba5bf raw:PREROUTING:rule:0x3:CONTINUE  -4 -t raw -A PREROUTING -p udp -j TRACE",
+        " TRACE: 2 969ba5bf raw:PREROUTING:policy:ACCEPT ",
+        " TRACE: 2 969ba5bf filter:INPUT:policy:ACCEPT ",
+    ]
+    got = _visits(XtablesMonitorParser(), lines)
+    assert [(v.table, v.record().proto) for v in got] == [("raw", "UDP"), ("filter", "UDP")]
+    assert _visits(XtablesMonitorParser(), lines[:1])[0].record().proto is None
