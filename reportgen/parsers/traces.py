@@ -90,7 +90,8 @@ def device_hooks(in_dev: str, out_dev: str) -> tuple[str, ...]:
     with (in, out); __ip_local_out() calls OUTPUT with (NULL, out); ip_output() calls POSTROUTING
     with (skb->dev, out), where skb->dev is the input device of a forwarded packet and unset for a
     local one (net/ipv4/ip_input.c, ip_forward.c, ip_output.c; the bridge hooks pass the ports the
-    same way: net/bridge/br_input.c, br_forward.c).
+    same way: net/bridge/br_input.c, br_forward.c). br_netfilter's POSTROUTING passes (NULL, out)
+    (net/bridge/br_netfilter_hooks.c br_nf_post_routing), so POSTROUTING appears in both sets.
     """
     if in_dev and out_dev:
         return (FORWARD, POSTROUTING)
