@@ -372,3 +372,48 @@ def test_a_matched_rule_proves_the_protocol_for_every_walk_of_the_packet_line():
     got = _visits(XtablesMonitorParser(), lines)
     assert [(v.table, v.record().proto) for v in got] == [("raw", "UDP"), ("filter", "UDP")]
     assert _visits(XtablesMonitorParser(), lines[:1])[0].record().proto is None
+
+
+# The ruleset of the namespace the nft capture came from, as nft 1.0.6 lists it (tables made with
+# "nft add chain ... '{ type filter hook H [device D] priority 0; }'"; a comment added to show that a
+# chain comment before the type line does not hide the hook).
+CAPTURE_RULESET = """table bridge rgt {
+\tchain f1 {
+\t\tcomment "bridge forward"
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table inet rgt2 {
+\tchain p1 {
+\t\ttype filter hook prerouting priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table arp rgt3 {
+\tchain in1 {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table netdev rgt4 {
+\tchain ing {
+\t\ttype filter hook ingress device "va" priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+"""
+
+
+def test_snapshot_places_chains_of_every_family(tmp_path: Path):
+    trace = (FIX / "nft-1.0.6-netdev-bridge-arp-inet.txt").read_text()
+    r = _report(tmp_path, "trace.txt", trace, ("ruleset.nft", CAPTURE_RULESET))
+    placed = {
+        (h.event.hook.family, h.event.hook.chain, h.event.hook.hook, h.event.hook.placed)
+        for p in r.packets
+        for h in p.hops
+    }
+    assert placed == {(BRIDGE, "f1", FORWARD, True), (INET, "p1", PREROUTING, True), (ARP, "in1", INPUT, True)}
+    assert {u.reason for u in r.unused} == {
+        "nft netdev chain rgt4 ing: its hook has no stage in reportgen's hook graph"
+    }

@@ -67,6 +67,8 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         if line == "}":
             chain = None
             continue
+        if line.startswith('comment "') and not chain["rules"] and chain["hook"] is None:
+            continue  # nft prints a chain's comment before its "type ... hook ..." line
         base = _BASE.match(line)
         if base and not chain["rules"]:
             chain.update(
