@@ -14,15 +14,11 @@ from typing import Any
 # "nft -a list ruleset" ends table and chain lines with "# handle N" too.
 _TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{(?: # handle \d+)?$")
 _CHAIN = re.compile(r"^chain (?P<name>\S+) \{(?: # handle \d+)?$")
-_BASE = re.compile(
-    r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
-    r"(?: policy (?P<policy>\w+);)?"
-)
+_BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
+                   r"(?: policy (?P<policy>\w+);)?")
 _HANDLE = re.compile(r"\s*# handle (\d+)$")
-_VERDICT = re.compile(
-    r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
-    r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$"
-)
+_VERDICT = re.compile(r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
+                      r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$")
 
 
 def parse_nft_ruleset(text: str) -> dict[str, Any]:
@@ -48,15 +44,8 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         if chain is None:
             m = _CHAIN.match(line)
             if m:
-                chain = {
-                    "name": m.group("name"),
-                    "type": None,
-                    "hook": None,
-                    "priority": None,
-                    "policy": None,
-                    "rules": [],
-                    "line": n,
-                }
+                chain = {"name": m.group("name"), "type": None, "hook": None, "priority": None, "policy": None,
+                         "rules": [], "line": n}
                 table["chains"].append(chain)
             elif line == "}":
                 table = None
@@ -71,25 +60,15 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
             continue  # nft prints a chain's comment before its "type ... hook ..." line
         base = _BASE.match(line)
         if base and not chain["rules"]:
-            chain.update(
-                type=base.group("type"),
-                hook=base.group("hook"),
-                priority=base.group("prio").strip(),
-                policy=base.group("policy"),
-            )
+            chain.update(type=base.group("type"), hook=base.group("hook"), priority=base.group("prio").strip(),
+                         policy=base.group("policy"))
             continue
         h = _HANDLE.search(line)
         body = _HANDLE.sub("", line)
         verdict = _VERDICT.search(body)
-        chain["rules"].append(
-            {
-                "text": body,
-                "handle": int(h.group(1)) if h else None,
-                "line": n,
-                "verdict": verdict.group(1) if verdict else None,
-                "log_prefix": _log_prefix(body),
-            }
-        )
+        chain["rules"].append({"text": body, "handle": int(h.group(1)) if h else None, "line": n,
+                               "verdict": verdict.group(1) if verdict else None,
+                               "log_prefix": _log_prefix(body)})
     return {"tables": tables, "objects_skipped": objects}
 
 

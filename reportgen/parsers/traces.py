@@ -236,11 +236,10 @@ BASE_CHAINS: dict[tuple[str, str, str], str] = {
 
 @dataclass(frozen=True)
 class Placement:
-    """The hook of a base chain, or every hook it could be at, and the evidence for it."""
+    """The hook of a base chain, or every hook it could be at."""
 
     hook: str | None
     candidates: tuple[str, ...]
-    evidence: str
 
 
 ChainHooks = dict[tuple[str, str, str], str]  # (family, table, chain) -> hook, from a ruleset snapshot
@@ -250,11 +249,11 @@ def place_chain(family: str, table: str, chain: str, snapshot: ChainHooks) -> Pl
     """Place a traced base chain from the snapshot or the generator table; else all the family's hooks."""
     hook = snapshot.get((family, table, chain))
     if hook is not None:
-        return Placement(hook, (), "the nft ruleset snapshot")
+        return Placement(hook, ())
     hook = BASE_CHAINS.get((family, table, chain))
     if hook is not None:
-        return Placement(hook, (), "a base chain every such ruleset has")
-    return Placement(None, FAMILY_HOOKS.get(family, HOOKS), "")
+        return Placement(hook, ())
+    return Placement(None, FAMILY_HOOKS.get(family, HOOKS))
 
 
 # ---------------------------------------------------------------------------------------------------

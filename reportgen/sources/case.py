@@ -124,13 +124,8 @@ def _from_manifest(d: Path, manifest: Path) -> CaseSpec:
     lab = data.get("lab")
     if isinstance(lab, dict) and isinstance(lab.get("versions"), dict):
         v = lab["versions"]
-        spec.notes.append(
-            "Captured on kernel "
-            + str(v.get("kernel"))
-            + " with "
-            + ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel")
-            + "."
-        )
+        spec.notes.append("Captured on kernel " + str(v.get("kernel")) + " with " +
+                          ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel") + ".")
     return spec
 
 
@@ -158,19 +153,8 @@ def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) 
 
 
 def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
-    return (
-        rec.src,
-        rec.dst,
-        rec.ipid,
-        rec.proto,
-        rec.sport,
-        rec.dport,
-        rec.icmp_id,
-        rec.icmp_seq,
-        rec.in_dev,
-        rec.out_dev,
-        rec.tcp_seq,
-    )
+    return (rec.src, rec.dst, rec.ipid, rec.proto, rec.sport, rec.dport, rec.icmp_id, rec.icmp_seq, rec.in_dev,
+            rec.out_dev, rec.tcp_seq)
 
 
 class _LegacyTraceGrouper:
@@ -209,9 +193,8 @@ class _LegacyTraceGrouper:
     def _user_chain_start(fam: str, table: str, chain: str, rec: LogRecord) -> HookRef:
         """A walk whose built-in chain line is missing (a cut paste): the table's hooks that the
         record's devices allow; one of them is the hook, several are candidates."""
-        hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in table_hooks(table)] or list(
-            table_hooks(table) or HOOKS
-        )
+        hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in table_hooks(table)]
+        hooks = hooks or list(table_hooks(table) or HOOKS)
         if len(hooks) == 1:
             return HookRef(fam, hooks[0], table, hooks[0], "TRACE prefix")
         return HookRef(fam, hooks[0], table, chain, "TRACE prefix", candidates=tuple(hooks))
@@ -224,25 +207,14 @@ class _LegacyTraceGrouper:
         return [replace(ev, rules=tuple(hits))]
 
 
-def _file_events(
-    path: Path,
-    name: str,
-    spec: CaseSpec,
-    unused: list[UnusedLine],
-    appendix: list[tuple[LineRef, str]],
-    counts: dict[str, int],
-    chain_hooks: ChainHooks,
-) -> Iterator[Event]:
+def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
+                 appendix: list[tuple[LineRef, str]], counts: dict[str, int],
+                 chain_hooks: ChainHooks) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry."""
     head = [t for _, t in itertools.islice(read_lines(path), 50)]
     fmt = detect_trace_format(head)
-    monitor = (
-        XtablesMonitorParser(chain_hooks)
-        if fmt == "xtmon"
-        else NftTraceParser(chain_hooks)
-        if fmt == "nfttrace"
-        else None
-    )
+    monitor = (XtablesMonitorParser(chain_hooks) if fmt == "xtmon" else NftTraceParser(chain_hooks)
+               if fmt == "nfttrace" else None)
     legacy = _LegacyTraceGrouper()
     n = 0
     for n, text in read_lines(path):
@@ -291,24 +263,20 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
     if place is None or (place.hook is None and not place.candidates):
         # netdev ingress/egress: device hooks outside the IP and bridge hook graph (netfilter.py).
         for ref in (v.ref, *v.extra, *(r.ref for r in v.rules)):
-            _add_unused(
-                unused,
-                ref,
-                f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in reportgen's hook graph",
-                v.text if ref == v.ref else "",
-            )
+            _add_unused(unused, ref, f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in "
+                        "reportgen's hook graph", v.text if ref == v.ref else "")
         return
     how = "nft trace" if v.fmt == "nfttrace" else "xtables-monitor"
     table = v.table if v.table else None
+    rec = v.record()
     if place.hook is not None:
         hook = HookRef(v.family, place.hook, table, v.chain, how)
     else:
         # Not in the snapshot nor a known generator's base chain: the trace's devices narrow the hooks
         # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
-        rec = v.record()
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
         hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
-    yield Event(v.record(), hook, tuple(v.rules))
+    yield Event(rec, hook, tuple(v.rules))
 
 
 def build_report(spec: CaseSpec) -> Report:
@@ -337,9 +305,8 @@ def build_report(spec: CaseSpec) -> Report:
     appendix: list[tuple[LineRef, str]] = []
     counts: dict[str, int] = {}
     chain_hooks = _nft_chain_hooks(snaps)
-    per_file = [
-        list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks)) for p in spec.traces
-    ]
+    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks))
+                for p in spec.traces]
     events = [ev for evs in per_file for ev in evs]
     inferred = _bridges_from_events(events)
     topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
@@ -355,19 +322,10 @@ def build_report(spec: CaseSpec) -> Report:
     if len(appendix) < total:
         notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
     return Report(
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        files=files,
-        snapshots=tuple(snaps),
-        conversations=tuple(convs),
-        packets=tuple(packets),
-        lines_total=total,
+        name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
+        conversations=tuple(convs), packets=tuple(packets), lines_total=total,
         lines_used=total - sum(u.count for u in unused),
-        unused=tuple(unused),
-        lines=tuple(appendix),
-        notes=tuple(notes),
-        topology=topo,
+        unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
     )
 
 
