@@ -417,3 +417,10 @@ def test_snapshot_places_chains_of_every_family(tmp_path: Path):
     assert {u.reason for u in r.unused} == {
         "nft netdev chain rgt4 ing: its hook has no stage in reportgen's hook graph"
     }
+
+
+def test_a_packet_line_without_rule_lines_is_listed_with_its_reason(tmp_path: Path):
+    lines = (FIX / "xtmon-1.8.9-bridge-netdev-arp-inet.txt").read_text().splitlines()
+    r = _report(tmp_path, "xtmon.txt", "\n".join([lines[0], lines[3]]) + "\n")  # two PACKET lines, grep'ed
+    assert [(u.span, u.reason) for u in r.unused] == [
+        ("xtmon.txt:1-2", "trace packet line without rule lines: the chain it was seen in is not printed")]

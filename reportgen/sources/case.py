@@ -259,6 +259,10 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         for r in v.rules:
             _add_unused(unused, r.ref, "trace rule line whose packet line is missing", "")
         return
+    if not v.table:
+        _add_unused(unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed",
+                    v.text)
+        return
     place = v.place
     if place is None or (place.hook is None and not place.candidates):
         # netdev ingress/egress: device hooks outside the IP and bridge hook graph (netfilter.py).
