@@ -76,8 +76,7 @@ def _visits(parser, lines):
 
 
 def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path: Path):
-    text = "".join(line[3:] + "\n" for line in MAN_PAGE.splitlines())  # drop the man page's numbers
-    r = _report(tmp_path, "xtmon.txt", text)
+    r = _report(tmp_path, "xtmon.txt", MAN_PAGE)  # pasted with the man page's own line numbers
     [p] = r.packets
     # Lines 3-6: raw PREROUTING, then filter INPUT, both of the one PACKET line (line 2).
     assert [(h.event.hook.table, h.event.hook.hook, h.event.record.ref.line) for h in p.hops] == [
@@ -423,4 +422,19 @@ def test_a_packet_line_without_rule_lines_is_listed_with_its_reason(tmp_path: Pa
     lines = (FIX / "xtmon-1.8.9-bridge-netdev-arp-inet.txt").read_text().splitlines()
     r = _report(tmp_path, "xtmon.txt", "\n".join([lines[0], lines[3]]) + "\n")  # two PACKET lines, grep'ed
     assert [(u.span, u.reason) for u in r.unused] == [
-        ("xtmon.txt:1-2", "trace packet line without rule lines: the chain it was seen in is not printed")]
+        ("xtmon.txt:1-2", "trace packet line without rule lines: the chain it was seen in is not printed")
+    ]
+
+
+def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
+    # man(1) indents the example, and a narrow terminal wraps the PACKET record before "LEN=".
+    lines = ["       xtables-monitor --trace", ""] + ["        " + ln for ln in MAN_PAGE.splitlines()]
+    lines[3] = lines[3].replace(" LEN=84", "\n              LEN=84")
+    r = _report(tmp_path, "xtmon.txt", "\n".join(lines) + "\n")
+    [p] = r.packets
+    rec = p.hops[0].event.record
+    assert (rec.src, rec.length, rec.ipid, rec.ttl, rec.proto) == ("127.0.0.1", 84, 38349, 64, "ICMP")
+    assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.kind == "dropped"
+    # nft lines quoted with "> " (a mail or forum reply) are read as well.
+    quoted = ["> " + ln.replace("trace id 0 ", "trace id 9 ") for ln in NFT_UPSTREAM]
+    assert len(_visits(NftTraceParser(), quoted)) == 3

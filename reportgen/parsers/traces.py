@@ -57,13 +57,23 @@ _NFT = re.compile(
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
+# What pastes put before a monitor line: indentation, "> " quote marks, and the line numbers of the
+# xtables-monitor(8) EXAMPLE OUTPUT (" 1 TRACE: 2 fc475095 ...", as man(1) renders it).
+_PASTE_LEAD = re.compile(r"^[>\s]*(?:\d+\s+(?=(?:PACKET|TRACE): ))?")
+# A PACKET record that a man page or mail client wrapped: the next line holds only fields and flags.
+_XT_WRAPPED = re.compile(r"^\s*(?:(?:[A-Z]+=\S*|[A-Z]{2,3}|FRAG:\d+)\s*)+$")
+
+
+def _unquote(text: str) -> str:
+    return _PASTE_LEAD.sub("", text, count=1)
 
 # Legacy TRACE: ip_tables.c/ip6_tables.c trace_packet() logs "TRACE: %s:%s:%s:%u " (table, chain,
 # "rule"/"return"/"policy", rule number) as the prefix of a normal LOG line. Pastes sometimes lose the
 # "TRACE: " word; such a record is still recognisably TRACE when its table is one of ip_tables' own
 # (iptables(8) TABLES: raw, mangle, nat, filter, security), which no free-form prefix is likely to be.
+# The kernel ends the prefix with one space; column-aligned pastes pad it with more.
 _TRACE_PREFIX = re.compile(
-    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+) ?$"
+    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+)\s*$"
 )
 LEGACY_TABLES = frozenset({"raw", "mangle", "nat", "filter", "security"})
 
@@ -666,12 +676,29 @@ class XtablesMonitorParser(TraceParser):
 
     fmt = "xtmon"
 
+    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
+        super().__init__(chain_hooks)
+        self.wrapped: tuple[str, str] | None = None  # the last PACKET line (id, fields), if a wrap may follow
+
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         """Return (completed visits, whether the line was used)."""
         out: list[Visit] = []
-        m = _XT_PACKET.match(text)
+        line = _unquote(text)
+        m = _XT_PACKET.match(line)
+        if m is None and self.wrapped is not None and _XT_WRAPPED.match(line):
+            tid, rest = self.wrapped
+            self.wrapped = None
+            m = _XT_PACKET.match(f"PACKET: 0 {tid} {rest} {line}")
+            if m is not None and self.packets.get(tid) is not None:
+                self.packets[tid].fields.update(_xt_fields(m.group("rest")))
+                v = self.open.get(tid)
+                if v is not None and v.ref == self.packets[tid].ref:
+                    v.fields.update(self.packets[tid].fields)
+                return out, True
+        self.wrapped = None
         if m:
             tid = m.group("id")
+            self.wrapped = (tid, m.group("rest"))
             fields = _xt_fields(m.group("rest"))
             self._remember(tid, _PacketLine(ref, text, fields))
             pending = self.open.get(tid)
@@ -685,7 +712,7 @@ class XtablesMonitorParser(TraceParser):
             fam = _NFPROTO.get(m.group("fam"), "")
             self._start(ref, text, fam, "", "", tid, fields)
             return out, True
-        t = _XT_TRACE.match(text)
+        t = _XT_TRACE.match(line)
         if not t:
             return out, False
         tid, table, chain = t.group("id"), t.group("table"), t.group("chain")
@@ -778,7 +805,7 @@ class NftTraceParser(TraceParser):
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
-        m = _NFT.match(text.rstrip())
+        m = _NFT.match(_unquote(text).rstrip())
         if not m:
             return out, False
         tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
@@ -823,9 +850,10 @@ class NftTraceParser(TraceParser):
                 self.order.append(tid)
             else:
                 pkt = self.packets.get(tid)
-                if pkt is None:
-                    return out, False
-                v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
+                if pkt is None:  # the paste starts after this packet's packet line: listed as such
+                    v = self._start(ref, "", fam, table, chain, tid, {})
+                else:
+                    v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
         if kind == "policy":
             verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
         else:
@@ -864,7 +892,8 @@ def _ends_visit(kind: str, verdict: str) -> bool:
 
 def detect_trace_format(lines: list[str]) -> str | None:
     """Tell a trace-monitor file from the first lines: "xtmon", "nfttrace", or None."""
-    for line in lines:
+    for text in lines:
+        line = _unquote(text)
         if _XT_PACKET.match(line) or _XT_TRACE.match(line):
             return "xtmon"
         if _NFT.match(line.rstrip()):
