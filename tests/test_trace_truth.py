@@ -313,6 +313,9 @@ def test_trace_records_without_the_trace_word_and_user_chains_named_like_hooks(t
     # A paste that lost "TRACE: " (the kernel's own words) is still a TRACE walk of ip_tables' tables.
     damaged = [ln.replace("TRACE: ", "") for ln in log[:8]]
     assert legacy_trace_prefix("raw:PREROUTING:rule:2 ") and not legacy_trace_prefix("myfw:PREROUTING:rule:2 ")
+    # Column-aligned pastes pad the prefix (GKE kube-dns walk in the blog post "Deep dive into Kubernetes
+    # Networking: my kube-dns is not working!", 2020-01-26): "TRACE: nat:KUBE-SVC-TCOU7JCQXEZGVUNU:rule:2     IN=cbr0".
+    assert legacy_trace_prefix("TRACE: nat:KUBE-SVC-TCOU7JCQXEZGVUNU:rule:2     ").group("num") == "2"
     # A cut paste starting in a user chain whose name holds a hook word: mangle has every hook, and
     # IN= without OUT= leaves PREROUTING or INPUT; "FORWARD" in the name is not evidence.
     cut = log[0].replace("TRACE: raw:PREROUTING:policy:3", "TRACE: mangle:KUBE-FORWARD:rule:1")
