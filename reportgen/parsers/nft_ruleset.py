@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{$")
-_CHAIN = re.compile(r"^chain (?P<name>\S+) \{$")
+# "nft -a list ruleset" ends table and chain lines with "# handle N" too.
+_TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{(?: # handle \d+)?$")
+_CHAIN = re.compile(r"^chain (?P<name>\S+) \{(?: # handle \d+)?$")
 _BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
                    r"(?: policy (?P<policy>\w+);)?")
 _HANDLE = re.compile(r"\s*# handle (\d+)$")
@@ -56,6 +57,8 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         if line == "}":
             chain = None
             continue
+        if line.startswith('comment "') and not chain["rules"] and chain["hook"] is None:
+            continue  # nft prints a chain's comment before its "type ... hook ..." line
         base = _BASE.match(line)
         if base and not chain["rules"]:
             chain.update(type=base.group("type"), hook=base.group("hook"), priority=base.group("prio").strip(),

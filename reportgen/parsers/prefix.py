@@ -16,6 +16,7 @@ import yaml
 from reportgen.errors import InputError
 from reportgen.model import HookRef, LogRecord
 from reportgen.netfilter import BRIDGE, FORWARD, HOOKS, INPUT, IPV4, IPV6, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.parsers.traces import legacy_trace_prefix
 
 _FAMILY_WORDS = {
     "eb": BRIDGE, "ebt": BRIDGE, "ebtable": BRIDGE, "ebtables": BRIDGE, "bridge": BRIDGE, "br": BRIDGE,
@@ -39,7 +40,6 @@ _UNIQUE_TABLE = {
     (BRIDGE, INPUT): "filter", (BRIDGE, FORWARD): "filter",
     (BRIDGE, PREROUTING): "nat", (BRIDGE, POSTROUTING): "nat", (BRIDGE, "BROUTING"): "broute",
 }
-_TRACE = re.compile(r"^TRACE: (?P<table>[^:]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+) ?$")
 
 MAP_HINT = (
     "add it to a prefix map (prefixes.yaml in the case folder, or --prefix-map FILE), e.g. "
@@ -151,7 +151,7 @@ def _resolve(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
             fam = rec.l3  # an inet table logs both; the record's own layout decides
         hook = PREROUTING if chain == "BROUTING" else chain
         return Resolution(HookRef(fam, hook, table, chain, "prefix map"))
-    t = _TRACE.match(rec.prefix)
+    t = legacy_trace_prefix(rec.prefix)
     if t:
         chain = t.group("chain")
         fam = _record_family(rec) or IPV4

@@ -1,6 +1,6 @@
-"""Parse rule-tracing output: ``xtables-monitor --trace`` and ``nft monitor trace``.
+"""Parse rule-tracing output: ``xtables-monitor --trace``, ``nft monitor trace`` and legacy ``TRACE:``.
 
-Both come from nf_tables' trace netlink events (NFT_MSG_TRACE). The kernel sends the packet headers
+The monitors print nf_tables' trace netlink events (NFT_MSG_TRACE). The kernel sends the packet headers
 with the first event of each (packet, base chain) pair, then one event per rule that matched, the
 policy or return (net/netfilter/nf_tables_trace.c), so one *visit* of a base chain is: a packet line
 followed by rule/policy lines with the same trace id. Each visit becomes one event (one hop) here,
@@ -8,39 +8,108 @@ carrying the rules it hit. The trace id is not enough to follow a packet: the ke
 same packet a new id at a later hook (seen on this machine: raw PREROUTING and filter FORWARD of one
 SYN had different ids), so packets are still correlated by their headers.
 
-Formats: ../shared/reference/trace-formats.md sections 3.1 and 3.2 (iptables xtables-monitor.c,
-nftables src/trace.c). Streaming: each visit is emitted as soon as it is complete (the next packet
-line for the same id, or a terminal verdict of its base chain), and at the end of the input.
+Where a chain sits (its hook) is never read from the words of its name. It comes from, in order: the
+nft ruleset snapshot; the chains that a known generator always creates as base chains (BASE_CHAINS,
+each entry citing the project source that defines it); and otherwise the trace itself, which can only
+narrow the hook down to the candidates its devices allow (see ``device_hooks``).
+
+Formats: ../shared/reference/trace-formats.md sections 3.1, 3.2 and 4 (iptables xtables-monitor.c,
+nftables src/trace.c, ip_tables.c). Streaming: each visit is emitted once it is complete (the next
+packet line for the same id, a terminal verdict of its base chain, a line of another trace id), and at
+the end of the input.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from reportgen.model import LineRef, LogRecord, RuleHit
-from reportgen.netfilter import BRIDGE, HOOKS, IPV4, IPV6
+from reportgen.netfilter import (
+    ARP,
+    BRIDGE,
+    FORWARD,
+    HOOKS,
+    INET,
+    INPUT,
+    IPV4,
+    IPV6,
+    NETDEV,
+    OUTPUT,
+    POSTROUTING,
+    PREROUTING,
+    tables_at,
+)
+from reportgen.parsers.nflog import _IP_PROTO_NAMES
 
-_XT_PACKET = re.compile(r"^PACKET: (?P<fam>\d+) (?P<id>[0-9a-f]{8}) (?P<rest>.*)$")
+# Trace ids are printed "%08x" by both monitors, but pastes shorten or re-number them (nftables'
+# own test replaces them with "0"), so any run of hex digits is an id.
+_XT_PACKET = re.compile(r"^PACKET: (?P<fam>\d+) (?P<id>[0-9a-f]+) (?P<rest>.*)$")
 _XT_TRACE = re.compile(
-    r"^ ?TRACE: (?P<fam>\d+) (?P<id>[0-9a-f]{8}) (?P<table>[^:\s]+):(?P<chain>[^:\s]+):"
+    r"^ ?TRACE: (?P<fam>\d+) (?P<id>[0-9a-f]+) (?P<table>[^:\s]+):(?P<chain>[^:\s]+):"
     r"(?:rule:0x(?P<handle>[0-9a-f]+):(?P<verdict>[A-Z]+(?::\S+)?|0x[0-9a-f]+) *(?P<rule>.*)"
     r"|policy:(?P<policy>\S+) ?|return:(?P<ret>\S*))$"
 )
 _NFT = re.compile(
-    r"^trace id (?P<id>[0-9a-f]{8}) (?P<family>ip6?|inet|arp|bridge|netdev|unknown) (?P<table>\S+) (?P<chain>\S+) "
+    r"^trace id (?P<id>[0-9a-f]+) (?P<family>ip6?|inet|arp|bridge|netdev|unknown) (?P<table>\S+) (?P<chain>\S+) "
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
-# xtables-monitor prints "ID=%d" with no space after it, so flags and the next key stick to it
-# (trace-formats.md section 6, item 14).
-_XT_ID = re.compile(r"ID=(\d+)(?=[A-Z]|\s|$)")
-_NFPROTO = {"2": IPV4, "10": IPV6, "7": BRIDGE}
-_XT_VERDICTS = {"0xfffffffb": "RETURN"}  # NFT_RETURN (-5) printed as %x (section 3.1)
-_TCP_BITS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20),
-             ("ECE", 0x40), ("CWR", 0x80))
-_PROTO_NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP", "ipv6-icmp": "ICMPv6", "icmpv6": "ICMPv6"}
+# What pastes put before a monitor line: indentation, "> " quote marks, and the line numbers of the
+# xtables-monitor(8) EXAMPLE OUTPUT (" 1 TRACE: 2 fc475095 ...", as man(1) renders it).
+_PASTE_LEAD = re.compile(r"^[>\s]*(?:\d+\s+(?=(?:PACKET|TRACE): ))?")
+# A PACKET record that a man page or mail client wrapped: the next line holds only fields and flags.
+_XT_WRAPPED = re.compile(r"^\s*(?:(?:[A-Z]+=\S*|[A-Z]{2,3}|FRAG:\d+)\s*)+$")
+
+
+def _unquote(text: str) -> str:
+    return _PASTE_LEAD.sub("", text, count=1)
+
+# Legacy TRACE: ip_tables.c/ip6_tables.c trace_packet() logs "TRACE: %s:%s:%s:%u " (table, chain,
+# "rule"/"return"/"policy", rule number) as the prefix of a normal LOG line. Pastes sometimes lose the
+# "TRACE: " word; such a record is still recognisably TRACE when its table is one of ip_tables' own
+# (iptables(8) TABLES: raw, mangle, nat, filter, security), which no free-form prefix is likely to be.
+# The kernel ends the prefix with one space; column-aligned pastes pad it with more.
+_TRACE_PREFIX = re.compile(
+    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+)\s*$"
+)
+LEGACY_TABLES = frozenset({"raw", "mangle", "nat", "filter", "security"})
+
+
+def legacy_trace_prefix(prefix: str) -> re.Match[str] | None:
+    """Match a legacy TRACE prefix (with or without its "TRACE: " word); None when it is not one."""
+    m = _TRACE_PREFIX.match(prefix)
+    if m is None or (not m.group("word") and m.group("table") not in LEGACY_TABLES):
+        return None
+    return m
+
+
+def table_hooks(table: str) -> tuple[str, ...]:
+    """The hooks an ip_tables table registers (iptables(8) TABLES; netfilter.py's priority tables)."""
+    return tuple(h for h in HOOKS if table in tables_at(IPV4, h))
+
+
+def device_hooks(in_dev: str, out_dev: str) -> tuple[str, ...]:
+    """The hooks whose hook state carries these devices, in hook order.
+
+    nf_log and the trace netlink event print the hook state's in/out devices (nf_log_syslog.c
+    nf_log_dump_packet_common, nf_tables_trace.c nf_trace_fill_dev_info). ip_rcv() calls PREROUTING
+    with (dev, NULL) and ip_local_deliver() INPUT with (skb->dev, NULL); ip_forward() calls FORWARD
+    with (in, out); __ip_local_out() calls OUTPUT with (NULL, out); ip_output() calls POSTROUTING
+    with (skb->dev, out), where skb->dev is the input device of a forwarded packet and unset for a
+    local one (net/ipv4/ip_input.c, ip_forward.c, ip_output.c; the bridge hooks pass the ports the
+    same way: net/bridge/br_input.c, br_forward.c). br_netfilter's POSTROUTING passes (NULL, out)
+    (net/bridge/br_netfilter_hooks.c br_nf_post_routing), so POSTROUTING appears in both sets.
+    """
+    if in_dev and out_dev:
+        return (FORWARD, POSTROUTING)
+    if in_dev:
+        return (PREROUTING, INPUT)
+    if out_dev:
+        return (OUTPUT, POSTROUTING)
+    return HOOKS
 
 
 def _num(text: str, base: int = 10) -> int | None:
@@ -54,6 +123,151 @@ def _num(text: str, base: int = 10) -> int | None:
 def _mac(text: str) -> str:
     """Zero-pad an ether_ntoa() MAC (2:42:ac:11:0:2 -> 02:42:ac:11:00:02)."""
     return ":".join(p.zfill(2) for p in text.lower().split(":"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where a chain sits.
+
+# nft(8) "ADDRESS FAMILIES": the family words nft prints, and the family names reportgen uses.
+NFT_FAMILY = {"ip": IPV4, "ip6": IPV6, "inet": INET, "arp": ARP, "bridge": BRIDGE, "netdev": NETDEV}
+# NFPROTO_* numbers (include/uapi/linux/netfilter.h) that xtables-monitor prints as the family.
+_NFPROTO = {"1": INET, "2": IPV4, "3": ARP, "5": NETDEV, "7": BRIDGE, "10": IPV6}
+# The hooks of each family (nft(8) "ADDRESS FAMILIES"): arp has input and output; netdev has ingress
+# and egress, which are device hooks outside the IP/bridge hook graph (netfilter.py has no stage for
+# them), so netdev chains are reported as not placed.
+FAMILY_HOOKS: dict[str, tuple[str, ...]] = {
+    IPV4: HOOKS,
+    IPV6: HOOKS,
+    INET: HOOKS,
+    BRIDGE: HOOKS,
+    ARP: (INPUT, OUTPUT),
+    NETDEV: (),
+}
+_NFT_HOOK = {"prerouting": PREROUTING, "input": INPUT, "forward": FORWARD, "output": OUTPUT, "postrouting": POSTROUTING}
+
+
+def nft_hook(word: str) -> str | None:
+    """The hook of an nft ``hook WORD`` clause; None for netdev ingress/egress (no stage for them)."""
+    return _NFT_HOOK.get(word.lower())
+
+
+def _ipt_builtin() -> dict[tuple[str, str, str], str]:
+    # iptables-nft and ebtables-nft create each table's base chains named after their hooks
+    # (iptables/nft.c, xtables_ipv4[] / xtables_bridge[] builtin_table: e.g. {"nat", ... {"PREROUTING",
+    # "nat", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST}}). ebtables' broute table uses "BROUTING".
+    out = {}
+    for fam in (IPV4, IPV6):
+        for hook in HOOKS:
+            for table in tables_at(fam, hook):
+                out[(fam, table, hook)] = hook
+    for hook in HOOKS:
+        for table in tables_at(BRIDGE, hook):
+            out[(BRIDGE, table, "BROUTING" if table == "broute" else hook)] = hook
+    return out
+
+
+def _generated(fam: tuple[str, ...], table: str, chains: dict[str, str]) -> dict[tuple[str, str, str], str]:
+    return {(f, table, c): h for f in fam for c, h in chains.items()}
+
+
+# Base chains that firewall generators always create, with their hooks. A chain is looked up by
+# (family, table, name) exactly: a user chain elsewhere that happens to share a word is not matched.
+BASE_CHAINS: dict[tuple[str, str, str], str] = {
+    **_ipt_builtin(),
+    # OpenWrt firewall4, root/usr/share/firewall4/templates/ruleset.uc: table inet fw4 with chains
+    # input/forward/output (type filter), prerouting (filter, for helpers), dstnat (type nat hook
+    # prerouting), srcnat (type nat hook postrouting), raw_prerouting, raw_output, mangle_prerouting,
+    # mangle_postrouting, mangle_input, mangle_output, mangle_forward.
+    **_generated(
+        (INET,),
+        "fw4",
+        {
+            "prerouting": PREROUTING,
+            "input": INPUT,
+            "forward": FORWARD,
+            "output": OUTPUT,
+            "dstnat": PREROUTING,
+            "srcnat": POSTROUTING,
+            "raw_prerouting": PREROUTING,
+            "raw_output": OUTPUT,
+            "mangle_prerouting": PREROUTING,
+            "mangle_postrouting": POSTROUTING,
+            "mangle_input": INPUT,
+            "mangle_output": OUTPUT,
+            "mangle_forward": FORWARD,
+        },
+    ),
+    # firewalld, src/firewall/core/nftables.py: IPTABLES_TO_NFT_HOOK maps (table, chain) to a hook and
+    # the base chain is named "%s_%s" % (table, chain) in table inet firewalld (raw_PREROUTING in
+    # releases before 0.9, filter_PREROUTING from 0.9).
+    **_generated(
+        (INET,),
+        "firewalld",
+        {
+            "raw_PREROUTING": PREROUTING,
+            "mangle_PREROUTING": PREROUTING,
+            "nat_PREROUTING": PREROUTING,
+            "nat_POSTROUTING": POSTROUTING,
+            "nat_OUTPUT": OUTPUT,
+            "filter_PREROUTING": PREROUTING,
+            "filter_INPUT": INPUT,
+            "filter_FORWARD": FORWARD,
+            "filter_OUTPUT": OUTPUT,
+        },
+    ),
+    # VyOS (vyos-1x) data/templates/conntrack/nftables-ct.j2: tables ip/ip6 vyos_conntrack, chains
+    # PREROUTING (hook prerouting priority -300), PREROUTING_HELPER (prerouting, -5), OUTPUT (output,
+    # -300), OUTPUT_HELPER (output, -5).
+    **_generated(
+        (IPV4, IPV6),
+        "vyos_conntrack",
+        {"PREROUTING": PREROUTING, "PREROUTING_HELPER": PREROUTING, "OUTPUT": OUTPUT, "OUTPUT_HELPER": OUTPUT},
+    ),
+    # vyos-1x data/templates/firewall/nftables.j2: table ip vyos_filter has VYOS_FORWARD_<prio>,
+    # VYOS_INPUT_<prio>, VYOS_OUTPUT_<prio>, VYOS_PREROUTING_<prio> (prio is "filter" or "raw") and
+    # VYOS_FRAG_MARK (prerouting); table ip6 vyos_filter the VYOS_IPV6_* equivalents and
+    # VYOS_FRAG6_MARK; table bridge vyos_filter the VYOS_* ones.
+    **_generated(
+        (IPV4, BRIDGE),
+        "vyos_filter",
+        {f"VYOS_{h}_{p}": h for h in (FORWARD, INPUT, OUTPUT, PREROUTING) for p in ("filter", "raw")},
+    ),
+    **_generated((IPV4,), "vyos_filter", {"VYOS_FRAG_MARK": PREROUTING}),
+    **_generated(
+        (IPV6,),
+        "vyos_filter",
+        {
+            **{f"VYOS_IPV6_{h}_{p}": h for h in (FORWARD, INPUT, OUTPUT, PREROUTING) for p in ("filter", "raw")},
+            "VYOS_FRAG6_MARK": PREROUTING,
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The hook of a base chain, or every hook it could be at."""
+
+    hook: str | None
+    candidates: tuple[str, ...]
+
+
+ChainHooks = dict[tuple[str, str, str], str]  # (family, table, chain) -> hook, from a ruleset snapshot
+
+
+def place_chain(family: str, table: str, chain: str, snapshot: ChainHooks) -> Placement:
+    """Place a traced base chain from the snapshot or the generator table; else all the family's hooks."""
+    hook = snapshot.get((family, table, chain))
+    if hook is not None:
+        return Placement(hook, ())
+    hook = BASE_CHAINS.get((family, table, chain))
+    if hook is not None:
+        return Placement(hook, ())
+    return Placement(None, FAMILY_HOOKS.get(family, HOOKS))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Visits.
 
 
 @dataclass
@@ -70,53 +284,210 @@ class Visit:
     fields: dict[str, object]
     rules: list[RuleHit] = field(default_factory=list)
     extra: list[LineRef] = field(default_factory=list)
+    place: Placement | None = None
+    bases: list[str] = field(default_factory=list)  # further base chains at the same hook (merged)
 
     def record(self) -> LogRecord:
-        return LogRecord(ref=self.ref, text=self.text, stamp=None, fmt=self.fmt, prefix="",
-                         in_dev=str(self.fields.pop("in_dev", "")), out_dev=str(self.fields.pop("out_dev", "")),
-                         **self.fields)  # type: ignore[arg-type]
+        f = dict(self.fields)
+        in_dev, out_dev = str(f.pop("in_dev", "")), str(f.pop("out_dev", ""))
+        return LogRecord(
+            ref=self.ref,
+            text=self.text,
+            stamp=None,
+            fmt=self.fmt,
+            prefix="",
+            in_dev=in_dev,
+            out_dev=out_dev,
+            **f,  # type: ignore[arg-type]
+        )
 
 
-_XT_KEYS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "IN": ("in_dev", str), "OUT": ("out_dev", str), "MACSRC": ("mac_src", _mac), "MACDST": ("mac_dst", _mac),
-    "MACPROTO": ("ethertype", lambda v: _num(v, 16)), "SRC": ("src", str), "DST": ("dst", str),
-    "LEN": ("length", _num), "TTL": ("ttl", _num), "HOPLIMIT": ("ttl", _num), "ID": ("ipid", _num),
-    "FLOWLBL": ("flowlabel", _num), "SPORT": ("sport", _num), "DPORT": ("dport", _num), "MARK": ("mark", str),
+def rule_proto(rules: list[RuleHit]) -> str | None:
+    """The protocol a matched iptables rule proves: a rule line is only sent for a rule whose matches
+    all passed (nf_tables_core.c: nft_trace_packet runs after the rule's expressions), so "-p udp" in
+    it (not "! -p udp") proves the packet is UDP."""
+    proto = next((p for r in rules if r.kind == "rule" for p in _IPT_PROTO.findall(r.text)), None)
+    return _PROTO_NAMES.get(proto, proto.upper()) if proto else None
+
+
+_IPT_PROTO = re.compile(r"(?<!! )-p (tcp|udp|icmp|ipv6-icmp|icmpv6|udplite|sctp|dccp)\b")
+_PROTO_NAMES = {
+    "tcp": "TCP",
+    "udp": "UDP",
+    "icmp": "ICMP",
+    "ipv6-icmp": "ICMPv6",
+    "icmpv6": "ICMPv6",
+    "udplite": "UDPLITE",
 }
 
 
-def _xt_fields(rest: str) -> dict[str, object]:
-    rest = _XT_ID.sub(lambda m: f"ID={m.group(1)} ", rest)
+# ---------------------------------------------------------------------------------------------------
+# xtables-monitor packet lines.
+
+_XT_KEYS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "IN": ("in_dev", str),
+    "OUT": ("out_dev", str),
+    "MACSRC": ("mac_src", _mac),
+    "MACDST": ("mac_dst", _mac),
+    "MACPROTO": ("ethertype", lambda v: _num(v, 16)),
+    "SRC": ("src", str),
+    "DST": ("dst", str),
+    "LEN": ("length", _num),
+    "TTL": ("ttl", _num),
+    "HOPLIMIT": ("ttl", _num),
+    "ID": ("ipid", _num),
+    "FLOWLBL": ("flowlabel", _num),
+    "SPORT": ("sport", _num),
+    "DPORT": ("dport", _num),
+    "MARK": ("mark", str),
+}
+# xtables-monitor prints "ID=%d" and "OPT (%02X...)" with no space after them, so flags and the next
+# key stick to them (trace-formats.md section 6, item 14).
+_XT_GLUE = re.compile(r"(ID=\d+|\))(?=[A-Z])")
+_XT_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG"})
+# Kernel LOG order of TCP flags (nf_log_dump_tcp_header), so every source prints the same tuple.
+_TCP_ORDER = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
+_TCP_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20, "ECE": 0x40, "CWR": 0x80}
+_ARPHRD_LOOPBACK = 0x304  # include/uapi/linux/if_arp.h; loopback uses eth_header (drivers/net/loopback.c)
+
+
+def raw_bytes(text: str) -> bytes | None:
+    """Decode an xtables-monitor ``NH=``/``LL=`` dump.
+
+    xtables-monitor.c prints them with ``const char *nh; ... printf("%02x", nh[i])``: char is signed on
+    x86, so a byte of 0x80 or more is sign-extended to an int and printed as eight digits
+    ("ffffffc0" is 0xc0). A byte below 0x80 is two digits, so a byte never starts with a digit >= 8
+    unless it is such an eight-digit group. Where char is unsigned (arm64) every byte is two digits;
+    a dump with a high first digit not followed by "ffffff" is read that way.
+    """
+    text = text.lower()
+    if not text or any(c not in "0123456789abcdef" for c in text):
+        return None
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] in "89abcdef":
+            if not (text.startswith("ffffff", i) and len(text) >= i + 8 and text[i + 6] in "89abcdef"):
+                return bytes.fromhex(text) if len(text) % 2 == 0 else None
+            out.append(int(text[i + 6 : i + 8], 16))
+            i += 8
+        elif i + 2 <= len(text):
+            out.append(int(text[i : i + 2], 16))
+            i += 2
+        else:
+            return None
+    return bytes(out)
+
+
+def decode_network_header(data: bytes) -> dict[str, object]:
+    """The fields of an IPv4, IPv6 or ARP header (and of the transport header when the dump has it).
+
+    nf_tables_trace.c nf_trace_fill_pkt_info() dumps up to NFT_TRACETYPE_NETWORK_HSIZE (40) bytes from
+    the network header; when the transport offset is not known (tprot_set false) the dump runs on into
+    the transport header. Fields the dump does not reach stay unset (unknown), never defaulted.
+    """
     f: dict[str, object] = {}
-    flags: list[str] = []
+    if len(data) >= 20 and data[0] >> 4 == 4:
+        ihl = (data[0] & 0x0F) * 4
+        frag = int.from_bytes(data[6:8], "big")
+        f.update(
+            l3=IPV4,
+            length=int.from_bytes(data[2:4], "big"),
+            ipid=int.from_bytes(data[4:6], "big"),
+            ttl=data[8],
+            src=str(ipaddress.IPv4Address(data[12:16])),
+            dst=str(ipaddress.IPv4Address(data[16:20])),
+        )
+        f["ip_flags"] = tuple(n for n, b in (("CE", 0x8000), ("DF", 0x4000), ("MF", 0x2000)) if frag & b)
+        proto, l4 = data[9], data[ihl:] if frag & 0x1FFF == 0 else b""
+    elif len(data) >= 40 and data[0] >> 4 == 6:
+        f.update(
+            l3=IPV6,
+            length=int.from_bytes(data[4:6], "big") + 40,
+            ttl=data[7],
+            flowlabel=int.from_bytes(data[1:4], "big") & 0xFFFFF,
+            src=str(ipaddress.IPv6Address(data[8:24])),
+            dst=str(ipaddress.IPv6Address(data[24:40])),
+        )
+        proto, l4 = data[6], data[40:]
+    elif len(data) >= 8 and data[2:4] == b"\x08\x00" and data[4:6] == b"\x06\x04":
+        # ARP for IPv4 over Ethernet (RFC 826; include/uapi/linux/if_arp.h struct arphdr + payload).
+        f["l3"] = "arp"
+        if len(data) >= 28:
+            f.update(src=str(ipaddress.IPv4Address(data[14:18])), dst=str(ipaddress.IPv4Address(data[24:28])))
+        return f
+    else:
+        return f
+    f["proto"] = _IP_PROTO_NAMES.get(proto, str(proto))
+    if proto in (6, 17, 136) and len(l4) >= 4:
+        f.update(sport=int.from_bytes(l4[0:2], "big"), dport=int.from_bytes(l4[2:4], "big"))
+        if proto == 6 and len(l4) >= 14:
+            f["tcp_flags"] = tuple(n for n in _TCP_ORDER if l4[13] & _TCP_BITS[n])
+    elif proto in (1, 58) and len(l4) >= 2:
+        f.update(icmp_type=l4[0], icmp_code=l4[1])
+        if l4[0] in (0, 8, 128, 129) and len(l4) >= 8:  # echo request/reply carry id and sequence
+            f.update(icmp_id=int.from_bytes(l4[4:6], "big"), icmp_seq=int.from_bytes(l4[6:8], "big"))
+    return f
+
+
+def _xt_fields(rest: str) -> dict[str, object]:
+    """The fields of a PACKET line (xtables-monitor.c trace_print_packet).
+
+    It prints no protocol: only ports (for TCP, UDP, UDP-Lite, SCTP and DCCP alike) and, for TCP, the
+    flags. So TCP flags prove TCP; ports alone prove nothing about the protocol, and ICMP headers are not
+    printed at all (iptables 1.8.9). Those fields stay unknown unless a NH= dump or the matched rule
+    shows them.
+    """
+    toks = _XT_GLUE.sub(r"\1 ", rest).split()
+    f: dict[str, object] = {}
+    flags: set[str] = set()
     ip_flags: list[str] = []
-    for tok in rest.split():
+    ll_type: int | None = None
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        i += 1
         key, eq, val = tok.partition("=")
         if not eq:
-            if tok in ("SYN", "ACK", "FIN", "RST", "PSH", "URG"):
-                flags.append(tok)
+            if tok in _XT_FLAGS:
+                flags.add(tok)
             elif tok in ("DF", "MF", "CE"):
                 ip_flags.append(tok)
+            elif ll_type is not None:
+                data = raw_bytes(tok)  # LL=0x%x is followed by the header dump as its own token
+                if data is not None and ll_type == _ARPHRD_LOOPBACK and len(data) >= 14:
+                    f["ethertype"] = int.from_bytes(data[12:14], "big")
+                ll_type = None
             continue
         if key in _XT_KEYS:
             name, conv = _XT_KEYS[key]
             f[name] = conv(val)
         elif key in ("TOS", "TC"):  # only IPv4 prints TOS, only IPv6 TC (xtables-monitor.c)
             f["l3"] = IPV4 if key == "TOS" else IPV6
+        elif key == "NFPROTO":
+            fam = _NFPROTO.get(val)
+            if fam in (IPV4, IPV6):
+                f["l3"] = fam
+        elif key == "LL":
+            ll_type = _num(val.removeprefix("0x"), 16)
+        elif key == "NH":
+            data = raw_bytes(val)
+            if data is not None:
+                f.update(decode_network_header(data))
     if f.get("src") and "l3" not in f:
         f["l3"] = IPV6 if ":" in str(f["src"]) else IPV4
-    if "sport" in f:
-        f["proto"] = "TCP" if flags else "UDP"  # xtables-monitor prints TCP flags only for TCP
+    if f.get("ethertype") == 0x0806 and "l3" not in f:
+        f["l3"] = "arp"
     if flags:
-        f["tcp_flags"] = tuple(n for n, _ in _TCP_BITS_ORDER if n in flags)
+        f["proto"] = "TCP"
+        f["tcp_flags"] = tuple(n for n in _TCP_ORDER if n in flags)
     if ip_flags:
         f["ip_flags"] = tuple(ip_flags)
     return f
 
 
-# Kernel LOG order of TCP flags (nf_log_dump_tcp_header), so both sources print the same tuple.
-_TCP_BITS_ORDER = (("CWR", 0), ("ECE", 0), ("URG", 0), ("ACK", 0), ("PSH", 0), ("RST", 0), ("SYN", 0),
-                   ("FIN", 0))
+# ---------------------------------------------------------------------------------------------------
+# nft monitor trace packet lines.
 
 
 def _nft_fields(rest: str) -> dict[str, object]:
@@ -126,7 +497,7 @@ def _nft_fields(rest: str) -> dict[str, object]:
 
     def take(n: int = 1) -> str:
         nonlocal i
-        val = " ".join(toks[i:i + n])
+        val = " ".join(toks[i : i + n])
         i += n
         return val
 
@@ -161,6 +532,12 @@ def _nft_fields(rest: str) -> dict[str, object]:
                 f["length"] = None if n is None else n + 40  # nft prints the payload length; nf_log +40
             else:
                 f["proto"] = _PROTO_NAMES.get(v)
+        elif t == "arp" and nxt == "operation":
+            # nftables src/trace.c prints the ARP header through the arp payload expressions.
+            i += 1
+            take()
+            f["l3"] = "arp"
+            f["ethertype"] = 0x0806
         elif t in ("tcp", "udp") and nxt in ("sport", "dport"):
             i += 1
             f["sport" if nxt == "sport" else "dport"] = _num(take())
@@ -176,7 +553,7 @@ def _nft_fields(rest: str) -> dict[str, object]:
             if nxt == "type":
                 f["icmp_type"] = _ICMP_TYPES.get(v, int(v) if v.isdigit() else None)
             elif nxt == "code":
-                f["icmp_code"] = int(v) if v.isdigit() else None
+                f["icmp_code"] = int(v) if v.isdigit() else _ICMP_CODES[t].get(v)
             elif nxt == "id":
                 f["icmp_id"] = _num(v)
             else:
@@ -184,55 +561,114 @@ def _nft_fields(rest: str) -> dict[str, object]:
     return f
 
 
-_ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "echo-request": 8, "time-exceeded": 11,
-               "parameter-problem": 12, "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136}
+# The header fields that tell one packet from another (a later chain may rewrite marks or DSCP).
+_PACKET_KEYS = ("src", "dst", "ipid", "sport", "dport", "icmp_id", "icmp_seq", "flowlabel", "tcp_flags")
+# nftables src/proto.c icmp_code_tbl / icmpv6_code_tbl: nft prints an ICMP code by these names (1.0.6
+# does so even for echo requests, whose code 0 shows as "net-unreachable").
+_ICMP_CODES = {
+    "icmp": {
+        "net-unreachable": 0,
+        "host-unreachable": 1,
+        "prot-unreachable": 2,
+        "port-unreachable": 3,
+        "frag-needed": 4,
+        "net-prohibited": 9,
+        "host-prohibited": 10,
+        "admin-prohibited": 13,
+    },
+    "icmpv6": {
+        "no-route": 0,
+        "admin-prohibited": 1,
+        "addr-unreachable": 3,
+        "port-unreachable": 4,
+        "policy-fail": 5,
+        "reject-route": 6,
+    },
+}
+_ICMP_TYPES = {
+    "echo-reply": 0,
+    "destination-unreachable": 3,
+    "echo-request": 8,
+    "time-exceeded": 11,
+    "parameter-problem": 12,
+    "nd-router-solicit": 133,
+    "nd-router-advert": 134,
+    "nd-neighbor-solicit": 135,
+    "nd-neighbor-advert": 136,
+}
 
 
 def _tcp_flags(text: str) -> tuple[str, ...]:
-    names: set[str] = set()
     if text.startswith("0x"):
         bits = _num(text, 16) or 0
-        names = {n for n, b in _TCP_BITS if bits & b}
+        names = {n for n, b in _TCP_BITS.items() if bits & b}
     else:
         names = {p.upper() for p in text.split("|")}
-    return tuple(n for n, _ in _TCP_BITS_ORDER if n in names)
+    return tuple(n for n in _TCP_ORDER if n in names)
 
 
-def _family(fam: str, fields: dict[str, object]) -> str:
-    if fam in ("ip",):
-        return IPV4
-    if fam == "ip6":
-        return IPV6
-    if fam == "bridge":
-        return BRIDGE
-    return str(fields.get("l3") or IPV4)
+# ---------------------------------------------------------------------------------------------------
+# The parsers.
+
+
+@dataclass
+class _PacketLine:
+    """A packet line and its fields, kept for the later chain walks of the same trace id."""
+
+    ref: LineRef
+    text: str
+    fields: dict[str, object]
 
 
 class TraceParser:
     """Feed lines one by one; completed visits come out in kernel order."""
 
-    def __init__(self) -> None:
+    fmt = ""
+
+    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
+        self.chain_hooks: ChainHooks = chain_hooks or {}
         self.open: dict[str, Visit] = {}
         self.order: list[str] = []
-        # The packet fields of recently closed visits, by trace id: the kernel sends the headers only
-        # with the first event of a (packet, base chain) pair, so a later chain's lines may come
-        # without a packet line of their own (nftables tests/shell/testcases/trace/0001simple).
-        self.last_fields: dict[str, tuple[str, dict[str, object]]] = {}
+        # The packet line of each recent trace id: the kernel sends the headers only with the first
+        # event of a (packet, base chain) pair, and xtables-monitor may print one PACKET line for the
+        # walks of several tables (xtables-monitor(8) EXAMPLE: raw PREROUTING, then filter INPUT).
+        self.packets: dict[str, _PacketLine] = {}
         self.pending_ct: dict[str, list[tuple[LineRef, str]]] = {}
+
+    def _remember(self, tid: str, pkt: _PacketLine) -> None:
+        self.packets.pop(tid, None)
+        self.packets[tid] = pkt
+        if len(self.packets) > 4096:
+            self.packets.pop(next(iter(self.packets)))
+
+    def _start(
+        self, ref: LineRef, text: str, family: str, table: str, chain: str, tid: str, fields: dict[str, object]
+    ) -> Visit:
+        v = Visit(ref, text, self.fmt, family, table, chain, tid, dict(fields))
+        if table:
+            v.place = place_chain(family, table, chain, self.chain_hooks)
+        self.open[tid] = v
+        self.order.append(tid)
+        return v
 
     def _close(self, tid: str) -> Iterator[Visit]:
         v = self.open.pop(tid, None)
         if v is not None:
             self.order.remove(tid)
-            if v.text:
-                self.last_fields[tid] = (v.family, dict(v.fields))
-                if len(self.last_fields) > 4096:
-                    self.last_fields.pop(next(iter(self.last_fields)))
             yield v
 
     def flush(self) -> Iterator[Visit]:
         for tid in list(self.order):
             yield from self._close(tid)
+
+    @staticmethod
+    def _jumped_to(v: Visit, chain: str) -> bool:
+        """Whether a rule of this visit jumped or went to the chain (jump foo / JUMP:foo)."""
+        for r in v.rules:
+            head, _, target = r.verdict.replace(":", " ", 1).partition(" ")
+            if head in ("jump", "goto") and target == chain:
+                return True
+        return False
 
 
 class XtablesMonitorParser(TraceParser):
@@ -240,35 +676,60 @@ class XtablesMonitorParser(TraceParser):
 
     fmt = "xtmon"
 
+    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
+        super().__init__(chain_hooks)
+        self.wrapped: tuple[str, str] | None = None  # the last PACKET line (id, fields), if a wrap may follow
+
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         """Return (completed visits, whether the line was used)."""
         out: list[Visit] = []
-        m = _XT_PACKET.match(text)
+        line = _unquote(text)
+        m = _XT_PACKET.match(line)
+        if m is None and self.wrapped is not None and _XT_WRAPPED.match(line):
+            tid, rest = self.wrapped
+            self.wrapped = None
+            m = _XT_PACKET.match(f"PACKET: 0 {tid} {rest} {line}")
+            if m is not None and self.packets.get(tid) is not None:
+                self.packets[tid].fields.update(_xt_fields(m.group("rest")))
+                v = self.open.get(tid)
+                if v is not None and v.ref == self.packets[tid].ref:
+                    v.fields.update(self.packets[tid].fields)
+                return out, True
+        self.wrapped = None
         if m:
             tid = m.group("id")
+            self.wrapped = (tid, m.group("rest"))
+            fields = _xt_fields(m.group("rest"))
+            self._remember(tid, _PacketLine(ref, text, fields))
             pending = self.open.get(tid)
             if pending is not None and not pending.text:
                 # ≤ 1.8.6 printed the rule line before the PACKET line: complete that visit.
-                pending.ref, pending.text = ref, text
-                pending.fields = _xt_fields(m.group("rest"))
+                if fields.get("proto") is None and rule_proto(pending.rules):
+                    fields["proto"] = rule_proto(pending.rules)
+                pending.ref, pending.text, pending.fields = ref, text, dict(fields)
                 return out, True
             out += list(self._close(tid))
-            fields = _xt_fields(m.group("rest"))
-            fam = _NFPROTO.get(m.group("fam"), str(fields.get("l3") or IPV4))
-            self.open[tid] = Visit(ref, text, self.fmt, fam, "", "", tid, fields)
-            self.order.append(tid)
+            fam = _NFPROTO.get(m.group("fam"), "")
+            self._start(ref, text, fam, "", "", tid, fields)
             return out, True
-        t = _XT_TRACE.match(text)
+        t = _XT_TRACE.match(line)
         if not t:
             return out, False
-        tid = t.group("id")
+        tid, table, chain = t.group("id"), t.group("table"), t.group("chain")
+        fam = _NFPROTO.get(t.group("fam"), IPV4)  # the table's family (NFTNL_TABLE_FAMILY)
         v = self.open.get(tid)
+        if v is not None and v.table and (table != v.table or (chain != v.chain and not self._jumped_to(v, chain))):
+            out += list(self._close(tid))  # another table's (or base chain's) walk of the same packet
+            v = None
         if v is None:
-            v = Visit(ref, "", self.fmt, _NFPROTO.get(t.group("fam"), IPV4), "", "", tid, {})
-            self.open[tid] = v
-            self.order.append(tid)
+            seen = self.packets.get(tid)
+            if seen is not None:
+                v = self._start(seen.ref, seen.text, fam, table, chain, tid, seen.fields)
+            else:
+                v = self._start(ref, "", fam, table, chain, tid, {})
         if not v.table:
-            v.table, v.chain = t.group("table"), t.group("chain")
+            v.family, v.table, v.chain = fam, table, chain
+            v.place = place_chain(fam, table, chain, self.chain_hooks)
         if t.group("policy") is not None:
             kind, verdict, rule, handle = "policy", t.group("policy"), "", None
         elif t.group("ret") is not None:
@@ -279,53 +740,120 @@ class XtablesMonitorParser(TraceParser):
             rule = t.group("rule").strip()
         head, sep, target = verdict.partition(":")  # JUMP:DOCKER-USER: the chain name keeps its case
         verdict = head.lower() + sep + target
-        v.rules.append(RuleHit(t.group("table"), t.group("chain"), kind, verdict, rule, handle, ref))
+        v.rules.append(RuleHit(table, chain, kind, verdict, rule, handle, ref))
+        proto = rule_proto(v.rules[-1:])
+        seen = self.packets.get(tid)
+        for fields in (v.fields, seen.fields if seen is not None else {}):
+            if proto and fields.get("proto") is None:
+                fields["proto"] = proto  # later walks of the same packet line share it
         if _ends_visit(kind, verdict) and v.text:
             out += list(self._close(tid))
         return out, True
 
 
+_XT_VERDICTS = {"0xfffffffb": "RETURN"}  # NFT_RETURN (-5) printed as %x (section 3.1)
+
+
 class NftTraceParser(TraceParser):
-    """``nft monitor trace`` (nftables src/trace.c; ``conntrack:`` lines from v1.1.4)."""
+    """``nft monitor trace`` (nftables src/trace.c; ``conntrack:`` lines from v1.1.4).
+
+    Two base chains of one table at one hook (VyOS vyos_conntrack PREROUTING, priority -300, and
+    PREROUTING_HELPER, priority -5) are walked one after the other for the same packet, in one call of
+    nf_hook_slow() (net/netfilter/core.c), so their lines follow each other under one trace id. They
+    are one event: the kernel tells no reason to think a second packet came. A visit that ended is
+    therefore held until a line of another walk (or another trace id) arrives.
+    """
 
     fmt = "nfttrace"
 
+    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
+        super().__init__(chain_hooks)
+        self.held: Visit | None = None
+
+    def _release(self) -> list[Visit]:
+        v, self.held = self.held, None
+        return [v] if v is not None else []
+
+    def _close_nft(self, tid: str) -> list[Visit]:
+        out = []
+        for v in self._close(tid):
+            out += self._release()
+            self.held = v
+        return out
+
+    def _same_hook(
+        self, tid: str, family: str, table: str, chain: str, fields: dict[str, object] | None = None
+    ) -> Visit | None:
+        """The held visit of this trace id, when this chain is another base chain at its hook.
+
+        A base chain is walked once per packet at a hook, so a chain the held visit already walked
+        starts a new packet; so does a packet line whose headers differ (trace ids are reused: seen
+        on this machine for two pings, nftables 1.0.6, kernel 6.18).
+        """
+        h = self.held
+        if h is None or h.trace_id != tid or h.table != table or h.family != family or h.place is None:
+            return None
+        if chain == h.chain or chain in h.bases:
+            return None
+        if fields is not None and any(fields.get(k) != h.fields.get(k) for k in _PACKET_KEYS):
+            return None
+        p = place_chain(family, table, chain, self.chain_hooks)
+        if h.place.hook is None or p.hook != h.place.hook:
+            return None
+        h.bases.append(chain)
+        return h
+
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
-        m = _NFT.match(text.rstrip())
+        m = _NFT.match(_unquote(text).rstrip())
         if not m:
             return out, False
         tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
         table, chain = m.group("table"), m.group("chain")
-        if kind == "packet:":
-            out += list(self._close(tid))
-            fields = _nft_fields(rest)
-            fam = _family(m.group("family"), fields)
-            if fam != BRIDGE and "l3" not in fields:
-                fields["l3"] = fam
-            new = Visit(ref, text, self.fmt, fam, table, chain, tid, fields)
-            for ct_ref, ct in self.pending_ct.pop(tid, []):
-                new.extra.append(ct_ref)
-                prior = new.fields.get("extra", ())
-                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
-            self.open[tid] = new
-            self.order.append(tid)
-            return out, True
+        fam = NFT_FAMILY.get(m.group("family"), m.group("family"))
+        if self.held is not None and self.held.trace_id != tid:
+            out += self._release()
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
             return out, True
+        if kind == "packet:":
+            out += self._close_nft(tid)
+            fields = _nft_fields(rest)
+            if fam == ARP:
+                fields["l3"] = "arp"
+            elif fam in (IPV4, IPV6):
+                fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
+            merged = self._same_hook(tid, fam, table, chain, fields)
+            if merged is not None:
+                self.held = None
+                merged.extra.append(ref)  # the event keeps the first base chain's packet line
+                self.open[tid] = merged
+                self.order.append(tid)
+                return out, True
+            self._remember(tid, _PacketLine(ref, text, fields))
+            new = self._start(ref, text, fam, table, chain, tid, fields)
+            for ct_ref, ct in self.pending_ct.pop(tid, []):
+                new.extra.append(ct_ref)
+                prior = new.fields.get("extra", ())
+                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
+            return out, True
         v: Visit | None = self.open.get(tid)
-        if v is not None and (v.table, v.chain) != (table, chain) and self._is_base(v, table, chain):
-            out += list(self._close(tid))
+        if v is not None and self._is_base(v, table, chain):
+            out += self._close_nft(tid)
             v = None
         if v is None:
-            if tid not in self.last_fields:
-                return out, False
-            fam, fields = self.last_fields[tid]
-            v = Visit(ref, text, self.fmt, fam, table, chain, tid, dict(fields))
-            self.open[tid] = v
-            self.order.append(tid)
+            merged = self._same_hook(tid, fam, table, chain)
+            if merged is not None:
+                self.held = None
+                self.open[tid] = v = merged
+                self.order.append(tid)
+            else:
+                pkt = self.packets.get(tid)
+                if pkt is None:  # the paste starts after this packet's packet line: listed as such
+                    v = self._start(ref, "", fam, table, chain, tid, {})
+                else:
+                    v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
         if kind == "policy":
             verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
         else:
@@ -340,15 +868,19 @@ class NftTraceParser(TraceParser):
             hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
         if _ends_visit(hit_kind, verdict):
-            out += list(self._close(tid))
+            out += self._close_nft(tid)
         return out, True
 
-    @staticmethod
-    def _is_base(v: Visit, table: str, chain: str) -> bool:
+    def flush(self) -> Iterator[Visit]:
+        yield from self._release()
+        for tid in list(self.order):
+            yield from self._close(tid)
+
+    def _is_base(self, v: Visit, table: str, chain: str) -> bool:
         """A line from another table, or from a chain no rule of this visit jumped to, is a new visit."""
         if table != v.table:
             return True
-        return not any(r.verdict.split()[-1] == chain for r in v.rules if r.verdict.startswith(("jump", "goto")))
+        return chain != v.chain and chain not in v.bases and not self._jumped_to(v, chain)
 
 
 def _ends_visit(kind: str, verdict: str) -> bool:
@@ -360,23 +892,10 @@ def _ends_visit(kind: str, verdict: str) -> bool:
 
 def detect_trace_format(lines: list[str]) -> str | None:
     """Tell a trace-monitor file from the first lines: "xtmon", "nfttrace", or None."""
-    for line in lines:
+    for text in lines:
+        line = _unquote(text)
         if _XT_PACKET.match(line) or _XT_TRACE.match(line):
             return "xtmon"
         if _NFT.match(line.rstrip()):
             return "nfttrace"
-    return None
-
-
-def base_chain_hook(table: str, chain: str, family: str) -> str | None:
-    """The hook of a base chain from its name (iptables-nft names chains after hooks)."""
-    up = chain.upper()
-    if up in HOOKS:
-        return up
-    words = {"pre": "PREROUTING", "prerouting": "PREROUTING", "input": "INPUT", "in": "INPUT",
-             "forward": "FORWARD", "fwd": "FORWARD", "output": "OUTPUT", "out": "OUTPUT",
-             "post": "POSTROUTING", "postrouting": "POSTROUTING"}
-    for w in re.split(r"[^a-z0-9]+", chain.lower()):
-        if w in words:
-            return words[w]
     return None

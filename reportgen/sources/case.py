@@ -24,7 +24,18 @@ from reportgen.netfilter import HOOKS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
 from reportgen.parsers.snapshots import PARSERS, detect_kind
-from reportgen.parsers.traces import NftTraceParser, Visit, XtablesMonitorParser, base_chain_hook, detect_trace_format
+from reportgen.parsers.traces import (
+    NFT_FAMILY,
+    ChainHooks,
+    NftTraceParser,
+    Visit,
+    XtablesMonitorParser,
+    detect_trace_format,
+    device_hooks,
+    legacy_trace_prefix,
+    nft_hook,
+    table_hooks,
+)
 from reportgen.sources.framing import read_lines, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
@@ -142,9 +153,6 @@ def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) 
     unused.append(UnusedLine(ref, reason, text))
 
 
-_TRACE_PREFIX = re.compile(r"^TRACE: (?P<table>[^:]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+) ?$")
-
-
 def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
     return (rec.src, rec.dst, rec.ipid, rec.proto, rec.sport, rec.dport, rec.icmp_id, rec.icmp_seq, rec.in_dev,
             rec.out_dev, rec.tcp_seq)
@@ -153,33 +161,44 @@ def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
 class _LegacyTraceGrouper:
     """Group legacy ``TRACE:`` kernel lines of one packet at one hook into one event.
 
-    ipt_do_table() logs one line per matched rule, then the policy or return, while it walks one
-    table's chain for one packet (ip_tables.c trace_packet), so those lines are consecutive; a user
-    chain's lines carry only the chain's name and belong to the visit that jumped there.
+    ipt_do_table() walks one table's chain for one packet and logs one line per matched rule, then the
+    policy or return (ip_tables.c trace_packet), so a walk's lines are consecutive. A user chain's
+    lines carry only the chain's name: they belong to the walk that jumped there, and so to the hook of
+    the built-in chain the walk started in. The hook is never read from a chain's name: "KUBE-FORWARD"
+    is a user chain. Only the kernel's own built-in chain names (ip_tables.c hooknames) are hooks.
     """
 
     def __init__(self) -> None:
         self.current: tuple[tuple[object, ...], Event, list[RuleHit]] | None = None
 
-    def feed(self, rec: LogRecord, m: re.Match[str]) -> tuple[list[Event], str | None]:
+    def feed(self, rec: LogRecord, m: re.Match[str]) -> list[Event]:
         table, chain = m.group("table"), m.group("chain")
         hit = RuleHit(table, chain, m.group("type"), "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
         cur = self.current
         same_packet = cur is not None and cur[0] == fp and cur[1].hook.table == table
-        if chain not in HOOKS:
-            if cur is None or not same_packet:
-                return [], f"TRACE line in user chain {chain!r} without its built-in chain visit"
-            cur[2].append(hit)
-            return [], None
         walk_ended = cur is not None and any(h.kind == "policy" for h in cur[2])
-        if cur is not None and same_packet and cur[1].hook.chain == chain and not walk_ended:
-            cur[2].append(hit)  # the same chain walk goes on, back from a user chain (a policy ends it)
-            return [], None
+        if cur is not None and same_packet and not walk_ended and (chain not in HOOKS or cur[1].hook.chain == chain):
+            cur[2].append(hit)  # the walk goes on: into a user chain, or back from one (a policy ends it)
+            return []
         out = self.flush()
         fam = rec.l3 if rec.l3 in ("ipv4", "ipv6") else "ipv4"
-        self.current = (fp, Event(rec, HookRef(fam, chain, table, chain, "TRACE prefix")), [hit])
-        return out, None
+        if chain in HOOKS:
+            hook = HookRef(fam, chain, table, chain, "TRACE prefix")
+        else:
+            hook = self._user_chain_start(fam, table, chain, rec)
+        self.current = (fp, Event(rec, hook), [hit])
+        return out
+
+    @staticmethod
+    def _user_chain_start(fam: str, table: str, chain: str, rec: LogRecord) -> HookRef:
+        """A walk whose built-in chain line is missing (a cut paste): the table's hooks that the
+        record's devices allow; one of them is the hook, several are candidates."""
+        hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in table_hooks(table)]
+        hooks = hooks or list(table_hooks(table) or HOOKS)
+        if len(hooks) == 1:
+            return HookRef(fam, hooks[0], table, hooks[0], "TRACE prefix")
+        return HookRef(fam, hooks[0], table, chain, "TRACE prefix", candidates=tuple(hooks))
 
     def flush(self) -> list[Event]:
         if self.current is None:
@@ -191,11 +210,12 @@ class _LegacyTraceGrouper:
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
                  appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: dict[tuple[str, str], str]) -> Iterator[Event]:
+                 chain_hooks: ChainHooks) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry."""
     head = [t for _, t in itertools.islice(read_lines(path), 50)]
     fmt = detect_trace_format(head)
-    monitor = XtablesMonitorParser() if fmt == "xtmon" else NftTraceParser() if fmt == "nfttrace" else None
+    monitor = (XtablesMonitorParser(chain_hooks) if fmt == "xtmon" else NftTraceParser(chain_hooks)
+               if fmt == "nfttrace" else None)
     legacy = _LegacyTraceGrouper()
     n = 0
     for n, text in read_lines(path):
@@ -210,7 +230,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
             if not used:
                 _add_unused(unused, ref, f"other line: not a {fmt} trace event", text)
             for v in visits:
-                yield from _visit_event(v, unused, chain_hooks)
+                yield from _visit_event(v, unused)
             continue
         framed = strip_wrapper(text)
         rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
@@ -218,12 +238,9 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
             yield from legacy.flush()
             _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
             continue
-        t = _TRACE_PREFIX.match(rec.prefix)
+        t = legacy_trace_prefix(rec.prefix)
         if t and not spec.prefix_map.lookup(rec.prefix):
-            done, problem = legacy.feed(rec, t)
-            yield from done
-            if problem:
-                _add_unused(unused, ref, problem, text)
+            yield from legacy.feed(rec, t)
             continue
         yield from legacy.flush()
         res = resolve_hook(rec, spec.prefix_map)
@@ -234,24 +251,37 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     yield from legacy.flush()
     if monitor is not None:
         for v in monitor.flush():
-            yield from _visit_event(v, unused, chain_hooks)
+            yield from _visit_event(v, unused)
     counts[name] = n
 
 
-def _visit_event(v: Visit, unused: list[UnusedLine], chain_hooks: dict[tuple[str, str], str]) -> Iterator[Event]:
-    hook = base_chain_hook(v.table, v.chain, v.family) or chain_hooks.get((v.table, v.chain))
+def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
     if not v.text:
         for r in v.rules:
             _add_unused(unused, r.ref, "trace rule line whose packet line is missing", "")
         return
-    if hook is None:
-        for ref in (v.ref, *(r.ref for r in v.rules)):
-            _add_unused(unused, ref, f"base chain {v.table} {v.chain}: its hook is not in its name; add an nft "
-                        "ruleset snapshot", v.text if ref == v.ref else "")
+    if not v.table:
+        _add_unused(unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed",
+                    v.text)
+        return
+    place = v.place
+    if place is None or (place.hook is None and not place.candidates):
+        # netdev ingress/egress: device hooks outside the IP and bridge hook graph (netfilter.py).
+        for ref in (v.ref, *v.extra, *(r.ref for r in v.rules)):
+            _add_unused(unused, ref, f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in "
+                        "reportgen's hook graph", v.text if ref == v.ref else "")
         return
     how = "nft trace" if v.fmt == "nfttrace" else "xtables-monitor"
     table = v.table if v.table else None
-    yield Event(v.record(), HookRef(v.family, hook, table, v.chain, how), tuple(v.rules))
+    rec = v.record()
+    if place.hook is not None:
+        hook = HookRef(v.family, place.hook, table, v.chain, how)
+    else:
+        # Not in the snapshot nor a known generator's base chain: the trace's devices narrow the hooks
+        # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
+        hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
+        hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
+    yield Event(rec, hook, tuple(v.rules))
 
 
 def build_report(spec: CaseSpec) -> Report:
@@ -310,15 +340,18 @@ def build_report(spec: CaseSpec) -> Report:
     )
 
 
-def _nft_chain_hooks(snaps: list[Snapshot]) -> dict[tuple[str, str], str]:
-    """(table, chain) -> hook for base chains named in an nft ruleset snapshot."""
-    out: dict[tuple[str, str], str] = {}
+def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
+    """(family, table, chain) -> hook for the base chains of nft ruleset snapshots, every family and
+    chain type (nft(8) CHAINS: ``type filter|nat|route hook H [device D] priority P;``)."""
+    out: ChainHooks = {}
     for s in snaps:
         if s.kind == "nft-ruleset" and isinstance(s.data, dict):
             for t in s.data["tables"]:
+                fam = NFT_FAMILY.get(t["family"], t["family"])
                 for c in t["chains"]:
-                    if c["hook"]:
-                        out[(t["name"], c["name"])] = c["hook"].upper()
+                    hook = nft_hook(c["hook"]) if c["hook"] else None
+                    if hook is not None:
+                        out[(fam, t["name"], c["name"])] = hook
     return out
 
 

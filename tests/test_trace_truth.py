@@ -1,0 +1,443 @@
+# ruff: noqa: E501  (verbatim quotes of man page, trace and iptables-save lines stay unwrapped)
+"""What trace sources prove, and only that: placement of chains, families, hex dumps, legacy TRACE walks.
+
+Sources of the lines (each test names its own):
+* the xtables-monitor(8) man page, EXAMPLE OUTPUT (iptables 1.8.9, Debian package iptables 1.8.9-2,
+  /usr/share/man/man8/xtables-monitor.8.gz; the same text is on man.linuxreviews.org/man8/xtables-monitor.8);
+* nftables tests/shell/testcases/trace/0001simple (expected output, ids replaced by "0" upstream);
+* captures made on this machine (kernel 6.18, iptables 1.8.9, nftables 1.0.6) in throw-away network
+  namespaces: tests/fixtures/traces/*.txt (the VyOS-shaped one loads the chains of vyos-1x
+  data/templates/conntrack/nftables-ct.j2 into a namespace);
+* a kube-proxy legacy TRACE walk from the public blog post "Tracing iptables on CentOS" (2022-04-22, a
+  translation of vocon-it.com "Tracing iptables on CentOS - cheat sheet", 2020-03-30): nslookup from a
+  weave pod to kube-dns, tests/fixtures/traces/legacy-trace-kube-proxy-weave.log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reportgen.model import LineRef
+from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.parsers.traces import (
+    NftTraceParser,
+    XtablesMonitorParser,
+    decode_network_header,
+    legacy_trace_prefix,
+    raw_bytes,
+)
+from reportgen.sources.case import build_report, load_spec
+
+FIX = Path(__file__).parent / "fixtures" / "traces"
+
+# xtables-monitor(8), EXAMPLE OUTPUT, verbatim (the leading numbers are the man page's own).
+MAN_PAGE = """\
+ 1 TRACE: 2 fc475095 raw:PREROUTING:rule:0x3:CONTINUE -4 -t raw -A PREROUTING -p icmp -j TRACE
+ 2 PACKET: 0 fc475095 IN=lo LL=0x304 0000000000000000000000000800 SRC=127.0.0.1 DST=127.0.0.1 LEN=84 TOS=0x0 TTL=64 ID=38349DF
+ 3 TRACE: 2 fc475095 raw:PREROUTING:return:
+ 4 TRACE: 2 fc475095 raw:PREROUTING:policy:ACCEPT
+ 5 TRACE: 2 fc475095 filter:INPUT:return:
+ 6 TRACE: 2 fc475095 filter:INPUT:policy:DROP
+ 7 TRACE: 2 0df9d3d8 raw:PREROUTING:rule:0x3:CONTINUE -4 -t raw -A PREROUTING -p icmp -j TRACE
+"""
+
+# nftables tests/shell/testcases/trace/0001simple, expected output (trace ids are "0" there).
+NFT_UPSTREAM = [
+    "trace id 0 inet t pre conntrack: ct direction original ct state new ct id 0 ",
+    'trace id 0 inet t pre packet: iif "eth0" ether saddr $ns2mac ether daddr $ns1mac ip saddr 10.23.42.2 '
+    "ip daddr 10.23.42.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol icmp ip length 84 icmp type "
+    "echo-request icmp code 0 icmp id 0 icmp sequence 1 ",
+    "trace id 0 inet t pre rule icmp type { echo-reply, echo-request } meta mark set 0x00000042 ct state "
+    "established,new meta nftrace set 1 (verdict continue)",
+    "trace id 0 inet t pre policy accept meta mark 0x00000042 ",
+    "trace id 0 inet t input rule meta mark 0x00000042 jump foo (verdict jump foo)",
+    "trace id 0 inet t foo rule ct status != dying return (verdict return)",
+    "trace id 0 inet t input policy accept meta mark 0x00000042 ",
+    "trace id 0 inet t output policy accept ",
+]
+
+
+def _report(tmp_path: Path, name: str, text: str, *extra: tuple[str, str]):
+    (tmp_path / name).write_text(text)
+    for fname, body in extra:
+        (tmp_path / fname).write_text(body)
+    return build_report(load_spec([tmp_path / name, *(tmp_path / f for f, _ in extra)]))
+
+
+def _visits(parser, lines):
+    out = []
+    for n, line in enumerate(lines, start=1):
+        done, _ = parser.feed(LineRef("t", n), line)
+        out += done
+    return out + list(parser.flush())
+
+
+# --- xtables-monitor -------------------------------------------------------------------------------
+
+
+def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path: Path):
+    r = _report(tmp_path, "xtmon.txt", MAN_PAGE)  # pasted with the man page's own line numbers
+    [p] = r.packets
+    # Lines 3-6: raw PREROUTING, then filter INPUT, both of the one PACKET line (line 2).
+    assert [(h.event.hook.table, h.event.hook.hook, h.event.record.ref.line) for h in p.hops] == [
+        ("raw", PREROUTING, 2),
+        ("filter", INPUT, 2),
+    ]
+    assert [x.ref.line for x in p.hops[1].event.rules] == [5, 6]
+    assert p.verdict.kind == "dropped" and "policy DROP of filter INPUT" in p.verdict.explanation
+    rec = p.hops[0].event.record
+    # LL=0x304 is the loopback's Ethernet-style header: ethertype 0x0800. ICMP is proven by the matched
+    # "-p icmp" rule; the ICMP type is printed nowhere, so it stays unknown.
+    assert (rec.ethertype, rec.l3, rec.proto, rec.icmp_type, rec.ipid, rec.ip_flags) == (
+        0x0800,
+        "ipv4",
+        "ICMP",
+        None,
+        38349,
+        ("DF",),
+    )
+    [u] = r.unused
+    assert u.ref.line == 7 and "packet line is missing" in u.reason
+
+
+def test_sign_extended_hex_bytes_of_xtables_monitor():
+    # xtables-monitor.c: "const char *nh; ... printf("%02x", nh[i])": a byte >= 0x80 is a negative char,
+    # sign-extended to int, printed as eight digits.
+    assert raw_bytes("45ffffffc0") == b"\x45\xc0"
+    assert raw_bytes("45c0") == b"\x45\xc0"  # unsigned char (arm64): two digits per byte
+    assert raw_bytes("4") is None and raw_bytes("xyz") is None
+    # Real, from tests/fixtures/traces/xtmon-1.8.9-bridge-netdev-arp-inet.txt (bridge family, ICMP echo):
+    nh = "45000054fffffffdffffffa240004001ffffffb902ffffffc0000201ffffffc0000202"
+    f = decode_network_header(raw_bytes(nh) or b"")
+    assert (f["src"], f["dst"], f["proto"], f["ipid"], f["ttl"], f["ip_flags"], f["length"]) == (
+        "192.0.2.1",
+        "192.0.2.2",
+        "ICMP",
+        0xFDA2,
+        64,
+        ("DF",),
+        84,
+    )
+    # The dump ends with the IP header (nf_tables_trace.c dumps the network header up to the transport
+    # offset), so the ICMP type is not there: unknown, not defaulted.
+    assert "icmp_type" not in f and "sport" not in f
+
+
+def test_hex_dump_that_reaches_the_transport_header_gives_icmp_and_ports():
+    def dump(data: bytes) -> str:  # print bytes the way xtables-monitor.c does on x86
+        return "".join(f"{b:02x}" if b < 0x80 else f"ffffff{b:02x}" for b in data)
+
+    ip = bytes.fromhex("4500001c1234000040010000") + bytes([192, 0, 2, 1, 198, 51, 100, 7])
+    echo = bytes([8, 0, 0, 0]) + (4660).to_bytes(2, "big") + (3).to_bytes(2, "big")
+    f = decode_network_header(raw_bytes(dump(ip + echo)) or b"")
+    assert (f["proto"], f["icmp_type"], f["icmp_code"], f["icmp_id"], f["icmp_seq"]) == ("ICMP", 8, 0, 4660, 3)
+    reply = bytes([0, 0, 0, 0]) + (4660).to_bytes(2, "big") + (3).to_bytes(2, "big")
+    g = decode_network_header(raw_bytes(dump(ip[:12] + ip[16:20] + ip[12:16] + reply)) or b"")
+    assert (g["src"], g["dst"], g["icmp_type"], g["icmp_id"]) == ("198.51.100.7", "192.0.2.1", 0, 4660)
+    tcp = (40000).to_bytes(2, "big") + (443).to_bytes(2, "big") + bytes(9) + bytes([0x12])  # SYN+ACK
+    h = decode_network_header(ip[:9] + bytes([6]) + ip[10:] + tcp)
+    assert (h["proto"], h["sport"], h["dport"], h["tcp_flags"]) == ("TCP", 40000, 443, ("ACK", "SYN"))
+
+
+def test_real_xtables_monitor_capture_families_arp_and_unprinted_fields():
+    lines = (FIX / "xtmon-1.8.9-bridge-netdev-arp-inet.txt").read_text().splitlines()
+    got = _visits(XtablesMonitorParser(), lines)
+    by_fam = {}
+    for v in got:
+        by_fam.setdefault(v.family, []).append(v)
+    arp = by_fam[ARP][0].record()
+    assert (arp.l3, arp.src, arp.dst, arp.in_dev) == ("arp", "192.0.2.1", "192.0.2.254", "br0")
+    inet = [v.record() for v in by_fam[INET]]
+    assert {r.l3 for r in inet} == {"ipv4", "ipv6"}  # NFPROTO=2 / NFPROTO=10 of an inet table
+    udp = next(r for r in inet if r.dport == 5353)
+    # 1.8.9 prints ports for TCP, UDP, UDP-Lite, SCTP and DCCP alike and no protocol: not "UDP".
+    assert (udp.proto, udp.icmp_type, udp.sport) == (None, None, 48376)
+    bridged_udp = next(v.record() for v in by_fam[BRIDGE] if v.trace_id == "969ba5bf")
+    assert (bridged_udp.proto, bridged_udp.sport) == ("UDP", None)  # NH= says UDP; its ports are not dumped
+
+
+def test_netdev_chains_are_listed_unused_with_their_reason():
+    r = build_report(load_spec([FIX / "xtmon-1.8.9-bridge-netdev-arp-inet.txt"]))
+    reasons = {u.reason for u in r.unused}
+    assert reasons == {"nft netdev chain rgt4 ing: its hook has no stage in reportgen's hook graph"}
+    assert r.lines_total - r.lines_used == sum(u.count for u in r.unused) == 9
+
+
+# --- nft monitor trace -----------------------------------------------------------------------------
+
+
+def test_trace_ids_of_any_length_and_no_hook_from_chain_name_words():
+    got = _visits(NftTraceParser(), NFT_UPSTREAM)
+    assert [(v.table, v.chain) for v in got] == [("t", "pre"), ("t", "input"), ("t", "output")]
+    # "pre", "input" and "output" are words, not evidence: without a ruleset snapshot these chains of a
+    # user table are not placed; the packet's devices (iif only) leave PREROUTING or INPUT.
+    assert all(v.place is not None and v.place.hook is None for v in got)
+
+
+def test_nft_chains_placed_from_the_trace_devices_or_the_snapshot(tmp_path: Path):
+    text = "\n".join(NFT_UPSTREAM) + "\n"
+    r = _report(tmp_path, "trace.txt", text)
+    hooks = [h.event.hook for p in r.packets for h in p.hops]
+    assert [(h.chain, h.placed, h.candidates) for h in hooks] == [
+        ("pre", False, (PREROUTING, INPUT)),
+        ("input", False, (PREROUTING, INPUT)),
+        ("output", False, (PREROUTING, INPUT)),
+    ]
+    assert all(h.family == INET for h in hooks)
+    ruleset = (
+        "table inet t { # handle 3\n\tchain pre { # handle 1\n"
+        "\t\ttype filter hook prerouting priority filter; policy accept;\n\t}\n"
+        "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n"
+        "\tchain output {\n\t\ttype route hook output priority filter; policy accept;\n\t}\n"
+        "\tchain foo {\n\t}\n}\n"
+    )
+    r2 = _report(tmp_path, "trace.txt", text, ("ruleset.nft", ruleset))
+    placed = [(h.event.hook.chain, h.event.hook.hook, h.event.hook.placed) for p in r2.packets for h in p.hops]
+    assert sorted(placed) == [("input", INPUT, True), ("output", OUTPUT, True), ("pre", PREROUTING, True)]
+
+
+def test_real_nft_capture_names_the_families():
+    lines = (FIX / "nft-1.0.6-netdev-bridge-arp-inet.txt").read_text().splitlines()
+    got = _visits(NftTraceParser(), lines)
+    fams = {(v.family, v.record().l3) for v in got}
+    assert fams == {
+        ("netdev", "arp"),
+        ("netdev", "ipv4"),
+        ("netdev", "ipv6"),
+        (BRIDGE, "arp"),
+        (BRIDGE, "ipv6"),
+        (ARP, "arp"),
+        (INET, "ipv4"),
+        (INET, "ipv6"),
+    }
+    echo = next(v.record() for v in got if v.family == INET and v.record().l3 == "ipv4")
+    # nft 1.0.6 prints an echo request's code 0 as "net-unreachable" (src/proto.c icmp_code_tbl).
+    assert (echo.icmp_type, echo.icmp_code, echo.icmp_id, echo.icmp_seq) == (8, 0, 12232, 1)
+    r = build_report(load_spec([FIX / "nft-1.0.6-netdev-bridge-arp-inet.txt"]))
+    arp_in = next(h.event.hook for p in r.packets for h in p.hops if h.event.hook.family == ARP)
+    # The arp family has input and output hooks only; IN=br0 without OUT= leaves input.
+    assert (arp_in.hook, arp_in.placed, arp_in.label) == (INPUT, True, "nft arp rgt3 in1")
+
+
+def test_vyos_prerouting_and_prerouting_helper_are_one_packet(tmp_path: Path):
+    trace = (FIX / "nft-1.0.6-vyos-shaped-prerouting-helper.txt").read_text()
+    r = _report(tmp_path, "trace.txt", trace)
+    assert r.lines_used == r.lines_total == 22
+    assert len(r.packets) == 2  # two pings; the trace id is the same for both (ids are reused)
+    for p in r.packets:
+        assert [(h.event.hook.table, h.event.hook.hook) for h in p.hops] == [
+            ("vyos_conntrack", PREROUTING),
+            ("vyos_filter", INPUT),
+        ]
+        assert {x.chain for x in p.hops[0].event.rules} >= {"PREROUTING", "PREROUTING_HELPER", "VYOS_CT_HELPER"}
+        assert p.verdict.kind == "delivered"
+    # Renamed tables: the known-generator table no longer applies; the snapshot places the chains.
+    renamed = trace.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
+    ruleset = (FIX / "nft-1.0.6-vyos-shaped-ruleset.txt").read_text()
+    ruleset = ruleset.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
+    r2 = _report(tmp_path, "trace.txt", renamed, ("ruleset.nft", ruleset))
+    assert [[(h.event.hook.table, h.event.hook.hook) for h in p.hops] for p in r2.packets] == [
+        [("ct", PREROUTING), ("flt", INPUT)]
+    ] * 2
+    # Neither: "PREROUTING" is just a name; the hooks stay candidates.
+    r3 = _report(tmp_path, "trace.txt", renamed)
+    assert {h.event.hook.candidates for p in r3.packets for h in p.hops} == {(PREROUTING, INPUT)}
+
+
+# --- legacy TRACE ----------------------------------------------------------------------------------
+
+
+KUBE_NAT = (
+    """# Generated by iptables-save v1.8.4 (constructed to match the traced rule numbers)
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:CNI-HOSTPORT-MASQ - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-TCOU7JCQXEZGVUNU - [0:0]
+:KUBE-SEP-VQ37SWWSIRRGCSAM - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -m mark --mark 0x4000/0x4000 -j MASQUERADE
+"""
+    + "".join(
+        f"-A KUBE-SERVICES -d 10.96.0.{100 + i}/32 -p tcp -m tcp --dport 80 -j KUBE-MARK-MASQ\n" for i in range(12)
+    )
+    + """\
+-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-MARK-MASQ
+-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU
+-A KUBE-SVC-TCOU7JCQXEZGVUNU -m statistic --mode random --probability 0.50000000000 -j KUBE-MARK-MASQ
+-A KUBE-SVC-TCOU7JCQXEZGVUNU -j KUBE-SEP-VQ37SWWSIRRGCSAM
+-A KUBE-SEP-VQ37SWWSIRRGCSAM -s 10.44.0.47/32 -j KUBE-MARK-MASQ
+-A KUBE-SEP-VQ37SWWSIRRGCSAM -p udp -m udp -j DNAT --to-destination 10.44.0.47:53
+COMMIT
+"""
+)
+
+
+def test_kube_proxy_walk_user_chains_belong_to_the_builtin_chain_and_carry_the_nat_rules(tmp_path: Path):
+    log = (FIX / "legacy-trace-kube-proxy-weave.log").read_text()
+    r = _report(tmp_path, "kern.log", log, ("iptables-save.txt", KUBE_NAT))
+    assert r.lines_used == r.lines_total == 22
+    events = {(h.event.hook.table, h.event.hook.hook): h.event for p in r.packets for h in p.hops}
+    assert set(events) == {("raw", PREROUTING), ("nat", PREROUTING), ("filter", FORWARD), ("nat", POSTROUTING)}
+    pre = events[("nat", PREROUTING)]
+    assert [x.chain for x in pre.rules] == [
+        "PREROUTING",
+        "KUBE-SERVICES",
+        "KUBE-MARK-MASQ",
+        "KUBE-MARK-MASQ",
+        "KUBE-SERVICES",
+        "KUBE-SVC-TCOU7JCQXEZGVUNU",
+        "KUBE-SEP-VQ37SWWSIRRGCSAM",
+    ]
+    # The rule number of the TRACE line points at the snapshot's rule: the DNAT and the MASQUERADE are
+    # carried with their text and place, for the explainer to state.
+    dnat = pre.rules[-1]
+    assert dnat.text.endswith("-j DNAT --to-destination 10.44.0.47:53") and dnat.snapshot_ref is not None
+    masq = events[("nat", POSTROUTING)].rules[-1]
+    assert (masq.chain, masq.handle) == ("KUBE-POSTROUTING", "1") and masq.text.endswith("-j MASQUERADE")
+    masq_line = next(n for n, ln in enumerate(KUBE_NAT.splitlines(), 1) if ln.startswith("-A KUBE-POSTROUTING"))
+    assert masq.snapshot_ref == LineRef("iptables-save.txt", masq_line)
+
+
+def test_trace_records_without_the_trace_word_and_user_chains_named_like_hooks(tmp_path: Path):
+    log = (FIX / "legacy-trace-kube-proxy-weave.log").read_text().splitlines()
+    # A paste that lost "TRACE: " (the kernel's own words) is still a TRACE walk of ip_tables' tables.
+    damaged = [ln.replace("TRACE: ", "") for ln in log[:8]]
+    assert legacy_trace_prefix("raw:PREROUTING:rule:2 ") and not legacy_trace_prefix("myfw:PREROUTING:rule:2 ")
+    # Column-aligned pastes pad the prefix (GKE kube-dns walk in the blog post "Deep dive into Kubernetes
+    # Networking: my kube-dns is not working!", 2020-01-26): "TRACE: nat:KUBE-SVC-TCOU7JCQXEZGVUNU:rule:2     IN=cbr0".
+    assert legacy_trace_prefix("TRACE: nat:KUBE-SVC-TCOU7JCQXEZGVUNU:rule:2     ").group("num") == "2"
+    # A cut paste starting in a user chain whose name holds a hook word: mangle has every hook, and
+    # IN= without OUT= leaves PREROUTING or INPUT; "FORWARD" in the name is not evidence.
+    cut = log[0].replace("TRACE: raw:PREROUTING:policy:3", "TRACE: mangle:KUBE-FORWARD:rule:1")
+    r = _report(tmp_path, "kern.log", "\n".join([*damaged, "", cut]) + "\n")
+    assert [u.reason for u in r.unused] == ["blank line"]
+    hooks = [h.event.hook for p in r.packets for h in p.hops]
+    assert [(h.table, h.hook, h.placed) for h in hooks[:2]] == [("raw", PREROUTING, True), ("nat", PREROUTING, True)]
+    assert [x.chain for x in r.packets[0].hops[1].event.rules][:3] == ["PREROUTING", "KUBE-SERVICES", "KUBE-MARK-MASQ"]
+    kube_fwd = next(h for h in hooks if h.table == "mangle")
+    assert (kube_fwd.placed, kube_fwd.candidates, kube_fwd.chain) == (False, (PREROUTING, INPUT), "KUBE-FORWARD")
+    assert "FORWARD" not in kube_fwd.candidates
+
+
+def test_walk_cut_before_its_builtin_line_is_placed_when_one_hook_remains(tmp_path: Path):
+    log = (FIX / "legacy-trace-kube-proxy-weave.log").read_text().splitlines()
+    # From the real walk, keep only the POSTROUTING walk's user chain line (KUBE-POSTROUTING): the nat
+    # table's hooks with OUT= and no IN= are OUTPUT or POSTROUTING; nat has both, so it stays open.
+    r = _report(tmp_path, "kern.log", log[-1] + "\n")
+    [h] = [h.event.hook for p in r.packets for h in p.hops]
+    assert (h.placed, h.candidates) == (False, (OUTPUT, POSTROUTING))
+    # filter with IN= and OUT= (line 10, WEAVE-NPC-EGRESS) can only be FORWARD.
+    r = _report(tmp_path, "kern.log", log[9] + "\n")
+    [h] = [h.event.hook for p in r.packets for h in p.hops]
+    assert (h.hook, h.placed, h.family) == (FORWARD, True, IPV4)
+
+
+def test_one_packet_line_then_walks_of_two_tables_without_a_policy_line_between():
+    # Real lines (tests/fixtures/traces/xtmon-1.8.9-bridge-netdev-arp-inet.txt, lines 1, 2, 5, 6), with
+    # the policy line of the first walk left out, as a grep'ed paste does; and a SYN flag: TCP.
+    lines = [
+        "PACKET: 1 e65966c8 IN=br0 NFPROTO=2 MACSRC=b2:b7:15:a0:b7:e6 MACDST=82:78:40:17:ea:68 MACPROTO=0800 "
+        "SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x0 TTL=64 ID=64930 DF SPORT=1 DPORT=2 SYN ",
+        " TRACE: 1 e65966c8 rgt2:p1:rule:0x2:CONTINUE  ",
+        " TRACE: 7 e65966c8 rgt:f1:rule:0x2:CONTINUE  ",
+        " TRACE: 7 e65966c8 rgt:f1:policy:ACCEPT ",
+    ]
+    got = _visits(XtablesMonitorParser(), lines)
+    assert [(v.family, v.table, v.ref.line, [r.ref.line for r in v.rules]) for v in got] == [
+        (INET, "rgt2", 1, [2]),
+        (BRIDGE, "rgt", 1, [3, 4]),
+    ]
+    assert {v.record().proto for v in got} == {"TCP"}  # only TCP prints flags (xtables-monitor.c)
+
+
+def test_a_matched_rule_proves_the_protocol_for_every_walk_of_the_packet_line():
+    # The real UDP packet line of the capture; its rule line as iptables 1.8.9 prints an iptables-nft
+    # rule (the man page's "-4 -t raw -A PREROUTING -p icmp -j TRACE" with -p udp): only a rule whose
+    # matches all passed is traced, so the packet is UDP, in this walk and in the next table's.
+    lines = [
+        "PACKET: 2 969ba5bf IN=br0 MACSRC=b2:b7:15:a0:b7:e6 MACDST=82:78:40:17:ea:68 MACPROTO=0800 SRC=192.0.2.1 "
+        "DST=192.0.2.2 LEN=29 TOS=0x0 TTL=64 ID=16829 DF SPORT=48376 DPORT=5353 ",
+        " TRACE: 2 969ba5bf raw:PREROUTING:rule:0x3:CONTINUE  -4 -t raw -A PREROUTING -p udp -j TRACE",
+        " TRACE: 2 969ba5bf raw:PREROUTING:policy:ACCEPT ",
+        " TRACE: 2 969ba5bf filter:INPUT:policy:ACCEPT ",
+    ]
+    got = _visits(XtablesMonitorParser(), lines)
+    assert [(v.table, v.record().proto) for v in got] == [("raw", "UDP"), ("filter", "UDP")]
+    assert _visits(XtablesMonitorParser(), lines[:1])[0].record().proto is None
+
+
+# The ruleset of the namespace the nft capture came from, as nft 1.0.6 lists it (tables made with
+# "nft add chain ... '{ type filter hook H [device D] priority 0; }'"; a comment added to show that a
+# chain comment before the type line does not hide the hook).
+CAPTURE_RULESET = """table bridge rgt {
+\tchain f1 {
+\t\tcomment "bridge forward"
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table inet rgt2 {
+\tchain p1 {
+\t\ttype filter hook prerouting priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table arp rgt3 {
+\tchain in1 {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+table netdev rgt4 {
+\tchain ing {
+\t\ttype filter hook ingress device "va" priority filter; policy accept;
+\t\tmeta nftrace set 1
+\t}
+}
+"""
+
+
+def test_snapshot_places_chains_of_every_family(tmp_path: Path):
+    trace = (FIX / "nft-1.0.6-netdev-bridge-arp-inet.txt").read_text()
+    r = _report(tmp_path, "trace.txt", trace, ("ruleset.nft", CAPTURE_RULESET))
+    placed = {
+        (h.event.hook.family, h.event.hook.chain, h.event.hook.hook, h.event.hook.placed)
+        for p in r.packets
+        for h in p.hops
+    }
+    assert placed == {(BRIDGE, "f1", FORWARD, True), (INET, "p1", PREROUTING, True), (ARP, "in1", INPUT, True)}
+    assert {u.reason for u in r.unused} == {
+        "nft netdev chain rgt4 ing: its hook has no stage in reportgen's hook graph"
+    }
+
+
+def test_a_packet_line_without_rule_lines_is_listed_with_its_reason(tmp_path: Path):
+    lines = (FIX / "xtmon-1.8.9-bridge-netdev-arp-inet.txt").read_text().splitlines()
+    r = _report(tmp_path, "xtmon.txt", "\n".join([lines[0], lines[3]]) + "\n")  # two PACKET lines, grep'ed
+    assert [(u.span, u.reason) for u in r.unused] == [
+        ("xtmon.txt:1-2", "trace packet line without rule lines: the chain it was seen in is not printed")
+    ]
+
+
+def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
+    # man(1) indents the example, and a narrow terminal wraps the PACKET record before "LEN=".
+    lines = ["       xtables-monitor --trace", ""] + ["        " + ln for ln in MAN_PAGE.splitlines()]
+    lines[3] = lines[3].replace(" LEN=84", "\n              LEN=84")
+    r = _report(tmp_path, "xtmon.txt", "\n".join(lines) + "\n")
+    [p] = r.packets
+    rec = p.hops[0].event.record
+    assert (rec.src, rec.length, rec.ipid, rec.ttl, rec.proto) == ("127.0.0.1", 84, 38349, 64, "ICMP")
+    assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.kind == "dropped"
+    # nft lines quoted with "> " (a mail or forum reply) are read as well.
+    quoted = ["> " + ln.replace("trace id 0 ", "trace id 9 ") for ln in NFT_UPSTREAM]
+    assert len(_visits(NftTraceParser(), quoted)) == 3
