@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reportgen.model import LineRef
+from reportgen.model import LineRef, VerdictCode
 from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.traces import (
     NftTraceParser,
@@ -84,7 +84,7 @@ def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path:
         ("filter", INPUT, 2),
     ]
     assert [x.ref.line for x in p.hops[1].event.rules] == [5, 6]
-    assert p.verdict.kind == "dropped" and "policy DROP of filter INPUT" in p.verdict.explanation
+    assert p.verdict.code == VerdictCode.DROPPED_BY_POLICY and "policy DROP of filter INPUT" in p.verdict.explanation
     rec = p.hops[0].event.record
     # LL=0x304 is the loopback's Ethernet-style header: ethertype 0x0800. ICMP is proven by the matched
     # "-p icmp" rule; the ICMP type is printed nowhere, so it stays unknown.
@@ -230,7 +230,7 @@ def test_vyos_prerouting_and_prerouting_helper_are_one_packet(tmp_path: Path):
             ("vyos_filter", INPUT),
         ]
         assert {x.chain for x in p.hops[0].event.rules} >= {"PREROUTING", "PREROUTING_HELPER", "VYOS_CT_HELPER"}
-        assert p.verdict.kind == "delivered"
+        assert p.verdict.code == VerdictCode.DELIVERED_LOCAL
     # Renamed tables: the known-generator table no longer applies; the snapshot places the chains.
     renamed = trace.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
     ruleset = (FIX / "nft-1.0.6-vyos-shaped-ruleset.txt").read_text()
@@ -437,7 +437,10 @@ def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
     [p] = r.packets
     rec = p.hops[0].event.record
     assert (rec.src, rec.length, rec.ipid, rec.ttl, rec.proto) == ("127.0.0.1", 84, 38349, 64, "ICMP")
-    assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.kind == "dropped"
+    assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.code in (
+        VerdictCode.DROPPED_BY_RULE,
+        VerdictCode.DROPPED_BY_POLICY,
+    )
     # nft lines quoted with "> " (a mail or forum reply) are read as well.
     quoted = ["> " + ln.replace("trace id 0 ", "trace id 9 ") for ln in NFT_UPSTREAM]
     assert len(_visits(NftTraceParser(), quoted)) == 3
