@@ -404,13 +404,13 @@ def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resol
     how = HOW_IN_OUT
     conv = match_convention(rec.prefix)
     if conv is not None:
-        fam = conv.family or family
-        if fam is not None:
-            res = _from_convention(rec, fam, conv)
+        conv_family = conv.family or family
+        if conv_family is not None:
+            res = _from_convention(rec, conv_family, conv)
             if res is not None:
                 return res
             how = f"{HOW_IN_OUT}: the {conv.convention.name} convention's hooks do not fit IN=/OUT="
-            family = fam
+            family = conv_family
         action = conv.action
     words = _from_words(rec, family, action)
     if words is not None:

@@ -24,7 +24,7 @@ from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
 from reportgen.parsers.snapshots import PARSERS, detect_kind
 from reportgen.parsers.traces import NftTraceParser, Visit, XtablesMonitorParser, base_chain_hook, detect_trace_format
-from reportgen.sources.framing import read_lines, strip_wrapper
+from reportgen.sources.framing import LineFramer, read_lines, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
 
@@ -196,8 +196,9 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     fmt = detect_trace_format(head)
     monitor = XtablesMonitorParser() if fmt == "xtmon" else NftTraceParser() if fmt == "nfttrace" else None
     legacy = _LegacyTraceGrouper()
-    n = 0
-    for n, text in read_lines(path):
+    # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
+    lines = LineFramer(read_lines(path), split_records=monitor is None)
+    for n, text in lines:
         ref = LineRef(name, n)
         if len(appendix) < APPENDIX_LIMIT:
             appendix.append((ref, text))
@@ -234,7 +235,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     if monitor is not None:
         for v in monitor.flush():
             yield from _visit_event(v, unused, chain_hooks)
-    counts[name] = n
+    counts[name] = lines.last_line
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine], chain_hooks: dict[tuple[str, str], str]) -> Iterator[Event]:

@@ -5,6 +5,10 @@ Formats (../shared/reference/trace-formats.md section 5): util-linux dmesg.c pri
 ``%b %d %H:%M:%S host kernel: `` (short), ``.%06u`` (short-precise) or ISO 8601 (short-iso);
 rsyslog's traditional format uses a space-padded day and may keep the kernel's own ``[123.456]``.
 Each line is detected on its own, because pasted files mix wrappers.
+
+Pasted text also breaks records apart and glues them together: ``LineFramer`` splits a physical line
+that holds several records (each keeps the line's number) and joins a record wrapped over several
+lines (it takes the first line's number), before the wrapper is stripped.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reportgen.parsers.nflog import record_anchors
+
 _PRI = re.compile(r"^<\d{1,3}>")
 _RFC5424 = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
 _SYSLOG_TS = re.compile(
     r"^(?:[A-Za-z\u00C0-\u024F]{3,4}\.? {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 27 06:33:51[.370286]
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"  # ISO 8601
     r"|\d{9,10}\.\d{6}"  # short-unix
+    r"|\d\d:\d\d:\d\d(?:\.\d+)?"  # a paste that dropped the date: only taken before "host kernel: "
     r"|[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"  # short-full
     r"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} kern\.\w+"  # busybox logread
     r") "
@@ -40,15 +47,16 @@ class Framed:
 
     stamp: float | None  # kernel monotonic seconds, when known
     msg: str
+    wrapped: bool = False  # whether a wrapper was found and removed
 
 
 def strip_wrapper(line: str) -> Framed:
     """Remove any known log wrapper from one line and return the kernel message."""
-    s = line
+    s = line.lstrip()  # pastes indent lines; the kernel never starts a record with a space
     stamp: float | None = None
     m = _KMSG.match(s)
     if m:
-        return Framed(int(m.group("usec")) / 1e6, s[m.end():])
+        return Framed(int(m.group("usec")) / 1e6, s[m.end():], True)
     m = _RFC5424.match(s)
     s = s[m.end():] if m else _PRI.sub("", s, count=1)
     m = _DMESG_X.match(s)
@@ -68,7 +76,7 @@ def strip_wrapper(line: str) -> Framed:
             stamp = float(m.group("mono"))
         s = s[m.end():]
         s = _CALLER.sub("", s, count=1)
-    return Framed(stamp, s)
+    return Framed(stamp, s, len(s) != len(line.lstrip()))
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -88,3 +96,90 @@ def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
         if n == 1:
             text = text.lstrip("\ufeff")
         yield n, text.rstrip("\r\n").rstrip("\r")
+
+
+# A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
+_FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
+_FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
+
+
+class LineFramer:
+    """Turn physical lines into record lines: split glued records, join wrapped ones.
+
+    Iterate it for (line number, text); ``last_line`` is then the number of physical lines read.
+    With ``split_records=False`` lines pass through unchanged (trace monitors have their own layout).
+    """
+
+    def __init__(self, lines: Iterable[tuple[int, str]], split_records: bool = True) -> None:
+        self.lines = lines
+        self.split_records = split_records
+        self.last_line = 0
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        pending: tuple[int, str] | None = None
+        for n, text in self.lines:
+            self.last_line = n
+            if not self.split_records:
+                yield n, text
+                continue
+            if pending is not None and _continues(pending[1], text):
+                pending = (pending[0], pending[1].rstrip() + " " + text.strip())
+                continue
+            if pending is not None:
+                yield from _split(*pending)
+            pending = (n, text)
+        if pending is not None:
+            yield from _split(*pending)
+
+
+def _continues(prev: str, text: str) -> bool:
+    """Whether a line is clearly the rest of the record on the previous line.
+
+    Either the previous line is a wrapper with no message and this line, unwrapped, starts a record;
+    or the previous line starts a record and this line, unwrapped, carries only fields the previous
+    one lacks (a stray tail of another record repeats fields and is left alone).
+    """
+    body = text.strip()
+    if not body or strip_wrapper(text).wrapped:
+        return False
+    before = strip_wrapper(prev)
+    anchors = record_anchors(body)
+    if before.wrapped and not before.msg.strip():
+        return bool(anchors)
+    prev_anchors = record_anchors(before.msg)
+    if anchors or not prev_anchors or not _FIELD_START.match(body):
+        return False
+    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1]:]))
+    return not seen & set(_FIELD_KEYS.findall(body))
+
+
+# The start of an nf_log body: a record whose body lies between two IN=/OUT= anchors is complete.
+_BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
+_BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
+
+
+def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
+    """Split a line holding several records at the end of each record's body.
+
+    A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
+    starts a new record when a record body (SRC=, PROTO=, LEN=, MAC=) lies before it; the new record
+    then starts after the last body token, so its wrapper and prefix go with it.
+    """
+    anchors = record_anchors(text)
+    if len(anchors) < 2 or " MAC source = " in text:
+        yield n, text
+        return
+    start = 0
+    for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
+        segment = text[end:nxt]
+        if not _BODY.search(segment):
+            continue
+        cut = end
+        pos = end
+        for tok in segment.split(" "):
+            pos += len(tok) + 1
+            if tok and _BODY_TOKEN.match(tok):
+                cut = pos
+        yield n, text[start:cut].rstrip()
+        start = cut
+    yield n, text[start:].lstrip()
