@@ -497,4 +497,4 @@ def mapping_hint(prefix: str, family: str, candidates: tuple[str, ...]) -> str:
     alt = f" (or {', '.join(candidates[1:])} instead of {hook}, whichever chain the LOG rule is in)" \
         if len(candidates) > 1 else " (with the chain the LOG rule is in)" if not candidates else ""
     yaml_line = mapping_yaml(prefix, family, hook)
-    return f"to place it, map the prefix in prefixes.yaml or --prefix-map FILE{alt}: {yaml_line}"
+    return f"to place it, add a prefix map (prefixes.yaml in the case folder, or --prefix-map FILE){alt}: {yaml_line}"
