@@ -26,7 +26,7 @@ _ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |
 # MACs and addresses are taken as any token and checked afterwards: a paste may have redacted them
 # ("xx:xx:..", "<filtered>", "XXX.232.61.230"), and such a line is still a record.
 _EBT = re.compile(
-    r"^(?P<prefix>.*) IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15}) +"
+    r"^(?:(?P<prefix>.*) )?IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15}) +"
     r"MAC source = (?P<smac>\S+) MAC dest = (?P<dmac>\S+) "
     r"proto = 0x(?P<proto>[0-9a-fA-F]{4})(?P<rest>.*)$"
 )
@@ -84,6 +84,17 @@ def _int(text: str, base: int = 10) -> int | None:
         return int(text, base)
     except ValueError:
         return None
+
+
+def shown(rec: LogRecord, name: str) -> str:
+    """Return a record field as text for a reader: "redacted" when the input masked it, "?" when absent.
+
+    Explanations and summaries use this instead of formatting the field, so no output says "None".
+    """
+    if name in rec.redacted:
+        return "redacted"
+    value = getattr(rec, name)
+    return "?" if value is None else str(value)
 
 
 def record_anchors(msg: str) -> list[tuple[int, int]]:
@@ -146,7 +157,7 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
     elif ethertype in (0x0806, 0x8035):
         fields = {"l3": "arp"}
     return LogRecord(
-        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix"),
+        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix") or "",
         in_dev=m.group("in"), out_dev=m.group("out"),
         mac_src=smac, mac_dst=dmac, ethertype=ethertype,
         truncated=truncated, extra=extra, redacted=tuple(redacted), **fields,  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "ip_id": r.ipid,
         "stamp": r.stamp,
         "truncated": r.truncated,
+        "redacted": list(r.redacted),  # fields the input had masked; their values above are null
         "line": {"file": r.ref.file, "line": r.ref.line},
         "explanation": list(h.explanation),
     }
