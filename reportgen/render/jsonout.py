@@ -31,6 +31,10 @@ def _hop(h: Hop) -> dict[str, Any]:
         "hook": h.event.hook.hook,
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
+        # An unplaced record: every hook it could be at ("hook"/"chain" are then only the first).
+        "candidates": list(h.event.hook.candidates),
+        "action": h.event.hook.action.value if h.event.hook.action else None,
+        "convention": h.event.hook.convention,
         "prefix": r.prefix,
         "in": r.in_dev,
         "out": r.out_dev,
