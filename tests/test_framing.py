@@ -112,3 +112,37 @@ def test_a_case_counts_every_physical_line(tmp_path: Path):
     assert report.lines_used == 7
     assert [u.reason.split(":")[0] for u in report.unused] == ["blank line", "other line"]
     assert len(report.packets) == 1
+
+
+def test_records_with_other_text_between_them_on_one_line():
+    # A forum post (Ubuntu Forums, D-Link DWM-156, 2014): twenty minutes of dmesg pasted as one line,
+    # with a shell prompt, USB messages between the records and "^" marking the lost line breaks.
+    line = ("luis@luis-G41M-Combo:~$ dmesg | tail -20 [ 2224.539728] usb 1-3: USB disconnect, device number 5 "
+            "[ 2228.248057] [UFW AUDIT] IN=eth0 OUT= MAC=1c:6f:65:43:ac:46:28:c6:8e:91:ac:06:08:00^ SRC=10.0.0.2 "
+            "DST=10.0.0.3 LEN=78 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=UDP^ SPT=46370 DPT=137 LEN=58 "
+            "[ 2242.358103] [UFW AUDIT] IN= OUT=eth0 SRC=10.0.0.3 DST=180.178.127.10 LEN=122^ TOS=0x00 PREC=0x00 "
+            "TTL=64 ID=65211 DF PROTO=UDP SPT=51413 DPT=53152 LEN=102 ^ [ 2242.358118] [UFW ALLOW] IN= OUT=eth0 "
+            "SRC=10.0.0.3 DST=180.178.127.10 LEN=122^ TOS=0x00 PREC=0x00 TTL=64 ID=65211 DF PROTO=UDP SPT=51413 "
+            "DPT=53152 LEN=102^ [ 2249.236024] usb 1-3: new high-speed USB device number 6 using ehci_hcd "
+            "[ 2258.451593] [UFW AUDIT] IN=eth0 OUT= MAC=1c:6f:65:43:ac:46:28:c6:8e:91:ac:06:08:00^ SRC=10.0.0.2 "
+            "DST=10.0.0.3 LEN=78 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=UDP^ SPT=42867 DPT=137 LEN=58")
+    out = frame(line)
+    recs = [parse(t) for _, t in out]
+    assert [n for n, _ in out] == [1, 1, 1, 1]
+    assert [(r.prefix, r.sport, r.dport, r.proto) for r, _ in recs] == [
+        ("[UFW AUDIT] ", 46370, 137, "UDP"), ("[UFW AUDIT] ", 51413, 53152, "UDP"),
+        ("[UFW ALLOW] ", 51413, 53152, "UDP"), ("[UFW AUDIT] ", 42867, 137, "UDP")]
+    assert [f.stamp for _, f in recs] == pytest.approx([2228.248057, 2242.358103, 2242.358118, 2258.451593])
+    assert recs[0][0].mac_src == "28:c6:8e:91:ac:06" and recs[0][0].redacted == ()
+
+
+def test_forum_markup_is_removed():
+    # Ubuntu Forums "UFW and VPN ppp0 rules" (2013): BBCode font tags around a masked source.
+    line = ('[FONT=arial][28444.859428] [UFW BLOCK] IN=ppp0 OUT= MAC= [/FONT][FONT=arial]SRC=[/FONT][x]("tel:'
+            '190.32.195.151")xx.xxx.xxx.xxx[FONT=arial] DST=yyy.yyy.yyy.yyy[/FONT][FONT=arial] LEN=40 TOS=0x08 '
+            "PREC=0x20 TTL=238 ID=46914 PROTO=TCP SPT=19780 DPT=39569 WINDOW=0 RES=0x00 ACK RST URGP=0 [/FONT]")
+    (n, text), = frame(line)
+    rec, f = parse(text)
+    assert f.stamp == pytest.approx(28444.859428) and rec.prefix == "[UFW BLOCK] "
+    assert (rec.src, rec.dst, rec.sport, rec.dport) == (None, None, 19780, 39569)
+    assert rec.redacted == ("src", "dst")

@@ -101,6 +101,8 @@ def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
 # A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
 _FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
 _FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
+# Keys an nf_log body holds twice: the IP and UDP lengths, the IP id and the ICMP echo id.
+_TWICE = frozenset({"LEN", "ID"})
 
 
 class LineFramer:
@@ -122,6 +124,10 @@ class LineFramer:
             if not self.split_records:
                 yield n, text
                 continue
+            if "[/" in text:
+                text = _BBCODE.sub("", text)
+            if "^ " in text:
+                text = _CARET.sub("", text)
             if pending is not None and _continues(pending[1], text):
                 pending = (pending[0], pending[1].rstrip() + " " + text.strip())
                 continue
@@ -149,9 +155,15 @@ def _continues(prev: str, text: str) -> bool:
     prev_anchors = record_anchors(before.msg)
     if anchors or not prev_anchors or not _FIELD_START.match(body):
         return False
-    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1]:]))
+    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1]:])) - _TWICE
     return not seen & set(_FIELD_KEYS.findall(body))
 
+
+# Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
+_BBCODE = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
+# A caret glued to a field value, where a paste marked its own line breaks ("...:08:00^ SRC=").
+_CARET = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
+_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
 
 # The start of an nf_log body: a record whose body lies between two IN=/OUT= anchors is complete.
 _BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
@@ -163,13 +175,15 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
 
     A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
     starts a new record when a record body (SRC=, PROTO=, LEN=, MAC=) lies before it; the new record
-    then starts after the last body token, so its wrapper and prefix go with it.
+    then starts after the last body token, so its wrapper and prefix go with it. Other text pasted
+    between records (a shell prompt, other kernel messages, stray marks) ends where the record's
+    own dmesg stamp begins, and stays with the record before it.
     """
     anchors = record_anchors(text)
-    if len(anchors) < 2 or " MAC source = " in text:
+    if " MAC source = " in text or not anchors:
         yield n, text
         return
-    start = 0
+    starts = [_record_start(text, 0, anchors[0][0])]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
         if not _BODY.search(segment):
@@ -180,6 +194,20 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
             pos += len(tok) + 1
             if tok and _BODY_TOKEN.match(tok):
                 cut = pos
-        yield n, text[start:cut].rstrip()
-        start = cut
-    yield n, text[start:].lstrip()
+        starts.append(_record_start(text, min(cut, nxt), nxt))
+    if starts == [0]:
+        yield n, text
+        return
+    for i, start in enumerate(starts):
+        yield n, text[start: starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
+
+
+def _record_start(text: str, start: int, anchor: int) -> int:
+    """Where a record begins: at ``start``, or at its own dmesg stamp when text that no wrapper explains
+    (a shell prompt, another kernel message) comes before it."""
+    head = text[start:anchor]
+    framed = strip_wrapper(head)
+    stamps = list(_STAMP.finditer(framed.msg))
+    if not stamps:
+        return start
+    return start + len(head) - len(framed.msg) + stamps[-1].start()
