@@ -38,37 +38,84 @@ HOW_WORDS = "prefix words"
 HOW_IN_OUT = "placed by IN/OUT"
 
 _FAMILY_WORDS = {
-    "eb": BRIDGE, "ebt": BRIDGE, "ebtable": BRIDGE, "ebtables": BRIDGE, "bridge": BRIDGE, "br": BRIDGE,
-    "ipt": IPV4, "iptable": IPV4, "iptables": IPV4, "ip4": IPV4, "ipv4": IPV4, "ip": IPV4, "v4": IPV4,
-    "ip6t": IPV6, "ip6table": IPV6, "ip6tables": IPV6, "ip6": IPV6, "ipv6": IPV6, "v6": IPV6,
+    "eb": BRIDGE,
+    "ebt": BRIDGE,
+    "ebtable": BRIDGE,
+    "ebtables": BRIDGE,
+    "bridge": BRIDGE,
+    "br": BRIDGE,
+    "ipt": IPV4,
+    "iptable": IPV4,
+    "iptables": IPV4,
+    "ip4": IPV4,
+    "ipv4": IPV4,
+    "ip": IPV4,
+    "v4": IPV4,
+    "ip6t": IPV6,
+    "ip6table": IPV6,
+    "ip6tables": IPV6,
+    "ip6": IPV6,
+    "ipv6": IPV6,
+    "v6": IPV6,
 }
-_TABLE_WORDS = {"raw": "raw", "mangle": "mangle", "nat": "nat", "filter": "filter", "security": "security",
-                "broute": "broute", "mgl": "mangle", "flt": "filter"}
+_TABLE_WORDS = {
+    "raw": "raw",
+    "mangle": "mangle",
+    "nat": "nat",
+    "filter": "filter",
+    "security": "security",
+    "broute": "broute",
+    "mgl": "mangle",
+    "flt": "filter",
+}
 _CHAIN_WORDS = {
-    "prerouting": PREROUTING, "preroute": PREROUTING, "prerout": PREROUTING, "pre": PREROUTING,
-    "input": INPUT, "in": INPUT, "inp": INPUT,
-    "forward": FORWARD, "fwd": FORWARD, "forw": FORWARD,
-    "output": OUTPUT, "out": OUTPUT,
-    "postrouting": POSTROUTING, "postroute": POSTROUTING, "postrout": POSTROUTING, "post": POSTROUTING,
+    "prerouting": PREROUTING,
+    "preroute": PREROUTING,
+    "prerout": PREROUTING,
+    "pre": PREROUTING,
+    "input": INPUT,
+    "in": INPUT,
+    "inp": INPUT,
+    "forward": FORWARD,
+    "fwd": FORWARD,
+    "forw": FORWARD,
+    "output": OUTPUT,
+    "out": OUTPUT,
+    "postrouting": POSTROUTING,
+    "postroute": POSTROUTING,
+    "postrout": POSTROUTING,
+    "post": POSTROUTING,
     "brouting": "BROUTING",
 }
 # The only table that has a given chain, where there is just one: ebtables(8) "TABLES" (filter has
 # INPUT, FORWARD, OUTPUT; nat has PREROUTING, OUTPUT, POSTROUTING; broute has BROUTING) and
 # iptables(8) "TABLES" (raw: PREROUTING, OUTPUT; ...). An unnamed table is inferred only when unique.
 _UNIQUE_TABLE = {
-    (BRIDGE, INPUT): "filter", (BRIDGE, FORWARD): "filter",
-    (BRIDGE, PREROUTING): "nat", (BRIDGE, POSTROUTING): "nat", (BRIDGE, "BROUTING"): "broute",
+    (BRIDGE, INPUT): "filter",
+    (BRIDGE, FORWARD): "filter",
+    (BRIDGE, PREROUTING): "nat",
+    (BRIDGE, POSTROUTING): "nat",
+    (BRIDGE, "BROUTING"): "broute",
 }
 _TRACE = re.compile(r"^TRACE: (?P<table>[^:]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+) ?$")
 
 # Words a rule author puts in a prefix to say what the rule after the LOG rule does. A LOG rule itself
 # never decides (xt_LOG.c returns XT_CONTINUE), so these are the author's statement, cited as such.
 _ACTION_WORDS = {
-    "drop": Action.DROP, "dropped": Action.DROP, "block": Action.DROP, "blocked": Action.DROP,
-    "deny": Action.DROP, "denied": Action.DROP,
-    "reject": Action.REJECT, "rejected": Action.REJECT,
-    "accept": Action.ACCEPT, "accepted": Action.ACCEPT, "allow": Action.ACCEPT, "allowed": Action.ACCEPT,
-    "audit": Action.AUDIT, "limit": Action.LIMIT,
+    "drop": Action.DROP,
+    "dropped": Action.DROP,
+    "block": Action.DROP,
+    "blocked": Action.DROP,
+    "deny": Action.DROP,
+    "denied": Action.DROP,
+    "reject": Action.REJECT,
+    "rejected": Action.REJECT,
+    "accept": Action.ACCEPT,
+    "accepted": Action.ACCEPT,
+    "allow": Action.ACCEPT,
+    "allowed": Action.ACCEPT,
+    "audit": Action.AUDIT,
+    "limit": Action.LIMIT,
 }
 _TERMINAL = (Action.DROP, Action.REJECT, Action.ACCEPT)
 
@@ -230,22 +277,26 @@ def parse_conventions(text: str, name: str) -> tuple[Convention, ...]:
         if not (pattern.startswith("^") and pattern.endswith("$")) or _NESTED_QUANTIFIER.search(pattern):
             raise InputError(name, None, f"{where}: pattern must be anchored with ^...$ and not nest quantifiers")
         fam = entry.get("family")
-        out.append(Convention(
-            name=str(entry["name"]),
-            pattern=re.compile(pattern),
-            family=None if fam == "record" else _family(name, where, fam),
-            family_words={str(k): _family(name, where, v) for k, v in (entry.get("family_words") or {}).items()},
-            table=entry.get("table"),
-            hooks=_hooks(name, where, entry.get("hooks") or list(HOOKS)),
-            dir_hooks={str(k): _hooks(name, where, v) for k, v in (entry.get("dir_hooks") or {}).items()},
-            chain_hooks=tuple((re.compile(str(p)), _hooks(name, where, h)) for p, h in entry.get("chain_hooks") or ()),
-            action=_action(name, where, entry.get("action")),
-            actions={str(k): _action_required(name, where, v) for k, v in (entry.get("actions") or {}).items()},
-            default_action=_action(name, where, entry.get("default_action")),
-            meaning=" ".join(str(entry.get("meaning", "")).split()),
-            source=" ".join(str(entry.get("source", "")).split()),
-            examples=tuple(str(e) for e in entry.get("examples") or ()),
-        ))
+        out.append(
+            Convention(
+                name=str(entry["name"]),
+                pattern=re.compile(pattern),
+                family=None if fam == "record" else _family(name, where, fam),
+                family_words={str(k): _family(name, where, v) for k, v in (entry.get("family_words") or {}).items()},
+                table=entry.get("table"),
+                hooks=_hooks(name, where, entry.get("hooks") or list(HOOKS)),
+                dir_hooks={str(k): _hooks(name, where, v) for k, v in (entry.get("dir_hooks") or {}).items()},
+                chain_hooks=tuple(
+                    (re.compile(str(p)), _hooks(name, where, h)) for p, h in entry.get("chain_hooks") or ()
+                ),
+                action=_action(name, where, entry.get("action")),
+                actions={str(k): _action_required(name, where, v) for k, v in (entry.get("actions") or {}).items()},
+                default_action=_action(name, where, entry.get("default_action")),
+                meaning=" ".join(str(entry.get("meaning", "")).split()),
+                source=" ".join(str(entry.get("source", "")).split()),
+                examples=tuple(str(e) for e in entry.get("examples") or ()),
+            )
+        )
     return tuple(out)
 
 
@@ -426,8 +477,18 @@ def _from_convention(rec: LogRecord, family: str, conv: ConventionMatch) -> Reso
     table = conv.convention.table
     chain = conv.chain if conv.chain and conv.chain not in HOOKS else hooks[0]
     how = HOW_CONVENTION if hooks == conv.hooks or len(hooks) > 1 else f"{HOW_CONVENTION}, {HOW_IN_OUT}"
-    return Resolution(HookRef(family, hooks[0], table, chain, how, candidates=hooks if len(hooks) > 1 else (),
-                              action=conv.action, convention=conv.convention.name))
+    return Resolution(
+        HookRef(
+            family,
+            hooks[0],
+            table,
+            chain,
+            how,
+            candidates=hooks if len(hooks) > 1 else (),
+            action=conv.action,
+            convention=conv.convention.name,
+        )
+    )
 
 
 def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Resolution | None:
@@ -458,14 +519,21 @@ def _from_in_out(rec: LogRecord, family: str | None, action: Action | None, how:
     example = rec.prefix.strip()
     if family is None:
         what = "an ARP record (arp or bridge family)" if rec.l3 else "no IP, ARP or bridge layout"
-        return Resolution(None, f"prefix {example!r} is not a known convention and the record has {what}, "
-                                "so its family and hook cannot be told")
+        return Resolution(
+            None,
+            f"prefix {example!r} is not a known convention and the record has {what}, "
+            "so its family and hook cannot be told",
+        )
     facts = in_out_hooks(family, rec)
     if not facts:
-        return Resolution(None, f"prefix {example!r} is not a known convention and IN=/OUT= are both empty; "
-                                + mapping_hint(rec.prefix, family, ()))
-    return Resolution(HookRef(family, facts[0], None, facts[0], how,
-                              candidates=facts if len(facts) > 1 else (), action=action))
+        return Resolution(
+            None,
+            f"prefix {example!r} is not a known convention and IN=/OUT= are both empty; "
+            + mapping_hint(rec.prefix, family, ()),
+        )
+    return Resolution(
+        HookRef(family, facts[0], None, facts[0], how, candidates=facts if len(facts) > 1 else (), action=action)
+    )
 
 
 # --- the prefix-map hint -------------------------------------------------------------------------
@@ -494,7 +562,12 @@ def _escape(text: str) -> str:
 def mapping_hint(prefix: str, family: str, candidates: tuple[str, ...]) -> str:
     """Say how to place a prefix with a prefix map, proposing only hooks consistent with IN=/OUT=."""
     hook = candidates[0] if candidates else INPUT
-    alt = f" (or {', '.join(candidates[1:])} instead of {hook}, whichever chain the LOG rule is in)" \
-        if len(candidates) > 1 else " (with the chain the LOG rule is in)" if not candidates else ""
+    alt = (
+        f" (or {', '.join(candidates[1:])} instead of {hook}, whichever chain the LOG rule is in)"
+        if len(candidates) > 1
+        else " (with the chain the LOG rule is in)"
+        if not candidates
+        else ""
+    )
     yaml_line = mapping_yaml(prefix, family, hook)
     return f"to place it, add a prefix map (prefixes.yaml in the case folder, or --prefix-map FILE){alt}: {yaml_line}"

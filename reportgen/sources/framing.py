@@ -56,25 +56,25 @@ def strip_wrapper(line: str) -> Framed:
     stamp: float | None = None
     m = _KMSG.match(s)
     if m:
-        return Framed(int(m.group("usec")) / 1e6, s[m.end():], True)
+        return Framed(int(m.group("usec")) / 1e6, s[m.end() :], True)
     m = _RFC5424.match(s)
-    s = s[m.end():] if m else _PRI.sub("", s, count=1)
+    s = s[m.end() :] if m else _PRI.sub("", s, count=1)
     m = _DMESG_X.match(s)
-    if m and "[" in s[m.end(): m.end() + 2]:
-        s = s[m.end():]
+    if m and "[" in s[m.end() : m.end() + 2]:
+        s = s[m.end() :]
     m = _SYSLOG_TS.match(s)
     if m:
-        rest = s[m.end():]
+        rest = s[m.end() :]
         t = _HOST_TAG.match(rest)
         if t:
-            s = rest[t.end():]
+            s = rest[t.end() :]
             if t.group("mono"):
                 stamp = float(t.group("mono"))
     m = _DMESG.match(s)
     if m:
         if m.group("mono"):
             stamp = float(m.group("mono"))
-        s = s[m.end():]
+        s = s[m.end() :]
         s = _CALLER.sub("", s, count=1)
     return Framed(stamp, s, len(s) != len(line.lstrip()))
 
@@ -155,7 +155,7 @@ def _continues(prev: str, text: str) -> bool:
     prev_anchors = record_anchors(before.msg)
     if anchors or not prev_anchors or not _FIELD_START.match(body):
         return False
-    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1]:])) - _TWICE
+    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1] :])) - _TWICE
     return not seen & set(_FIELD_KEYS.findall(body))
 
 
@@ -199,7 +199,7 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
         yield n, text
         return
     for i, start in enumerate(starts):
-        yield n, text[start: starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
+        yield n, text[start : starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
 
 
 def _record_start(text: str, start: int, anchor: int) -> int:
