@@ -42,7 +42,8 @@ def parse(line: str):
         # firewalld/firewalld#876: RFC 3339 stamp, host, kernel stamp and the printk caller id.
         (
             "2021-11-04T18:33:46.114797+01:00 rpi4tumhon kernel: [17748.074339][    C0] "
-            '"filter_IN_public_REJECT: "IN=eth0 OUT= MAC=33:33:00:00:00:01:98:9b:cb:9d:f4:36:86:dd SRC=fe80:0000:0000:0000:9a9b:cbff:fe9d:f436 "
+            '"filter_IN_public_REJECT: "IN=eth0 OUT= MAC=33:33:00:00:00:01:98:9b:cb:9d:f4:36:86:dd '
+            "SRC=fe80:0000:0000:0000:9a9b:cbff:fe9d:f436 "
             "DST=ff02:0000:0000:0000:0000:0000:0000:0001 LEN=64 TC=0 HOPLIMIT=255 FLOWLBL=758639 PROTO=UDP SPT=53805 "
             "DPT=53805 LEN=24",
             17748.074339,
