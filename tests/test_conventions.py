@@ -177,6 +177,15 @@ REAL = [
         ("ipv4", ("FORWARD", "POSTROUTING"), None),
         Action.LOG,
     ),
+    # freifunk-gluon/gluon#1284, description by christf, 2017-12-25 (busybox logread; fw3 before 2018-05)
+    (
+        "Mon Dec 25 13:31:15 2017 kern.warn kernel: [45020.393820] REJECT(src wan)IN=br-wan OUT= "
+        "MAC=ff:ff:ff:ff:ff:ff:de:42:86:62:89:92:08:00 SRC=192.168.13.117 DST=192.168.13.255 LEN=97 TOS=0x00 "
+        "PREC=0x00 TTL=64 ID=28746 DF PROTO=UDP SPT=39311 DPT=21027 LEN=77 ",
+        "openwrt-fw3",
+        ("ipv4", "INPUT", "filter"),
+        Action.REJECT,
+    ),
     # vyos/vyos-documentation#2106 (docs/configuration/firewall/flowtables.md example; its MAC is malformed)
     (
         "Jun 18 22:22:00 kernel: [ipv4-FWD-filter-200-A]IN=bond1.10 OUT=bond2.20 MAC=000:53:00:00:00:01 "

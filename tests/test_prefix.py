@@ -26,18 +26,21 @@ def hook(msg: str, pm: PrefixMap | None = None):
     return resolve_hook(rec, pm or PrefixMap.empty())
 
 
-@pytest.mark.parametrize(("prefix", "body", "want"), [
-    ("iptable/raw-PREROUTE", IN_ONLY, ("ipv4", "raw", "PREROUTING")),
-    ("iptable/nat-POSTROUTE", OUT_ONLY, ("ipv4", "nat", "POSTROUTING")),
-    ("ctc/ebtable/nat-PREROUTE", EB_IN, ("bridge", "nat", "PREROUTING")),
-    ("ctc/ebtable/filter-input", EB_IN, ("bridge", "filter", "INPUT")),
-    ("ctc/ebtable/broute-BROUTING", EB_IN, ("bridge", "broute", "BROUTING")),
-    ("TRACE: raw:PREROUTING:rule:2 ", IN_ONLY, ("ipv4", "raw", "PREROUTING")),
-    ("IPT:nat:POSTROUTING ", BOTH, ("ipv4", "nat", "POSTROUTING")),
-    ("EB:filter:FORWARD", EB, ("bridge", "filter", "FORWARD")),
-    ("fw-mangle-FWD ", BOTH, ("ipv4", "mangle", "FORWARD")),
-    ("Filter_Output: ", OUT_ONLY, ("ipv4", "filter", "OUTPUT")),
-])
+@pytest.mark.parametrize(
+    ("prefix", "body", "want"),
+    [
+        ("iptable/raw-PREROUTE", IN_ONLY, ("ipv4", "raw", "PREROUTING")),
+        ("iptable/nat-POSTROUTE", OUT_ONLY, ("ipv4", "nat", "POSTROUTING")),
+        ("ctc/ebtable/nat-PREROUTE", EB_IN, ("bridge", "nat", "PREROUTING")),
+        ("ctc/ebtable/filter-input", EB_IN, ("bridge", "filter", "INPUT")),
+        ("ctc/ebtable/broute-BROUTING", EB_IN, ("bridge", "broute", "BROUTING")),
+        ("TRACE: raw:PREROUTING:rule:2 ", IN_ONLY, ("ipv4", "raw", "PREROUTING")),
+        ("IPT:nat:POSTROUTING ", BOTH, ("ipv4", "nat", "POSTROUTING")),
+        ("EB:filter:FORWARD", EB, ("bridge", "filter", "FORWARD")),
+        ("fw-mangle-FWD ", BOTH, ("ipv4", "mangle", "FORWARD")),
+        ("Filter_Output: ", OUT_ONLY, ("ipv4", "filter", "OUTPUT")),
+    ],
+)
 def test_prefix_words(prefix, body, want):
     res = hook(prefix + body)
     assert res.hook is not None, res.problem
@@ -53,13 +56,16 @@ def test_prefix_words_that_contradict_in_out_are_not_trusted():
     assert res.hook.how == HOW_IN_OUT
 
 
-@pytest.mark.parametrize(("body", "candidates"), [
-    (IN_ONLY, ("PREROUTING", "INPUT")),
-    (OUT_ONLY, ("OUTPUT", "POSTROUTING")),
-    # ip_output() passes skb->dev as the input device, so a forwarded packet prints IN= at
-    # POSTROUTING too: both set is FORWARD or POSTROUTING, never one guessed hook.
-    (BOTH, ("FORWARD", "POSTROUTING")),
-])
+@pytest.mark.parametrize(
+    ("body", "candidates"),
+    [
+        (IN_ONLY, ("PREROUTING", "INPUT")),
+        (OUT_ONLY, ("OUTPUT", "POSTROUTING")),
+        # ip_output() passes skb->dev as the input device, so a forwarded packet prints IN= at
+        # POSTROUTING too: both set is FORWARD or POSTROUTING, never one guessed hook.
+        (BOTH, ("FORWARD", "POSTROUTING")),
+    ],
+)
 def test_unknown_and_empty_prefixes_get_the_candidates_in_out_allow(body, candidates):
     for prefix in ("", "mystery: "):
         res = hook(prefix + body)
@@ -77,8 +83,10 @@ def test_bridge_in_and_out_is_forward():
 
 
 def test_family_from_addresses_and_mac():
-    v6 = ("IN=eth0 OUT= MAC=33:33:00:00:00:01:98:9b:cb:9d:f4:36:86:dd SRC=fe80:0000:0000:0000:9a9b:cbff:fe9d:f436 "
-          "DST=ff02:0000:0000:0000:0000:0000:0000:0001 LEN=64 PROTO=UDP SPT=53805 DPT=53805 LEN=24")
+    v6 = (
+        "IN=eth0 OUT= MAC=33:33:00:00:00:01:98:9b:cb:9d:f4:36:86:dd SRC=fe80:0000:0000:0000:9a9b:cbff:fe9d:f436 "
+        "DST=ff02:0000:0000:0000:0000:0000:0000:0001 LEN=64 PROTO=UDP SPT=53805 DPT=53805 LEN=24"
+    )
     assert hook(v6).hook.family == "ipv6"
     # Addresses redacted, no TOS/TC: the ethertype in MAC= still says IPv6.
     redacted = "IN=eth0 OUT= MAC=33:33:00:00:00:01:98:9b:cb:9d:f4:36:86:dd SRC=<filtered> DST=x.x.x.x PROTO=UDP"
@@ -92,13 +100,26 @@ def test_arp_and_empty_in_out_stay_unresolved_with_a_reason():
     assert none.hook is None and "prefixes.yaml" in none.problem
 
 
-@pytest.mark.parametrize(("prefix", "action"), [
-    ("DROP: ", Action.DROP), ("INPUT_DROP ", Action.DROP), ("Dropped by firewall: ", Action.DROP),
-    ("[DENIED] ", Action.DROP), ("BLOCKED ", Action.DROP), ("iptables REJECT ", Action.REJECT),
-    ("REJECTED: ", Action.REJECT), ("[INPUT_ACCEPT]", Action.ACCEPT), ("ALLOW in ", Action.ACCEPT),
-    ("fw AUDIT ", Action.AUDIT), ("LIMIT ", Action.LIMIT), ("LIMIT BLOCK ", Action.DROP),
-    ("DROP or ACCEPT ", None), ("hello ", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("prefix", "action"),
+    [
+        ("DROP: ", Action.DROP),
+        ("INPUT_DROP ", Action.DROP),
+        ("Dropped by firewall: ", Action.DROP),
+        ("[DENIED] ", Action.DROP),
+        ("BLOCKED ", Action.DROP),
+        ("iptables REJECT ", Action.REJECT),
+        ("REJECTED: ", Action.REJECT),
+        ("[INPUT_ACCEPT]", Action.ACCEPT),
+        ("ALLOW in ", Action.ACCEPT),
+        ("fw AUDIT ", Action.AUDIT),
+        ("LIMIT ", Action.LIMIT),
+        ("LIMIT BLOCK ", Action.DROP),
+        ("DROP or ACCEPT ", None),
+        ("hello ", None),
+        ("", None),
+    ],
+)
 def test_action_words_are_evidence(prefix, action):
     assert prefix_action(prefix) is action
     res = hook(prefix + BOTH)
@@ -107,12 +128,17 @@ def test_action_words_are_evidence(prefix, action):
 
 def test_prefix_map(tmp_path: Path):
     p = tmp_path / "prefixes.yaml"
-    p.write_text("prefixes:\n  'my-block': ipv4 filter INPUT\n"
-                 "  're:^fw-x': {family: ipv4, table: nat, chain: output}\n")
+    p.write_text(
+        "prefixes:\n  'my-block': ipv4 filter INPUT\n  're:^fw-x': {family: ipv4, table: nat, chain: output}\n"
+    )
     pm = PrefixMap.load(p)
     res = hook("my-block " + IN_ONLY, pm)
-    assert (res.hook.table, res.hook.chain, res.hook.how, res.hook.action) == ("filter", "INPUT", "prefix map",
-                                                                                Action.DROP)
+    assert (res.hook.table, res.hook.chain, res.hook.how, res.hook.action) == (
+        "filter",
+        "INPUT",
+        "prefix map",
+        Action.DROP,
+    )
     assert hook("fw-x1 " + OUT_ONLY, pm).hook.chain == "OUTPUT"
 
 
@@ -127,13 +153,16 @@ def test_prefix_map_errors_name_the_file(tmp_path: Path):
         PrefixMap.load(q)
 
 
-@pytest.mark.parametrize(("prefix", "key"), [
-    ("", ""),
-    ("RULE 12 -- DROP ", r"re:^RULE \d+ -- DROP"),
-    ('odd "quoted" [x] (y) a.b*c+ ', 'odd "quoted" [x] (y) a.b*c+'),
-    ("fw rule 7/3 blocked: ", r"re:^fw rule \d+/\d+ blocked:"),
-    ("ünïcode\\path ", "ünïcode\\path"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        ("", ""),
+        ("RULE 12 -- DROP ", r"re:^RULE \d+ -- DROP"),
+        ('odd "quoted" [x] (y) a.b*c+ ', 'odd "quoted" [x] (y) a.b*c+'),
+        ("fw rule 7/3 blocked: ", r"re:^fw rule \d+/\d+ blocked:"),
+        ("ünïcode\\path ", "ünïcode\\path"),
+    ],
+)
 def test_hint_yaml_pastes_into_a_prefix_map(tmp_path: Path, prefix, key):
     line = mapping_yaml(prefix, "ipv4", "INPUT")
     assert yaml.safe_load(line) == {"prefixes": {key: "ipv4 filter INPUT"}}
@@ -150,8 +179,40 @@ def test_hint_yaml_pastes_into_a_prefix_map(tmp_path: Path, prefix, key):
 def test_unresolved_hint_is_the_pasteable_yaml(tmp_path: Path):
     res = hook("IN= OUT= " + TAIL)
     assert res.hook is None
-    pasted = res.problem[res.problem.index("prefixes: {"):]
+    pasted = res.problem[res.problem.index("prefixes: {") :]
     assert pasted == 'prefixes: {"": ipv4 filter INPUT}'
     p = tmp_path / "prefixes.yaml"
     p.write_text(pasted)
     assert hook("IN= OUT= " + TAIL, PrefixMap.load(p)).hook.hook == "INPUT"
+
+
+@pytest.mark.parametrize(
+    ("line", "action", "where"),
+    [
+        # geerlingguy/ansible-role-firewall#34 (addresses and MAC masked with x)
+        (
+            "Feb 23 03:17:19 ubuntu kernel: Dropped by firewall: IN=eth0 OUT= MAC=33:33:00:00:00:01:00:05:73:a0:xx:"
+            "xx:xx:xx SRC=xxxx:0000:0000:0000:0000:0000:0000:0001 DST=xxxx:0000:0000:0000:0000:0000:0000:0001 "
+            "LEN=104 TC=224 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE=134 CODE=0",
+            Action.DROP,
+            ("ipv6", ("PREROUTING", "INPUT")),
+        ),
+        # FoobarOy/foomuuri#107 (dmesg)
+        (
+            "[  957.703250] OUTPUT REJECT IN= OUT=eth1 SRC=fe80:0000:0000:0000:4262:31ff:fe07:d301 "
+            "DST=ff02:0000:0000:0000:0000:0000:0000:0002 LEN=56 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE=133 "
+            "CODE=0 ",
+            Action.REJECT,
+            ("ipv6", "OUTPUT"),
+        ),
+    ],
+)
+def test_real_action_words(line, action, where):
+    from reportgen.sources.framing import strip_wrapper
+
+    h = hook(strip_wrapper(line).msg)
+    assert h.hook is not None and h.hook.action is action and h.hook.family == where[0]
+    if isinstance(where[1], tuple):
+        assert h.hook.candidates == where[1]
+    else:
+        assert h.hook.placed and h.hook.hook == where[1]
