@@ -227,7 +227,9 @@ def _parse_nflog_body(
     proto: str | None = None
     seen_len = 0
     redacted: list[str] = []
-    toks = _join_values(_tokens(body))
+    toks = _tokens(body)
+    if "= " in body:
+        toks = _join_values(toks)
     i = 0
     while i < len(toks):
         tok = toks[i]

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reportgen.parsers.nflog import record_anchors
 
@@ -52,7 +53,20 @@ class Framed:
 
 def strip_wrapper(line: str) -> Framed:
     """Remove any known log wrapper from one line and return the kernel message."""
-    s = line.lstrip()  # pastes indent lines; the kernel never starts a record with a space
+    # LineFramer frames each line once to decide on joins, and the caller frames the line it yields
+    # again; the same string object gives the same answer, so the last one is kept.
+    if line is _last[0]:
+        return _last[1]
+    framed = _strip_wrapper(line)
+    _last[:] = [line, framed]
+    return framed
+
+
+_last: list[Any] = [None, None]
+
+
+def _strip_wrapper(line: str) -> Framed:
+    s = start = line.lstrip()  # pastes indent lines; the kernel never starts a record with a space
     stamp: float | None = None
     m = _KMSG.match(s)
     if m:
@@ -76,7 +90,7 @@ def strip_wrapper(line: str) -> Framed:
             stamp = float(m.group("mono"))
         s = s[m.end() :]
         s = _CALLER.sub("", s, count=1)
-    return Framed(stamp, s, len(s) != len(line.lstrip()))
+    return Framed(stamp, s, len(s) != len(start))
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -118,7 +132,9 @@ class LineFramer:
         self.last_line = 0
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        pending: tuple[int, str] | None = None
+        # The record being built: its first line, its text, and the previous physical line framed
+        # (each line's wrapper is stripped once here).
+        pending: tuple[int, str, Framed] | None = None
         for n, text in self.lines:
             self.last_line = n
             if not self.split_records:
@@ -128,32 +144,37 @@ class LineFramer:
                 text = _BBCODE.sub("", text)
             if "^ " in text:
                 text = _CARET.sub("", text)
-            if pending is not None and _continues(pending[1], text):
-                pending = (pending[0], pending[1].rstrip() + " " + text.strip())
+            framed = strip_wrapper(text)
+            if pending is not None and _continues(pending[2], text, framed):
+                joined = pending[1].rstrip() + " " + text.strip()
+                pending = (pending[0], joined, strip_wrapper(joined))
                 continue
             if pending is not None:
                 yield from _split(*pending)
-            pending = (n, text)
+            pending = (n, text, framed)
         if pending is not None:
             yield from _split(*pending)
 
 
-def _continues(prev: str, text: str) -> bool:
+def _continues(before: Framed, text: str, framed: Framed) -> bool:
     """Whether a line is clearly the rest of the record on the previous line.
 
     Either the previous line is a wrapper with no message and this line, unwrapped, starts a record;
     or the previous line starts a record and this line, unwrapped, carries only fields the previous
     one lacks (a stray tail of another record repeats fields and is left alone).
     """
-    body = text.strip()
-    if not body or strip_wrapper(text).wrapped:
+    if framed.wrapped:
         return False
-    before = strip_wrapper(prev)
+    body = text.strip()
+    field_start = _FIELD_START.match(body)
+    empty_before = before.wrapped and not before.msg.strip()
+    if not (field_start or empty_before):
+        return False  # the common case: a line of its own, decided without another regex
     anchors = record_anchors(body)
-    if before.wrapped and not before.msg.strip():
+    if empty_before:
         return bool(anchors)
     prev_anchors = record_anchors(before.msg)
-    if anchors or not prev_anchors or not _FIELD_START.match(body):
+    if anchors or not prev_anchors:
         return False
     seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1] :])) - _TWICE
     return not seen & set(_FIELD_KEYS.findall(body))
@@ -170,7 +191,7 @@ _BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
 _BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
 
 
-def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
+def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
     """Split a line holding several records at the end of each record's body.
 
     A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
@@ -183,7 +204,7 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
     if " MAC source = " in text or not anchors:
         yield n, text
         return
-    starts = [_record_start(text, 0, anchors[0][0])]
+    starts = [_record_start(text, 0, anchors[0][0], framed)]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
         if not _BODY.search(segment):
@@ -194,7 +215,7 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
             pos += len(tok) + 1
             if tok and _BODY_TOKEN.match(tok):
                 cut = pos
-        starts.append(_record_start(text, min(cut, nxt), nxt))
+        starts.append(_record_start(text, min(cut, nxt), nxt, None))
     if starts == [0]:
         yield n, text
         return
@@ -202,12 +223,16 @@ def _split(n: int, text: str) -> Iterator[tuple[int, str]]:
         yield n, text[start : starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
 
 
-def _record_start(text: str, start: int, anchor: int) -> int:
+def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> int:
     """Where a record begins: at ``start``, or at its own dmesg stamp when text that no wrapper explains
-    (a shell prompt, another kernel message) comes before it."""
-    head = text[start:anchor]
-    framed = strip_wrapper(head)
-    stamps = list(_STAMP.finditer(framed.msg))
-    if not stamps:
-        return start
-    return start + len(head) - len(framed.msg) + stamps[-1].start()
+    (a shell prompt, another kernel message) comes before it.
+
+    ``line`` is the whole line framed, for the first record (strip_wrapper() removes only a head, so
+    the record's message is the tail of the line).
+    """
+    if line is not None and start == 0:
+        msg_start = len(text) - len(line.msg)
+    else:
+        msg_start = start + len(text[start:anchor]) - len(strip_wrapper(text[start:anchor]).msg)
+    stamps = list(_STAMP.finditer(text, msg_start, anchor))
+    return stamps[-1].start() if stamps else start
