@@ -12,6 +12,7 @@ from reportgen.model import Action, LineRef
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import HOW_IN_OUT, PrefixMap, mapping_yaml, prefix_action, resolve_hook
 
+ROOT = Path(__file__).resolve().parents[1]
 TAIL = "SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 "
 IN_ONLY = "IN=eth0 OUT= " + TAIL
 OUT_ONLY = "IN= OUT=eth0 " + TAIL
@@ -216,3 +217,15 @@ def test_real_action_words(line, action, where):
         assert h.hook.candidates == where[1]
     else:
         assert h.hook.placed and h.hook.hook == where[1]
+
+
+def test_forwarded_packets_print_in_at_postrouting_on_this_kernel():
+    # The lab capture (samples/lab-container-to-internet/dmesg.log:9) is nat POSTROUTING of a routed
+    # packet, and prints IN=docker0: ip_output() passes skb->dev as the input device. So a line with
+    # both devices and no telling prefix may be FORWARD or POSTROUTING.
+    line = (ROOT / "samples" / "lab-container-to-internet" / "dmesg.log").read_text().splitlines()[8]
+    assert "nat-POSTROUTEIN=docker0 OUT=ens33" in line
+    h = hook(line.split("] ", 1)[1].replace("reb/iptable/nat-POSTROUTE", "x: "))
+    assert h.hook.candidates == ("FORWARD", "POSTROUTING")
+    # ... and the prefix words, consistent with that, still place it.
+    assert hook(line.split("] ", 1)[1]).hook.chain == "POSTROUTING"
