@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from reportgen.errors import InputError
 from reportgen.model import Action, LineRef
@@ -51,9 +52,9 @@ def test_every_entry_is_cited_and_its_examples_match_it():
 def test_registry_refuses_unanchored_or_backtracking_patterns():
     bad = "conventions:\n  - {name: x, pattern: '^(a+)+$', family: record, hooks: [INPUT]}\n"
     with pytest.raises(InputError, match="anchored"):
-        parse_conventions(bad, "t.yaml")
+        parse_conventions(yaml.safe_load(bad), "t.yaml")
     with pytest.raises(InputError, match="anchored"):
-        parse_conventions("conventions:\n  - {name: x, pattern: 'DROP', family: record}\n", "t.yaml")
+        parse_conventions(yaml.safe_load("conventions:\n  - {name: x, pattern: 'DROP', family: record}\n"), "t.yaml")
 
 
 def test_matching_is_linear_on_hostile_prefixes():

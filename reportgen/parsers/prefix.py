@@ -259,15 +259,20 @@ def _parse_spec(path: str, key: str, spec: object) -> tuple[str, str | None, str
 
 
 @functools.cache
+def _registry() -> dict[str, Any]:
+    text = resources.files("reportgen.data").joinpath(CONVENTIONS_FILE).read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+@functools.cache
 def conventions() -> tuple[Convention, ...]:
     """Load the shipped registry of prefix conventions once."""
-    text = resources.files("reportgen.data").joinpath(CONVENTIONS_FILE).read_text(encoding="utf-8")
-    return parse_conventions(text, CONVENTIONS_FILE)
+    return parse_conventions(_registry(), CONVENTIONS_FILE)
 
 
-def parse_conventions(text: str, name: str) -> tuple[Convention, ...]:
-    """Compile a registry text; errors name the entry (the shipped file is checked by the tests)."""
-    data = yaml.safe_load(text)
+def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]:
+    """Compile a registry; errors name the entry (the shipped file is checked by the tests)."""
     out = []
     for i, entry in enumerate(data.get("conventions", [])):
         where = f"convention {i + 1} ({entry.get('name')!r})"
@@ -365,9 +370,8 @@ def match_convention(prefix: str) -> ConventionMatch | None:
 
 @functools.cache
 def _user_chains() -> tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...]:
-    text = resources.files("reportgen.data").joinpath(CONVENTIONS_FILE).read_text(encoding="utf-8")
     out = []
-    for group in yaml.safe_load(text).get("user_chains", []):
+    for group in _registry().get("user_chains", []):
         for c in group["chains"]:
             hooks = _hooks(CONVENTIONS_FILE, group["name"], c["hooks"])
             out.append((re.compile(str(c["chain"])), str(c["table"]), hooks))
