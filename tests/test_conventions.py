@@ -157,7 +157,7 @@ REAL = [
         "MAC=08:00:27:f8:e9:01:52:54:00:12:35:02:08:00 SRC=10.0.2.2 DST=10.0.2.15 LEN=44 TOS=0x00 PREC=0x00 TTL=64 "
         "ID=7736 PROTO=TCP SPT=33066 DPT=80 WINDOW=65535 RES=0x00 SYN URGP=0 ",
         "shorewall",
-        ("ipv4", "INPUT", None),
+        ("ipv4", "INPUT", "filter"),
         Action.DROP,
     ),
     # centminmod/centminmod-abuseipdb-reporter readme.md (commit 0c4fe853), CSF report with masked addresses

@@ -229,3 +229,12 @@ def test_forwarded_packets_print_in_at_postrouting_on_this_kernel():
     assert h.hook.candidates == ("FORWARD", "POSTROUTING")
     # ... and the prefix words, consistent with that, still place it.
     assert hook(line.split("] ", 1)[1]).hook.chain == "POSTROUTING"
+
+
+def test_in_and_out_words_are_directions_not_chains():
+    # netdata/netdata#2047 (FireHOL): "IN-work" names an interface direction, not the INPUT chain.
+    h = hook(
+        "IN-work: IN=realize OUT= MAC=45:00:00:4e SRC=192.168.9.10 DST=255.255.255.255 LEN=78 TOS=00 "
+        "PREC=0x00 TTL=128 ID=31586 PROTO=UDP SPT=137 DPT=137 LEN=58 MARK=0 "
+    ).hook
+    assert h.candidates == ("PREROUTING", "INPUT")

@@ -68,19 +68,19 @@ _TABLE_WORDS = {
     "mgl": "mangle",
     "flt": "filter",
 }
+# "in" and "out" are not among them: prefixes use them for a direction on an interface (FireHOL's
+# "IN-work", OpenWrt's "reject wan in"), which PREROUTING, INPUT and FORWARD all see.
 _CHAIN_WORDS = {
     "prerouting": PREROUTING,
     "preroute": PREROUTING,
     "prerout": PREROUTING,
     "pre": PREROUTING,
     "input": INPUT,
-    "in": INPUT,
     "inp": INPUT,
     "forward": FORWARD,
     "fwd": FORWARD,
     "forw": FORWARD,
     "output": OUTPUT,
-    "out": OUTPUT,
     "postrouting": POSTROUTING,
     "postroute": POSTROUTING,
     "postrout": POSTROUTING,
@@ -168,7 +168,7 @@ class Convention:
     table: str | None
     hooks: tuple[str, ...]
     dir_hooks: Mapping[str, tuple[str, ...]]
-    chain_hooks: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]
+    chain_hooks: tuple[tuple[re.Pattern[str], tuple[str, ...], str | None], ...]  # pattern, hooks, table
     action: Action | None
     actions: Mapping[str, Action]
     default_action: Action | None
@@ -184,6 +184,7 @@ class ConventionMatch:
     convention: Convention
     family: str | None
     hooks: tuple[str, ...]
+    table: str | None
     chain: str | None
     action: Action | None
 
@@ -292,7 +293,8 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 hooks=_hooks(name, where, entry.get("hooks") or list(HOOKS)),
                 dir_hooks={str(k): _hooks(name, where, v) for k, v in (entry.get("dir_hooks") or {}).items()},
                 chain_hooks=tuple(
-                    (re.compile(str(p)), _hooks(name, where, h)) for p, h in entry.get("chain_hooks") or ()
+                    (re.compile(str(rule[0])), _hooks(name, where, rule[1]), rule[2] if len(rule) > 2 else None)
+                    for rule in entry.get("chain_hooks") or ()
                 ),
                 action=_action(name, where, entry.get("action")),
                 actions={str(k): _action_required(name, where, v) for k, v in (entry.get("actions") or {}).items()},
@@ -347,21 +349,23 @@ def match_convention(prefix: str) -> ConventionMatch | None:
         if m is None:
             continue
         groups = m.groupdict()
-        hooks = conv.hooks
+        hooks, table = conv.hooks, conv.table
         chain = groups.get("chain")
         if groups.get("dir") is not None and groups["dir"] in conv.dir_hooks:
             hooks = conv.dir_hooks[groups["dir"]]
         elif chain in HOOKS:
             hooks = (chain,)
         elif chain is not None:
-            hooks = next((h for p, h in conv.chain_hooks if p.search(chain)), hooks)
+            rule = next((r for r in conv.chain_hooks if r[0].search(chain)), None)
+            if rule is not None:
+                hooks, table = rule[1], rule[2] or table
         action = conv.action
         if groups.get("action") is not None:
             action = conv.actions.get(groups["action"], conv.default_action)
         elif action is None:
             action = conv.default_action
         family = conv.family_words.get(groups.get("family") or "", conv.family)
-        return ConventionMatch(conv, family, hooks, chain, action)
+        return ConventionMatch(conv, family, hooks, table, chain, action)
     return None
 
 
@@ -478,7 +482,7 @@ def _from_convention(rec: LogRecord, family: str, conv: ConventionMatch) -> Reso
     hooks = tuple(h for h in conv.hooks if not facts or h in facts)
     if not hooks:
         return None  # the convention's hooks and IN=/OUT= disagree: only the kernel facts stand
-    table = conv.convention.table
+    table = conv.table
     chain = conv.chain if conv.chain and conv.chain not in HOOKS else hooks[0]
     how = HOW_CONVENTION if hooks == conv.hooks or len(hooks) > 1 else f"{HOW_CONVENTION}, {HOW_IN_OUT}"
     return Resolution(
@@ -500,7 +504,7 @@ def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Re
     fams = {_FAMILY_WORDS[w] for w in words if w in _FAMILY_WORDS}
     tables = {_TABLE_WORDS[w] for w in words if w in _TABLE_WORDS}
     chains = {_CHAIN_WORDS[w] for w in words if w in _CHAIN_WORDS}
-    # Short words ("in", "out", "pre", "post") only count when no full chain name is present.
+    # Short words ("inp", "fwd", "pre", "post") only count when no full chain name is present.
     full = {_CHAIN_WORDS[w] for w in words if w in _CHAIN_WORDS and len(w) > 4}
     if full:
         chains = full

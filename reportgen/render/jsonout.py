@@ -49,6 +49,10 @@ def _hop(h: Hop) -> dict[str, Any]:
         "dport": r.dport,
         "ttl": r.ttl,
         "ip_id": r.ipid,
+        "icmp_type": r.icmp_type,
+        "icmp_code": r.icmp_code,
+        "icmp_id": r.icmp_id,
+        "icmp_seq": r.icmp_seq,
         "stamp": r.stamp,
         "truncated": r.truncated,
         "redacted": list(r.redacted),  # fields the input had masked; their values above are null
