@@ -445,7 +445,8 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
 
 
 def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resolution:
-    action = prefix_action(rec.prefix)
+    # A LOG line whose prefix states no action is still evidence: the packet was seen there (Action.LOG).
+    action = prefix_action(rec.prefix) or Action.LOG
     mapped = prefix_map.lookup(rec.prefix)
     if mapped:
         fam, table, chain = mapped
@@ -470,7 +471,7 @@ def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resol
                 return res
             how = f"{HOW_IN_OUT}: the {conv.convention.name} convention's hooks do not fit IN=/OUT="
             family = conv_family
-        action = conv.action
+        action = conv.action or Action.LOG
     words = _from_words(rec, family, action)
     if words is not None:
         return words
@@ -493,7 +494,7 @@ def _from_convention(rec: LogRecord, family: str, conv: ConventionMatch) -> Reso
             chain,
             how,
             candidates=hooks if len(hooks) > 1 else (),
-            action=conv.action,
+            action=conv.action or Action.LOG,
             convention=conv.convention.name,
         )
     )
