@@ -163,6 +163,7 @@ def test_prefix_map_errors_name_the_file(tmp_path: Path):
         ('odd "quoted" [x] (y) a.b*c+ ', 'odd "quoted" [x] (y) a.b*c+'),
         ("fw rule 7/3 blocked: ", r"re:^fw rule \d+/\d+ blocked:"),
         ("ünïcode\\path ", "ünïcode\\path"),
+        ("line\u2028sep\x85 tab\t ", "line\u2028sep\x85 tab"),  # YAML line breaks must be escaped
     ],
 )
 def test_hint_yaml_pastes_into_a_prefix_map(tmp_path: Path, prefix, key):

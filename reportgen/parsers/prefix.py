@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -561,7 +560,24 @@ def mapping_yaml(prefix: str, family: str, hook: str) -> str:
         key = "re:^" + "".join(r"\d+" if p.isdigit() else _escape(p) for p in parts if p)
     tables = tables_at(family, hook)
     table = "filter" if "filter" in tables else (tables[0] if tables else "filter")
-    return f"prefixes: {{{json.dumps(key, ensure_ascii=False)}: {family} {table} {hook}}}"
+    return f"prefixes: {{{_yaml_quote(key)}: {family} {table} {hook}}}"
+
+
+def _yaml_quote(text: str) -> str:
+    """Quote a string as a YAML double-quoted scalar that reads back exactly.
+
+    JSON quoting is almost that, but leaves U+2028/U+2029/U+0085 raw, which YAML takes as line breaks.
+    """
+    out = []
+    for c in text:
+        o = ord(c)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif o < 0x20 or 0x7F <= o <= 0x9F or c in "\u2028\u2029\ufeff\ufffe\uffff" or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 def _escape(text: str) -> str:
