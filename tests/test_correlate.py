@@ -62,7 +62,7 @@ def test_unused_lines_are_listed_with_reasons(tmp_path: Path):
     lines = SEED.read_text().splitlines()[:3] + [
         "[ 3281.4] net_ratelimit: 3 callbacks suppressed",
         "",
-        "[ 3281.5] [UFW BLOCK] IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=1 "
+        "[ 3281.5] odd: IN= OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=1 "
         "PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 ",
     ]
     report = _report(tmp_path, lines)

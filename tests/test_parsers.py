@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reportgen.model import LineRef
-from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.parsers.nflog import parse_kernel_message, shown
 from reportgen.sources.framing import read_lines, strip_wrapper
 
 REF = LineRef("t.log", 1)
@@ -109,3 +109,80 @@ def test_read_lines_crlf_nul_and_bad_utf8(tmp_path: Path):
     p = tmp_path / "x.log"
     p.write_bytes(b"\xef\xbb\xbfa\r\nb\xff\x00c\r\n\n")
     assert list(read_lines(p)) == [(1, "a"), (2, "b\ufffdc"), (3, "")]
+
+
+# Redacted pastes. Lines from public sources, verbatim where cited.
+REDACTED = [
+    # centminmod/centminmod-abuseipdb-reporter readme.md (CSF report, masked octets)
+    ("Firewall: *TCP_IN Blocked* IN=eth0 OUT= MAC=00:16:3c:58:ef:51:00:0c:db:f5:6d:00:08:00 SRC=35.xxx.xxx.xxx "
+     "DST=0.0.0.x LEN=44 TOS=0x00 PREC=0x00 TTL=17 ID=6799 PROTO=TCP SPT=14833 DPT=111 WINDOW=1024 RES=0x00 SYN "
+     "URGP=0 ", ("src", "dst")),
+    # pitkley/dfw#705, comment by MichaelVoelkel, 2024-01-01 (no prefix, <filtered>)
+    ("IN=eth0 OUT=br-d65ccc79fc1d MAC=<filtered> SRC=<filtered> DST=172.20.0.2 LEN=64 TOS=0x00 PREC=0x00 TTL=50 "
+     "ID=0 DF PROTO=TCP SPT=54694 DPT=9115 WINDOW=65535 RES=0x00 SYN URGP=0 MARK=0xdf ", ("mac_src", "mac_dst", "src")),
+    # http://citadel.tistory.com/tag/Firewall (stars)
+    ("[UFW BLOCK INPUT]: IN=eth0 OUT= MAC=*************** SRC=*.*.*.* DST=**.**.***.*** LEN=52 TOS=0x00 PREC=0x00 "
+     "TTL=42 ID=23860 DF PROTO=TCP SPT=8000 DPT=42776 WINDOW=35568 RES=0x00 ACK URGP=0",
+     ("mac_src", "mac_dst", "src", "dst")),
+    # LukeSmithxyz/emailwiz#251 (words in place of the values)
+    ("[UFW BLOCK] IN=eth0 OUT= MAC=mac_address SRC=source_ip DST=server_ip LEN=68 TOS=0x00 PREC=0x00 TTL=108 "
+     "ID=1499 PROTO=UDP SPT=60874 DPT=161 LEN=48 ", ("mac_src", "mac_dst", "src", "dst")),
+    # log2timeline/plaso#4204 (impossible octets, copied from help.ubuntu.com/community/UFW)
+    ("[UFW BLOCK] IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd SRC=444.333.222.111 "
+     "DST=111.222.333.444 LEN=103 TOS=0x00 PREC=0x00 TTL=52 ID=0 DF PROTO=UDP SPT=53 DPT=36427 LEN=83",
+     ("src", "dst")),
+    # The other masks people use.
+    ("x: IN=eth0 OUT= MAC=xx:xx:xx:xx:xx:xx:xx:xx:xx:xx:xx:xx:08:00 SRC=XXX.232.61.230 DST=x.x.x.x LEN=52 TOS=0x00 "
+     "PROTO=TCP SPT=xxx DPT=22 SYN", ("mac_src", "mac_dst", "src", "dst", "sport")),
+    ("x: IN=eth0 OUT= MAC=[redacted] SRC=a.b.c.d DST=[redacted] LEN=52 TOS=0x00 PROTO=TCP SPT=1 DPT=*** SYN",
+     ("mac_src", "mac_dst", "src", "dst", "dport")),
+    ("x: IN=eth0 OUT= MACSRC=xx:xx:xx:xx:xx:xx MACDST=52:54:00:65:43:21 MACPROTO=0800 SRC=2001:db8::x DST=::1 "
+     "LEN=52 TC=0 PROTO=UDP SPT=1 DPT=2", ("mac_src", "src")),
+    (" IN=eth1 OUT=eth0 MAC source = xx:xx:xx:xx:xx:xx MAC dest = <filtered> proto = 0x0800 IP SRC=<filtered> "
+     "IP DST=192.0.2.3, IP tos=0x00, IP proto=6 SPT=*** DPT=80", ("mac_src", "mac_dst", "src", "sport")),
+]
+
+
+@pytest.mark.parametrize(("msg", "fields"), REDACTED)
+def test_redacted_values_are_none_and_named(msg, fields):
+    r = parse(strip_wrapper(msg).msg)
+    assert r is not None
+    assert r.redacted == fields
+    for name in fields:
+        assert getattr(r, name) is None
+    assert shown(r, fields[0]) == "redacted"
+
+
+def test_real_values_are_not_redacted():
+    r = parse("x: IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC=192.0.2.1 DST=2001:db8::1 "
+              "LEN=1 TOS=0x00 PROTO=TCP SPT=1 DPT=2")
+    assert r.redacted == () and r.dst == "2001:db8::1" and shown(r, "dport") == "2" and shown(r, "icmp_id") == "?"
+    # A MAC header of another length (a tun device's 4 bytes, netdata#2047) is real, not redacted.
+    assert parse("IN-work: IN=realize OUT= MAC=45:00:00:4e SRC=192.168.9.10 DST=255.255.255.255 LEN=78 TOS=00 "
+                 "PROTO=UDP SPT=137 DPT=137 LEN=58").redacted == ()
+
+
+def test_redacted_fields_are_shown_as_redacted_where_hops_are_rendered(tmp_path: Path):
+    import json
+    import re
+
+    from reportgen.render.html import render_html
+    from reportgen.render.jsonout import render_json
+    from reportgen.render.markdown import render_markdown
+    from reportgen.render.text import render_text
+    from reportgen.sources.case import build_report, load_spec
+
+    (tmp_path / "kern.log").write_text("\n".join(m for m, _ in REDACTED) + "\n")
+    report = build_report(load_spec([tmp_path]))
+    assert report.lines_used == report.lines_total == len(REDACTED)
+    hops = [h for p in json.loads(render_json(report))["packets"] for h in p["hops"]]
+    assert sorted(tuple(h["redacted"]) for h in hops) == sorted(f for _, f in REDACTED)
+    assert all(h[name] is None for h in hops for name in h["redacted"])
+    html = render_html(report)
+    cells = re.findall(r'<td class="addrs">(.*?)</td>', html)
+    assert len(cells) == len(REDACTED) and all("None" not in c for c in cells)
+    # Every masked address and MAC is shown as redacted (ports are not in the address cell).
+    assert sum(c.count(">redacted<") for c in cells) == sum(
+        len([n for n in f if n not in ("sport", "dport")]) for _, f in REDACTED)
+    assert render_text(report).count("redacted in the input:") == len(REDACTED)
+    assert render_markdown(report).count("redacted in the input:") == len(REDACTED)

@@ -21,37 +21,62 @@ import re
 
 from reportgen.model import LineRef, LogRecord
 
-_ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
+# Pasted text may carry runs of spaces between the fields, so " +" where the kernel prints one space.
+_ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
+# MACs and addresses are taken as any token and checked afterwards: a paste may have redacted them
+# ("xx:xx:..", "<filtered>", "XXX.232.61.230"), and such a line is still a record.
 _EBT = re.compile(
-    r"^(?P<prefix>.*) IN=(?P<in>[^\s/:]{0,15}) OUT=(?P<out>[^\s/:]{0,15}) "
-    r"MAC source = (?P<smac>[0-9a-fA-F:]{11,17}) MAC dest = (?P<dmac>[0-9a-fA-F:]{11,17}) "
+    r"^(?:(?P<prefix>.*) )?IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15}) +"
+    r"MAC source = (?P<smac>\S+) MAC dest = (?P<dmac>\S+) "
     r"proto = 0x(?P<proto>[0-9a-fA-F]{4})(?P<rest>.*)$"
 )
 _EBT_IP = re.compile(
-    r"^ IP SRC=(?P<src>[\d.]+) IP DST=(?P<dst>[\d.]+), IP tos=0x[0-9A-Fa-f]{2}, IP proto=(?P<proto>\d+)"
-    r"(?: SPT=(?P<spt>\d+) DPT=(?P<dpt>\d+))?"
+    r"^ IP SRC=(?P<src>[^\s,]+) IP DST=(?P<dst>[^\s,]+), IP tos=0x[0-9A-Fa-f]{2}, IP proto=(?P<proto>\d+)"
+    r"(?: SPT=(?P<spt>\S+) DPT=(?P<dpt>\S+))?"
 )
 _EBT_IP6 = re.compile(
-    r"^ IPv6 SRC=(?P<src>[0-9a-fA-F:]+) IPv6 DST=(?P<dst>[0-9a-fA-F:]+), IPv6 priority=0x[0-9A-Fa-f], "
-    r"Next Header=(?P<proto>\d+)(?: SPT=(?P<spt>\d+) DPT=(?P<dpt>\d+))?"
+    r"^ IPv6 SRC=(?P<src>[^\s,]+) IPv6 DST=(?P<dst>[^\s,]+), IPv6 priority=0x[0-9A-Fa-f], "
+    r"Next Header=(?P<proto>\d+)(?: SPT=(?P<spt>\S+) DPT=(?P<dpt>\S+))?"
 )
+_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*$")
+# Keys whose value a paste may have separated from the "=" by spaces ("SRC=     110.110.110.108").
+_VALUE_KEYS = frozenset({"SRC", "DST", "LEN", "TOS", "PREC", "TTL", "ID", "PROTO", "SPT", "DPT", "WINDOW", "RES",
+                         "URGP", "SEQ", "ACK", "TYPE", "CODE", "MARK", "MACSRC", "MACDST", "MACPROTO", "HOPLIMIT",
+                         "TC", "FLOWLBL", "UID", "GID", "PHYSIN", "PHYSOUT"})
 _IP_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 136: "UDPLITE"}
 _TCP_FLAGS = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"})
 _IP_FLAGS = frozenset({"CE", "DF", "MF"})
 
 
 @functools.lru_cache(maxsize=65536)
-def _norm_addr(text: str) -> str:
-    """Normalise an address: nf_log prints IPv6 uncompressed (%pI6), nft and ebt_log may not.
+def _norm_addr(text: str) -> str | None:
+    """Normalise an address, or return None when it is not one (a paste redacted it).
 
-    IPv4 from %pI4 is already canonical, so only IPv6 pays for ipaddress (it is slow).
+    nf_log prints IPv6 uncompressed (%pI6), nft and ebt_log may not. IPv4 from %pI4 is already
+    canonical, so only IPv6 pays for ipaddress (it is slow).
     """
     if ":" not in text:
-        return text
+        m = _IPV4.match(text)
+        return text if m and all(int(o) <= 255 for o in m.groups()) else None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return text
+        return None
+
+
+def _mac(text: str) -> str | None:
+    """Return a MAC address in lower case, or None when the paste redacted or damaged it."""
+    return text.lower() if len(text) == 17 and _MAC.match(text) else None
+
+
+def _port(text: str | None, name: str, redacted: list[str]) -> int | None:
+    if text is None:
+        return None
+    value = _int(text)
+    if value is None:
+        redacted.append(name)
+    return value
 
 
 def _int(text: str, base: int = 10) -> int | None:
@@ -59,6 +84,22 @@ def _int(text: str, base: int = 10) -> int | None:
         return int(text, base)
     except ValueError:
         return None
+
+
+def shown(rec: LogRecord, name: str) -> str:
+    """Return a record field as text for a reader: "redacted" when the input masked it, "?" when absent.
+
+    Explanations and summaries use this instead of formatting the field, so no output says "None".
+    """
+    if name in rec.redacted:
+        return "redacted"
+    value = getattr(rec, name)
+    return "?" if value is None else str(value)
+
+
+def record_anchors(msg: str) -> list[tuple[int, int]]:
+    """Return the (start, end) of every ``IN=.. OUT=..`` anchor in a message."""
+    return [m.span() for m in _ANCHOR.finditer(msg)]
 
 
 def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
@@ -81,21 +122,25 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
         return None
     ethertype = int(m.group("proto"), 16)
     rest = m.group("rest")
+    redacted: list[str] = []
+    smac, dmac = _mac(m.group("smac")), _mac(m.group("dmac"))
+    redacted += [name for name, v in (("mac_src", smac), ("mac_dst", dmac)) if v is None]
     fields: dict[str, object] = {}
     extra: tuple[str, ...] = ()
     truncated = False
     ip = _EBT_IP.match(rest) or _EBT_IP6.match(rest)
     if ip:
         proto_num = int(ip.group("proto"))
+        src, dst = _norm_addr(ip.group("src")), _norm_addr(ip.group("dst"))
+        redacted += [name for name, v in (("src", src), ("dst", dst)) if v is None]
         fields = {
             "l3": "ipv4" if ethertype == 0x0800 else "ipv6",
-            "src": _norm_addr(ip.group("src")),
-            "dst": _norm_addr(ip.group("dst")),
+            "src": src,
+            "dst": dst,
             "proto": _IP_PROTO_NAMES.get(proto_num, str(proto_num)),
+            "sport": _port(ip.group("spt"), "sport", redacted),
+            "dport": _port(ip.group("dpt"), "dport", redacted),
         }
-        if ip.group("spt"):
-            fields["sport"] = int(ip.group("spt"))
-            fields["dport"] = int(ip.group("dpt"))
         tail = rest[ip.end():].strip()
         if tail:
             extra = (tail,)
@@ -112,10 +157,10 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
     elif ethertype in (0x0806, 0x8035):
         fields = {"l3": "arp"}
     return LogRecord(
-        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix"),
+        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix") or "",
         in_dev=m.group("in"), out_dev=m.group("out"),
-        mac_src=m.group("smac").lower(), mac_dst=m.group("dmac").lower(), ethertype=ethertype,
-        truncated=truncated, extra=extra, **fields,  # type: ignore[arg-type]
+        mac_src=smac, mac_dst=dmac, ethertype=ethertype,
+        truncated=truncated, extra=extra, redacted=tuple(redacted), **fields,  # type: ignore[arg-type]
     )
 
 
@@ -155,6 +200,22 @@ def _tokens(body: str) -> list[str]:
     return out
 
 
+def _join_values(toks: list[str]) -> list[str]:
+    """Rejoin ``KEY=`` and its value when a paste put spaces between them (``SRC=     110.110.110.108``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if (tok.endswith("=") and tok[:-1] in _VALUE_KEYS and i + 1 < len(toks) and "=" not in toks[i + 1]
+                and not toks[i + 1].startswith("[")):
+            out.append(tok + toks[i + 1])
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def _parse_nflog_body(
     prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
 ) -> LogRecord:
@@ -165,7 +226,10 @@ def _parse_nflog_body(
     truncated = False
     proto: str | None = None
     seen_len = 0
+    redacted: list[str] = []
     toks = _tokens(body)
+    if "= " in body:
+        toks = _join_values(toks)
     i = 0
     while i < len(toks):
         tok = toks[i]
@@ -206,21 +270,28 @@ def _parse_nflog_body(
         elif key == "PHYSOUT":
             f["physout"] = val
         elif key == "MAC":
-            parts = val.split(":")
-            if len(parts) == 14:  # Ethernet: destination, source, ethertype (dump_mac_header)
+            if not _MAC.match(val):
+                if val:
+                    redacted += ["mac_src", "mac_dst"]  # "xx:xx:..", "<filtered>", "***": not bytes
+            elif val.count(":") == 13:  # Ethernet: destination, source, ethertype (dump_mac_header)
+                parts = val.split(":")
                 f["mac_dst"] = ":".join(parts[0:6]).lower()
                 f["mac_src"] = ":".join(parts[6:12]).lower()
                 f["ethertype"] = int(parts[12] + parts[13], 16)
-        elif key == "MACSRC" and "mac_src" not in f:
-            f["mac_src"] = val.lower()
-        elif key == "MACDST" and "mac_dst" not in f:
-            f["mac_dst"] = val.lower()
+        elif key in ("MACSRC", "MACDST"):
+            name = "mac_src" if key == "MACSRC" else "mac_dst"
+            if name not in f:
+                f[name] = _mac(val)
+                if f[name] is None:
+                    redacted.append(name)
         elif key == "MACPROTO" and "ethertype" not in f:
             f["ethertype"] = _int(val, 16)
-        elif key == "SRC" and "src" not in f:
-            f["src"] = _norm_addr(val)
-        elif key == "DST" and "dst" not in f:
-            f["dst"] = _norm_addr(val)
+        elif key in ("SRC", "DST"):
+            name = key.lower()
+            if name not in f:
+                f[name] = _norm_addr(val)
+                if f[name] is None:
+                    redacted.append(name)
         elif key == "LEN":
             seen_len += 1
             if seen_len == 1:
@@ -241,9 +312,9 @@ def _parse_nflog_body(
             proto = val
             f["proto"] = val
         elif key == "SPT" and "sport" not in f:
-            f["sport"] = _int(val)
+            f["sport"] = _port(val, "sport", redacted)
         elif key == "DPT" and "dport" not in f:
-            f["dport"] = _int(val)
+            f["dport"] = _port(val, "dport", redacted)
         elif key == "SEQ":
             if proto in ("ICMP", "ICMPv6"):
                 f["icmp_seq"] = _int(val)
@@ -268,5 +339,5 @@ def _parse_nflog_body(
     return LogRecord(
         ref=ref, text=text, stamp=stamp, fmt="nflog", prefix=prefix, in_dev=in_dev, out_dev=out_dev,
         ip_flags=tuple(ip_flags), tcp_flags=tuple(tcp_flags), truncated=truncated, extra=tuple(extra),
-        **f,  # type: ignore[arg-type]
+        redacted=tuple(dict.fromkeys(redacted)), **f,  # type: ignore[arg-type]
     )

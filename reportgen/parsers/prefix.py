@@ -1,50 +1,151 @@
-"""Recognise the hook a log line came from: from its prefix words, a TRACE prefix, or a prefix map.
+"""Recognise the hook a log line came from: a prefix map, a TRACE prefix, a well-known convention,
+prefix words, and finally the kernel facts that IN= and OUT= carry.
 
-The kernel does not print the hook in a LOG line; only the prefix the rule author chose can tell.
-So the recognition is conservative: a line whose prefix names no chain, or names two, stays
-unresolved with a hint, and is never placed by guesswork.
+The kernel does not print the hook in a LOG line (net/netfilter/nf_log_syslog.c prints only the
+prefix the rule author chose, then ``IN=`` and ``OUT=``). So the recognition is conservative:
+where the prefix does not tell, the record is given every hook its IN=/OUT= allow
+(``HookRef.candidates``), and where even those do not tell, it stays unresolved with a hint that
+can be pasted into a prefix map. It is never placed by a guess.
+
+Usage::
+
+    res = resolve_hook(rec, PrefixMap.empty())   # Resolution(hook=HookRef | None, problem=str | None)
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from reportgen.errors import InputError
-from reportgen.model import HookRef, LogRecord
-from reportgen.netfilter import BRIDGE, FORWARD, HOOKS, INPUT, IPV4, IPV6, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.model import Action, HookRef, LogRecord
+from reportgen.netfilter import BRIDGE, FORWARD, HOOKS, INPUT, IPV4, IPV6, OUTPUT, POSTROUTING, PREROUTING, tables_at
 from reportgen.parsers.traces import legacy_trace_prefix
 
+# How a record's hook was recognised (HookRef.how).
+HOW_MAP = "prefix map"
+HOW_TRACE = "TRACE prefix"
+HOW_CONVENTION = "prefix convention"
+HOW_WORDS = "prefix words"
+HOW_IN_OUT = "placed by IN/OUT"
+
 _FAMILY_WORDS = {
-    "eb": BRIDGE, "ebt": BRIDGE, "ebtable": BRIDGE, "ebtables": BRIDGE, "bridge": BRIDGE, "br": BRIDGE,
-    "ipt": IPV4, "iptable": IPV4, "iptables": IPV4, "ip4": IPV4, "ipv4": IPV4, "ip": IPV4, "v4": IPV4,
-    "ip6t": IPV6, "ip6table": IPV6, "ip6tables": IPV6, "ip6": IPV6, "ipv6": IPV6, "v6": IPV6,
+    "eb": BRIDGE,
+    "ebt": BRIDGE,
+    "ebtable": BRIDGE,
+    "ebtables": BRIDGE,
+    "bridge": BRIDGE,
+    "br": BRIDGE,
+    "ipt": IPV4,
+    "iptable": IPV4,
+    "iptables": IPV4,
+    "ip4": IPV4,
+    "ipv4": IPV4,
+    "ip": IPV4,
+    "v4": IPV4,
+    "ip6t": IPV6,
+    "ip6table": IPV6,
+    "ip6tables": IPV6,
+    "ip6": IPV6,
+    "ipv6": IPV6,
+    "v6": IPV6,
 }
-_TABLE_WORDS = {"raw": "raw", "mangle": "mangle", "nat": "nat", "filter": "filter", "security": "security",
-                "broute": "broute", "mgl": "mangle", "flt": "filter"}
+_TABLE_WORDS = {
+    "raw": "raw",
+    "mangle": "mangle",
+    "nat": "nat",
+    "filter": "filter",
+    "security": "security",
+    "broute": "broute",
+    "mgl": "mangle",
+    "flt": "filter",
+}
+# "in" and "out" are not among them: prefixes use them for a direction on an interface (FireHOL's
+# "IN-work", OpenWrt's "reject wan in"), which PREROUTING, INPUT and FORWARD all see.
 _CHAIN_WORDS = {
-    "prerouting": PREROUTING, "preroute": PREROUTING, "prerout": PREROUTING, "pre": PREROUTING,
-    "input": INPUT, "in": INPUT, "inp": INPUT,
-    "forward": FORWARD, "fwd": FORWARD, "forw": FORWARD,
-    "output": OUTPUT, "out": OUTPUT,
-    "postrouting": POSTROUTING, "postroute": POSTROUTING, "postrout": POSTROUTING, "post": POSTROUTING,
+    "prerouting": PREROUTING,
+    "preroute": PREROUTING,
+    "prerout": PREROUTING,
+    "pre": PREROUTING,
+    "input": INPUT,
+    "inp": INPUT,
+    "forward": FORWARD,
+    "fwd": FORWARD,
+    "forw": FORWARD,
+    "output": OUTPUT,
+    "postrouting": POSTROUTING,
+    "postroute": POSTROUTING,
+    "postrout": POSTROUTING,
+    "post": POSTROUTING,
     "brouting": "BROUTING",
 }
 # The only table that has a given chain, where there is just one: ebtables(8) "TABLES" (filter has
 # INPUT, FORWARD, OUTPUT; nat has PREROUTING, OUTPUT, POSTROUTING; broute has BROUTING) and
 # iptables(8) "TABLES" (raw: PREROUTING, OUTPUT; ...). An unnamed table is inferred only when unique.
 _UNIQUE_TABLE = {
-    (BRIDGE, INPUT): "filter", (BRIDGE, FORWARD): "filter",
-    (BRIDGE, PREROUTING): "nat", (BRIDGE, POSTROUTING): "nat", (BRIDGE, "BROUTING"): "broute",
+    (BRIDGE, INPUT): "filter",
+    (BRIDGE, FORWARD): "filter",
+    (BRIDGE, PREROUTING): "nat",
+    (BRIDGE, POSTROUTING): "nat",
+    (BRIDGE, "BROUTING"): "broute",
 }
 
-MAP_HINT = (
-    "add it to a prefix map (prefixes.yaml in the case folder, or --prefix-map FILE), e.g. "
-    "prefixes: {{{example!r}: 'ipv4 filter INPUT'}}"
-)
+# Words a rule author puts in a prefix to say what the rule after the LOG rule does. A LOG rule itself
+# never decides (xt_LOG.c returns XT_CONTINUE), so these are the author's statement, cited as such.
+_ACTION_WORDS = {
+    "drop": Action.DROP,
+    "dropped": Action.DROP,
+    "block": Action.DROP,
+    "blocked": Action.DROP,
+    "deny": Action.DROP,
+    "denied": Action.DROP,
+    "reject": Action.REJECT,
+    "rejected": Action.REJECT,
+    "accept": Action.ACCEPT,
+    "accepted": Action.ACCEPT,
+    "allow": Action.ACCEPT,
+    "allowed": Action.ACCEPT,
+    "audit": Action.AUDIT,
+    "limit": Action.LIMIT,
+}
+_TERMINAL = (Action.DROP, Action.REJECT, Action.ACCEPT)
+
+# Which hooks a record can come from, given which of IN= and OUT= it prints. nf_log_syslog.c prints
+# "IN=%s OUT=%s" from the hook state's in/out devices (nf_log_dump_packet_common()); the callers of
+# NF_HOOK set them:
+# * IPv4/IPv6 (net/ipv4/ip_input.c, ip_forward.c, ip_output.c; net/ipv6 likewise): PREROUTING
+#   ip_rcv() (dev, NULL); INPUT ip_local_deliver() (skb->dev, NULL); FORWARD ip_forward()
+#   (skb->dev, rt->dst.dev); OUTPUT __ip_local_out() (NULL, dst dev); POSTROUTING ip_output()
+#   (indev = skb->dev, dst dev): skb->dev is still the input device of a forwarded packet, so a
+#   forwarded packet prints IN= at POSTROUTING too (since "netfilter: Support iif matches in
+#   POSTROUTING", 2019; older kernels passed NULL), while a locally sent one has no input device.
+#   br_netfilter keeps to this: br_nf_pre_routing() (dev, NULL), br_nf_forward_ip() (in, out),
+#   br_nf_post_routing() (NULL, out) (net/bridge/br_netfilter_hooks.c).
+# * Bridge (net/bridge/br_input.c, br_forward.c): PREROUTING br_handle_frame() (dev, NULL); INPUT
+#   br_pass_frame_up() (indev, NULL); FORWARD __br_forward() (indev, out); OUTPUT __br_forward()
+#   with local_orig (NULL, out); POSTROUTING br_forward_finish() (NULL, out).
+_IP_IN_OUT: dict[tuple[bool, bool], tuple[str, ...]] = {
+    (True, True): (FORWARD, POSTROUTING),
+    (True, False): (PREROUTING, INPUT),
+    (False, True): (OUTPUT, POSTROUTING),
+}
+_BRIDGE_IN_OUT: dict[tuple[bool, bool], tuple[str, ...]] = {
+    (True, True): (FORWARD,),
+    (True, False): (PREROUTING, INPUT),
+    (False, True): (OUTPUT, POSTROUTING),
+}
+
+CONVENTIONS_FILE = "prefix_conventions.yaml"
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*][^()]*\)[+*{]")
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
 
 
 @dataclass(frozen=True)
@@ -56,12 +157,44 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class Convention:
+    """One well-known prefix convention of prefix_conventions.yaml, compiled."""
+
+    name: str
+    pattern: re.Pattern[str]
+    family: str | None  # None: the record's own layout decides
+    family_words: Mapping[str, str]
+    table: str | None
+    hooks: tuple[str, ...]
+    dir_hooks: Mapping[str, tuple[str, ...]]
+    chain_hooks: tuple[tuple[re.Pattern[str], tuple[str, ...], str | None], ...]  # pattern, hooks, table
+    action: Action | None
+    actions: Mapping[str, Action]
+    default_action: Action | None
+    meaning: str
+    source: str
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConventionMatch:
+    """What a convention says about one prefix."""
+
+    convention: Convention
+    family: str | None
+    hooks: tuple[str, ...]
+    table: str | None
+    chain: str | None
+    action: Action | None
+
+
+@dataclass(frozen=True)
 class PrefixMap:
     """User-given prefix -> hook mapping (exact prefix, trimmed, or ``re:PATTERN``)."""
 
     exact: dict[str, tuple[str, str | None, str]]
     patterns: tuple[tuple[re.Pattern[str], tuple[str, str | None, str]], ...]
-    cache: dict[tuple[str, str, str | None], Resolution] = field(default_factory=dict, compare=False, repr=False)
+    cache: dict[tuple[object, ...], Resolution] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def empty() -> PrefixMap:
@@ -95,11 +228,13 @@ class PrefixMap:
         return PrefixMap({**self.exact, **other.exact}, self.patterns + other.patterns)
 
     def lookup(self, prefix: str) -> tuple[str, str | None, str] | None:
-        hit = self.exact.get(prefix.strip())
+        """Find a prefix's mapping; patterns see the prefix trimmed, as exact keys are."""
+        key = prefix.strip()
+        hit = self.exact.get(key)
         if hit:
             return hit
         for pat, target in self.patterns:
-            if pat.search(prefix):
+            if pat.search(key):
                 return target
         return None
 
@@ -120,69 +255,344 @@ def _parse_spec(path: str, key: str, spec: object) -> tuple[str, str | None, str
     return fam, (str(table) if table not in (None, "?", "-") else None), chain_u
 
 
-def _record_family(rec: LogRecord) -> str | None:
+# --- the convention registry -------------------------------------------------------------------
+
+
+@functools.cache
+def _registry() -> dict[str, Any]:
+    text = resources.files("reportgen.data").joinpath(CONVENTIONS_FILE).read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+@functools.cache
+def conventions() -> tuple[Convention, ...]:
+    """Load the shipped registry of prefix conventions once."""
+    return parse_conventions(_registry(), CONVENTIONS_FILE)
+
+
+def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]:
+    """Compile a registry; errors name the entry (the shipped file is checked by the tests)."""
+    out = []
+    for i, entry in enumerate(data.get("conventions", [])):
+        where = f"convention {i + 1} ({entry.get('name')!r})"
+        pattern = str(entry["pattern"])
+        # Anchored, and no quantified group holding a quantifier: each pattern then runs in time
+        # linear in the prefix, whatever the input (no catastrophic backtracking).
+        if not (pattern.startswith("^") and pattern.endswith("$")) or _NESTED_QUANTIFIER.search(pattern):
+            raise InputError(name, None, f"{where}: pattern must be anchored with ^...$ and not nest quantifiers")
+        fam = entry.get("family")
+        out.append(
+            Convention(
+                name=str(entry["name"]),
+                pattern=re.compile(pattern),
+                family=None if fam == "record" else _family(name, where, fam),
+                family_words={str(k): _family(name, where, v) for k, v in (entry.get("family_words") or {}).items()},
+                table=entry.get("table"),
+                hooks=_hooks(name, where, entry.get("hooks") or list(HOOKS)),
+                dir_hooks={str(k): _hooks(name, where, v) for k, v in (entry.get("dir_hooks") or {}).items()},
+                chain_hooks=tuple(
+                    (re.compile(str(rule[0])), _hooks(name, where, rule[1]), rule[2] if len(rule) > 2 else None)
+                    for rule in entry.get("chain_hooks") or ()
+                ),
+                action=_action(name, where, entry.get("action")),
+                actions={str(k): _action_required(name, where, v) for k, v in (entry.get("actions") or {}).items()},
+                default_action=_action(name, where, entry.get("default_action")),
+                meaning=" ".join(str(entry.get("meaning", "")).split()),
+                source=" ".join(str(entry.get("source", "")).split()),
+                examples=tuple(str(e) for e in entry.get("examples") or ()),
+            )
+        )
+    return tuple(out)
+
+
+def _family(name: str, where: str, value: object) -> str:
+    if value not in (IPV4, IPV6, BRIDGE):
+        raise InputError(name, None, f"{where}: family must be ipv4, ipv6, bridge or record, not {value!r}")
+    return str(value)
+
+
+def _hooks(name: str, where: str, value: Any) -> tuple[str, ...]:
+    hooks = tuple(str(h) for h in value)
+    bad = [h for h in hooks if h not in HOOKS]
+    if bad:
+        raise InputError(name, None, f"{where}: not hook names: {bad}")
+    return tuple(h for h in HOOKS if h in hooks)  # hook order, so candidates[0] is the earliest
+
+
+def _action(name: str, where: str, value: object) -> Action | None:
+    return None if value is None else _action_required(name, where, value)
+
+
+def _action_required(name: str, where: str, value: object) -> Action:
+    try:
+        return Action(str(value))
+    except ValueError:
+        raise InputError(name, None, f"{where}: unknown action {value!r}") from None
+
+
+def _clean(prefix: str) -> str:
+    """Trim a prefix for matching; firewalld's nft backend once quoted its prefixes (firewalld#876)."""
+    s = prefix.strip()
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        s = s[1:-1].strip()
+    return s
+
+
+@functools.lru_cache(maxsize=4096)
+def match_convention(prefix: str) -> ConventionMatch | None:
+    """Return what the first matching well-known convention says about a prefix."""
+    s = _clean(prefix)
+    for conv in conventions():
+        m = conv.pattern.match(s)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        hooks, table = conv.hooks, conv.table
+        chain = groups.get("chain")
+        if groups.get("dir") is not None and groups["dir"] in conv.dir_hooks:
+            hooks = conv.dir_hooks[groups["dir"]]
+        elif chain in HOOKS:
+            hooks = (chain,)
+        elif chain is not None:
+            rule = next((r for r in conv.chain_hooks if r[0].search(chain)), None)
+            if rule is not None:
+                hooks, table = rule[1], rule[2] or table
+        action = conv.action
+        if groups.get("action") is not None:
+            action = conv.actions.get(groups["action"], conv.default_action)
+        elif action is None:
+            action = conv.default_action
+        family = conv.family_words.get(groups.get("family") or "", conv.family)
+        return ConventionMatch(conv, family, hooks, table, chain, action)
+    return None
+
+
+# --- user chains of well-known projects -----------------------------------------------------------
+
+
+@functools.cache
+def _user_chains() -> tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...]:
+    out = []
+    for group in _registry().get("user_chains", []):
+        for c in group["chains"]:
+            hooks = _hooks(CONVENTIONS_FILE, group["name"], c["hooks"])
+            out.append((re.compile(str(c["chain"])), str(c["table"]), hooks))
+    return tuple(out)
+
+
+def user_chain_hooks(table: str, chain: str) -> tuple[str, ...]:
+    """Return the built-in chains a well-known project's user chain is reached from (empty: unknown)."""
+    for pat, tbl, hooks in _user_chains():
+        if tbl == table and pat.search(chain):
+            return hooks
+    return ()
+
+
+# --- resolution ----------------------------------------------------------------------------------
+
+
+def record_family(rec: LogRecord) -> str | None:
+    """Tell a record's family from its layout: ebt_log, the IP header fields, the addresses, the MAC."""
     if rec.fmt == "ebtlog":
         return BRIDGE
     if rec.l3 in (IPV4, IPV6):
         return rec.l3
-    return None
+    if rec.l3 is not None:
+        return None  # ARP: an arp-family or a bridge-family log, which its layout does not tell
+    for addr in (rec.src, rec.dst):
+        if addr:
+            try:
+                return IPV6 if ipaddress.ip_address(addr).version == 6 else IPV4
+            except ValueError:
+                continue
+    # dump_mac_header() prints the Ethernet header, whose last two bytes are the ethertype.
+    return {0x0800: IPV4, 0x86DD: IPV6}.get(rec.ethertype or 0)
+
+
+def in_out_hooks(family: str, rec: LogRecord) -> tuple[str, ...]:
+    """Return the hooks a record can have been logged at, by which of IN= and OUT= it prints."""
+    table = _BRIDGE_IN_OUT if family == BRIDGE else _IP_IN_OUT
+    return table.get((bool(rec.in_dev), bool(rec.out_dev)), ())
+
+
+def prefix_action(prefix: str) -> Action | None:
+    """Return the action a prefix's words state, or None when they state none or contradict each other."""
+    found = {_ACTION_WORDS[w] for w in re.split(r"[^a-z]+", prefix.lower()) if w in _ACTION_WORDS}
+    terminal = [a for a in _TERMINAL if a in found]
+    if len(terminal) > 1:
+        return None
+    if terminal:
+        return terminal[0]
+    return Action.AUDIT if Action.AUDIT in found else Action.LIMIT if Action.LIMIT in found else None
 
 
 def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
-    """Place a record at its hook, or explain why that cannot be done.
+    """Place a record at its hook (or its candidate hooks), or explain why that cannot be done.
 
-    The answer depends only on the prefix, the record's layout and the map, and a log repeats a few
-    prefixes many times, so it is cached per map.
+    The answer depends only on the prefix, the record's family and which of IN=/OUT= it has, and a
+    log repeats a few prefixes many times, so it is cached per map.
     """
-    key = (rec.prefix, rec.fmt, rec.l3)
+    family = record_family(rec)
+    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev))
     hit = prefix_map.cache.get(key)
     if hit is None:
-        hit = _resolve(rec, prefix_map)
+        hit = _resolve(rec, family, prefix_map)
         if len(prefix_map.cache) < 65536:
             prefix_map.cache[key] = hit
     return hit
 
 
-def _resolve(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
+def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resolution:
+    # A LOG line whose prefix states no action is still evidence: the packet was seen there (Action.LOG).
+    action = prefix_action(rec.prefix) or Action.LOG
     mapped = prefix_map.lookup(rec.prefix)
     if mapped:
         fam, table, chain = mapped
         if fam != BRIDGE and rec.l3 in (IPV4, IPV6):
             fam = rec.l3  # an inet table logs both; the record's own layout decides
         hook = PREROUTING if chain == "BROUTING" else chain
-        return Resolution(HookRef(fam, hook, table, chain, "prefix map"))
+        return Resolution(HookRef(fam, hook, table, chain, HOW_MAP, action=action))
     t = legacy_trace_prefix(rec.prefix)
     if t:
         chain = t.group("chain")
-        fam = _record_family(rec) or IPV4
+        fam = family or IPV4
         if chain not in HOOKS:
             return Resolution(None, f"TRACE line in user chain {chain!r}: its hook is not printed")
-        return Resolution(HookRef(fam, chain, t.group("table"), chain, "TRACE prefix"))
-    return _from_words(rec)
+        return Resolution(HookRef(fam, chain, t.group("table"), chain, HOW_TRACE))
+    how = HOW_IN_OUT
+    conv = match_convention(rec.prefix)
+    if conv is not None:
+        conv_family = conv.family or family
+        if conv_family is not None:
+            res = _from_convention(rec, conv_family, conv)
+            if res is not None:
+                return res
+            how = f"{HOW_IN_OUT}: the {conv.convention.name} convention's hooks do not fit IN=/OUT="
+            family = conv_family
+        action = conv.action or Action.LOG
+    words = _from_words(rec, family, action)
+    if words is not None:
+        return words
+    return _from_in_out(rec, family, action, how)
 
 
-def _from_words(rec: LogRecord) -> Resolution:
+def _from_convention(rec: LogRecord, family: str, conv: ConventionMatch) -> Resolution | None:
+    facts = in_out_hooks(family, rec)
+    hooks = tuple(h for h in conv.hooks if not facts or h in facts)
+    if not hooks:
+        return None  # the convention's hooks and IN=/OUT= disagree: only the kernel facts stand
+    table = conv.table
+    chain = conv.chain if conv.chain and conv.chain not in HOOKS else hooks[0]
+    how = HOW_CONVENTION if hooks == conv.hooks or len(hooks) > 1 else f"{HOW_CONVENTION}, {HOW_IN_OUT}"
+    return Resolution(
+        HookRef(
+            family,
+            hooks[0],
+            table,
+            chain,
+            how,
+            candidates=hooks if len(hooks) > 1 else (),
+            action=conv.action or Action.LOG,
+            convention=conv.convention.name,
+        )
+    )
+
+
+def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Resolution | None:
     words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", rec.prefix) if w]
-    example = rec.prefix.strip() or "(empty prefix)"
     fams = {_FAMILY_WORDS[w] for w in words if w in _FAMILY_WORDS}
     tables = {_TABLE_WORDS[w] for w in words if w in _TABLE_WORDS}
     chains = {_CHAIN_WORDS[w] for w in words if w in _CHAIN_WORDS}
-    # Short words ("in", "out", "pre", "post") only count when no full chain name is present.
+    # Short words ("inp", "fwd", "pre", "post") only count when no full chain name is present.
     full = {_CHAIN_WORDS[w] for w in words if w in _CHAIN_WORDS and len(w) > 4}
     if full:
         chains = full
-    if not chains:
-        return Resolution(None, f"prefix {example!r} names no chain; " + MAP_HINT.format(example=example))
-    if len(chains) > 1 or len(tables) > 1:
-        return Resolution(
-            None, f"prefix {example!r} names several chains or tables; " + MAP_HINT.format(example=example)
-        )
+    if len(chains) != 1 or len(tables) > 1:
+        return None  # no chain named, or several: the prefix words do not tell
     chain = next(iter(chains))
-    family = _record_family(rec)
     if BRIDGE in fams or chain == "BROUTING" or "broute" in tables:
         family = BRIDGE
     if family is None:
-        return Resolution(None, f"record has no IP or bridge layout to tell its family ({example!r})")
-    table = next(iter(tables)) if tables else _UNIQUE_TABLE.get((family, chain))
+        return None
     hook = PREROUTING if chain == "BROUTING" else chain
-    return Resolution(HookRef(family, hook, table, chain, "prefix words"))
+    facts = in_out_hooks(family, rec)
+    if facts and hook not in facts:
+        return None  # the words name a hook whose IN=/OUT= the record does not have
+    table = next(iter(tables)) if tables else _UNIQUE_TABLE.get((family, chain))
+    return Resolution(HookRef(family, hook, table, chain, HOW_WORDS, action=action))
+
+
+def _from_in_out(rec: LogRecord, family: str | None, action: Action | None, how: str) -> Resolution:
+    example = rec.prefix.strip()
+    if family is None:
+        what = "an ARP record (arp or bridge family)" if rec.l3 else "no IP, ARP or bridge layout"
+        return Resolution(
+            None,
+            f"prefix {example!r} is not a known convention and the record has {what}, "
+            "so its family and hook cannot be told",
+        )
+    facts = in_out_hooks(family, rec)
+    if not facts:
+        return Resolution(
+            None,
+            f"prefix {example!r} is not a known convention and IN=/OUT= are both empty; "
+            + mapping_hint(rec.prefix, family, ()),
+        )
+    return Resolution(
+        HookRef(family, facts[0], None, facts[0], how, candidates=facts if len(facts) > 1 else (), action=action)
+    )
+
+
+# --- the prefix-map hint -------------------------------------------------------------------------
+
+
+def mapping_yaml(prefix: str, family: str, hook: str) -> str:
+    """Return a one-line prefix map (valid YAML) that maps this prefix to a hook.
+
+    The key is the trimmed prefix as a double-quoted YAML string (JSON strings are valid YAML), so
+    an empty prefix becomes ``""``; a prefix with numbers in it (fwbuilder's ``RULE 12 -- DROP``)
+    becomes a ``re:`` pattern with ``\\d+`` for each number, so it covers the other rule numbers.
+    """
+    key = prefix.strip()
+    if re.search(r"\d", key):
+        parts = re.split(r"(\d+)", key)
+        key = "re:^" + "".join(r"\d+" if p.isdigit() else _escape(p) for p in parts if p)
+    tables = tables_at(family, hook)
+    table = "filter" if "filter" in tables else (tables[0] if tables else "filter")
+    return f"prefixes: {{{_yaml_quote(key)}: {family} {table} {hook}}}"
+
+
+def _yaml_quote(text: str) -> str:
+    """Quote a string as a YAML double-quoted scalar that reads back exactly.
+
+    JSON quoting is almost that, but leaves U+2028/U+2029/U+0085 raw, which YAML takes as line breaks.
+    """
+    out = []
+    for c in text:
+        o = ord(c)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif o < 0x20 or 0x7F <= o <= 0x9F or c in "\u2028\u2029\ufeff\ufffe\uffff" or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def mapping_hint(prefix: str, family: str, candidates: tuple[str, ...]) -> str:
+    """Say how to place a prefix with a prefix map, proposing only hooks consistent with IN=/OUT=."""
+    hook = candidates[0] if candidates else INPUT
+    alt = (
+        f" (or {', '.join(candidates[1:])} instead of {hook}, whichever chain the LOG rule is in)"
+        if len(candidates) > 1
+        else " (with the chain the LOG rule is in)"
+        if not candidates
+        else ""
+    )
+    yaml_line = mapping_yaml(prefix, family, hook)
+    return f"to place it, add a prefix map (prefixes.yaml in the case folder, or --prefix-map FILE){alt}: {yaml_line}"

@@ -35,6 +35,8 @@ def render_markdown(report: Report) -> str:
             ref = f"predicted, {r.ref}" if h.predicted else r.ref
             out.append(f"{h.step}. `{md(h.event.hook.label)}` IN={md(r.in_dev or '-')} OUT={md(r.out_dev or '-')} "
                        f"({md(ref)}): {md(' '.join(h.explanation))}")
+            if r.redacted:
+                out.append(f"   (redacted in the input: {', '.join(r.redacted)})")
         for n in p.nat:
             out.append(f"- NAT {n.type} ({n.direction}) at {md(n.hook)}: {md(n.before)} → {md(n.after)}")
         for s in p.skipped:

@@ -44,6 +44,8 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
             ifs += f" PHYSIN={r.physin or '-'} PHYSOUT={r.physout or '-'}"
         ref = f"predicted, {r.ref}" if h.predicted else str(r.ref)
         out.append(f"{ind}│   {h.step:>2}. {h.event.hook.label:<32} {ifs}   ({ref})")
+        if r.redacted:
+            out.append(f"{ind}│         redacted in the input: {', '.join(r.redacted)}")
         for line in h.explanation:
             out.append(f"{ind}│         {line}")
     for n in p.nat:

@@ -36,7 +36,7 @@ from reportgen.parsers.traces import (
     nft_hook,
     table_hooks,
 )
-from reportgen.sources.framing import read_lines, strip_wrapper
+from reportgen.sources.framing import LineFramer, read_lines, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
 
@@ -217,8 +217,9 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     monitor = (XtablesMonitorParser(chain_hooks) if fmt == "xtmon" else NftTraceParser(chain_hooks)
                if fmt == "nfttrace" else None)
     legacy = _LegacyTraceGrouper()
-    n = 0
-    for n, text in read_lines(path):
+    # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
+    lines = LineFramer(read_lines(path), split_records=monitor is None)
+    for n, text in lines:
         ref = LineRef(name, n)
         if len(appendix) < APPENDIX_LIMIT:
             appendix.append((ref, text))
@@ -252,7 +253,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     if monitor is not None:
         for v in monitor.flush():
             yield from _visit_event(v, unused)
-    counts[name] = n
+    counts[name] = lines.last_line
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:

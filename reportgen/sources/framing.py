@@ -5,6 +5,10 @@ Formats (../shared/reference/trace-formats.md section 5): util-linux dmesg.c pri
 ``%b %d %H:%M:%S host kernel: `` (short), ``.%06u`` (short-precise) or ISO 8601 (short-iso);
 rsyslog's traditional format uses a space-padded day and may keep the kernel's own ``[123.456]``.
 Each line is detected on its own, because pasted files mix wrappers.
+
+Pasted text also breaks records apart and glues them together: ``LineFramer`` splits a physical line
+that holds several records (each keeps the line's number) and joins a record wrapped over several
+lines (it takes the first line's number), before the wrapper is stripped.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from reportgen.parsers.nflog import record_anchors
 
 _PRI = re.compile(r"^<\d{1,3}>")
 _RFC5424 = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
@@ -20,6 +27,7 @@ _SYSLOG_TS = re.compile(
     r"^(?:[A-Za-z\u00C0-\u024F]{3,4}\.? {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 27 06:33:51[.370286]
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"  # ISO 8601
     r"|\d{9,10}\.\d{6}"  # short-unix
+    r"|\d\d:\d\d:\d\d(?:\.\d+)?"  # a paste that dropped the date: only taken before "host kernel: "
     r"|[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"  # short-full
     r"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} kern\.\w+"  # busybox logread
     r") "
@@ -40,35 +48,49 @@ class Framed:
 
     stamp: float | None  # kernel monotonic seconds, when known
     msg: str
+    wrapped: bool = False  # whether a wrapper was found and removed
 
 
 def strip_wrapper(line: str) -> Framed:
     """Remove any known log wrapper from one line and return the kernel message."""
-    s = line
+    # LineFramer frames each line once to decide on joins, and the caller frames the line it yields
+    # again; the same string object gives the same answer, so the last one is kept.
+    if line is _last[0]:
+        return _last[1]
+    framed = _strip_wrapper(line)
+    _last[:] = [line, framed]
+    return framed
+
+
+_last: list[Any] = [None, None]
+
+
+def _strip_wrapper(line: str) -> Framed:
+    s = start = line.lstrip()  # pastes indent lines; the kernel never starts a record with a space
     stamp: float | None = None
     m = _KMSG.match(s)
     if m:
-        return Framed(int(m.group("usec")) / 1e6, s[m.end():])
+        return Framed(int(m.group("usec")) / 1e6, s[m.end() :], True)
     m = _RFC5424.match(s)
-    s = s[m.end():] if m else _PRI.sub("", s, count=1)
+    s = s[m.end() :] if m else _PRI.sub("", s, count=1)
     m = _DMESG_X.match(s)
-    if m and "[" in s[m.end(): m.end() + 2]:
-        s = s[m.end():]
+    if m and "[" in s[m.end() : m.end() + 2]:
+        s = s[m.end() :]
     m = _SYSLOG_TS.match(s)
     if m:
-        rest = s[m.end():]
+        rest = s[m.end() :]
         t = _HOST_TAG.match(rest)
         if t:
-            s = rest[t.end():]
+            s = rest[t.end() :]
             if t.group("mono"):
                 stamp = float(t.group("mono"))
     m = _DMESG.match(s)
     if m:
         if m.group("mono"):
             stamp = float(m.group("mono"))
-        s = s[m.end():]
+        s = s[m.end() :]
         s = _CALLER.sub("", s, count=1)
-    return Framed(stamp, s)
+    return Framed(stamp, s, len(s) != len(start))
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -88,3 +110,129 @@ def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
         if n == 1:
             text = text.lstrip("\ufeff")
         yield n, text.rstrip("\r\n").rstrip("\r")
+
+
+# A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
+_FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
+_FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
+# Keys an nf_log body holds twice: the IP and UDP lengths, the IP id and the ICMP echo id.
+_TWICE = frozenset({"LEN", "ID"})
+
+
+class LineFramer:
+    """Turn physical lines into record lines: split glued records, join wrapped ones.
+
+    Iterate it for (line number, text); ``last_line`` is then the number of physical lines read.
+    With ``split_records=False`` lines pass through unchanged (trace monitors have their own layout).
+    """
+
+    def __init__(self, lines: Iterable[tuple[int, str]], split_records: bool = True) -> None:
+        self.lines = lines
+        self.split_records = split_records
+        self.last_line = 0
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        # The record being built: its first line, its text, and the previous physical line framed
+        # (each line's wrapper is stripped once here).
+        pending: tuple[int, str, Framed] | None = None
+        for n, text in self.lines:
+            self.last_line = n
+            if not self.split_records:
+                yield n, text
+                continue
+            if "[/" in text:
+                text = _BBCODE.sub("", text)
+            if "^ " in text:
+                text = _CARET.sub("", text)
+            framed = strip_wrapper(text)
+            if pending is not None and _continues(pending[2], text, framed):
+                joined = pending[1].rstrip() + " " + text.strip()
+                pending = (pending[0], joined, strip_wrapper(joined))
+                continue
+            if pending is not None:
+                yield from _split(*pending)
+            pending = (n, text, framed)
+        if pending is not None:
+            yield from _split(*pending)
+
+
+def _continues(before: Framed, text: str, framed: Framed) -> bool:
+    """Whether a line is clearly the rest of the record on the previous line.
+
+    Either the previous line is a wrapper with no message and this line, unwrapped, starts a record;
+    or the previous line starts a record and this line, unwrapped, carries only fields the previous
+    one lacks (a stray tail of another record repeats fields and is left alone).
+    """
+    if framed.wrapped:
+        return False
+    body = text.strip()
+    field_start = _FIELD_START.match(body)
+    empty_before = before.wrapped and not before.msg.strip()
+    if not (field_start or empty_before):
+        return False  # the common case: a line of its own, decided without another regex
+    anchors = record_anchors(body)
+    if empty_before:
+        return bool(anchors)
+    prev_anchors = record_anchors(before.msg)
+    if anchors or not prev_anchors:
+        return False
+    seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1] :])) - _TWICE
+    return not seen & set(_FIELD_KEYS.findall(body))
+
+
+# Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
+_BBCODE = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
+# A caret glued to a field value, where a paste marked its own line breaks ("...:08:00^ SRC=").
+_CARET = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
+_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
+
+# The start of an nf_log body: a record whose body lies between two IN=/OUT= anchors is complete.
+_BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
+_BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
+
+
+def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
+    """Split a line holding several records at the end of each record's body.
+
+    A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
+    starts a new record when a record body (SRC=, PROTO=, LEN=, MAC=) lies before it; the new record
+    then starts after the last body token, so its wrapper and prefix go with it. Other text pasted
+    between records (a shell prompt, other kernel messages, stray marks) ends where the record's
+    own dmesg stamp begins, and stays with the record before it.
+    """
+    anchors = record_anchors(text)
+    if " MAC source = " in text or not anchors:
+        yield n, text
+        return
+    starts = [_record_start(text, 0, anchors[0][0], framed)]
+    for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
+        segment = text[end:nxt]
+        if not _BODY.search(segment):
+            continue
+        cut = end
+        pos = end
+        for tok in segment.split(" "):
+            pos += len(tok) + 1
+            if tok and _BODY_TOKEN.match(tok):
+                cut = pos
+        starts.append(_record_start(text, min(cut, nxt), nxt, None))
+    if starts == [0]:
+        yield n, text
+        return
+    for i, start in enumerate(starts):
+        yield n, text[start : starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
+
+
+def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> int:
+    """Where a record begins: at ``start``, or at its own dmesg stamp when text that no wrapper explains
+    (a shell prompt, another kernel message) comes before it.
+
+    ``line`` is the whole line framed, for the first record (strip_wrapper() removes only a head, so
+    the record's message is the tail of the line).
+    """
+    if line is not None and start == 0:
+        msg_start = len(text) - len(line.msg)
+    else:
+        msg_start = start + len(text[start:anchor]) - len(strip_wrapper(text[start:anchor]).msg)
+    stamps = list(_STAMP.finditer(text, msg_start, anchor))
+    return stamps[-1].start() if stamps else start
