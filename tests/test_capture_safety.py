@@ -1,0 +1,381 @@
+"""`reportgen capture` as root: it owns only what it created, refuses hostile values, survives signals.
+
+Every test works in a network namespace of its own (``ip netns exec``), so the root namespace's
+firewall is never touched. Each capture is bounded by timeouts and the namespace is deleted in
+``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import LAB_MARKS
+
+from reportgen import capture
+from reportgen.cli import main as cli_main
+
+pytestmark = LAB_MARKS
+
+ALL_BACKENDS = ("iptables-nft", "iptables-legacy", "ebtables", "nft-log", "nft-trace")
+
+
+def sh(ns: str, *argv: str, stdin: str | None = None, check: bool = True) -> str:
+    r = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, input=stdin, timeout=30, check=False
+    )
+    assert not check or r.returncode == 0, (argv, r.stderr)
+    return r.stdout
+
+
+def ruleset(ns: str) -> dict[str, str]:
+    """Everything a capture could change in a namespace, without counters and timestamps: the nf_tables
+    ruleset (iptables-nft, ebtables-nft, nft), the x_tables rules and which x_tables tables exist."""
+    out = {"nft": sh(ns, "nft", "list", "ruleset")}
+    for save in ("iptables-legacy-save", "ip6tables-legacy-save"):
+        out[save] = "\n".join(ln for ln in sh(ns, save).splitlines() if not ln.startswith("#"))
+    for names in ("ip_tables_names", "ip6_tables_names"):
+        out[names] = " ".join(sorted(sh(ns, "cat", f"/proc/net/{names}").split()))
+    return {k: re.sub(r"\[\d+:\d+\]|counter packets \d+ bytes \d+", "", v) for k, v in out.items()}
+
+
+def tables(text: str) -> dict[str, str]:
+    """An `nft list ruleset` cut into its tables (their order is creation order, which may differ)."""
+    return {m.group(1): m.group(0) for m in re.finditer(r"^(table \S+ \S+) \{\n.*?^\}$", text, re.S | re.M)}
+
+
+def run_states(ns: str) -> list[Path]:
+    return [p for p in capture.STATE_DIR.glob("*.json") if json.loads(p.read_text()).get("netns") == ns]
+
+
+def ns_procs(ns: str) -> list[str]:
+    """Command lines of the processes inside a namespace."""
+    out = []
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False, timeout=30)
+    for pid in pids.stdout.split():
+        try:
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+        except OSError:
+            continue
+    return out
+
+
+@pytest.fixture()
+def ns() -> Iterator[str]:
+    """A namespace with an admin's own rules in every backend, deleted afterwards."""
+    name = f"rgcap-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        sh(name, "ip", "link", "set", "lo", "up")
+        sh(name, "iptables-nft", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+        sh(name, "ip6tables-nft", "-P", "FORWARD", "DROP")
+        sh(name, "iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+        sh(name, "iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-j", "RETURN")
+        sh(name, "ebtables", "-A", "FORWARD", "-p", "ARP", "-j", "ACCEPT")
+        sh(
+            name,
+            "nft",
+            "-f",
+            "-",
+            stdin="table inet admin {\n  chain input { type filter hook input priority 10; "
+            "policy accept; tcp dport 443 accept; }\n}\n",
+        )
+        yield name
+    finally:
+        for pid in subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False, timeout=30
+        ).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        for p in run_states(name):
+            p.unlink()
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
+
+
+def reportgen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reportgen", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start_capture(ns: str, backend: str, out: Path) -> subprocess.Popen[str]:
+    """Start a capture running `sleep 30` and return once its rules are all in place."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reportgen",
+            "capture",
+            "--apply",
+            "--netns",
+            ns,
+            "--backend",
+            backend,
+            "-o",
+            str(out),
+            "--",
+            "sleep",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(c.startswith("sleep 30") for c in ns_procs(ns)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the capture did not start its command"
+        time.sleep(0.05)
+    return proc
+
+
+SIGNALS = ("SIGKILL", "SIGINT", "SIGINT-twice", "SIGTERM")
+
+
+@pytest.mark.parametrize("how", SIGNALS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_killed_capture_leaves_ruleset_as_before(ns: str, tmp_path: Path, backend: str, how: str):
+    before = ruleset(ns)
+    proc = start_capture(ns, backend, tmp_path / "case")
+    try:
+        assert ruleset(ns) != before, "the capture added nothing"
+        if how == "SIGKILL":
+            proc.kill()
+        elif how == "SIGTERM":
+            proc.terminate()
+        else:
+            # Ctrl-C at a terminal: SIGINT to the whole foreground process group.
+            os.killpg(proc.pid, signal.SIGINT)
+            if how == "SIGINT-twice":
+                time.sleep(0.15)  # removal of the ~60 rules and chains takes about a second
+                os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        assert ruleset(ns) != before
+        deadline = time.monotonic() + 5
+        while any(c.startswith("nft monitor") for c in ns_procs(ns)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(c.startswith("nft monitor") for c in ns_procs(ns)), "nft monitor outlived its parent"
+        again = reportgen(
+            "capture", "--apply", "--netns", ns, "--backend", backend, "-o", str(tmp_path / "d"), "--", "true"
+        )
+        assert again.returncode == 4 and "--cleanup" in again.stderr, again.stderr
+        clean = reportgen("capture", "--cleanup", "--netns", ns)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+    else:
+        assert proc.returncode == (143 if how == "SIGTERM" else 130)
+    assert ruleset(ns) == before
+    assert run_states(ns) == []
+
+
+def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path):
+    """Killed at any moment while it adds objects, a capture's state file still names all of them."""
+    before = ruleset(ns)
+    for delay in (0.2, 0.5, 0.9, 1.4):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reportgen",
+                "capture",
+                "--apply",
+                "--netns",
+                ns,
+                "--backend",
+                ",".join(ALL_BACKENDS),
+                "-o",
+                str(tmp_path / "c"),
+                "--",
+                "true",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.kill()
+        proc.wait(timeout=10)
+        clean = reportgen("capture", "--cleanup", "--netns", ns)
+        assert clean.returncode == 0, (delay, clean.stdout, clean.stderr)
+        assert ruleset(ns) == before, delay
+
+
+def test_cleanup_spares_lookalikes_and_later_admin_objects(ns: str, tmp_path: Path):
+    """Rules that look like capture's, and chains an admin makes after a capture was killed, survive."""
+    lookalikes = [
+        (
+            "iptables-nft",
+            "-A",
+            "INPUT",
+            "-m",
+            "comment",
+            "--comment",
+            "reportgen-capture",
+            "-j",
+            "LOG",
+            "--log-prefix",
+            "rc00 IPT:filter:INPUT ",
+        ),
+        ("iptables-legacy", "-A", "INPUT", "-m", "comment", "--comment", "reportgen-capture x", "-j", "ACCEPT"),
+        ("ebtables", "-A", "FORWARD", "--log", "--log-prefix", "rc11 EB:filter:FORWARD"),
+    ]
+    for argv in lookalikes:
+        sh(ns, *argv)
+    sh(
+        ns,
+        "nft",
+        "-f",
+        "-",
+        stdin="table inet reportgen_capture {\n  chain c0 { type filter hook input priority 0; "
+        "policy accept; }\n}\ntable inet reportgen_trace {\n}\n",
+    )
+    proc = start_capture(ns, ",".join(ALL_BACKENDS), tmp_path / "c")
+    proc.kill()
+    proc.wait(timeout=10)
+    # Later, the admin adds a drop-policy base chain in a new table, one in the raw table capture made, and a
+    # rule in a chain capture made: none of these may go.
+    later = (
+        "table inet adminfw {\n  chain input { type filter hook input priority 0; policy drop; }\n}\n"
+        "table ip raw {\n  chain admin_out { type filter hook output priority -300; policy drop; }\n}\n"
+    )
+    sh(ns, "nft", "-f", "-", stdin=later)
+    sh(ns, "iptables-nft", "-t", "mangle", "-A", "FORWARD", "-j", "ACCEPT")
+    clean = reportgen("capture", "--cleanup", "--netns", ns)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "left nft chain ip mangle FORWARD" in clean.stdout and "left nft table ip raw" in clean.stdout
+
+    # The same admin actions in a namespace that never saw a capture give the same ruleset.
+    twin = f"rgcap-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", twin], check=True, timeout=30)
+    try:
+        for argv in [
+            ("iptables-nft", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"),
+            ("ip6tables-nft", "-P", "FORWARD", "DROP"),
+            ("iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"),
+            ("iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-j", "RETURN"),
+            ("ebtables", "-A", "FORWARD", "-p", "ARP", "-j", "ACCEPT"),
+        ] + lookalikes:
+            sh(twin, *argv)
+        sh(
+            twin,
+            "nft",
+            "-f",
+            "-",
+            stdin="table inet admin {\n  chain input { type filter hook input priority 10; "
+            "policy accept; tcp dport 443 accept; }\n}\n",
+        )
+        sh(
+            twin,
+            "nft",
+            "-f",
+            "-",
+            stdin="table inet reportgen_capture {\n  chain c0 { type filter hook input "
+            "priority 0; policy accept; }\n}\ntable inet reportgen_trace {\n}\n",
+        )
+        sh(twin, "nft", "-f", "-", stdin=later)
+        sh(twin, "iptables-nft", "-t", "mangle", "-A", "FORWARD", "-j", "ACCEPT")
+        got, want = ruleset(ns), ruleset(twin)
+    finally:
+        subprocess.run(["ip", "netns", "del", twin], check=False, timeout=30)
+    assert tables(got.pop("nft")) == tables(want.pop("nft"))
+    assert got == want
+    assert run_states(ns) == []
+
+
+INJECTIONS = [
+    ("--host", "1.2.3.4; flush ruleset"),
+    ("--host", "1.2.3.4 } ; flush ruleset ; table inet x {"),
+    ("--host", "10.0.0.0/8 -j ACCEPT"),
+    ("--host", "-j"),
+    ("--host", "1.2.3.4\nflush ruleset"),
+    ("--host", "fe80::1%eth0; flush ruleset"),
+    ("--host", "10.0.0.1/8"),
+    ("--rate", "1/second; flush ruleset"),
+    ("--rate", '20/second burst 5 packets log prefix "x"'),
+    ("--rate", "0/second"),
+    ("--port", "0"),
+    ("--port", "70000"),
+    ("--netns", "../../etc"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), INJECTIONS)
+def test_hostile_values_are_refused_before_anything_is_created(ns: str, tmp_path: Path, option: str, value: str):
+    before = ruleset(ns)
+    extra = ["--proto", "tcp"] if option == "--port" else []
+    target = [] if option == "--netns" else ["--netns", ns]
+    r = reportgen(
+        "capture",
+        "--apply",
+        *target,
+        *extra,
+        "--backend",
+        ",".join(ALL_BACKENDS),
+        f"{option}={value}",
+        "-o",
+        str(tmp_path / "c"),
+        "--",
+        "true",
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("reportgen capture: error: ") and "Traceback" not in r.stderr
+    assert ruleset(ns) == before and run_states(ns) == [] and not (tmp_path / "c").exists()
+
+
+def test_host_implies_its_family(ns: str):
+    r = reportgen("capture", "--netns", ns, "--host", "172.17.0.2", "--backend", "iptables-nft,ebtables,nft-log")
+    assert r.returncode == 0, r.stderr
+    assert "iptables-nft -t raw -I PREROUTING -s 172.17.0.2" in r.stdout
+    assert not re.search(r"ip6tables|-p IPv6|ip6 [sd]addr", r.stdout)
+    assert "ip saddr 172.17.0.2" in r.stdout and "-p IPv4 --ip-src 172.17.0.2" in r.stdout
+    six = reportgen("capture", "--netns", ns, "--host", "fd00:17::2", "--backend", "iptables-nft")
+    assert "iptables-nft" not in six.stdout.replace("ip6tables-nft", "")
+    wrong = reportgen("capture", "--host", "172.17.0.2", "--family", "6")
+    assert wrong.returncode == 2 and "IPv4" in wrong.stderr
+
+
+def test_legacy_backend_creates_no_x_tables_table(ns: str, tmp_path: Path):
+    """Only the tables the admin uses (filter, nat) get rules; raw and mangle are never created."""
+    before = ruleset(ns)
+    r = reportgen(
+        "capture",
+        "--apply",
+        "--netns",
+        ns,
+        "--backend",
+        "iptables-legacy",
+        "-o",
+        str(tmp_path / "c"),
+        "--",
+        "ping",
+        "-c1",
+        "-W1",
+        "127.0.0.1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tables mangle, raw do not exist and are not used" in r.stderr
+    assert ruleset(ns) == before
+
+
+def test_non_root_is_refused_before_anything_is_created(ns: str, tmp_path: Path, monkeypatch, capsys):
+    before = ruleset(ns)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for args in (["--apply", "-o", str(tmp_path / "c"), "--", "true"], ["--cleanup"]):
+        assert cli_main(["capture", "--netns", ns, *args]) == 4
+        assert "need root" in capsys.readouterr().err
+    assert ruleset(ns) == before and run_states(ns) == []
