@@ -261,14 +261,16 @@ def die_with_parent(parent: int) -> Callable[[], None]:
 
 
 def process_start(pid: int) -> int:
-    """The start time of a process in clock ticks since boot (proc(5), /proc/pid/stat field 22); 0 if gone.
+    """The start time of a process in clock ticks since boot (proc(5), /proc/pid/stat field 22); 0 if ended.
 
     A pid together with its start time names one process even after the pid is reused."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    # A zombie (state Z) or dead (X) process has ended; only its parent has not reaped it yet.
+    return 0 if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def owner_alive(pid: int, start: int) -> bool:
