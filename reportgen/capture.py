@@ -25,6 +25,7 @@ EBT_LOG_PREFIX_SIZE 30); iptables-nft silently cuts longer ones.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import ipaddress
 import json
 import os
@@ -45,6 +46,7 @@ from reportgen.lab.netns import (
     KernelLog,
     deferred_signals,
     die_with_parent,
+    list_namespaces,
     owner_alive,
     process_start,
     signals_as_exit,
@@ -52,6 +54,10 @@ from reportgen.lab.netns import (
 )
 
 STATE_DIR = Path("/run/reportgen-capture")
+NOT_INSTALLED, TIMED_OUT = 127, 124  # the shell's codes, for a command that is missing or took too long
+# iptables -C: 1 when no such rule exists (iptables(8) "--check"); other codes are errors. ebtables-nft
+# 1.8.9 has no working -C, and its -D returns 0 also when no rule matched.
+XT_NO_SUCH_RULE = 1
 MARK_COMMENT = "reportgen-capture"
 BACKENDS = ("iptables-nft", "iptables-legacy", "ebtables", "nft-log", "nft-trace")
 PROTOS = ("icmp", "tcp", "udp")
@@ -413,9 +419,14 @@ def local_runner(netns: str | None) -> Runner:
 
     def run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         full = ["ip", "netns", "exec", netns, *argv] if netns else argv
-        return subprocess.run(
-            full, capture_output=True, text=True, check=False, input=stdin, timeout=60, start_new_session=True
-        )
+        try:
+            return subprocess.run(
+                full, capture_output=True, text=True, check=False, input=stdin, timeout=60, start_new_session=True
+            )
+        except FileNotFoundError:
+            return subprocess.CompletedProcess(full, NOT_INSTALLED, "", f"{full[0]} is not installed")
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(full, TIMED_OUT, "", f"{shlex.join(full)} timed out after 60 s")
 
     return run
 
@@ -536,8 +547,11 @@ class _NftIndex:
 def _nft_index(run: Runner) -> _NftIndex:
     idx = _NftIndex()
     r = run(["nft", "-j", "list", "ruleset"], None)
+    if r.returncode == NOT_INSTALLED:
+        return idx  # no nft: nothing of nf_tables can be listed or removed here
     if r.returncode != 0:
-        return idx
+        # Without the listing nothing can be checked, and nothing is removed.
+        raise CaptureRefused(f"nft -j list ruleset failed: {r.stderr.strip()}")
     for item in json.loads(r.stdout or "{}").get("nftables", []):
         for key, obj in item.items():
             if key == "table":
@@ -560,6 +574,14 @@ def _table_listing(run: Runner, family: str, name: str) -> str:
 
 def _begin(p: Plan, netns: str | None) -> State:
     """Refuse while another run's objects may exist here; otherwise create this run's state file."""
+    STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The lock makes "no other run here" and "this run's file exists" one step for concurrent starts.
+    with open(STATE_DIR / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _begin_locked(p, netns)
+
+
+def _begin_locked(p: Plan, netns: str | None) -> State:
     for st in states(netns):
         if st.alive():
             raise CaptureRefused(f"another capture (pid {st.pid}, {st.tag}) is running here; wait for it to end")
@@ -568,7 +590,6 @@ def _begin(p: Plan, netns: str | None) -> State:
             f"({len(st.owned)} objects, recorded in {st.path});\nremove them with: "
             "reportgen capture --cleanup" + (f" --netns {netns}" if netns else "")
         )
-    STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = f"ns-{netns}" if netns else "host"
     st = State(STATE_DIR / f"{key}.{p.run_id}.json", os.getpid(), process_start(os.getpid()), netns, p.tag, p.run_id)
     st.save()
@@ -628,7 +649,7 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex) -> tuple[bool, str]:
         if run(o.argv, None).returncode == 0:
             return True, f"removed {o.describe()}"
         check = [("-C" if a == "-D" else a) for a in o.argv]
-        if run(check, None).returncode != 0:
+        if run(check, None).returncode == XT_NO_SUCH_RULE:
             return True, ""  # never created, or already gone
         return False, f"could not remove {o.describe()}"
     if o.kind == "table":
@@ -705,9 +726,15 @@ def cleanup(run: Runner, netns: str | None = None) -> CleanupResult:
     """Remove what earlier runs recorded and did not remove; runs still alive are left alone."""
     require_root()
     res = CleanupResult()
+    gone = netns is not None and netns not in list_namespaces()
     for st in states(netns):
         if st.alive():
             res.running.append(f"capture {st.tag} (pid {st.pid}) is still running; not touched")
+            continue
+        if gone:
+            # A namespace takes its ruleset with it when it is deleted.
+            st.path.unlink(missing_ok=True)
+            res.removed.append(f"namespace {netns} no longer exists; the {len(st.owned)} objects went with it")
             continue
         removed, kept = remove_owned(run, st)
         res.removed += removed
@@ -720,8 +747,8 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     from reportgen.snapshot import collect
 
     require_root()
+    klog = KernelLog()  # before the state file: if /dev/kmsg cannot be read, nothing is left behind
     st = _begin(p, netns)
-    klog = KernelLog()
     mon: subprocess.Popen[str] | None = None
     lines: list[str] = []
     trace_lines: list[str] = []

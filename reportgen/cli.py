@@ -159,9 +159,9 @@ def _capture(args: argparse.Namespace) -> int:
         run = cp.local_runner(netns)
         if args.cleanup:
             res = cp.cleanup(run, netns)
-            print(f"removed {len(res.removed)} capture objects")
-            for line in res.removed + res.running + res.kept:
-                print(f"  {line}")
+            lines = res.removed + res.running + res.kept
+            print("capture --cleanup:" + "".join(f"\n  {ln}" for ln in lines) if lines else
+                  "capture --cleanup: no recorded capture objects here")
             return 4 if res.kept else 0
         tables = cp.legacy_tables(run) if "iptables-legacy" in backends else None
         p = cp.plan(backends, flt, families=families, legacy_tables=tables)

@@ -153,7 +153,7 @@ class Lab:
         self.procs.clear()
         for n in reversed(self.created):
             subprocess.run(["ip", "netns", "del", n], capture_output=True, check=False)
-        present = _existing_namespaces()
+        present = list_namespaces()
         unmark_namespaces(self.tag, [n for n in self.created if n not in present])
         self.created.clear()
 
@@ -412,7 +412,8 @@ def _old_style_live() -> bool:
     return False
 
 
-def _existing_namespaces() -> set[str]:
+def list_namespaces() -> set[str]:
+    """The names of the network namespaces `ip netns` knows."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False, timeout=30).stdout
     return {ln.split()[0] for ln in out.splitlines() if ln.strip()}
 
@@ -421,7 +422,7 @@ def _recover_locked() -> tuple[list[str], str | None]:
     """Undo killed runs (lock held). Return what was done and the original sysctl value they recorded."""
     done: list[str] = []
     orig: str | None = None
-    present = _existing_namespaces()
+    present = list_namespaces()
     for m in _markers():
         if m.alive():
             continue
@@ -493,7 +494,7 @@ def log_all_netns(tag: str) -> Iterator[None]:
     finally:
         with deferred_signals(), _locked():
             me = _own_marker(tag)
-            left = set(me.namespaces) & _existing_namespaces()
+            left = set(me.namespaces) & list_namespaces()
             if left:
                 # Tear-down failed: the marker stays, and the next run treats it as a killed run's.
                 me.namespaces = sorted(left)
