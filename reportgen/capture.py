@@ -450,7 +450,8 @@ def legacy_tables(run: Runner) -> dict[str, frozenset[str]] | None:
 class Owned:
     """One object a run created, as recorded in its state file.
 
-    kind "rule": an iptables/ebtables rule; ``argv`` deletes it by its full spec.
+    kind "rule": an iptables/ebtables rule; ``argv`` deletes it by its full spec; for nft-based tools
+    ``family``/``table``/``name`` give its nf_tables chain.
     kind "table": an nft table made by the run; ``name`` carries the run id.
     kind "auto-chain"/"auto-table": what an nft-based iptables/ebtables created for a rule.
     ``handle`` is the nf_tables handle, None until read back after creation; ``table_handle`` the
@@ -627,13 +628,13 @@ def _add(run: Runner, step: Step, st: State, idx: _NftIndex) -> _NftIndex:
                 )
             )
     # The rule is recorded before it exists: deleting by its full spec is safe whether or not it got made.
-    st.owned += [*new, Owned("rule", argv=list(step.remove))]
+    fam, table, chain = step.auto or ("", "", "")
+    st.owned += [*new, Owned("rule", argv=list(step.remove), family=fam, table=table, name=chain)]
     st.save()
     r = run(list(step.add), None)
     if r.returncode != 0:
         raise CaptureRefused(f"{shlex.join(step.add[:5])} ... failed: {r.stderr.strip()}")
     if new:
-        fam, table, chain = step.auto or ("", "", "")
         idx = _nft_index(run)
         for o in new:
             o.table_handle = idx.tables.get((fam, table))
@@ -648,6 +649,8 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex) -> tuple[bool, str]:
     if o.kind == "rule":
         if run(o.argv, None).returncode == 0:
             return True, f"removed {o.describe()}"
+        if o.family and (o.family, o.table, o.name) not in idx.chains:
+            return True, ""  # its nf_tables chain does not exist, so neither does the rule
         check = [("-C" if a == "-D" else a) for a in o.argv]
         if run(check, None).returncode == XT_NO_SUCH_RULE:
             return True, ""  # never created, or already gone

@@ -127,14 +127,15 @@ def start_capture(ns: str, backend: str, out: Path) -> subprocess.Popen[str]:
             "sleep",
             "30",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # Files, not pipes: after SIGKILL the command (sleep) would hold a pipe open for 30 s.
+        stdout=subprocess.DEVNULL,
+        stderr=(out.parent / "capture.err").open("w"),
         text=True,
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while not any(c.startswith("sleep 30") for c in ns_procs(ns)):
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, (out.parent / "capture.err").read_text()
         assert time.monotonic() < deadline, "the capture did not start its command"
         time.sleep(0.05)
     return proc
@@ -160,7 +161,7 @@ def test_killed_capture_leaves_ruleset_as_before(ns: str, tmp_path: Path, backen
             if how == "SIGINT-twice":
                 time.sleep(0.15)  # removal of the ~60 rules and chains takes about a second
                 os.killpg(proc.pid, signal.SIGINT)
-        proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -184,35 +185,46 @@ def test_killed_capture_leaves_ruleset_as_before(ns: str, tmp_path: Path, backen
     assert run_states(ns) == []
 
 
-def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path):
-    """Killed at any moment while it adds objects, a capture's state file still names all of them."""
+# Runs a capture that SIGKILLs itself right before or right after its k-th add command.
+KILL_AT = """
+import os, signal, sys
+from pathlib import Path
+from reportgen import capture as cp
+ns, k, when, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+inner = cp.local_runner(ns)
+count = 0
+def run(argv, stdin=None):
+    global count
+    adding = "-I" in argv or argv[:2] == ["nft", "-f"]
+    count += adding
+    if adding and count == k and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = inner(argv, stdin)
+    if adding and count == k and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+plan = cp.plan(list(cp.BACKENDS), cp.Filter(), legacy_tables=cp.legacy_tables(inner))
+cp.apply(plan, run, out, ["true"], ns)
+"""
+
+
+@pytest.mark.parametrize("when", ("before", "after"))
+def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path, when: str):
+    """Killed just before or just after any object is made, a capture's state file still names it."""
     before = ruleset(ns)
-    for delay in (0.2, 0.5, 0.9, 1.4):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reportgen",
-                "capture",
-                "--apply",
-                "--netns",
-                ns,
-                "--backend",
-                ",".join(ALL_BACKENDS),
-                "-o",
-                str(tmp_path / "c"),
-                "--",
-                "true",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    for k in (1, 2, 29, 36, 42, 44):  # iptables-nft (28 rules), legacy (7), ebtables (6), the nft tables (3)
+        r = subprocess.run(
+            [sys.executable, "-c", KILL_AT, ns, str(k), when, str(tmp_path / "c")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
-        time.sleep(delay)
-        proc.kill()
-        proc.wait(timeout=10)
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        assert (ruleset(ns) != before) == (when == "after" or k > 1), k
         clean = reportgen("capture", "--cleanup", "--netns", ns)
-        assert clean.returncode == 0, (delay, clean.stdout, clean.stderr)
-        assert ruleset(ns) == before, delay
+        assert clean.returncode == 0, (k, clean.stdout, clean.stderr)
+        assert ruleset(ns) == before, k
 
 
 def test_cleanup_spares_lookalikes_and_later_admin_objects(ns: str, tmp_path: Path):
