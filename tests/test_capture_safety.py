@@ -24,8 +24,15 @@ from conftest import LAB_MARKS
 
 from reportgen import capture
 from reportgen.cli import main as cli_main
+from reportgen.lab.netns import deferred_signals, owner_alive, process_start, write_atomic
 
-pytestmark = LAB_MARKS
+
+def root(test):  # type: ignore[no-untyped-def]
+    """Mark a test that needs root and the lab's tools; it works in a namespace of its own."""
+    for mark in LAB_MARKS:
+        test = mark(test)
+    return test
+
 
 ALL_BACKENDS = ("iptables-nft", "iptables-legacy", "ebtables", "nft-log", "nft-trace")
 
@@ -144,6 +151,7 @@ def start_capture(ns: str, backend: str, out: Path) -> subprocess.Popen[str]:
 SIGNALS = ("SIGKILL", "SIGINT", "SIGINT-twice", "SIGTERM")
 
 
+@root
 @pytest.mark.parametrize("how", SIGNALS)
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_killed_capture_leaves_ruleset_as_before(ns: str, tmp_path: Path, backend: str, how: str):
@@ -208,6 +216,7 @@ cp.apply(plan, run, out, ["true"], ns)
 """
 
 
+@root
 @pytest.mark.parametrize("when", ("before", "after"))
 def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path, when: str):
     """Killed just before or just after any object is made, a capture's state file still names it."""
@@ -227,6 +236,7 @@ def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path, when: str):
         assert ruleset(ns) == before, k
 
 
+@root
 def test_cleanup_spares_lookalikes_and_later_admin_objects(ns: str, tmp_path: Path):
     """Rules that look like capture's, and chains an admin makes after a capture was killed, survive."""
     lookalikes = [
@@ -326,6 +336,7 @@ INJECTIONS = [
 ]
 
 
+@root
 @pytest.mark.parametrize(("option", "value"), INJECTIONS)
 def test_hostile_values_are_refused_before_anything_is_created(ns: str, tmp_path: Path, option: str, value: str):
     before = ruleset(ns)
@@ -349,6 +360,7 @@ def test_hostile_values_are_refused_before_anything_is_created(ns: str, tmp_path
     assert ruleset(ns) == before and run_states(ns) == [] and not (tmp_path / "c").exists()
 
 
+@root
 def test_host_implies_its_family(ns: str):
     r = reportgen("capture", "--netns", ns, "--host", "172.17.0.2", "--backend", "iptables-nft,ebtables,nft-log")
     assert r.returncode == 0, r.stderr
@@ -361,6 +373,7 @@ def test_host_implies_its_family(ns: str):
     assert wrong.returncode == 2 and "IPv4" in wrong.stderr
 
 
+@root
 def test_legacy_backend_creates_no_x_tables_table(ns: str, tmp_path: Path):
     """Only the tables the admin uses (filter, nat) get rules; raw and mangle are never created."""
     before = ruleset(ns)
@@ -384,6 +397,7 @@ def test_legacy_backend_creates_no_x_tables_table(ns: str, tmp_path: Path):
     assert ruleset(ns) == before
 
 
+@root
 def test_non_root_is_refused_before_anything_is_created(ns: str, tmp_path: Path, monkeypatch, capsys):
     before = ruleset(ns)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
@@ -391,3 +405,89 @@ def test_non_root_is_refused_before_anything_is_created(ns: str, tmp_path: Path,
         assert cli_main(["capture", "--netns", ns, *args]) == 4
         assert "need root" in capsys.readouterr().err
     assert ruleset(ns) == before and run_states(ns) == []
+
+
+# -- without root: the checks themselves ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "value"), INJECTIONS)
+def test_filter_refuses_hostile_values(option: str, value: str):
+    with pytest.raises(capture.CaptureUsage):
+        if option == "--netns":
+            capture.check_netns(value)
+        elif option == "--port":
+            capture.Filter(proto="tcp", port=int(value))
+        else:
+            capture.Filter(**{option.lstrip("-"): value})
+
+
+def test_nft_rules_hold_only_canonical_values():
+    flt = capture.Filter(host="2001:DB8:0:0::1", proto="udp", port=53, rate="5/minute")
+    assert flt.host == "2001:db8::1" and flt.family == "6"
+    p = capture.plan(["nft-log"], flt, tag="rc01", run_id="0123456789ab")
+    body = p.steps[0].nft_body
+    assert "ip6 saddr 2001:db8::1 meta l4proto udp th dport 53 limit rate 5/minute burst 50 packets" in body
+    assert p.steps[0].table == ("inet", "reportgen_capture_0123456789ab")
+
+
+def test_legacy_plan_uses_only_existing_tables():
+    p = capture.plan(
+        ["iptables-legacy"], capture.Filter(), legacy_tables={"4": frozenset({"filter"}), "6": frozenset()}
+    )
+    assert {s.add[2] for s in p.steps} == {"filter"} and all(s.add[0] == "iptables-legacy" for s in p.steps)
+    assert any("mangle, nat, raw do not exist" in n for n in p.notes)
+
+
+def test_deferred_signals_act_once_after_the_block():
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        done.append("removal finished")
+    assert done == ["removal finished"]
+    with pytest.raises(SystemExit) as exc, deferred_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert exc.value.code == 128 + signal.SIGTERM
+
+
+def test_child_dies_with_its_parent(tmp_path: Path):
+    """A monitor started with die_with_parent() ends when the process that started it is SIGKILLed."""
+    pidfile = tmp_path / "pid"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, subprocess, sys, time\n"
+                "from reportgen.lab.netns import die_with_parent\n"
+                "p = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent(os.getpid()))\n"
+                f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+                "time.sleep(60)\n"
+            ),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child = int(pidfile.read_text())
+        start = process_start(child)
+        assert owner_alive(child, start)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while owner_alive(child, start) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not owner_alive(child, start), "the child outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+
+
+def test_write_atomic_leaves_no_temporary_file(tmp_path: Path):
+    target = tmp_path / "state.json"
+    write_atomic(target, "old")
+    write_atomic(target, "new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
