@@ -553,7 +553,11 @@ def _nft_index(run: Runner) -> _NftIndex:
     if r.returncode != 0:
         # Without the listing nothing can be checked, and nothing is removed.
         raise CaptureRefused(f"nft -j list ruleset failed: {r.stderr.strip()}")
-    for item in json.loads(r.stdout or "{}").get("nftables", []):
+    try:
+        items = json.loads(r.stdout or "{}").get("nftables", [])
+    except (ValueError, AttributeError) as exc:
+        raise CaptureRefused(f"nft -j list ruleset printed something unexpected ({exc})") from None
+    for item in items:
         for key, obj in item.items():
             if key == "table":
                 idx.tables[(obj["family"], obj["name"])] = int(obj["handle"])
@@ -750,6 +754,8 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     from reportgen.snapshot import collect
 
     require_root()
+    if not p.steps:
+        raise CaptureRefused("there is nothing to add here; the notes above say why")
     klog = KernelLog()  # before the state file: if /dev/kmsg cannot be read, nothing is left behind
     st = _begin(p, netns)
     mon: subprocess.Popen[str] | None = None
