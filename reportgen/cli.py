@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("scenarios", nargs="*", help="scenario names (default: all); 'list' lists them")
     lab.add_argument("-o", "--output", type=Path, default=Path("lab-out"))
     lab.add_argument("--keep", action="store_true", help="leave the namespaces up (for debugging)")
+    lab.add_argument("--cleanup", action="store_true",
+                     help="undo lab runs that were killed (namespaces, processes, nf_log_all_netns) and exit")
     return ap
 
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lab":
             from reportgen.lab.runner import main as lab_main
 
-            return lab_main(args.scenarios, args.output, keep=args.keep)
+            return lab_main(args.scenarios, args.output, keep=args.keep, cleanup=args.cleanup)
     except InputError as exc:
         print(f"reportgen: error: {exc}", file=sys.stderr)
         return 2
@@ -159,27 +161,42 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from reportgen.capture import CaptureRefused, Filter, apply, cleanup, local_runner, plan
+    from reportgen import capture as cp
 
-    run = local_runner(args.netns)
-    if args.cleanup:
-        removed = cleanup(run, args.netns)
-        print(f"removed {len(removed)} capture rules/tables")
-        for r in removed:
-            print(f"  {r}")
-        return 0
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
-        p = plan([b.strip() for b in args.backend.split(",") if b.strip()],
-                 Filter(args.host, args.proto, args.port, args.rate),
-                 families=tuple(f.strip() for f in args.family.split(",") if f.strip()))
+        # Every value is checked before anything runs, also in print-only mode (exit 2).
+        netns = cp.check_netns(args.netns)
+        flt = cp.Filter(args.host, args.proto, args.port, args.rate)
+        backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+        families = tuple(f.strip() for f in args.family.split(",") if f.strip())
+        cp.plan(backends, flt, families=families)
+        if args.apply or args.cleanup:
+            cp.require_root()
+        run = cp.local_runner(netns)
+        if args.cleanup:
+            res = cp.cleanup(run, netns)
+            lines = res.removed + res.running + res.kept
+            print("capture --cleanup:" + "".join(f"\n  {ln}" for ln in lines) if lines else
+                  "capture --cleanup: no recorded capture objects here")
+            return 4 if res.kept else 0
+        tables = cp.legacy_tables(run) if "iptables-legacy" in backends else None
+        p = cp.plan(backends, flt, families=families, legacy_tables=tables)
         if not args.apply:
             sys.stdout.write(p.show())
             return 0
-        out = apply(p, run, args.output, command, args.netns)
-    except CaptureRefused as exc:
+        for note in p.notes:
+            print(f"reportgen capture: note: {note}", file=sys.stderr)
+        out = cp.apply(p, run, args.output, command, netns)
+    except cp.CaptureUsage as exc:
+        print(f"reportgen capture: error: {exc}", file=sys.stderr)
+        return 2
+    except cp.CaptureRefused as exc:
         print(f"reportgen capture: {exc}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:
+        print("reportgen capture: interrupted; the rules it added were removed", file=sys.stderr)
+        return 130
     print(f"capture {p.tag}: case written to {out}; explain it with: reportgen report {out} -o OUT")
     return 0
 
@@ -187,10 +204,14 @@ def _capture(args: argparse.Namespace) -> int:
 def _snapshot(args: argparse.Namespace) -> int:
     import yaml
 
-    from reportgen.capture import local_runner
+    from reportgen.capture import CaptureUsage, check_netns, local_runner
     from reportgen.snapshot import collect
 
-    run = local_runner(args.netns)
+    try:
+        run = local_runner(check_netns(args.netns))
+    except CaptureUsage as exc:
+        print(f"reportgen snapshot: error: {exc}", file=sys.stderr)
+        return 2
     frag = collect(args.output, runner=lambda argv: run(argv, None))
     manifest = {"title": f"Snapshot{' of ' + args.netns if args.netns else ''}", "trace": [], **frag}
     (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")

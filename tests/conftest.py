@@ -30,3 +30,48 @@ def lab_skip_reason() -> str:
 LAB_MARKS = [pytest.mark.lab]
 _reason = lab_skip_reason()
 LAB_MARKS.append(pytest.mark.skipif(bool(_reason), reason=f"lab unavailable: {_reason}"))
+
+
+# -- no silent skips where everything can run ------------------------------------------------------------
+# On a machine that can run every test (root, with the lab's tools), a skipped or xfailed test hides
+# a failure, so the session fails. A skip is allowed only when its reason contains one of these
+# strings, each with the reason it is acceptable. Keep this list short.
+ALLOWED_SKIPS: dict[str, str] = {}
+
+
+def _can_run_everything() -> bool:
+    import os
+    import shutil
+
+    from reportgen.lab.netns import REQUIRED_TOOLS
+
+    return os.geteuid() == 0 and all(shutil.which(t) for t in REQUIRED_TOOLS)
+
+
+def _hidden(stats: dict[str, list[pytest.TestReport]]) -> list[str]:
+    out = []
+    for kind in ("skipped", "xfailed"):
+        for rep in stats.get(kind, []):
+            reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            if not any(allowed in reason for allowed in ALLOWED_SKIPS):
+                out.append(f"{rep.nodeid}: {kind}: {reason}")
+    return out
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _can_run_everything():
+        return
+    hidden = _hidden(terminalreporter.stats)
+    if hidden:
+        terminalreporter.section("tests skipped on a machine that can run them", sep="=", red=True, bold=True)
+        terminalreporter.write_line("This machine is root and has the lab tools, so every test must run here.")
+        terminalreporter.write_line("Fix the cause, or add the reason to ALLOWED_SKIPS in tests/conftest.py with why.")
+        for line in hidden:
+            terminalreporter.write_line(f"  {line}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and _can_run_everything() and _hidden(reporter.stats) and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import LAB_MARKS
 
-from reportgen.lab.netns import LOG_ALL_NETNS
+from reportgen.lab.netns import LOG_ALL_NETNS, STATE_DIR
 from reportgen.lab.scenarios import SCENARIOS
 from reportgen.model import VerdictCode
 from reportgen.sources.case import build_report, load_spec
@@ -24,8 +24,35 @@ pytestmark = LAB_MARKS
 
 
 def _lab_namespaces() -> set[str]:
+    """Lab namespaces, except those of other live runs (other test sessions may run labs meanwhile):
+    every run keeps a "<tag>.pid" file with its pid in the lab's marker folder while it lives."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("rglab-")}
+    names = {ln.split()[0] for ln in out.splitlines() if ln.startswith("rglab-")}
+    others = {p.stem for p in STATE_DIR.glob("*.pid") if _other_live(p)}
+    return {n for n in names if n.split("-")[1] not in others}
+
+
+def _other_live(pidfile: Path) -> bool:
+    """True when a pid file names a live process that is neither this session nor its child."""
+    try:
+        pid = int(pidfile.read_text())
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and f"PPid:\t{os.getpid()}\n" not in status
+
+
+def _log_all_netns() -> str | None:
+    """nf_log_all_netns, or None while another run (not this session's) may have set it."""
+    if any(_other_live(p) for p in STATE_DIR.glob("*.pid")):
+        return None
+    return LOG_ALL_NETNS.read_text()
+
+
+def _log_all_netns_unchanged(before: str | None) -> bool:
+    """nf_log_all_netns is back at its value before the test, when no other run blurs the comparison."""
+    after = _log_all_netns()
+    return before is None or after is None or after == before
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +60,10 @@ def lab_cases(tmp_path_factory):
     from reportgen.lab.runner import run_scenario
 
     out = tmp_path_factory.mktemp("lab")
-    before_ns, before_log = _lab_namespaces(), LOG_ALL_NETNS.read_text()
+    before_ns, before_log = _lab_namespaces(), _log_all_netns()
     cases = {sc.name: run_scenario(sc, out) for sc in SCENARIOS}
-    assert _lab_namespaces() == before_ns, "the lab left namespaces behind"
-    assert LOG_ALL_NETNS.read_text() == before_log, "nf_log_all_netns was not restored"
+    assert not _lab_namespaces() - before_ns, "the lab left namespaces behind"
+    assert _log_all_netns_unchanged(before_log), "nf_log_all_netns was not restored"
     return {name: build_report(load_spec([path])) for name, path in cases.items()}
 
 
@@ -149,14 +176,14 @@ def test_failure_and_interrupt_tear_down(tmp_path: Path):
     from reportgen.lab.runner import run_scenario
     from reportgen.lab.scenarios import Scenario
 
-    before_ns, before_log = _lab_namespaces(), LOG_ALL_NETNS.read_text()
+    before_ns, before_log = _lab_namespaces(), _log_all_netns()
 
     def boom(lab):
         raise RuntimeError("traffic failed")
 
     with pytest.raises(RuntimeError, match="traffic failed"):
         run_scenario(Scenario("boom", "boom", "", "icmp", "seed", boom), tmp_path)
-    assert _lab_namespaces() == before_ns and LOG_ALL_NETNS.read_text() == before_log
+    assert not _lab_namespaces() - before_ns and _log_all_netns_unchanged(before_log)
 
     proc = subprocess.Popen([sys.executable, "-m", "reportgen", "lab", "tcp-dropped", "-o", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
@@ -167,8 +194,8 @@ def test_failure_and_interrupt_tear_down(tmp_path: Path):
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)
-    assert _lab_namespaces() == before_ns
-    assert LOG_ALL_NETNS.read_text() == before_log
+    assert not _lab_namespaces() - before_ns
+    assert _log_all_netns_unchanged(before_log)
 
 
 def test_trace_sources(lab_cases):

@@ -8,6 +8,9 @@ other namespaces only when it is 1), and that value is restored when the last co
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +24,7 @@ from pathlib import Path
 STATE_DIR = Path("/run/reportgen-lab")
 LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
 BRIDGE_MAC = "02:42:ff:e7:b5:d2"
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 REQUIRED_TOOLS = ("ip", "iptables", "ip6tables", "ebtables", "nft", "conntrack", "bridge")
 
 
@@ -76,7 +80,10 @@ class Lab:
         """Create the namespaces, links, addresses, routes and Docker's rules."""
         h, c1, c2, inet = self.host, self.ns("c1"), self.ns("c2"), self.ns("inet")
         for n in (h, c1, c2, inet):
-            run(["ip", "netns", "add", n])
+            mark_namespace(self.tag, n)
+            if run(["ip", "netns", "add", n], check=False).returncode != 0:
+                unmark_namespaces(self.tag, [n])  # it is not ours: another run may own that name
+                raise RuntimeError(f"ip netns add {n} failed")
             self.created.append(n)
             run(["ip", "-n", n, "link", "set", "lo", "up"])
         ip = ["ip", "-n", h]
@@ -125,13 +132,19 @@ class Lab:
         import sys
 
         p = subprocess.Popen(["ip", "netns", "exec", self.ns(role), sys.executable, "-c", code],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=die_with_parent(os.getpid()))
+        mark_process(self.tag, p.pid)
         self.procs.append(p)
 
     # -- tear-down ---------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        """Kill helpers and delete every namespace this run made (also after errors)."""
+        """Kill helpers and delete every namespace this run made (also after errors); signals wait."""
+        with deferred_signals():
+            self._teardown()
+
+    def _teardown(self) -> None:
         for p in self.procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
@@ -140,6 +153,8 @@ class Lab:
         self.procs.clear()
         for n in reversed(self.created):
             subprocess.run(["ip", "netns", "del", n], capture_output=True, check=False)
+        present = list_namespaces()
+        unmark_namespaces(self.tag, [n for n in self.created if n not in present])
         self.created.clear()
 
 
@@ -187,8 +202,8 @@ COMMIT
 def signals_as_exit() -> Iterator[None]:
     """Turn SIGTERM/SIGHUP into SystemExit, so finally-blocks tear down what a run added.
 
-    Ctrl-C already raises KeyboardInterrupt; SIGKILL cannot be caught, which is what
-    ``reportgen capture --cleanup`` is for.
+    Ctrl-C already raises KeyboardInterrupt; SIGKILL cannot be caught, which is what the state files
+    (``reportgen capture --cleanup``) and lab markers (``reportgen lab --cleanup``) are for.
     """
     def handler(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -201,34 +216,292 @@ def signals_as_exit() -> Iterator[None]:
             signal.signal(s, h)
 
 
+DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_pending: list[list[int]] = []  # one list per active deferred_signals() block, innermost last
+
+
 @contextlib.contextmanager
-def log_all_netns(tag: str) -> Iterator[None]:
-    """Set nf_log_all_netns=1 for the run; restore the old value when the last concurrent run ends."""
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    orig = STATE_DIR / "orig"
-    me = STATE_DIR / f"{tag}.pid"
-    if not orig.exists() or not _live_runs():
-        orig.write_text(LOG_ALL_NETNS.read_text().strip())
-    me.write_text(str(os.getpid()))
-    LOG_ALL_NETNS.write_text("1")
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back until the block ends, then act on the first one.
+
+    Removal must not stop half-way: a second Ctrl-C or a SIGTERM during it would leave rules or
+    namespaces behind. Nested blocks hand their signals to the outer one.
+    """
+    got: list[int] = []
+    _pending.append(got)
+
+    def note(signum: int, _frame: object) -> None:
+        got.append(signum)
+
+    old = {s: signal.signal(s, note) for s in DEFERRED}
     try:
         yield
     finally:
-        me.unlink(missing_ok=True)
-        if not _live_runs() and orig.exists():
-            LOG_ALL_NETNS.write_text(orig.read_text().strip() or "0")
-            orig.unlink(missing_ok=True)
+        for s, h in old.items():
+            signal.signal(s, h)
+        _pending.pop()
+        if got and _pending:
+            _pending[-1].extend(got)
+        elif got:
+            if got[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + got[0])
 
 
-def _live_runs() -> list[Path]:
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """Return a preexec_fn that makes the child get SIGTERM when its parent dies (prctl(2)
+    PR_SET_PDEATHSIG), so a SIGKILLed run leaves no monitor behind; exec keeps the setting."""
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def process_start(pid: int) -> int:
+    """The start time of a process in clock ticks since boot (proc(5), /proc/pid/stat field 22); 0 if ended.
+
+    A pid together with its start time names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    # A zombie (state Z) or dead (X) process has ended; only its parent has not reaped it yet.
+    return 0 if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def owner_alive(pid: int, start: int) -> bool:
+    """True when the process that wrote a marker or state file is still running."""
+    return pid > 0 and process_start(pid) == start != 0
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one (also after SIGKILL):
+    a temporary file in the same folder, fsync, rename(2) over the old name, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(text.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# -- run markers --------------------------------------------------------------------------------------
+# Each run keeps a marker STATE_DIR/lab-<tag>-<pid>.json, rewritten atomically under STATE_DIR/lock:
+#   {"pid", "start": its start time, "orig": nf_log_all_netns before any lab run (None: not touched),
+#    "namespaces": names it is about to create or created, "procs": [[pid, start], ...] it started}.
+# A marker whose process is gone belongs to a run that was killed: the next run, or
+# `reportgen lab --cleanup`, kills its processes, deletes its namespaces and, once no live run is
+# left, puts nf_log_all_netns back to the marker's "orig" (the true original, not the 1 the killed run
+# left). A live run's marker is never acted on. "<tag>.pid" and "orig" are kept for older reportgen
+# versions running labs at the same time, which only know those two files.
+
+
+@dataclass
+class Marker:
+    """A lab run's marker file."""
+
+    path: Path
+    pid: int
+    start: int
+    orig: str | None = None
+    namespaces: list[str] = field(default_factory=list)
+    procs: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Marker:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        orig = d.get("orig")
+        return cls(path, int(d["pid"]), int(d["start"]), None if orig is None else str(orig),
+                   [str(n) for n in d.get("namespaces", [])], [(int(p), int(s)) for p, s in d.get("procs", [])])
+
+    def save(self) -> None:
+        data = {"pid": self.pid, "start": self.start, "orig": self.orig, "namespaces": self.namespaces,
+                "procs": [list(p) for p in self.procs]}
+        write_atomic(self.path, json.dumps(data, indent=1) + "\n")
+        if not self.pidfile.exists():
+            write_atomic(self.pidfile, str(self.pid))
+
+    def alive(self) -> bool:
+        return owner_alive(self.pid, self.start)
+
+    @property
+    def pidfile(self) -> Path:
+        return STATE_DIR / f"{self.path.name.split('-')[1]}.pid"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(STATE_DIR / "lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _markers() -> list[Marker]:
     out = []
+    for path in sorted(STATE_DIR.glob("lab-*-*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            out.append(Marker.load(path))  # written atomically: only a foreign file fails to load
+    return out
+
+
+def _own_marker(tag: str) -> Marker:
+    """This process's marker for a run (lock held); a new one when there is none yet."""
+    path = STATE_DIR / f"lab-{tag}-{os.getpid()}.json"
+    if path.exists():
+        return Marker.load(path)
+    return Marker(path, os.getpid(), process_start(os.getpid()))
+
+
+def mark_namespace(tag: str, name: str) -> None:
+    """Record a namespace before it is created, so a killed run's namespaces can be found."""
+    with _locked():
+        m = _own_marker(tag)
+        m.namespaces.append(name)
+        m.save()
+
+
+def mark_process(tag: str, pid: int) -> None:
+    """Record a helper process a run started."""
+    with _locked():
+        m = _own_marker(tag)
+        m.procs.append((pid, process_start(pid)))
+        m.save()
+
+
+def unmark_namespaces(tag: str, names: list[str]) -> None:
+    """Forget namespaces that are gone; a marker left with nothing to undo is removed."""
+    with _locked():
+        m = _own_marker(tag)
+        m.namespaces = [n for n in m.namespaces if n not in names]
+        if m.namespaces or m.orig is not None:
+            m.save()
+        else:
+            _drop(m)
+
+
+def _drop(m: Marker) -> None:
+    m.path.unlink(missing_ok=True)
+    if m.pidfile.exists() and m.pidfile.read_text().strip() == str(m.pid):
+        m.pidfile.unlink(missing_ok=True)
+
+
+def _old_style_live() -> bool:
+    """True while an older reportgen's lab run (a "<tag>.pid" file without a marker) is alive."""
+    ours = {m.pidfile.name for m in _markers()}
     for p in STATE_DIR.glob("*.pid"):
+        if p.name in ours:
+            continue
         try:
             os.kill(int(p.read_text()), 0)
-            out.append(p)
-        except (ValueError, ProcessLookupError):
-            p.unlink(missing_ok=True)
-    return out
+            return True
+        except (ValueError, OSError):
+            continue
+    return False
+
+
+def list_namespaces() -> set[str]:
+    """The names of the network namespaces `ip netns` knows."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False, timeout=30).stdout
+    return {ln.split()[0] for ln in out.splitlines() if ln.strip()}
+
+
+def _recover_locked() -> tuple[list[str], str | None]:
+    """Undo killed runs (lock held). Return what was done and the original sysctl value they recorded."""
+    done: list[str] = []
+    orig: str | None = None
+    present = list_namespaces()
+    for m in _markers():
+        if m.alive():
+            continue
+        for pid, start in m.procs:
+            if owner_alive(pid, start):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                done.append(f"killed process {pid}")
+        for ns in m.namespaces:
+            if ns not in present:
+                continue
+            # Processes keep a deleted namespace alive; everything inside this run's namespace is the run's.
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False,
+                                  timeout=30).stdout.split()
+            for pid_text in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid_text), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
+            done.append(f"deleted namespace {ns}")
+        orig = m.orig if m.orig is not None else orig
+        _drop(m)
+        done.append(f"removed marker {m.path.name} of killed run (pid {m.pid})")
+    return done, orig
+
+
+def _restore_if_last(orig: str | None) -> list[str]:
+    """Put nf_log_all_netns back when no live run needs it (lock held)."""
+    if orig is None or any(m.alive() for m in _markers()) or _old_style_live():
+        return []
+    LOG_ALL_NETNS.write_text(orig)
+    (STATE_DIR / "orig").unlink(missing_ok=True)
+    return [f"net.netfilter.nf_log_all_netns = {orig} (restored)"]
+
+
+def recover_dead_runs() -> list[str]:
+    """Clean up after lab runs that were killed (``reportgen lab --cleanup``); live runs are not touched."""
+    with deferred_signals(), _locked():
+        done, orig = _recover_locked()
+        return done + _restore_if_last(orig)
+
+
+@contextlib.contextmanager
+def log_all_netns(tag: str) -> Iterator[None]:
+    """Set nf_log_all_netns=1 for the run; restore the original value when the last concurrent run ends.
+
+    The original value is the one recorded by any earlier marker (a live run's, or a killed run's):
+    the current value may be the 1 that a killed run left behind.
+    """
+    with deferred_signals(), _locked():
+        _done, dead_orig = _recover_locked()
+        live = [m.orig for m in _markers() if m.alive() and m.orig is not None]
+        compat = STATE_DIR / "orig"
+        if live:
+            orig = live[0]
+        elif dead_orig is not None:
+            orig = dead_orig
+        elif compat.exists() and _old_style_live():
+            orig = compat.read_text().strip() or "0"
+        else:
+            orig = LOG_ALL_NETNS.read_text().strip()
+        me = _own_marker(tag)
+        me.orig = orig
+        me.save()
+        if not compat.exists():
+            write_atomic(compat, orig)
+        LOG_ALL_NETNS.write_text("1")
+    try:
+        yield
+    finally:
+        with deferred_signals(), _locked():
+            me = _own_marker(tag)
+            left = set(me.namespaces) & list_namespaces()
+            if left:
+                # Tear-down failed: the marker stays, and the next run treats it as a killed run's.
+                me.namespaces = sorted(left)
+                me.save()
+            else:
+                _drop(me)
+            _restore_if_last(orig)
 
 
 class KernelLog:

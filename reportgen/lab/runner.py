@@ -13,11 +13,14 @@ from typing import Any
 import yaml
 
 from reportgen.lab.netns import (
+    STATE_DIR,
     KernelLog,
     Lab,
     LabUnavailable,
     check_available,
+    die_with_parent,
     log_all_netns,
+    recover_dead_runs,
     run,
     signals_as_exit,
 )
@@ -49,7 +52,7 @@ def _unique_lab() -> Lab:
     existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     for _ in range(50):
         lab = Lab()
-        if f"rglab-{lab.tag}-" not in existing:
+        if f"rglab-{lab.tag}-" not in existing and not list(STATE_DIR.glob(f"lab-{lab.tag}-*.json")):
             return lab
     raise LabUnavailable("could not find a free run tag (too many lab namespaces exist)")
 
@@ -81,7 +84,8 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                     port = 80 if sc.proto == "tcp" else None
                     cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
                     monitor = subprocess.Popen(["ip", "netns", "exec", lab.host, *cmd], stdout=subprocess.PIPE,
-                                               stderr=subprocess.DEVNULL, text=True)
+                                               stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                                               preexec_fn=die_with_parent(os.getpid()))
                     time.sleep(0.4)  # the monitor subscribes to the trace group before traffic starts
                 sc.traffic(lab)
                 if sc.trace == "legacy":
@@ -141,8 +145,8 @@ def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], co
     (case / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def main(names: list[str], out_dir: Path, keep: bool = False) -> int:
-    """CLI entry: run the named scenarios (all by default)."""
+def main(names: list[str], out_dir: Path, keep: bool = False, cleanup: bool = False) -> int:
+    """CLI entry: run the named scenarios (all by default), or undo killed runs with cleanup."""
     from reportgen.lab.scenarios_traps import TRAPS
 
     by_name = {s.name: s for s in (*SCENARIOS, *TRAPS)}
@@ -159,6 +163,10 @@ def main(names: list[str], out_dir: Path, keep: bool = False) -> int:
     except LabUnavailable as exc:
         print(f"reportgen lab: {exc}", file=sys.stderr)
         return 4
+    if cleanup:
+        done = recover_dead_runs()
+        print(f"reportgen lab --cleanup: {len(done)} actions" + "".join(f"\n  {d}" for d in done))
+        return 0
     for name in names or list(by_name):
         case = run_scenario(by_name[name], out_dir, keep=keep)
         lines = sum(p.read_text().count("\n") for p in case.iterdir() if p.name in
