@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reportgen import __version__
 from reportgen.errors import InputError
+from reportgen.render.safe_text import terminal_safe
 
 FORMATS = ("html", "svg", "json", "text", "md", "pdf")
 DEFAULT_FORMATS = "html,svg,json,text,md"
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exception(exc.__cause__ or exc)
-        print(f"reportgen: error: {exc}", file=sys.stderr)
+        print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
 
 
@@ -107,13 +108,14 @@ def _run(args: argparse.Namespace) -> int:
 
             return lab_main(args.scenarios, args.output, keep=args.keep)
     except InputError as exc:
-        print(f"reportgen: error: {exc}", file=sys.stderr)
+        print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except _Missing as exc:
         print(f"reportgen: error: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:  # unreadable input, full disk, output folder not writable
-        print(f"reportgen: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"reportgen: error: {terminal_safe(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
     return 2
 
@@ -141,7 +143,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         groups = []
         for p in sorted(set(inputs), key=lambda p: p.resolve()):
             if is_output_folder(p):
-                print(f"reportgen: {p}: skipped, it is a reportgen output folder", file=sys.stderr)
+                print(terminal_safe(f"reportgen: {p}: skipped, it is a reportgen output folder"), file=sys.stderr)
             else:
                 groups.append([p])
     else:
@@ -161,8 +163,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             n += 1
             name = f"{report.name}-{n}"
         if name != report.name:
-            print(f"reportgen: {', '.join(map(str, group))}: case name {report.name!r} is taken; writing it as "
-                  f"{name!r}", file=sys.stderr)
+            print(terminal_safe(f"reportgen: {', '.join(map(str, group))}: case name {report.name!r} is taken; "
+                                f"writing it as {name!r}"), file=sys.stderr)
             report = replace(report, name=name)
         names.add(name)
         reports.append(report)
@@ -202,8 +204,8 @@ def _report(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
             raise _Failed.on(f"case {report.name}", exc) from exc
         main_file = next((w for w in written if w.name == "report.html"), written[0] if written else None)
-        print(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} lines used"
-              f" -> {main_file}")
+        print(terminal_safe(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} "
+                            f"lines used -> {main_file}"))
     return _strict_status(reports, args.strict)
 
 
@@ -254,7 +256,7 @@ def _explain(args: argparse.Namespace) -> int:
     reports = _load(args)
     for report in reports:
         try:
-            text = render_text(report)
+            text = terminal_safe(render_text(report))
         except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
             raise _Failed.on(f"case {report.name}", exc) from exc
         sys.stdout.write(text)

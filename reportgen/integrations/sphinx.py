@@ -8,9 +8,11 @@ Usage, in conf.py: ``extensions = ["reportgen.integrations.sphinx"]``; in a page
 The path is relative to the page and must resolve inside the case root: the Sphinx source
 directory, or ``reportgen_case_root`` in conf.py (relative to the configuration directory), so a
 page cannot pull in files from elsewhere; symlinks are resolved first. With docutils'
-``file_insertion_enabled`` off (untrusted sources), the directive refuses to read any file. HTML builders get the summary table, the topology diagram, each
-packet's verdict and hook diagram (inline SVG from dot, whose label text dot escapes); other builders
-get the text explanation as a literal block. The case files are recorded as dependencies, so a
+``file_insertion_enabled`` off (untrusted sources), the directive refuses to read any file.
+
+HTML builders get the summary table, the topology diagram, each packet's verdict and hook diagram
+(inline SVG from dot, whose label text dot escapes); other builders get the text explanation as a
+literal block. The case files are recorded as dependencies, so a
 changed trace rebuilds the page.
 """
 
@@ -46,6 +48,7 @@ class ReportgenDirective(Directive):
     def run(self) -> list[nodes.Node]:
         from reportgen.errors import InputError
         from reportgen.render.html import packet_svgs
+        from reportgen.render.safe_text import terminal_safe, xml_safe
         from reportgen.render.text import render_text
         from reportgen.sources.case import build_report, load_spec
 
@@ -70,7 +73,7 @@ class ReportgenDirective(Directive):
         wanted = set((self.options.get("packets") or "").replace(",", " ").split())
         packets = [p for p in report.packets if not wanted or p.id in wanted]
         diagrams = self.options.get("diagrams") or list(DIAGRAMS)
-        svgs = packet_svgs(report)
+        svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(report).items()}
         esc = html.escape
         parts = [f'<div class="reportgen" data-generator="reportgen {esc(__version__)}">',
                  "<table class=\"docutils\"><thead><tr><th>Packet</th><th>Role</th><th>Path</th><th>Verdict</th>"
@@ -88,7 +91,7 @@ class ReportgenDirective(Directive):
                 parts.append(f'<figure class="reportgen-hooks">{svgs[p.id]}</figure>')
         parts.append("</div>")
         raw = nodes.raw("", "\n".join(parts), format="html")
-        text = nodes.literal_block("", render_text(report))
+        text = nodes.literal_block("", xml_safe(terminal_safe(render_text(report))))
         only_html = nodes.container(classes=["reportgen-html"])
         only_html += raw
         # Non-HTML builders drop raw HTML; the literal block keeps the explanation readable there.

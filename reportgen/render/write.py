@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from reportgen.model import Report
+from reportgen.render.safe_text import terminal_safe, xml_safe
 from reportgen.sources.case import OUTPUT_MARKER
 
 _RENAME_EXCHANGE = 2  # linux/fs.h: atomically exchange the two paths
@@ -67,7 +68,7 @@ def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
     if {"svg", "html", "pdf"} & set(formats):
         from reportgen.render.html import packet_svgs
 
-        svgs = packet_svgs(report)
+        svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(report).items()}
     if "svg" in formats and svgs is not None:
         (out / "svg").mkdir()
         for pid, svg in svgs.items():
@@ -79,7 +80,7 @@ def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
 
         html = render_html(report, svgs)
     if "html" in formats and html is not None:
-        put("report.html", html)
+        put("report.html", xml_safe(html))
     if "json" in formats:
         from reportgen.render.jsonout import write_json
 
@@ -91,11 +92,11 @@ def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
     if "text" in formats:
         from reportgen.render.text import render_text
 
-        put("report.txt", render_text(report))
+        put("report.txt", terminal_safe(render_text(report)))
     if "md" in formats:
         from reportgen.render.markdown import render_markdown
 
-        put("report.md", render_markdown(report))
+        put("report.md", terminal_safe(render_markdown(report)))
     if "pdf" in formats and html is not None:
         from reportgen.render.pdf import render_pdf
 
