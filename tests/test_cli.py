@@ -21,8 +21,8 @@ def test_report_writes_every_format(tmp_path: Path):
     out = tmp_path / "seed-host-to-container"
     assert "-> " + str(out / "report.html") in r.stdout
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == [".reportgen-output", "report.html", "report.json", "report.md", "report.pdf", "report.txt", "svg/p1.svg",
-                     "svg/p2.svg", "svg/topology.svg"]
+    assert names == [".reportgen-output", "report.html", "report.json", "report.md", "report.pdf", "report.txt",
+                     "svg/p1.svg", "svg/p2.svg", "svg/topology.svg"]
 
 
 def test_explain_prints_the_tree():
