@@ -126,10 +126,14 @@ def load_spec(paths: list[Path], prefix_map: PrefixMap | None = None, allow_outs
 
 def _inside(d: Path, p: Path, named_by: str, allow_outside: bool, what: str = "file") -> Path:
     """Return p when it is a regular file that resolves inside the case folder d (or allow_outside)."""
-    if not p.exists():
+    try:
+        exists, real = p.exists(), p.resolve()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a symlink loop
+        raise InputError(named_by, None, f"{what} {_rel(p, d)!r}: cannot be opened ({exc})") from exc
+    if not exists:
         raise InputError(named_by, None, f"{what} {p.name!r} does not exist")
-    if not allow_outside and not p.resolve().is_relative_to(d.resolve()):
-        raise InputError(named_by, None, f"{what} {_rel(p, d)!r} resolves to {p.resolve()}, outside the case "
+    if not allow_outside and not real.is_relative_to(d.resolve()):
+        raise InputError(named_by, None, f"{what} {_rel(p, d)!r} resolves to {real}, outside the case "
                          "folder (a symlink?); a case reads only its own folder unless --allow-outside is given")
     if not p.is_file():
         raise InputError(named_by, None, f"{what} {_rel(p, d)!r} is not a regular file")

@@ -18,12 +18,80 @@ from reportgen.errors import InputError
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "samples"
 
-SALT = ["=", " ", "[", "]", "(", ")", "{", "}", '"', "'", "\\", ":", ";", "/", "!", "#", "-", "IN=", "OUT=",
-        "MAC=", "MAC=zz:", "SRC=", "DST=1.2.3", "ID=x", "SEQ=", "PROTO=ICMP TYPE=3 CODE=1 [SRC=", "OPT (", "[SRC=1 ",
-        "\x00", "\x01", "\x1b[31m", "\x1b]0;t\x07", "\x85", "\x9b", "\x7f", "\t", "\r", "\u2028", "\ufffd", "é",
-        "²", "٣", "\U0001f600", "\ufeff", "master", "dev", "via", "metric", "type", "hook", "priority", "policy",
-        "trace id ", "packet: ", "rule ", "verdict ", "icmp type ", "tcp dport ssh", "--dport ssh", "-j", "-A",
-        "*filter", "COMMIT", ":", "table ip t {", "chain c {", "}", "# handle ", "&&", "-1", "0x", "ffffffff"]
+SALT = [
+    "=",
+    " ",
+    "[",
+    "]",
+    "(",
+    ")",
+    "{",
+    "}",
+    '"',
+    "'",
+    "\\",
+    ":",
+    ";",
+    "/",
+    "!",
+    "#",
+    "-",
+    "IN=",
+    "OUT=",
+    "MAC=",
+    "MAC=zz:",
+    "SRC=",
+    "DST=1.2.3",
+    "ID=x",
+    "SEQ=",
+    "PROTO=ICMP TYPE=3 CODE=1 [SRC=",
+    "OPT (",
+    "[SRC=1 ",
+    "\x00",
+    "\x01",
+    "\x1b[31m",
+    "\x1b]0;t\x07",
+    "\x85",
+    "\x9b",
+    "\x7f",
+    "\t",
+    "\r",
+    "\u2028",
+    "\ufffd",
+    "é",
+    "²",
+    "٣",
+    "\U0001f600",
+    "\ufeff",
+    "master",
+    "dev",
+    "via",
+    "metric",
+    "type",
+    "hook",
+    "priority",
+    "policy",
+    "trace id ",
+    "packet: ",
+    "rule ",
+    "verdict ",
+    "icmp type ",
+    "tcp dport ssh",
+    "--dport ssh",
+    "-j",
+    "-A",
+    "*filter",
+    "COMMIT",
+    ":",
+    "table ip t {",
+    "chain c {",
+    "}",
+    "# handle ",
+    "&&",
+    "-1",
+    "0x",
+    "ffffffff",
+]
 HUGE = ["9" * 40, "-1", "0", "65536", "4294967296", "1e999", "²", "0x", "NaN", "٣"]
 
 
@@ -36,14 +104,14 @@ def mutate_line(rng: random.Random, line: str, pool: list[str]) -> str:
             line = line[:pos]  # cut
         elif r < 0.3:
             other = rng.choice(pool)
-            line = line[:pos] + other[rng.randrange(len(other) + 1):]  # splice
+            line = line[:pos] + other[rng.randrange(len(other) + 1) :]  # splice
         elif r < 0.55:
             line = line[:pos] + rng.choice(SALT) + line[pos:]  # salt
         elif r < 0.7:
             digits = [i for i, c in enumerate(line) if c.isdigit()]
             if digits:
                 i = rng.choice(digits)
-                line = line[:i] + rng.choice(HUGE) + line[i + 1:]
+                line = line[:i] + rng.choice(HUGE) + line[i + 1 :]
         elif r < 0.8:
             line = line[:pos] + " " * rng.choice((2, 17, 300)) + line[pos:]  # blank run
         elif r < 0.85:
@@ -53,7 +121,7 @@ def mutate_line(rng: random.Random, line: str, pool: list[str]) -> str:
         elif r < 0.95:
             line = line[:pos] + line[pos:][::-1]
         else:
-            line = line[:pos] + line[pos: pos + 40] * rng.randint(2, 20) + line[pos:]  # repeat a piece
+            line = line[:pos] + line[pos : pos + 40] * rng.randint(2, 20) + line[pos:]  # repeat a piece
     return line
 
 
@@ -81,6 +149,27 @@ def mutate_text(rng: random.Random, text: str, pool: list[str]) -> str:
     return "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
 
 
+# No bundled case has a docker network inspect snapshot; this is one in the shape dockerd prints.
+DOCKER_NETWORK = """[
+    {
+        "Name": "bridge",
+        "Id": "4f1a0c5e2b3d4f1a0c5e2b3d4f1a0c5e2b3d4f1a0c5e2b3d4f1a0c5e2b3d4f1a",
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null,
+                 "Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
+        "Containers": {
+            "9c2f5e1a7b3d": {"Name": "container1", "EndpointID": "e1", "MacAddress": "02:42:ac:11:00:02",
+                             "IPv4Address": "172.17.0.2/16", "IPv6Address": ""}
+        },
+        "Options": {"com.docker.network.bridge.name": "docker0"},
+        "Labels": {}
+    }
+]
+"""
+
+
 @functools.cache
 def sample_files() -> dict[str, list[str]]:
     """Sample texts by kind: snapshot kinds, and the trace formats."""
@@ -101,6 +190,7 @@ def sample_files() -> dict[str, list[str]]:
             kind = detect_kind(text)
         if kind:
             out.setdefault(kind, []).append(text)
+    out.setdefault("docker-network", [DOCKER_NETWORK])
     return out
 
 
@@ -110,8 +200,11 @@ def line_pool(kind: str) -> list[str]:
     files = sample_files()
     if kind in ("nflog", "ebtables", "legacy-trace"):
         lines = [ln for t in files["dmesg"] for ln in t.splitlines()]
-        want = {"ebtables": lambda ln: "MAC source = " in ln, "legacy-trace": lambda ln: "TRACE:" in ln,
-                "nflog": lambda ln: "MAC source = " not in ln and "TRACE:" not in ln}[kind]
+        want = {
+            "ebtables": lambda ln: "MAC source = " in ln,
+            "legacy-trace": lambda ln: "TRACE:" in ln,
+            "nflog": lambda ln: "MAC source = " not in ln and "TRACE:" not in ln,
+        }[kind]
         return sorted({ln for ln in lines if want(ln)})
     return sorted({ln for t in files[kind] for ln in t.splitlines()})
 
@@ -158,8 +251,10 @@ def _prefix_map() -> object:
     from reportgen.parsers.prefix import PrefixMap
 
     d = Path(tempfile.mkdtemp(prefix="reportgen-fuzz-"))
-    (d / "p.yaml").write_text("prefixes:\n  '[UFW BLOCK]': ipv4 filter INPUT\n  're:^fw-': {family: ipv4, "
-                              "table: filter, chain: FORWARD}\n  'x': bridge filter FORWARD\n")
+    (d / "p.yaml").write_text(
+        "prefixes:\n  '[UFW BLOCK]': ipv4 filter INPUT\n  're:^fw-': {family: ipv4, "
+        "table: filter, chain: FORWARD}\n  'x': bridge filter FORWARD\n"
+    )
     return PrefixMap.load(d / "p.yaml")
 
 
@@ -229,10 +324,23 @@ def _evaluate(kind: str, data: object) -> None:
     from reportgen.parsers.ruleset import Ruleset
 
     rulesets = list(rulesets_from_nft(data, "fuzz").values()) if kind == "nft-ruleset" else [data]  # type: ignore[arg-type]
-    views = [PacketView("172.17.0.2", "192.0.2.1", "TCP", 40000, 22, "docker0", "ens33", "veth1", "", "NEW",
-                        frozenset({"172.17.0.1"})),
-             PacketView("2001:db8::1", "2001:db8::2", "ICMPv6", None, None, "eth0", "", ctstate=None),
-             PacketView(None, None, None, None, None, "", "")]
+    views = [
+        PacketView(
+            "172.17.0.2",
+            "192.0.2.1",
+            "TCP",
+            40000,
+            22,
+            "docker0",
+            "ens33",
+            "veth1",
+            "",
+            "NEW",
+            frozenset({"172.17.0.1"}),
+        ),
+        PacketView("2001:db8::1", "2001:db8::2", "ICMPv6", None, None, "eth0", "", ctstate=None),
+        PacketView(None, None, None, None, None, "", ""),
+    ]
     for rs in rulesets:
         assert isinstance(rs, Ruleset)
         for table, chains in rs.tables.items():
@@ -273,8 +381,13 @@ def entry_points() -> dict[str, tuple[Callable[[str], None], str]]:
     }
     files = sample_files()
     for kind in sorted(PARSERS):
-        pool = kind if kind in files else {"ip-link": "ip-addr", "ebtables-save": "iptables-save",
-                                           "ip-link-json": "ip-addr-json"}.get(kind, kind)
+        pool = (
+            kind
+            if kind in files
+            else {"ip-link": "ip-addr", "ebtables-save": "iptables-save", "ip-link-json": "ip-addr-json"}.get(
+                kind, kind
+            )
+        )
         eps["snapshot:" + kind] = (_snapshot(kind), pool)
     return eps
 
