@@ -365,6 +365,37 @@ def _case_yaml(text: str) -> None:
     load_spec([d])
 
 
+_PIPELINE_DIR: list[Path] = []
+PIPELINE_CASE = "lab-container-to-internet"
+
+
+def _pipeline(text: str) -> None:
+    """The whole report for a damaged trace beside real snapshots: correlate, explain, render (DOT source)."""
+    from reportgen.model import Report
+    from reportgen.render.dot import packet_dot
+    from reportgen.render.jsonout import render_json
+    from reportgen.render.markdown import render_markdown
+    from reportgen.render.text import render_text
+    from reportgen.render.topology_dot import topology_dot
+    from reportgen.sources.case import build_report, load_spec
+
+    if not _PIPELINE_DIR:
+        d = Path(tempfile.mkdtemp(prefix="reportgen-fuzz-pipeline-")) / "case"
+        import shutil
+
+        shutil.copytree(SAMPLES / PIPELINE_CASE, d)
+        _PIPELINE_DIR.append(d)
+    d = _PIPELINE_DIR[0]
+    (d / "dmesg.log").write_text(text, encoding="utf-8", errors="surrogatepass")
+    report: Report = build_report(load_spec([d]))
+    render_json(report)
+    render_text(report)
+    render_markdown(report)
+    topology_dot(report, report.topology)
+    for packet in report.packets:
+        packet_dot(packet)
+
+
 def entry_points() -> dict[str, tuple[Callable[[str], None], str]]:
     """name -> (function taking one text, the sample pool it is fuzzed from)."""
     from reportgen.parsers.snapshots import PARSERS
@@ -378,6 +409,7 @@ def entry_points() -> dict[str, tuple[Callable[[str], None], str]]:
         "nft-trace": (_monitor("nfttrace"), "nft-trace"),
         "legacy-trace": (_legacy_trace, "legacy-trace"),
         "case.yaml": (_case_yaml, "case.yaml"),
+        "pipeline": (_pipeline, "dmesg"),
     }
     files = sample_files()
     for kind in sorted(PARSERS):
@@ -392,7 +424,7 @@ def entry_points() -> dict[str, tuple[Callable[[str], None], str]]:
     return eps
 
 
-MULTILINE = {"xtables-monitor", "nft-trace", "legacy-trace", "case.yaml"}
+MULTILINE = {"xtables-monitor", "nft-trace", "legacy-trace", "case.yaml", "pipeline"}
 
 
 def make_input(rng: random.Random, name: str, pool_kind: str) -> str:
@@ -403,7 +435,7 @@ def make_input(rng: random.Random, name: str, pool_kind: str) -> str:
     files = sample_files()
     if name.startswith("snapshot:") or name in MULTILINE:
         texts = files.get(pool_kind) or files["dmesg"]
-        pool = line_pool(pool_kind) if pool_kind in files else line_pool("nflog")
+        pool = line_pool(pool_kind) if pool_kind in files and pool_kind != "dmesg" else line_pool("nflog")
         if name == "legacy-trace":
             pool = line_pool("legacy-trace")
             text = "\n".join(rng.sample(pool, min(len(pool), rng.randint(1, 12))))
