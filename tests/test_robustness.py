@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES
+from fuzz.entry_points import SALT
 
 from reportgen.model import Report
 from reportgen.render.dot import packet_dot
@@ -24,29 +25,6 @@ from reportgen.render.jsonout import render_json
 from reportgen.render.markdown import render_markdown
 from reportgen.render.text import render_text
 from reportgen.sources.case import build_report, load_spec
-
-SALT = [
-    "=",
-    " ",
-    "[",
-    "]",
-    "(",
-    ")",
-    "IN=",
-    "OUT=",
-    ":",
-    "\x01",
-    "é",
-    '"',
-    "{",
-    "ID=x",
-    "SRC=::",
-    "DST=1.2.3",
-    "PROTO=ICMP TYPE=3 CODE=1 [SRC=",
-    "\ufffd",
-    "OPT (",
-    "SEQ=",
-]
 
 
 def _damage(rng: random.Random, line: str) -> str:
