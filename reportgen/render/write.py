@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reportgen.errors import InputError
 from reportgen.model import Report
 from reportgen.render.safe_text import terminal_safe, xml_safe
 from reportgen.sources.case import OUTPUT_MARKER
@@ -39,7 +40,7 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
     name = safe_case_name(report.name)
     final = out_root / name
     if final.resolve().parent != out_root.resolve():
-        raise ValueError(f"output folder {final} would be outside {out_root}")
+        raise InputError(str(final), None, f"resolves outside the output folder {out_root} (a symlink?); not written")
     _remove_stale_temps(out_root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=out_root))
     try:
