@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -41,38 +41,33 @@ class RawLine:
         return self.size > MAX_LINE_BYTES
 
 
-def raw_lines(path: Path, max_line: int = MAX_LINE_BYTES) -> Iterator[RawLine]:
-    """Yield the lines of a file, holding at most ``CHUNK + max_line`` bytes at a time.
-
-    A line longer than ``max_line`` comes out with empty ``data`` and its true ``size``.
+def raw_lines(source: Path | BinaryIO, max_line: int = MAX_LINE_BYTES) -> Iterator[RawLine]:
+    """Yield the lines of a file (a path, or a binary stream such as stdin), holding at most
+    ``CHUNK + max_line`` bytes at a time. A line longer than ``max_line`` comes out with empty
+    ``data`` and its true ``size``.
     """
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            yield from raw_lines(fh, max_line)
+        return
     number = 0
     pending = b""  # the start of the current line, at most max_line bytes
     skipped = 0  # bytes of the current line dropped after it passed max_line
-    with path.open("rb") as fh:
-        while True:
-            chunk = fh.read(CHUNK)
-            if not chunk:
-                break
-            start = 0
-            while True:
-                nl = chunk.find(b"\n", start)
-                if nl < 0:
-                    rest = chunk[start:]
-                    if skipped or len(pending) + len(rest) > max_line:
-                        skipped += len(pending) + len(rest)
-                        pending = b""
-                    else:
-                        pending += rest
-                    break
-                piece = chunk[start:nl]
-                number += 1
-                size = skipped + len(pending) + len(piece)
-                yield RawLine(number, b"" if size > max_line else pending + piece, size)
-                pending, skipped, start = b"", 0, nl + 1
+    while chunk := source.read(CHUNK):
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            number += 1
+            size = skipped + len(pending) + nl - start
+            yield RawLine(number, b"" if size > max_line else pending + chunk[start:nl], size)
+            pending, skipped, start = b"", 0, nl + 1
+        rest = chunk[start:]
+        if skipped or len(pending) + len(rest) > max_line:
+            skipped += len(pending) + len(rest)
+            pending = b""
+        else:
+            pending += rest
     if pending or skipped:
-        number += 1
-        yield RawLine(number, pending, skipped + len(pending))
+        yield RawLine(number + 1, pending, skipped + len(pending))
 
 
 def overlong_reason(size: int) -> str:
