@@ -5,3 +5,5 @@ extensions = ["reportgen.integrations.sphinx"]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 source_suffix = {".rst": "restructuredtext"}
+# The directive reads cases only below this folder (relative to this file): the bundled samples.
+reportgen_case_root = ".."

@@ -3,7 +3,8 @@
 Exit codes:
   0  success
   1  --strict and some input lines could not be used (unrecognised hook, truncated record)
-  2  bad input or usage: the message names the file and line
+  2  bad input or usage: the message names the file and line (also an input reportgen itself failed
+     on: a one-line message names the input; --debug prints the traceback)
   3  a required external tool is missing (Graphviz dot); the message says what to install
   4  lab/capture refused to run (not root, namespaces unavailable, leftover rules)
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from reportgen import __version__
 from reportgen.errors import InputError
+from reportgen.render.safe_text import terminal_safe
 
 FORMATS = ("html", "svg", "json", "text", "md", "pdf")
 DEFAULT_FORMATS = "html,svg,json,text,md"
@@ -34,11 +37,13 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})")
     rp.add_argument("--prefix-map", type=Path, help="YAML prefix -> hook map")
     rp.add_argument("--strict", action="store_true", help="exit 1 when any trace line could not be used")
+    _input_options(rp)
 
     ex = sub.add_parser("explain", help="print the explanation of a case as a text tree")
     ex.add_argument("inputs", nargs="+", type=Path)
     ex.add_argument("--prefix-map", type=Path)
     ex.add_argument("--strict", action="store_true")
+    _input_options(ex)
 
     cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
                          description="Without --apply the rules are only printed. With --apply they are added, "
@@ -86,8 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _input_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--allow-outside", action="store_true",
+                    help="let case.yaml name files outside the case folder (absolute, '..', symlinks)")
+    sp.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except _Failed as exc:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exception(exc.__cause__ or exc)
+        print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "report":
             return _report(args)
@@ -104,11 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return lab_main(args.scenarios, args.output, keep=args.keep, cleanup=args.cleanup)
     except InputError as exc:
-        print(f"reportgen: error: {exc}", file=sys.stderr)
+        print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except _Missing as exc:
         print(f"reportgen: error: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # unreadable input, full disk, output folder not writable
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"reportgen: error: {terminal_safe(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -116,14 +143,51 @@ class _Missing(Exception):
     pass
 
 
-def _load(inputs: list[Path], prefix_map: Path | None):  # type: ignore[no-untyped-def]
-    from reportgen.parsers.prefix import PrefixMap
-    from reportgen.sources.case import build_report, load_spec
+class _Failed(Exception):
+    """reportgen failed on an input in a way it did not foresee (a bug): one line, the input named."""
 
-    pm = PrefixMap.load(prefix_map) if prefix_map else None
+    @staticmethod
+    def on(where: str, exc: BaseException) -> _Failed:
+        return _Failed(f"{where}: reportgen failed on this input ({type(exc).__name__}: {str(exc)[:200]}); this is "
+                       "a bug, please report it (--debug prints the traceback)")
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from reportgen.parsers.prefix import PrefixMap
+    from reportgen.sources.case import build_report, is_output_folder, load_spec
+
+    pm = PrefixMap.load(args.prefix_map) if args.prefix_map else None
+    inputs: list[Path] = args.inputs
     if len(inputs) > 1 and all(p.is_dir() for p in inputs):
-        return [build_report(load_spec([p], pm)) for p in sorted(inputs)]
-    return [build_report(load_spec(inputs, pm))]
+        groups = []
+        for p in sorted(set(inputs), key=lambda p: p.resolve()):
+            if is_output_folder(p):
+                print(terminal_safe(f"reportgen: {p}: skipped, it is a reportgen output folder"), file=sys.stderr)
+            else:
+                groups.append([p])
+    else:
+        groups = [inputs]
+    reports = []
+    names: set[str] = set()
+    for group in groups:
+        try:
+            report = build_report(load_spec(group, pm, allow_outside=args.allow_outside))
+        except (InputError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - turned into one line naming the input; --debug shows more
+            raise _Failed.on(", ".join(str(p) for p in group), exc) from exc
+        # Two cases named alike would write to one output folder: the later ones get a suffix.
+        name, n = report.name, 1
+        while name in names:
+            n += 1
+            name = f"{report.name}-{n}"
+        if name != report.name:
+            print(terminal_safe(f"reportgen: {', '.join(map(str, group))}: case name {report.name!r} is taken; "
+                                f"writing it as {name!r}"), file=sys.stderr)
+            report = replace(report, name=name)
+        names.add(name)
+        reports.append(report)
+    return reports
 
 
 def _strict_status(reports, strict: bool) -> int:  # type: ignore[no-untyped-def]
@@ -146,7 +210,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"reportgen: error: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}",
               file=sys.stderr)
         return 2
-    reports = _load(args.inputs, args.prefix_map)
+    reports = _load(args)
     from reportgen.render.dot import DotMissing
 
     for report in reports:
@@ -154,9 +218,13 @@ def _report(args: argparse.Namespace) -> int:
             written = write_report(report, args.output, formats)
         except DotMissing as exc:
             raise _Missing(str(exc)) from exc
+        except (InputError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
+            raise _Failed.on(f"case {report.name}", exc) from exc
         main_file = next((w for w in written if w.name == "report.html"), written[0] if written else None)
-        print(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} lines used"
-              f" -> {main_file}")
+        print(terminal_safe(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} "
+                            f"lines used -> {main_file}"))
     return _strict_status(reports, args.strict)
 
 
@@ -254,9 +322,13 @@ def _simulate(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from reportgen.render.text import render_text
 
-    reports = _load(args.inputs, args.prefix_map)
+    reports = _load(args)
     for report in reports:
-        sys.stdout.write(render_text(report))
+        try:
+            text = terminal_safe(render_text(report))
+        except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
+            raise _Failed.on(f"case {report.name}", exc) from exc
+        sys.stdout.write(text)
     return _strict_status(reports, args.strict)
 
 

@@ -160,10 +160,14 @@ class Event:
     record: LogRecord
     hook: HookRef
     rules: tuple[RuleHit, ...] = ()
+    # Other lines this event stands for: the packet line of a second base chain at the same hook
+    # (one nft trace id, one packet), or an nft trace's "conntrack:" line.
+    extra: tuple[LineRef, ...] = ()
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
-        return (self.record.ref, *(r.ref for r in self.rules if r.ref != self.record.ref))
+        rules = tuple(r.ref for r in self.rules if r.ref != self.record.ref)
+        return (self.record.ref, *rules, *(e for e in self.extra if e != self.record.ref and e not in rules))
 
 
 @dataclass(frozen=True, slots=True)

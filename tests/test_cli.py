@@ -10,19 +10,30 @@ from conftest import SAMPLES
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reportgen", *args], capture_output=True, text=True, check=False,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "reportgen", *args], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 def test_report_writes_every_format(tmp_path: Path):
-    r = cli("report", str(SAMPLES / "seed-host-to-container"), "-o", str(tmp_path), "--format",
-            "html,svg,json,text,md,pdf")
+    r = cli(
+        "report", str(SAMPLES / "seed-host-to-container"), "-o", str(tmp_path), "--format", "html,svg,json,text,md,pdf"
+    )
     assert r.returncode == 0, r.stderr
     out = tmp_path / "seed-host-to-container"
     assert "-> " + str(out / "report.html") in r.stdout
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == ["report.html", "report.json", "report.md", "report.pdf", "report.txt", "svg/p1.svg",
-                     "svg/p2.svg", "svg/topology.svg"]
+    assert names == [
+        ".reportgen-output",
+        "report.html",
+        "report.json",
+        "report.md",
+        "report.pdf",
+        "report.txt",
+        "svg/p1.svg",
+        "svg/p2.svg",
+        "svg/topology.svg",
+    ]
 
 
 def test_explain_prints_the_tree():
@@ -61,3 +72,34 @@ def test_strict_fails_on_unrecognised_hooks(tmp_path: Path):
     pm.write_text("prefixes:\n  'odd:': ipv4 filter INPUT\n")
     mapped = cli("explain", "--strict", "--prefix-map", str(pm), str(log))
     assert mapped.returncode == 0 and "iptables filter INPUT" in mapped.stdout
+
+
+def test_an_unexpected_error_is_one_line_naming_the_input_and_never_exit_1(tmp_path: Path, monkeypatch, capsys):
+    from reportgen import cli as cli_module
+    from reportgen.sources import case as case_module
+
+    def broken(spec):  # a parser bug, as the fuzzer once found 28 of them
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(case_module, "build_report", broken)
+    case = str(SAMPLES / "seed-host-to-container")
+    assert cli_module.main(["report", case, "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and case in err and "IndexError" in err and "Traceback" not in err
+    assert cli_module.main(["explain", "--debug", case]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "raise IndexError" in err and case in err.splitlines()[-1]
+
+
+def test_unreadable_input_is_exit_2_naming_the_file(tmp_path: Path):
+    d = tmp_path / "case"
+    d.mkdir()
+    (d / "dmesg.log").write_text("x\n")
+    (d / "dmesg.log").chmod(0)
+    r = cli("report", str(d / "dmesg.log"), str(d / "dmesg.log"), "-o", str(tmp_path / "out"))
+    if r.returncode == 0:  # root reads anything: make it a folder where a file is expected instead
+        (d / "dmesg.log").unlink()
+        (d / "dmesg.log").mkdir()
+        (d / "case.yaml").write_text("trace: [dmesg.log]\n")
+        r = cli("report", str(d), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "dmesg.log" in r.stderr and "Traceback" not in r.stderr

@@ -69,6 +69,9 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
             out.append(n)
             continue
         l3 = [(e, st) for e, st in hops if e.record.src and e.hook.family == fam]
+        if not l3:  # no hop of this family with addresses (damaged lines): nothing to evaluate rules for
+            out.append(n)
+            continue
         at = [e for e, st in l3 if e.hook.hook == hook]
         # Without a line from that hook: the last view before POSTROUTING, the first after PREROUTING.
         fallback = l3[-1][0] if hook in ("POSTROUTING", "INPUT") else l3[0][0]

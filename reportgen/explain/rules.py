@@ -19,6 +19,19 @@ TERMINAL = frozenset({"ACCEPT", "DROP", "REJECT", "MASQUERADE", "SNAT", "DNAT", 
 NON_TERMINAL = frozenset({"LOG", "NFLOG", "TRACE", "MARK", "CONNMARK", "CT", "TOS", "DSCP", "TTL", "CLASSIFY",
                           "ULOG", "AUDIT", "TCPMSS", "CHECKSUM", "NOTRACK", None})
 _PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmpv6": 58, "udplite": 136, "sctp": 132}
+# Service names a ruleset may hold instead of numbers (``--dport ssh``, ``tcp dport ssh``): iptables
+# resolves them with getservbyname() (libxtables xtables_parse_port), nft with getservbyname() too
+# (nftables src/datatype.c inet_service_type_parse), both reading /etc/services. These are the IANA
+# well-known ports as Debian's netbase /etc/services lists them; a name not here is "not evaluated",
+# never guessed.
+SERVICES = {"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "bootps": 67,
+            "bootpc": 68, "tftp": 69, "http": 80, "www": 80, "kerberos": 88, "pop3": 110, "sunrpc": 111,
+            "auth": 113, "ntp": 123, "epmap": 135, "netbios-ns": 137, "netbios-dgm": 138, "netbios-ssn": 139,
+            "imap2": 143, "imap": 143, "snmp": 161, "snmp-trap": 162, "bgp": 179, "ldap": 389, "https": 443,
+            "microsoft-ds": 445, "isakmp": 500, "syslog": 514, "submission": 587, "ldaps": 636, "rsync": 873,
+            "imaps": 993, "pop3s": 995, "openvpn": 1194, "ms-sql-s": 1433, "l2tp": 1701, "pptp": 1723,
+            "radius": 1812, "nfs": 2049, "mysql": 3306, "ms-wbt-server": 3389, "ipsec-nat-t": 4500,
+            "postgresql": 5432, "http-alt": 8080, "webcache": 8080}
 
 
 @dataclass(frozen=True)
@@ -71,14 +84,34 @@ def _ifname(name: str, pattern: str) -> bool:
     return name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
 
 
+def _port_number(text: str) -> int | None:
+    """A port from a rule: a number 0-65535 or a well-known service name; None when neither."""
+    if text.isascii() and text.isdigit():
+        n = int(text)
+        return n if n <= 65535 else None
+    return SERVICES.get(text)
+
+
 def _port_in(port: int | None, spec: str) -> bool | None:
+    """Whether a port is in ``22``, ``1024:65535``, ``:1023`` or a comma list of those; None when the
+    spec holds something reportgen cannot read (an unknown service name, damage)."""
     if port is None:
         return None
+    found = False
     for part in spec.split(","):
-        lo, _, hi = part.partition(":")
-        if (int(lo or 0) <= port <= int(hi or 65535)) if hi or part.endswith(":") else port == int(lo):
-            return True
-    return False
+        lo_text, colon, hi_text = part.partition(":")
+        lo = _port_number(lo_text) if lo_text else 0
+        hi = (_port_number(hi_text) if hi_text else 65535) if colon else lo
+        if lo is None or hi is None:
+            return None
+        found = found or lo <= port <= hi
+    return found
+
+
+def _proto_number(name: str) -> int | None:
+    if name.isascii() and name.isdigit():
+        return int(name)
+    return _PROTO_NUM.get(name.lower())
 
 
 def match_one(m: Match, p: PacketView) -> bool | None:
@@ -96,8 +129,9 @@ def match_one(m: Match, p: PacketView) -> bool | None:
         elif p.proto is None:
             res = None
         else:
-            want = _PROTO_NUM.get(v.lower(), int(v) if v.isdigit() else -1)
-            res = _PROTO_NUM.get(p.proto.lower(), int(p.proto) if p.proto.isdigit() else -2) == want
+            want = _proto_number(v)
+            have = _proto_number(p.proto)
+            res = None if want is None or have is None else want == have
     elif m.opt in ("--sport", "--dport"):
         res = _port_in(p.sport if m.opt == "--sport" else p.dport, v)
     elif m.opt in ("--sports", "--dports", "--ports"):

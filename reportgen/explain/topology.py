@@ -133,6 +133,8 @@ def docker_mac_ip(mac: str) -> str | None:
         octets = [int(x, 16) for x in parts[2:]]
     except ValueError:
         return None
+    if not all(0 <= o <= 255 for o in octets):  # a damaged MAC ("ac:6640481"): no address in it
+        return None
     # The bridge's own MAC is random 02:42:xx too; Docker's pools are RFC 1918 ranges, so only those
     # are taken as an encoded address.
     ip = ".".join(map(str, octets))

@@ -5,9 +5,14 @@ Usage, in conf.py: ``extensions = ["reportgen.integrations.sphinx"]``; in a page
     .. reportgen:: ../samples/seed-container-to-internet
        :diagrams: topology, hooks
 
-The path is relative to the page. HTML builders get the summary table, the topology diagram, each
-packet's verdict and hook diagram (inline SVG from dot, whose label text dot escapes); other builders
-get the text explanation as a literal block. The case files are recorded as dependencies, so a
+The path is relative to the page and must resolve inside the case root: the Sphinx source
+directory, or ``reportgen_case_root`` in conf.py (relative to the configuration directory), so a
+page cannot pull in files from elsewhere; symlinks are resolved first. With docutils'
+``file_insertion_enabled`` off (untrusted sources), the directive refuses to read any file.
+
+HTML builders get the summary table, the topology diagram, each packet's verdict and hook diagram
+(inline SVG from dot, whose label text dot escapes); other builders get the text explanation as a
+literal block. The case files are recorded as dependencies, so a
 changed trace rebuilds the page.
 """
 
@@ -43,23 +48,32 @@ class ReportgenDirective(Directive):
     def run(self) -> list[nodes.Node]:
         from reportgen.errors import InputError
         from reportgen.render.html import packet_svgs
+        from reportgen.render.safe_text import terminal_safe, xml_safe
         from reportgen.render.text import render_text
         from reportgen.sources.case import build_report, load_spec
 
-        env = self.state.document.settings.env
+        settings = self.state.document.settings
+        if not settings.file_insertion_enabled:
+            raise self.warning(f'"{self.name}" directive disabled: file insertion is disabled in this document')
+        env = settings.env
         page_dir = Path(env.doc2path(env.docname)).parent
+        root = Path(env.config.reportgen_case_root or env.srcdir).resolve()
         case = (page_dir / self.arguments[0]).resolve()
+        if not case.is_relative_to(root):
+            raise self.error(f"reportgen: {self.arguments[0]}: resolves to {case}, outside {root} (set "
+                             "reportgen_case_root in conf.py to allow another folder)")
         try:
-            report = build_report(load_spec([case]))
+            spec = load_spec([case])
+            report = build_report(spec)
         except InputError as exc:
             raise self.error(f"reportgen: {exc}") from exc
-        for f in sorted(case.rglob("*") if case.is_dir() else [case]):
-            if f.is_file():
-                env.note_dependency(str(f))
+        manifests = [case / n for n in ("case.yaml", "prefixes.yaml")] if case.is_dir() else []
+        for f in sorted({*spec.traces, *(p for p, _, _ in spec.snapshots), *(m for m in manifests if m.exists())}):
+            env.note_dependency(str(f))
         wanted = set((self.options.get("packets") or "").replace(",", " ").split())
         packets = [p for p in report.packets if not wanted or p.id in wanted]
         diagrams = self.options.get("diagrams") or list(DIAGRAMS)
-        svgs = packet_svgs(report)
+        svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(report).items()}
         esc = html.escape
         parts = [f'<div class="reportgen" data-generator="reportgen {esc(__version__)}">',
                  "<table class=\"docutils\"><thead><tr><th>Packet</th><th>Role</th><th>Path</th><th>Verdict</th>"
@@ -77,7 +91,7 @@ class ReportgenDirective(Directive):
                 parts.append(f'<figure class="reportgen-hooks">{svgs[p.id]}</figure>')
         parts.append("</div>")
         raw = nodes.raw("", "\n".join(parts), format="html")
-        text = nodes.literal_block("", render_text(report))
+        text = nodes.literal_block("", xml_safe(terminal_safe(render_text(report))))
         only_html = nodes.container(classes=["reportgen-html"])
         only_html += raw
         # Non-HTML builders drop raw HTML; the literal block keeps the explanation readable there.
@@ -100,7 +114,15 @@ def _depart_pass(self: Any, node: nodes.Node) -> None:
     pass
 
 
+def _resolve_root(app: Any, config: Any) -> None:
+    """Make reportgen_case_root absolute, relative to the folder of conf.py."""
+    if config.reportgen_case_root:
+        config.reportgen_case_root = str((Path(app.confdir) / config.reportgen_case_root).resolve())
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.add_config_value("reportgen_case_root", None, "env", [str])
+    app.connect("config-inited", _resolve_root)
     app.add_directive("reportgen", ReportgenDirective)
     app.add_node(_NonHtml, html=(_visit_skip, None), latex=(_visit_pass, _depart_pass),
                  text=(_visit_pass, _depart_pass), man=(_visit_pass, _depart_pass),

@@ -14,26 +14,46 @@ def parse_docker_network(text: str, source: str = "") -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, exc.lineno, f"not valid JSON: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, or nesting too deep
+        raise InputError(source, None, f"not valid JSON: {exc}") from exc
     if isinstance(data, dict):
         data = [data]
+    if not isinstance(data, list) or not all(isinstance(net, dict) for net in data):
+        raise InputError(source, None, "docker network inspect JSON is a list of network objects; this is not")
     nets = []
     for net in data:
-        opts = net.get("Options") or {}
-        ipam = (net.get("IPAM") or {}).get("Config") or []
+        opts = _obj(net.get("Options"))
+        ipam = [c for c in _list(_obj(net.get("IPAM")).get("Config")) if isinstance(c, dict)]
         containers = []
-        for cid, c in sorted((net.get("Containers") or {}).items()):
+        for cid, c in sorted(_obj(net.get("Containers")).items()):
+            if not isinstance(c, dict):
+                continue
             containers.append({
-                "id": cid[:12], "name": c.get("Name"), "mac": (c.get("MacAddress") or "").lower() or None,
-                "ipv4": (c.get("IPv4Address") or "").split("/")[0] or None,
-                "ipv6": (c.get("IPv6Address") or "").split("/")[0] or None,
+                "id": cid[:12], "name": _str(c.get("Name")) or None, "mac": _str(c.get("MacAddress")).lower() or None,
+                "ipv4": _str(c.get("IPv4Address")).split("/")[0] or None,
+                "ipv6": _str(c.get("IPv6Address")).split("/")[0] or None,
             })
+        name = _str(net.get("Name"))
         nets.append({
-            "name": net.get("Name"), "driver": net.get("Driver"),
+            "name": name or None, "driver": _str(net.get("Driver")) or None,
             # dockerd names the default bridge docker0 and others br-<id12> unless this option says.
-            "bridge": opts.get("com.docker.network.bridge.name") or
-            ("docker0" if net.get("Name") == "bridge" else f"br-{str(net.get('Id', ''))[:12]}"),
-            "subnets": [c.get("Subnet") for c in ipam if c.get("Subnet")],
-            "gateways": [c.get("Gateway") for c in ipam if c.get("Gateway")],
+            "bridge": _str(opts.get("com.docker.network.bridge.name")) or
+            ("docker0" if name == "bridge" else f"br-{_str(net.get('Id'))[:12]}"),
+            "subnets": [c["Subnet"] for c in ipam if _str(c.get("Subnet"))],
+            "gateways": [c["Gateway"] for c in ipam if _str(c.get("Gateway"))],
             "containers": containers,
         })
     return {"networks": nets}
+
+
+def _obj(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: object) -> str:
+    """A string field, or "" when the JSON holds something else there."""
+    return value if isinstance(value, str) else ""

@@ -217,7 +217,8 @@ def _join_values(toks: list[str]) -> list[str]:
 
 
 def _parse_nflog_body(
-    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
+    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None,
+    quoted: bool = False,
 ) -> LogRecord:
     f: dict[str, object] = {}
     extra: list[str] = []
@@ -235,9 +236,11 @@ def _parse_nflog_body(
         tok = toks[i]
         i += 1
         if tok.startswith("["):
-            if tok.endswith("]") and tok.startswith("[SRC="):
-                extra.append("embedded:" + tok)  # ICMP error: the quoted header (section 1.4)
-                inner = _parse_nflog_body("", "", "", tok[1:-1], ref, "", None)
+            if tok.endswith("]") and tok.startswith("[SRC=") and not quoted:
+                # ICMP error: the quoted header (section 1.4). nf_log_syslog.c dump_ipv4_packet
+                # recurses only once ("Only recurse once"), so deeper quotes are damage, kept as text.
+                extra.append("embedded:" + tok)
+                inner = _parse_nflog_body("", "", "", tok[1:-1], ref, "", None, quoted=True)
                 f["embedded"] = (inner.src, inner.dst, inner.proto, inner.sport, inner.dport)
             elif tok.endswith("]"):
                 extra.append(tok)
@@ -277,7 +280,7 @@ def _parse_nflog_body(
                 parts = val.split(":")
                 f["mac_dst"] = ":".join(parts[0:6]).lower()
                 f["mac_src"] = ":".join(parts[6:12]).lower()
-                f["ethertype"] = int(parts[12] + parts[13], 16)
+                f["ethertype"] = _int(parts[12] + parts[13], 16)  # None when damaged (not hex)
         elif key in ("MACSRC", "MACDST"):
             name = "mac_src" if key == "MACSRC" else "mac_dst"
             if name not in f:

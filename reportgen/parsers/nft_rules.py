@@ -13,10 +13,9 @@ security 50, srcnat 100), so a native nft ruleset answers "nat POSTROUTING" too.
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-from reportgen.parsers.ruleset import Chain, Match, Rule, Ruleset
+from reportgen.parsers.ruleset import Chain, Match, Rule, Ruleset, split_words
 
 _PRIO_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 _STD_TABLE = {("nat", -100): "nat", ("nat", 100): "nat", ("filter", -300): "raw", ("filter", -150): "mangle",
@@ -65,7 +64,7 @@ def _anonymous_set(toks: list[str], i: int) -> tuple[str | None, int]:
 def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rule:
     """Translate one nft rule into a Rule for reportgen.explain.rules."""
     try:
-        toks = shlex.split(text)
+        toks = split_words(text)
     except ValueError:
         return Rule(table, chain, num, line, text, (Match("nft", (text,), False, "nft"),), None, ())
     matches: list[Match] = []
@@ -172,7 +171,7 @@ def _unsupported(table: str, chain: str, num: int, line: int, text: str, matches
 
 def _tail_target(text: str) -> str | None:
     try:
-        toks = shlex.split(text)
+        toks = split_words(text)
     except ValueError:
         return None
     for k in range(len(toks) - 1, -1, -1):

@@ -16,7 +16,7 @@ _TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{(?: # handle \d+)?$
 _CHAIN = re.compile(r"^chain (?P<name>\S+) \{(?: # handle \d+)?$")
 _BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
                    r"(?: policy (?P<policy>\w+);)?")
-_HANDLE = re.compile(r"\s*# handle (\d+)$")
+_HANDLE = re.compile(r"# handle ([0-9]+)$")  # blanks before it are stripped in Python: \s* here is quadratic
 _VERDICT = re.compile(r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
                       r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$")
 
@@ -37,13 +37,13 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
             continue
         if table is None:
             # "nft -a list ruleset" ends table and chain lines with "# handle N" too.
-            m = _TABLE.match(_HANDLE.sub("", line))
+            m = _TABLE.match(_HANDLE.sub("", line).rstrip())
             if m:
                 table = {"family": m.group("family"), "name": m.group("name"), "chains": [], "line": n}
                 tables.append(table)
             continue
         if chain is None:
-            m = _CHAIN.match(_HANDLE.sub("", line))
+            m = _CHAIN.match(_HANDLE.sub("", line).rstrip())
             if m:
                 chain = {"name": m.group("name"), "type": None, "hook": None, "priority": None, "policy": None,
                          "rules": [], "line": n}
@@ -65,7 +65,7 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
                          policy=base.group("policy"))
             continue
         h = _HANDLE.search(line)
-        body = _HANDLE.sub("", line)
+        body = line[: h.start()].rstrip() if h else line
         verdict = _VERDICT.search(body)
         chain["rules"].append({"text": body, "handle": int(h.group(1)) if h else None, "line": n,
                                "verdict": verdict.group(1) if verdict else None,

@@ -203,11 +203,9 @@ class PrefixMap:
     @staticmethod
     def load(path: Path) -> PrefixMap:
         """Read a YAML prefix map; errors name the file and the entry."""
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
-            raise InputError(str(path), line or None, f"not valid YAML: {exc}") from exc
+        from reportgen.sources.bounded import load_yaml  # size and alias limits: the file may be hostile
+
+        data = load_yaml(path) or {}
         entries = data.get("prefixes", data) if isinstance(data, dict) else None
         if not isinstance(entries, dict):
             raise InputError(str(path), None, "a prefix map is a mapping 'prefix: \"family table chain\"'")

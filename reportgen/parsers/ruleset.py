@@ -10,7 +10,6 @@ line in the file, so a report can point at them.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 
 from reportgen.errors import InputError
@@ -25,6 +24,39 @@ _TWO_VALUE_OPTS = frozenset({"--tcp-flags", "--match-set"})  # iptables-extensio
 _ALIASES = {"--source": "-s", "--destination": "-d", "--in-interface": "-i", "--out-interface": "-o",
             "--protocol": "-p", "--jump": "-j", "--goto": "-g", "--match": "-m", "--source-port": "--sport",
             "--destination-port": "--dport", "--src": "-s", "--dst": "-d"}
+
+
+# One shell word: bare characters, "double-quoted" (backslash escapes " and \\ only, as in shlex's
+# POSIX mode, which is how iptables-save quotes: iptables/xshared.c xtables_save_string), 'single-quoted',
+# or a backslash escape. The unrolled-loop form keeps the regex linear in the word's length; shlex
+# itself grows each token one character at a time and is quadratic in a long token.
+_WORD = re.compile(r"""(?:[^\s"'\\]+|"[^"\\]*(?:\\.[^"\\]*)*"|'[^']*'|\\.)+""", re.S)
+_PIECE = re.compile(r"""[^\s"'\\]+|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^']*)'|\\(.)""", re.S)
+_DQ_ESCAPE = re.compile(r"""\\([\\"])""")
+
+
+def split_words(text: str) -> list[str]:
+    """Split a rule into words as ``shlex.split`` does, in linear time; ValueError on an open quote."""
+    words: list[str] = []
+    pos = 0
+    for m in _WORD.finditer(text):
+        if text[pos:m.start()].strip():
+            raise ValueError(f"no closing quotation at column {pos + 1}")
+        pos = m.end()
+        parts = []
+        for p in _PIECE.finditer(m.group()):
+            if p.group(1) is not None:
+                parts.append(_DQ_ESCAPE.sub(r"\1", p.group(1)))
+            elif p.group(2) is not None:
+                parts.append(p.group(2))
+            elif p.group(3) is not None:
+                parts.append(p.group(3))
+            else:
+                parts.append(p.group())
+        words.append("".join(parts))
+    if text[pos:].strip():
+        raise ValueError(f"no closing quotation at column {pos + 1}")
+    return words
 
 
 @dataclass(frozen=True)
@@ -133,20 +165,29 @@ def parse_ruleset(text: str, source: str = "", family: str = "ipv4") -> Ruleset:
             raise InputError(source, n, "rule or chain outside a '*table' section", raw)
         if line.startswith(":"):
             parts = line[1:].split()
+            if not parts:
+                raise InputError(source, n, "chain declaration without a chain name", raw)
             policy = parts[1] if len(parts) > 1 and parts[1] != "-" else None
             rs.tables[table].setdefault(parts[0], Chain(parts[0], policy))
             continue
-        cm = re.match(r"^\[(\d+):(\d+)\]\s*", line)
+        cm = re.match(r"^\[([0-9]+):([0-9]+)\]\s*", line)
         body = line[cm.end():] if cm else line
         if not body.startswith("-A "):
             raise InputError(source, n, "expected '-A CHAIN ...'", raw)
         try:
-            tokens = shlex.split(body)
+            tokens = split_words(body)
+            problem = ""
         except ValueError as exc:
-            raise InputError(source, n, f"unbalanced quotes: {exc}", raw) from exc
+            # A cut or damaged rule keeps its place in the chain (later rules keep their numbers) but
+            # is never evaluated: the evaluator stops at it and says why.
+            tokens, problem = body.split()[:2], f"rule not parsed: {exc}"
+        if len(tokens) < 2:
+            raise InputError(source, n, "'-A' without a chain name", raw)
         chain_name = tokens[1]
         chain = rs.tables[table].setdefault(chain_name, Chain(chain_name, None))
-        matches, target, targs, goto = _tokens_to_matches(tokens[2:])
+        matches, target, targs, goto = _tokens_to_matches(tokens[2:] if not problem else [])
+        if problem:
+            matches = [Match("unparsed", (problem,), False, None)]
         chain.rules.append(Rule(table, chain_name, len(chain.rules) + 1, n, body, tuple(matches), target,
                                 tuple(targs), goto, (int(cm.group(1)), int(cm.group(2))) if cm else None))
     return rs

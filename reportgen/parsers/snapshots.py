@@ -11,10 +11,15 @@ import ipaddress
 import re
 from typing import Any
 
+from reportgen.errors import InputError
+
 _IPLINK_HEAD = re.compile(r"^(?P<idx>\d+): (?P<name>[^:@\s]+)(?:@(?P<peer>[^:\s]+))?: <(?P<flags>[^>]*)>(?P<rest>.*)$")
 _FDB = re.compile(r"^(?P<mac>[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}) dev (?P<dev>\S+)(?P<rest>.*)$")
-_SYSCTL = re.compile(r"^(?P<key>[a-z][\w.\-/]+)\s*=\s*(?P<value>.*?)\s*$")
-_SHOWMACS = re.compile(r"^\s*(?P<port>\d+)\s+(?P<mac>[0-9a-fA-F:]{17})\s+(?P<local>yes|no)\s+(?P<age>[\d.]+)")
+# The value is taken whole and stripped in Python: a lazy ``.*?`` before ``\s*$`` retries the blank run
+# at every position, quadratic in a long run of blanks.
+_SYSCTL = re.compile(r"^(?P<key>[a-z][\w.\-/]+)[ \t]*=(?P<value>.*)$")
+_SHOWMACS = re.compile(r"^\s*(?P<port>[0-9]+)\s+(?P<mac>[0-9a-fA-F:]{17})\s+(?P<local>yes|no)\s+"
+                       r"(?P<age>[0-9]+(?:\.[0-9]+)?)(?:\s|$)")
 
 
 def detect_kind(text: str) -> str | None:
@@ -78,8 +83,8 @@ def parse_ip_link(text: str) -> dict[str, Any]:
                 "mac": None, "link_type": None, "link_netnsid": None, "addresses": [],
             }
             peer = m.group("peer")
-            if peer and peer.startswith("if") and peer[2:].isdigit():
-                cur["peer_ifindex"] = int(peer[2:])  # "@ifN": the veth peer's index in its netns
+            if peer and peer.startswith("if") and _int(peer[2:]) is not None:
+                cur["peer_ifindex"] = _int(peer[2:])  # "@ifN": the veth peer's index in its netns
             ifaces.append(cur)
             continue
         s = line.strip()
@@ -115,13 +120,19 @@ def parse_bridge_fdb(text: str) -> dict[str, Any]:
                 unparsed.append((n, line))
             continue
         rest = m.group("rest").split()
-        master = rest[rest.index("master") + 1] if "master" in rest else None
-        vlan = int(rest[rest.index("vlan") + 1]) if "vlan" in rest else None
+        master = _after(rest, "master")
+        vlan_text = _after(rest, "vlan")
+        vlan = _int(vlan_text) if vlan_text else None
         entries.append({
             "mac": m.group("mac").lower(), "dev": m.group("dev"), "master": master, "vlan": vlan,
             "self": "self" in rest, "permanent": "permanent" in rest, "line": n,
         })
     return {"entries": entries, "unparsed": unparsed}
+
+
+def _after(words: list[str], key: str) -> str | None:
+    """The word after ``key``; None when it is missing or last (a line cut after ``master``)."""
+    return words[words.index(key) + 1] if key in words[:-1] else None
 
 
 def parse_brctl_show(text: str) -> dict[str, Any]:
@@ -150,6 +161,11 @@ def parse_brctl_showmacs(text: str) -> dict[str, Any]:
     return {"macs": rows}
 
 
+def _int(text: str) -> int | None:
+    """A decimal number, or None (``str.isdigit`` also accepts "²", which ``int`` refuses)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_route_n(text: str) -> dict[str, Any]:
     """Parse ``route -n`` (net-tools): destination, gateway, genmask, flags, metric, interface.
 
@@ -160,10 +176,18 @@ def parse_route_n(text: str) -> dict[str, Any]:
     routes = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 8 and re.fullmatch(r"[\d.]+", parts[0]) and re.fullmatch(r"[\d.]+", parts[2]):
-            net = ipaddress.ip_network(f"{parts[0]}/{parts[2]}", strict=False)
-            routes.append({"dst": str(net), "gateway": None if parts[1] == "0.0.0.0" else parts[1],
-                           "flags": parts[3], "metric": int(parts[4]), "dev": parts[7]})
+        if not parts or parts[0] in ("Kernel", "Destination"):
+            continue
+        metric = _int(parts[4]) if len(parts) >= 8 else None
+        try:
+            net = ipaddress.IPv4Network(f"{parts[0]}/{parts[2]}", strict=False) if metric is not None else None
+            gateway = ipaddress.IPv4Address(parts[1]) if net is not None else None
+        except ValueError:
+            net = None
+        if net is None or gateway is None or metric is None:
+            continue  # a header, an IPv6 table or a damaged line
+        routes.append({"dst": str(net), "gateway": None if parts[1] == "0.0.0.0" else parts[1],
+                       "flags": parts[3], "metric": metric, "dev": parts[7]})
     return {"routes": routes}
 
 
@@ -172,24 +196,25 @@ def parse_ip_route(text: str) -> dict[str, Any]:
     routes = []
     for line in text.splitlines():
         parts = line.split()
-        if not parts or " dev " not in f" {line} ":
+        if not parts or "dev" not in parts[:-1]:
             continue
         dst = parts[0]
         if dst in ("unreachable", "blackhole", "local", "broadcast") and len(parts) > 1:
             dst = parts[1]
-        if dst == "default":
-            dst = "::/0" if ":" in line.split(" via ")[-1].split()[0] else "0.0.0.0/0"
 
         def opt(key: str, parts: list[str] = parts) -> str | None:
             return parts[parts.index(key) + 1] if key in parts[:-1] else None
 
+        via = opt("via")
+        if dst == "default":
+            dst = "::/0" if via is not None and ":" in via else "0.0.0.0/0"
         try:
             net = str(ipaddress.ip_network(dst, strict=False))
         except ValueError:
             continue
         metric = opt("metric")
-        routes.append({"dst": net, "gateway": opt("via"), "dev": opt("dev"), "src": opt("src"),
-                       "metric": int(metric) if metric else 0, "scope": opt("scope")})
+        routes.append({"dst": net, "gateway": via, "dev": opt("dev"), "src": opt("src"),
+                       "metric": (_int(metric) or 0) if metric else 0, "scope": opt("scope")})
     return {"routes": routes}
 
 
@@ -199,36 +224,64 @@ def parse_sysctl(text: str) -> dict[str, Any]:
     for line in text.splitlines():
         m = _SYSCTL.match(line.strip())
         if m:
-            values[m.group("key").replace("/", ".")] = m.group("value")
+            values[m.group("key").replace("/", ".")] = m.group("value").strip()
     return {"values": values}
 
 
-def parse_ip_json(text: str) -> dict[str, Any]:
-    """Parse ``ip -j link``/``ip -j addr`` into the same structure as the text parser."""
+def _json_list(text: str, what: str) -> list[dict[str, Any]]:
+    """The top-level array of ``-j`` output; entries that are not objects are an error, not a crash."""
     import json
 
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
+        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+        raise InputError("", line, f"not valid {what} JSON: {exc}") from exc
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise InputError("", None, f"{what} JSON is a list of objects; this is not")
+    return data
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _num(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_ip_json(text: str) -> dict[str, Any]:
+    """Parse ``ip -j link``/``ip -j addr`` into the same structure as the text parser.
+
+    Fields of an unexpected type are left out (None) instead of reaching the topology.
+    """
     ifaces = []
-    for it in json.loads(text):
+    for it in _json_list(text, "ip -j"):
+        flags = it.get("flags")
+        addrs = it.get("addr_info")
         ifaces.append({
-            "index": it.get("ifindex"), "name": it.get("ifname"),
-            "peer_ifindex": it.get("link_index"), "flags": it.get("flags", []), "master": it.get("master"),
-            "mac": it.get("address") if it.get("link_type") == "ether" else None,
-            "link_type": it.get("link_type"), "link_netnsid": it.get("link_netnsid"),
-            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in it.get("addr_info", []) if "local" in a],
+            "index": _num(it.get("ifindex")), "name": _str(it.get("ifname")) or "",
+            "peer_ifindex": _num(it.get("link_index")),
+            "flags": [f for f in flags if isinstance(f, str)] if isinstance(flags, list) else [],
+            "master": _str(it.get("master")),
+            "mac": _str(it.get("address")) if it.get("link_type") == "ether" else None,
+            "link_type": _str(it.get("link_type")), "link_netnsid": _num(it.get("link_netnsid")),
+            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in addrs if isinstance(a, dict) and
+                          _str(a.get("local")) and _num(a.get("prefixlen")) is not None]
+            if isinstance(addrs, list) else [],
         })
     return {"interfaces": ifaces, "unparsed": []}
 
 
 def parse_bridge_fdb_json(text: str) -> dict[str, Any]:
     """Parse ``bridge -j fdb`` into the same structure as the text parser."""
-    import json
-
     entries = []
-    for n, e in enumerate(json.loads(text), start=1):
-        flags = e.get("flags", [])
-        entries.append({"mac": e.get("mac", "").lower(), "dev": e.get("ifname"), "master": e.get("master"),
-                        "vlan": e.get("vlan"), "self": "self" in flags, "permanent": e.get("state") == "permanent",
-                        "line": n})
+    for n, e in enumerate(_json_list(text, "bridge -j fdb"), start=1):
+        flags = e.get("flags")
+        flags = flags if isinstance(flags, list) else []
+        entries.append({"mac": (_str(e.get("mac")) or "").lower(), "dev": _str(e.get("ifname")),
+                        "master": _str(e.get("master")), "vlan": _num(e.get("vlan")), "self": "self" in flags,
+                        "permanent": e.get("state") == "permanent", "line": n})
     return {"entries": entries, "unparsed": []}
 
 

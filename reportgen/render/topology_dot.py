@@ -54,14 +54,14 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
         pass  # a dropped packet's line ends where it was last seen, not at the interface routing chose
     elif eg_port:
         bridge = topo.bridge_of(eg_port) or ip_out or "bridge"
-        if path[-1][0] != f"br:{bridge}":
+        if not path or path[-1][0] != f"br:{bridge}":  # a packet logged only on the way out has no ingress
             path.append((f"br:{bridge}", f"bridge {bridge}"))
         dst_mac = last.mac_dst if last.fmt == "ebtlog" else None
         l3_last = next((r for r in reversed(hops) if r.src), None)  # after any DNAT
         path += [(f"port:{eg_port}", eg_port), _endpoint(topo, dst_mac, l3_last.dst if l3_last else None)]
     elif ip_out and topo.is_bridge(ip_out):
         l3_last = next((r for r in reversed(hops) if r.src), None)
-        if path[-1][0] != f"br:{ip_out}":
+        if not path or path[-1][0] != f"br:{ip_out}":
             path.append((f"br:{ip_out}", f"bridge {ip_out}"))
         path.append(_endpoint(topo, None, l3_last.dst if l3_last else None))
     elif ip_out:

@@ -46,7 +46,10 @@ def predicted_places(w: Walk, seen: set[tuple[str, str]]) -> list[tuple[str, str
 
 def query_for(p: Packet) -> Query | None:
     """The question that reproduces an observed packet: its addresses, ports and where it came in."""
-    first = next((h for h in p.hops if h.event.record.src and h.event.record.proto in _PROTO), None)
+    # A masked or cut address leaves nothing to simulate: the question needs both ends.
+    first = next(
+        (h for h in p.hops if h.event.record.src and h.event.record.dst and h.event.record.proto in _PROTO), None
+    )
     if first is None:
         return None
     r = first.event.record
@@ -56,7 +59,8 @@ def query_for(p: Packet) -> Query | None:
     r0 = p.hops[0].event.record
     in_iface = r0.physin or r0.in_dev or None
     icmp = r.proto in ("ICMP", "ICMPv6")
-    assert r.src is not None and r.dst is not None
+    if r.src is None or r.dst is None:
+        return None
     return Query(r.src, r.dst, _PROTO[r.proto or ""], None if icmp else r.dport, None if icmp else r.sport, in_iface)
 
 

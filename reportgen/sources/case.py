@@ -7,19 +7,29 @@ with a reason. Snapshot files are recognised by their content when no manifest n
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import yaml
 
 from reportgen.errors import InputError
 from reportgen.explain.answer import answer_case
 from reportgen.explain.correlate import correlate, merge_sources
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import build_topology
-from reportgen.model import Event, HookRef, InputFile, LineRef, LogRecord, Report, RuleHit, Snapshot, UnusedLine
+from reportgen.model import (
+    Event,
+    HookRef,
+    InputFile,
+    LineRef,
+    LogRecord,
+    Packet,
+    Report,
+    RuleHit,
+    Snapshot,
+    UnusedLine,
+)
 from reportgen.netfilter import HOOKS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
@@ -36,9 +46,13 @@ from reportgen.parsers.traces import (
     nft_hook,
     table_hooks,
 )
-from reportgen.sources.framing import LineFramer, read_lines, strip_wrapper
+from reportgen.sources.bounded import RawLine, load_yaml, overlong_reason, raw_lines
+from reportgen.sources.framing import LineFramer, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
+
+
+OUTPUT_MARKER = ".reportgen-output"  # written into every output folder; such folders are never read back
 
 
 @dataclass
@@ -62,69 +76,125 @@ def _rel(path: Path, base: Path) -> str:
         return path.name
 
 
-def load_spec(paths: list[Path], prefix_map: PrefixMap | None = None) -> CaseSpec:
-    """Turn the command-line inputs into a CaseSpec; errors name the file."""
+def is_output_folder(d: Path) -> bool:
+    """Whether a folder is one reportgen wrote (its reports must never be read back as input)."""
+    return (d / OUTPUT_MARKER).exists()
+
+
+def case_name(d: Path) -> str:
+    """A case's name from its folder: never empty, ``.`` or ``..``, never a path (it names an output folder)."""
+    name = d.resolve().name
+    return name if name and name not in (".", "..") else "case"
+
+
+def load_spec(paths: list[Path], prefix_map: PrefixMap | None = None, allow_outside: bool = False) -> CaseSpec:
+    """Turn the command-line inputs into a CaseSpec; errors name the file.
+
+    A case folder is read only inside itself: its manifest may not name absolute or ``..`` paths,
+    and no file (a symlink) may resolve outside it, unless ``allow_outside``. Loose files given on
+    the command line are read as given: the user named them.
+    """
     if len(paths) == 1 and paths[0].is_dir():
         d = paths[0]
+        if is_output_folder(d):
+            raise InputError(str(d), None, f"a reportgen output folder ({OUTPUT_MARKER}); not read as input")
         manifest = d / "case.yaml"
         if manifest.exists():
-            spec = _from_manifest(d, manifest)
+            spec = _from_manifest(d, manifest, allow_outside)
         else:
-            spec = CaseSpec(d.name, d.name, "", d)
-            _classify(spec, sorted(p for p in d.iterdir() if p.is_file() and p.name != "prefixes.yaml"))
+            spec = CaseSpec(case_name(d), case_name(d), "", d)
+            entries = [p for p in sorted(d.iterdir()) if p.name not in ("prefixes.yaml", OUTPUT_MARKER)]
+            _classify(spec, [_inside(d, p, str(p), allow_outside) for p in entries if p.is_file() or p.is_symlink()])
         pm = d / "prefixes.yaml"
         if pm.exists():
-            spec.prefix_map = spec.prefix_map.merged(PrefixMap.load(pm))
+            spec.prefix_map = spec.prefix_map.merged(PrefixMap.load(_inside(d, pm, str(pm), allow_outside)))
     else:
+        files: list[Path] = []
+        seen: set[Path] = set()
         for p in paths:
             if not p.exists():
                 raise InputError(str(p), None, "no such file")
             if p.is_dir():
                 raise InputError(str(p), None, "give either one case folder or files, not a mix")
-        base = paths[0].parent
-        name = paths[0].stem if len(paths) == 1 else base.name or "case"
+            if not p.is_file():
+                raise InputError(str(p), None, "not a regular file")
+            if is_output_folder(p.parent) and p.name.startswith("report."):
+                raise InputError(str(p), None, "a report reportgen wrote; not read back as input")
+            real = p.resolve()
+            if real not in seen:  # the same file given twice is read once
+                seen.add(real)
+                files.append(p)
+        # Loose files are named by their path below the folder they share, so two dmesg.log from
+        # different folders stay two files in the account.
+        absolute = [Path(os.path.abspath(p)) for p in files]
+        base = Path(os.path.commonpath([p.parent for p in absolute]))
+        name = files[0].stem if len(files) == 1 else case_name(base)
         spec = CaseSpec(name, name, "", base)
-        _classify(spec, paths)
+        _classify(spec, absolute)
     if prefix_map is not None:
         spec.prefix_map = spec.prefix_map.merged(prefix_map)
     return spec
 
 
-def _from_manifest(d: Path, manifest: Path) -> CaseSpec:
+def _inside(d: Path, p: Path, named_by: str, allow_outside: bool, what: str = "file") -> Path:
+    """Return p when it is a regular file that resolves inside the case folder d (or allow_outside)."""
     try:
-        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(str(manifest), mark.line + 1 if mark else None, f"not valid YAML: {exc}") from exc
+        exists, real = p.exists(), p.resolve()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a symlink loop
+        raise InputError(named_by, None, f"{what} {_rel(p, d)!r}: cannot be opened ({exc})") from exc
+    if not exists:
+        raise InputError(named_by, None, f"{what} {p.name!r} does not exist")
+    if not allow_outside and not real.is_relative_to(d.resolve()):
+        raise InputError(named_by, None, f"{what} {_rel(p, d)!r} resolves to {real}, outside the case "
+                         "folder (a symlink?); a case reads only its own folder unless --allow-outside is given")
+    if not p.is_file():
+        raise InputError(named_by, None, f"{what} {_rel(p, d)!r} is not a regular file")
+    return p
+
+
+def _entry(d: Path, manifest: Path, entry: object, what: str, allow_outside: bool) -> Path:
+    """Resolve one file named in case.yaml: relative, no ``..``, inside the folder (unless allowed)."""
+    text = str(entry)
+    rel = Path(text)
+    if not allow_outside and (rel.is_absolute() or ".." in rel.parts):
+        raise InputError(str(manifest), None, f"{what} {text!r}: absolute and '..' paths are refused; a case "
+                         "reads only its own folder unless --allow-outside is given")
+    return _inside(d, d / rel, str(manifest), allow_outside, what)
+
+
+def _list_of(data: dict[str, object], key: str, manifest: Path) -> list[object]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise InputError(str(manifest), None, f"{key!r} is a list of files")
+    return value
+
+
+def _from_manifest(d: Path, manifest: Path, allow_outside: bool) -> CaseSpec:
+    data = load_yaml(_inside(d, manifest, str(manifest), allow_outside)) or {}
     if not isinstance(data, dict):
         raise InputError(str(manifest), None, "a case manifest is a mapping with title, trace, snapshots")
-    spec = CaseSpec(d.name, str(data.get("title", d.name)), str(data.get("description", "")).strip(), d)
-    for entry in data.get("trace", []) or []:
-        p = d / str(entry)
-        if not p.exists():
-            raise InputError(str(manifest), None, f"trace file {entry!r} does not exist")
-        spec.traces.append(p)
-    for entry in data.get("snapshots", []) or []:
+    spec = CaseSpec(case_name(d), str(data.get("title", case_name(d))), str(data.get("description", "")).strip(), d)
+    for entry in _list_of(data, "trace", manifest):
+        spec.traces.append(_entry(d, manifest, entry, "trace file", allow_outside))
+    for entry in _list_of(data, "snapshots", manifest):
         if isinstance(entry, dict):
-            fname, kind, host = str(entry.get("file")), entry.get("kind"), str(entry.get("host", "host"))
+            fname, kind, host = entry.get("file"), entry.get("kind"), str(entry.get("host", "host"))
+            if kind is not None and not isinstance(kind, str):
+                raise InputError(str(manifest), None, f"snapshot {fname!r}: kind is a word, not {kind!r}")
         else:
-            fname, kind, host = str(entry), None, "host"
-        p = d / fname
-        if not p.exists():
-            raise InputError(str(manifest), None, f"snapshot file {fname!r} does not exist")
-        spec.snapshots.append((p, kind, host))
-    for entry in data.get("attachments", []) or []:
+            fname, kind, host = entry, None, "host"
+        spec.snapshots.append((_entry(d, manifest, fname, "snapshot file", allow_outside), kind, host))
+    for entry in _list_of(data, "attachments", manifest):
         # Outputs kept for the reader (iptables-save, nft, conntrack ...), shown verbatim.
-        p = d / str(entry.get("file") if isinstance(entry, dict) else entry)
-        if not p.exists():
-            raise InputError(str(manifest), None, f"attachment {p.name!r} does not exist")
+        fname = entry.get("file") if isinstance(entry, dict) else entry
+        p = _entry(d, manifest, fname, "attachment", allow_outside)
         kind = str(entry.get("kind", "attachment")) if isinstance(entry, dict) else "attachment"
         spec.snapshots.append((p, "attachment:" + kind, "host"))
-    for note in data.get("notes", []) or []:
+    for note in _list_of(data, "notes", manifest):
         spec.notes.append(str(note))
     lab = data.get("lab")
     if isinstance(lab, dict) and isinstance(lab.get("versions"), dict):
-        v = lab["versions"]
+        v = {str(k): val for k, val in lab["versions"].items()}
         spec.notes.append("Captured on kernel " + str(v.get("kernel")) + " with " +
                           ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel") + ".")
     return spec
@@ -134,7 +204,8 @@ def _classify(spec: CaseSpec, files: list[Path]) -> None:
     for p in files:
         if p.suffix in (".yaml", ".yml") and p.name != "prefixes.yaml":
             continue
-        head = p.open("rb").read(4096).decode("utf-8", errors="replace")
+        with p.open("rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
         kind = detect_kind(head)
         if kind:
             spec.snapshots.append((p, kind, "host"))
@@ -210,15 +281,19 @@ class _LegacyTraceGrouper:
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
                  appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: ChainHooks) -> Iterator[Event]:
-    """Stream one trace file into events; every line becomes part of an event or an unused entry."""
-    head = [t for _, t in itertools.islice(read_lines(path), 50)]
+                 chain_hooks: ChainHooks, joined: dict[LineRef, int]) -> Iterator[Event]:
+    """Stream one trace file into events; every line becomes part of an event or an unused entry.
+
+    ``joined`` learns the records that were wrapped over several physical lines (first -> last).
+    """
+    head = [_text(raw) for raw in itertools.islice(raw_lines(path), 50) if not raw.overlong]
     fmt = detect_trace_format(head)
     monitor = (XtablesMonitorParser(chain_hooks) if fmt == "xtmon" else NftTraceParser(chain_hooks)
                if fmt == "nfttrace" else None)
     legacy = _LegacyTraceGrouper()
     # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
-    lines = LineFramer(read_lines(path), split_records=monitor is None)
+    physical: list[int] = [0]
+    lines = LineFramer(_checked_lines(path, name, unused, physical), split_records=monitor is None)
     for n, text in lines:
         ref = LineRef(name, n)
         if len(appendix) < APPENDIX_LIMIT:
@@ -253,7 +328,27 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     if monitor is not None:
         for v in monitor.flush():
             yield from _visit_event(v, unused)
-    counts[name] = lines.last_line
+    counts[name] = physical[0]
+    joined.update({LineRef(name, first): last for first, last in lines.spans.items()})
+
+
+def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: list[int]) -> Iterator[tuple[int, str]]:
+    """Decode a trace file's lines; an overlong one is listed unused and never decoded or parsed, so
+    parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far."""
+    for raw in raw_lines(path):
+        physical[0] = raw.number
+        if raw.overlong:
+            _add_unused(unused, LineRef(name, raw.number), overlong_reason(raw.size), "")
+            continue
+        yield raw.number, _text(raw)
+
+
+def _text(raw: RawLine) -> str:
+    """Decode one line as framing.read_lines() does (bad UTF-8 to U+FFFD, no NUL, no BOM, no CR)."""
+    text = raw.data.decode("utf-8", errors="replace").replace("\x00", "")
+    if raw.number == 1:
+        text = text.lstrip("\ufeff")
+    return text.rstrip("\r")
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
@@ -282,36 +377,70 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
         hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
-    yield Event(rec, hook, tuple(v.rules))
+    yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
+
+
+MAX_SNAPSHOT_BYTES = 64 << 20  # a host snapshot is kilobytes; beyond this it is not a snapshot
+NO_HOP = "read, but no hop of any packet refers to this line"
+
+
+def _read_snapshot(path: Path) -> tuple[str, list[str]]:
+    """A snapshot's text, overlong lines left empty (and named in the returned problems)."""
+    size = path.stat().st_size
+    if size > MAX_SNAPSHOT_BYTES:
+        return "", [f"{size} bytes: over the {MAX_SNAPSHOT_BYTES}-byte limit for a snapshot"]
+    lines, problems = [], []
+    for raw in raw_lines(path):
+        if raw.overlong:
+            problems.append(f"line {raw.number}: {overlong_reason(raw.size)}")
+        lines.append(_text(raw))
+    return "\n".join(lines) + ("\n" if lines else ""), problems
+
+
+def _snapshot(path: Path, name: str, kind: str | None, host: str) -> tuple[Snapshot, str | None]:
+    """Read and parse one snapshot; a snapshot that cannot be parsed comes back unused, with the reason."""
+    text, problems = _read_snapshot(path)
+    k = kind or detect_kind(text)
+    if k is not None and k.startswith("attachment:"):
+        k = k.split(":", 1)[1]
+        # Attachments whose kind reportgen can read are parsed too; the rest are shown verbatim.
+        if k not in PARSERS:
+            return Snapshot(name, k, text, None, host), None
+    elif kind is not None and kind not in PARSERS:
+        raise InputError(str(path), None, f"unknown snapshot kind {kind!r}; known: {', '.join(sorted(PARSERS))}")
+    if k is None:
+        return Snapshot(name, "unknown", text, None, host), "its content is not a snapshot kind reportgen knows"
+    if not text:
+        return Snapshot(name, k, text, None, host), problems[0] if problems else "the file is empty"
+    try:
+        data = PARSERS[k](text)
+    except InputError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        return Snapshot(name, k, text, None, host), f"cannot be read as {k}: {where}{exc.message}"
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not take the whole report down
+        return Snapshot(name, k, text, None, host), f"reportgen failed to parse it as {k} ({type(exc).__name__}: " \
+            f"{exc}); this is a reportgen bug"
+    return Snapshot(name, k, text, data, host), "; ".join(problems) or None
 
 
 def build_report(spec: CaseSpec) -> Report:
     """Read, correlate and explain one case."""
     snaps = []
+    notes = list(spec.notes)
     for path, kind, host in spec.snapshots:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        k = kind or detect_kind(text)
-        if k is not None and k.startswith("attachment:"):
-            k = k.split(":", 1)[1]
-            # Attachments whose kind reportgen can read are parsed too; the rest are shown verbatim.
-            if k not in PARSERS:
-                snaps.append(Snapshot(_rel(path, spec.base), k, text, None, host))
-                continue
-        if k is None or k not in PARSERS:
-            raise InputError(str(path), None, f"unknown snapshot kind {k!r}; known: {', '.join(sorted(PARSERS))}")
-        try:
-            data = PARSERS[k](text)
-        except InputError as exc:
-            raise InputError(str(path), exc.line, exc.message, exc.text) from exc
-        except ValueError as exc:
-            raise InputError(str(path), None, f"cannot parse as {k}: {exc}") from exc
-        snaps.append(Snapshot(_rel(path, spec.base), k, text, data, host))
+        snap, problem = _snapshot(path, _rel(path, spec.base), kind, host)
+        snaps.append(snap)
+        if problem and snap.data is None:
+            notes.append(f"Snapshot {snap.name} was not used: {problem}.")
+        elif problem:
+            notes.append(f"Snapshot {snap.name}: {problem}.")
     topo = build_topology(tuple(snaps))
     unused: list[UnusedLine] = []
     appendix: list[tuple[LineRef, str]] = []
     counts: dict[str, int] = {}
     chain_hooks = _nft_chain_hooks(snaps)
-    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks))
+    joined: dict[LineRef, int] = {}
+    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, joined))
                 for p in spec.traces]
     events = [ev for evs in per_file for ev in evs]
     inferred = _bridges_from_events(events)
@@ -327,18 +456,46 @@ def build_report(spec: CaseSpec) -> Report:
     convs = predict_conversations(convs, packets, tuple(snaps), topo)
     groups, answers, footers, summary = answer_case(convs, packets, topo)
     total = sum(counts.values())
+    used, unused = _account(counts, unused, packets, dict(appendix), joined)
     files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
     files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
-    notes = list(spec.notes)
     if len(appendix) < total:
         notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
     return Report(
         name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
-        conversations=tuple(convs), packets=tuple(packets), lines_total=total,
-        lines_used=total - sum(u.count for u in unused),
+        conversations=tuple(convs), packets=tuple(packets), lines_total=total, lines_used=used,
         unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
         groups=groups, answers=answers, footers=footers, summary=summary,
     )
+
+
+def _account(counts: dict[str, int], unused: list[UnusedLine], packets: list[Packet],
+             texts: dict[LineRef, str], joined: dict[LineRef, int]) -> tuple[int, list[UnusedLine]]:
+    """Count used lines from the lines hops refer to; list every other unlisted line as unused.
+
+    The total is never used to derive "used": a line that became no hop and was never listed unused
+    (a bug) shows up in the unused list instead of being counted as used.
+    """
+    used: dict[str, set[int]] = {name: set() for name in counts}
+    for p in packets:
+        for h in p.hops:
+            for ref in h.event.refs:
+                if ref.file in used:
+                    used[ref.file].update(range(ref.line, joined.get(ref, ref.line) + 1))
+    covered: dict[str, list[tuple[int, int]]] = {name: [(n, n) for n in lines] for name, lines in used.items()}
+    for u in unused:
+        covered.setdefault(u.ref.file, []).append((u.ref.line, max(u.last, u.ref.line)))
+    out = list(unused)
+    for name, total in counts.items():
+        nxt = 1
+        for start, end in sorted(covered[name]) + [(total + 1, total + 1)]:
+            if start > nxt:
+                ref = LineRef(name, nxt)
+                out.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), start - 1 if start - 1 > nxt else 0))
+            nxt = max(nxt, end + 1)
+    order = {name: i for i, name in enumerate(counts)}
+    out.sort(key=lambda u: (order.get(u.ref.file, len(order)), u.ref.line))
+    return sum(len(lines) for lines in used.values()), out
 
 
 def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:

@@ -130,6 +130,9 @@ class LineFramer:
         self.lines = lines
         self.split_records = split_records
         self.last_line = 0
+        # First physical line of a record joined from several -> its last physical line, so every
+        # line of a wrapped record is accounted as used when the record is.
+        self.spans: dict[int, int] = {}
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         # The record being built: its first line, its text, and the previous physical line framed
@@ -148,6 +151,7 @@ class LineFramer:
             if pending is not None and _continues(pending[2], text, framed):
                 joined = pending[1].rstrip() + " " + text.strip()
                 pending = (pending[0], joined, strip_wrapper(joined))
+                self.spans[pending[0]] = n
                 continue
             if pending is not None:
                 yield from _split(*pending)
