@@ -186,3 +186,20 @@ def test_drop_prefix_on_an_unplaced_line_names_both_hooks():
                      action=Action.DROP))
     assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert p.verdict.explanation.startswith("Dropped at PREROUTING or INPUT (the line has IN= only")
+
+
+def test_redacted_addresses_never_print_none_nor_invent_a_destination_change():
+    """A paste that masked SRC/DST: the packet is described with 'redacted', a SYN is still a request,
+    and a field known on one hop only is never called changed (no NAT from a field not printed)."""
+    masked = rec("eth0", src=None, dst=None, redacted=("src", "dst"))
+    [p] = packets(ev(masked, "INPUT", action=Action.DROP, convention="ufw"))
+    assert p.summary == "TCP redacted:40000 → redacted:22 [SYN]" and p.role == "request"
+    said = " ".join(p.summary.split() + [t for h in p.hops for t in h.explanation])
+    assert "None" not in said
+    udp = rec("eth0", src=None, dst=None, redacted=("src", "dst"), proto="UDP", tcp_flags=())
+    [q] = packets(ev(udp, "INPUT"))
+    assert q.role == "unknown"  # a UDP datagram alone does not say who opened the conversation
+    a = rec("eth1", "eth0", src="192.0.2.7", dst=None, redacted=("dst",))
+    b = rec("", "eth0", src="192.0.2.7")
+    [r] = packets(ev(a, "FORWARD"), ev(b, "POSTROUTING", table="nat"))
+    assert not any("Destination changed" in t for h in r.hops for t in h.explanation)

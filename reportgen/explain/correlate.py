@@ -460,6 +460,25 @@ def reverse(v: View) -> View:
 _ICMP_REPLY_TYPES = {("ICMP", 0), ("ICMPv6", 129)}  # echo reply: RFC 792 type 0, RFC 4443 type 129
 
 
+_ICMP_REQUEST_TYPES = {("ICMP", 8), ("ICMPv6", 128)}  # echo request: RFC 792 type 8, RFC 4443 type 128
+
+
+def opens_by_itself(track: Track) -> bool:
+    """Tell whether a packet is a request by its own header, even with its addresses redacted.
+
+    A TCP SYN without ACK is the first packet of a handshake (RFC 9293 3.5) and an echo request asks
+    for a reply: conntrack makes either the original direction of a new entry
+    (nf_conntrack_proto_tcp.c tcp_new() accepts only a SYN; nf_conntrack_proto_icmp.c icmp_new()).
+    """
+    for ev in track.events:
+        r = ev.record
+        if (r.proto, r.icmp_type) in _ICMP_REQUEST_TYPES:
+            return True
+        if r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" not in r.tcp_flags:
+            return True
+    return False
+
+
 def is_reply_by_itself(track: Track) -> bool:
     """Tell whether a packet is a reply without its request: an echo reply, or a TCP SYN-ACK."""
     l3 = track.l3()
