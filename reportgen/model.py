@@ -94,6 +94,11 @@ class LogRecord:
     # had redacted ("XXX.232.61.230", "xx:xx:..", "<filtered>"); such a field's value is None and
     # it must be shown as redacted, never as an address.
     redacted: tuple[str, ...] = ()
+    # Whether the line printed a MAC field at all (MAC=, even empty or redacted, or MACSRC=). Since
+    # xt_LOG (Linux 3.4) the MAC header is logged whenever there is an input device; older ipt_LOG.c
+    # logged it only "for input path only" (in && !out), so its absence on a line with IN= and OUT=
+    # dates the kernel (prefix.in_out_hooks).
+    mac_logged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

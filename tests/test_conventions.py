@@ -220,7 +220,7 @@ def test_firewalld_chain_is_the_zone_chain():
 def test_convention_contradicted_by_in_out_falls_back_to_kernel_facts():
     # fw4's "in" verdict chains are reached from input_<zone> only; a line with OUT= set cannot be there.
     _, h = resolve(
-        "reject wan in: IN=eth1 OUT=br-lan SRC=192.0.2.1 DST=10.0.0.2 LEN=60 TOS=0x00 PROTO=TCP SPT=1 DPT=2 SYN"
+        "reject wan in: IN=eth1 OUT=br-lan MAC= SRC=192.0.2.1 DST=10.0.0.2 LEN=60 TOS=0x00 PROTO=TCP SPT=1 DPT=2 SYN"
     )
     assert h.convention is None and h.candidates == ("FORWARD", "POSTROUTING")
     assert h.action is Action.REJECT and "do not fit" in h.how

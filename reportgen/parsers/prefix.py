@@ -339,10 +339,25 @@ def _clean(prefix: str) -> str:
     return s
 
 
+# A number a book or a post put before the prefix as a callout marker ("1 [UFW LIMIT BLOCK] ").
+_CALLOUT = re.compile(r"^\d{1,2} +(?=\S)")
+
+
 @functools.lru_cache(maxsize=4096)
 def match_convention(prefix: str) -> ConventionMatch | None:
-    """Return what the first matching well-known convention says about a prefix."""
+    """Return what the first matching well-known convention says about a prefix.
+
+    A prefix that matches none is tried once more without a leading callout number: no convention's
+    prefix starts with one, so only a whole convention prefix after it is taken.
+    """
     s = _clean(prefix)
+    found = _match_convention(s)
+    if found is None and _CALLOUT.match(s):
+        found = _match_convention(_CALLOUT.sub("", s, count=1))
+    return found
+
+
+def _match_convention(s: str) -> ConventionMatch | None:
     for conv in conventions():
         m = conv.pattern.match(s)
         if m is None:
@@ -412,8 +427,27 @@ def record_family(rec: LogRecord) -> str | None:
 
 def in_out_hooks(family: str, rec: LogRecord) -> tuple[str, ...]:
     """Return the hooks a record can have been logged at, by which of IN= and OUT= it prints."""
+    if family != BRIDGE and rec.in_dev and rec.out_dev and not forwarded_post_routing_possible(rec):
+        return (FORWARD,)
     table = _BRIDGE_IN_OUT if family == BRIDGE else _IP_IN_OUT
     return table.get((bool(rec.in_dev), bool(rec.out_dev)), ())
+
+
+def forwarded_post_routing_possible(rec: LogRecord) -> bool:
+    """Whether an IP record with IN= and OUT= may come from POSTROUTING rather than FORWARD.
+
+    Only ip_output() passes an input device to POSTROUTING, and only since Linux 5.5 ("netfilter:
+    Support iif matches in POSTROUTING"). Two lines rule it out:
+    * PHYSOUT= set: the frame is bridged, and br_netfilter runs the IP POSTROUTING hook with no input
+      device (net/bridge/br_netfilter_hooks.c br_nf_post_routing(): NF_HOOK(.., NULL, realoutdev, ..)).
+    * no MAC field at all on an nf_log line: such a kernel logs the MAC header only "for input path
+      only" (ipt_LOG.c/ip6t_LOG.c before xt_LOG in 3.4: ``if (in && !out)``); since then it is logged
+      whenever there is an input device (nf_log_syslog.c: ``if (in) dump_mac_header()``, which prints
+      "MAC=" even for a device without a link-layer header). A kernel that old predates 5.5.
+    """
+    if rec.physout:
+        return False
+    return rec.fmt != "nflog" or rec.mac_logged
 
 
 def prefix_action(prefix: str) -> Action | None:
@@ -434,7 +468,8 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     log repeats a few prefixes many times, so it is cached per map.
     """
     family = record_family(rec)
-    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev))
+    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev), bool(rec.physout),
+           rec.mac_logged)
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
