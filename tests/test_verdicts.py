@@ -203,3 +203,16 @@ def test_redacted_addresses_never_print_none_nor_invent_a_destination_change():
     b = rec("", "eth0", src="192.0.2.7")
     [r] = packets(ev(a, "FORWARD"), ev(b, "POSTROUTING", table="nat"))
     assert not any("Destination changed" in t for h in r.hops for t in h.explanation)
+
+
+def test_two_lines_of_one_rule_at_one_hook_are_two_packets():
+    # firewalld#1436: the same rpfilter_DROP line twice in one second. One packet passes IP PREROUTING
+    # once (ip_sabotage_in() stops a second run), so the second line is a second packet, and the
+    # first one's DROP is not contradicted by it.
+    def line() -> Event:
+        r = rec("eth0", prefix="rpfilter_DROP: ", l3="ipv6", src="fe80::1", dst="ff02::fb", ipid=None, proto="UDP",
+                tcp_flags=(), flowlabel=223537, sport=5353, dport=5353)
+        return ev(r, "PREROUTING", table=None, family="ipv6", action=Action.DROP, convention="firewalld")
+
+    ps = packets(line(), line())
+    assert len(ps) == 2 and all(p.verdict.code == VerdictCode.DROPPED_BY_RULE for p in ps)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reportgen.model import Endpoint, Event
-from reportgen.netfilter import EDGES, REACHABLE, stages_for, table_priority
+from reportgen.netfilter import EDGES, REACHABLE, STAGES, stages_for, table_priority
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
@@ -98,17 +98,21 @@ def _stage_candidates(ev: Event) -> tuple[str, ...]:
 
 def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     last_stage = track.stages[-1]
-    if stage in REACHABLE[last_stage]:
-        return True
-    if stage != last_stage:
+    if stage != last_stage and stage not in REACHABLE[last_stage]:
         return False
     # Same hook: the kernel prints tables in the order it runs them, so line order is the truth.
+    # One packet passes an IP hook once even where two stages stand for it: ip_sabotage_in() stops
+    # the IP PREROUTING hooks from running again for a frame br_netfilter already ran them for
+    # (net/bridge/br_netfilter_hooks.c), so "ip-pre" then "ip-pre-up" is the same hook twice. A line
+    # placed only among candidate hooks proves no hook, so for it only the stage itself counts.
     # Priorities differ by backend (ebtables-nft registers its bridge filter chains, OUTPUT included,
     # at NF_BR_PRI_FILTER_BRIDGED, so filter OUTPUT runs before nat OUTPUT; legacy ebtables runs
     # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
     # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
+    where = (STAGES[stage].family_kind, STAGES[stage].hook)
     seen = {e.hook.table for e, st in zip(track.events, track.stages, strict=True)
-            if st == stage and e.hook.family == ev.hook.family}
+            if e.hook.family == ev.hook.family and (st == stage or (
+                ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))}
     return ev.hook.table not in seen
 
 
