@@ -216,3 +216,16 @@ def test_two_lines_of_one_rule_at_one_hook_are_two_packets():
 
     ps = packets(line(), line())
     assert len(ps) == 2 and all(p.verdict.code == VerdictCode.DROPPED_BY_RULE for p in ps)
+
+
+def test_two_log_rules_of_one_table_log_one_packet_twice():
+    # newbetuts 143371: ufw logs [UFW AUDIT] then [UFW ALLOW] for one packet at filter OUTPUT (LOG
+    # continues, xt_LOG.c XT_CONTINUE); after a prefix that ends the table, the same table is a new packet.
+    def line(prefix: str, action: Action) -> Event:
+        return ev(rec("", "eth0", prefix=prefix, ipid=32137, proto="UDP", tcp_flags=()), "OUTPUT",
+                  action=action, convention="ufw")
+
+    [p] = packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW ALLOW] ", Action.ACCEPT))
+    assert len(p.hops) == 2 and "another LOG rule" in p.hops[1].explanation[0]
+    assert len(packets(line("[UFW ALLOW] ", Action.ACCEPT), line("[UFW AUDIT] ", Action.AUDIT))) == 2
+    assert len(packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW AUDIT] ", Action.AUDIT))) == 2

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reportgen.model import Endpoint, Event
+from reportgen.model import Action, Endpoint, Event
 from reportgen.netfilter import EDGES, REACHABLE, STAGES, stages_for, table_priority
+from reportgen.parsers.prefix import HOW_TRACE
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
@@ -96,6 +97,9 @@ def _stage_candidates(ev: Event) -> tuple[str, ...]:
     return cands
 
 
+_ENDS_TABLE = (Action.DROP, Action.REJECT, Action.ACCEPT)
+
+
 def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     last_stage = track.stages[-1]
     if stage != last_stage and stage not in REACHABLE[last_stage]:
@@ -110,10 +114,21 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
     # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
     where = (STAGES[stage].family_kind, STAGES[stage].hook)
-    seen = {e.hook.table for e, st in zip(track.events, track.stages, strict=True)
-            if e.hook.family == ev.hook.family and (st == stage or (
-                ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))}
-    return ev.hook.table not in seen
+    same_table = [e for e, st in zip(track.events, track.stages, strict=True)
+                  if e.hook.family == ev.hook.family and e.hook.table == ev.hook.table and (st == stage or (
+                      ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))]
+    # A LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), so other LOG rules of the same
+    # table may log it again at this hook (ufw's [UFW AUDIT] in ufw-before-logging-output, then
+    # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
+    # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
+    # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
+    return all(_logs_again(e, ev) for e in same_table)
+
+
+def _logs_again(before: Event, ev: Event) -> bool:
+    """Whether one packet can be logged by ``before`` and then by ``ev`` at the same hook and table."""
+    return (before.record.fmt == ev.record.fmt == "nflog" and HOW_TRACE not in (before.hook.how, ev.hook.how)
+            and before.hook.action not in _ENDS_TABLE and before.record.prefix != ev.record.prefix)
 
 
 def flow_ports(ev: Event) -> tuple[int | None, int | None]:

@@ -253,6 +253,10 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     out: list[str] = []
     if not ev.hook.placed:
         out.append(f"Logged {placement(ev)}.")
+    elif (prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family
+          and prev_hop[0].hook.table == ev.hook.table):
+        out.append("Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
+                   "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again.")
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
         out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
