@@ -199,6 +199,10 @@ def test_redacted_addresses_never_print_none_nor_invent_a_destination_change():
     udp = rec("eth0", src=None, dst=None, redacted=("src", "dst"), proto="UDP", tcp_flags=())
     [q] = packets(ev(udp, "INPUT"))
     assert q.role == "unknown"  # a UDP datagram alone does not say who opened the conversation
+    # A cut line (no TOS/LEN, no SPT: ansible-role-nftables#80) is still an IP packet, not a "frame".
+    cut = rec("", "ens3", src=None, redacted=("src",), l3=None, proto="UDP", sport=None, dport=123, tcp_flags=())
+    [c] = packets(ev(cut, "OUTPUT"))
+    assert c.summary == "UDP redacted:? → 198.51.100.10:123"
     a = rec("eth1", "eth0", src="192.0.2.7", dst=None, redacted=("dst",))
     b = rec("", "eth0", src="192.0.2.7")
     [r] = packets(ev(a, "FORWARD"), ev(b, "POSTROUTING", table="nat"))

@@ -222,10 +222,10 @@ def describe_packet(track: Track) -> str:
     l3 = track.l3()
     if l3 is None:
         r = track.events[0].record
-        if r.l3 not in ("ipv4", "ipv6"):
+        if r.l3 == "arp" or (r.l3 is None and r.proto is None and r.dst is None):
             proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
             return f"{proto} frame {shown(r, 'mac_src')} → {shown(r, 'mac_dst')}".lstrip()
-        first = r  # an IP header whose addresses the paste redacted: still a packet, shown as such
+        first = r  # an IP header whose source the paste redacted: still a packet, shown as such
     else:
         # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
         first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
@@ -241,9 +241,9 @@ def describe_packet(track: Track) -> str:
             quoted = f"{e_src}:{e_sport} → {e_dst}:{e_dport}" if e_sport is not None else f"{e_src} → {e_dst}"
             about = f", code {first.icmp_code}, about {e_proto} {quoted}"
         return f"{p} {kind} {src} → {dst}{ids}{about}"
-    if first.sport is not None:
+    if first.sport is not None or first.dport is not None:
         flags = f" [{' '.join(first.tcp_flags)}]" if first.tcp_flags else ""
-        return f"{p} {src}:{first.sport} → {dst}:{shown(first, 'dport')}{flags}"
+        return f"{p} {src}:{shown(first, 'sport')} → {dst}:{shown(first, 'dport')}{flags}"
     return f"{p} {src} → {dst}"
 
 
