@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import yaml
 from reportgen.errors import InputError
 from reportgen.model import Action, LineRef
 from reportgen.parsers.nflog import parse_kernel_message
-from reportgen.parsers.prefix import HOW_IN_OUT, PrefixMap, mapping_yaml, prefix_action, resolve_hook
+from reportgen.parsers.prefix import (
+    HOW_IN_OUT,
+    PrefixMap,
+    forward_only_reason,
+    mapping_yaml,
+    prefix_action,
+    resolve_hook,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TAIL = "SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 "
@@ -88,6 +96,11 @@ def test_no_mac_field_or_a_bridged_frame_rules_out_postrouting():
     # br_nf_post_routing() runs the IP POSTROUTING hook with no input device: PHYSOUT= means FORWARD.
     bridged = hook("IN=br1 OUT=br1 PHYSIN=tap0 PHYSOUT=eth1 MAC=52:54:00:65:43:21:52:54:00:12:34:56:08:00 " + TAIL)
     assert bridged.hook is not None and bridged.hook.placed and bridged.hook.hook == "FORWARD"
+    # The report says why (explain._hop_text cites it on the FORWARD hop).
+    line = "IN=tun0 OUT=br1 " + TAIL
+    rec = parse_kernel_message(line, LineRef("t", 1), line, None)
+    assert rec is not None and "no MAC field" in (forward_only_reason(rec) or "")
+    assert forward_only_reason(replace(rec, mac_logged=True)) is None
 
 
 def test_bridge_in_and_out_is_forward():
@@ -259,8 +272,10 @@ def test_in_and_out_words_are_directions_not_chains():
 def test_book_callout_numbers_do_not_hide_the_fields_or_the_convention():
     # A book's callout markers glued to the fields (log-ufw-limit-block-book-callouts): "2SRC=" is SRC=,
     # and "1 [UFW LIMIT BLOCK]" is ufw's prefix; a number alone before an unknown prefix changes nothing.
-    line = ("1 [UFW LIMIT BLOCK] IN=enp0s8 OUT= MAC=08:00:27:fb:c3:af:0a:00:27:00:00:00:08:00 2SRC=172.28.128.1 "
-            "3DST=172.28.128.3 LEN=64 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=TCP SPT=58634 4DPT=5000 SYN URGP=0")
+    line = (
+        "1 [UFW LIMIT BLOCK] IN=enp0s8 OUT= MAC=08:00:27:fb:c3:af:0a:00:27:00:00:00:08:00 2SRC=172.28.128.1 "
+        "3DST=172.28.128.3 LEN=64 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=TCP SPT=58634 4DPT=5000 SYN URGP=0"
+    )
     rec = parse_kernel_message(line, LineRef("t", 1), line, None)
     assert rec is not None and (rec.src, rec.dst, rec.dport) == ("172.28.128.1", "172.28.128.3", 5000)
     h = resolve_hook(rec, PrefixMap.empty()).hook

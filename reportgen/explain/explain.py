@@ -68,6 +68,7 @@ from reportgen.netfilter import (
     tables_at,
 )
 from reportgen.parsers.nflog import shown
+from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 _ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
                ("ICMPv6", 1): "destination unreachable", ("ICMPv6", 3): "time exceeded",
@@ -335,6 +336,8 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     elif stage in ("br-post", "br-post-out"):
         out.append(f"Bridge POSTROUTING: the frame leaves by port {_port(topo, r.out_dev)}; the bridge "
                    "clears IN at this hook.")
+    if stage in ("ip-fwd", "ip-fwd-br") and ev.hook.how.startswith(HOW_IN_OUT):
+        out[:0] = [x for x in (forward_only_reason(r),) if x]  # why FORWARD and not POSTROUTING
     if prev is not None and prev.record.src and r.src:
         p = prev.record
         if p.src != r.src:

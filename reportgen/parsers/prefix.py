@@ -434,7 +434,12 @@ def in_out_hooks(family: str, rec: LogRecord) -> tuple[str, ...]:
 
 
 def forwarded_post_routing_possible(rec: LogRecord) -> bool:
-    """Whether an IP record with IN= and OUT= may come from POSTROUTING rather than FORWARD.
+    """Whether an IP record with IN= and OUT= may come from POSTROUTING rather than FORWARD."""
+    return forward_only_reason(rec) is None
+
+
+def forward_only_reason(rec: LogRecord) -> str | None:
+    """Why an IP record with IN= and OUT= is FORWARD and not POSTROUTING; None when it may be either.
 
     Only ip_output() passes an input device to POSTROUTING, and only since Linux 5.5 ("netfilter:
     Support iif matches in POSTROUTING"). Two lines rule it out:
@@ -445,9 +450,20 @@ def forwarded_post_routing_possible(rec: LogRecord) -> bool:
       whenever there is an input device (nf_log_syslog.c: ``if (in) dump_mac_header()``, which prints
       "MAC=" even for a device without a link-layer header). A kernel that old predates 5.5.
     """
+    if rec.fmt != "nflog" or not (rec.in_dev and rec.out_dev):
+        return None
     if rec.physout:
-        return False
-    return rec.fmt != "nflog" or rec.mac_logged
+        return (
+            "PHYSOUT= is set, so the frame is bridged, and br_netfilter runs the IP POSTROUTING hook "
+            "with no input device (br_nf_post_routing): a line with IN= is FORWARD."
+        )
+    if not rec.mac_logged:
+        return (
+            "The line has no MAC field: only kernels before 3.4 left it out when OUT= is set "
+            "(ipt_LOG logged the MAC header for the input path only), and those passed no input device "
+            "to POSTROUTING (that came with 5.5), so a line with IN= and OUT= is FORWARD."
+        )
+    return None
 
 
 def prefix_action(prefix: str) -> Action | None:
@@ -468,8 +484,7 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     log repeats a few prefixes many times, so it is cached per map.
     """
     family = record_family(rec)
-    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev), bool(rec.physout),
-           rec.mac_logged)
+    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev), bool(rec.physout), rec.mac_logged)
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
