@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,7 @@ class Convention:
     meaning: str
     source: str
     examples: tuple[str, ...]
+    backend_tables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 meaning=" ".join(str(entry.get("meaning", "")).split()),
                 source=" ".join(str(entry.get("source", "")).split()),
                 examples=tuple(str(e) for e in entry.get("examples") or ()),
+                backend_tables={str(k): str(v) for k, v in (entry.get("backend_tables") or {}).items()},
             )
         )
     return tuple(out)
@@ -381,6 +383,45 @@ def _match_convention(s: str) -> ConventionMatch | None:
         family = conv.family_words.get(groups.get("family") or "", conv.family)
         return ConventionMatch(conv, family, hooks, table, chain, action)
     return None
+
+
+# --- the backend a project runs, from the snapshots ----------------------------------------------
+
+
+@functools.cache
+def _backend_evidence() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    return tuple(
+        (str(b["convention"]), str(b["backend"]), re.compile(str(b["evidence"])))
+        for b in _registry().get("backends", [])
+    )
+
+
+def known_backends(texts: Iterable[str]) -> dict[str, str]:
+    """Return {convention: backend} for each project whose backend the snapshot texts show, and only one."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for conv, backend, pattern in _backend_evidence():
+            if pattern.search(text):
+                found.setdefault(conv, set()).add(backend)
+    return {conv: next(iter(b)) for conv, b in found.items() if len(b) == 1}
+
+
+def with_backend_table(hook: HookRef, prefix: str, backends: Mapping[str, str]) -> HookRef:
+    """Name the table of a convention that logs from another table per backend, when the backend is known.
+
+    firewalld logs FINAL_REJECT and STATE_INVALID_DROP in filter INPUT/FORWARD with iptables and in
+    table inet firewalld with nftables; the line is the same, the host's snapshot tells them apart.
+    """
+    if hook.table is not None or hook.convention is None or not backends:
+        return hook
+    m = match_convention(prefix)
+    backend = backends.get(m.convention.name) if m is not None else None
+    table = m.convention.backend_tables.get(backend) if m is not None and backend else None
+    return (
+        replace(hook, table=table, how=f"{hook.how}, table by the {backend} backend a snapshot shows")
+        if table
+        else hook
+    )
 
 
 # --- user chains of well-known projects -----------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from reportgen.explain.topology import build_topology
 from reportgen.model import Event, HookRef, InputFile, LineRef, LogRecord, Report, RuleHit, Snapshot, UnusedLine
 from reportgen.netfilter import HOOKS
 from reportgen.parsers.nflog import parse_kernel_message
-from reportgen.parsers.prefix import PrefixMap, resolve_hook
+from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind
 from reportgen.parsers.traces import (
     NFT_FAMILY,
@@ -210,7 +210,7 @@ class _LegacyTraceGrouper:
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
                  appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: ChainHooks) -> Iterator[Event]:
+                 chain_hooks: ChainHooks, backends: Mapping[str, str]) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry."""
     head = [t for _, t in itertools.islice(read_lines(path), 50)]
     fmt = detect_trace_format(head)
@@ -248,7 +248,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         if res.hook is None:
             _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
             continue
-        yield Event(rec, res.hook)
+        yield Event(rec, with_backend_table(res.hook, rec.prefix, backends))
     yield from legacy.flush()
     if monitor is not None:
         for v in monitor.flush():
@@ -311,7 +311,9 @@ def build_report(spec: CaseSpec) -> Report:
     appendix: list[tuple[LineRef, str]] = []
     counts: dict[str, int] = {}
     chain_hooks = _nft_chain_hooks(snaps)
-    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks))
+    # Which backend a project (firewalld) runs decides the table some of its prefixes are logged from.
+    backends = known_backends(s.text for s in snaps)
+    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, backends))
                 for p in spec.traces]
     events = [ev for evs in per_file for ev in evs]
     inferred = _bridges_from_events(events)
