@@ -233,3 +233,15 @@ def test_two_log_rules_of_one_table_log_one_packet_twice():
     assert len(p.hops) == 2 and "another LOG rule" in p.hops[1].explanation[0]
     assert len(packets(line("[UFW ALLOW] ", Action.ACCEPT), line("[UFW AUDIT] ", Action.AUDIT))) == 2
     assert len(packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW AUDIT] ", Action.AUDIT))) == 2
+
+
+def test_a_packet_sent_over_loopback_comes_back_in_as_the_same_packet():
+    # newbetuts 143371: a SYN logged at OUTPUT with OUT=lo and at INPUT with IN=lo (same IP ID):
+    # loopback_xmit() hands that skb back to the stack. Another SYN (another ID) stays apart.
+    out = ev(rec("", "lo", dst="192.0.2.7", ipid=54579), "OUTPUT", action=Action.AUDIT, convention="ufw")
+    back = ev(rec("lo", dst="192.0.2.7", ipid=54579), "INPUT", action=Action.AUDIT, convention="ufw")
+    other = ev(rec("lo", dst="192.0.2.7", ipid=4319, sport=40001), "INPUT", action=Action.AUDIT, convention="ufw")
+    p, q = packets(out, back, other)
+    assert [h.stage for h in p.hops] == ["ip-out", "ip-in"] and "Looped back" in p.hops[1].explanation[0]
+    assert not any(k.hook == "PREROUTING" for k in p.skipped)  # nat was bound at OUTPUT/POSTROUTING
+    assert [h.stage for h in q.hops] == ["ip-in"]

@@ -321,13 +321,37 @@ def _flooded_copy(a: Track, b: Track) -> bool:
     return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
 
 
+def looped_back(track: Track) -> bool:
+    """Whether a packet went out over loopback and came back in (see _looped_back)."""
+    return "ip-in" in track.stages and any(st in ("ip-out", "ip-post") for st in track.stages)
+
+
+def _looped_back(a: Track, b: Track) -> bool:
+    """Whether b is a's packet coming back in over loopback.
+
+    loopback_xmit() hands the very skb it is given to __netif_rx() (drivers/net/loopback.c), so a
+    packet sent with OUT=lo passes IP PREROUTING and INPUT next with IN=lo: the same datagram (IP ID,
+    source, ports, length, destination). The hook graph has no edge back to PREROUTING, so the two
+    pieces are joined here.
+    """
+    if a.stages[-1] not in ("ip-out", "ip-post") or b.stages[0] not in ("ip-pre", "ip-in"):
+        return False
+    if a.last.record.out_dev != "lo" or b.events[0].record.in_dev != "lo" or not _close(a, b, MAX_GAP_SECONDS):
+        return False
+    la, lb = a.l3(), _first_l3(b)
+    if la is None or lb is None or la.record.ipid == 0:  # ID 0 (DF) is not unique to one datagram
+        return False
+    return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
+
+
 def _join_continuations(tracks: list[Track]) -> list[Track]:
     """Join the pieces of one packet that the hook graph alone keeps apart: a frame bridged again
-    after DNAT, and the flooded copies of one frame (one packet with several exits)."""
+    after DNAT, the flooded copies of one frame (one packet with several exits), and a packet that
+    loopback hands back to the stack."""
     out: list[Track] = []
     for b in tracks:
         target = next((a for a in reversed(out[-JOIN_WINDOW:])
-                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b)), None)
+                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None)
         if target is None:
             out.append(b)
             continue
