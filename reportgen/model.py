@@ -129,14 +129,21 @@ class HookRef:
         if self.how == "nft trace":
             fam = _NFT_FAMILY_WORD.get(self.family, self.family)
             return f"nft {fam} {self.table or '?'} {chain}"
-        tool = _TOOL_OF_FAMILY.get(self.family, self.family)
-        return f"{tool} {self.table or '?'} {chain}"
+        return f"{family_tool(self.family)} {self.table or '?'} {chain}"
 
 
 # The command that owns each family's rules (iptables(8), ip6tables(8), ebtables(8)); nft(8) names
 # its families "ip", "ip6", "inet", "arp", "bridge", "netdev".
 _TOOL_OF_FAMILY = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
 _NFT_FAMILY_WORD = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6", "inet": "inet", "arp": "arp", "netdev": "netdev"}
+
+
+def family_tool(family: str) -> str:
+    """The command whose rules a family's hooks run: iptables/ip6tables/ebtables, or nft for the families
+    only nft has (inet, arp, netdev)."""
+    if family in _TOOL_OF_FAMILY:
+        return _TOOL_OF_FAMILY[family]
+    return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
 
 
 @dataclass(frozen=True, slots=True)

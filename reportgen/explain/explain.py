@@ -238,7 +238,9 @@ def describe_packet(track: Track) -> str:
     src, dst = shown(first, "src"), shown(first, "dst")
     p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
     if p in ("ICMP", "ICMPv6"):
-        kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
+        # xtables-monitor 1.8.9 prints no ICMP type: unknown, never "type None".
+        kind = ("message (type not printed)" if first.icmp_type is None
+                else _ICMP_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}"))
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
         about = ""
         if first.embedded and first.embedded[0]:
