@@ -94,6 +94,11 @@ class LogRecord:
     # had redacted ("XXX.232.61.230", "xx:xx:..", "<filtered>"); such a field's value is None and
     # it must be shown as redacted, never as an address.
     redacted: tuple[str, ...] = ()
+    # Whether the line printed a MAC field at all (MAC=, even empty or redacted, or MACSRC=). Since
+    # xt_LOG (Linux 3.4) the MAC header is logged whenever there is an input device; older ipt_LOG.c
+    # logged it only "for input path only" (in && !out), so its absence on a line with IN= and OUT=
+    # dates the kernel (prefix.in_out_hooks).
+    mac_logged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +129,21 @@ class HookRef:
         if self.how == "nft trace":
             fam = _NFT_FAMILY_WORD.get(self.family, self.family)
             return f"nft {fam} {self.table or '?'} {chain}"
-        tool = _TOOL_OF_FAMILY.get(self.family, self.family)
-        return f"{tool} {self.table or '?'} {chain}"
+        return f"{family_tool(self.family)} {self.table or '?'} {chain}"
 
 
 # The command that owns each family's rules (iptables(8), ip6tables(8), ebtables(8)); nft(8) names
 # its families "ip", "ip6", "inet", "arp", "bridge", "netdev".
 _TOOL_OF_FAMILY = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
 _NFT_FAMILY_WORD = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6", "inet": "inet", "arp": "arp", "netdev": "netdev"}
+
+
+def family_tool(family: str) -> str:
+    """The command whose rules a family's hooks run: iptables/ip6tables/ebtables, or nft for the families
+    only nft has (inet, arp, netdev)."""
+    if family in _TOOL_OF_FAMILY:
+        return _TOOL_OF_FAMILY[family]
+    return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,12 @@ from reportgen.parsers.prefix import (
     HOW_CONVENTION,
     PrefixMap,
     conventions,
+    known_backends,
     match_convention,
     parse_conventions,
     resolve_hook,
     user_chain_hooks,
+    with_backend_table,
 )
 from reportgen.sources.framing import strip_wrapper
 
@@ -220,7 +222,7 @@ def test_firewalld_chain_is_the_zone_chain():
 def test_convention_contradicted_by_in_out_falls_back_to_kernel_facts():
     # fw4's "in" verdict chains are reached from input_<zone> only; a line with OUT= set cannot be there.
     _, h = resolve(
-        "reject wan in: IN=eth1 OUT=br-lan SRC=192.0.2.1 DST=10.0.0.2 LEN=60 TOS=0x00 PROTO=TCP SPT=1 DPT=2 SYN"
+        "reject wan in: IN=eth1 OUT=br-lan MAC= SRC=192.0.2.1 DST=10.0.0.2 LEN=60 TOS=0x00 PROTO=TCP SPT=1 DPT=2 SYN"
     )
     assert h.convention is None and h.candidates == ("FORWARD", "POSTROUTING")
     assert h.action is Action.REJECT and "do not fit" in h.how
@@ -258,3 +260,19 @@ def test_user_chains_of_well_known_projects():
     assert user_chain_hooks("filter", "KUBE-FORWARD") == ("FORWARD",)
     assert user_chain_hooks("filter", "ufw-after-logging-forward") == ("FORWARD",)
     assert user_chain_hooks("filter", "DOCKER-USER") == ()
+
+
+def test_firewalld_table_comes_from_the_backend_a_snapshot_shows():
+    # Tevault's book: FINAL_REJECT is filter INPUT with the iptables backend (its `iptables -L` shows
+    # INPUT_ZONES), inet firewalld with nftables; the line alone cannot tell, so the table stays unknown.
+    rec, h = resolve("FINAL_REJECT: IN=enp0s3 OUT= MAC= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 TOS=0x00 PROTO=UDP")
+    assert h is not None and h.table is None
+    iptables_l = "Chain INPUT (policy ACCEPT)\ntarget prot opt source destination\nINPUT_ZONES  all  --  anywhere\n"
+    backends = known_backends([iptables_l])
+    assert backends == {"firewalld": "iptables"}
+    assert with_backend_table(h, rec.prefix, backends).table == "filter"
+    nft = "table inet firewalld {\n\tchain filter_INPUT {\n"
+    assert with_backend_table(h, rec.prefix, known_backends([nft])).table == "firewalld"
+    assert known_backends([iptables_l, nft]) == {}  # both shown: not known
+    _, ufw = resolve("[UFW BLOCK] IN=eth0 OUT= MAC= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 TOS=0x00 PROTO=UDP")
+    assert ufw is not None and with_backend_table(ufw, "[UFW BLOCK] ", backends) is ufw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,21 @@ import yaml
 from reportgen.errors import InputError
 from reportgen.model import Action, LineRef
 from reportgen.parsers.nflog import parse_kernel_message
-from reportgen.parsers.prefix import HOW_IN_OUT, PrefixMap, mapping_yaml, prefix_action, resolve_hook
+from reportgen.parsers.prefix import (
+    HOW_IN_OUT,
+    PrefixMap,
+    forward_only_reason,
+    mapping_yaml,
+    prefix_action,
+    resolve_hook,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TAIL = "SRC=192.0.2.1 DST=192.0.2.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 "
 IN_ONLY = "IN=eth0 OUT= " + TAIL
 OUT_ONLY = "IN= OUT=eth0 " + TAIL
-BOTH = "IN=eth0 OUT=eth1 " + TAIL
+# Since Linux 3.4 nf_log prints MAC= whenever there is an input device (see test_no_mac_field_dates_the_kernel).
+BOTH = "IN=eth0 OUT=eth1 MAC=52:54:00:65:43:21:52:54:00:12:34:56:08:00 " + TAIL
 EB = " IN=eth0 OUT=eth1 MAC source = 52:54:00:12:34:56 MAC dest = 52:54:00:65:43:21 proto = 0x0800"
 EB_IN = " IN=eth0 OUT= MAC source = 52:54:00:12:34:56 MAC dest = 52:54:00:65:43:21 proto = 0x0800"
 
@@ -74,6 +83,24 @@ def test_unknown_and_empty_prefixes_get_the_candidates_in_out_allow(body, candid
         assert res.hook.candidates == candidates and not res.hook.placed
         assert res.hook.hook == candidates[0] and res.hook.how == HOW_IN_OUT
         assert res.hook.label == "iptables ? " + " or ".join(candidates)
+
+
+def test_no_mac_field_or_a_bridged_frame_rules_out_postrouting():
+    # Before xt_LOG (Linux 3.4) the MAC header was logged "for input path only" (in && !out): a line
+    # with IN= and OUT= and no MAC field comes from a kernel that passed no input device to
+    # POSTROUTING (that came with 5.5), so it is FORWARD (log-noprefix-virthost-vpn-bridge).
+    old = hook("IN=tun0 OUT=br1 " + TAIL)
+    assert old.hook is not None and old.hook.placed and old.hook.hook == "FORWARD"
+    for mac in ("MAC= ", "MAC=<filtered> ", "MAC=xx:xx:xx "):  # printed, even empty or redacted
+        assert hook(f"IN=eth0 OUT=eth1 {mac}" + TAIL).hook.candidates == ("FORWARD", "POSTROUTING")
+    # br_nf_post_routing() runs the IP POSTROUTING hook with no input device: PHYSOUT= means FORWARD.
+    bridged = hook("IN=br1 OUT=br1 PHYSIN=tap0 PHYSOUT=eth1 MAC=52:54:00:65:43:21:52:54:00:12:34:56:08:00 " + TAIL)
+    assert bridged.hook is not None and bridged.hook.placed and bridged.hook.hook == "FORWARD"
+    # The report says why (explain._hop_text cites it on the FORWARD hop).
+    line = "IN=tun0 OUT=br1 " + TAIL
+    rec = parse_kernel_message(line, LineRef("t", 1), line, None)
+    assert rec is not None and "no MAC field" in (forward_only_reason(rec) or "")
+    assert forward_only_reason(replace(rec, mac_logged=True)) is None
 
 
 def test_bridge_in_and_out_is_forward():
@@ -240,3 +267,18 @@ def test_in_and_out_words_are_directions_not_chains():
         "PREC=0x00 TTL=128 ID=31586 PROTO=UDP SPT=137 DPT=137 LEN=58 MARK=0 "
     ).hook
     assert h.candidates == ("PREROUTING", "INPUT")
+
+
+def test_book_callout_numbers_do_not_hide_the_fields_or_the_convention():
+    # A book's callout markers glued to the fields (log-ufw-limit-block-book-callouts): "2SRC=" is SRC=,
+    # and "1 [UFW LIMIT BLOCK]" is ufw's prefix; a number alone before an unknown prefix changes nothing.
+    line = (
+        "1 [UFW LIMIT BLOCK] IN=enp0s8 OUT= MAC=08:00:27:fb:c3:af:0a:00:27:00:00:00:08:00 2SRC=172.28.128.1 "
+        "3DST=172.28.128.3 LEN=64 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=TCP SPT=58634 4DPT=5000 SYN URGP=0"
+    )
+    rec = parse_kernel_message(line, LineRef("t", 1), line, None)
+    assert rec is not None and (rec.src, rec.dst, rec.dport) == ("172.28.128.1", "172.28.128.3", 5000)
+    h = resolve_hook(rec, PrefixMap.empty()).hook
+    assert h is not None and (h.convention, h.hook, h.table, h.action) == ("ufw", "INPUT", "filter", Action.REJECT)
+    other = hook("1 mystery: " + IN_ONLY).hook
+    assert other is not None and other.convention is None

@@ -152,8 +152,13 @@ def verdict_evidence(packet: dict[str, Any]) -> str:
 
 
 def hop_value(hop: dict[str, Any], name: str) -> Any:
-    """A header field of a hop (src, dst, proto, sport, dport, icmp_type, icmp_id, in, out ...)."""
-    return hop.get(name)
+    """A header field of a hop (src, dst, proto, sport, dport, icmp_type, icmp_id, in, out ...).
+
+    The JSON ``prefix`` is verbatim, with the blank its rule author put before IN= ("[UFW ALLOW] ");
+    facts name it as a reader sees it, trimmed.
+    """
+    value = hop.get(name)
+    return value.strip() if name == "prefix" and isinstance(value, str) else value
 
 
 def unused_lines(report: dict[str, Any]) -> set[tuple[str, int]]:

@@ -13,6 +13,7 @@ from reportgen.render.html import render_html
 from reportgen.render.jsonout import report_dict
 from reportgen.render.markdown import render_markdown
 from reportgen.render.pdf import render_pdf
+from reportgen.render.text import render_text
 from reportgen.sources.case import build_report, load_spec
 
 EVIL_PREFIX = '<script>alert(1)</script>"];x[label="iptable/raw-PREROUTE'
@@ -121,3 +122,12 @@ def test_topology_path_of_a_dropped_packet_stops_inside_the_host():
     report = build_report(load_spec([SAMPLES / "lab-tcp-rejected"]))
     labels = [label for _, label in packet_path(report.packets[0], report.topology)]
     assert labels[-1] == "host IP stack" and not any(x.startswith("beyond") for x in labels)
+
+
+def test_nft_only_families_render_everywhere():
+    # An nft trace in table inet skips inet hooks: the HTML table of tools had no "inet" and the
+    # template (StrictUndefined) failed (tests/corpus/public/trace-nft-k8s-node-iptables-nft-input).
+    case = Path(__file__).parent / "corpus" / "public" / "trace-nft-k8s-node-iptables-nft-input"
+    report = build_report(load_spec([case]))
+    assert any(s.family == "inet" for p in report.packets for s in p.skipped)
+    assert "nft inet" in render_html(report) and "nft inet" in render_text(report)

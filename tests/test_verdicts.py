@@ -186,3 +186,62 @@ def test_drop_prefix_on_an_unplaced_line_names_both_hooks():
                      action=Action.DROP))
     assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert p.verdict.explanation.startswith("Dropped at PREROUTING or INPUT (the line has IN= only")
+
+
+def test_redacted_addresses_never_print_none_nor_invent_a_destination_change():
+    """A paste that masked SRC/DST: the packet is described with 'redacted', a SYN is still a request,
+    and a field known on one hop only is never called changed (no NAT from a field not printed)."""
+    masked = rec("eth0", src=None, dst=None, redacted=("src", "dst"))
+    [p] = packets(ev(masked, "INPUT", action=Action.DROP, convention="ufw"))
+    assert p.summary == "TCP redacted:40000 → redacted:22 [SYN]" and p.role == "request"
+    said = " ".join(p.summary.split() + [t for h in p.hops for t in h.explanation])
+    assert "None" not in said
+    udp = rec("eth0", src=None, dst=None, redacted=("src", "dst"), proto="UDP", tcp_flags=())
+    [q] = packets(ev(udp, "INPUT"))
+    assert q.role == "unknown"  # a UDP datagram alone does not say who opened the conversation
+    # A cut line (no TOS/LEN, no SPT: ansible-role-nftables#80) is still an IP packet, not a "frame".
+    cut = rec("", "ens3", src=None, redacted=("src",), l3=None, proto="UDP", sport=None, dport=123, tcp_flags=())
+    [c] = packets(ev(cut, "OUTPUT"))
+    assert c.summary == "UDP redacted:? → 198.51.100.10:123"
+    a = rec("eth1", "eth0", src="192.0.2.7", dst=None, redacted=("dst",))
+    b = rec("", "eth0", src="192.0.2.7")
+    [r] = packets(ev(a, "FORWARD"), ev(b, "POSTROUTING", table="nat"))
+    assert not any("Destination changed" in t for h in r.hops for t in h.explanation)
+
+
+def test_two_lines_of_one_rule_at_one_hook_are_two_packets():
+    # firewalld#1436: the same rpfilter_DROP line twice in one second. One packet passes IP PREROUTING
+    # once (ip_sabotage_in() stops a second run), so the second line is a second packet, and the
+    # first one's DROP is not contradicted by it.
+    def line() -> Event:
+        r = rec("eth0", prefix="rpfilter_DROP: ", l3="ipv6", src="fe80::1", dst="ff02::fb", ipid=None, proto="UDP",
+                tcp_flags=(), flowlabel=223537, sport=5353, dport=5353)
+        return ev(r, "PREROUTING", table=None, family="ipv6", action=Action.DROP, convention="firewalld")
+
+    ps = packets(line(), line())
+    assert len(ps) == 2 and all(p.verdict.code == VerdictCode.DROPPED_BY_RULE for p in ps)
+
+
+def test_two_log_rules_of_one_table_log_one_packet_twice():
+    # newbetuts 143371: ufw logs [UFW AUDIT] then [UFW ALLOW] for one packet at filter OUTPUT (LOG
+    # continues, xt_LOG.c XT_CONTINUE); after a prefix that ends the table, the same table is a new packet.
+    def line(prefix: str, action: Action) -> Event:
+        return ev(rec("", "eth0", prefix=prefix, ipid=32137, proto="UDP", tcp_flags=()), "OUTPUT",
+                  action=action, convention="ufw")
+
+    [p] = packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW ALLOW] ", Action.ACCEPT))
+    assert len(p.hops) == 2 and "another LOG rule" in p.hops[1].explanation[0]
+    assert len(packets(line("[UFW ALLOW] ", Action.ACCEPT), line("[UFW AUDIT] ", Action.AUDIT))) == 2
+    assert len(packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW AUDIT] ", Action.AUDIT))) == 2
+
+
+def test_a_packet_sent_over_loopback_comes_back_in_as_the_same_packet():
+    # newbetuts 143371: a SYN logged at OUTPUT with OUT=lo and at INPUT with IN=lo (same IP ID):
+    # loopback_xmit() hands that skb back to the stack. Another SYN (another ID) stays apart.
+    out = ev(rec("", "lo", dst="192.0.2.7", ipid=54579), "OUTPUT", action=Action.AUDIT, convention="ufw")
+    back = ev(rec("lo", dst="192.0.2.7", ipid=54579), "INPUT", action=Action.AUDIT, convention="ufw")
+    other = ev(rec("lo", dst="192.0.2.7", ipid=4319, sport=40001), "INPUT", action=Action.AUDIT, convention="ufw")
+    p, q = packets(out, back, other)
+    assert [h.stage for h in p.hops] == ["ip-out", "ip-in"] and "Looped back" in p.hops[1].explanation[0]
+    assert not any(k.hook == "PREROUTING" for k in p.skipped)  # nat was bound at OUTPUT/POSTROUTING
+    assert [h.stage for h in q.hops] == ["ip-in"]

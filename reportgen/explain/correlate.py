@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reportgen.model import Endpoint, Event
-from reportgen.netfilter import EDGES, REACHABLE, stages_for, table_priority
+from reportgen.model import Action, Endpoint, Event
+from reportgen.netfilter import EDGES, REACHABLE, STAGES, stages_for, table_priority
+from reportgen.parsers.prefix import HOW_TRACE
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
@@ -96,20 +97,38 @@ def _stage_candidates(ev: Event) -> tuple[str, ...]:
     return cands
 
 
+_ENDS_TABLE = (Action.DROP, Action.REJECT, Action.ACCEPT)
+
+
 def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     last_stage = track.stages[-1]
-    if stage in REACHABLE[last_stage]:
-        return True
-    if stage != last_stage:
+    if stage != last_stage and stage not in REACHABLE[last_stage]:
         return False
     # Same hook: the kernel prints tables in the order it runs them, so line order is the truth.
+    # One packet passes an IP hook once even where two stages stand for it: ip_sabotage_in() stops
+    # the IP PREROUTING hooks from running again for a frame br_netfilter already ran them for
+    # (net/bridge/br_netfilter_hooks.c), so "ip-pre" then "ip-pre-up" is the same hook twice. A line
+    # placed only among candidate hooks proves no hook, so for it only the stage itself counts.
     # Priorities differ by backend (ebtables-nft registers its bridge filter chains, OUTPUT included,
     # at NF_BR_PRI_FILTER_BRIDGED, so filter OUTPUT runs before nat OUTPUT; legacy ebtables runs
     # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
     # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
-    seen = {e.hook.table for e, st in zip(track.events, track.stages, strict=True)
-            if st == stage and e.hook.family == ev.hook.family}
-    return ev.hook.table not in seen
+    where = (STAGES[stage].family_kind, STAGES[stage].hook)
+    same_table = [e for e, st in zip(track.events, track.stages, strict=True)
+                  if e.hook.family == ev.hook.family and e.hook.table == ev.hook.table and (st == stage or (
+                      ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))]
+    # A LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), so other LOG rules of the same
+    # table may log it again at this hook (ufw's [UFW AUDIT] in ufw-before-logging-output, then
+    # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
+    # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
+    # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
+    return all(_logs_again(e, ev) for e in same_table)
+
+
+def _logs_again(before: Event, ev: Event) -> bool:
+    """Whether one packet can be logged by ``before`` and then by ``ev`` at the same hook and table."""
+    return (before.record.fmt == ev.record.fmt == "nflog" and HOW_TRACE not in (before.hook.how, ev.hook.how)
+            and before.hook.action not in _ENDS_TABLE and before.record.prefix != ev.record.prefix)
 
 
 def flow_ports(ev: Event) -> tuple[int | None, int | None]:
@@ -302,13 +321,37 @@ def _flooded_copy(a: Track, b: Track) -> bool:
     return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
 
 
+def looped_back(track: Track) -> bool:
+    """Whether a packet went out over loopback and came back in (see _looped_back)."""
+    return "ip-in" in track.stages and any(st in ("ip-out", "ip-post") for st in track.stages)
+
+
+def _looped_back(a: Track, b: Track) -> bool:
+    """Whether b is a's packet coming back in over loopback.
+
+    loopback_xmit() hands the very skb it is given to __netif_rx() (drivers/net/loopback.c), so a
+    packet sent with OUT=lo passes IP PREROUTING and INPUT next with IN=lo: the same datagram (IP ID,
+    source, ports, length, destination). The hook graph has no edge back to PREROUTING, so the two
+    pieces are joined here.
+    """
+    if a.stages[-1] not in ("ip-out", "ip-post") or b.stages[0] not in ("ip-pre", "ip-in"):
+        return False
+    if a.last.record.out_dev != "lo" or b.events[0].record.in_dev != "lo" or not _close(a, b, MAX_GAP_SECONDS):
+        return False
+    la, lb = a.l3(), _first_l3(b)
+    if la is None or lb is None or la.record.ipid == 0:  # ID 0 (DF) is not unique to one datagram
+        return False
+    return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
+
+
 def _join_continuations(tracks: list[Track]) -> list[Track]:
     """Join the pieces of one packet that the hook graph alone keeps apart: a frame bridged again
-    after DNAT, and the flooded copies of one frame (one packet with several exits)."""
+    after DNAT, the flooded copies of one frame (one packet with several exits), and a packet that
+    loopback hands back to the stack."""
     out: list[Track] = []
     for b in tracks:
         target = next((a for a in reversed(out[-JOIN_WINDOW:])
-                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b)), None)
+                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None)
         if target is None:
             out.append(b)
             continue
@@ -458,6 +501,25 @@ def reverse(v: View) -> View:
 
 
 _ICMP_REPLY_TYPES = {("ICMP", 0), ("ICMPv6", 129)}  # echo reply: RFC 792 type 0, RFC 4443 type 129
+
+
+_ICMP_REQUEST_TYPES = {("ICMP", 8), ("ICMPv6", 128)}  # echo request: RFC 792 type 8, RFC 4443 type 128
+
+
+def opens_by_itself(track: Track) -> bool:
+    """Tell whether a packet is a request by its own header, even with its addresses redacted.
+
+    A TCP SYN without ACK is the first packet of a handshake (RFC 9293 3.5) and an echo request asks
+    for a reply: conntrack makes either the original direction of a new entry
+    (nf_conntrack_proto_tcp.c tcp_new() accepts only a SYN; nf_conntrack_proto_icmp.c icmp_new()).
+    """
+    for ev in track.events:
+        r = ev.record
+        if (r.proto, r.icmp_type) in _ICMP_REQUEST_TYPES:
+            return True
+        if r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" not in r.tcp_flags:
+            return True
+    return False
 
 
 def is_reply_by_itself(track: Track) -> bool:

@@ -26,6 +26,8 @@ from reportgen.explain.correlate import (
     flow_ports,
     group_conversations,
     is_reply_by_itself,
+    looped_back,
+    opens_by_itself,
     views,
 )
 from reportgen.explain.topology import Topology, brnf_key
@@ -66,6 +68,8 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
+from reportgen.parsers.nflog import shown
+from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 _ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
                ("ICMPv6", 1): "destination unreachable", ("ICMPv6", 3): "time exceeded",
@@ -133,7 +137,10 @@ def _template(track: Track, cls: str, topo: Topology) -> tuple[str, ...]:
     brnf_off = topo.brnf(_family(track)) == "0"
     t: tuple[str, ...]
     if cls == "local-out":
-        t = LOCAL_OUT + out_br
+        # Sent over loopback, it comes back in to INPUT (correlate._looped_back). Its nat bindings were
+        # set up at OUTPUT and POSTROUTING (nf_nat_inet_fn() runs the nat chains only for a manip not
+        # yet initialised), so nat PREROUTING/INPUT are not traversed: IP PREROUTING is left out.
+        t = LOCAL_OUT + ("ip-in",) if looped_back(track) else LOCAL_OUT + out_br
     elif cls == "local-in":
         t = LOCAL_IN_FROM_BRIDGE if via_br else LOCAL_IN
     elif cls == "routed":
@@ -220,25 +227,31 @@ def describe_packet(track: Track) -> str:
     l3 = track.l3()
     if l3 is None:
         r = track.events[0].record
-        proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "frame")
-        return f"{proto} frame {r.mac_src} → {r.mac_dst}"
-    # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
-    first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
-                 l3.record)
+        if r.l3 == "arp" or (r.l3 is None and r.proto is None and r.dst is None):
+            proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
+            return f"{proto} frame {shown(r, 'mac_src')} → {shown(r, 'mac_dst')}".lstrip()
+        first = r  # an IP header whose source the paste redacted: still a packet, shown as such
+    else:
+        # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
+        first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
+                     l3.record)
+    src, dst = shown(first, "src"), shown(first, "dst")
     p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
     if p in ("ICMP", "ICMPv6"):
-        kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
+        # xtables-monitor 1.8.9 prints no ICMP type: unknown, never "type None".
+        kind = ("message (type not printed)" if first.icmp_type is None
+                else _ICMP_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}"))
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
         about = ""
         if first.embedded and first.embedded[0]:
             e_src, e_dst, e_proto, e_sport, e_dport = first.embedded
             quoted = f"{e_src}:{e_sport} → {e_dst}:{e_dport}" if e_sport is not None else f"{e_src} → {e_dst}"
             about = f", code {first.icmp_code}, about {e_proto} {quoted}"
-        return f"{p} {kind} {first.src} → {first.dst}{ids}{about}"
-    if first.sport is not None:
+        return f"{p} {kind} {src} → {dst}{ids}{about}"
+    if first.sport is not None or first.dport is not None:
         flags = f" [{' '.join(first.tcp_flags)}]" if first.tcp_flags else ""
-        return f"{p} {first.src}:{first.sport} → {first.dst}:{first.dport}{flags}"
-    return f"{p} {first.src} → {first.dst}"
+        return f"{p} {src}:{shown(first, 'sport')} → {dst}:{shown(first, 'dport')}{flags}"
+    return f"{p} {src} → {dst}"
 
 
 def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topology, forward: bool,
@@ -247,6 +260,10 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     out: list[str] = []
     if not ev.hook.placed:
         out.append(f"Logged {placement(ev)}.")
+    elif (prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family
+          and prev_hop[0].hook.table == ev.hook.table):
+        out.append("Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
+                   "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again.")
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
         out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
@@ -313,8 +330,13 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         route = topo.route_for(r.dst or "")
         via = f" (route {route.dst} on {route.dev})" if route else ""
         out.append(f"Generated by the host itself: no IN and no MAC yet; the route lookup chose OUT={r.out_dev}{via}.")
+    elif stage in ("ip-pre", "ip-in") and r.in_dev == "lo" and prev_hop is not None \
+            and prev_hop[0].record.out_dev == "lo":
+        out.append("Looped back: loopback_xmit() hands the packet it sent on lo to the stack again "
+                   "(__netif_rx, drivers/net/loopback.c), so it comes in with IN=lo.")
     elif stage == "ip-in":
-        out.append(f"Delivered up the host's stack: {r.dst} is a local address, so the IP layer does not "
+        dst = f"{r.dst} is" if r.dst else "the destination (not readable in the line) is"
+        out.append(f"Delivered up the host's stack: {dst} a local address, so the IP layer does not "
                    "forward it.")
     elif stage == "br-out":
         who = "The routed packet leaves" if cls == "routed" else "The host sends"
@@ -324,15 +346,18 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
     elif stage in ("br-post", "br-post-out"):
         out.append(f"Bridge POSTROUTING: the frame leaves by port {_port(topo, r.out_dev)}; the bridge "
                    "clears IN at this hook.")
+    if stage in ("ip-fwd", "ip-fwd-br") and ev.hook.how.startswith(HOW_IN_OUT):
+        out[:0] = [x for x in (forward_only_reason(r),) if x]  # why FORWARD and not POSTROUTING
     if prev is not None and prev.record.src and r.src:
         p = prev.record
         if p.src != r.src:
             what = "source NAT" if forward else "conntrack reversed the request's destination NAT"
             out.append(f"Source changed {p.src} → {r.src} since the previous hop: {what}.")
-        if p.dst != r.dst and forward:
+        # Both sides must be known: a redacted or unprinted field is unknown, not changed.
+        if p.dst is not None and r.dst is not None and p.dst != r.dst and forward:
             out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: "
                        "destination NAT, before the routing decision.")
-        elif p.dst != r.dst:
+        elif p.dst is not None and r.dst is not None and p.dst != r.dst:
             out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: conntrack reversed "
                        "the request's source NAT, before the routing decision, so the route to the "
                        "original sender is used.")
@@ -794,7 +819,8 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
-            role=place.role if t.l3() is not None else "unknown", path=cls, summary=describe_packet(t),
+            role=place.role if t.l3() is not None else "request" if opens_by_itself(t) else "unknown",
+            path=cls, summary=describe_packet(t),
             hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
             skipped=tuple(skipped), verdict=verdict,
         ))

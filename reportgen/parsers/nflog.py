@@ -249,6 +249,8 @@ def _parse_nflog_body(
                 extra.append(tok)
             continue
         key, eq, val = tok.partition("=")
+        if key[:1].isdigit() and key.lstrip("0123456789") in _VALUE_KEYS:
+            key = key.lstrip("0123456789")  # a book's callout number glued to the field ("2SRC=")
         if not eq:
             if tok in _TCP_FLAGS and proto == "TCP":
                 tcp_flags.append(tok)
@@ -273,6 +275,7 @@ def _parse_nflog_body(
         elif key == "PHYSOUT":
             f["physout"] = val
         elif key == "MAC":
+            f["mac_logged"] = True
             if not _MAC.match(val):
                 if val:
                     redacted += ["mac_src", "mac_dst"]  # "xx:xx:..", "<filtered>", "***": not bytes
@@ -282,6 +285,7 @@ def _parse_nflog_body(
                 f["mac_src"] = ":".join(parts[6:12]).lower()
                 f["ethertype"] = _int(parts[12] + parts[13], 16)  # None when damaged (not hex)
         elif key in ("MACSRC", "MACDST"):
+            f["mac_logged"] = True
             name = "mac_src" if key == "MACSRC" else "mac_dst"
             if name not in f:
                 f[name] = _mac(val)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,7 @@ class Convention:
     meaning: str
     source: str
     examples: tuple[str, ...]
+    backend_tables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 meaning=" ".join(str(entry.get("meaning", "")).split()),
                 source=" ".join(str(entry.get("source", "")).split()),
                 examples=tuple(str(e) for e in entry.get("examples") or ()),
+                backend_tables={str(k): str(v) for k, v in (entry.get("backend_tables") or {}).items()},
             )
         )
     return tuple(out)
@@ -337,10 +339,25 @@ def _clean(prefix: str) -> str:
     return s
 
 
+# A number a book or a post put before the prefix as a callout marker ("1 [UFW LIMIT BLOCK] ").
+_CALLOUT = re.compile(r"^\d{1,2} +(?=\S)")
+
+
 @functools.lru_cache(maxsize=4096)
 def match_convention(prefix: str) -> ConventionMatch | None:
-    """Return what the first matching well-known convention says about a prefix."""
+    """Return what the first matching well-known convention says about a prefix.
+
+    A prefix that matches none is tried once more without a leading callout number: no convention's
+    prefix starts with one, so only a whole convention prefix after it is taken.
+    """
     s = _clean(prefix)
+    found = _match_convention(s)
+    if found is None and _CALLOUT.match(s):
+        found = _match_convention(_CALLOUT.sub("", s, count=1))
+    return found
+
+
+def _match_convention(s: str) -> ConventionMatch | None:
     for conv in conventions():
         m = conv.pattern.match(s)
         if m is None:
@@ -364,6 +381,45 @@ def match_convention(prefix: str) -> ConventionMatch | None:
         family = conv.family_words.get(groups.get("family") or "", conv.family)
         return ConventionMatch(conv, family, hooks, table, chain, action)
     return None
+
+
+# --- the backend a project runs, from the snapshots ----------------------------------------------
+
+
+@functools.cache
+def _backend_evidence() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    return tuple(
+        (str(b["convention"]), str(b["backend"]), re.compile(str(b["evidence"])))
+        for b in _registry().get("backends", [])
+    )
+
+
+def known_backends(texts: Iterable[str]) -> dict[str, str]:
+    """Return {convention: backend} for each project whose backend the snapshot texts show, and only one."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for conv, backend, pattern in _backend_evidence():
+            if pattern.search(text):
+                found.setdefault(conv, set()).add(backend)
+    return {conv: next(iter(b)) for conv, b in found.items() if len(b) == 1}
+
+
+def with_backend_table(hook: HookRef, prefix: str, backends: Mapping[str, str]) -> HookRef:
+    """Name the table of a convention that logs from another table per backend, when the backend is known.
+
+    firewalld logs FINAL_REJECT and STATE_INVALID_DROP in filter INPUT/FORWARD with iptables and in
+    table inet firewalld with nftables; the line is the same, the host's snapshot tells them apart.
+    """
+    if hook.table is not None or hook.convention is None or not backends:
+        return hook
+    m = match_convention(prefix)
+    backend = backends.get(m.convention.name) if m is not None else None
+    table = m.convention.backend_tables.get(backend) if m is not None and backend else None
+    return (
+        replace(hook, table=table, how=f"{hook.how}, table by the {backend} backend a snapshot shows")
+        if table
+        else hook
+    )
 
 
 # --- user chains of well-known projects -----------------------------------------------------------
@@ -410,8 +466,43 @@ def record_family(rec: LogRecord) -> str | None:
 
 def in_out_hooks(family: str, rec: LogRecord) -> tuple[str, ...]:
     """Return the hooks a record can have been logged at, by which of IN= and OUT= it prints."""
+    if family != BRIDGE and rec.in_dev and rec.out_dev and not forwarded_post_routing_possible(rec):
+        return (FORWARD,)
     table = _BRIDGE_IN_OUT if family == BRIDGE else _IP_IN_OUT
     return table.get((bool(rec.in_dev), bool(rec.out_dev)), ())
+
+
+def forwarded_post_routing_possible(rec: LogRecord) -> bool:
+    """Whether an IP record with IN= and OUT= may come from POSTROUTING rather than FORWARD."""
+    return forward_only_reason(rec) is None
+
+
+def forward_only_reason(rec: LogRecord) -> str | None:
+    """Why an IP record with IN= and OUT= is FORWARD and not POSTROUTING; None when it may be either.
+
+    Only ip_output() passes an input device to POSTROUTING, and only since Linux 5.5 ("netfilter:
+    Support iif matches in POSTROUTING"). Two lines rule it out:
+    * PHYSOUT= set: the frame is bridged, and br_netfilter runs the IP POSTROUTING hook with no input
+      device (net/bridge/br_netfilter_hooks.c br_nf_post_routing(): NF_HOOK(.., NULL, realoutdev, ..)).
+    * no MAC field at all on an nf_log line: such a kernel logs the MAC header only "for input path
+      only" (ipt_LOG.c/ip6t_LOG.c before xt_LOG in 3.4: ``if (in && !out)``); since then it is logged
+      whenever there is an input device (nf_log_syslog.c: ``if (in) dump_mac_header()``, which prints
+      "MAC=" even for a device without a link-layer header). A kernel that old predates 5.5.
+    """
+    if rec.fmt != "nflog" or not (rec.in_dev and rec.out_dev):
+        return None
+    if rec.physout:
+        return (
+            "PHYSOUT= is set, so the frame is bridged, and br_netfilter runs the IP POSTROUTING hook "
+            "with no input device (br_nf_post_routing): a line with IN= is FORWARD."
+        )
+    if not rec.mac_logged:
+        return (
+            "The line has no MAC field: only kernels before 3.4 left it out when OUT= is set "
+            "(ipt_LOG logged the MAC header for the input path only), and those passed no input device "
+            "to POSTROUTING (that came with 5.5), so a line with IN= and OUT= is FORWARD."
+        )
+    return None
 
 
 def prefix_action(prefix: str) -> Action | None:
@@ -432,7 +523,7 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     log repeats a few prefixes many times, so it is cached per map.
     """
     family = record_family(rec)
-    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev))
+    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev), bool(rec.physout), rec.mac_logged)
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)

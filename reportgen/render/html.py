@@ -7,10 +7,11 @@ from importlib import resources
 import jinja2
 
 from reportgen import __version__
-from reportgen.model import LineRef, Report
+from reportgen.model import LineRef, Report, family_tool
 from reportgen.render.dot import dot_to_svg, packet_dot
 
-_TOOL = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
+# Every family a hop or a skipped hook can have (nft adds inet, arp, netdev): StrictUndefined fails on others.
+_TOOL = {f: family_tool(f) for f in ("bridge", "ipv4", "ipv6", "inet", "arp", "netdev")}
 
 
 def _env() -> jinja2.Environment:

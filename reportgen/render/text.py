@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reportgen.model import Report
+from reportgen.model import Report, family_tool
 
 
 def render_text(report: Report) -> str:
@@ -56,8 +56,7 @@ def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
         if n.conntrack:
             out.append(f"{ind}│         conntrack: {n.conntrack}")
     for s in p.skipped:
-        tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")
-        out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason} ({s.explanation})")
+        out.append(f"{ind}│   skipped {family_tool(s.family)} {s.table} {s.hook}: {s.reason} ({s.explanation})")
     if p.verdict:
         out.append(f"{ind}└─ verdict: {p.verdict.code} — {p.verdict.explanation}")
         out.append(f"{ind}   evidence: {p.verdict.evidence}")

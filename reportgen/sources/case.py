@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from reportgen.model import (
 )
 from reportgen.netfilter import HOOKS
 from reportgen.parsers.nflog import parse_kernel_message
-from reportgen.parsers.prefix import PrefixMap, resolve_hook
+from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind
 from reportgen.parsers.traces import (
     NFT_FAMILY,
@@ -281,7 +281,7 @@ class _LegacyTraceGrouper:
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
                  appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: ChainHooks, joined: dict[LineRef, int]) -> Iterator[Event]:
+                 chain_hooks: ChainHooks, joined: dict[LineRef, int], backends: Mapping[str, str]) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry.
 
     ``joined`` learns the records that were wrapped over several physical lines (first -> last).
@@ -323,7 +323,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         if res.hook is None:
             _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
             continue
-        yield Event(rec, res.hook)
+        yield Event(rec, with_backend_table(res.hook, rec.prefix, backends))
     yield from legacy.flush()
     if monitor is not None:
         for v in monitor.flush():
@@ -440,7 +440,10 @@ def build_report(spec: CaseSpec) -> Report:
     counts: dict[str, int] = {}
     chain_hooks = _nft_chain_hooks(snaps)
     joined: dict[LineRef, int] = {}
-    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, joined))
+    # Which backend a project (firewalld) runs decides the table some of its prefixes are logged from.
+    backends = known_backends(s.text for s in snaps)
+    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, joined,
+                                  backends))
                 for p in spec.traces]
     events = [ev for evs in per_file for ev in evs]
     inferred = _bridges_from_events(events)
