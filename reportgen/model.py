@@ -160,10 +160,14 @@ class Event:
     record: LogRecord
     hook: HookRef
     rules: tuple[RuleHit, ...] = ()
+    # Further lines the event was made from: nft trace "conntrack:" lines, and the packet line of a
+    # second base chain at the same hook (parsers/traces.py NftTraceParser).
+    extra: tuple[LineRef, ...] = ()
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
-        return (self.record.ref, *(r.ref for r in self.rules if r.ref != self.record.ref))
+        return (self.record.ref, *(r.ref for r in self.rules if r.ref != self.record.ref),
+                *(x for x in self.extra if x != self.record.ref))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +262,9 @@ class Hop:
     # True when the hop was predicted by the simulator (reportgen.simulate) from the snapshots: its
     # event's record is synthetic and its line reference names the snapshot rule, not a kernel line.
     predicted: bool = False
+    # What a rule-tracing source shows happened at this hook when no prefix says it (explain.py
+    # trace_outcome): the last traced verdict, or ACCEPT when the packet's own lines go on.
+    outcome: Action | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from reportgen.explain.verdicts import (
     placement,
     prefix_evidence,
     prefix_verdict,
+    trace_outcome,
 )
 from reportgen.model import (
     Action,
@@ -664,7 +665,8 @@ def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
     prev_hop: tuple[Event, str] | None = None
     for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
         ev = link_rules(ev, topo)
-        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
+        outcome = trace_outcome(ev, n < len(t.events))
+        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop)), outcome=outcome))
         prev_hop = (ev, st)
         if ev.record.src:
             prev = ev

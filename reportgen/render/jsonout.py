@@ -33,7 +33,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
-        "action": h.event.hook.action.value if h.event.hook.action else None,
+        "action": (h.event.hook.action or h.outcome).value if (h.event.hook.action or h.outcome) else None,
         "convention": h.event.hook.convention,
         "prefix": r.prefix,
         "in": r.in_dev,
@@ -57,6 +57,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "truncated": r.truncated,
         "redacted": list(r.redacted),  # fields the input had masked; their values above are null
         "line": {"file": r.ref.file, "line": r.ref.line},
+        "lines": [_ref(x) for x in h.event.refs],  # every input line the hop was made from
         "explanation": list(h.explanation),
         "predicted": h.predicted,
     }

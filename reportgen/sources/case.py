@@ -282,7 +282,7 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
         hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
-    yield Event(rec, hook, tuple(v.rules))
+    yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
 
 
 def build_report(spec: CaseSpec) -> Report:
