@@ -94,6 +94,10 @@ class LogRecord:
     # had redacted ("XXX.232.61.230", "xx:xx:..", "<filtered>"); such a field's value is None and
     # it must be shown as redacted, never as an address.
     redacted: tuple[str, ...] = ()
+    # The id a trace monitor printed for the event (NFTA_TRACE_ID, net/netfilter/nf_tables_trace.c:
+    # a hash of the skb). A hint for joining a packet's walks, not proof: ids are reused, and
+    # iptables-nft can show one packet under new ids at later hooks.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +122,19 @@ class HookRef:
         return not self.candidates
 
     @property
+    def base_chain(self) -> str | None:
+        """The base chain the record was seen in, when known: a placed record's, or the one an nft
+        trace or xtables-monitor line names (their events carry the base chain walked, even when no
+        snapshot tells its hook). A LOG line or a legacy TRACE walk cut before its built-in chain
+        names none."""
+        return self.chain if self.placed or self.how in ("nft trace", "xtables-monitor") else None
+
+    @property
     def label(self) -> str:
         """Name the place as its tool does; an unplaced record names every hook it could be."""
         chain = self.chain if self.placed else " or ".join(self.candidates)
+        if not self.placed and self.base_chain:
+            chain = f"{self.base_chain} ({chain})"
         if self.how == "nft trace":
             fam = _NFT_FAMILY_WORD.get(self.family, self.family)
             return f"nft {fam} {self.table or '?'} {chain}"

@@ -77,7 +77,7 @@ def _visits(parser, lines):
 
 def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path: Path):
     r = _report(tmp_path, "xtmon.txt", MAN_PAGE)  # pasted with the man page's own line numbers
-    [p] = r.packets
+    p, other = r.packets
     # Lines 3-6: raw PREROUTING, then filter INPUT, both of the one PACKET line (line 2).
     assert [(h.event.hook.table, h.event.hook.hook, h.event.record.ref.line) for h in p.hops] == [
         ("raw", PREROUTING, 2),
@@ -96,8 +96,13 @@ def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path:
         38349,
         ("DF",),
     )
-    [u] = r.unused
-    assert u.ref.line == 7 and "packet line is missing" in u.reason
+    # Line 7: "another packet arriving -- the packet id is different" (the man page); its PACKET line
+    # is not shown, so it is a packet of its own without header fields, last seen in raw PREROUTING.
+    assert not r.unused
+    [h] = other.hops
+    assert (h.event.hook.table, h.event.hook.hook, h.event.record.src, h.event.record.ref.line) == (
+        "raw", PREROUTING, None, 7)
+    assert other.verdict.code == VerdictCode.LAST_SEEN
 
 
 def test_sign_extended_hex_bytes_of_xtables_monitor():
@@ -434,7 +439,7 @@ def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
     lines = ["       xtables-monitor --trace", ""] + ["        " + ln for ln in MAN_PAGE.splitlines()]
     lines[3] = lines[3].replace(" LEN=84", "\n              LEN=84")
     r = _report(tmp_path, "xtmon.txt", "\n".join(lines) + "\n")
-    [p] = r.packets
+    p, _ = r.packets  # the second: line 7's packet, whose PACKET line is not shown
     rec = p.hops[0].event.record
     assert (rec.src, rec.length, rec.ipid, rec.ttl, rec.proto) == ("127.0.0.1", 84, 38349, 64, "ICMP")
     assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.code in (

@@ -24,6 +24,7 @@ from reportgen.netfilter import EDGES, REACHABLE, stages_for, table_priority
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
                          "ip-pre-up"})
 _EGRESS_L2 = frozenset({"br-out", "br-post-out"})
+_MONITORS = ("xtmon", "nfttrace")  # rule-tracing sources whose events carry a trace id
 MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies are separate packets
 SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long logs
 
@@ -168,6 +169,10 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) ->
         return False
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
+    if r.fmt in _MONITORS and (r.src is None or prev_l3 is None):
+        # A walk shown without its packet line (a cut paste) joins only a walk of the same trace id.
+        if r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events}:
+            return False
     physout = track.physout()
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     return not (physout and this_out and physout != this_out)
@@ -183,6 +188,8 @@ def _keys(ev: Event) -> list[tuple[object, ...]]:
         keys.append(("v6", r.proto, r.flowlabel, r.length))
     if r.mac_src and r.mac_dst:
         keys.append(("mac", r.mac_src, r.mac_dst))
+    if r.trace_id is not None:
+        keys.append(("trace", r.fmt, r.trace_id))
     return keys
 
 

@@ -34,8 +34,8 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
     skip_depth = 0
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line:
-            continue
+        if not line or line.startswith("#"):
+            continue  # nft(8) LEXICAL CONVENTIONS: "#" starts a comment line in a ruleset file
         if skip_depth:
             skip_depth += line.count("{") - line.count("}")
             continue

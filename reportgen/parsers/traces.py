@@ -53,7 +53,9 @@ _XT_TRACE = re.compile(
     r"|policy:(?P<policy>\S+) ?|return:(?P<ret>\S*))$"
 )
 _NFT = re.compile(
-    r"^trace id (?P<id>[0-9a-f]+) (?P<family>ip6?|inet|arp|bridge|netdev|unknown) (?P<table>\S+) (?P<chain>\S+) "
+    # The family word is missing in shortened pastes (nftables commit "src: add conntrack information
+    # to trace monitor mode": "trace id 32 t PRE_RAW packet: ..."); the family is then unknown.
+    r"^trace id (?P<id>[0-9a-f]+) (?:(?P<family>ip6?|inet|arp|bridge|netdev|unknown) )?(?P<table>\S+) (?P<chain>\S+) "
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
@@ -298,6 +300,7 @@ class Visit:
             prefix="",
             in_dev=in_dev,
             out_dev=out_dev,
+            trace_id=self.trace_id,
             **f,  # type: ignore[arg-type]
         )
 
@@ -807,10 +810,10 @@ class NftTraceParser(TraceParser):
         out: list[Visit] = []
         m = _NFT.match(_unquote(text).rstrip())
         if not m:
-            return out, False
+            return out, self._ct_id_wrapped(text)
         tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
         table, chain = m.group("table"), m.group("chain")
-        fam = NFT_FAMILY.get(m.group("family"), m.group("family"))
+        fam = NFT_FAMILY.get(m.group("family") or "unknown", "unknown")
         if self.held is not None and self.held.trace_id != tid:
             out += self._release()
         if kind == "conntrack:":
@@ -839,7 +842,7 @@ class NftTraceParser(TraceParser):
                 new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
             return out, True
         v: Visit | None = self.open.get(tid)
-        if v is not None and self._is_base(v, table, chain):
+        if v is not None and self._is_base(v, table, chain, kind):
             out += self._close_nft(tid)
             v = None
         if v is None:
@@ -876,11 +879,41 @@ class NftTraceParser(TraceParser):
         for tid in list(self.order):
             yield from self._close(tid)
 
-    def _is_base(self, v: Visit, table: str, chain: str) -> bool:
-        """A line from another table, or from a chain no rule of this visit jumped to, is a new visit."""
+    def _ct_id_wrapped(self, text: str) -> bool:
+        """A "conntrack:" line wrapped before its ct id value: the value alone on the next line."""
+        line = _unquote(text).strip()
+        for pending in self.pending_ct.values():
+            ref, ct = pending[-1]
+            if line.isdigit() and ct.endswith("ct id"):
+                pending[-1] = (ref, f"{ct} {line}")
+                return True
+        return False
+
+    def _is_base(self, v: Visit, table: str, chain: str, kind: str) -> bool:
+        """Whether a line of another chain starts a new visit (another base chain's walk).
+
+        The kernel sends the packet with the first event of each base chain walk (nft_do_chain()
+        calls nft_trace_init() per walk; nft_trace_notify() dumps the packet while
+        !info->packet_dumped, net/netfilter/nf_tables_trace.c), so a walk starts with a packet line.
+        A line of another chain without one belongs to the walk under way: a user chain whose jump
+        line the paste left out. It is another walk only when the chain is known to be a base chain:
+        a policy line (nft_do_chain prints the policy of base chains only) or the snapshot or a
+        known generator places it. A visit whose packet line was cut and that started in a user
+        chain takes the base chain it returns to.
+        """
         if table != v.table:
             return True
-        return chain != v.chain and chain not in v.bases and not self._jumped_to(v, chain)
+        if chain == v.chain or chain in v.bases or self._jumped_to(v, chain):
+            return False
+        known_base = kind == "policy" or place_chain(v.family, table, chain, self.chain_hooks).hook is not None
+        if not known_base:
+            return False
+        started_in_user_chain = not v.text and (v.place is None or v.place.hook is None) and not any(
+            r.kind == "policy" for r in v.rules)
+        if started_in_user_chain:
+            v.chain, v.place = chain, place_chain(v.family, table, chain, self.chain_hooks)
+            return False
+        return True
 
 
 def _ends_visit(kind: str, verdict: str) -> bool:

@@ -27,8 +27,8 @@ def _hop(h: Hop) -> dict[str, Any]:
         "step": h.step,
         "family": h.event.hook.family,
         "table": h.event.hook.table,
-        # An unplaced hop states no hook (nor the chain named after it): it names every hook it could be.
-        "chain": h.event.hook.chain if h.event.hook.placed else None,
+        # An unplaced hop states no hook: it names every hook it could be (and the chain a trace names).
+        "chain": h.event.hook.base_chain,
         "hook": h.event.hook.hook if h.event.hook.placed else None,
         "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,

@@ -257,10 +257,8 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
-    if not v.text:
-        for r in v.rules:
-            _add_unused(unused, r.ref, "trace rule line whose packet line is missing", "")
-        return
+    # A walk whose packet line the paste cut off still shows the chain, the rules and the verdict:
+    # it becomes a hop without header fields, joined to its packet by the trace id (correlate.py).
     if not v.table:
         _add_unused(unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed",
                     v.text)
