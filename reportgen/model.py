@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -148,6 +150,11 @@ _TOOL_OF_FAMILY = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"
 _NFT_FAMILY_WORD = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6", "inet": "inet", "arp": "arp", "netdev": "netdev"}
 
 
+# An nft reject statement ends a rule (nft(8) REJECT STATEMENT: reject [with ...]); iptables prints
+# "-j REJECT [--reject-with ...]".
+_REJECT_STATEMENT = re.compile(r"(?:^|\s)(?:reject(?: with \S+(?: type \S+)?)?|-j REJECT(?: --reject-with \S+)?)$")
+
+
 @dataclass(frozen=True, slots=True)
 class RuleHit:
     """A rule, policy or return a trace source says the packet hit at a hook."""
@@ -160,6 +167,13 @@ class RuleHit:
     handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
     ref: LineRef
     snapshot_ref: LineRef | None = None  # the same rule in the ruleset snapshot, when one is given
+
+    @property
+    def rejects(self) -> bool:
+        """Whether the rule rejected: nft prints a reject rule's verdict as "drop", because the reject
+        expression sends its error and then sets NF_DROP (net/netfilter/nft_reject_inet.c)."""
+        head = self.verdict.split(":")[0]
+        return head.startswith("reject") or (head == "drop" and bool(_REJECT_STATEMENT.search(self.text)))
 
     @property
     def decisive(self) -> bool:
@@ -180,8 +194,11 @@ class Event:
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
-        return (self.record.ref, *(r.ref for r in self.rules if r.ref != self.record.ref),
-                *(x for x in self.extra if x != self.record.ref))
+        return (
+            self.record.ref,
+            *(r.ref for r in self.rules if r.ref != self.record.ref),
+            *(x for x in self.extra if x != self.record.ref),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,7 +178,7 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
             else:
                 num = f" {hit.handle}" if hit.handle else ""
                 what = f"rule{num} in {hit.table} {hit.chain}: {hit.text}"
-                code = VerdictCode.REJECTED if hit.verdict.startswith("reject") else VerdictCode.DROPPED_BY_RULE
+                code = VerdictCode.REJECTED if hit.rejects else VerdictCode.DROPPED_BY_RULE
                 evidence = f"rule '{hit.text}' in {hit.table} {hit.chain} ({hit.ref}{snap})"
             verb = "Rejected" if code is VerdictCode.REJECTED else "Dropped"
             return Verdict(code, f"{ev.hook.label}", f"{verb} by {what} (the trace reports this verdict).",

@@ -221,14 +221,19 @@ def describe_packet(track: Track) -> str:
     l3 = track.l3()
     if l3 is None:
         r = track.events[0].record
-        proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "frame")
-        return f"{proto} frame {r.mac_src} → {r.mac_dst}"
+        proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
+        if r.mac_src is None and r.mac_dst is None:
+            # A trace walk whose packet line the paste cut off: nothing about the packet is printed.
+            return f"{proto} packet whose headers the trace does not show".lstrip()
+        return f"{proto or 'frame'} frame {r.mac_src or '?'} → {r.mac_dst or '?'}"
     # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
     first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
                  l3.record)
     p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
     if p in ("ICMP", "ICMPv6"):
-        kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1), f"type {first.icmp_type}")
+        # xtables-monitor 1.8.9 prints no ICMP type: then the type is unknown, not "None".
+        kind = _ICMP_NAMES.get((p, first.icmp_type if first.icmp_type is not None else -1),
+                               f"type {first.icmp_type}" if first.icmp_type is not None else "(type not printed)")
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
         about = ""
         if first.embedded and first.embedded[0]:

@@ -54,6 +54,8 @@ def trace_outcome(ev: Event, goes_on: bool) -> Action | None:
         return None
     last = ev.rules[-1]
     word = last.verdict.split(":")[0].split(" ")[0]
+    if last.kind == "rule" and last.rejects:
+        return Action.REJECT
     if last.kind in ("rule", "policy") and word in (Action.ACCEPT, Action.DROP, Action.REJECT):
         return Action(word)
     return Action.ACCEPT if goes_on else None
