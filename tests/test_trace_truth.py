@@ -230,19 +230,22 @@ def test_vyos_prerouting_and_prerouting_helper_are_one_packet(tmp_path: Path):
     assert r.lines_used == r.lines_total == 22
     assert len(r.packets) == 2  # two pings; the trace id is the same for both (ids are reused)
     for p in r.packets:
-        assert [(h.event.hook.table, h.event.hook.hook) for h in p.hops] == [
-            ("vyos_conntrack", PREROUTING),
-            ("vyos_filter", INPUT),
+        # One packet; each base chain's walk is a hop naming its own chain (and the user chains it jumped to).
+        assert [(h.event.hook.table, h.event.hook.chain, h.event.hook.hook) for h in p.hops] == [
+            ("vyos_conntrack", "PREROUTING", PREROUTING),
+            ("vyos_conntrack", "PREROUTING_HELPER", PREROUTING),
+            ("vyos_filter", "VYOS_INPUT_filter", INPUT),
         ]
-        assert {x.chain for x in p.hops[0].event.rules} >= {"PREROUTING", "PREROUTING_HELPER", "VYOS_CT_HELPER"}
+        assert {x.chain for x in p.hops[1].event.rules} == {"PREROUTING_HELPER", "VYOS_CT_HELPER"}
         assert p.verdict.code == VerdictCode.DELIVERED_LOCAL
+        assert "probably dropped" not in p.verdict.explanation
     # Renamed tables: the known-generator table no longer applies; the snapshot places the chains.
     renamed = trace.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
     ruleset = (FIX / "nft-1.0.6-vyos-shaped-ruleset.txt").read_text()
     ruleset = ruleset.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
     r2 = _report(tmp_path, "trace.txt", renamed, ("ruleset.nft", ruleset))
     assert [[(h.event.hook.table, h.event.hook.hook) for h in p.hops] for p in r2.packets] == [
-        [("ct", PREROUTING), ("flt", INPUT)]
+        [("ct", PREROUTING), ("ct", PREROUTING), ("flt", INPUT)]
     ] * 2
     # Neither: "PREROUTING" is just a name; the hooks stay candidates.
     r3 = _report(tmp_path, "trace.txt", renamed)

@@ -107,10 +107,18 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # Priorities differ by backend (ebtables-nft registers its bridge filter chains, OUTPUT included,
     # at NF_BR_PRI_FILTER_BRIDGED, so filter OUTPUT runs before nat OUTPUT; legacy ebtables runs
     # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
-    # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
-    seen = {e.hook.table for e, st in zip(track.events, track.stages, strict=True)
+    # A table seen twice at one hook means a second packet (a retransmit or a flooded copy). An nft
+    # table may have several base chains at one hook (fw4 raw_prerouting and mangle_prerouting), all
+    # walked for one packet in one nf_hook_slow() call (net/netfilter/core.c): there a base chain
+    # seen twice means a second packet.
+    seen = {_walk(e) for e, st in zip(track.events, track.stages, strict=True)
             if st == stage and e.hook.family == ev.hook.family}
-    return ev.hook.table not in seen
+    return _walk(ev) not in seen
+
+
+def _walk(ev: Event) -> tuple[str | None, str | None]:
+    """What one packet passes once per hook: a table, or an nft trace's base chain of a table."""
+    return ev.hook.table, ev.hook.chain if ev.record.fmt == "nfttrace" else None
 
 
 def flow_ports(ev: Event) -> tuple[int | None, int | None]:

@@ -287,7 +287,6 @@ class Visit:
     rules: list[RuleHit] = field(default_factory=list)
     extra: list[LineRef] = field(default_factory=list)
     place: Placement | None = None
-    bases: list[str] = field(default_factory=list)  # further base chains at the same hook (merged)
 
     def record(self) -> LogRecord:
         f = dict(self.fields)
@@ -565,7 +564,6 @@ def _nft_fields(rest: str) -> dict[str, object]:
 
 
 # The header fields that tell one packet from another (a later chain may rewrite marks or DSCP).
-_PACKET_KEYS = ("src", "dst", "ipid", "sport", "dport", "icmp_id", "icmp_seq", "flowlabel", "tcp_flags")
 # nftables src/proto.c icmp_code_tbl / icmpv6_code_tbl: nft prints an ICMP code by these names (1.0.6
 # does so even for echo requests, whose code 0 shows as "net-unreachable").
 _ICMP_CODES = {
@@ -762,49 +760,11 @@ class NftTraceParser(TraceParser):
 
     Two base chains of one table at one hook (VyOS vyos_conntrack PREROUTING, priority -300, and
     PREROUTING_HELPER, priority -5) are walked one after the other for the same packet, in one call of
-    nf_hook_slow() (net/netfilter/core.c), so their lines follow each other under one trace id. They
-    are one event: the kernel tells no reason to think a second packet came. A visit that ended is
-    therefore held until a line of another walk (or another trace id) arrives.
+    nf_hook_slow() (net/netfilter/core.c), each walk starting with its own packet line. Each walk is
+    a visit (a hop naming its own chain); correlation keeps them in one packet (correlate.py).
     """
 
     fmt = "nfttrace"
-
-    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
-        super().__init__(chain_hooks)
-        self.held: Visit | None = None
-
-    def _release(self) -> list[Visit]:
-        v, self.held = self.held, None
-        return [v] if v is not None else []
-
-    def _close_nft(self, tid: str) -> list[Visit]:
-        out = []
-        for v in self._close(tid):
-            out += self._release()
-            self.held = v
-        return out
-
-    def _same_hook(
-        self, tid: str, family: str, table: str, chain: str, fields: dict[str, object] | None = None
-    ) -> Visit | None:
-        """The held visit of this trace id, when this chain is another base chain at its hook.
-
-        A base chain is walked once per packet at a hook, so a chain the held visit already walked
-        starts a new packet; so does a packet line whose headers differ (trace ids are reused: seen
-        on this machine for two pings, nftables 1.0.6, kernel 6.18).
-        """
-        h = self.held
-        if h is None or h.trace_id != tid or h.table != table or h.family != family or h.place is None:
-            return None
-        if chain == h.chain or chain in h.bases:
-            return None
-        if fields is not None and any(fields.get(k) != h.fields.get(k) for k in _PACKET_KEYS):
-            return None
-        p = place_chain(family, table, chain, self.chain_hooks)
-        if h.place.hook is None or p.hook != h.place.hook:
-            return None
-        h.bases.append(chain)
-        return h
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
@@ -814,26 +774,17 @@ class NftTraceParser(TraceParser):
         tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
         table, chain = m.group("table"), m.group("chain")
         fam = NFT_FAMILY.get(m.group("family") or "unknown", "unknown")
-        if self.held is not None and self.held.trace_id != tid:
-            out += self._release()
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
             return out, True
         if kind == "packet:":
-            out += self._close_nft(tid)
+            out += self._close(tid)
             fields = _nft_fields(rest)
             if fam == ARP:
                 fields["l3"] = "arp"
             elif fam in (IPV4, IPV6):
                 fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
-            merged = self._same_hook(tid, fam, table, chain, fields)
-            if merged is not None:
-                self.held = None
-                merged.extra.append(ref)  # the event keeps the first base chain's packet line
-                self.open[tid] = merged
-                self.order.append(tid)
-                return out, True
             self._remember(tid, _PacketLine(ref, text, fields))
             new = self._start(ref, text, fam, table, chain, tid, fields)
             for ct_ref, ct in self.pending_ct.pop(tid, []):
@@ -843,20 +794,14 @@ class NftTraceParser(TraceParser):
             return out, True
         v: Visit | None = self.open.get(tid)
         if v is not None and self._is_base(v, table, chain, kind):
-            out += self._close_nft(tid)
+            out += self._close(tid)
             v = None
         if v is None:
-            merged = self._same_hook(tid, fam, table, chain)
-            if merged is not None:
-                self.held = None
-                self.open[tid] = v = merged
-                self.order.append(tid)
+            pkt = self.packets.get(tid)
+            if pkt is None:  # the paste starts after this packet's packet line: a hop without headers
+                v = self._start(ref, "", fam, table, chain, tid, {})
             else:
-                pkt = self.packets.get(tid)
-                if pkt is None:  # the paste starts after this packet's packet line: listed as such
-                    v = self._start(ref, "", fam, table, chain, tid, {})
-                else:
-                    v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
+                v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
         if kind == "policy":
             verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
         else:
@@ -871,13 +816,8 @@ class NftTraceParser(TraceParser):
             hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
         if _ends_visit(hit_kind, verdict):
-            out += self._close_nft(tid)
+            out += self._close(tid)
         return out, True
-
-    def flush(self) -> Iterator[Visit]:
-        yield from self._release()
-        for tid in list(self.order):
-            yield from self._close(tid)
 
     def _ct_id_wrapped(self, text: str) -> bool:
         """A "conntrack:" line wrapped before its ct id value: the value alone on the next line."""
@@ -903,7 +843,7 @@ class NftTraceParser(TraceParser):
         """
         if table != v.table:
             return True
-        if chain == v.chain or chain in v.bases or self._jumped_to(v, chain):
+        if chain == v.chain or self._jumped_to(v, chain):
             return False
         known_base = kind == "policy" or place_chain(v.family, table, chain, self.chain_hooks).hook is not None
         if not known_base:
