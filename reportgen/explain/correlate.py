@@ -14,8 +14,9 @@ the most recent open packet when
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reportgen.model import Endpoint, Event
 from reportgen.netfilter import EDGES, REACHABLE, stages_for, table_priority
@@ -243,7 +244,37 @@ def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) ->
         if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in egress_open:
             egress_open.append(placed)
             del egress_open[:-64]
-    return _join_continuations(tracks)
+    joined = _join_continuations(tracks)
+    for t in joined:
+        _narrow_by_order(t)
+    return joined
+
+
+def _narrow_by_order(track: Track) -> None:
+    """Narrow an unplaced hop's hooks by the placed hops of its packet around it.
+
+    A packet meets the hooks in path order (netfilter.EDGES), and a trace prints its walks in the
+    order the kernel runs them, so a chain walked before a chain at FORWARD is not at POSTROUTING.
+    The hook is set only when one candidate remains; otherwise the candidates shrink.
+    """
+    if all(ev.hook.placed for ev in track.events):
+        return
+    orders = [STAGE_ORDER[st] if ev.hook.placed else None for ev, st in zip(track.events, track.stages, strict=True)]
+    for i, ev in enumerate(track.events):
+        if ev.hook.placed:
+            continue
+        lo = max((o for o in orders[:i] if o is not None), default=-1)
+        hi = min((o for o in orders[i + 1:] if o is not None), default=len(STAGE_ORDER))
+        fits = {h: [st for st in stages_for(ev.hook.family, h) if lo <= STAGE_ORDER[st] <= hi]
+                for h in ev.hook.candidates}
+        keep = tuple(h for h in ev.hook.candidates if fits[h])
+        if not keep or keep == ev.hook.candidates:
+            continue
+        hook = replace(ev.hook, hook=keep[0], candidates=keep if len(keep) > 1 else (),
+                       chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0])
+        track.events[i] = replace(ev, hook=hook)
+        if track.stages[i] not in fits[keep[0]]:
+            track.stages[i] = fits[keep[0]][0]
 
 
 # Bridge stages a frame reaches after br_netfilter bridged it again following a DNAT.
@@ -475,8 +506,26 @@ def reverse(v: View) -> View:
 _ICMP_REPLY_TYPES = {("ICMP", 0), ("ICMPv6", 129)}  # echo reply: RFC 792 type 0, RFC 4443 type 129
 
 
+_CT_DIRECTION = re.compile(r"\bct direction (original|reply)\b")
+
+
+def ct_direction(track: Track) -> str | None:
+    """The conntrack direction an nft trace printed for the packet ("conntrack: ct direction reply",
+    nftables >= 1.1.4 from NFTA_TRACE_CT_DIRECTION, net/netfilter/nf_tables_trace.c)."""
+    for ev in track.events:
+        for x in ev.record.extra:
+            m = _CT_DIRECTION.search(x)
+            if m:
+                return m.group(1)
+    return None
+
+
 def is_reply_by_itself(track: Track) -> bool:
-    """Tell whether a packet is a reply without its request: an echo reply, or a TCP SYN-ACK."""
+    """Tell whether a packet is a reply without its request: conntrack's direction when the trace
+    prints it, else an echo reply, or a TCP SYN-ACK."""
+    direction = ct_direction(track)
+    if direction is not None:
+        return direction == "reply"
     l3 = track.l3()
     if l3 is None:
         return False

@@ -312,6 +312,21 @@ def rule_proto(rules: list[RuleHit]) -> str | None:
     return _PROTO_NAMES.get(proto, proto.upper()) if proto else None
 
 
+def nft_rule_ports(rules: list[RuleHit]) -> dict[str, object]:
+    """The protocol and ports a matched nft rule proves ("tcp dport 443 accept"): the kernel traces a
+    rule only once all its expressions matched (nf_tables_core.c nft_do_chain), so an equality match
+    in it (not "!=", a set or a range) holds for the packet."""
+    out: dict[str, object] = {}
+    for r in rules:
+        if r.kind != "rule":
+            continue
+        for proto, key, port in _NFT_PORT.findall(r.text):
+            out.setdefault("proto", _PROTO_NAMES.get(proto, proto.upper()))
+            out.setdefault(key, int(port))
+    return out
+
+
+_NFT_PORT = re.compile(r"(?:^|\s)(tcp|udp|sctp|dccp) (sport|dport) (\d+)(?=\s|$)")
 _IPT_PROTO = re.compile(r"(?<!! )-p (tcp|udp|icmp|ipv6-icmp|icmpv6|udplite|sctp|dccp)\b")
 _PROTO_NAMES = {
     "tcp": "TCP",
@@ -766,6 +781,10 @@ class NftTraceParser(TraceParser):
 
     fmt = "nfttrace"
 
+    def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
+        super().__init__(chain_hooks)
+        self.ct_chain: dict[LineRef, tuple[str, str, str]] = {}  # where each conntrack line was printed
+
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
         m = _NFT.match(_unquote(text).rstrip())
@@ -777,6 +796,7 @@ class NftTraceParser(TraceParser):
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
+            self.ct_chain[ref] = (fam, table, chain)
             return out, True
         if kind == "packet:":
             out += self._close(tid)
@@ -815,9 +835,24 @@ class NftTraceParser(TraceParser):
                 handle, rule_text = rest.split()[0], ""
             hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
+        proven = nft_rule_ports(v.rules[-1:])
+        if v.fields.get("proto") in (None, proven.get("proto")):
+            for key, value in proven.items():
+                v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
         if _ends_visit(hit_kind, verdict):
             out += self._close(tid)
         return out, True
+
+    def flush(self) -> Iterator[Visit]:
+        # A "conntrack:" line whose packet line the paste left out: a walk without headers at its chain.
+        for tid, pending in list(self.pending_ct.items()):
+            for ct_ref, ct in pending:
+                fam, table, chain = self.ct_chain[ct_ref]
+                yield from self._close(tid)
+                self._start(ct_ref, "", fam, table, chain, tid, {"extra": ("conntrack: " + ct,)})
+                yield from self._close(tid)
+        self.pending_ct.clear()
+        yield from super().flush()
 
     def _ct_id_wrapped(self, text: str) -> bool:
         """A "conntrack:" line wrapped before its ct id value: the value alone on the next line."""
