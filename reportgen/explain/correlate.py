@@ -201,6 +201,10 @@ def _keys(ev: Event) -> list[tuple[object, ...]]:
         keys.append(("mac", r.mac_src, r.mac_dst))
     if r.trace_id is not None:
         keys.append(("trace", r.fmt, r.trace_id))
+    if ev.hook.how == "TRACE prefix" and r.ipid is None and r.flowlabel is None and r.src is not None:
+        # Legacy TRACE lines cut before ID= (a trimmed paste): the addresses are all that is left, and
+        # NAT changes only one side at a hook (_l3_matches).
+        keys += [("trace-src", r.l3, r.src), ("trace-dst", r.l3, r.dst)]
     return keys
 
 

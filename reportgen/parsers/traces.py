@@ -74,8 +74,11 @@ def _unquote(text: str) -> str:
 # "TRACE: " word; such a record is still recognisably TRACE when its table is one of ip_tables' own
 # (iptables(8) TABLES: raw, mangle, nat, filter, security), which no free-form prefix is likely to be.
 # The kernel ends the prefix with one space; column-aligned pastes pad it with more.
+# A column-aligned paste may cut the ":type:num" tail off a long chain name
+# ("filter:DOCKER-ISOLATION-STAGE-1 IN=..."): the table and chain still place the record in the walk.
 _TRACE_PREFIX = re.compile(
-    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+)\s*$"
+    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>[^:\s]+(?::[^:\s]+)*?)"
+    r"(?::(?P<type>rule|return|policy):(?P<num>\d+))?\s*$"
 )
 LEGACY_TABLES = frozenset({"raw", "mangle", "nat", "filter", "security"})
 
@@ -85,6 +88,8 @@ def legacy_trace_prefix(prefix: str) -> re.Match[str] | None:
     m = _TRACE_PREFIX.match(prefix)
     if m is None or (not m.group("word") and m.group("table") not in LEGACY_TABLES):
         return None
+    if m.group("type") is None and (m.group("table") not in LEGACY_TABLES or not prefix.endswith(" ")):
+        return None  # a cut tail is accepted only for ip_tables' own tables, as a column of the paste
     return m
 
 

@@ -173,7 +173,8 @@ class _LegacyTraceGrouper:
 
     def feed(self, rec: LogRecord, m: re.Match[str]) -> list[Event]:
         table, chain = m.group("table"), m.group("chain")
-        hit = RuleHit(table, chain, m.group("type"), "", "", m.group("num"), rec.ref)
+        # A record whose ":type:num" tail the paste cut off still shows a rule of the chain was met.
+        hit = RuleHit(table, chain, m.group("type") or "rule", "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
         cur = self.current
         same_packet = cur is not None and cur[0] == fp and cur[1].hook.table == table
