@@ -237,7 +237,8 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         framed = strip_wrapper(text)
         rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
         if rec is None:
-            yield from legacy.flush()
+            # A note or a "..." inside a pasted TRACE walk does not end the walk: the next line of
+            # the same packet and table continues it (_LegacyTraceGrouper compares the packet).
             _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
             continue
         t = legacy_trace_prefix(rec.prefix)
