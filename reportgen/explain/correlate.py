@@ -180,10 +180,10 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) ->
         return False
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
-    if r.fmt in _MONITORS and (r.src is None or prev_l3 is None):
-        # A walk shown without its packet line (a cut paste) joins only a walk of the same trace id.
-        if r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events}:
-            return False
+    # A walk shown without its packet line (a cut paste) joins only a walk of the same trace id.
+    if r.fmt in _MONITORS and (r.src is None or prev_l3 is None) and (
+            r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events}):
+        return False
     physout = track.physout()
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     return not (physout and this_out and physout != this_out)

@@ -802,7 +802,8 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
-            role=place.role if t.l3() is not None or ct_direction(t) else "unknown", path=cls, summary=describe_packet(t),
+            role=place.role if t.l3() is not None or ct_direction(t) else "unknown", path=cls,
+            summary=describe_packet(t),
             hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
             skipped=tuple(skipped), verdict=verdict,
         ))

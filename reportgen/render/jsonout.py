@@ -18,6 +18,12 @@ def _ref(ref: LineRef | None) -> dict[str, Any] | None:
     return None if ref is None else {"file": ref.file, "line": ref.line}
 
 
+def _action(h: Hop) -> str | None:
+    """What the prefix says happened at the hop, else what the trace shows (Hop.outcome)."""
+    action = h.event.hook.action or h.outcome
+    return action.value if action is not None else None
+
+
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
@@ -33,7 +39,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
-        "action": (h.event.hook.action or h.outcome).value if (h.event.hook.action or h.outcome) else None,
+        "action": _action(h),
         "convention": h.event.hook.convention,
         "prefix": r.prefix,
         "in": r.in_dev,
