@@ -538,7 +538,26 @@ def is_reply_by_itself(track: Track) -> bool:
     r = l3.record
     if (r.proto, r.icmp_type) in _ICMP_REPLY_TYPES:
         return True
-    return r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" in r.tcp_flags
+    if r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" in r.tcp_flags:
+        return True
+    return _established_from_server_port(track, r.sport, r.dport)
+
+
+# A traced rule that matched "ct state established" (with "related" at most, never "new"): the packet
+# belongs to a connection conntrack has already seen both ways (nf_conntrack_core.c: ESTABLISHED after
+# a reply was seen, IP_CT_ESTABLISHED_REPLY for replies).
+_CT_ESTABLISHED = re.compile(r"\bct state (?:established|established,related|related,established)(?=\s|$)")
+# The default ip_local_port_range (net/ipv4/af_inet.c inet_init_net: 32768-60999) from which a client
+# socket gets its port when it does not bind one.
+_EPHEMERAL = range(32768, 61000)
+
+
+def _established_from_server_port(track: Track, sport: int | None, dport: int | None) -> bool:
+    """An established packet from a well-known port (< 1024) to an ephemeral one is the server's
+    answer: a client takes an ephemeral port, and the service listens on its well-known one."""
+    if sport is None or dport is None or sport >= 1024 or dport not in _EPHEMERAL:
+        return False
+    return any(h.kind == "rule" and _CT_ESTABLISHED.search(h.text) for ev in track.events for h in ev.rules)
 
 
 @dataclass
