@@ -226,6 +226,8 @@ def test_legacy_trace_walk_survives_notes_and_a_cut_column(tmp_path: Path):
     assert (nat.event.hook.hook, nat.outcome, flt.event.hook.hook) == (OUTPUT, Action.ACCEPT, OUTPUT)
     [dnat] = p.nat
     assert (dnat.type, dnat.after.addr, dnat.after.port) == ("DNAT", "192.168.2.4", 8080)
+    # The walk ends on KUBE-SEP-*'s rule 2 (a terminal target), after which DST is the pod's.
+    assert (dnat.rule, dnat.rule_ref) == ("nat KUBE-SEP-M7XDXP4L3HZCSYD6 rule 2", LineRef("t.txt", 7))
     assert {u.ref.line for u in r.unused} == {3, 4, 6}
 
 
