@@ -243,3 +243,25 @@ def test_established_answer_from_a_service_port_is_a_reply(tmp_path: Path):
     ):
         r = _report(tmp_path, "t.txt", line.format(sport=sport) + "\n" + rule.format(state=state) + "\n")
         assert [p.role for p in r.packets] == [role], (sport, state)
+
+
+def test_inet_chain_before_prerouting_may_be_ingress(tmp_path: Path):
+    # openwrt fw4 with the poster's own "debug" base chain (corpus trace-nft-fw4-wg-invalid-drop): it
+    # runs before raw_prerouting and sees iif only, so it is an inet ingress chain (Linux >= 5.10) or
+    # a prerouting one; never INPUT, which comes after PREROUTING.
+    pkt = 'iif "wg0" ip saddr 222.195.90.107 ip daddr 114.214.173.252 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 19723 ip protocol icmp ip length 84 icmp type echo-reply icmp code net-unreachable icmp id 14312 icmp sequence 881'
+    r = _report(
+        tmp_path,
+        "t.txt",
+        f"""\
+trace id 146d2af5 inet fw4 debug packet: {pkt}
+trace id 146d2af5 inet fw4 debug policy accept
+trace id 146d2af5 inet fw4 raw_prerouting packet: {pkt}
+trace id 146d2af5 inet fw4 raw_prerouting policy accept
+""",
+    )
+    [p] = r.packets
+    debug, raw = (h.event.hook for h in p.hops)
+    assert (debug.chain, debug.candidates, debug.hook) == ("debug", ("INGRESS", PREROUTING), PREROUTING)
+    assert (raw.chain, raw.placed) == ("raw_prerouting", True)
+    assert debug.label == "nft inet fw4 debug (INGRESS or PREROUTING)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.model import LineRef, VerdictCode
-from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.traces import (
     NftTraceParser,
     XtablesMonitorParser,
@@ -183,10 +183,11 @@ def test_nft_chains_placed_from_the_trace_devices_or_the_snapshot(tmp_path: Path
     text = "\n".join(NFT_UPSTREAM) + "\n"
     r = _report(tmp_path, "trace.txt", text)
     hooks = [h.event.hook for p in r.packets for h in p.hops]
+    # An inet chain that sees iif only may also be an ingress chain (nft(8): inet ingress since 5.10).
     assert [(h.chain, h.placed, h.candidates) for h in hooks] == [
-        ("pre", False, (PREROUTING, INPUT)),
-        ("input", False, (PREROUTING, INPUT)),
-        ("output", False, (PREROUTING, INPUT)),
+        ("pre", False, (INGRESS, PREROUTING, INPUT)),
+        ("input", False, (INGRESS, PREROUTING, INPUT)),
+        ("output", False, (INGRESS, PREROUTING, INPUT)),
     ]
     assert all(h.family == INET for h in hooks)
     ruleset = (

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from reportgen.model import Endpoint, Event
-from reportgen.netfilter import EDGES, REACHABLE, stages_for, table_priority
+from reportgen.netfilter import EDGES, ORDERED_AS, REACHABLE, stages_for, table_priority
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
@@ -271,16 +271,19 @@ def _narrow_by_order(track: Track) -> None:
             continue
         lo = max((o for o in orders[:i] if o is not None), default=-1)
         hi = min((o for o in orders[i + 1:] if o is not None), default=len(STAGE_ORDER))
-        fits = {h: [st for st in stages_for(ev.hook.family, h) if lo <= STAGE_ORDER[st] <= hi]
+        fits = {h: [st for st in stages_for(ev.hook.family, ORDERED_AS.get(h, h)) if lo <= STAGE_ORDER[st] <= hi]
                 for h in ev.hook.candidates}
         keep = tuple(h for h in ev.hook.candidates if fits[h])
         if not keep or keep == ev.hook.candidates:
             continue
-        hook = replace(ev.hook, hook=keep[0], candidates=keep if len(keep) > 1 else (),
+        first = next((h for h in keep if h not in ORDERED_AS), None)  # the hook the hop is ordered by
+        if first is None:
+            continue
+        hook = replace(ev.hook, hook=first, candidates=keep if len(keep) > 1 else (),
                        chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0])
         track.events[i] = replace(ev, hook=hook)
-        if track.stages[i] not in fits[keep[0]]:
-            track.stages[i] = fits[keep[0]][0]
+        if track.stages[i] not in fits[first]:
+            track.stages[i] = fits[first][0]
 
 
 # Bridge stages a frame reaches after br_netfilter bridged it again following a DNAT.

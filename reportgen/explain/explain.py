@@ -256,8 +256,14 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         out.append(f"Logged {placement(ev)}.")
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
-        out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
-                   "(tables at one hook run in priority order).")
+        if p_ev.hook.table == ev.hook.table:
+            # nft: several base chains of one table at one hook, run in priority order by one
+            # nf_hook_slow() call (net/netfilter/core.c)
+            out.append(f"Same hook, next base chain of {ev.hook.table}: {ev.hook.chain} runs after "
+                       f"{p_ev.hook.chain} (base chains at one hook run in priority order).")
+        else:
+            out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
+                       "(tables at one hook run in priority order).")
     elif stage == "br-pre":
         if ev.hook.table == "broute":
             out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}, {_named(topo, r.mac_src)} → "

@@ -94,10 +94,17 @@ def placement(ev: Event) -> str:
         return f"at {h.label}"
     r = ev.record
     has = " and ".join(n for n, v in (("IN=", r.in_dev), ("OUT=", r.out_dev)) if v) or "neither IN= nor OUT="
+    # What would settle it: a LOG line's prefix mapped to its hook; a traced chain's hook in an
+    # "nft list ruleset" snapshot; a legacy TRACE walk's line of the built-in chain it started in.
+    settle = {
+        "TRACE prefix": "the walk's line from its built-in chain would settle it",
+        "nft trace": "an nft list ruleset snapshot would settle it",
+        "xtables-monitor": "an nft list ruleset snapshot would settle it",
+    }.get(h.how, "a prefix map would settle it")
     return (
-        f"at {' or '.join(h.candidates)} (the line has {has} only; a prefix map would settle it)"
+        f"at {' or '.join(h.candidates)} (the line has {has} only; {settle})"
         if r.in_dev or r.out_dev
-        else f"at one of {', '.join(h.candidates)} (a prefix map would settle it)"
+        else f"at one of {', '.join(h.candidates)} ({settle})"
     )
 
 

@@ -20,7 +20,7 @@ from reportgen.explain.correlate import correlate, merge_sources
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import build_topology
 from reportgen.model import Event, HookRef, InputFile, LineRef, LogRecord, Report, RuleHit, Snapshot, UnusedLine
-from reportgen.netfilter import HOOKS
+from reportgen.netfilter import HOOKS, INET, INGRESS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
 from reportgen.parsers.snapshots import PARSERS, detect_kind
@@ -281,7 +281,10 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         # Not in the snapshot nor a known generator's base chain: the trace's devices narrow the hooks
         # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
-        hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
+        if v.family == INET and rec.in_dev and not rec.out_dev:
+            hooks.insert(0, INGRESS)  # an inet chain seeing iif only may be an ingress chain (nft(8))
+        hook = HookRef(v.family, next(h for h in hooks if h in HOOKS), table, v.chain, how,
+                       candidates=tuple(hooks) if len(hooks) > 1 else ())
     yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
 
 
