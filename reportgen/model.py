@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -99,6 +100,10 @@ class LogRecord:
     # logged it only "for input path only" (in && !out), so its absence on a line with IN= and OUT=
     # dates the kernel (prefix.in_out_hooks).
     mac_logged: bool = False
+    # The id a trace monitor printed for the event (NFTA_TRACE_ID, net/netfilter/nf_tables_trace.c:
+    # a hash of the skb). A hint for joining a packet's walks, not proof: ids are reused, and
+    # iptables-nft can show one packet under new ids at later hooks.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +128,19 @@ class HookRef:
         return not self.candidates
 
     @property
+    def base_chain(self) -> str | None:
+        """The base chain the record was seen in, when known: a placed record's, or the one an nft
+        trace or xtables-monitor line names (their events carry the base chain walked, even when no
+        snapshot tells its hook). A LOG line or a legacy TRACE walk cut before its built-in chain
+        names none."""
+        return self.chain if self.placed or self.how in ("nft trace", "xtables-monitor") else None
+
+    @property
     def label(self) -> str:
         """Name the place as its tool does; an unplaced record names every hook it could be."""
         chain = self.chain if self.placed else " or ".join(self.candidates)
+        if not self.placed and self.base_chain:
+            chain = f"{self.base_chain} ({chain})"
         if self.how == "nft trace":
             fam = _NFT_FAMILY_WORD.get(self.family, self.family)
             return f"nft {fam} {self.table or '?'} {chain}"
@@ -144,6 +159,9 @@ def family_tool(family: str) -> str:
     if family in _TOOL_OF_FAMILY:
         return _TOOL_OF_FAMILY[family]
     return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
+# An nft reject statement ends a rule (nft(8) REJECT STATEMENT: reject [with ...]); iptables prints
+# "-j REJECT [--reject-with ...]".
+_REJECT_STATEMENT = re.compile(r"(?:^|\s)(?:reject(?: with \S+(?: type \S+)?)?|-j REJECT(?: --reject-with \S+)?)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +178,13 @@ class RuleHit:
     snapshot_ref: LineRef | None = None  # the same rule in the ruleset snapshot, when one is given
 
     @property
+    def rejects(self) -> bool:
+        """Whether the rule rejected: nft prints a reject rule's verdict as "drop", because the reject
+        expression sends its error and then sets NF_DROP (net/netfilter/nft_reject_inet.c)."""
+        head = self.verdict.split(":")[0]
+        return head.startswith("reject") or (head == "drop" and bool(_REJECT_STATEMENT.search(self.text)))
+
+    @property
     def decisive(self) -> bool:
         """Drop and reject end the packet's life (nf_tables verdicts NF_DROP; REJECT sends an error)."""
         return self.verdict.split(":")[0] in ("drop", "reject")
@@ -172,14 +197,17 @@ class Event:
     record: LogRecord
     hook: HookRef
     rules: tuple[RuleHit, ...] = ()
-    # Other lines this event stands for: the packet line of a second base chain at the same hook
-    # (one nft trace id, one packet), or an nft trace's "conntrack:" line.
+    # Further lines the event was made from: nft trace "conntrack:" lines, and the packet line of a
+    # second base chain at the same hook (parsers/traces.py NftTraceParser).
     extra: tuple[LineRef, ...] = ()
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
-        rules = tuple(r.ref for r in self.rules if r.ref != self.record.ref)
-        return (self.record.ref, *rules, *(e for e in self.extra if e != self.record.ref and e not in rules))
+        return (
+            self.record.ref,
+            *(r.ref for r in self.rules if r.ref != self.record.ref),
+            *(x for x in self.extra if x != self.record.ref),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +302,9 @@ class Hop:
     # True when the hop was predicted by the simulator (reportgen.simulate) from the snapshots: its
     # event's record is synthetic and its line reference names the snapshot rule, not a kernel line.
     predicted: bool = False
+    # What a rule-tracing source shows happened at this hook when no prefix says it (explain.py
+    # trace_outcome): the last traced verdict, or ACCEPT when the packet's own lines go on.
+    outcome: Action | None = None
 
 
 @dataclass(frozen=True, slots=True)

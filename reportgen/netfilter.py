@@ -21,6 +21,11 @@ NFT_FAMILIES = (BRIDGE, IPV4, IPV6, INET, ARP, NETDEV)
 
 PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING = "PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"
 HOOKS = (PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING)
+# The ingress hook that inet tables may use since Linux 5.10 (nft(8) ADDRESS FAMILIES; called from
+# __netif_receive_skb_core, net/core/dev.c, before IP PREROUTING). It has no stage in the hook graph:
+# it is only ever a candidate, ordered as PREROUTING (ORDERED_AS).
+INGRESS = "INGRESS"
+ORDERED_AS = {INGRESS: PREROUTING}
 
 # Table priorities per hook.
 # IPv4: include/uapi/linux/netfilter_ipv4.h enum nf_ip_hook_priorities (NF_IP_PRI_RAW -300,

@@ -74,6 +74,7 @@ def _hop_lines(hop: dict[str, Any]) -> set[tuple[str, int]]:
     """Every trace line a hop was made from: its packet line and its trace rule lines."""
     refs = {_ref_of(hop.get("line"))}
     refs.update(_ref_of(r.get("line")) for r in hop.get("rules") or [])
+    refs.update(_ref_of(r) for r in hop.get("lines") or [])  # conntrack lines, a second base chain's
     return {r for r in refs if r is not None}
 
 

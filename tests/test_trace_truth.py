@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.model import LineRef, VerdictCode
-from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.traces import (
     NftTraceParser,
     XtablesMonitorParser,
@@ -77,7 +77,7 @@ def _visits(parser, lines):
 
 def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path: Path):
     r = _report(tmp_path, "xtmon.txt", MAN_PAGE)  # pasted with the man page's own line numbers
-    [p] = r.packets
+    p, other = r.packets
     # Lines 3-6: raw PREROUTING, then filter INPUT, both of the one PACKET line (line 2).
     assert [(h.event.hook.table, h.event.hook.hook, h.event.record.ref.line) for h in p.hops] == [
         ("raw", PREROUTING, 2),
@@ -96,8 +96,13 @@ def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path:
         38349,
         ("DF",),
     )
-    [u] = r.unused
-    assert u.ref.line == 7 and "packet line is missing" in u.reason
+    # Line 7: "another packet arriving -- the packet id is different" (the man page); its PACKET line
+    # is not shown, so it is a packet of its own without header fields, last seen in raw PREROUTING.
+    assert not r.unused
+    [h] = other.hops
+    assert (h.event.hook.table, h.event.hook.hook, h.event.record.src, h.event.record.ref.line) == (
+        "raw", PREROUTING, None, 7)
+    assert other.verdict.code == VerdictCode.LAST_SEEN
 
 
 def test_sign_extended_hex_bytes_of_xtables_monitor():
@@ -178,10 +183,11 @@ def test_nft_chains_placed_from_the_trace_devices_or_the_snapshot(tmp_path: Path
     text = "\n".join(NFT_UPSTREAM) + "\n"
     r = _report(tmp_path, "trace.txt", text)
     hooks = [h.event.hook for p in r.packets for h in p.hops]
+    # An inet chain that sees iif only may also be an ingress chain (nft(8): inet ingress since 5.10).
     assert [(h.chain, h.placed, h.candidates) for h in hooks] == [
-        ("pre", False, (PREROUTING, INPUT)),
-        ("input", False, (PREROUTING, INPUT)),
-        ("output", False, (PREROUTING, INPUT)),
+        ("pre", False, (INGRESS, PREROUTING, INPUT)),
+        ("input", False, (INGRESS, PREROUTING, INPUT)),
+        ("output", False, (INGRESS, PREROUTING, INPUT)),
     ]
     assert all(h.family == INET for h in hooks)
     ruleset = (
@@ -225,19 +231,22 @@ def test_vyos_prerouting_and_prerouting_helper_are_one_packet(tmp_path: Path):
     assert r.lines_used == r.lines_total == 22
     assert len(r.packets) == 2  # two pings; the trace id is the same for both (ids are reused)
     for p in r.packets:
-        assert [(h.event.hook.table, h.event.hook.hook) for h in p.hops] == [
-            ("vyos_conntrack", PREROUTING),
-            ("vyos_filter", INPUT),
+        # One packet; each base chain's walk is a hop naming its own chain (and the user chains it jumped to).
+        assert [(h.event.hook.table, h.event.hook.chain, h.event.hook.hook) for h in p.hops] == [
+            ("vyos_conntrack", "PREROUTING", PREROUTING),
+            ("vyos_conntrack", "PREROUTING_HELPER", PREROUTING),
+            ("vyos_filter", "VYOS_INPUT_filter", INPUT),
         ]
-        assert {x.chain for x in p.hops[0].event.rules} >= {"PREROUTING", "PREROUTING_HELPER", "VYOS_CT_HELPER"}
+        assert {x.chain for x in p.hops[1].event.rules} == {"PREROUTING_HELPER", "VYOS_CT_HELPER"}
         assert p.verdict.code == VerdictCode.DELIVERED_LOCAL
+        assert "probably dropped" not in p.verdict.explanation
     # Renamed tables: the known-generator table no longer applies; the snapshot places the chains.
     renamed = trace.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
     ruleset = (FIX / "nft-1.0.6-vyos-shaped-ruleset.txt").read_text()
     ruleset = ruleset.replace("vyos_conntrack", "ct").replace("vyos_filter", "flt")
     r2 = _report(tmp_path, "trace.txt", renamed, ("ruleset.nft", ruleset))
     assert [[(h.event.hook.table, h.event.hook.hook) for h in p.hops] for p in r2.packets] == [
-        [("ct", PREROUTING), ("flt", INPUT)]
+        [("ct", PREROUTING), ("ct", PREROUTING), ("flt", INPUT)]
     ] * 2
     # Neither: "PREROUTING" is just a name; the hooks stay candidates.
     r3 = _report(tmp_path, "trace.txt", renamed)
@@ -434,7 +443,7 @@ def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
     lines = ["       xtables-monitor --trace", ""] + ["        " + ln for ln in MAN_PAGE.splitlines()]
     lines[3] = lines[3].replace(" LEN=84", "\n              LEN=84")
     r = _report(tmp_path, "xtmon.txt", "\n".join(lines) + "\n")
-    [p] = r.packets
+    p, _ = r.packets  # the second: line 7's packet, whose PACKET line is not shown
     rec = p.hops[0].event.record
     assert (rec.src, rec.length, rec.ipid, rec.ttl, rec.proto) == ("127.0.0.1", 84, 38349, 64, "ICMP")
     assert [h.event.hook.table for h in p.hops] == ["raw", "filter"] and p.verdict.code in (

@@ -52,6 +52,19 @@ def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, Rul
     return None
 
 
+def _legacy_nat_rule(hops: list[tuple[Event, str]], hook: str) -> RuleHit | None:
+    """The rule that ended a legacy TRACE walk of the nat table at this hook. ip_tables.c
+    trace_packet() logs each rule the packet matched, and a walk that ends on a rule (not a return
+    or the policy) ended on a terminal target: with the address changed after it, the NAT target.
+    The line names the chain and rule number only; legacy TRACE prints no rule text."""
+    for ev, _ in hops:
+        if ev.hook.hook == hook and ev.hook.table == "nat" and ev.hook.how == "TRACE prefix" and ev.rules:
+            last = ev.rules[-1]
+            if last.kind == "rule" and last.handle:
+                return last
+    return None
+
+
 def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, topo: Topology) -> list[Nat]:
     """Name the rule behind each rule-made NAT of a connection's first packet."""
     out = []
@@ -64,6 +77,12 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
                                evidence=f"{n.evidence.split(';')[0]}; the trace shows the packet hitting this "
                                f"{typ} rule"))
             continue
+        legacy = _legacy_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        if legacy is not None:
+            # Legacy TRACE names the rule by chain and number; a snapshot's rule text is preferred below.
+            n = replace(n, rule=f"nat {legacy.chain} rule {legacy.handle}", rule_ref=legacy.ref,
+                        evidence=f"{n.evidence.split(';')[0]}; the trace's nat {hook} walk ends on rule "
+                        f"{legacy.handle} of {legacy.chain}, after which the address is changed")
         rs = _ruleset(topo, fam)
         if rs is None or n.by != "rule" or n.direction != "original":
             out.append(n)
@@ -181,7 +200,7 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
             else:
                 num = f" {hit.handle}" if hit.handle else ""
                 what = f"rule{num} in {hit.table} {hit.chain}: {hit.text}"
-                code = VerdictCode.REJECTED if hit.verdict.startswith("reject") else VerdictCode.DROPPED_BY_RULE
+                code = VerdictCode.REJECTED if hit.rejects else VerdictCode.DROPPED_BY_RULE
                 evidence = f"rule '{hit.text}' in {hit.table} {hit.chain} ({hit.ref}{snap})"
             verb = "Rejected" if code is VerdictCode.REJECTED else "Dropped"
             return Verdict(code, f"{ev.hook.label}", f"{verb} by {what} (the trace reports this verdict).",

@@ -14,17 +14,19 @@ the most recent open packet when
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reportgen.model import Action, Endpoint, Event
-from reportgen.netfilter import EDGES, REACHABLE, STAGES, stages_for, table_priority
+from reportgen.netfilter import EDGES, ORDERED_AS, REACHABLE, STAGES, stages_for, table_priority
 from reportgen.parsers.prefix import HOW_TRACE
 
 # Stages where the MAC header is still the one the frame arrived with.
 _INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
                          "ip-pre-up"})
 _EGRESS_L2 = frozenset({"br-out", "br-post-out"})
+_MONITORS = ("xtmon", "nfttrace")  # rule-tracing sources whose events carry a trace id
 MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies are separate packets
 SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long logs
 
@@ -112,17 +114,25 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # Priorities differ by backend (ebtables-nft registers its bridge filter chains, OUTPUT included,
     # at NF_BR_PRI_FILTER_BRIDGED, so filter OUTPUT runs before nat OUTPUT; legacy ebtables runs
     # filter OUTPUT at NF_BR_PRI_FILTER_OTHER, after nat: iptables/nft.c builtin table definitions).
-    # A table seen twice at one hook means a second packet (a retransmit or a flooded copy).
+    # A table seen twice at one hook means a second packet (a retransmit or a flooded copy). An nft
+    # table may have several base chains at one hook (fw4 raw_prerouting and mangle_prerouting), all
+    # walked for one packet in one nf_hook_slow() call (net/netfilter/core.c): there a base chain
+    # seen twice means a second packet.
     where = (STAGES[stage].family_kind, STAGES[stage].hook)
-    same_table = [e for e, st in zip(track.events, track.stages, strict=True)
-                  if e.hook.family == ev.hook.family and e.hook.table == ev.hook.table and (st == stage or (
-                      ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))]
+    same_walk = [e for e, st in zip(track.events, track.stages, strict=True)
+                 if e.hook.family == ev.hook.family and _walk(e) == _walk(ev) and (st == stage or (
+                     ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))]
     # A LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), so other LOG rules of the same
     # table may log it again at this hook (ufw's [UFW AUDIT] in ufw-before-logging-output, then
     # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
     # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
     # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
-    return all(_logs_again(e, ev) for e in same_table)
+    return all(_logs_again(e, ev) for e in same_walk)
+
+
+def _walk(ev: Event) -> tuple[str | None, str | None]:
+    """What one packet passes once per hook: a table, or an nft trace's base chain of a table."""
+    return ev.hook.table, ev.hook.chain if ev.record.fmt == "nfttrace" else None
 
 
 def _logs_again(before: Event, ev: Event) -> bool:
@@ -141,7 +151,9 @@ def flow_ports(ev: Event) -> tuple[int | None, int | None]:
 
 def _l3_matches(a: Event, b: Event) -> bool:
     ra, rb = a.record, b.record
-    if ra.l3 != rb.l3 or ra.proto != rb.proto:
+    # A field one source does not print is unknown, not changed: xtables-monitor 1.8.x prints no
+    # PROTO= for ICMP (the protocol is known only from a matched "-p icmp" rule of that walk).
+    if ra.l3 != rb.l3 or (ra.proto is not None and rb.proto is not None and ra.proto != rb.proto):
         return False
     for x, y in ((ra.ipid, rb.ipid), (ra.length, rb.length), (ra.icmp_type, rb.icmp_type),
                  (ra.icmp_seq, rb.icmp_seq), (ra.tcp_seq, rb.tcp_seq), (ra.flowlabel, rb.flowlabel)):
@@ -187,6 +199,10 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) ->
         return False
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
+    # A walk shown without its packet line (a cut paste) joins only a walk of the same trace id.
+    if r.fmt in _MONITORS and (r.src is None or prev_l3 is None) and (
+            r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events}):
+        return False
     physout = track.physout()
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     return not (physout and this_out and physout != this_out)
@@ -202,6 +218,12 @@ def _keys(ev: Event) -> list[tuple[object, ...]]:
         keys.append(("v6", r.proto, r.flowlabel, r.length))
     if r.mac_src and r.mac_dst:
         keys.append(("mac", r.mac_src, r.mac_dst))
+    if r.trace_id is not None:
+        keys.append(("trace", r.fmt, r.trace_id))
+    if ev.hook.how == "TRACE prefix" and r.ipid is None and r.flowlabel is None and r.src is not None:
+        # Legacy TRACE lines cut before ID= (a trimmed paste): the addresses are all that is left, and
+        # NAT changes only one side at a hook (_l3_matches).
+        keys += [("trace-src", r.l3, r.src), ("trace-dst", r.l3, r.dst)]
     return keys
 
 
@@ -247,7 +269,40 @@ def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) ->
         if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in egress_open:
             egress_open.append(placed)
             del egress_open[:-64]
-    return _join_continuations(tracks)
+    joined = _join_continuations(tracks)
+    for t in joined:
+        _narrow_by_order(t)
+    return joined
+
+
+def _narrow_by_order(track: Track) -> None:
+    """Narrow an unplaced hop's hooks by the placed hops of its packet around it.
+
+    A packet meets the hooks in path order (netfilter.EDGES), and a trace prints its walks in the
+    order the kernel runs them, so a chain walked before a chain at FORWARD is not at POSTROUTING.
+    The hook is set only when one candidate remains; otherwise the candidates shrink.
+    """
+    if all(ev.hook.placed for ev in track.events):
+        return
+    orders = [STAGE_ORDER[st] if ev.hook.placed else None for ev, st in zip(track.events, track.stages, strict=True)]
+    for i, ev in enumerate(track.events):
+        if ev.hook.placed:
+            continue
+        lo = max((o for o in orders[:i] if o is not None), default=-1)
+        hi = min((o for o in orders[i + 1:] if o is not None), default=len(STAGE_ORDER))
+        fits = {h: [st for st in stages_for(ev.hook.family, ORDERED_AS.get(h, h)) if lo <= STAGE_ORDER[st] <= hi]
+                for h in ev.hook.candidates}
+        keep = tuple(h for h in ev.hook.candidates if fits[h])
+        if not keep or keep == ev.hook.candidates:
+            continue
+        first = next((h for h in keep if h not in ORDERED_AS), None)  # the hook the hop is ordered by
+        if first is None:
+            continue
+        hook = replace(ev.hook, hook=first, candidates=keep if len(keep) > 1 else (),
+                       chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0])
+        track.events[i] = replace(ev, hook=hook)
+        if track.stages[i] not in fits[first]:
+            track.stages[i] = fits[first][0]
 
 
 # Bridge stages a frame reaches after br_netfilter bridged it again following a DNAT.
@@ -522,15 +577,52 @@ def opens_by_itself(track: Track) -> bool:
     return False
 
 
+_CT_DIRECTION = re.compile(r"\bct direction (original|reply)\b")
+
+
+def ct_direction(track: Track) -> str | None:
+    """The conntrack direction an nft trace printed for the packet ("conntrack: ct direction reply",
+    nftables >= 1.1.4 from NFTA_TRACE_CT_DIRECTION, net/netfilter/nf_tables_trace.c)."""
+    for ev in track.events:
+        for x in ev.record.extra:
+            m = _CT_DIRECTION.search(x)
+            if m:
+                return m.group(1)
+    return None
+
+
 def is_reply_by_itself(track: Track) -> bool:
-    """Tell whether a packet is a reply without its request: an echo reply, or a TCP SYN-ACK."""
+    """Tell whether a packet is a reply without its request: conntrack's direction when the trace
+    prints it, else an echo reply, or a TCP SYN-ACK."""
+    direction = ct_direction(track)
+    if direction is not None:
+        return direction == "reply"
     l3 = track.l3()
     if l3 is None:
         return False
     r = l3.record
     if (r.proto, r.icmp_type) in _ICMP_REPLY_TYPES:
         return True
-    return r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" in r.tcp_flags
+    if r.proto == "TCP" and "SYN" in r.tcp_flags and "ACK" in r.tcp_flags:
+        return True
+    return _established_from_server_port(track, r.sport, r.dport)
+
+
+# A traced rule that matched "ct state established" (with "related" at most, never "new"): the packet
+# belongs to a connection conntrack has already seen both ways (nf_conntrack_core.c: ESTABLISHED after
+# a reply was seen, IP_CT_ESTABLISHED_REPLY for replies).
+_CT_ESTABLISHED = re.compile(r"\bct state (?:established|established,related|related,established)(?=\s|$)")
+# The default ip_local_port_range (net/ipv4/af_inet.c inet_init_net: 32768-60999) from which a client
+# socket gets its port when it does not bind one.
+_EPHEMERAL = range(32768, 61000)
+
+
+def _established_from_server_port(track: Track, sport: int | None, dport: int | None) -> bool:
+    """An established packet from a well-known port (< 1024) to an ephemeral one is the server's
+    answer: a client takes an ephemeral port, and the service listens on its well-known one."""
+    if sport is None or dport is None or sport >= 1024 or dport not in _EPHEMERAL:
+        return False
+    return any(h.kind == "rule" and _CT_ESTABLISHED.search(h.text) for ev in track.events for h in ev.rules)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from reportgen.explain.correlate import (
     STAGE_ORDER,
     Flow,
     Track,
+    ct_direction,
     differs,
     flow_ports,
     group_conversations,
@@ -40,6 +41,7 @@ from reportgen.explain.verdicts import (
     placement,
     prefix_evidence,
     prefix_verdict,
+    trace_outcome,
 )
 from reportgen.model import (
     Action,
@@ -229,6 +231,9 @@ def describe_packet(track: Track) -> str:
         r = track.events[0].record
         if r.l3 == "arp" or (r.l3 is None and r.proto is None and r.dst is None):
             proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
+            if r.l3 != "arp" and r.mac_src is None and r.mac_dst is None and not r.redacted:
+                # A trace walk whose packet line the paste cut off: nothing about the packet is printed.
+                return f"{proto} packet whose headers the trace does not show".lstrip()
             return f"{proto} frame {shown(r, 'mac_src')} → {shown(r, 'mac_dst')}".lstrip()
         first = r  # an IP header whose source the paste redacted: still a packet, shown as such
     else:
@@ -266,8 +271,14 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
                    "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again.")
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
-        out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
-                   "(tables at one hook run in priority order).")
+        if p_ev.hook.table == ev.hook.table:
+            # nft: several base chains of one table at one hook, run in priority order by one
+            # nf_hook_slow() call (net/netfilter/core.c)
+            out.append(f"Same hook, next base chain of {ev.hook.table}: {ev.hook.chain} runs after "
+                       f"{p_ev.hook.chain} (base chains at one hook run in priority order).")
+        else:
+            out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
+                       "(tables at one hook run in priority order).")
     elif stage == "br-pre":
         if ev.hook.table == "broute":
             out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}, {_named(topo, r.mac_src)} → "
@@ -689,7 +700,8 @@ def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
     prev_hop: tuple[Event, str] | None = None
     for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
         ev = link_rules(ev, topo)
-        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop))))
+        outcome = trace_outcome(ev, n < len(t.events))
+        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop)), outcome=outcome))
         prev_hop = (ev, st)
         if ev.record.src:
             prev = ev
@@ -819,7 +831,8 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
             verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
             id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
-            role=place.role if t.l3() is not None else "request" if opens_by_itself(t) else "unknown",
+            role=place.role if t.l3() is not None or ct_direction(t)
+            else "request" if opens_by_itself(t) else "unknown",
             path=cls, summary=describe_packet(t),
             hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
             skipped=tuple(skipped), verdict=verdict,

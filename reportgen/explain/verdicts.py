@@ -44,6 +44,41 @@ def unfinished(ev: Event) -> str | None:
     return f"{last.table} {last.chain} ({last.ref})"
 
 
+def trace_outcome(ev: Event, goes_on: bool) -> Action | None:
+    """What a traced hook did to the packet: the accept/drop/reject its last traced rule or policy
+    printed, else ACCEPT when the packet's own lines go on after this hook. nf_hook_slow() passes a
+    packet on to the next table or hook only on NF_ACCEPT (net/netfilter/core.c), and a NAT target
+    returns NF_ACCEPT (nf_nat_setup_info's callers, net/netfilter/xt_nat.c), so legacy TRACE, which
+    prints no verdicts (ip_tables.c trace_packet), shows "accepted" by the packet's next line."""
+    if ev.hook.how not in TRACED or not ev.rules:
+        return None
+    last = ev.rules[-1]
+    word = last.verdict.split(":")[0].split(" ")[0]
+    if last.kind == "rule" and last.rejects:
+        return Action.REJECT
+    if last.kind in ("rule", "policy") and word in (Action.ACCEPT, Action.DROP, Action.REJECT):
+        return Action(word)
+    return Action.ACCEPT if goes_on else None
+
+
+def cite_hop(ev: Event) -> str:
+    """Name a hop for a verdict's evidence: its line, where it was seen (chain, hook) and, for a
+    traced hop, the last rule or policy the trace shows there."""
+    h = ev.hook
+    where = placement(ev)[3:] if not h.placed else h.label + ("" if h.label.endswith(h.hook) else f" ({h.hook})")
+    last = ev.rules[-1] if h.how in TRACED and ev.rules else None
+    if last is None:
+        return f"{ev.record.ref}, {where}"
+    if last.kind == "policy":
+        said = f"{last.chain} policy {last.verdict or '(verdict not printed)'}".rstrip()
+    elif last.kind == "return":
+        said = f"{last.chain} return"
+    else:
+        rule = f" '{last.text}'" if last.text else f" {last.handle}" if last.handle else ""
+        said = f"{last.chain} rule{rule}" + (f" verdict {last.verdict}" if last.verdict else "")
+    return f"{ev.record.ref}, {where}: {said} ({last.ref})"
+
+
 def prefix_evidence(ev: Event) -> str:
     """Cite a prefix's action: "prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:3"."""
     h = ev.hook
@@ -59,10 +94,17 @@ def placement(ev: Event) -> str:
         return f"at {h.label}"
     r = ev.record
     has = " and ".join(n for n, v in (("IN=", r.in_dev), ("OUT=", r.out_dev)) if v) or "neither IN= nor OUT="
+    # What would settle it: a LOG line's prefix mapped to its hook; a traced chain's hook in an
+    # "nft list ruleset" snapshot; a legacy TRACE walk's line of the built-in chain it started in.
+    settle = {
+        "TRACE prefix": "the walk's line from its built-in chain would settle it",
+        "nft trace": "an nft list ruleset snapshot would settle it",
+        "xtables-monitor": "an nft list ruleset snapshot would settle it",
+    }.get(h.how, "a prefix map would settle it")
     return (
-        f"at {' or '.join(h.candidates)} (the line has {has} only; a prefix map would settle it)"
+        f"at {' or '.join(h.candidates)} (the line has {has} only; {settle})"
         if r.in_dev or r.out_dev
-        else f"at one of {', '.join(h.candidates)} (a prefix map would settle it)"
+        else f"at one of {', '.join(h.candidates)} ({settle})"
     )
 
 
@@ -110,7 +152,7 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
 
 
 def last_seen(where: str, ev: Event, why: str) -> Verdict:
-    return Verdict(VerdictCode.LAST_SEEN, where, why, f"{LAST_SEEN_EVIDENCE} (last line {ev.record.ref})")
+    return Verdict(VerdictCode.LAST_SEEN, where, why, f"{LAST_SEEN_EVIDENCE} (last line {cite_hop(ev)})")
 
 
 def _exits(hops: list[tuple[Event, str]]) -> tuple[dict[str, Event], dict[str, Event]]:
@@ -138,7 +180,8 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
     if stop is not None:
         return Verdict(VerdictCode.LAST_SEEN, where,
                        f"Last seen at {where}: the trace stops inside {stop} without a verdict that lets it pass, "
-                       "so the lines do not show it leave that hook.", f"{LAST_SEEN_EVIDENCE} (trace stops in {stop})")
+                       "so the lines do not show it leave that hook.",
+                       f"{LAST_SEEN_EVIDENCE} (trace stops in {stop}; last line {cite_hop(ev)})")
     if st in DELIVERY_STAGES and ev.hook.placed:
         local = st == "ip-in"
         what = "a local process on the host" if local else "the host's stack (passed up from the bridge)"
@@ -146,7 +189,7 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
             VerdictCode.DELIVERED_LOCAL,
             "local process" if local else "host stack",
             f"Delivered to {what}: the trace shows it at {ev.hook.label} ({STAGES[st].title}), IN={ev.record.in_dev}.",
-            f"{STAGES[st].title} hop at {ev.record.ref}",
+            f"{STAGES[st].title} hop at {cite_hop(ev)}",
         )
     ports, devs = _exits(hops)
     if ports:

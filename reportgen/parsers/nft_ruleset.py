@@ -14,8 +14,12 @@ from typing import Any
 # "nft -a list ruleset" ends table and chain lines with "# handle N" too.
 _TABLE = re.compile(r"^table (?P<family>\S+) (?P<name>\S+) \{(?: # handle \d+)?$")
 _CHAIN = re.compile(r"^chain (?P<name>\S+) \{(?: # handle \d+)?$")
-_BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+);"
-                   r"(?: policy (?P<policy>\w+);)?")
+# nft's scanner ends a statement at ";" or at a newline (nft(8) "LEXICAL CONVENTIONS"), so a ruleset
+# file may write "type filter hook input priority 0" alone on its line (nftables tests/shell/testcases/
+# trace/0001simple), and "policy drop" on the next.
+_BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+?)\s*(?:;|$)"
+                   r"(?:\s*policy (?P<policy>\w+)\s*;?)?")
+_POLICY = re.compile(r"^policy (?P<policy>\w+)\s*;?$")
 _HANDLE = re.compile(r"# handle ([0-9]+)$")  # blanks before it are stripped in Python: \s* here is quadratic
 _VERDICT = re.compile(r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
                       r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$")
@@ -30,8 +34,8 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
     skip_depth = 0
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line:
-            continue
+        if not line or line.startswith("#"):
+            continue  # nft(8) LEXICAL CONVENTIONS: "#" starts a comment line in a ruleset file
         if skip_depth:
             skip_depth += line.count("{") - line.count("}")
             continue
@@ -63,6 +67,10 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         if base and not chain["rules"]:
             chain.update(type=base.group("type"), hook=base.group("hook"), priority=base.group("prio").strip(),
                          policy=base.group("policy"))
+            continue
+        pol = _POLICY.match(line)
+        if pol and not chain["rules"] and chain["hook"] is not None:
+            chain["policy"] = pol.group("policy")
             continue
         h = _HANDLE.search(line)
         body = line[: h.start()].rstrip() if h else line

@@ -53,7 +53,9 @@ _XT_TRACE = re.compile(
     r"|policy:(?P<policy>\S+) ?|return:(?P<ret>\S*))$"
 )
 _NFT = re.compile(
-    r"^trace id (?P<id>[0-9a-f]+) (?P<family>ip6?|inet|arp|bridge|netdev|unknown) (?P<table>\S+) (?P<chain>\S+) "
+    # The family word is missing in shortened pastes (nftables commit "src: add conntrack information
+    # to trace monitor mode": "trace id 32 t PRE_RAW packet: ..."); the family is then unknown.
+    r"^trace id (?P<id>[0-9a-f]+) (?:(?P<family>ip6?|inet|arp|bridge|netdev|unknown) )?(?P<table>\S+) (?P<chain>\S+) "
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
@@ -72,8 +74,11 @@ def _unquote(text: str) -> str:
 # "TRACE: " word; such a record is still recognisably TRACE when its table is one of ip_tables' own
 # (iptables(8) TABLES: raw, mangle, nat, filter, security), which no free-form prefix is likely to be.
 # The kernel ends the prefix with one space; column-aligned pastes pad it with more.
+# A column-aligned paste may cut the ":type:num" tail off a long chain name
+# ("filter:DOCKER-ISOLATION-STAGE-1 IN=..."): the table and chain still place the record in the walk.
 _TRACE_PREFIX = re.compile(
-    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>.+):(?P<type>rule|return|policy):(?P<num>\d+)\s*$"
+    r"^(?P<word>TRACE: )?(?P<table>[^:\s]+):(?P<chain>[^:\s]+(?::[^:\s]+)*?)"
+    r"(?::(?P<type>rule|return|policy):(?P<num>\d+))?\s*$"
 )
 LEGACY_TABLES = frozenset({"raw", "mangle", "nat", "filter", "security"})
 
@@ -83,6 +88,8 @@ def legacy_trace_prefix(prefix: str) -> re.Match[str] | None:
     m = _TRACE_PREFIX.match(prefix)
     if m is None or (not m.group("word") and m.group("table") not in LEGACY_TABLES):
         return None
+    if m.group("type") is None and (m.group("table") not in LEGACY_TABLES or not prefix.endswith(" ")):
+        return None  # a cut tail is accepted only for ip_tables' own tables, as a column of the paste
     return m
 
 
@@ -285,7 +292,6 @@ class Visit:
     rules: list[RuleHit] = field(default_factory=list)
     extra: list[LineRef] = field(default_factory=list)
     place: Placement | None = None
-    bases: list[str] = field(default_factory=list)  # further base chains at the same hook (merged)
 
     def record(self) -> LogRecord:
         f = dict(self.fields)
@@ -298,6 +304,7 @@ class Visit:
             prefix="",
             in_dev=in_dev,
             out_dev=out_dev,
+            trace_id=self.trace_id,
             **f,  # type: ignore[arg-type]
         )
 
@@ -310,6 +317,21 @@ def rule_proto(rules: list[RuleHit]) -> str | None:
     return _PROTO_NAMES.get(proto, proto.upper()) if proto else None
 
 
+def nft_rule_ports(rules: list[RuleHit]) -> dict[str, object]:
+    """The protocol and ports a matched nft rule proves ("tcp dport 443 accept"): the kernel traces a
+    rule only once all its expressions matched (nf_tables_core.c nft_do_chain), so an equality match
+    in it (not "!=", a set or a range) holds for the packet."""
+    out: dict[str, object] = {}
+    for r in rules:
+        if r.kind != "rule":
+            continue
+        for proto, key, port in _NFT_PORT.findall(r.text):
+            out.setdefault("proto", _PROTO_NAMES.get(proto, proto.upper()))
+            out.setdefault(key, int(port))
+    return out
+
+
+_NFT_PORT = re.compile(r"(?:^|\s)(tcp|udp|sctp|dccp) (sport|dport) (\d+)(?=\s|$)")
 _IPT_PROTO = re.compile(r"(?<!! )-p (tcp|udp|icmp|ipv6-icmp|icmpv6|udplite|sctp|dccp)\b")
 _PROTO_NAMES = {
     "tcp": "TCP",
@@ -562,7 +584,6 @@ def _nft_fields(rest: str) -> dict[str, object]:
 
 
 # The header fields that tell one packet from another (a later chain may rewrite marks or DSCP).
-_PACKET_KEYS = ("src", "dst", "ipid", "sport", "dport", "icmp_id", "icmp_seq", "flowlabel", "tcp_flags")
 # nftables src/proto.c icmp_code_tbl / icmpv6_code_tbl: nft prints an ICMP code by these names (1.0.6
 # does so even for echo requests, whose code 0 shows as "net-unreachable").
 _ICMP_CODES = {
@@ -759,78 +780,36 @@ class NftTraceParser(TraceParser):
 
     Two base chains of one table at one hook (VyOS vyos_conntrack PREROUTING, priority -300, and
     PREROUTING_HELPER, priority -5) are walked one after the other for the same packet, in one call of
-    nf_hook_slow() (net/netfilter/core.c), so their lines follow each other under one trace id. They
-    are one event: the kernel tells no reason to think a second packet came. A visit that ended is
-    therefore held until a line of another walk (or another trace id) arrives.
+    nf_hook_slow() (net/netfilter/core.c), each walk starting with its own packet line. Each walk is
+    a visit (a hop naming its own chain); correlation keeps them in one packet (correlate.py).
     """
 
     fmt = "nfttrace"
 
     def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
         super().__init__(chain_hooks)
-        self.held: Visit | None = None
-
-    def _release(self) -> list[Visit]:
-        v, self.held = self.held, None
-        return [v] if v is not None else []
-
-    def _close_nft(self, tid: str) -> list[Visit]:
-        out = []
-        for v in self._close(tid):
-            out += self._release()
-            self.held = v
-        return out
-
-    def _same_hook(
-        self, tid: str, family: str, table: str, chain: str, fields: dict[str, object] | None = None
-    ) -> Visit | None:
-        """The held visit of this trace id, when this chain is another base chain at its hook.
-
-        A base chain is walked once per packet at a hook, so a chain the held visit already walked
-        starts a new packet; so does a packet line whose headers differ (trace ids are reused: seen
-        on this machine for two pings, nftables 1.0.6, kernel 6.18).
-        """
-        h = self.held
-        if h is None or h.trace_id != tid or h.table != table or h.family != family or h.place is None:
-            return None
-        if chain == h.chain or chain in h.bases:
-            return None
-        if fields is not None and any(fields.get(k) != h.fields.get(k) for k in _PACKET_KEYS):
-            return None
-        p = place_chain(family, table, chain, self.chain_hooks)
-        if h.place.hook is None or p.hook != h.place.hook:
-            return None
-        h.bases.append(chain)
-        return h
+        self.ct_chain: dict[LineRef, tuple[str, str, str]] = {}  # where each conntrack line was printed
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
         m = _NFT.match(_unquote(text).rstrip())
         if not m:
-            return out, False
+            return out, self._ct_id_wrapped(text)
         tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
         table, chain = m.group("table"), m.group("chain")
-        fam = NFT_FAMILY.get(m.group("family"), m.group("family"))
-        if self.held is not None and self.held.trace_id != tid:
-            out += self._release()
+        fam = NFT_FAMILY.get(m.group("family") or "unknown", "unknown")
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
+            self.ct_chain[ref] = (fam, table, chain)
             return out, True
         if kind == "packet:":
-            out += self._close_nft(tid)
+            out += self._close(tid)
             fields = _nft_fields(rest)
             if fam == ARP:
                 fields["l3"] = "arp"
             elif fam in (IPV4, IPV6):
                 fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
-            merged = self._same_hook(tid, fam, table, chain, fields)
-            if merged is not None:
-                self.held = None
-                merged.extra.append(ref)  # the event keeps the first base chain's packet line
-                self.open[tid] = merged
-                self.order.append(tid)
-                return out, True
             self._remember(tid, _PacketLine(ref, text, fields))
             new = self._start(ref, text, fam, table, chain, tid, fields)
             for ct_ref, ct in self.pending_ct.pop(tid, []):
@@ -839,21 +818,15 @@ class NftTraceParser(TraceParser):
                 new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
             return out, True
         v: Visit | None = self.open.get(tid)
-        if v is not None and self._is_base(v, table, chain):
-            out += self._close_nft(tid)
+        if v is not None and self._is_base(v, table, chain, kind):
+            out += self._close(tid)
             v = None
         if v is None:
-            merged = self._same_hook(tid, fam, table, chain)
-            if merged is not None:
-                self.held = None
-                self.open[tid] = v = merged
-                self.order.append(tid)
+            pkt = self.packets.get(tid)
+            if pkt is None:  # the paste starts after this packet's packet line: a hop without headers
+                v = self._start(ref, "", fam, table, chain, tid, {})
             else:
-                pkt = self.packets.get(tid)
-                if pkt is None:  # the paste starts after this packet's packet line: listed as such
-                    v = self._start(ref, "", fam, table, chain, tid, {})
-                else:
-                    v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
+                v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
         if kind == "policy":
             verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
         else:
@@ -867,20 +840,60 @@ class NftTraceParser(TraceParser):
                 handle, rule_text = rest.split()[0], ""
             hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
+        proven = nft_rule_ports(v.rules[-1:])
+        if v.fields.get("proto") in (None, proven.get("proto")):
+            for key, value in proven.items():
+                v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
         if _ends_visit(hit_kind, verdict):
-            out += self._close_nft(tid)
+            out += self._close(tid)
         return out, True
 
     def flush(self) -> Iterator[Visit]:
-        yield from self._release()
-        for tid in list(self.order):
-            yield from self._close(tid)
+        # A "conntrack:" line whose packet line the paste left out: a walk without headers at its chain.
+        for tid, pending in list(self.pending_ct.items()):
+            for ct_ref, ct in pending:
+                fam, table, chain = self.ct_chain[ct_ref]
+                yield from self._close(tid)
+                self._start(ct_ref, "", fam, table, chain, tid, {"extra": ("conntrack: " + ct,)})
+                yield from self._close(tid)
+        self.pending_ct.clear()
+        yield from super().flush()
 
-    def _is_base(self, v: Visit, table: str, chain: str) -> bool:
-        """A line from another table, or from a chain no rule of this visit jumped to, is a new visit."""
+    def _ct_id_wrapped(self, text: str) -> bool:
+        """A "conntrack:" line wrapped before its ct id value: the value alone on the next line."""
+        line = _unquote(text).strip()
+        for pending in self.pending_ct.values():
+            ref, ct = pending[-1]
+            if line.isdigit() and ct.endswith("ct id"):
+                pending[-1] = (ref, f"{ct} {line}")
+                return True
+        return False
+
+    def _is_base(self, v: Visit, table: str, chain: str, kind: str) -> bool:
+        """Whether a line of another chain starts a new visit (another base chain's walk).
+
+        The kernel sends the packet with the first event of each base chain walk (nft_do_chain()
+        calls nft_trace_init() per walk; nft_trace_notify() dumps the packet while
+        !info->packet_dumped, net/netfilter/nf_tables_trace.c), so a walk starts with a packet line.
+        A line of another chain without one belongs to the walk under way: a user chain whose jump
+        line the paste left out. It is another walk only when the chain is known to be a base chain:
+        a policy line (nft_do_chain prints the policy of base chains only) or the snapshot or a
+        known generator places it. A visit whose packet line was cut and that started in a user
+        chain takes the base chain it returns to.
+        """
         if table != v.table:
             return True
-        return chain != v.chain and chain not in v.bases and not self._jumped_to(v, chain)
+        if chain == v.chain or self._jumped_to(v, chain):
+            return False
+        known_base = kind == "policy" or place_chain(v.family, table, chain, self.chain_hooks).hook is not None
+        if not known_base:
+            return False
+        started_in_user_chain = not v.text and (v.place is None or v.place.hook is None) and not any(
+            r.kind == "policy" for r in v.rules)
+        if started_in_user_chain:
+            v.chain, v.place = chain, place_chain(v.family, table, chain, self.chain_hooks)
+            return False
+        return True
 
 
 def _ends_visit(kind: str, verdict: str) -> bool:

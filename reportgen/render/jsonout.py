@@ -18,6 +18,12 @@ def _ref(ref: LineRef | None) -> dict[str, Any] | None:
     return None if ref is None else {"file": ref.file, "line": ref.line}
 
 
+def _action(h: Hop) -> str | None:
+    """What the prefix says happened at the hop, else what the trace shows (Hop.outcome)."""
+    action = h.event.hook.action or h.outcome
+    return action.value if action is not None else None
+
+
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
@@ -27,13 +33,13 @@ def _hop(h: Hop) -> dict[str, Any]:
         "step": h.step,
         "family": h.event.hook.family,
         "table": h.event.hook.table,
-        # An unplaced hop states no hook (nor the chain named after it): it names every hook it could be.
-        "chain": h.event.hook.chain if h.event.hook.placed else None,
+        # An unplaced hop states no hook: it names every hook it could be (and the chain a trace names).
+        "chain": h.event.hook.base_chain,
         "hook": h.event.hook.hook if h.event.hook.placed else None,
         "hook_candidates": list(h.event.hook.candidates),
         "stage": h.stage,
         "recognised_by": h.event.hook.how,
-        "action": h.event.hook.action.value if h.event.hook.action else None,
+        "action": _action(h),
         "convention": h.event.hook.convention,
         "prefix": r.prefix,
         "in": r.in_dev,
@@ -57,6 +63,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "truncated": r.truncated,
         "redacted": list(r.redacted),  # fields the input had masked; their values above are null
         "line": {"file": r.ref.file, "line": r.ref.line},
+        "lines": [_ref(x) for x in h.event.refs],  # every input line the hop was made from
         "explanation": list(h.explanation),
         "predicted": h.predicted,
     }

@@ -30,7 +30,7 @@ from reportgen.model import (
     Snapshot,
     UnusedLine,
 )
-from reportgen.netfilter import HOOKS
+from reportgen.netfilter import HOOKS, INET, INGRESS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind
@@ -244,7 +244,8 @@ class _LegacyTraceGrouper:
 
     def feed(self, rec: LogRecord, m: re.Match[str]) -> list[Event]:
         table, chain = m.group("table"), m.group("chain")
-        hit = RuleHit(table, chain, m.group("type"), "", "", m.group("num"), rec.ref)
+        # A record whose ":type:num" tail the paste cut off still shows a rule of the chain was met.
+        hit = RuleHit(table, chain, m.group("type") or "rule", "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
         cur = self.current
         same_packet = cur is not None and cur[0] == fp and cur[1].hook.table == table
@@ -311,7 +312,8 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         framed = strip_wrapper(text)
         rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
         if rec is None:
-            yield from legacy.flush()
+            # A note or a "..." inside a pasted TRACE walk does not end the walk: the next line of
+            # the same packet and table continues it (_LegacyTraceGrouper compares the packet).
             _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
             continue
         t = legacy_trace_prefix(rec.prefix)
@@ -352,10 +354,8 @@ def _text(raw: RawLine) -> str:
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
-    if not v.text:
-        for r in v.rules:
-            _add_unused(unused, r.ref, "trace rule line whose packet line is missing", "")
-        return
+    # A walk whose packet line the paste cut off still shows the chain, the rules and the verdict:
+    # it becomes a hop without header fields, joined to its packet by the trace id (correlate.py).
     if not v.table:
         _add_unused(unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed",
                     v.text)
@@ -376,7 +376,10 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         # Not in the snapshot nor a known generator's base chain: the trace's devices narrow the hooks
         # (device_hooks); the hook is unknown unless one remains. Never guessed from the name.
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
-        hook = HookRef(v.family, hooks[0], table, v.chain, how, candidates=tuple(hooks) if len(hooks) > 1 else ())
+        if v.family == INET and rec.in_dev and not rec.out_dev:
+            hooks.insert(0, INGRESS)  # an inet chain seeing iif only may be an ingress chain (nft(8))
+        hook = HookRef(v.family, next(h for h in hooks if h in HOOKS), table, v.chain, how,
+                       candidates=tuple(hooks) if len(hooks) > 1 else ())
     yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
 
 
