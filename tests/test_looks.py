@@ -32,4 +32,4 @@ def test_pdf_fonts_are_embedded_and_sans(case: str, tmp_path: Path) -> None:
     names = [r[0].split("+")[-1] for r in rows]
     assert all(n.startswith("DejaVu-Sans") for n in names), names  # no DejaVu-Serif / Times fallback
     # The "emb" column: every font is embedded, so the attachment looks the same everywhere.
-    assert all("yes" == r[-5] for r in rows), out.stdout
+    assert all(r[-5] == "yes" for r in rows), out.stdout

@@ -648,8 +648,11 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     convs = []
     for f in flows:
         proto, a, b = f.original
+        # An ICMP echo's id keys the flow like a port (nf_conntrack_proto_icmp.c) but is not one.
+        summary = f"{proto} {a.addr} ↔ {b.addr} id {a.port}" if proto.startswith("ICMP") and a.port is not None \
+            else f"{proto} {a} ↔ {b}"
         convs.append(Conversation(
-            id=conv_id[f.index], proto=proto, summary=f"{proto} {a} ↔ {b}", original=(a, b),
+            id=conv_id[f.index], proto=proto, summary=summary, original=(a, b),
             packets=tuple(f"p{i + 1}" for i in sorted(f.role)),
         ))
     return convs, packets

@@ -1,22 +1,45 @@
-"""Render the HTML report to PDF with WeasyPrint, fetching nothing outside the report."""
+"""Render the report as a PDF to attach: the print form of the HTML report, made by WeasyPrint.
+
+The print form opens with a title block (case, host, capture window, reportgen version and, only
+when SOURCE_DATE_EPOCH is set, the generation date), tells folded packet groups once, and shows only
+the snapshot lines the explanation cites unless the appendix is asked for.
+"""
 
 from __future__ import annotations
 
 import os
 
+from reportgen.model import Report
+from reportgen.render.options import RenderOptions
 
-def render_pdf(html: str) -> bytes:
-    """Return PDF bytes for a self-contained HTML report.
+
+def render_pdf(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> bytes:
+    """Return the PDF bytes of a report."""
+    from reportgen.render.html import render_html
+
+    opts = options or RenderOptions()
+    return html_to_pdf(render_html(report, svgs, for_print=True, appendix=opts.appendix))
+
+
+def html_to_pdf(html: str) -> bytes:
+    """Return PDF bytes for a self-contained HTML document.
 
     Every asset is inlined, so the URL fetcher allows only data: URLs. WeasyPrint's default fetcher
     would read local files and http(s) URLs, and an attachment link could embed any file
     (../shared/reference/stack-notes.md, "Security facts").
     """
-    os.environ.setdefault("SOURCE_DATE_EPOCH", "0")  # reproducible PDF metadata without harfbuzz-subset
     import weasyprint
     from weasyprint.urls import URLFetcher
 
-    fetcher = URLFetcher(allowed_protocols={"data"})
-    doc = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher)
-    pdf: bytes = doc.write_pdf()
+    # WeasyPrint stamps the PDF's creation date from SOURCE_DATE_EPOCH when set, else from the clock:
+    # pin it for the call only (to 0 when unset) so the same input gives the same bytes, and leave
+    # the environment as it was for the title block of the next report.
+    saved = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = saved if saved is not None else "0"
+    try:
+        fetcher = URLFetcher(allowed_protocols={"data"})
+        pdf: bytes = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf()
+    finally:
+        if saved is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
     return pdf

@@ -1,56 +1,152 @@
-"""Render a report as a terminal tree: conversation -> packet -> hops."""
+"""Render a report as a terminal tree: case summary, then conversation -> folded packet group -> hops.
+
+Three levels (``--level``, after ovn-trace's --minimal/--summary/--detailed): ``minimal`` gives one
+line per conversation and per group of packets that behaved alike, and is stable enough to be the
+golden format of the tests; ``summary`` adds one line per hop with its kernel timestamp, NAT and
+the verdict's reason; ``detailed`` adds every explanation line, the skipped hooks and the rules.
+"""
 
 from __future__ import annotations
 
-from reportgen.model import Report
+import textwrap
+
+from reportgen.model import Packet, PacketGroup, Report
+from reportgen.render.options import Level, RenderOptions
+from reportgen.render.view import (
+    capture_window,
+    group_flow_text,
+    group_label,
+    groups_of,
+    outcome,
+    outcome_counts,
+    plural,
+    stamp_text,
+)
+
+# ANSI SGR colours (ECMA-48): red for packets that did not get through, green for those that did.
+_COLOUR = {"dropped": "31", "last-seen": "33", "left": "32", "delivered": "32", "bold": "1", "dim": "2"}
+_TOOL = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
 
 
-def render_text(report: Report) -> str:
-    """Return the plain-text explanation of a report."""
-    out: list[str] = [report.title, "=" * len(report.title), ""]
+class _Out:
+    """Lines fitted to the width, coloured only when asked."""
+
+    def __init__(self, opts: RenderOptions) -> None:
+        self.opts = opts
+        self.lines: list[str] = []
+
+    def paint(self, text: str, what: str) -> str:
+        code = _COLOUR.get(what)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.opts.colour and code else text
+
+    def add(self, first: str, rest: str, text: str, colour: str = "") -> None:
+        """Add text wrapped to the width: ``first`` before its first line, ``rest`` before the others."""
+        width = max(40, self.opts.width)
+        wrapped = textwrap.wrap(
+            text,
+            width=width,
+            initial_indent=first,
+            subsequent_indent=rest,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [first.rstrip()]
+        for w in wrapped:
+            if colour:
+                indent = len(w) - len(w.lstrip(" │├└─"))
+                w = w[:indent] + self.paint(w[indent:], colour)
+            self.lines.append(w)
+
+
+def render_text(report: Report, opts: RenderOptions | None = None) -> str:
+    """Return the plain-text explanation of a report at the options' level."""
+    opts = opts or RenderOptions()
+    o = _Out(opts)
+    o.lines += [o.paint(report.title, "bold"), "=" * min(len(report.title), opts.width), ""]
+    _case_summary(report, o)
     by_id = {p.id: p for p in report.packets}
-    listed: set[str] = set()
+    groups = groups_of(report)
     for conv in report.conversations:
-        out.append(f"{conv.id}  {conv.summary}")
-        for pid in conv.packets:
-            listed.add(pid)
-            out.extend(_packet(by_id[pid], "    "))
-        out.append("")
-    loose = [p for p in report.packets if p.id not in listed]
-    if loose:
-        out.append("packets without an IP conversation")
-        for p in loose:
-            out.extend(_packet(p, "    "))
-        out.append("")
+        o.add("", "    ", f"{conv.id}  {conv.summary}", "bold")
+        for g in groups.get(conv.id, []):
+            _group(by_id, g, o, "    ")
+        o.lines.append("")
+    if groups.get("-"):
+        o.lines.append("packets without an IP conversation")
+        for g in groups["-"]:
+            _group(by_id, g, o, "    ")
+        o.lines.append("")
     unused = sum(u.count for u in report.unused)
-    out.append(f"input: {report.lines_total} lines, {report.lines_used} used, {unused} unused")
-    for u in report.unused[:20]:
-        out.append(f"    {u.span}: {u.reason}")
-    if len(report.unused) > 20:
-        out.append(f"    ... {len(report.unused) - 20} more runs of unused lines (see the JSON report)")
-    return "\n".join(out) + "\n"
+    o.lines.append(f"input: {report.lines_total} lines, {report.lines_used} used, {unused} unused")
+    if opts.level != Level.MINIMAL:
+        for u in report.unused[:20]:
+            o.add("    ", "        ", f"{u.span}: {u.reason}")
+        if len(report.unused) > 20:
+            o.lines.append(f"    ... {len(report.unused) - 20} more runs of unused lines (see the JSON report)")
+    return "\n".join(o.lines) + "\n"
 
 
-def _packet(p, ind: str) -> list[str]:  # type: ignore[no-untyped-def]
-    out = [f"{ind}├─ {p.id} {p.role}: {p.summary}  [{p.path}]"]
+def _case_summary(report: Report, o: _Out) -> None:
+    counts = ", ".join(f"{n} {word}" for word, n in outcome_counts(report).items())
+    o.add(
+        "",
+        "  ",
+        f"{plural(len(report.conversations), 'conversation')}, {plural(len(report.packets), 'packet')}"
+        + (f": {counts}" if counts else ""),
+    )
+    window = capture_window(report)
+    if window:
+        o.add("", "  ", f"capture window: {stamp_text(window[0])} – {stamp_text(window[1])} s (kernel clock)")
+    if o.opts.level == Level.DETAILED:
+        if report.description:
+            for para in report.description.splitlines():
+                o.add("", "", para)
+        for note in report.notes:
+            o.add("", "", note)
+    o.lines.append("")
+
+
+def _group(by_id: dict[str, Packet], g: PacketGroup, o: _Out, ind: str) -> None:
+    p = by_id[g.first]
+    word = outcome(p)
+    where = f" — {p.verdict.where}" if p.verdict and p.verdict.where else ""
+    head = f"{group_label(g)} {p.role} [{p.path}]: {group_flow_text(by_id, g)}"
+    o.add(f"{ind}├─ ", f"{ind}│     ", head)
+    o.add(f"{ind}│  ", f"{ind}│     ", f"{word}{where}", word)
+    if o.opts.level == Level.MINIMAL:
+        return
     for h in p.hops:
-        r = h.event.record
-        ifs = f"IN={r.in_dev or '-'} OUT={r.out_dev or '-'}"
-        if r.physin or r.physout:
-            ifs += f" PHYSIN={r.physin or '-'} PHYSOUT={r.physout or '-'}"
-        out.append(f"{ind}│   {h.step:>2}. {h.event.hook.label:<32} {ifs}   ({r.ref})")
-        for line in h.explanation:
-            out.append(f"{ind}│         {line}")
+        rec = h.event.record
+        ifs = f"IN={rec.in_dev or '-'} OUT={rec.out_dev or '-'}"
+        if rec.physin or rec.physout:
+            ifs += f" PHYSIN={rec.physin or '-'} PHYSOUT={rec.physout or '-'}"
+        stamp = stamp_text(rec.stamp)
+        o.add(
+            f"{ind}│   {h.step:>2}. ",
+            f"{ind}│         ",
+            f"{stamp + '  ' if stamp else ''}{h.event.hook.label}  {ifs}  ({rec.ref})",
+        )
+        if o.opts.level == Level.DETAILED:
+            for line in h.explanation:
+                o.add(f"{ind}│         ", f"{ind}│         ", line)
     for n in p.nat:
-        out.append(f"{ind}│   NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {n.before} → {n.after}")
-        out.append(f"{ind}│         {n.evidence}")
-        if n.rule:
-            out.append(f"{ind}│         rule ({n.rule_ref}): {n.rule}")
-        if n.conntrack:
-            out.append(f"{ind}│         conntrack: {n.conntrack}")
-    for s in p.skipped:
-        tool = "ebtables" if s.family == "bridge" else ("ip6tables" if s.family == "ipv6" else "iptables")
-        out.append(f"{ind}│   skipped {tool} {s.table} {s.hook}: {s.reason} ({s.explanation})")
+        o.add(
+            f"{ind}│   ",
+            f"{ind}│         ",
+            f"NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {n.before} → {n.after}",
+        )
+        if o.opts.level == Level.DETAILED:
+            o.add(f"{ind}│         ", f"{ind}│         ", n.evidence)
+            if n.rule:
+                o.add(f"{ind}│         ", f"{ind}│         ", f"rule ({n.rule_ref}): {n.rule}")
+            if n.conntrack:
+                o.add(f"{ind}│         ", f"{ind}│         ", f"conntrack: {n.conntrack}")
+    if o.opts.level == Level.DETAILED:
+        for s in p.skipped:
+            o.add(
+                f"{ind}│   ",
+                f"{ind}│         ",
+                f"skipped {_TOOL.get(s.family, s.family)} {s.table} {s.hook}: {s.reason} ({s.explanation})",
+            )
     if p.verdict:
-        out.append(f"{ind}└─ verdict: {p.verdict.kind} — {p.verdict.explanation}")
-    return out
+        rule = f" [{p.verdict.rule_ref}: {p.verdict.rule}]" if p.verdict.rule_ref and p.verdict.rule else ""
+        o.add(f"{ind}└─ ", f"{ind}     ", f"verdict: {p.verdict.kind} — {p.verdict.explanation}{rule}")

@@ -76,8 +76,9 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
 def topology_dot(report: Report, topo: Topology) -> str:
     """Return DOT for the host topology with request (red) and reply (blue, dashed) paths."""
     g = graphviz.Digraph(name="topology")
-    g.attr(rankdir="LR", fontname="DejaVu Sans", fontsize="10", nodesep="0.3", ranksep="0.6", pad="0.2")
-    g.attr("node", fontname="DejaVu Sans", fontsize="10", shape="box", style="rounded", color="#7f8c8d")
+    # 14 pt labels: a wide host is scaled to the printed page's width and its labels must stay >= 9 pt.
+    g.attr(rankdir="LR", fontname="DejaVu Sans", fontsize="14", nodesep="0.3", ranksep="0.5", pad="0.2")
+    g.attr("node", fontname="DejaVu Sans", fontsize="14", shape="box", style="rounded", color="#7f8c8d")
     g.attr("edge", color="#bdc3c7", arrowhead="none", fontname="DejaVu Sans")
     labels: dict[str, str] = {"host": "host IP stack"}
     struct: set[tuple[str, str]] = set()
@@ -128,5 +129,5 @@ def topology_dot(report: Report, topo: Topology) -> str:
         color = REQUEST_COLOR if role == "request" else REPLY_COLOR
         g.edge(ids[a], ids[b], color=color, penwidth="2", arrowhead="normal", constraint="false",
                style="solid" if role == "request" else "dashed",
-               label=graphviz.escape(f"{conv_id} {role}"), fontcolor=color, fontsize="8")
+               label=graphviz.escape(f"{conv_id} {role}"), fontcolor=color, fontsize="13")
     return g.source

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.model import Report
+from reportgen.render.options import RenderOptions
 
 
-def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Path]:
+def write_report(report: Report, out_root: Path, formats: list[str], options: RenderOptions | None = None
+                 ) -> list[Path]:
     """Write the requested formats under OUT/<case name>/ and return the paths written."""
+    options = options or RenderOptions()
     out = out_root / report.name
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -31,7 +34,7 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
         for pid, svg in svgs.items():
             put(f"svg/{pid}.svg", svg)
     html: str | None = None
-    if {"html", "pdf"} & set(formats):
+    if "html" in formats:
         from reportgen.render.html import render_html
 
         html = render_html(report, svgs)
@@ -46,13 +49,13 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
     if "text" in formats:
         from reportgen.render.text import render_text
 
-        put("report.txt", render_text(report))
+        put("report.txt", render_text(report, options))
     if "md" in formats:
         from reportgen.render.markdown import render_markdown
 
-        put("report.md", render_markdown(report))
-    if "pdf" in formats and html is not None:
+        put("report.md", render_markdown(report, options))
+    if "pdf" in formats and svgs is not None:
         from reportgen.render.pdf import render_pdf
 
-        put("report.pdf", render_pdf(html))
+        put("report.pdf", render_pdf(report, svgs, options))
     return written

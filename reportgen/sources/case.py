@@ -17,6 +17,7 @@ import yaml
 from reportgen.errors import InputError
 from reportgen.explain.correlate import correlate, merge_sources
 from reportgen.explain.explain import explain
+from reportgen.explain.groups import group_packets
 from reportgen.explain.topology import build_topology
 from reportgen.model import Event, HookRef, InputFile, LineRef, LogRecord, Report, RuleHit, Snapshot, UnusedLine
 from reportgen.netfilter import HOOKS
@@ -300,6 +301,7 @@ def build_report(spec: CaseSpec) -> Report:
         conversations=tuple(convs), packets=tuple(packets), lines_total=total,
         lines_used=total - sum(u.count for u in unused),
         unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
+        groups=group_packets(packets),
     )
 
 
