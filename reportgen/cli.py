@@ -43,16 +43,33 @@ def _case_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--prefix-map", type=Path, help="YAML prefix -> hook map")
     p.add_argument("--strict", action="store_true", help="exit 1 when any trace line could not be used")
-    p.add_argument("--level", choices=[lv.value for lv in Level], default=Level.DETAILED.value,
-                   help="detail of the text and Markdown outputs (default detailed)")
+    p.add_argument(
+        "--level",
+        choices=[lv.value for lv in Level],
+        default=Level.DETAILED.value,
+        help="detail of the text and Markdown outputs (default detailed)",
+    )
     p.add_argument("--flow", action="append", default=[], metavar="ID", help="only this conversation (c1, c2, ...)")
-    p.add_argument("--host", action="append", default=[], metavar="ADDR",
-                   help="only conversations from or to this address (before or after NAT)")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="only conversations from or to this address (before or after NAT)",
+    )
     p.add_argument("--port", action="append", default=[], type=int, help="only conversations with this port")
-    p.add_argument("--verdict", action="append", default=[], metavar="OUTCOME",
-                   help="only conversations with a packet of this outcome (dropped, left, delivered, last-seen)")
-    p.add_argument("--redact", action="store_true",
-                   help="replace addresses, MACs and host names by consistent pseudonyms in every output")
+    p.add_argument(
+        "--verdict",
+        action="append",
+        default=[],
+        metavar="OUTCOME",
+        help="only conversations with a packet of this outcome (dropped, left, delivered, last-seen)",
+    )
+    p.add_argument(
+        "--redact",
+        action="store_true",
+        help="replace addresses, MACs and host names by consistent pseudonyms in every output",
+    )
     p.add_argument("--redact-key", metavar="KEY", help="key for reproducible pseudonyms (default: a random key)")
 
 
@@ -61,39 +78,68 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"reportgen {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("report", help="write reports for one or more cases", epilog=_REPORT_EXAMPLES,
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Write HTML, SVG, JSON, text, Markdown and PDF reports under OUT/<case>/. "
-                        "Several case folders make a batch: OUT/index.html lists them, a bad case is reported "
-                        "and skipped (exit 5), an empty case is a warning.")
-    rp.add_argument("inputs", nargs="+", type=Path,
-                    help="case folders (each one a case), or trace and snapshot files (one case); - reads stdin")
+    rp = sub.add_parser(
+        "report",
+        help="write reports for one or more cases",
+        epilog=_REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write HTML, SVG, JSON, text, Markdown and PDF reports under OUT/<case>/. "
+        "Several case folders make a batch: OUT/index.html lists them, a bad case is reported "
+        "and skipped (exit 5), an empty case is a warning.",
+    )
+    rp.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        help="case folders (each one a case), or trace and snapshot files (one case); - reads stdin",
+    )
     rp.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    rp.add_argument("--format", default=DEFAULT_FORMATS,
-                    help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})")
-    rp.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                    help="render N cases in parallel processes (output is the same as with 1)")
-    rp.add_argument("--appendix", action="store_true",
-                    help="PDF: append every snapshot and trace line (default: only the cited excerpts)")
+    rp.add_argument(
+        "--format", default=DEFAULT_FORMATS, help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})"
+    )
+    rp.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="render N cases in parallel processes (output is the same as with 1)",
+    )
+    rp.add_argument(
+        "--appendix",
+        action="store_true",
+        help="PDF: append every snapshot and trace line (default: only the cited excerpts)",
+    )
     _case_options(rp)
 
-    ex = sub.add_parser("explain", help="print the explanation of a case as a text tree", epilog=_EXPLAIN_EXAMPLES,
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Print each conversation, its packets folded by behaviour, and their hops. "
-                        "Colour only on a terminal (NO_COLOR turns it off); the width follows the terminal.")
+    ex = sub.add_parser(
+        "explain",
+        help="print the explanation of a case as a text tree",
+        epilog=_EXPLAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print each conversation, its packets folded by behaviour, and their hops. "
+        "Colour only on a terminal (NO_COLOR turns it off); the width follows the terminal.",
+    )
     ex.add_argument("inputs", nargs="+", type=Path, help="a case folder, or trace and snapshot files; - reads stdin")
     ex.add_argument("--format", default="text", help="text or md (default text)")
     _case_options(ex)
-    ex.add_argument("--redact-map", type=Path, metavar="FILE",
-                    help="with --redact: write the pseudonym mapping here (mode 0600)")
+    ex.add_argument(
+        "--redact-map", type=Path, metavar="FILE", help="with --redact: write the pseudonym mapping here (mode 0600)"
+    )
 
-    cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
-                         description="Without --apply the rules are only printed. With --apply they are added, "
-                         "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
-                         "and every added rule is removed again. A host filter matches addresses as each hook "
-                         "sees them, so hooks after NAT may not match.")
-    cap.add_argument("--backend", default="iptables-nft,ebtables",
-                     help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace")
+    cap = sub.add_parser(
+        "capture",
+        help="log a host's own traffic: print the rules, or --apply them",
+        description="Without --apply the rules are only printed. With --apply they are added, "
+        "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
+        "and every added rule is removed again. A host filter matches addresses as each hook "
+        "sees them, so hooks after NAT may not match.",
+    )
+    cap.add_argument(
+        "--backend",
+        default="iptables-nft,ebtables",
+        help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace",
+    )
     cap.add_argument("--host", help="only packets from or to this address")
     cap.add_argument("--proto", choices=("icmp", "tcp", "udp"), help="only this protocol")
     cap.add_argument("--port", type=int, help="only this TCP/UDP port (either direction)")
@@ -206,8 +252,10 @@ def _report(args: argparse.Namespace) -> int:
             print(f"reportgen: error: case {res.name}: {res.error}", file=sys.stderr)
             continue
         main_file = next((w for w in res.written if w.endswith("report.html")), res.written[0] if res.written else "")
-        print(f"{res.name}: {res.packets} packets, {res.lines_used}/{res.lines_total} lines used"
-              f" -> {args.output / main_file}")
+        print(
+            f"{res.name}: {res.packets} packets, {res.lines_used}/{res.lines_total} lines used"
+            f" -> {args.output / main_file}"
+        )
         for w in res.warnings:
             print(f"reportgen: warning: case {res.name}: {w}", file=sys.stderr)
     failed = [r for r in results if r.error]
@@ -216,8 +264,11 @@ def _report(args: argparse.Namespace) -> int:
 
         index = write_index(results, args.output)
         ok = len(results) - len(failed)
-        print(f"reportgen: {len(results)} cases: {ok} written, {len(failed)} failed, "
-              f"{sum(1 for r in results if r.warnings)} with warnings -> {index}", file=sys.stderr)
+        print(
+            f"reportgen: {len(results)} cases: {ok} written, {len(failed)} failed, "
+            f"{sum(1 for r in results if r.warnings)} with warnings -> {index}",
+            file=sys.stderr,
+        )
     if failed:
         return 2 if len(jobs) == 1 else EXIT_SOME_CASES_FAILED
     return _strict_status(sum(r.unplaced for r in results), args.strict)
@@ -235,9 +286,11 @@ def _capture(args: argparse.Namespace) -> int:
         return 0
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
-        p = plan([b.strip() for b in args.backend.split(",") if b.strip()],
-                 Filter(args.host, args.proto, args.port, args.rate),
-                 families=tuple(f.strip() for f in args.family.split(",") if f.strip()))
+        p = plan(
+            [b.strip() for b in args.backend.split(",") if b.strip()],
+            Filter(args.host, args.proto, args.port, args.rate),
+            families=tuple(f.strip() for f in args.family.split(",") if f.strip()),
+        )
         if not args.apply:
             sys.stdout.write(p.show())
             return 0
@@ -259,8 +312,10 @@ def _snapshot(args: argparse.Namespace) -> int:
     frag = collect(args.output, runner=lambda argv: run(argv, None))
     manifest = {"title": f"Snapshot{' of ' + args.netns if args.netns else ''}", "trace": [], **frag}
     (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    print(f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
-          f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)")
+    print(
+        f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
+        f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)"
+    )
     return 0
 
 

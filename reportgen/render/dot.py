@@ -18,8 +18,12 @@ from reportgen.netfilter import EDGES, STAGES
 
 PATH_COLOR = "#c0392b"
 SKIP_COLOR = "#7f8c8d"
-_REASON_SHORT = {"conntrack": "skipped: conntrack", "no-rule": "no LOG line here", "bridge-nf-off":
-                 "skipped: bridge-nf off", "not-logged": "not logged"}
+_REASON_SHORT = {
+    "conntrack": "skipped: conntrack",
+    "no-rule": "no LOG line here",
+    "bridge-nf-off": "skipped: bridge-nf off",
+    "not-logged": "not logged",
+}
 
 
 class DotMissing(RuntimeError):
@@ -38,7 +42,7 @@ _DIAGRAM_TITLE = {
     "ip-post-br": "IP POSTROUTING of a bridged frame",
     "br-post-out": "bridge POSTROUTING of a host-sent frame",
 }
-LEGEND = "red: logged this packet, in order · dashed: on its path, not logged (why) · grey: a neighbouring hook it did not take"
+LEGEND = "red: logged this packet, in order\ndashed: on its path, not logged (why)\ngrey: a neighbouring hook it did not take"
 FONT_SIZE = "13"  # points at 100 %; the print stylesheet keeps diagrams at >= 9 pt (tests/test_looks.py)
 
 
@@ -47,13 +51,35 @@ def diagram_title(stage: str) -> str:
     return _DIAGRAM_TITLE.get(stage, STAGES[stage].title)
 
 
-def packet_dot(p: Packet) -> str:
-    """Return the DOT source of one packet's compact hook diagram: its hooks and their neighbours."""
+def packet_dot(p: Packet, neighbours: bool = True) -> str:
+    """Return the DOT source of one packet's compact hook diagram: its hooks and their neighbours.
+
+    Without ``neighbours`` only the hooks on its path are drawn: a narrow column that the printed
+    report sets beside the packet's verdict at full size.
+    """
     g = graphviz.Digraph(name=f"packet_{p.id}")
-    g.attr(rankdir="TB", fontname="DejaVu Sans", fontsize="12", nodesep="0.25", ranksep="0.22",
-           bgcolor="white", pad="0.15", label=graphviz.escape(LEGEND), labelloc="b", fontcolor="#566573")
-    g.attr("node", shape="box", style="rounded", fontname="DejaVu Sans", fontsize=FONT_SIZE, color="#bdc3c7",
-           fontcolor="#7f8c8d", margin="0.12,0.05")
+    g.attr(
+        rankdir="TB",
+        fontname="DejaVu Sans",
+        fontsize="12",
+        nodesep="0.25",
+        ranksep="0.22",
+        bgcolor="white",
+        pad="0.15",
+        label=graphviz.escape(LEGEND),
+        labelloc="b",
+        fontcolor="#566573",
+    )
+    g.attr(
+        "node",
+        shape="box",
+        style="rounded",
+        fontname="DejaVu Sans",
+        fontsize=FONT_SIZE,
+        color="#bdc3c7",
+        fontcolor="#7f8c8d",
+        margin="0.12,0.05",
+    )
     g.attr("edge", color="#d5d8dc", arrowsize="0.7", fontname="DejaVu Sans")
     steps: dict[str, list[str]] = {}
     for h in p.hops:
@@ -77,7 +103,7 @@ def packet_dot(p: Packet) -> str:
     # Not past the last logged stage: what follows it is the verdict, drawn as the end node.
     last = path[-1] if path else None
     near = {d for s in on if s != last for d in EDGES[s]} | {s for s, ds in EDGES.items() if on & set(ds)}
-    drawn = [k for k in STAGES if k in on or k in near]
+    drawn = [k for k in STAGES if k in on or (neighbours and k in near)]
     for key in drawn:
         # One line per kind of fact keeps each box two or three lines high, so the diagram of a
         # routed packet fits half a printed page at full size.
@@ -89,22 +115,39 @@ def packet_dot(p: Packet) -> str:
         # The tooltip (an SVG <title>) says where the kernel calls the hook; it is reportgen's own text.
         tip = graphviz.escape(STAGES[key].why)
         if key in steps:
-            g.node(_nid(key), label, color=PATH_COLOR, fontcolor="#1b2631", penwidth="2",
-                   style="rounded,filled", fillcolor="#fdedec", tooltip=tip)
+            g.node(
+                _nid(key),
+                label,
+                color=PATH_COLOR,
+                fontcolor="#1b2631",
+                penwidth="2",
+                style="rounded,filled",
+                fillcolor="#fdedec",
+                tooltip=tip,
+            )
         elif key in skipped:
             g.node(_nid(key), label, color=SKIP_COLOR, fontcolor="#34495e", style="rounded,dashed", tooltip=tip)
         else:
             g.node(_nid(key), label, tooltip=tip)
     first = p.hops[0].event.record if p.hops else None
-    start = "host process" if p.path == "local-out" else (
-        f"in: {first.physin or first.in_dev}" if first and (first.physin or first.in_dev) else "in")
+    start = (
+        "host process"
+        if p.path == "local-out"
+        else (f"in: {first.physin or first.in_dev}" if first and (first.physin or first.in_dev) else "in")
+    )
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
     kind = p.verdict.kind if p.verdict else "last-seen"
     end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}"}.get(kind, f"last seen\n{end}")
-    g.node("end", graphviz.escape(end_label), shape="ellipse", style="filled",
-           fillcolor="#fdedec" if kind in ("last-seen", "dropped") else "#eafaf1",
-           color=PATH_COLOR, fontcolor="#1b2631")
+    g.node(
+        "end",
+        graphviz.escape(end_label),
+        shape="ellipse",
+        style="filled",
+        fillcolor="#fdedec" if kind in ("last-seen", "dropped") else "#eafaf1",
+        color=PATH_COLOR,
+        fontcolor="#1b2631",
+    )
     on_path = set(zip(path, path[1:], strict=False))
     shown = set(drawn)
     for src in drawn:
@@ -116,8 +159,9 @@ def packet_dot(p: Packet) -> str:
         g.edge("start", _nid(order[0]), color=PATH_COLOR, penwidth="2")
         for a, b in zip(order, order[1:], strict=False):
             g.edge(_nid(a), _nid(b), color=PATH_COLOR, penwidth="2.2")
-        g.edge(_nid(order[-1]), "end", color=PATH_COLOR, penwidth="2",
-               style="dashed" if kind == "last-seen" else "solid")
+        g.edge(
+            _nid(order[-1]), "end", color=PATH_COLOR, penwidth="2", style="dashed" if kind == "last-seen" else "solid"
+        )
     return g.source
 
 
@@ -130,8 +174,7 @@ def dot_to_svg(source: str, id_prefix: str = "") -> str:
     exe = shutil.which("dot")
     if exe is None:
         raise DotMissing("Graphviz 'dot' is not installed: apt-get install graphviz (see README)")
-    proc = subprocess.run([exe, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False,
-                          timeout=60)
+    proc = subprocess.run([exe, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"dot failed: {proc.stderr.decode('utf-8', 'replace')}")
     svg = proc.stdout.decode("utf-8")
@@ -144,8 +187,11 @@ def dot_to_svg(source: str, id_prefix: str = "") -> str:
 _SIZE = re.compile(r'<svg ([^>]*?)width="([\d.]+)pt" height="([\d.]+)pt"')
 
 
-def fit_svg(svg: str, max_width: float, max_height: float) -> tuple[str, float]:
+def fit_svg(svg: str, max_width: float, max_height: float, min_scale: float = 0.0) -> tuple[str, float]:
     """Scale an SVG's stated size (pt) down to fit a box, keeping its viewBox; return it and the scale.
+
+    The height gives way to ``min_scale`` (labels stay legible); the width never does, since a
+    drawing wider than the page would be cut.
 
     Print engines size an inline SVG by its width and height attributes; a CSS max-width alone
     shrank the drawing but kept its height, leaving half a page blank.
@@ -154,7 +200,7 @@ def fit_svg(svg: str, max_width: float, max_height: float) -> tuple[str, float]:
     if m is None:
         return svg, 1.0
     w, h = float(m.group(2)), float(m.group(3))
-    scale = min(1.0, max_width / w, max_height / h)
+    scale = min(1.0, max_width / w, max(max_height / h, min_scale))
     # The fixed size replaces the screen's "scale down to the column" style, which print engines
     # apply to the width only.
     attrs = m.group(1).replace('style="max-width:100%;height:auto" ', "")

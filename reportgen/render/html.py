@@ -25,7 +25,10 @@ from reportgen.render.view import (
 
 # The box a diagram may fill on an A4 landscape page with 12 mm margins (273 x 186 mm), in points,
 # leaving room for its caption and the page footer.
-PRINT_BOX = (770.0, 430.0)
+PRINT_BOX = (770.0, 300.0)
+PRINT_HOOK_BOX = (380.0, 250.0)  # a path diagram floats beside the verdict: half the width, most of the height
+# Never below 9 pt: the diagrams' 13 pt labels may shrink to 70 %, and a taller diagram takes the room.
+PRINT_MIN_SCALE = 0.7
 _TOOL = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
 
 
@@ -55,12 +58,16 @@ def packet_svgs(report: Report) -> dict[str, str]:
     return svgs
 
 
-def render_html(report: Report, svgs: dict[str, str] | None = None, *, for_print: bool = False,
-                appendix: bool = False) -> str:
+def render_html(
+    report: Report, svgs: dict[str, str] | None = None, *, for_print: bool = False, appendix: bool = False
+) -> str:
     """Return the HTML report text; ``for_print`` shapes it for the PDF (title block, cited excerpts only)."""
     svgs = svgs if svgs is not None else packet_svgs(report)
     if for_print:
-        svgs = {k: fit_svg(v, *PRINT_BOX)[0] for k, v in svgs.items()}
+        svgs = {
+            k: fit_svg(v, *(PRINT_BOX if k == "topology" else PRINT_HOOK_BOX), min_scale=PRINT_MIN_SCALE)[0]
+            for k, v in svgs.items()
+        }
     file_index = {f.name: i for i, f in enumerate(report.files)}
 
     def anchor(ref: LineRef) -> str:
@@ -82,14 +89,34 @@ def render_html(report: Report, svgs: dict[str, str] | None = None, *, for_print
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
-        r=report, svgs=svgs, anchor=anchor, used_refs=used_refs, unused_count=unused_count, css=css,
-        tool=_TOOL, version=__version__, packets_by_id=by_id, hits=hits, snap_anchor=snap_anchor,
-        snap_index=snap_index, groups=groups, group_of=group_of, group_label=group_label,
-        group_flow=lambda g: group_flow_text(by_id, g), members=lambda g: [by_id[i] for i in g.packets],
-        first_record=first_record, flow_text=flow_text, stamp=stamp_text, outcome=outcome,
-        counts=outcome_counts(report), plural=plural, for_print=for_print, appendix=appendix or not for_print,
+        r=report,
+        svgs=svgs,
+        anchor=anchor,
+        used_refs=used_refs,
+        unused_count=unused_count,
+        css=css,
+        tool=_TOOL,
+        version=__version__,
+        packets_by_id=by_id,
+        hits=hits,
+        snap_anchor=snap_anchor,
+        snap_index=snap_index,
+        groups=groups,
+        group_of=group_of,
+        group_label=group_label,
+        group_flow=lambda g: group_flow_text(by_id, g),
+        members=lambda g: [by_id[i] for i in g.packets],
+        first_record=first_record,
+        flow_text=flow_text,
+        stamp=stamp_text,
+        outcome=outcome,
+        counts=outcome_counts(report),
+        plural=plural,
+        for_print=for_print,
+        appendix=appendix or not for_print,
         window=(stamp_text(window[0]), stamp_text(window[1])) if window else None,
-        host=host_name(report), generated=generation_date(),
+        host=host_name(report),
+        generated=generation_date(),
         excerpts={s.name: excerpt(s.text, {n for f, n in hits if f == s.name}) for s in report.snapshots},
     )
 

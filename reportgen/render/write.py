@@ -8,8 +8,9 @@ from reportgen.model import Report
 from reportgen.render.options import RenderOptions
 
 
-def write_report(report: Report, out_root: Path, formats: list[str], options: RenderOptions | None = None
-                 ) -> list[Path]:
+def write_report(
+    report: Report, out_root: Path, formats: list[str], options: RenderOptions | None = None
+) -> list[Path]:
     """Write the requested formats under OUT/<case name>/ and return the paths written."""
     options = options or RenderOptions()
     out = out_root / report.name
