@@ -199,7 +199,7 @@ def _formats(text: str, allowed: tuple[str, ...]) -> list[str]:
         if f not in allowed:
             close = difflib.get_close_matches(f, allowed, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise InputError("--format", None, f"unknown format {f!r}{hint} (choose from {', '.join(allowed)})")
+            raise InputError("--format", None, f"unknown format {f}{hint} (choose from {', '.join(allowed)})")
     return formats
 
 
