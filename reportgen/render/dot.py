@@ -42,7 +42,13 @@ _DIAGRAM_TITLE = {
     "ip-post-br": "IP POSTROUTING of a bridged frame",
     "br-post-out": "bridge POSTROUTING of a host-sent frame",
 }
-LEGEND = "red: logged this packet, in order\ndashed: on its path, not logged (why)\ngrey: a neighbouring hook it did not take"
+LEGEND = "\n".join(
+    (
+        "red: logged this packet, in order",
+        "dashed: on its path, not logged (why)",
+        "grey: a neighbouring hook it did not take",
+    )
+)
 FONT_SIZE = "13"  # points at 100 %; the print stylesheet keeps diagrams at >= 9 pt (tests/test_looks.py)
 
 
