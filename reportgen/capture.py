@@ -30,59 +30,28 @@ STATE_DIR = Path("/run/reportgen-capture")
 # ebtables has no comment match, so its capture rules are known by the run prefix "rcXX ".
 EBT_MARK = re.compile(r'--log-prefix "rc[0-9a-f]{2} ')
 # (save command, tool that deletes, how a capture rule is recognised in the save output)
-_SAVES = tuple(
-    (f"{fam}tables-{be}-save", f"{fam}tables-{be}", lambda ln: MARK_COMMENT in ln)
-    for be in ("nft", "legacy")
-    for fam in ("ip", "ip6")
-) + (("ebtables-save", "ebtables", lambda ln: bool(EBT_MARK.search(ln))),)
+_SAVES = tuple((f"{fam}tables-{be}-save", f"{fam}tables-{be}", lambda ln: MARK_COMMENT in ln)
+               for be in ("nft", "legacy") for fam in ("ip", "ip6")) + \
+    (("ebtables-save", "ebtables", lambda ln: bool(EBT_MARK.search(ln))),)
 NFT_TABLES = (("inet", "reportgen_capture"), ("bridge", "reportgen_capture"), ("inet", "reportgen_trace"))
 BACKENDS = ("iptables-nft", "iptables-legacy", "ebtables", "nft-log", "nft-trace")
-IPT_HOOKS = (
-    ("raw", "PREROUTING"),
-    ("mangle", "PREROUTING"),
-    ("nat", "PREROUTING"),
-    ("mangle", "INPUT"),
-    ("filter", "INPUT"),
-    ("nat", "INPUT"),
-    ("mangle", "FORWARD"),
-    ("filter", "FORWARD"),
-    ("raw", "OUTPUT"),
-    ("mangle", "OUTPUT"),
-    ("nat", "OUTPUT"),
-    ("filter", "OUTPUT"),
-    ("mangle", "POSTROUTING"),
-    ("nat", "POSTROUTING"),
-)
-EBT_HOOKS = (
-    ("nat", "PREROUTING"),
-    ("filter", "INPUT"),
-    ("filter", "FORWARD"),
-    ("nat", "OUTPUT"),
-    ("filter", "OUTPUT"),
-    ("nat", "POSTROUTING"),
-)
+IPT_HOOKS = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("nat", "PREROUTING"), ("mangle", "INPUT"),
+             ("filter", "INPUT"), ("nat", "INPUT"), ("mangle", "FORWARD"), ("filter", "FORWARD"),
+             ("raw", "OUTPUT"), ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"),
+             ("mangle", "POSTROUTING"), ("nat", "POSTROUTING"))
+EBT_HOOKS = (("nat", "PREROUTING"), ("filter", "INPUT"), ("filter", "FORWARD"), ("nat", "OUTPUT"),
+             ("filter", "OUTPUT"), ("nat", "POSTROUTING"))
 # nft base chains standing for the iptables tables: nft(8) "CHAIN PRIORITIES".
-NFT_INET = (
-    ("raw", "prerouting", "PREROUTING", "filter", -300),
-    ("mangle", "prerouting", "PREROUTING", "filter", -150),
-    ("nat", "prerouting", "PREROUTING", "nat", -100),
-    ("mangle", "input", "INPUT", "filter", -150),
-    ("filter", "input", "INPUT", "filter", 0),
-    ("mangle", "forward", "FORWARD", "filter", -150),
-    ("filter", "forward", "FORWARD", "filter", 0),
-    ("raw", "output", "OUTPUT", "filter", -300),
-    ("mangle", "output", "OUTPUT", "filter", -150),
-    ("filter", "output", "OUTPUT", "filter", 0),
-    ("mangle", "postrouting", "POSTROUTING", "filter", -150),
-    ("nat", "postrouting", "POSTROUTING", "nat", 100),
-)
-NFT_BRIDGE = (
-    ("nat", "prerouting", "PREROUTING", -300),
-    ("filter", "input", "INPUT", -200),
-    ("filter", "forward", "FORWARD", -200),
-    ("nat", "output", "OUTPUT", 100),
-    ("nat", "postrouting", "POSTROUTING", 300),
-)
+NFT_INET = (("raw", "prerouting", "PREROUTING", "filter", -300), ("mangle", "prerouting", "PREROUTING", "filter", -150),
+            ("nat", "prerouting", "PREROUTING", "nat", -100), ("mangle", "input", "INPUT", "filter", -150),
+            ("filter", "input", "INPUT", "filter", 0), ("mangle", "forward", "FORWARD", "filter", -150),
+            ("filter", "forward", "FORWARD", "filter", 0), ("raw", "output", "OUTPUT", "filter", -300),
+            ("mangle", "output", "OUTPUT", "filter", -150), ("filter", "output", "OUTPUT", "filter", 0),
+            ("mangle", "postrouting", "POSTROUTING", "filter", -150),
+            ("nat", "postrouting", "POSTROUTING", "nat", 100))
+NFT_BRIDGE = (("nat", "prerouting", "PREROUTING", -300), ("filter", "input", "INPUT", -200),
+              ("filter", "forward", "FORWARD", -200), ("nat", "output", "OUTPUT", 100),
+              ("nat", "postrouting", "POSTROUTING", 300))
 
 
 class CaptureRefused(RuntimeError):
@@ -182,59 +151,38 @@ def plan(backends: list[str], flt: Filter, tag: str | None = None, families: tup
                 word = "IPT" if fam == "4" else "IP6T"
                 for table, chain in IPT_HOOKS:
                     for m in flt.ipt(fam == "6"):
-                        spec = [
-                            *m,
-                            "-m",
-                            "comment",
-                            "--comment",
-                            MARK_COMMENT,
-                            "-j",
-                            "LOG",
-                            "--log-prefix",
-                            f"{tag} {word}:{table}:{chain} ",
-                        ]
+                        spec = [*m, "-m", "comment", "--comment", MARK_COMMENT, "-j", "LOG",
+                                "--log-prefix", f"{tag} {word}:{table}:{chain} "]
                         add.append([tool, "-t", table, "-I", chain, *spec])
                         remove.append([tool, "-t", table, "-D", chain, *spec])
         elif be == "ebtables":
             for table, chain in EBT_HOOKS:
                 for m in flt.ebt(families):
-                    spec = [
-                        *m,
-                        "--log",
-                        "--log-ip",
-                        "--log-ip6",
-                        "--log-prefix",
-                        f"{tag} EB:{table}:{chain}",
-                        "--limit",
-                        flt.rate,
-                    ]
+                    spec = [*m, "--log", "--log-ip", "--log-ip6", "--log-prefix", f"{tag} EB:{table}:{chain}",
+                            "--limit", flt.rate]
                     add.append(["ebtables", "-t", table, "-I", chain, *spec])
                     remove.append(["ebtables", "-t", table, "-D", chain, *spec])
         elif be == "nft-log":
             body = ["table inet reportgen_capture {"]
             for i, (table, hook, chain, ctype, prio) in enumerate(NFT_INET):
-                rules = "; ".join(f'{m} log prefix "{tag} nft:{table}:{chain} "' for m in flt.nft())
+                rules = "; ".join(f"{m} log prefix \"{tag} nft:{table}:{chain} \"" for m in flt.nft())
                 body.append(f"  chain c{i} {{ type {ctype} hook {hook} priority {prio}; policy accept; {rules}; }}")
             body.append("}")
             body.append("table bridge reportgen_capture {")
             for i, (table, hook, chain, prio) in enumerate(NFT_BRIDGE):
-                rules = "; ".join(f'{m} log prefix "{tag} br:{table}:{chain} "' for m in flt.nft())
+                rules = "; ".join(f"{m} log prefix \"{tag} br:{table}:{chain} \"" for m in flt.nft())
                 body.append(f"  chain b{i} {{ type filter hook {hook} priority {prio}; policy accept; {rules}; }}")
             body.append("}")
             add.append(["nft", "-f", "-", "\n".join(body)])
-            remove += [
-                ["nft", "delete", "table", "inet", "reportgen_capture"],
-                ["nft", "delete", "table", "bridge", "reportgen_capture"],
-            ]
+            remove += [["nft", "delete", "table", "inet", "reportgen_capture"],
+                       ["nft", "delete", "table", "bridge", "reportgen_capture"]]
         elif be == "nft-trace":
             # A dedicated table at priority -350, before raw (-300), marks packets for tracing
             # (nft(8): "meta nftrace set 1"); events are read with nft monitor trace.
             pre = "; ".join(f"{m} meta nftrace set 1" for m in flt.nft())
-            trace_body = (
-                "table inet reportgen_trace {\n"
-                f"  chain pre {{ type filter hook prerouting priority -350; policy accept; {pre}; }}\n"
-                f"  chain out {{ type filter hook output priority -350; policy accept; {pre}; }}\n}}"
-            )
+            trace_body = ("table inet reportgen_trace {\n"
+                    f"  chain pre {{ type filter hook prerouting priority -350; policy accept; {pre}; }}\n"
+                    f"  chain out {{ type filter hook output priority -350; policy accept; {pre}; }}\n}}")
             add.append(["nft", "-f", "-", trace_body])
             remove.append(["nft", "delete", "table", "inet", "reportgen_trace"])
             monitor = ["nft", "monitor", "trace"]
@@ -344,11 +292,8 @@ def _restore_state(run: Runner, netns: str | None) -> list[str]:
     for fam, table, chain in sorted(now - before, key=lambda c: c[2] == ""):
         if chain:
             listing = run(["nft", "list", "chain", fam, table, chain], None).stdout
-            body = [
-                ln
-                for ln in listing.splitlines()[2:]
-                if ln.strip() not in ("}", "") and not ln.strip().startswith("type ")
-            ]
+            body = [ln for ln in listing.splitlines()[2:] if ln.strip() not in ("}", "") and
+                    not ln.strip().startswith("type ")]
             if not body and run(["nft", "delete", "chain", fam, table, chain], None).returncode == 0:
                 removed.append(f"nft chain {fam} {table} {chain}")
     for fam, table, chain in sorted(nft_chains(run) - before):
@@ -366,12 +311,9 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
 
     left = leftovers(run)
     if left:
-        raise CaptureRefused(
-            "capture rules from an earlier run are still present:\n  "
-            + "\n  ".join(left[:10])
-            + "\nremove them with: reportgen capture --cleanup"
-            + (f" --netns {netns}" if netns else "")
-        )
+        raise CaptureRefused("capture rules from an earlier run are still present:\n  " + "\n  ".join(left[:10]) +
+                             "\nremove them with: reportgen capture --cleanup" +
+                             (f" --netns {netns}" if netns else ""))
     out.mkdir(parents=True, exist_ok=True)
     _save_state(run, netns)
     klog = KernelLog()
@@ -421,7 +363,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     manifest = {
         "title": f"Capture {p.tag}",
         "description": f"Captured with reportgen capture; command: {shlex.join(command) if command else '(Ctrl-C)'}"
-        f" (exit status {status}).",
+                       f" (exit status {status}).",
         "trace": traces,
         "snapshots": snap["snapshots"],
         "attachments": snap["attachments"],

@@ -127,19 +127,13 @@ def _parser() -> argparse.ArgumentParser:
         "--redact-map", type=Path, metavar="FILE", help="with --redact: write the pseudonym mapping here (mode 0600)"
     )
 
-    cap = sub.add_parser(
-        "capture",
-        help="log a host's own traffic: print the rules, or --apply them",
-        description="Without --apply the rules are only printed. With --apply they are added, "
-        "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
-        "and every added rule is removed again. A host filter matches addresses as each hook "
-        "sees them, so hooks after NAT may not match.",
-    )
-    cap.add_argument(
-        "--backend",
-        default="iptables-nft,ebtables",
-        help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace",
-    )
+    cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
+                         description="Without --apply the rules are only printed. With --apply they are added, "
+                         "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
+                         "and every added rule is removed again. A host filter matches addresses as each hook "
+                         "sees them, so hooks after NAT may not match.")
+    cap.add_argument("--backend", default="iptables-nft,ebtables",
+                     help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace")
     cap.add_argument("--host", help="only packets from or to this address")
     cap.add_argument("--proto", choices=("icmp", "tcp", "udp"), help="only this protocol")
     cap.add_argument("--port", type=int, help="only this TCP/UDP port (either direction)")
@@ -286,11 +280,9 @@ def _capture(args: argparse.Namespace) -> int:
         return 0
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
-        p = plan(
-            [b.strip() for b in args.backend.split(",") if b.strip()],
-            Filter(args.host, args.proto, args.port, args.rate),
-            families=tuple(f.strip() for f in args.family.split(",") if f.strip()),
-        )
+        p = plan([b.strip() for b in args.backend.split(",") if b.strip()],
+                 Filter(args.host, args.proto, args.port, args.rate),
+                 families=tuple(f.strip() for f in args.family.split(",") if f.strip()))
         if not args.apply:
             sys.stdout.write(p.show())
             return 0
@@ -312,10 +304,8 @@ def _snapshot(args: argparse.Namespace) -> int:
     frag = collect(args.output, runner=lambda argv: run(argv, None))
     manifest = {"title": f"Snapshot{' of ' + args.netns if args.netns else ''}", "trace": [], **frag}
     (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    print(
-        f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
-        f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)"
-    )
+    print(f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
+          f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)")
     return 0
 
 

@@ -45,16 +45,34 @@ def _env() -> jinja2.Environment:
     )
 
 
-def packet_svgs(report: Report) -> dict[str, str]:
-    """Render every packet's hook diagram, and the topology diagram (key "topology"), to SVG."""
+def diagram_owners(report: Report, neighbours: bool = True) -> dict[str, str]:
+    """Map each packet group's first packet to the packet whose diagram it shares.
+
+    Groups of different conversations often draw the very same diagram (300 downloads through one
+    MASQUERADE rule): it is drawn once and the others point to it.
+    """
+    firsts = [g.first for g in report.groups] or [p.id for p in report.packets]
+    by_id = {p.id: p for p in report.packets}
+    owner_of_source: dict[str, str] = {}
+    owners = {}
+    for pid in firsts:
+        # The graph's name is the packet id; without it equal sources are equal drawings.
+        source = packet_dot(by_id[pid], neighbours).replace(f"packet_{pid}", "packet", 1)
+        owners[pid] = owner_of_source.setdefault(source, pid)
+    return owners
+
+
+def packet_svgs(report: Report, neighbours: bool = True) -> dict[str, str]:
+    """Render each distinct hook diagram (keyed by the packet that owns it) and the topology ("topology")."""
     from reportgen.explain.topology import Topology
     from reportgen.render.topology_dot import topology_dot
 
-    # One diagram per packet group: its members took the same hooks (explain.groups).
-    firsts = {g.first for g in report.groups} or {p.id for p in report.packets}
-    svgs = {p.id: dot_to_svg(packet_dot(p), p.id) for p in report.packets if p.id in firsts}
-    topo = report.topology if isinstance(report.topology, Topology) else Topology()
-    svgs["topology"] = dot_to_svg(topology_dot(report, topo), "topology")
+    by_id = {p.id: p for p in report.packets}
+    owners = sorted(set(diagram_owners(report, neighbours).values()), key=lambda pid: int(pid[1:]))
+    svgs = {pid: dot_to_svg(packet_dot(by_id[pid], neighbours), pid) for pid in owners}
+    if neighbours:
+        topo = report.topology if isinstance(report.topology, Topology) else Topology()
+        svgs["topology"] = dot_to_svg(topology_dot(report, topo), "topology")
     return svgs
 
 
@@ -105,6 +123,7 @@ def render_html(
         group_of=group_of,
         group_label=group_label,
         group_flow=lambda g: group_flow_text(by_id, g),
+        owner=diagram_owners(report, neighbours=not for_print),
         members=lambda g: [by_id[i] for i in g.packets],
         first_record=first_record,
         flow_text=flow_text,

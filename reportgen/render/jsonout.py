@@ -21,19 +21,9 @@ def _ref(ref: LineRef | None) -> dict[str, Any] | None:
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
-        "rules": [
-            {
-                "table": x.table,
-                "chain": x.chain,
-                "kind": x.kind,
-                "verdict": x.verdict,
-                "text": x.text,
-                "handle": x.handle,
-                "line": _ref(x.ref),
-                "snapshot": _ref(x.snapshot_ref),
-            }
-            for x in h.event.rules
-        ],
+        "rules": [{"table": x.table, "chain": x.chain, "kind": x.kind, "verdict": x.verdict, "text": x.text,
+                   "handle": x.handle, "line": _ref(x.ref), "snapshot": _ref(x.snapshot_ref)}
+                  for x in h.event.rules],
         "step": h.step,
         "family": h.event.hook.family,
         "table": h.event.hook.table,
@@ -63,19 +53,9 @@ def _hop(h: Hop) -> dict[str, Any]:
 
 
 def _nat(n: Nat) -> dict[str, Any]:
-    return {
-        "type": n.type,
-        "direction": n.direction,
-        "by": n.by,
-        "hook": n.hook,
-        "field": n.field,
-        "before": _ep(n.before),
-        "after": _ep(n.after),
-        "evidence": n.evidence,
-        "rule": n.rule,
-        "rule_line": _ref(n.rule_ref),
-        "conntrack": n.conntrack,
-    }
+    return {"type": n.type, "direction": n.direction, "by": n.by, "hook": n.hook, "field": n.field,
+            "before": _ep(n.before), "after": _ep(n.after), "evidence": n.evidence, "rule": n.rule,
+            "rule_line": _ref(n.rule_ref), "conntrack": n.conntrack}
 
 
 def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
@@ -87,39 +67,18 @@ def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
         "summary": p.summary,
         "hops": [_hop(h) for h in p.hops] if with_hops else [],
         "nat": [_nat(n) for n in p.nat],
-        "skipped": [
-            {
-                "family": s.family,
-                "table": s.table,
-                "hook": s.hook,
-                "stage": s.stage,
-                "reason": s.reason,
-                "explanation": s.explanation,
-                "rule_line": _ref(s.rule_ref),
-            }
-            for s in p.skipped
-        ],
-        "verdict": None
-        if p.verdict is None
-        else {
-            "kind": p.verdict.kind,
-            "where": p.verdict.where,
-            "explanation": p.verdict.explanation,
-            "rule": p.verdict.rule,
-            "rule_line": _ref(p.verdict.rule_ref),
-        },
+        "skipped": [{"family": s.family, "table": s.table, "hook": s.hook, "stage": s.stage,
+                     "reason": s.reason, "explanation": s.explanation, "rule_line": _ref(s.rule_ref)}
+                    for s in p.skipped],
+        "verdict": None if p.verdict is None else {
+            "kind": p.verdict.kind, "where": p.verdict.where, "explanation": p.verdict.explanation,
+            "rule": p.verdict.rule, "rule_line": _ref(p.verdict.rule_ref)},
     }
 
 
 def _unused(u: Any) -> dict[str, Any]:
-    return {
-        "file": u.ref.file,
-        "line": u.ref.line,
-        "last_line": u.ref.line + u.count - 1,
-        "count": u.count,
-        "reason": u.reason,
-        "text": u.text,
-    }
+    return {"file": u.ref.file, "line": u.ref.line, "last_line": u.ref.line + u.count - 1, "count": u.count,
+            "reason": u.reason, "text": u.text}
 
 
 def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
@@ -127,12 +86,8 @@ def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
     return {
         "schema": f"reportgen-report/{JSON_SCHEMA_VERSION}",
         "generator": f"reportgen {__version__}",
-        "case": {
-            "name": report.name,
-            "title": report.title,
-            "description": report.description,
-            "notes": list(report.notes),
-        },
+        "case": {"name": report.name, "title": report.title, "description": report.description,
+                 "notes": list(report.notes)},
         "input": {
             "lines_total": report.lines_total,
             "lines_used": report.lines_used,
@@ -141,14 +96,8 @@ def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
             "unused": [_unused(u) for u in report.unused] if with_lists else [],
         },
         "conversations": [
-            {
-                "id": c.id,
-                "proto": c.proto,
-                "summary": c.summary,
-                "original": [_ep(c.original[0]), _ep(c.original[1])],
-                "packets": list(c.packets),
-            }
-            for c in report.conversations
+            {"id": c.id, "proto": c.proto, "summary": c.summary, "original": [_ep(c.original[0]), _ep(c.original[1])],
+             "packets": list(c.packets)} for c in report.conversations
         ],
         "packets": [_packet(p, with_lists) for p in report.packets],
     }
@@ -183,8 +132,8 @@ def _chunks(report: Report) -> Iterator[str]:
     for start in _find_marks(text):
         q0 = text.index('"', start)
         q1 = text.index('"', q0 + 1)
-        key = json.loads(text[q0 : q1 + 1])
-        line = text[text.rfind("\n", 0, q0) + 1 : q0]
+        key = json.loads(text[q0:q1 + 1])
+        line = text[text.rfind("\n", 0, q0) + 1:q0]
         indent = line[: len(line) - len(line.lstrip())]
         yield text[pos:q0]
         yield from _compact(lists[key], indent)

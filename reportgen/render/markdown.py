@@ -135,67 +135,89 @@ def topology_mermaid(report: Report) -> str:
     return "\n".join(lines)
 
 
+class _Budget:
+    """Parts of the document and their size as joined, against the character limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+
+    def fits(self, text: str, share: float = 1.0) -> bool:
+        return self.size + len(text) + 1 <= self.limit * share
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text) + 1
+
+
 def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
-    """Return the report as Markdown at the options' level, within the options' character budget."""
+    """Return the report as Markdown at the options' level, within the options' character budget.
+
+    The worst conversations come first; when the budget runs short, a conversation is told at the
+    minimal level, then only in the summary table, and the end says what was folded.
+    """
     opts = opts or RenderOptions()
     by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
-    head = _head(report)
     convs = sorted(report.conversations, key=lambda c: (_worst(c, by_id), _num(c.id)))
-    table = ["| Conversation | Packets | Outcome |", "|---|---|---|"]
+    tail = _tail(report)
+    # Room for the folding note and the input account, which always close the document.
+    doc = _Budget(opts.markdown_limit - len(tail) - 600)
+    head = _head(report)
+    if not doc.fits(head, 0.2):
+        head = head[: int(doc.limit * 0.2)].rsplit("\n", 1)[0] + "\n\n(The description is cut here.)\n"
+    doc.add(head)
+    folded: list[str] = []
     rows = [_row(c, g, by_id) for c in convs for g in groups.get(c.id, [])]
     rows += [_row(None, g, by_id) for g in groups.get("-", [])]
-    topo = topology_mermaid(report)
-    tail = _tail(report)
-    budget = opts.markdown_limit - len(head) - len(tail) - 400  # room for the folding note
-    out = [head]
-    folded: list[str] = []
-    used = 0
-    shown_rows = []
+    shown = []
+    table = "## Conversations\n\n| Conversation | Packets | Outcome |\n|---|---|---|"
+    size = len(table)
     for r in rows:
-        if used + len(r) + 1 > budget // 3:
+        if doc.size + size + len(r) + 1 > doc.limit * 0.45:
             break
-        shown_rows.append(r)
-        used += len(r) + 1
-    if len(shown_rows) < len(rows):
-        folded.append(f"{len(rows) - len(shown_rows)} of {len(rows)} summary rows")
-    out.append("\n".join(["## Conversations", "", *table, *shown_rows]) + "\n")
-    used += 40
-    if topo and used + len(topo) < budget:
-        out.append("<details><summary>Topology diagram</summary>\n\n" + topo + "\n\n</details>\n")
-        used += len(topo) + 60
-    elif topo:
-        folded.append("the topology diagram")
-    left_out = 0
+        shown.append(r)
+        size += len(r) + 1
+    if len(shown) < len(rows):
+        folded.append(f"{len(rows) - len(shown)} of {len(rows)} summary rows")
+    doc.add("\n".join([table, *shown]) + "\n")
+    topo = topology_mermaid(report)
+    if topo:
+        block = "<details><summary>Topology diagram</summary>\n\n" + topo + "\n\n</details>\n"
+        if doc.fits(block, 0.6):
+            doc.add(block)
+        else:
+            folded.append("the topology diagram")
+    minimal = omitted = 0
     for c in convs:
         full = _conversation(c, groups.get(c.id, []), by_id, opts.level)
-        if used + len(full) <= budget:
-            out.append(full)
-            used += len(full)
-            continue
         short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL)
-        if used + len(short) <= budget:
-            out.append(short)
-            used += len(short)
-            folded.append(f"{c.id} told at level minimal")
+        if doc.fits(full):
+            doc.add(full)
+        elif doc.fits(short):
+            doc.add(short)
+            minimal += 1
         else:
-            left_out += 1
-    if left_out:
-        folded.append(f"{plural(left_out, 'conversation')} left out")
+            omitted += 1
+    if minimal:
+        folded.append(f"{plural(minimal, 'conversation')} told at level minimal")
+    if omitted:
+        folded.append(f"{plural(omitted, 'conversation')} not told beyond the summary table")
     loose = groups.get("-", [])
     if loose:
         section = _loose(loose, by_id, opts.level)
-        if used + len(section) <= budget:
-            out.append(section)
+        if doc.fits(section):
+            doc.add(section)
         else:
             folded.append(f"{plural(len(loose), 'packet group')} without a conversation")
     if folded:
-        out.append(
+        doc.add(
             f"> **Folded to fit one issue body ({opts.markdown_limit:,} characters):** "
             f"{md('; '.join(folded))}. The HTML and JSON reports have everything.\n"
         )
-    out.append(tail)
-    return "\n".join(out)
+    doc.add(tail)
+    return "\n".join(doc.parts)
 
 
 def _num(cid: str) -> int:

@@ -15,14 +15,15 @@ from reportgen.render.options import RenderOptions
 
 def render_pdf(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> bytes:
     """Return the PDF bytes of a report."""
-    from reportgen.render.dot import dot_to_svg, packet_dot
-    from reportgen.render.html import render_html
+    from reportgen.render.html import packet_svgs, render_html
 
     opts = options or RenderOptions()
     # On paper each packet's diagram shows only its own path: a narrow column that stands beside the
     # verdict at full size, where the screen's diagram with the neighbouring hooks would shrink.
-    narrow = {p.id: dot_to_svg(packet_dot(p, neighbours=False), p.id) for p in report.packets if p.id in svgs}
-    return html_to_pdf(render_html(report, {**svgs, **narrow}, for_print=True, appendix=opts.appendix))
+    narrow = packet_svgs(report, neighbours=False)
+    return html_to_pdf(
+        render_html(report, {"topology": svgs["topology"], **narrow}, for_print=True, appendix=opts.appendix)
+    )
 
 
 def html_to_pdf(html: str) -> bytes:

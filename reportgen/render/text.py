@@ -61,7 +61,8 @@ def render_text(report: Report, opts: RenderOptions | None = None) -> str:
     """Return the plain-text explanation of a report at the options' level."""
     opts = opts or RenderOptions()
     o = _Out(opts)
-    o.lines += [o.paint(report.title, "bold"), "=" * min(len(report.title), opts.width), ""]
+    o.add("", "", report.title, "bold")
+    o.lines += ["=" * min(len(report.title), opts.width), ""]
     _case_summary(report, o)
     by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
