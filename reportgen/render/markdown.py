@@ -27,8 +27,9 @@ from reportgen.render.view import (
 )
 
 # Inline: the characters that start emphasis, code, links, HTML, entities, GFM strikethrough and
-# table cells (a ">" opens nothing inline: only a quote, at a line's start) (CommonMark 0.31 sections 2.4 "Backslash escapes", 6.2-6.6; GFM 6.5 strikethrough).
-# An underscore inside a word opens no emphasis (CommonMark 6.2, rule 2), so nf_tables stays as is.
+# table cells (CommonMark 0.31 sections 2.4 "Backslash escapes", 6.2-6.6; GFM 6.5 strikethrough).
+# A ">" opens nothing inline (only a quote, at a line's start), and an underscore inside a word
+# opens no emphasis (CommonMark 6.2, rule 2), so nf_tables stays as is.
 _INLINE = re.compile(r"[\\`*\[\]<&|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 # What opens a block when it starts a line: heading, quote, list, thematic break, setext underline.
 _BLOCK_START = re.compile(r"^(\s*)(?:([#>+=-])|(\d{1,9})([.)]))")
