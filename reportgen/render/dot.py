@@ -72,10 +72,10 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
         ranksep="0.22",
         bgcolor="white",
         pad="0.15",
-        label=graphviz.escape(LEGEND),
-        labelloc="b",
         fontcolor="#566573",
     )
+    if neighbours:  # the narrow paper form has its one-line legend in the page's caption
+        g.attr(label=graphviz.escape(LEGEND), labelloc="b")
     g.attr(
         "node",
         shape="box",
@@ -168,6 +168,14 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
         g.edge(
             _nid(order[-1]), "end", color=PATH_COLOR, penwidth="2", style="dashed" if kind == "last-seen" else "solid"
         )
+        if not neighbours:
+            # On paper the start and the end sit beside the first and last hook, not a row of their
+            # own: two rows fewer keep a bridged packet's diagram beside its verdict at >= 9 pt.
+            for node, stage in (("start", order[0]), ("end", order[-1])):
+                with g.subgraph() as row:
+                    row.attr(rank="same")
+                    row.node(node)
+                    row.node(_nid(stage))
     return g.source
 
 
