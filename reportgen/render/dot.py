@@ -201,12 +201,13 @@ def dot_to_svg(source: str, id_prefix: str = "") -> str:
 _SIZE = re.compile(r'<svg ([^>]*?)width="([\d.]+)pt" height="([\d.]+)pt"')
 
 
-def fit_svg(svg: str, max_width: float, max_height: float, min_scale: float = 0.0) -> tuple[str, float]:
+def fit_svg(
+    svg: str, max_width: float, max_height: float, min_scale: float = 0.0, page_width: float | None = None
+) -> tuple[str, float]:
     """Scale an SVG's stated size (pt) down to fit a box, keeping its viewBox; return it and the scale.
 
-    The height gives way to ``min_scale`` (labels stay legible); the width never does, since a
-    drawing wider than the page would be cut.
-
+    The box gives way to ``min_scale`` (labels stay legible): the drawing then takes more room, up
+    to ``page_width``, which it never exceeds, since a drawing wider than the page would be cut.
     Print engines size an inline SVG by its width and height attributes; a CSS max-width alone
     shrank the drawing but kept its height, leaving half a page blank.
     """
@@ -214,7 +215,9 @@ def fit_svg(svg: str, max_width: float, max_height: float, min_scale: float = 0.
     if m is None:
         return svg, 1.0
     w, h = float(m.group(2)), float(m.group(3))
-    scale = min(1.0, max_width / w, max(max_height / h, min_scale))
+    scale = min(1.0, max(min(max_width / w, max_height / h), min_scale))
+    if page_width is not None:
+        scale = min(scale, page_width / w)
     # The fixed size replaces the screen's "scale down to the column" style, which print engines
     # apply to the width only.
     attrs = m.group(1).replace('style="max-width:100%;height:auto" ', "")

@@ -83,7 +83,12 @@ def render_html(
     svgs = svgs if svgs is not None else packet_svgs(report)
     if for_print:
         svgs = {
-            k: fit_svg(v, *(PRINT_BOX if k == "topology" else PRINT_HOOK_BOX), min_scale=PRINT_MIN_SCALE)[0]
+            k: fit_svg(
+                v,
+                *(PRINT_BOX if k == "topology" else PRINT_HOOK_BOX),
+                min_scale=PRINT_MIN_SCALE,
+                page_width=PRINT_BOX[0],
+            )[0]
             for k, v in svgs.items()
         }
     file_index = {f.name: i for i, f in enumerate(report.files)}

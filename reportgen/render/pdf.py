@@ -15,15 +15,18 @@ from reportgen.render.options import RenderOptions
 
 def render_pdf(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> bytes:
     """Return the PDF bytes of a report."""
+    return html_to_pdf(print_html(report, svgs, options))
+
+
+def print_html(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> str:
+    """Return the print form of the HTML report, which WeasyPrint lays out as the PDF."""
     from reportgen.render.html import packet_svgs, render_html
 
     opts = options or RenderOptions()
     # On paper each packet's diagram shows only its own path: a narrow column that stands beside the
     # verdict at full size, where the screen's diagram with the neighbouring hooks would shrink.
     narrow = packet_svgs(report, neighbours=False)
-    return html_to_pdf(
-        render_html(report, {"topology": svgs["topology"], **narrow}, for_print=True, appendix=opts.appendix)
-    )
+    return render_html(report, {"topology": svgs["topology"], **narrow}, for_print=True, appendix=opts.appendix)
 
 
 def html_to_pdf(html: str) -> bytes:
