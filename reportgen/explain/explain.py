@@ -380,15 +380,17 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
         ovs = views(other)
         if not ovs:
             continue
-        _, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
+        proto, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
         fam = _family(track)
+        # An ICMP echo id keys the mapping like a port but is not one: name the address only.
+        shown = (lambda e: e.addr) if proto.startswith("ICMP") else str
         if r_dst != last[1] and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
             out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
-                           f"its reply came back to {r_dst}; {why}", by))
+                           f"its reply came back to {shown(r_dst)}; {why}", by))
         if r_src != last[2] and r_src.addr and last[2].addr:
             out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
-                           f"its reply came back from {r_src}", by))
+                           f"its reply came back from {shown(r_src)}", by))
         break
     return out
 

@@ -11,6 +11,7 @@ from reportgen.model import LineRef, Report
 from reportgen.render.dot import dot_to_svg, fit_svg, packet_dot
 from reportgen.render.view import (
     capture_window,
+    endpoint_text,
     first_record,
     flow_text,
     generation_date,
@@ -131,6 +132,7 @@ def render_html(
         owner=diagram_owners(report, neighbours=not for_print),
         members=lambda g: [by_id[i] for i in g.packets],
         first_record=first_record,
+        endpoint=endpoint_text,
         flow_text=flow_text,
         stamp=stamp_text,
         outcome=outcome,

@@ -16,6 +16,7 @@ from reportgen.netfilter import STAGES
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
     capture_window,
+    endpoint_text,
     group_flow_text,
     group_label,
     groups_of,
@@ -291,7 +292,8 @@ def _group(g: PacketGroup, by_id: dict[str, Packet], level: Level) -> str:
         if level == Level.DETAILED:
             hops += [f"   {md(line, line_start=True)}" for line in h.explanation]
     for n in p.nat:
-        nat = f"- NAT {n.type} ({n.direction}, by {n.by}) at {md(n.hook)}: {n.field} {code(n.before)} → {code(n.after)}"
+        before, after = code(endpoint_text(p, n.before)), code(endpoint_text(p, n.after))
+        nat = f"- NAT {n.type} ({n.direction}, by {n.by}) at {md(n.hook)}: {n.field} {before} → {after}"
         if level == Level.DETAILED and n.rule and n.rule_ref:
             nat += f"; rule {code(n.rule_ref)}: {code(n.rule)}"
         hops.append(nat)

@@ -14,6 +14,7 @@ from reportgen.model import Packet, PacketGroup, Report
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
     capture_window,
+    endpoint_text,
     group_flow_text,
     group_label,
     groups_of,
@@ -133,7 +134,8 @@ def _group(by_id: dict[str, Packet], g: PacketGroup, o: _Out, ind: str) -> None:
         o.add(
             f"{ind}│   ",
             f"{ind}│         ",
-            f"NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {n.before} → {n.after}",
+            f"NAT {n.type} ({n.direction}, by {n.by}) at {n.hook}: {n.field} {endpoint_text(p, n.before)} → "
+            f"{endpoint_text(p, n.after)}",
         )
         if o.opts.level == Level.DETAILED:
             o.add(f"{ind}│         ", f"{ind}│         ", n.evidence)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from reportgen.model import LogRecord, Packet, PacketGroup, Report
+from reportgen.model import Endpoint, LogRecord, Packet, PacketGroup, Report
 
 # Outcome words from worst to best: a batch index shows a case's worst, a summary lists dropped first.
 SEVERITY = ("dropped", "last-seen", "left", "delivered")
@@ -149,3 +149,11 @@ def generation_date() -> str | None:
     if not epoch.isdigit():
         return None
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(epoch)))
+
+
+def endpoint_text(p: Packet, ep: Endpoint) -> str:
+    """An address and port as the packet's protocol has them: an ICMP echo id is no port (RFC 792)."""
+    r = first_record(p)
+    if r is not None and (r.proto or "").startswith("ICMP"):
+        return ep.addr
+    return str(ep)
