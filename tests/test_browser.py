@@ -101,22 +101,16 @@ def test_report_shows_the_highlighted_path(case: str, tmp_path: Path):
     assert red > 2000, f"only {red} path-coloured pixels: is the diagram drawn?"
 
 
+def _dom(html: Path, tmp: Path) -> str:
+    """The DOM Chromium built from the page."""
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom", html.as_uri()]
+    return subprocess.run(cmd, check=True, capture_output=True, timeout=120, text=True).stdout
+
+
 def test_dom_has_summary_and_linked_lines(tmp_path: Path):
     case = "seed-container-to-internet"
     write_report(build_report(load_spec([SAMPLES / case])), tmp_path, ["html"])
-    out = subprocess.run(
-        [
-            CHROMIUM,
-            *FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            (tmp_path / case / "report.html").as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        text=True,
-    ).stdout
+    out = _dom(tmp_path / case / "report.html", tmp_path)
     assert "left: ens33" in out and "<svg" in out
     assert 'href="#f0-L9"' in out and 'id="f0-L9"' in out  # a hop links to its source line
 
@@ -136,19 +130,7 @@ def test_ids_are_unique_and_diagrams_fit_a_narrow_window(tmp_path: Path):
 
     case = "lab-tcp-to-internet"
     write_report(build_report(load_spec([SAMPLES / case])), tmp_path, ["html"])
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            *FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            (tmp_path / case / "report.html").as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        text=True,
-    ).stdout
+    dom = _dom(tmp_path / case / "report.html", tmp_path)
     ids = re.findall(r' id="([^"]+)"', dom)
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:5]
     # Every diagram scales to its column: with a 700 px window nothing is wider than the page.

@@ -106,25 +106,17 @@ def hook_mermaid(p: Packet) -> str:
 def topology_mermaid(report: Report) -> str:
     """A Mermaid flowchart of the host with each conversation's request path."""
     from reportgen.explain.topology import Topology
-    from reportgen.render.topology_dot import packet_path
+    from reportgen.render.topology_dot import conversation_paths
 
     topo = report.topology if isinstance(report.topology, Topology) else Topology()
-    by_id = {p.id: p for p in report.packets}
     ids: dict[str, str] = {}
     labels: dict[str, str] = {}
     edges: dict[tuple[str, str], list[str]] = {}
-    for conv in report.conversations:
-        seen: set[str] = set()
-        for pid in conv.packets:
-            p = by_id.get(pid)
-            if p is None or p.role in seen:
-                continue
-            seen.add(p.role)
-            path = packet_path(p, topo)
-            for key, label in path:
-                labels.setdefault(key, label)
-            for (a, _), (b, _) in zip(path, path[1:], strict=False):
-                edges.setdefault((a, b), []).append(f"{conv.id} {p.role}")
+    for conv_id, role, path in conversation_paths(report, topo):
+        for key, label in path:
+            labels.setdefault(key, label)
+        for (a, _), (b, _) in zip(path, path[1:], strict=False):
+            edges.setdefault((a, b), []).append(f"{conv_id} {role}")
     if not edges:
         return ""
     for key in sorted(labels):

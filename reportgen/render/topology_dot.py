@@ -88,6 +88,21 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     return dedup
 
 
+def conversation_paths(report: Report, topo: Topology) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(conversation id, role, path) for the first packet of each role of each conversation."""
+    by_id = {p.id: p for p in report.packets}
+    out = []
+    for conv in report.conversations:
+        seen_roles: set[str] = set()
+        for pid in conv.packets:
+            p = by_id.get(pid)
+            if p is None or p.role in seen_roles:
+                continue
+            seen_roles.add(p.role)
+            out.append((conv.id, p.role, packet_path(p, topo)))
+    return out
+
+
 def topology_dot(report: Report, topo: Topology) -> str:
     """Return DOT for the host topology with request (red) and reply (blue, dashed) paths."""
     g = graphviz.Digraph(name="topology")
@@ -109,21 +124,13 @@ def topology_dot(report: Report, topo: Topology) -> str:
             labels[f"net:{r.dev}"] = f"beyond {r.dev}\n(gateway {r.gateway})"
             struct |= {(f"if:{r.dev}", "host"), (f"net:{r.dev}", f"if:{r.dev}")}
     overlays: list[tuple[str, str, str, str]] = []
-    by_id = {p.id: p for p in report.packets}
-    for conv in report.conversations:
-        seen_roles: set[str] = set()
-        for pid in conv.packets:
-            p = by_id[pid]
-            if p.role in seen_roles:
-                continue
-            seen_roles.add(p.role)
-            path = packet_path(p, topo)
-            for key, label in path:
-                labels.setdefault(key, label)
-            for (a, _), (b, _) in zip(path, path[1:], strict=False):
-                overlays.append((a, b, p.role, conv.id))
-                if (a, b) not in struct and (b, a) not in struct:
-                    struct.add((a, b))
+    for conv_id, role, path in conversation_paths(report, topo):
+        for key, label in path:
+            labels.setdefault(key, label)
+        for (a, _), (b, _) in zip(path, path[1:], strict=False):
+            overlays.append((a, b, role, conv_id))
+            if (a, b) not in struct and (b, a) not in struct:
+                struct.add((a, b))
     ids = {key: f"n{i}" for i, key in enumerate(sorted(labels))}
     with g.subgraph(name="cluster_host") as h:
         h.attr(label="host", style="rounded,dashed", color="#95a5a6", fontcolor="#7f8c8d")
