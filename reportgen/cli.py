@@ -234,7 +234,7 @@ def _report(args: argparse.Namespace) -> int:
     formats = _formats(args.format, FORMATS)
     with tempfile.TemporaryDirectory(prefix="reportgen-stdin-") as tmp:
         jobs = _jobs(args, spool_streams(args.inputs, Path(tmp)), args.output, formats)
-        progress = Progress()
+        progress = Progress(len(jobs))
         try:
             results = run_cases(jobs, max(1, args.jobs), progress)
         except DotMissing as exc:

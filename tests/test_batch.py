@@ -109,3 +109,27 @@ def test_empty_folder_is_a_warning_not_a_silent_success(tmp_path: Path) -> None:
     r = cli("report", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"), "--format", "json")
     assert r.returncode == 0 and "warning: case nothing: no trace lines" in r.stderr
     shutil.rmtree(tmp_path / "out")
+
+
+def test_progress_shows_on_a_terminal_after_a_second_only() -> None:
+    import io
+    import time
+
+    from reportgen.batch import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    quick, slow, pipe = Tty(), Tty(), io.StringIO()
+    p = Progress(3, stream=quick)
+    p(1, 3, "a")
+    p.close()
+    assert quick.getvalue() == ""  # done within a second: nothing drawn
+    for stream in (slow, pipe):
+        p = Progress(3, delay=0.2, stream=stream)
+        p(2, 3, "b")
+        time.sleep(1.2)
+        p.close()
+    assert "reportgen: 2/3 cases, 1 s" in slow.getvalue() and slow.getvalue().endswith("\r\x1b[K")
+    assert pipe.getvalue() == ""  # never on a pipe or a file
