@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from reportgen.model import Conversation, Packet, Report
-from reportgen.render.view import outcome
+from reportgen.render.view import outcome, packet_groups
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def select(report: Report, sel: Selection) -> Report:
         report,
         conversations=tuple(keep),
         packets=tuple(p for p in report.packets if p.id in ids),
-        groups=tuple(g for g in report.groups if g.first in ids),
+        groups=tuple(g for g in packet_groups(report) if g.first in ids),
         notes=(*report.notes, note),
     )
 

@@ -20,6 +20,7 @@ from reportgen.render.view import (
     host_name,
     outcome,
     outcome_counts,
+    packet_groups,
     plural,
     stamp_text,
 )
@@ -52,7 +53,7 @@ def diagram_owners(report: Report, neighbours: bool = True) -> dict[str, str]:
     Groups of different conversations often draw the very same diagram (300 downloads through one
     MASQUERADE rule): it is drawn once and the others point to it.
     """
-    firsts = [g.first for g in report.groups] or [p.id for p in report.packets]
+    firsts = [g.first for g in packet_groups(report)]
     by_id = {p.id: p for p in report.packets}
     owner_of_source: dict[str, str] = {}
     owners = {}
@@ -107,8 +108,8 @@ def render_html(
     unused_count = sum(u.count for u in report.unused)
     by_id = {p.id: p for p in report.packets}
     # Packets of a conversation that behave alike are told once (explain.groups), with their members.
-    groups = [(g, by_id[g.first]) for g in report.groups]
-    group_of = {pid: g.first for g in report.groups for pid in g.packets}
+    groups = [(g, by_id[g.first]) for g in packet_groups(report)]
+    group_of = {pid: g.first for g, _ in groups for pid in g.packets}
     window = capture_window(report)
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")

@@ -108,10 +108,19 @@ def _consecutive(g: PacketGroup) -> bool:
     return len(nums) == g.count and nums == list(range(nums[0], nums[0] + len(nums)))
 
 
+def packet_groups(report: Report) -> tuple[PacketGroup, ...]:
+    """The report's packet groups; a report built without them gets them from explain.groups."""
+    if report.groups or not report.packets:
+        return report.groups
+    from reportgen.explain.groups import group_packets
+
+    return group_packets(report.packets)
+
+
 def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
     """The report's packet groups per conversation ("-" for packets without one), in order."""
     out: dict[str, list[PacketGroup]] = {}
-    for g in report.groups:
+    for g in packet_groups(report):
         out.setdefault(g.conversation, []).append(g)
     return out
 
