@@ -83,7 +83,25 @@ def test_a_300_flow_case_fits_one_issue_body_and_says_what_it_folded(big_case: P
     text = render_markdown(report)
     assert len(text) <= 60_000
     assert "> **Folded to fit one issue body (60,000 characters):**" in text
-    assert re.search(r"\d+ of \d+ summary rows", text)
+    assert re.search(r"\d+ conversations like c1 not listed", text)
     assert text.rstrip().endswith("18600 unused.")
     small = render_markdown(report, RenderOptions(level=Level.MINIMAL, markdown_limit=20_000))
     assert len(small) <= 20_000
+
+
+def test_conversations_that_behave_alike_are_told_once_and_all_listed(big_case: Path, tmp_path: Path) -> None:
+    from reportgen.render.text import render_text
+    from reportgen.render.write import write_report
+
+    report = build_report(load_spec([big_case]))
+    text = render_text(report, RenderOptions(level=Level.MINIMAL))
+    m = re.search(r"\+ (\d+) more conversations behave like c1: the same hooks, kinds of NAT and verdicts", text)
+    assert m and int(m.group(1)) >= 290
+    assert len(text) < 100_000  # was 3 MB before conversations were folded
+    write_report(report, tmp_path, ["html"])
+    html = (tmp_path / big_case.name / "report.html").read_text()
+    # Nothing is lost: every conversation has its row, every packet's line links somewhere that exists.
+    ids = set(re.findall(r' id="([^"]+)"', html))
+    assert {c.id for c in report.conversations} <= ids
+    assert set(re.findall(r'<td class="pk"><a href="#([^"]+)">', html)) <= ids
+    assert html.count('<section class="packet"') < 20

@@ -7,13 +7,17 @@ from importlib import resources
 import jinja2
 
 from reportgen import __version__
-from reportgen.model import LineRef, Report
+from reportgen.model import LineRef, Packet, PacketGroup, Report
 from reportgen.render.dot import dot_to_svg, fit_svg, packet_dot
 from reportgen.render.view import (
+    ALIKE_NOTE,
+    alike_conversations,
     capture_window,
+    conversation_outcomes,
     endpoint_text,
     first_record,
     flow_text,
+    folded_conversations,
     generation_date,
     group_flow_text,
     group_label,
@@ -110,6 +114,13 @@ def render_html(
     # Packets of a conversation that behave alike are told once (explain.groups), with their members.
     groups = [(g, by_id[g.first]) for g in packet_groups(report)]
     group_of = {pid: g.first for g, _ in groups for pid in g.packets}
+    # Conversations that behave like an earlier one are listed under it, not told again.
+    alike = alike_conversations(report)
+    folded = folded_conversations(report)
+    group_of.update({pid: c.id for cs in folded.values() for c in cs for pid in c.packets})
+    conv_groups: dict[str, list[tuple[PacketGroup, Packet]]] = {}
+    for g, p in groups:
+        conv_groups.setdefault(g.conversation, []).append((g, p))
     window = capture_window(report)
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
@@ -138,6 +149,11 @@ def render_html(
         stamp=stamp_text,
         outcome=outcome,
         counts=outcome_counts(report),
+        alike=alike,
+        folded=folded,
+        alike_note=ALIKE_NOTE,
+        conv_groups=conv_groups,
+        conv_outcomes=lambda c: conversation_outcomes(by_id, c.packets),
         plural=plural,
         for_print=for_print,
         appendix=appendix or not for_print,

@@ -15,8 +15,11 @@ from reportgen.model import Conversation, Packet, PacketGroup, Report
 from reportgen.netfilter import STAGES
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
+    ALIKE_NOTE,
+    alike_line,
     capture_window,
     endpoint_text,
+    folded_conversations,
     group_flow_text,
     group_label,
     groups_of,
@@ -124,7 +127,9 @@ def topology_mermaid(report: Report) -> str:
     lines = ["```mermaid", "flowchart LR"]
     lines += [f'  {ids[k]}["{_mermaid_label(labels[k]).replace(chr(10), "<br>")}"]' for k in sorted(labels)]
     for (a, b), who in sorted(edges.items()):
-        lines.append(f'  {ids[a]} -->|"{_mermaid_label(", ".join(sorted(set(who))))}"| {ids[b]}')
+        names = sorted(set(who), key=lambda w: (_num(w.split()[0]), w))
+        text = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f'  {ids[a]} -->|"{_mermaid_label(text)}"| {ids[b]}')
     lines.append("```")
     return "\n".join(lines)
 
@@ -154,7 +159,11 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
     opts = opts or RenderOptions()
     by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
-    convs = sorted(report.conversations, key=lambda c: (_worst(c, by_id), _num(c.id)))
+    alike_of = folded_conversations(report)
+    hidden = {c.id for cs in alike_of.values() for c in cs}
+    convs = sorted(
+        (c for c in report.conversations if c.id not in hidden), key=lambda c: (_worst(c, by_id), _num(c.id))
+    )
     tail = _tail(report)
     # Room for the folding note and the input account, which always close the document.
     doc = _Budget(opts.markdown_limit - len(tail) - 600)
@@ -185,8 +194,9 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
             folded.append("the topology diagram")
     minimal = omitted = 0
     for c in convs:
-        full = _conversation(c, groups.get(c.id, []), by_id, opts.level)
-        short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL)
+        alike, unlisted = _alike(c, alike_of.get(c.id, []), by_id, int(doc.limit * 0.1))
+        full = _conversation(c, groups.get(c.id, []), by_id, opts.level) + alike
+        short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL) + alike
         if doc.fits(full):
             doc.add(full)
         elif doc.fits(short):
@@ -194,6 +204,9 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
             minimal += 1
         else:
             omitted += 1
+            continue
+        if unlisted:
+            folded.append(f"{unlisted} conversations like {c.id} not listed")
     if minimal:
         folded.append(f"{plural(minimal, 'conversation')} told at level minimal")
     if omitted:
@@ -255,6 +268,25 @@ def _conversation(c: Conversation, groups: list[PacketGroup], by_id: dict[str, P
     for g in groups:
         out.append(_group(g, by_id, level))
     return "\n".join(out)
+
+
+def _alike(owner: Conversation, others: list[Conversation], by_id: dict[str, Packet], room: int) -> tuple[str, int]:
+    """The conversations told by ``owner``, one line each in a <details>, within ``room`` characters;
+    and how many did not fit."""
+    if not others:
+        return "", 0
+    lines = [f"- {md(alike_line(by_id, c))}" for c in others]
+    shown: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in shown) + len(line) > room:
+            break
+        shown.append(line)
+    more = (
+        [f"- … and {len(lines) - len(shown)} more (the HTML report lists them all)"] if len(shown) < len(lines) else []
+    )
+    summary = f"{plural(len(others), 'more conversation')} {ALIKE_NOTE.format(owner=owner.id)}"
+    block = ["", f"<details><summary>{md(summary)}</summary>", "", *shown, *more, "", "</details>", ""]
+    return "\n".join(block), len(lines) - len(shown)
 
 
 def _loose(groups: list[PacketGroup], by_id: dict[str, Packet], level: Level) -> str:

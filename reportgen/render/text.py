@@ -13,8 +13,11 @@ import textwrap
 from reportgen.model import Packet, PacketGroup, Report
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
+    ALIKE_NOTE,
+    alike_line,
     capture_window,
     endpoint_text,
+    folded_conversations,
     group_flow_text,
     group_label,
     groups_of,
@@ -67,10 +70,20 @@ def render_text(report: Report, opts: RenderOptions | None = None) -> str:
     _case_summary(report, o)
     by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
-    for conv in report.conversations:
+    folded = folded_conversations(report)
+    told = {c.id for c in report.conversations} - {c.id for cs in folded.values() for c in cs}
+    for conv in (c for c in report.conversations if c.id in told):
         o.add("", "    ", f"{conv.id}  {conv.summary}", "bold")
         for g in groups.get(conv.id, []):
             _group(by_id, g, o, "    ")
+        if conv.id in folded:
+            o.add(
+                "    ",
+                "      ",
+                f"+ {plural(len(folded[conv.id]), 'more conversation')} " + ALIKE_NOTE.format(owner=conv.id) + ":",
+            )
+            for c in folded[conv.id]:
+                o.add("      ", "          ", alike_line(by_id, c))
         o.lines.append("")
     if groups.get("-"):
         o.lines.append("packets without an IP conversation")

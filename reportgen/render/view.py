@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Hashable
 
-from reportgen.model import Endpoint, LogRecord, Packet, PacketGroup, Report
+from reportgen.model import Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
 
 # Outcome words from worst to best: a batch index shows a case's worst, a summary lists dropped first.
 SEVERITY = ("dropped", "last-seen", "left", "delivered")
@@ -166,3 +167,59 @@ def endpoint_text(p: Packet, ep: Endpoint) -> str:
     if r is not None and (r.proto or "").startswith("ICMP"):
         return ep.addr
     return str(ep)
+
+
+def _shape(p: Packet) -> Hashable:
+    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict."""
+    return (
+        p.role,
+        p.path,
+        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
+        tuple((k.stage, k.table, k.reason) for k in p.skipped),
+        tuple((n.type, n.direction, n.by, n.field, n.rule_ref) for n in p.nat),
+        None if p.verdict is None else (p.verdict.kind, p.verdict.where, p.verdict.rule_ref),
+    )
+
+
+def alike_conversations(report: Report) -> dict[str, str]:
+    """Map each conversation to the first one whose packet groups behave the same way.
+
+    Three hundred downloads through one MASQUERADE rule differ only in their ports: they are told
+    once, and the others are listed with their own addresses, counts and outcomes.
+    """
+    by_id = {p.id: p for p in report.packets}
+    groups = groups_of(report)
+    first_of: dict[Hashable, str] = {}
+    out = {}
+    for c in report.conversations:
+        shape = (c.proto, tuple(_shape(by_id[g.first]) for g in groups.get(c.id, [])))
+        out[c.id] = first_of.setdefault(shape, c.id)
+    return out
+
+
+def conversation_outcomes(by_id: dict[str, Packet], conv_packets: tuple[str, ...]) -> dict[str, int]:
+    """Count a conversation's packets per outcome, worst first."""
+    counts: dict[str, int] = {}
+    for pid in conv_packets:
+        word = outcome(by_id[pid])
+        counts[word] = counts.get(word, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
+
+
+def folded_conversations(report: Report) -> dict[str, list[Conversation]]:
+    """For each conversation told, the later ones that behave like it (alike_conversations)."""
+    alike = alike_conversations(report)
+    out: dict[str, list[Conversation]] = {}
+    for c in report.conversations:
+        if alike[c.id] != c.id:
+            out.setdefault(alike[c.id], []).append(c)
+    return out
+
+
+def alike_line(by_id: dict[str, Packet], c: Conversation) -> str:
+    """One line for a conversation told by another: its id, flow, packet count and outcomes."""
+    counts = ", ".join(f"{n} {word}" for word, n in conversation_outcomes(by_id, c.packets).items())
+    return f"{c.id}  {c.summary}  {plural(len(c.packets), 'packet')}: {counts}"
+
+
+ALIKE_NOTE = "behave like {owner}: the same hooks, kinds of NAT and verdicts; only their addresses and ports differ"
