@@ -28,6 +28,9 @@ _REPORT_EXAMPLES = """examples:
   reportgen report dmesg.log iptables-save.txt route-n.txt -o out    # loose files, one case
   reportgen report case/ -o out --redact --redact-key "$KEY"          # shareable: pseudonyms
   reportgen report case/ -o out --verdict dropped --host 172.17.0.2   # only some conversations
+
+exit codes: 0 written; 1 --strict and unused lines; 2 bad input; 3 Graphviz missing;
+  5 several cases and some failed (each named on stderr; the others were written)
 """
 _EXPLAIN_EXAMPLES = """examples:
   reportgen explain samples/seed-host-to-container
