@@ -15,6 +15,7 @@ import graphviz
 
 from reportgen.model import Packet
 from reportgen.netfilter import EDGES, STAGES
+from reportgen.render.view import outcome
 
 PATH_COLOR = "#c0392b"
 SKIP_COLOR = "#7f8c8d"
@@ -143,7 +144,7 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
     )
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
-    kind = p.verdict.kind if p.verdict else "last-seen"
+    kind = outcome(p) if p.verdict else "last-seen"
     end_label = {"left": f"out: {end}", "delivered": end, "dropped": f"dropped\n{end}"}.get(kind, f"last seen\n{end}")
     g.node(
         "end",

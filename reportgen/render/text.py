@@ -165,4 +165,4 @@ def _group(by_id: dict[str, Packet], g: PacketGroup, o: _Out, ind: str) -> None:
             )
     if p.verdict:
         rule = f" [{p.verdict.rule_ref}: {p.verdict.rule}]" if p.verdict.rule_ref and p.verdict.rule else ""
-        o.add(f"{ind}└─ ", f"{ind}     ", f"verdict: {p.verdict.kind} — {p.verdict.explanation}{rule}")
+        o.add(f"{ind}└─ ", f"{ind}     ", f"verdict: {outcome(p)} — {p.verdict.explanation}{rule}")
