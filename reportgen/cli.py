@@ -7,6 +7,7 @@ Exit codes:
      on: a one-line message names the input; --debug prints the traceback)
   3  a required external tool is missing (Graphviz dot); the message says what to install
   4  lab/capture refused to run (not root, namespaces unavailable, leftover rules)
+  5  report over several cases: some cases failed (each is named on stderr; the others were written)
 """
 
 from __future__ import annotations
@@ -22,6 +23,60 @@ from reportgen.render.safe_text import terminal_safe
 
 FORMATS = ("html", "svg", "json", "text", "md", "pdf")
 DEFAULT_FORMATS = "html,svg,json,text,md"
+EXIT_SOME_CASES_FAILED = 5
+
+_REPORT_EXAMPLES = """examples:
+  reportgen report samples/seed-container-to-internet -o out
+  reportgen report samples/*/ -o out --jobs 4 --format html,pdf     # a batch: out/index.html
+  reportgen report dmesg.log iptables-save.txt route-n.txt -o out    # loose files, one case
+  reportgen report case/ -o out --redact --redact-key "$KEY"          # shareable: pseudonyms
+  reportgen report case/ -o out --verdict dropped --host 172.17.0.2   # only some conversations
+
+exit codes: 0 written; 1 --strict and unused lines; 2 bad input; 3 Graphviz missing;
+  5 several cases and some failed (each named on stderr; the others were written)
+"""
+_EXPLAIN_EXAMPLES = """examples:
+  reportgen explain samples/seed-host-to-container
+  journalctl -k -o short-precise | reportgen explain -
+  reportgen explain case/ --level minimal --flow c2
+  reportgen explain case/ --format md --redact > issue.md
+"""
+
+
+def _case_options(p: argparse.ArgumentParser) -> None:
+    """Options report and explain share: input interpretation, selection, detail, redaction."""
+    from reportgen.render.options import Level
+
+    p.add_argument("--prefix-map", type=Path, help="YAML prefix -> hook map")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any trace line could not be used")
+    p.add_argument(
+        "--level",
+        choices=[lv.value for lv in Level],
+        default=Level.DETAILED.value,
+        help="detail of the text and Markdown outputs (default detailed)",
+    )
+    p.add_argument("--flow", action="append", default=[], metavar="ID", help="only this conversation (c1, c2, ...)")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="only conversations from or to this address (before or after NAT)",
+    )
+    p.add_argument("--port", action="append", default=[], type=int, help="only conversations with this port")
+    p.add_argument(
+        "--verdict",
+        action="append",
+        default=[],
+        metavar="OUTCOME",
+        help="only conversations with a packet of this outcome (dropped, left, delivered, last-seen)",
+    )
+    p.add_argument(
+        "--redact",
+        action="store_true",
+        help="replace addresses, MACs and host names by consistent pseudonyms in every output",
+    )
+    p.add_argument("--redact-key", metavar="KEY", help="key for reproducible pseudonyms (default: a random key)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,20 +84,55 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"reportgen {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("report", help="write reports for one or more cases")
-    rp.add_argument("inputs", nargs="+", type=Path,
-                    help="case folders (each one a case), or trace and snapshot files (one case)")
+    rp = sub.add_parser(
+        "report",
+        help="write reports for one or more cases",
+        epilog=_REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write HTML, SVG, JSON, text, Markdown and PDF reports under OUT/<case>/. "
+        "Several case folders make a batch: OUT/index.html lists them, a bad case is reported "
+        "and skipped (exit 5), an empty case is a warning.",
+    )
+    rp.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        help="case folders (each one a case), or trace and snapshot files (one case); - reads stdin",
+    )
     rp.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    rp.add_argument("--format", default=DEFAULT_FORMATS,
-                    help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})")
-    rp.add_argument("--prefix-map", type=Path, help="YAML prefix -> hook map")
-    rp.add_argument("--strict", action="store_true", help="exit 1 when any trace line could not be used")
+    rp.add_argument(
+        "--format", default=DEFAULT_FORMATS, help=f"comma-separated: {','.join(FORMATS)} (default {DEFAULT_FORMATS})"
+    )
+    rp.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="render N cases in parallel processes (output is the same as with 1)",
+    )
+    rp.add_argument(
+        "--appendix",
+        action="store_true",
+        help="PDF: append every snapshot and trace line (default: only the cited excerpts)",
+    )
+    _case_options(rp)
     _input_options(rp)
 
-    ex = sub.add_parser("explain", help="print the explanation of a case as a text tree")
-    ex.add_argument("inputs", nargs="+", type=Path)
-    ex.add_argument("--prefix-map", type=Path)
-    ex.add_argument("--strict", action="store_true")
+    ex = sub.add_parser(
+        "explain",
+        help="print the explanation of a case as a text tree",
+        epilog=_EXPLAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print each conversation, its packets folded by behaviour, and their hops. "
+        "Colour only on a terminal (NO_COLOR turns it off); the width follows the terminal.",
+    )
+    ex.add_argument("inputs", nargs="+", type=Path, help="a case folder, or trace and snapshot files; - reads stdin")
+    ex.add_argument("--format", default="text", help="text or md (default text)")
+    _case_options(ex)
+    ex.add_argument(
+        "--redact-map", type=Path, metavar="FILE", help="with --redact: write the pseudonym mapping here (mode 0600)"
+    )
     _input_options(ex)
 
     cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
@@ -152,12 +242,35 @@ class _Failed(Exception):
                        "a bug, please report it (--debug prints the traceback)")
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from reportgen.parsers.prefix import PrefixMap
-    from reportgen.sources.case import build_report, is_output_folder, load_spec
+def _formats(text: str, allowed: tuple[str, ...]) -> list[str]:
+    """Split --format; an unknown name is a usage error that suggests the closest one."""
+    import difflib
 
-    pm = PrefixMap.load(args.prefix_map) if args.prefix_map else None
-    inputs: list[Path] = args.inputs
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    for f in formats:
+        if f not in allowed:
+            close = difflib.get_close_matches(f, allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise InputError("--format", None, f"unknown format {f}{hint} (choose from {', '.join(allowed)})")
+    return formats
+
+
+def _jobs(args: argparse.Namespace, inputs: list[Path], out: Path, formats: list[str]):  # type: ignore[no-untyped-def]
+    """One job per case folder when several folders are given, else one job for all the files."""
+    import secrets
+
+    from reportgen.batch import CaseJob
+    from reportgen.render.options import Level, RenderOptions
+    from reportgen.select import Selection
+
+    key = None
+    if args.redact or args.redact_key:
+        # One key for the whole run, so a batch's cases share pseudonyms.
+        key = args.redact_key.encode("utf-8") if args.redact_key else secrets.token_bytes(32)
+    sel = Selection(tuple(args.flow), tuple(args.host), tuple(args.port), tuple(args.verdict))
+    opts = RenderOptions(level=Level(args.level), appendix=getattr(args, "appendix", False))
+    from reportgen.sources.case import is_output_folder
+
     if len(inputs) > 1 and all(p.is_dir() for p in inputs):
         groups = []
         for p in sorted(set(inputs), key=lambda p: p.resolve()):
@@ -167,65 +280,72 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                 groups.append([p])
     else:
         groups = [inputs]
-    reports = []
-    names: set[str] = set()
-    for group in groups:
-        try:
-            report = build_report(load_spec(group, pm, allow_outside=args.allow_outside))
-        except (InputError, OSError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - turned into one line naming the input; --debug shows more
-            raise _Failed.on(", ".join(str(p) for p in group), exc) from exc
+    jobs, names = [], set()
+    for g in groups:
+        job = CaseJob(tuple(g), out, tuple(formats), args.prefix_map, key, sel, opts, args.allow_outside, args.debug)
         # Two cases named alike would write to one output folder: the later ones get a suffix.
-        name, n = report.name, 1
+        name, k = job.name, 1
         while name in names:
-            n += 1
-            name = f"{report.name}-{n}"
-        if name != report.name:
-            print(terminal_safe(f"reportgen: {', '.join(map(str, group))}: case name {report.name!r} is taken; "
+            k += 1
+            name = f"{job.name}-{k}"
+        if name != job.name:
+            print(terminal_safe(f"reportgen: {', '.join(map(str, g))}: case name {job.name!r} is taken; "
                                 f"writing it as {name!r}"), file=sys.stderr)
-            report = replace(report, name=name)
+            job = replace(job, rename=name)
         names.add(name)
-        reports.append(report)
-    return reports
+        jobs.append(job)
+    return jobs
 
 
-def _strict_status(reports, strict: bool) -> int:  # type: ignore[no-untyped-def]
+def _strict_status(bad: int, strict: bool) -> int:
     if not strict:
         return 0
-    bad = [u for r in reports for u in r.unused if u.reason.startswith("hook not recognised")]
-    bad += [h for r in reports for p in r.packets for h in p.hops if h.event.record.truncated]
     if bad:
-        print(f"reportgen: --strict: {len(bad)} lines could not be fully used", file=sys.stderr)
+        print(f"reportgen: --strict: {bad} lines could not be fully used", file=sys.stderr)
         return 1
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from reportgen.render.write import write_report
+    import tempfile
 
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        print(f"reportgen: error: unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}",
-              file=sys.stderr)
-        return 2
-    reports = _load(args)
+    from reportgen.batch import Progress, run_cases
     from reportgen.render.dot import DotMissing
+    from reportgen.sources.stdin import spool_streams
 
-    for report in reports:
+    formats = _formats(args.format, FORMATS)
+    with tempfile.TemporaryDirectory(prefix="reportgen-stdin-") as tmp:
+        jobs = _jobs(args, spool_streams(args.inputs, Path(tmp)), args.output, formats)
+        progress = Progress(len(jobs))
         try:
-            written = write_report(report, args.output, formats)
+            results = run_cases(jobs, max(1, args.jobs), progress)
         except DotMissing as exc:
             raise _Missing(str(exc)) from exc
-        except (InputError, OSError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
-            raise _Failed.on(f"case {report.name}", exc) from exc
-        main_file = next((w for w in written if w.name == "report.html"), written[0] if written else None)
-        print(terminal_safe(f"{report.name}: {len(report.packets)} packets, {report.lines_used}/{report.lines_total} "
-                            f"lines used -> {main_file}"))
-    return _strict_status(reports, args.strict)
+        finally:
+            progress.close()
+    for res in results:
+        if res.error:
+            print(terminal_safe(f"reportgen: error: case {res.name}: {res.error}"), file=sys.stderr)
+            continue
+        main_file = next((w for w in res.written if w.endswith("report.html")), res.written[0] if res.written else "")
+        print(terminal_safe(f"{res.name}: {res.packets} packets, {res.lines_used}/{res.lines_total} lines used"
+                            f" -> {args.output / main_file}"))
+        for w in res.warnings:
+            print(terminal_safe(f"reportgen: warning: case {res.name}: {w}"), file=sys.stderr)
+    failed = [r for r in results if r.error]
+    if len(jobs) > 1:
+        from reportgen.render.index import write_index
+
+        index = write_index(results, args.output)
+        ok = len(results) - len(failed)
+        print(
+            f"reportgen: {len(results)} cases: {ok} written, {len(failed)} failed, "
+            f"{sum(1 for r in results if r.warnings)} with warnings -> {index}",
+            file=sys.stderr,
+        )
+    if failed:
+        return 2 if len(jobs) == 1 else EXIT_SOME_CASES_FAILED
+    return _strict_status(sum(r.unplaced for r in results), args.strict)
 
 
 def _capture(args: argparse.Namespace) -> int:
@@ -320,16 +440,41 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from reportgen.render.text import render_text
+    import os
+    import shutil
+    import tempfile
+    from dataclasses import replace
 
-    reports = _load(args)
-    for report in reports:
-        try:
-            text = terminal_safe(render_text(report))
-        except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows more
-            raise _Failed.on(f"case {report.name}", exc) from exc
-        sys.stdout.write(text)
-    return _strict_status(reports, args.strict)
+    from reportgen.batch import load_report, unplaced_lines
+    from reportgen.render.markdown import render_markdown
+    from reportgen.render.text import render_text
+    from reportgen.sources.stdin import spool_streams
+
+    fmt = _formats(args.format, ("text", "md"))
+    fmt_one = fmt[0] if fmt else "text"
+    out: list[str] = []
+    unplaced = 0
+    with tempfile.TemporaryDirectory(prefix="reportgen-") as tmp:
+        jobs = _jobs(args, spool_streams(args.inputs, Path(tmp) / "stdin"), Path(tmp), [fmt_one])
+        for n, job in enumerate(jobs):
+            try:
+                report, redactor = load_report(job, Path(tmp) / f"case{n}")
+            except (InputError, OSError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one line naming the input; --debug shows more
+                raise _Failed.on(", ".join(str(p) for p in job.inputs), exc) from exc
+            # Colour only for a terminal; NO_COLOR (no-color.org) turns it off even there.
+            tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+            opts = replace(job.options, colour=tty, width=shutil.get_terminal_size().columns if tty else 100)
+            # The text renderer escapes input itself, so its own colour codes survive; Markdown is escaped here.
+            out.append(terminal_safe(render_markdown(report, opts)) if fmt_one == "md" else render_text(report, opts))
+            if redactor is not None and args.redact_map:
+                from reportgen.sources.redaction import write_mapping
+
+                write_mapping(redactor, args.redact_map)
+            unplaced += unplaced_lines(report)
+    sys.stdout.write("".join(out))
+    return _strict_status(unplaced, args.strict)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ _ADDRESS = re.compile(
     r"|(?<![\d.])(?P<v4>(?:\d{1,3}\.){3}\d{1,3})(?!\.?\d)(?P<v4len>/\d{1,2}(?!\d))?"
 )
 _OCTETS = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+$")
+# xtables-monitor prints a MAC without leading zeros (MACSRC=2:42:ac:11:0:2); six groups without
+# "::" cannot be IPv6 (RFC 4291 2.2 needs eight), so the form is unambiguous.
+_SHORT_MAC = re.compile(r"^[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}$")
 
 
 class Redactor:
@@ -163,8 +166,18 @@ class Redactor:
 
     def _address(self, m: re.Match[str]) -> str:
         if m.group("v4"):
-            return self.ip(m.group("v4"), _plen(m.group("v4len"))) + (m.group("v4len") or "")
+            v4, plen = m.group("v4"), _plen(m.group("v4len"))
+            if _is_netmask(v4):
+                return m.group(0)  # a netmask (route -n's Genmask) names no host: a prefix length in disguise
+            if plen is None and _zero_octets(v4):
+                # route -n prints a network without its length: its zero octets are the host part,
+                # kept zero so that the mapped network still reads as (and parses as) a network.
+                plen = 32 - 8 * _zero_octets(v4)
+            return self.ip(v4, plen) + (m.group("v4len") or "")
         tok, suffix = m.group("hc"), m.group("hclen") or ""
+        if not _OCTETS.match(tok) and _SHORT_MAC.match(tok):
+            full = ":".join(o.zfill(2) for o in tok.split(":"))
+            return ":".join(o.lstrip("0") or "0" for o in self.mac(full).split(":")) + suffix
         if _OCTETS.match(tok):
             octets = tok.split(":")
             if len(octets) < 6:
@@ -176,6 +189,25 @@ class Redactor:
                 octets = octets[6:]
             return ":".join(out + octets) + suffix
         return self.ip(tok, _plen(suffix)) + suffix
+
+
+def _is_netmask(v4: str) -> bool:
+    """A contiguous IPv4 netmask from 255.0.0.0 to 255.255.255.255 (ones, then zeros)."""
+    try:
+        value = int(ipaddress.IPv4Address(v4))
+    except ValueError:
+        return False
+    inverted = ~value & 0xFFFFFFFF
+    return value >> 24 == 0xFF and inverted & (inverted + 1) == 0
+
+
+def _zero_octets(v4: str) -> int:
+    """How many trailing octets of a dotted IPv4 address are 0 (at most 3)."""
+    octets = v4.split(".")
+    n = 0
+    while n < 3 and octets[-1 - n] == "0":
+        n += 1
+    return n
 
 
 def _plen(suffix: str | None) -> int | None:

@@ -39,7 +39,7 @@ def test_report_writes_every_format(tmp_path: Path):
 def test_explain_prints_the_tree():
     r = cli("explain", str(SAMPLES / "seed-container-to-internet"))
     assert r.returncode == 0
-    assert "├─ p1 request: ICMP echo request 172.17.0.2 → 114.114.114.114" in r.stdout
+    assert "├─ ×1 (p1) request [routed]: 172.17.0.2 → 114.114.114.114 ICMP echo-request id 2048 seq 0" in r.stdout
     assert "NAT MASQUERADE (original, by rule) at ipv4 nat POSTROUTING" in r.stdout
 
 

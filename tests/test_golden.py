@@ -1,4 +1,5 @@
-"""Golden outputs for the seed samples: HTML, SVG and JSON are byte-identical run to run.
+"""Golden outputs for the seed samples: HTML, SVG, JSON and the minimal text and Markdown are
+byte-identical run to run.
 
 On a mismatch the real output is written to tests/actual/<case>/; tests/golden/README.md says how
 to review and update the gold files.
@@ -12,12 +13,15 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, SEED_CASES
 
+from reportgen.render.options import Level, RenderOptions
 from reportgen.render.write import write_report
 from reportgen.sources.case import build_report, load_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 ACTUAL = Path(__file__).parent / "actual"
-FORMATS = ["html", "svg", "json"]
+FORMATS = ["html", "svg", "json", "text", "md"]
+# The minimal level is the golden text format (one line per conversation and per folded group).
+OPTIONS = RenderOptions(level=Level.MINIMAL)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -26,8 +30,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", SEED_CASES)
 def test_golden(case: str, tmp_path: Path):
-    write_report(build_report(load_spec([SAMPLES / case])), tmp_path / "a", FORMATS)
-    write_report(build_report(load_spec([SAMPLES / case])), tmp_path / "b", FORMATS)
+    write_report(build_report(load_spec([SAMPLES / case])), tmp_path / "a", FORMATS, OPTIONS)
+    write_report(build_report(load_spec([SAMPLES / case])), tmp_path / "b", FORMATS, OPTIONS)
     first, second = _files(tmp_path / "a" / case), _files(tmp_path / "b" / case)
     assert first == second, "two runs on the same input differ"
     gold = _files(GOLDEN / case)
@@ -36,5 +40,6 @@ def test_golden(case: str, tmp_path: Path):
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(tmp_path / "a" / case, dest)
         changed = sorted(k for k in set(first) | set(gold) if first.get(k) != gold.get(k))
-        pytest.fail(f"{case}: output differs from tests/golden in {changed}; real output in {dest} "
-                    "(see tests/golden/README.md)")
+        pytest.fail(
+            f"{case}: output differs from tests/golden in {changed}; real output in {dest} (see tests/golden/README.md)"
+        )

@@ -180,9 +180,9 @@ def test_redacted_fields_are_shown_as_redacted_where_hops_are_rendered(tmp_path:
     assert all(h[name] is None for h in hops for name in h["redacted"])
     html = render_html(report)
     cells = re.findall(r'<td class="addrs">(.*?)</td>', html)
-    assert len(cells) == len(REDACTED) and all("None" not in c for c in cells)
-    # Every masked address and MAC is shown as redacted (ports are not in the address cell).
-    assert sum(c.count(">redacted<") for c in cells) == sum(
-        len([n for n in f if n not in ("sport", "dport")]) for _, f in REDACTED)
-    assert render_text(report).count("redacted in the input:") == len(REDACTED)
-    assert render_markdown(report).count("redacted in the input:") == len(REDACTED)
+    # Packets that behave alike are folded (one told, the others listed), so fewer hops are drawn
+    # than lines read; every drawn one shows its masked fields as redacted, never as None.
+    assert 0 < len(cells) <= len(REDACTED) and all("None" not in c for c in cells)
+    assert sum(c.count(">redacted<") for c in cells) >= len(cells)
+    for text in (render_text(report), render_markdown(report)):
+        assert "None" not in text and text.count("redacted in the input:") >= len(cells)

@@ -23,6 +23,7 @@ from reportgen.model import (
     PacketGroup,
     VerdictCode,
 )
+from reportgen.parsers.nflog import shown
 
 # Worst first: what an on-call engineer needs to see before anything else.
 SEVERITY = (
@@ -221,10 +222,12 @@ def footer(p: Packet) -> Footer:
     r = _record(p)
     if r is None:
         first = p.hops[0].event.record if p.hops else None
-        final = f"frame {first.mac_src} → {first.mac_dst}" if first else "no header logged"
+        if first is None or (first.mac_src is None and first.mac_dst is None and not first.redacted):
+            final = "no header logged"
+        else:
+            final = f"frame {shown(first, 'mac_src')} → {shown(first, 'mac_dst')}"
     else:
-        src = "redacted" if "src" in r.redacted else r.src or "?"
-        dst = "redacted" if "dst" in r.redacted else r.dst or "?"
+        src, dst = shown(r, "src"), shown(r, "dst")
         sport, dport = r.sport, r.dport
         for n in p.nat:
             if n.field == "source":

@@ -314,10 +314,10 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         elif group:
             fact = f"{r.mac_dst} is a group address, so the bridge floods it to every port (br_flood)"
         elif topo.fdb:
-            fact = (f"{r.mac_dst} is not in the FDB snapshot, so the bridge floods the frame to all ports "
+            fact = (f"{shown(r, 'mac_dst')} is not in the FDB snapshot, so the bridge floods the frame to all ports "
                     "(br_handle_frame_finish: unknown unicast → br_flood)")
         else:
-            fact = f"{r.mac_dst} is not the bridge's own MAC"
+            fact = f"{shown(r, 'mac_dst')} is not the bridge's own MAC"
         out.append(f"Bridged: {fact}, so the bridge forwards the frame from {r.in_dev} to {r.out_dev}; "
                    "no routing, no TTL change.")
     elif stage == "ip-fwd-br":
@@ -470,15 +470,17 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
         ovs = views(other)
         if not ovs:
             continue
-        _, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
+        proto, r_src, r_dst = ovs[0]  # the reply as it arrived, before conntrack reversed anything
         fam = _family(track)
+        # An ICMP echo id keys the mapping like a port but is not one: name the address only.
+        shown_ep = (lambda e: e.addr) if proto.startswith("ICMP") else str
         if differs(r_dst, last[1]) and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
             out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
-                           f"its reply came back to {r_dst}; {why}", by))
+                           f"its reply came back to {shown_ep(r_dst)}; {why}", by))
         if differs(r_src, last[2]) and r_src.addr and last[2].addr:
             out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
-                           f"its reply came back from {r_src}", by))
+                           f"its reply came back from {shown_ep(r_src)}", by))
         break
     return out
 
@@ -840,8 +842,11 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     convs = []
     for f in flows:
         proto, a, b = f.original
+        # An ICMP echo's id keys the flow like a port (nf_conntrack_proto_icmp.c) but is not one.
+        summary = f"{proto} {a.addr} ↔ {b.addr} id {a.port}" if proto.startswith("ICMP") and a.port is not None \
+            else f"{proto} {a} ↔ {b}"
         convs.append(Conversation(
-            id=conv_id[f.index], proto=proto, summary=f"{proto} {a} ↔ {b}", original=(a, b),
+            id=conv_id[f.index], proto=proto, summary=summary, original=(a, b),
             packets=tuple(f"p{i + 1}" for i in sorted(f.role)),
         ))
     return convs, packets

@@ -86,7 +86,7 @@ class ReportgenDirective(Directive):
         if "topology" in diagrams:
             parts.append(f'<figure class="reportgen-topology">{svgs["topology"]}</figure>')
         if "hooks" in diagrams:
-            for p in packets:
+            for p in (p for p in packets if p.id in svgs):  # one diagram per group of alike packets
                 parts.append(f"<p><strong>{esc(p.id)}</strong>: {esc(p.summary)}</p>")
                 parts.append(f'<figure class="reportgen-hooks">{svgs[p.id]}</figure>')
         parts.append("</div>")

@@ -1,46 +1,356 @@
-"""Render a report as Markdown, escaping every input string."""
+"""Render a report as Markdown to paste into a GitHub or GitLab issue.
+
+Only what CommonMark would misread is escaped (a backslash before every ``(``, ``.`` and ``-``
+makes text unreadable and breaks nothing it protects). Rules and ``file:line`` citations are code
+spans whose fence is longer than any backtick run inside, so input can never close them. Diagrams
+are Mermaid blocks (GitHub and GitLab draw them), long parts are folded in ``<details>``, and by
+default the whole text fits one issue body; what had to be left out is said at the end.
+"""
 
 from __future__ import annotations
 
 import re
 
-from reportgen.model import Report
+from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode
+from reportgen.netfilter import STAGES
+from reportgen.render.options import Level, RenderOptions
+from reportgen.render.view import (
+    ALIKE_NOTE,
+    alike_line,
+    endpoint_text,
+    folded_conversations,
+    group_flow_text,
+    group_label,
+    groups_of,
+    outcome,
+    plural,
+    severity,
+    stamp_text,
+)
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Outcomes shown in bold: the packet did not get through, or the trace cannot say that it did.
+BAD = frozenset(
+    c.value
+    for c in (
+        VerdictCode.DROPPED_BY_RULE,
+        VerdictCode.DROPPED_BY_POLICY,
+        VerdictCode.REJECTED,
+        VerdictCode.LAST_SEEN,
+        VerdictCode.UNKNOWN,
+    )
+)
+
+# Inline: the characters that start emphasis, code, links, HTML, entities, GFM strikethrough and
+# table cells (CommonMark 0.31 sections 2.4 "Backslash escapes", 6.2-6.6; GFM 6.5 strikethrough).
+# A ">" opens nothing inline (only a quote, at a line's start), and an underscore inside a word
+# opens no emphasis (CommonMark 6.2, rule 2), so nf_tables stays as is.
+_INLINE = re.compile(r"[\\`*\[\]<&|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# What opens a block when it starts a line: heading, quote, list, thematic break, setext underline.
+_BLOCK_START = re.compile(r"^(\s*)(?:([#>+=-])|(\d{1,9})([.)]))")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def md(text: object) -> str:
-    """Escape text for Markdown (inline): backslash every character Markdown could interpret."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+def _controls(text: str) -> str:
+    # Control characters become their visible Unicode pictures (U+2400 block): never swallowed, never
+    # a terminal escape when the Markdown is catted.
+    return _CONTROL.sub(lambda m: chr(0x2400 + ord(m.group(0))) if m.group(0) != "\x7f" else "\u2421", text)
 
 
-def render_markdown(report: Report) -> str:
-    """Return the report as Markdown: summary table, then each packet's hops."""
+def md(text: object, line_start: bool = False) -> str:
+    """Escape text for Markdown: only what CommonMark or GFM would interpret there.
+
+    ``line_start``: the text begins a line, so a leading ``#``, ``-``, ``>`` or ``1.`` is escaped too.
+    """
+    s = _INLINE.sub(lambda m: "\\" + m.group(0), _controls(str(text))).replace("\n", " ")
+    if not line_start:
+        return s
+    return _BLOCK_START.sub(
+        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), s, count=1
+    )
+
+
+def code(text: object) -> str:
+    """Return text as a code span that no backtick inside can close (CommonMark 6.1)."""
+    s = _controls(str(text)).replace("\n", " ").replace("|", "\u2223")  # a | would end a GFM table cell
+    longest = max((len(r) for r in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s.strip() else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def _mermaid_label(text: str) -> str:
+    # Inside ["..."] Mermaid reads entity codes (#quot; #lt; ...); a backtick would start its own
+    # Markdown-string syntax, and <br> is the only markup we mean.
+    s = _controls(text)
+    for ch, ent in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("`", "#96;"), ("\n", " ")):
+        s = s.replace(ch, ent)
+    return s
+
+
+def hook_mermaid(p: Packet) -> str:
+    """A Mermaid flowchart of the hooks a packet visited, in order, from where it came to its verdict."""
+    order: dict[str, list[str]] = {}
+    for h in p.hops:
+        order.setdefault(h.stage, []).append(f"{h.step}. {h.event.hook.table or '?'}")
+    rec = p.hops[0].event.record if p.hops else None
+    start = (
+        "host process"
+        if p.path == "local-out"
+        else f"in: {rec.physin or rec.in_dev}"
+        if rec and (rec.physin or rec.in_dev)
+        else "in"
+    )
+    end = f"{outcome(p)}: {p.verdict.where}" if p.verdict else outcome(p)
+    lines = ["```mermaid", "flowchart LR", f'  start(["{_mermaid_label(start)}"])']
+    prev = "start"
+    for n, (stage, tables) in enumerate(order.items()):
+        title = STAGES[stage].title if stage in STAGES else stage
+        lines.append(f'  s{n}["{_mermaid_label(title)}<br>{_mermaid_label(", ".join(tables))}"]')
+        lines.append(f"  {prev} --> s{n}")
+        prev = f"s{n}"
+    lines.append(f'  finish(["{_mermaid_label(end)}"])')
+    unsure = outcome(p) in (VerdictCode.LAST_SEEN.value, VerdictCode.UNKNOWN.value)
+    lines.append(f"  {prev} {'-.->' if unsure else '-->'} finish")
+    bad = outcome(p) in BAD
+    lines.append(f"  style finish fill:{'#fdedec' if bad else '#eafaf1'}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def topology_mermaid(report: Report) -> str:
+    """A Mermaid flowchart of the host with each conversation's request path."""
+    from reportgen.explain.topology import Topology
+    from reportgen.render.topology_dot import conversation_paths
+
+    topo = report.topology if isinstance(report.topology, Topology) else Topology()
+    ids: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    edges: dict[tuple[str, str], list[str]] = {}
+    for conv_id, role, path in conversation_paths(report, topo):
+        for key, label in path:
+            labels.setdefault(key, label)
+        for (a, _), (b, _) in zip(path, path[1:], strict=False):
+            edges.setdefault((a, b), []).append(f"{conv_id} {role}")
+    if not edges:
+        return ""
+    for key in sorted(labels):
+        ids[key] = f"n{len(ids)}"
+    lines = ["```mermaid", "flowchart LR"]
+    lines += [f'  {ids[k]}["{_mermaid_label(labels[k]).replace(chr(10), "<br>")}"]' for k in sorted(labels)]
+    for (a, b), who in sorted(edges.items()):
+        names = sorted(set(who), key=lambda w: (_num(w.split()[0]), w))
+        text = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f'  {ids[a]} -->|"{_mermaid_label(text)}"| {ids[b]}')
+    lines.append("```")
+    return "\n".join(lines)
+
+
+class _Budget:
+    """Parts of the document and their size as joined, against the character limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+
+    def fits(self, text: str, share: float = 1.0) -> bool:
+        return self.size + len(text) + 1 <= self.limit * share
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text) + 1
+
+
+def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
+    """Return the report as Markdown at the options' level, within the options' character budget.
+
+    The worst conversations come first; when the budget runs short, a conversation is told at the
+    minimal level, then only in the summary table, and the end says what was folded.
+    """
+    opts = opts or RenderOptions()
+    by_id = {p.id: p for p in report.packets}
+    groups = groups_of(report)
+    alike_of = folded_conversations(report)
+    hidden = {c.id for cs in alike_of.values() for c in cs}
+    convs = sorted(
+        (c for c in report.conversations if c.id not in hidden), key=lambda c: (_worst(c, by_id), _num(c.id))
+    )
+    tail = _tail(report)
+    # Room for the folding note and the input account, which always close the document.
+    doc = _Budget(opts.markdown_limit - len(tail) - 600)
+    head = _head(report)
+    if not doc.fits(head, 0.2):
+        head = head[: int(doc.limit * 0.2)].rsplit("\n", 1)[0] + "\n\n(The description is cut here.)\n"
+    doc.add(head)
+    folded: list[str] = []
+    rows = [_row(c, g, by_id) for c in convs for g in groups.get(c.id, [])]
+    rows += [_row(None, g, by_id) for g in groups.get("-", [])]
+    shown = []
+    table = "## Conversations\n\n| Conversation | Packets | Outcome |\n|---|---|---|"
+    size = len(table)
+    for r in rows:
+        if doc.size + size + len(r) + 1 > doc.limit * 0.45:
+            break
+        shown.append(r)
+        size += len(r) + 1
+    if len(shown) < len(rows):
+        folded.append(f"{len(rows) - len(shown)} of {len(rows)} summary rows")
+    doc.add("\n".join([table, *shown]) + "\n")
+    topo = topology_mermaid(report)
+    if topo:
+        block = "<details><summary>Topology diagram</summary>\n\n" + topo + "\n\n</details>\n"
+        if doc.fits(block, 0.6):
+            doc.add(block)
+        else:
+            folded.append("the topology diagram")
+    minimal = omitted = 0
+    for c in convs:
+        alike, unlisted = _alike(c, alike_of.get(c.id, []), by_id, int(doc.limit * 0.1))
+        full = _conversation(c, groups.get(c.id, []), by_id, opts.level) + alike
+        short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL) + alike
+        if doc.fits(full):
+            doc.add(full)
+        elif doc.fits(short):
+            doc.add(short)
+            minimal += 1
+        else:
+            omitted += 1
+            continue
+        if unlisted:
+            folded.append(f"{unlisted} conversations like {c.id} not listed")
+    if minimal:
+        folded.append(f"{plural(minimal, 'conversation')} told at level minimal")
+    if omitted:
+        folded.append(f"{plural(omitted, 'conversation')} not told beyond the summary table")
+    loose = groups.get("-", [])
+    if loose:
+        section = _loose(loose, by_id, opts.level)
+        if doc.fits(section):
+            doc.add(section)
+        else:
+            folded.append(f"{plural(len(loose), 'packet group')} without a conversation")
+    if folded:
+        doc.add(
+            f"> **Folded to fit one issue body ({opts.markdown_limit:,} characters):** "
+            f"{md('; '.join(folded))}. The HTML and JSON reports have everything.\n"
+        )
+    doc.add(tail)
+    return "\n".join(doc.parts)
+
+
+def _num(cid: str) -> int:
+    return int(cid[1:]) if cid[1:].isdigit() else 0
+
+
+def _worst(c: Conversation, by_id: dict[str, Packet]) -> int:
+    return min((severity(outcome(by_id[i])) for i in c.packets if i in by_id), default=99)
+
+
+def _head(report: Report) -> str:
     out = [f"# {md(report.title)}", ""]
+    if report.summary is not None:
+        out += [f"**{md(report.summary.sentence)}**", ""]
+    for a in report.answers:
+        out.append(f"- {code(a.conversation)} {md(a.sentence)}")
+    if report.answers:
+        out.append("")
     if report.description:
-        out += [md(report.description), ""]
-    out += ["| Packet | Role | Path | Verdict |", "|---|---|---|---|"]
-    for p in report.packets:
-        out.append(f"| {md(p.id)} {md(p.summary)} | {p.role} | {p.path} | {md(p.verdict.code if p.verdict else '')}: "
-                   f"{md(p.verdict.where if p.verdict else '')} |")
-    for c in report.conversations:
-        if c.prediction is not None:
-            out.append(f"- {md(c.id)} prediction {c.prediction.status}: {md(c.prediction.summary)}")
-    for p in report.packets:
-        out += ["", f"## {md(p.id)}: {md(p.summary)}", "", f"Path: {p.path}. Verdict: "
-                f"{md(p.verdict.explanation if p.verdict else '')}"
-                + (f" Evidence: {md(p.verdict.evidence)}." if p.verdict else ""), ""]
-        for h in p.hops:
-            r = h.event.record
-            ref = f"predicted, {r.ref}" if h.predicted else r.ref
-            out.append(f"{h.step}. `{md(h.event.hook.label)}` IN={md(r.in_dev or '-')} OUT={md(r.out_dev or '-')} "
-                       f"({md(ref)}): {md(' '.join(h.explanation))}")
-            if r.redacted:
-                out.append(f"   (redacted in the input: {', '.join(r.redacted)})")
-        for n in p.nat:
-            out.append(f"- NAT {n.type} ({n.direction}) at {md(n.hook)}: {md(n.before)} → {md(n.after)}")
-        for s in p.skipped:
-            out.append(f"- skipped {md(s.family)} {md(s.table)} {md(s.hook)}: {s.reason}")
-    unused = sum(u.count for u in report.unused)
-    out += ["", f"Input: {report.lines_total} lines, {report.lines_used} used, {unused} unused.", ""]
+        out += [md(para, line_start=True) for para in report.description.splitlines() if para.strip()]
+        out.append("")
+    for note in report.notes:
+        out += [f"> {md(note)}", ""]
     return "\n".join(out)
+
+
+def _row(c: Conversation | None, g: PacketGroup, by_id: dict[str, Packet]) -> str:
+    p = by_id[g.first]
+    word = outcome(p)
+    where = f" — {md(p.verdict.where)}" if p.verdict and p.verdict.where else ""
+    conv = f"{c.id} {md(c.summary)}" if c else "—"
+    verdict = f"**{word}**" if word in BAD else word
+    return f"| {conv} | {md(group_label(g))} {p.role}: {md(group_flow_text(by_id, g))} | {verdict}{where} |"
+
+
+def _conversation(c: Conversation, groups: list[PacketGroup], by_id: dict[str, Packet], level: Level) -> str:
+    out = [f"## {c.id}: {md(c.summary)}", ""]
+    if c.prediction is not None:
+        out += [f"Prediction from the snapshots: **{c.prediction.status}**. {md(c.prediction.summary)}", ""]
+    for g in groups:
+        out.append(_group(g, by_id, level))
+    return "\n".join(out)
+
+
+def _alike(owner: Conversation, others: list[Conversation], by_id: dict[str, Packet], room: int) -> tuple[str, int]:
+    """The conversations told by ``owner``, one line each in a <details>, within ``room`` characters;
+    and how many did not fit."""
+    if not others:
+        return "", 0
+    lines = [f"- {md(alike_line(by_id, c))}" for c in others]
+    shown: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in shown) + len(line) > room:
+            break
+        shown.append(line)
+    more = (
+        [f"- … and {len(lines) - len(shown)} more (the HTML report lists them all)"] if len(shown) < len(lines) else []
+    )
+    summary = f"{plural(len(others), 'more conversation')} {ALIKE_NOTE.format(owner=owner.id)}"
+    block = ["", f"<details><summary>{md(summary)}</summary>", "", *shown, *more, "", "</details>", ""]
+    return "\n".join(block), len(lines) - len(shown)
+
+
+def _loose(groups: list[PacketGroup], by_id: dict[str, Packet], level: Level) -> str:
+    return "\n".join(["## Packets without an IP conversation", "", *(_group(g, by_id, level) for g in groups)])
+
+
+def _group(g: PacketGroup, by_id: dict[str, Packet], level: Level) -> str:
+    p = by_id[g.first]
+    out = [f"### {md(group_label(g))} {p.role}: {md(group_flow_text(by_id, g))}", ""]
+    v = p.verdict
+    word = outcome(p)
+    verdict = f"**Verdict: {word}.** {md(v.explanation) if v else ''}"
+    if v and v.rule_ref and v.rule:
+        verdict += f" Rule {code(v.rule_ref)}: {code(v.rule)}"
+    if v:
+        verdict += f" Evidence: {md(v.evidence)}."
+    out += [verdict, ""]
+    if level == Level.MINIMAL:
+        return "\n".join(out)
+    out += [hook_mermaid(p), ""]
+    hops = []
+    for h in p.hops:
+        r = h.event.record
+        ifs = f"IN={r.in_dev or '-'} OUT={r.out_dev or '-'}"
+        if r.physin or r.physout:
+            ifs += f" PHYSIN={r.physin or '-'} PHYSOUT={r.physout or '-'}"
+        stamp = f" at {stamp_text(r.stamp)}" if r.stamp is not None else ""
+        ref = f"predicted, {r.ref}" if h.predicted else str(r.ref)
+        hops.append(f"{h.step}. {code(h.event.hook.label)} {code(ifs)} ({code(ref)}{stamp})")
+        if r.redacted:
+            hops.append(f"   redacted in the input: {', '.join(r.redacted)}")
+        if level == Level.DETAILED:
+            hops += [f"   {md(line, line_start=True)}" for line in h.explanation]
+    for n in p.nat:
+        before, after = code(endpoint_text(p, n.before)), code(endpoint_text(p, n.after))
+        nat = f"- NAT {n.type} ({n.direction}, by {n.by}) at {md(n.hook)}: {n.field} {before} → {after}"
+        if level == Level.DETAILED and n.rule and n.rule_ref:
+            nat += f"; rule {code(n.rule_ref)}: {code(n.rule)}"
+        hops.append(nat)
+    if level == Level.DETAILED:
+        for s in p.skipped:
+            ref = f" ({code(s.rule_ref)})" if s.rule_ref else ""
+            hops.append(f"- skipped {code(f'{s.family} {s.table} {s.hook}')}: {s.reason} — {md(s.explanation)}{ref}")
+    out += [
+        f"<details><summary>{plural(len(p.hops), 'hop')}, {plural(len(p.nat), 'address translation')}</summary>",
+        "",
+        *hops,
+        "",
+        "</details>",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _tail(report: Report) -> str:
+    unused = sum(u.count for u in report.unused)
+    return f"Input: {report.lines_total} trace lines, {report.lines_used} used, {unused} unused.\n"

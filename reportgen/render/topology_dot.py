@@ -31,15 +31,24 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     first, last = hops[0], hops[-1]
     l3 = next((r for r in hops if r.src), None)
     path: list[tuple[str, str]] = []
-    physin = next((r.physin or (r.in_dev if r.fmt == "ebtlog" else "") for r in hops
-                   if r.physin or (r.fmt == "ebtlog" and r.in_dev)), "")
+    physin = next(
+        (
+            r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
+            for r in hops
+            if r.physin or (r.fmt == "ebtlog" and r.in_dev)
+        ),
+        "",
+    )
     in_dev = next((r.in_dev for r in hops if r.fmt != "ebtlog" and r.in_dev), "")
     if p.path == "local-out":
         path.append(("host", "host IP stack"))
     elif physin:
         bridge = topo.bridge_of(physin) or in_dev or "bridge"
-        path += [_endpoint(topo, first.mac_src, l3.src if l3 else None), (f"port:{physin}", physin),
-                 (f"br:{bridge}", f"bridge {bridge}")]
+        path += [
+            _endpoint(topo, first.mac_src, l3.src if l3 else None),
+            (f"port:{physin}", physin),
+            (f"br:{bridge}", f"bridge {bridge}"),
+        ]
     elif in_dev and topo.is_bridge(in_dev):
         # A trace monitor names no bridge port: the frame came from behind the bridge.
         path += [_endpoint(topo, first.mac_src, l3.src if l3 else None), (f"br:{in_dev}", f"bridge {in_dev}")]
@@ -47,8 +56,14 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
         path += [(f"net:{in_dev}", f"beyond {in_dev}"), (f"if:{in_dev}", in_dev)]
     if p.path in ("routed", "local-in", "bridged-to-host") and path and path[-1][0] != "host":
         path.append(("host", "host IP stack"))
-    eg_port = next((r.physout or (r.out_dev if r.fmt == "ebtlog" else "") for r in reversed(hops)
-                    if r.physout or (r.fmt == "ebtlog" and r.out_dev)), "")
+    eg_port = next(
+        (
+            r.physout or (r.out_dev if r.fmt == "ebtlog" else "")
+            for r in reversed(hops)
+            if r.physout or (r.fmt == "ebtlog" and r.out_dev)
+        ),
+        "",
+    )
     ip_out = next((r.out_dev for r in reversed(hops) if r.fmt != "ebtlog" and r.out_dev), "")
     if p.path in ("local-in", "bridged-to-host") or (p.verdict and not p.verdict.code.passed):
         pass  # a dropped packet's line ends where it was last seen, not at the interface routing chose
@@ -73,11 +88,27 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     return dedup
 
 
+def conversation_paths(report: Report, topo: Topology) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(conversation id, role, path) for the first packet of each role of each conversation."""
+    by_id = {p.id: p for p in report.packets}
+    out = []
+    for conv in report.conversations:
+        seen_roles: set[str] = set()
+        for pid in conv.packets:
+            p = by_id.get(pid)
+            if p is None or p.role in seen_roles:
+                continue
+            seen_roles.add(p.role)
+            out.append((conv.id, p.role, packet_path(p, topo)))
+    return out
+
+
 def topology_dot(report: Report, topo: Topology) -> str:
     """Return DOT for the host topology with request (red) and reply (blue, dashed) paths."""
     g = graphviz.Digraph(name="topology")
-    g.attr(rankdir="LR", fontname="DejaVu Sans", fontsize="10", nodesep="0.3", ranksep="0.6", pad="0.2")
-    g.attr("node", fontname="DejaVu Sans", fontsize="10", shape="box", style="rounded", color="#7f8c8d")
+    # 14 pt labels: a wide host is scaled to the printed page's width and its labels must stay >= 9 pt.
+    g.attr(rankdir="LR", fontname="DejaVu Sans", fontsize="14", nodesep="0.25", ranksep="0.35", pad="0.15")
+    g.attr("node", fontname="DejaVu Sans", fontsize="14", shape="box", style="rounded", color="#7f8c8d")
     g.attr("edge", color="#bdc3c7", arrowhead="none", fontname="DejaVu Sans")
     labels: dict[str, str] = {"host": "host IP stack"}
     struct: set[tuple[str, str]] = set()
@@ -93,21 +124,13 @@ def topology_dot(report: Report, topo: Topology) -> str:
             labels[f"net:{r.dev}"] = f"beyond {r.dev}\n(gateway {r.gateway})"
             struct |= {(f"if:{r.dev}", "host"), (f"net:{r.dev}", f"if:{r.dev}")}
     overlays: list[tuple[str, str, str, str]] = []
-    by_id = {p.id: p for p in report.packets}
-    for conv in report.conversations:
-        seen_roles: set[str] = set()
-        for pid in conv.packets:
-            p = by_id[pid]
-            if p.role in seen_roles:
-                continue
-            seen_roles.add(p.role)
-            path = packet_path(p, topo)
-            for key, label in path:
-                labels.setdefault(key, label)
-            for (a, _), (b, _) in zip(path, path[1:], strict=False):
-                overlays.append((a, b, p.role, conv.id))
-                if (a, b) not in struct and (b, a) not in struct:
-                    struct.add((a, b))
+    for conv_id, role, path in conversation_paths(report, topo):
+        for key, label in path:
+            labels.setdefault(key, label)
+        for (a, _), (b, _) in zip(path, path[1:], strict=False):
+            overlays.append((a, b, role, conv_id))
+            if (a, b) not in struct and (b, a) not in struct:
+                struct.add((a, b))
     ids = {key: f"n{i}" for i, key in enumerate(sorted(labels))}
     with g.subgraph(name="cluster_host") as h:
         h.attr(label="host", style="rounded,dashed", color="#95a5a6", fontcolor="#7f8c8d")
@@ -124,9 +147,23 @@ def topology_dot(report: Report, topo: Topology) -> str:
     oriented = {tuple(sorted((a, b), key=lambda k: rank[k.split(":")[0]])) for a, b in struct}
     for a, b in sorted(oriented):
         g.edge(ids[a], ids[b])
+    labelled: set[tuple[str, str]] = set()
     for a, b, role, conv_id in overlays:
         color = REQUEST_COLOR if role == "request" else REPLY_COLOR
-        g.edge(ids[a], ids[b], color=color, penwidth="2", arrowhead="normal", constraint="false",
-               style="solid" if role == "request" else "dashed",
-               label=graphviz.escape(f"{conv_id} {role}"), fontcolor=color, fontsize="8")
+        # Only a path's first edge is labelled: a label on every edge widened the drawing past the
+        # printed page, and the colour and dash already tell request from reply.
+        label = "" if (conv_id, role) in labelled else graphviz.escape(f"{conv_id} {role}")
+        labelled.add((conv_id, role))
+        g.edge(
+            ids[a],
+            ids[b],
+            color=color,
+            penwidth="2",
+            arrowhead="normal",
+            constraint="false",
+            style="solid" if role == "request" else "dashed",
+            label=label,
+            fontcolor=color,
+            fontsize="14",
+        )
     return g.source

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from reportgen.errors import InputError
 from reportgen.model import Report
+from reportgen.render.options import RenderOptions
 from reportgen.render.safe_text import terminal_safe, xml_safe
 from reportgen.sources.case import OUTPUT_MARKER
 
@@ -34,8 +35,11 @@ def safe_case_name(name: str) -> str:
     return clean if clean and clean not in (".", "..") and not clean.startswith(".") else f"case{clean}"
 
 
-def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Path]:
+def write_report(
+    report: Report, out_root: Path, formats: list[str], options: RenderOptions | None = None
+) -> list[Path]:
     """Write the requested formats under OUT/<case name>/ and return the paths written."""
+    options = options or RenderOptions()
     out_root.mkdir(parents=True, exist_ok=True)
     name = safe_case_name(report.name)
     final = out_root / name
@@ -44,7 +48,7 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
     _remove_stale_temps(out_root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=out_root))
     try:
-        names = _render_into(report, tmp, formats)
+        names = _render_into(report, tmp, formats, options)
         (tmp / OUTPUT_MARKER).write_text("written by reportgen; not read as input\n", encoding="utf-8")
         _fsync_dir(tmp)
         _swap_in(tmp, final)
@@ -54,7 +58,7 @@ def write_report(report: Report, out_root: Path, formats: list[str]) -> list[Pat
     return [final / n for n in names]
 
 
-def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
+def _render_into(report: Report, out: Path, formats: list[str], options: RenderOptions) -> list[str]:
     written: list[str] = []
 
     def put(name: str, data: str | bytes) -> None:
@@ -76,7 +80,7 @@ def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
             put(f"svg/{safe_case_name(pid)}.svg", svg)
         _fsync_dir(out / "svg")
     html: str | None = None
-    if {"html", "pdf"} & set(formats):
+    if "html" in formats:
         from reportgen.render.html import render_html
 
         html = render_html(report, svgs)
@@ -93,15 +97,15 @@ def _render_into(report: Report, out: Path, formats: list[str]) -> list[str]:
     if "text" in formats:
         from reportgen.render.text import render_text
 
-        put("report.txt", terminal_safe(render_text(report)))
+        put("report.txt", terminal_safe(render_text(report, options)))
     if "md" in formats:
         from reportgen.render.markdown import render_markdown
 
-        put("report.md", terminal_safe(render_markdown(report)))
-    if "pdf" in formats and html is not None:
+        put("report.md", terminal_safe(render_markdown(report, options)))
+    if "pdf" in formats and svgs is not None:
         from reportgen.render.pdf import render_pdf
 
-        put("report.pdf", render_pdf(html))
+        put("report.pdf", render_pdf(report, svgs, options))
     return written
 
 

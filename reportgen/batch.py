@@ -1,0 +1,199 @@
+"""Run ``report`` over one case or many: each case read, explained and written on its own.
+
+A bad case is reported and skipped (keep-going), so one malformed case.yaml no longer costs the
+other cases their reports. Cases may run in parallel processes; each writes only its own folder and
+the results come back in input order, so the output does not depend on ``--jobs``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from reportgen.errors import InputError
+from reportgen.model import Report
+from reportgen.redact import Redactor
+from reportgen.render.options import RenderOptions
+from reportgen.render.view import outcome_counts
+from reportgen.select import Selection, select
+
+REDACTION_MAP = "redaction-map.json"
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case to report: its inputs and everything that decides its output."""
+
+    inputs: tuple[Path, ...]
+    out: Path
+    formats: tuple[str, ...]
+    prefix_map: Path | None = None
+    redact_key: bytes | None = None  # None: no redaction
+    selection: Selection = Selection()
+    options: RenderOptions = RenderOptions()
+    allow_outside: bool = False  # let case.yaml name files outside the case folder
+    debug: bool = False  # let an unexpected error raise (with its traceback) instead of failing the case
+    rename: str | None = None  # the case's name when another case of the run already has its own
+
+    @property
+    def name(self) -> str:
+        if self.rename is not None:
+            return self.rename
+        return self.inputs[0].name if len(self.inputs) == 1 else self.inputs[0].parent.name or "case"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What became of one case: its counts and files, or why it failed."""
+
+    name: str
+    error: str | None = None
+    packets: int = 0
+    conversations: int = 0
+    outcomes: tuple[tuple[str, int], ...] = ()  # worst first
+    lines_total: int = 0
+    lines_used: int = 0
+    unplaced: int = 0  # lines --strict counts: hook not recognised, truncated records
+    written: tuple[str, ...] = ()  # paths relative to the output folder
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def worst(self) -> str:
+        return self.outcomes[0][0] if self.outcomes else "—"
+
+
+def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
+    """Read and explain a job's case (redacted when asked); return it with the Redactor, if any."""
+    from reportgen.parsers.prefix import PrefixMap
+    from reportgen.sources.case import build_report, load_spec
+
+    spec = load_spec(
+        list(job.inputs), PrefixMap.load(job.prefix_map) if job.prefix_map else None, allow_outside=job.allow_outside
+    )
+    redactor = None
+    if job.redact_key is not None:
+        from reportgen.sources.redaction import redact_case
+
+        redactor = Redactor(job.redact_key)
+        spec = redact_case(spec, redactor, scratch / "redacted")
+    report = build_report(spec)
+    if job.rename is not None:
+        report = replace(report, name=job.rename)
+    return select(report, job.selection), redactor
+
+
+def unplaced_lines(report: Report) -> int:
+    """Count the lines --strict fails on: records whose hook was not recognised, truncated records."""
+    unplaced = sum(u.count for u in report.unused if u.reason.startswith("hook not recognised"))
+    return unplaced + sum(1 for p in report.packets for h in p.hops if h.event.record.truncated)
+
+
+def run_case(job: CaseJob) -> CaseResult:
+    """Report one case; an input error becomes a failed result naming the file and line."""
+    from reportgen.render.write import write_report
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="reportgen-") as tmp:
+            report, redactor = load_report(job, Path(tmp))
+            written = write_report(report, job.out, list(job.formats), job.options)
+            if redactor is not None:
+                from reportgen.sources.redaction import write_mapping
+
+                write_mapping(redactor, job.out / report.name / REDACTION_MAP)
+    except (InputError, OSError) as exc:
+        return CaseResult(job.name, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one line naming the case; --debug shows the traceback
+        if job.debug:
+            raise
+        return CaseResult(
+            job.name,
+            error=f"{', '.join(map(str, job.inputs))}: reportgen failed on this input ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); this is a bug, please report it (--debug prints the traceback)",
+        )
+    warnings = []
+    if report.lines_total == 0:
+        warnings.append("no trace lines: the case is empty")
+    elif not report.packets:
+        warnings.append(f"none of its {report.lines_total} trace lines is a packet record")
+    return CaseResult(
+        name=report.name,
+        packets=len(report.packets),
+        conversations=len(report.conversations),
+        outcomes=tuple(outcome_counts(report).items()),
+        lines_total=report.lines_total,
+        lines_used=report.lines_used,
+        unplaced=unplaced_lines(report),
+        written=tuple(p.relative_to(job.out).as_posix() for p in written),
+        warnings=tuple(warnings),
+    )
+
+
+def run_cases(
+    jobs: list[CaseJob], workers: int = 1, progress: Callable[[int, int, str], None] | None = None
+) -> list[CaseResult]:
+    """Run every job, in ``workers`` processes when more than one, and return results in job order."""
+    results: list[CaseResult] = []
+
+    def each(it: Iterator[CaseResult]) -> None:
+        for res in it:
+            results.append(res)
+            if progress is not None:
+                progress(len(results), len(jobs), res.name)
+
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            each(pool.map(run_case, jobs))
+    else:
+        each(run_case(j) for j in jobs)
+    return results
+
+
+class Progress:
+    """A one-line progress display on stderr: only on a terminal, and only once a run passes ~1 s.
+
+    A ticker thread redraws the line twice a second, so a single long case shows its elapsed time
+    too; the line is erased when the run ends, before the summary is printed.
+    """
+
+    def __init__(self, total: int, delay: float = 1.0, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.monotonic()
+        self.delay = delay
+        self.total = total
+        self.done = 0
+        self.shown = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        if self.stream.isatty():
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        with self._lock:
+            self.done, self.total = done, total
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            elapsed = time.monotonic() - self.start
+            if elapsed < self.delay:
+                continue
+            with self._lock:
+                self.shown = True
+                self.stream.write(f"\r\x1b[Kreportgen: {self.done}/{self.total} cases, {elapsed:.0f} s")
+                self.stream.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,228 @@
+"""Small formatting helpers every renderer shares, so all outputs word a fact the same way."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Hashable
+
+from reportgen.explain.answer import SEVERITY as _CODES
+from reportgen.model import Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
+from reportgen.parsers.nflog import shown
+
+# Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
+# summary lists dropped first.
+SEVERITY = tuple(c.value for c in _CODES)
+
+
+def outcome(p: Packet) -> str:
+    """The packet's verdict code as the explain layer set it ("unknown" when it gave none)."""
+    return p.verdict.code.value if p.verdict else "unknown"
+
+
+def severity(word: str) -> int:
+    """Rank an outcome word: 0 is the worst."""
+    return SEVERITY.index(word) if word in SEVERITY else len(SEVERITY)
+
+
+def outcome_counts(report: Report) -> dict[str, int]:
+    """Count packets per outcome, worst first."""
+    counts: dict[str, int] = {}
+    for p in report.packets:
+        counts[outcome(p)] = counts.get(outcome(p), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
+
+
+def plural(n: int, word: str) -> str:
+    """ "1 packet", "2 packets"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def group_flow_text(report_packets: dict[str, Packet], g: PacketGroup) -> str:
+    """A group's flow as its first packet shows it; TCP flags and ICMP sequence numbers that differ
+    between members are listed as the set they take."""
+    recs = [r for r in (first_record(report_packets[i]) for i in g.packets) if r is not None]
+    if not recs:
+        return report_packets[g.first].summary
+    text = flow_text(recs[0])
+    if len(recs) > 1:
+        flags = list(dict.fromkeys(" ".join(r.tcp_flags) for r in recs if r.tcp_flags))
+        if len(flags) > 1:
+            text = text.replace(f"[{flags[0]}]", f"[{' / '.join(flags)}]")
+        seqs = [r.icmp_seq for r in recs if r.icmp_seq is not None]
+        if len(set(seqs)) > 1:
+            text = text.replace(f"seq {seqs[0]}", f"seq {min(seqs)}–{max(seqs)}")
+    return text
+
+
+def flow_text(r: LogRecord) -> str:
+    """Addresses and protocol of one record; ICMP by type, id and sequence, never as ports."""
+    if not r.src and "src" not in r.redacted:
+        return f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"
+    proto = r.proto or "IP"
+    if proto in ("ICMP", "ICMPv6"):
+        what = f" type {r.icmp_type}" if r.icmp_type is not None else ""
+        word = _ICMP_WORDS.get((proto, r.icmp_type if r.icmp_type is not None else -1))
+        if word:
+            what = " " + word
+        ids = f" id {r.icmp_id} seq {r.icmp_seq}" if r.icmp_id is not None else ""
+        return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}{what}{ids}"
+    if r.sport is not None:
+        flags = f" [{' '.join(r.tcp_flags)}]" if r.tcp_flags else ""
+        return f"{_hostport(shown(r, 'src'), r.sport)} → {_hostport(shown(r, 'dst'), r.dport)} {proto}{flags}"
+    return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}"
+
+
+# ICMP types by name (RFC 792; RFC 4443 for ICMPv6), as ping and tcpdump word them.
+_ICMP_WORDS = {
+    ("ICMP", 0): "echo-reply", ("ICMP", 3): "destination-unreachable", ("ICMP", 8): "echo-request",
+    ("ICMP", 11): "time-exceeded", ("ICMPv6", 1): "destination-unreachable", ("ICMPv6", 128): "echo-request",
+    ("ICMPv6", 129): "echo-reply", ("ICMPv6", 135): "neighbor-solicitation", ("ICMPv6", 136): "neighbor-advertisement",
+}  # fmt: skip
+
+
+def _hostport(addr: str, port: int | None) -> str:
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def first_record(p: Packet) -> LogRecord | None:
+    """The packet's richest record: the first nf_log line with addresses, else the first hop's."""
+    recs = [h.event.record for h in p.hops]
+    return next(
+        (r for r in recs if r.src and r.fmt == "nflog"), next((r for r in recs if r.src), recs[0] if recs else None)
+    )
+
+
+def group_label(g: PacketGroup) -> str:
+    """ "×4 (p1–p4, 3.1 s)": how many packets a group folds, which, and over how long."""
+    ids = (
+        g.packets[0] if g.count == 1 else f"{g.packets[0]}–{g.packets[-1]}" if _consecutive(g) else ", ".join(g.packets)
+    )
+    span = ""
+    if g.count > 1 and g.first_stamp is not None and g.last_stamp is not None:
+        d = g.last_stamp - g.first_stamp
+        span = f", {d:.1f} s" if d >= 1 else f", {d * 1000:.0f} ms"
+    return f"×{g.count} ({ids}{span})"
+
+
+def _consecutive(g: PacketGroup) -> bool:
+    nums = [int(p[1:]) for p in g.packets if p[1:].isdigit()]
+    return len(nums) == g.count and nums == list(range(nums[0], nums[0] + len(nums)))
+
+
+def packet_groups(report: Report) -> tuple[PacketGroup, ...]:
+    """The report's packet groups; a report built without them gets them from explain.groups."""
+    if report.groups or not report.packets:
+        return report.groups
+    from reportgen.explain.groups import group_packets
+
+    return group_packets(report.packets)
+
+
+def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
+    """The report's packet groups per conversation ("-" for packets without one), in order."""
+    out: dict[str, list[PacketGroup]] = {}
+    for g in packet_groups(report):
+        out.setdefault(g.conversation, []).append(g)
+    return out
+
+
+def stamp_text(stamp: float | None) -> str:
+    """A kernel timestamp as dmesg prints it, or "" when the line carried none."""
+    return "" if stamp is None else f"{stamp:.6f}"
+
+
+def capture_window(report: Report) -> tuple[float, float] | None:
+    """The first and last kernel stamp of the packets' lines, when the lines carried any."""
+    stamps = [h.event.record.stamp for p in report.packets for h in p.hops if h.event.record.stamp is not None]
+    return (min(stamps), max(stamps)) if stamps else None
+
+
+def host_name(report: Report) -> str | None:
+    """The host the case is about: kernel.hostname from a sysctl snapshot, else the syslog header's."""
+    for s in report.snapshots:
+        if s.kind == "sysctl" and isinstance(s.data, dict):
+            name = s.data.get("values", {}).get("kernel.hostname")
+            if name:
+                return str(name)
+    from reportgen.redact import syslog_hosts
+
+    hosts = sorted(syslog_hosts(h.event.record.text for p in report.packets[:50] for h in p.hops))
+    return ", ".join(hosts) if hosts else None
+
+
+def generation_date() -> str | None:
+    """The generation date, from SOURCE_DATE_EPOCH only: without it none is shown, so output is reproducible.
+
+    This is the one place reportgen reads a date (reproducible-builds.org/specs/source-date-epoch).
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch.isdigit():
+        return None
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(epoch)))
+
+
+def endpoint_text(p: Packet, ep: Endpoint) -> str:
+    """An address and port as the packet's protocol has them: an ICMP echo id is no port (RFC 792)."""
+    r = first_record(p)
+    if r is not None and (r.proto or "").startswith("ICMP"):
+        return ep.addr
+    return str(ep)
+
+
+def _shape(p: Packet) -> Hashable:
+    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict."""
+    return (
+        p.role,
+        p.path,
+        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
+        tuple((k.stage, k.table, k.reason) for k in p.skipped),
+        tuple((n.type, n.direction, n.by, n.field, n.rule_ref) for n in p.nat),
+        None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule_ref),
+    )
+
+
+def alike_conversations(report: Report) -> dict[str, str]:
+    """Map each conversation to the first one whose packet groups behave the same way.
+
+    Three hundred downloads through one MASQUERADE rule differ only in their ports: they are told
+    once, and the others are listed with their own addresses, counts and outcomes.
+    """
+    by_id = {p.id: p for p in report.packets}
+    groups = groups_of(report)
+    first_of: dict[Hashable, str] = {}
+    out = {}
+    for c in report.conversations:
+        shape = (c.proto, tuple(_shape(by_id[g.first]) for g in groups.get(c.id, [])))
+        out[c.id] = first_of.setdefault(shape, c.id)
+    return out
+
+
+def conversation_outcomes(by_id: dict[str, Packet], conv_packets: tuple[str, ...]) -> dict[str, int]:
+    """Count a conversation's packets per outcome, worst first."""
+    counts: dict[str, int] = {}
+    for pid in conv_packets:
+        word = outcome(by_id[pid])
+        counts[word] = counts.get(word, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
+
+
+def folded_conversations(report: Report) -> dict[str, list[Conversation]]:
+    """For each conversation told, the later ones that behave like it (alike_conversations)."""
+    alike = alike_conversations(report)
+    out: dict[str, list[Conversation]] = {}
+    for c in report.conversations:
+        if alike[c.id] != c.id:
+            out.setdefault(alike[c.id], []).append(c)
+    return out
+
+
+def alike_line(by_id: dict[str, Packet], c: Conversation) -> str:
+    """One line for a conversation told by another: its id, flow, packet count and outcomes."""
+    counts = ", ".join(f"{n} {word}" for word, n in conversation_outcomes(by_id, c.packets).items())
+    return f"{c.id}  {c.summary}  {plural(len(c.packets), 'packet')}: {counts}"
+
+
+ALIKE_NOTE = "behave like {owner}: the same hooks, kinds of NAT and verdicts; only their addresses and ports differ"

@@ -1,0 +1,136 @@
+"""report over many cases: index, keep-going with exit 5, empty-case warning, --jobs, selection, CLI help."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, SAMPLES
+
+ALL = sorted(p for p in SAMPLES.iterdir() if p.is_dir())
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reportgen", *args], capture_output=True, text=True, cwd=ROOT, check=False, timeout=600
+    )
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_batch_over_all_samples_and_a_broken_case(tmp_path: Path) -> None:
+    broken = tmp_path / "in" / "broken-case"
+    broken.mkdir(parents=True)
+    (broken / "case.yaml").write_text("title: x\ntrace: [a\n")
+    empty = tmp_path / "in" / "empty-case"
+    empty.mkdir()
+    (empty / "dmesg.log").write_text("")
+    out = tmp_path / "out"
+    r = cli("report", *map(str, ALL), str(broken), str(empty), "-o", str(out), "--format", "html,json,md", "-j", "4")
+    assert r.returncode == 5, r.stderr
+    # The bad case is named with its file and line; every other case was still written.
+    assert re.search(r"error: case broken-case: .*broken-case/case.yaml:\d+: not valid YAML", r.stderr), r.stderr
+    assert "warning: case empty-case: no trace lines: the case is empty" in r.stderr
+    assert f"reportgen: {len(ALL) + 2} cases: {len(ALL) + 1} written, 1 failed, 1 with warnings" in r.stderr
+    assert "\r" not in r.stderr  # no progress display when stderr is not a terminal
+    for case in ALL:
+        assert (out / case.name / "report.html").exists(), case
+    index = (out / "index.html").read_text()
+    rows = re.findall(r"<tr(?: class=\"failed\")?>\s*<td>(.*?)</td>", index, flags=re.S)
+    assert len(rows) == len(ALL) + 2
+    assert "failed: " in index and "not valid YAML" in index
+    drop = re.search(r'<a href="lab-tcp-dropped/report.html">lab-tcp-dropped</a>.*?</tr>', index, flags=re.S)
+    assert drop and "4 dropped-by-rule" in drop.group(0)
+    assert '<td class="verdict-dropped-by-rule">dropped-by-rule</td>' in drop.group(0)
+    assert '<a href="lab-tcp-dropped/report.md">Markdown</a>' in drop.group(0)
+
+
+def test_jobs_output_is_byte_identical_to_serial(tmp_path: Path) -> None:
+    cases = [str(SAMPLES / c) for c in ("seed-container-to-internet", "lab-tcp-dropped", "lab-published-port")]
+    assert cli("report", *cases, "-o", str(tmp_path / "serial"), "--format", "html,svg,json,text,md").returncode == 0
+    assert (
+        cli(
+            "report", *cases, "-o", str(tmp_path / "par"), "--format", "html,svg,json,text,md", "--jobs", "3"
+        ).returncode
+        == 0
+    )
+    serial, par = _files(tmp_path / "serial"), _files(tmp_path / "par")
+    assert serial == par and len(serial) > 15
+
+
+def test_one_bad_case_alone_is_a_usage_error(tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "case.yaml").write_text("title: x\ntrace: [a\n")
+    r = cli("report", str(case), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and "case.yaml:3: not valid YAML" in r.stderr
+    assert not (tmp_path / "out" / "index.html").exists()  # one case, no index
+
+
+def test_format_did_you_mean_and_help_examples() -> None:
+    r = cli("report", str(SAMPLES / "seed-host-to-container"), "-o", "/nonexistent", "--format", "html,txt")
+    assert r.returncode == 2 and "unknown format txt; did you mean text?" in r.stderr
+    for cmd in ("report", "explain"):
+        h = cli(cmd, "--help").stdout
+        assert "examples:" in h and f"reportgen {cmd} " in h
+    assert "journalctl -k" in cli("explain", "--help").stdout
+
+
+def test_selection_keeps_the_asked_conversations(tmp_path: Path) -> None:
+    # Two captures as one case: a routed ping (MASQUERADE) and a TCP connection last seen in FORWARD
+    # (without the ruleset, the DROP rule that ended it is not known: last-seen, not dropped).
+    ping = tmp_path / "ping.log"
+    shutil.copy(SAMPLES / "seed-container-to-internet" / "dmesg.log", ping)
+    drop = tmp_path / "drop.log"
+    shutil.copy(SAMPLES / "lab-tcp-dropped" / "dmesg.log", drop)
+    full = cli("explain", str(ping), str(drop), "--level", "minimal").stdout
+    assert re.findall(r"^(c\d+)  (\w+)", full, flags=re.M) == [("c1", "ICMP"), ("c2", "TCP")], full
+
+    def convs(*sel: str) -> list[str]:
+        out = cli("explain", str(ping), str(drop), "--level", "minimal", *sel).stdout
+        return re.findall(r"^(c\d+)  ", out, flags=re.M)
+
+    assert convs("--flow", "c2") == ["c2"]
+    assert convs("--verdict", "last-seen") == ["c2"]
+    assert convs("--port", "81") == ["c2"]
+    assert convs("--host", "114.114.114.114") == ["c1"]
+    assert convs("--host", "192.168.0.10") == ["c1"]  # the address after MASQUERADE selects it too
+    assert convs("--verdict", "last-seen", "--host", "114.114.114.114") == []
+    detailed = cli("explain", str(ping), str(drop), "--flow", "c2").stdout
+    assert "Selected 1 of 2 conversations (flow c2)." in detailed
+
+
+def test_empty_folder_is_a_warning_not_a_silent_success(tmp_path: Path) -> None:
+    (tmp_path / "nothing").mkdir()
+    r = cli("report", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"), "--format", "json")
+    assert r.returncode == 0 and "warning: case nothing: no trace lines" in r.stderr
+    shutil.rmtree(tmp_path / "out")
+
+
+def test_progress_shows_on_a_terminal_after_a_second_only() -> None:
+    import io
+    import time
+
+    from reportgen.batch import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    quick, slow, pipe = Tty(), Tty(), io.StringIO()
+    p = Progress(3, stream=quick)
+    p(1, 3, "a")
+    p.close()
+    assert quick.getvalue() == ""  # done within a second: nothing drawn
+    for stream in (slow, pipe):
+        p = Progress(3, delay=0.2, stream=stream)
+        p(2, 3, "b")
+        time.sleep(1.2)
+        p.close()
+    assert "reportgen: 2/3 cases, 1 s" in slow.getvalue() and slow.getvalue().endswith("\r\x1b[K")
+    assert pipe.getvalue() == ""  # never on a pipe or a file
