@@ -178,3 +178,16 @@ def test_forum_markup_is_removed():
     assert f.stamp == pytest.approx(28444.859428) and rec.prefix == "[UFW BLOCK] "
     assert (rec.src, rec.dst, rec.sport, rec.dport) == (None, None, 19780, 39569)
     assert rec.redacted == ("src", "dst")
+
+
+def test_localized_month_syslog_header_is_a_wrapper(tmp_path: Path):
+    # Verbatim from github teejee2008/ukuu#111 (a zh_CN journal): strftime %b renders the month "11月".
+    (tmp_path / "kern.log").write_text(
+        "11月 15 14:31:10 user kernel: [UFW BLOCK] IN=enp3s0 OUT= MAC= SRC=192.168.1.104 DST=239.192.152.143 "
+        "LEN=164 TOS=0x00 PREC=0x00 TTL=1 ID=41470 DF PROTO=UDP SPT=36949 DPT=6771 LEN=144 \n"
+    )
+    report = build_report(load_spec([tmp_path]))
+    [p] = report.packets
+    hook = p.hops[0].event.hook
+    assert p.hops[0].event.record.prefix == "[UFW BLOCK] "
+    assert (hook.convention, hook.table, hook.hook, hook.placed) == ("ufw", "filter", "INPUT", True)

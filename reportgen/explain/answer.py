@@ -87,7 +87,8 @@ def _endpoint(topo: Topology, ep: Endpoint, proto: str) -> str:
     """An endpoint as a reader names it: ICMP ids are not ports, so they are left out here."""
     if proto in ("ICMP", "ICMPv6") or ep.port is None:
         return _addr(topo, ep.addr)
-    return f"{_addr(topo, ep.addr)}:{ep.port}"
+    host = _addr(topo, ep.addr)
+    return f"[{host}]:{ep.port}" if ":" in ep.addr and host == ep.addr else f"{host}:{ep.port}"
 
 
 def fate(p: Packet, topo: Topology) -> str:

@@ -25,6 +25,9 @@ _PRI = re.compile(r"^<\d{1,3}>")
 _RFC5424 = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
 _SYSLOG_TS = re.compile(
     r"^(?:[A-Za-z\u00C0-\u024F]{3,4}\.? {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 27 06:33:51[.370286]
+    # journalctl and syslog print the month with strftime's %b, which zh/ja locales render "11月":
+    # "11月 15 14:30:53 user kernel: ..." (github ukuu#111)
+    r"|\d{1,2}\u6708 {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"  # ISO 8601
     r"|\d{9,10}\.\d{6}"  # short-unix
     r"|\d\d:\d\d:\d\d(?:\.\d+)?"  # a paste that dropped the date: only taken before "host kernel: "
