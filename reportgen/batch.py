@@ -72,7 +72,8 @@ class CaseResult:
 def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
     """Read and explain a job's case (redacted when asked); return it with the Redactor, if any."""
     from reportgen.parsers.prefix import PrefixMap
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.pipeline import build_report
+    from reportgen.sources.case import load_spec
 
     spec = load_spec(
         list(job.inputs), PrefixMap.load(job.prefix_map) if job.prefix_map else None, allow_outside=job.allow_outside

@@ -11,7 +11,8 @@ SEED_CASES = ("seed-container-to-container", "seed-host-to-container", "seed-con
 
 @pytest.fixture(scope="session")
 def seed_reports():
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.pipeline import build_report
+    from reportgen.sources.case import load_spec
 
     return {name: build_report(load_spec([SAMPLES / name])) for name in SEED_CASES}
 

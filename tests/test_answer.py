@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.model import VerdictCode
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

@@ -13,8 +13,9 @@ import yaml
 from conftest import SAMPLES
 
 from reportgen.model import VerdictCode
+from reportgen.pipeline import build_report
 from reportgen.render.html import render_html
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parsers"
 

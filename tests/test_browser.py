@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, SEED_CASES
 
+from reportgen.pipeline import build_report
 from reportgen.render.write import write_report
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

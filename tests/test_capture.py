@@ -13,7 +13,8 @@ import pytest
 from conftest import LAB_MARKS
 
 from reportgen.lab.netns import Lab, log_all_netns, run
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 pytestmark = LAB_MARKS
 

@@ -76,7 +76,7 @@ def test_strict_fails_on_unrecognised_hooks(tmp_path: Path):
 
 def test_an_unexpected_error_is_one_line_naming_the_input_and_never_exit_1(tmp_path: Path, monkeypatch, capsys):
     from reportgen import cli as cli_module
-    from reportgen.sources import case as case_module
+    from reportgen import pipeline as case_module
 
     def broken(spec):  # a parser bug, as the fuzzer once found 28 of them
         raise IndexError("list index out of range")

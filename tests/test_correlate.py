@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.model import VerdictCode
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "samples" / "seed-container-to-container" / "dmesg.log"

@@ -9,7 +9,8 @@ import pytest
 from reportgen.model import LineRef
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, resolve_hook
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 from reportgen.sources.framing import LineFramer, strip_wrapper
 
 REC = (

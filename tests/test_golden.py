@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, SEED_CASES
 
+from reportgen.pipeline import build_report
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.write import write_report
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 ACTUAL = Path(__file__).parent / "actual"

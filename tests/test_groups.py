@@ -6,7 +6,8 @@ from pathlib import Path
 
 from reportgen.explain.groups import group_packets
 from reportgen.model import VerdictCode
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

@@ -18,7 +18,8 @@ from conftest import LAB_MARKS
 from reportgen.lab.netns import LOG_ALL_NETNS, STATE_DIR
 from reportgen.lab.scenarios import SCENARIOS
 from reportgen.model import VerdictCode
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 pytestmark = LAB_MARKS
 

@@ -14,7 +14,8 @@ from conftest import LAB_MARKS, SAMPLES
 
 from reportgen.lab.scenarios import SCENARIOS
 from reportgen.model import Report, VerdictCode
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 KUBE_DNAT = "-A KUBE-SEP-WEB4POD0000000 -p tcp -m comment --comment \"default/web\" -m tcp -j DNAT --to-destination " \
     "172.17.0.3:80"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, SEED_CASES
 
+from reportgen.pipeline import build_report
 from reportgen.render.write import write_report
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def test_stylesheet_is_not_html_escaped(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ import pytest
 from conftest import ROOT, SAMPLES
 from markdown_it import MarkdownIt
 
+from reportgen.pipeline import build_report
 from reportgen.render.markdown import code, md, render_markdown
 from reportgen.render.options import Level, RenderOptions
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def _html(text: str) -> str:

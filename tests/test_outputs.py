@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
+from reportgen.pipeline import build_report
 from reportgen.render.write import write_report
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def cmd(*args: str) -> list[str]:

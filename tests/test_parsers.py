@@ -166,11 +166,12 @@ def test_redacted_fields_are_shown_as_redacted_where_hops_are_rendered(tmp_path:
     import json
     import re
 
+    from reportgen.pipeline import build_report
     from reportgen.render.html import render_html
     from reportgen.render.jsonout import render_json
     from reportgen.render.markdown import render_markdown
     from reportgen.render.text import render_text
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.sources.case import load_spec
 
     (tmp_path / "kern.log").write_text("\n".join(m for m, _ in REDACTED) + "\n")
     report = build_report(load_spec([tmp_path]))

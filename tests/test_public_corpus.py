@@ -203,9 +203,10 @@ def case_dirs() -> list[Path]:
 
 def run_case(case: Path) -> tuple[dict[str, Any], str]:
     """Run reportgen's pipeline in-process on a case folder: (JSON report dict, text report)."""
+    from reportgen.pipeline import build_report
     from reportgen.render.jsonout import render_json
     from reportgen.render.text import render_text
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.sources.case import load_spec
 
     if (case / "case.yaml").exists():
         spec = load_spec([case])

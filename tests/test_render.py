@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES
 
+from reportgen.pipeline import build_report
 from reportgen.render.dot import dot_to_svg, packet_dot
 from reportgen.render.html import packet_svgs, render_html
 from reportgen.render.jsonout import report_dict
 from reportgen.render.markdown import render_markdown
 from reportgen.render.pdf import html_to_pdf, render_pdf
 from reportgen.render.text import render_text
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 EVIL_PREFIX = '<script>alert(1)</script>"];x[label="iptable/raw-PREROUTE'
 EVIL_IF = 'a"b<i>\\{'

@@ -20,11 +20,12 @@ from conftest import SAMPLES
 from fuzz.entry_points import SALT
 
 from reportgen.model import Report
+from reportgen.pipeline import build_report
 from reportgen.render.dot import packet_dot
 from reportgen.render.jsonout import render_json
 from reportgen.render.markdown import render_markdown
 from reportgen.render.text import render_text
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def _damage(rng: random.Random, line: str) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from reportgen.model import Packet, Report, VerdictCode
+from reportgen.pipeline import build_report
 from reportgen.simulate import Query, simulate
 from reportgen.simulate.compare import compare, observed_places, predicted_places
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 C1, INET = "container1", "203.0.113.10"

@@ -11,7 +11,8 @@ import yaml
 from conftest import LAB_MARKS
 
 from reportgen.lab.scenarios_traps import TRAPS
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 pytestmark = LAB_MARKS
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from conftest import ROOT, SAMPLES
 
+from reportgen.pipeline import build_report
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.text import render_text
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def _report(case: str):  # type: ignore[no-untyped-def]

@@ -13,8 +13,9 @@ from reportgen.model import Action, LineRef, VerdictCode
 from reportgen.netfilter import FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.nft_ruleset import parse_nft_ruleset
 from reportgen.parsers.traces import NftTraceParser
+from reportgen.pipeline import build_report
 from reportgen.render.jsonout import report_dict
-from reportgen.sources.case import build_report, load_spec
+from reportgen.sources.case import load_spec
 
 
 def _report(tmp_path: Path, name: str, text: str, *extra: tuple[str, str]):

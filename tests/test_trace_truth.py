@@ -26,7 +26,8 @@ from reportgen.parsers.traces import (
     legacy_trace_prefix,
     raw_bytes,
 )
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
 

@@ -13,7 +13,8 @@ from conftest import SAMPLES
 from reportgen.explain.correlate import STAGE_ORDER
 from reportgen.model import LineRef, VerdictCode
 from reportgen.parsers.traces import NftTraceParser, XtablesMonitorParser
-from reportgen.sources.case import build_report, load_spec
+from reportgen.pipeline import build_report
+from reportgen.sources.case import load_spec
 
 
 def visits(parser, lines):

@@ -47,10 +47,11 @@ class ReportgenDirective(Directive):
 
     def run(self) -> list[nodes.Node]:
         from reportgen.errors import InputError
+        from reportgen.pipeline import build_report
         from reportgen.render.html import packet_svgs
         from reportgen.render.safe_text import terminal_safe, xml_safe
         from reportgen.render.text import render_text
-        from reportgen.sources.case import build_report, load_spec
+        from reportgen.sources.case import load_spec
 
         settings = self.state.document.settings
         if not settings.file_insertion_enabled:

@@ -257,7 +257,8 @@ def simulate_report(
 
 def simulate_case(inputs: list[Path], q: Query) -> Report:
     """Read a case's snapshots (its traces are not read) and simulate the query on them."""
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.pipeline import build_report
+    from reportgen.sources.case import load_spec
 
     spec = load_spec(inputs)
     spec.traces = []  # the prediction uses the snapshots alone

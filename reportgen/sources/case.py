@@ -14,18 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reportgen.errors import InputError
-from reportgen.explain.answer import answer_case
-from reportgen.explain.correlate import correlate, merge_sources
-from reportgen.explain.explain import explain
-from reportgen.explain.topology import build_topology
 from reportgen.model import (
     Event,
     HookRef,
     InputFile,
     LineRef,
     LogRecord,
-    Packet,
-    Report,
     RuleHit,
     Snapshot,
     UnusedLine,
@@ -426,8 +420,23 @@ def _snapshot(path: Path, name: str, kind: str | None, host: str) -> tuple[Snaps
     return Snapshot(name, k, text, data, host), "; ".join(problems) or None
 
 
-def build_report(spec: CaseSpec) -> Report:
-    """Read, correlate and explain one case."""
+@dataclass
+class Gathered:
+    """A case's input, read and parsed: snapshots, each trace file's events in kernel order, and the
+    account of every line (unused lines with their reason; wrapped records' spans)."""
+
+    snapshots: tuple[Snapshot, ...]
+    notes: list[str]
+    events: list[list[Event]]  # one list per trace file
+    unused: list[UnusedLine]
+    appendix: list[tuple[LineRef, str]]
+    counts: dict[str, int]  # trace file -> physical lines read
+    joined: dict[LineRef, int]  # first line of a record wrapped over several lines -> its last line
+    files: tuple[InputFile, ...]
+
+
+def gather(spec: CaseSpec) -> Gathered:
+    """Read one case: parse its snapshots and stream its trace files into events. Nothing is explained."""
     snaps = []
     notes = list(spec.notes)
     for path, kind, host in spec.snapshots:
@@ -437,7 +446,6 @@ def build_report(spec: CaseSpec) -> Report:
             notes.append(f"Snapshot {snap.name} was not used: {problem}.")
         elif problem:
             notes.append(f"Snapshot {snap.name}: {problem}.")
-    topo = build_topology(tuple(snaps))
     unused: list[UnusedLine] = []
     appendix: list[tuple[LineRef, str]] = []
     counts: dict[str, int] = {}
@@ -448,60 +456,12 @@ def build_report(spec: CaseSpec) -> Report:
     per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, joined,
                                   backends))
                 for p in spec.traces]
-    events = [ev for evs in per_file for ev in evs]
-    inferred = _bridges_from_events(events)
-    topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
-    bridges = frozenset(topo.bridges)
-    # Each source is correlated on its own (its lines are in kernel order), then packets seen by
-    # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
-    tracks = merge_sources([correlate(evs, bridges) for evs in per_file])
-    convs, packets = explain(tracks, topo)
-    # Predicted versus observed: each conversation's first packet simulated on the snapshots.
-    from reportgen.simulate.compare import predict_conversations
-
-    convs = predict_conversations(convs, packets, tuple(snaps), topo)
-    groups, answers, footers, summary = answer_case(convs, packets, topo)
     total = sum(counts.values())
-    used, unused = _account(counts, unused, packets, dict(appendix), joined)
     files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
     files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
     if len(appendix) < total:
         notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
-    return Report(
-        name=spec.name, title=spec.title, description=spec.description, files=files, snapshots=tuple(snaps),
-        conversations=tuple(convs), packets=tuple(packets), lines_total=total, lines_used=used,
-        unused=tuple(unused), lines=tuple(appendix), notes=tuple(notes), topology=topo,
-        groups=groups, answers=answers, footers=footers, summary=summary,
-    )
-
-
-def _account(counts: dict[str, int], unused: list[UnusedLine], packets: list[Packet],
-             texts: dict[LineRef, str], joined: dict[LineRef, int]) -> tuple[int, list[UnusedLine]]:
-    """Count used lines from the lines hops refer to; list every other unlisted line as unused.
-
-    The total is never used to derive "used": a line that became no hop and was never listed unused
-    (a bug) shows up in the unused list instead of being counted as used.
-    """
-    used: dict[str, set[int]] = {name: set() for name in counts}
-    for p in packets:
-        for h in p.hops:
-            for ref in h.event.refs:
-                if ref.file in used:
-                    used[ref.file].update(range(ref.line, joined.get(ref, ref.line) + 1))
-    covered: dict[str, list[tuple[int, int]]] = {name: [(n, n) for n in lines] for name, lines in used.items()}
-    for u in unused:
-        covered.setdefault(u.ref.file, []).append((u.ref.line, max(u.last, u.ref.line)))
-    out = list(unused)
-    for name, total in counts.items():
-        nxt = 1
-        for start, end in sorted(covered[name]) + [(total + 1, total + 1)]:
-            if start > nxt:
-                ref = LineRef(name, nxt)
-                out.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), start - 1 if start - 1 > nxt else 0))
-            nxt = max(nxt, end + 1)
-    order = {name: i for i, name in enumerate(counts)}
-    out.sort(key=lambda u: (order.get(u.ref.file, len(order)), u.ref.line))
-    return sum(len(lines) for lines in used.values()), out
+    return Gathered(tuple(snaps), notes, per_file, unused, appendix, counts, joined, files)
 
 
 def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
@@ -517,15 +477,3 @@ def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
                     if hook is not None:
                         out[(fam, t["name"], c["name"])] = hook
     return out
-
-
-def _bridges_from_events(events: list[Event]) -> frozenset[str]:
-    """An interface that appears as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter)."""
-    out = set()
-    for ev in events:
-        r = ev.record
-        if r.physin and r.in_dev:
-            out.add(r.in_dev)
-        if r.physout and r.out_dev:
-            out.add(r.out_dev)
-    return frozenset(out)

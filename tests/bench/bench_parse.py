@@ -57,7 +57,7 @@ STAGES = {
               "for n,s in read_lines(P):\n f=strip_wrapper(s)\n"
               " r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
               " r and resolve_hook(r, pm)"),
-    "report": ("from reportgen.sources.case import build_report, load_spec\n"
+    "report": ("from reportgen.pipeline import build_report\nfrom reportgen.sources.case import load_spec\n"
                "from reportgen.render.jsonout import write_json\n"
                "r=build_report(load_spec([P]))\nwrite_json(r, open('/dev/null', 'w'))"),
 }

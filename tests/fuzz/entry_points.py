@@ -373,12 +373,13 @@ PIPELINE_CASE = "lab-container-to-internet"
 def _pipeline(text: str) -> None:
     """The whole report for a damaged trace beside real snapshots: correlate, explain, render (DOT source)."""
     from reportgen.model import Report
+    from reportgen.pipeline import build_report
     from reportgen.render.dot import packet_dot
     from reportgen.render.jsonout import render_json
     from reportgen.render.markdown import render_markdown
     from reportgen.render.text import render_text
     from reportgen.render.topology_dot import topology_dot
-    from reportgen.sources.case import build_report, load_spec
+    from reportgen.sources.case import load_spec
 
     if not _PIPELINE_DIR:
         d = Path(tempfile.mkdtemp(prefix="reportgen-fuzz-pipeline-")) / "case"
