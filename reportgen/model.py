@@ -340,6 +340,15 @@ class PacketGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Crossing:
+    """The topology nodes (key, label) a conversation's first packet of one role crossed, in order."""
+
+    conversation: str
+    role: str
+    nodes: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A conversation's bottom line: one sentence, its worst verdict and what it assumed."""
 
@@ -437,3 +446,4 @@ class Report:
     answers: tuple[Answer, ...] = ()  # one per conversation, in conversation order
     footers: tuple[Footer, ...] = ()  # one per packet, in packet order
     summary: CaseSummary | None = None
+    crossings: tuple[Crossing, ...] = ()  # each conversation's path over the host topology

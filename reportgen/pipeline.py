@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from reportgen.explain.answer import answer_case
 from reportgen.explain.correlate import correlate, merge_sources
+from reportgen.explain.crossing import crossings
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import build_topology
 from reportgen.model import Event, LineRef, Packet, Report, UnusedLine
@@ -33,12 +34,13 @@ def build_report(spec: CaseSpec) -> Report:
     convs = predict_conversations(convs, packets, g.snapshots, topo)
     groups, answers, footers, summary = answer_case(convs, packets, topo)
     used, unused = _account(g.counts, g.unused, packets, dict(g.appendix), g.joined)
-    return Report(
+    report = Report(
         name=spec.name, title=spec.title, description=spec.description, files=g.files, snapshots=g.snapshots,
         conversations=tuple(convs), packets=tuple(packets), lines_total=sum(g.counts.values()), lines_used=used,
         unused=tuple(unused), lines=tuple(g.appendix), notes=tuple(g.notes), topology=topo,
         groups=groups, answers=answers, footers=footers, summary=summary,
     )
+    return replace(report, crossings=crossings(report, topo))
 
 
 def _account(counts: dict[str, int], unused: list[UnusedLine], packets: list[Packet],

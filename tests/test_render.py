@@ -98,7 +98,8 @@ def test_pdf_is_reproducible():
 
 
 def test_topology_diagram_overlays_request_and_reply_paths():
-    from reportgen.render.topology_dot import packet_path, topology_dot
+    from reportgen.explain.crossing import packet_path
+    from reportgen.render.topology_dot import topology_dot
 
     for case in ("seed-container-to-internet", "lab-nft-trace-tcp-to-internet"):
         report = build_report(load_spec([SAMPLES / case]))
@@ -131,7 +132,7 @@ def test_repeated_hook_paths_are_told_once_as_a_folded_group():
 
 
 def test_topology_path_of_a_dropped_packet_stops_inside_the_host():
-    from reportgen.render.topology_dot import packet_path
+    from reportgen.explain.crossing import packet_path
 
     report = build_report(load_spec([SAMPLES / "lab-tcp-rejected"]))
     labels = [label for _, label in packet_path(report.packets[0], report.topology)]

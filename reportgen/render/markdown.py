@@ -119,14 +119,11 @@ def hook_mermaid(p: Packet) -> str:
 
 def topology_mermaid(report: Report) -> str:
     """A Mermaid flowchart of the host with each conversation's request path."""
-    from reportgen.explain.topology import Topology
-    from reportgen.render.topology_dot import conversation_paths
-
-    topo = report.topology if isinstance(report.topology, Topology) else Topology()
     ids: dict[str, str] = {}
     labels: dict[str, str] = {}
     edges: dict[tuple[str, str], list[str]] = {}
-    for conv_id, role, path in conversation_paths(report, topo):
+    for c in report.crossings:
+        conv_id, role, path = c.conversation, c.role, c.nodes
         for key, label in path:
             labels.setdefault(key, label)
         for (a, _), (b, _) in zip(path, path[1:], strict=False):

@@ -9,98 +9,10 @@ from __future__ import annotations
 import graphviz
 
 from reportgen.explain.topology import Topology
-from reportgen.model import Packet, Report
+from reportgen.model import Report
 
 REQUEST_COLOR = "#c0392b"
 REPLY_COLOR = "#2471a3"
-
-
-def _endpoint(topo: Topology, mac: str | None, ip: str | None) -> tuple[str, str]:
-    name = topo.name(ip) or (topo.name(mac) if mac else None)
-    label = ip or mac or "?"
-    if name and not name.endswith("own MAC"):
-        label = f"{name}\n{label}" if name not in label else label
-    return f"ep:{ip or mac}", label
-
-
-def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
-    """The (node key, label) sequence a packet crossed, from where it came to where it went."""
-    hops = [h.event.record for h in p.hops]
-    if not hops:
-        return []
-    first, last = hops[0], hops[-1]
-    l3 = next((r for r in hops if r.src), None)
-    path: list[tuple[str, str]] = []
-    physin = next(
-        (
-            r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
-            for r in hops
-            if r.physin or (r.fmt == "ebtlog" and r.in_dev)
-        ),
-        "",
-    )
-    in_dev = next((r.in_dev for r in hops if r.fmt != "ebtlog" and r.in_dev), "")
-    if p.path == "local-out":
-        path.append(("host", "host IP stack"))
-    elif physin:
-        bridge = topo.bridge_of(physin) or in_dev or "bridge"
-        path += [
-            _endpoint(topo, first.mac_src, l3.src if l3 else None),
-            (f"port:{physin}", physin),
-            (f"br:{bridge}", f"bridge {bridge}"),
-        ]
-    elif in_dev and topo.is_bridge(in_dev):
-        # A trace monitor names no bridge port: the frame came from behind the bridge.
-        path += [_endpoint(topo, first.mac_src, l3.src if l3 else None), (f"br:{in_dev}", f"bridge {in_dev}")]
-    elif in_dev:
-        path += [(f"net:{in_dev}", f"beyond {in_dev}"), (f"if:{in_dev}", in_dev)]
-    if p.path in ("routed", "local-in", "bridged-to-host") and path and path[-1][0] != "host":
-        path.append(("host", "host IP stack"))
-    eg_port = next(
-        (
-            r.physout or (r.out_dev if r.fmt == "ebtlog" else "")
-            for r in reversed(hops)
-            if r.physout or (r.fmt == "ebtlog" and r.out_dev)
-        ),
-        "",
-    )
-    ip_out = next((r.out_dev for r in reversed(hops) if r.fmt != "ebtlog" and r.out_dev), "")
-    if p.path in ("local-in", "bridged-to-host") or (p.verdict and not p.verdict.code.passed):
-        pass  # a dropped packet's line ends where it was last seen, not at the interface routing chose
-    elif eg_port:
-        bridge = topo.bridge_of(eg_port) or ip_out or "bridge"
-        if not path or path[-1][0] != f"br:{bridge}":  # a packet logged only on the way out has no ingress
-            path.append((f"br:{bridge}", f"bridge {bridge}"))
-        dst_mac = last.mac_dst if last.fmt == "ebtlog" else None
-        l3_last = next((r for r in reversed(hops) if r.src), None)  # after any DNAT
-        path += [(f"port:{eg_port}", eg_port), _endpoint(topo, dst_mac, l3_last.dst if l3_last else None)]
-    elif ip_out and topo.is_bridge(ip_out):
-        l3_last = next((r for r in reversed(hops) if r.src), None)
-        if not path or path[-1][0] != f"br:{ip_out}":
-            path.append((f"br:{ip_out}", f"bridge {ip_out}"))
-        path.append(_endpoint(topo, None, l3_last.dst if l3_last else None))
-    elif ip_out:
-        path += [(f"if:{ip_out}", ip_out), (f"net:{ip_out}", f"beyond {ip_out}")]
-    dedup: list[tuple[str, str]] = []
-    for node in path:
-        if not dedup or dedup[-1][0] != node[0]:
-            dedup.append(node)
-    return dedup
-
-
-def conversation_paths(report: Report, topo: Topology) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(conversation id, role, path) for the first packet of each role of each conversation."""
-    by_id = {p.id: p for p in report.packets}
-    out = []
-    for conv in report.conversations:
-        seen_roles: set[str] = set()
-        for pid in conv.packets:
-            p = by_id.get(pid)
-            if p is None or p.role in seen_roles:
-                continue
-            seen_roles.add(p.role)
-            out.append((conv.id, p.role, packet_path(p, topo)))
-    return out
 
 
 def topology_dot(report: Report, topo: Topology) -> str:
@@ -124,7 +36,8 @@ def topology_dot(report: Report, topo: Topology) -> str:
             labels[f"net:{r.dev}"] = f"beyond {r.dev}\n(gateway {r.gateway})"
             struct |= {(f"if:{r.dev}", "host"), (f"net:{r.dev}", f"if:{r.dev}")}
     overlays: list[tuple[str, str, str, str]] = []
-    for conv_id, role, path in conversation_paths(report, topo):
+    for c in report.crossings:
+        conv_id, role, path = c.conversation, c.role, list(c.nodes)
         for key, label in path:
             labels.setdefault(key, label)
         for (a, _), (b, _) in zip(path, path[1:], strict=False):

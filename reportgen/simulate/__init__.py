@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reportgen.explain.answer import answer_case
+from reportgen.explain.crossing import crossings
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import Endpoint, InputFile, Packet, Report, Snapshot, VerdictCode
 from reportgen.simulate.chains import base_chains, hairpin_modes
@@ -233,7 +234,7 @@ def simulate_report(
     conv = conversation_of("c1", s.proto, a, b, packets)
     title = f"Simulation: {s.proto} from {s.src.name} to {s.dst.name}"
     groups, answers, footers, summary = answer_case((conv,), packets, topo)
-    return Report(
+    report = Report(
         name=name,
         title=title,
         description="Predicted from the snapshots alone: no packet was sent and no kernel line exists. "
@@ -253,6 +254,7 @@ def simulate_report(
         footers=footers,
         summary=summary,
     )
+    return replace(report, crossings=crossings(report, topo))
 
 
 def simulate_case(inputs: list[Path], q: Query) -> Report:
