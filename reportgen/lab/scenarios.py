@@ -232,10 +232,15 @@ def _udp_to_internet(lab: Lab) -> None:
         raise RuntimeError(f"UDP to the internet failed: {out}")
 
 
-def _published(lab: Lab) -> None:
+def fetch_published(lab: Lab, client: str, timeout: float) -> str:
+    """Serve on container1's port 80 and fetch it from ``client`` through the published port 8080."""
     lab.start("c1", TCP_SERVER.format(addr="0.0.0.0", port=80))
     wait_listening(lab, "c1", 80)
-    out = python(lab, "inet", TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=5))
+    return python(lab, client, TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=timeout))
+
+
+def _published(lab: Lab) -> None:
+    out = fetch_published(lab, "inet", 5)
     if "hello" not in out:
         raise RuntimeError(f"published port failed: {out}")
 

@@ -15,7 +15,7 @@ still get through.
 from __future__ import annotations
 
 from reportgen.lab.netns import Lab, run
-from reportgen.lab.scenarios import TCP_CLIENT, TCP_SERVER, Scenario, ping, python, wait_listening
+from reportgen.lab.scenarios import Scenario, fetch_published, ping
 
 # A user's own table, as firewalld or a hand-written /etc/nftables.conf would add it: its forward chain
 # runs after Docker's (priority filter + 10) and drops what it does not accept.
@@ -41,17 +41,13 @@ def _docker_user_allowlist(lab: Lab) -> None:
         (2, ["-i", "ens33", "!", "-s", "192.0.2.0/24", "-j", "DROP"]),
     ):
         run(["iptables", "-I", "DOCKER-USER", str(pos), *rule], ns=lab.host)
-    lab.start("c1", TCP_SERVER.format(addr="0.0.0.0", port=80))
-    wait_listening(lab, "c1", 80)
-    out = python(lab, "inet", TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=2.5))
+    out = fetch_published(lab, "inet", 2.5)
     if "failed" not in out:
         raise RuntimeError(f"the allow-list let 203.0.113.10 through: {out}")
 
 
 def _published_from_host(lab: Lab) -> None:
-    lab.start("c1", TCP_SERVER.format(addr="0.0.0.0", port=80))
-    wait_listening(lab, "c1", 80)
-    out = python(lab, "h", TCP_CLIENT.format(addr="198.51.100.10", port=8080, timeout=5))
+    out = fetch_published(lab, "h", 5)
     if "hello" not in out:
         raise RuntimeError(f"the published port from the host failed: {out}")
 
