@@ -63,7 +63,7 @@ def run(args: list[str], ns: str | None = None, check: bool = True, timeout: flo
 class Lab:
     """A Docker-like host: namespaces h (host), c1, c2 (containers) and inet (the internet)."""
 
-    tag: str = field(default_factory=lambda: "r" + secrets.token_hex(1))
+    tag: str = field(default_factory=lambda: free_tag())
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
 
@@ -410,6 +410,18 @@ def _old_style_live() -> bool:
         except (ValueError, OSError):
             continue
     return False
+
+
+def free_tag() -> str:
+    """A run tag no namespace uses yet. The tag is short (it rides in every LOG prefix, which
+    iptables-nft cuts at 29 bytes), so two concurrent runs could draw the same one and tear down each
+    other's namespaces; a tag in use is never drawn."""
+    used = {n.split("-")[1] for n in list_namespaces() if n.startswith("rglab-") and n.count("-") >= 2}
+    for _ in range(256):
+        tag = "r" + secrets.token_hex(1)
+        if tag not in used:
+            return tag
+    raise RuntimeError("no free lab run tag: 256 lab runs' namespaces exist (reportgen lab --cleanup)")
 
 
 def list_namespaces() -> set[str]:
