@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from reportgen import JSON_SCHEMA_VERSION, __version__
-from reportgen.model import Endpoint, Hop, LineRef, Nat, Packet, Prediction, Report
+from reportgen.model import Answer, Endpoint, Footer, Hop, LineRef, Nat, Packet, PacketGroup, Prediction, Report
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
@@ -108,6 +108,11 @@ def _unused(u: Any) -> dict[str, Any]:
 
 def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
     """Return the JSON-ready structure of a report (without hops and unused lines if not with_lists)."""
+    answers = {a.conversation: a for a in report.answers}
+    footers = {f.packet: f for f in report.footers}
+    groups: dict[str, list[PacketGroup]] = {}
+    for g in report.groups:
+        groups.setdefault(g.conversation, []).append(g)
     return {
         "schema": f"reportgen-report/{JSON_SCHEMA_VERSION}",
         "generator": f"reportgen {__version__}",
@@ -120,12 +125,34 @@ def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
             "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
             "unused": [_unused(u) for u in report.unused] if with_lists else [],
         },
+        "summary": None if report.summary is None else {
+            "sentence": report.summary.sentence, "flows": report.summary.flows, "packets": report.summary.packets,
+            "outcomes": {c.value: n for c, n in report.summary.outcomes}, "first_stamp": report.summary.first_stamp,
+            "last_stamp": report.summary.last_stamp, "host": report.summary.host},
         "conversations": [
             {"id": c.id, "proto": c.proto, "summary": c.summary, "original": [_ep(c.original[0]), _ep(c.original[1])],
-             "packets": list(c.packets), "prediction": _prediction(c.prediction)} for c in report.conversations
+             "packets": list(c.packets), "prediction": _prediction(c.prediction), **_answer(answers.get(c.id)),
+             "groups": [_group(g) for g in groups.get(c.id, [])]}
+            for c in report.conversations
         ],
-        "packets": [_packet(p, with_lists) for p in report.packets],
+        "packets": [{**_packet(p, with_lists), "footer": _footer(footers.get(p.id))} for p in report.packets],
     }
+
+
+def _answer(a: Answer | None) -> dict[str, Any]:
+    if a is None:
+        return {"answer": None, "worst": None, "assumptions": []}
+    return {"answer": a.sentence, "worst": a.worst.value, "assumptions": list(a.assumptions)}
+
+
+def _group(g: PacketGroup) -> dict[str, Any]:
+    return {"id": g.id, "count": g.count, "first": g.first, "packets": list(g.packets), "first_stamp": g.first_stamp,
+            "last_stamp": g.last_stamp,
+            "lines": [{"file": ref.file, "first": ref.line, "last": last} for ref, last in g.lines]}
+
+
+def _footer(f: Footer | None) -> dict[str, Any] | None:
+    return None if f is None else {"final": f.final, "decided_by": f.decided_by, "code": f.code.value}
 
 
 # Long lists (hops, unused lines) are written one compact object per line: readable, diffable, and
