@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, SAMPLES
 
 ALL = sorted(p for p in SAMPLES.iterdir() if p.is_dir())
@@ -134,3 +136,33 @@ def test_progress_shows_on_a_terminal_after_a_second_only() -> None:
         p.close()
     assert "reportgen: 2/3 cases, 1 s" in slow.getvalue() and slow.getvalue().endswith("\r\x1b[K")
     assert pipe.getvalue() == ""  # never on a pipe or a file
+
+
+def test_cyclic_gc_is_back_after_a_case_also_a_failed_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case pauses the cyclic GC for speed; the next case, or the caller, must get it back."""
+    from reportgen.batch import CaseJob, run_case
+    from reportgen.render import write
+
+    broken = tmp_path / "broken-case"
+    broken.mkdir()
+    (broken / "case.yaml").write_text("title: x\ntrace: [a\n")
+    assert gc.isenabled()
+    ok = run_case(CaseJob((SAMPLES / "lab-clusterip",), tmp_path / "out", ("json",)))
+    assert ok.error is None and ok.packets > 0
+    assert run_case(CaseJob((broken,), tmp_path / "out", ("json",))).error
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+    def bug(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(write, "write_report", bug)
+    with pytest.raises(RuntimeError):  # --debug lets the exception through: the GC still comes back
+        run_case(CaseJob((SAMPLES / "lab-clusterip",), tmp_path / "out", ("json",), debug=True))
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    monkeypatch.undo()
+    gc.disable()
+    try:  # a caller that runs without the collector keeps it off
+        run_case(CaseJob((SAMPLES / "lab-clusterip",), tmp_path / "out2", ("json",)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

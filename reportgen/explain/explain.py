@@ -209,11 +209,22 @@ def _slots(template: Iterable[str], family: str, facts: CaseFacts) -> list[Slot]
 
 # --- text helpers --------------------------------------------------------------------------------
 
+class _Names:
+    """The last topology's names by address or MAC: the same few MACs are named on every packet."""
+
+    topo: Topology | None = None
+    known: dict[str, str] = {}
+
+
 def _named(topo: Topology, value: str | None) -> str:
     if not value:
         return "-"
-    name = topo.name(value)
-    return f"{value} ({name})" if name else value
+    if _Names.topo is not topo:
+        _Names.topo, _Names.known = topo, {}
+    if value not in _Names.known:
+        name = topo.name(value)
+        _Names.known[value] = f"{value} ({name})" if name else value
+    return _Names.known[value]
 
 
 def _port(topo: Topology, port: str) -> str:
@@ -715,20 +726,24 @@ class _FlowNat:
 
     def __init__(self) -> None:
         self.types: dict[tuple[int, str], str] = {}
+        self.by_flow: dict[int, dict[str, str]] = {}  # the same types per flow: one lookup per packet
         self.rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
         self.conntrack: dict[int, str | None] = {}  # one conntrack -L lookup per flow, not per packet
 
+    def set_type(self, flow: Flow, field: str, typ: str) -> None:
+        self.types[(flow.index, field)] = typ
+        self.by_flow.setdefault(flow.index, {})[field] = typ
+
     def types_of(self, flow: Flow | None) -> dict[str, str]:
-        if flow is None:
-            return {}
-        return {field: typ for (idx, field), typ in self.types.items() if idx == flow.index}
+        # Scanning self.types here made explaining O(packets x conversations).
+        return {} if flow is None else dict(self.by_flow.get(flow.index, {}))
 
     def learn_first(self, flow: Flow, topo: Topology) -> None:
         """Learn the NAT types from the first request, so replies can name what they reverse."""
         first = next((t for t, fwd in flow.members if fwd), None)
         if first is not None:
             for nat in _direct_nats(first, True, {}, topo) + _inferred_nats(first, flow, topo):
-                self.types[(flow.index, nat.field)] = nat.type
+                self.set_type(flow, nat.field, nat.type)
 
 
 def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> list[Nat]:
@@ -743,7 +758,7 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> lis
         nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), place.first, topo)
         if place.first and flow is not None:
             for nat in nats:  # the rule's own type (MASQUERADE vs SNAT) now that it is known
-                memo.types[(flow.index, nat.field)] = nat.type
+                memo.set_type(flow, nat.field, nat.type)
     if flow is None:
         return nats
     if flow.index not in memo.conntrack:
