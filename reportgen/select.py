@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from reportgen.explain.answer import case_summary
+from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Packet, Report
-from reportgen.render.view import outcome, packet_groups
+from reportgen.render.view import outcome
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,20 @@ def select(report: Report, sel: Selection) -> Report:
     by_id = {p.id: p for p in report.packets}
     keep = [c for c in report.conversations if _matches(c, [by_id[i] for i in c.packets], sel)]
     ids = {i for c in keep for i in c.packets}
+    convs = {c.id for c in keep}
+    packets = tuple(p for p in report.packets if p.id in ids)
     note = f"Selected {len(keep)} of {len(report.conversations)} conversations ({_describe(sel)})."
+    # The answer layer speaks of the whole case: keep what belongs to the selection and count again.
+    topo = report.topology if isinstance(report.topology, Topology) else Topology()
     return replace(
         report,
         conversations=tuple(keep),
-        packets=tuple(p for p in report.packets if p.id in ids),
-        groups=tuple(g for g in packet_groups(report) if g.first in ids),
+        packets=packets,
+        groups=tuple(g for g in report.groups if g.first in ids),
+        answers=tuple(a for a in report.answers if a.conversation in convs),
+        footers=tuple(f for f in report.footers if f.packet in ids),
+        crossings=tuple(c for c in report.crossings if c.conversation in convs),
+        summary=case_summary(packets, len(keep), topo),
         notes=(*report.notes, note),
     )
 

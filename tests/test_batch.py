@@ -105,6 +105,10 @@ def test_selection_keeps_the_asked_conversations(tmp_path: Path) -> None:
     assert convs("--verdict", "last-seen", "--host", "114.114.114.114") == []
     detailed = cli("explain", str(ping), str(drop), "--flow", "c2").stdout
     assert "Selected 1 of 2 conversations (flow c2)." in detailed
+    # The bottom line and the case summary speak of the selection only, not of the whole case.
+    assert detailed.count("answer: ") == 1 and "114.114.114.114" not in detailed
+    md = cli("explain", str(ping), str(drop), "--flow", "c2", "--format", "md").stdout
+    assert "1 flow, 4 packets" in md and "114.114.114.114" not in md
 
 
 def test_empty_folder_is_a_warning_not_a_silent_success(tmp_path: Path) -> None:
