@@ -24,6 +24,7 @@ from reportgen.model import (
     VerdictCode,
 )
 from reportgen.parsers.nflog import shown
+from reportgen.redact import syslog_hosts
 
 # Worst first: what an on-call engineer needs to see before anything else.
 SEVERITY = (
@@ -250,13 +251,17 @@ def case_summary(packets: Iterable[Packet], flows: int, topo: Topology) -> CaseS
     """Count outcomes (worst first), the capture's kernel-time window and the host."""
     counts: Counter[VerdictCode] = Counter()
     stamps: list[float] = []
+    texts: list[str] = []  # the first packets' lines, for the syslog header's host name
     n = 0
     for p in packets:
         n += 1
         counts[p.verdict.code if p.verdict else VerdictCode.UNKNOWN] += 1
         stamps += [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
+        if n <= 50:
+            texts += [h.event.record.text for h in p.hops]
     outcomes = tuple((c, counts[c]) for c in SEVERITY if counts[c])
-    host = topo.sysctl.get("kernel.hostname")
+    # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
+    host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(texts))) or None
     first, last = (min(stamps), max(stamps)) if stamps else (None, None)
     parts = [f"{_plural(flows, 'flow')}, {_plural(n, 'packet')}"]
     if outcomes:

@@ -12,7 +12,6 @@ from reportgen.render.dot import dot_to_svg, fit_svg, packet_dot
 from reportgen.render.view import (
     ALIKE_NOTE,
     alike_conversations,
-    capture_window,
     conversation_outcomes,
     endpoint_text,
     first_record,
@@ -21,10 +20,8 @@ from reportgen.render.view import (
     generation_date,
     group_flow_text,
     group_label,
-    host_name,
     outcome,
     outcome_counts,
-    packet_groups,
     plural,
     stamp_text,
 )
@@ -58,7 +55,7 @@ def diagram_owners(report: Report, neighbours: bool = True) -> dict[str, str]:
     Groups of different conversations often draw the very same diagram (300 downloads through one
     MASQUERADE rule): it is drawn once and the others point to it.
     """
-    firsts = [g.first for g in packet_groups(report)]
+    firsts = [g.first for g in report.groups]
     by_id = {p.id: p for p in report.packets}
     owner_of_source: dict[str, str] = {}
     owners = {}
@@ -113,7 +110,7 @@ def render_html(
     unused_count = sum(u.count for u in report.unused)
     by_id = {p.id: p for p in report.packets}
     # Packets of a conversation that behave alike are told once (explain.groups), with their members.
-    groups = [(g, by_id[g.first]) for g in packet_groups(report)]
+    groups = [(g, by_id[g.first]) for g in report.groups]
     group_of = {pid: g.first for g, _ in groups for pid in g.packets}
     # Conversations that behave like an earlier one are listed under it, not told again.
     alike = alike_conversations(report)
@@ -122,7 +119,8 @@ def render_html(
     conv_groups: dict[str, list[tuple[PacketGroup, Packet]]] = {}
     for g, p in groups:
         conv_groups.setdefault(g.conversation, []).append((g, p))
-    window = capture_window(report)
+    summary = report.summary
+    window = (summary.first_stamp, summary.last_stamp) if summary and summary.first_stamp is not None else None
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
@@ -160,7 +158,7 @@ def render_html(
         for_print=for_print,
         appendix=appendix or not for_print,
         window=(stamp_text(window[0]), stamp_text(window[1])) if window else None,
-        host=host_name(report),
+        host=summary.host if summary else None,
         generated=generation_date(),
         excerpts={s.name: excerpt(s.text, {n for f, n in hits if f == s.name}) for s in report.snapshots},
     )

@@ -112,19 +112,10 @@ def _consecutive(g: PacketGroup) -> bool:
     return len(nums) == g.count and nums == list(range(nums[0], nums[0] + len(nums)))
 
 
-def packet_groups(report: Report) -> tuple[PacketGroup, ...]:
-    """The report's packet groups; a report built without them gets them from explain.groups."""
-    if report.groups or not report.packets:
-        return report.groups
-    from reportgen.explain.groups import group_packets
-
-    return group_packets(report.packets)
-
-
 def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
     """The report's packet groups per conversation ("-" for packets without one), in order."""
     out: dict[str, list[PacketGroup]] = {}
-    for g in packet_groups(report):
+    for g in report.groups:
         out.setdefault(g.conversation, []).append(g)
     return out
 
@@ -132,25 +123,6 @@ def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
 def stamp_text(stamp: float | None) -> str:
     """A kernel timestamp as dmesg prints it, or "" when the line carried none."""
     return "" if stamp is None else f"{stamp:.6f}"
-
-
-def capture_window(report: Report) -> tuple[float, float] | None:
-    """The first and last kernel stamp of the packets' lines, when the lines carried any."""
-    stamps = [h.event.record.stamp for p in report.packets for h in p.hops if h.event.record.stamp is not None]
-    return (min(stamps), max(stamps)) if stamps else None
-
-
-def host_name(report: Report) -> str | None:
-    """The host the case is about: kernel.hostname from a sysctl snapshot, else the syslog header's."""
-    for s in report.snapshots:
-        if s.kind == "sysctl" and isinstance(s.data, dict):
-            name = s.data.get("values", {}).get("kernel.hostname")
-            if name:
-                return str(name)
-    from reportgen.redact import syslog_hosts
-
-    hosts = sorted(syslog_hosts(h.event.record.text for p in report.packets[:50] for h in p.hops))
-    return ", ".join(hosts) if hosts else None
 
 
 def generation_date() -> str | None:
