@@ -24,6 +24,21 @@ class Action(StrEnum):
     LOG = "log"  # a log line whose prefix states no action
 
 
+# ICMP types by name (RFC 792 for ICMP; RFC 4443 and, for neighbor discovery, RFC 4861 for ICMPv6).
+ICMP_TYPE_NAMES = {
+    ("ICMP", 0): "echo reply",
+    ("ICMP", 3): "destination unreachable",
+    ("ICMP", 8): "echo request",
+    ("ICMP", 11): "time exceeded",
+    ("ICMPv6", 1): "destination unreachable",
+    ("ICMPv6", 3): "time exceeded",
+    ("ICMPv6", 128): "echo request",
+    ("ICMPv6", 129): "echo reply",
+    ("ICMPv6", 135): "neighbor solicitation",
+    ("ICMPv6", 136): "neighbor advertisement",
+}
+
+
 class VerdictCode(StrEnum):
     """The closed set of final outcomes a packet can be given (documented in docs/json-schema.md)."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from reportgen.explain.topology import Topology
 from reportgen.model import (
+    ICMP_TYPE_NAMES,
     Answer,
     CaseSummary,
     Conversation,
@@ -38,20 +39,10 @@ SEVERITY = (
     VerdictCode.DELIVERED_LOCAL,
 )
 _RANK = {code: n for n, code in enumerate(SEVERITY)}
-# ICMP types by name (RFC 792 for ICMP, RFC 4443 for ICMPv6): echo and the common errors.
-_ICMP_WORDS = {
-    ("ICMP", 8): "echo request",
-    ("ICMP", 0): "echo reply",
-    ("ICMP", 3): "destination unreachable",
-    ("ICMP", 11): "time exceeded",
-    ("ICMPv6", 128): "echo request",
-    ("ICMPv6", 129): "echo reply",
-    ("ICMPv6", 1): "destination unreachable",
-    ("ICMPv6", 3): "time exceeded",
-}
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """ "1 packet", "2 packets" ("1 address", "2 addresses")."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s" if not word.endswith("s") else f"{n} {word}es"
 
 
@@ -74,7 +65,7 @@ def packet_word(p: Packet) -> str:
     if r.proto == "UDP":
         return "datagram"
     if r.proto in ("ICMP", "ICMPv6"):
-        word = _ICMP_WORDS.get((r.proto, r.icmp_type if r.icmp_type is not None else -1))
+        word = ICMP_TYPE_NAMES.get((r.proto, r.icmp_type if r.icmp_type is not None else -1))
         return word or "ICMP message"
     return "packet"
 
@@ -89,7 +80,7 @@ def _endpoint(topo: Topology, ep: Endpoint, proto: str) -> str:
     if proto in ("ICMP", "ICMPv6") or ep.port is None:
         return _addr(topo, ep.addr)
     host = _addr(topo, ep.addr)
-    return f"[{host}]:{ep.port}" if ":" in ep.addr and host == ep.addr else f"{host}:{ep.port}"
+    return str(ep) if host == ep.addr else f"{host}:{ep.port}"
 
 
 def fate(p: Packet, topo: Topology) -> str:
@@ -144,10 +135,10 @@ def _group_phrase(groups: Sequence[tuple[PacketGroup, Packet]], packets: dict[st
     for what, counts in words.items():
         total = sum(counts.values())
         if len(counts) == 1:
-            parts.append(f"{_plural(total, next(iter(counts)))} {what}")
+            parts.append(f"{plural(total, next(iter(counts)))} {what}")
         else:
-            kinds = ", ".join(_plural(n, w) for w, n in counts.items())
-            parts.append(f"{_plural(total, 'packet')} ({kinds}) {what}")
+            kinds = ", ".join(plural(n, w) for w, n in counts.items())
+            parts.append(f"{plural(total, 'packet')} ({kinds}) {what}")
     return "; ".join(parts)
 
 
@@ -263,7 +254,7 @@ def case_summary(packets: Iterable[Packet], flows: int, topo: Topology) -> CaseS
     # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
     host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(texts))) or None
     first, last = (min(stamps), max(stamps)) if stamps else (None, None)
-    parts = [f"{_plural(flows, 'flow')}, {_plural(n, 'packet')}"]
+    parts = [f"{plural(flows, 'flow')}, {plural(n, 'packet')}"]
     if outcomes:
         parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
     if first is not None and last is not None:

@@ -44,6 +44,7 @@ from reportgen.explain.verdicts import (
     trace_outcome,
 )
 from reportgen.model import (
+    ICMP_TYPE_NAMES,
     Action,
     Conversation,
     Endpoint,
@@ -72,11 +73,6 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.nflog import shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
-
-_ICMP_NAMES = {("ICMP", 8): "echo request", ("ICMP", 0): "echo reply", ("ICMP", 3): "destination unreachable",
-               ("ICMPv6", 1): "destination unreachable", ("ICMPv6", 3): "time exceeded",
-               ("ICMP", 11): "time exceeded", ("ICMPv6", 128): "echo request", ("ICMPv6", 129): "echo reply",
-               ("ICMPv6", 135): "neighbour solicitation", ("ICMPv6", 136): "neighbour advertisement"}
 
 
 @dataclass(frozen=True)
@@ -256,7 +252,7 @@ def describe_packet(track: Track) -> str:
     if p in ("ICMP", "ICMPv6"):
         # xtables-monitor 1.8.9 prints no ICMP type: unknown, never "type None".
         kind = ("message (type not printed)" if first.icmp_type is None
-                else _ICMP_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}"))
+                else ICMP_TYPE_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}"))
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
         about = ""
         if first.embedded and first.embedded[0]:

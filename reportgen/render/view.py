@@ -7,7 +7,8 @@ import time
 from collections.abc import Hashable
 
 from reportgen.explain.answer import SEVERITY as _CODES
-from reportgen.model import Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
+from reportgen.explain.answer import plural
+from reportgen.model import ICMP_TYPE_NAMES, Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
 from reportgen.parsers.nflog import shown
 
 # Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
@@ -31,11 +32,6 @@ def outcome_counts(report: Report) -> dict[str, int]:
     for p in report.packets:
         counts[outcome(p)] = counts.get(outcome(p), 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
-
-
-def plural(n: int, word: str) -> str:
-    """ "1 packet", "2 packets"."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def group_flow_text(report_packets: dict[str, Packet], g: PacketGroup) -> str:
@@ -62,29 +58,17 @@ def flow_text(r: LogRecord) -> str:
     proto = r.proto or "IP"
     if proto in ("ICMP", "ICMPv6"):
         what = f" type {r.icmp_type}" if r.icmp_type is not None else ""
-        word = _ICMP_WORDS.get((proto, r.icmp_type if r.icmp_type is not None else -1))
+        word = ICMP_TYPE_NAMES.get((proto, r.icmp_type if r.icmp_type is not None else -1))
         if word:
-            what = " " + word
+            what = " " + word.replace(" ", "-")  # as ping and tcpdump word them: echo-request
         ids = f" id {r.icmp_id} seq {r.icmp_seq}" if r.icmp_id is not None else ""
         return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}{what}{ids}"
     if r.sport is not None:
         flags = f" [{' '.join(r.tcp_flags)}]" if r.tcp_flags else ""
-        return f"{_hostport(shown(r, 'src'), r.sport)} → {_hostport(shown(r, 'dst'), r.dport)} {proto}{flags}"
+        return f"{Endpoint(shown(r, 'src'), r.sport)} → {Endpoint(shown(r, 'dst'), r.dport)} {proto}{flags}"
     return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}"
 
 
-# ICMP types by name (RFC 792; RFC 4443 for ICMPv6), as ping and tcpdump word them.
-_ICMP_WORDS = {
-    ("ICMP", 0): "echo-reply", ("ICMP", 3): "destination-unreachable", ("ICMP", 8): "echo-request",
-    ("ICMP", 11): "time-exceeded", ("ICMPv6", 1): "destination-unreachable", ("ICMPv6", 128): "echo-request",
-    ("ICMPv6", 129): "echo-reply", ("ICMPv6", 135): "neighbor-solicitation", ("ICMPv6", 136): "neighbor-advertisement",
-}  # fmt: skip
-
-
-def _hostport(addr: str, port: int | None) -> str:
-    if port is None:
-        return addr
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def first_record(p: Packet) -> LogRecord | None:
