@@ -14,17 +14,26 @@ from collections.abc import Hashable, Iterable
 from reportgen.model import LineRef, Packet, PacketGroup
 
 
-def behaviour(p: Packet) -> Hashable:
-    """Return what must be equal for two packets of a conversation to be told once."""
+def shape(p: Packet) -> Hashable:
+    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict.
+
+    Conversations whose groups have the same shapes behave alike (three hundred downloads through
+    one MASQUERADE rule differ only in their ports).
+    """
     return (
-        p.conversation,
         p.role,
         p.path,
         tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
         tuple((s.stage, s.table, s.reason) for s in p.skipped),
-        tuple((n.type, n.direction, n.by, n.field, str(n.before), str(n.after)) for n in p.nat),
+        tuple((n.type, n.direction, n.by, n.field, n.rule_ref) for n in p.nat),
         None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule_ref),
     )
+
+
+def behaviour(p: Packet) -> Hashable:
+    """Return what must be equal for two packets of a conversation to be told once: the shape, and
+    the addresses NAT rewrote."""
+    return (p.conversation, shape(p), tuple((str(n.before), str(n.after)) for n in p.nat))
 
 
 def _stamps(p: Packet) -> list[float]:

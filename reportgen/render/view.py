@@ -8,6 +8,7 @@ from collections.abc import Hashable
 
 from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
+from reportgen.explain.groups import shape
 from reportgen.model import ICMP_TYPE_NAMES, Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
 from reportgen.parsers.nflog import shown
 
@@ -128,18 +129,6 @@ def endpoint_text(p: Packet, ep: Endpoint) -> str:
     return str(ep)
 
 
-def _shape(p: Packet) -> Hashable:
-    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict."""
-    return (
-        p.role,
-        p.path,
-        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
-        tuple((k.stage, k.table, k.reason) for k in p.skipped),
-        tuple((n.type, n.direction, n.by, n.field, n.rule_ref) for n in p.nat),
-        None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule_ref),
-    )
-
-
 def alike_conversations(report: Report) -> dict[str, str]:
     """Map each conversation to the first one whose packet groups behave the same way.
 
@@ -151,8 +140,8 @@ def alike_conversations(report: Report) -> dict[str, str]:
     first_of: dict[Hashable, str] = {}
     out = {}
     for c in report.conversations:
-        shape = (c.proto, tuple(_shape(by_id[g.first]) for g in groups.get(c.id, [])))
-        out[c.id] = first_of.setdefault(shape, c.id)
+        key = (c.proto, tuple(shape(by_id[g.first]) for g in groups.get(c.id, [])))
+        out[c.id] = first_of.setdefault(key, c.id)
     return out
 
 
