@@ -41,7 +41,7 @@ from reportgen.parsers.traces import (
     table_hooks,
 )
 from reportgen.sources.bounded import RawLine, load_yaml, overlong_reason, raw_lines
-from reportgen.sources.framing import LineFramer, strip_wrapper
+from reportgen.sources.framing import LineFramer, decode_line, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
 
@@ -340,11 +340,7 @@ def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: li
 
 
 def _text(raw: RawLine) -> str:
-    """Decode one line as framing.read_lines() does (bad UTF-8 to U+FFFD, no NUL, no BOM, no CR)."""
-    text = raw.data.decode("utf-8", errors="replace").replace("\x00", "")
-    if raw.number == 1:
-        text = text.lstrip("\ufeff")
-    return text.rstrip("\r")
+    return decode_line(raw.data, raw.number == 1)
 
 
 def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:

@@ -109,10 +109,15 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
     """Decode raw lines as read_lines() does."""
     for n, raw in enumerate(chunks, start=1):
-        text = raw.decode("utf-8", errors="replace").replace("\x00", "")
-        if n == 1:
-            text = text.lstrip("\ufeff")
-        yield n, text.rstrip("\r\n").rstrip("\r")
+        yield n, decode_line(raw, n == 1)
+
+
+def decode_line(raw: bytes, first: bool) -> str:
+    """Decode one line: bad UTF-8 to U+FFFD, no NUL, no byte-order mark on the first line, no CR/LF."""
+    text = raw.decode("utf-8", errors="replace").replace("\x00", "")
+    if first:
+        text = text.lstrip("\ufeff")
+    return text.rstrip("\r\n").rstrip("\r")
 
 
 # A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
