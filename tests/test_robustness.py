@@ -194,7 +194,8 @@ def test_broken_snapshots_are_unused_with_a_reason_and_the_report_goes_on(tmp_pa
     assert data["packets"], "the trace was still explained"
 
 
-def test_a_200_mb_line_is_unused_and_never_held_in_memory(tmp_path: Path):
+@pytest.mark.parametrize("extra", [[], ["--redact"]])  # --redact copies the input: under the same cap
+def test_a_200_mb_line_is_unused_and_never_held_in_memory(tmp_path: Path, extra: list[str]):
     p = tmp_path / "dmesg.log"
     sample = (SAMPLES / "seed-host-to-container" / "dmesg.log").read_bytes()
     with p.open("wb") as fh:
@@ -207,12 +208,12 @@ def test_a_200_mb_line_is_unused_and_never_held_in_memory(tmp_path: Path):
     script = (
         "import sys\n"
         "from reportgen.cli import main\n"
-        "rc = main(['report', sys.argv[1], '-o', sys.argv[2], '--format', 'json'])\n"
+        "rc = main(['report', sys.argv[1], '-o', sys.argv[2], '--format', 'json', *sys.argv[3:]])\n"
         "print(next(ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')))\n"
         "sys.exit(rc)\n"
     )
     r = subprocess.run(
-        [sys.executable, "-c", script, str(p), str(tmp_path / "out")],
+        [sys.executable, "-c", script, str(p), str(tmp_path / "out"), *extra],
         capture_output=True,
         text=True,
         check=False,

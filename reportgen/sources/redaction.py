@@ -20,8 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from reportgen.redact import Redactor, syslog_hosts
+from reportgen.sources.bounded import MAX_LINE_BYTES, raw_lines
 from reportgen.sources.case import CaseSpec, _rel
-from reportgen.sources.framing import read_lines
+from reportgen.sources.framing import decode_line
 
 _HOSTNAME_SYSCTL = re.compile(r"^\s*kernel\.hostname\s*=\s*(\S+)\s*$", re.M)
 _OWN_HOST = "host"  # the manifest's default "whose view": the host itself, not a name
@@ -31,7 +32,7 @@ def case_names(spec: CaseSpec) -> set[str]:
     """Return the host and container names a case's input holds."""
     names = {host for _, _, host in spec.snapshots if host != _OWN_HOST}
     for path in spec.traces:
-        names |= syslog_hosts(text for _, text in read_lines(path))
+        names |= syslog_hosts(decode_line(r.data, r.number == 1) for r in raw_lines(path) if not r.overlong)
     for path, kind, _ in spec.snapshots:
         text = path.read_text(encoding="utf-8", errors="replace")
         names |= set(_HOSTNAME_SYSCTL.findall(text))
@@ -68,8 +69,12 @@ def redact_case(spec: CaseSpec, redactor: Redactor, into: Path) -> CaseSpec:
         taken.add(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("w", encoding="utf-8", newline="\n") as fh:
-            for _, text in read_lines(path):
-                fh.write(redactor.text(text) + "\n")
+            for raw in raw_lines(path):  # the same line cap as the case reader: never a whole 200 MB line
+                if raw.overlong:
+                    # Never parsed, so nothing to redact: a filler over the cap keeps it listed as overlong.
+                    fh.write("x" * (MAX_LINE_BYTES + 1) + "\n")
+                else:
+                    fh.write(redactor.text(decode_line(raw.data, raw.number == 1)) + "\n")
         return target
 
     return replace(
