@@ -462,3 +462,35 @@ class Report:
     footers: tuple[Footer, ...] = ()  # one per packet, in packet order
     summary: CaseSummary | None = None
     crossings: tuple[Crossing, ...] = ()  # each conversation's path over the host topology
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationResult:
+    """One finished conversation, explained and worded: the unit the pipeline hands its writers.
+
+    The streaming pipeline emits one as soon as its conversation is complete (TCP FIN/RST or idle in
+    kernel time), so a writer can put it on disk and forget it; a whole Report is these results
+    collected. ``packets`` and ``footers`` are in packet order, ``groups`` in first-seen order.
+    """
+
+    conversation: Conversation
+    packets: tuple[Packet, ...]
+    groups: tuple[PacketGroup, ...]
+    answer: Answer
+    footers: tuple[Footer, ...]
+    crossings: tuple[Crossing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CaseTotals:
+    """What is known of a case only once its whole input has been read: counts and the summary.
+
+    ``unused`` is every line no hop used, as runs, in input order (it may be large: a writer should
+    iterate it once). ``lines`` is the appendix (every trace line) and is empty when not asked for.
+    """
+
+    lines_total: int
+    lines_used: int
+    unused: tuple[UnusedLine, ...]
+    summary: CaseSummary
+    lines: tuple[tuple[LineRef, str], ...] = ()
