@@ -174,6 +174,8 @@ def family_tool(family: str) -> str:
     if family in _TOOL_OF_FAMILY:
         return _TOOL_OF_FAMILY[family]
     return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
+
+
 # An nft reject statement ends a rule (nft(8) REJECT STATEMENT: reject [with ...]); iptables prints
 # "-j REJECT [--reject-with ...]".
 _REJECT_STATEMENT = re.compile(r"(?:^|\s)(?:reject(?: with \S+(?: type \S+)?)?|-j REJECT(?: --reject-with \S+)?)$")
@@ -348,6 +350,9 @@ class PacketGroup:
     first_stamp: float | None  # kernel time of the earliest and latest line of the group
     last_stamp: float | None
     lines: tuple[tuple[LineRef, int], ...]  # the members' lines as runs: (first line, last line number)
+    # The case-wide id ("b1", ...) of the group's shape (groups.shape): groups of different
+    # conversations with the same behaviour share it, so a writer can explain a behaviour once.
+    behaviour: str = ""
 
     @property
     def count(self) -> int:

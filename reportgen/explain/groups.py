@@ -40,8 +40,13 @@ def _stamps(p: Packet) -> list[float]:
     return [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
 
 
-def group_packets(packets: Iterable[Packet]) -> tuple[PacketGroup, ...]:
-    """Group packets by behaviour, in the order each behaviour first appears."""
+def group_packets(packets: Iterable[Packet], shapes: dict[Hashable, str] | None = None) -> tuple[PacketGroup, ...]:
+    """Group packets by behaviour, in the order each behaviour first appears.
+
+    ``shapes`` maps each shape seen so far in the case to its behaviour id; it is extended here, so
+    a caller that groups conversation by conversation passes the same dict every time.
+    """
+    shapes = {} if shapes is None else shapes
     members: dict[Hashable, list[Packet]] = {}
     for p in packets:
         members.setdefault(behaviour(p), []).append(p)
@@ -58,6 +63,7 @@ def group_packets(packets: Iterable[Packet]) -> tuple[PacketGroup, ...]:
                 first_stamp=min(stamps) if stamps else None,
                 last_stamp=max(stamps) if stamps else None,
                 lines=_spans(refs),
+                behaviour=shapes.setdefault(shape(ps[0]), f"b{len(shapes) + 1}"),
             )
         )
     return tuple(groups)
