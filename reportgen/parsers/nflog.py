@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from sys import intern
 
 from reportgen.model import LineRef, LogRecord
 
@@ -113,7 +114,84 @@ def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None)
         return None
     m = anchors[-1]
     body = msg[m.end():].strip(" ")
-    return _parse_nflog_body(msg[: m.start()], m.group("in"), m.group("out"), body, ref, text, stamp)
+    # Prefixes and devices repeat on every line: one string object each, not one per line.
+    prefix, in_dev, out_dev = intern(msg[: m.start()]), intern(m.group("in")), intern(m.group("out"))
+    return (_parse_usual_body(prefix, in_dev, out_dev, body, ref, text, stamp)
+            or _parse_nflog_body(prefix, in_dev, out_dev, body, ref, text, stamp))
+
+
+# The body as nf_log_syslog.c prints it for a plain IPv4 or IPv6 TCP, UDP or ICMP echo packet, in its
+# own field order: nf_log_dump_packet_common() (PHYSIN=, PHYSOUT=), dump_mac_header() ("MAC=" and 14
+# bytes for Ethernet), dump_ipv4_packet() / dump_ipv6_packet() (header, then the CE/DF/MF flags),
+# nf_log_dump_tcp_header() (SEQ=/ACK= with --log-tcp-sequence, the flags in CWR..FIN order),
+# nf_log_dump_udp_header() and the ICMP echo's ID= and SEQ=, then MARK=. Anything else (options,
+# UID=, fragments, ICMP errors, damage a paste made, spaces a paste added) takes the general parser.
+_USUAL_BODY = re.compile(
+    r"(?:PHYSIN=(?P<physin>\S*) )?(?:PHYSOUT=(?P<physout>\S*) )?"
+    r"(?:MAC=(?P<mac>(?:[0-9a-f]{2}:){13}[0-9a-f]{2}) )?"
+    r"(?:SRC=(?P<src>[0-9.]+) DST=(?P<dst>[0-9.]+) LEN=(?P<len>\d+) TOS=0x[0-9A-F]{2} PREC=0x[0-9A-F]{2} "
+    r"TTL=(?P<ttl>\d+) ID=(?P<ipid>\d+) (?P<ipflags>(?:CE |DF |MF )*)"
+    r"|SRC=(?P<src6>[0-9a-f:]+) DST=(?P<dst6>[0-9a-f:]+) LEN=(?P<len6>\d+) TC=\d+ HOPLIMIT=(?P<hoplimit>\d+) "
+    r"FLOWLBL=(?P<flowlbl>\d+) )"
+    r"PROTO=(?:(?P<tcp>TCP) SPT=(?P<tspt>\d+) DPT=(?P<tdpt>\d+) (?:SEQ=(?P<seq>\d+) (?P<ack>ACK=\d+) )?"
+    r"WINDOW=\d+ RES=0x[0-9a-f]{2} (?P<flags>(?:(?:CWR|ECE|URG|ACK|PSH|RST|SYN|FIN) )*)URGP=\d+"
+    r"|(?P<udp>UDP) SPT=(?P<uspt>\d+) DPT=(?P<udpt>\d+) LEN=\d+"
+    r"|(?P<icmp>ICMP|ICMPv6) TYPE=(?P<type>\d+) CODE=(?P<code>\d+)(?: ID=(?P<iid>\d+) SEQ=(?P<iseq>\d+))?)"
+    r"(?: MARK=(?P<mark>\S+))?"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ethernet(mac: str) -> tuple[str, str, int]:
+    """dump_mac_header()'s Ethernet MAC= value: destination, source, ethertype."""
+    return mac[0:17], mac[18:35], int(mac[36:38] + mac[39:41], 16)
+
+
+def _parse_usual_body(
+    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord | None:
+    """The record of a body in the usual layout (_USUAL_BODY), as _parse_nflog_body would give it;
+    None for any other body."""
+    m = _USUAL_BODY.fullmatch(body)
+    if m is None:
+        return None
+    physin, physout, mac, src, tcp, udp, icmp = m.group("physin", "physout", "mac", "src", "tcp", "udp", "icmp")
+    if src is not None:
+        src, dst = _norm_addr(src), _norm_addr(m.group("dst"))
+        l3, length, ttl, ipid = "ipv4", int(m.group("len")), int(m.group("ttl")), int(m.group("ipid"))
+        ip_flags = tuple(m.group("ipflags").split()) if m.group("ipflags") else ()
+        flowlabel = None
+    else:
+        src, dst = _norm_addr(m.group("src6")), _norm_addr(m.group("dst6"))
+        l3, length, ttl, ipid = "ipv6", int(m.group("len6")), int(m.group("hoplimit")), None
+        ip_flags, flowlabel = (), int(m.group("flowlbl"))
+    if src is None or dst is None:
+        return None  # not an address: the general parser says which field was redacted
+    mac_dst, mac_src, ethertype = _ethernet(mac) if mac is not None else (None, None, None)
+    sport = dport = icmp_type = icmp_code = icmp_id = icmp_seq = tcp_seq = None
+    tcp_flags: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    if tcp is not None:
+        proto, sport, dport = "TCP", int(m.group("tspt")), int(m.group("tdpt"))
+        if m.group("seq") is not None:
+            tcp_seq, extra = int(m.group("seq")), (m.group("ack"),)  # ACK= is kept as text, as by the general parser
+        tcp_flags = _flag_words(m.group("flags"))
+    elif udp is not None:
+        proto, sport, dport = "UDP", int(m.group("uspt")), int(m.group("udpt"))
+    else:
+        proto, icmp_type, icmp_code = icmp, int(m.group("type")), int(m.group("code"))
+        if m.group("iid") is not None:
+            icmp_id, icmp_seq = int(m.group("iid")), int(m.group("iseq"))
+    return LogRecord(
+        ref, text, stamp, "nflog", prefix, in_dev, out_dev, physin or "", physout or "", mac_src, mac_dst,
+        ethertype, l3, src, dst, length, ttl, ipid, ip_flags, proto, sport, dport, icmp_type, icmp_code, icmp_id,
+        icmp_seq, tcp_flags, tcp_seq, flowlabel, m.group("mark"), False, extra, None, (), mac is not None,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _flag_words(words: str) -> tuple[str, ...]:
+    return tuple(words.split())
 
 
 def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from reportgen.parsers.traces import (
     table_hooks,
 )
 from reportgen.sources.bounded import RawLine, load_yaml, overlong_reason, raw_lines
-from reportgen.sources.framing import LineFramer, decode_line, strip_wrapper
+from reportgen.sources.framing import LineFramer, Unrelated, decode_line, prefilter, strip_wrapper
 
 APPENDIX_LIMIT = 20000  # trace lines kept for the report appendix; the JSON account covers all
 
@@ -288,18 +288,22 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     legacy = _LegacyTraceGrouper()
     # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
     physical: list[int] = [0]
-    lines = LineFramer(_checked_lines(path, name, unused, physical), split_records=monitor is None)
+    other = f"other line: not a {fmt} trace event" if monitor else "other line: not a netfilter LOG or ebtables record"
+    lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
     for n, text in lines:
         ref = LineRef(name, n)
         if len(appendix) < APPENDIX_LIMIT:
             appendix.append((ref, text))
+        if lines.unrelated:  # the byte prefilter saw it cannot be part of a record
+            _add_unused(unused, ref, other, text)
+            continue
         if not text.strip():
             _add_unused(unused, ref, "blank line", text)
             continue
         if monitor is not None:
             visits, used = monitor.feed(ref, text)
             if not used:
-                _add_unused(unused, ref, f"other line: not a {fmt} trace event", text)
+                _add_unused(unused, ref, other, text)
             for v in visits:
                 yield from _visit_event(v, unused)
             continue
@@ -308,7 +312,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         if rec is None:
             # A note or a "..." inside a pasted TRACE walk does not end the walk: the next line of
             # the same packet and table continues it (_LegacyTraceGrouper compares the packet).
-            _add_unused(unused, ref, "other line: not a netfilter LOG or ebtables record", text)
+            _add_unused(unused, ref, other, text)
             continue
         t = legacy_trace_prefix(rec.prefix)
         if t and not spec.prefix_map.lookup(rec.prefix):
@@ -328,13 +332,18 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     joined.update({LineRef(name, first): last for first, last in lines.spans.items()})
 
 
-def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: list[int]) -> Iterator[tuple[int, str]]:
+def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: list[int],
+                   may_be_record: Callable[[bytes], bool] | None) -> Iterator[tuple[int, str | Unrelated]]:
     """Decode a trace file's lines; an overlong one is listed unused and never decoded or parsed, so
-    parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far."""
+    parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far.
+    A line the byte prefilter rejects comes as Unrelated (framing.prefilter)."""
     for raw in raw_lines(path):
         physical[0] = raw.number
         if raw.overlong:
             _add_unused(unused, LineRef(name, raw.number), overlong_reason(raw.size), "")
+            continue
+        if may_be_record is not None and not may_be_record(raw.data):
+            yield raw.number, Unrelated(_text(raw))
             continue
         yield raw.number, _text(raw)
 

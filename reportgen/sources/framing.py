@@ -14,7 +14,7 @@ lines (it takes the first line's number), before the wrapper is stripped.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,15 +57,18 @@ class Framed:
 def strip_wrapper(line: str) -> Framed:
     """Remove any known log wrapper from one line and return the kernel message."""
     # LineFramer frames each line once to decide on joins, and the caller frames the line it yields
-    # again; the same string object gives the same answer, so the last one is kept.
+    # again; by then the framer has read (and framed) the next line, so the last two are kept: the
+    # same string object gives the same answer.
     if line is _last[0]:
         return _last[1]
+    if line is _last[2]:
+        return _last[3]
     framed = _strip_wrapper(line)
-    _last[:] = [line, framed]
+    _last[:] = [line, framed, _last[0], _last[1]]
     return framed
 
 
-_last: list[Any] = [None, None]
+_last: list[Any] = [None, None, None, None]
 
 
 def _strip_wrapper(line: str) -> Framed:
@@ -127,17 +130,78 @@ _FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
 _TWICE = frozenset({"LEN", "ID"})
 
 
+# ---------------------------------------------------------------------------------------------------
+# The byte prefilter: most lines of a real kern.log are not netfilter records (USB, disks, audit), and
+# framing and parsing them only to find that out was half of the parse time. A line is decided on its
+# raw bytes; one that cannot be (part of) a record for the file's parser is passed on as Unrelated:
+# the framer neither frames it nor joins it to a neighbour, and the reader lists it unused with the
+# same reason it would have got. It must reject only lines that would end up unused anyway, so every
+# test here is one the slow path could not pass:
+# - the anchor: nf_log_syslog.c nf_log_dump_packet_common() prints "%sIN=%s OUT=%s " and ebt_log.c
+#   ebt_log_packet() "%s IN=%s OUT=%s MAC source = ..."; parse_kernel_message() needs "IN=";
+# - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks) or that decoding changes
+#   (a NUL byte is dropped, so "I\0N=" becomes "IN="): such lines take the slow path;
+# - a line the framer could join: the rest of a wrapped record starts with a field ("SRC=", after
+#   whitespace, _continues), and a wrapper without a message ("[ 12.3]" alone, or "host kernel: ")
+#   takes the record on the next line; the last byte of such a wrapper is one of "]:;>-" (the dmesg
+#   stamp and caller id, the syslog tag, /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII;
+# - nft monitor trace lines hold "trace id " (nftables src/trace.c trace_print_hdr), and a conntrack
+#   id wrapped onto its own line holds only digits (NftTraceParser._ct_id_wrapped), so no letter.
+# xtables-monitor's parser keeps state across every line it reads (a PACKET line may be wrapped), so
+# its files are not prefiltered.
+
+_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII bytes
+_FIELD_START_BYTES = re.compile(rb"[A-Z][A-Z0-9]*=")
+_WRAPPER_END = frozenset(b"]:;>-")
+_LETTER = re.compile(rb"[A-Za-z]")
+
+
+def _kernel_line_may_be_record(data: bytes) -> bool:
+    if b"IN=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
+        return True
+    s = data.strip(_WHITESPACE)
+    if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
+        return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
+    return _FIELD_START_BYTES.match(s) is not None
+
+
+def _nft_line_may_be_event(data: bytes) -> bool:
+    return b"trace id" in data or b"\x00" in data or _LETTER.search(data) is None
+
+
+def prefilter(fmt: str | None) -> Callable[[bytes], bool] | None:
+    """For a trace file's format (detect_trace_format: None for kernel logs), a test on a raw line
+    that is False only when the line cannot be part of a record; None when there is no such test."""
+    if fmt is None:
+        return _kernel_line_may_be_record
+    if fmt == "nfttrace":
+        return _nft_line_may_be_event
+    return None
+
+
+class Unrelated:
+    """A decoded line the prefilter showed cannot be part of any record."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class LineFramer:
     """Turn physical lines into record lines: split glued records, join wrapped ones.
 
     Iterate it for (line number, text); ``last_line`` is then the number of physical lines read.
     With ``split_records=False`` lines pass through unchanged (trace monitors have their own layout).
+    A line given as ``Unrelated`` ends the record being built and passes through alone, with
+    ``unrelated`` True while it is the line last yielded.
     """
 
-    def __init__(self, lines: Iterable[tuple[int, str]], split_records: bool = True) -> None:
+    def __init__(self, lines: Iterable[tuple[int, str | Unrelated]], split_records: bool = True) -> None:
         self.lines = lines
         self.split_records = split_records
         self.last_line = 0
+        self.unrelated = False
         # First physical line of a record joined from several -> its last physical line, so every
         # line of a wrapped record is accounted as used when the record is.
         self.spans: dict[int, int] = {}
@@ -148,6 +212,14 @@ class LineFramer:
         pending: tuple[int, str, Framed] | None = None
         for n, text in self.lines:
             self.last_line = n
+            if isinstance(text, Unrelated):
+                if pending is not None:
+                    yield from _split(*pending)
+                    pending = None
+                self.unrelated = True
+                yield n, text.text
+                self.unrelated = False
+                continue
             if not self.split_records:
                 yield n, text
                 continue
@@ -245,6 +317,6 @@ def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> in
     if line is not None and start == 0:
         msg_start = len(text) - len(line.msg)
     else:
-        msg_start = start + len(text[start:anchor]) - len(strip_wrapper(text[start:anchor]).msg)
+        msg_start = start + len(text[start:anchor]) - len(_strip_wrapper(text[start:anchor]).msg)
     stamps = list(_STAMP.finditer(text, msg_start, anchor))
     return stamps[-1].start() if stamps else start
