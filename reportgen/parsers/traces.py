@@ -21,10 +21,12 @@ the end of the input.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from sys import intern
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -59,6 +61,7 @@ _NFT = re.compile(
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
+_NFT_HANDLE = re.compile(r"# handle (\d+)$")
 # What pastes put before a monitor line: indentation, "> " quote marks, and the line numbers of the
 # xtables-monitor(8) EXAMPLE OUTPUT (" 1 TRACE: 2 fc475095 ...", as man(1) renders it).
 _PASTE_LEAD = re.compile(r"^[>\s]*(?:\d+\s+(?=(?:PACKET|TRACE): ))?")
@@ -512,71 +515,92 @@ def _xt_fields(rest: str) -> dict[str, object]:
 # nft monitor trace packet lines.
 
 
+# What follows a family word in a packet line (nftables src/trace.c trace_print_packet prints the
+# headers as payload expressions, "ip saddr 10.0.0.1"): the field it sets and how to read the value.
+# Only these words start a field, so every other token (a value, "dscp cs0") is skipped with one lookup.
+_NFT_PAIRS: dict[tuple[str, str], tuple[str, str]] = {
+    ("ether", "saddr"): ("mac", "mac_src"),
+    ("ether", "daddr"): ("mac", "mac_dst"),
+    ("ip", "saddr"): ("addr4", "src"),
+    ("ip", "daddr"): ("addr4", "dst"),
+    ("ip6", "saddr"): ("addr6", "src"),
+    ("ip6", "daddr"): ("addr6", "dst"),
+    ("ip", "ttl"): ("num", "ttl"),
+    ("ip", "id"): ("num", "ipid"),
+    ("ip", "length"): ("num", "length"),
+    ("ip", "protocol"): ("proto", "proto"),
+    ("ip6", "hoplimit"): ("num", "ttl"),
+    ("ip6", "flowlabel"): ("num", "flowlabel"),
+    ("ip6", "length"): ("len6", "length"),
+    ("ip6", "nexthdr"): ("proto", "proto"),
+    ("arp", "operation"): ("arp", ""),
+    ("tcp", "sport"): ("port", "sport"),
+    ("tcp", "dport"): ("port", "dport"),
+    ("udp", "sport"): ("port", "sport"),
+    ("udp", "dport"): ("port", "dport"),
+    ("tcp", "flags"): ("flags", "tcp_flags"),
+    **{(t, k): ("icmp", k) for t in ("icmp", "icmpv6") for k in ("type", "code", "id", "sequence")},
+}
+_NFT_WORDS = frozenset({"iif", "oif"} | {t for t, _ in _NFT_PAIRS})
+
+
+@functools.lru_cache(maxsize=4096)
+def _nft_mac(text: str) -> str:
+    return _mac(text)
+
+
 def _nft_fields(rest: str) -> dict[str, object]:
     f: dict[str, object] = {}
     toks = rest.split()
+    n = len(toks)
     i = 0
-
-    def take(n: int = 1) -> str:
-        nonlocal i
-        val = " ".join(toks[i : i + n])
-        i += n
-        return val
-
-    while i < len(toks):
+    while i < n:
         t = toks[i]
-        nxt = toks[i + 1] if i + 1 < len(toks) else ""
         i += 1
-        if t in ("iif", "oif"):
-            f["in_dev" if t == "iif" else "out_dev"] = take().strip('"')
-        elif t == "ether" and nxt in ("saddr", "daddr"):
+        if t not in _NFT_WORDS:
+            continue
+        if t == "iif" or t == "oif":
+            f["in_dev" if t == "iif" else "out_dev"] = intern(toks[i].strip('"')) if i < n else ""
             i += 1
-            f["mac_src" if nxt == "saddr" else "mac_dst"] = _mac(take())
-        elif t in ("ip", "ip6") and nxt in ("saddr", "daddr"):
-            i += 1
-            f["src" if nxt == "saddr" else "dst"] = take()
-            f["l3"] = IPV4 if t == "ip" else IPV6
-        elif t == "ip" and nxt in ("ttl", "id", "length"):
-            i += 1
-            f[{"ttl": "ttl", "id": "ipid", "length": "length"}[nxt]] = _num(take())
-        elif t == "ip" and nxt == "protocol":
-            i += 1
-            f["proto"] = _PROTO_NAMES.get(take())
-        elif t == "ip6" and nxt in ("hoplimit", "flowlabel", "length", "nexthdr"):
-            i += 1
-            v = take()
-            n = _num(v)
-            if nxt == "hoplimit":
-                f["ttl"] = n
-            elif nxt == "flowlabel":
-                f["flowlabel"] = n
-            elif nxt == "length":
-                f["length"] = None if n is None else n + 40  # nft prints the payload length; nf_log +40
-            else:
-                f["proto"] = _PROTO_NAMES.get(v)
-        elif t == "arp" and nxt == "operation":
+            continue
+        pair = _NFT_PAIRS.get((t, toks[i] if i < n else ""))
+        if pair is None:
+            continue
+        how, name = pair
+        i += 1
+        if how == "flags":
+            i += 1  # "flags =="
+        v = toks[i] if i < n else ""
+        i += 1
+        if how == "mac":
+            f[name] = _nft_mac(v)
+        elif how == "addr4" or how == "addr6":
+            f[name] = intern(v)
+            f["l3"] = IPV4 if how == "addr4" else IPV6
+        elif how == "num":
+            f[name] = _num(v)
+        elif how == "proto":
+            f["proto"] = _PROTO_NAMES.get(v)
+        elif how == "len6":
+            n6 = _num(v)
+            f["length"] = None if n6 is None else n6 + 40  # nft prints the payload length; nf_log +40
+        elif how == "arp":
             # nftables src/trace.c prints the ARP header through the arp payload expressions.
-            i += 1
-            take()
             f["l3"] = "arp"
             f["ethertype"] = 0x0806
-        elif t in ("tcp", "udp") and nxt in ("sport", "dport"):
-            i += 1
-            f["sport" if nxt == "sport" else "dport"] = _num(take())
-            f["proto"] = t.upper()
-        elif t == "tcp" and nxt == "flags":
-            i += 2  # "flags =="
-            f["tcp_flags"] = _tcp_flags(take())
+        elif how == "port":
+            f[name] = _num(v)
+            f["proto"] = "TCP" if t == "tcp" else "UDP"
+        elif how == "flags":
+            f["tcp_flags"] = _tcp_flags(v)
             f["proto"] = "TCP"
-        elif t in ("icmp", "icmpv6") and nxt in ("type", "code", "id", "sequence"):
-            i += 1
-            v = take()
+        else:
             f["proto"] = "ICMP" if t == "icmp" else "ICMPv6"
-            if nxt == "type":
+            if name == "type":
                 f["icmp_type"] = _ICMP_TYPES[v] if v in _ICMP_TYPES else _num(v)  # "²".isdigit() is True
-            elif nxt == "code":
+            elif name == "code":
                 f["icmp_code"] = _num(v) if v.isdigit() else _ICMP_CODES[t].get(v)  # "²".isdigit() is True
-            elif nxt == "id":
+            elif name == "id":
                 f["icmp_id"] = _num(v)
             else:
                 f["icmp_seq"] = _num(v)
@@ -792,12 +816,14 @@ class NftTraceParser(TraceParser):
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
-        m = _NFT.match(_unquote(text).rstrip())
+        # A line as nft prints it starts with "trace id"; only a paste adds a lead to take off.
+        m = _NFT.match((text if text.startswith("trace id ") else _unquote(text)).rstrip())
         if not m:
             return out, self._ct_id_wrapped(text)
-        tid, kind, rest = m.group("id"), m.group("kind").strip(), m.group("rest")
-        table, chain = m.group("table"), m.group("chain")
-        fam = NFT_FAMILY.get(m.group("family") or "unknown", "unknown")
+        tid, kind, rest, table, chain, family = m.group("id", "kind", "rest", "table", "chain", "family")
+        kind = kind.strip()
+        table, chain = intern(table), intern(chain)  # on every rule of every packet: one object each
+        fam = NFT_FAMILY.get(family or "unknown", "unknown")
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
@@ -832,8 +858,8 @@ class NftTraceParser(TraceParser):
         else:
             vm = _NFT_VERDICT.search(rest)
             verdict = vm.group("v") if vm else ""
-            body = _NFT_VERDICT.sub("", rest).strip()
-            handle_m = re.search(r"# handle (\d+)$", body)
+            body = (rest[: vm.start()] if vm else rest).strip()  # the verdict ends the line: "$" in the pattern
+            handle_m = _NFT_HANDLE.search(body)
             handle = handle_m.group(1) if handle_m else None
             rule_text = body[: handle_m.start()].rstrip() if handle_m else body  # no \s* regex: quadratic
             if kind == "unknown rule handle":

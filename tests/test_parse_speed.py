@@ -1,0 +1,339 @@
+"""The parse stage's shortcuts state exactly what the slow path states.
+
+* the byte prefilter (framing.prefilter) lets unrelated lines skip framing and parsing: with and
+  without it, every sample and public corpus case (and generated mixes of records, wrappers alone,
+  wrapped records, markup and noise) gives the same packets, the same unused lines with the same
+  reasons and the same line account;
+* nf_log's usual body layout has a one-regex fast path (nflog._parse_usual_body): it gives the record
+  the general parser gives, or declines;
+* the nft packet-line reader (traces._nft_fields) reads what the token walk it replaced read.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reportgen.model import LineRef
+from reportgen.parsers import nflog, traces
+from reportgen.pipeline import build_report
+from reportgen.sources import case
+from reportgen.sources.case import load_spec
+from reportgen.sources.framing import prefilter
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = sorted(p for p in (ROOT / "samples").iterdir() if p.is_dir()) + sorted(
+    p for p in (ROOT / "tests" / "corpus" / "public").iterdir() if p.is_dir()
+)
+
+
+def _account(paths: list[Path]) -> tuple[object, ...]:
+    r = build_report(load_spec(paths))
+    return (r.packets, r.unused, r.lines, r.lines_total, r.lines_used, r.files)
+
+
+def _slow_account(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> tuple[object, ...]:
+    with monkeypatch.context() as m:
+        m.setattr(case, "prefilter", lambda fmt: None)
+        m.setattr(nflog, "_parse_usual_body", lambda *args: None)
+        return _account(paths)
+
+
+@pytest.mark.parametrize("folder", CASES, ids=lambda p: p.name)
+def test_shortcuts_state_what_the_slow_path_states(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    assert _account([folder]) == _slow_account([folder], monkeypatch)
+
+
+REC = (
+    "IN=eth0 OUT= MAC=00:15:5d:e6:a2:01:2a:a3:c6:42:b1:90:08:00 SRC=172.25.230.143 DST=172.25.230.141 LEN=214 "
+    "TOS=0x00 PREC=0x00 TTL=128 ID=43131 DF PROTO=TCP SPT=53540 DPT=1514 WINDOW=502 RES=0x00 ACK PSH URGP=0 "
+)
+# Pieces of pasted kernel logs: records in several wrappers, a record wrapped after IN=/OUT= or
+# after its MAC, wrappers without a message (the record follows on the next line), noise with and
+# without "=", forum markup, carets, NUL bytes, blank lines, a UTF-8 stamp, an ebtables record.
+PIECES = [
+    "[ 1000.000013] FW-IN: " + REC,
+    "Nov 27 06:33:51 host kernel: [ 12.5] FW-IN: " + REC,
+    "<4>[ 3529.289825] [UFW BLOCK] " + REC,
+    "[ 1000.1] FW: IN=eth0 OUT= MAC=00:15:5d:e6:a2:01:2a:a3:c6:42:b1:90:08:00",
+    "SRC=172.25.230.143 DST=172.25.230.141 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=UDP SPT=1 DPT=2 LEN=40",
+    "  SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=ICMP TYPE=8 CODE=0 ID=9 SEQ=1",
+    "[ 1000.2]",
+    "[ 1000.2] ",
+    "Nov 27 06:33:51 host kernel: ",
+    "6,1234,5678901,-;",
+    "<6>",
+    "[ 1000.3] usb 1-1: reset high-speed USB device number 3 using xhci_hcd",
+    '[ 1000.4] audit: type=1400 audit(2.123:77): apparmor="ALLOWED" operation="open"',
+    "EXT4-fs (sda1): re-mounted. Quota mode: none.",
+    "TYPE=1400 not a field of a record",
+    "MARK=0x1",
+    "[FONT=arial]FW: I[/FONT]N=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 PROTO=TCP SPT=1 DPT=2",
+    "noise with a caret^ here",
+    "FW: I\x00N=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=2 PROTO=TCP SPT=1 DPT=2",
+    "",
+    "   ",
+    "\u2003[ 1000.5]\u2003",
+    "r61 EB:nat:PREROUTING IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800",
+    "[ 1000.6] TRACE: raw:PREROUTING:policy:2 " + REC,
+    "some text ending in a colon:",
+    "]",
+]
+
+
+@settings(max_examples=150, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12))
+def test_prefilter_on_generated_mixes(tmp_path_factory: pytest.TempPathFactory, pieces: list[str]):
+    path = tmp_path_factory.mktemp("mix") / "kern.log"
+    path.write_bytes("\n".join(pieces).encode("utf-8", "surrogatepass") + b"\n")
+    with pytest.MonkeyPatch.context() as mp:
+        assert _account([path]) == _slow_account([path], mp)
+
+
+def test_prefilter_rejects_unrelated_lines_and_only_those():
+    keep = prefilter(None)
+    assert keep is not None
+    for line in (
+        b"[ 1000.3] usb 1-1: reset high-speed USB device",
+        b'audit: type=1400 apparmor="ALLOWED"',
+        b"Nov 27 06:33:51 host systemd[1]: Started Session 3.",
+    ):
+        assert not keep(line)
+    for line in (
+        ("[ 1.0] FW: " + REC).encode(),
+        b"[ 1000.2]",
+        b"host kernel: ",
+        b"SRC=10.0.0.1 DST=10.0.0.2",
+        b"",
+        b"I\x00N=",
+        b"I[/B]N=",
+    ):
+        assert keep(line)
+    nft = prefilter("nfttrace")
+    assert nft is not None and not nft(b"[ 1000.3] usb 1-1: reset") and nft(b"trace id 1 ip t c packet: ")
+    assert nft(b" 1234 ")  # a conntrack id wrapped onto its own line
+    assert prefilter("xtmon") is None  # its parser keeps state across every line
+
+
+def test_unrelated_lines_are_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Half a busy kern.log is other kernel messages: they are counted and listed, never parsed."""
+    lines = []
+    for i in range(50):
+        lines += [f"[ {i}.5] FW-IN: " + REC.replace("ID=43131", f"ID={i}"), f"[ {i}.6] usb 1-1: reset device {i}"]
+    path = tmp_path / "kern.log"
+    path.write_text("\n".join(lines) + "\n")
+    parsed = []
+    real = case.parse_kernel_message
+
+    def counting(msg, ref, text, stamp):
+        parsed.append(ref.line)
+        return real(msg, ref, text, stamp)
+
+    monkeypatch.setattr(case, "parse_kernel_message", counting)
+    r = build_report(load_spec([path]))
+    assert parsed == list(range(1, 101, 2))
+    assert r.lines_total == 100
+    assert [(u.ref.line, u.reason) for u in r.unused] == [
+        (n, "other line: not a netfilter LOG or ebtables record") for n in range(2, 101, 2)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# nf_log's usual layout.
+
+
+def _values(rnd: random.Random) -> str:
+    pick = rnd.choice
+    octet = lambda: str(pick([0, 1, 10, 172, 254, 255, 256, 999]))  # noqa: E731 - a table of choices
+    src = ".".join(octet() for _ in range(4))
+    dst = ".".join(octet() for _ in range(4)) if rnd.random() < 0.8 else "XXX.1.2.3"
+    mac = ":".join(f"{rnd.randrange(256):02x}" for _ in range(14))
+    head = pick(["", "PHYSIN=veth1 ", "PHYSIN=veth1 PHYSOUT=eth0 ", "PHYSIN= "])
+    head += pick(["", f"MAC={mac} ", f"MAC={mac.upper()} ", "MAC= ", f"MAC={mac[:-3]} "])
+    if rnd.random() < 0.8:
+        ip = (
+            f"SRC={src} DST={dst} LEN={rnd.randrange(70000)} TOS=0x{rnd.randrange(256):02X} PREC=0x00 "
+            f"TTL={rnd.randrange(300)} ID={rnd.randrange(70000)} "
+            + pick(["", "DF ", "CE DF ", "MF ", "DF  ", "MF FRAG:185 "])
+        )
+    else:
+        ip = (
+            f"SRC=fe80:0000:0000:0000:0000:0000:0000:000{rnd.randrange(10)} "
+            "DST=ff02:0000:0000:0000:0000:0000:0000:0001 "
+            f"LEN={rnd.randrange(2000)} TC=0 HOPLIMIT={rnd.randrange(256)} FLOWLBL={rnd.randrange(1 << 20)} "
+        )
+    flags = " ".join(rnd.sample(["CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN", "AE"], rnd.randrange(4)))
+    l4 = pick(
+        [
+            f"PROTO=TCP SPT={rnd.randrange(70000)} DPT={rnd.randrange(70000)} WINDOW=502 RES=0x00 {flags} URGP=0",
+            f"PROTO=TCP SPT=1 DPT=2 SEQ={rnd.randrange(1 << 32)} ACK=7 WINDOW=502 RES=0x00 {flags} URGP=0",
+            "PROTO=TCP SPT=1 DPT=2 WINDOW=502 RES=0x00 SYN URGP=0 OPT (020405B4)",
+            f"PROTO=UDP SPT={rnd.randrange(70000)} DPT=53 LEN=40",
+            f"PROTO=ICMP TYPE={rnd.randrange(20)} CODE=0 ID={rnd.randrange(70000)} SEQ={rnd.randrange(9)}",
+            "PROTO=ICMPv6 TYPE=128 CODE=0 ID=1 SEQ=2",
+            "PROTO=ICMP TYPE=3 CODE=3 [SRC=10.0.0.2 DST=10.0.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=UDP "
+            "SPT=1 DPT=2 LEN=40 ]",
+            "PROTO=47",
+        ]
+    )
+    tail = pick(["", " MARK=0x1", " UID=0 GID=0", " MARK=0x1 MARK=0x2"])
+    return (head + ip + l4 + tail).replace("  ", pick([" ", "  "]))
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None, database=None)
+@given(st.integers(0, 2**32))
+def test_usual_layout_reads_as_the_general_parser(seed: int):
+    body = _values(random.Random(seed)).strip(" ")
+    args = ("FW: ", "eth0", "", body, LineRef("t", 1), "FW: IN=eth0 OUT= " + body, 1.5)
+    fast = nflog._parse_usual_body(*args)
+    assert fast is None or fast == nflog._parse_nflog_body(*args)
+
+
+def test_usual_layout_takes_the_fast_path():
+    body = REC.split("OUT= ", 1)[1].strip()
+    rec = nflog._parse_usual_body("FW: ", "eth0", "", body, LineRef("t", 1), REC, None)
+    assert rec is not None and rec.tcp_flags == ("ACK", "PSH") and rec.mac_src == "2a:a3:c6:42:b1:90"
+
+
+# ---------------------------------------------------------------------------------------------------
+# nft packet lines: the token walk _nft_fields replaced, verbatim, as the reference.
+
+
+def _reference_nft_fields(rest: str) -> dict[str, object]:
+    f: dict[str, object] = {}
+    toks = rest.split()
+    i = 0
+
+    def take(n: int = 1) -> str:
+        nonlocal i
+        val = " ".join(toks[i : i + n])
+        i += n
+        return val
+
+    while i < len(toks):
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else ""
+        i += 1
+        if t in ("iif", "oif"):
+            f["in_dev" if t == "iif" else "out_dev"] = take().strip('"')
+        elif t == "ether" and nxt in ("saddr", "daddr"):
+            i += 1
+            f["mac_src" if nxt == "saddr" else "mac_dst"] = traces._mac(take())
+        elif t in ("ip", "ip6") and nxt in ("saddr", "daddr"):
+            i += 1
+            f["src" if nxt == "saddr" else "dst"] = take()
+            f["l3"] = "ipv4" if t == "ip" else "ipv6"
+        elif t == "ip" and nxt in ("ttl", "id", "length"):
+            i += 1
+            f[{"ttl": "ttl", "id": "ipid", "length": "length"}[nxt]] = traces._num(take())
+        elif t == "ip" and nxt == "protocol":
+            i += 1
+            f["proto"] = traces._PROTO_NAMES.get(take())
+        elif t == "ip6" and nxt in ("hoplimit", "flowlabel", "length", "nexthdr"):
+            i += 1
+            v = take()
+            n = traces._num(v)
+            if nxt == "hoplimit":
+                f["ttl"] = n
+            elif nxt == "flowlabel":
+                f["flowlabel"] = n
+            elif nxt == "length":
+                f["length"] = None if n is None else n + 40
+            else:
+                f["proto"] = traces._PROTO_NAMES.get(v)
+        elif t == "arp" and nxt == "operation":
+            i += 1
+            take()
+            f["l3"] = "arp"
+            f["ethertype"] = 0x0806
+        elif t in ("tcp", "udp") and nxt in ("sport", "dport"):
+            i += 1
+            f["sport" if nxt == "sport" else "dport"] = traces._num(take())
+            f["proto"] = t.upper()
+        elif t == "tcp" and nxt == "flags":
+            i += 2
+            f["tcp_flags"] = traces._tcp_flags(take())
+            f["proto"] = "TCP"
+        elif t in ("icmp", "icmpv6") and nxt in ("type", "code", "id", "sequence"):
+            i += 1
+            v = take()
+            f["proto"] = "ICMP" if t == "icmp" else "ICMPv6"
+            if nxt == "type":
+                f["icmp_type"] = traces._ICMP_TYPES[v] if v in traces._ICMP_TYPES else traces._num(v)
+            elif nxt == "code":
+                f["icmp_code"] = traces._num(v) if v.isdigit() else traces._ICMP_CODES[t].get(v)
+            elif nxt == "id":
+                f["icmp_id"] = traces._num(v)
+            else:
+                f["icmp_seq"] = traces._num(v)
+    return f
+
+
+NFT_WORDS = [
+    "iif",
+    "oif",
+    '"eth0"',
+    "ether",
+    "saddr",
+    "daddr",
+    "ip",
+    "ip6",
+    "ttl",
+    "id",
+    "length",
+    "protocol",
+    "tcp",
+    "udp",
+    "hoplimit",
+    "flowlabel",
+    "nexthdr",
+    "arp",
+    "operation",
+    "request",
+    "sport",
+    "dport",
+    "flags",
+    "==",
+    "syn|ack",
+    "0x12",
+    "icmp",
+    "icmpv6",
+    "type",
+    "code",
+    "sequence",
+    "echo-request",
+    "net-unreachable",
+    "2:42:ac:11:0:2",
+    "10.0.0.1",
+    "fe80::1",
+    "64",
+    "x",
+    "²",
+    "dscp",
+    "cs0",
+    "[..]",
+]
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None, database=None)
+@given(st.lists(st.sampled_from(NFT_WORDS), max_size=30))
+def test_nft_fields_read_as_the_token_walk(words: list[str]):
+    rest = " ".join(words)
+    assert traces._nft_fields(rest) == _reference_nft_fields(rest)
+
+
+def test_nft_fields_on_every_packet_line_of_the_samples():
+    seen = 0
+    for path in sorted((ROOT / "samples").rglob("*")) + sorted((ROOT / "tests").rglob("*.txt")):
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if " packet: " in line and "trace id" in line:
+                rest = line.split(" packet: ", 1)[1]
+                assert traces._nft_fields(rest) == _reference_nft_fields(rest), line
+                seen += 1
+    assert seen > 20
