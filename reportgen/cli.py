@@ -309,20 +309,19 @@ def _strict_status(bad: int, strict: bool) -> int:
 def _report(args: argparse.Namespace) -> int:
     import tempfile
 
-    from reportgen.batch import Progress, run_cases
+    from reportgen import progress
+    from reportgen.batch import run_cases
     from reportgen.render.dot import DotMissing
     from reportgen.sources.stdin import spool_streams
 
     formats = _formats(args.format, FORMATS)
     with tempfile.TemporaryDirectory(prefix="reportgen-stdin-") as tmp:
         jobs = _jobs(args, spool_streams(args.inputs, Path(tmp)), args.output, formats)
-        progress = Progress(len(jobs))
         try:
-            results = run_cases(jobs, max(1, args.jobs), progress)
+            with progress.shown(len(jobs)) as display:  # cases done, lines read, lines/s, time left
+                results = run_cases(jobs, max(1, args.jobs), display)
         except DotMissing as exc:
             raise _Missing(str(exc)) from exc
-        finally:
-            progress.close()
     for res in results:
         if res.error:
             print(terminal_safe(f"reportgen: error: case {res.name}: {res.error}"), file=sys.stderr)

@@ -13,13 +13,14 @@ may make reportgen's memory or time grow faster than the input itself:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import yaml
 
+from reportgen import progress
 from reportgen.errors import InputError
 
 MAX_LINE_BYTES = 64 * 1024  # far above any kernel log line (printk's LOG_LINE_MAX is 1024 bytes)
@@ -28,8 +29,7 @@ MAX_YAML_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000  # nodes after expanding every alias: 30 doubling aliases would make 2**30
 
 
-@dataclass(frozen=True)
-class RawLine:
+class RawLine(NamedTuple):
     """One input line: its 1-based number, its bytes (empty when over the cap) and its length."""
 
     number: int
@@ -43,29 +43,39 @@ class RawLine:
 
 def raw_lines(source: Path | BinaryIO, max_line: int = MAX_LINE_BYTES) -> Iterator[RawLine]:
     """Yield the lines of a file (a path, or a binary stream such as stdin), holding at most
-    ``CHUNK + max_line`` bytes at a time. A line longer than ``max_line`` comes out with empty
-    ``data`` and its true ``size``.
+    about ``2 * CHUNK + max_line`` bytes at a time (a chunk and its lines). A line longer than
+    ``max_line`` comes out with empty ``data`` and its true ``size``. Each chunk read is told to
+    the progress display (reportgen.progress), once per chunk, not per line.
     """
     if isinstance(source, Path):
         with source.open("rb") as fh:
             yield from raw_lines(fh, max_line)
         return
+    watch = progress.watch(source)
     number = 0
     pending = b""  # the start of the current line, at most max_line bytes
     skipped = 0  # bytes of the current line dropped after it passed max_line
+    offset = 0
     while chunk := source.read(CHUNK):
-        start = 0
-        while (nl := chunk.find(b"\n", start)) >= 0:
+        offset += len(chunk)
+        lines = chunk.split(b"\n")  # one C call per chunk, not a find() per line
+        rest = lines.pop()
+        if lines:
             number += 1
-            size = skipped + len(pending) + nl - start
-            yield RawLine(number, b"" if size > max_line else pending + chunk[start:nl], size)
-            pending, skipped, start = b"", 0, nl + 1
-        rest = chunk[start:]
+            size = skipped + len(pending) + len(lines[0])
+            yield RawLine(number, b"" if size > max_line else pending + lines[0], size)
+            pending, skipped = b"", 0
+            for data in itertools.islice(lines, 1, None):
+                number += 1
+                size = len(data)
+                yield RawLine(number, data if size <= max_line else b"", size)
         if skipped or len(pending) + len(rest) > max_line:
             skipped += len(pending) + len(rest)
             pending = b""
         else:
             pending += rest
+        if watch is not None:
+            watch.read(offset, number)
     if pending or skipped:
         yield RawLine(number + 1, pending, skipped + len(pending))
 
