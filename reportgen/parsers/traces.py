@@ -643,6 +643,7 @@ _ICMP_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def _tcp_flags(text: str) -> tuple[str, ...]:
     if text.startswith("0x"):
         bits = _num(text, 16) or 0

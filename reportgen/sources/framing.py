@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reportgen.parsers.nflog import record_anchors
 
@@ -45,8 +44,7 @@ _CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
 _KMSG = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
 
 
-@dataclass(frozen=True)
-class Framed:
+class Framed(NamedTuple):
     """A message with its wrapper removed."""
 
     stamp: float | None  # kernel monotonic seconds, when known
@@ -74,22 +72,23 @@ _last: list[Any] = [None, None, None, None]
 def _strip_wrapper(line: str) -> Framed:
     s = start = line.lstrip()  # pastes indent lines; the kernel never starts a record with a space
     stamp: float | None = None
-    m = _KMSG.match(s)
-    if m:
-        return Framed(int(m.group("usec")) / 1e6, s[m.end() :], True)
-    m = _RFC5424.match(s)
-    s = s[m.end() :] if m else _PRI.sub("", s, count=1)
-    m = _DMESG_X.match(s)
-    if m and "[" in s[m.end() : m.end() + 2]:
-        s = s[m.end() :]
-    m = _SYSLOG_TS.match(s)
-    if m:
-        rest = s[m.end() :]
-        t = _HOST_TAG.match(rest)
-        if t:
-            s = rest[t.end() :]
-            if t.group("mono"):
-                stamp = float(t.group("mono"))
+    if s[:1] != "[":  # dmesg's own "[stamp]" (the usual line) can start none of these wrappers
+        m = _KMSG.match(s)
+        if m:
+            return Framed(int(m.group("usec")) / 1e6, s[m.end() :], True)
+        m = _RFC5424.match(s)
+        s = s[m.end() :] if m else _PRI.sub("", s, count=1)
+        m = _DMESG_X.match(s)
+        if m and "[" in s[m.end() : m.end() + 2]:
+            s = s[m.end() :]
+        m = _SYSLOG_TS.match(s)
+        if m:
+            rest = s[m.end() :]
+            t = _HOST_TAG.match(rest)
+            if t:
+                s = rest[t.end() :]
+                if t.group("mono"):
+                    stamp = float(t.group("mono"))
     m = _DMESG.match(s)
     if m:
         if m.group("mono"):
