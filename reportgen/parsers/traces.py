@@ -86,6 +86,7 @@ _TRACE_PREFIX = re.compile(
 LEGACY_TABLES = frozenset({"raw", "mangle", "nat", "filter", "security"})
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every LOG record; a log has few distinct prefixes
 def legacy_trace_prefix(prefix: str) -> re.Match[str] | None:
     """Match a legacy TRACE prefix (with or without its "TRACE: " word); None when it is not one."""
     m = _TRACE_PREFIX.match(prefix)
