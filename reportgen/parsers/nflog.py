@@ -66,6 +66,7 @@ def _norm_addr(text: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)  # the same few MACs on every ebtables line
 def _mac(text: str) -> str | None:
     """Return a MAC address in lower case, or None when the paste redacted or damaged it."""
     return text.lower() if len(text) == 17 and _MAC.match(text) else None
@@ -155,16 +156,15 @@ def _parse_usual_body(
     m = _USUAL_BODY.fullmatch(body)
     if m is None:
         return None
-    physin, physout, mac, src, tcp, udp, icmp = m.group("physin", "physout", "mac", "src", "tcp", "udp", "icmp")
+    (physin, physout, mac, src, dst, length, ttl, ipid, ipflags, src6, dst6, len6, hoplimit, flowlbl, tcp, tspt, tdpt,
+     seq, ack, flags, udp, uspt, udpt, icmp, itype, code, iid, iseq, mark) = m.groups()  # in _USUAL_BODY's order
     if src is not None:
-        src, dst = _norm_addr(src), _norm_addr(m.group("dst"))
-        l3, length, ttl, ipid = "ipv4", int(m.group("len")), int(m.group("ttl")), int(m.group("ipid"))
-        ip_flags = tuple(m.group("ipflags").split()) if m.group("ipflags") else ()
-        flowlabel = None
+        src, dst = _norm_addr(src), _norm_addr(dst)
+        l3, length, ttl, ipid, flowlabel = "ipv4", int(length), int(ttl), int(ipid), None
+        ip_flags = _flag_words(ipflags)
     else:
-        src, dst = _norm_addr(m.group("src6")), _norm_addr(m.group("dst6"))
-        l3, length, ttl, ipid = "ipv6", int(m.group("len6")), int(m.group("hoplimit")), None
-        ip_flags, flowlabel = (), int(m.group("flowlbl"))
+        src, dst = _norm_addr(src6), _norm_addr(dst6)
+        l3, length, ttl, ipid, ip_flags, flowlabel = "ipv6", int(len6), int(hoplimit), None, (), int(flowlbl)
     if src is None or dst is None:
         return None  # not an address: the general parser says which field was redacted
     mac_dst, mac_src, ethertype = _ethernet(mac) if mac is not None else (None, None, None)
@@ -172,20 +172,20 @@ def _parse_usual_body(
     tcp_flags: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
     if tcp is not None:
-        proto, sport, dport = "TCP", int(m.group("tspt")), int(m.group("tdpt"))
-        if m.group("seq") is not None:
-            tcp_seq, extra = int(m.group("seq")), (m.group("ack"),)  # ACK= is kept as text, as by the general parser
-        tcp_flags = _flag_words(m.group("flags"))
+        proto, sport, dport = "TCP", int(tspt), int(tdpt)
+        if seq is not None:
+            tcp_seq, extra = int(seq), (ack,)  # ACK= is kept as text, as by the general parser
+        tcp_flags = _flag_words(flags)
     elif udp is not None:
-        proto, sport, dport = "UDP", int(m.group("uspt")), int(m.group("udpt"))
+        proto, sport, dport = "UDP", int(uspt), int(udpt)
     else:
-        proto, icmp_type, icmp_code = icmp, int(m.group("type")), int(m.group("code"))
-        if m.group("iid") is not None:
-            icmp_id, icmp_seq = int(m.group("iid")), int(m.group("iseq"))
+        proto, icmp_type, icmp_code = icmp, int(itype), int(code)
+        if iid is not None:
+            icmp_id, icmp_seq = int(iid), int(iseq)
     return LogRecord(
-        ref, text, stamp, "nflog", prefix, in_dev, out_dev, physin or "", physout or "", mac_src, mac_dst,
-        ethertype, l3, src, dst, length, ttl, ipid, ip_flags, proto, sport, dport, icmp_type, icmp_code, icmp_id,
-        icmp_seq, tcp_flags, tcp_seq, flowlabel, m.group("mark"), False, extra, None, (), mac is not None,
+        ref, text, stamp, "nflog", prefix, in_dev, out_dev, intern(physin or ""), intern(physout or ""), mac_src,
+        mac_dst, ethertype, l3, src, dst, length, ttl, ipid, ip_flags, proto, sport, dport, icmp_type, icmp_code,
+        icmp_id, icmp_seq, tcp_flags, tcp_seq, flowlabel, mark, False, extra, None, (), mac is not None,
     )
 
 
