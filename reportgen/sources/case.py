@@ -288,7 +288,8 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     legacy = _LegacyTraceGrouper()
     # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
     physical: list[int] = [0]
-    other = f"other line: not a {fmt} trace event" if monitor else "other line: not a netfilter LOG or ebtables record"
+    other = (f"other line: not a {fmt} trace event" if monitor is not None
+             else "other line: not a netfilter LOG or ebtables record")
     lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
     for n, text in lines:
         ref = LineRef(name, n)
