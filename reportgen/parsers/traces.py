@@ -868,7 +868,7 @@ class NftTraceParser(TraceParser):
                 handle, rule_text = rest.split()[0], ""
             hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
-        proven = nft_rule_ports(v.rules[-1:])
+        proven = nft_rule_ports(v.rules[-1:]) if "port " in rule_text else {}  # only "sport N"/"dport N" prove one
         if v.fields.get("proto") in (None, proven.get("proto")):
             for key, value in proven.items():
                 v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
