@@ -94,6 +94,31 @@ def test_prefilter_on_generated_mixes(tmp_path_factory: pytest.TempPathFactory, 
         assert _account([path]) == _slow_account([path], mp)
 
 
+NFT_PIECES = [
+    'trace id 8139d0aa inet t pre packet: iif "eth0" ip saddr 172.17.0.2 ip daddr 203.0.113.10 tcp dport 80',
+    "trace id 8139d0aa inet t pre rule tcp dport 80 meta nftrace set 1 (verdict continue)",
+    "trace id 8139d0aa inet t pre policy accept ",
+    "trace id 8139d0aa inet t pre conntrack: ct state new ct direction original ct id",
+    "3141592653",
+    "  42  ",
+    "> trace id 1a ip nat PREROUTING policy accept",
+    "[ 1000.3] usb 1-1: reset high-speed USB device number 3 using xhci_hcd",
+    "Nov 27 06:33:51 host systemd[1]: Started Session 3.",
+    "",
+    "trace\x00 id 2b inet t pre policy drop",
+    "\u0661\u0662",  # Arabic-Indic digits: str.isdigit() is True
+]
+
+
+@settings(max_examples=100, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(NFT_PIECES), min_size=1, max_size=12))
+def test_prefilter_on_generated_nft_traces(tmp_path_factory: pytest.TempPathFactory, pieces: list[str]):
+    path = tmp_path_factory.mktemp("nft") / "trace.txt"
+    path.write_text("\n".join([NFT_PIECES[0], *pieces]) + "\n")  # a first trace line: read as an nft trace
+    with pytest.MonkeyPatch.context() as mp:
+        assert _account([path]) == _slow_account([path], mp)
+
+
 def test_prefilter_rejects_unrelated_lines_and_only_those():
     keep = prefilter(None)
     assert keep is not None
