@@ -185,3 +185,17 @@ def test_chromium_renders_a_big_case_summary_first(written: dict[int, Path], tmp
     assert after_header.startswith('<section id="summary">'), secs
     assert re.match(r'<section id="summary">\s*<h2>Summary</h2>\s*<p class="outcomes">\d+ conversations', after_header)
     assert "behave like c1" in dom and "<svg" in dom
+
+
+def test_conversations_beyond_the_budget_are_counted_and_listed(monkeypatch: pytest.MonkeyPatch):
+    report = build_report(
+        load_spec([SAMPLES / "lab-tcp-to-internet" / "dmesg.log", SAMPLES / "lab-tcp-dropped" / "dmesg.log"])
+    )
+    monkeypatch.setattr(html_mod, "PRINT", replace(html_mod.PRINT, conversations=1))
+    from reportgen.render.pdf import print_html
+
+    html = print_html(report, {"topology": ""})
+    # c2 (last seen inside the host) is told; c1 only has its row, and the page says where the rest is.
+    assert "1 more conversation left out: 1 conversation unlike those above (c1); see report.html / report.json" in html
+    assert re.findall(r'<p class="meta">Conversation (c\d+) ', html) == ["c2"]
+    assert '<tr id="c1"><td><strong>c1</strong>' in html

@@ -224,6 +224,7 @@ def render_html(
         told=view.told,
         told_ids=told_ids,
         untold=view.untold,
+        untold_alike=sum(len(view.folded.get(c.id, [])) for c in view.untold),
         answers=[answers[c.id] for c in view.told if c.id in answers],
         folded=view.folded,
         alike_note=ALIKE_NOTE,
