@@ -61,7 +61,8 @@ def test_html_size_grows_with_behaviour_not_with_packets(reports: dict[int, Repo
     # Each behaviour is told once: the sections are those of the two kinds of conversation, not 390.
     assert html.count('<section class="packet"') < 10
     # Nothing is lost: the appendix says how many lines it left out, and every link has its target.
-    assert f"{len(large.lines)} trace lines: only the lines this report links are listed here" in html
+    kept = f"{len(large.lines)} trace lines of {large.lines_total} kept for the appendix"
+    assert f"{kept}: only the lines this report links are listed here" in html
     gaps = sum(
         int(n) for n in re.findall(r'<tr class="gap"><td class="ln">⋮</td><td colspan="2">(\d+) lines? not', html)
     )
@@ -199,3 +200,16 @@ def test_conversations_beyond_the_budget_are_counted_and_listed(monkeypatch: pyt
     assert "1 more conversation left out: 1 conversation unlike those above (c1); see report.html / report.json" in html
     assert re.findall(r'<p class="meta">Conversation (c\d+) ', html) == ["c2"]
     assert '<tr id="c1"><td><strong>c1</strong>' in html
+
+
+def test_links_point_only_to_lines_the_appendix_lists(monkeypatch: pytest.MonkeyPatch):
+    # The pipeline keeps the first lines of a long trace for the appendix; a told packet whose
+    # lines come later names them as text, not as links to nowhere.
+    report = build_report(load_spec([SAMPLES / "lab-tcp-to-internet"]))
+    report = replace(report, lines=report.lines[:20])
+    monkeypatch.setattr(html_mod, "SCREEN", replace(html_mod.SCREEN, appendix_lines=10))
+    html = html_mod.render_html(report)
+    ids = set(re.findall(r' id="([^"]+)"', html))
+    hrefs = set(re.findall(r'href="#([^"]+)"', html))
+    assert hrefs <= ids, sorted(hrefs - ids)[:5]
+    assert any(h.startswith("f0-L") for h in hrefs)  # the lines it lists are still linked

@@ -236,6 +236,8 @@ def render_html(
         for_print=for_print,
         appendix=appendix,
         shown_lines=shown_lines,
+        # The lines the appendix lists, the only ones a link may point to.
+        listed_lines=set() if not appendix else {row[0] for row in shown_lines if not isinstance(row, int)},
         window=(stamp_text(window[0]), stamp_text(window[1])) if window else None,
         host=summary.host if summary else None,
         generated=generation_date(),
