@@ -79,10 +79,9 @@ PRINT = Budget(conversations=5, alike_rows=20, members=10, line_runs=5, appendix
 class Plan:
     """What one document tells of a case: the view the template formats, decided once."""
 
-    alike: dict[str, str]  # conversation -> the told conversation it behaves like
     folded: dict[str, list[Conversation]]  # told conversation -> the ones that behave like it
     told: list[Conversation]  # conversations told in full, worst verdict first
-    untold: list[Conversation]  # told-kind conversations beyond the budget: a row each, no detail
+    untold: list[Conversation]  # conversations unlike the others, beyond the budget: a row each, no detail
     groups: list[PacketGroup]  # the packet groups told, in the order of ``told`` (then those without one)
 
 
@@ -97,7 +96,7 @@ def plan(report: Report, budget: Budget) -> Plan:
     told, untold = lead[: budget.conversations], lead[budget.conversations :]
     by_conv = groups_of(report)
     groups = [g for c in told for g in by_conv.get(c.id, [])] + by_conv.get("-", [])
-    return Plan(alike, folded, told, untold, groups)
+    return Plan(folded, told, untold, groups)
 
 
 def diagram_owners(report: Report, groups: Sequence[PacketGroup], neighbours: bool = True) -> dict[str, str]:
