@@ -165,7 +165,6 @@ def render_html(
     def anchor(ref: LineRef) -> str:
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
-    used_refs = {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
     snap_index = {sn.name: i for i, sn in enumerate(report.snapshots)}
     hits = cited_lines(report)
 
@@ -188,7 +187,7 @@ def render_html(
     conv_groups: dict[str, list[tuple[PacketGroup, Packet]]] = {}
     for g, p in groups:
         conv_groups.setdefault(g.conversation, []).append((g, p))
-    shown_lines = _appendix_lines(report, groups, budget)
+    shown_lines, used_refs = _appendix_lines(report, groups, budget, by_id)
     summary = report.summary
     window = (summary.first_stamp, summary.last_stamp) if summary and summary.first_stamp is not None else None
     answers = {a.conversation: a for a in report.answers}
@@ -245,18 +244,21 @@ def render_html(
 
 
 def _appendix_lines(
-    report: Report, groups: list[tuple[PacketGroup, Packet]], budget: Budget
-) -> list[tuple[LineRef, str] | int]:
-    """The appendix's rows: every trace line of a small case; of a big one the lines the report
-    links (the told packets' hops, the listed members' and unused runs' first lines), with the
-    number of lines left out between them (an int)."""
+    report: Report, groups: list[tuple[PacketGroup, Packet]], budget: Budget, by_id: dict[str, Packet]
+) -> tuple[list[tuple[LineRef, str] | int], dict[LineRef, str]]:
+    """The appendix's rows and, for each row's line, the packet that used it.
+
+    A small case lists every trace line. A big one lists the lines the report links (the told
+    packets' hops, the listed members' and unused runs' first lines), with the number of lines left
+    out between them (an int), and looks up only the packets it tells: a 2M-line case's map of every
+    line to its packet took longer than the rest of the page.
+    """
     if len(report.lines) <= budget.appendix_lines:
-        return list(report.lines)
-    by_id = {p.id: p for p in report.packets}
-    linked = {ref for _, p in groups for h in p.hops for ref in h.event.refs}
-    members = (by_id[pid] for g, _ in groups for pid in g.packets[: budget.members])
-    linked |= {m.hops[0].event.record.ref for m in members if m.hops}
-    linked |= {u.ref for u in report.unused[: budget.unused_rows]}
+        return list(report.lines), {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
+    members = [by_id[pid] for g, _ in groups for pid in g.packets[: budget.members]]
+    used = {ref: m.id for m in members if m.hops for ref in m.hops[0].event.refs}
+    used |= {ref: p.id for _, p in groups for h in p.hops for ref in h.event.refs}
+    linked = set(used) | {u.ref for u in report.unused[: budget.unused_rows]}
     out: list[tuple[LineRef, str] | int] = []
     gap = 0
     for ref, text in report.lines:
@@ -269,7 +271,7 @@ def _appendix_lines(
             gap += 1
     if gap:
         out.append(gap)
-    return out
+    return out, used
 
 
 def cited_lines(report: Report) -> set[tuple[str, int]]:
