@@ -213,3 +213,15 @@ def test_links_point_only_to_lines_the_appendix_lists(monkeypatch: pytest.Monkey
     hrefs = set(re.findall(r'href="#([^"]+)"', html))
     assert hrefs <= ids, sorted(hrefs - ids)[:5]
     assert any(h.startswith("f0-L") for h in hrefs)  # the lines it lists are still linked
+
+
+def test_ids_are_named_as_runs_and_long_groups_by_their_ends():
+    from reportgen.model import PacketGroup
+    from reportgen.render.view import group_label, id_runs
+
+    assert id_runs(["c2", "c3", "c4", "c7", "c9", "c10"], 10) == "c2–c4, c7, c9–c10"
+    # At most `limit` runs, then how many ids the rest holds (c9 and c10).
+    assert id_runs(["c2", "c3", "c4", "c7", "c9", "c10"], 2) == "c2–c4, c7, and 2 more"
+    members = tuple(f"p{2 * i}" for i in range(1, 301))
+    group = PacketGroup("g1", "c1", "p2", members, 1.0, 4.5, ())
+    assert group_label(group) == "×300 (p2, p4, p6, …, p600, 3.5 s)"
