@@ -225,3 +225,31 @@ def test_ids_are_named_as_runs_and_long_groups_by_their_ends():
     members = tuple(f"p{2 * i}" for i in range(1, 301))
     group = PacketGroup("g1", "c1", "p2", members, 1.0, 4.5, ())
     assert group_label(group) == "×300 (p2, p4, p6, …, p600, 3.5 s)"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./run installs it as root)")
+def test_later_conversations_are_told_on_demand_and_a_link_opens_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_browser import FLAGS
+
+    report = build_report(
+        load_spec([SAMPLES / "lab-tcp-to-internet" / "dmesg.log", SAMPLES / "lab-tcp-dropped" / "dmesg.log"])
+    )
+    monkeypatch.setattr(html_mod, "SCREEN", replace(html_mod.SCREEN, open_conversations=1))
+    page = tmp_path / "report.html"
+    page.write_text(html_mod.render_html(report), encoding="utf-8")
+    first_of_c1 = next(g.first for g in report.groups if g.conversation == "c1")
+
+    def dom(fragment: str) -> str:
+        profile = tmp_path / f"profile{fragment}"
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri() + fragment]
+        return subprocess.run(cmd, check=True, capture_output=True, timeout=120, text=True).stdout
+
+    closed = re.findall(r'<details class="conversation"( open="")?>', dom(""))
+    assert closed == [""]  # c2, the worst, is open; c1 waits in one closed <details>
+    opened = dom(f"#{first_of_c1}")
+    assert re.findall(r'<details class="conversation"( open="")?>', opened) == [' open=""']
+    details = opened.split('<details class="conversation" open="">', 1)[1].split("</details>", 1)[0]
+    assert f'<section class="packet" id="{first_of_c1}">' in details

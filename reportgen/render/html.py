@@ -69,10 +69,27 @@ class Budget:
     line_runs: int  # line runs named per packet group beyond its listed members
     appendix_lines: int  # up to this many trace lines the appendix lists every line, beyond it the cited ones
     unused_rows: int  # runs of unused lines listed
+    open_conversations: int  # told conversations shown open; the later ones are folded in <details>
 
 
-SCREEN = Budget(conversations=200, alike_rows=500, members=50, line_runs=20, appendix_lines=5000, unused_rows=500)
-PRINT = Budget(conversations=5, alike_rows=20, members=10, line_runs=5, appendix_lines=5000, unused_rows=50)
+SCREEN = Budget(
+    conversations=200,
+    alike_rows=500,
+    members=50,
+    line_runs=20,
+    appendix_lines=5000,
+    unused_rows=500,
+    open_conversations=20,
+)
+PRINT = Budget(
+    conversations=5,
+    alike_rows=20,
+    members=10,
+    line_runs=5,
+    appendix_lines=5000,
+    unused_rows=50,
+    open_conversations=5,  # paper has no <details> to open: every told conversation is printed
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +239,8 @@ def render_html(
         told=view.told,
         told_ids=told_ids,
         untold=view.untold,
+        on_demand=set() if for_print else {c.id for c in view.told[budget.open_conversations :]},
+        conv_summary={c.id: c.summary for c in view.told},
         untold_alike=sum(len(view.folded.get(c.id, [])) for c in view.untold),
         answers=[answers[c.id] for c in view.told if c.id in answers],
         folded=view.folded,
