@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 
 import graphviz
 
@@ -145,16 +146,26 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
     g.node("start", graphviz.escape(start), shape="ellipse", color=PATH_COLOR, fontcolor="#1b2631", style="")
     end = p.verdict.where if p.verdict else "?"
     code = p.verdict.code if p.verdict else VerdictCode.LAST_SEEN
-    end_label = {VerdictCode.FORWARDED_OUT: f"out: {end}", VerdictCode.DELIVERED_TO_PORT: f"to port: {end}",
-                 VerdictCode.DELIVERED_LOCAL: end, VerdictCode.REJECTED: f"rejected\n{end}",
-                 VerdictCode.DROPPED_BY_RULE: f"dropped\n{end}", VerdictCode.DROPPED_BY_POLICY: f"dropped\n{end}",
-                 VerdictCode.UNKNOWN: f"undetermined\n{end}",
-                 }.get(code, f"last seen\n{end}")
+    end_label = {
+        VerdictCode.FORWARDED_OUT: f"out: {end}",
+        VerdictCode.DELIVERED_TO_PORT: f"to port: {end}",
+        VerdictCode.DELIVERED_LOCAL: end,
+        VerdictCode.REJECTED: f"rejected\n{end}",
+        VerdictCode.DROPPED_BY_RULE: f"dropped\n{end}",
+        VerdictCode.DROPPED_BY_POLICY: f"dropped\n{end}",
+        VerdictCode.UNKNOWN: f"undetermined\n{end}",
+    }.get(code, f"last seen\n{end}")
     if p.hops and p.hops[0].predicted:
         end_label = f"predicted\n{end_label}"
-    g.node("end", graphviz.escape(end_label), shape="ellipse", style="filled",
-           fillcolor="#eafaf1" if code.passed else "#fdedec",
-           color=PATH_COLOR, fontcolor="#1b2631")
+    g.node(
+        "end",
+        graphviz.escape(end_label),
+        shape="ellipse",
+        style="filled",
+        fillcolor="#eafaf1" if code.passed else "#fdedec",
+        color=PATH_COLOR,
+        fontcolor="#1b2631",
+    )
     on_path = set(zip(path, path[1:], strict=False))
     shown = set(drawn)
     for src in drawn:
@@ -166,8 +177,13 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
         g.edge("start", _nid(order[0]), color=PATH_COLOR, penwidth="2")
         for a, b in zip(order, order[1:], strict=False):
             g.edge(_nid(a), _nid(b), color=PATH_COLOR, penwidth="2.2")
-        g.edge(_nid(order[-1]), "end", color=PATH_COLOR, penwidth="2",
-               style="dashed" if code in (VerdictCode.LAST_SEEN, VerdictCode.UNKNOWN) else "solid")
+        g.edge(
+            _nid(order[-1]),
+            "end",
+            color=PATH_COLOR,
+            penwidth="2",
+            style="dashed" if code in (VerdictCode.LAST_SEEN, VerdictCode.UNKNOWN) else "solid",
+        )
         if not neighbours:
             # On paper the start and the end sit beside the first and last hook, not a row of their
             # own: two rows fewer keep a bridged packet's diagram beside its verdict at >= 9 pt.
@@ -185,14 +201,37 @@ def dot_to_svg(source: str, id_prefix: str = "") -> str:
     ``id_prefix`` scopes Graphviz's element ids (graph0, node1, edge1 ...) so that several diagrams on
     one page never share an id; the SVG scales down to its container (its viewBox is kept).
     """
+    return dots_to_svgs([(source, id_prefix)])[0]
+
+
+def dots_to_svgs(graphs: Sequence[tuple[str, str]]) -> list[str]:
+    """Render several DOT graphs (source, id prefix) with one ``dot`` process; return their SVGs in order.
+
+    dot lays out every graph of its input in turn and writes one SVG document per graph, each
+    opening with its XML prolog: one process instead of one per diagram.
+    """
+    if not graphs:
+        return []
     exe = shutil.which("dot")
     if exe is None:
         raise DotMissing("Graphviz 'dot' is not installed: apt-get install graphviz (see README)")
-    proc = subprocess.run([exe, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False, timeout=60)
+    source = "\n".join(src for src, _ in graphs)
+    timeout = 60 + 5 * len(graphs)
+    data = source.encode("utf-8")
+    proc = subprocess.run([exe, "-Tsvg"], input=data, capture_output=True, check=False, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"dot failed: {proc.stderr.decode('utf-8', 'replace')}")
-    svg = proc.stdout.decode("utf-8")
+    docs = proc.stdout.decode("utf-8").split("<?xml")[1:]
+    if len(docs) != len(graphs):
+        raise RuntimeError(f"dot wrote {len(docs)} drawings for {len(graphs)} graphs")
+    return [_inline("<?xml" + doc, prefix) for doc, (_, prefix) in zip(docs, graphs, strict=True)]
+
+
+def _inline(svg: str, id_prefix: str) -> str:
     svg = re.sub(r"^<\?xml[^>]*>\s*<!DOCTYPE[^>]*>\s*", "", svg, flags=re.S)
+    # dot names the group of the second and later graphs of one input "page0,1_graph0"; drawn on
+    # their own they are "graph0": keep the one-graph name, so a drawing is the same however it is run.
+    svg = re.sub(r'(\sid=")page\d+,\d+_', r"\1", svg)
     if id_prefix:
         svg = re.sub(r'(\sid=")', rf"\1{id_prefix}-", svg)
     return svg.replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
 
 from reportgen import __version__
-from reportgen.model import LineRef, Packet, PacketGroup, Report, family_tool
-from reportgen.render.dot import dot_to_svg, fit_svg, packet_dot
+from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool
+from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
     ALIKE_NOTE,
+    SEVERITY,
     alike_conversations,
     conversation_outcomes,
     endpoint_text,
@@ -20,9 +23,12 @@ from reportgen.render.view import (
     generation_date,
     group_flow_text,
     group_label,
+    groups_of,
+    id_runs,
     outcome,
     outcome_counts,
     plural,
+    severity,
     stamp_text,
 )
 
@@ -49,42 +55,117 @@ def _env() -> jinja2.Environment:
     )
 
 
-def diagram_owners(report: Report, neighbours: bool = True) -> dict[str, str]:
-    """Map each packet group's first packet to the packet whose diagram it shares.
+@dataclass(frozen=True)
+class Budget:
+    """How much of a big case one document tells; every cut is said in the document, with where the rest is.
+
+    A small case fits every limit and is told whole. The limits keep a 2M-line case of repetitive
+    traffic to a few megabytes of HTML (issue 10) and to a few pages of PDF.
+    """
+
+    conversations: int  # conversations told in full (worst verdict first); the others get a row each
+    alike_rows: int  # rows listing the conversations that behave like a told one, per told one
+    members: int  # member rows (and anchors) listed per packet group
+    line_runs: int  # line runs named per packet group beyond its listed members
+    appendix_lines: int  # up to this many trace lines the appendix lists every line, beyond it the cited ones
+    unused_rows: int  # runs of unused lines listed
+    open_conversations: int  # told conversations shown open; the later ones are folded in <details>
+
+
+SCREEN = Budget(
+    conversations=200,
+    alike_rows=500,
+    members=50,
+    line_runs=20,
+    appendix_lines=5000,
+    unused_rows=500,
+    open_conversations=20,
+)
+PRINT = Budget(
+    conversations=5,
+    alike_rows=20,
+    members=10,
+    line_runs=5,
+    appendix_lines=5000,
+    unused_rows=50,
+    open_conversations=5,  # paper has no <details> to open: every told conversation is printed
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one document tells of a case: the view the template formats, decided once."""
+
+    folded: dict[str, list[Conversation]]  # told conversation -> the ones that behave like it
+    told: list[Conversation]  # conversations told in full, worst verdict first
+    untold: list[Conversation]  # conversations unlike the others, beyond the budget: a row each, no detail
+    groups: list[PacketGroup]  # the packet groups told, in the order of ``told`` (then those without one)
+
+
+def plan(report: Report, budget: Budget) -> Plan:
+    """Choose what a document tells: conversations worst verdict first, alike ones folded under them."""
+    alike = alike_conversations(report)
+    folded = folded_conversations(report)
+    worst = {a.conversation: severity(a.worst.value) for a in report.answers}
+    lead = [c for c in report.conversations if alike[c.id] == c.id]
+    # sorted() is stable: conversations of equal severity keep their input order.
+    lead = sorted(lead, key=lambda c: worst.get(c.id, len(SEVERITY)))
+    told, untold = lead[: budget.conversations], lead[budget.conversations :]
+    by_conv = groups_of(report)
+    groups = [g for c in told for g in by_conv.get(c.id, [])] + by_conv.get("-", [])
+    return Plan(folded, told, untold, groups)
+
+
+def diagram_owners(report: Report, groups: Sequence[PacketGroup], neighbours: bool = True) -> dict[str, str]:
+    """Map each told group's first packet to the packet whose diagram it shares.
 
     Groups of different conversations often draw the very same diagram (300 downloads through one
     MASQUERADE rule): it is drawn once and the others point to it.
     """
-    firsts = [g.first for g in report.groups]
     by_id = {p.id: p for p in report.packets}
     owner_of_source: dict[str, str] = {}
     owners = {}
-    for pid in firsts:
+    for g in groups:
         # The graph's name is the packet id; without it equal sources are equal drawings.
-        source = packet_dot(by_id[pid], neighbours).replace(f"packet_{pid}", "packet", 1)
-        owners[pid] = owner_of_source.setdefault(source, pid)
+        source = packet_dot(by_id[g.first], neighbours).replace(f"packet_{g.first}", "packet", 1)
+        owners[g.first] = owner_of_source.setdefault(source, g.first)
     return owners
 
 
-def packet_svgs(report: Report, neighbours: bool = True) -> dict[str, str]:
-    """Render each distinct hook diagram (keyed by the packet that owns it) and the topology ("topology")."""
+def packet_svgs(report: Report, neighbours: bool = True, budget: Budget | None = None) -> dict[str, str]:
+    """Render each distinct hook diagram of the told groups (keyed by the packet that owns it) and
+    the topology ("topology"), with one dot process.
+
+    The told groups are those of ``budget`` (the screen's with the neighbouring hooks, else the
+    paper's): a conversation that behaves like another is told by that one and draws nothing.
+    """
     from reportgen.explain.topology import Topology
     from reportgen.render.topology_dot import topology_dot
 
+    told = plan(report, budget or (SCREEN if neighbours else PRINT)).groups
     by_id = {p.id: p for p in report.packets}
-    owners = sorted(set(diagram_owners(report, neighbours).values()), key=lambda pid: int(pid[1:]))
-    svgs = {pid: dot_to_svg(packet_dot(by_id[pid], neighbours), pid) for pid in owners}
+    owners = sorted(set(diagram_owners(report, told, neighbours).values()), key=_packet_order)
+    graphs = [(packet_dot(by_id[pid], neighbours), pid) for pid in owners]
+    svgs = dict(zip(owners, dots_to_svgs(graphs), strict=True))
     if neighbours:
+        # The topology gets a dot of its own: laid out after other graphs in one process, its
+        # clusters came out differently about one run in fifteen (Graphviz 2.43), and output must be
+        # byte-identical. The hook diagrams have no clusters and came out the same in every run.
         topo = report.topology if isinstance(report.topology, Topology) else Topology()
         svgs["topology"] = dot_to_svg(topology_dot(report, topo), "topology")
     return svgs
+
+
+def _packet_order(pid: str) -> tuple[int, str]:
+    return (int(pid[1:]), pid) if pid[1:].isdigit() else (-1, pid)
 
 
 def render_html(
     report: Report, svgs: dict[str, str] | None = None, *, for_print: bool = False, appendix: bool = False
 ) -> str:
     """Return the HTML report text; ``for_print`` shapes it for the PDF (title block, cited excerpts only)."""
-    svgs = svgs if svgs is not None else packet_svgs(report)
+    budget = PRINT if for_print else SCREEN
+    svgs = svgs if svgs is not None else packet_svgs(report, budget=budget)
     if for_print:
         svgs = {
             k: fit_svg(
@@ -95,12 +176,12 @@ def render_html(
             )[0]
             for k, v in svgs.items()
         }
+    appendix = appendix or not for_print
     file_index = {f.name: i for i, f in enumerate(report.files)}
 
     def anchor(ref: LineRef) -> str:
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
-    used_refs = {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
     snap_index = {sn.name: i for i, sn in enumerate(report.snapshots)}
     hits = cited_lines(report)
 
@@ -109,18 +190,24 @@ def render_html(
 
     unused_count = sum(u.count for u in report.unused)
     by_id = {p.id: p for p in report.packets}
+    view = plan(report, budget)
     # Packets of a conversation that behave alike are told once (explain.groups), with their members.
-    groups = [(g, by_id[g.first]) for g in report.groups]
+    groups = [(g, by_id[g.first]) for g in view.groups]
+    told_ids = {c.id for c in view.told}
+    # Where a packet is told: its group's section, else the row of the conversation that lists it.
     group_of = {pid: g.first for g, _ in groups for pid in g.packets}
-    # Conversations that behave like an earlier one are listed under it, not told again.
-    alike = alike_conversations(report)
-    folded = folded_conversations(report)
-    group_of.update({pid: c.id for cs in folded.values() for c in cs for pid in c.packets})
+    listed = {c.id for c in view.told for c in view.folded.get(c.id, [])[: budget.alike_rows]}
+    listed |= {c.id for c in view.untold}
+    for c in report.conversations:
+        if c.id in listed:
+            group_of.update(dict.fromkeys(c.packets, c.id))
     conv_groups: dict[str, list[tuple[PacketGroup, Packet]]] = {}
     for g, p in groups:
         conv_groups.setdefault(g.conversation, []).append((g, p))
+    shown_lines, used_refs = _appendix_lines(report, groups, budget, by_id)
     summary = report.summary
     window = (summary.first_stamp, summary.last_stamp) if summary and summary.first_stamp is not None else None
+    answers = {a.conversation: a for a in report.answers}
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
@@ -141,27 +228,69 @@ def render_html(
         group_of=group_of,
         group_label=group_label,
         group_flow=lambda g: group_flow_text(by_id, g),
-        owner=diagram_owners(report, neighbours=not for_print),
-        members=lambda g: [by_id[i] for i in g.packets],
+        owner=diagram_owners(report, view.groups, neighbours=not for_print),
+        members=lambda g: [by_id[i] for i in g.packets[: budget.members]],
         first_record=first_record,
         endpoint=endpoint_text,
         flow_text=flow_text,
         stamp=stamp_text,
         outcome=outcome,
         counts=outcome_counts(report),
-        alike=alike,
-        folded=folded,
+        told=view.told,
+        told_ids=told_ids,
+        untold=view.untold,
+        on_demand=set() if for_print else {c.id for c in view.told[budget.open_conversations :]},
+        conv_summary={c.id: c.summary for c in view.told},
+        untold_alike=sum(len(view.folded.get(c.id, [])) for c in view.untold),
+        answers=[answers[c.id] for c in view.told if c.id in answers],
+        folded=view.folded,
         alike_note=ALIKE_NOTE,
+        budget=budget,
+        id_runs=id_runs,
         conv_groups=conv_groups,
         conv_outcomes=lambda c: conversation_outcomes(by_id, c.packets),
         plural=plural,
         for_print=for_print,
-        appendix=appendix or not for_print,
+        appendix=appendix,
+        shown_lines=shown_lines,
+        # The lines the appendix lists, the only ones a link may point to.
+        listed_lines=set() if not appendix else {row[0] for row in shown_lines if not isinstance(row, int)},
         window=(stamp_text(window[0]), stamp_text(window[1])) if window else None,
         host=summary.host if summary else None,
         generated=generation_date(),
         excerpts={s.name: excerpt(s.text, {n for f, n in hits if f == s.name}) for s in report.snapshots},
     )
+
+
+def _appendix_lines(
+    report: Report, groups: list[tuple[PacketGroup, Packet]], budget: Budget, by_id: dict[str, Packet]
+) -> tuple[list[tuple[LineRef, str] | int], dict[LineRef, str]]:
+    """The appendix's rows and, for each row's line, the packet that used it.
+
+    A small case lists every trace line. A big one lists the lines the report links (the told
+    packets' hops, the listed members' and unused runs' first lines), with the number of lines left
+    out between them (an int), and looks up only the packets it tells: a 2M-line case's map of every
+    line to its packet took longer than the rest of the page.
+    """
+    if len(report.lines) <= budget.appendix_lines:
+        return list(report.lines), {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
+    members = [by_id[pid] for g, _ in groups for pid in g.packets[: budget.members]]
+    used = {ref: m.id for m in members if m.hops for ref in m.hops[0].event.refs}
+    used |= {ref: p.id for _, p in groups for h in p.hops for ref in h.event.refs}
+    linked = set(used) | {u.ref for u in report.unused[: budget.unused_rows]}
+    out: list[tuple[LineRef, str] | int] = []
+    gap = 0
+    for ref, text in report.lines:
+        if ref in linked:
+            if gap:
+                out.append(gap)
+            out.append((ref, text))
+            gap = 0
+        else:
+            gap += 1
+    if gap:
+        out.append(gap)
+    return out, used
 
 
 def cited_lines(report: Report) -> set[tuple[str, int]]:

@@ -10,6 +10,7 @@ import graphviz
 
 from reportgen.explain.topology import Topology
 from reportgen.model import Report
+from reportgen.render.view import id_runs
 
 REQUEST_COLOR = "#c0392b"
 REPLY_COLOR = "#2471a3"
@@ -35,9 +36,14 @@ def topology_dot(report: Report, topo: Topology) -> str:
             labels[f"if:{r.dev}"] = r.dev
             labels[f"net:{r.dev}"] = f"beyond {r.dev}\n(gateway {r.gateway})"
             struct |= {(f"if:{r.dev}", "host"), (f"net:{r.dev}", f"if:{r.dev}")}
-    overlays: list[tuple[str, str, str, str]] = []
+    # Conversations that cross the host the same way are drawn as one path, labelled with all their
+    # ids: three hundred downloads through one uplink are one red line, not three hundred.
+    alike: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
     for c in report.crossings:
-        conv_id, role, path = c.conversation, c.role, list(c.nodes)
+        alike.setdefault((c.role, c.nodes), []).append(c.conversation)
+    overlays: list[tuple[str, str, str, str]] = []
+    for (role, nodes), convs in alike.items():
+        conv_id, path = id_runs(convs, 3), list(nodes)
         for key, label in path:
             labels.setdefault(key, label)
         for (a, _), (b, _) in zip(path, path[1:], strict=False):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Hashable
+from collections.abc import Sequence
 
 from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
-from reportgen.explain.groups import shape
 from reportgen.model import ICMP_TYPE_NAMES, Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
 from reportgen.parsers.nflog import shown
 
@@ -70,8 +69,6 @@ def flow_text(r: LogRecord) -> str:
     return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}"
 
 
-
-
 def first_record(p: Packet) -> LogRecord | None:
     """The packet's richest record: the first nf_log line with addresses, else the first hop's."""
     recs = [h.event.record for h in p.hops]
@@ -81,10 +78,19 @@ def first_record(p: Packet) -> LogRecord | None:
 
 
 def group_label(g: PacketGroup) -> str:
-    """ "×4 (p1–p4, 3.1 s)": how many packets a group folds, which, and over how long."""
-    ids = (
-        g.packets[0] if g.count == 1 else f"{g.packets[0]}–{g.packets[-1]}" if _consecutive(g) else ", ".join(g.packets)
-    )
+    """ "×4 (p1–p4, 3.1 s)": how many packets a group folds, which, and over how long.
+
+    A group of thousands names its first and last few members: the label is a heading, and the
+    group's table or report.json lists every member.
+    """
+    if g.count == 1:
+        ids = g.packets[0]
+    elif _consecutive(g):
+        ids = f"{g.packets[0]}–{g.packets[-1]}"
+    elif g.count <= LABEL_IDS:
+        ids = ", ".join(g.packets)
+    else:
+        ids = ", ".join(g.packets[:3]) + ", …, " + g.packets[-1]
     span = ""
     if g.count > 1 and g.first_stamp is not None and g.last_stamp is not None:
         d = g.last_stamp - g.first_stamp
@@ -92,9 +98,39 @@ def group_label(g: PacketGroup) -> str:
     return f"×{g.count} ({ids}{span})"
 
 
+# A group label lists up to this many member ids; a longer group shows its first three and its last.
+LABEL_IDS = 8
+
+
 def _consecutive(g: PacketGroup) -> bool:
     nums = [int(p[1:]) for p in g.packets if p[1:].isdigit()]
     return len(nums) == g.count and nums == list(range(nums[0], nums[0] + len(nums)))
+
+
+def id_runs(ids: Sequence[str], limit: int) -> str:
+    """Ids as runs ("c2–c40, c42"), at most ``limit`` runs, then how many ids the rest holds.
+
+    Ids are a letter and a number (c12, p7), as the explain layer numbers them; one that is not is
+    a run of its own.
+    """
+    runs: list[list[str]] = []
+    prev: int | None = None
+    for i in ids:
+        n = int(i[1:]) if i[1:].isdigit() else None
+        if runs and n is not None and prev is not None and n == prev + 1 and runs[-1][0][0] == i[0]:
+            runs[-1][1:] = [i]
+        else:
+            runs.append([i])
+        prev = n
+    parts = ["–".join(r) for r in runs[:limit]]
+    if len(runs) > limit:
+        rest = len(ids) - sum(len(_expand(r)) for r in runs[:limit])
+        parts.append(f"and {rest} more")
+    return ", ".join(parts)
+
+
+def _expand(run: list[str]) -> range:
+    return range(int(run[0][1:]), int(run[-1][1:]) + 1) if len(run) > 1 else range(1)
 
 
 def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
@@ -133,14 +169,15 @@ def alike_conversations(report: Report) -> dict[str, str]:
     """Map each conversation to the first one whose packet groups behave the same way.
 
     Three hundred downloads through one MASQUERADE rule differ only in their ports: they are told
-    once, and the others are listed with their own addresses, counts and outcomes.
+    once, and the others are listed with their own addresses, counts and outcomes. Two conversations
+    behave alike when their protocols and their groups' case-wide behaviour ids (explain.groups) are
+    the same, in order: the explain layer decided what a behaviour is, this only compares its ids.
     """
-    by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
-    first_of: dict[Hashable, str] = {}
+    first_of: dict[tuple[str, tuple[str, ...]], str] = {}
     out = {}
     for c in report.conversations:
-        key = (c.proto, tuple(shape(by_id[g.first]) for g in groups.get(c.id, [])))
+        key = (c.proto, tuple(g.behaviour for g in groups.get(c.id, [])))
         out[c.id] = first_of.setdefault(key, c.id)
     return out
 
