@@ -8,16 +8,12 @@ the results come back in input order, so the output does not depend on ``--jobs`
 from __future__ import annotations
 
 import gc
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
 
 from reportgen.errors import InputError
 from reportgen.model import Report
@@ -176,47 +172,3 @@ def run_cases(
     else:
         each(run_case(j) for j in jobs)
     return results
-
-
-class Progress:
-    """A one-line progress display on stderr: only on a terminal, and only once a run passes ~1 s.
-
-    A ticker thread redraws the line twice a second, so a single long case shows its elapsed time
-    too; the line is erased when the run ends, before the summary is printed.
-    """
-
-    def __init__(self, total: int, delay: float = 1.0, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.monotonic()
-        self.delay = delay
-        self.total = total
-        self.done = 0
-        self.shown = False
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._ticker: threading.Thread | None = None
-        if self.stream.isatty():
-            self._ticker = threading.Thread(target=self._tick, daemon=True)
-            self._ticker.start()
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        with self._lock:
-            self.done, self.total = done, total
-
-    def _tick(self) -> None:
-        while not self._stop.wait(0.5):
-            elapsed = time.monotonic() - self.start
-            if elapsed < self.delay:
-                continue
-            with self._lock:
-                self.shown = True
-                self.stream.write(f"\r\x1b[Kreportgen: {self.done}/{self.total} cases, {elapsed:.0f} s")
-                self.stream.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()

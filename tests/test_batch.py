@@ -118,30 +118,6 @@ def test_empty_folder_is_a_warning_not_a_silent_success(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "out")
 
 
-def test_progress_shows_on_a_terminal_after_a_second_only() -> None:
-    import io
-    import time
-
-    from reportgen.batch import Progress
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    quick, slow, pipe = Tty(), Tty(), io.StringIO()
-    p = Progress(3, stream=quick)
-    p(1, 3, "a")
-    p.close()
-    assert quick.getvalue() == ""  # done within a second: nothing drawn
-    for stream in (slow, pipe):
-        p = Progress(3, delay=0.2, stream=stream)
-        p(2, 3, "b")
-        time.sleep(1.2)
-        p.close()
-    assert "reportgen: 2/3 cases, 1 s" in slow.getvalue() and slow.getvalue().endswith("\r\x1b[K")
-    assert pipe.getvalue() == ""  # never on a pipe or a file
-
-
 def test_cyclic_gc_is_back_after_a_case_also_a_failed_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A case pauses the cyclic GC for speed; the next case, or the caller, must get it back."""
     from reportgen.batch import CaseJob, run_case
