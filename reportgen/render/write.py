@@ -89,11 +89,7 @@ def _render_into(report: Report, out: Path, formats: list[str], options: RenderO
     if "json" in formats:
         from reportgen.render.jsonout import write_json
 
-        with (out / "report.json").open("w", encoding="utf-8") as fh:  # streamed: a report may be large
-            write_json(report, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        written.append("report.json")
+        written += write_json(report, out)  # report.json and report.jsonl, written as they go and fsynced
     if "text" in formats:
         from reportgen.render.text import render_text
 
