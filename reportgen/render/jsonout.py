@@ -202,23 +202,26 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _runs(spans: Sequence[tuple[int, int]], prefix: str = "") -> str:
-    """Sorted disjoint spans as text: ``a`` (one), ``a-b`` (a to b) and ``a-b/s`` (a, a+s, ... b: three
-    or more single numbers s apart). A behaviour repeated at a fixed period (the same exchange every
-    few lines) is one item, so a long repetitive case does not grow its references with its length."""
+    """Sorted disjoint spans as text, comma-separated items: ``a`` (one), ``a-b`` (a to b), and either
+    followed by ``/s*n``: the span repeated n times, each s after the previous (``1-9/16*3`` is 1-9,
+    17-25, 33-41; ``p1/2*3`` is p1, p3, p5). Three or more alike spans at a fixed period make one
+    item, so a behaviour repeated regularly (the same exchange every few lines) is one reference
+    however long the case runs."""
     items: list[str] = []
     i, n = 0, len(spans)
     while i < n:
         a, b = spans[i]
-        if a == b and i + 2 < n:
-            step = spans[i + 1][0] - a
+        span = f"{prefix}{a}" if a == b else f"{prefix}{a}-{prefix}{b}"
+        if i + 2 < n:
+            step, width = spans[i + 1][0] - a, b - a
             j = i + 1
-            while j < n and spans[j][0] == spans[j][1] and spans[j][0] - spans[j - 1][0] == step:
+            while j < n and spans[j][1] - spans[j][0] == width and spans[j][0] - spans[j - 1][0] == step:
                 j += 1
             if j - i >= 3:
-                items.append(f"{prefix}{a}-{prefix}{spans[j - 1][0]}/{step}")
+                items.append(f"{span}/{step}*{j - i}")
                 i = j
                 continue
-        items.append(f"{prefix}{a}" if a == b else f"{prefix}{a}-{prefix}{b}")
+        items.append(span)
         i += 1
     return ",".join(items)
 
@@ -227,13 +230,12 @@ def expand_runs(runs: str) -> Iterator[tuple[int, int]]:
     """The spans (first, last) a runs text names, in order: the inverse of the writer's encoding,
     for readers of report.json (line numbers; packet ids without their "p")."""
     for item in filter(None, runs.split(",")):
-        span, _, step = item.partition("/")
+        span, _, repeat = item.partition("/")
         a, _, b = span.partition("-")
         first, last = int(a.lstrip("p")), int((b or a).lstrip("p"))
-        if step:
-            yield from ((n, n) for n in range(first, last + 1, int(step)))
-        else:
-            yield first, last
+        step, _, times = repeat.partition("*")
+        for k in range(int(times) if repeat else 1):
+            yield first + k * int(step or 0), last + k * int(step or 0)
 
 
 _PACKET_ID = re.compile(r"p([0-9]+)")
