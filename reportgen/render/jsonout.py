@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from reportgen import JSON_SCHEMA_VERSION, __version__
 from reportgen.model import (
     Answer,
@@ -286,9 +288,28 @@ def _group(g: PacketGroup, first: Packet) -> dict[str, Any]:
     }
 
 
+# The line ends str.splitlines knows that JSON does not escape (C0 ones are escaped already).
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
 def _dumps(obj: Any) -> str:
-    """Compact JSON with sorted keys: one definition, so both files encode alike."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON with sorted keys: one definition, so both files encode alike.
+
+    orjson encodes the same objects byte-identically and twice as fast (the 100k-line benchmark's
+    write_json: 1.1 s CPU with json, 0.57 s with orjson, out of 6.7 s for the whole run). It refuses
+    integers beyond 64 bits, which untrusted input can hold (SPT= with thirty digits): such an
+    object is encoded by the json module instead.
+    """
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    if _LINE_BREAKS.search(text):
+        # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
+        # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
+        # inside a string, where the escape means the same character.
+        text = _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def _fmt(obj: Any, indent: str, levels: int) -> str:
