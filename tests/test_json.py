@@ -246,3 +246,17 @@ def test_runs_name_exactly_their_numbers(seed: int) -> None:
     assert jsonout._runs([(1, 9), (17, 25), (33, 41), (49, 57)]) == "1-9/16*4"
     assert jsonout._ids(("p1", "p3", "p5", "p7", "p10")) == "p1/2*4,p10"
     assert jsonout._ids(("p1.1", "p1.2")) == "p1.1,p1.2"  # a simulation's ids are listed as they are
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in (ROOT / "samples").iterdir() if p.is_dir()))
+def test_every_trace_line_of_every_sample_is_named(case: str) -> None:
+    """Trace sources too: a rule line of xtables-monitor, nft monitor trace or legacy TRACE is named by
+    its packet's group, as the LOG line is."""
+    doc, _ = _docs(build_report(load_spec([ROOT / "samples" / case])))
+    named: set[tuple[str, int]] = set()
+    for c in doc["conversations"]:
+        for g in c["groups"]:
+            named.update((f["file"], n) for f in g["lines"] for n in _numbers(f["runs"]))
+    named.update((u["file"], n) for u in doc["input"]["unused"] for n in _numbers(u["runs"]))
+    traces = [f for f in doc["input"]["files"] if f["kind"] == "trace"]
+    assert traces and named == {(f["file"], n) for f in traces for n in range(1, f["lines"] + 1)}
