@@ -271,20 +271,18 @@ def _footer(f: Footer | None) -> dict[str, Any] | None:
 
 def _group(g: PacketGroup, first: Packet) -> dict[str, Any]:
     # Members of a group share their rewrites' addresses (groups.behaviour), so the first packet's
-    # before/after stand for all of them; the behaviour tells where and why.
+    # before/after stand for all of them. Their kinds, places and evidence are the behaviour's:
+    # nat[i] here is the rewrite behaviours[].nat[i] describes (groups.shape keeps their order).
+    # The first member (packets[0], model.PacketGroup.first) is the one that stands for the group.
     return {
         "id": g.id,
         "behaviour": g.behaviour,
         "count": g.count,
-        "first": g.first,
         "packets": _ids(g.packets),
         "first_stamp": g.first_stamp,
         "last_stamp": g.last_stamp,
         "lines": _line_runs(g.lines),
-        "nat": [
-            {"type": n.type, "direction": n.direction, "field": n.field, "before": _ep(n.before), "after": _ep(n.after)}
-            for n in first.nat
-        ],
+        "nat": [{"before": _ep(n.before), "after": _ep(n.after)} for n in first.nat],
     }
 
 
@@ -398,7 +396,6 @@ class JsonStream:
             entries.append(_group(g, first))
         entry: dict[str, Any] = {
             "id": conv_id,
-            "packet_count": len(packets),
             "groups": entries,
             **_answer(answer),
             "proto": None if conv is None else conv.proto,
@@ -406,7 +403,8 @@ class JsonStream:
             "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
             "prediction": None if conv is None else _prediction(conv.prediction),
         }
-        self._convs.write(("    " if self._added == 0 else ",\n    ") + _fmt(entry, "    ", 2))
+        # One line per conversation: a big case has tens of thousands of them.
+        self._convs.write(("    " if self._added == 0 else ",\n    ") + _dumps(entry))
         self._added += 1
 
     @staticmethod
