@@ -26,6 +26,7 @@ from reportgen.model import ConversationResult, Report
 from reportgen.pipeline import build_report
 from reportgen.render import jsonout
 from reportgen.render.jsonout import JsonStream, expand_runs, render_json, write_json
+from reportgen.render.write import output_folder
 from reportgen.sources.case import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,3 +263,24 @@ def test_every_trace_line_of_every_sample_is_named(case: str) -> None:
     named.update((u["file"], n) for u in doc["input"]["unused"] for n in _numbers(u["runs"]))
     traces = [f for f in doc["input"]["files"] if f["kind"] == "trace"]
     assert traces and named == {(f["file"], n) for f in traces for n in range(1, f["lines"] + 1)}
+
+
+def test_a_streamed_case_appears_whole_or_not_at_all(tmp_path: Path, mixed: tuple[Report, int]) -> None:
+    """The wiring a streaming run uses: JsonStream in output_folder's hidden folder, swapped in at the end."""
+    report, _ = mixed
+    results = _results(report)
+    head = replace(report, conversations=(), packets=(), groups=(), answers=(), footers=(), crossings=())
+    with output_folder(tmp_path, "case") as (folder, final):
+        stream = JsonStream(folder)
+        for r in results:
+            stream.add(r)
+        stream.close(head)
+        assert not final.exists()  # nothing shows while the case is being read
+    before = {n: (final / n).read_bytes() for n in ("report.json", "report.jsonl")}
+    assert before["report.json"] == render_json(report)[0].encode()
+    with pytest.raises(RuntimeError), output_folder(tmp_path, "case") as (folder, _):
+        stream = JsonStream(folder)
+        stream.add(results[0])
+        raise RuntimeError("the run fails half way")
+    assert {n: (final / n).read_bytes() for n in before} == before  # the last good report stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]  # no hidden folder left

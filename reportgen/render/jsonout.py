@@ -143,14 +143,14 @@ def _nat(n: Nat) -> dict[str, Any]:
     }
 
 
-def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
+def _packet(p: Packet) -> dict[str, Any]:
     return {
         "id": p.id,
         "conversation": p.conversation,
         "role": p.role,
         "path": p.path,
         "summary": p.summary,
-        "hops": [_hop(h) for h in p.hops] if with_hops else [],
+        "hops": [_hop(h) for h in p.hops],
         "nat": [_nat(n) for n in p.nat],
         "skipped": [
             {
@@ -538,5 +538,6 @@ def write_json(report: Report, folder: Path) -> list[str]:
 def render_json(report: Report) -> tuple[str, str]:
     """Return a whole report's report.json and report.jsonl text."""
     with tempfile.TemporaryDirectory(prefix="reportgen-json-") as d:
-        write_json(report, Path(d))
-        return tuple((Path(d) / n).read_text(encoding="utf-8") for n in (REPORT_FILE, PACKETS_FILE))  # type: ignore[return-value]
+        folder = Path(d)
+        write_json(report, folder)
+        return (folder / REPORT_FILE).read_text(encoding="utf-8"), (folder / PACKETS_FILE).read_text(encoding="utf-8")
