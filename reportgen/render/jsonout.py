@@ -364,6 +364,10 @@ class JsonStream:
         else:
             self._put(c.id, c, result.answer, result.packets, result.groups, result.footers)
 
+    # The stream is itself a sink (pipeline.stream_case calls its sink with each result, and looks
+    # for a ``restart`` on it when a late case-wide fact makes it explain the case again).
+    __call__ = add
+
     def _put(
         self,
         conv_id: str,
