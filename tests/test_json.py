@@ -284,3 +284,14 @@ def test_a_streamed_case_appears_whole_or_not_at_all(tmp_path: Path, mixed: tupl
         raise RuntimeError("the run fails half way")
     assert {n: (final / n).read_bytes() for n in before} == before  # the last good report stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case"]  # no hidden folder left
+
+
+def test_packets_of_no_conversation_have_an_entry_of_their_own() -> None:
+    """Frames without IP fields (ebtables with bridge-nf off) belong to no conversation: their groups
+    still name them and their lines, under the entry "-", which states no answer it does not have."""
+    report = build_report(load_spec([ROOT / "samples" / "lab-bridge-nf-off"]))
+    doc, packets = _docs(report)
+    [entry] = [c for c in doc["conversations"] if c["id"] == "-"]
+    assert (entry["answer"], entry["worst"], entry["original"]) == (None, None, None)
+    named = {f"p{n}" for g in entry["groups"] for n in _numbers(g["packets"])}
+    assert named == {p["id"] for p in packets if p["conversation"] == "-"} and named
