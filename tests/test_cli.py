@@ -27,6 +27,7 @@ def test_report_writes_every_format(tmp_path: Path):
         ".reportgen-output",
         "report.html",
         "report.json",
+        "report.jsonl",
         "report.md",
         "report.pdf",
         "report.txt",

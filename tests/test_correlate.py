@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from reportgen.model import VerdictCode
@@ -75,11 +76,11 @@ def test_unused_lines_are_listed_with_reasons(tmp_path: Path):
 
 
 def test_runs_of_unused_lines_are_grouped_but_counted(tmp_path: Path):
-    from reportgen.render.jsonout import report_dict
+    from reportgen.render.jsonout import render_json
 
     lines = ["[ 1.0] usb 1-1: new device"] * 5 + SEED.read_text().splitlines()[:2] + ["", ""]
     report = _report(tmp_path, lines)
     assert [(u.ref.line, u.count) for u in report.unused] == [(1, 5), (8, 2)]
-    d = report_dict(report)["input"]
+    d = json.loads(render_json(report)[0])["input"]
     assert (d["lines_total"], d["lines_used"], d["lines_unused"]) == (9, 2, 7)
-    assert d["unused"][0]["last_line"] == 5
+    assert [(u["runs"], u["count"]) for u in d["unused"]] == [("1-5", 5), ("8-9", 2)]

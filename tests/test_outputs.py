@@ -145,7 +145,7 @@ def test_reruns_never_read_their_own_reports_back(tmp_path: Path):
     for _ in range(4):
         r = cli("report", str(case), "-o", str(case), "--format", "json,text,md,html,svg")
         assert r.returncode == 0, r.stderr
-        counts.append(len(json.loads((case / "case" / "report.json").read_text())["packets"]))
+        counts.append(json.loads((case / "case" / "report.json").read_text())["summary"]["packets"])
     assert len(set(counts)) == 1, counts
     # Asking for an output folder as input is refused, naming it; its reports are not read as files either.
     r = cli("report", str(case / "case"), "-o", str(tmp_path / "o2"))
@@ -185,9 +185,10 @@ def test_control_characters_never_reach_the_terminal_or_text_files(hostile: Path
     for name in ("report.txt", "report.md"):
         text = (out / "hostile" / name).read_text()
         assert not any(c in text for c in CONTROLS), name
-    raw = (out / "hostile" / "report.json").read_text()  # JSON escapes C0 itself, and keeps the value
-    assert not any(chr(c) in raw for c in range(32) if chr(c) != "\n")
-    assert '"out": "ens\\u0001\u202e3"' in raw
+    for name in ("report.json", "report.jsonl"):  # JSON escapes C0 itself, and keeps the value
+        raw = (out / "hostile" / name).read_text()
+        assert not any(chr(c) in raw for c in range(32) if chr(c) != "\n"), name
+        assert '"out":"ens\\u0001\u202e3"' in raw, name
 
 
 def test_every_svg_is_valid_xml(hostile: Path, tmp_path: Path):

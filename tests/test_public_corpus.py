@@ -162,12 +162,14 @@ def hop_value(hop: dict[str, Any], name: str) -> Any:
     return value.strip() if name == "prefix" and isinstance(value, str) else value
 
 
-def unused_lines(report: dict[str, Any]) -> set[tuple[str, int]]:
-    out: set[tuple[str, int]] = set()
+def unused_reasons(report: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """Every unused line (file, line) with its reason, from report.json's runs per file and reason."""
+    from reportgen.render.jsonout import expand_runs
+
+    out: dict[tuple[str, int], str] = {}
     for u in (report.get("input") or {}).get("unused") or []:
-        first = int(u["line"])
-        last = int(u.get("last_line") or first)
-        out.update((str(u["file"]), n) for n in range(first, last + 1))
+        for first, last in expand_runs(u["runs"]):
+            out.update(dict.fromkeys(((str(u["file"]), n) for n in range(first, last + 1)), str(u["reason"])))
     return out
 
 
@@ -214,7 +216,8 @@ def run_case(case: Path) -> tuple[dict[str, Any], str]:
         spec = load_spec(sorted(p for p in case.iterdir() if p.is_file() and p.name not in NOT_INPUT))
         spec.name = spec.title = case.name
     report = build_report(spec)
-    return json.loads(render_json(report)), render_text(report)
+    doc, packets = render_json(report)
+    return {**json.loads(doc), "packets": [json.loads(line) for line in packets.splitlines()]}, render_text(report)
 
 
 def _parse_ref(text: str) -> tuple[str, int]:
@@ -239,14 +242,7 @@ def _check_hop(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tuple[b
     found = hop_for_line(report, ref, fact.get("select"))
     keys = [k for k in HOP_FIELDS if k in fact]
     if found is None:
-        reason = next(
-            (
-                u.get("reason")
-                for u in (report.get("input") or {}).get("unused") or []
-                if (u["file"], u["line"]) <= ref <= (u["file"], u.get("last_line", u["line"]))
-            ),
-            "not in any hop",
-        )
+        reason = unused_reasons(report).get(ref, "not in any hop")
         for k in keys:
             yield False, f"{where} {k}: line not used ({str(reason)[:70]})"
         return
@@ -335,7 +331,7 @@ def check_case(case: Path) -> CaseResult:
         res.wrong.extend(f"{res.crash} (fact {i + 1})" for i in range(_count_facts(facts)))
         return res
     res.lines_used, res.lines_total = line_accounting(report)
-    unused = unused_lines(report)
+    unused = unused_reasons(report)
     for fact in facts:
         if "line" in fact:
             checks = list(_check_hop(report, fact))

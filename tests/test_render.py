@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import SAMPLES
 from reportgen.pipeline import build_report
 from reportgen.render.dot import dot_to_svg, packet_dot
 from reportgen.render.html import packet_svgs, render_html
-from reportgen.render.jsonout import report_dict
+from reportgen.render.jsonout import render_json
 from reportgen.render.markdown import render_markdown
 from reportgen.render.pdf import html_to_pdf, render_pdf
 from reportgen.render.text import render_text
@@ -59,9 +60,9 @@ def test_markdown_escapes_input(evil_report):
 
 
 def test_json_keeps_input_verbatim(evil_report):
-    d = report_dict(evil_report)
-    assert d["packets"][0]["hops"][0]["prefix"] == EVIL_PREFIX
-    assert d["input"]["unused"][0]["line"] == 2
+    doc, lines = render_json(evil_report)
+    assert json.loads(lines.splitlines()[0])["hops"][0]["prefix"] == EVIL_PREFIX
+    assert json.loads(doc)["input"]["unused"][0]["line"] == 2
 
 
 def test_pdf_fetches_nothing_outside_the_report(tmp_path: Path):

@@ -191,7 +191,7 @@ def test_broken_snapshots_are_unused_with_a_reason_and_the_report_goes_on(tmp_pa
     data = json.loads((tmp_path / "out" / "case" / "report.json").read_text())
     notes = " ".join(data["case"]["notes"])
     assert "Snapshot ip-link.json was not used: cannot be read as ip-link-json" in notes
-    assert data["packets"], "the trace was still explained"
+    assert data["summary"]["packets"], "the trace was still explained"
 
 
 @pytest.mark.parametrize("extra", [[], ["--redact"]])  # --redact copies the input: under the same cap

@@ -102,9 +102,10 @@ def test_cli_text_json_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main([*args, "--format", "json,html", "-o", str(tmp_path / "a")]) == 0
     assert main([*args, "--format", "json,html", "-o", str(tmp_path / "b")]) == 0
     a = tmp_path / "a" / "lab-published-port"
-    assert (a / "report.json").read_bytes() == (tmp_path / "b" / "lab-published-port" / "report.json").read_bytes()
-    data = json.loads((a / "report.json").read_text())
-    assert all(h["predicted"] for p in data["packets"] for h in p["hops"])
+    for name in ("report.json", "report.jsonl"):
+        assert (a / name).read_bytes() == (tmp_path / "b" / "lab-published-port" / name).read_bytes()
+    packets = [json.loads(line) for line in (a / "report.jsonl").read_text().splitlines()]
+    assert packets and all(h["predicted"] for p in packets for h in p["hops"])
     html = (a / "report.html").read_text()
     assert 'class="predicted">predicted</span>' in html and "predicted from the snapshots" in html
 

@@ -7,6 +7,7 @@ its source); each test asserts one general behaviour, with the kernel fact it re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from reportgen.model import Action, LineRef, VerdictCode
@@ -14,7 +15,7 @@ from reportgen.netfilter import FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.nft_ruleset import parse_nft_ruleset
 from reportgen.parsers.traces import NftTraceParser
 from reportgen.pipeline import build_report
-from reportgen.render.jsonout import report_dict
+from reportgen.render.jsonout import render_json
 from reportgen.sources.case import load_spec
 
 
@@ -129,7 +130,7 @@ trace id a0369369 inet firewalld filter_FORWARD rule reject with icmpx type admi
     # The walk started in a user chain (its packet line cut); it returns to firewalld's base chain.
     assert (h.event.hook.chain, h.event.hook.hook, h.outcome) == ("filter_FORWARD", FORWARD, Action.REJECT)
     assert p.verdict.code is VerdictCode.REJECTED
-    assert report_dict(r)["packets"][0]["hops"][0]["action"] == "reject"
+    assert json.loads(render_json(r)[1].splitlines()[0])["hops"][0]["action"] == "reject"
 
 
 def test_chain_order_narrows_an_unplaced_chain(tmp_path: Path):
@@ -159,7 +160,7 @@ trace id a95ea7ef ip filter trace_chain packet: iif "enp0s25" ip saddr 8.8.8.8 i
 trace id a95ea7ef ip filter trace_chain policy accept
 """,
     )
-    hop = report_dict(r)["packets"][0]["hops"][0]
+    hop = json.loads(render_json(r)[1].splitlines()[0])["hops"][0]
     assert (hop["hook"], hop["hook_candidates"], hop["chain"]) == (None, [PREROUTING, INPUT], "trace_chain")
 
 

@@ -53,7 +53,7 @@ def group_packets(packets: Iterable[Packet], shapes: dict[Hashable, str] | None 
     groups = []
     for n, ps in enumerate(members.values(), start=1):
         stamps = [s for p in ps for s in _stamps(p)]
-        refs = [h.event.record.ref for p in ps for h in p.hops]
+        refs = [ref for p in ps for h in p.hops for ref in h.event.refs]  # rule and conntrack lines too
         groups.append(
             PacketGroup(
                 id=f"g{n}",

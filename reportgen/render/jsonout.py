@@ -1,13 +1,48 @@
-"""Render a report as JSON (schema: docs/json-schema.md; version in "schema")."""
+"""Write a report as JSON, as it goes (schema: docs/json-schema.md; version in "schema").
+
+Two files. ``report.jsonl`` holds every packet, one compact object per line, written the moment its
+conversation is added. ``report.json`` holds what grows with distinct behaviour, not with packet
+count: the case summary, the input account, each behaviour (a group shape, groups.shape) explained
+once by its first packet, and per conversation its answer and its groups, whose packets and lines
+are compact runs. Every input line is reachable from it: by a group's line runs or by the unused
+runs. Memory is O(distinct behaviours): conversation entries are spooled to a temporary file and
+copied into report.json at the end, after the summary, which is known only then.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from reportgen import JSON_SCHEMA_VERSION, __version__
-from reportgen.model import Answer, Endpoint, Footer, Hop, LineRef, Nat, Packet, PacketGroup, Prediction, Report
+from reportgen.model import (
+    Answer,
+    Conversation,
+    ConversationResult,
+    Endpoint,
+    Footer,
+    Hop,
+    LineRef,
+    Nat,
+    Packet,
+    PacketGroup,
+    Prediction,
+    Report,
+    UnusedLine,
+)
+
+REPORT_FILE = "report.json"
+PACKETS_FILE = "report.jsonl"
+# The conversation id explain.py gives packets that show no IP identity (ARP, cut pastes); such
+# packets have no Conversation of their own, so their entry carries only groups.
+NO_CONVERSATION = "-"
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
@@ -27,9 +62,19 @@ def _action(h: Hop) -> str | None:
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
-        "rules": [{"table": x.table, "chain": x.chain, "kind": x.kind, "verdict": x.verdict, "text": x.text,
-                   "handle": x.handle, "line": _ref(x.ref), "snapshot": _ref(x.snapshot_ref)}
-                  for x in h.event.rules],
+        "rules": [
+            {
+                "table": x.table,
+                "chain": x.chain,
+                "kind": x.kind,
+                "verdict": x.verdict,
+                "text": x.text,
+                "handle": x.handle,
+                "line": _ref(x.ref),
+                "snapshot": _ref(x.snapshot_ref),
+            }
+            for x in h.event.rules
+        ],
         "step": h.step,
         "family": h.event.hook.family,
         "table": h.event.hook.table,
@@ -72,71 +117,146 @@ def _hop(h: Hop) -> dict[str, Any]:
 def _prediction(p: Prediction | None) -> dict[str, Any] | None:
     if p is None:
         return None
-    return {"status": p.status, "summary": p.summary, "predicted": p.predicted, "observed": p.observed,
-            "stage": p.stage, "conditions": list(p.conditions)}
+    return {
+        "status": p.status,
+        "summary": p.summary,
+        "predicted": p.predicted,
+        "observed": p.observed,
+        "stage": p.stage,
+        "conditions": list(p.conditions),
+    }
 
 
 def _nat(n: Nat) -> dict[str, Any]:
-    return {"type": n.type, "direction": n.direction, "by": n.by, "hook": n.hook, "field": n.field,
-            "before": _ep(n.before), "after": _ep(n.after), "evidence": n.evidence, "rule": n.rule,
-            "rule_line": _ref(n.rule_ref), "conntrack": n.conntrack}
+    return {
+        "type": n.type,
+        "direction": n.direction,
+        "by": n.by,
+        "hook": n.hook,
+        "field": n.field,
+        "before": _ep(n.before),
+        "after": _ep(n.after),
+        "evidence": n.evidence,
+        "rule": n.rule,
+        "rule_line": _ref(n.rule_ref),
+        "conntrack": n.conntrack,
+    }
 
 
-def _packet(p: Packet, with_hops: bool = True) -> dict[str, Any]:
+def _packet(p: Packet) -> dict[str, Any]:
     return {
         "id": p.id,
         "conversation": p.conversation,
         "role": p.role,
         "path": p.path,
         "summary": p.summary,
-        "hops": [_hop(h) for h in p.hops] if with_hops else [],
+        "hops": [_hop(h) for h in p.hops],
         "nat": [_nat(n) for n in p.nat],
-        "skipped": [{"family": s.family, "table": s.table, "hook": s.hook, "stage": s.stage,
-                     "reason": s.reason, "explanation": s.explanation, "rule_line": _ref(s.rule_ref)}
-                    for s in p.skipped],
-        "verdict": None if p.verdict is None else {
-            "code": p.verdict.code.value, "where": p.verdict.where, "explanation": p.verdict.explanation,
-            "evidence": p.verdict.evidence,
-            "rule": p.verdict.rule, "rule_line": _ref(p.verdict.rule_ref)},
-    }
-
-
-def _unused(u: Any) -> dict[str, Any]:
-    return {"file": u.ref.file, "line": u.ref.line, "last_line": u.ref.line + u.count - 1, "count": u.count,
-            "reason": u.reason, "text": u.text}
-
-
-def report_dict(report: Report, with_lists: bool = True) -> dict[str, Any]:
-    """Return the JSON-ready structure of a report (without hops and unused lines if not with_lists)."""
-    answers = {a.conversation: a for a in report.answers}
-    footers = {f.packet: f for f in report.footers}
-    groups: dict[str, list[PacketGroup]] = {}
-    for g in report.groups:
-        groups.setdefault(g.conversation, []).append(g)
-    return {
-        "schema": f"reportgen-report/{JSON_SCHEMA_VERSION}",
-        "generator": f"reportgen {__version__}",
-        "case": {"name": report.name, "title": report.title, "description": report.description,
-                 "notes": list(report.notes)},
-        "input": {
-            "lines_total": report.lines_total,
-            "lines_used": report.lines_used,
-            "lines_unused": sum(u.count for u in report.unused),
-            "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
-            "unused": [_unused(u) for u in report.unused] if with_lists else [],
-        },
-        "summary": None if report.summary is None else {
-            "sentence": report.summary.sentence, "flows": report.summary.flows, "packets": report.summary.packets,
-            "outcomes": {c.value: n for c, n in report.summary.outcomes}, "first_stamp": report.summary.first_stamp,
-            "last_stamp": report.summary.last_stamp, "host": report.summary.host},
-        "conversations": [
-            {"id": c.id, "proto": c.proto, "summary": c.summary, "original": [_ep(c.original[0]), _ep(c.original[1])],
-             "packets": list(c.packets), "prediction": _prediction(c.prediction), **_answer(answers.get(c.id)),
-             "groups": [_group(g) for g in groups.get(c.id, [])]}
-            for c in report.conversations
+        "skipped": [
+            {
+                "family": s.family,
+                "table": s.table,
+                "hook": s.hook,
+                "stage": s.stage,
+                "reason": s.reason,
+                "explanation": s.explanation,
+                "rule_line": _ref(s.rule_ref),
+            }
+            for s in p.skipped
         ],
-        "packets": [{**_packet(p, with_lists), "footer": _footer(footers.get(p.id))} for p in report.packets],
+        "verdict": None
+        if p.verdict is None
+        else {
+            "code": p.verdict.code.value,
+            "where": p.verdict.where,
+            "explanation": p.verdict.explanation,
+            "evidence": p.verdict.evidence,
+            "rule": p.verdict.rule,
+            "rule_line": _ref(p.verdict.rule_ref),
+        },
     }
+
+
+def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
+    """Unused lines per file and reason: a count, the lines as runs, and the first line's text."""
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for u in unused:
+        key = (u.ref.file, u.reason)
+        e = entries.get(key)
+        if e is None:
+            e = entries[key] = {"file": u.ref.file, "reason": u.reason, "count": 0, "line": u.ref.line, "text": u.text}
+            spans[key] = []
+        e["count"] += u.count
+        spans[key].append((u.ref.line, u.ref.line + u.count - 1))
+    return [{**e, "runs": _runs(_merge(spans[k]))} for k, e in entries.items()]
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort spans (first, last) and join those that touch or overlap."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _runs(spans: Sequence[tuple[int, int]], prefix: str = "") -> str:
+    """Sorted disjoint spans as text, comma-separated items: ``a`` (one), ``a-b`` (a to b), and either
+    followed by ``/s*n``: the span repeated n times, each s after the previous (``1-9/16*3`` is 1-9,
+    17-25, 33-41; ``p1/2*3`` is p1, p3, p5). Three or more alike spans at a fixed period make one
+    item, so a behaviour repeated regularly (the same exchange every few lines) is one reference
+    however long the case runs."""
+    items: list[str] = []
+    i, n = 0, len(spans)
+    while i < n:
+        a, b = spans[i]
+        span = f"{prefix}{a}" if a == b else f"{prefix}{a}-{prefix}{b}"
+        if i + 2 < n:
+            step, width = spans[i + 1][0] - a, b - a
+            j = i + 1
+            while j < n and spans[j][1] - spans[j][0] == width and spans[j][0] - spans[j - 1][0] == step:
+                j += 1
+            if j - i >= 3:
+                items.append(f"{span}/{step}*{j - i}")
+                i = j
+                continue
+        items.append(span)
+        i += 1
+    return ",".join(items)
+
+
+def expand_runs(runs: str) -> Iterator[tuple[int, int]]:
+    """The spans (first, last) a runs text names, in order: the inverse of the writer's encoding,
+    for readers of report.json (line numbers; packet ids without their "p")."""
+    for item in filter(None, runs.split(",")):
+        span, _, repeat = item.partition("/")
+        a, _, b = span.partition("-")
+        first, last = int(a.lstrip("p")), int((b or a).lstrip("p"))
+        step, _, times = repeat.partition("*")
+        for k in range(int(times) if repeat else 1):
+            yield first + k * int(step or 0), last + k * int(step or 0)
+
+
+_PACKET_ID = re.compile(r"p([0-9]+)")
+
+
+def _ids(ids: Sequence[str]) -> str:
+    """Packet ids as runs ("p1-p4,p9"); ids not of the form pN (a simulation's "p1.2") are listed."""
+    nums = [m.group(1) for m in map(_PACKET_ID.fullmatch, ids) if m]
+    if len(nums) != len(ids) or any(x.startswith("0") for x in nums):
+        return ",".join(ids)
+    return _runs(_merge((int(x), int(x)) for x in nums), "p")
+
+
+def _line_runs(lines: Iterable[tuple[LineRef, int]]) -> list[dict[str, Any]]:
+    """A group's line runs as one entry per file, in the order files first appear."""
+    per_file: dict[str, list[tuple[int, int]]] = {}
+    for ref, last in lines:
+        per_file.setdefault(ref.file, []).append((ref.line, max(last, ref.line)))
+    return [{"file": f, "runs": _runs(_merge(s))} for f, s in per_file.items()]
 
 
 def _answer(a: Answer | None) -> dict[str, Any]:
@@ -145,70 +265,283 @@ def _answer(a: Answer | None) -> dict[str, Any]:
     return {"answer": a.sentence, "worst": a.worst.value, "assumptions": list(a.assumptions)}
 
 
-def _group(g: PacketGroup) -> dict[str, Any]:
-    return {"id": g.id, "count": g.count, "first": g.first, "packets": list(g.packets), "first_stamp": g.first_stamp,
-            "last_stamp": g.last_stamp,
-            "lines": [{"file": ref.file, "first": ref.line, "last": last} for ref, last in g.lines]}
-
-
 def _footer(f: Footer | None) -> dict[str, Any] | None:
     return None if f is None else {"final": f.final, "decided_by": f.decided_by, "code": f.code.value}
 
 
-# Long lists (hops, unused lines) are written one compact object per line: readable, diffable, and
-# encoded by json's C encoder, which it only uses without indent (the pure-Python indenting encoder
-# took two thirds of the time of a 20k-line report). The placeholder holds a NUL, which no input
-# string can (read_lines drops NUL bytes), so it cannot collide with input text.
-_MARK = "\x00list:"
+def _group(g: PacketGroup, first: Packet) -> dict[str, Any]:
+    # Members of a group share their rewrites' addresses (groups.behaviour), so the first packet's
+    # before/after stand for all of them. Their kinds, places and evidence are the behaviour's:
+    # nat[i] here is the rewrite behaviours[].nat[i] describes (groups.shape keeps their order).
+    # The first member (packets[0], model.PacketGroup.first) is the one that stands for the group.
+    return {
+        "id": g.id,
+        "behaviour": g.behaviour,
+        "count": g.count,
+        "packets": _ids(g.packets),
+        "first_stamp": g.first_stamp,
+        "last_stamp": g.last_stamp,
+        "lines": _line_runs(g.lines),
+        "nat": [{"before": _ep(n.before), "after": _ep(n.after)} for n in first.nat],
+    }
 
 
-def _compact(items: Iterable[Any], indent: str) -> Iterator[str]:
-    first = True
-    for it in items:
-        yield ("[\n" if first else ",\n") + indent + "  " + json.dumps(it, sort_keys=True, ensure_ascii=False)
-        first = False
-    yield "[]" if first else "\n" + indent + "]"
+# The line ends str.splitlines knows that JSON does not escape (C0 ones are escaped already).
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 
-def _chunks(report: Report) -> Iterator[str]:
-    """Yield the JSON text piece by piece; hop and unused-line objects are made as they are written."""
-    d = report_dict(report, with_lists=False)
-    lists: dict[str, Iterable[Any]] = {}
-    for p, pd in zip(report.packets, d["packets"], strict=True):
-        key = f"{_MARK}{p.id}"
-        lists[key], pd["hops"] = (_hop(h) for h in p.hops), key
-    lists[_MARK + "unused"] = (_unused(u) for u in report.unused)
-    d["input"]["unused"] = _MARK + "unused"
-    text = json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False)
-    pos = 0
-    for start in _find_marks(text):
-        q0 = text.index('"', start)
-        q1 = text.index('"', q0 + 1)
-        key = json.loads(text[q0:q1 + 1])
-        line = text[text.rfind("\n", 0, q0) + 1:q0]
-        indent = line[: len(line) - len(line.lstrip())]
-        yield text[pos:q0]
-        yield from _compact(lists[key], indent)
-        pos = q1 + 1
-    yield text[pos:]
-    yield "\n"
+def _dumps(obj: Any) -> str:
+    """Compact JSON with sorted keys: one definition, so both files encode alike.
+
+    orjson encodes the same objects byte-identically and twice as fast (the 100k-line benchmark's
+    write_json: 1.1 s CPU with json, 0.57 s with orjson, out of 6.7 s for the whole run). It refuses
+    integers beyond 64 bits, which untrusted input can hold (SPT= with thirty digits): such an
+    object is encoded by the json module instead.
+    """
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    if _LINE_BREAKS.search(text):
+        # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
+        # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
+        # inside a string, where the escape means the same character.
+        text = _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
-def _find_marks(text: str) -> list[int]:
-    needle = json.dumps(_MARK)[:-1]  # the encoded mark without its closing quote
-    found, i = [], text.find(needle)
-    while i >= 0:
-        found.append(i)
-        i = text.find(needle, i + 1)
-    return found
+def _fmt(obj: Any, indent: str, levels: int) -> str:
+    """JSON text with the outer ``levels`` of objects and lists one member per line (sorted keys), and
+    everything deeper compact: readable and diffable, and encoded by json's C encoder."""
+    inner = indent + "  "
+    if levels > 0 and isinstance(obj, dict) and obj:
+        body = ",\n".join(f"{inner}{_dumps(k)}: {_fmt(obj[k], inner, levels - 1)}" for k in sorted(obj))
+        return "{\n" + body + "\n" + indent + "}"
+    if levels > 0 and isinstance(obj, list) and obj:
+        return "[\n" + ",\n".join(inner + _fmt(x, inner, levels - 1) for x in obj) + "\n" + indent + "]"
+    return _dumps(obj)
 
 
-def write_json(report: Report, fh: IO[str]) -> None:
-    """Write the report's JSON to a file in chunks."""
-    for chunk in _chunks(report):
-        fh.write(chunk)
+# A behaviour's counts are known only at the end; its text is written when it is first seen, with
+# this value where the counts go. It holds a NUL, which no input string can (read_lines drops NUL
+# bytes), so it cannot collide with input text; "counts" sorts first, so it is the first match.
+_COUNTS_MARK = "\x00counts"
+_COUNTS = _dumps(_COUNTS_MARK)
 
 
-def render_json(report: Report) -> str:
-    """Return the report as deterministic JSON text (sorted keys; long lists one item per line)."""
-    return "".join(_chunks(report))
+class JsonStream:
+    """Write report.json and report.jsonl while conversations are added, holding no packet.
+
+    ``add`` writes a finished conversation's packets to report.jsonl at once and spools its entry;
+    ``close`` writes report.json from the case head (files, notes, counts, unused runs, summary), the
+    behaviours seen and the spooled conversations, in the order they were added.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._jsonl = (folder / PACKETS_FILE).open("w", encoding="utf-8")
+        # Anonymous temporary files in the output folder: gone when closed, or when the process dies.
+        self._convs: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115 closed by close()
+        self._behaviour_text: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115
+        self._reset()
+
+    def _reset(self) -> None:
+        self._added = 0
+        self._behaviours: dict[str, list[int]] = {}  # id -> [packets, groups, conversations]
+
+    def restart(self) -> None:
+        """Forget everything added: the pipeline is explaining the case again from the start."""
+        for fh in (self._jsonl, self._convs, self._behaviour_text):
+            fh.seek(0)
+            fh.truncate()
+        self._reset()
+
+    def add(self, result: ConversationResult) -> None:
+        """Write one finished conversation: its packets to report.jsonl, its entry to the spool."""
+        c = result.conversation
+        if c.id == NO_CONVERSATION:
+            self._put(c.id, None, None, result.packets, result.groups, result.footers)
+        else:
+            self._put(c.id, c, result.answer, result.packets, result.groups, result.footers)
+
+    # The stream is itself a sink (pipeline.stream_case calls its sink with each result, and looks
+    # for a ``restart`` on it when a late case-wide fact makes it explain the case again).
+    __call__ = add
+
+    def _put(
+        self,
+        conv_id: str,
+        conv: Conversation | None,
+        answer: Answer | None,
+        packets: Sequence[Packet],
+        groups: Sequence[PacketGroup],
+        footers: Sequence[Footer],
+    ) -> None:
+        footer_of = {f.packet: f for f in footers}
+        group_of = {pid: g.id for g in groups for pid in g.packets}
+        for p in packets:
+            self._jsonl.write(
+                _dumps({**_packet(p), "footer": _footer(footer_of.get(p.id)), "group": group_of.get(p.id)}) + "\n"
+            )
+        by_id = {p.id: p for p in packets}
+        counted: set[str] = set()
+        entries = []
+        for g in groups:
+            first = by_id[g.first]
+            counts = self._behaviours.get(g.behaviour)
+            if counts is None:
+                counts = self._behaviours[g.behaviour] = [0, 0, 0]
+                self._behaviour_text.write(self._behaviour(g, first, conv_id, footer_of.get(first.id)) + "\0")
+            counts[0] += g.count
+            counts[1] += 1
+            if g.behaviour not in counted:
+                counted.add(g.behaviour)
+                counts[2] += 1
+            entries.append(_group(g, first))
+        entry: dict[str, Any] = {
+            "id": conv_id,
+            "groups": entries,
+            **_answer(answer),
+            "proto": None if conv is None else conv.proto,
+            "summary": None if conv is None else conv.summary,
+            "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
+            "prediction": None if conv is None else _prediction(conv.prediction),
+        }
+        # One line per conversation: a big case has tens of thousands of them.
+        self._convs.write(("    " if self._added == 0 else ",\n    ") + _dumps(entry))
+        self._added += 1
+
+    @staticmethod
+    def _behaviour(g: PacketGroup, p: Packet, conv_id: str, f: Footer | None) -> str:
+        """A behaviour told once, by the packet that first showed it (its addresses are that packet's)."""
+        d = {
+            **_packet(p),
+            "footer": _footer(f),
+            "id": g.behaviour,
+            "counts": _COUNTS_MARK,
+            "example": {"packet": p.id, "conversation": conv_id, "group": g.id},
+        }
+        del d["conversation"]
+        return _fmt(d, "    ", 2)
+
+    def close(self, report: Report) -> None:
+        """Write report.json: the head of ``report`` (its conversations and packets are not read),
+        the behaviours and the conversations added; then close both files."""
+        self._jsonl.flush()
+        os.fsync(self._jsonl.fileno())
+        self._jsonl.close()
+        s = report.summary
+        summary = (
+            None
+            if s is None
+            else {
+                "sentence": s.sentence,
+                "flows": s.flows,
+                "packets": s.packets,
+                "outcomes": {c.value: n for c, n in s.outcomes},
+                "first_stamp": s.first_stamp,
+                "last_stamp": s.last_stamp,
+                "host": s.host,
+            }
+        )
+        case = {
+            "name": report.name,
+            "title": report.title,
+            "description": report.description,
+            "notes": list(report.notes),
+        }
+        account = {
+            "lines_total": report.lines_total,
+            "lines_used": report.lines_used,
+            "lines_unused": sum(u.count for u in report.unused),
+            "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
+            "unused": _unused_runs(report.unused),
+        }
+        with (self.folder / REPORT_FILE).open("w", encoding="utf-8") as fh:
+            # The answer first: a reader (or `head`) meets the summary before any detail.
+            fh.write(
+                f'{{\n  "schema": {_dumps(f"reportgen-report/{JSON_SCHEMA_VERSION}")},\n'
+                f'  "generator": {_dumps(f"reportgen {__version__}")},\n'
+                f'  "packets_file": {_dumps(PACKETS_FILE)},\n'
+                f'  "summary": {_fmt(summary, "  ", 1)},\n'
+                f'  "case": {_fmt(case, "  ", 1)},\n'
+                f'  "input": {_fmt(account, "  ", 2)},\n'
+                '  "behaviours": ['
+            )
+            sep = "\n"
+            for counts, text in zip(self._behaviours.values(), _records(self._behaviour_text), strict=True):
+                packets, groups, convs = counts
+                fh.write(
+                    sep
+                    + "    "
+                    + text.replace(_COUNTS, _dumps({"packets": packets, "groups": groups, "conversations": convs}), 1)
+                )
+                sep = ",\n"
+            fh.write("\n  ],\n" if self._behaviours else "],\n")
+            fh.write('  "conversations": [' + ("\n" if self._added else ""))
+            self._convs.seek(0)
+            for chunk in iter(lambda: self._convs.read(1 << 20), ""):
+                fh.write(chunk)
+            fh.write("\n  ]\n}\n" if self._added else "]\n}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._convs.close()
+        self._behaviour_text.close()
+
+
+def _records(fh: IO[str]) -> Iterator[str]:
+    """The NUL-terminated records of a spool file, one at a time."""
+    fh.seek(0)
+    buf = ""
+    for chunk in iter(lambda: fh.read(1 << 20), ""):
+        buf += chunk
+        *done, buf = buf.split("\0")
+        yield from done
+
+
+def _parts(
+    report: Report,
+) -> Iterator[tuple[str, Conversation | None, Answer | None, list[Packet], list[PacketGroup], list[Footer]]]:
+    """A whole Report cut into its conversations, as the streaming pipeline hands them over; packets
+    of no conversation come last."""
+    packets: dict[str, list[Packet]] = {}
+    for p in report.packets:
+        packets.setdefault(p.conversation, []).append(p)
+    groups: dict[str, list[PacketGroup]] = {}
+    for g in report.groups:
+        groups.setdefault(g.conversation, []).append(g)
+    conv_of = {p.id: p.conversation for p in report.packets}
+    footers: dict[str, list[Footer]] = {}
+    for f in report.footers:
+        footers.setdefault(conv_of.get(f.packet, NO_CONVERSATION), []).append(f)
+    answers = {a.conversation: a for a in report.answers}
+    for c in report.conversations:
+        yield c.id, c, answers.get(c.id), packets.pop(c.id, []), groups.pop(c.id, []), footers.pop(c.id, [])
+    rest = [p for ps in packets.values() for p in ps]
+    if rest:
+        yield (
+            NO_CONVERSATION,
+            None,
+            None,
+            rest,
+            [g for gs in groups.values() for g in gs],
+            [f for fs in footers.values() for f in fs],
+        )
+
+
+def write_json(report: Report, folder: Path) -> list[str]:
+    """Write a whole report's report.json and report.jsonl into ``folder`` (through JsonStream, the one
+    writer) and return their names."""
+    stream = JsonStream(folder)
+    for part in _parts(report):
+        stream._put(*part)
+    stream.close(report)
+    return [REPORT_FILE, PACKETS_FILE]
+
+
+def render_json(report: Report) -> tuple[str, str]:
+    """Return a whole report's report.json and report.jsonl text."""
+    with tempfile.TemporaryDirectory(prefix="reportgen-json-") as d:
+        folder = Path(d)
+        write_json(report, folder)
+        return (folder / REPORT_FILE).read_text(encoding="utf-8"), (folder / PACKETS_FILE).read_text(encoding="utf-8")

@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from reportgen.errors import InputError
@@ -39,23 +41,34 @@ def write_report(
     report: Report, out_root: Path, formats: list[str], options: RenderOptions | None = None
 ) -> list[Path]:
     """Write the requested formats under OUT/<case name>/ and return the paths written."""
-    options = options or RenderOptions()
+    with output_folder(out_root, report.name) as (tmp, final):
+        names = _render_into(report, tmp, formats, options or RenderOptions())
+    return [final / n for n in names]
+
+
+@contextmanager
+def output_folder(out_root: Path, case_name: str) -> Iterator[tuple[Path, Path]]:
+    """Yield (a fresh hidden folder to write a case's files into, OUT/<case name>); when the block ends
+    without an error the folder is swapped in at OUT/<case name> as a whole, else removed.
+
+    A streaming writer (render.jsonout.JsonStream) opens its files in the hidden folder while the
+    case is still being read, so its report.json and report.jsonl appear together or not at all.
+    """
     out_root.mkdir(parents=True, exist_ok=True)
-    name = safe_case_name(report.name)
+    name = safe_case_name(case_name)
     final = out_root / name
     if final.resolve().parent != out_root.resolve():
         raise InputError(str(final), None, f"resolves outside the output folder {out_root} (a symlink?); not written")
     _remove_stale_temps(out_root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=out_root))
     try:
-        names = _render_into(report, tmp, formats, options)
+        yield tmp, final
         (tmp / OUTPUT_MARKER).write_text("written by reportgen; not read as input\n", encoding="utf-8")
         _fsync_dir(tmp)
         _swap_in(tmp, final)
         _fsync_dir(out_root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the new folder on failure, the old one after a swap
-    return [final / n for n in names]
 
 
 def _render_into(report: Report, out: Path, formats: list[str], options: RenderOptions) -> list[str]:
@@ -89,11 +102,7 @@ def _render_into(report: Report, out: Path, formats: list[str], options: RenderO
     if "json" in formats:
         from reportgen.render.jsonout import write_json
 
-        with (out / "report.json").open("w", encoding="utf-8") as fh:  # streamed: a report may be large
-            write_json(report, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        written.append("report.json")
+        written += write_json(report, out)  # report.json and report.jsonl, written as they go and fsynced
     if "text" in formats:
         from reportgen.render.text import render_text
 

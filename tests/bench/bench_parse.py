@@ -58,8 +58,8 @@ STAGES = {
               " r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
               " r and resolve_hook(r, pm)"),
     "report": ("from reportgen.pipeline import build_report\nfrom reportgen.sources.case import load_spec\n"
-               "from reportgen.render.jsonout import write_json\n"
-               "r=build_report(load_spec([P]))\nwrite_json(r, open('/dev/null', 'w'))"),
+               "from reportgen.render.jsonout import write_json\nimport tempfile, pathlib\n"
+               "r=build_report(load_spec([P]))\nwrite_json(r, pathlib.Path(tempfile.mkdtemp()))"),
 }
 
 
