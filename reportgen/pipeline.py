@@ -1,84 +1,542 @@
-"""The pipeline: gather a case's input, then correlate, explain, predict and word it into a Report.
+"""The pipeline: gather a case's input, correlate it in a window, explain each conversation as it
+finishes and hand it to a sink; a whole Report is that stream collected.
 
 The input layer (sources/) only gathers: it reads files, frames and parses lines, and accounts for
 every line. Everything a renderer shows is computed here and in explain/, once; renderers only format.
+
+Memory is the open conversations and the case's distinct behaviours, not the lines:
+
+* lines are parsed one at a time (sources.case); unused lines leave as runs, which go to a store that
+  spills to a temporary file (UnusedRuns), keeping the first line's text of each run;
+* the Correlator (explain.correlate) hands out a packet once it settled (SETTLE_SECONDS of kernel time
+  after its last line, SETTLE_EVENTS events without stamps), joined with its continuations;
+* a conversation is finished when conntrack would end its entry or stop caring: a TCP connection
+  after its final ACK (both FINs seen, then a packet without FIN: LAST_ACK -> TIME_WAIT) or a RST
+  (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks), any conversation after
+  IDLE_SECONDS of kernel time (IDLE_EVENTS events without stamps) without a packet, and every one at
+  the end of input; it is then explained, folded, worded, handed to the sink and forgotten.
+
+Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
+logged anything at all (explain.CaseFacts: "no-rule" versus "not-logged", which later hooks would
+have logged a packet, what the simulator compares), and which interfaces are bridges (inferred from
+PHYSIN/PHYSOUT lines; it steers correlation at bridge egress and the path templates). A pass learns
+both as it goes and remembers every question it answered "no"; if a fact learnt later would have
+answered one "yes" (or a bridge became known after a conversation was explained), the pass is stale,
+and the case is read again with the final facts fixed from the start. The sink is told to forget
+what it got by its ``restart()`` method; a sink without one keeps the first pass and the report says
+so in a note. On every sample and benchmark input one pass sufficed.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import heapq
+import marshal
+import tempfile
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from typing import IO, overload
 
-from reportgen.explain.answer import answer_case
-from reportgen.explain.correlate import correlate, merge_sources
-from reportgen.explain.crossing import crossings
-from reportgen.explain.explain import explain
-from reportgen.explain.topology import build_topology
-from reportgen.model import Event, LineRef, Packet, Report, UnusedLine
-from reportgen.sources.case import NO_HOP, CaseSpec, gather
+from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
+from reportgen.explain.correlate import Conversations, Correlator, Flow, Track, correlate, merge_sources
+from reportgen.explain.crossing import conversation_crossings
+from reportgen.explain.explain import CaseFacts, FlowNat, conversation_of, explain_conversation, is_reply_for
+from reportgen.explain.groups import group_packets
+from reportgen.explain.topology import Topology, build_topology
+from reportgen.model import (
+    Answer,
+    Conversation,
+    ConversationResult,
+    Endpoint,
+    Event,
+    LineRef,
+    Packet,
+    Report,
+    Snapshot,
+    UnusedLine,
+    VerdictCode,
+)
+from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, _rel, load_snapshots, trace_events
+
+IDLE_SECONDS = 120.0  # kernel seconds without a packet after which a conversation is reported
+IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
+SWEEP_EVERY = 4096  # events between looks for idle conversations
+NO_CONVERSATION = "-"  # the conversation id of packets that show no addresses (ARP, cut pastes)
+
+Sink = Callable[[ConversationResult], None]
+
+
+def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None]) -> Report:
+    """Read, correlate and explain one case, handing each conversation to ``sink`` as it finishes.
+
+    Results come in completion order; conversation and packet ids are first-seen order, as in a whole
+    report. Packets of no conversation come last, as one result whose conversation id is
+    NO_CONVERSATION. The returned Report is the case head: files, snapshots, notes, topology, line
+    counts, unused runs and the summary, with no conversations, packets, groups or answers.
+    Run it with the cyclic collector paused (batch.cyclic_gc_paused), as every case is.
+    """
+    return _stream(spec, sink)
 
 
 def build_report(spec: CaseSpec) -> Report:
-    """Read, correlate and explain one case."""
-    g = gather(spec)
-    topo = build_topology(g.snapshots)
-    inferred = _bridges_from_events([ev for evs in g.events for ev in evs])
-    topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
-    bridges = frozenset(topo.bridges)
-    # Each source is correlated on its own (its lines are in kernel order), then packets seen by
-    # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
-    tracks = merge_sources([correlate(evs, bridges) for evs in g.events])
-    convs, packets = explain(tracks, topo)
-    # Predicted versus observed: each conversation's first packet simulated on the snapshots.
-    from reportgen.simulate.compare import predict_conversations
-
-    convs = predict_conversations(convs, packets, g.snapshots, topo)
-    groups, answers, footers, summary = answer_case(convs, packets, topo)
-    used, unused = _account(g.counts, g.unused, packets, dict(g.appendix), g.joined)
-    report = Report(
-        name=spec.name, title=spec.title, description=spec.description, files=g.files, snapshots=g.snapshots,
-        conversations=tuple(convs), packets=tuple(packets), lines_total=sum(g.counts.values()), lines_used=used,
-        unused=tuple(unused), lines=tuple(g.appendix), notes=tuple(g.notes), topology=topo,
-        groups=groups, answers=answers, footers=footers, summary=summary,
-    )
-    return replace(report, crossings=crossings(report, topo))
+    """Read, correlate and explain one case: stream_case, collected into a whole Report."""
+    results = _Collected()
+    head = _stream(spec, results, appendix=True)
+    return results.report(head)
 
 
-def _account(counts: dict[str, int], unused: list[UnusedLine], packets: list[Packet],
-             texts: dict[LineRef, str], joined: dict[LineRef, int]) -> tuple[int, list[UnusedLine]]:
-    """Count used lines from the lines hops refer to; list every other unlisted line as unused.
+class _Collected(list[ConversationResult]):
+    """A sink that keeps every result (and forgets them when a stale pass restarts)."""
 
-    The total is never used to derive "used": a line that became no hop and was never listed unused
-    (a bug) shows up in the unused list instead of being counted as used.
+    def __call__(self, result: ConversationResult) -> None:
+        self.append(result)
+
+    def restart(self) -> None:
+        self.clear()
+
+    def report(self, head: Report) -> Report:
+        """The whole Report: every result's parts in id order, groups numbered as they first appear."""
+        convs = sorted((r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: _num(r.conversation.id))
+        packets = sorted((p for r in self for p in r.packets), key=lambda p: _num(p.id))
+        footers = sorted((f for r in self for f in r.footers), key=lambda f: _num(f.packet))
+        groups = sorted((g for r in self for g in r.groups), key=lambda g: _num(g.first))
+        behaviours: dict[str, str] = {}
+        groups = [replace(g, id=f"g{n}", behaviour=behaviours.setdefault(g.behaviour, f"b{len(behaviours) + 1}"))
+                  for n, g in enumerate(groups, start=1)]
+        return replace(
+            head,
+            conversations=tuple(r.conversation for r in convs), packets=tuple(packets), groups=tuple(groups),
+            answers=tuple(r.answer for r in convs), footers=tuple(footers),
+            crossings=tuple(c for r in convs for c in r.crossings), unused=tuple(head.unused),
+        )
+
+
+def _num(ident: str) -> int:
+    """The number of an id like "p12" or "c3" (ids are numbered in first-seen order)."""
+    return int(ident[1:])
+
+
+def _stream(spec: CaseSpec, sink: Sink, windowed: bool = True, appendix: bool = False) -> Report:
+    """stream_case; ``windowed=False`` holds every packet and conversation open to the end of input
+    (the whole-case reading, for comparison), ``appendix`` keeps the first trace lines in the head."""
+    snaps, notes = load_snapshots(spec)
+    base = build_topology(snaps)
+    run = _Pass(spec, snaps, base, _Bridges(set(base.bridges), fixed=False), None, sink, windowed)
+    head = run.run(notes, appendix)
+    if run.stale():
+        restart = getattr(sink, "restart", None)
+        if restart is None:
+            note = ("A case-wide fact (a hook place that logged, or a bridge) was learnt after some conversations "
+                    "had been reported; their skipped-hook reasons may not reflect the whole trace.")
+            return replace(head, notes=(*head.notes, note))
+        restart()
+        fixed = _Bridges(run.bridges.known, fixed=True)
+        fixed.inferred = run.bridges.inferred
+        run = _Pass(spec, snaps, base, fixed, run.facts, sink, windowed)
+        head = run.run(notes, appendix)
+    return head
+
+
+class _Bridges:
+    """The bridges correlation asks about (a collection of names), remembering each "no" it gave.
+
+    An interface logged as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter prints the
+    bridge port as PHYSIN/PHYSOUT, net/netfilter/nf_log_syslog.c nf_log_dump_packet_common).
     """
-    used: dict[str, set[int]] = {name: set() for name in counts}
-    for p in packets:
+
+    def __init__(self, known: set[str], fixed: bool) -> None:
+        self.known = set(known)
+        self.inferred: set[str] = set()  # the ones learnt from the trace
+        self.fixed = fixed
+        self.denied: set[str] = set()
+        self.asked_empty = False
+
+    def __contains__(self, name: object) -> bool:
+        if name in self.known:
+            return True
+        if isinstance(name, str):
+            self.denied.add(name)
+        return False
+
+    def __bool__(self) -> bool:
+        if not self.known:
+            self.asked_empty = True
+        return bool(self.known)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.known)
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def learn(self, ev: Event) -> bool:
+        """Learn from one event; whether it named a bridge not known before."""
+        r = ev.record
+        new = False
+        for dev, port in ((r.in_dev, r.physin), (r.out_dev, r.physout)):
+            if port and dev and dev not in self.inferred:
+                self.inferred.add(dev)
+                self.known.add(dev)
+                new = True
+        return new
+
+    def late(self) -> bool:
+        """Whether correlation was told "not a bridge" about an interface learnt to be one later."""
+        return bool(self.denied & self.known) or (self.asked_empty and bool(self.known))
+
+
+def _topology(base: Topology, inferred: set[str]) -> Topology:
+    return replace(base, bridges={**{b: () for b in sorted(inferred)}, **base.bridges})
+
+
+@dataclass
+class _Open:
+    """A conversation still receiving packets."""
+
+    flow: Flow
+    last: float | None = None  # kernel time of its latest packet
+    last_event: int = 0  # the event count when it got its latest packet (lines without stamps)
+    fin: set[bool] = field(default_factory=set)  # the directions (True: original) that sent a FIN
+
+
+def _tcp_flags(t: Track) -> tuple[str, ...]:
+    return next((ev.record.tcp_flags for ev in t.events if ev.record.tcp_flags), ())
+
+
+class _Pass:
+    """One reading of the case with fixed inputs, handing finished conversations to the sink."""
+
+    def __init__(self, spec: CaseSpec, snaps: tuple[Snapshot, ...], base: Topology, bridges: _Bridges,
+                 facts: CaseFacts | None, sink: Sink, windowed: bool) -> None:
+        self.spec, self.snaps, self.base, self.sink, self.windowed = spec, snaps, base, sink, windowed
+        self.bridges = bridges
+        self.fixed_facts = facts is not None
+        self.facts = facts if facts is not None else CaseFacts()
+        self.topo = _topology(base, bridges.inferred)
+        self.convs = Conversations(is_reply_for(base))  # conntrack -L decides; bridges do not matter
+        self.open: OrderedDict[int, _Open] = OrderedDict()  # by latest activity, oldest first
+        self.loose: list[Track] = []  # packets of no conversation, reported at the end
+        self.memo = FlowNat()
+        self.shapes: dict[Hashable, str] = {}
+        self.groups = 0
+        self.flows = 0
+        self.summary = SummaryCounter()
+        self.traces = [_rel(p, spec.base) for p in spec.traces]
+        self.account = _Account(self.traces)
+        self.runs = _RunSink(self.account.unused)
+        self.reading = TraceReading(self.runs)
+        self.events = 0
+        self.now: float | None = None
+        self.explained_with: int | None = None  # bridges known when the first conversation was explained
+
+    def run(self, notes: list[str], appendix: bool) -> Report:
+        streams = trace_events(self.spec, self.snaps, self.reading)
+        if len(streams) == 1 and self.windowed:
+            corr = Correlator(self.bridges)
+            for ev in streams[0]:
+                self._event(ev)
+                for t in corr.feed(ev):
+                    self._track(t)
+                if self.events % SWEEP_EVERY == 0:
+                    self._sweep()
+            for t in corr.finish():
+                self._track(t)
+        else:
+            # Several trace files (or no window): each is correlated whole, then packets seen by
+            # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
+            per_file = [[ev for ev in events if self._event(ev)] for events in streams]
+            for t in merge_sources([correlate(evs, self.bridges) for evs in per_file]):
+                self._track(t)
+        self.runs.close()
+        for st in sorted(self.open.values(), key=lambda s: s.flow.index):
+            self._finish(st.flow)
+        if self.loose:
+            self._emit(None, self.loose)
+        counts = self.reading.counts
+        used, unused = self.account.close(counts, dict(self.reading.appendix), self.reading.spans)
+        return Report(
+            name=self.spec.name, title=self.spec.title, description=self.spec.description,
+            files=self.reading.files(self.spec, self.snaps), snapshots=self.snaps, conversations=(), packets=(),
+            lines_total=sum(counts.values()), lines_used=used, unused=unused,
+            lines=tuple(self.reading.appendix) if appendix else (),
+            notes=tuple(notes + self.reading.appendix_note()), topology=self.topo,
+            summary=self.summary.summary(self.flows, self.topo),
+        )
+
+    def _event(self, ev: Event) -> bool:
+        self.events += 1
+        stamp = ev.record.stamp
+        if stamp is not None and (self.now is None or stamp > self.now):
+            self.now = stamp
+        if not self.bridges.fixed and self.bridges.learn(ev):
+            self.topo = _topology(self.base, self.bridges.inferred)
+        return True
+
+    def _track(self, t: Track) -> None:
+        if not self.fixed_facts:
+            self.facts.add(t)
+        flow = self.convs.add(t)
+        if flow is None:
+            self.loose.append(t)
+            return
+        st = self.open.get(flow.index)
+        if st is None:
+            st = self.open[flow.index] = _Open(flow)
+        else:
+            self.open.move_to_end(flow.index)
+        stamp = t.last.record.stamp
+        st.last = stamp if stamp is not None else st.last
+        st.last_event = self.events
+        if not self.windowed or flow.role[t.index] == "related":
+            return
+        flags = _tcp_flags(t)
+        # conntrack: a RST closes the entry; once both sides sent a FIN, the next packet (the final
+        # ACK) takes it to TIME_WAIT (nf_conntrack_proto_tcp.c tcp_conntracks: sLA -> sTW, sRST -> sCL).
+        if "RST" in flags or (len(st.fin) == 2 and "FIN" not in flags):
+            self._finish(flow)
+        elif "FIN" in flags:
+            st.fin.add(flow.role[t.index] == "original")
+
+    def _sweep(self) -> None:
+        while self.open:
+            st = next(iter(self.open.values()))
+            if st.last is not None:
+                idle = self.now is not None and self.now - st.last >= IDLE_SECONDS
+            else:
+                idle = self.events - st.last_event >= IDLE_EVENTS
+            if not idle:
+                break
+            self._finish(st.flow)
+
+    def _finish(self, flow: Flow) -> None:
+        self.open.pop(flow.index, None)
+        self.convs.close(flow)
+        self._emit(flow, flow.tracks())
+
+    def _emit(self, flow: Flow | None, tracks: list[Track]) -> None:
+        if self.explained_with is None:
+            self.explained_with = len(self.bridges.inferred)
+        topo = self.topo
+        packets = explain_conversation(flow, tracks, topo, self.facts, self.memo)
+        by_id = {p.id: p for p in packets}
+        groups = []
+        for g in group_packets(packets, self.shapes):
+            self.groups += 1
+            groups.append(replace(g, id=f"g{self.groups}"))
+        if flow is not None:
+            conv = self._predicted(conversation_of(flow), by_id, flow)
+            answer = conversation_answer(conv, by_id, groups, topo)
+            crossings = conversation_crossings(conv, by_id, topo)
+            self.flows += 1
+        else:
+            conv, answer, crossings = _no_conversation(packets), _no_conversation_answer(packets), ()
+        for p in packets:
+            self.summary.add(p, _num(p.id) <= SummaryCounter.HOST_PACKETS)
+            self.account.used(p, self.reading.spans)
+        self.sink(ConversationResult(conv, tuple(packets), tuple(groups), answer,
+                                     tuple(footer(p) for p in packets), crossings))
+
+    def _predicted(self, conv: Conversation, packets: dict[str, Packet], flow: Flow) -> Conversation:
+        """The simulator's prediction for the conversation's first packet (simulate.compare, as
+        predict_conversations does for a whole case, with the hook places the case logged at)."""
+        from reportgen.model import Prediction
+        from reportgen.simulate import SimulateError, simulate
+        from reportgen.simulate.compare import MAX_CONVERSATIONS, compare, query_for
+
+        topo = self.topo
+        if not topo.routes or not (topo.rulesets or topo.nft):
+            return conv  # nothing to simulate with
+        first = packets.get(conv.packets[0]) if conv.packets else None
+        if first is None or first.role != "request" or flow.index >= MAX_CONVERSATIONS:
+            return conv
+        q = query_for(first)
+        if q is None:
+            return conv
+        try:
+            sim = simulate(self.snaps, q, topo)
+        except (SimulateError, ValueError) as exc:  # ValueError: an address the snapshots cannot place
+            return replace(conv, prediction=Prediction("undetermined", f"Not simulated: {exc}.", "", ""))
+        return replace(conv, prediction=compare(sim.request, first, self.facts.places()))
+
+    def stale(self) -> bool:
+        """Whether a statement of this pass may rest on a case-wide fact learnt after it was made."""
+        if self.fixed_facts:
+            return False
+        late_bridge = self.explained_with is not None and len(self.bridges.inferred) != self.explained_with
+        return self.facts.stale or self.bridges.late() or late_bridge
+
+
+def _no_conversation(packets: list[Packet]) -> Conversation:
+    """What stands for the packets that show no addresses: no conntrack tuple keys them."""
+    none = Endpoint("", None)
+    return Conversation(NO_CONVERSATION, "", "packets without an IP conversation", (none, none),
+                        tuple(p.id for p in packets))
+
+
+def _no_conversation_answer(packets: list[Packet]) -> Answer:
+    codes = [p.verdict.code for p in packets if p.verdict]
+    worst = min(codes, key=SEVERITY.index) if codes else VerdictCode.UNKNOWN
+    n = len(packets)
+    return Answer(NO_CONVERSATION, f"{n} packet{'s' if n != 1 else ''} without an IP conversation.", worst, ())
+
+
+class _RunSink(list[UnusedLine]):
+    """The unused-line list sources.case appends to, holding only the open run (sources.case
+    _add_unused may still extend it); a closed run goes to ``emit`` at once."""
+
+    def __init__(self, emit: Callable[[UnusedLine], None]) -> None:
+        super().__init__()
+        self.emit = emit
+
+    def append(self, u: UnusedLine) -> None:
+        if self:
+            self.emit(self.pop())
+        super().append(u)
+
+    def close(self) -> None:
+        if self:
+            self.emit(self.pop())
+
+
+class _Covered:
+    """The lines of one file accounted for (used by a hop, or listed unused), as merged intervals.
+
+    Unused runs and used lines interleave in a kern.log, so together they merge into few intervals:
+    the gaps are the lines of packets not yet reported.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def add(self, a: int, b: int) -> int:
+        """Cover lines a..b; return how many of them were not covered before."""
+        s, e = self.starts, self.ends
+        i = bisect_left(e, a - 1)
+        j = bisect_right(s, b + 1)
+        if i == j:
+            s.insert(i, a)
+            e.insert(i, b)
+            return b - a + 1
+        before = sum(max(0, min(e[k], b) - max(s[k], a) + 1) for k in range(i, j))
+        s[i:j] = [min(a, s[i])]
+        e[i:j] = [max(b, e[j - 1])]
+        return b - a + 1 - before
+
+    def gaps(self, total: int) -> Iterator[tuple[int, int]]:
+        nxt = 1
+        for start, end in [*zip(self.starts, self.ends, strict=True), (total + 1, total + 1)]:
+            if start > nxt:
+                yield nxt, min(start, total + 1) - 1
+            nxt = max(nxt, end + 1)
+
+
+class _Account:
+    """Every trace line used or listed unused, counted as packets are reported."""
+
+    def __init__(self, traces: list[str]) -> None:
+        self.covered = {name: _Covered() for name in traces}
+        self.used_lines = 0
+        self.runs = UnusedRuns(traces)
+
+    def unused(self, u: UnusedLine) -> None:
+        self.covered[u.ref.file].add(u.ref.line, max(u.last, u.ref.line))
+        self.runs.add(u)
+
+    def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
         for h in p.hops:
             for ref in h.event.refs:
-                if ref.file in used:
-                    used[ref.file].update(range(ref.line, joined.get(ref, ref.line) + 1))
-    covered: dict[str, list[tuple[int, int]]] = {name: [(n, n) for n in lines] for name, lines in used.items()}
-    for u in unused:
-        covered.setdefault(u.ref.file, []).append((u.ref.line, max(u.last, u.ref.line)))
-    out = list(unused)
-    for name, total in counts.items():
-        nxt = 1
-        for start, end in sorted(covered[name]) + [(total + 1, total + 1)]:
-            if start > nxt:
-                ref = LineRef(name, nxt)
-                out.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), start - 1 if start - 1 > nxt else 0))
-            nxt = max(nxt, end + 1)
-    order = {name: i for i, name in enumerate(counts)}
-    out.sort(key=lambda u: (order.get(u.ref.file, len(order)), u.ref.line))
-    return sum(len(lines) for lines in used.values()), out
+                cov = self.covered.get(ref.file)
+                if cov is not None:
+                    self.used_lines += cov.add(ref.line, spans.get(ref.file, {}).get(ref.line, ref.line))
+
+    def close(self, counts: dict[str, int], texts: dict[LineRef, str],
+              spans: dict[str, dict[int, int]]) -> tuple[int, UnusedRuns]:
+        """Count used lines; list every line neither used nor listed as unused ("no hop")."""
+        gaps = []
+        for name, total in counts.items():
+            for first, last in self.covered[name].gaps(total):
+                ref = LineRef(name, first)
+                gaps.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), last if last > first else 0))
+        self.runs.close(gaps)
+        return self.used_lines, self.runs
 
 
-def _bridges_from_events(events: list[Event]) -> frozenset[str]:
-    """An interface that appears as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter)."""
-    out = set()
-    for ev in events:
-        r = ev.record
-        if r.physin and r.in_dev:
-            out.add(r.in_dev)
-        if r.physout and r.out_dev:
-            out.add(r.out_dev)
-    return frozenset(out)
+class UnusedRuns(Sequence[UnusedLine]):
+    """Runs of unused lines in input order (file by file, then line), kept on disk past CHUNK runs.
+
+    A kern.log with one unrelated line after each netfilter line has a run per packet line; holding
+    them would make memory grow with the input. Runs arrive nearly in order (the framer reads a line
+    ahead), so a small heap puts them in order before they are stored.
+    """
+
+    CHUNK = 4096  # runs per chunk written to the temporary file
+    REORDER = 256  # runs held back to restore input order
+
+    def __init__(self, traces: list[str]) -> None:
+        self.order = {name: i for i, name in enumerate(traces)}
+        self.heap: list[tuple[int, int, int, UnusedLine]] = []
+        self.seq = 0
+        self.mem: list[tuple[str, int, str, str, int]] = []
+        self.file: IO[bytes] | None = None
+        self.chunks: list[int] = []  # offsets of the stored chunks
+        self.stored = 0
+        self.gaps: list[UnusedLine] = []
+
+    def _key(self, u: UnusedLine) -> tuple[int, int]:
+        return self.order.get(u.ref.file, len(self.order)), u.ref.line
+
+    def add(self, u: UnusedLine) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (*self._key(u), self.seq, u))
+        if len(self.heap) > self.REORDER:
+            self._put(heapq.heappop(self.heap)[3])
+
+    def _put(self, u: UnusedLine) -> None:
+        self.mem.append((u.ref.file, u.ref.line, u.reason, u.text, u.last))
+        self.stored += 1
+        if len(self.mem) >= self.CHUNK:
+            if self.file is None:
+                self.file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the runs
+            self.file.seek(0, 2)
+            self.chunks.append(self.file.tell())
+            marshal.dump(self.mem, self.file)
+            self.mem = []
+
+    def close(self, gaps: list[UnusedLine]) -> None:
+        """Take the last runs, and the lines no hop used (in input order)."""
+        while self.heap:
+            self._put(heapq.heappop(self.heap)[3])
+        self.gaps = sorted(gaps, key=self._key)
+
+    def _runs(self) -> Iterator[UnusedLine]:
+        for offset in self.chunks:
+            assert self.file is not None
+            self.file.seek(offset)
+            chunk = marshal.load(self.file)
+            yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in chunk)
+        yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in self.mem)
+
+    def __iter__(self) -> Iterator[UnusedLine]:
+        return heapq.merge(self._runs(), self.gaps, key=self._key)
+
+    def __len__(self) -> int:
+        return self.stored + len(self.gaps)
+
+    @overload
+    def __getitem__(self, i: int) -> UnusedLine: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[UnusedLine]: ...
+
+    def __getitem__(self, i: int | slice) -> UnusedLine | Sequence[UnusedLine]:
+        if isinstance(i, slice):
+            if min(i.start or 0, i.stop or 0, i.step or 1) < 0:
+                return tuple(self)[i]
+            return tuple(islice(self, i.start, i.stop, i.step))
+        n = i + len(self) if i < 0 else i
+        for u in islice(self, n, None):
+            return u
+        raise IndexError(i)
