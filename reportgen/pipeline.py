@@ -103,13 +103,19 @@ class _Collected(list[ConversationResult]):
         footers = sorted((f for r in self for f in r.footers), key=lambda f: _num(f.packet))
         groups = sorted((g for r in self for g in r.groups), key=lambda g: _num(g.first))
         behaviours: dict[str, str] = {}
-        groups = [replace(g, id=f"g{n}", behaviour=behaviours.setdefault(g.behaviour, f"b{len(behaviours) + 1}"))
-                  for n, g in enumerate(groups, start=1)]
+        groups = [
+            replace(g, id=f"g{n}", behaviour=behaviours.setdefault(g.behaviour, f"b{len(behaviours) + 1}"))
+            for n, g in enumerate(groups, start=1)
+        ]
         return replace(
             head,
-            conversations=tuple(r.conversation for r in convs), packets=tuple(packets), groups=tuple(groups),
-            answers=tuple(r.answer for r in convs), footers=tuple(footers),
-            crossings=tuple(c for r in convs for c in r.crossings), unused=tuple(head.unused),
+            conversations=tuple(r.conversation for r in convs),
+            packets=tuple(packets),
+            groups=tuple(groups),
+            answers=tuple(r.answer for r in convs),
+            footers=tuple(footers),
+            crossings=tuple(c for r in convs for c in r.crossings),
+            unused=tuple(head.unused),
         )
 
 
@@ -128,8 +134,10 @@ def _stream(spec: CaseSpec, sink: Sink, windowed: bool = True, appendix: bool = 
     if run.stale():
         restart = getattr(sink, "restart", None)
         if restart is None:
-            note = ("A case-wide fact (a hook place that logged, or a bridge) was learnt after some conversations "
-                    "had been reported; their skipped-hook reasons may not reflect the whole trace.")
+            note = (
+                "A case-wide fact (a hook place that logged, or a bridge) was learnt after some conversations "
+                "had been reported; their skipped-hook reasons may not reflect the whole trace."
+            )
             return replace(head, notes=(*head.notes, note))
         restart()
         fixed = _Bridges(run.bridges.known, fixed=True)
@@ -208,8 +216,16 @@ def _tcp_flags(t: Track) -> tuple[str, ...]:
 class _Pass:
     """One reading of the case with fixed inputs, handing finished conversations to the sink."""
 
-    def __init__(self, spec: CaseSpec, snaps: tuple[Snapshot, ...], base: Topology, bridges: _Bridges,
-                 facts: CaseFacts | None, sink: Sink, windowed: bool) -> None:
+    def __init__(
+        self,
+        spec: CaseSpec,
+        snaps: tuple[Snapshot, ...],
+        base: Topology,
+        bridges: _Bridges,
+        facts: CaseFacts | None,
+        sink: Sink,
+        windowed: bool,
+    ) -> None:
         self.spec, self.snaps, self.base, self.sink, self.windowed = spec, snaps, base, sink, windowed
         self.bridges = bridges
         self.fixed_facts = facts is not None
@@ -257,11 +273,19 @@ class _Pass:
         counts = self.reading.counts
         used, unused = self.account.close(counts, dict(self.reading.appendix), self.reading.spans)
         return Report(
-            name=self.spec.name, title=self.spec.title, description=self.spec.description,
-            files=self.reading.files(self.spec, self.snaps), snapshots=self.snaps, conversations=(), packets=(),
-            lines_total=sum(counts.values()), lines_used=used, unused=unused,
+            name=self.spec.name,
+            title=self.spec.title,
+            description=self.spec.description,
+            files=self.reading.files(self.spec, self.snaps),
+            snapshots=self.snaps,
+            conversations=(),
+            packets=(),
+            lines_total=sum(counts.values()),
+            lines_used=used,
+            unused=unused,
             lines=tuple(self.reading.appendix) if appendix else (),
-            notes=tuple(notes + self.reading.appendix_note()), topology=self.topo,
+            notes=tuple(notes + self.reading.appendix_note()),
+            topology=self.topo,
             summary=self.summary.summary(self.flows, self.topo),
         )
 
@@ -335,8 +359,11 @@ class _Pass:
         for p in packets:
             self.summary.add(p, _num(p.id) <= SummaryCounter.HOST_PACKETS)
             self.account.used(p, self.reading.spans)
-        self.sink(ConversationResult(conv, tuple(packets), tuple(groups), answer,
-                                     tuple(footer(p) for p in packets), crossings))
+        self.sink(
+            ConversationResult(
+                conv, tuple(packets), tuple(groups), answer, tuple(footer(p) for p in packets), crossings
+            )
+        )
 
     def _predicted(self, conv: Conversation, packets: dict[str, Packet], flow: Flow) -> Conversation:
         """The simulator's prediction for the conversation's first packet (simulate.compare, as
@@ -371,8 +398,9 @@ class _Pass:
 def _no_conversation(packets: list[Packet]) -> Conversation:
     """What stands for the packets that show no addresses: no conntrack tuple keys them."""
     none = Endpoint("", None)
-    return Conversation(NO_CONVERSATION, "", "packets without an IP conversation", (none, none),
-                        tuple(p.id for p in packets))
+    return Conversation(
+        NO_CONVERSATION, "", "packets without an IP conversation", (none, none), tuple(p.id for p in packets)
+    )
 
 
 def _no_conversation_answer(packets: list[Packet]) -> Answer:
@@ -414,15 +442,27 @@ class _Covered:
     def add(self, a: int, b: int) -> int:
         """Cover lines a..b; return how many of them were not covered before."""
         s, e = self.starts, self.ends
+        if s and a > s[-1]:  # the common case: at or after the last interval's start
+            if a > e[-1] + 1:
+                s.append(a)
+                e.append(b)
+                return b - a + 1
+            new = max(0, b - e[-1])
+            e[-1] = max(b, e[-1])
+            return new
         i = bisect_left(e, a - 1)
         j = bisect_right(s, b + 1)
         if i == j:
             s.insert(i, a)
             e.insert(i, b)
             return b - a + 1
-        before = sum(max(0, min(e[k], b) - max(s[k], a) + 1) for k in range(i, j))
-        s[i:j] = [min(a, s[i])]
-        e[i:j] = [max(b, e[j - 1])]
+        before = 0
+        for k in range(i, j):
+            before += max(0, min(e[k], b) - max(s[k], a) + 1)
+        s[i] = min(a, s[i])
+        e[i] = max(b, e[j - 1])
+        if j - i > 1:  # a used line between two runs of unused ones joins them
+            del s[i + 1 : j], e[i + 1 : j]
         return b - a + 1 - before
 
     def gaps(self, total: int) -> Iterator[tuple[int, int]]:
@@ -450,10 +490,12 @@ class _Account:
             for ref in h.event.refs:
                 cov = self.covered.get(ref.file)
                 if cov is not None:
-                    self.used_lines += cov.add(ref.line, spans.get(ref.file, {}).get(ref.line, ref.line))
+                    wrapped = spans.get(ref.file)
+                    self.used_lines += cov.add(ref.line, wrapped.get(ref.line, ref.line) if wrapped else ref.line)
 
-    def close(self, counts: dict[str, int], texts: dict[LineRef, str],
-              spans: dict[str, dict[int, int]]) -> tuple[int, UnusedRuns]:
+    def close(
+        self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]
+    ) -> tuple[int, UnusedRuns]:
         """Count used lines; list every line neither used nor listed as unused ("no hop")."""
         gaps = []
         for name, total in counts.items():
@@ -469,7 +511,7 @@ class UnusedRuns(Sequence[UnusedLine]):
 
     A kern.log with one unrelated line after each netfilter line has a run per packet line; holding
     them would make memory grow with the input. Runs arrive nearly in order (the framer reads a line
-    ahead), so a small heap puts them in order before they are stored.
+    ahead), so the newest REORDER of them are held back and sorted with the next chunk.
     """
 
     CHUNK = 4096  # runs per chunk written to the temporary file
@@ -477,8 +519,7 @@ class UnusedRuns(Sequence[UnusedLine]):
 
     def __init__(self, traces: list[str]) -> None:
         self.order = {name: i for i, name in enumerate(traces)}
-        self.heap: list[tuple[int, int, int, UnusedLine]] = []
-        self.seq = 0
+        self.buf: list[UnusedLine] = []  # runs not yet stored; the last REORDER may still move
         self.mem: list[tuple[str, int, str, str, int]] = []
         self.file: IO[bytes] | None = None
         self.chunks: list[int] = []  # offsets of the stored chunks
@@ -489,14 +530,15 @@ class UnusedRuns(Sequence[UnusedLine]):
         return self.order.get(u.ref.file, len(self.order)), u.ref.line
 
     def add(self, u: UnusedLine) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (*self._key(u), self.seq, u))
-        if len(self.heap) > self.REORDER:
-            self._put(heapq.heappop(self.heap)[3])
+        self.buf.append(u)
+        if len(self.buf) >= self.CHUNK + self.REORDER:
+            self.buf.sort(key=self._key)  # nearly sorted: timsort takes it in one pass
+            self._store(self.buf[: self.CHUNK])
+            del self.buf[: self.CHUNK]
 
-    def _put(self, u: UnusedLine) -> None:
-        self.mem.append((u.ref.file, u.ref.line, u.reason, u.text, u.last))
-        self.stored += 1
+    def _store(self, runs: list[UnusedLine]) -> None:
+        self.mem += [(u.ref.file, u.ref.line, u.reason, u.text, u.last) for u in runs]
+        self.stored += len(runs)
         if len(self.mem) >= self.CHUNK:
             if self.file is None:
                 self.file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the runs
@@ -507,8 +549,9 @@ class UnusedRuns(Sequence[UnusedLine]):
 
     def close(self, gaps: list[UnusedLine]) -> None:
         """Take the last runs, and the lines no hop used (in input order)."""
-        while self.heap:
-            self._put(heapq.heappop(self.heap)[3])
+        self.buf.sort(key=self._key)
+        self._store(self.buf)
+        self.buf = []
         self.gaps = sorted(gaps, key=self._key)
 
     def _runs(self) -> Iterator[UnusedLine]:

@@ -47,6 +47,7 @@ class Track:
     seq: int = 0  # creation order, for the newest-first scan of candidates
     last_event: int = 0  # the number of the event that last joined it (settling without stamps)
     closed: bool = False  # settled: no event joins it any more
+    keys: set[tuple[object, ...]] = field(default_factory=set)  # the index entries that find it
 
     @property
     def last(self) -> Event:
@@ -294,6 +295,7 @@ class Correlator:
             placed.stages.append(cands[0])
             self.pending.append(placed)
         placed.last_event = self.events
+        placed.keys.update(keys)
         for key in keys:
             lst = self.index.setdefault(key, [])
             if placed not in lst:
@@ -321,11 +323,11 @@ class Correlator:
         t.closed = True
         # An index entry whose packets are all settled can find nothing any more: forget it, so the
         # index holds the open packets, not every packet of the log.
-        for ev in t.events:
-            for key in _keys(ev):
-                lst = self.index.get(key)
-                if lst is not None and all(x.closed for x in lst):
-                    del self.index[key]
+        for key in t.keys:
+            lst = self.index.get(key)
+            if lst is not None and all(x.closed for x in lst):
+                del self.index[key]
+        t.keys = set()
         if t in self.egress_open:
             self.egress_open.remove(t)
         return self.joiner.add(t)
