@@ -48,6 +48,7 @@ class Track:
     last_event: int = 0  # the number of the event that last joined it (settling without stamps)
     closed: bool = False  # settled: no event joins it any more
     keys: set[tuple[object, ...]] = field(default_factory=set)  # the index entries that find it
+    seen_as: list[tuple[str, Endpoint, Endpoint]] | None = None  # views(), once the packet is complete
 
     @property
     def last(self) -> Event:
@@ -179,7 +180,8 @@ def _l3_matches(a: Event, b: Event) -> bool:
     return same_src or same_dst
 
 
-def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -> bool:
+def _same_packet(track: Track, ev: Event) -> bool:
+    """The tests of _compatible that do not depend on the stage: time, file and L3/L4 identity."""
     r = ev.record
     last = track.last.record
     if r.stamp is not None and last.stamp is not None and abs(r.stamp - last.stamp) > MAX_GAP_SECONDS:
@@ -187,8 +189,13 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -
     if r.ref.file != last.ref.file and r.stamp is None:
         return False
     prev_l3 = track.l3()
-    if r.src is not None and prev_l3 is not None and not _l3_matches(prev_l3, ev):
-        return False
+    return r.src is None or prev_l3 is None or _l3_matches(prev_l3, ev)
+
+
+def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -> bool:
+    """Whether ``ev`` at ``stage`` can be the next line of the packet, given _same_packet."""
+    r = ev.record
+    prev_l3 = track.l3()
     if stage in _EGRESS_L2:
         # Leaving through a bridge after routing: the IP layer must have chosen a bridge device,
         # and the bridge frame carries the MACs the neighbour lookup wrote (new ones).
@@ -280,6 +287,8 @@ class Correlator:
         placed: Track | None = None
         for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
             track = pool[i]
+            if not _same_packet(track, ev):  # what does not depend on the stage, once per packet
+                continue
             for stage in cands:
                 if _can_follow(track, ev, stage) and _compatible(track, ev, stage, self.bridges):
                     track.events.append(ev)
@@ -487,8 +496,12 @@ class _Joiner:
         self.count = 0
 
     def add(self, b: Track) -> list[Track]:
+        # Only a piece that begins at a bridge stage, or comes in on lo, can continue an earlier packet.
+        first = b.stages[0]
+        could = first in _REBRIDGED or (first in ("ip-pre", "ip-in") and b.events[0].record.in_dev == "lo")
         target = next((a for a in reversed(self.window)
-                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None)
+                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None) \
+            if could else None
         if target is not None:
             target.events += b.events
             target.stages += b.stages
@@ -620,8 +633,15 @@ def views(track: Track) -> list[View]:
     """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order.
 
     A port one source left out is taken from another line of the packet with the same addresses,
-    so an ebtables --log-ip line (no ICMP id) does not make a view of its own.
+    so an ebtables --log-ip line (no ICMP id) does not make a view of its own. Asked only of complete
+    packets (after correlation), so the answer is kept on the packet.
     """
+    if track.seen_as is None:
+        track.seen_as = _views(track)
+    return list(track.seen_as)
+
+
+def _views(track: Track) -> list[View]:
     known: dict[tuple[str, str, str], tuple[int | None, int | None]] = {}
     for ev in track.events:
         r = ev.record
