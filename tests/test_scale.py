@@ -49,8 +49,9 @@ for line in open("/proc/self/status"):
 
 
 def _peak_kib(path: Path, lines: int) -> int:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(lines)], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(lines)], capture_output=True, text=True, check=True, timeout=120
+    )
     return int(out.stdout.strip())
 
 
@@ -98,7 +99,10 @@ def test_streamed_results_are_the_whole_case_reading(case: Path):
     assert sorted((p for r in streamed for p in r.packets), key=lambda p: int(p.id[1:])) == list(report.packets)
     assert head.conversations == head.packets == head.groups == head.answers == ()
     assert (head.lines_total, head.lines_used, tuple(head.unused)) == (
-        report.lines_total, report.lines_used, report.unused)
+        report.lines_total,
+        report.lines_used,
+        report.unused,
+    )
     assert head.summary == report.summary
 
 
@@ -161,3 +165,37 @@ def test_every_line_is_used_or_listed_unused(tmp_path: Path):
     assert all(a.ref.line + a.count <= b.ref.line for a, b in zip(runs, runs[1:], strict=False))
     assert all(u.text and u.reason.startswith("other line") for u in runs)
     assert list(head.unused[:3]) == runs[:3] and len(head.unused) == len(runs) and head.unused[-1] == runs[-1]
+
+
+class _Restartable(list[ConversationResult]):
+    restarts = 0
+
+    def __call__(self, r: ConversationResult) -> None:
+        self.append(r)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.clear()
+
+
+def test_a_hook_place_first_logged_late_reads_the_case_again(tmp_path: Path):
+    # mangle FORWARD logs only in the last flows: conversations reported before were explained
+    # believing no LOG rule fires there ("no rule" rather than "not logged"), which the end disproves.
+    full = tmp_path / "full.log"
+    _sequential_flows(full, 20_000)
+    lines = full.read_text().splitlines(keepends=True)
+    path = tmp_path / "kern.log"
+    path.write_text("".join(ln for n, ln in enumerate(lines) if "IPT:mangle:FORWARD" not in ln or n > 19_000))
+    spec = load_spec([path])
+    whole: list[ConversationResult] = []
+    pipeline._stream(spec, whole.append, windowed=False)
+    sink = _Restartable()
+    head = stream_case(spec, sink)
+    assert sink.restarts == 1
+    assert _facts(list(sink)) == _facts(whole)
+    assert not any("learnt after" in n for n in head.notes)
+    # A sink that cannot forget keeps the first pass, and the report says what it rests on.
+    plain: list[ConversationResult] = []
+    head = stream_case(spec, plain.append)
+    assert _facts(plain) != _facts(whole)
+    assert any("learnt after some conversations had been reported" in n for n in head.notes)
