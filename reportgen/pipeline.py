@@ -13,7 +13,8 @@ Memory is the open conversations and the case's distinct behaviours, not the lin
 * a conversation is finished when conntrack would end its entry or stop caring: a TCP connection
   after its final ACK (both FINs seen, then a packet without FIN: LAST_ACK -> TIME_WAIT) or a RST
   (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks), any conversation after
-  IDLE_SECONDS of kernel time (IDLE_EVENTS events without stamps) without a packet, and every one at
+  conntrack's timeout for its kind of entry in kernel time (IDLE_SECONDS; IDLE_EVENTS events
+  without stamps) without a packet, and every one at
   the end of input; it is then explained, folded, worded, handed to the sink and forgotten.
 
 Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
@@ -60,9 +61,16 @@ from reportgen.model import (
 )
 from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, _rel, load_snapshots, trace_events
 
-IDLE_SECONDS = 120.0  # kernel seconds without a packet after which a conversation is reported
+# How long a conversation may go without a packet before it is reported: never before conntrack
+# would have forgotten its entry, so a later packet of the same tuple is a new entry for the kernel
+# too (and meets the nat table again). The longest default timeout of each kind of entry, in seconds:
+# TCP established 5 days, any other TCP state at most 120 s (nf_conntrack_proto_tcp.c tcp_timeouts);
+# UDP 180 s once replied, as a stream (nf_conntrack_proto_udp.c udp_timeouts); ICMP 30 s
+# (nf_conntrack_proto_icmp.c); other protocols 600 s (nf_conntrack_proto_generic.c).
+IDLE_SECONDS = {"tcp-established": 432_000.0, "tcp": 120.0, "udp": 180.0, "icmp": 30.0, "other": 600.0}
 IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
 SWEEP_EVERY = 4096  # events between looks for idle conversations
+SWEEP_SECONDS = 1.0  # and kernel seconds
 NO_CONVERSATION = "-"  # the conversation id of packets that show no addresses (ARP, cut pastes)
 
 Sink = Callable[[ConversationResult], None]
@@ -207,6 +215,17 @@ class _Open:
     last: float | None = None  # kernel time of its latest packet
     last_event: int = 0  # the event count when it got its latest packet (lines without stamps)
     fin: set[bool] = field(default_factory=set)  # the directions (True: original) that sent a FIN
+    kind: str = "other"  # the kind of conntrack entry, for its timeout (IDLE_SECONDS)
+    directions: set[str] = field(default_factory=set)  # "original" and "reply" once each was seen
+
+
+def _kind(st: _Open) -> str:
+    """The kind of conntrack entry a conversation is, for its timeout: a TCP connection is
+    established once both directions sent a packet (conntrack's ESTABLISHED follows the handshake)."""
+    proto = st.flow.original[0]
+    if proto == "TCP":
+        return "tcp-established" if len(st.directions) == 2 else "tcp"
+    return {"UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmp"}.get(proto, "other")
 
 
 def _tcp_flags(t: Track) -> tuple[str, ...]:
@@ -232,7 +251,10 @@ class _Pass:
         self.facts = facts if facts is not None else CaseFacts()
         self.topo = _topology(base, bridges.inferred)
         self.convs = Conversations(is_reply_for(base))  # conntrack -L decides; bridges do not matter
-        self.open: OrderedDict[int, _Open] = OrderedDict()  # by latest activity, oldest first
+        self.open: dict[int, _Open] = {}
+        # The open conversations of each kind, by latest activity (oldest first): each kind times out
+        # after its own idle time, so the oldest of each is the next to time out.
+        self.idle: dict[str, OrderedDict[int, _Open]] = {kind: OrderedDict() for kind in IDLE_SECONDS}
         self.loose: list[Track] = []  # packets of no conversation, reported at the end
         self.memo = FlowNat()
         self.shapes: dict[Hashable, str] = {}
@@ -245,6 +267,7 @@ class _Pass:
         self.reading = TraceReading(self.runs)
         self.events = 0
         self.now: float | None = None
+        self.next_sweep = float("-inf")
         self.explained_with: int | None = None  # bridges known when the first conversation was explained
 
     def run(self, notes: list[str], appendix: bool) -> Report:
@@ -255,7 +278,8 @@ class _Pass:
                 self._event(ev)
                 for t in corr.feed(ev):
                     self._track(t)
-                if self.events % SWEEP_EVERY == 0:
+                if self.events % SWEEP_EVERY == 0 or (self.now is not None and self.now >= self.next_sweep):
+                    self.next_sweep = (self.now or 0.0) + SWEEP_SECONDS
                     self._sweep()
             for t in corr.finish():
                 self._track(t)
@@ -308,8 +332,11 @@ class _Pass:
         st = self.open.get(flow.index)
         if st is None:
             st = self.open[flow.index] = _Open(flow)
-        else:
-            self.open.move_to_end(flow.index)
+        self.idle[st.kind].pop(flow.index, None)
+        if flow.role[t.index] != "related":
+            st.directions.add(flow.role[t.index])
+        st.kind = _kind(st)
+        self.idle[st.kind][flow.index] = st
         stamp = t.last.record.stamp
         st.last = stamp if stamp is not None else st.last
         st.last_event = self.events
@@ -324,18 +351,21 @@ class _Pass:
             st.fin.add(flow.role[t.index] == "original")
 
     def _sweep(self) -> None:
-        while self.open:
-            st = next(iter(self.open.values()))
-            if st.last is not None:
-                idle = self.now is not None and self.now - st.last >= IDLE_SECONDS
-            else:
-                idle = self.events - st.last_event >= IDLE_EVENTS
-            if not idle:
-                break
-            self._finish(st.flow)
+        for kind, queue in self.idle.items():
+            while queue:
+                st = next(iter(queue.values()))
+                if st.last is not None:
+                    idle = self.now is not None and self.now - st.last >= IDLE_SECONDS[kind]
+                else:
+                    idle = self.events - st.last_event >= IDLE_EVENTS
+                if not idle:
+                    break
+                self._finish(st.flow)
 
     def _finish(self, flow: Flow) -> None:
-        self.open.pop(flow.index, None)
+        st = self.open.pop(flow.index, None)
+        if st is not None:
+            self.idle[st.kind].pop(flow.index, None)
         self.convs.close(flow)
         self._emit(flow, flow.tracks())
 

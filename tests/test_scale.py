@@ -199,3 +199,37 @@ def test_a_hook_place_first_logged_late_reads_the_case_again(tmp_path: Path):
     head = stream_case(spec, plain.append)
     assert _facts(plain) != _facts(whole)
     assert any("learnt after some conversations had been reported" in n for n in head.notes)
+
+
+def _shifted(sample: Path, seconds: float) -> str:
+    """A sample's kernel lines with their stamps moved by ``seconds``."""
+    out = []
+    for ln in sample.read_text().splitlines():
+        stamp, rest = ln[1:].split("]", 1)
+        out.append(f"[{float(stamp) + seconds:12.6f}]{rest}\n")
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("sample", "gap", "conversations"),
+    [
+        ("lab-udp-to-internet", 100.0, 1),  # a replied UDP entry lives 180 s without a packet
+        ("lab-udp-to-internet", 200.0, 2),  # ... then the same tuple is a new entry
+        ("lab-tcp-to-internet", 1000.0, 1),  # an established TCP connection lives 5 days
+    ],
+)
+def test_a_conversation_idle_past_conntracks_timeout_is_reported_and_a_later_packet_starts_anew(
+    tmp_path: Path, sample: str, gap: float, conversations: int
+):
+    # The exchange, then the same exchange again after the gap (the second copy's first packet
+    # comes ``gap`` seconds after the first copy's last one).
+    lines = (ROOT / "samples" / sample / "dmesg.log").read_text()
+    first, last = (float(ln[1:].split("]")[0]) for ln in (lines.splitlines()[0], lines.splitlines()[-1]))
+    path = tmp_path / "kern.log"
+    path.write_text(lines + _shifted(ROOT / "samples" / sample / "dmesg.log", last - first + gap))
+    if sample == "lab-tcp-to-internet":  # keep the connection open: no FIN, no final ACK
+        kept = [ln for ln in path.read_text().splitlines(keepends=True) if "FIN" not in ln]
+        path.write_text("".join(kept))
+    results: list[ConversationResult] = []
+    stream_case(load_spec([path]), results.append)
+    assert len([r for r in results if r.conversation.id != "-"]) == conversations

@@ -313,7 +313,20 @@ class Correlator:
         if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in self.egress_open:
             self.egress_open.append(placed)
             del self.egress_open[:-64]
-        return self._settle() if self.pending and self._settled(self.pending[0]) else []
+        out = self._settle() if self.pending and self._settled(self.pending[0]) else []
+        return out + self._release()
+
+    def _release(self) -> list[Track]:
+        """Hand out the packets no later piece can continue any more (_Joiner): pieces join a packet
+        within MAX_GAP_SECONDS after its last line, and every piece to come begins after the oldest
+        open packet began (or now, when none is open)."""
+        window = self.joiner.window
+        if not window or self.now is None:
+            return []
+        head = self.pending[0].events[0].record.stamp if self.pending else self.now
+        if head is None:
+            return []
+        return self.joiner.release(min(head, self.now) - MAX_GAP_SECONDS)
 
     def _settled(self, t: Track) -> bool:
         stamp = t.last.record.stamp
@@ -514,6 +527,18 @@ class _Joiner:
         done = self.window.popleft()
         _narrow_by_order(done)
         return [done]
+
+    def release(self, before: float) -> list[Track]:
+        """Hand out, in packet order, the first packets whose last line is older than ``before``."""
+        out: list[Track] = []
+        while self.window:
+            stamp = self.window[0].last.record.stamp
+            if stamp is None or stamp >= before:
+                break
+            done = self.window.popleft()
+            _narrow_by_order(done)
+            out.append(done)
+        return out
 
     def finish(self) -> list[Track]:
         out = list(self.window)
