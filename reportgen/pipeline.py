@@ -271,6 +271,8 @@ class _Pass:
         self.explained_with: int | None = None  # bridges known when the first conversation was explained
 
     def run(self, notes: list[str], appendix: bool) -> Report:
+        if not appendix:
+            self.reading.appendix = self.account.texts = _FirstTexts()
         streams = trace_events(self.spec, self.snaps, self.reading)
         if len(streams) == 1 and self.windowed:
             corr = Correlator(self.bridges)
@@ -295,7 +297,8 @@ class _Pass:
         if self.loose:
             self._emit(None, self.loose)
         counts = self.reading.counts
-        used, unused = self.account.close(counts, dict(self.reading.appendix), self.reading.spans)
+        texts = dict(self.reading.appendix) if appendix else self.account.texts.texts
+        used, unused = self.account.close(counts, texts, self.reading.spans)
         return Report(
             name=self.spec.name,
             title=self.spec.title,
@@ -503,6 +506,31 @@ class _Covered:
             nxt = max(nxt, end + 1)
 
 
+class _FirstTexts(list[tuple[LineRef, str]]):
+    """Where sources.case puts the first APPENDIX_LIMIT trace lines when no appendix is asked for: a
+    line's text is kept only until the line is accounted for, for the run of lines no hop used
+    ("no hop"), whose text is its first line's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = 0
+        self.last = 0  # the highest line number kept
+        self.texts: dict[LineRef, str] = {}
+
+    def append(self, item: tuple[LineRef, str]) -> None:
+        self.lines += 1
+        self.texts[item[0]] = item[1]
+        self.last = max(self.last, item[0].line)
+
+    def __len__(self) -> int:
+        return self.lines
+
+    def drop(self, file: str, first: int, last: int) -> None:
+        if self.texts and first <= self.last:
+            for n in range(first, min(last, self.last) + 1):
+                self.texts.pop(LineRef(file, n), None)
+
+
 class _Account:
     """Every trace line used or listed unused, counted as packets are reported."""
 
@@ -510,9 +538,12 @@ class _Account:
         self.covered = {name: _Covered() for name in traces}
         self.used_lines = 0
         self.runs = UnusedRuns(traces)
+        self.texts = _FirstTexts()
 
     def unused(self, u: UnusedLine) -> None:
-        self.covered[u.ref.file].add(u.ref.line, max(u.last, u.ref.line))
+        last = max(u.last, u.ref.line)
+        self.covered[u.ref.file].add(u.ref.line, last)
+        self.texts.drop(u.ref.file, u.ref.line, last)
         self.runs.add(u)
 
     def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
@@ -521,7 +552,9 @@ class _Account:
                 cov = self.covered.get(ref.file)
                 if cov is not None:
                     wrapped = spans.get(ref.file)
-                    self.used_lines += cov.add(ref.line, wrapped.get(ref.line, ref.line) if wrapped else ref.line)
+                    last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
+                    self.used_lines += cov.add(ref.line, last)
+                    self.texts.drop(ref.file, ref.line, last)
 
     def close(
         self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]
