@@ -69,8 +69,7 @@ from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, _rel, load_sn
 # (nf_conntrack_proto_icmp.c); other protocols 600 s (nf_conntrack_proto_generic.c).
 IDLE_SECONDS = {"tcp-established": 432_000.0, "tcp": 120.0, "udp": 180.0, "icmp": 30.0, "other": 600.0}
 IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
-SWEEP_EVERY = 4096  # events between looks for idle conversations
-SWEEP_SECONDS = 1.0  # and kernel seconds
+BATCH = 2048  # events parsed before they are correlated
 NO_CONVERSATION = "-"  # the conversation id of packets that show no addresses (ARP, cut pastes)
 
 Sink = Callable[[ConversationResult], None]
@@ -267,7 +266,6 @@ class _Pass:
         self.reading = TraceReading(self.runs)
         self.events = 0
         self.now: float | None = None
-        self.next_sweep = float("-inf")
         self.explained_with: int | None = None  # bridges known when the first conversation was explained
 
     def run(self, notes: list[str], appendix: bool) -> Report:
@@ -276,13 +274,16 @@ class _Pass:
         streams = trace_events(self.spec, self.snaps, self.reading)
         if len(streams) == 1 and self.windowed:
             corr = Correlator(self.bridges)
-            for ev in streams[0]:
-                self._event(ev)
-                for t in corr.feed(ev):
-                    self._track(t)
-                if self.events % SWEEP_EVERY == 0 or (self.now is not None and self.now >= self.next_sweep):
-                    self.next_sweep = (self.now or 0.0) + SWEEP_SECONDS
-                    self._sweep()
+            events = streams[0]
+            # In batches: parsing a batch, then correlating it, runs each stage's code and data hot
+            # (interleaving them event by event took 25 % longer).
+            while batch := list(islice(events, BATCH)):
+                for ev in batch:
+                    self._event(ev)
+                for ev in batch:
+                    for t in corr.feed(ev):
+                        self._track(t)
+                self._sweep()
             for t in corr.finish():
                 self._track(t)
         else:
@@ -328,6 +329,9 @@ class _Pass:
     def _track(self, t: Track) -> None:
         if not self.fixed_facts:
             self.facts.add(t)
+        found = self.convs.find(t)
+        if self.windowed and found is not None and self._expired(self.open[found[0].index], t):
+            self._finish(found[0])  # conntrack forgot it before this packet came: a new entry
         flow = self.convs.add(t)
         if flow is None:
             self.loose.append(t)
@@ -353,17 +357,18 @@ class _Pass:
         elif "FIN" in flags:
             st.fin.add(flow.role[t.index] == "original")
 
+    def _expired(self, st: _Open, t: Track | None = None) -> bool:
+        """Whether conntrack would have forgotten the conversation by packet ``t`` (by now, without)."""
+        now = self.now if t is None else t.events[0].record.stamp
+        if st.last is not None and now is not None:
+            return now - st.last >= IDLE_SECONDS[st.kind]
+        return self.events - st.last_event >= IDLE_EVENTS
+
     def _sweep(self) -> None:
-        for kind, queue in self.idle.items():
-            while queue:
-                st = next(iter(queue.values()))
-                if st.last is not None:
-                    idle = self.now is not None and self.now - st.last >= IDLE_SECONDS[kind]
-                else:
-                    idle = self.events - st.last_event >= IDLE_EVENTS
-                if not idle:
-                    break
-                self._finish(st.flow)
+        """Report the conversations conntrack would have forgotten by now (memory: they are done)."""
+        for queue in self.idle.values():
+            while queue and self._expired(next(iter(queue.values()))):
+                self._finish(next(iter(queue.values())).flow)
 
     def _finish(self, flow: Flow) -> None:
         st = self.open.pop(flow.index, None)

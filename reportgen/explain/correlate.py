@@ -807,12 +807,27 @@ class Conversations:
         self.count = 0
         self.by_view: dict[View, tuple[Flow, bool]] = {}
 
-    def add(self, track: Track) -> Flow | None:
-        """File one packet (in packet order); return its flow, or None when it shows no addresses."""
+    def find(self, track: Track) -> tuple[Flow, bool | None] | None:
+        """The open flow a packet belongs to and its direction (True: original; None: an ICMP error
+        about it), without filing it."""
         by_view = self.by_view
         ev_view = _error_view(track)
         if ev_view is not None and (ev_view in by_view or reverse(ev_view) in by_view):
-            flow = by_view.get(ev_view, by_view.get(reverse(ev_view)))[0]  # type: ignore[index]
+            return by_view.get(ev_view, by_view.get(reverse(ev_view)))[0], None  # type: ignore[index]
+        for v in views(track):
+            if v in by_view:
+                return by_view[v]
+            if reverse(v) in by_view:
+                f, d = by_view[reverse(v)]
+                return f, not d
+        return None
+
+    def add(self, track: Track) -> Flow | None:
+        """File one packet (in packet order); return its flow, or None when it shows no addresses."""
+        by_view = self.by_view
+        found = self.find(track)
+        if found is not None and found[1] is None:
+            flow = found[0]
             flow.related.append(track)
             flow.role[track.index] = "related"
             return flow
@@ -820,14 +835,8 @@ class Conversations:
         if not vs:
             return None
         hit: tuple[Flow, bool] | None = None
-        for v in vs:
-            if v in by_view:
-                hit = by_view[v]
-                break
-            if reverse(v) in by_view:
-                f, d = by_view[reverse(v)]
-                hit = (f, not d)
-                break
+        if found is not None and found[1] is not None:
+            hit = (found[0], found[1])
         if hit is None:
             reply = self.is_reply(track)
             original = reverse(vs[0]) if reply else vs[0]
