@@ -176,6 +176,8 @@ class CaseFacts:
         self.tables: dict[str, set[str]] = {}
         self.denied: set[tuple[object, ...]] = set()  # facts some answer relied on being absent
         self.stale = False
+        # _slots per (template, family): they change only when a table is first seen logging.
+        self.slots: dict[tuple[tuple[str, ...], str], list[Slot]] = {}
         for t in tracks:
             self.add(t)
 
@@ -191,7 +193,9 @@ class CaseFacts:
                     self.stale = True
             self.seen.add((st, fam, table))
             self.seen_proto.add((st, fam, table, proto))
-            self.tables.setdefault(fam, set()).add(table)
+            if table not in self.tables.setdefault(fam, set()):
+                self.tables[fam].add(table)
+                self.slots.clear()
 
     def instrumented(self, slot: Slot, proto: str | None) -> bool:
         fam = "bridge" if slot.family == BRIDGE else "ip"
@@ -241,7 +245,15 @@ class _Places(set[tuple[str, str]]):
         return False
 
 
-def _slots(template: Iterable[str], family: str, facts: CaseFacts) -> list[Slot]:
+def _slots(template: tuple[str, ...], family: str, facts: CaseFacts) -> list[Slot]:
+    """The (stage, family, table) places a path template passes that a LOG rule could show."""
+    key = (template, family)
+    if key not in facts.slots:
+        facts.slots[key] = _template_slots(template, family, facts)
+    return list(facts.slots[key])
+
+
+def _template_slots(template: tuple[str, ...], family: str, facts: CaseFacts) -> list[Slot]:
     out = []
     for key in template:
         stage = STAGES[key]
