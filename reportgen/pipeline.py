@@ -6,16 +6,18 @@ every line. Everything a renderer shows is computed here and in explain/, once; 
 
 Memory is the open conversations and the case's distinct behaviours, not the lines:
 
-* lines are parsed one at a time (sources.case); unused lines leave as runs, which go to a store that
-  spills to a temporary file (UnusedRuns), keeping the first line's text of each run;
+* lines are parsed lazily (sources.case), BATCH events at a time; unused lines leave as runs, which go
+  to a store that spills to a temporary file (UnusedRuns), keeping the first line's text of each run;
 * the Correlator (explain.correlate) hands out a packet once it settled (SETTLE_SECONDS of kernel time
   after its last line, SETTLE_EVENTS events without stamps), joined with its continuations;
 * a conversation is finished when conntrack would end its entry or stop caring: a TCP connection
   after its final ACK (both FINs seen, then a packet without FIN: LAST_ACK -> TIME_WAIT) or a RST
   (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks), any conversation after
   conntrack's timeout for its kind of entry in kernel time (IDLE_SECONDS; IDLE_EVENTS events
-  without stamps) without a packet, and every one at
-  the end of input; it is then explained, folded, worded, handed to the sink and forgotten.
+  without stamps) without a packet, and every one at the end of input; it is then explained,
+  folded, worded, handed to the sink and forgotten. A later packet of the same tuple starts a new
+  conversation, as it starts a new conntrack entry; an ICMP error about it is then no longer tied
+  to it.
 
 Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
 logged anything at all (explain.CaseFacts: "no-rule" versus "not-logged", which later hooks would
@@ -82,6 +84,10 @@ def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None]) -> R
     report. Packets of no conversation come last, as one result whose conversation id is
     NO_CONVERSATION. The returned Report is the case head: files, snapshots, notes, topology, line
     counts, unused runs and the summary, with no conversations, packets, groups or answers.
+    Group ids ("g1"...) and behaviour ids ("b1"...) are case-wide, numbered in completion order.
+    When a case-wide fact learnt late changes an earlier answer, the case is read a second time: a
+    sink with a ``restart()`` method is told first, and then gets every result again; a sink without
+    one keeps the first pass's results and the head says so in a note (see the module docstring).
     Run it with the cyclic collector paused (batch.cyclic_gc_paused), as every case is.
     """
     return _stream(spec, sink)
@@ -289,7 +295,9 @@ class _Pass:
         else:
             # Several trace files (or no window): each is correlated whole, then packets seen by
             # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
-            per_file = [[ev for ev in events if self._event(ev)] for events in streams]
+            per_file = [list(events) for events in streams]
+            for ev in (ev for evs in per_file for ev in evs):
+                self._event(ev)
             for t in merge_sources([correlate(evs, self.bridges) for evs in per_file]):
                 self._track(t)
         self.runs.close()
@@ -317,14 +325,13 @@ class _Pass:
             summary=self.summary.summary(self.flows, self.topo),
         )
 
-    def _event(self, ev: Event) -> bool:
+    def _event(self, ev: Event) -> None:
         self.events += 1
         stamp = ev.record.stamp
         if stamp is not None and (self.now is None or stamp > self.now):
             self.now = stamp
         if not self.bridges.fixed and self.bridges.learn(ev):
             self.topo = _topology(self.base, self.bridges.inferred)
-        return True
 
     def _track(self, t: Track) -> None:
         if not self.fixed_facts:
