@@ -34,7 +34,7 @@ SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long l
 # microseconds apart), or, for lines without stamps (nft monitor trace, xtables-monitor), this many
 # events. A packet whose hooks are further apart (queued to userspace) is then told as two pieces.
 SETTLE_SECONDS = 0.25
-SETTLE_EVENTS = 20_000
+SETTLE_EVENTS = 4096
 
 
 @dataclass(eq=False)  # identity, not field equality: tracks are compared in hot loops
