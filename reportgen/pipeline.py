@@ -61,7 +61,7 @@ from reportgen.model import (
     UnusedLine,
     VerdictCode,
 )
-from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, _rel, load_snapshots, trace_events
+from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, load_snapshots, trace_events, trace_names
 
 # How long a conversation may go without a packet before it is reported: never before conntrack
 # would have forgotten its entry, so a later packet of the same tuple is a new entry for the kernel
@@ -266,7 +266,7 @@ class _Pass:
         self.groups = 0
         self.flows = 0
         self.summary = SummaryCounter()
-        self.traces = [_rel(p, spec.base) for p in spec.traces]
+        self.traces = trace_names(spec)
         self.account = _Account(self.traces)
         self.runs = _RunSink(self.account.unused)
         self.reading = TraceReading(self.runs)

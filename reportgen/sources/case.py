@@ -442,14 +442,18 @@ class TraceReading:
     spans: dict[str, dict[int, int]] = field(default_factory=dict)  # file -> wrapped record first -> last
 
     def files(self, spec: CaseSpec, snaps: tuple[Snapshot, ...]) -> tuple[InputFile, ...]:
-        files = tuple(InputFile(_rel(p, spec.base), "trace", self.counts.get(_rel(p, spec.base), 0))
-                      for p in spec.traces)
+        files = tuple(InputFile(name, "trace", self.counts.get(name, 0)) for name in trace_names(spec))
         return files + tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
 
     def appendix_note(self) -> list[str]:
         total = sum(self.counts.values())
         return [f"The appendix shows the first {len(self.appendix)} of {total} trace lines."] \
             if len(self.appendix) < total else []
+
+
+def trace_names(spec: CaseSpec) -> list[str]:
+    """The trace files' names as lines refer to them (relative to the case folder)."""
+    return [_rel(p, spec.base) for p in spec.traces]
 
 
 def trace_events(spec: CaseSpec, snaps: tuple[Snapshot, ...], reading: TraceReading) -> list[Iterator[Event]]:
