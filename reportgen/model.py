@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -458,7 +459,9 @@ class Report:
     packets: tuple[Packet, ...]
     lines_total: int
     lines_used: int
-    unused: tuple[UnusedLine, ...]
+    # Runs of unused lines in input order: a tuple, or a streamed case head's store on disk
+    # (pipeline.UnusedRuns); either way, iterate it rather than copy it.
+    unused: Sequence[UnusedLine]
     lines: tuple[tuple[LineRef, str], ...] = field(default=())  # every trace line, for the appendix
     notes: tuple[str, ...] = ()
     topology: object = None  # explain.topology.Topology, for the topology diagram

@@ -1,84 +1,660 @@
-"""The pipeline: gather a case's input, then correlate, explain, predict and word it into a Report.
+"""The pipeline: gather a case's input, correlate it in a window, explain each conversation as it
+finishes and hand it to a sink; a whole Report is that stream collected.
 
 The input layer (sources/) only gathers: it reads files, frames and parses lines, and accounts for
 every line. Everything a renderer shows is computed here and in explain/, once; renderers only format.
+
+Memory is the open conversations and the case's distinct behaviours, not the lines:
+
+* lines are parsed lazily (sources.case), BATCH events at a time; unused lines leave as runs, which go
+  to a store that spills to a temporary file (UnusedRuns), keeping the first line's text of each run;
+* the Correlator (explain.correlate) hands out a packet once it settled (SETTLE_SECONDS of kernel time
+  after its last line, SETTLE_EVENTS events without stamps), joined with its continuations;
+* a conversation is finished when conntrack would end its entry or stop caring: a TCP connection
+  after its final ACK (both FINs seen, then a packet without FIN: LAST_ACK -> TIME_WAIT) or a RST
+  (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks), any conversation after
+  conntrack's timeout for its kind of entry in kernel time (IDLE_SECONDS; IDLE_EVENTS events
+  without stamps) without a packet, and every one at the end of input; it is then explained,
+  folded, worded, handed to the sink and forgotten. A later packet of the same tuple starts a new
+  conversation, as it starts a new conntrack entry; an ICMP error about it is then no longer tied
+  to it.
+
+Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
+logged anything at all (explain.CaseFacts: "no-rule" versus "not-logged", which later hooks would
+have logged a packet, what the simulator compares), and which interfaces are bridges (inferred from
+PHYSIN/PHYSOUT lines; it steers correlation at bridge egress and the path templates). A pass learns
+both as it goes and remembers every question it answered "no"; if a fact learnt later would have
+answered one "yes" (or a bridge became known after a conversation was explained), the pass is stale,
+and the case is read again with the final facts fixed from the start. The sink is told to forget
+what it got by its ``restart()`` method; a sink without one keeps the first pass and the report says
+so in a note. On every sample and benchmark input one pass sufficed.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import heapq
+import marshal
+import tempfile
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from typing import IO, overload
 
-from reportgen.explain.answer import answer_case
-from reportgen.explain.correlate import correlate, merge_sources
-from reportgen.explain.crossing import crossings
-from reportgen.explain.explain import explain
-from reportgen.explain.topology import build_topology
-from reportgen.model import Event, LineRef, Packet, Report, UnusedLine
-from reportgen.sources.case import NO_HOP, CaseSpec, gather
+from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
+from reportgen.explain.correlate import Conversations, Correlator, Flow, Track, correlate, merge_sources
+from reportgen.explain.crossing import conversation_crossings
+from reportgen.explain.explain import CaseFacts, FlowNat, conversation_of, explain_conversation, is_reply_for
+from reportgen.explain.groups import group_packets
+from reportgen.explain.topology import Topology, build_topology
+from reportgen.model import (
+    Answer,
+    Conversation,
+    ConversationResult,
+    Endpoint,
+    Event,
+    LineRef,
+    Packet,
+    Report,
+    Snapshot,
+    UnusedLine,
+    VerdictCode,
+)
+from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, load_snapshots, trace_events, trace_names
+
+# How long a conversation may go without a packet before it is reported: never before conntrack
+# would have forgotten its entry, so a later packet of the same tuple is a new entry for the kernel
+# too (and meets the nat table again). The longest default timeout of each kind of entry, in seconds:
+# TCP established 5 days, any other TCP state at most 120 s (nf_conntrack_proto_tcp.c tcp_timeouts);
+# UDP 180 s once replied, as a stream (nf_conntrack_proto_udp.c udp_timeouts); ICMP 30 s
+# (nf_conntrack_proto_icmp.c); other protocols 600 s (nf_conntrack_proto_generic.c).
+IDLE_SECONDS = {"tcp-established": 432_000.0, "tcp": 120.0, "udp": 180.0, "icmp": 30.0, "other": 600.0}
+IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
+BATCH = 2048  # events parsed before they are correlated
+NO_CONVERSATION = "-"  # the conversation id of packets that show no addresses (ARP, cut pastes)
+
+Sink = Callable[[ConversationResult], None]
+
+
+def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None]) -> Report:
+    """Read, correlate and explain one case, handing each conversation to ``sink`` as it finishes.
+
+    Results come in completion order; conversation and packet ids are first-seen order, as in a whole
+    report. Packets of no conversation come last, as one result whose conversation id is
+    NO_CONVERSATION. The returned Report is the case head: files, snapshots, notes, topology, line
+    counts, unused runs and the summary, with no conversations, packets, groups or answers.
+    Group ids ("g1"...) and behaviour ids ("b1"...) are case-wide, numbered in completion order.
+    When a case-wide fact learnt late changes an earlier answer, the case is read a second time: a
+    sink with a ``restart()`` method is told first, and then gets every result again; a sink without
+    one keeps the first pass's results and the head says so in a note (see the module docstring).
+    Run it with the cyclic collector paused (batch.cyclic_gc_paused), as every case is.
+    """
+    return _stream(spec, sink)
 
 
 def build_report(spec: CaseSpec) -> Report:
-    """Read, correlate and explain one case."""
-    g = gather(spec)
-    topo = build_topology(g.snapshots)
-    inferred = _bridges_from_events([ev for evs in g.events for ev in evs])
-    topo = replace(topo, bridges={**{b: () for b in sorted(inferred)}, **topo.bridges})
-    bridges = frozenset(topo.bridges)
-    # Each source is correlated on its own (its lines are in kernel order), then packets seen by
-    # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
-    tracks = merge_sources([correlate(evs, bridges) for evs in g.events])
-    convs, packets = explain(tracks, topo)
-    # Predicted versus observed: each conversation's first packet simulated on the snapshots.
-    from reportgen.simulate.compare import predict_conversations
-
-    convs = predict_conversations(convs, packets, g.snapshots, topo)
-    groups, answers, footers, summary = answer_case(convs, packets, topo)
-    used, unused = _account(g.counts, g.unused, packets, dict(g.appendix), g.joined)
-    report = Report(
-        name=spec.name, title=spec.title, description=spec.description, files=g.files, snapshots=g.snapshots,
-        conversations=tuple(convs), packets=tuple(packets), lines_total=sum(g.counts.values()), lines_used=used,
-        unused=tuple(unused), lines=tuple(g.appendix), notes=tuple(g.notes), topology=topo,
-        groups=groups, answers=answers, footers=footers, summary=summary,
-    )
-    return replace(report, crossings=crossings(report, topo))
+    """Read, correlate and explain one case: stream_case, collected into a whole Report."""
+    results = _Collected()
+    head = _stream(spec, results, appendix=True)
+    return results.report(head)
 
 
-def _account(counts: dict[str, int], unused: list[UnusedLine], packets: list[Packet],
-             texts: dict[LineRef, str], joined: dict[LineRef, int]) -> tuple[int, list[UnusedLine]]:
-    """Count used lines from the lines hops refer to; list every other unlisted line as unused.
+class _Collected(list[ConversationResult]):
+    """A sink that keeps every result (and forgets them when a stale pass restarts)."""
 
-    The total is never used to derive "used": a line that became no hop and was never listed unused
-    (a bug) shows up in the unused list instead of being counted as used.
+    def __call__(self, result: ConversationResult) -> None:
+        self.append(result)
+
+    def restart(self) -> None:
+        self.clear()
+
+    def report(self, head: Report) -> Report:
+        """The whole Report: every result's parts in id order, groups numbered as they first appear."""
+        convs = sorted((r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: _num(r.conversation.id))
+        packets = sorted((p for r in self for p in r.packets), key=lambda p: _num(p.id))
+        footers = sorted((f for r in self for f in r.footers), key=lambda f: _num(f.packet))
+        groups = sorted((g for r in self for g in r.groups), key=lambda g: _num(g.first))
+        behaviours: dict[str, str] = {}
+        groups = [
+            replace(g, id=f"g{n}", behaviour=behaviours.setdefault(g.behaviour, f"b{len(behaviours) + 1}"))
+            for n, g in enumerate(groups, start=1)
+        ]
+        return replace(
+            head,
+            conversations=tuple(r.conversation for r in convs),
+            packets=tuple(packets),
+            groups=tuple(groups),
+            answers=tuple(r.answer for r in convs),
+            footers=tuple(footers),
+            crossings=tuple(c for r in convs for c in r.crossings),
+            unused=tuple(head.unused),
+        )
+
+
+def _num(ident: str) -> int:
+    """The number of an id like "p12" or "c3" (ids are numbered in first-seen order)."""
+    return int(ident[1:])
+
+
+def _stream(spec: CaseSpec, sink: Sink, windowed: bool = True, appendix: bool = False) -> Report:
+    """stream_case; ``windowed=False`` holds every packet and conversation open to the end of input
+    (the whole-case reading, for comparison), ``appendix`` keeps the first trace lines in the head."""
+    snaps, notes = load_snapshots(spec)
+    base = build_topology(snaps)
+    run = _Pass(spec, snaps, base, _Bridges(set(base.bridges), fixed=False), None, sink, windowed)
+    head = run.run(notes, appendix)
+    if run.stale():
+        restart = getattr(sink, "restart", None)
+        if restart is None:
+            note = (
+                "A case-wide fact (a hook place that logged, or a bridge) was learnt after some conversations "
+                "had been reported; their skipped-hook reasons may not reflect the whole trace."
+            )
+            return replace(head, notes=(*head.notes, note))
+        restart()
+        fixed = _Bridges(run.bridges.known, fixed=True)
+        fixed.inferred = run.bridges.inferred
+        run = _Pass(spec, snaps, base, fixed, run.facts, sink, windowed)
+        head = run.run(notes, appendix)
+    return head
+
+
+class _Bridges:
+    """The bridges correlation asks about (a collection of names), remembering each "no" it gave.
+
+    An interface logged as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter prints the
+    bridge port as PHYSIN/PHYSOUT, net/netfilter/nf_log_syslog.c nf_log_dump_packet_common).
     """
-    used: dict[str, set[int]] = {name: set() for name in counts}
-    for p in packets:
+
+    def __init__(self, known: set[str], fixed: bool) -> None:
+        self.known = set(known)
+        self.inferred: set[str] = set()  # the ones learnt from the trace
+        self.fixed = fixed
+        self.denied: set[str] = set()
+        self.asked_empty = False
+
+    def __contains__(self, name: object) -> bool:
+        if name in self.known:
+            return True
+        if isinstance(name, str):
+            self.denied.add(name)
+        return False
+
+    def __bool__(self) -> bool:
+        if not self.known:
+            self.asked_empty = True
+        return bool(self.known)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.known)
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def learn(self, ev: Event) -> bool:
+        """Learn from one event; whether it named a bridge not known before."""
+        r = ev.record
+        new = False
+        for dev, port in ((r.in_dev, r.physin), (r.out_dev, r.physout)):
+            if port and dev and dev not in self.inferred:
+                self.inferred.add(dev)
+                self.known.add(dev)
+                new = True
+        return new
+
+    def late(self) -> bool:
+        """Whether correlation was told "not a bridge" about an interface learnt to be one later."""
+        return bool(self.denied & self.known) or (self.asked_empty and bool(self.known))
+
+
+def _topology(base: Topology, inferred: set[str]) -> Topology:
+    return replace(base, bridges={**{b: () for b in sorted(inferred)}, **base.bridges})
+
+
+@dataclass
+class _Open:
+    """A conversation still receiving packets."""
+
+    flow: Flow
+    last: float | None = None  # kernel time of its latest packet
+    last_event: int = 0  # the event count when it got its latest packet (lines without stamps)
+    fin: set[bool] = field(default_factory=set)  # the directions (True: original) that sent a FIN
+    kind: str = "other"  # the kind of conntrack entry, for its timeout (IDLE_SECONDS)
+    directions: set[str] = field(default_factory=set)  # "original" and "reply" once each was seen
+
+
+def _kind(st: _Open) -> str:
+    """The kind of conntrack entry a conversation is, for its timeout: a TCP connection is
+    established once both directions sent a packet (conntrack's ESTABLISHED follows the handshake)."""
+    proto = st.flow.original[0]
+    if proto == "TCP":
+        return "tcp-established" if len(st.directions) == 2 else "tcp"
+    return {"UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmp"}.get(proto, "other")
+
+
+def _tcp_flags(t: Track) -> tuple[str, ...]:
+    return next((ev.record.tcp_flags for ev in t.events if ev.record.tcp_flags), ())
+
+
+class _Pass:
+    """One reading of the case with fixed inputs, handing finished conversations to the sink."""
+
+    def __init__(
+        self,
+        spec: CaseSpec,
+        snaps: tuple[Snapshot, ...],
+        base: Topology,
+        bridges: _Bridges,
+        facts: CaseFacts | None,
+        sink: Sink,
+        windowed: bool,
+    ) -> None:
+        self.spec, self.snaps, self.base, self.sink, self.windowed = spec, snaps, base, sink, windowed
+        self.bridges = bridges
+        self.fixed_facts = facts is not None
+        self.facts = facts if facts is not None else CaseFacts()
+        self.topo = _topology(base, bridges.inferred)
+        self.convs = Conversations(is_reply_for(base))  # conntrack -L decides; bridges do not matter
+        self.open: dict[int, _Open] = {}
+        # The open conversations of each kind, by latest activity (oldest first): each kind times out
+        # after its own idle time, so the oldest of each is the next to time out.
+        self.idle: dict[str, OrderedDict[int, _Open]] = {kind: OrderedDict() for kind in IDLE_SECONDS}
+        self.loose: list[Track] = []  # packets of no conversation, reported at the end
+        self.memo = FlowNat()
+        self.shapes: dict[Hashable, str] = {}
+        self.groups = 0
+        self.flows = 0
+        self.summary = SummaryCounter()
+        self.traces = trace_names(spec)
+        self.account = _Account(self.traces)
+        self.runs = _RunSink(self.account.unused)
+        self.reading = TraceReading(self.runs)
+        self.events = 0
+        self.now: float | None = None
+        self.explained_with: int | None = None  # bridges known when the first conversation was explained
+
+    def run(self, notes: list[str], appendix: bool) -> Report:
+        if not appendix:
+            self.reading.appendix = self.account.texts = _FirstTexts()
+        streams = trace_events(self.spec, self.snaps, self.reading)
+        if len(streams) == 1 and self.windowed:
+            corr = Correlator(self.bridges)
+            events = streams[0]
+            # In batches: parsing a batch, then correlating it, runs each stage's code and data hot
+            # (interleaving them event by event took 25 % longer).
+            while batch := list(islice(events, BATCH)):
+                for ev in batch:
+                    self._event(ev)
+                for ev in batch:
+                    for t in corr.feed(ev):
+                        self._track(t)
+                self._sweep()
+            for t in corr.finish():
+                self._track(t)
+        else:
+            # Several trace files (or no window): each is correlated whole, then packets seen by
+            # several sources (LOG lines, ebtables lines, a trace monitor) are merged in hook order.
+            per_file = [list(events) for events in streams]
+            for ev in (ev for evs in per_file for ev in evs):
+                self._event(ev)
+            for t in merge_sources([correlate(evs, self.bridges) for evs in per_file]):
+                self._track(t)
+        self.runs.close()
+        for st in sorted(self.open.values(), key=lambda s: s.flow.index):
+            self._finish(st.flow)
+        if self.loose:
+            self._emit(None, self.loose)
+        counts = self.reading.counts
+        texts = dict(self.reading.appendix) if appendix else self.account.texts.texts
+        used, unused = self.account.close(counts, texts, self.reading.spans)
+        return Report(
+            name=self.spec.name,
+            title=self.spec.title,
+            description=self.spec.description,
+            files=self.reading.files(self.spec, self.snaps),
+            snapshots=self.snaps,
+            conversations=(),
+            packets=(),
+            lines_total=sum(counts.values()),
+            lines_used=used,
+            unused=unused,
+            lines=tuple(self.reading.appendix) if appendix else (),
+            notes=tuple(notes + self.reading.appendix_note()),
+            topology=self.topo,
+            summary=self.summary.summary(self.flows, self.topo),
+        )
+
+    def _event(self, ev: Event) -> None:
+        self.events += 1
+        stamp = ev.record.stamp
+        if stamp is not None and (self.now is None or stamp > self.now):
+            self.now = stamp
+        if not self.bridges.fixed and self.bridges.learn(ev):
+            self.topo = _topology(self.base, self.bridges.inferred)
+
+    def _track(self, t: Track) -> None:
+        if not self.fixed_facts:
+            self.facts.add(t)
+        found = self.convs.find(t)
+        if self.windowed and found is not None and self._expired(self.open[found[0].index], t):
+            self._finish(found[0])  # conntrack forgot it before this packet came: a new entry
+        flow = self.convs.add(t)
+        if flow is None:
+            self.loose.append(t)
+            return
+        st = self.open.get(flow.index)
+        if st is None:
+            st = self.open[flow.index] = _Open(flow)
+        self.idle[st.kind].pop(flow.index, None)
+        if flow.role[t.index] != "related":
+            st.directions.add(flow.role[t.index])
+        st.kind = _kind(st)
+        self.idle[st.kind][flow.index] = st
+        stamp = t.last.record.stamp
+        st.last = stamp if stamp is not None else st.last
+        st.last_event = self.events
+        if not self.windowed or flow.role[t.index] == "related":
+            return
+        flags = _tcp_flags(t)
+        # conntrack: a RST closes the entry; once both sides sent a FIN, the next packet (the final
+        # ACK) takes it to TIME_WAIT (nf_conntrack_proto_tcp.c tcp_conntracks: sLA -> sTW, sRST -> sCL).
+        if "RST" in flags or (len(st.fin) == 2 and "FIN" not in flags):
+            self._finish(flow)
+        elif "FIN" in flags:
+            st.fin.add(flow.role[t.index] == "original")
+
+    def _expired(self, st: _Open, t: Track | None = None) -> bool:
+        """Whether conntrack would have forgotten the conversation by packet ``t`` (by now, without)."""
+        now = self.now if t is None else t.events[0].record.stamp
+        if st.last is not None and now is not None:
+            return now - st.last >= IDLE_SECONDS[st.kind]
+        return self.events - st.last_event >= IDLE_EVENTS
+
+    def _sweep(self) -> None:
+        """Report the conversations conntrack would have forgotten by now (memory: they are done)."""
+        for queue in self.idle.values():
+            while queue and self._expired(next(iter(queue.values()))):
+                self._finish(next(iter(queue.values())).flow)
+
+    def _finish(self, flow: Flow) -> None:
+        st = self.open.pop(flow.index, None)
+        if st is not None:
+            self.idle[st.kind].pop(flow.index, None)
+        self.convs.close(flow)
+        self._emit(flow, flow.tracks())
+
+    def _emit(self, flow: Flow | None, tracks: list[Track]) -> None:
+        if self.explained_with is None:
+            self.explained_with = len(self.bridges.inferred)
+        topo = self.topo
+        packets = explain_conversation(flow, tracks, topo, self.facts, self.memo)
+        by_id = {p.id: p for p in packets}
+        groups = []
+        for g in group_packets(packets, self.shapes):
+            self.groups += 1
+            groups.append(replace(g, id=f"g{self.groups}"))
+        if flow is not None:
+            conv = self._predicted(conversation_of(flow), by_id, flow)
+            answer = conversation_answer(conv, by_id, groups, topo)
+            crossings = conversation_crossings(conv, by_id, topo)
+            self.flows += 1
+        else:
+            conv, answer, crossings = _no_conversation(packets), _no_conversation_answer(packets), ()
+        for p in packets:
+            self.summary.add(p, _num(p.id) <= SummaryCounter.HOST_PACKETS)
+            self.account.used(p, self.reading.spans)
+        self.sink(
+            ConversationResult(
+                conv, tuple(packets), tuple(groups), answer, tuple(footer(p) for p in packets), crossings
+            )
+        )
+
+    def _predicted(self, conv: Conversation, packets: dict[str, Packet], flow: Flow) -> Conversation:
+        """The simulator's prediction for the conversation's first packet (simulate.compare, as
+        predict_conversations does for a whole case, with the hook places the case logged at)."""
+        from reportgen.model import Prediction
+        from reportgen.simulate import SimulateError, simulate
+        from reportgen.simulate.compare import MAX_CONVERSATIONS, compare, query_for
+
+        topo = self.topo
+        if not topo.routes or not (topo.rulesets or topo.nft):
+            return conv  # nothing to simulate with
+        first = packets.get(conv.packets[0]) if conv.packets else None
+        if first is None or first.role != "request" or flow.index >= MAX_CONVERSATIONS:
+            return conv
+        q = query_for(first)
+        if q is None:
+            return conv
+        try:
+            sim = simulate(self.snaps, q, topo)
+        except (SimulateError, ValueError) as exc:  # ValueError: an address the snapshots cannot place
+            return replace(conv, prediction=Prediction("undetermined", f"Not simulated: {exc}.", "", ""))
+        return replace(conv, prediction=compare(sim.request, first, self.facts.places()))
+
+    def stale(self) -> bool:
+        """Whether a statement of this pass may rest on a case-wide fact learnt after it was made."""
+        if self.fixed_facts:
+            return False
+        late_bridge = self.explained_with is not None and len(self.bridges.inferred) != self.explained_with
+        return self.facts.stale or self.bridges.late() or late_bridge
+
+
+def _no_conversation(packets: list[Packet]) -> Conversation:
+    """What stands for the packets that show no addresses: no conntrack tuple keys them."""
+    none = Endpoint("", None)
+    return Conversation(
+        NO_CONVERSATION, "", "packets without an IP conversation", (none, none), tuple(p.id for p in packets)
+    )
+
+
+def _no_conversation_answer(packets: list[Packet]) -> Answer:
+    codes = [p.verdict.code for p in packets if p.verdict]
+    worst = min(codes, key=SEVERITY.index) if codes else VerdictCode.UNKNOWN
+    n = len(packets)
+    return Answer(NO_CONVERSATION, f"{n} packet{'s' if n != 1 else ''} without an IP conversation.", worst, ())
+
+
+class _RunSink(list[UnusedLine]):
+    """The unused-line list sources.case appends to, holding only the open run (sources.case
+    _add_unused may still extend it); a closed run goes to ``emit`` at once."""
+
+    def __init__(self, emit: Callable[[UnusedLine], None]) -> None:
+        super().__init__()
+        self.emit = emit
+
+    def append(self, u: UnusedLine) -> None:
+        if self:
+            self.emit(self.pop())
+        super().append(u)
+
+    def close(self) -> None:
+        if self:
+            self.emit(self.pop())
+
+
+class _Covered:
+    """The lines of one file accounted for (used by a hop, or listed unused), as merged intervals.
+
+    Unused runs and used lines interleave in a kern.log, so together they merge into few intervals:
+    the gaps are the lines of packets not yet reported.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def add(self, a: int, b: int) -> int:
+        """Cover lines a..b; return how many of them were not covered before."""
+        s, e = self.starts, self.ends
+        if s and a > s[-1]:  # the common case: at or after the last interval's start
+            if a > e[-1] + 1:
+                s.append(a)
+                e.append(b)
+                return b - a + 1
+            new = max(0, b - e[-1])
+            e[-1] = max(b, e[-1])
+            return new
+        i = bisect_left(e, a - 1)
+        j = bisect_right(s, b + 1)
+        if i == j:
+            s.insert(i, a)
+            e.insert(i, b)
+            return b - a + 1
+        before = 0
+        for k in range(i, j):
+            before += max(0, min(e[k], b) - max(s[k], a) + 1)
+        s[i] = min(a, s[i])
+        e[i] = max(b, e[j - 1])
+        if j - i > 1:  # a used line between two runs of unused ones joins them
+            del s[i + 1 : j], e[i + 1 : j]
+        return b - a + 1 - before
+
+    def gaps(self, total: int) -> Iterator[tuple[int, int]]:
+        nxt = 1
+        for start, end in [*zip(self.starts, self.ends, strict=True), (total + 1, total + 1)]:
+            if start > nxt:
+                yield nxt, min(start, total + 1) - 1
+            nxt = max(nxt, end + 1)
+
+
+class _FirstTexts(list[tuple[LineRef, str]]):
+    """Where sources.case puts the first APPENDIX_LIMIT trace lines when no appendix is asked for: a
+    line's text is kept only until the line is accounted for, for the run of lines no hop used
+    ("no hop"), whose text is its first line's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = 0
+        self.last = 0  # the highest line number kept
+        self.texts: dict[LineRef, str] = {}
+
+    def append(self, item: tuple[LineRef, str]) -> None:
+        self.lines += 1
+        self.texts[item[0]] = item[1]
+        self.last = max(self.last, item[0].line)
+
+    def __len__(self) -> int:
+        return self.lines
+
+    def drop(self, file: str, first: int, last: int) -> None:
+        if self.texts and first <= self.last:
+            for n in range(first, min(last, self.last) + 1):
+                self.texts.pop(LineRef(file, n), None)
+
+
+class _Account:
+    """Every trace line used or listed unused, counted as packets are reported."""
+
+    def __init__(self, traces: list[str]) -> None:
+        self.covered = {name: _Covered() for name in traces}
+        self.used_lines = 0
+        self.runs = UnusedRuns(traces)
+        self.texts = _FirstTexts()
+
+    def unused(self, u: UnusedLine) -> None:
+        last = max(u.last, u.ref.line)
+        self.covered[u.ref.file].add(u.ref.line, last)
+        self.texts.drop(u.ref.file, u.ref.line, last)
+        self.runs.add(u)
+
+    def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
         for h in p.hops:
             for ref in h.event.refs:
-                if ref.file in used:
-                    used[ref.file].update(range(ref.line, joined.get(ref, ref.line) + 1))
-    covered: dict[str, list[tuple[int, int]]] = {name: [(n, n) for n in lines] for name, lines in used.items()}
-    for u in unused:
-        covered.setdefault(u.ref.file, []).append((u.ref.line, max(u.last, u.ref.line)))
-    out = list(unused)
-    for name, total in counts.items():
-        nxt = 1
-        for start, end in sorted(covered[name]) + [(total + 1, total + 1)]:
-            if start > nxt:
-                ref = LineRef(name, nxt)
-                out.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), start - 1 if start - 1 > nxt else 0))
-            nxt = max(nxt, end + 1)
-    order = {name: i for i, name in enumerate(counts)}
-    out.sort(key=lambda u: (order.get(u.ref.file, len(order)), u.ref.line))
-    return sum(len(lines) for lines in used.values()), out
+                cov = self.covered.get(ref.file)
+                if cov is not None:
+                    wrapped = spans.get(ref.file)
+                    last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
+                    self.used_lines += cov.add(ref.line, last)
+                    self.texts.drop(ref.file, ref.line, last)
+
+    def close(
+        self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]
+    ) -> tuple[int, UnusedRuns]:
+        """Count used lines; list every line neither used nor listed as unused ("no hop")."""
+        gaps = []
+        for name, total in counts.items():
+            for first, last in self.covered[name].gaps(total):
+                ref = LineRef(name, first)
+                gaps.append(UnusedLine(ref, NO_HOP, texts.get(ref, ""), last if last > first else 0))
+        self.runs.close(gaps)
+        return self.used_lines, self.runs
 
 
-def _bridges_from_events(events: list[Event]) -> frozenset[str]:
-    """An interface that appears as IN/OUT together with PHYSIN/PHYSOUT is a bridge (br_netfilter)."""
-    out = set()
-    for ev in events:
-        r = ev.record
-        if r.physin and r.in_dev:
-            out.add(r.in_dev)
-        if r.physout and r.out_dev:
-            out.add(r.out_dev)
-    return frozenset(out)
+class UnusedRuns(Sequence[UnusedLine]):
+    """Runs of unused lines in input order (file by file, then line), kept on disk past CHUNK runs.
+
+    A kern.log with one unrelated line after each netfilter line has a run per packet line; holding
+    them would make memory grow with the input. Runs arrive nearly in order (the framer reads a line
+    ahead), so the newest REORDER of them are held back and sorted with the next chunk.
+    """
+
+    CHUNK = 4096  # runs per chunk written to the temporary file
+    REORDER = 256  # runs held back to restore input order
+
+    def __init__(self, traces: list[str]) -> None:
+        self.order = {name: i for i, name in enumerate(traces)}
+        self.buf: list[UnusedLine] = []  # runs not yet stored; the last REORDER may still move
+        self.mem: list[tuple[str, int, str, str, int]] = []
+        self.file: IO[bytes] | None = None
+        self.chunks: list[int] = []  # offsets of the stored chunks
+        self.stored = 0
+        self.gaps: list[UnusedLine] = []
+
+    def _key(self, u: UnusedLine) -> tuple[int, int]:
+        return self.order.get(u.ref.file, len(self.order)), u.ref.line
+
+    def add(self, u: UnusedLine) -> None:
+        self.buf.append(u)
+        if len(self.buf) >= self.CHUNK + self.REORDER:
+            self.buf.sort(key=self._key)  # nearly sorted: timsort takes it in one pass
+            self._store(self.buf[: self.CHUNK])
+            del self.buf[: self.CHUNK]
+
+    def _store(self, runs: list[UnusedLine]) -> None:
+        self.mem += [(u.ref.file, u.ref.line, u.reason, u.text, u.last) for u in runs]
+        self.stored += len(runs)
+        if len(self.mem) >= self.CHUNK:
+            if self.file is None:
+                self.file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the runs
+            self.file.seek(0, 2)
+            self.chunks.append(self.file.tell())
+            marshal.dump(self.mem, self.file)
+            self.mem = []
+
+    def close(self, gaps: list[UnusedLine]) -> None:
+        """Take the last runs, and the lines no hop used (in input order)."""
+        self.buf.sort(key=self._key)
+        self._store(self.buf)
+        self.buf = []
+        self.gaps = sorted(gaps, key=self._key)
+
+    def _runs(self) -> Iterator[UnusedLine]:
+        for offset in self.chunks:
+            assert self.file is not None
+            self.file.seek(offset)
+            chunk = marshal.load(self.file)
+            yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in chunk)
+        yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in self.mem)
+
+    def __iter__(self) -> Iterator[UnusedLine]:
+        return heapq.merge(self._runs(), self.gaps, key=self._key)
+
+    def __len__(self) -> int:
+        return self.stored + len(self.gaps)
+
+    @overload
+    def __getitem__(self, i: int) -> UnusedLine: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[UnusedLine]: ...
+
+    def __getitem__(self, i: int | slice) -> UnusedLine | Sequence[UnusedLine]:
+        if isinstance(i, slice):
+            if min(i.start or 0, i.stop or 0, i.step or 1) < 0:
+                return tuple(self)[i]
+            return tuple(islice(self, i.start, i.stop, i.step))
+        n = i + len(self) if i < 0 else i
+        for u in islice(self, n, None):
+            return u
+        raise IndexError(i)

@@ -238,30 +238,52 @@ def footer(p: Packet) -> Footer:
     return Footer(p.id, final, v.evidence if v else "nothing in the trace", v.code if v else VerdictCode.UNKNOWN)
 
 
+class SummaryCounter:
+    """The case summary's counts, taken packet by packet in any order (a stream emits conversations as
+    they finish): outcomes, the kernel-time window, and the lines of the first packets for the host."""
+
+    HOST_PACKETS = 50  # the first packets whose syslog headers name the host
+
+    def __init__(self) -> None:
+        self.counts: Counter[VerdictCode] = Counter()
+        self.packets = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.texts: list[str] = []
+
+    def add(self, p: Packet, first: bool) -> None:
+        """Count a packet; ``first``: it is one of the case's first HOST_PACKETS packets."""
+        self.packets += 1
+        self.counts[p.verdict.code if p.verdict else VerdictCode.UNKNOWN] += 1
+        for h in p.hops:
+            st = h.event.record.stamp
+            if st is not None:
+                self.first = st if self.first is None or st < self.first else self.first
+                self.last = st if self.last is None or st > self.last else self.last
+        if first:
+            self.texts += [h.event.record.text for h in p.hops]
+
+    def summary(self, flows: int, topo: Topology) -> CaseSummary:
+        outcomes = tuple((c, self.counts[c]) for c in SEVERITY if self.counts[c])
+        # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
+        host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(self.texts))) or None
+        first, last = self.first, self.last
+        parts = [f"{plural(flows, 'flow')}, {plural(self.packets, 'packet')}"]
+        if outcomes:
+            parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
+        if first is not None and last is not None:
+            parts.append(f"kernel time {first:.3f}–{last:.3f} s ({last - first:.1f} s)")
+        if host:
+            parts.append(f"host {host}")
+        return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".")
+
+
 def case_summary(packets: Iterable[Packet], flows: int, topo: Topology) -> CaseSummary:
     """Count outcomes (worst first), the capture's kernel-time window and the host."""
-    counts: Counter[VerdictCode] = Counter()
-    stamps: list[float] = []
-    texts: list[str] = []  # the first packets' lines, for the syslog header's host name
-    n = 0
-    for p in packets:
-        n += 1
-        counts[p.verdict.code if p.verdict else VerdictCode.UNKNOWN] += 1
-        stamps += [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
-        if n <= 50:
-            texts += [h.event.record.text for h in p.hops]
-    outcomes = tuple((c, counts[c]) for c in SEVERITY if counts[c])
-    # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
-    host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(texts))) or None
-    first, last = (min(stamps), max(stamps)) if stamps else (None, None)
-    parts = [f"{plural(flows, 'flow')}, {plural(n, 'packet')}"]
-    if outcomes:
-        parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
-    if first is not None and last is not None:
-        parts.append(f"kernel time {first:.3f}–{last:.3f} s ({last - first:.1f} s)")
-    if host:
-        parts.append(f"host {host}")
-    return CaseSummary(flows, n, outcomes, first, last, host, "; ".join(parts) + ".")
+    counter = SummaryCounter()
+    for n, p in enumerate(packets, start=1):
+        counter.add(p, n <= counter.HOST_PACKETS)
+    return counter.summary(flows, topo)
 
 
 def answer_case(

@@ -15,7 +15,8 @@ the most recent open packet when
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from reportgen.model import Action, Endpoint, Event
@@ -29,15 +30,25 @@ _EGRESS_L2 = frozenset({"br-out", "br-post-out"})
 _MONITORS = ("xtmon", "nfttrace")  # rule-tracing sources whose events carry a trace id
 MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies are separate packets
 SCAN_LIMIT = 512  # open packets considered per event: bounds the work on long logs
+# A packet is taken as complete once this much kernel time passed after its last line (its lines are
+# microseconds apart), or, for lines without stamps (nft monitor trace, xtables-monitor), this many
+# events. A packet whose hooks are further apart (queued to userspace) is then told as two pieces.
+SETTLE_SECONDS = 0.25
+SETTLE_EVENTS = 4096
 
 
 @dataclass(eq=False)  # identity, not field equality: tracks are compared in hot loops
 class Track:
     """A packet being assembled (mutable while correlating)."""
 
-    index: int
+    index: int  # the packet's number: creation order while correlating, output order once handed out
     events: list[Event] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)
+    seq: int = 0  # creation order, for the newest-first scan of candidates
+    last_event: int = 0  # the number of the event that last joined it (settling without stamps)
+    closed: bool = False  # settled: no event joins it any more
+    keys: set[tuple[object, ...]] = field(default_factory=set)  # the index entries that find it
+    seen_as: list[tuple[str, Endpoint, Endpoint]] | None = None  # views(), once the packet is complete
 
     @property
     def last(self) -> Event:
@@ -169,7 +180,8 @@ def _l3_matches(a: Event, b: Event) -> bool:
     return same_src or same_dst
 
 
-def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) -> bool:
+def _same_packet(track: Track, ev: Event) -> bool:
+    """The tests of _compatible that do not depend on the stage: time, file and L3/L4 identity."""
     r = ev.record
     last = track.last.record
     if r.stamp is not None and last.stamp is not None and abs(r.stamp - last.stamp) > MAX_GAP_SECONDS:
@@ -177,8 +189,13 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: frozenset[str]) ->
     if r.ref.file != last.ref.file and r.stamp is None:
         return False
     prev_l3 = track.l3()
-    if r.src is not None and prev_l3 is not None and not _l3_matches(prev_l3, ev):
-        return False
+    return r.src is None or prev_l3 is None or _l3_matches(prev_l3, ev)
+
+
+def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -> bool:
+    """Whether ``ev`` at ``stage`` can be the next line of the packet, given _same_packet."""
+    r = ev.record
+    prev_l3 = track.l3()
     if stage in _EGRESS_L2:
         # Leaving through a bridge after routing: the IP layer must have chosen a bridge device,
         # and the bridge frame carries the MACs the neighbour lookup wrote (new ones).
@@ -227,29 +244,53 @@ def _keys(ev: Event) -> list[tuple[object, ...]]:
     return keys
 
 
-def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) -> list[Track]:
-    """Assemble packets from events in input order.
+class Correlator:
+    """Assemble packets from events in input order, handing each out once it is complete.
 
     Candidates come from indexes (IP id, IPv6 flow label, MAC pair, and the packets that just left
-    IP POSTROUTING for bridge egress), so the cost per event does not grow with the log.
+    IP POSTROUTING for bridge egress), so the cost per event does not grow with the log. A packet
+    settles SETTLE_SECONDS of kernel time (SETTLE_EVENTS events without stamps) after its last line;
+    settled packets are joined with their continuations (_Joiner) and handed out in packet order.
+    ``settle_seconds=None`` and ``settle_events=None`` keep every packet open to the end.
     """
-    tracks: list[Track] = []
-    index: dict[tuple[object, ...], list[Track]] = {}
-    egress_open: list[Track] = []
-    for ev in events:
+
+    def __init__(self, bridges: Collection[str] = frozenset(), settle_seconds: float | None = SETTLE_SECONDS,
+                 settle_events: int | None = SETTLE_EVENTS) -> None:
+        self.bridges = bridges
+        self.settle_seconds = settle_seconds
+        self.settle_events = settle_events
+        self.index: dict[tuple[object, ...], list[Track]] = {}
+        self.egress_open: list[Track] = []
+        self.pending: deque[Track] = deque()  # created and not settled, in creation order
+        self.created = 0
+        self.events = 0
+        self.now: float | None = None  # the latest kernel stamp seen
+        self.joiner = _Joiner()
+
+    def feed(self, ev: Event) -> list[Track]:
+        """Add one event; return the packets that are now complete, in packet order."""
+        self.events += 1
+        stamp = ev.record.stamp
+        if stamp is not None and (self.now is None or stamp > self.now):
+            self.now = stamp
         cands = _stage_candidates(ev)
+        keys = _keys(ev)
         pool: dict[int, Track] = {}
-        for key in _keys(ev):
-            for t in index.get(key, ()):
-                pool[t.index] = t
+        for key in keys:
+            for t in self.index.get(key, ()):
+                if not t.closed:
+                    pool[t.seq] = t
         if any(c in _EGRESS_L2 for c in cands):
-            for t in egress_open:
-                pool[t.index] = t
+            for t in self.egress_open:
+                if not t.closed:
+                    pool[t.seq] = t
         placed: Track | None = None
         for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
             track = pool[i]
+            if not _same_packet(track, ev):  # what does not depend on the stage, once per packet
+                continue
             for stage in cands:
-                if _can_follow(track, ev, stage) and _compatible(track, ev, stage, bridges):
+                if _can_follow(track, ev, stage) and _compatible(track, ev, stage, self.bridges):
                     track.events.append(ev)
                     track.stages.append(stage)
                     placed = track
@@ -257,22 +298,77 @@ def correlate(events: Iterable[Event], bridges: frozenset[str] = frozenset()) ->
             if placed:
                 break
         if placed is None:
-            placed = Track(index=len(tracks))
+            placed = Track(index=self.created, seq=self.created)
+            self.created += 1
             placed.events.append(ev)
             placed.stages.append(cands[0])
-            tracks.append(placed)
-        for key in _keys(ev):
-            lst = index.setdefault(key, [])
+            self.pending.append(placed)
+        placed.last_event = self.events
+        placed.keys.update(keys)
+        for key in keys:
+            lst = self.index.setdefault(key, [])
             if placed not in lst:
                 lst.append(placed)
                 del lst[:-8]  # a few recent packets per key are enough; older ones are done
-        if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in egress_open:
-            egress_open.append(placed)
-            del egress_open[:-64]
-    joined = _join_continuations(tracks)
-    for t in joined:
-        _narrow_by_order(t)
-    return joined
+        if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in self.egress_open:
+            self.egress_open.append(placed)
+            del self.egress_open[:-64]
+        out = self._settle() if self.pending and self._settled(self.pending[0]) else []
+        return out + self._release()
+
+    def _release(self) -> list[Track]:
+        """Hand out the packets no later piece can continue any more (_Joiner): pieces join a packet
+        within MAX_GAP_SECONDS after its last line, and every piece to come begins after the oldest
+        open packet began (or now, when none is open)."""
+        window = self.joiner.window
+        if not window or self.now is None:
+            return []
+        head = self.pending[0].events[0].record.stamp if self.pending else self.now
+        if head is None:
+            return []
+        return self.joiner.release(min(head, self.now) - MAX_GAP_SECONDS)
+
+    def _settled(self, t: Track) -> bool:
+        stamp = t.last.record.stamp
+        if self.settle_seconds is not None and stamp is not None and self.now is not None and \
+                self.now - stamp > self.settle_seconds:
+            return True
+        return self.settle_events is not None and self.events - t.last_event > self.settle_events
+
+    def _settle(self) -> list[Track]:
+        out: list[Track] = []
+        while self.pending and self._settled(self.pending[0]):
+            out += self._close(self.pending.popleft())
+        return out
+
+    def _close(self, t: Track) -> list[Track]:
+        t.closed = True
+        # An index entry whose packets are all settled can find nothing any more: forget it, so the
+        # index holds the open packets, not every packet of the log.
+        for key in t.keys:
+            lst = self.index.get(key)
+            if lst is not None and all(x.closed for x in lst):
+                del self.index[key]
+        t.keys = set()
+        if t in self.egress_open:
+            self.egress_open.remove(t)
+        return self.joiner.add(t)
+
+    def finish(self) -> list[Track]:
+        """The end of input: every packet still open is complete."""
+        out: list[Track] = []
+        while self.pending:
+            out += self._close(self.pending.popleft())
+        return out + self.joiner.finish()
+
+
+def correlate(events: Iterable[Event], bridges: Collection[str] = frozenset()) -> list[Track]:
+    """Assemble packets from events in input order, holding every packet open to the end."""
+    corr = Correlator(bridges, None, None)
+    out: list[Track] = []
+    for ev in events:
+        out += corr.feed(ev)
+    return out + corr.finish()
 
 
 def _narrow_by_order(track: Track) -> None:
@@ -399,22 +495,57 @@ def _looped_back(a: Track, b: Track) -> bool:
     return _same_ip_packet(la, lb) and la.record.dst == lb.record.dst
 
 
-def _join_continuations(tracks: list[Track]) -> list[Track]:
+class _Joiner:
     """Join the pieces of one packet that the hook graph alone keeps apart: a frame bridged again
     after DNAT, the flooded copies of one frame (one packet with several exits), and a packet that
-    loopback hands back to the stack."""
-    out: list[Track] = []
-    for b in tracks:
-        target = next((a for a in reversed(out[-JOIN_WINDOW:])
-                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None)
-        if target is None:
-            out.append(b)
-            continue
-        target.events += b.events
-        target.stages += b.stages
-    for i, t in enumerate(out):
-        t.index = i
-    return out
+    loopback hands back to the stack.
+
+    Pieces come in creation order; a piece joins one of the last JOIN_WINDOW packets, or becomes the
+    next packet (its index is its number). A packet is handed out, narrowed, once it leaves the window.
+    """
+
+    def __init__(self) -> None:
+        self.window: deque[Track] = deque()
+        self.count = 0
+
+    def add(self, b: Track) -> list[Track]:
+        # Only a piece that begins at a bridge stage, or comes in on lo, can continue an earlier packet.
+        first = b.stages[0]
+        could = first in _REBRIDGED or (first in ("ip-pre", "ip-in") and b.events[0].record.in_dev == "lo")
+        target = next((a for a in reversed(self.window)
+                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None) \
+            if could else None
+        if target is not None:
+            target.events += b.events
+            target.stages += b.stages
+            return []
+        b.index = self.count
+        self.count += 1
+        self.window.append(b)
+        if len(self.window) <= JOIN_WINDOW:
+            return []
+        done = self.window.popleft()
+        _narrow_by_order(done)
+        return [done]
+
+    def release(self, before: float) -> list[Track]:
+        """Hand out, in packet order, the first packets whose last line is older than ``before``."""
+        out: list[Track] = []
+        while self.window:
+            stamp = self.window[0].last.record.stamp
+            if stamp is None or stamp >= before:
+                break
+            done = self.window.popleft()
+            _narrow_by_order(done)
+            out.append(done)
+        return out
+
+    def finish(self) -> list[Track]:
+        out = list(self.window)
+        self.window.clear()
+        for t in out:
+            _narrow_by_order(t)
+        return out
 
 
 def _topo_order() -> dict[str, int]:
@@ -527,8 +658,15 @@ def views(track: Track) -> list[View]:
     """Return the distinct (proto, src, dst) tuples a packet showed along its path, in order.
 
     A port one source left out is taken from another line of the packet with the same addresses,
-    so an ebtables --log-ip line (no ICMP id) does not make a view of its own.
+    so an ebtables --log-ip line (no ICMP id) does not make a view of its own. Asked only of complete
+    packets (after correlation), so the answer is kept on the packet.
     """
+    if track.seen_as is None:
+        track.seen_as = _views(track)
+    return list(track.seen_as)
+
+
+def _views(track: Track) -> list[View]:
     known: dict[tuple[str, str, str], tuple[int | None, int | None]] = {}
     for ev in track.events:
         r = ev.record
@@ -634,6 +772,11 @@ class Flow:
     members: list[tuple[Track, bool]] = field(default_factory=list)
     related: list[Track] = field(default_factory=list)  # ICMP errors about this connection
     role: dict[int, str] = field(default_factory=dict)  # track index -> "original"/"reply"/"related"
+    views: list[View] = field(default_factory=list)  # every view that finds this flow (forgotten on close)
+
+    def tracks(self) -> list[Track]:
+        """Its packets (members and related ICMP errors) in packet order."""
+        return sorted([t for t, _ in self.members] + self.related, key=lambda t: t.index)
 
 
 # ICMP errors that quote the packet they are about (RFC 792 types 3, 4, 5, 11, 12; RFC 4443 1-4);
@@ -651,48 +794,81 @@ def _error_view(track: Track) -> View | None:
     return None
 
 
-def group_conversations(tracks: list[Track], is_reply: Callable[[Track], bool] = is_reply_by_itself,
-                        ) -> tuple[list[Flow], dict[int, Flow]]:
-    """Group packets by conntrack tuple, matching every view so that NAT'd replies find requests.
+class Conversations:
+    """Group packets by conntrack tuple as they come, matching every view so NAT'd replies find requests.
 
     ``is_reply`` tells a packet that opens a conversation of its own whether it is a reply (its
     request not in the trace): by itself (an echo reply, a SYN-ACK) or by a conntrack snapshot.
+    A closed flow's views are forgotten: a later packet of the same tuple opens a new conversation.
     """
-    flows: list[Flow] = []
-    by_view: dict[View, tuple[Flow, bool]] = {}
-    of_track: dict[int, Flow] = {}
-    related: dict[int, Flow] = {}
-    for track in tracks:
+
+    def __init__(self, is_reply: Callable[[Track], bool] = is_reply_by_itself) -> None:
+        self.is_reply = is_reply
+        self.count = 0
+        self.by_view: dict[View, tuple[Flow, bool]] = {}
+
+    def find(self, track: Track) -> tuple[Flow, bool | None] | None:
+        """The open flow a packet belongs to and its direction (True: original; None: an ICMP error
+        about it), without filing it."""
+        by_view = self.by_view
         ev_view = _error_view(track)
         if ev_view is not None and (ev_view in by_view or reverse(ev_view) in by_view):
-            flow = by_view.get(ev_view, by_view.get(reverse(ev_view)))[0]  # type: ignore[index]
-            flow.related.append(track)
-            flow.role[track.index] = "related"
-            related[track.index] = flow
-            continue
-        vs = views(track)
-        if not vs:
-            continue
-        hit: tuple[Flow, bool] | None = None
-        for v in vs:
+            return by_view.get(ev_view, by_view.get(reverse(ev_view)))[0], None  # type: ignore[index]
+        for v in views(track):
             if v in by_view:
-                hit = by_view[v]
-                break
+                return by_view[v]
             if reverse(v) in by_view:
                 f, d = by_view[reverse(v)]
-                hit = (f, not d)
-                break
+                return f, not d
+        return None
+
+    def add(self, track: Track) -> Flow | None:
+        """File one packet (in packet order); return its flow, or None when it shows no addresses."""
+        by_view = self.by_view
+        found = self.find(track)
+        if found is not None and found[1] is None:
+            flow = found[0]
+            flow.related.append(track)
+            flow.role[track.index] = "related"
+            return flow
+        vs = views(track)
+        if not vs:
+            return None
+        hit: tuple[Flow, bool] | None = None
+        if found is not None and found[1] is not None:
+            hit = (found[0], found[1])
         if hit is None:
-            reply = is_reply(track)
+            reply = self.is_reply(track)
             original = reverse(vs[0]) if reply else vs[0]
-            flow = Flow(len(flows), original)
-            flows.append(flow)
+            flow = Flow(self.count, original)
+            self.count += 1
             hit = (flow, not reply)
         flow, forward = hit
         flow.members.append((track, forward))
         flow.role[track.index] = "original" if forward else "reply"
-        of_track[track.index] = flow
         for v in vs:
-            by_view.setdefault(v, (flow, forward))
-    of_track.update(related)
+            if v not in by_view:
+                by_view[v] = (flow, forward)
+                flow.views.append(v)
+        return flow
+
+    def close(self, flow: Flow) -> None:
+        for v in flow.views:
+            if self.by_view.get(v, (None,))[0] is flow:
+                del self.by_view[v]
+
+
+def group_conversations(tracks: list[Track], is_reply: Callable[[Track], bool] = is_reply_by_itself,
+                        ) -> tuple[list[Flow], dict[int, Flow]]:
+    """Group all packets of a case by conntrack tuple (Conversations, never closing one)."""
+    convs = Conversations(is_reply)
+    flows: list[Flow] = []
+    of_track: dict[int, Flow] = {}
+    for track in tracks:
+        flow = convs.add(track)
+        if flow is None:
+            continue
+        if flow.index == len(flows):
+            flows.append(flow)
+        of_track[track.index] = flow
     return flows, of_track

@@ -6,8 +6,10 @@ renderer only draws: it never works out again where a packet entered or left.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reportgen.explain.topology import Topology
-from reportgen.model import Crossing, Packet, Report
+from reportgen.model import Conversation, Crossing, Packet, Report
 
 
 def _endpoint(topo: Topology, mac: str | None, ip: str | None) -> tuple[str, str]:
@@ -83,16 +85,20 @@ def packet_path(p: Packet, topo: Topology) -> list[tuple[str, str]]:
     return dedup
 
 
+def conversation_crossings(conv: Conversation, packets: Mapping[str, Packet], topo: Topology) -> tuple[Crossing, ...]:
+    """The path of the first packet of each role of one conversation."""
+    out = []
+    seen_roles: set[str] = set()
+    for pid in conv.packets:
+        p = packets.get(pid)
+        if p is None or p.role in seen_roles:
+            continue
+        seen_roles.add(p.role)
+        out.append(Crossing(conv.id, p.role, tuple(packet_path(p, topo))))
+    return tuple(out)
+
+
 def crossings(report: Report, topo: Topology) -> tuple[Crossing, ...]:
     """The path of the first packet of each role of each conversation."""
     by_id = {p.id: p for p in report.packets}
-    out = []
-    for conv in report.conversations:
-        seen_roles: set[str] = set()
-        for pid in conv.packets:
-            p = by_id.get(pid)
-            if p is None or p.role in seen_roles:
-                continue
-            seen_roles.add(p.role)
-            out.append(Crossing(conv.id, p.role, tuple(packet_path(p, topo))))
-    return tuple(out)
+    return tuple(c for conv in report.conversations for c in conversation_crossings(conv, by_id, topo))

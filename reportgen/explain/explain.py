@@ -6,7 +6,7 @@ comes next", so the same code explains bridged, routed, local and NAT'd traffic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from reportgen.explain.attribution import (
@@ -163,33 +163,97 @@ _SAME_RULES = {"ip-pre-up": "ip-pre", "ip-fwd-br": "ip-fwd", "ip-post-br": "ip-p
 
 
 class CaseFacts:
-    """What the whole case shows: which (stage, family, table, proto) had a LOG rule that fired."""
+    """What the whole case shows: which (stage, family, table, proto) had a LOG rule that fired.
 
-    def __init__(self, tracks: list[Track]) -> None:
+    Learnt packet by packet (``add``). A streaming pass asks before it has seen the whole case, so
+    every question answered "no" is remembered: ``stale`` turns true when a fact learnt later would
+    have answered one of them "yes" (pipeline.py then reads the case again with the facts fixed).
+    """
+
+    def __init__(self, tracks: Iterable[Track] = ()) -> None:
         self.seen: set[tuple[str, str, str]] = set()
         self.seen_proto: set[tuple[str, str, str, str | None]] = set()
         self.tables: dict[str, set[str]] = {}
+        self.denied: set[tuple[object, ...]] = set()  # facts some answer relied on being absent
+        self.stale = False
+        # _slots per (template, family): they change only when a table is first seen logging.
+        self.slots: dict[tuple[tuple[str, ...], str], list[Slot]] = {}
         for t in tracks:
-            proto = _proto(t)
-            for ev, st in zip(t.events, t.stages, strict=True):
-                table = ev.hook.table or "?"
-                fam = "bridge" if ev.hook.family == BRIDGE else "ip"
-                self.seen.add((st, fam, table))
-                self.seen_proto.add((st, fam, table, proto))
-                self.tables.setdefault(fam, set()).add(table)
+            self.add(t)
+
+    def add(self, t: Track) -> None:
+        proto = _proto(t)
+        for ev, st in zip(t.events, t.stages, strict=True):
+            table = ev.hook.table or "?"
+            fam = "bridge" if ev.hook.family == BRIDGE else "ip"
+            if (st, fam, table, proto) in self.seen_proto:
+                continue
+            for fact in ((st, fam, table), (st, fam, table, proto), (fam, table)):
+                if fact in self.denied:
+                    self.stale = True
+            self.seen.add((st, fam, table))
+            self.seen_proto.add((st, fam, table, proto))
+            if table not in self.tables.setdefault(fam, set()):
+                self.tables[fam].add(table)
+                self.slots.clear()
 
     def instrumented(self, slot: Slot, proto: str | None) -> bool:
         fam = "bridge" if slot.family == BRIDGE else "ip"
         stages = {slot.stage, _SAME_RULES.get(slot.stage, slot.stage)}
         stages |= {k for k, v in _SAME_RULES.items() if v == slot.stage}
-        return any((s, fam, slot.table, proto) in self.seen_proto for s in stages)
+        asked = [(s, fam, slot.table, proto) for s in stages]
+        if any(a in self.seen_proto for a in asked):
+            return True
+        self.denied.update(asked)
+        return False
 
     def any_seen(self, slot: Slot) -> bool:
         fam = "bridge" if slot.family == BRIDGE else "ip"
-        return (slot.stage, fam, slot.table) in self.seen
+        return self.saw((slot.stage, fam, slot.table))
+
+    def saw(self, fact: tuple[str, str, str]) -> bool:
+        """Whether some packet was logged at (stage, "ip" or "bridge", table)."""
+        if fact in self.seen:
+            return True
+        self.denied.add(fact)
+        return False
+
+    def has_table(self, kind: str, table: str) -> bool:
+        if table in self.tables.get(kind, ()):
+            return True
+        self.denied.add((kind, table))
+        return False
+
+    def places(self) -> _Places:
+        """The (stage, table) places some packet was logged at, as the simulator compares them."""
+        return _Places(self)
 
 
-def _slots(template: Iterable[str], family: str, facts: CaseFacts) -> list[Slot]:
+class _Places(set[tuple[str, str]]):
+    """CaseFacts.seen as (stage, table) pairs; a pair asked about and absent is remembered as denied."""
+
+    def __init__(self, facts: CaseFacts) -> None:
+        super().__init__((st, table) for st, _, table in facts.seen)
+        self.facts = facts
+
+    def __contains__(self, place: object) -> bool:
+        if super().__contains__(place):
+            return True
+        if isinstance(place, tuple) and len(place) == 2:
+            st, table = place
+            self.facts.denied.update({(st, fam, table) for fam in ("ip", "bridge")})
+        return False
+
+
+def _slots(template: tuple[str, ...], family: str, facts: CaseFacts) -> list[Slot]:
+    """The (stage, family, table) places a path template passes that a LOG rule could show."""
+    key = (template, family)
+    if key not in facts.slots:
+        facts.slots[key] = _template_slots(template, family, facts)
+    return list(facts.slots[key])
+
+
+def _template_slots(template: tuple[str, ...], family: str, facts: CaseFacts) -> list[Slot]:
     out = []
     for key in template:
         stage = STAGES[key]
@@ -198,7 +262,7 @@ def _slots(template: Iterable[str], family: str, facts: CaseFacts) -> list[Slot]
         for table in tables_at(fam, stage.hook):
             # filter and nat hold the rules every host has (Docker's among them); other tables the
             # trace never mentions (no LOG rule anywhere) would only add noise.
-            if table in facts.tables.get(kind, set()) or (kind == "ip" and table in ("filter", "nat")):
+            if (kind == "ip" and table in ("filter", "nat")) or facts.has_table(kind, table):
                 out.append(Slot(key, fam, table))
     return out
 
@@ -717,7 +781,7 @@ def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
     return hops
 
 
-class _FlowNat:
+class FlowNat:
     """What a conversation's first packet taught about its NAT: types and the rules that made them."""
 
     def __init__(self) -> None:
@@ -734,6 +798,14 @@ class _FlowNat:
         # Scanning self.types here made explaining O(packets x conversations).
         return {} if flow is None else dict(self.by_flow.get(flow.index, {}))
 
+    def forget(self, flow: Flow) -> None:
+        """Drop what a finished conversation taught: nothing later asks about it."""
+        for field in ("source", "destination"):
+            self.types.pop((flow.index, field), None)
+            self.rules.pop((flow.index, field), None)
+        self.by_flow.pop(flow.index, None)
+        self.conntrack.pop(flow.index, None)
+
     def learn_first(self, flow: Flow, topo: Topology) -> None:
         """Learn the NAT types from the first request, so replies can name what they reverse."""
         first = next((t for t, fwd in flow.members if fwd), None)
@@ -742,7 +814,7 @@ class _FlowNat:
                 self.set_type(flow, nat.field, nat.type)
 
 
-def _packet_nats(t: Track, place: _Place, topo: Topology, memo: _FlowNat) -> list[Nat]:
+def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list[Nat]:
     flow = place.flow
     ftypes = memo.types_of(flow)
     nats = _direct_nats(t, place.forward, ftypes, topo, place.first)
@@ -825,16 +897,18 @@ def _contradicted(verdict: Verdict, t: Track, later: Track) -> Verdict:
                    f"seen after: {ev.record.ref}")
 
 
-def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
-    """Turn tracks into explained packets grouped in conversations, in input order."""
-    facts = CaseFacts(tracks)
-    flows, of_track = group_conversations(tracks, lambda t: is_reply_by_itself(t) or reply_by_conntrack(t, topo))
-    conv_id = {f.index: f"c{f.index + 1}" for f in flows}
-    memo = _FlowNat()
-    for f in flows:
-        memo.learn_first(f, topo)
-    packets: list[Packet] = []
+def explain_conversation(flow: Flow | None, tracks: list[Track], topo: Topology, facts: CaseFacts,
+                         memo: FlowNat | None = None) -> list[Packet]:
+    """Explain one conversation's packets (its members and related errors, in packet order), or, with
+    ``flow`` None, packets that belong to no conversation. A verdict that ends a packet is checked
+    against later lines of the same datagram among these packets (_SeenAfter)."""
+    memo = memo if memo is not None else FlowNat()
+    of_track = {t.index: flow for t in tracks} if flow is not None else {}
+    conv = f"c{flow.index + 1}" if flow is not None else "-"
+    if flow is not None:
+        memo.learn_first(flow, topo)
     seen_after = _SeenAfter(tracks)
+    packets = []
     for t in tracks:
         place = _place(t, of_track, topo)
         cls = path_class(t)
@@ -843,21 +917,39 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
         if later is not None:
             verdict = _contradicted(verdict, t, later)
         packets.append(Packet(
-            id=f"p{t.index + 1}", conversation=conv_id[place.flow.index] if place.flow else "-",
+            id=f"p{t.index + 1}", conversation=conv,
             role=place.role if t.l3() is not None or ct_direction(t)
             else "request" if opens_by_itself(t) else "unknown",
             path=cls, summary=describe_packet(t),
             hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
             skipped=tuple(skipped), verdict=verdict,
         ))
-    convs = []
-    for f in flows:
-        proto, a, b = f.original
-        # An ICMP echo's id keys the flow like a port (nf_conntrack_proto_icmp.c) but is not one.
-        summary = f"{proto} {a.addr} ↔ {b.addr} id {a.port}" if proto.startswith("ICMP") and a.port is not None \
-            else f"{proto} {a} ↔ {b}"
-        convs.append(Conversation(
-            id=conv_id[f.index], proto=proto, summary=summary, original=(a, b),
-            packets=tuple(f"p{i + 1}" for i in sorted(f.role)),
-        ))
-    return convs, packets
+    if flow is not None:
+        memo.forget(flow)
+    return packets
+
+
+def conversation_of(flow: Flow) -> Conversation:
+    """The conversation a flow is: its conntrack original tuple and its packets."""
+    proto, a, b = flow.original
+    # An ICMP echo's id keys the flow like a port (nf_conntrack_proto_icmp.c) but is not one.
+    summary = f"{proto} {a.addr} ↔ {b.addr} id {a.port}" if proto.startswith("ICMP") and a.port is not None \
+        else f"{proto} {a} ↔ {b}"
+    return Conversation(id=f"c{flow.index + 1}", proto=proto, summary=summary, original=(a, b),
+                        packets=tuple(f"p{i + 1}" for i in sorted(flow.role)))
+
+
+def is_reply_for(topo: Topology) -> Callable[[Track], bool]:
+    """How a packet that opens a conversation is told to be a reply: by itself or by conntrack -L."""
+    return lambda t: is_reply_by_itself(t) or reply_by_conntrack(t, topo)
+
+
+def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], list[Packet]]:
+    """Explain a whole case's packets at once, grouped in conversations, in input order."""
+    facts = CaseFacts(tracks)
+    flows, of_track = group_conversations(tracks, is_reply_for(topo))
+    memo = FlowNat()
+    packets = [p for f in flows for p in explain_conversation(f, f.tracks(), topo, facts, memo)]
+    packets += explain_conversation(None, [t for t in tracks if t.index not in of_track], topo, facts, memo)
+    packets.sort(key=lambda p: int(p.id[1:]))
+    return [conversation_of(f) for f in flows], packets

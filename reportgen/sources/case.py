@@ -276,10 +276,12 @@ class _LegacyTraceGrouper:
 
 def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
                  appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: ChainHooks, joined: dict[LineRef, int], backends: Mapping[str, str]) -> Iterator[Event]:
+                 chain_hooks: ChainHooks, spans: dict[str, dict[int, int]],
+                 backends: Mapping[str, str]) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry.
 
-    ``joined`` learns the records that were wrapped over several physical lines (first -> last).
+    ``spans[name]`` is the live map of records wrapped over several physical lines (first -> last),
+    complete for every record already yielded.
     """
     head = [_text(raw) for raw in itertools.islice(raw_lines(path), 50) if not raw.overlong]
     fmt = detect_trace_format(head)
@@ -291,6 +293,7 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     other = (f"other line: not a {fmt} trace event" if monitor is not None
              else "other line: not a netfilter LOG or ebtables record")
     lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
+    spans[name] = lines.spans
     for n, text in lines:
         ref = LineRef(name, n)
         if len(appendix) < APPENDIX_LIMIT:
@@ -330,7 +333,6 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
         for v in monitor.flush():
             yield from _visit_event(v, unused)
     counts[name] = physical[0]
-    joined.update({LineRef(name, first): last for first, last in lines.spans.items()})
 
 
 def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: list[int],
@@ -426,23 +428,8 @@ def _snapshot(path: Path, name: str, kind: str | None, host: str) -> tuple[Snaps
     return Snapshot(name, k, text, data, host), "; ".join(problems) or None
 
 
-@dataclass
-class Gathered:
-    """A case's input, read and parsed: snapshots, each trace file's events in kernel order, and the
-    account of every line (unused lines with their reason; wrapped records' spans)."""
-
-    snapshots: tuple[Snapshot, ...]
-    notes: list[str]
-    events: list[list[Event]]  # one list per trace file
-    unused: list[UnusedLine]
-    appendix: list[tuple[LineRef, str]]
-    counts: dict[str, int]  # trace file -> physical lines read
-    joined: dict[LineRef, int]  # first line of a record wrapped over several lines -> its last line
-    files: tuple[InputFile, ...]
-
-
-def gather(spec: CaseSpec) -> Gathered:
-    """Read one case: parse its snapshots and stream its trace files into events. Nothing is explained."""
+def load_snapshots(spec: CaseSpec) -> tuple[tuple[Snapshot, ...], list[str]]:
+    """Read and parse a case's snapshots; the notes say which could not be used and why."""
     snaps = []
     notes = list(spec.notes)
     for path, kind, host in spec.snapshots:
@@ -452,22 +439,41 @@ def gather(spec: CaseSpec) -> Gathered:
             notes.append(f"Snapshot {snap.name} was not used: {problem}.")
         elif problem:
             notes.append(f"Snapshot {snap.name}: {problem}.")
-    unused: list[UnusedLine] = []
-    appendix: list[tuple[LineRef, str]] = []
-    counts: dict[str, int] = {}
-    chain_hooks = _nft_chain_hooks(snaps)
-    joined: dict[LineRef, int] = {}
+    return tuple(snaps), notes
+
+
+@dataclass
+class TraceReading:
+    """The account of a case's trace files, filled while their events are read (trace_events)."""
+
+    unused: list[UnusedLine]  # where unused runs go; the last entry may still grow (_add_unused)
+    appendix: list[tuple[LineRef, str]] = field(default_factory=list)  # the first APPENDIX_LIMIT lines
+    counts: dict[str, int] = field(default_factory=dict)  # trace file -> physical lines read, once read
+    spans: dict[str, dict[int, int]] = field(default_factory=dict)  # file -> wrapped record first -> last
+
+    def files(self, spec: CaseSpec, snaps: tuple[Snapshot, ...]) -> tuple[InputFile, ...]:
+        files = tuple(InputFile(name, "trace", self.counts.get(name, 0)) for name in trace_names(spec))
+        return files + tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
+
+    def appendix_note(self) -> list[str]:
+        total = sum(self.counts.values())
+        return [f"The appendix shows the first {len(self.appendix)} of {total} trace lines."] \
+            if len(self.appendix) < total else []
+
+
+def trace_names(spec: CaseSpec) -> list[str]:
+    """The trace files' names as lines refer to them (relative to the case folder)."""
+    return [_rel(p, spec.base) for p in spec.traces]
+
+
+def trace_events(spec: CaseSpec, snaps: tuple[Snapshot, ...], reading: TraceReading) -> list[Iterator[Event]]:
+    """One lazy stream of events per trace file, in kernel order; reading them fills ``reading``."""
+    chain_hooks = _nft_chain_hooks(list(snaps))
     # Which backend a project (firewalld) runs decides the table some of its prefixes are logged from.
     backends = known_backends(s.text for s in snaps)
-    per_file = [list(_file_events(p, _rel(p, spec.base), spec, unused, appendix, counts, chain_hooks, joined,
-                                  backends))
-                for p in spec.traces]
-    total = sum(counts.values())
-    files = tuple(InputFile(_rel(p, spec.base), "trace", counts.get(_rel(p, spec.base), 0)) for p in spec.traces)
-    files += tuple(InputFile(s.name, s.kind, len(s.text.splitlines())) for s in snaps)
-    if len(appendix) < total:
-        notes.append(f"The appendix shows the first {len(appendix)} of {total} trace lines.")
-    return Gathered(tuple(snaps), notes, per_file, unused, appendix, counts, joined, files)
+    return [_file_events(p, _rel(p, spec.base), spec, reading.unused, reading.appendix, reading.counts,
+                         chain_hooks, reading.spans, backends)
+            for p in spec.traces]
 
 
 def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:

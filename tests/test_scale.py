@@ -1,0 +1,235 @@
+"""The streaming pipeline at scale: flat memory, the same facts as a whole-case reading, every line
+accounted for.
+
+Inputs come from the benchmark's generator (tests/bench/bench_scale.py): the lab's TCP connection
+replayed as distinct flows, eight open at once, one unrelated kernel line after each netfilter line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reportgen import pipeline
+from reportgen.model import ConversationResult, Event
+from reportgen.pipeline import build_report, stream_case
+from reportgen.sources.case import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "tests" / "bench" / "bench_scale.py")
+assert _spec is not None and _spec.loader is not None
+bench_scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_scale)
+
+CASES = sorted(p for p in (ROOT / "samples").iterdir() if p.is_dir()) + sorted(
+    p for p in (ROOT / "tests" / "corpus" / "public").iterdir() if p.is_dir()
+)
+
+# The child reads its own peak resident set from /proc/self/status (VmHWM): ru_maxrss of a child
+# would carry the peak of the pytest process it was forked from across exec.
+CHILD = """
+import sys
+from pathlib import Path
+from reportgen.batch import cyclic_gc_paused
+from reportgen.pipeline import stream_case
+from reportgen.sources.case import load_spec
+
+with cyclic_gc_paused():
+    head = stream_case(load_spec([Path(sys.argv[1])]), lambda result: None)
+assert head.lines_total == int(sys.argv[2]), head.lines_total
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]))
+"""
+
+
+def _peak_kib(path: Path, lines: int) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(lines)], capture_output=True, text=True, check=True, timeout=120
+    )
+    return int(out.stdout.strip())
+
+
+def test_memory_stays_flat_from_50k_to_200k_lines(tmp_path: Path):
+    peaks = {}
+    for lines in (50_000, 200_000):
+        path = tmp_path / f"kern-{lines}.log"
+        assert bench_scale.make_kernlog(path, lines) == lines
+        peaks[lines] = _peak_kib(path, lines)
+    assert peaks[200_000] <= 1.3 * peaks[50_000], peaks
+
+
+def _facts(results: list[ConversationResult]) -> list[tuple[object, ...]]:
+    """What a reader gets from the results, in conversation order, with group ids left out (they
+    number groups in the order they were reported)."""
+    out = []
+    for r in sorted(results, key=lambda r: (r.conversation.id != "-", r.conversation.id)):
+        groups = [(g.conversation, g.first, g.packets, g.first_stamp, g.last_stamp, g.lines) for g in r.groups]
+        out.append((r.conversation, r.packets, groups, r.answer, r.footers, r.crossings))
+    return out
+
+
+def _behaviours(results: list[ConversationResult]) -> list[list[tuple[str, ...]]]:
+    """Which groups share a behaviour id, across the case."""
+    by: dict[str, list[tuple[str, ...]]] = {}
+    for r in results:
+        for g in r.groups:
+            by.setdefault(g.behaviour, []).append(g.packets)
+    return sorted(sorted(v) for v in by.values())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_streamed_results_are_the_whole_case_reading(case: Path):
+    spec = load_spec([case])
+    streamed: list[ConversationResult] = []
+    head = stream_case(spec, streamed.append)
+    whole: list[ConversationResult] = []
+    pipeline._stream(spec, whole.append, windowed=False)
+    assert _facts(streamed) == _facts(whole)
+    assert _behaviours(streamed) == _behaviours(whole)
+    report = build_report(spec)
+    assert [r.conversation.id for r in sorted(streamed, key=lambda r: r.conversation.id)] == sorted(
+        [c.id for c in report.conversations] + (["-"] if any(p.conversation == "-" for p in report.packets) else [])
+    )
+    assert sorted((p for r in streamed for p in r.packets), key=lambda p: int(p.id[1:])) == list(report.packets)
+    assert head.conversations == head.packets == head.groups == head.answers == ()
+    assert (head.lines_total, head.lines_used, tuple(head.unused)) == (
+        report.lines_total,
+        report.lines_used,
+        report.unused,
+    )
+    assert head.summary == report.summary
+
+
+def _sequential_flows(path: Path, lines: int) -> None:
+    """The benchmark's flows at a millisecond per line (its own pace, 13 µs, keeps every packet of a
+    20k-line case within one settle window)."""
+    template = bench_scale.KERN_SAMPLE.read_text().splitlines()
+    flows = (bench_scale._kern_flow(template, i) for i in range(10**9))
+    with path.open("w") as fh:
+        for n, body in enumerate(bench_scale._interleave(flows)):
+            if n >= lines:
+                break
+            fh.write(f"[{1000 + n / 1000:12.6f}]{body}\n")
+
+
+def test_conversations_leave_before_the_end_of_input_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "kern.log"
+    _sequential_flows(path, 20_000)
+    read = [0]
+    real = pipeline.trace_events
+
+    def counting(*args: object, **kw: object) -> list[Iterator[Event]]:
+        def count(events: Iterator[Event]) -> Iterator[Event]:
+            for ev in events:
+                read[0] += 1
+                yield ev
+
+        return [count(evs) for evs in real(*args, **kw)]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "trace_events", counting)
+    when: list[int] = []
+    streamed: list[ConversationResult] = []
+
+    def sink(r: ConversationResult) -> None:
+        when.append(read[0])
+        streamed.append(r)
+
+    stream_case(load_spec([path]), sink)
+    total = read[0]
+    early = sum(n < total for n in when)
+    assert when[0] < total / 4 and early > 0.8 * len(streamed), (when[0], total, early, len(streamed))
+    whole: list[ConversationResult] = []
+    pipeline._stream(load_spec([path]), whole.append, windowed=False)
+    assert _facts(streamed) == _facts(whole)
+    # Each conversation is the lab's whole connection: handshake, data, both FINs, the last ACK.
+    sizes = {len(r.packets) for r in streamed[: len(streamed) - 8]}
+    assert sizes == {len(whole[0].packets)}
+
+
+def test_every_line_is_used_or_listed_unused(tmp_path: Path):
+    path = tmp_path / "kern.log"
+    assert bench_scale.make_kernlog(path, 20_000) == 20_000
+    head = stream_case(load_spec([path]), lambda r: None)
+    runs = list(head.unused)
+    assert head.lines_total == 20_000
+    assert head.lines_used == 10_000  # every netfilter line; the generator writes one other line after each
+    assert head.lines_used + sum(u.count for u in runs) == head.lines_total
+    # Runs are in input order, disjoint, and each names its first line's text.
+    assert [u.ref.line for u in runs] == sorted({u.ref.line for u in runs})
+    assert all(a.ref.line + a.count <= b.ref.line for a, b in zip(runs, runs[1:], strict=False))
+    assert all(u.text and u.reason.startswith("other line") for u in runs)
+    assert list(head.unused[:3]) == runs[:3] and len(head.unused) == len(runs) and head.unused[-1] == runs[-1]
+
+
+class _Restartable(list[ConversationResult]):
+    restarts = 0
+
+    def __call__(self, r: ConversationResult) -> None:
+        self.append(r)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.clear()
+
+
+def test_a_hook_place_first_logged_late_reads_the_case_again(tmp_path: Path):
+    # mangle FORWARD logs only in the last flows: conversations reported before were explained
+    # believing no LOG rule fires there ("no rule" rather than "not logged"), which the end disproves.
+    full = tmp_path / "full.log"
+    _sequential_flows(full, 20_000)
+    lines = full.read_text().splitlines(keepends=True)
+    path = tmp_path / "kern.log"
+    path.write_text("".join(ln for n, ln in enumerate(lines) if "IPT:mangle:FORWARD" not in ln or n > 19_000))
+    spec = load_spec([path])
+    whole: list[ConversationResult] = []
+    pipeline._stream(spec, whole.append, windowed=False)
+    sink = _Restartable()
+    head = stream_case(spec, sink)
+    assert sink.restarts == 1
+    assert _facts(list(sink)) == _facts(whole)
+    assert not any("learnt after" in n for n in head.notes)
+    # A sink that cannot forget keeps the first pass, and the report says what it rests on.
+    plain: list[ConversationResult] = []
+    head = stream_case(spec, plain.append)
+    assert _facts(plain) != _facts(whole)
+    assert any("learnt after some conversations had been reported" in n for n in head.notes)
+
+
+def _shifted(sample: Path, seconds: float) -> str:
+    """A sample's kernel lines with their stamps moved by ``seconds``."""
+    out = []
+    for ln in sample.read_text().splitlines():
+        stamp, rest = ln[1:].split("]", 1)
+        out.append(f"[{float(stamp) + seconds:12.6f}]{rest}\n")
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("sample", "gap", "conversations"),
+    [
+        ("lab-udp-to-internet", 100.0, 1),  # a replied UDP entry lives 180 s without a packet
+        ("lab-udp-to-internet", 200.0, 2),  # ... then the same tuple is a new entry
+        ("lab-tcp-to-internet", 1000.0, 1),  # an established TCP connection lives 5 days
+    ],
+)
+def test_a_conversation_idle_past_conntracks_timeout_is_reported_and_a_later_packet_starts_anew(
+    tmp_path: Path, sample: str, gap: float, conversations: int
+):
+    # The exchange, then the same exchange again after the gap (the second copy's first packet
+    # comes ``gap`` seconds after the first copy's last one).
+    lines = (ROOT / "samples" / sample / "dmesg.log").read_text()
+    first, last = (float(ln[1:].split("]")[0]) for ln in (lines.splitlines()[0], lines.splitlines()[-1]))
+    path = tmp_path / "kern.log"
+    path.write_text(lines + _shifted(ROOT / "samples" / sample / "dmesg.log", last - first + gap))
+    if sample == "lab-tcp-to-internet":  # keep the connection open: no FIN, no final ACK
+        kept = [ln for ln in path.read_text().splitlines(keepends=True) if "FIN" not in ln]
+        path.write_text("".join(kept))
+    results: list[ConversationResult] = []
+    stream_case(load_spec([path]), results.append)
+    assert len([r for r in results if r.conversation.id != "-"]) == conversations
