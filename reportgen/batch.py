@@ -14,13 +14,17 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reportgen.errors import InputError
-from reportgen.model import Report
+from reportgen.model import NO_CONVERSATION, ConversationResult, Report
 from reportgen.redact import Redactor
 from reportgen.render.options import RenderOptions
-from reportgen.render.view import outcome_counts
 from reportgen.select import Selection, select
+
+if TYPE_CHECKING:
+    from reportgen.render.jsonout import JsonStream
+    from reportgen.sources.case import CaseSpec
 
 REDACTION_MAP = "redaction-map.json"
 
@@ -67,10 +71,9 @@ class CaseResult:
         return self.outcomes[0][0] if self.outcomes else "—"
 
 
-def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
-    """Read and explain a job's case (redacted when asked); return it with the Redactor, if any."""
+def _spec(job: CaseJob, scratch: Path) -> tuple[CaseSpec, Redactor | None]:
+    """A job's case as the pipeline reads it (redacted when asked), with the Redactor, if any."""
     from reportgen.parsers.prefix import PrefixMap
-    from reportgen.pipeline import build_report
     from reportgen.sources.case import load_spec
 
     spec = load_spec(
@@ -82,14 +85,63 @@ def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
 
         redactor = Redactor(job.redact_key)
         spec = redact_case(spec, redactor, scratch / "redacted")
+    return spec, redactor
+
+
+def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
+    """Read and explain a job's case (redacted when asked); return it with the Redactor, if any."""
+    from reportgen.pipeline import build_report
+
+    spec, redactor = _spec(job, scratch)
     report = build_report(spec)
     if job.rename is not None:
         report = replace(report, name=job.rename)
     return select(report, job.selection), redactor
 
 
+def streams(job: CaseJob) -> bool:
+    """Whether the job is written as the case is read: JSON alone, every conversation kept. JSON is
+    the one format written as it goes (render.jsonout.JsonStream); the others need the whole case."""
+    return tuple(job.formats) == ("json",) and job.selection.empty
+
+
+class _Counted:
+    """The sink a streamed case is read into: the JSON writer, counting what the batch summary shows
+    (packets, conversations, truncated records) as results pass; forgets them when a pass restarts."""
+
+    def __init__(self, stream: JsonStream) -> None:
+        self.stream = stream
+        self.packets = self.conversations = self.truncated = 0
+
+    def __call__(self, result: ConversationResult) -> None:
+        self.stream.add(result)
+        self.packets += len(result.packets)
+        self.conversations += result.conversation.id != NO_CONVERSATION  # packets of no conversation
+        self.truncated += sum(1 for p in result.packets for h in p.hops if h.event.record.truncated)
+
+    def restart(self) -> None:
+        self.stream.restart()
+        self.packets = self.conversations = self.truncated = 0
+
+
+def _stream_case(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None, _Counted, list[Path]]:
+    """Read a case into report.json and report.jsonl as its conversations finish (streams(job))."""
+    from reportgen.pipeline import stream_case
+    from reportgen.render.jsonout import PACKETS_FILE, REPORT_FILE, JsonStream
+    from reportgen.render.write import output_folder
+
+    spec, redactor = _spec(job, scratch)
+    name = job.rename if job.rename is not None else spec.name
+    with output_folder(job.out, name) as (tmp, final):
+        sink = _Counted(JsonStream(tmp))
+        head = replace(stream_case(spec, sink), name=name)
+        sink.stream.close(head)
+    return head, redactor, sink, [final / REPORT_FILE, final / PACKETS_FILE]
+
+
 def unplaced_lines(report: Report) -> int:
-    """Count the lines --strict fails on: records whose hook was not recognised, truncated records."""
+    """Count the lines --strict fails on: records whose hook was not recognised, truncated records
+    (of the packets the report holds: a streamed head holds none, its sink counts them)."""
     unplaced = sum(u.count for u in report.unused if u.reason.startswith("hook not recognised"))
     return unplaced + sum(1 for p in report.packets for h in p.hops if h.event.record.truncated)
 
@@ -120,8 +172,13 @@ def run_case(job: CaseJob) -> CaseResult:
 
     try:
         with cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="reportgen-") as tmp:
-            report, redactor = load_report(job, Path(tmp))
-            written = write_report(report, job.out, list(job.formats), job.options)
+            if streams(job):
+                report, redactor, counted, written = _stream_case(job, Path(tmp))
+                packets, conversations, truncated = counted.packets, counted.conversations, counted.truncated
+            else:
+                report, redactor = load_report(job, Path(tmp))
+                written = write_report(report, job.out, list(job.formats), job.options)
+                packets, conversations, truncated = len(report.packets), len(report.conversations), 0
             if redactor is not None:
                 from reportgen.sources.redaction import write_mapping
 
@@ -139,16 +196,17 @@ def run_case(job: CaseJob) -> CaseResult:
     warnings = []
     if report.lines_total == 0:
         warnings.append("no trace lines: the case is empty")
-    elif not report.packets:
+    elif not packets:
         warnings.append(f"none of its {report.lines_total} trace lines is a packet record")
+    summary = report.summary
     return CaseResult(
         name=report.name,
-        packets=len(report.packets),
-        conversations=len(report.conversations),
-        outcomes=tuple(outcome_counts(report).items()),
+        packets=packets,
+        conversations=conversations,
+        outcomes=tuple((c.value, n) for c, n in summary.outcomes) if summary is not None else (),
         lines_total=report.lines_total,
         lines_used=report.lines_used,
-        unplaced=unplaced_lines(report),
+        unplaced=unplaced_lines(report) + truncated,
         written=tuple(p.relative_to(job.out).as_posix() for p in written),
         warnings=tuple(warnings),
     )

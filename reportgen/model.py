@@ -414,6 +414,10 @@ class Prediction:
     conditions: tuple[str, ...] = ()  # assumptions the prediction rests on
 
 
+# The conversation id of packets that show no addresses (ARP frames, cut pastes): they belong to no flow.
+NO_CONVERSATION = "-"
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""

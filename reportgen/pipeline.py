@@ -12,7 +12,8 @@ Memory is the open conversations and the case's distinct behaviours, not the lin
   after its last line, SETTLE_EVENTS events without stamps), joined with its continuations;
 * a conversation is finished when conntrack would end its entry or stop caring: a TCP connection
   after its final ACK (both FINs seen, then a packet without FIN: LAST_ACK -> TIME_WAIT) or a RST
-  (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks), any conversation after
+  (-> CLOSE) (net/netfilter/nf_conntrack_proto_tcp.c tcp_conntracks) and CLOSE_SECONDS of quiet
+  after it (packets still come in TIME_WAIT: the ACK that crossed the final one), any conversation after
   conntrack's timeout for its kind of entry in kernel time (IDLE_SECONDS; IDLE_EVENTS events
   without stamps) without a packet, and every one at the end of input; it is then explained,
   folded, worded, handed to the sink and forgotten. A later packet of the same tuple starts a new
@@ -49,6 +50,7 @@ from reportgen.explain.explain import CaseFacts, FlowNat, conversation_of, expla
 from reportgen.explain.groups import group_packets
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import (
+    NO_CONVERSATION,
     Answer,
     Conversation,
     ConversationResult,
@@ -71,8 +73,15 @@ from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, load_snapshot
 # (nf_conntrack_proto_icmp.c); other protocols 600 s (nf_conntrack_proto_generic.c).
 IDLE_SECONDS = {"tcp-established": 432_000.0, "tcp": 120.0, "udp": 180.0, "icmp": 30.0, "other": 600.0}
 IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
+# After the final ACK or a RST conntrack keeps the entry (TIME_WAIT 120 s, CLOSE 10 s:
+# nf_conntrack_proto_tcp.c tcp_timeouts), and packets still come: the other side's ACK that crossed
+# the final one, a FIN retransmitted because the final ACK was lost. Such a packet must join its
+# conversation, so a closed conversation is reported only after this much quiet kernel time
+# (CLOSE_EVENTS events without stamps), not at once; a shorter wait than conntrack's keeps memory
+# at the conversations of the last second. A packet of the tuple after that starts a new conversation.
+CLOSE_SECONDS = 1.0
+CLOSE_EVENTS = 4096
 BATCH = 2048  # events parsed before they are correlated
-NO_CONVERSATION = "-"  # the conversation id of packets that show no addresses (ARP, cut pastes)
 
 Sink = Callable[[ConversationResult], None]
 
@@ -222,6 +231,7 @@ class _Open:
     fin: set[bool] = field(default_factory=set)  # the directions (True: original) that sent a FIN
     kind: str = "other"  # the kind of conntrack entry, for its timeout (IDLE_SECONDS)
     directions: set[str] = field(default_factory=set)  # "original" and "reply" once each was seen
+    closed: bool = False  # conntrack saw the final ACK or a RST: reported after CLOSE_SECONDS of quiet
 
 
 def _kind(st: _Open) -> str:
@@ -260,6 +270,7 @@ class _Pass:
         # The open conversations of each kind, by latest activity (oldest first): each kind times out
         # after its own idle time, so the oldest of each is the next to time out.
         self.idle: dict[str, OrderedDict[int, _Open]] = {kind: OrderedDict() for kind in IDLE_SECONDS}
+        self.closing: OrderedDict[int, _Open] = OrderedDict()  # closed conversations, by latest packet
         self.loose: list[Track] = []  # packets of no conversation, reported at the end
         self.memo = FlowNat()
         self.shapes: dict[Hashable, str] = {}
@@ -347,10 +358,11 @@ class _Pass:
         if st is None:
             st = self.open[flow.index] = _Open(flow)
         self.idle[st.kind].pop(flow.index, None)
+        self.closing.pop(flow.index, None)
         if flow.role[t.index] != "related":
             st.directions.add(flow.role[t.index])
         st.kind = _kind(st)
-        self.idle[st.kind][flow.index] = st
+        (self.closing if st.closed else self.idle[st.kind])[flow.index] = st
         stamp = t.last.record.stamp
         st.last = stamp if stamp is not None else st.last
         st.last_event = self.events
@@ -360,20 +372,25 @@ class _Pass:
         # conntrack: a RST closes the entry; once both sides sent a FIN, the next packet (the final
         # ACK) takes it to TIME_WAIT (nf_conntrack_proto_tcp.c tcp_conntracks: sLA -> sTW, sRST -> sCL).
         if "RST" in flags or (len(st.fin) == 2 and "FIN" not in flags):
-            self._finish(flow)
+            st.closed = True
+            self.idle[st.kind].pop(flow.index, None)
+            self.closing[flow.index] = st
         elif "FIN" in flags:
             st.fin.add(flow.role[t.index] == "original")
 
     def _expired(self, st: _Open, t: Track | None = None) -> bool:
-        """Whether conntrack would have forgotten the conversation by packet ``t`` (by now, without)."""
+        """Whether conntrack would have forgotten the conversation by packet ``t`` (by now, without),
+        or, for a closed one, whether it has been quiet long enough to be reported."""
         now = self.now if t is None else t.events[0].record.stamp
+        seconds, events = (CLOSE_SECONDS, CLOSE_EVENTS) if st.closed else (IDLE_SECONDS[st.kind], IDLE_EVENTS)
         if st.last is not None and now is not None:
-            return now - st.last >= IDLE_SECONDS[st.kind]
-        return self.events - st.last_event >= IDLE_EVENTS
+            return now - st.last >= seconds
+        return self.events - st.last_event >= events
 
     def _sweep(self) -> None:
-        """Report the conversations conntrack would have forgotten by now (memory: they are done)."""
-        for queue in self.idle.values():
+        """Report the conversations conntrack would have forgotten by now, and the closed ones that
+        stayed quiet (memory: they are done)."""
+        for queue in (*self.idle.values(), self.closing):
             while queue and self._expired(next(iter(queue.values()))):
                 self._finish(next(iter(queue.values())).flow)
 
@@ -381,6 +398,7 @@ class _Pass:
         st = self.open.pop(flow.index, None)
         if st is not None:
             self.idle[st.kind].pop(flow.index, None)
+            self.closing.pop(flow.index, None)
         self.convs.close(flow)
         self._emit(flow, flow.tracks())
 

@@ -233,3 +233,27 @@ def test_a_conversation_idle_past_conntracks_timeout_is_reported_and_a_later_pac
     results: list[ConversationResult] = []
     stream_case(load_spec([path]), results.append)
     assert len([r for r in results if r.conversation.id != "-"]) == conversations
+
+
+@pytest.mark.parametrize(("gap", "conversations"), [(0.0005, 1), (5.0, 2)])
+def test_a_packet_just_after_the_final_ack_joins_its_conversation(tmp_path: Path, gap: float, conversations: int):
+    """Packets still come after the final ACK (conntrack TIME_WAIT): the client's ACK that crossed the
+    server's final one, seen in 2 of 15 live lab captures. It must join the connection, not open a
+    second one; a packet long after the close (past CLOSE_SECONDS) is a new conversation."""
+    sample = ROOT / "samples" / "lab-tcp-to-internet" / "dmesg.log"
+    lines = sample.read_text().splitlines()
+    last = float(lines[-1][1:].split("]")[0])
+    fin = [ln for ln in lines[47:54]]  # the client's FIN, from its ebtables PREROUTING line to POSTROUTING
+    assert all("ACK FIN" in ln or "EB:" in ln for ln in fin)
+    late = [
+        f"[{last + gap + i * 0.000005:12.6f}]"
+        + ln.split("]", 1)[1].replace("ACK FIN", "ACK").replace("ID=40426", "ID=40427")
+        for i, ln in enumerate(fin)
+    ]
+    path = tmp_path / "kern.log"
+    path.write_text("\n".join(lines + late) + "\n")
+    results: list[ConversationResult] = []
+    stream_case(load_spec([path]), results.append)
+    convs = [r for r in results if r.conversation.id != "-"]
+    assert len(convs) == conversations
+    assert sum(len(r.packets) for r in convs) == 9

@@ -45,6 +45,7 @@ from reportgen.explain.verdicts import (
 )
 from reportgen.model import (
     ICMP_TYPE_NAMES,
+    NO_CONVERSATION,
     Action,
     Conversation,
     Endpoint,
@@ -904,7 +905,7 @@ def explain_conversation(flow: Flow | None, tracks: list[Track], topo: Topology,
     against later lines of the same datagram among these packets (_SeenAfter)."""
     memo = memo if memo is not None else FlowNat()
     of_track = {t.index: flow for t in tracks} if flow is not None else {}
-    conv = f"c{flow.index + 1}" if flow is not None else "-"
+    conv = f"c{flow.index + 1}" if flow is not None else NO_CONVERSATION
     if flow is not None:
         memo.learn_first(flow, topo)
     seen_after = _SeenAfter(tracks)

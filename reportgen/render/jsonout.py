@@ -23,6 +23,7 @@ import orjson
 
 from reportgen import JSON_SCHEMA_VERSION, __version__
 from reportgen.model import (
+    NO_CONVERSATION,
     Answer,
     Conversation,
     ConversationResult,
@@ -42,7 +43,6 @@ REPORT_FILE = "report.json"
 PACKETS_FILE = "report.jsonl"
 # The conversation id explain.py gives packets that show no IP identity (ARP, cut pastes); such
 # packets have no Conversation of their own, so their entry carries only groups.
-NO_CONVERSATION = "-"
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
