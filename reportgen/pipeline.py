@@ -331,7 +331,7 @@ class _Pass:
             lines_used=used,
             unused=unused,
             lines=tuple(self.reading.appendix) if appendix else (),
-            notes=tuple(notes + self.reading.appendix_note()),
+            notes=tuple(notes + (self.reading.appendix_note() if appendix else [])),
             topology=self.topo,
             summary=self.summary.summary(self.flows, self.topo),
         )

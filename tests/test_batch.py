@@ -135,7 +135,7 @@ def test_cyclic_gc_is_back_after_a_case_also_a_failed_one(tmp_path: Path, monkey
     def bug(*_: object, **__: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(write, "write_report", bug)
+    monkeypatch.setattr(write, "output_folder", bug)  # both the streamed and the whole-case writer
     with pytest.raises(RuntimeError):  # --debug lets the exception through: the GC still comes back
         run_case(CaseJob((SAMPLES / "lab-clusterip",), tmp_path / "out", ("json",), debug=True))
     assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -229,7 +229,7 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
     if folded:
         doc.add(
             f"> **Folded to fit one issue body ({opts.markdown_limit:,} characters):** "
-            f"{md('; '.join(folded))}. The HTML and JSON reports have everything.\n"
+            f"{md('; '.join(folded))}. report.json and report.jsonl have everything.\n"
         )
     doc.add(tail)
     return "\n".join(doc.parts)

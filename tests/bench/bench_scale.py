@@ -103,7 +103,8 @@ def _interleave(flows: Iterator[list[str]]) -> Iterator[str]:
                 open_.remove(f)
 
 
-def make_kernlog(path: Path, lines: int) -> int:
+def make_kernlog(path: Path, lines: int, step: float = 0.000013) -> int:
+    """Write ``lines`` lines: netfilter and unrelated lines alternating, ``step`` kernel seconds per pair."""
     template = KERN_SAMPLE.read_text().splitlines()
     n = 0
     stamp = 1000.0
@@ -112,7 +113,7 @@ def make_kernlog(path: Path, lines: int) -> int:
         for body in _interleave(flows):
             if n >= lines:
                 break
-            stamp += 0.000013
+            stamp += step
             fh.write(f"[{stamp:12.6f}]{body}\n")
             fh.write(f"[{stamp:12.6f}] {NOISE[n % len(NOISE)].format(n=n)}\n")
             n += 2
