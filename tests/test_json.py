@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reportgen import JSON_SCHEMA_VERSION
 from reportgen.model import ConversationResult, Report
@@ -295,3 +297,23 @@ def test_packets_of_no_conversation_have_an_entry_of_their_own() -> None:
     assert (entry["answer"], entry["worst"], entry["original"]) == (None, None, None)
     named = {f"p{n}" for g in entry["groups"] for n in _numbers(g["packets"])}
     assert named == {p["id"] for p in packets if p["conversation"] == "-"} and named
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.sampled_from([0, 1, 1, 2, 5, 5, 5])), max_size=30),
+    st.booleans(),
+)
+def test_unused_runs_are_encoded_as_they_come_exactly_as_from_the_whole_list(steps, shuffle):
+    """The unused lines' runs text is built while the runs stream by (a 2M-line kern.log has a million
+    of them): it must be the text the whole sorted list gives, also if a run comes out of order."""
+    from reportgen.render.jsonout import _merge, _runs, _RunsText
+
+    spans, x = [], 1
+    for width, gap in steps:
+        spans.append((x, x + width))
+        x += width + gap
+    fed = list(reversed(spans)) if shuffle else spans
+    r = _RunsText()
+    for a, b in fed:
+        r.add(a, b)
+    assert r.text() == _runs(_merge(spans))

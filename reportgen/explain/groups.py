@@ -25,8 +25,11 @@ def shape(p: Packet) -> Hashable:
         p.path,
         tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
         tuple((s.stage, s.table, s.reason) for s in p.skipped),
-        tuple((n.type, n.direction, n.by, n.field, n.rule_ref) for n in p.nat),
-        None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule_ref),
+        # The rule that rewrote or decided, by its text: a trace source (nft monitor trace,
+        # xtables-monitor, legacy TRACE) prints the rule again for every packet, on a line of its own,
+        # so its line reference would make every packet a behaviour of its own.
+        tuple((n.type, n.direction, n.by, n.field, n.rule) for n in p.nat),
+        None if p.verdict is None else (p.verdict.code, p.verdict.where, p.verdict.rule),
     )
 
 

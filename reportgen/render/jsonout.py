@@ -178,18 +178,111 @@ def _packet(p: Packet) -> dict[str, Any]:
 
 
 def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
-    """Unused lines per file and reason: a count, the lines as runs, and the first line's text."""
+    """Unused lines per file and reason: a count, the lines as runs, and the first line's text.
+
+    The runs text is built as the lines come (_RunsText), never from a list of every run: a kern.log
+    whose unrelated lines alternate with netfilter ones has one run per unrelated line, a million
+    in a 2M-line file (memory would grow with the input).
+    """
     entries: dict[tuple[str, str], dict[str, Any]] = {}
-    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    texts: dict[tuple[str, str], _RunsText] = {}
     for u in unused:
         key = (u.ref.file, u.reason)
         e = entries.get(key)
         if e is None:
             e = entries[key] = {"file": u.ref.file, "reason": u.reason, "count": 0, "line": u.ref.line, "text": u.text}
-            spans[key] = []
+            texts[key] = _RunsText()
         e["count"] += u.count
-        spans[key].append((u.ref.line, u.ref.line + u.count - 1))
-    return [{**e, "runs": _runs(_merge(spans[k]))} for k, e in entries.items()]
+        texts[key].add(u.ref.line, u.ref.line + u.count - 1)
+    return [{**e, "runs": texts[k].text()} for k, e in entries.items()]
+
+
+class _RunsText:
+    """_runs(_merge(spans)) computed as the spans come, holding O(1) spans while they come in order.
+
+    A span that comes before the previous one (never, from the pipeline's input-ordered runs) makes
+    it keep every span and fall back to sorting them at the end.
+    """
+
+    def __init__(self) -> None:
+        self.cur: tuple[int, int] | None = None  # the merged span still growing
+        self.group: list[tuple[int, int]] = []  # spans of the current candidate period (at most 2 kept)
+        self.count = 0  # spans in the current period, when >= 2
+        self.items: list[str] = []
+        self.unordered: list[tuple[int, int]] | None = None
+
+    def add(self, a: int, b: int) -> None:
+        if self.unordered is not None:
+            self.unordered.append((a, b))
+        elif self.cur is None:
+            self.cur = (a, b)
+        elif a < self.cur[0]:
+            self.unordered = [*self._spans_so_far(), self.cur, (a, b)]
+        elif a <= self.cur[1] + 1:
+            self.cur = (self.cur[0], max(b, self.cur[1]))
+        else:
+            self._feed(self.cur)
+            self.cur = (a, b)
+
+    def _spans_so_far(self) -> list[tuple[int, int]]:
+        # Only reached on disorder: the items written so far are expanded again.
+        done = list(expand_runs(",".join(self.items)))
+        if self.count < 2:
+            return done + self.group
+        (a, b), step = self.group[0], self._step()
+        return done + [(a + k * step, b + k * step) for k in range(self.count)]
+
+    def _step(self) -> int:
+        return self.group[1][0] - self.group[0][0]
+
+    def _feed(self, span: tuple[int, int]) -> None:
+        g = self.group
+        if not g:
+            g.append(span)
+            return
+        width = g[0][1] - g[0][0]
+        if len(g) == 1:
+            g.append(span)
+            self.count = 2
+            if span[1] - span[0] != width:
+                self._emit_first()
+            return
+        last_start = g[0][0] + (self.count - 1) * self._step()
+        if span[1] - span[0] == width and span[0] - last_start == self._step():
+            self.count += 1
+            return
+        if self.count >= 3:
+            self.items.append(self._period())
+            self.group, self.count = [span], 0
+        else:  # two spans were no period: the first is an item, the second starts again with this one
+            self._emit_first()
+            self._feed(span)
+
+    def _emit_first(self) -> None:
+        first, second = self.group
+        self.items.append(_runs([first]))
+        self.group, self.count = [second], 0
+
+    def _period(self) -> str:
+        a, b = self.group[0]
+        span = f"{a}" if a == b else f"{a}-{b}"
+        return f"{span}/{self._step()}*{self.count}"
+
+    def text(self) -> str:
+        if self.unordered is not None:
+            return _runs(_merge(self.unordered))
+        if self.cur is not None:
+            self._feed(self.cur)
+            self.cur = None
+        if self.count >= 3:
+            self.items.append(self._period())
+        elif self.count == 2:
+            a, b = self.group
+            self.items += [_runs([a]), _runs([b])]
+        else:
+            self.items += [_runs([x]) for x in self.group]
+        self.group, self.count = [], 0
+        return ",".join(self.items)
 
 
 def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
