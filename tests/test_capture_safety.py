@@ -115,6 +115,10 @@ def reportgen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     )
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_capture(ns: str, backend: str, out: Path) -> subprocess.Popen[str]:
     """Start a capture running `sleep 30` and return once its rules are all in place."""
     proc = subprocess.Popen(
@@ -139,6 +143,9 @@ def start_capture(ns: str, backend: str, out: Path) -> subprocess.Popen[str]:
         stderr=(out.parent / "capture.err").open("w"),
         text=True,
         start_new_session=True,
+        # As at a terminal, where Ctrl-C reaches a foreground job: a runner that ignores SIGINT (a
+        # shell's background job, nohup) would pass that on, and the capture could not be interrupted.
+        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + 60
     while not any(c.startswith("sleep 30") for c in ns_procs(ns)):
