@@ -26,14 +26,6 @@ def severity(word: str) -> int:
     return SEVERITY.index(word) if word in SEVERITY else len(SEVERITY)
 
 
-def outcome_counts(report: Report) -> dict[str, int]:
-    """Count packets per outcome, worst first."""
-    counts: dict[str, int] = {}
-    for p in report.packets:
-        counts[outcome(p)] = counts.get(outcome(p), 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
-
-
 def group_flow_text(report_packets: dict[str, Packet], g: PacketGroup) -> str:
     """A group's flow as its first packet shows it; TCP flags and ICMP sequence numbers that differ
     between members are listed as the set they take."""
