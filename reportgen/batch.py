@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reportgen.errors import InputError
-from reportgen.model import NO_CONVERSATION, ConversationResult, Report
+from reportgen.model import NO_CONVERSATION, ConversationResult, Packet, Report
 from reportgen.redact import Redactor
 from reportgen.render.options import RenderOptions
 from reportgen.select import Selection, select
@@ -117,7 +117,7 @@ class _Counted:
         self.stream.add(result)
         self.packets += len(result.packets)
         self.conversations += result.conversation.id != NO_CONVERSATION  # packets of no conversation
-        self.truncated += sum(1 for p in result.packets for h in p.hops if h.event.record.truncated)
+        self.truncated += truncated_records(result.packets)
 
     def restart(self) -> None:
         self.stream.restart()
@@ -143,7 +143,12 @@ def unplaced_lines(report: Report) -> int:
     """Count the lines --strict fails on: records whose hook was not recognised, truncated records
     (of the packets the report holds: a streamed head holds none, its sink counts them)."""
     unplaced = sum(u.count for u in report.unused if u.reason.startswith("hook not recognised"))
-    return unplaced + sum(1 for p in report.packets for h in p.hops if h.event.record.truncated)
+    return unplaced + truncated_records(report.packets)
+
+
+def truncated_records(packets: Iterable[Packet]) -> int:
+    """Count the hops whose record was cut off (the other kind of line --strict fails on)."""
+    return sum(1 for p in packets for h in p.hops if h.event.record.truncated)
 
 
 @contextmanager
