@@ -198,13 +198,19 @@ def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
 
 
 class _RunsText:
-    """_runs(_merge(spans)) computed as the spans come, holding O(1) spans while they come in order.
+    """The runs text of spans (first, last) as they come: ``a`` (one), ``a-b`` (a to b), and either
+    followed by ``/s*n``: the span repeated n times, each s after the previous (``1-9/16*3`` is 1-9,
+    17-25, 33-41; ``p1/2*3`` is p1, p3, p5). Spans that touch or overlap are joined first. Three or
+    more alike spans at a fixed period make one item, so a behaviour repeated regularly (the same
+    exchange every few lines) is one reference however long the case runs.
 
-    A span that comes before the previous one (never, from the pipeline's input-ordered runs) makes
-    it keep every span and fall back to sorting them at the end.
+    It holds O(1) spans while they come in order, so a million unused runs cost no memory. A span that
+    comes before the previous one (never, from the pipeline's input-ordered runs) makes it keep every
+    span and sort them at the end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self.cur: tuple[int, int] | None = None  # the merged span still growing
         self.group: list[tuple[int, int]] = []  # spans of the current candidate period (at most 2 kept)
         self.count = 0  # spans in the current period, when >= 2
@@ -235,6 +241,10 @@ class _RunsText:
     def _step(self) -> int:
         return self.group[1][0] - self.group[0][0]
 
+    def _span(self, span: tuple[int, int]) -> str:
+        a, b = span
+        return f"{self.prefix}{a}" if a == b else f"{self.prefix}{a}-{self.prefix}{b}"
+
     def _feed(self, span: tuple[int, int]) -> None:
         g = self.group
         if not g:
@@ -260,27 +270,22 @@ class _RunsText:
 
     def _emit_first(self) -> None:
         first, second = self.group
-        self.items.append(_runs([first]))
+        self.items.append(self._span(first))
         self.group, self.count = [second], 0
 
     def _period(self) -> str:
-        a, b = self.group[0]
-        span = f"{a}" if a == b else f"{a}-{b}"
-        return f"{span}/{self._step()}*{self.count}"
+        return f"{self._span(self.group[0])}/{self._step()}*{self.count}"
 
     def text(self) -> str:
         if self.unordered is not None:
-            return _runs(_merge(self.unordered))
+            return _runs(_merge(self.unordered), self.prefix)
         if self.cur is not None:
             self._feed(self.cur)
             self.cur = None
         if self.count >= 3:
             self.items.append(self._period())
-        elif self.count == 2:
-            a, b = self.group
-            self.items += [_runs([a]), _runs([b])]
         else:
-            self.items += [_runs([x]) for x in self.group]
+            self.items += [self._span(x) for x in self.group]
         self.group, self.count = [], 0
         return ",".join(self.items)
 
@@ -296,29 +301,12 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _runs(spans: Sequence[tuple[int, int]], prefix: str = "") -> str:
-    """Sorted disjoint spans as text, comma-separated items: ``a`` (one), ``a-b`` (a to b), and either
-    followed by ``/s*n``: the span repeated n times, each s after the previous (``1-9/16*3`` is 1-9,
-    17-25, 33-41; ``p1/2*3`` is p1, p3, p5). Three or more alike spans at a fixed period make one
-    item, so a behaviour repeated regularly (the same exchange every few lines) is one reference
-    however long the case runs."""
-    items: list[str] = []
-    i, n = 0, len(spans)
-    while i < n:
-        a, b = spans[i]
-        span = f"{prefix}{a}" if a == b else f"{prefix}{a}-{prefix}{b}"
-        if i + 2 < n:
-            step, width = spans[i + 1][0] - a, b - a
-            j = i + 1
-            while j < n and spans[j][1] - spans[j][0] == width and spans[j][0] - spans[j - 1][0] == step:
-                j += 1
-            if j - i >= 3:
-                items.append(f"{span}/{step}*{j - i}")
-                i = j
-                continue
-        items.append(span)
-        i += 1
-    return ",".join(items)
+def _runs(spans: Iterable[tuple[int, int]], prefix: str = "") -> str:
+    """Sorted spans as runs text (_RunsText)."""
+    text = _RunsText(prefix)
+    for a, b in spans:
+        text.add(a, b)
+    return text.text()
 
 
 def expand_runs(runs: str) -> Iterator[tuple[int, int]]:
