@@ -135,13 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     _input_options(ex)
 
-    cap = sub.add_parser("capture", help="log a host's own traffic: print the rules, or --apply them",
-                         description="Without --apply the rules are only printed. With --apply they are added, "
-                         "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
-                         "and every added rule is removed again. A host filter matches addresses as each hook "
-                         "sees them, so hooks after NAT may not match.")
-    cap.add_argument("--backend", default="iptables-nft,ebtables",
-                     help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace")
+    cap = sub.add_parser(
+        "capture",
+        help="log a host's own traffic: print the rules, or --apply them",
+        description="Without --apply the rules are only printed. With --apply they are added, "
+        "the command after -- runs (or Ctrl-C ends the capture), the new kernel lines are read "
+        "and every added rule is removed again. A host filter matches addresses as each hook "
+        "sees them, so hooks after NAT may not match.",
+    )
+    cap.add_argument(
+        "--backend",
+        default="iptables-nft,ebtables",
+        help="comma-separated: iptables-nft, iptables-legacy, ebtables, nft-log, nft-trace",
+    )
     cap.add_argument("--host", help="only packets from or to this address")
     cap.add_argument("--proto", choices=("icmp", "tcp", "udp"), help="only this protocol")
     cap.add_argument("--port", type=int, help="only this TCP/UDP port (either direction)")
@@ -157,9 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     snap.add_argument("-o", "--output", type=Path, required=True)
     snap.add_argument("--netns", help="collect inside this network namespace")
 
-    sim = sub.add_parser("simulate", help="predict a packet's path from a case's snapshots alone (what-if)",
-                         description="Walk a hypothetical packet through the snapshots: bridge, routing and every "
-                         "base chain at every hook. Undecidable matches fork the walk; assumptions are listed.")
+    sim = sub.add_parser(
+        "simulate",
+        help="predict a packet's path from a case's snapshots alone (what-if)",
+        description="Walk a hypothetical packet through the snapshots: bridge, routing and every "
+        "base chain at every hook. Undecidable matches fork the walk; assumptions are listed.",
+    )
     sim.add_argument("inputs", nargs="+", type=Path, help="a case folder, or snapshot files")
     sim.add_argument("--from", dest="src", required=True, help="address, name, interface, or 'host'")
     sim.add_argument("--to", dest="dst", required=True, help="address, name, interface, or 'host'")
@@ -167,8 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--dport", type=int)
     sim.add_argument("--sport", type=int)
     sim.add_argument("--in", dest="in_iface", help="the interface (or bridge port) the packet arrives on")
-    sim.add_argument("--assume-ct", choices=("new", "established"), default="new",
-                     help="conntrack state of the packet (default new: a connection's first packet)")
+    sim.add_argument(
+        "--assume-ct",
+        choices=("new", "established"),
+        default="new",
+        help="conntrack state of the packet (default new: a connection's first packet)",
+    )
     sim.add_argument("--format", default="text", help=f"comma-separated: {','.join(FORMATS)} (default text)")
     sim.add_argument("-o", "--output", type=Path, help="output folder (without it, text goes to stdout)")
 
@@ -176,14 +189,20 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("scenarios", nargs="*", help="scenario names (default: all); 'list' lists them")
     lab.add_argument("-o", "--output", type=Path, default=Path("lab-out"))
     lab.add_argument("--keep", action="store_true", help="leave the namespaces up (for debugging)")
-    lab.add_argument("--cleanup", action="store_true",
-                     help="undo lab runs that were killed (namespaces, processes, nf_log_all_netns) and exit")
+    lab.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="undo lab runs that were killed (namespaces, processes, nf_log_all_netns) and exit",
+    )
     return ap
 
 
 def _input_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--allow-outside", action="store_true",
-                    help="let case.yaml name files outside the case folder (absolute, '..', symlinks)")
+    sp.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let case.yaml name files outside the case folder (absolute, '..', symlinks)",
+    )
     sp.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
 
 
@@ -238,8 +257,10 @@ class _Failed(Exception):
 
     @staticmethod
     def on(where: str, exc: BaseException) -> _Failed:
-        return _Failed(f"{where}: reportgen failed on this input ({type(exc).__name__}: {str(exc)[:200]}); this is "
-                       "a bug, please report it (--debug prints the traceback)")
+        return _Failed(
+            f"{where}: reportgen failed on this input ({type(exc).__name__}: {str(exc)[:200]}); this is "
+            "a bug, please report it (--debug prints the traceback)"
+        )
 
 
 def _formats(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -289,8 +310,12 @@ def _jobs(args: argparse.Namespace, inputs: list[Path], out: Path, formats: list
             k += 1
             name = f"{job.name}-{k}"
         if name != job.name:
-            print(terminal_safe(f"reportgen: {', '.join(map(str, g))}: case name {job.name!r} is taken; "
-                                f"writing it as {name!r}"), file=sys.stderr)
+            print(
+                terminal_safe(
+                    f"reportgen: {', '.join(map(str, g))}: case name {job.name!r} is taken; writing it as {name!r}"
+                ),
+                file=sys.stderr,
+            )
             job = replace(job, rename=name)
         names.add(name)
         jobs.append(job)
@@ -327,8 +352,12 @@ def _report(args: argparse.Namespace) -> int:
             print(terminal_safe(f"reportgen: error: case {res.name}: {res.error}"), file=sys.stderr)
             continue
         main_file = next((w for w in res.written if w.endswith("report.html")), res.written[0] if res.written else "")
-        print(terminal_safe(f"{res.name}: {res.packets} packets, {res.lines_used}/{res.lines_total} lines used"
-                            f" -> {args.output / main_file}"))
+        print(
+            terminal_safe(
+                f"{res.name}: {res.packets} packets, {res.lines_used}/{res.lines_total} lines used"
+                f" -> {args.output / main_file}"
+            )
+        )
         for w in res.warnings:
             print(terminal_safe(f"reportgen: warning: case {res.name}: {w}"), file=sys.stderr)
     failed = [r for r in results if r.error]
@@ -364,8 +393,11 @@ def _capture(args: argparse.Namespace) -> int:
         if args.cleanup:
             res = cp.cleanup(run, netns)
             lines = res.removed + res.running + res.kept
-            print("capture --cleanup:" + "".join(f"\n  {ln}" for ln in lines) if lines else
-                  "capture --cleanup: no recorded capture objects here")
+            print(
+                "capture --cleanup:" + "".join(f"\n  {ln}" for ln in lines)
+                if lines
+                else "capture --cleanup: no recorded capture objects here"
+            )
             return 4 if res.kept else 0
         tables = cp.legacy_tables(run) if "iptables-legacy" in backends else None
         p = cp.plan(backends, flt, families=families, legacy_tables=tables)
@@ -402,8 +434,10 @@ def _snapshot(args: argparse.Namespace) -> int:
     frag = collect(args.output, runner=lambda argv: run(argv, None))
     manifest = {"title": f"Snapshot{' of ' + args.netns if args.netns else ''}", "trace": [], **frag}
     (args.output / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
-    print(f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
-          f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)")
+    print(
+        f"snapshot written to {args.output} ({len(frag['snapshots'])} snapshots, "
+        f"{len(frag['attachments'])} attachments, {len(frag['missing'])} missing)"
+    )
     return 0
 
 
@@ -412,8 +446,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     if [f for f in formats if f not in FORMATS] or (args.output is None and formats != ["text"]):
-        print(f"reportgen: error: --format takes {', '.join(FORMATS)}; formats other than text need -o",
-              file=sys.stderr)
+        print(
+            f"reportgen: error: --format takes {', '.join(FORMATS)}; formats other than text need -o", file=sys.stderr
+        )
         return 2
     q = Query(args.src, args.dst, args.proto, args.dport, args.sport, args.in_iface, args.assume_ct)
     try:

@@ -418,6 +418,14 @@ class Prediction:
 NO_CONVERSATION = "-"
 
 
+def id_number(ident: str) -> int | None:
+    """The number of an id like "p12", "c3", "g4" or "b2" (the explain layer numbers them from 1 in
+    first-seen order, a letter then the number); None for an id that is not of that form, such as
+    NO_CONVERSATION."""
+    tail = ident[1:]
+    return int(tail) if tail.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""

@@ -87,36 +87,78 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.key: s
     for s in (
-        Stage("br-pre", "bridge", PREROUTING, "bridge PREROUTING",
-              "br_handle_frame() -> NF_BR_PRE_ROUTING (net/bridge/br_input.c)"),
-        Stage("ip-pre", "ip", PREROUTING, "IP PREROUTING",
-              "ip_rcv()/ipv6_rcv(), or br_nf_pre_routing() for frames on a bridge port "
-              "(net/bridge/br_netfilter_hooks.c)"),
-        Stage("br-in", "bridge", INPUT, "bridge INPUT",
-              "br_pass_frame_up() -> NF_BR_LOCAL_IN (net/bridge/br_input.c)"),
-        Stage("ip-pre-up", "ip", PREROUTING, "IP PREROUTING (after the bridge)",
-              "ip_rcv() on the bridge device when br_netfilter did not already run PREROUTING"),
-        Stage("br-fwd", "bridge", FORWARD, "bridge FORWARD",
-              "__br_forward() -> NF_BR_FORWARD (net/bridge/br_forward.c)"),
-        Stage("ip-fwd-br", "ip", FORWARD, "IP FORWARD (bridged)",
-              "br_nf_forward_ip() at NF_BR_FORWARD, priority NF_BR_PRI_BRNF - 1 "
-              "(net/bridge/br_netfilter_hooks.c)"),
-        Stage("br-post", "bridge", POSTROUTING, "bridge POSTROUTING",
-              "br_forward_finish() -> NF_BR_POST_ROUTING (net/bridge/br_forward.c)"),
-        Stage("ip-post-br", "ip", POSTROUTING, "IP POSTROUTING (bridged)",
-              "br_nf_post_routing() at NF_BR_POST_ROUTING, priority NF_BR_PRI_LAST"),
-        Stage("ip-in", "ip", INPUT, "IP INPUT",
-              "ip_local_deliver() -> NF_INET_LOCAL_IN (net/ipv4/ip_input.c)"),
-        Stage("ip-fwd", "ip", FORWARD, "IP FORWARD",
-              "ip_forward() -> NF_INET_FORWARD after the TTL decrement (net/ipv4/ip_forward.c)"),
-        Stage("ip-out", "ip", OUTPUT, "IP OUTPUT",
-              "__ip_local_out() -> NF_INET_LOCAL_OUT (net/ipv4/ip_output.c)"),
-        Stage("ip-post", "ip", POSTROUTING, "IP POSTROUTING",
-              "ip_output() -> NF_INET_POST_ROUTING (net/ipv4/ip_output.c)"),
-        Stage("br-out", "bridge", OUTPUT, "bridge OUTPUT",
-              "br_dev_xmit() -> __br_forward(local_orig) -> NF_BR_LOCAL_OUT (net/bridge/br_forward.c)"),
-        Stage("br-post-out", "bridge", POSTROUTING, "bridge POSTROUTING (host-sent)",
-              "br_forward_finish() -> NF_BR_POST_ROUTING for frames the host sends through the bridge"),
+        Stage(
+            "br-pre",
+            "bridge",
+            PREROUTING,
+            "bridge PREROUTING",
+            "br_handle_frame() -> NF_BR_PRE_ROUTING (net/bridge/br_input.c)",
+        ),
+        Stage(
+            "ip-pre",
+            "ip",
+            PREROUTING,
+            "IP PREROUTING",
+            "ip_rcv()/ipv6_rcv(), or br_nf_pre_routing() for frames on a bridge port (net/bridge/br_netfilter_hooks.c)",
+        ),
+        Stage("br-in", "bridge", INPUT, "bridge INPUT", "br_pass_frame_up() -> NF_BR_LOCAL_IN (net/bridge/br_input.c)"),
+        Stage(
+            "ip-pre-up",
+            "ip",
+            PREROUTING,
+            "IP PREROUTING (after the bridge)",
+            "ip_rcv() on the bridge device when br_netfilter did not already run PREROUTING",
+        ),
+        Stage(
+            "br-fwd", "bridge", FORWARD, "bridge FORWARD", "__br_forward() -> NF_BR_FORWARD (net/bridge/br_forward.c)"
+        ),
+        Stage(
+            "ip-fwd-br",
+            "ip",
+            FORWARD,
+            "IP FORWARD (bridged)",
+            "br_nf_forward_ip() at NF_BR_FORWARD, priority NF_BR_PRI_BRNF - 1 (net/bridge/br_netfilter_hooks.c)",
+        ),
+        Stage(
+            "br-post",
+            "bridge",
+            POSTROUTING,
+            "bridge POSTROUTING",
+            "br_forward_finish() -> NF_BR_POST_ROUTING (net/bridge/br_forward.c)",
+        ),
+        Stage(
+            "ip-post-br",
+            "ip",
+            POSTROUTING,
+            "IP POSTROUTING (bridged)",
+            "br_nf_post_routing() at NF_BR_POST_ROUTING, priority NF_BR_PRI_LAST",
+        ),
+        Stage("ip-in", "ip", INPUT, "IP INPUT", "ip_local_deliver() -> NF_INET_LOCAL_IN (net/ipv4/ip_input.c)"),
+        Stage(
+            "ip-fwd",
+            "ip",
+            FORWARD,
+            "IP FORWARD",
+            "ip_forward() -> NF_INET_FORWARD after the TTL decrement (net/ipv4/ip_forward.c)",
+        ),
+        Stage("ip-out", "ip", OUTPUT, "IP OUTPUT", "__ip_local_out() -> NF_INET_LOCAL_OUT (net/ipv4/ip_output.c)"),
+        Stage(
+            "ip-post", "ip", POSTROUTING, "IP POSTROUTING", "ip_output() -> NF_INET_POST_ROUTING (net/ipv4/ip_output.c)"
+        ),
+        Stage(
+            "br-out",
+            "bridge",
+            OUTPUT,
+            "bridge OUTPUT",
+            "br_dev_xmit() -> __br_forward(local_orig) -> NF_BR_LOCAL_OUT (net/bridge/br_forward.c)",
+        ),
+        Stage(
+            "br-post-out",
+            "bridge",
+            POSTROUTING,
+            "bridge POSTROUTING (host-sent)",
+            "br_forward_finish() -> NF_BR_POST_ROUTING for frames the host sends through the bridge",
+        ),
     )
 }
 

@@ -62,6 +62,7 @@ from reportgen.model import (
     Snapshot,
     UnusedLine,
     VerdictCode,
+    id_number,
 )
 from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, load_snapshots, trace_events, trace_names
 
@@ -142,8 +143,8 @@ class _Collected(list[ConversationResult]):
 
 
 def _num(ident: str) -> int:
-    """The number of an id like "p12" or "c3" (ids are numbered in first-seen order)."""
-    return int(ident[1:])
+    """The number of an id the explain layer made (p12, c3, g4): all of them are numbered."""
+    return id_number(ident) or 0
 
 
 def _stream(spec: CaseSpec, sink: Sink, windowed: bool = True, appendix: bool = False) -> Report:

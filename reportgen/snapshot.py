@@ -11,9 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-           "net.bridge.bridge-nf-call-arptables", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
-           "net.netfilter.nf_log_all_netns")
+SYSCTLS = (
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.netfilter.nf_log_all_netns",
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,9 @@ def collect(out: Path, runner: Runner = _local, bridges: tuple[str, ...] = ()) -
             continue
         r = runner(list(item.argv))
         if r.returncode != 0:
-            missing.append({"file": item.file, "why": f"{' '.join(item.argv)} exited {r.returncode}: "
-                            f"{r.stderr.strip()[:200]}"})
+            missing.append(
+                {"file": item.file, "why": f"{' '.join(item.argv)} exited {r.returncode}: {r.stderr.strip()[:200]}"}
+            )
             continue
         (out / item.file).write_text(r.stdout, encoding="utf-8")
         if item.kind.startswith("attachment:"):

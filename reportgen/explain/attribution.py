@@ -23,8 +23,20 @@ def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     icmp = r.proto in ("ICMP", "ICMPv6")
     # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
     mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" else None)
-    return PacketView(r.src, r.dst, r.proto, None if icmp else r.sport, None if icmp else r.dport, r.in_dev,
-                      r.out_dev, r.physin, r.physout, "NEW" if new else "ESTABLISHED", topo.local_addrs(), mark)
+    return PacketView(
+        r.src,
+        r.dst,
+        r.proto,
+        None if icmp else r.sport,
+        None if icmp else r.dport,
+        r.in_dev,
+        r.out_dev,
+        r.physin,
+        r.physout,
+        "NEW" if new else "ESTABLISHED",
+        topo.local_addrs(),
+        mark,
+    )
 
 
 def _ruleset(topo: Topology, family: str) -> Any:
@@ -35,8 +47,12 @@ def _ref(rs: Any, ev: Evaluation) -> LineRef | None:
     return LineRef(rs.source, ev.rule.line) if ev.rule is not None else None
 
 
-_NAT_WORDS = (("MASQUERADE", ("-j MASQUERADE", "masquerade")), ("SNAT", ("-j SNAT", "snat to")),
-              ("DNAT", ("-j DNAT", "dnat to")), ("DNAT", ("-j REDIRECT", "redirect")))
+_NAT_WORDS = (
+    ("MASQUERADE", ("-j MASQUERADE", "masquerade")),
+    ("SNAT", ("-j SNAT", "snat to")),
+    ("DNAT", ("-j DNAT", "dnat to")),
+    ("DNAT", ("-j REDIRECT", "redirect")),
+)
 
 
 def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit] | None:
@@ -73,16 +89,26 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
         traced = _traced_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
         if traced is not None:
             typ, hit = traced
-            out.append(replace(n, type=typ, rule=hit.text, rule_ref=hit.ref,
-                               evidence=f"{n.evidence.split(';')[0]}; the trace shows the packet hitting this "
-                               f"{typ} rule"))
+            out.append(
+                replace(
+                    n,
+                    type=typ,
+                    rule=hit.text,
+                    rule_ref=hit.ref,
+                    evidence=f"{n.evidence.split(';')[0]}; the trace shows the packet hitting this {typ} rule",
+                )
+            )
             continue
         legacy = _legacy_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
         if legacy is not None:
             # Legacy TRACE names the rule by chain and number; a snapshot's rule text is preferred below.
-            n = replace(n, rule=f"nat {legacy.chain} rule {legacy.handle}", rule_ref=legacy.ref,
-                        evidence=f"{n.evidence.split(';')[0]}; the trace's nat {hook} walk ends on rule "
-                        f"{legacy.handle} of {legacy.chain}, after which the address is changed")
+            n = replace(
+                n,
+                rule=f"nat {legacy.chain} rule {legacy.handle}",
+                rule_ref=legacy.ref,
+                evidence=f"{n.evidence.split(';')[0]}; the trace's nat {hook} walk ends on rule "
+                f"{legacy.handle} of {legacy.chain}, after which the address is changed",
+            )
         rs = _ruleset(topo, fam)
         if rs is None or n.by != "rule" or n.direction != "original":
             out.append(n)
@@ -100,10 +126,15 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
             view = replace(view, dst=n.before.addr, dport=n.before.port if ev.record.sport is not None else None)
         res = evaluate(rs, "nat", hook, view)
         if res.verdict in ("MASQUERADE", "SNAT", "DNAT", "REDIRECT") and res.rule is not None:
-            out.append(replace(n, type=res.verdict if res.verdict != "REDIRECT" else "DNAT", rule=res.rule.text,
-                               rule_ref=_ref(rs, res),
-                               evidence=f"{n.evidence.split(';')[0]}; the ruleset snapshot's nat {hook} rule "
-                               f"matches it"))
+            out.append(
+                replace(
+                    n,
+                    type=res.verdict if res.verdict != "REDIRECT" else "DNAT",
+                    rule=res.rule.text,
+                    rule_ref=_ref(rs, res),
+                    evidence=f"{n.evidence.split(';')[0]}; the ruleset snapshot's nat {hook} rule matches it",
+                )
+            )
         else:
             out.append(n)
     return out
@@ -122,8 +153,9 @@ def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:
     return None
 
 
-def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool,
-              topo: Topology) -> tuple[Verdict | None, str | None]:
+def drop_rule(
+    last: Event, later: list[tuple[str, str, str]], new: bool, topo: Topology
+) -> tuple[Verdict | None, str | None]:
     """Evaluate the rest of the last hook's chain and the later hooks for a drop.
 
     ``later`` lists (family, table, hook) slots after the last-seen one, in path order. Returns a
@@ -141,22 +173,40 @@ def drop_rule(last: Event, later: list[tuple[str, str, str]], new: bool,
         res = evaluate(rs, table, chain, view, after)
         if res.verdict in ("DROP", "REJECT"):
             where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
-            what = (f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}" if res.rule else
-                    f"the policy {res.verdict} of {res.policy_of}")
+            what = (
+                f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}"
+                if res.rule
+                else f"the policy {res.verdict} of {res.policy_of}"
+            )
             verb = "Rejected (an ICMP error or TCP reset goes back)" if res.verdict == "REJECT" else "Dropped"
             ref = _ref(rs, res)
-            code = (VerdictCode.REJECTED if res.verdict == "REJECT" else
-                    VerdictCode.DROPPED_BY_RULE if res.rule else VerdictCode.DROPPED_BY_POLICY)
-            evidence = (f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
-                        if res.rule else f"policy {res.verdict} of {res.policy_of} ({rs.source})")
-            return Verdict(code, where,
-                           f"{verb} by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
-                           f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
-                           evidence, res.rule.text if res.rule else f"policy {res.verdict}", ref), None
+            code = (
+                VerdictCode.REJECTED
+                if res.verdict == "REJECT"
+                else VerdictCode.DROPPED_BY_RULE
+                if res.rule
+                else VerdictCode.DROPPED_BY_POLICY
+            )
+            evidence = (
+                f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
+                if res.rule
+                else f"policy {res.verdict} of {res.policy_of} ({rs.source})"
+            )
+            return Verdict(
+                code,
+                where,
+                f"{verb} by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
+                f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
+                evidence,
+                res.rule.text if res.rule else f"policy {res.verdict}",
+                ref,
+            ), None
         if res.verdict is None:
             rule, why = res.unevaluated[-1]
-            return None, (f"The ruleset snapshot cannot decide it: at {table} {rule.chain} rule {rule.num} "
-                          f"({rule.text}) the {why}, so the evaluation stops there rather than guess.")
+            return None, (
+                f"The ruleset snapshot cannot decide it: at {table} {rule.chain} rule {rule.num} "
+                f"({rule.text}) the {why}, so the evaluation stops there rather than guess."
+            )
         if res.verdict not in ("ACCEPT", "RETURN", "MASQUERADE", "SNAT", "DNAT"):
             return None, None
     return None, None
@@ -178,11 +228,19 @@ def refine_skip(s: Skipped, ev: Event | None, new: bool, topo: Topology) -> Skip
     logs = [r for r in c.rules if r.target == "LOG"]
     if res.rule.chain == chain and any(r.num < res.rule.num for r in logs):
         first = next(r for r in logs if r.num < res.rule.num)
-        return replace(s, reason="not-logged", rule_ref=LineRef(rs.source, first.line),
-                       explanation=f"the LOG rule (rule {first.num}: {first.text}) does not match this packet")
-    return replace(s, reason="not-logged", rule_ref=_ref(rs, res),
-                   explanation=f"rule {res.rule.num} of {res.rule.chain} ({res.rule.text}) decides "
-                   f"{res.verdict} before the chain's LOG rule is reached")
+        return replace(
+            s,
+            reason="not-logged",
+            rule_ref=LineRef(rs.source, first.line),
+            explanation=f"the LOG rule (rule {first.num}: {first.text}) does not match this packet",
+        )
+    return replace(
+        s,
+        reason="not-logged",
+        rule_ref=_ref(rs, res),
+        explanation=f"rule {res.rule.num} of {res.rule.chain} ({res.rule.text}) decides "
+        f"{res.verdict} before the chain's LOG rule is reached",
+    )
 
 
 def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
@@ -195,16 +253,24 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
             snap = f"; {hit.snapshot_ref} in the snapshot" if hit.snapshot_ref else ""
             if policy:
                 what = f"the policy {hit.verdict.upper()} of {hit.table} {hit.chain}"
-                code, evidence = VerdictCode.DROPPED_BY_POLICY, f"policy {hit.verdict.upper()} of {hit.table} " \
-                    f"{hit.chain} ({hit.ref})"
+                code, evidence = (
+                    VerdictCode.DROPPED_BY_POLICY,
+                    f"policy {hit.verdict.upper()} of {hit.table} {hit.chain} ({hit.ref})",
+                )
             else:
                 num = f" {hit.handle}" if hit.handle else ""
                 what = f"rule{num} in {hit.table} {hit.chain}: {hit.text}"
                 code = VerdictCode.REJECTED if hit.rejects else VerdictCode.DROPPED_BY_RULE
                 evidence = f"rule '{hit.text}' in {hit.table} {hit.chain} ({hit.ref}{snap})"
             verb = "Rejected" if code is VerdictCode.REJECTED else "Dropped"
-            return Verdict(code, f"{ev.hook.label}", f"{verb} by {what} (the trace reports this verdict).",
-                           evidence, hit.text or f"policy {hit.verdict}", hit.ref)
+            return Verdict(
+                code,
+                f"{ev.hook.label}",
+                f"{verb} by {what} (the trace reports this verdict).",
+                evidence,
+                hit.text or f"policy {hit.verdict}",
+                hit.ref,
+            )
     return None
 
 

@@ -24,8 +24,7 @@ from reportgen.netfilter import EDGES, ORDERED_AS, REACHABLE, STAGES, stages_for
 from reportgen.parsers.prefix import HOW_TRACE
 
 # Stages where the MAC header is still the one the frame arrived with.
-_INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd",
-                         "ip-pre-up"})
+_INGRESS_L2 = frozenset({"br-pre", "ip-pre", "br-in", "br-fwd", "ip-fwd-br", "br-post", "ip-in", "ip-fwd", "ip-pre-up"})
 _EGRESS_L2 = frozenset({"br-out", "br-post-out"})
 _MONITORS = ("xtmon", "nfttrace")  # rule-tracing sources whose events carry a trace id
 MAX_GAP_SECONDS = 2.0  # events of one packet are microseconds apart; replies are separate packets
@@ -130,9 +129,13 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # walked for one packet in one nf_hook_slow() call (net/netfilter/core.c): there a base chain
     # seen twice means a second packet.
     where = (STAGES[stage].family_kind, STAGES[stage].hook)
-    same_walk = [e for e, st in zip(track.events, track.stages, strict=True)
-                 if e.hook.family == ev.hook.family and _walk(e) == _walk(ev) and (st == stage or (
-                     ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))]
+    same_walk = [
+        e
+        for e, st in zip(track.events, track.stages, strict=True)
+        if e.hook.family == ev.hook.family
+        and _walk(e) == _walk(ev)
+        and (st == stage or (ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))
+    ]
     # A LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), so other LOG rules of the same
     # table may log it again at this hook (ufw's [UFW AUDIT] in ufw-before-logging-output, then
     # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
@@ -148,8 +151,12 @@ def _walk(ev: Event) -> tuple[str | None, str | None]:
 
 def _logs_again(before: Event, ev: Event) -> bool:
     """Whether one packet can be logged by ``before`` and then by ``ev`` at the same hook and table."""
-    return (before.record.fmt == ev.record.fmt == "nflog" and HOW_TRACE not in (before.hook.how, ev.hook.how)
-            and before.hook.action not in _ENDS_TABLE and before.record.prefix != ev.record.prefix)
+    return (
+        before.record.fmt == ev.record.fmt == "nflog"
+        and HOW_TRACE not in (before.hook.how, ev.hook.how)
+        and before.hook.action not in _ENDS_TABLE
+        and before.record.prefix != ev.record.prefix
+    )
 
 
 def flow_ports(ev: Event) -> tuple[int | None, int | None]:
@@ -166,8 +173,14 @@ def _l3_matches(a: Event, b: Event) -> bool:
     # PROTO= for ICMP (the protocol is known only from a matched "-p icmp" rule of that walk).
     if ra.l3 != rb.l3 or (ra.proto is not None and rb.proto is not None and ra.proto != rb.proto):
         return False
-    for x, y in ((ra.ipid, rb.ipid), (ra.length, rb.length), (ra.icmp_type, rb.icmp_type),
-                 (ra.icmp_seq, rb.icmp_seq), (ra.tcp_seq, rb.tcp_seq), (ra.flowlabel, rb.flowlabel)):
+    for x, y in (
+        (ra.ipid, rb.ipid),
+        (ra.length, rb.length),
+        (ra.icmp_type, rb.icmp_type),
+        (ra.icmp_seq, rb.icmp_seq),
+        (ra.tcp_seq, rb.tcp_seq),
+        (ra.flowlabel, rb.flowlabel),
+    ):
         if x is not None and y is not None and x != y:
             return False
     if ra.tcp_flags != rb.tcp_flags and ra.proto == "TCP":
@@ -217,8 +230,11 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
     # A walk shown without its packet line (a cut paste) joins only a walk of the same trace id.
-    if r.fmt in _MONITORS and (r.src is None or prev_l3 is None) and (
-            r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events}):
+    if (
+        r.fmt in _MONITORS
+        and (r.src is None or prev_l3 is None)
+        and (r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events})
+    ):
         return False
     physout = track.physout()
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
@@ -254,8 +270,12 @@ class Correlator:
     ``settle_seconds=None`` and ``settle_events=None`` keep every packet open to the end.
     """
 
-    def __init__(self, bridges: Collection[str] = frozenset(), settle_seconds: float | None = SETTLE_SECONDS,
-                 settle_events: int | None = SETTLE_EVENTS) -> None:
+    def __init__(
+        self,
+        bridges: Collection[str] = frozenset(),
+        settle_seconds: float | None = SETTLE_SECONDS,
+        settle_events: int | None = SETTLE_EVENTS,
+    ) -> None:
         self.bridges = bridges
         self.settle_seconds = settle_seconds
         self.settle_events = settle_events
@@ -330,8 +350,12 @@ class Correlator:
 
     def _settled(self, t: Track) -> bool:
         stamp = t.last.record.stamp
-        if self.settle_seconds is not None and stamp is not None and self.now is not None and \
-                self.now - stamp > self.settle_seconds:
+        if (
+            self.settle_seconds is not None
+            and stamp is not None
+            and self.now is not None
+            and self.now - stamp > self.settle_seconds
+        ):
             return True
         return self.settle_events is not None and self.events - t.last_event > self.settle_events
 
@@ -385,17 +409,23 @@ def _narrow_by_order(track: Track) -> None:
         if ev.hook.placed:
             continue
         lo = max((o for o in orders[:i] if o is not None), default=-1)
-        hi = min((o for o in orders[i + 1:] if o is not None), default=len(STAGE_ORDER))
-        fits = {h: [st for st in stages_for(ev.hook.family, ORDERED_AS.get(h, h)) if lo <= STAGE_ORDER[st] <= hi]
-                for h in ev.hook.candidates}
+        hi = min((o for o in orders[i + 1 :] if o is not None), default=len(STAGE_ORDER))
+        fits = {
+            h: [st for st in stages_for(ev.hook.family, ORDERED_AS.get(h, h)) if lo <= STAGE_ORDER[st] <= hi]
+            for h in ev.hook.candidates
+        }
         keep = tuple(h for h in ev.hook.candidates if fits[h])
         if not keep or keep == ev.hook.candidates:
             continue
         first = next((h for h in keep if h not in ORDERED_AS), None)  # the hook the hop is ordered by
         if first is None:
             continue
-        hook = replace(ev.hook, hook=first, candidates=keep if len(keep) > 1 else (),
-                       chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0])
+        hook = replace(
+            ev.hook,
+            hook=first,
+            candidates=keep if len(keep) > 1 else (),
+            chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0],
+        )
         track.events[i] = replace(ev, hook=hook)
         if track.stages[i] not in fits[first]:
             track.stages[i] = fits[first][0]
@@ -512,9 +542,18 @@ class _Joiner:
         # Only a piece that begins at a bridge stage, or comes in on lo, can continue an earlier packet.
         first = b.stages[0]
         could = first in _REBRIDGED or (first in ("ip-pre", "ip-in") and b.events[0].record.in_dev == "lo")
-        target = next((a for a in reversed(self.window)
-                       if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)), None) \
-            if could else None
+        target = (
+            next(
+                (
+                    a
+                    for a in reversed(self.window)
+                    if _rebridged_after_dnat(a, b) or _flooded_copy(a, b) or _looped_back(a, b)
+                ),
+                None,
+            )
+            if could
+            else None
+        )
         if target is not None:
             target.events += b.events
             target.stages += b.stages
@@ -574,8 +613,9 @@ def _mergeable(a: Track, b: Track) -> bool:
     # The same hook and table seen twice by one kind of source means two packets; a LOG line and a
     # trace visit of the same chain are the same hop seen twice.
     slots_a = {(st, e.hook.family, e.hook.table, e.record.fmt) for e, st in zip(a.events, a.stages, strict=True)}
-    if any((st, e.hook.family, e.hook.table, e.record.fmt) in slots_a
-           for e, st in zip(b.events, b.stages, strict=True)):
+    if any(
+        (st, e.hook.family, e.hook.table, e.record.fmt) in slots_a for e, st in zip(b.events, b.stages, strict=True)
+    ):
         return False
     la, lb = a.l3(), b.l3()
     if la is not None and lb is not None:
@@ -588,8 +628,10 @@ def _mergeable(a: Track, b: Track) -> bool:
     pa, pb = a.physin(), b.physin()
     if pa and pb and pa != pb:
         return False
-    merged = sorted(zip(a.stages + b.stages, range(len(a.stages) + len(b.stages)), strict=True),
-                    key=lambda x: (STAGE_ORDER[x[0]], x[1]))
+    merged = sorted(
+        zip(a.stages + b.stages, range(len(a.stages) + len(b.stages)), strict=True),
+        key=lambda x: (STAGE_ORDER[x[0]], x[1]),
+    )
     stages = [st for st, _ in merged]
     return all(y == x or y in REACHABLE[x] for x, y in zip(stages, stages[1:], strict=False))
 
@@ -858,8 +900,10 @@ class Conversations:
                 del self.by_view[v]
 
 
-def group_conversations(tracks: list[Track], is_reply: Callable[[Track], bool] = is_reply_by_itself,
-                        ) -> tuple[list[Flow], dict[int, Flow]]:
+def group_conversations(
+    tracks: list[Track],
+    is_reply: Callable[[Track], bool] = is_reply_by_itself,
+) -> tuple[list[Flow], dict[int, Flow]]:
     """Group all packets of a case by conntrack tuple (Conversations, never closing one)."""
     convs = Conversations(is_reply)
     flows: list[Flow] = []

@@ -57,6 +57,7 @@ from reportgen.model import (
     Skipped,
     Verdict,
     VerdictCode,
+    id_number,
 )
 from reportgen.netfilter import (
     BRIDGE,
@@ -270,6 +271,7 @@ def _template_slots(template: tuple[str, ...], family: str, facts: CaseFacts) ->
 
 # --- text helpers --------------------------------------------------------------------------------
 
+
 class _Names:
     """The last topology's names by address or MAC: the same few MACs are named on every packet."""
 
@@ -310,14 +312,16 @@ def describe_packet(track: Track) -> str:
         first = r  # an IP header whose source the paste redacted: still a packet, shown as such
     else:
         # The richest record: an nf_log line has ICMP ids and TCP flags; ebtables --log-ip lines do not.
-        first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"),
-                     l3.record)
+        first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"), l3.record)
     src, dst = shown(first, "src"), shown(first, "dst")
     p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
     if p in ("ICMP", "ICMPv6"):
         # xtables-monitor 1.8.9 prints no ICMP type: unknown, never "type None".
-        kind = ("message (type not printed)" if first.icmp_type is None
-                else ICMP_TYPE_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}"))
+        kind = (
+            "message (type not printed)"
+            if first.icmp_type is None
+            else ICMP_TYPE_NAMES.get((p, first.icmp_type), f"type {first.icmp_type}")
+        )
         ids = f" (id {first.icmp_id} seq {first.icmp_seq})" if first.icmp_id is not None else ""
         about = ""
         if first.embedded and first.embedded[0]:
@@ -331,54 +335,86 @@ def describe_packet(track: Track) -> str:
     return f"{p} {src} → {dst}"
 
 
-def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topology, forward: bool,
-              prev_hop: tuple[Event, str] | None) -> list[str]:
+def _hop_text(
+    ev: Event,
+    stage: str,
+    prev: Event | None,
+    cls: str,
+    topo: Topology,
+    forward: bool,
+    prev_hop: tuple[Event, str] | None,
+) -> list[str]:
     r = ev.record
     out: list[str] = []
     if not ev.hook.placed:
         out.append(f"Logged {placement(ev)}.")
-    elif (prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family
-          and prev_hop[0].hook.table == ev.hook.table):
-        out.append("Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
-                   "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again.")
+    elif (
+        prev_hop is not None
+        and prev_hop[1] == stage
+        and prev_hop[0].hook.family == ev.hook.family
+        and prev_hop[0].hook.table == ev.hook.table
+    ):
+        out.append(
+            "Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
+            "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again."
+        )
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
         if p_ev.hook.table == ev.hook.table:
             # nft: several base chains of one table at one hook, run in priority order by one
             # nf_hook_slow() call (net/netfilter/core.c)
-            out.append(f"Same hook, next base chain of {ev.hook.table}: {ev.hook.chain} runs after "
-                       f"{p_ev.hook.chain} (base chains at one hook run in priority order).")
+            out.append(
+                f"Same hook, next base chain of {ev.hook.table}: {ev.hook.chain} runs after "
+                f"{p_ev.hook.chain} (base chains at one hook run in priority order)."
+            )
         else:
-            out.append(f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
-                       "(tables at one hook run in priority order).")
+            out.append(
+                f"Same hook, next table: {ev.hook.table or '?'} runs after {p_ev.hook.table or '?'} "
+                "(tables at one hook run in priority order)."
+            )
     elif stage == "br-pre":
         if ev.hook.table == "broute":
-            out.append(f"The frame arrives on bridge port {_port(topo, r.in_dev)}, {_named(topo, r.mac_src)} → "
-                       f"{_named(topo, r.mac_dst)}; the broute table decides first whether it is bridged or "
-                       "handed to routing (ebtables(8) BROUTING).")
+            out.append(
+                f"The frame arrives on bridge port {_port(topo, r.in_dev)}, {_named(topo, r.mac_src)} → "
+                f"{_named(topo, r.mac_dst)}; the broute table decides first whether it is bridged or "
+                "handed to routing (ebtables(8) BROUTING)."
+            )
         else:
-            out.append(f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
-                       f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}.")
+            out.append(
+                f"Bridge PREROUTING: frame in on port {_port(topo, r.in_dev)}, "
+                f"{_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}."
+            )
     elif stage == "ip-pre" and r.physin:
         key = brnf_key(ev.hook.family)
         val = topo.brnf(ev.hook.family)
         seen = f" (net.bridge.{key} = {val} in {topo.sources.get('sysctl', 'the sysctl snapshot')})" if val else ""
-        out.append(f"{key}{seen} hands the bridged frame to the IP hooks: IN is the bridge "
-                   f"{r.in_dev}, PHYSIN the port {r.physin}. Routing has not happened yet, so OUT is empty.")
+        out.append(
+            f"{key}{seen} hands the bridged frame to the IP hooks: IN is the bridge "
+            f"{r.in_dev}, PHYSIN the port {r.physin}. Routing has not happened yet, so OUT is empty."
+        )
     elif stage in ("ip-pre", "ip-pre-up"):
         out.append(f"Received on {r.in_dev}; routing has not happened yet, so OUT is empty.")
     elif stage == "br-in":
         owner = topo.mac_owner(r.mac_dst or "")
         why = f"is {owner}'s own MAC" if owner else "is the bridge's own address"
-        out.append(f"The destination MAC {r.mac_dst} {why}, so the bridge passes the frame up to the host "
-                   "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it.")
+        out.append(
+            f"The destination MAC {r.mac_dst} {why}, so the bridge passes the frame up to the host "
+            "(br_handle_frame_finish: local destination → br_pass_frame_up) instead of forwarding it."
+        )
     elif stage == "br-fwd":
-        if (prev_hop is not None and prev_hop[1] == "ip-pre" and r.mac_dst and prev_hop[0].record.mac_dst
-                and r.mac_dst != prev_hop[0].record.mac_dst):
-            out.append(f"Bridged again after the destination rewrite at IP PREROUTING: the new destination is "
-                       f"reached through the same bridge, so br_netfilter does not route the frame but writes the "
-                       f"new destination MAC ({prev_hop[0].record.mac_dst} → {r.mac_dst}) and bridges it "
-                       "(br_nf_pre_routing_finish → bridged_dnat, net/bridge/br_netfilter_hooks.c).")
+        if (
+            prev_hop is not None
+            and prev_hop[1] == "ip-pre"
+            and r.mac_dst
+            and prev_hop[0].record.mac_dst
+            and r.mac_dst != prev_hop[0].record.mac_dst
+        ):
+            out.append(
+                f"Bridged again after the destination rewrite at IP PREROUTING: the new destination is "
+                f"reached through the same bridge, so br_netfilter does not route the frame but writes the "
+                f"new destination MAC ({prev_hop[0].record.mac_dst} → {r.mac_dst}) and bridges it "
+                "(br_nf_pre_routing_finish → bridged_dnat, net/bridge/br_netfilter_hooks.c)."
+            )
         where = topo.fdb.get(r.mac_dst or "")
         group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
         if where:
@@ -386,49 +422,66 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
         elif group:
             fact = f"{r.mac_dst} is a group address, so the bridge floods it to every port (br_flood)"
         elif topo.fdb:
-            fact = (f"{shown(r, 'mac_dst')} is not in the FDB snapshot, so the bridge floods the frame to all ports "
-                    "(br_handle_frame_finish: unknown unicast → br_flood)")
+            fact = (
+                f"{shown(r, 'mac_dst')} is not in the FDB snapshot, so the bridge floods the frame to all ports "
+                "(br_handle_frame_finish: unknown unicast → br_flood)"
+            )
         else:
             fact = f"{shown(r, 'mac_dst')} is not the bridge's own MAC"
-        out.append(f"Bridged: {fact}, so the bridge forwards the frame from {r.in_dev} to {r.out_dev}; "
-                   "no routing, no TTL change.")
+        out.append(
+            f"Bridged: {fact}, so the bridge forwards the frame from {r.in_dev} to {r.out_dev}; "
+            "no routing, no TTL change."
+        )
     elif stage == "ip-fwd-br":
-        out.append(f"The IP FORWARD hooks for a bridged frame: IN and OUT are both the bridge {r.in_dev}; "
-                   f"PHYSIN {r.physin} and PHYSOUT {r.physout} are the ports.")
+        out.append(
+            f"The IP FORWARD hooks for a bridged frame: IN and OUT are both the bridge {r.in_dev}; "
+            f"PHYSIN {r.physin} and PHYSOUT {r.physout} are the ports."
+        )
     elif stage == "ip-fwd":
         route = topo.route_for(r.dst or "")
         via = ""
         if route:
-            via = (f" via gateway {route.gateway}" if route.gateway else " (directly connected)")
+            via = f" via gateway {route.gateway}" if route.gateway else " (directly connected)"
             via = f" by route {route.dst}{via} on {route.dev}"
         out.append(f"Routed: the routing decision sends it from {r.in_dev} to {r.out_dev}{via}.")
     elif stage in ("ip-post", "ip-post-br"):
         if stage == "ip-post-br":
-            out.append(f"Bridge POSTROUTING calls the IP POSTROUTING hooks; OUT is the bridge {r.out_dev}, "
-                       f"PHYSOUT the port {r.physout}. IN is empty at POSTROUTING.")
+            out.append(
+                f"Bridge POSTROUTING calls the IP POSTROUTING hooks; OUT is the bridge {r.out_dev}, "
+                f"PHYSOUT the port {r.physout}. IN is empty at POSTROUTING."
+            )
         else:
-            out.append(f"Leaving through {r.out_dev}; the kernel passes no input device at POSTROUTING, "
-                       "so IN is empty.")
+            out.append(
+                f"Leaving through {r.out_dev}; the kernel passes no input device at POSTROUTING, so IN is empty."
+            )
     elif stage == "ip-out":
         route = topo.route_for(r.dst or "")
         via = f" (route {route.dst} on {route.dev})" if route else ""
         out.append(f"Generated by the host itself: no IN and no MAC yet; the route lookup chose OUT={r.out_dev}{via}.")
-    elif stage in ("ip-pre", "ip-in") and r.in_dev == "lo" and prev_hop is not None \
-            and prev_hop[0].record.out_dev == "lo":
-        out.append("Looped back: loopback_xmit() hands the packet it sent on lo to the stack again "
-                   "(__netif_rx, drivers/net/loopback.c), so it comes in with IN=lo.")
+    elif (
+        stage in ("ip-pre", "ip-in")
+        and r.in_dev == "lo"
+        and prev_hop is not None
+        and prev_hop[0].record.out_dev == "lo"
+    ):
+        out.append(
+            "Looped back: loopback_xmit() hands the packet it sent on lo to the stack again "
+            "(__netif_rx, drivers/net/loopback.c), so it comes in with IN=lo."
+        )
     elif stage == "ip-in":
         dst = f"{r.dst} is" if r.dst else "the destination (not readable in the line) is"
-        out.append(f"Delivered up the host's stack: {dst} a local address, so the IP layer does not "
-                   "forward it.")
+        out.append(f"Delivered up the host's stack: {dst} a local address, so the IP layer does not forward it.")
     elif stage == "br-out":
         who = "The routed packet leaves" if cls == "routed" else "The host sends"
-        out.append(f"{who} through the bridge: bridge OUTPUT sees the frame the host built "
-                   f"({_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}) leaving by port "
-                   f"{_port(topo, r.out_dev)}.")
+        out.append(
+            f"{who} through the bridge: bridge OUTPUT sees the frame the host built "
+            f"({_named(topo, r.mac_src)} → {_named(topo, r.mac_dst)}) leaving by port "
+            f"{_port(topo, r.out_dev)}."
+        )
     elif stage in ("br-post", "br-post-out"):
-        out.append(f"Bridge POSTROUTING: the frame leaves by port {_port(topo, r.out_dev)}; the bridge "
-                   "clears IN at this hook.")
+        out.append(
+            f"Bridge POSTROUTING: the frame leaves by port {_port(topo, r.out_dev)}; the bridge clears IN at this hook."
+        )
     if stage in ("ip-fwd", "ip-fwd-br") and ev.hook.how.startswith(HOW_IN_OUT):
         out[:0] = [x for x in (forward_only_reason(r),) if x]  # why FORWARD and not POSTROUTING
     if prev is not None and prev.record.src and r.src:
@@ -438,15 +491,21 @@ def _hop_text(ev: Event, stage: str, prev: Event | None, cls: str, topo: Topolog
             out.append(f"Source changed {p.src} → {r.src} since the previous hop: {what}.")
         # Both sides must be known: a redacted or unprinted field is unknown, not changed.
         if p.dst is not None and r.dst is not None and p.dst != r.dst and forward:
-            out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: "
-                       "destination NAT, before the routing decision.")
+            out.append(
+                f"Destination changed {p.dst} → {r.dst} since the previous hop: "
+                "destination NAT, before the routing decision."
+            )
         elif p.dst is not None and r.dst is not None and p.dst != r.dst:
-            out.append(f"Destination changed {p.dst} → {r.dst} since the previous hop: conntrack reversed "
-                       "the request's source NAT, before the routing decision, so the route to the "
-                       "original sender is used.")
+            out.append(
+                f"Destination changed {p.dst} → {r.dst} since the previous hop: conntrack reversed "
+                "the request's source NAT, before the routing decision, so the route to the "
+                "original sender is used."
+            )
         if p.ttl is not None and r.ttl is not None and r.ttl == p.ttl - 1:
-            out.append(f"TTL {p.ttl} → {r.ttl}: the packet was routed (ip_forward() decrements the TTL, "
-                       "net/ipv4/ip_forward.c).")
+            out.append(
+                f"TTL {p.ttl} → {r.ttl}: the packet was routed (ip_forward() decrements the TTL, "
+                "net/ipv4/ip_forward.c)."
+            )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
     if r.truncated:
@@ -478,6 +537,7 @@ _ACTION_SAYS = {
 
 # --- NAT ------------------------------------------------------------------------------------------
 
+
 def _nat_type(after: Endpoint, out_dev: str, topo: Topology) -> tuple[str, str]:
     how = topo.addr_on(after.addr, out_dev) if out_dev else None
     if how:
@@ -485,8 +545,9 @@ def _nat_type(after: Endpoint, out_dev: str, topo: Topology) -> tuple[str, str]:
     return "SNAT", "no snapshot ties the new address to the outgoing interface, so SNAT or MASQUERADE"
 
 
-def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: Topology,
-                 first: bool = True) -> list[Nat]:
+def _direct_nats(
+    track: Track, forward: bool, flow_type: dict[str, str], topo: Topology, first: bool = True
+) -> list[Nat]:
     out: list[Nat] = []
     by = "rule" if forward and first else "conntrack"
     prev: Event | None = None
@@ -501,24 +562,51 @@ def _direct_nats(track: Track, forward: bool, flow_type: dict[str, str], topo: T
             if differs(pd, rd):
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
-                    out.append(Nat("DNAT", "original", f"{fam} nat {hook}", "destination", pd, rd,
-                                   f"the destination differs between {prev.hook.label} and {ev.hook.label}"
-                                   + ("" if first else "; conntrack applies the mapping the first packet got"),
-                                   by))
+                    out.append(
+                        Nat(
+                            "DNAT",
+                            "original",
+                            f"{fam} nat {hook}",
+                            "destination",
+                            pd,
+                            rd,
+                            f"the destination differs between {prev.hook.label} and {ev.hook.label}"
+                            + ("" if first else "; conntrack applies the mapping the first packet got"),
+                            by,
+                        )
+                    )
                 else:
-                    out.append(Nat(flow_type.get("source", "SNAT"), "reply", f"{fam} nat {hook}", "destination",
-                                   pd, rd, "conntrack reverses the original direction's source NAT on the reply, "
-                                   "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
-                                   "conntrack"))
+                    out.append(
+                        Nat(
+                            flow_type.get("source", "SNAT"),
+                            "reply",
+                            f"{fam} nat {hook}",
+                            "destination",
+                            pd,
+                            rd,
+                            "conntrack reverses the original direction's source NAT on the reply, "
+                            "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
+                            "conntrack",
+                        )
+                    )
             if differs(ps, rs):
                 hook = "INPUT" if st == "ip-in" else "POSTROUTING"
                 if forward:
                     typ, why = _nat_type(rs, r.out_dev, topo)
                     out.append(Nat(typ, "original", f"{fam} nat {hook}", "source", ps, rs, why, by))
                 else:
-                    out.append(Nat("DNAT", "reply", f"{fam} nat {hook}", "source", ps, rs,
-                                   "conntrack reverses the original direction's destination NAT on the reply",
-                                   "conntrack"))
+                    out.append(
+                        Nat(
+                            "DNAT",
+                            "reply",
+                            f"{fam} nat {hook}",
+                            "source",
+                            ps,
+                            rs,
+                            "conntrack reverses the original direction's destination NAT on the reply",
+                            "conntrack",
+                        )
+                    )
         prev = ev
     return out
 
@@ -548,11 +636,31 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
         shown_ep = (lambda e: e.addr) if proto.startswith("ICMP") else str
         if differs(r_dst, last[1]) and r_dst.addr and last[1].addr:
             typ, why = _nat_type(r_dst, track.ip_out(), topo)
-            out.append(Nat(typ, "original", f"{fam} nat POSTROUTING", "source", last[1], r_dst,
-                           f"its reply came back to {shown_ep(r_dst)}; {why}", by))
+            out.append(
+                Nat(
+                    typ,
+                    "original",
+                    f"{fam} nat POSTROUTING",
+                    "source",
+                    last[1],
+                    r_dst,
+                    f"its reply came back to {shown_ep(r_dst)}; {why}",
+                    by,
+                )
+            )
         if differs(r_src, last[2]) and r_src.addr and last[2].addr:
-            out.append(Nat("DNAT", "original", f"{fam} nat PREROUTING", "destination", last[2], r_src,
-                           f"its reply came back from {shown_ep(r_src)}", by))
+            out.append(
+                Nat(
+                    "DNAT",
+                    "original",
+                    f"{fam} nat PREROUTING",
+                    "destination",
+                    last[2],
+                    r_src,
+                    f"its reply came back from {shown_ep(r_src)}",
+                    by,
+                )
+            )
         break
     return out
 
@@ -576,69 +684,117 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
     fam = _family(track)
     out: list[Nat] = []
     if differs(last_src, o_dst) and not any(n.field == "source" for n in seen):
-        out.append(Nat(flow_types.get("destination", "DNAT"), "reply", f"{fam} nat POSTROUTING", "source",
-                       last_src, o_dst, f"the client sent its request to {o_dst}, so conntrack rewrites the "
-                       "reply's source back to it after the last logged hook", "conntrack"))
+        out.append(
+            Nat(
+                flow_types.get("destination", "DNAT"),
+                "reply",
+                f"{fam} nat POSTROUTING",
+                "source",
+                last_src,
+                o_dst,
+                f"the client sent its request to {o_dst}, so conntrack rewrites the "
+                "reply's source back to it after the last logged hook",
+                "conntrack",
+            )
+        )
     if differs(last_dst, o_src) and not any(n.field == "destination" for n in seen):
-        out.append(Nat(flow_types.get("source", "SNAT"), "reply", f"{fam} nat PREROUTING", "destination",
-                       last_dst, o_src, f"the request came from {o_src}, so conntrack rewrites the reply's "
-                       "destination back to it", "conntrack"))
+        out.append(
+            Nat(
+                flow_types.get("source", "SNAT"),
+                "reply",
+                f"{fam} nat PREROUTING",
+                "destination",
+                last_dst,
+                o_src,
+                f"the request came from {o_src}, so conntrack rewrites the reply's destination back to it",
+                "conntrack",
+            )
+        )
     return out
 
 
 # --- skipped hooks and verdict --------------------------------------------------------------------
 
 
-
-def _skip_reason(slot: Slot, track: Track, first_in_flow: bool, facts: CaseFacts, topo: Topology,
-                 via_bridge: bool, related: bool = False) -> tuple[str, str]:
+def _skip_reason(
+    slot: Slot,
+    track: Track,
+    first_in_flow: bool,
+    facts: CaseFacts,
+    topo: Topology,
+    via_bridge: bool,
+    related: bool = False,
+) -> tuple[str, str]:
     brnf = topo.brnf(slot.family)
     if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in BRNF_STAGES:
-        return "bridge-nf-off", (f"net.bridge.{brnf_key(slot.family)} = 0: the bridge does not call the IP "
-                                 "hooks for bridged frames (br_nf_pre_routing returns early, "
-                                 "net/bridge/br_netfilter_hooks.c)")
+        return "bridge-nf-off", (
+            f"net.bridge.{brnf_key(slot.family)} = 0: the bridge does not call the IP "
+            "hooks for bridged frames (br_nf_pre_routing returns early, "
+            "net/bridge/br_netfilter_hooks.c)"
+        )
     if slot.table == "nat" and slot.family != BRIDGE and related:
-        return "conntrack", ("an ICMP error is RELATED to an existing connection: nf_nat_inet_fn translates it "
-                             "with nf_nat_icmp_reply_translation and does not consult the nat table "
-                             "(net/netfilter/nf_nat_core.c)")
+        return "conntrack", (
+            "an ICMP error is RELATED to an existing connection: nf_nat_inet_fn translates it "
+            "with nf_nat_icmp_reply_translation and does not consult the nat table "
+            "(net/netfilter/nf_nat_core.c)"
+        )
     if slot.table == "nat" and slot.family != BRIDGE and not first_in_flow:
-        return "conntrack", ("only the first packet of a connection traverses the nat table; conntrack "
-                             "applies the stored mapping to every later packet and to replies "
-                             "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)")
+        return "conntrack", (
+            "only the first packet of a connection traverses the nat table; conntrack "
+            "applies the stored mapping to every later packet and to replies "
+            "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"
+        )
     traced = any(e.hook.how in TRACED for e in track.events)
     if not facts.any_seen(slot) and traced:
-        return "no-rule", ("no trace line from this hook anywhere in the trace: the table has no chain at "
-                           "this hook, so rule tracing has nothing to report there")
+        return "no-rule", (
+            "no trace line from this hook anywhere in the trace: the table has no chain at "
+            "this hook, so rule tracing has nothing to report there"
+        )
     if not facts.any_seen(slot):
-        return "no-rule", ("no line from this hook anywhere in the trace: there is no LOG rule there, or an "
-                           "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first")
-    return "not-logged", ("other packets were logged here but not this one: an earlier rule in the chain "
-                          "ended its traversal before the LOG rule, or the LOG rule's match excluded it")
+        return "no-rule", (
+            "no line from this hook anywhere in the trace: there is no LOG rule there, or an "
+            "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first"
+        )
+    return "not-logged", (
+        "other packets were logged here but not this one: an earlier rule in the chain "
+        "ended its traversal before the LOG rule, or the LOG rule's match excluded it"
+    )
 
 
 def _next_hooks(slots: list[Slot]) -> str:
-    return ", ".join(f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}"
-                     for s in slots[:3])
+    return ", ".join(
+        f"{'ebtables' if s.family == BRIDGE else 'iptables'} {s.table} {STAGES[s.stage].hook}" for s in slots[:3]
+    )
 
 
-def _verdict(track: Track, topo: Topology, missing: list[Slot], final: bool = True,
-             rest: list[Slot] | None = None) -> Verdict:
+def _verdict(
+    track: Track, topo: Topology, missing: list[Slot], final: bool = True, rest: list[Slot] | None = None
+) -> Verdict:
     """The structural verdict: the exit or delivery the trace shows, else where it was last seen."""
     last = track.last
     hops = list(zip(track.events, track.stages, strict=True))
     where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})" if last.hook.placed else last.hook.label
     if not missing and not final and rest:
-        return last_seen(where, last, f"Last seen at {where}. No packet in this trace was logged after that point "
-                         f"on its path ({_next_hooks(rest)}), so the lines cannot tell whether it went on or was "
-                         "dropped there.")
+        return last_seen(
+            where,
+            last,
+            f"Last seen at {where}. No packet in this trace was logged after that point "
+            f"on its path ({_next_hooks(rest)}), so the lines cannot tell whether it went on or was "
+            "dropped there.",
+        )
     if missing:
-        return last_seen(where, last, f"Last seen at {where}. The next hooks with LOG rules on its path "
-                         f"({_next_hooks(missing)}) never logged it: it was probably dropped at {last.hook.label} "
-                         "or just after.")
+        return last_seen(
+            where,
+            last,
+            f"Last seen at {where}. The next hooks with LOG rules on its path "
+            f"({_next_hooks(missing)}) never logged it: it was probably dropped at {last.hook.label} "
+            "or just after.",
+        )
     return exit_verdict(hops, topo, where)
 
 
 # --- the whole case -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Place:
@@ -656,8 +812,7 @@ class _Place:
 
 def _ended(t: Track) -> bool:
     """Whether a packet's own lines say it was dropped: a drop prefix or a decisive traced rule."""
-    return any(ev.hook.action in (Action.DROP, Action.REJECT) or any(h.decisive for h in ev.rules)
-               for ev in t.events)
+    return any(ev.hook.action in (Action.DROP, Action.REJECT) or any(h.decisive for h in ev.rules) for ev in t.events)
 
 
 def _confirmed_before(t: Track, flow: Flow, topo: Topology) -> bool:
@@ -710,8 +865,9 @@ def _place(t: Track, of_track: dict[int, Flow], topo: Topology) -> _Place:
     return _Place(flow, forward, first, False)
 
 
-def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
-                       facts: CaseFacts) -> tuple[list[Skipped], Verdict]:
+def _skips_and_verdict(
+    t: Track, place: _Place, cls: str, topo: Topology, facts: CaseFacts
+) -> tuple[list[Skipped], Verdict]:
     """Compare the observed hooks with the path's template: what was skipped, and what became of it."""
     hops = list(zip(t.events, t.stages, strict=True))
     placed = all(ev.hook.placed for ev in t.events)
@@ -732,26 +888,43 @@ def _skips_and_verdict(t: Track, place: _Place, cls: str, topo: Topology,
         if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
             missing.append(s)
         skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
-    final = not slots or t.stages[-1] == slots[-1].stage or all(
-        k.reason in ("conntrack", "bridge-nf-off") for k in skipped
-        if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1:]))
+    final = (
+        not slots
+        or t.stages[-1] == slots[-1].stage
+        or all(
+            k.reason in ("conntrack", "bridge-nf-off")
+            for k in skipped
+            if any(k.stage == s.stage and k.table == s.table for s in slots[last_idx + 1 :])
+        )
+    )
     new = place.first and place.forward
     by_prefix, note = prefix_verdict(hops)
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
-        verdict = _verdict(t, topo, missing, final, slots[last_idx + 1:] if last_idx >= 0 else [])
+        verdict = _verdict(t, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
         at_input = verdict.code is VerdictCode.DELIVERED_LOCAL and t.stages[-1] == "ip-in"
         if (verdict.code is VerdictCode.LAST_SEEN or at_input) and t.last.hook.family != BRIDGE and placed:
-            later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1:]]
+            later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1 :]]
             dropped, why = drop_rule(t.last, later, new, topo)
             verdict = dropped or verdict
             note = " ".join(x for x in (note, why) if x) or None
-            if at_input and dropped is None and topo.rulesets.get(t.last.hook.family) is None and \
-                    not any(e.hook.how in TRACED for e in t.events):
+            if (
+                at_input
+                and dropped is None
+                and topo.rulesets.get(t.last.hook.family) is None
+                and not any(e.hook.how in TRACED for e in t.events)
+            ):
                 # A LOG line at INPUT shows the packet reached the chain, not what its later rules did.
-                note = " ".join(x for x in (note, "No ruleset snapshot shows the rules after the logging rule "
-                                            f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
-                                            "whether a later rule dropped it.") if x)
+                note = " ".join(
+                    x
+                    for x in (
+                        note,
+                        "No ruleset snapshot shows the rules after the logging rule "
+                        f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
+                        "whether a later rule dropped it.",
+                    )
+                    if x
+                )
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
@@ -891,15 +1064,19 @@ class _SeenAfter:
 def _contradicted(verdict: Verdict, t: Track, later: Track) -> Verdict:
     last_stage = STAGE_ORDER[t.stages[-1]]
     ev = next(e for e, st in zip(later.events, later.stages, strict=True) if STAGE_ORDER[st] > last_stage)
-    return Verdict(VerdictCode.LAST_SEEN, verdict.where,
-                   f"The lines grouped as this packet end at {t.last.hook.label}, but the same datagram (same IP ID, "
-                   f"source, protocol and length) is logged later at {ev.hook.label} ({ev.record.ref}, packet "
-                   f"p{later.index + 1}), so it was not dropped there; how the two pieces connect is not shown.",
-                   f"seen after: {ev.record.ref}")
+    return Verdict(
+        VerdictCode.LAST_SEEN,
+        verdict.where,
+        f"The lines grouped as this packet end at {t.last.hook.label}, but the same datagram (same IP ID, "
+        f"source, protocol and length) is logged later at {ev.hook.label} ({ev.record.ref}, packet "
+        f"p{later.index + 1}), so it was not dropped there; how the two pieces connect is not shown.",
+        f"seen after: {ev.record.ref}",
+    )
 
 
-def explain_conversation(flow: Flow | None, tracks: list[Track], topo: Topology, facts: CaseFacts,
-                         memo: FlowNat | None = None) -> list[Packet]:
+def explain_conversation(
+    flow: Flow | None, tracks: list[Track], topo: Topology, facts: CaseFacts, memo: FlowNat | None = None
+) -> list[Packet]:
     """Explain one conversation's packets (its members and related errors, in packet order), or, with
     ``flow`` None, packets that belong to no conversation. A verdict that ends a packet is checked
     against later lines of the same datagram among these packets (_SeenAfter)."""
@@ -917,14 +1094,23 @@ def explain_conversation(flow: Flow | None, tracks: list[Track], topo: Topology,
         later = seen_after.find(t) if not verdict.code.passed else None
         if later is not None:
             verdict = _contradicted(verdict, t, later)
-        packets.append(Packet(
-            id=f"p{t.index + 1}", conversation=conv,
-            role=place.role if t.l3() is not None or ct_direction(t)
-            else "request" if opens_by_itself(t) else "unknown",
-            path=cls, summary=describe_packet(t),
-            hops=tuple(_hops(t, cls, place.forward, topo)), nat=tuple(_packet_nats(t, place, topo, memo)),
-            skipped=tuple(skipped), verdict=verdict,
-        ))
+        packets.append(
+            Packet(
+                id=f"p{t.index + 1}",
+                conversation=conv,
+                role=place.role
+                if t.l3() is not None or ct_direction(t)
+                else "request"
+                if opens_by_itself(t)
+                else "unknown",
+                path=cls,
+                summary=describe_packet(t),
+                hops=tuple(_hops(t, cls, place.forward, topo)),
+                nat=tuple(_packet_nats(t, place, topo, memo)),
+                skipped=tuple(skipped),
+                verdict=verdict,
+            )
+        )
     if flow is not None:
         memo.forget(flow)
     return packets
@@ -934,10 +1120,18 @@ def conversation_of(flow: Flow) -> Conversation:
     """The conversation a flow is: its conntrack original tuple and its packets."""
     proto, a, b = flow.original
     # An ICMP echo's id keys the flow like a port (nf_conntrack_proto_icmp.c) but is not one.
-    summary = f"{proto} {a.addr} ↔ {b.addr} id {a.port}" if proto.startswith("ICMP") and a.port is not None \
+    summary = (
+        f"{proto} {a.addr} ↔ {b.addr} id {a.port}"
+        if proto.startswith("ICMP") and a.port is not None
         else f"{proto} {a} ↔ {b}"
-    return Conversation(id=f"c{flow.index + 1}", proto=proto, summary=summary, original=(a, b),
-                        packets=tuple(f"p{i + 1}" for i in sorted(flow.role)))
+    )
+    return Conversation(
+        id=f"c{flow.index + 1}",
+        proto=proto,
+        summary=summary,
+        original=(a, b),
+        packets=tuple(f"p{i + 1}" for i in sorted(flow.role)),
+    )
 
 
 def is_reply_for(topo: Topology) -> Callable[[Track], bool]:
@@ -952,5 +1146,5 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     memo = FlowNat()
     packets = [p for f in flows for p in explain_conversation(f, f.tracks(), topo, facts, memo)]
     packets += explain_conversation(None, [t for t in tracks if t.index not in of_track], topo, facts, memo)
-    packets.sort(key=lambda p: int(p.id[1:]))
+    packets.sort(key=lambda p: id_number(p.id) or 0)
     return [conversation_of(f) for f in flows], packets

@@ -14,24 +14,84 @@ from dataclasses import dataclass, field, replace
 
 from reportgen.parsers.ruleset import Match, Rule, Ruleset
 
-TERMINAL = frozenset({"ACCEPT", "DROP", "REJECT", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "RETURN", "QUEUE",
-                      "NFQUEUE", "CONTINUE"})
-NON_TERMINAL = frozenset({"LOG", "NFLOG", "TRACE", "MARK", "CONNMARK", "CT", "TOS", "DSCP", "TTL", "CLASSIFY",
-                          "ULOG", "AUDIT", "TCPMSS", "CHECKSUM", "NOTRACK", None})
+TERMINAL = frozenset(
+    {"ACCEPT", "DROP", "REJECT", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "RETURN", "QUEUE", "NFQUEUE", "CONTINUE"}
+)
+NON_TERMINAL = frozenset(
+    {
+        "LOG",
+        "NFLOG",
+        "TRACE",
+        "MARK",
+        "CONNMARK",
+        "CT",
+        "TOS",
+        "DSCP",
+        "TTL",
+        "CLASSIFY",
+        "ULOG",
+        "AUDIT",
+        "TCPMSS",
+        "CHECKSUM",
+        "NOTRACK",
+        None,
+    }
+)
 _PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmpv6": 58, "udplite": 136, "sctp": 132}
 # Service names a ruleset may hold instead of numbers (``--dport ssh``, ``tcp dport ssh``): iptables
 # resolves them with getservbyname() (libxtables xtables_parse_port), nft with getservbyname() too
 # (nftables src/datatype.c inet_service_type_parse), both reading /etc/services. These are the IANA
 # well-known ports as Debian's netbase /etc/services lists them; a name not here is "not evaluated",
 # never guessed.
-SERVICES = {"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "bootps": 67,
-            "bootpc": 68, "tftp": 69, "http": 80, "www": 80, "kerberos": 88, "pop3": 110, "sunrpc": 111,
-            "auth": 113, "ntp": 123, "epmap": 135, "netbios-ns": 137, "netbios-dgm": 138, "netbios-ssn": 139,
-            "imap2": 143, "imap": 143, "snmp": 161, "snmp-trap": 162, "bgp": 179, "ldap": 389, "https": 443,
-            "microsoft-ds": 445, "isakmp": 500, "syslog": 514, "submission": 587, "ldaps": 636, "rsync": 873,
-            "imaps": 993, "pop3s": 995, "openvpn": 1194, "ms-sql-s": 1433, "l2tp": 1701, "pptp": 1723,
-            "radius": 1812, "nfs": 2049, "mysql": 3306, "ms-wbt-server": 3389, "ipsec-nat-t": 4500,
-            "postgresql": 5432, "http-alt": 8080, "webcache": 8080}
+SERVICES = {
+    "ftp-data": 20,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "smtp": 25,
+    "domain": 53,
+    "bootps": 67,
+    "bootpc": 68,
+    "tftp": 69,
+    "http": 80,
+    "www": 80,
+    "kerberos": 88,
+    "pop3": 110,
+    "sunrpc": 111,
+    "auth": 113,
+    "ntp": 123,
+    "epmap": 135,
+    "netbios-ns": 137,
+    "netbios-dgm": 138,
+    "netbios-ssn": 139,
+    "imap2": 143,
+    "imap": 143,
+    "snmp": 161,
+    "snmp-trap": 162,
+    "bgp": 179,
+    "ldap": 389,
+    "https": 443,
+    "microsoft-ds": 445,
+    "isakmp": 500,
+    "syslog": 514,
+    "submission": 587,
+    "ldaps": 636,
+    "rsync": 873,
+    "imaps": 993,
+    "pop3s": 995,
+    "openvpn": 1194,
+    "ms-sql-s": 1433,
+    "l2tp": 1701,
+    "pptp": 1723,
+    "radius": 1812,
+    "nfs": 2049,
+    "mysql": 3306,
+    "ms-wbt-server": 3389,
+    "ipsec-nat-t": 4500,
+    "postgresql": 5432,
+    "http-alt": 8080,
+    "webcache": 8080,
+}
 
 
 @dataclass(frozen=True)
@@ -175,8 +235,7 @@ def _rule_matches(rule: Rule, p: PacketView) -> tuple[bool | None, str]:
     return True, ""
 
 
-def evaluate(rs: Ruleset, table: str, chain: str, p: PacketView, start_after: int = 0,
-             _depth: int = 0) -> Evaluation:
+def evaluate(rs: Ruleset, table: str, chain: str, p: PacketView, start_after: int = 0, _depth: int = 0) -> Evaluation:
     """Walk a chain for a packet; start_after skips rules 1..N (those already passed)."""
     ev = Evaluation(None, None)
     c = rs.chain(table, chain)

@@ -81,7 +81,6 @@ class Topology:
         """Longest-prefix match, then lowest metric (fib lookup order, net/ipv4/fib_trie.c)."""
         return _route_for(self.routes, addr)
 
-
     def addr_on(self, addr: str, dev: str) -> str | None:
         """Say how an address belongs to an interface: a configured address or its connected net."""
         for cidr in self.host_addrs.get(dev, ()):
@@ -108,8 +107,11 @@ class Topology:
         if docker_ip:
             # Docker derives a container's MAC from its IPv4 address (02:42 + the four bytes,
             # libnetwork netutils.GenerateMACFromIP), so the MAC names the container's address.
-            return f"{self.names[docker_ip]}, {docker_ip}" if docker_ip in self.names else \
-                f"container {docker_ip} (Docker MAC)"
+            return (
+                f"{self.names[docker_ip]}, {docker_ip}"
+                if docker_ip in self.names
+                else f"container {docker_ip} (Docker MAC)"
+            )
         dev = self.mac_owner(addr_or_mac)
         if dev:
             return f"{dev}'s own MAC"
@@ -233,7 +235,15 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
                 rulesets[fam] = rs
     return Topology(
         veth_peer=veth_peer,
-        bridges={k: tuple(v) for k, v in sorted(bridges.items())}, iface_mac=iface_mac, fdb=fdb,
-        routes=tuple(routes), host_addrs=host_addrs, names=names, sysctl=sysctl, sources=sources,
-        rulesets=rulesets, conntrack=tuple(conntrack), nft=tuple(nft),
+        bridges={k: tuple(v) for k, v in sorted(bridges.items())},
+        iface_mac=iface_mac,
+        fdb=fdb,
+        routes=tuple(routes),
+        host_addrs=host_addrs,
+        names=names,
+        sysctl=sysctl,
+        sources=sources,
+        rulesets=rulesets,
+        conntrack=tuple(conntrack),
+        nft=tuple(nft),
     )

@@ -178,10 +178,13 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
     ev, st = hops[-1]
     stop = unfinished(ev)
     if stop is not None:
-        return Verdict(VerdictCode.LAST_SEEN, where,
-                       f"Last seen at {where}: the trace stops inside {stop} without a verdict that lets it pass, "
-                       "so the lines do not show it leave that hook.",
-                       f"{LAST_SEEN_EVIDENCE} (trace stops in {stop}; last line {cite_hop(ev)})")
+        return Verdict(
+            VerdictCode.LAST_SEEN,
+            where,
+            f"Last seen at {where}: the trace stops inside {stop} without a verdict that lets it pass, "
+            "so the lines do not show it leave that hook.",
+            f"{LAST_SEEN_EVIDENCE} (trace stops in {stop}; last line {cite_hop(ev)})",
+        )
     if st in DELIVERY_STAGES and ev.hook.placed:
         local = st == "ip-in"
         what = "a local process on the host" if local else "the host's stack (passed up from the bridge)"

@@ -61,8 +61,10 @@ class ReportgenDirective(Directive):
         root = Path(env.config.reportgen_case_root or env.srcdir).resolve()
         case = (page_dir / self.arguments[0]).resolve()
         if not case.is_relative_to(root):
-            raise self.error(f"reportgen: {self.arguments[0]}: resolves to {case}, outside {root} (set "
-                             "reportgen_case_root in conf.py to allow another folder)")
+            raise self.error(
+                f"reportgen: {self.arguments[0]}: resolves to {case}, outside {root} (set "
+                "reportgen_case_root in conf.py to allow another folder)"
+            )
         try:
             spec = load_spec([case])
             report = build_report(spec)
@@ -76,13 +78,17 @@ class ReportgenDirective(Directive):
         diagrams = self.options.get("diagrams") or list(DIAGRAMS)
         svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(report).items()}
         esc = html.escape
-        parts = [f'<div class="reportgen" data-generator="reportgen {esc(__version__)}">',
-                 "<table class=\"docutils\"><thead><tr><th>Packet</th><th>Role</th><th>Path</th><th>Verdict</th>"
-                 "</tr></thead><tbody>"]
+        parts = [
+            f'<div class="reportgen" data-generator="reportgen {esc(__version__)}">',
+            '<table class="docutils"><thead><tr><th>Packet</th><th>Role</th><th>Path</th><th>Verdict</th>'
+            "</tr></thead><tbody>",
+        ]
         for p in packets:
             verdict = p.verdict.explanation if p.verdict else ""
-            parts.append(f"<tr><td>{esc(p.id)} {esc(p.summary)}</td><td>{esc(p.role)}</td><td>{esc(p.path)}</td>"
-                         f"<td>{esc(verdict)}</td></tr>")
+            parts.append(
+                f"<tr><td>{esc(p.id)} {esc(p.summary)}</td><td>{esc(p.role)}</td><td>{esc(p.path)}</td>"
+                f"<td>{esc(verdict)}</td></tr>"
+            )
         parts.append("</tbody></table>")
         if "topology" in diagrams:
             parts.append(f'<figure class="reportgen-topology">{svgs["topology"]}</figure>')
@@ -125,7 +131,12 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("reportgen_case_root", None, "env", [str])
     app.connect("config-inited", _resolve_root)
     app.add_directive("reportgen", ReportgenDirective)
-    app.add_node(_NonHtml, html=(_visit_skip, None), latex=(_visit_pass, _depart_pass),
-                 text=(_visit_pass, _depart_pass), man=(_visit_pass, _depart_pass),
-                 texinfo=(_visit_pass, _depart_pass))
+    app.add_node(
+        _NonHtml,
+        html=(_visit_skip, None),
+        latex=(_visit_pass, _depart_pass),
+        text=(_visit_pass, _depart_pass),
+        man=(_visit_pass, _depart_pass),
+        texinfo=(_visit_pass, _depart_pass),
+    )
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -38,8 +38,10 @@ def check_available() -> None:
         raise LabUnavailable("the lab needs root (network namespaces and netfilter rules)")
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
-        raise LabUnavailable(f"missing tools: {', '.join(missing)} (apt-get install iproute2 iptables ebtables "
-                             "nftables conntrack bridge-utils)")
+        raise LabUnavailable(
+            f"missing tools: {', '.join(missing)} (apt-get install iproute2 iptables ebtables "
+            "nftables conntrack bridge-utils)"
+        )
     if not LOG_ALL_NETNS.exists() or not Path("/proc/sys/net/bridge").exists():
         raise LabUnavailable("this kernel lacks nf_log or br_netfilter (/proc/sys/net/bridge)")
     probe = f"rgprobe{os.getpid()}"
@@ -49,8 +51,9 @@ def check_available() -> None:
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
 
 
-def run(args: list[str], ns: str | None = None, check: bool = True, timeout: float = 30,
-        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], ns: str | None = None, check: bool = True, timeout: float = 30, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command, inside a namespace when ns is given; raise with its stderr when it fails."""
     full = ["ip", "netns", "exec", ns, *args] if ns else args
     r = subprocess.run(full, capture_output=True, text=True, check=False, timeout=timeout, input=input_text)
@@ -110,9 +113,12 @@ class Lab:
         run(["ip", "-n", inet, "addr", "add", "198.51.100.1/24", "dev", "eth0"])
         run(["ip", "-n", inet, "link", "set", "eth0", "up"])
         run(["ip", "-n", inet, "addr", "add", "203.0.113.10/32", "dev", "lo"])
-        for key, val in (("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1"),
-                         ("net.bridge.bridge-nf-call-iptables", "1"),
-                         ("net.bridge.bridge-nf-call-ip6tables", "1")):
+        for key, val in (
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("net.bridge.bridge-nf-call-ip6tables", "1"),
+        ):
             run(["sysctl", "-qw", f"{key}={val}"], ns=h)
         # Docker's rules go into iptables-nft (Debian's default) or, for legacy hosts, x_tables.
         restore = "iptables-legacy-restore" if backend == "legacy" else "iptables-restore"
@@ -131,9 +137,13 @@ class Lab:
         """Start a bounded Python helper (a server) inside a namespace."""
         import sys
 
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns(role), sys.executable, "-c", code],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                             preexec_fn=die_with_parent(os.getpid()))
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(role), sys.executable, "-c", code],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
         mark_process(self.tag, p.pid)
         self.procs.append(p)
 
@@ -160,10 +170,16 @@ class Lab:
 
 def docker_rules(published_port: bool) -> str:
     """Return Docker's iptables rules for the default bridge (as dockerd 20-27 installs them)."""
-    dnat = ("-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"
-            if published_port else "")
-    accept = ("-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n"
-              if published_port else "")
+    dnat = (
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"
+        if published_port
+        else ""
+    )
+    accept = (
+        "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n"
+        if published_port
+        else ""
+    )
     return f"""*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -205,6 +221,7 @@ def signals_as_exit() -> Iterator[None]:
     Ctrl-C already raises KeyboardInterrupt; SIGKILL cannot be caught, which is what the state files
     (``reportgen capture --cleanup``) and lab markers (``reportgen lab --cleanup``) are for.
     """
+
     def handler(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
@@ -251,6 +268,7 @@ def deferred_signals() -> Iterator[None]:
 def die_with_parent(parent: int) -> Callable[[], None]:
     """Return a preexec_fn that makes the child get SIGTERM when its parent dies (prctl(2)
     PR_SET_PDEATHSIG), so a SIGKILLed run leaves no monitor behind; exec keeps the setting."""
+
     def preexec() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -320,12 +338,23 @@ class Marker:
     def load(cls, path: Path) -> Marker:
         d = json.loads(path.read_text(encoding="utf-8"))
         orig = d.get("orig")
-        return cls(path, int(d["pid"]), int(d["start"]), None if orig is None else str(orig),
-                   [str(n) for n in d.get("namespaces", [])], [(int(p), int(s)) for p, s in d.get("procs", [])])
+        return cls(
+            path,
+            int(d["pid"]),
+            int(d["start"]),
+            None if orig is None else str(orig),
+            [str(n) for n in d.get("namespaces", [])],
+            [(int(p), int(s)) for p, s in d.get("procs", [])],
+        )
 
     def save(self) -> None:
-        data = {"pid": self.pid, "start": self.start, "orig": self.orig, "namespaces": self.namespaces,
-                "procs": [list(p) for p in self.procs]}
+        data = {
+            "pid": self.pid,
+            "start": self.start,
+            "orig": self.orig,
+            "namespaces": self.namespaces,
+            "procs": [list(p) for p in self.procs],
+        }
         write_atomic(self.path, json.dumps(data, indent=1) + "\n")
         if not self.pidfile.exists():
             write_atomic(self.pidfile, str(self.pid))
@@ -447,8 +476,9 @@ def _recover_locked() -> tuple[list[str], str | None]:
             if ns not in present:
                 continue
             # Processes keep a deleted namespace alive; everything inside this run's namespace is the run's.
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False,
-                                  timeout=30).stdout.split()
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False, timeout=30
+            ).stdout.split()
             for pid_text in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_text), signal.SIGKILL)

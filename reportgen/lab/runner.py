@@ -40,9 +40,13 @@ from reportgen.snapshot import collect
 def tool_versions() -> dict[str, str]:
     """Versions of the kernel and the userspace tools that produced a capture."""
     out = {"kernel": platform.release()}
-    for name, argv in (("iptables", ["iptables", "--version"]), ("ebtables", ["ebtables", "--version"]),
-                       ("nftables", ["nft", "--version"]), ("iproute2", ["ip", "-V"]),
-                       ("conntrack", ["conntrack", "--version"])):
+    for name, argv in (
+        ("iptables", ["iptables", "--version"]),
+        ("ebtables", ["ebtables", "--version"]),
+        ("nftables", ["nft", "--version"]),
+        ("iproute2", ["ip", "-V"]),
+        ("conntrack", ["conntrack", "--version"]),
+    ):
         r = subprocess.run(argv, capture_output=True, text=True, check=False)
         out[name] = (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else "unknown"
     return out
@@ -83,9 +87,14 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 elif sc.trace:
                     port = 80 if sc.proto == "tcp" else None
                     cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
-                    monitor = subprocess.Popen(["ip", "netns", "exec", lab.host, *cmd], stdout=subprocess.PIPE,
-                                               stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-                                               preexec_fn=die_with_parent(os.getpid()))
+                    monitor = subprocess.Popen(
+                        ["ip", "netns", "exec", lab.host, *cmd],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                        start_new_session=True,
+                        preexec_fn=die_with_parent(os.getpid()),
+                    )
                     time.sleep(0.4)  # the monitor subscribes to the trace group before traffic starts
                 sc.traffic(lab)
                 if sc.trace == "legacy":
@@ -110,8 +119,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 name = "xtables-monitor.txt" if sc.trace == "xtables-monitor" else "nft-monitor-trace.txt"
                 (case / name).write_text(trace_out, encoding="utf-8")
                 traces.append(name)
-            snap = collect(case, runner=lambda argv: run(argv, ns=lab.host, check=False),
-                           bridges=("docker0",))
+            snap = collect(case, runner=lambda argv: run(argv, ns=lab.host, check=False), bridges=("docker0",))
             containers = []
             for i, role in ((1, "c1"), (2, "c2")):
                 f = f"container{i}-ip-addr.txt"
@@ -124,22 +132,30 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
     return case
 
 
-def _write_manifest(case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], containers: list[dict[str, str]],
-                    traces: list[str]) -> None:
+def _write_manifest(
+    case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], containers: list[dict[str, str]], traces: list[str]
+) -> None:
     c1, c2 = lab.ports()
     manifest = {
         "title": f"Lab: {sc.title}",
-        "description": (f"{sc.description}\nCaptured by `reportgen lab {sc.name}` in network namespaces: "
-                        f"bridge docker0 (172.17.0.1/16, fd00:17::1/64) with container1 on port {c1} and "
-                        f"container2 on port {c2}, uplink ens33 (198.51.100.10/24) to an 'internet' namespace "
-                        f"(198.51.100.1, host 203.0.113.10), and Docker's iptables rules. Log prefixes carry "
-                        f"the run tag {lab.tag!r}."),
+        "description": (
+            f"{sc.description}\nCaptured by `reportgen lab {sc.name}` in network namespaces: "
+            f"bridge docker0 (172.17.0.1/16, fd00:17::1/64) with container1 on port {c1} and "
+            f"container2 on port {c2}, uplink ens33 (198.51.100.10/24) to an 'internet' namespace "
+            f"(198.51.100.1, host 203.0.113.10), and Docker's iptables rules. Log prefixes carry "
+            f"the run tag {lab.tag!r}."
+        ),
         "trace": traces,
         "snapshots": snap["snapshots"] + containers,
         "attachments": snap["attachments"],
-        "lab": {"scenario": sc.name, "run_tag": lab.tag, "versions": tool_versions(),
-                "log_convention": "nft log" if sc.nft else sc.convention, "rule_trace": sc.trace,
-                "missing": snap["missing"]},
+        "lab": {
+            "scenario": sc.name,
+            "run_tag": lab.tag,
+            "versions": tool_versions(),
+            "log_convention": "nft log" if sc.nft else sc.convention,
+            "rule_trace": sc.trace,
+            "missing": snap["missing"],
+        },
         "notes": ["ebtables-nft has no broute table, so the BROUTING hook cannot be logged here."],
     }
     (case / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -169,8 +185,11 @@ def main(names: list[str], out_dir: Path, keep: bool = False, cleanup: bool = Fa
         return 0
     for name in names or list(by_name):
         case = run_scenario(by_name[name], out_dir, keep=keep)
-        lines = sum(p.read_text().count("\n") for p in case.iterdir() if p.name in
-                    ("dmesg.log", "xtables-monitor.txt", "nft-monitor-trace.txt"))
+        lines = sum(
+            p.read_text().count("\n")
+            for p in case.iterdir()
+            if p.name in ("dmesg.log", "xtables-monitor.txt", "nft-monitor-trace.txt")
+        )
         print(f"{name}: {lines} trace lines -> {case}")
     return 0
 

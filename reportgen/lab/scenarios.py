@@ -16,17 +16,39 @@ from dataclasses import dataclass
 from reportgen.lab.netns import Lab, run
 
 # log.sh's iptables hooks (the seed), in its order.
-SEED_IPT = (("raw", "PREROUTING"), ("mangle", "PREROUTING"), ("nat", "PREROUTING"), ("mangle", "FORWARD"),
-            ("filter", "FORWARD"), ("mangle", "INPUT"), ("filter", "INPUT"), ("raw", "OUTPUT"),
-            ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"), ("mangle", "POSTROUTING"),
-            ("nat", "POSTROUTING"))
+SEED_IPT = (
+    ("raw", "PREROUTING"),
+    ("mangle", "PREROUTING"),
+    ("nat", "PREROUTING"),
+    ("mangle", "FORWARD"),
+    ("filter", "FORWARD"),
+    ("mangle", "INPUT"),
+    ("filter", "INPUT"),
+    ("raw", "OUTPUT"),
+    ("mangle", "OUTPUT"),
+    ("nat", "OUTPUT"),
+    ("filter", "OUTPUT"),
+    ("mangle", "POSTROUTING"),
+    ("nat", "POSTROUTING"),
+)
 # ebtables-nft has no broute table (../shared/reference/stack-notes.md), so BROUTING cannot be logged.
-SEED_EBT = (("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING"), ("filter", "INPUT"),
-            ("filter", "OUTPUT"), ("filter", "FORWARD"))
+SEED_EBT = (
+    ("nat", "PREROUTING"),
+    ("nat", "OUTPUT"),
+    ("nat", "POSTROUTING"),
+    ("filter", "INPUT"),
+    ("filter", "OUTPUT"),
+    ("filter", "FORWARD"),
+)
 _SEED_IPT_NAME = {"PREROUTING": "PREROUTE", "POSTROUTING": "POSTROUTE"}
-_SEED_EBT_NAME = {("nat", "PREROUTING"): "nat-PREROUTE", ("nat", "OUTPUT"): "nat-OUTPUT",
-                  ("nat", "POSTROUTING"): "nat-POSTROUTE", ("filter", "INPUT"): "filter-input",
-                  ("filter", "OUTPUT"): "filter-output", ("filter", "FORWARD"): "filter-forward"}
+_SEED_EBT_NAME = {
+    ("nat", "PREROUTING"): "nat-PREROUTE",
+    ("nat", "OUTPUT"): "nat-OUTPUT",
+    ("nat", "POSTROUTING"): "nat-POSTROUTE",
+    ("filter", "INPUT"): "filter-input",
+    ("filter", "OUTPUT"): "filter-output",
+    ("filter", "FORWARD"): "filter-forward",
+}
 
 
 def ipt_prefix(tag: str, table: str, chain: str, convention: str, v6: bool = False) -> str:
@@ -42,8 +64,9 @@ def ebt_prefix(tag: str, table: str, chain: str, convention: str) -> str:
     return f"{tag} EB:{table}:{chain}"
 
 
-def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, ebt: bool = True,
-                     ipt: bool = True) -> None:
+def insert_log_rules(
+    lab: Lab, proto: str, convention: str, v6: bool = False, ebt: bool = True, ipt: bool = True
+) -> None:
     """Insert LOG rules at the top of every hook's chain, like log.sh (``-I``)."""
     tool = "ip6tables" if v6 else "iptables"
     # IPv6: only unicast to the container subnet, so MLD reports and neighbour solicitations to
@@ -52,39 +75,85 @@ def insert_log_rules(lab: Lab, proto: str, convention: str, v6: bool = False, eb
     for one in proto.split("+"):  # "tcp+icmp": a LOG rule per protocol at every hook
         pmatch = {"icmp": "ipv6-icmp" if v6 else "icmp", "tcp": "tcp", "udp": "udp"}[one]
         for table, chain in SEED_IPT if ipt else ():
-            run([tool, "-t", table, "-I", chain, "-p", pmatch, *dmatch, "-j", "LOG", "--log-prefix",
-                 ipt_prefix(lab.tag, table, chain, convention, v6), "--log-level", "debug"], ns=lab.host)
+            run(
+                [
+                    tool,
+                    "-t",
+                    table,
+                    "-I",
+                    chain,
+                    "-p",
+                    pmatch,
+                    *dmatch,
+                    "-j",
+                    "LOG",
+                    "--log-prefix",
+                    ipt_prefix(lab.tag, table, chain, convention, v6),
+                    "--log-level",
+                    "debug",
+                ],
+                ns=lab.host,
+            )
         if not ebt:
             continue
         # ebtables is filtered to the same protocol as the iptables rules, so ARP and multicast
         # chatter does not crowd the case (log.sh logged every frame).
-        ematch = (["-p", "IPv6", "--ip6-proto", "ipv6-icmp" if one == "icmp" else one,
-                   "--ip6-destination", "fd00:17::/64"] if v6 else ["-p", "IPv4", "--ip-proto", one])
+        ematch = (
+            ["-p", "IPv6", "--ip6-proto", "ipv6-icmp" if one == "icmp" else one, "--ip6-destination", "fd00:17::/64"]
+            if v6
+            else ["-p", "IPv4", "--ip-proto", one]
+        )
         for table, chain in SEED_EBT:
-            run(["ebtables", "-t", table, "-I", chain, *ematch, "--log", "--log-prefix",
-                 ebt_prefix(lab.tag, table, chain, convention), "--log-level", "debug"], ns=lab.host)
+            run(
+                [
+                    "ebtables",
+                    "-t",
+                    table,
+                    "-I",
+                    chain,
+                    *ematch,
+                    "--log",
+                    "--log-prefix",
+                    ebt_prefix(lab.tag, table, chain, convention),
+                    "--log-level",
+                    "debug",
+                ],
+                ns=lab.host,
+            )
 
 
 def insert_nft_log_rules(lab: Lab, proto: str) -> None:
     """Log with nft ``log`` in an inet table and a bridge table, at the iptables/ebtables priorities."""
     t = lab.tag
-    inet_chains = [("raw", "prerouting", "PREROUTING", "filter", -300), ("mangle", "prerouting", "PREROUTING",
-                   "filter", -150), ("nat", "prerouting", "PREROUTING", "nat", -100),
-                   ("mangle", "forward", "FORWARD", "filter", -150), ("filter", "forward", "FORWARD", "filter", 0),
-                   ("mangle", "postrouting", "POSTROUTING", "filter", -150),
-                   ("nat", "postrouting", "POSTROUTING", "nat", 100)]
+    inet_chains = [
+        ("raw", "prerouting", "PREROUTING", "filter", -300),
+        ("mangle", "prerouting", "PREROUTING", "filter", -150),
+        ("nat", "prerouting", "PREROUTING", "nat", -100),
+        ("mangle", "forward", "FORWARD", "filter", -150),
+        ("filter", "forward", "FORWARD", "filter", 0),
+        ("mangle", "postrouting", "POSTROUTING", "filter", -150),
+        ("nat", "postrouting", "POSTROUTING", "nat", 100),
+    ]
     lines = [f"table inet rglog{t} {{"]
     for i, (table, hook, chain, ctype, prio) in enumerate(inet_chains):
-        lines.append(f"  chain c{i} {{ type {ctype} hook {hook} priority {prio}; policy accept; "
-                     f"meta l4proto {proto} log prefix \"{t} nft:{table}:{chain} \" level debug; }}")
+        lines.append(
+            f"  chain c{i} {{ type {ctype} hook {hook} priority {prio}; policy accept; "
+            f'meta l4proto {proto} log prefix "{t} nft:{table}:{chain} " level debug; }}'
+        )
     lines.append("}")
-    br_chains = [("nat", "prerouting", "PREROUTING", -300), ("filter", "input", "INPUT", -200),
-                 ("filter", "forward", "FORWARD", -200), ("nat", "output", "OUTPUT", 100),
-                 ("nat", "postrouting", "POSTROUTING", 300)]
+    br_chains = [
+        ("nat", "prerouting", "PREROUTING", -300),
+        ("filter", "input", "INPUT", -200),
+        ("filter", "forward", "FORWARD", -200),
+        ("nat", "output", "OUTPUT", 100),
+        ("nat", "postrouting", "POSTROUTING", 300),
+    ]
     lines.append(f"table bridge rglogbr{t} {{")
     for i, (table, hook, chain, prio) in enumerate(br_chains):
-        lines.append(f"  chain b{i} {{ type filter hook {hook} priority {prio}; policy accept; "
-                     f"meta l4proto {proto} log prefix \"{t} br:{table}:{chain} \" level debug; }}")
+        lines.append(
+            f"  chain b{i} {{ type filter hook {hook} priority {prio}; policy accept; "
+            f'meta l4proto {proto} log prefix "{t} br:{table}:{chain} " level debug; }}'
+        )
     lines.append("}")
     run(["nft", "-f", "-"], ns=lab.host, input_text="\n".join(lines) + "\n")
 
@@ -204,12 +273,20 @@ def insert_trace_rules(lab: Lab, kind: str, proto: str, port: int | None) -> lis
                 break
         return ["xtables-monitor", "--trace"]
     match = f"meta l4proto {proto}"
-    rules = [f"{match} th dport {port} meta nftrace set 1", f"{match} th sport {port} meta nftrace set 1"] \
-        if port else [f"{match} meta nftrace set 1"]
+    rules = (
+        [f"{match} th dport {port} meta nftrace set 1", f"{match} th sport {port} meta nftrace set 1"]
+        if port
+        else [f"{match} meta nftrace set 1"]
+    )
     body = "; ".join(rules)
-    run(["nft", "-f", "-"], ns=lab.host, input_text=(
-        f"table inet rgtrace{lab.tag} {{\n  chain pre {{ type filter hook prerouting priority -350; {body}; }}\n"
-        f"  chain out {{ type filter hook output priority -350; {body}; }}\n}}\n"))
+    run(
+        ["nft", "-f", "-"],
+        ns=lab.host,
+        input_text=(
+            f"table inet rgtrace{lab.tag} {{\n  chain pre {{ type filter hook prerouting priority -350; {body}; }}\n"
+            f"  chain out {{ type filter hook output priority -350; {body}; }}\n}}\n"
+        ),
+    )
     return ["nft", "monitor", "trace"]
 
 
@@ -300,12 +377,71 @@ def _hairpin_setup(lab: Lab) -> None:
     the bridge port has hairpin_mode on so a frame may leave by the port it came in on."""
     h = lab.host
     run(["iptables", "-t", "nat", "-D", "DOCKER", "-i", "docker0", "-j", "RETURN"], ns=h)
-    run(["iptables", "-t", "nat", "-D", "DOCKER", "!", "-i", "docker0", "-p", "tcp", "-m", "tcp", "--dport", "8080",
-         "-j", "DNAT", "--to-destination", "172.17.0.2:80"], ns=h)
-    run(["iptables", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT",
-         "--to-destination", "172.17.0.2:80"], ns=h)
-    run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.2/32", "-d", "172.17.0.2/32", "-p", "tcp",
-         "-m", "tcp", "--dport", "80", "-j", "MASQUERADE"], ns=h)
+    run(
+        [
+            "iptables",
+            "-t",
+            "nat",
+            "-D",
+            "DOCKER",
+            "!",
+            "-i",
+            "docker0",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "8080",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "172.17.0.2:80",
+        ],
+        ns=h,
+    )
+    run(
+        [
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "DOCKER",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "8080",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "172.17.0.2:80",
+        ],
+        ns=h,
+    )
+    run(
+        [
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "172.17.0.2/32",
+            "-d",
+            "172.17.0.2/32",
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            "80",
+            "-j",
+            "MASQUERADE",
+        ],
+        ns=h,
+    )
     run(["bridge", "link", "set", "dev", lab.ports()[0], "hairpin", "on"], ns=h)
 
 
@@ -318,72 +454,171 @@ def _hairpin(lab: Lab) -> None:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("container-to-container", "Container to container on docker0 (ICMP)",
-             "container1 (172.17.0.2) pings container2 (172.17.0.3) once, as in the seed's first scenario.",
-             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3")),
-    Scenario("host-to-container", "Host to container (ICMP)",
-             "The host pings container1 once, as in the seed's second scenario.",
-             "icmp", "seed", lambda lab: ping(lab, "h", "172.17.0.2")),
-    Scenario("container-to-internet", "Container to the internet (ICMP, MASQUERADE)",
-             "container1 pings 203.0.113.10, a host behind the uplink ens33, as in the seed's third scenario.",
-             "icmp", "seed", lambda lab: ping(lab, "c1", "203.0.113.10")),
-    Scenario("tcp-to-internet", "Container to the internet over TCP (MASQUERADE)",
-             "container1 opens a TCP connection to 203.0.113.10:80 and reads a greeting; Docker's "
-             "MASQUERADE rule rewrites the source on ens33.",
-             "tcp", "colon", _tcp_to_internet),
-    Scenario("udp-to-internet", "Container to the internet over UDP (MASQUERADE)",
-             "container1 sends one UDP datagram to 203.0.113.10:53 and gets one back.",
-             "udp", "colon", _udp_to_internet),
-    Scenario("published-port", "Published port reached from the internet (DNAT)",
-             "A host on the internet side connects to the host's 198.51.100.10:8080, which Docker's DNAT "
-             "rule sends to container1's port 80.",
-             "tcp", "colon", _published),
-    Scenario("tcp-dropped", "TCP connection dropped by a FORWARD rule (SYN retransmits)",
-             "A rule in DOCKER-USER drops TCP to port 81; container1 tries 203.0.113.10:81 for 3.5 s and "
-             "its SYN is retransmitted.",
-             "tcp", "colon", lambda lab: _tcp_to_internet(lab, 81, expect=False), setup=_drop_setup),
-    Scenario("tcp-rejected", "TCP connection rejected by a FORWARD rule (ICMP port unreachable)",
-             "A rule in DOCKER-USER rejects TCP to port 82; container1's SYN to 203.0.113.10:82 is answered by "
-             "the host with an ICMP port-unreachable error that conntrack relates to the connection.",
-             "tcp+icmp", "colon", lambda lab: _tcp_to_internet(lab, 82, expect=False), setup=_reject_setup),
-    Scenario("ipv6-container-to-container", "IPv6 between containers (ICMPv6)",
-             "container1 (fd00:17::2) pings container2 (fd00:17::3) once over IPv6 on docker0.",
-             "icmp", "colon", lambda lab: ping(lab, "c1", "fd00:17::3", v6=True), v6=True),
-    Scenario("bridge-nf-off", "Container to container with bridge-nf-call-iptables=0",
-             "As the first scenario, but net.bridge.bridge-nf-call-iptables is 0 in the host, so the bridge "
-             "does not call the iptables hooks.",
-             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), brnf_off=True),
-    Scenario("xtables-trace-tcp-to-internet", "Container to the internet over TCP, traced with iptables -j TRACE",
-             "container1 opens a TCP connection to 203.0.113.10:80; iptables-nft TRACE rules in raw PREROUTING "
-             "mark it, and xtables-monitor --trace prints every rule it hits.",
-             "tcp", "colon", _tcp_to_internet, log="none", trace="xtables-monitor"),
-    Scenario("nft-trace-tcp-to-internet", "Container to the internet over TCP, traced with nft monitor trace",
-             "container1 opens a TCP connection to 203.0.113.10:80; a chain at priority -350 sets meta nftrace, "
-             "and nft monitor trace prints every rule it hits in Docker's (iptables-nft) tables.",
-             "tcp", "colon", _tcp_to_internet, log="none", trace="nft-monitor"),
-    Scenario("mixed-ebtables-nft-trace", "Container to container: ebtables LOG lines and an nft trace of one ping",
-             "container1 pings container2; ebtables LOG rules (the seed's convention) log the bridge hooks in the "
-             "kernel log while nft monitor trace follows the same packets through the IP hooks.",
-             "icmp", "seed", lambda lab: ping(lab, "c1", "172.17.0.3"), log="ebtables", trace="nft-monitor"),
-    Scenario("legacy-trace-container-to-internet", "Container to the internet on an iptables-legacy host, "
-             "traced with -j TRACE",
-             "Docker's rules are loaded with iptables-legacy; a TRACE rule in the legacy raw table makes "
-             "ip_tables log every rule, return and policy the ping meets as TRACE: lines in the kernel log.",
-             "icmp", "seed", lambda lab: ping(lab, "c1", "203.0.113.10", ident=ping_id(lab)), log="none",
-             trace="legacy", backend="legacy"),
-    Scenario("nft-log-container-to-internet", "Container to the internet, logged with nft log rules",
-             "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
-             "bridge table, at the priorities of the iptables/ebtables tables they stand for.",
-             "icmp", "colon", lambda lab: ping(lab, "c1", "203.0.113.10"), nft=True),
-    Scenario("clusterip", "Pod to a ClusterIP service on the same bridge (kube-proxy DNAT, br_netfilter)",
-             f"container1 connects to the ClusterIP {CLUSTER_IP}:80; kube-proxy-style chains (KUBE-SERVICES -> "
-             "KUBE-SVC -> KUBE-SEP) DNAT it to container2 (172.17.0.3:80) on the same bridge, so br_netfilter "
-             "bridges the DNAT'd frame again instead of routing it; KUBE-MARK-MASQ marks it 0x4000 and "
-             "KUBE-POSTROUTING masquerades it.",
-             "tcp", "colon", _clusterip, setup=_clusterip_setup),
-    Scenario("hairpin", "Container to its own published port through the host address (hairpin NAT)",
-             "container1 connects to the host's 198.51.100.10:8080, which Docker (userland-proxy off) DNATs back "
-             "to container1's own port 80; the bridge sends the frame back out the port it came from "
-             "(hairpin_mode on) and a MASQUERADE rule for the container's traffic to itself rewrites the source.",
-             "tcp", "colon", _hairpin, setup=_hairpin_setup),
+    Scenario(
+        "container-to-container",
+        "Container to container on docker0 (ICMP)",
+        "container1 (172.17.0.2) pings container2 (172.17.0.3) once, as in the seed's first scenario.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "c1", "172.17.0.3"),
+    ),
+    Scenario(
+        "host-to-container",
+        "Host to container (ICMP)",
+        "The host pings container1 once, as in the seed's second scenario.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "h", "172.17.0.2"),
+    ),
+    Scenario(
+        "container-to-internet",
+        "Container to the internet (ICMP, MASQUERADE)",
+        "container1 pings 203.0.113.10, a host behind the uplink ens33, as in the seed's third scenario.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "c1", "203.0.113.10"),
+    ),
+    Scenario(
+        "tcp-to-internet",
+        "Container to the internet over TCP (MASQUERADE)",
+        "container1 opens a TCP connection to 203.0.113.10:80 and reads a greeting; Docker's "
+        "MASQUERADE rule rewrites the source on ens33.",
+        "tcp",
+        "colon",
+        _tcp_to_internet,
+    ),
+    Scenario(
+        "udp-to-internet",
+        "Container to the internet over UDP (MASQUERADE)",
+        "container1 sends one UDP datagram to 203.0.113.10:53 and gets one back.",
+        "udp",
+        "colon",
+        _udp_to_internet,
+    ),
+    Scenario(
+        "published-port",
+        "Published port reached from the internet (DNAT)",
+        "A host on the internet side connects to the host's 198.51.100.10:8080, which Docker's DNAT "
+        "rule sends to container1's port 80.",
+        "tcp",
+        "colon",
+        _published,
+    ),
+    Scenario(
+        "tcp-dropped",
+        "TCP connection dropped by a FORWARD rule (SYN retransmits)",
+        "A rule in DOCKER-USER drops TCP to port 81; container1 tries 203.0.113.10:81 for 3.5 s and "
+        "its SYN is retransmitted.",
+        "tcp",
+        "colon",
+        lambda lab: _tcp_to_internet(lab, 81, expect=False),
+        setup=_drop_setup,
+    ),
+    Scenario(
+        "tcp-rejected",
+        "TCP connection rejected by a FORWARD rule (ICMP port unreachable)",
+        "A rule in DOCKER-USER rejects TCP to port 82; container1's SYN to 203.0.113.10:82 is answered by "
+        "the host with an ICMP port-unreachable error that conntrack relates to the connection.",
+        "tcp+icmp",
+        "colon",
+        lambda lab: _tcp_to_internet(lab, 82, expect=False),
+        setup=_reject_setup,
+    ),
+    Scenario(
+        "ipv6-container-to-container",
+        "IPv6 between containers (ICMPv6)",
+        "container1 (fd00:17::2) pings container2 (fd00:17::3) once over IPv6 on docker0.",
+        "icmp",
+        "colon",
+        lambda lab: ping(lab, "c1", "fd00:17::3", v6=True),
+        v6=True,
+    ),
+    Scenario(
+        "bridge-nf-off",
+        "Container to container with bridge-nf-call-iptables=0",
+        "As the first scenario, but net.bridge.bridge-nf-call-iptables is 0 in the host, so the bridge "
+        "does not call the iptables hooks.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "c1", "172.17.0.3"),
+        brnf_off=True,
+    ),
+    Scenario(
+        "xtables-trace-tcp-to-internet",
+        "Container to the internet over TCP, traced with iptables -j TRACE",
+        "container1 opens a TCP connection to 203.0.113.10:80; iptables-nft TRACE rules in raw PREROUTING "
+        "mark it, and xtables-monitor --trace prints every rule it hits.",
+        "tcp",
+        "colon",
+        _tcp_to_internet,
+        log="none",
+        trace="xtables-monitor",
+    ),
+    Scenario(
+        "nft-trace-tcp-to-internet",
+        "Container to the internet over TCP, traced with nft monitor trace",
+        "container1 opens a TCP connection to 203.0.113.10:80; a chain at priority -350 sets meta nftrace, "
+        "and nft monitor trace prints every rule it hits in Docker's (iptables-nft) tables.",
+        "tcp",
+        "colon",
+        _tcp_to_internet,
+        log="none",
+        trace="nft-monitor",
+    ),
+    Scenario(
+        "mixed-ebtables-nft-trace",
+        "Container to container: ebtables LOG lines and an nft trace of one ping",
+        "container1 pings container2; ebtables LOG rules (the seed's convention) log the bridge hooks in the "
+        "kernel log while nft monitor trace follows the same packets through the IP hooks.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "c1", "172.17.0.3"),
+        log="ebtables",
+        trace="nft-monitor",
+    ),
+    Scenario(
+        "legacy-trace-container-to-internet",
+        "Container to the internet on an iptables-legacy host, traced with -j TRACE",
+        "Docker's rules are loaded with iptables-legacy; a TRACE rule in the legacy raw table makes "
+        "ip_tables log every rule, return and policy the ping meets as TRACE: lines in the kernel log.",
+        "icmp",
+        "seed",
+        lambda lab: ping(lab, "c1", "203.0.113.10", ident=ping_id(lab)),
+        log="none",
+        trace="legacy",
+        backend="legacy",
+    ),
+    Scenario(
+        "nft-log-container-to-internet",
+        "Container to the internet, logged with nft log rules",
+        "As the third scenario, but the logging is done by nft 'log' statements in an inet table and a "
+        "bridge table, at the priorities of the iptables/ebtables tables they stand for.",
+        "icmp",
+        "colon",
+        lambda lab: ping(lab, "c1", "203.0.113.10"),
+        nft=True,
+    ),
+    Scenario(
+        "clusterip",
+        "Pod to a ClusterIP service on the same bridge (kube-proxy DNAT, br_netfilter)",
+        f"container1 connects to the ClusterIP {CLUSTER_IP}:80; kube-proxy-style chains (KUBE-SERVICES -> "
+        "KUBE-SVC -> KUBE-SEP) DNAT it to container2 (172.17.0.3:80) on the same bridge, so br_netfilter "
+        "bridges the DNAT'd frame again instead of routing it; KUBE-MARK-MASQ marks it 0x4000 and "
+        "KUBE-POSTROUTING masquerades it.",
+        "tcp",
+        "colon",
+        _clusterip,
+        setup=_clusterip_setup,
+    ),
+    Scenario(
+        "hairpin",
+        "Container to its own published port through the host address (hairpin NAT)",
+        "container1 connects to the host's 198.51.100.10:8080, which Docker (userland-proxy off) DNATs back "
+        "to container1's own port 80; the bridge sends the frame back out the port it came from "
+        "(hairpin_mode on) and a MASQUERADE rule for the container's traffic to itself rewrites the source.",
+        "tcp",
+        "colon",
+        _hairpin,
+        setup=_hairpin_setup,
+    ),
 )

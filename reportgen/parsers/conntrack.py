@@ -41,9 +41,18 @@ def parse_conntrack(text: str) -> dict[str, Any]:
                     extra[k] = v
             elif tok.isupper():
                 state = tok
-        entries.append({
-            "proto": m.group("proto"), "protonum": int(m.group("num")), "timeout": int(m.group("timeout")),
-            "state": state, "original": tuples[0] if tuples else {}, "reply": tuples[1] if len(tuples) > 1 else {},
-            "flags": flags, "mark": extra.get("mark"), "line": n, "text": line.strip(),
-        })
+        entries.append(
+            {
+                "proto": m.group("proto"),
+                "protonum": int(m.group("num")),
+                "timeout": int(m.group("timeout")),
+                "state": state,
+                "original": tuples[0] if tuples else {},
+                "reply": tuples[1] if len(tuples) > 1 else {},
+                "flags": flags,
+                "mark": extra.get("mark"),
+                "line": n,
+                "text": line.strip(),
+            }
+        )
     return {"entries": entries, "unparsed": unparsed}

@@ -28,21 +28,28 @@ def parse_docker_network(text: str, source: str = "") -> dict[str, Any]:
         for cid, c in sorted(_obj(net.get("Containers")).items()):
             if not isinstance(c, dict):
                 continue
-            containers.append({
-                "id": cid[:12], "name": _str(c.get("Name")) or None, "mac": _str(c.get("MacAddress")).lower() or None,
-                "ipv4": _str(c.get("IPv4Address")).split("/")[0] or None,
-                "ipv6": _str(c.get("IPv6Address")).split("/")[0] or None,
-            })
+            containers.append(
+                {
+                    "id": cid[:12],
+                    "name": _str(c.get("Name")) or None,
+                    "mac": _str(c.get("MacAddress")).lower() or None,
+                    "ipv4": _str(c.get("IPv4Address")).split("/")[0] or None,
+                    "ipv6": _str(c.get("IPv6Address")).split("/")[0] or None,
+                }
+            )
         name = _str(net.get("Name"))
-        nets.append({
-            "name": name or None, "driver": _str(net.get("Driver")) or None,
-            # dockerd names the default bridge docker0 and others br-<id12> unless this option says.
-            "bridge": _str(opts.get("com.docker.network.bridge.name")) or
-            ("docker0" if name == "bridge" else f"br-{_str(net.get('Id'))[:12]}"),
-            "subnets": [c["Subnet"] for c in ipam if _str(c.get("Subnet"))],
-            "gateways": [c["Gateway"] for c in ipam if _str(c.get("Gateway"))],
-            "containers": containers,
-        })
+        nets.append(
+            {
+                "name": name or None,
+                "driver": _str(net.get("Driver")) or None,
+                # dockerd names the default bridge docker0 and others br-<id12> unless this option says.
+                "bridge": _str(opts.get("com.docker.network.bridge.name"))
+                or ("docker0" if name == "bridge" else f"br-{_str(net.get('Id'))[:12]}"),
+                "subnets": [c["Subnet"] for c in ipam if _str(c.get("Subnet"))],
+                "gateways": [c["Gateway"] for c in ipam if _str(c.get("Gateway"))],
+                "containers": containers,
+            }
+        )
     return {"networks": nets}
 
 

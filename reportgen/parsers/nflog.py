@@ -42,9 +42,38 @@ _EBT_IP6 = re.compile(
 _IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*$")
 # Keys whose value a paste may have separated from the "=" by spaces ("SRC=     110.110.110.108").
-_VALUE_KEYS = frozenset({"SRC", "DST", "LEN", "TOS", "PREC", "TTL", "ID", "PROTO", "SPT", "DPT", "WINDOW", "RES",
-                         "URGP", "SEQ", "ACK", "TYPE", "CODE", "MARK", "MACSRC", "MACDST", "MACPROTO", "HOPLIMIT",
-                         "TC", "FLOWLBL", "UID", "GID", "PHYSIN", "PHYSOUT"})
+_VALUE_KEYS = frozenset(
+    {
+        "SRC",
+        "DST",
+        "LEN",
+        "TOS",
+        "PREC",
+        "TTL",
+        "ID",
+        "PROTO",
+        "SPT",
+        "DPT",
+        "WINDOW",
+        "RES",
+        "URGP",
+        "SEQ",
+        "ACK",
+        "TYPE",
+        "CODE",
+        "MARK",
+        "MACSRC",
+        "MACDST",
+        "MACPROTO",
+        "HOPLIMIT",
+        "TC",
+        "FLOWLBL",
+        "UID",
+        "GID",
+        "PHYSIN",
+        "PHYSOUT",
+    }
+)
 _IP_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 136: "UDPLITE"}
 _TCP_FLAGS = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"})
 _IP_FLAGS = frozenset({"CE", "DF", "MF"})
@@ -114,11 +143,12 @@ def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None)
     if not anchors:
         return None
     m = anchors[-1]
-    body = msg[m.end():].strip(" ")
+    body = msg[m.end() :].strip(" ")
     # Prefixes and devices repeat on every line: one string object each, not one per line.
     prefix, in_dev, out_dev = intern(msg[: m.start()]), intern(m.group("in")), intern(m.group("out"))
-    return (_parse_usual_body(prefix, in_dev, out_dev, body, ref, text, stamp)
-            or _parse_nflog_body(prefix, in_dev, out_dev, body, ref, text, stamp))
+    return _parse_usual_body(prefix, in_dev, out_dev, body, ref, text, stamp) or _parse_nflog_body(
+        prefix, in_dev, out_dev, body, ref, text, stamp
+    )
 
 
 # The body as nf_log_syslog.c prints it for a plain IPv4 or IPv6 TCP, UDP or ICMP echo packet, in its
@@ -156,8 +186,37 @@ def _parse_usual_body(
     m = _USUAL_BODY.fullmatch(body)
     if m is None:
         return None
-    (physin, physout, mac, src, dst, length, ttl, ipid, ipflags, src6, dst6, len6, hoplimit, flowlbl, tcp, tspt, tdpt,
-     seq, ack, flags, udp, uspt, udpt, icmp, itype, code, iid, iseq, mark) = m.groups()  # in _USUAL_BODY's order
+    (
+        physin,
+        physout,
+        mac,
+        src,
+        dst,
+        length,
+        ttl,
+        ipid,
+        ipflags,
+        src6,
+        dst6,
+        len6,
+        hoplimit,
+        flowlbl,
+        tcp,
+        tspt,
+        tdpt,
+        seq,
+        ack,
+        flags,
+        udp,
+        uspt,
+        udpt,
+        icmp,
+        itype,
+        code,
+        iid,
+        iseq,
+        mark,
+    ) = m.groups()  # in _USUAL_BODY's order
     if src is not None:
         src, dst = _norm_addr(src), _norm_addr(dst)
         l3, length, ttl, ipid, flowlabel = "ipv4", int(length), int(ttl), int(ipid), None
@@ -183,9 +242,41 @@ def _parse_usual_body(
         if iid is not None:
             icmp_id, icmp_seq = int(iid), int(iseq)
     return LogRecord(
-        ref, text, stamp, "nflog", prefix, in_dev, out_dev, intern(physin or ""), intern(physout or ""), mac_src,
-        mac_dst, ethertype, l3, src, dst, length, ttl, ipid, ip_flags, proto, sport, dport, icmp_type, icmp_code,
-        icmp_id, icmp_seq, tcp_flags, tcp_seq, flowlabel, mark, False, extra, None, (), mac is not None,
+        ref,
+        text,
+        stamp,
+        "nflog",
+        prefix,
+        in_dev,
+        out_dev,
+        intern(physin or ""),
+        intern(physout or ""),
+        mac_src,
+        mac_dst,
+        ethertype,
+        l3,
+        src,
+        dst,
+        length,
+        ttl,
+        ipid,
+        ip_flags,
+        proto,
+        sport,
+        dport,
+        icmp_type,
+        icmp_code,
+        icmp_id,
+        icmp_seq,
+        tcp_flags,
+        tcp_seq,
+        flowlabel,
+        mark,
+        False,
+        extra,
+        None,
+        (),
+        mac is not None,
     )
 
 
@@ -219,7 +310,7 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
             "sport": _port(ip.group("spt"), "sport", redacted),
             "dport": _port(ip.group("dpt"), "dport", redacted),
         }
-        tail = rest[ip.end():].strip()
+        tail = rest[ip.end() :].strip()
         if tail:
             extra = (tail,)
     elif rest.strip():
@@ -235,10 +326,20 @@ def _parse_ebt(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRec
     elif ethertype in (0x0806, 0x8035):
         fields = {"l3": "arp"}
     return LogRecord(
-        ref=ref, text=text, stamp=stamp, fmt="ebtlog", prefix=m.group("prefix") or "",
-        in_dev=m.group("in"), out_dev=m.group("out"),
-        mac_src=smac, mac_dst=dmac, ethertype=ethertype,
-        truncated=truncated, extra=extra, redacted=tuple(redacted), **fields,  # type: ignore[arg-type]
+        ref=ref,
+        text=text,
+        stamp=stamp,
+        fmt="ebtlog",
+        prefix=m.group("prefix") or "",
+        in_dev=m.group("in"),
+        out_dev=m.group("out"),
+        mac_src=smac,
+        mac_dst=dmac,
+        ethertype=ethertype,
+        truncated=truncated,
+        extra=extra,
+        redacted=tuple(redacted),
+        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -262,13 +363,13 @@ def _tokens(body: str) -> list[str]:
                     if depth == 0:
                         break
                 j += 1
-            out.append(body[i: j + 1])
+            out.append(body[i : j + 1])
             i = j + 1
             continue
         if body.startswith("OPT (", i):
             j = body.find(")", i)
             j = n - 1 if j < 0 else j
-            out.append(body[i: j + 1])
+            out.append(body[i : j + 1])
             i = j + 1
             continue
         j = body.find(" ", i)
@@ -284,8 +385,13 @@ def _join_values(toks: list[str]) -> list[str]:
     i = 0
     while i < len(toks):
         tok = toks[i]
-        if (tok.endswith("=") and tok[:-1] in _VALUE_KEYS and i + 1 < len(toks) and "=" not in toks[i + 1]
-                and not toks[i + 1].startswith("[")):
+        if (
+            tok.endswith("=")
+            and tok[:-1] in _VALUE_KEYS
+            and i + 1 < len(toks)
+            and "=" not in toks[i + 1]
+            and not toks[i + 1].startswith("[")
+        ):
             out.append(tok + toks[i + 1])
             i += 2
             continue
@@ -295,7 +401,13 @@ def _join_values(toks: list[str]) -> list[str]:
 
 
 def _parse_nflog_body(
-    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None,
+    prefix: str,
+    in_dev: str,
+    out_dev: str,
+    body: str,
+    ref: LineRef,
+    text: str,
+    stamp: float | None,
     quoted: bool = False,
 ) -> LogRecord:
     f: dict[str, object] = {}
@@ -422,7 +534,17 @@ def _parse_nflog_body(
     if "ARP" in toks:
         f["l3"] = "arp"
     return LogRecord(
-        ref=ref, text=text, stamp=stamp, fmt="nflog", prefix=prefix, in_dev=in_dev, out_dev=out_dev,
-        ip_flags=tuple(ip_flags), tcp_flags=tuple(tcp_flags), truncated=truncated, extra=tuple(extra),
-        redacted=tuple(dict.fromkeys(redacted)), **f,  # type: ignore[arg-type]
+        ref=ref,
+        text=text,
+        stamp=stamp,
+        fmt="nflog",
+        prefix=prefix,
+        in_dev=in_dev,
+        out_dev=out_dev,
+        ip_flags=tuple(ip_flags),
+        tcp_flags=tuple(tcp_flags),
+        truncated=truncated,
+        extra=tuple(extra),
+        redacted=tuple(dict.fromkeys(redacted)),
+        **f,  # type: ignore[arg-type]
     )

@@ -18,8 +18,15 @@ from typing import Any
 from reportgen.parsers.ruleset import Chain, Match, Rule, Ruleset, split_words
 
 _PRIO_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
-_STD_TABLE = {("nat", -100): "nat", ("nat", 100): "nat", ("filter", -300): "raw", ("filter", -150): "mangle",
-              ("filter", 0): "filter", ("filter", 50): "security", ("route", -150): "mangle"}
+_STD_TABLE = {
+    ("nat", -100): "nat",
+    ("nat", 100): "nat",
+    ("filter", -300): "raw",
+    ("filter", -150): "mangle",
+    ("filter", 0): "filter",
+    ("filter", 50): "security",
+    ("route", -150): "mangle",
+}
 _VERDICTS = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN", "continue": "CONTINUE", "queue": "QUEUE"}
 _FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
 
@@ -30,7 +37,7 @@ def _prio(text: str | None) -> int | None:
     t = text.replace(" ", "")
     for name, val in _PRIO_NAMES.items():
         if t.startswith(name):
-            rest = t[len(name):]
+            rest = t[len(name) :]
             return val + int(rest) if rest.lstrip("+-").isdigit() else val
     try:
         return int(t)
@@ -80,8 +87,9 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
             name = toks[i] if i < len(toks) else ""
             if name.startswith("{"):
                 return _unsupported(table, chain, num, line, text, matches, f"{t} set")
-            matches.append(Match("-i" if t == "iifname" else "-o", (name[:-1] + "+" if name.endswith("*") else name,),
-                                 neg, None))
+            matches.append(
+                Match("-i" if t == "iifname" else "-o", (name[:-1] + "+" if name.endswith("*") else name,), neg, None)
+            )
             i += 1
         elif t in ("ip", "ip6") and nxt in ("saddr", "daddr"):
             neg, i = _neg(toks, i + 2)
@@ -95,8 +103,9 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
                 return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
             matches.append(Match("-s" if nxt == "saddr" else "-d", (val,), neg, None))
             i += 1
-        elif (t == "meta" and nxt == "l4proto") or (t == "ip" and nxt == "protocol") or \
-                (t == "ip6" and nxt == "nexthdr"):
+        elif (
+            (t == "meta" and nxt == "l4proto") or (t == "ip" and nxt == "protocol") or (t == "ip6" and nxt == "nexthdr")
+        ):
             neg, i = _neg(toks, i + 2)
             matches.append(Match("-p", (toks[i] if i < len(toks) else "",), neg, None))
             i += 1
@@ -120,7 +129,7 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
                 val, i = members, after - 1
             matches.append(Match("--ctstate", (val.upper(),), neg, "conntrack"))
             i += 1
-        elif t == "fib" and nxt in ("daddr", "saddr") and toks[i + 2:i + 4] == ["type", "local"]:
+        elif t == "fib" and nxt in ("daddr", "saddr") and toks[i + 2 : i + 4] == ["type", "local"]:
             matches.append(Match("--dst-type" if nxt == "daddr" else "--src-type", ("LOCAL",), False, "addrtype"))
             i += 4
         elif t == "counter":
@@ -152,7 +161,7 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
             i = len(toks)
         elif t in ("snat", "dnat", "redirect"):
             target = {"snat": "SNAT", "dnat": "DNAT", "redirect": "REDIRECT"}[t]
-            rest = toks[i + 1:]
+            rest = toks[i + 1 :]
             if rest[:1] == ["to"] and len(rest) > 1:
                 targs.append(Match("--to", (rest[1],), False, "target"))
             i = len(toks)
@@ -165,8 +174,9 @@ def _unsupported(table: str, chain: str, num: int, line: int, text: str, matches
     # A match the evaluator does not know: match_one() returns None for it, so evaluation stops here.
     # The rule's verdict is still read from its end, so a caller knows what hangs on the match (a
     # rule that only logs changes nothing; one that drops does).
-    return Rule(table, chain, num, line, text, (*matches, Match(f"nft:{what}", (), False, "nft")), _tail_target(text),
-                ())
+    return Rule(
+        table, chain, num, line, text, (*matches, Match(f"nft:{what}", (), False, "nft")), _tail_target(text), ()
+    )
 
 
 def _tail_target(text: str) -> str | None:
@@ -181,8 +191,13 @@ def _tail_target(text: str) -> str | None:
         if t in ("jump", "goto") and k + 1 < len(toks):
             return toks[k + 1]
         if t in ("reject", "masquerade", "snat", "dnat", "redirect"):
-            return {"reject": "REJECT", "masquerade": "MASQUERADE", "snat": "SNAT", "dnat": "DNAT",
-                    "redirect": "REDIRECT"}[t]
+            return {
+                "reject": "REJECT",
+                "masquerade": "MASQUERADE",
+                "snat": "SNAT",
+                "dnat": "DNAT",
+                "redirect": "REDIRECT",
+            }[t]
     return "LOG" if "log" in toks else None
 
 

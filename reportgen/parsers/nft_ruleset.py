@@ -17,12 +17,16 @@ _CHAIN = re.compile(r"^chain (?P<name>\S+) \{(?: # handle \d+)?$")
 # nft's scanner ends a statement at ";" or at a newline (nft(8) "LEXICAL CONVENTIONS"), so a ruleset
 # file may write "type filter hook input priority 0" alone on its line (nftables tests/shell/testcases/
 # trace/0001simple), and "policy drop" on the next.
-_BASE = re.compile(r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+?)\s*(?:;|$)"
-                   r"(?:\s*policy (?P<policy>\w+)\s*;?)?")
+_BASE = re.compile(
+    r"^type (?P<type>\S+) hook (?P<hook>\S+)(?: device \S+)? priority (?P<prio>[^;]+?)\s*(?:;|$)"
+    r"(?:\s*policy (?P<policy>\w+)\s*;?)?"
+)
 _POLICY = re.compile(r"^policy (?P<policy>\w+)\s*;?$")
 _HANDLE = re.compile(r"# handle ([0-9]+)$")  # blanks before it are stripped in Python: \s* here is quadratic
-_VERDICT = re.compile(r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
-                      r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$")
+_VERDICT = re.compile(
+    r"\b(accept|drop|reject(?: with .*)?|return|continue|queue|masquerade(?: .*)?|"
+    r"(?:jump|goto) \S+|[sd]nat(?: ip6?)? to \S+|redirect(?: to \S+)?)$"
+)
 
 
 def parse_nft_ruleset(text: str) -> dict[str, Any]:
@@ -49,8 +53,15 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         if chain is None:
             m = _CHAIN.match(_HANDLE.sub("", line).rstrip())
             if m:
-                chain = {"name": m.group("name"), "type": None, "hook": None, "priority": None, "policy": None,
-                         "rules": [], "line": n}
+                chain = {
+                    "name": m.group("name"),
+                    "type": None,
+                    "hook": None,
+                    "priority": None,
+                    "policy": None,
+                    "rules": [],
+                    "line": n,
+                }
                 table["chains"].append(chain)
             elif line == "}":
                 table = None
@@ -65,8 +76,12 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
             continue  # nft prints a chain's comment before its "type ... hook ..." line
         base = _BASE.match(line)
         if base and not chain["rules"]:
-            chain.update(type=base.group("type"), hook=base.group("hook"), priority=base.group("prio").strip(),
-                         policy=base.group("policy"))
+            chain.update(
+                type=base.group("type"),
+                hook=base.group("hook"),
+                priority=base.group("prio").strip(),
+                policy=base.group("policy"),
+            )
             continue
         pol = _POLICY.match(line)
         if pol and not chain["rules"] and chain["hook"] is not None:
@@ -75,9 +90,15 @@ def parse_nft_ruleset(text: str) -> dict[str, Any]:
         h = _HANDLE.search(line)
         body = line[: h.start()].rstrip() if h else line
         verdict = _VERDICT.search(body)
-        chain["rules"].append({"text": body, "handle": int(h.group(1)) if h else None, "line": n,
-                               "verdict": verdict.group(1) if verdict else None,
-                               "log_prefix": _log_prefix(body)})
+        chain["rules"].append(
+            {
+                "text": body,
+                "handle": int(h.group(1)) if h else None,
+                "line": n,
+                "verdict": verdict.group(1) if verdict else None,
+                "log_prefix": _log_prefix(body),
+            }
+        )
     return {"tables": tables, "objects_skipped": objects}
 
 

@@ -15,15 +15,47 @@ from dataclasses import dataclass, field
 from reportgen.errors import InputError
 
 # Options that take no value, and the ones that take two; everything else takes one.
-_FLAG_OPTS = frozenset({"--physdev-is-bridged", "--physdev-is-in", "--physdev-is-out", "--syn", "-f",
-                        "--fragment", "--log-tcp-sequence", "--log-tcp-options", "--log-ip-options",
-                        "--log-uid", "--log-macdecode", "--random", "--random-fully", "--persistent",
-                        "--rcheck", "--set", "--update", "--rsource", "--rdest", "--log-ip", "--log-ip6",
-                        "--log-arp"})
+_FLAG_OPTS = frozenset(
+    {
+        "--physdev-is-bridged",
+        "--physdev-is-in",
+        "--physdev-is-out",
+        "--syn",
+        "-f",
+        "--fragment",
+        "--log-tcp-sequence",
+        "--log-tcp-options",
+        "--log-ip-options",
+        "--log-uid",
+        "--log-macdecode",
+        "--random",
+        "--random-fully",
+        "--persistent",
+        "--rcheck",
+        "--set",
+        "--update",
+        "--rsource",
+        "--rdest",
+        "--log-ip",
+        "--log-ip6",
+        "--log-arp",
+    }
+)
 _TWO_VALUE_OPTS = frozenset({"--tcp-flags", "--match-set"})  # iptables-extensions(8): --match-set NAME FLAGS
-_ALIASES = {"--source": "-s", "--destination": "-d", "--in-interface": "-i", "--out-interface": "-o",
-            "--protocol": "-p", "--jump": "-j", "--goto": "-g", "--match": "-m", "--source-port": "--sport",
-            "--destination-port": "--dport", "--src": "-s", "--dst": "-d"}
+_ALIASES = {
+    "--source": "-s",
+    "--destination": "-d",
+    "--in-interface": "-i",
+    "--out-interface": "-o",
+    "--protocol": "-p",
+    "--jump": "-j",
+    "--goto": "-g",
+    "--match": "-m",
+    "--source-port": "--sport",
+    "--destination-port": "--dport",
+    "--src": "-s",
+    "--dst": "-d",
+}
 
 
 # One shell word: bare characters, "double-quoted" (backslash escapes " and \\ only, as in shlex's
@@ -40,7 +72,7 @@ def split_words(text: str) -> list[str]:
     words: list[str] = []
     pos = 0
     for m in _WORD.finditer(text):
-        if text[pos:m.start()].strip():
+        if text[pos : m.start()].strip():
             raise ValueError(f"no closing quotation at column {pos + 1}")
         pos = m.end()
         parts = []
@@ -138,7 +170,7 @@ def _tokens_to_matches(tokens: list[str]) -> tuple[list[Match], str | None, list
         if i < len(tokens) and tokens[i] == "!" and n:
             negate = True
             i += 1
-        vals = tuple(tokens[i:i + n])
+        vals = tuple(tokens[i : i + n])
         i += n
         m = Match(opt, vals, negate, None if opt in ("-s", "-d", "-i", "-o", "-p") else module)
         (target_args if module == "target" else matches).append(m)
@@ -171,7 +203,7 @@ def parse_ruleset(text: str, source: str = "", family: str = "ipv4") -> Ruleset:
             rs.tables[table].setdefault(parts[0], Chain(parts[0], policy))
             continue
         cm = re.match(r"^\[([0-9]+):([0-9]+)\]\s*", line)
-        body = line[cm.end():] if cm else line
+        body = line[cm.end() :] if cm else line
         if not body.startswith("-A "):
             raise InputError(source, n, "expected '-A CHAIN ...'", raw)
         try:
@@ -188,8 +220,20 @@ def parse_ruleset(text: str, source: str = "", family: str = "ipv4") -> Ruleset:
         matches, target, targs, goto = _tokens_to_matches(tokens[2:] if not problem else [])
         if problem:
             matches = [Match("unparsed", (problem,), False, None)]
-        chain.rules.append(Rule(table, chain_name, len(chain.rules) + 1, n, body, tuple(matches), target,
-                                tuple(targs), goto, (int(cm.group(1)), int(cm.group(2))) if cm else None))
+        chain.rules.append(
+            Rule(
+                table,
+                chain_name,
+                len(chain.rules) + 1,
+                n,
+                body,
+                tuple(matches),
+                target,
+                tuple(targs),
+                goto,
+                (int(cm.group(1)), int(cm.group(2))) if cm else None,
+            )
+        )
     return rs
 
 
@@ -198,11 +242,24 @@ def ruleset_dict(rs: Ruleset) -> dict[str, object]:
     return {
         "family": rs.family,
         "tables": {
-            t: {c.name: {"policy": c.policy, "rules": [
-                {"num": r.num, "line": r.line, "target": r.target, "goto": r.goto, "counters": r.counters,
-                 "matches": [[("!" if m.negated else "") + m.opt, *m.values] for m in r.matches],
-                 "target_args": [[m.opt, *m.values] for m in r.target_args]} for r in c.rules]}
-                for c in chains.values()}
+            t: {
+                c.name: {
+                    "policy": c.policy,
+                    "rules": [
+                        {
+                            "num": r.num,
+                            "line": r.line,
+                            "target": r.target,
+                            "goto": r.goto,
+                            "counters": r.counters,
+                            "matches": [[("!" if m.negated else "") + m.opt, *m.values] for m in r.matches],
+                            "target_args": [[m.opt, *m.values] for m in r.target_args],
+                        }
+                        for r in c.rules
+                    ],
+                }
+                for c in chains.values()
+            }
             for t, chains in rs.tables.items()
         },
     }

@@ -72,6 +72,7 @@ _XT_WRAPPED = re.compile(r"^\s*(?:(?:[A-Z]+=\S*|[A-Z]{2,3}|FRAG:\d+)\s*)+$")
 def _unquote(text: str) -> str:
     return _PASTE_LEAD.sub("", text, count=1)
 
+
 # Legacy TRACE: ip_tables.c/ip6_tables.c trace_packet() logs "TRACE: %s:%s:%s:%u " (table, chain,
 # "rule"/"return"/"policy", rule number) as the prefix of a normal LOG line. Pastes sometimes lose the
 # "TRACE: " word; such a record is still recognisably TRACE when its table is one of ip_tables' own
@@ -916,8 +917,9 @@ class NftTraceParser(TraceParser):
         known_base = kind == "policy" or place_chain(v.family, table, chain, self.chain_hooks).hook is not None
         if not known_base:
             return False
-        started_in_user_chain = not v.text and (v.place is None or v.place.hook is None) and not any(
-            r.kind == "policy" for r in v.rules)
+        started_in_user_chain = (
+            not v.text and (v.place is None or v.place.hook is None) and not any(r.kind == "policy" for r in v.rules)
+        )
         if started_in_user_chain:
             v.chain, v.place = chain, place_chain(v.family, table, chain, self.chain_hooks)
             return False

@@ -9,7 +9,7 @@ from importlib import resources
 import jinja2
 
 from reportgen import __version__
-from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool
+from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool, id_number
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
     ALIKE_NOTE,
@@ -156,7 +156,8 @@ def packet_svgs(report: Report, neighbours: bool = True, budget: Budget | None =
 
 
 def _packet_order(pid: str) -> tuple[int, str]:
-    return (int(pid[1:]), pid) if pid[1:].isdigit() else (-1, pid)
+    n = id_number(pid)
+    return (-1 if n is None else n, pid)
 
 
 def render_html(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode
+from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode, id_number
 from reportgen.netfilter import STAGES
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
@@ -236,7 +236,7 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
 
 
 def _num(cid: str) -> int:
-    return int(cid[1:]) if cid[1:].isdigit() else 0
+    return id_number(cid) or 0
 
 
 def _worst(c: Conversation, by_id: dict[str, Packet]) -> int:

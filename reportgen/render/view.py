@@ -8,7 +8,16 @@ from collections.abc import Sequence
 
 from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
-from reportgen.model import ICMP_TYPE_NAMES, Conversation, Endpoint, LogRecord, Packet, PacketGroup, Report
+from reportgen.model import (
+    ICMP_TYPE_NAMES,
+    Conversation,
+    Endpoint,
+    LogRecord,
+    Packet,
+    PacketGroup,
+    Report,
+    id_number,
+)
 from reportgen.parsers.nflog import shown
 
 # Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
@@ -95,7 +104,7 @@ LABEL_IDS = 8
 
 
 def _consecutive(g: PacketGroup) -> bool:
-    nums = [int(p[1:]) for p in g.packets if p[1:].isdigit()]
+    nums = [n for n in map(id_number, g.packets) if n is not None]
     return len(nums) == g.count and nums == list(range(nums[0], nums[0] + len(nums)))
 
 
@@ -108,7 +117,7 @@ def id_runs(ids: Sequence[str], limit: int) -> str:
     runs: list[list[str]] = []
     prev: int | None = None
     for i in ids:
-        n = int(i[1:]) if i[1:].isdigit() else None
+        n = id_number(i)
         if runs and n is not None and prev is not None and n == prev + 1 and runs[-1][0][0] == i[0]:
             runs[-1][1:] = [i]
         else:
@@ -122,7 +131,8 @@ def id_runs(ids: Sequence[str], limit: int) -> str:
 
 
 def _expand(run: list[str]) -> range:
-    return range(int(run[0][1:]), int(run[-1][1:]) + 1) if len(run) > 1 else range(1)
+    # Only numbered ids join a run of more than one, so both ends have numbers.
+    return range(id_number(run[0]) or 0, (id_number(run[-1]) or 0) + 1) if len(run) > 1 else range(1)
 
 
 def groups_of(report: Report) -> dict[str, list[PacketGroup]]:

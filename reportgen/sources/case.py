@@ -139,8 +139,12 @@ def _inside(d: Path, p: Path, named_by: str, allow_outside: bool, what: str = "f
     if not exists:
         raise InputError(named_by, None, f"{what} {p.name!r} does not exist")
     if not allow_outside and not real.is_relative_to(d.resolve()):
-        raise InputError(named_by, None, f"{what} {_rel(p, d)!r} resolves to {real}, outside the case "
-                         "folder (a symlink?); a case reads only its own folder unless --allow-outside is given")
+        raise InputError(
+            named_by,
+            None,
+            f"{what} {_rel(p, d)!r} resolves to {real}, outside the case "
+            "folder (a symlink?); a case reads only its own folder unless --allow-outside is given",
+        )
     if not p.is_file():
         raise InputError(named_by, None, f"{what} {_rel(p, d)!r} is not a regular file")
     return p
@@ -151,8 +155,12 @@ def _entry(d: Path, manifest: Path, entry: object, what: str, allow_outside: boo
     text = str(entry)
     rel = Path(text)
     if not allow_outside and (rel.is_absolute() or ".." in rel.parts):
-        raise InputError(str(manifest), None, f"{what} {text!r}: absolute and '..' paths are refused; a case "
-                         "reads only its own folder unless --allow-outside is given")
+        raise InputError(
+            str(manifest),
+            None,
+            f"{what} {text!r}: absolute and '..' paths are refused; a case "
+            "reads only its own folder unless --allow-outside is given",
+        )
     return _inside(d, d / rel, str(manifest), allow_outside, what)
 
 
@@ -189,8 +197,13 @@ def _from_manifest(d: Path, manifest: Path, allow_outside: bool) -> CaseSpec:
     lab = data.get("lab")
     if isinstance(lab, dict) and isinstance(lab.get("versions"), dict):
         v = {str(k): val for k, val in lab["versions"].items()}
-        spec.notes.append("Captured on kernel " + str(v.get("kernel")) + " with " +
-                          ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel") + ".")
+        spec.notes.append(
+            "Captured on kernel "
+            + str(v.get("kernel"))
+            + " with "
+            + ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if k != "kernel")
+            + "."
+        )
     return spec
 
 
@@ -219,8 +232,19 @@ def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) 
 
 
 def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
-    return (rec.src, rec.dst, rec.ipid, rec.proto, rec.sport, rec.dport, rec.icmp_id, rec.icmp_seq, rec.in_dev,
-            rec.out_dev, rec.tcp_seq)
+    return (
+        rec.src,
+        rec.dst,
+        rec.ipid,
+        rec.proto,
+        rec.sport,
+        rec.dport,
+        rec.icmp_id,
+        rec.icmp_seq,
+        rec.in_dev,
+        rec.out_dev,
+        rec.tcp_seq,
+    )
 
 
 class _LegacyTraceGrouper:
@@ -274,10 +298,17 @@ class _LegacyTraceGrouper:
         return [replace(ev, rules=tuple(hits))]
 
 
-def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine],
-                 appendix: list[tuple[LineRef, str]], counts: dict[str, int],
-                 chain_hooks: ChainHooks, spans: dict[str, dict[int, int]],
-                 backends: Mapping[str, str]) -> Iterator[Event]:
+def _file_events(
+    path: Path,
+    name: str,
+    spec: CaseSpec,
+    unused: list[UnusedLine],
+    appendix: list[tuple[LineRef, str]],
+    counts: dict[str, int],
+    chain_hooks: ChainHooks,
+    spans: dict[str, dict[int, int]],
+    backends: Mapping[str, str],
+) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry.
 
     ``spans[name]`` is the live map of records wrapped over several physical lines (first -> last),
@@ -285,13 +316,21 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     """
     head = [_text(raw) for raw in itertools.islice(raw_lines(path), 50) if not raw.overlong]
     fmt = detect_trace_format(head)
-    monitor = (XtablesMonitorParser(chain_hooks) if fmt == "xtmon" else NftTraceParser(chain_hooks)
-               if fmt == "nfttrace" else None)
+    monitor = (
+        XtablesMonitorParser(chain_hooks)
+        if fmt == "xtmon"
+        else NftTraceParser(chain_hooks)
+        if fmt == "nfttrace"
+        else None
+    )
     legacy = _LegacyTraceGrouper()
     # Kernel log lines are re-framed (glued records split, wrapped ones joined); monitors keep theirs.
     physical: list[int] = [0]
-    other = (f"other line: not a {fmt} trace event" if monitor is not None
-             else "other line: not a netfilter LOG or ebtables record")
+    other = (
+        f"other line: not a {fmt} trace event"
+        if monitor is not None
+        else "other line: not a netfilter LOG or ebtables record"
+    )
     lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
     spans[name] = lines.spans
     for n, text in lines:
@@ -335,8 +374,9 @@ def _file_events(path: Path, name: str, spec: CaseSpec, unused: list[UnusedLine]
     counts[name] = physical[0]
 
 
-def _checked_lines(path: Path, name: str, unused: list[UnusedLine], physical: list[int],
-                   may_be_record: Callable[[bytes], bool] | None) -> Iterator[tuple[int, str | Unrelated]]:
+def _checked_lines(
+    path: Path, name: str, unused: list[UnusedLine], physical: list[int], may_be_record: Callable[[bytes], bool] | None
+) -> Iterator[tuple[int, str | Unrelated]]:
     """Decode a trace file's lines; an overlong one is listed unused and never decoded or parsed, so
     parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far.
     A line the byte prefilter rejects comes as Unrelated (framing.prefilter)."""
@@ -359,15 +399,20 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
     # A walk whose packet line the paste cut off still shows the chain, the rules and the verdict:
     # it becomes a hop without header fields, joined to its packet by the trace id (correlate.py).
     if not v.table:
-        _add_unused(unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed",
-                    v.text)
+        _add_unused(
+            unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed", v.text
+        )
         return
     place = v.place
     if place is None or (place.hook is None and not place.candidates):
         # netdev ingress/egress: device hooks outside the IP and bridge hook graph (netfilter.py).
         for ref in (v.ref, *v.extra, *(r.ref for r in v.rules)):
-            _add_unused(unused, ref, f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in "
-                        "reportgen's hook graph", v.text if ref == v.ref else "")
+            _add_unused(
+                unused,
+                ref,
+                f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in reportgen's hook graph",
+                v.text if ref == v.ref else "",
+            )
         return
     how = "nft trace" if v.fmt == "nfttrace" else "xtables-monitor"
     table = v.table if v.table else None
@@ -380,8 +425,14 @@ def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
         hooks = [h for h in device_hooks(rec.in_dev, rec.out_dev) if h in place.candidates] or list(place.candidates)
         if v.family == INET and rec.in_dev and not rec.out_dev:
             hooks.insert(0, INGRESS)  # an inet chain seeing iif only may be an ingress chain (nft(8))
-        hook = HookRef(v.family, next(h for h in hooks if h in HOOKS), table, v.chain, how,
-                       candidates=tuple(hooks) if len(hooks) > 1 else ())
+        hook = HookRef(
+            v.family,
+            next(h for h in hooks if h in HOOKS),
+            table,
+            v.chain,
+            how,
+            candidates=tuple(hooks) if len(hooks) > 1 else (),
+        )
     yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
 
 
@@ -423,8 +474,9 @@ def _snapshot(path: Path, name: str, kind: str | None, host: str) -> tuple[Snaps
         where = f"line {exc.line}: " if exc.line else ""
         return Snapshot(name, k, text, None, host), f"cannot be read as {k}: {where}{exc.message}"
     except Exception as exc:  # noqa: BLE001 - a parser bug must not take the whole report down
-        return Snapshot(name, k, text, None, host), f"reportgen failed to parse it as {k} ({type(exc).__name__}: " \
-            f"{exc}); this is a reportgen bug"
+        return Snapshot(
+            name, k, text, None, host
+        ), f"reportgen failed to parse it as {k} ({type(exc).__name__}: {exc}); this is a reportgen bug"
     return Snapshot(name, k, text, data, host), "; ".join(problems) or None
 
 
@@ -457,8 +509,11 @@ class TraceReading:
 
     def appendix_note(self) -> list[str]:
         total = sum(self.counts.values())
-        return [f"The appendix shows the first {len(self.appendix)} of {total} trace lines."] \
-            if len(self.appendix) < total else []
+        return (
+            [f"The appendix shows the first {len(self.appendix)} of {total} trace lines."]
+            if len(self.appendix) < total
+            else []
+        )
 
 
 def trace_names(spec: CaseSpec) -> list[str]:
@@ -471,9 +526,20 @@ def trace_events(spec: CaseSpec, snaps: tuple[Snapshot, ...], reading: TraceRead
     chain_hooks = _nft_chain_hooks(list(snaps))
     # Which backend a project (firewalld) runs decides the table some of its prefixes are logged from.
     backends = known_backends(s.text for s in snaps)
-    return [_file_events(p, _rel(p, spec.base), spec, reading.unused, reading.appendix, reading.counts,
-                         chain_hooks, reading.spans, backends)
-            for p in spec.traces]
+    return [
+        _file_events(
+            p,
+            _rel(p, spec.base),
+            spec,
+            reading.unused,
+            reading.appendix,
+            reading.counts,
+            chain_hooks,
+            reading.spans,
+            backends,
+        )
+        for p in spec.traces
+    ]
 
 
 def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
