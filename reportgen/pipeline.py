@@ -351,7 +351,9 @@ class _Pass:
         found = self.convs.find(t)
         if self.windowed and found is not None and self._expired(self.open[found[0].index], t):
             self._finish(found[0])  # conntrack forgot it before this packet came: a new entry
-        flow = self.convs.add(t)
+            flow = self.convs.add(t)
+        else:
+            flow = self.convs.file(t, found)
         if flow is None:
             self.loose.append(t)
             return

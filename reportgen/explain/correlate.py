@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
-from reportgen.model import Action, Endpoint, Event
+from reportgen.model import Action, Endpoint, Event, HookRef
 from reportgen.netfilter import EDGES, ORDERED_AS, REACHABLE, STAGES, stages_for, table_priority
 from reportgen.parsers.prefix import HOW_TRACE
 
@@ -48,6 +48,18 @@ class Track:
     closed: bool = False  # settled: no event joins it any more
     keys: set[tuple[object, ...]] = field(default_factory=set)  # the index entries that find it
     seen_as: list[tuple[str, Endpoint, Endpoint]] | None = None  # views(), once the packet is complete
+    # What the tests of Correlator.feed read of an open packet, kept up to date by _absorb as feed
+    # appends its lines (the only change an open packet sees; a closed one is joined, narrowed and
+    # explained through the scanning methods above, never through these):
+    at_l3: Event | None = None  # l3()
+    at_physin: str = ""  # physin()
+    at_physout: str = ""  # physout()
+    at_macs: dict[bool, tuple[str, str]] = field(default_factory=dict)  # macs(egress) by egress
+    at_ip_out: str = ""  # ip_out()
+    trace_ids: set[str | None] = field(default_factory=set)  # every line's trace id
+    # Its lines by (family, _walk()): _can_follow compares a line only with lines of the same walk.
+    walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] = field(default_factory=dict)
+    egress: bool = False  # in Correlator.egress_open
 
     @property
     def last(self) -> Event:
@@ -91,15 +103,44 @@ class Track:
         return ""
 
 
+def _absorb(t: Track, ev: Event, stage: str) -> None:
+    """Append a line to an open packet, keeping what feed's tests read of it (each field is what its
+    scanning method would return: the first or the last line that has it)."""
+    t.events.append(ev)
+    t.stages.append(stage)
+    r = ev.record
+    if r.src is not None:
+        t.at_l3 = ev
+    if not t.at_physin:
+        t.at_physin = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
+    if not t.at_physout:
+        t.at_physout = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
+    if r.mac_src and r.mac_dst:
+        t.at_macs[stage in _EGRESS_L2] = (r.mac_src, r.mac_dst)
+    if r.fmt == "nflog" and r.out_dev:
+        t.at_ip_out = r.out_dev
+    t.trace_ids.add(r.trace_id)
+    t.walks.setdefault((ev.hook.family, _walk(ev)), []).append((ev, stage))
+
+
 def _stage_candidates(ev: Event) -> tuple[str, ...]:
     r = ev.record
-    cands = stages_for(ev.hook.family, ev.hook.hook)
-    if ev.hook.family != "bridge" and ev.hook.hook in ("FORWARD", "POSTROUTING"):
+    traced = r.fmt in ("xtmon", "nfttrace")
+    # The answer depends on these alone (the body below reads nothing else).
+    key = (ev.hook.family, ev.hook.hook, traced, bool(r.physout), bool(r.in_dev) and r.in_dev == r.out_dev)
+    cands = _CANDIDATES.get(key)
+    if cands is None:
+        cands = _CANDIDATES[key] = _candidates(*key)
+    return cands
+
+
+def _candidates(family: str, hook: str, traced: bool, physout: bool, in_is_out: bool) -> tuple[str, ...]:
+    cands = stages_for(family, hook)
+    if family != "bridge" and hook in ("FORWARD", "POSTROUTING"):
         # br_netfilter keeps the bridge ports in PHYSOUT only for frames it bridges
         # (nf_log_dump_packet_common prints PHYSOUT from nf_bridge_get_physoutdev()). Trace monitors
         # print no bridge ports; there a bridged frame shows the bridge as both iif and oif.
-        traced = r.fmt in ("xtmon", "nfttrace")
-        bridged = bool(r.physout) or (traced and bool(r.in_dev) and r.in_dev == r.out_dev)
+        bridged = physout or (traced and in_is_out)
         if traced and not bridged:
             # nft trace prints no iif at POSTROUTING for bridged frames (seen in the lab), so both
             # contexts stay possible; the packet's earlier hops decide which one is reachable.
@@ -109,7 +150,19 @@ def _stage_candidates(ev: Event) -> tuple[str, ...]:
     return cands
 
 
+_CANDIDATES: dict[tuple[str, str, bool, bool, bool], tuple[str, ...]] = {}
 _ENDS_TABLE = (Action.DROP, Action.REJECT, Action.ACCEPT)
+# Each stage's (family kind, hook): where _can_follow counts two stages as one hook.
+_WHERE = {key: (st.family_kind, st.hook) for key, st in STAGES.items()}
+
+
+def _follows(last_stage: str, cands: tuple[str, ...]) -> tuple[str, ...]:
+    """The candidate stages the hook graph lets follow a packet's last stage (the same hook again, or
+    one reachable from it), in candidate order."""
+    return tuple(st for st in cands if st == last_stage or st in REACHABLE[last_stage])
+
+
+_FOLLOWS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
 
 def _can_follow(track: Track, ev: Event, stage: str) -> bool:
@@ -128,20 +181,19 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # table may have several base chains at one hook (fw4 raw_prerouting and mangle_prerouting), all
     # walked for one packet in one nf_hook_slow() call (net/netfilter/core.c): there a base chain
     # seen twice means a second packet.
-    where = (STAGES[stage].family_kind, STAGES[stage].hook)
-    same_walk = [
-        e
-        for e, st in zip(track.events, track.stages, strict=True)
-        if e.hook.family == ev.hook.family
-        and _walk(e) == _walk(ev)
-        and (st == stage or (ev.hook.placed and e.hook.placed and (STAGES[st].family_kind, STAGES[st].hook) == where))
-    ]
     # A LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), so other LOG rules of the same
     # table may log it again at this hook (ufw's [UFW AUDIT] in ufw-before-logging-output, then
     # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
     # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
     # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
-    return all(_logs_again(e, ev) for e in same_walk)
+    same_walk = track.walks.get((ev.hook.family, _walk(ev)))
+    if not same_walk:
+        return True
+    where = _WHERE[stage]
+    placed = ev.hook.placed
+    return all(
+        _logs_again(e, ev) for e, st in same_walk if st == stage or (placed and e.hook.placed and _WHERE[st] == where)
+    )
 
 
 def _walk(ev: Event) -> tuple[str | None, str | None]:
@@ -201,31 +253,31 @@ def _same_packet(track: Track, ev: Event) -> bool:
         return False
     if r.ref.file != last.ref.file and r.stamp is None:
         return False
-    prev_l3 = track.l3()
+    prev_l3 = track.at_l3
     return r.src is None or prev_l3 is None or _l3_matches(prev_l3, ev)
 
 
 def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -> bool:
     """Whether ``ev`` at ``stage`` can be the next line of the packet, given _same_packet."""
     r = ev.record
-    prev_l3 = track.l3()
+    prev_l3 = track.at_l3
     if stage in _EGRESS_L2:
         # Leaving through a bridge after routing: the IP layer must have chosen a bridge device,
         # and the bridge frame carries the MACs the neighbour lookup wrote (new ones).
-        out = track.ip_out()
+        out = track.at_ip_out
         if track.stages[-1] not in _EGRESS_L2 and out and bridges and out not in bridges:
             return False
-        prev = track.macs(egress=True)
+        prev = track.at_macs.get(True)
         return not (prev and r.mac_src and (r.mac_src, r.mac_dst) != prev)
     if r.mac_src and r.mac_dst and stage in _INGRESS_L2:
-        prev = track.macs(egress=False)
+        prev = track.at_macs.get(False)
         if prev and (r.mac_src, r.mac_dst) != prev:
             return False
-    physin = track.physin()
+    physin = track.at_physin
     this_in = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
     if physin and this_in and physin != this_in:
         return False
-    if r.fmt == "ebtlog" and prev_l3 is None and not track.macs(egress=False):
+    if r.fmt == "ebtlog" and prev_l3 is None and not track.at_macs.get(False):
         return False
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
@@ -233,10 +285,10 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -
     if (
         r.fmt in _MONITORS
         and (r.src is None or prev_l3 is None)
-        and (r.trace_id is None or r.trace_id not in {e.record.trace_id for e in track.events})
+        and (r.trace_id is None or r.trace_id not in track.trace_ids)
     ):
         return False
-    physout = track.physout()
+    physout = track.at_physout
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     return not (physout and this_out and physout != this_out)
 
@@ -305,14 +357,23 @@ class Correlator:
                 if not t.closed:
                     pool[t.seq] = t
         placed: Track | None = None
+        ipid = ev.record.ipid if ev.record.src is not None else None
         for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
             track = pool[i]
-            if not _same_packet(track, ev):  # what does not depend on the stage, once per packet
+            # Most candidates (the other packets of a MAC pair) differ in IP ID, which alone makes
+            # _same_packet false (_l3_matches); that test goes first, inline.
+            l3 = track.at_l3
+            if ipid is not None and l3 is not None and l3.record.ipid is not None and l3.record.ipid != ipid:
                 continue
-            for stage in cands:
+            # _can_follow's first test, for every candidate stage at once.
+            follow = _FOLLOWS.get((track.stages[-1], cands))
+            if follow is None:
+                follow = _FOLLOWS[(track.stages[-1], cands)] = _follows(track.stages[-1], cands)
+            if not follow or not _same_packet(track, ev):  # what does not depend on the stage, once per packet
+                continue
+            for stage in follow:
                 if _can_follow(track, ev, stage) and _compatible(track, ev, stage, self.bridges):
-                    track.events.append(ev)
-                    track.stages.append(stage)
+                    _absorb(track, ev, stage)
                     placed = track
                     break
             if placed:
@@ -320,8 +381,7 @@ class Correlator:
         if placed is None:
             placed = Track(index=self.created, seq=self.created)
             self.created += 1
-            placed.events.append(ev)
-            placed.stages.append(cands[0])
+            _absorb(placed, ev, cands[0])
             self.pending.append(placed)
         placed.last_event = self.events
         placed.keys.update(keys)
@@ -330,9 +390,13 @@ class Correlator:
             if placed not in lst:
                 lst.append(placed)
                 del lst[:-8]  # a few recent packets per key are enough; older ones are done
-        if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and placed not in self.egress_open:
+        if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and not placed.egress:
+            placed.egress = True
             self.egress_open.append(placed)
-            del self.egress_open[:-64]
+            if len(self.egress_open) > 64:
+                for t in self.egress_open[:-64]:
+                    t.egress = False
+                del self.egress_open[:-64]
         out = self._settle() if self.pending and self._settled(self.pending[0]) else []
         return out + self._release()
 
@@ -374,7 +438,8 @@ class Correlator:
             if lst is not None and all(x.closed for x in lst):
                 del self.index[key]
         t.keys = set()
-        if t in self.egress_open:
+        if t.egress:
+            t.egress = False
             self.egress_open.remove(t)
         return self.joiner.add(t)
 
@@ -410,25 +475,43 @@ def _narrow_by_order(track: Track) -> None:
             continue
         lo = max((o for o in orders[:i] if o is not None), default=-1)
         hi = min((o for o in orders[i + 1 :] if o is not None), default=len(STAGE_ORDER))
-        fits = {
-            h: [st for st in stages_for(ev.hook.family, ORDERED_AS.get(h, h)) if lo <= STAGE_ORDER[st] <= hi]
-            for h in ev.hook.candidates
-        }
-        keep = tuple(h for h in ev.hook.candidates if fits[h])
-        if not keep or keep == ev.hook.candidates:
+        # The narrowed hook depends on the hook and the bounds alone: a trace prints the same few
+        # walks for every packet, so it is worked out once per (hook, lo, hi).
+        key = (ev.hook, lo, hi)
+        if key not in _NARROWED:
+            _NARROWED[key] = _narrowed(ev.hook, lo, hi)
+        narrowed = _NARROWED[key]
+        if narrowed is None:
             continue
-        first = next((h for h in keep if h not in ORDERED_AS), None)  # the hook the hop is ordered by
-        if first is None:
-            continue
-        hook = replace(
-            ev.hook,
-            hook=first,
-            candidates=keep if len(keep) > 1 else (),
-            chain=ev.hook.chain if ev.hook.base_chain or len(keep) > 1 else keep[0],
-        )
+        hook, fits = narrowed
         track.events[i] = replace(ev, hook=hook)
-        if track.stages[i] not in fits[first]:
-            track.stages[i] = fits[first][0]
+        if track.stages[i] not in fits:
+            track.stages[i] = fits[0]
+
+
+_NARROWED: dict[tuple[HookRef, int, int], tuple[HookRef, tuple[str, ...]] | None] = {}
+
+
+def _narrowed(h: HookRef, lo: int, hi: int) -> tuple[HookRef, tuple[str, ...]] | None:
+    """An unplaced hook narrowed to the candidates with a stage between lo and hi (STAGE_ORDER), and
+    the stages of the hook it is ordered by; None when nothing changes."""
+    fits = {
+        c: tuple(st for st in stages_for(h.family, ORDERED_AS.get(c, c)) if lo <= STAGE_ORDER[st] <= hi)
+        for c in h.candidates
+    }
+    keep = tuple(c for c in h.candidates if fits[c])
+    if not keep or keep == h.candidates:
+        return None
+    first = next((c for c in keep if c not in ORDERED_AS), None)  # the hook the hop is ordered by
+    if first is None:
+        return None
+    hook = replace(
+        h,
+        hook=first,
+        candidates=keep if len(keep) > 1 else (),
+        chain=h.chain if h.base_chain or len(keep) > 1 else keep[0],
+    )
+    return hook, fits[first]
 
 
 # Bridge stages a frame reaches after br_netfilter bridged it again following a DNAT.
@@ -866,8 +949,11 @@ class Conversations:
 
     def add(self, track: Track) -> Flow | None:
         """File one packet (in packet order); return its flow, or None when it shows no addresses."""
+        return self.file(track, self.find(track))
+
+    def file(self, track: Track, found: tuple[Flow, bool | None] | None) -> Flow | None:
+        """add(), given what find() says of the packet now (no flow closed since it was asked)."""
         by_view = self.by_view
-        found = self.find(track)
         if found is not None and found[1] is None:
             flow = found[0]
             flow.related.append(track)
