@@ -411,10 +411,8 @@ class _Pass:
         topo = self.topo
         packets = explain_conversation(flow, tracks, topo, self.facts, self.memo)
         by_id = {p.id: p for p in packets}
-        groups = []
-        for g in group_packets(packets, self.shapes):
-            self.groups += 1
-            groups.append(replace(g, id=f"g{self.groups}"))
+        groups = group_packets(packets, self.shapes, start=self.groups + 1)
+        self.groups += len(groups)
         if flow is not None:
             conv = self._predicted(conversation_of(flow), by_id, flow)
             answer = conversation_answer(conv, by_id, groups, topo)
@@ -426,9 +424,7 @@ class _Pass:
             self.summary.add(p, _num(p.id) <= SummaryCounter.HOST_PACKETS)
             self.account.used(p, self.reading.spans)
         self.sink(
-            ConversationResult(
-                conv, tuple(packets), tuple(groups), answer, tuple(footer(p) for p in packets), crossings
-            )
+            ConversationResult(conv, tuple(packets), groups, answer, tuple(footer(p) for p in packets), crossings)
         )
 
     def _predicted(self, conv: Conversation, packets: dict[str, Packet], flow: Flow) -> Conversation:

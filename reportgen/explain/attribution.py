@@ -315,4 +315,6 @@ def link_rules(ev: Event, topo: Topology) -> Event:
                             if str(r["handle"]) == hit.handle:
                                 ref = LineRef(name, r["line"])
         linked.append(replace(hit, snapshot_ref=ref) if ref else hit)
+    if all(new is old for new, old in zip(linked, ev.rules, strict=True)):
+        return ev  # nothing to point at (no snapshot): the event as it is, not an equal copy
     return replace(ev, rules=tuple(linked))

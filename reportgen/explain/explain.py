@@ -6,6 +6,7 @@ comes next", so the same code explains bridged, routed, local and NAT'd traffic.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -200,10 +201,7 @@ class CaseFacts:
                 self.slots.clear()
 
     def instrumented(self, slot: Slot, proto: str | None) -> bool:
-        fam = "bridge" if slot.family == BRIDGE else "ip"
-        stages = {slot.stage, _SAME_RULES.get(slot.stage, slot.stage)}
-        stages |= {k for k, v in _SAME_RULES.items() if v == slot.stage}
-        asked = [(s, fam, slot.table, proto) for s in stages]
+        asked = _asked(slot, proto)
         if any(a in self.seen_proto for a in asked):
             return True
         self.denied.update(asked)
@@ -229,6 +227,16 @@ class CaseFacts:
     def places(self) -> _Places:
         """The (stage, table) places some packet was logged at, as the simulator compares them."""
         return _Places(self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _asked(slot: Slot, proto: str | None) -> tuple[tuple[str, str, str, str | None], ...]:
+    """The facts CaseFacts.instrumented asks about a slot: its stage and the stages running the same
+    chains (_SAME_RULES), for the protocol."""
+    fam = "bridge" if slot.family == BRIDGE else "ip"
+    stages = {slot.stage, _SAME_RULES.get(slot.stage, slot.stage)}
+    stages |= {k for k, v in _SAME_RULES.items() if v == slot.stage}
+    return tuple((s, fam, slot.table, proto) for s in stages)
 
 
 class _Places(set[tuple[str, str]]):
@@ -551,14 +559,14 @@ def _direct_nats(
     out: list[Nat] = []
     by = "rule" if forward and first else "conntrack"
     prev: Event | None = None
+    ps = pd = Endpoint("", None)  # prev's endpoints
     for ev, st in zip(track.events, track.stages, strict=True):
         r = ev.record
         if r.src is None:
             continue
+        rs, rd = _eps(ev)
         if prev is not None:
             fam = ev.hook.family if ev.hook.family != BRIDGE else (r.l3 or "ipv4")
-            ps, pd = _eps(prev)
-            rs, rd = _eps(ev)
             if differs(pd, rd):
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
@@ -607,7 +615,7 @@ def _direct_nats(
                             "conntrack",
                         )
                     )
-        prev = ev
+        prev, ps, pd = ev, rs, rd
     return out
 
 

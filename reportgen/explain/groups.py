@@ -43,18 +43,21 @@ def _stamps(p: Packet) -> list[float]:
     return [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
 
 
-def group_packets(packets: Iterable[Packet], shapes: dict[Hashable, str] | None = None) -> tuple[PacketGroup, ...]:
+def group_packets(
+    packets: Iterable[Packet], shapes: dict[Hashable, str] | None = None, start: int = 1
+) -> tuple[PacketGroup, ...]:
     """Group packets by behaviour, in the order each behaviour first appears.
 
     ``shapes`` maps each shape seen so far in the case to its behaviour id; it is extended here, so
-    a caller that groups conversation by conversation passes the same dict every time.
+    a caller that groups conversation by conversation passes the same dict every time. Groups are
+    numbered from ``start`` ("g1"... by default; a caller numbering case-wide passes its next number).
     """
     shapes = {} if shapes is None else shapes
     members: dict[Hashable, list[Packet]] = {}
     for p in packets:
         members.setdefault(behaviour(p), []).append(p)
     groups = []
-    for n, ps in enumerate(members.values(), start=1):
+    for n, ps in enumerate(members.values(), start=start):
         stamps = [s for p in ps for s in _stamps(p)]
         refs = [ref for p in ps for h in p.hops for ref in h.event.refs]  # rule and conntrack lines too
         groups.append(
@@ -75,7 +78,8 @@ def group_packets(packets: Iterable[Packet], shapes: dict[Hashable, str] | None 
 def _spans(refs: list[LineRef]) -> tuple[tuple[LineRef, int], ...]:
     """Compress line references into runs (first line, last line number) per file."""
     out: list[tuple[LineRef, int]] = []
-    for ref in sorted(set(refs)):
+    # LineRef orders as (file, line); the tuple key sorts the same without its generated __lt__.
+    for ref in sorted(set(refs), key=lambda r: (r.file, r.line)):
         if out and out[-1][0].file == ref.file and out[-1][1] + 1 == ref.line:
             out[-1] = (out[-1][0], ref.line)
         else:

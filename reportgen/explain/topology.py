@@ -126,6 +126,7 @@ def brnf_key(family: str) -> str:
     return "bridge-nf-call-ip6tables" if family == "ipv6" else "bridge-nf-call-iptables"
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the text; a trace names the same few MACs
 def docker_mac_ip(mac: str) -> str | None:
     """Return the IPv4 address a Docker-generated MAC encodes (02:42:a:b:c:d), or None."""
     parts = mac.split(":")
