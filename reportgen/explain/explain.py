@@ -726,13 +726,14 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
 
 def _skip_reason(
     slot: Slot,
-    track: Track,
+    traced: bool,
     first_in_flow: bool,
     facts: CaseFacts,
     topo: Topology,
     via_bridge: bool,
     related: bool = False,
 ) -> tuple[str, str]:
+    """Why a hook on the path did not log the packet; ``traced``: a rule-tracing source saw it."""
     brnf = topo.brnf(slot.family)
     if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in BRNF_STAGES:
         return "bridge-nf-off", (
@@ -752,7 +753,6 @@ def _skip_reason(
             "applies the stored mapping to every later packet and to replies "
             "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"
         )
-    traced = any(e.hook.how in TRACED for e in track.events)
     if not facts.any_seen(slot) and traced:
         return "no-rule", (
             "no trace line from this hook anywhere in the trace: the table has no chain at "
@@ -887,12 +887,13 @@ def _skips_and_verdict(
     observed = {(st, ev.hook.table) for ev, st in hops}
     last_idx = max((i for i, s in enumerate(slots) if (s.stage, s.table) in observed), default=-1)
     via_br = _entered_bridge(t)
+    traced = any(e.hook.how in TRACED for e in t.events)
     skipped: list[Skipped] = []
     missing: list[Slot] = []
     for i, s in enumerate(slots):
         if (s.stage, s.table) in observed:
             continue
-        reason, text = _skip_reason(s, t, place.first, facts, topo, via_br, place.related)
+        reason, text = _skip_reason(s, traced, place.first, facts, topo, via_br, place.related)
         if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
             missing.append(s)
         skipped.append(Skipped(s.stage, s.family, s.table, STAGES[s.stage].hook, reason, text))
@@ -936,7 +937,7 @@ def _skips_and_verdict(
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
-    if not any(e.hook.how in TRACED for e in t.events):  # LOG-rule reasoning applies to LOG lines
+    if not traced:  # LOG-rule reasoning applies to LOG lines
         skipped = [refine_skip(k, first_ip, new, topo) for k in skipped]
     if verdict.code not in _PASSED:
         # After a drop only the hooks before the last hop are "skipped"; later ones were never reached.

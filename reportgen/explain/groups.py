@@ -33,10 +33,11 @@ def shape(p: Packet) -> Hashable:
     )
 
 
-def behaviour(p: Packet) -> Hashable:
-    """Return what must be equal for two packets of a conversation to be told once: the shape, and
-    the addresses NAT rewrote."""
-    return (p.conversation, shape(p), tuple((str(n.before), str(n.after)) for n in p.nat))
+def behaviour(p: Packet, its_shape: Hashable | None = None) -> Hashable:
+    """Return what must be equal for two packets of a conversation to be told once: the shape
+    (``its_shape`` when the caller has it), and the addresses NAT rewrote."""
+    its_shape = shape(p) if its_shape is None else its_shape
+    return (p.conversation, its_shape, tuple((str(n.before), str(n.after)) for n in p.nat))
 
 
 def _stamps(p: Packet) -> list[float]:
@@ -54,10 +55,14 @@ def group_packets(
     """
     shapes = {} if shapes is None else shapes
     members: dict[Hashable, list[Packet]] = {}
+    first_shape: dict[Hashable, Hashable] = {}  # each behaviour's shape
     for p in packets:
-        members.setdefault(behaviour(p), []).append(p)
+        its_shape = shape(p)
+        key = behaviour(p, its_shape)
+        members.setdefault(key, []).append(p)
+        first_shape.setdefault(key, its_shape)
     groups = []
-    for n, ps in enumerate(members.values(), start=start):
+    for n, (key, ps) in enumerate(members.items(), start=start):
         stamps = [s for p in ps for s in _stamps(p)]
         refs = [ref for p in ps for h in p.hops for ref in h.event.refs]  # rule and conntrack lines too
         groups.append(
@@ -69,7 +74,7 @@ def group_packets(
                 first_stamp=min(stamps) if stamps else None,
                 last_stamp=max(stamps) if stamps else None,
                 lines=_spans(refs),
-                behaviour=shapes.setdefault(shape(ps[0]), f"b{len(shapes) + 1}"),
+                behaviour=shapes.setdefault(first_shape[key], f"b{len(shapes) + 1}"),
             )
         )
     return tuple(groups)
