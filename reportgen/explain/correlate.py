@@ -352,7 +352,7 @@ class Correlator:
             for t in self.index.get(key, ()):
                 if not t.closed:
                     pool[t.seq] = t
-        if any(c in _EGRESS_L2 for c in cands):
+        if not _EGRESS_L2.isdisjoint(cands):
             for t in self.egress_open:
                 if not t.closed:
                     pool[t.seq] = t
@@ -397,8 +397,10 @@ class Correlator:
                 for t in self.egress_open[:-64]:
                     t.egress = False
                 del self.egress_open[:-64]
-        out = self._settle() if self.pending and self._settled(self.pending[0]) else []
-        return out + self._release()
+        if self.pending and self._settled(self.pending[0]):
+            out = self._settle()
+            return out + self._release()
+        return self._release()
 
     def _release(self) -> list[Track]:
         """Hand out the packets no later piece can continue any more (_Joiner): pieces join a packet
