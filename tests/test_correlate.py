@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.explain.correlate import Correlator, Track, _walk
+from reportgen.explain.correlate import _SETTLED, Correlator, Track, _walk
 from reportgen.model import Event, VerdictCode
 from reportgen.pipeline import build_report, stream_case
 from reportgen.sources.case import load_spec
@@ -103,14 +103,15 @@ CASES = sorted(p for p in (ROOT / "samples").iterdir() if p.is_dir()) + sorted(
 
 def _kept_is_scanned(t: Track) -> None:
     """Every field feed's tests read instead of scanning the packet's lines is what the scan says."""
-    assert t.at_l3 is t.l3()
-    assert (t.at_physin, t.at_physout, t.at_ip_out) == (t.physin(), t.physout(), t.ip_out())
-    assert (t.at_macs.get(False), t.at_macs.get(True)) == (t.macs(egress=False), t.macs(egress=True))
-    assert t.trace_ids == {e.record.trace_id for e in t.events}
+    k = t.kept
+    assert k.l3 is t.l3()
+    assert (k.physin, k.physout, k.ip_out) == (t.physin(), t.physout(), t.ip_out())
+    assert (k.macs.get(False), k.macs.get(True)) == (t.macs(egress=False), t.macs(egress=True))
+    assert k.trace_ids == {e.record.trace_id for e in t.events}
     walks: dict[object, list[tuple[Event, str]]] = {}
     for e, st in zip(t.events, t.stages, strict=True):
         walks.setdefault((e.hook.family, _walk(e)), []).append((e, st))
-    assert t.walks == walks
+    assert k.walks == walks
 
 
 def _check_open_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -123,6 +124,7 @@ def _check_open_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             _kept_is_scanned(t)
             checked[0] += 1
         assert all(t.egress and not t.closed for t in self.egress_open)
+        assert all(t.kept is _SETTLED for t in self.joiner.window)  # settled packets keep nothing
         return out
 
     monkeypatch.setattr(Correlator, "feed", checking)

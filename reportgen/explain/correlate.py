@@ -36,6 +36,26 @@ SETTLE_SECONDS = 0.25
 SETTLE_EVENTS = 4096
 
 
+@dataclass(slots=True)
+class _Kept:
+    """What the tests of Correlator.feed read of an open packet, kept up to date by _absorb as feed
+    appends its lines (the only change an open packet sees; a settled one is joined, narrowed and
+    explained through Track's scanning methods, never through these). Each field is what the method
+    named beside it returns."""
+
+    l3: Event | None = None  # l3()
+    physin: str = ""  # physin()
+    physout: str = ""  # physout()
+    macs: dict[bool, tuple[str, str]] = field(default_factory=dict)  # macs(egress), by egress
+    ip_out: str = ""  # ip_out()
+    trace_ids: set[str | None] = field(default_factory=set)  # every line's trace id
+    # Its lines by (family, _walk()): _can_follow compares a line only with lines of the same walk.
+    walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] = field(default_factory=dict)
+
+
+_SETTLED = _Kept()  # what a settled packet keeps: nothing (feed never asks about it again)
+
+
 @dataclass(eq=False)  # identity, not field equality: tracks are compared in hot loops
 class Track:
     """A packet being assembled (mutable while correlating)."""
@@ -48,17 +68,8 @@ class Track:
     closed: bool = False  # settled: no event joins it any more
     keys: set[tuple[object, ...]] = field(default_factory=set)  # the index entries that find it
     seen_as: list[tuple[str, Endpoint, Endpoint]] | None = None  # views(), once the packet is complete
-    # What the tests of Correlator.feed read of an open packet, kept up to date by _absorb as feed
-    # appends its lines (the only change an open packet sees; a closed one is joined, narrowed and
-    # explained through the scanning methods above, never through these):
-    at_l3: Event | None = None  # l3()
-    at_physin: str = ""  # physin()
-    at_physout: str = ""  # physout()
-    at_macs: dict[bool, tuple[str, str]] = field(default_factory=dict)  # macs(egress) by egress
-    at_ip_out: str = ""  # ip_out()
-    trace_ids: set[str | None] = field(default_factory=set)  # every line's trace id
-    # Its lines by (family, _walk()): _can_follow compares a line only with lines of the same walk.
-    walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] = field(default_factory=dict)
+    # What the tests of Correlator.feed read of it while open (dropped when it settles).
+    kept: _Kept = field(default_factory=_Kept)
     egress: bool = False  # in Correlator.egress_open
 
     @property
@@ -104,23 +115,23 @@ class Track:
 
 
 def _absorb(t: Track, ev: Event, stage: str) -> None:
-    """Append a line to an open packet, keeping what feed's tests read of it (each field is what its
-    scanning method would return: the first or the last line that has it)."""
+    """Append a line to an open packet, keeping what feed's tests read of it (_Kept)."""
     t.events.append(ev)
     t.stages.append(stage)
+    k = t.kept
     r = ev.record
     if r.src is not None:
-        t.at_l3 = ev
-    if not t.at_physin:
-        t.at_physin = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
-    if not t.at_physout:
-        t.at_physout = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
+        k.l3 = ev
+    if not k.physin:
+        k.physin = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
+    if not k.physout:
+        k.physout = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     if r.mac_src and r.mac_dst:
-        t.at_macs[stage in _EGRESS_L2] = (r.mac_src, r.mac_dst)
+        k.macs[stage in _EGRESS_L2] = (r.mac_src, r.mac_dst)
     if r.fmt == "nflog" and r.out_dev:
-        t.at_ip_out = r.out_dev
-    t.trace_ids.add(r.trace_id)
-    t.walks.setdefault((ev.hook.family, _walk(ev)), []).append((ev, stage))
+        k.ip_out = r.out_dev
+    k.trace_ids.add(r.trace_id)
+    k.walks.setdefault((ev.hook.family, _walk(ev)), []).append((ev, stage))
 
 
 def _stage_candidates(ev: Event) -> tuple[str, ...]:
@@ -186,7 +197,7 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
     # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
     # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
-    same_walk = track.walks.get((ev.hook.family, _walk(ev)))
+    same_walk = track.kept.walks.get((ev.hook.family, _walk(ev)))
     if not same_walk:
         return True
     where = _WHERE[stage]
@@ -253,31 +264,32 @@ def _same_packet(track: Track, ev: Event) -> bool:
         return False
     if r.ref.file != last.ref.file and r.stamp is None:
         return False
-    prev_l3 = track.at_l3
+    prev_l3 = track.kept.l3
     return r.src is None or prev_l3 is None or _l3_matches(prev_l3, ev)
 
 
 def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -> bool:
     """Whether ``ev`` at ``stage`` can be the next line of the packet, given _same_packet."""
     r = ev.record
-    prev_l3 = track.at_l3
+    k = track.kept
+    prev_l3 = k.l3
     if stage in _EGRESS_L2:
         # Leaving through a bridge after routing: the IP layer must have chosen a bridge device,
         # and the bridge frame carries the MACs the neighbour lookup wrote (new ones).
-        out = track.at_ip_out
+        out = k.ip_out
         if track.stages[-1] not in _EGRESS_L2 and out and bridges and out not in bridges:
             return False
-        prev = track.at_macs.get(True)
+        prev = k.macs.get(True)
         return not (prev and r.mac_src and (r.mac_src, r.mac_dst) != prev)
     if r.mac_src and r.mac_dst and stage in _INGRESS_L2:
-        prev = track.at_macs.get(False)
+        prev = k.macs.get(False)
         if prev and (r.mac_src, r.mac_dst) != prev:
             return False
-    physin = track.at_physin
+    physin = k.physin
     this_in = r.physin or (r.in_dev if r.fmt == "ebtlog" else "")
     if physin and this_in and physin != this_in:
         return False
-    if r.fmt == "ebtlog" and prev_l3 is None and not track.at_macs.get(False):
+    if r.fmt == "ebtlog" and prev_l3 is None and not k.macs.get(False):
         return False
     if r.src is None and prev_l3 is None and r.fmt == "nflog":
         return False
@@ -285,10 +297,10 @@ def _compatible(track: Track, ev: Event, stage: str, bridges: Collection[str]) -
     if (
         r.fmt in _MONITORS
         and (r.src is None or prev_l3 is None)
-        and (r.trace_id is None or r.trace_id not in track.trace_ids)
+        and (r.trace_id is None or r.trace_id not in k.trace_ids)
     ):
         return False
-    physout = track.at_physout
+    physout = k.physout
     this_out = r.physout or (r.out_dev if r.fmt == "ebtlog" and stage in ("br-fwd", "br-post") else "")
     return not (physout and this_out and physout != this_out)
 
@@ -362,7 +374,7 @@ class Correlator:
             track = pool[i]
             # Most candidates (the other packets of a MAC pair) differ in IP ID, which alone makes
             # _same_packet false (_l3_matches); that test goes first, inline.
-            l3 = track.at_l3
+            l3 = track.kept.l3
             if ipid is not None and l3 is not None and l3.record.ipid is not None and l3.record.ipid != ipid:
                 continue
             # _can_follow's first test, for every candidate stage at once.
@@ -440,6 +452,7 @@ class Correlator:
             if lst is not None and all(x.closed for x in lst):
                 del self.index[key]
         t.keys = set()
+        t.kept = _SETTLED
         if t.egress:
             t.egress = False
             self.egress_open.remove(t)
