@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
-from reportgen.explain.correlate import _SETTLED, Correlator, Track, _walk
-from reportgen.model import Event, VerdictCode
-from reportgen.pipeline import build_report, stream_case
+from reportgen.model import VerdictCode
+from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +34,7 @@ def test_interleaved_packets_are_separated(tmp_path: Path):
     req, rep = lines[:11], lines[11:]
     mixed = []
     for i in range(max(len(req), len(rep))):
-        mixed += req[i : i + 1] + rep[i : i + 1]
+        mixed += req[i:i + 1] + rep[i:i + 1]
     report = _report(tmp_path, mixed)
     assert [p.role for p in report.packets] == ["request", "reply"]
     assert [len(p.hops) for p in report.packets] == [11, 9]
@@ -88,60 +84,3 @@ def test_runs_of_unused_lines_are_grouped_but_counted(tmp_path: Path):
     d = json.loads(render_json(report)[0])["input"]
     assert (d["lines_total"], d["lines_used"], d["lines_unused"]) == (9, 2, 7)
     assert [(u["runs"], u["count"]) for u in d["unused"]] == [("1-5", 5), ("8-9", 2)]
-
-
-# --- what Correlator.feed keeps of an open packet ----------------------------------------------------
-
-_BENCH = importlib.util.spec_from_file_location("bench_scale", ROOT / "tests" / "bench" / "bench_scale.py")
-assert _BENCH is not None and _BENCH.loader is not None
-bench_scale = importlib.util.module_from_spec(_BENCH)
-_BENCH.loader.exec_module(bench_scale)
-CASES = sorted(p for p in (ROOT / "samples").iterdir() if p.is_dir()) + sorted(
-    p for p in (ROOT / "tests" / "corpus" / "public").iterdir() if p.is_dir()
-)
-
-
-def _kept_is_scanned(t: Track) -> None:
-    """Every field feed's tests read instead of scanning the packet's lines is what the scan says."""
-    k = t.kept
-    assert k.l3 is t.l3()
-    assert (k.physin, k.physout, k.ip_out) == (t.physin(), t.physout(), t.ip_out())
-    assert (k.macs.get(False), k.macs.get(True)) == (t.macs(egress=False), t.macs(egress=True))
-    assert k.trace_ids == {e.record.trace_id for e in t.events}
-    walks: dict[object, list[tuple[Event, str]]] = {}
-    for e, st in zip(t.events, t.stages, strict=True):
-        walks.setdefault((e.hook.family, _walk(e)), []).append((e, st))
-    assert k.walks == walks
-
-
-def _check_open_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    checked = [0]
-    feed = Correlator.feed
-
-    def checking(self: Correlator, ev: Event) -> list[Track]:
-        out = feed(self, ev)
-        for t in self.pending:  # the open packets (created, not settled)
-            _kept_is_scanned(t)
-            checked[0] += 1
-        assert all(t.egress and not t.closed for t in self.egress_open)
-        assert all(t.kept is _SETTLED for t in self.joiner.window)  # settled packets keep nothing
-        return out
-
-    monkeypatch.setattr(Correlator, "feed", checking)
-    return checked
-
-
-@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
-def test_open_packets_keep_what_their_lines_say(case: Path, monkeypatch: pytest.MonkeyPatch):
-    _check_open_packets(monkeypatch)
-    build_report(load_spec([case]))
-
-
-def test_open_packets_keep_what_their_lines_say_at_bench_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    checked = _check_open_packets(monkeypatch)
-    kern, nft = tmp_path / "kern.log", tmp_path / "nft.txt"
-    bench_scale.make_kernlog(kern, 4000)
-    bench_scale.make_nft(nft, 4000)
-    for path in (kern, nft):
-        stream_case(load_spec([path]), lambda result: None)
-    assert checked[0] > 10_000

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reportgen import pipeline
+from reportgen.explain.correlate import _SETTLED, Correlator, Track, _walk
 from reportgen.model import ConversationResult, Event
 from reportgen.pipeline import build_report, stream_case
 from reportgen.sources.case import load_spec
@@ -260,3 +261,52 @@ def test_a_packet_just_after_the_final_ack_joins_its_conversation(tmp_path: Path
     convs = [r for r in results if r.conversation.id != "-"]
     assert len(convs) == conversations
     assert sum(len(r.packets) for r in convs) == 9
+
+
+# --- what Correlator.feed keeps of an open packet ----------------------------------------------------
+
+
+def _kept_is_scanned(t: Track) -> None:
+    """Every field feed's tests read instead of scanning the packet's lines is what the scan says."""
+    k = t.kept
+    assert k.l3 is t.l3()
+    assert (k.physin, k.physout, k.ip_out) == (t.physin(), t.physout(), t.ip_out())
+    assert (k.macs.get(False), k.macs.get(True)) == (t.macs(egress=False), t.macs(egress=True))
+    assert k.trace_ids == {e.record.trace_id for e in t.events}
+    walks: dict[object, list[tuple[Event, str]]] = {}
+    for e, st in zip(t.events, t.stages, strict=True):
+        walks.setdefault((e.hook.family, _walk(e)), []).append((e, st))
+    assert k.walks == walks
+
+
+def _check_open_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    checked = [0]
+    feed = Correlator.feed
+
+    def checking(self: Correlator, ev: Event) -> list[Track]:
+        out = feed(self, ev)
+        for t in self.pending:  # the open packets (created, not settled)
+            _kept_is_scanned(t)
+            checked[0] += 1
+        assert all(t.egress and not t.closed for t in self.egress_open)
+        assert all(t.kept is _SETTLED for t in self.joiner.window)  # settled packets keep nothing
+        return out
+
+    monkeypatch.setattr(Correlator, "feed", checking)
+    return checked
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_open_packets_keep_what_their_lines_say(case: Path, monkeypatch: pytest.MonkeyPatch):
+    _check_open_packets(monkeypatch)
+    build_report(load_spec([case]))
+
+
+def test_open_packets_keep_what_their_lines_say_at_bench_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    checked = _check_open_packets(monkeypatch)
+    kern, nft = tmp_path / "kern.log", tmp_path / "nft.txt"
+    bench_scale.make_kernlog(kern, 4000)
+    bench_scale.make_nft(nft, 4000)
+    for path in (kern, nft):
+        stream_case(load_spec([path]), lambda result: None)
+    assert checked[0] > 10_000
