@@ -73,7 +73,7 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
-from reportgen.parsers.nflog import shown
+from reportgen.parsers.nflog import cut_note, logger_note, shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 
@@ -508,8 +508,12 @@ def _hop_text(
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
+    if r.logger:
+        out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
-        out.append("The record is cut off (truncated); only the fields before the cut are used.")
+        out.append(
+            cut_note(r) if r.missing else "The record is cut off (truncated); only the fields before the cut are used."
+        )
     for hit in ev.rules:
         chain_at = f"{hit.table} {hit.chain}"
         if hit.kind == "policy":
