@@ -417,7 +417,9 @@ def _hop_text(
             )
         where = topo.fdb.get(r.mac_dst or "")
         group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
-        if where:
+        if r.mac_dst is None:  # not logged (an nf_log ARP line prints only the ARP payload's MACs)
+            fact = "it is at the bridge FORWARD hook (the line logs no destination MAC: learned or flooded is unknown)"
+        elif where:
             fact = f"{r.mac_dst} is learned on port {where[0]} (bridge fdb)"
         elif group:
             fact = f"{r.mac_dst} is a group address, so the bridge floods it to every port (br_flood)"

@@ -455,6 +455,7 @@ def _parse_nflog_body(
         toks = toks[:-1]
         missing = _cut_off(toks, tcp_tail)
     truncated = bool(missing)
+    arp_at = toks.index("ARP") + 1 if "ARP" in toks else len(toks)
     i = 0
     while i < len(toks):
         tok = toks[i]
@@ -508,6 +509,11 @@ def _parse_nflog_body(
                 f["mac_dst"] = ":".join(parts[0:6]).lower()
                 f["mac_src"] = ":".join(parts[6:12]).lower()
                 f["ethertype"] = _int(parts[12] + parts[13], 16)  # None when damaged (not hex)
+        elif key in ("MACSRC", "MACDST") and i > arp_at:
+            # After "ARP": dump_arp_packet() (nf_log_syslog.c) prints the ARP payload's sender and
+            # target hardware addresses ("MACSRC=%pM IPSRC=%pI4 MACDST=%pM IPDST=%pI4"), not the
+            # Ethernet header's; a request's target is 00:00:00:00:00:00. Kept as text.
+            extra.append(tok)
         elif key in ("MACSRC", "MACDST"):
             f["mac_logged"] = True
             name = "mac_src" if key == "MACSRC" else "mac_dst"
