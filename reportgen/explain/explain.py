@@ -73,7 +73,7 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
-from reportgen.parsers.nflog import cut_note, logger_note, shown
+from reportgen.parsers.nflog import cut_note, is_multicast, logger_note, shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 
@@ -472,7 +472,10 @@ def _hop_text(
         )
     elif stage == "ip-in":
         dst = f"{r.dst} is" if r.dst else "the destination (not readable in the line) is"
-        out.append(f"Delivered up the host's stack: {dst} a local address, so the IP layer does not forward it.")
+        # A group address is not a local address: the host takes it in as a member of the group
+        # (ip_route_input_mc(), net/ipv4/route.c; ip6_mc_input(), net/ipv6/ip6_input.c).
+        what = "a multicast group the host receives" if is_multicast(r.dst) else "a local address"
+        out.append(f"Delivered up the host's stack: {dst} {what}, so the IP layer does not forward it.")
     elif stage == "br-out":
         who = "The routed packet leaves" if cls == "routed" else "The host sends"
         out.append(

@@ -96,6 +96,15 @@ def _norm_addr(text: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def is_multicast(addr: str | None) -> bool:
+    """Whether an address (as a record holds it; None when redacted) is a multicast group address."""
+    try:
+        return addr is not None and ipaddress.ip_address(addr).is_multicast
+    except ValueError:
+        return False
+
+
 @functools.lru_cache(maxsize=4096)  # the same few MACs on every ebtables line
 def _mac(text: str) -> str | None:
     """Return a MAC address in lower case, or None when the paste redacted or damaged it."""
