@@ -73,7 +73,7 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
-from reportgen.parsers.nflog import cut_note, is_multicast, logger_note, shown
+from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 
@@ -303,6 +303,9 @@ def describe_packet(track: Track) -> str:
     l3 = track.l3()
     if l3 is None:
         r = track.events[0].record
+        arp = arp_summary(r)
+        if arp is not None and r.mac_src is None and r.mac_dst is None:
+            return arp  # an nf_log ARP line shows the ARP header, not the frame's addresses
         if r.l3 == "arp" or (r.l3 is None and r.proto is None and r.dst is None):
             proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
             if r.l3 != "arp" and r.mac_src is None and r.mac_dst is None and not r.redacted:

@@ -683,6 +683,24 @@ _PVE_POLICY_RULE = {
 _PVE_POLICY = re.compile(r"^\d+ [0-7] (?P<chain>\S+) .* (?P<said>policy (?P<policy>DROP|REJECT)):")
 
 
+# ARP opcodes (include/uapi/linux/if_arp.h ARPOP_REQUEST, ARPOP_REPLY).
+_ARP_OPS = {"1": "request", "2": "reply"}
+
+
+def arp_summary(rec: LogRecord) -> str | None:
+    """Describe an nf_log ARP record by its ARP fields (dump_arp_packet(), nf_log_syslog.c prints
+    "ARP HTYPE= PTYPE= OPCODE=" and, for Ethernet/IPv4, "MACSRC= IPSRC= MACDST= IPDST=" of the ARP
+    payload); None when the record has none."""
+    if rec.l3 != "arp" or rec.fmt != "nflog":
+        return None
+    fields = dict(t.split("=", 1) for t in rec.extra if "=" in t)
+    op = fields.get("OPCODE")
+    what = f"ARP {_ARP_OPS.get(op or '', f'opcode {op}')}" if op else "ARP packet"
+    if "IPSRC" in fields and "IPDST" in fields:
+        return f"{what} {fields['IPSRC']} ({fields.get('MACSRC', '?')}) → {fields['IPDST']}"
+    return what
+
+
 def cut_note(rec: LogRecord) -> str:
     """Say what a cut-off record lacks and what is therefore unknown."""
     last = rec.text.rstrip().rsplit(" ", 1)[-1]
