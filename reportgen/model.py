@@ -120,6 +120,16 @@ class LogRecord:
     # a hash of the skb). A hint for joining a packet's walks, not proof: ids are reused, and
     # iptables-nft can show one packet under new ids at later hooks.
     trace_id: str | None = None
+    # The daemon that wrote the line when it is not the kernel: PVEFW_LOGGER for Proxmox VE's
+    # pvefw-logger, which prints NFLOG packets in its own layout (parsers/nflog.py _parse_pvefw).
+    logger: str | None = None
+    # The fields the line's format always prints that a record cut off mid-line lacks, in the
+    # order they would follow the cut ("TTL", "ID", "PROTO", ...); empty when nothing is missing.
+    missing: tuple[str, ...] = ()
+
+
+# LogRecord.logger of a line written by Proxmox VE's pvefw-logger (proxmox/pve-firewall src/pvefw-logger.c).
+PVEFW_LOGGER = "pvefw-logger"
 
 
 @dataclass(frozen=True, slots=True)

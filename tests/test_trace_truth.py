@@ -102,7 +102,11 @@ def test_man_page_old_layout_keeps_every_table_walk_of_one_packet_line(tmp_path:
     assert not r.unused
     [h] = other.hops
     assert (h.event.hook.table, h.event.hook.hook, h.event.record.src, h.event.record.ref.line) == (
-        "raw", PREROUTING, None, 7)
+        "raw",
+        PREROUTING,
+        None,
+        7,
+    )
     assert other.verdict.code == VerdictCode.LAST_SEEN
 
 
@@ -454,3 +458,67 @@ def test_man_page_as_man_renders_it_wrapped_and_quoted(tmp_path: Path):
     # nft lines quoted with "> " (a mail or forum reply) are read as well.
     quoted = ["> " + ln.replace("trace id 0 ", "trace id 9 ") for ln in NFT_UPSTREAM]
     assert len(_visits(NftTraceParser(), quoted)) == 3
+
+
+# --- records that are not the kernel's, and records cut off ----------------------------------------
+
+# crowdsecurity/hub#168 (https://github.com/crowdsecurity/hub/pull/168), description, verbatim: a
+# Proxmox VE pvefw-logger line without OUT= and a kernel LOG line the stored copy ends at "T".
+HUB168 = (
+    Path(__file__).parent / "corpus" / "public" / "log-pvefw-policy-drop-no-out-cut-hub168" / "syslog"
+).read_text()
+
+
+def _hop_text(report, line: int) -> str:
+    hops = [h for p in report.packets for h in p.hops if h.event.record.ref.line == line]
+    assert len(hops) == 1, [p.id for p in report.packets]
+    return " ".join(hops[0].explanation)
+
+
+def test_pvefw_logger_line_without_out_is_a_pve_record_and_policy_drop_is_said_for_what_it_is(tmp_path: Path):
+    from reportgen.parsers.nflog import parse_kernel_message
+    from reportgen.sources.framing import strip_wrapper
+
+    line = HUB168.splitlines()[1]
+    rec = parse_kernel_message(strip_wrapper(line).msg, LineRef("syslog", 2), line, None)
+    assert rec is not None and rec.logger == "pvefw-logger"
+    assert (rec.in_dev, rec.out_dev, rec.src, rec.dport, rec.tcp_flags) == (
+        "enp1s0f0",
+        "",
+        "10.11.12.13",
+        8123,
+        ("SYN",),
+    )
+    assert not rec.truncated  # pvefw-logger's TCP part ends with the flags: no RES=/URGP= is not a cut
+    report = _report(tmp_path, "syslog", HUB168)
+    said = _hop_text(report, 2)
+    assert "the missing OUT= means no such device" in said
+    assert "'policy DROP' is the NFLOG rule pve-firewall puts right before the last rule of PVEFW-HOST-IN" in said
+    assert "not the built-in chain's iptables policy" in said and "does not say which rule" in said
+    (packet,) = [p for p in report.packets if p.hops[0].event.record.ref.line == 2]
+    assert packet.verdict.code is VerdictCode.DROPPED_BY_RULE
+    assert (packet.hops[0].event.hook.hook, packet.hops[0].event.hook.chain) == (INPUT, "PVEFW-HOST-IN")
+
+
+def test_a_record_cut_mid_field_says_so_and_uses_nothing_after_the_cut(tmp_path: Path):
+    report = _report(tmp_path, "syslog", HUB168)
+    (rec,) = [h.event.record for p in report.packets for h in p.hops if h.event.record.ref.line == 3]
+    assert rec.truncated and rec.missing == ("TTL", "ID", "PROTO")
+    assert rec.ttl is None and rec.proto is None and "T" not in rec.extra
+    said = _hop_text(report, 3)
+    assert "The record is cut off after 'T': TTL, ID, PROTO are missing" in said
+    assert "the protocol, the ports, the TCP flags, the IP ID, the TTL are unknown" in said
+
+
+def test_a_cut_value_is_not_used_but_a_complete_one_before_a_space_is():
+    from reportgen.parsers.nflog import parse_kernel_message
+
+    head = "Firewall: IN=em1 OUT= MAC=24:6e:96:82:7c:28:a0:93:51:b7:55:ef:08:00 SRC=10.11.12.13 DST=14.15.16.17 LEN=40 TOS=0x00 PREC=0x00 TTL=6"
+    cut = parse_kernel_message(head, LineRef("k", 1), head, None)
+    assert cut is not None and cut.ttl is None and cut.missing == ("TTL", "ID", "PROTO")
+    spaced = parse_kernel_message(head + " ", LineRef("k", 1), head + " ", None)
+    assert spaced is not None and spaced.ttl == 6 and spaced.missing == ("ID", "PROTO")
+    # A line a poster edited (fields left out before the last one) is not called cut.
+    edited = "x: IN= OUT=ens3 SRC=192.0.2.1 DST=194.146.251.101 PROTO=UDP DPT=123"
+    rec = parse_kernel_message(edited, LineRef("k", 1), edited, None)
+    assert rec is not None and not rec.truncated and rec.dport == 123

@@ -24,7 +24,7 @@ from reportgen.model import (
     PacketGroup,
     VerdictCode,
 )
-from reportgen.parsers.nflog import shown
+from reportgen.parsers.nflog import arp_summary, shown
 from reportgen.redact import syslog_hosts
 
 # Worst first: what an on-call engineer needs to see before anything else.
@@ -215,7 +215,10 @@ def footer(p: Packet) -> Footer:
     r = _record(p)
     if r is None:
         first = p.hops[0].event.record if p.hops else None
-        if first is None or (first.mac_src is None and first.mac_dst is None and not first.redacted):
+        arp = arp_summary(first) if first is not None else None
+        if arp is not None and first is not None and first.mac_src is None and first.mac_dst is None:
+            final = arp
+        elif first is None or (first.mac_src is None and first.mac_dst is None and not first.redacted):
             final = "no header logged"
         else:
             final = f"frame {shown(first, 'mac_src')} → {shown(first, 'mac_dst')}"

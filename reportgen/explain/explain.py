@@ -74,7 +74,7 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
-from reportgen.parsers.nflog import shown
+from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
 
@@ -311,6 +311,9 @@ def describe_packet(track: Track) -> str:
     l3 = track.l3()
     if l3 is None:
         r = track.events[0].record
+        arp = arp_summary(r)
+        if arp is not None and r.mac_src is None and r.mac_dst is None:
+            return arp  # an nf_log ARP line shows the ARP header, not the frame's addresses
         if r.l3 == "arp" or (r.l3 is None and r.proto is None and r.dst is None):
             proto = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}.get(r.ethertype or -1, "")
             if r.l3 != "arp" and r.mac_src is None and r.mac_dst is None and not r.redacted:
@@ -425,7 +428,9 @@ def _hop_text(
             )
         where = topo.fdb.get(r.mac_dst or "")
         group = bool(r.mac_dst) and int((r.mac_dst or "0")[:2], 16) & 1  # I/G bit: multicast/broadcast
-        if where:
+        if r.mac_dst is None:  # not logged (an nf_log ARP line prints only the ARP payload's MACs)
+            fact = "it is at the bridge FORWARD hook (the line logs no destination MAC: learned or flooded is unknown)"
+        elif where:
             fact = f"{r.mac_dst} is learned on port {where[0]} (bridge fdb)"
         elif group:
             fact = f"{r.mac_dst} is a group address, so the bridge floods it to every port (br_flood)"
@@ -478,7 +483,10 @@ def _hop_text(
         )
     elif stage == "ip-in":
         dst = f"{r.dst} is" if r.dst else "the destination (not readable in the line) is"
-        out.append(f"Delivered up the host's stack: {dst} a local address, so the IP layer does not forward it.")
+        # A group address is not a local address: the host takes it in as a member of the group
+        # (ip_route_input_mc(), net/ipv4/route.c; ip6_mc_input(), net/ipv6/ip6_input.c).
+        what = "a multicast group the host receives" if is_multicast(r.dst) else "a local address"
+        out.append(f"Delivered up the host's stack: {dst} {what}, so the IP layer does not forward it.")
     elif stage == "br-out":
         who = "The routed packet leaves" if cls == "routed" else "The host sends"
         out.append(
@@ -516,8 +524,12 @@ def _hop_text(
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
+    if r.logger:
+        out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
-        out.append("The record is cut off (truncated); only the fields before the cut are used.")
+        out.append(
+            cut_note(r) if r.missing else "The record is cut off (truncated); only the fields before the cut are used."
+        )
     for hit in ev.rules:
         chain_at = f"{hit.table} {hit.chain}"
         if hit.kind == "policy":

@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from dataclasses import replace
 from sys import intern
 
-from reportgen.model import LineRef, LogRecord
+from reportgen.model import PVEFW_LOGGER, LineRef, LogRecord
 
 # Pasted text may carry runs of spaces between the fields, so " +" where the kernel prints one space.
 _ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
@@ -95,6 +96,15 @@ def _norm_addr(text: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def is_multicast(addr: str | None) -> bool:
+    """Whether an address (as a record holds it; None when redacted) is a multicast group address."""
+    try:
+        return addr is not None and ipaddress.ip_address(addr).is_multicast
+    except ValueError:
+        return False
+
+
 @functools.lru_cache(maxsize=4096)  # the same few MACs on every ebtables line
 def _mac(text: str) -> str | None:
     """Return a MAC address in lower case, or None when the paste redacted or damaged it."""
@@ -133,8 +143,34 @@ def record_anchors(msg: str) -> list[tuple[int, int]]:
     return [m.span() for m in _ANCHOR.finditer(msg)]
 
 
+# Proxmox VE's pvefw-logger reads NFLOG and writes its own line (proxmox/pve-firewall
+# src/pvefw-logger.c, "LOG FORMAT": "<VMID> <LOGLEVEL> <CHAIN> <TIME> <TIMEZONE> <MSG>"; print_pkt()
+# prints "%d %d %s ", strftime "%d/%b/%Y:%H:%M:%S %z ", the rest of the nflog prefix, then
+# "IN=%s " only if indev > 0, "OUT=%s " only if outdev > 0, PHYSIN=/PHYSOUT= likewise, "MAC=" only
+# when there is a hardware header). A missing IN= or OUT= is a device the packet did not have, as an
+# empty one is in nf_log_syslog.c; the chain is at most MAX_CHAIN_LEN (28) characters, "-" when the
+# prefix was not pve-firewall's ":vmid:level:chain: msg".
+_PVE_HEAD = re.compile(r"\d+ [0-7] [^\s:]{1,28} \d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4} ")
+_PVE_DEVICES = re.compile(r"(?:^| )(?=(?:IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=)(?:IN=(?P<in>\S*) +)?(?:OUT=(?P<out>\S*) +)?")
+
+
+def _parse_pvefw(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
+    head = _PVE_HEAD.match(msg)
+    dev = _PVE_DEVICES.search(msg, head.end() - 1) if head else None
+    if dev is None:
+        return None
+    prefix, in_dev, out_dev = intern(msg[: dev.start() + 1]), intern(dev["in"] or ""), intern(dev["out"] or "")
+    body = msg[dev.end() :].strip(" ")
+    rec = _parse_nflog_body(prefix, in_dev, out_dev, body, ref, text, stamp, tcp_tail="")
+    return replace(rec, logger=PVEFW_LOGGER)
+
+
 def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
     """Parse one kernel message (wrapper already stripped); None when it is not a netfilter record."""
+    if msg[:1].isdigit():
+        pve = _parse_pvefw(msg, ref, text, stamp)
+        if pve is not None:
+            return pve
     if " MAC source = " in msg:
         rec = _parse_ebt(msg, ref, text, stamp)
         if rec is not None:
@@ -409,18 +445,26 @@ def _parse_nflog_body(
     text: str,
     stamp: float | None,
     quoted: bool = False,
+    tcp_tail: str = "URGP",
 ) -> LogRecord:
     f: dict[str, object] = {}
     extra: list[str] = []
     ip_flags: list[str] = []
     tcp_flags: list[str] = []
-    truncated = False
     proto: str | None = None
     seen_len = 0
     redacted: list[str] = []
     toks = _tokens(body)
     if "= " in body:
         toks = _join_values(toks)
+    missing = () if quoted else _cut_off(toks, tcp_tail)
+    if missing and not text.endswith(" ") and toks[-1] not in _TCP_FLAGS and toks[-1] not in _IP_FLAGS:
+        # Every field is printed with a space after it, so without one the last token of a cut
+        # record may itself be cut ("T", "TTL=6" of "TTL=64"): it is not used.
+        toks = toks[:-1]
+        missing = _cut_off(toks, tcp_tail)
+    truncated = bool(missing)
+    arp_at = toks.index("ARP") + 1 if "ARP" in toks else len(toks)
     i = 0
     while i < len(toks):
         tok = toks[i]
@@ -474,6 +518,11 @@ def _parse_nflog_body(
                 f["mac_dst"] = ":".join(parts[0:6]).lower()
                 f["mac_src"] = ":".join(parts[6:12]).lower()
                 f["ethertype"] = _int(parts[12] + parts[13], 16)  # None when damaged (not hex)
+        elif key in ("MACSRC", "MACDST") and i > arp_at:
+            # After "ARP": dump_arp_packet() (nf_log_syslog.c) prints the ARP payload's sender and
+            # target hardware addresses ("MACSRC=%pM IPSRC=%pI4 MACDST=%pM IPDST=%pI4"), not the
+            # Ethernet header's; a request's target is 00:00:00:00:00:00. Kept as text.
+            extra.append(tok)
         elif key in ("MACSRC", "MACDST"):
             f["mac_logged"] = True
             name = "mac_src" if key == "MACSRC" else "mac_dst"
@@ -546,5 +595,132 @@ def _parse_nflog_body(
         truncated=truncated,
         extra=tuple(extra),
         redacted=tuple(dict.fromkeys(redacted)),
+        missing=missing,
         **f,  # type: ignore[arg-type]
+    )
+
+
+# What dump_ipv4_packet() / dump_ipv6_packet() (net/netfilter/nf_log_syslog.c) print for every IP
+# packet before its protocol part, in order (pvefw-logger's print_iphdr()/print_ip6hdr() print the
+# same, proxmox/pve-firewall src/pvefw-logger.c); then "PROTO=", except after an IPv4 AH fragment or
+# an IPv6 non-first fragment, ESP or unknown extension header (trace-formats.md sections 1.4-1.5).
+_IPV4_HEAD = ("SRC", "DST", "LEN", "TOS", "PREC", "TTL", "ID", "PROTO")
+_IPV6_HEAD = ("SRC", "DST", "LEN", "TC", "HOPLIMIT", "FLOWLBL")
+# The protocol part when the header could be read and the packet is not a fragment:
+# nf_log_dump_tcp_header() "SPT= DPT= [SEQ= ACK=] WINDOW= RES= flags URGP=" (pvefw-logger's TCP
+# part ends with the flags, no RES= or URGP=), nf_log_dump_udp_header() "SPT= DPT= LEN=", ICMP
+# "TYPE= CODE=".
+_PROTO_PART = {
+    "TCP": ("SPT", "DPT", "WINDOW"),
+    "UDP": ("SPT", "DPT", "LEN"),
+    "UDPLITE": ("SPT", "DPT", "LEN"),
+    "ICMP": ("TYPE", "CODE"),
+    "ICMPv6": ("TYPE", "CODE"),
+}
+
+
+def _cut_off(toks: list[str], tcp_tail: str) -> tuple[str, ...]:
+    """The fields an IP record's format always prints that these tokens lack: a record cut off by a
+    paste, a log transport or a size limit (printk's, pvefw-logger's 508 bytes) ends early.
+
+    Only a record whose IP header dump started (a SRC= field) is judged, and only by fields the
+    format prints whatever the packet: the kernel's own markers (TRUNCATED, INCOMPLETE [N bytes],
+    FRAG:) and the IPv6 headers after which the line ends say the line is complete as printed.
+    """
+    keys = [t.partition("=")[0] for t in toks if "=" in t and not t.startswith("[")]
+    if "SRC" not in keys or any(t == "TRUNCATED" or t.startswith(("FRAG", "INCOMPLETE", "OPT")) for t in toks):
+        return ()
+    src = next(t for t in toks if t.startswith("SRC="))
+    v6 = ":" in src or "TC" in keys or "HOPLIMIT" in keys
+    if v6 and ("ESP" in toks or "Unknown" in toks):
+        return ()
+    proto = next((t[6:] for t in toks if t.startswith("PROTO=")), None)
+    part = _PROTO_PART.get(proto or "", ())
+    if proto == "TCP" and tcp_tail and "WINDOW" in keys:
+        part += (tcp_tail,)
+    order = (_IPV6_HEAD + (("PROTO",) if "FLOWLBL" not in keys else ()) if v6 else _IPV4_HEAD) + part
+    have = set(keys[keys.index("SRC") :])
+    last = max(i for i, k in enumerate(order) if k in have)
+    if any(k not in have for k in order[:last]):
+        return ()  # a field is missing before the last one: an edited line, not one cut off at its end
+    return order[last + 1 :]
+
+
+def logger_note(rec: LogRecord) -> str | None:
+    """Say which daemon wrote a record that the kernel did not, and what its layout proves."""
+    if rec.logger != PVEFW_LOGGER:
+        return None
+    absent = " and ".join(n for n, v in (("IN=", rec.in_dev), ("OUT=", rec.out_dev)) if not v)
+    devices = (
+        f"; it prints IN= and OUT= only for a device the packet has (print_pkt()), so the missing "
+        f"{absent} means no such device, as an empty one does in a kernel LOG line"
+        if absent
+        else ""
+    )
+    policy = _PVE_POLICY.search(rec.prefix)
+    said = (
+        f" '{policy['said']}' is the NFLOG rule pve-firewall puts right before the last rule of {policy['chain']}, "
+        f"which it writes for the {policy['policy']} policy configured for that chain (src/PVE/Firewall.pm "
+        f"ruleset_add_chain_policy(): {_PVE_POLICY_RULE[policy['policy']]}). "
+        "It proves the packet matched no earlier rule of that chain that ended it; "
+        "it is a rule of a user chain, not the built-in chain's iptables policy, and it does not say "
+        "which rule would have let the packet through."
+        if policy
+        else ""
+    )
+    return (
+        "Written by Proxmox VE's pvefw-logger from an NFLOG rule of pve-firewall, not by the kernel's "
+        f"LOG target (proxmox/pve-firewall src/pvefw-logger.c){devices}. Its time stamp is the "
+        f"logger's clock; it prints no RES= or URGP=.{said}"
+    )
+
+
+# The header pvefw-logger prints (chain) and a chain-policy message of pve-firewall ("policy DROP: ").
+_PVE_POLICY_RULE = {
+    "DROP": "-j DROP",
+    "REJECT": "-g PVEFW-reject, which drops broadcasts and ICMP and rejects the rest",
+}
+_PVE_POLICY = re.compile(r"^\d+ [0-7] (?P<chain>\S+) .* (?P<said>policy (?P<policy>DROP|REJECT)):")
+
+
+# ARP opcodes (include/uapi/linux/if_arp.h ARPOP_REQUEST, ARPOP_REPLY).
+_ARP_OPS = {"1": "request", "2": "reply"}
+
+
+def arp_summary(rec: LogRecord) -> str | None:
+    """Describe an nf_log ARP record by its ARP fields (dump_arp_packet(), nf_log_syslog.c prints
+    "ARP HTYPE= PTYPE= OPCODE=" and, for Ethernet/IPv4, "MACSRC= IPSRC= MACDST= IPDST=" of the ARP
+    payload); None when the record has none."""
+    if rec.l3 != "arp" or rec.fmt != "nflog":
+        return None
+    fields = dict(t.split("=", 1) for t in rec.extra if "=" in t)
+    op = fields.get("OPCODE")
+    what = f"ARP {_ARP_OPS.get(op or '', f'opcode {op}')}" if op else "ARP packet"
+    if "IPSRC" in fields and "IPDST" in fields:
+        return f"{what} {fields['IPSRC']} ({fields.get('MACSRC', '?')}) → {fields['IPDST']}"
+    return what
+
+
+def cut_note(rec: LogRecord) -> str:
+    """Say what a cut-off record lacks and what is therefore unknown."""
+    last = rec.text.rstrip().rsplit(" ", 1)[-1]
+    names = ", ".join(rec.missing)
+    unknown = [
+        what
+        for what, needs in (
+            ("the protocol", {"PROTO"}),
+            ("the ports", {"PROTO", "SPT", "DPT"}),
+            ("the TCP flags", {"PROTO", "WINDOW", "URGP"}),
+            ("the IP ID", {"ID"}),
+            ("the TTL", {"TTL", "HOPLIMIT"}),
+        )
+        if needs & set(rec.missing)
+        and not (what == "the TCP flags" and rec.proto not in (None, "TCP"))
+        and not (what == "the ports" and rec.proto in ("ICMP", "ICMPv6"))
+    ]
+    return (
+        f"The record is cut off after {last!r}: {names} {'is' if len(rec.missing) == 1 else 'are'} missing "
+        f"(the log format always prints {'it' if len(rec.missing) == 1 else 'them'}), so "
+        f"{', '.join(unknown) or 'those fields'} {'is' if len(unknown) == 1 else 'are'} unknown; "
+        "nothing here is concluded from them."
     )

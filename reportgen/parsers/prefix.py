@@ -496,7 +496,7 @@ def forward_only_reason(rec: LogRecord) -> str | None:
             "PHYSOUT= is set, so the frame is bridged, and br_netfilter runs the IP POSTROUTING hook "
             "with no input device (br_nf_post_routing): a line with IN= is FORWARD."
         )
-    if not rec.mac_logged:
+    if not rec.mac_logged and rec.logger is None:  # pvefw-logger prints MAC= by its own rule
         return (
             "The line has no MAC field: only kernels before 3.4 left it out when OUT= is set "
             "(ipt_LOG logged the MAC header for the input path only), and those passed no input device "
@@ -523,7 +523,17 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     log repeats a few prefixes many times, so it is cached per map.
     """
     family = record_family(rec)
-    key = (rec.prefix, rec.fmt, family, rec.l3, bool(rec.in_dev), bool(rec.out_dev), bool(rec.physout), rec.mac_logged)
+    key = (
+        rec.prefix,
+        rec.fmt,
+        family,
+        rec.l3,
+        bool(rec.in_dev),
+        bool(rec.out_dev),
+        bool(rec.physout),
+        rec.mac_logged,
+        rec.logger,
+    )
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)

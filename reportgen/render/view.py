@@ -18,7 +18,7 @@ from reportgen.model import (
     Report,
     id_number,
 )
-from reportgen.parsers.nflog import shown
+from reportgen.parsers.nflog import arp_summary, shown
 
 # Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
 # summary lists dropped first.
@@ -55,7 +55,8 @@ def group_flow_text(report_packets: dict[str, Packet], g: PacketGroup) -> str:
 def flow_text(r: LogRecord) -> str:
     """Addresses and protocol of one record; ICMP by type, id and sequence, never as ports."""
     if not r.src and "src" not in r.redacted:
-        return f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"
+        arp = arp_summary(r) if r.mac_src is None and r.mac_dst is None else None
+        return arp or f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"
     proto = r.proto or "IP"
     if proto in ("ICMP", "ICMPv6"):
         what = f" type {r.icmp_type}" if r.icmp_type is not None else ""

@@ -137,7 +137,8 @@ _TWICE = frozenset({"LEN", "ID"})
 # same reason it would have got. It must reject only lines that would end up unused anyway, so every
 # test here is one the slow path could not pass:
 # - the anchor: nf_log_syslog.c nf_log_dump_packet_common() prints "%sIN=%s OUT=%s " and ebt_log.c
-#   ebt_log_packet() "%s IN=%s OUT=%s MAC source = ..."; parse_kernel_message() needs "IN=";
+#   ebt_log_packet() "%s IN=%s OUT=%s MAC source = ..."; parse_kernel_message() needs "IN=", or
+#   "OUT=" on a Proxmox pvefw-logger line, which leaves out IN= when there is no input device;
 # - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks) or that decoding changes
 #   (a NUL byte is dropped, so "I\0N=" becomes "IN="): such lines take the slow path;
 # - a line the framer could join: the rest of a wrapped record starts with a field ("SRC=", after
@@ -156,7 +157,7 @@ _LETTER = re.compile(rb"[A-Za-z]")
 
 
 def _kernel_line_may_be_record(data: bytes) -> bool:
-    if b"IN=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
+    if b"IN=" in data or b"OUT=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
         return True
     s = data.strip(_WHITESPACE)
     if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
