@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from reportgen.model import LineRef
 from reportgen.parsers import nflog, traces
+from reportgen import pipeline
 from reportgen.pipeline import build_report
 from reportgen.sources import case
 from reportgen.sources.case import load_spec
@@ -362,3 +363,39 @@ def test_nft_fields_on_every_packet_line_of_the_samples():
                 assert traces._nft_fields(rest) == _reference_nft_fields(rest), line
                 seen += 1
     assert seen > 20
+
+
+def _covered_spans(draw_spans: list[tuple[int, int]], total: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """What the line account must say for spans covered in this order: how many lines each newly
+    covers, and the runs left uncovered in 1..total (the specification _Covered is held to)."""
+    seen: set[int] = set()
+    news = []
+    for a, b in draw_spans:
+        lines = set(range(a, b + 1))
+        news.append(len(lines - seen))
+        seen |= lines
+    gaps: list[tuple[int, int]] = []
+    for n in range(1, total + 1):
+        if n in seen:
+            continue
+        if gaps and gaps[-1][1] == n - 1:
+            gaps[-1] = (gaps[-1][0], n)
+        else:
+            gaps.append((n, n))
+    return news, gaps
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(0, 12)), max_size=40),
+    st.integers(0, 70),
+    st.integers(1, 6),
+)
+def test_covered_lines_count_each_line_once(spans: list[tuple[int, int]], total: int, window: int):
+    """pipeline._Covered (a bitmap of recent lines, holes below it; a tiny window here makes every
+    spill, hole and long-run path run) counts what a set of lines counts."""
+    cov = pipeline._Covered()
+    cov.WINDOW = window
+    pairs = [(a, a + w) for a, w in spans]
+    news = [cov.add(a, b) for a, b in pairs]
+    assert (news, list(cov.gaps(total))) == _covered_spans(pairs, total)
