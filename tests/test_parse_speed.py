@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reportgen.model import LineRef
+from reportgen.model import LineRef, RuleHit
 from reportgen.parsers import nflog, traces
 from reportgen import pipeline
 from reportgen.pipeline import build_report
@@ -399,3 +399,95 @@ def test_covered_lines_count_each_line_once(spans: list[tuple[int, int]], total:
     pairs = [(a, a + w) for a, w in spans]
     news = [cov.add(a, b) for a, b in pairs]
     assert (news, list(cov.gaps(total))) == _covered_spans(pairs, total)
+
+
+# ---------------------------------------------------------------------------------------------------
+# nft trace lines: _nft_line reads each line's text after its id once (an LRU keyed by that text).
+# The reference is the per-line reading it replaced, verbatim, on the whole line.
+
+
+def _reference_nft_line(line: str) -> tuple[str, tuple[object, ...]] | None:
+    m = traces._NFT.match(line)
+    if not m:
+        return None
+    tid, kind, rest, table, chain, family = m.group("id", "kind", "rest", "table", "chain", "family")
+    kind = kind.strip()
+    fam = traces.NFT_FAMILY.get(family or "unknown", "unknown")
+    verdict, rule_text, handle, hit_kind = "", "", None, "rule"
+    if kind == "policy":
+        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
+    elif kind not in ("packet:", "conntrack:"):
+        vm = traces._NFT_VERDICT.search(rest)
+        verdict = vm.group("v") if vm else ""
+        body = (rest[: vm.start()] if vm else rest).strip()
+        handle_m = traces._NFT_HANDLE.search(body)
+        handle = handle_m.group(1) if handle_m else None
+        rule_text = body[: handle_m.start()].rstrip() if handle_m else body
+        if kind == "unknown rule handle":
+            handle, rule_text = rest.split()[0], ""
+        hit_kind = "return" if kind == "verdict" else "rule"
+    hit = RuleHit(table, chain, hit_kind, verdict, rule_text, handle, LineRef("f", 1))
+    proven = traces.nft_rule_ports([hit]) if "port " in rule_text else {}
+    ends = traces._ends_visit(hit_kind, verdict)
+    return tid, (kind, table, chain, fam, rest, verdict, rule_text, handle, hit_kind, proven, ends)
+
+
+NFT_LINE_WORDS = [
+    "trace",
+    "id",
+    "0a1b",
+    "ZZ",
+    "",
+    "inet",
+    "ip6",
+    "bridge",
+    "t",
+    "filter",
+    "input",
+    "packet:",
+    "conntrack:",
+    "rule",
+    "unknown",
+    "handle",
+    "policy",
+    "verdict",
+    "accept",
+    "drop",
+    "jump",
+    "continue",
+    "(verdict",
+    "accept)",
+    "return)",
+    "#",
+    "7",
+    "tcp",
+    "dport",
+    "80",
+    "iif",
+]
+
+
+@settings(max_examples=4000, derandomize=True, deadline=None, database=None)
+@given(
+    st.sampled_from(["trace id 0a1b ", "trace id ", "trace id 12 ", "trace id 12  ", "trace id 77 inet t c rule "]),
+    st.lists(st.sampled_from(NFT_LINE_WORDS), max_size=14),
+    st.sampled_from(["", " (verdict accept)", " # handle 4", " # handle 5 (verdict drop)"]),
+)
+def test_nft_line_reads_as_the_whole_line(head: str, words: list[str], tail: str):
+    line = (head + " ".join(words) + tail).rstrip()
+    got = traces._nft_line(line)
+    assert (got if got is None else (got[0], tuple(got[1]))) == _reference_nft_line(line)
+    # Twice: the second reading comes from the cache.
+    again = traces._nft_line(line)
+    assert (again if again is None else (again[0], tuple(again[1]))) == _reference_nft_line(line)
+
+
+def test_nft_line_cache_key_holds_everything_but_the_id():
+    """Two lines of two packets that differ only in their ids read the same but for the id; lines
+    that differ after the id do not share a reading."""
+    a = traces._nft_line("trace id 0a inet t c rule tcp dport 80 accept # handle 4 (verdict accept)")
+    b = traces._nft_line("trace id 0b inet t c rule tcp dport 80 accept # handle 4 (verdict accept)")
+    c = traces._nft_line("trace id 0b inet t c rule tcp dport 81 accept # handle 4 (verdict accept)")
+    assert a is not None and b is not None and c is not None
+    assert (a[0], b[0]) == ("0a", "0b") and a[1] is b[1]
+    assert c[1].proven == {"proto": "TCP", "dport": 81} and c[1].rule_text.endswith("81 accept")
