@@ -491,3 +491,31 @@ def test_nft_line_cache_key_holds_everything_but_the_id():
     assert a is not None and b is not None and c is not None
     assert (a[0], b[0]) == ("0a", "0b") and a[1] is b[1]
     assert c[1].proven == {"proto": "TCP", "dport": 81} and c[1].rule_text.endswith("81 accept")
+
+
+EBT_MESSAGES = [
+    "r61 EB:nat:PREROUTING IN=vethr61c1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800",
+    "EB IN=br0 OUT=eth1 MAC source = 02:42:AC:11:00:02 MAC dest = xx:xx proto = 0x0806 ARP HTYPE=1, PTYPE=0x0800",
+    "EB IN=br0 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800 IP SRC=10.0.0.1 "
+    "IP DST=10.0.0.2, IP tos=0x00, IP proto=6 SPT=1 DPT=2",
+    "x IN=a OUT=b MAC source = nonsense",  # no ebt_log record: read as nf_log (anchors), or not at all
+    "x MAC source = 1 MAC dest = 2 proto = 0x0800",  # no record at all
+]
+
+
+@pytest.mark.parametrize("msg", EBT_MESSAGES)
+def test_ebt_message_kept_reading_carries_each_lines_own_ref_text_and_stamp(msg: str):
+    """An ebt_log message read before is not parsed again (nflog._ebt_messages): the record is the
+    one a fresh reading gives, with this line's ref, text and stamp."""
+    nflog._ebt_messages.clear()
+    first = nflog.parse_kernel_message(msg, LineRef("a", 1), "[1.0] " + msg, 1.0)
+    second = nflog.parse_kernel_message(msg, LineRef("b", 7), "[2.5] " + msg, 2.5)
+    fresh = nflog._parse_message(msg, LineRef("b", 7), "[2.5] " + msg, 2.5)
+    assert msg in nflog._ebt_messages
+    assert second == fresh
+    assert first is None or (first.ref, first.stamp, second.ref, second.stamp) == (
+        LineRef("a", 1),
+        1.0,
+        LineRef("b", 7),
+        2.5,
+    )
