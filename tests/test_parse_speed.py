@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reportgen import pipeline
 from reportgen.model import LineRef, RuleHit
 from reportgen.parsers import nflog, traces
-from reportgen import pipeline
 from reportgen.pipeline import build_report
 from reportgen.sources import case
 from reportgen.sources.case import load_spec
@@ -494,7 +494,8 @@ def test_nft_line_cache_key_holds_everything_but_the_id():
 
 
 EBT_MESSAGES = [
-    "r61 EB:nat:PREROUTING IN=vethr61c1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800",
+    "r61 EB:nat:PREROUTING IN=vethr61c1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 "
+    "proto = 0x0800",
     "EB IN=br0 OUT=eth1 MAC source = 02:42:AC:11:00:02 MAC dest = xx:xx proto = 0x0806 ARP HTYPE=1, PTYPE=0x0800",
     "EB IN=br0 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800 IP SRC=10.0.0.1 "
     "IP DST=10.0.0.2, IP tos=0x00, IP proto=6 SPT=1 DPT=2",
@@ -519,3 +520,44 @@ def test_ebt_message_kept_reading_carries_each_lines_own_ref_text_and_stamp(msg:
         LineRef("b", 7),
         2.5,
     )
+
+
+NFT_USUAL_VALUES = ["0", "64", "00:11:22:33:44:55", "2:42:AC:11:0:2", "ip", "tcp", "iif", "cs0", "not-ect", "ect0", "x"]
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None, database=None)
+@given(
+    st.sampled_from(['iif "docker0" ', 'iif "" ', 'oif "eth0" ', 'iif "a" oif "b" ', ""]),
+    st.booleans(),
+    st.lists(st.sampled_from(NFT_USUAL_VALUES), min_size=6, max_size=6),
+    st.sampled_from(["ip protocol tcp ", "", "ip protocol udp "]),
+    st.sampled_from(["syn", "syn|ack", "0x12", "ack", "=="]),
+    st.integers(0, 70000),
+)
+def test_nft_usual_packet_line_reads_as_the_token_walk(
+    devs: str, ether: bool, vals: list[str], proto: str, flags: str, num: int
+):
+    """traces._NFT_USUAL (one fullmatch for the usual TCP/IPv4 packet line) gives the fields, in the
+    same key order, that the token walk gives; the values include words the walk would read."""
+    mac1, mac2, dscp, ecn, src, dst = vals
+    rest = (
+        devs
+        + (f"ether saddr {mac1} ether daddr {mac2} " if ether else "")
+        + f"ip saddr 10.0.0.{num % 256} ip daddr {dst if dst[0].isdigit() else '1.2.3.4'} ip dscp {dscp} ip ecn {ecn} "
+        + f"ip ttl {num} ip id {num} {proto}ip length {num} tcp sport {num} tcp dport 80 tcp flags == {flags} "
+        + f"tcp window {num}"
+    )
+    got, want = traces._nft_fields(rest), _reference_nft_fields(rest)
+    assert list(got.items()) == list(want.items())
+
+
+def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch):
+    line = (
+        'iif "docker0" ether saddr 02:42:ac:11:00:02 ether daddr 02:42:ff:e7:b5:d2 ip saddr 172.17.0.2 ip daddr '
+        "203.0.113.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 37363 ip protocol tcp ip length 60 tcp sport 1024 "
+        "tcp dport 80 tcp flags == syn tcp window 64240"
+    )
+    taken = []
+    monkeypatch.setattr(traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
+    traces._nft_fields(line)
+    assert taken

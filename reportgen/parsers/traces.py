@@ -553,7 +553,23 @@ def _nft_mac(text: str) -> str:
     return _mac(text)
 
 
+# The packet line of a TCP/IPv4 packet as nftables src/trace.c trace_print_packet() prints it on an
+# inet, ip or bridge chain (meta iif/oif, the Ethernet header, the IPv4 header, the TCP header), the
+# usual line of a trace: one fullmatch reads it as the token walk below does (the skipped dscp and ecn
+# values are checked not to be a word the walk would read). Anything else takes the walk.
+_NFT_USUAL = re.compile(
+    r'(?:iif "(?P<iif>[^"\s]*)" )?(?:oif "(?P<oif>[^"\s]*)" )?'
+    r"(?:ether saddr (?P<smac>\S+) ether daddr (?P<dmac>\S+) )?"
+    r"ip saddr (?P<src>[0-9.]+) ip daddr (?P<dst>[0-9.]+) ip dscp (?P<dscp>[a-z0-9]+) ip ecn (?P<ecn>[a-z0-9-]+) "
+    r"ip ttl (?P<ttl>[0-9]+) ip id (?P<id>[0-9]+) (?:ip protocol (?P<proto>tcp) )?ip length (?P<len>[0-9]+) "
+    r"tcp sport (?P<sport>[0-9]+) tcp dport (?P<dport>[0-9]+) tcp flags == (?P<flags>\S+) tcp window [0-9]+"
+)
+
+
 def _nft_fields(rest: str) -> dict[str, object]:
+    m = _NFT_USUAL.fullmatch(rest)
+    if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
+        return _nft_usual_fields(m)
     f: dict[str, object] = {}
     toks = rest.split()
     n = len(toks)
@@ -608,6 +624,32 @@ def _nft_fields(rest: str) -> dict[str, object]:
                 f["icmp_id"] = _num(v)
             else:
                 f["icmp_seq"] = _num(v)
+    return f
+
+
+def _nft_usual_fields(m: re.Match[str]) -> dict[str, object]:
+    """_nft_fields of an _NFT_USUAL line, keys in the order the walk sets them first."""
+    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = m.groups()
+    f: dict[str, object] = {}
+    if iif is not None:
+        f["in_dev"] = intern(iif)
+    if oif is not None:
+        f["out_dev"] = intern(oif)
+    if smac is not None:
+        f["mac_src"] = _nft_mac(smac)
+        f["mac_dst"] = _nft_mac(dmac)
+    f["src"] = intern(src)
+    f["l3"] = IPV4
+    f["dst"] = intern(dst)
+    f["ttl"] = int(ttl)
+    f["ipid"] = int(ipid)
+    if proto is not None:
+        f["proto"] = "TCP"
+    f["length"] = int(length)
+    f["sport"] = int(sport)
+    f["proto"] = "TCP"
+    f["dport"] = int(dport)
+    f["tcp_flags"] = _tcp_flags(flags)
     return f
 
 
