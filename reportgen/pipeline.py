@@ -646,18 +646,23 @@ class _Account:
     def unused(self, u: UnusedLine) -> None:
         last = max(u.last, u.ref.line)
         self.covered[u.ref.file].add(u.ref.line, last)
-        self.texts.drop(u.ref.file, u.ref.line, last)
+        if self.texts.texts and u.ref.line <= self.texts.last:  # drop()'s own test, without the call
+            self.texts.drop(u.ref.file, u.ref.line, last)
         self.runs.add(u)
 
     def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
+        texts = self.texts
         for h in p.hops:
-            for ref in h.event.refs:
+            ev = h.event
+            # A LOG line's hop has its record's line alone (Event.refs, without building it).
+            for ref in ev.refs if ev.rules or ev.extra else (ev.record.ref,):
                 cov = self.covered.get(ref.file)
                 if cov is not None:
                     wrapped = spans.get(ref.file)
                     last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
                     self.used_lines += cov.add(ref.line, last)
-                    self.texts.drop(ref.file, ref.line, last)
+                    if texts.texts and ref.line <= texts.last:
+                        texts.drop(ref.file, ref.line, last)
 
     def close(
         self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]
