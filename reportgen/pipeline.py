@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import heapq
 import marshal
+import re
 import tempfile
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import islice
+from itertools import chain, islice
 from typing import IO, overload
 
 from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
@@ -491,48 +492,119 @@ class _RunSink(list[UnusedLine]):
 
 
 class _Covered:
-    """The lines of one file accounted for (used by a hop, or listed unused), as merged intervals.
+    """The lines of one file accounted for (used by a hop, or listed unused).
 
-    Unused runs and used lines interleave in a kern.log, so together they merge into few intervals:
-    the gaps are the lines of packets not yet reported.
+    Unused runs come as the file is read, used lines only when their packet is reported, up to a
+    conversation's end later, so the lines not yet accounted for are scattered over the recent past
+    (in the bench, every other line of the last second). A byte per line of the last WINDOW..2*WINDOW
+    lines holds them (merged intervals in a list took an O(n) insert or delete per used line there);
+    below it only the lines still uncovered are kept, as sorted intervals (holes), so memory stays
+    bounded however long the file.
     """
 
+    WINDOW = 1 << 20  # lines kept as bytes (1 MiB); the bitmap holds at most twice this
+
     def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
+        self.base = 1  # the line of bits[0]; every line below it is covered unless it is in a hole
+        self.bits = bytearray()  # 1: covered
+        self.hole_starts: list[int] = []
+        self.hole_ends: list[int] = []
 
     def add(self, a: int, b: int) -> int:
         """Cover lines a..b; return how many of them were not covered before."""
-        s, e = self.starts, self.ends
-        if s and a > s[-1]:  # the common case: at or after the last interval's start
-            if a > e[-1] + 1:
-                s.append(a)
-                e.append(b)
-                return b - a + 1
-            new = max(0, b - e[-1])
-            e[-1] = max(b, e[-1])
-            return new
-        i = bisect_left(e, a - 1)
-        j = bisect_right(s, b + 1)
-        if i == j:
-            s.insert(i, a)
-            e.insert(i, b)
-            return b - a + 1
-        before = 0
-        for k in range(i, j):
-            before += max(0, min(e[k], b) - max(s[k], a) + 1)
-        s[i] = min(a, s[i])
-        e[i] = max(b, e[j - 1])
-        if j - i > 1:  # a used line between two runs of unused ones joins them
-            del s[i + 1 : j], e[i + 1 : j]
-        return b - a + 1 - before
+        new = 0
+        base = self.base
+        if a < base:
+            new = self._fill(a, min(b, base - 1))
+            if b < base:
+                return new
+            a = base
+        bits = self.bits
+        end = base + len(bits)  # the first line past the bitmap
+        if b - end >= self.WINDOW:  # a long run past the bitmap: covered without a byte per line
+            if a < end:
+                new += self.add(a, end - 1)
+                a = end
+            self._compact(end)
+            if a > end:
+                self._hole(end, a - 1)
+            self.base = b + 1
+            return new + b - a + 1
+        if b >= end:
+            bits.extend(bytes(b - end + 1))
+        i = a - base
+        if a == b:
+            if bits[i]:
+                return new
+            bits[i] = 1
+            new += 1
+        else:
+            j = b - base + 1
+            new += j - i - bits.count(1, i, j)
+            bits[i:j] = b"\x01" * (j - i)
+        if len(bits) > 2 * self.WINDOW:
+            self._compact(base + len(bits) - self.WINDOW)
+        return new
+
+    def _hole(self, a: int, b: int) -> None:
+        if self.hole_ends and self.hole_ends[-1] == a - 1:
+            self.hole_ends[-1] = b
+        else:
+            self.hole_starts.append(a)
+            self.hole_ends.append(b)
+
+    def _compact(self, upto: int) -> None:
+        """Move the lines below ``upto`` (at most the bitmap's end) out of the bitmap: its uncovered
+        lines become holes."""
+        n = upto - self.base
+        for m in _UNCOVERED.finditer(self.bits, 0, n):
+            self._hole(self.base + m.start(), self.base + m.end() - 1)
+        del self.bits[:n]
+        self.base = upto
+
+    def _fill(self, a: int, b: int) -> int:
+        """Cover a..b below the bitmap: cut it out of the holes; return how many lines it took."""
+        s, e = self.hole_starts, self.hole_ends
+        i = bisect_left(e, a)
+        j = i
+        new = 0
+        pieces: list[tuple[int, int]] = []
+        while j < len(s) and s[j] <= b:
+            new += min(e[j], b) - max(s[j], a) + 1
+            if s[j] < a:
+                pieces.append((s[j], a - 1))
+            if e[j] > b:
+                pieces.append((b + 1, e[j]))
+            j += 1
+        if j > i:
+            s[i:j] = [p[0] for p in pieces]
+            e[i:j] = [p[1] for p in pieces]
+        return new
 
     def gaps(self, total: int) -> Iterator[tuple[int, int]]:
-        nxt = 1
-        for start, end in [*zip(self.starts, self.ends, strict=True), (total + 1, total + 1)]:
-            if start > nxt:
-                yield nxt, min(start, total + 1) - 1
-            nxt = max(nxt, end + 1)
+        """The uncovered runs of lines 1..total, in order, each as long as it goes."""
+        end = self.base + len(self.bits)
+        pieces = chain(
+            zip(self.hole_starts, self.hole_ends, strict=True),
+            ((self.base + m.start(), self.base + m.end() - 1) for m in _UNCOVERED.finditer(self.bits)),
+            [(end, total)] if total >= end else [],
+        )
+        run: tuple[int, int] | None = None
+        for a, b in pieces:
+            b = min(b, total)
+            if a > b:
+                continue
+            if run is not None and a == run[1] + 1:
+                run = (run[0], b)
+                continue
+            if run is not None:
+                yield run
+            run = (a, b)
+        if run is not None:
+            yield run
+
+
+_UNCOVERED = re.compile(rb"\x00+")
 
 
 class _FirstTexts(list[tuple[LineRef, str]]):
@@ -572,18 +644,23 @@ class _Account:
     def unused(self, u: UnusedLine) -> None:
         last = max(u.last, u.ref.line)
         self.covered[u.ref.file].add(u.ref.line, last)
-        self.texts.drop(u.ref.file, u.ref.line, last)
+        if self.texts.texts and u.ref.line <= self.texts.last:  # drop()'s own test, without the call
+            self.texts.drop(u.ref.file, u.ref.line, last)
         self.runs.add(u)
 
     def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
+        texts = self.texts
         for h in p.hops:
-            for ref in h.event.refs:
+            ev = h.event
+            # A LOG line's hop has its record's line alone (Event.refs, without building it).
+            for ref in ev.refs if ev.rules or ev.extra else (ev.record.ref,):
                 cov = self.covered.get(ref.file)
                 if cov is not None:
                     wrapped = spans.get(ref.file)
                     last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
                     self.used_lines += cov.add(ref.line, last)
-                    self.texts.drop(ref.file, ref.line, last)
+                    if texts.texts and ref.line <= texts.last:
+                        texts.drop(ref.file, ref.line, last)
 
     def close(
         self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]
@@ -614,7 +691,7 @@ class UnusedRuns(Sequence[UnusedLine]):
         self.buf: list[UnusedLine] = []  # runs not yet stored; the last REORDER may still move
         self.mem: list[tuple[str, int, str, str, int]] = []
         self.file: IO[bytes] | None = None
-        self.chunks: list[int] = []  # offsets of the stored chunks
+        self.chunks: list[tuple[int, int]] = []  # offset and size of each stored chunk
         self.stored = 0
         self.gaps: list[UnusedLine] = []
 
@@ -634,9 +711,11 @@ class UnusedRuns(Sequence[UnusedLine]):
         if len(self.mem) >= self.CHUNK:
             if self.file is None:
                 self.file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the runs
+            # One blob per chunk, read back whole: marshal.load() on a file reads it object by object.
+            blob = marshal.dumps(self.mem)
             self.file.seek(0, 2)
-            self.chunks.append(self.file.tell())
-            marshal.dump(self.mem, self.file)
+            self.chunks.append((self.file.tell(), len(blob)))
+            self.file.write(blob)
             self.mem = []
 
     def close(self, gaps: list[UnusedLine]) -> None:
@@ -647,14 +726,16 @@ class UnusedRuns(Sequence[UnusedLine]):
         self.gaps = sorted(gaps, key=self._key)
 
     def _runs(self) -> Iterator[UnusedLine]:
-        for offset in self.chunks:
+        for offset, size in self.chunks:
             assert self.file is not None
             self.file.seek(offset)
-            chunk = marshal.load(self.file)
+            chunk = marshal.loads(self.file.read(size))
             yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in chunk)
         yield from (UnusedLine(LineRef(f, n), reason, text, last) for f, n, reason, text, last in self.mem)
 
     def __iter__(self) -> Iterator[UnusedLine]:
+        if not self.gaps:  # the usual case: every line a hop or a run (a merge costs a key per run)
+            return self._runs()
         return heapq.merge(self._runs(), self.gaps, key=self._key)
 
     def __len__(self) -> int:

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reportgen.model import LineRef
+from reportgen import pipeline
+from reportgen.model import LineRef, RuleHit
 from reportgen.parsers import nflog, traces
 from reportgen.pipeline import build_report
 from reportgen.sources import case
@@ -362,3 +363,201 @@ def test_nft_fields_on_every_packet_line_of_the_samples():
                 assert traces._nft_fields(rest) == _reference_nft_fields(rest), line
                 seen += 1
     assert seen > 20
+
+
+def _covered_spans(draw_spans: list[tuple[int, int]], total: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """What the line account must say for spans covered in this order: how many lines each newly
+    covers, and the runs left uncovered in 1..total (the specification _Covered is held to)."""
+    seen: set[int] = set()
+    news = []
+    for a, b in draw_spans:
+        lines = set(range(a, b + 1))
+        news.append(len(lines - seen))
+        seen |= lines
+    gaps: list[tuple[int, int]] = []
+    for n in range(1, total + 1):
+        if n in seen:
+            continue
+        if gaps and gaps[-1][1] == n - 1:
+            gaps[-1] = (gaps[-1][0], n)
+        else:
+            gaps.append((n, n))
+    return news, gaps
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(0, 12)), max_size=40),
+    st.integers(0, 70),
+    st.integers(1, 6),
+)
+def test_covered_lines_count_each_line_once(spans: list[tuple[int, int]], total: int, window: int):
+    """pipeline._Covered (a bitmap of recent lines, holes below it; a tiny window here makes every
+    spill, hole and long-run path run) counts what a set of lines counts."""
+    cov = pipeline._Covered()
+    cov.WINDOW = window
+    pairs = [(a, a + w) for a, w in spans]
+    news = [cov.add(a, b) for a, b in pairs]
+    assert (news, list(cov.gaps(total))) == _covered_spans(pairs, total)
+
+
+# ---------------------------------------------------------------------------------------------------
+# nft trace lines: _nft_line reads each line's text after its id once (an LRU keyed by that text).
+# The reference is the per-line reading it replaced, verbatim, on the whole line.
+
+
+def _reference_nft_line(line: str) -> tuple[str, tuple[object, ...]] | None:
+    m = traces._NFT.match(line)
+    if not m:
+        return None
+    tid, kind, rest, table, chain, family = m.group("id", "kind", "rest", "table", "chain", "family")
+    kind = kind.strip()
+    fam = traces.NFT_FAMILY.get(family or "unknown", "unknown")
+    verdict, rule_text, handle, hit_kind = "", "", None, "rule"
+    if kind == "policy":
+        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
+    elif kind not in ("packet:", "conntrack:"):
+        vm = traces._NFT_VERDICT.search(rest)
+        verdict = vm.group("v") if vm else ""
+        body = (rest[: vm.start()] if vm else rest).strip()
+        handle_m = traces._NFT_HANDLE.search(body)
+        handle = handle_m.group(1) if handle_m else None
+        rule_text = body[: handle_m.start()].rstrip() if handle_m else body
+        if kind == "unknown rule handle":
+            handle, rule_text = rest.split()[0], ""
+        hit_kind = "return" if kind == "verdict" else "rule"
+    hit = RuleHit(table, chain, hit_kind, verdict, rule_text, handle, LineRef("f", 1))
+    proven = traces.nft_rule_ports([hit]) if "port " in rule_text else {}
+    ends = traces._ends_visit(hit_kind, verdict)
+    return tid, (kind, table, chain, fam, rest, verdict, rule_text, handle, hit_kind, proven, ends)
+
+
+NFT_LINE_WORDS = [
+    "trace",
+    "id",
+    "0a1b",
+    "ZZ",
+    "",
+    "inet",
+    "ip6",
+    "bridge",
+    "t",
+    "filter",
+    "input",
+    "packet:",
+    "conntrack:",
+    "rule",
+    "unknown",
+    "handle",
+    "policy",
+    "verdict",
+    "accept",
+    "drop",
+    "jump",
+    "continue",
+    "(verdict",
+    "accept)",
+    "return)",
+    "#",
+    "7",
+    "tcp",
+    "dport",
+    "80",
+    "iif",
+]
+
+
+@settings(max_examples=4000, derandomize=True, deadline=None, database=None)
+@given(
+    st.sampled_from(["trace id 0a1b ", "trace id ", "trace id 12 ", "trace id 12  ", "trace id 77 inet t c rule "]),
+    st.lists(st.sampled_from(NFT_LINE_WORDS), max_size=14),
+    st.sampled_from(["", " (verdict accept)", " # handle 4", " # handle 5 (verdict drop)"]),
+)
+def test_nft_line_reads_as_the_whole_line(head: str, words: list[str], tail: str):
+    line = (head + " ".join(words) + tail).rstrip()
+    got = traces._nft_line(line)
+    assert (got if got is None else (got[0], tuple(got[1]))) == _reference_nft_line(line)
+    # Twice: the second reading comes from the cache.
+    again = traces._nft_line(line)
+    assert (again if again is None else (again[0], tuple(again[1]))) == _reference_nft_line(line)
+
+
+def test_nft_line_cache_key_holds_everything_but_the_id():
+    """Two lines of two packets that differ only in their ids read the same but for the id; lines
+    that differ after the id do not share a reading."""
+    a = traces._nft_line("trace id 0a inet t c rule tcp dport 80 accept # handle 4 (verdict accept)")
+    b = traces._nft_line("trace id 0b inet t c rule tcp dport 80 accept # handle 4 (verdict accept)")
+    c = traces._nft_line("trace id 0b inet t c rule tcp dport 81 accept # handle 4 (verdict accept)")
+    assert a is not None and b is not None and c is not None
+    assert (a[0], b[0]) == ("0a", "0b") and a[1] is b[1]
+    assert c[1].proven == {"proto": "TCP", "dport": 81} and c[1].rule_text.endswith("81 accept")
+
+
+EBT_MESSAGES = [
+    "r61 EB:nat:PREROUTING IN=vethr61c1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 "
+    "proto = 0x0800",
+    "EB IN=br0 OUT=eth1 MAC source = 02:42:AC:11:00:02 MAC dest = xx:xx proto = 0x0806 ARP HTYPE=1, PTYPE=0x0800",
+    "EB IN=br0 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ff:e7:b5:d2 proto = 0x0800 IP SRC=10.0.0.1 "
+    "IP DST=10.0.0.2, IP tos=0x00, IP proto=6 SPT=1 DPT=2",
+    "x IN=a OUT=b MAC source = nonsense",  # no ebt_log record: read as nf_log (anchors), or not at all
+    "x MAC source = 1 MAC dest = 2 proto = 0x0800",  # no record at all
+]
+
+
+@pytest.mark.parametrize("msg", EBT_MESSAGES)
+def test_ebt_message_kept_reading_carries_each_lines_own_ref_text_and_stamp(msg: str):
+    """An ebt_log message read before is not parsed again (nflog._ebt_messages): the record is the
+    one a fresh reading gives, with this line's ref, text and stamp."""
+    nflog._ebt_messages.clear()
+    first = nflog.parse_kernel_message(msg, LineRef("a", 1), "[1.0] " + msg, 1.0)
+    second = nflog.parse_kernel_message(msg, LineRef("b", 7), "[2.5] " + msg, 2.5)
+    fresh = nflog._parse_message(msg, LineRef("b", 7), "[2.5] " + msg, 2.5)
+    assert msg in nflog._ebt_messages
+    assert second == fresh
+    assert first is None or (first.ref, first.stamp, second.ref, second.stamp) == (
+        LineRef("a", 1),
+        1.0,
+        LineRef("b", 7),
+        2.5,
+    )
+
+
+NFT_USUAL_VALUES = ["0", "64", "00:11:22:33:44:55", "2:42:AC:11:0:2", "ip", "tcp", "iif", "cs0", "not-ect", "ect0", "x"]
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None, database=None)
+@given(
+    st.sampled_from(['iif "docker0" ', 'iif "" ', 'oif "eth0" ', 'iif "a" oif "b" ', ""]),
+    st.booleans(),
+    st.lists(st.sampled_from(NFT_USUAL_VALUES), min_size=6, max_size=6),
+    st.sampled_from(["ip protocol tcp ", "", "ip protocol udp "]),
+    st.sampled_from(["syn", "syn|ack", "0x12", "ack", "=="]),
+    st.integers(0, 70000),
+)
+def test_nft_usual_packet_line_reads_as_the_token_walk(
+    devs: str, ether: bool, vals: list[str], proto: str, flags: str, num: int
+):
+    """traces._NFT_USUAL (one fullmatch for the usual TCP/IPv4 packet line) gives the fields, in the
+    same key order, that the token walk gives; the values include words the walk would read."""
+    mac1, mac2, dscp, ecn, src, dst = vals
+    rest = (
+        devs
+        + (f"ether saddr {mac1} ether daddr {mac2} " if ether else "")
+        + f"ip saddr 10.0.0.{num % 256} ip daddr {dst if dst[0].isdigit() else '1.2.3.4'} ip dscp {dscp} ip ecn {ecn} "
+        + f"ip ttl {num} ip id {num} {proto}ip length {num} tcp sport {num} tcp dport 80 tcp flags == {flags} "
+        + f"tcp window {num}"
+    )
+    got, want = traces._nft_fields(rest), _reference_nft_fields(rest)
+    assert list(got.items()) == list(want.items())
+
+
+def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch):
+    line = (
+        'iif "docker0" ether saddr 02:42:ac:11:00:02 ether daddr 02:42:ff:e7:b5:d2 ip saddr 172.17.0.2 ip daddr '
+        "203.0.113.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 37363 ip protocol tcp ip length 60 tcp sport 1024 "
+        "tcp dport 80 tcp flags == syn tcp window 64240"
+    )
+    taken = []
+    monkeypatch.setattr(traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
+    traces._nft_fields(line)
+    assert taken

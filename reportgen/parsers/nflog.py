@@ -15,11 +15,13 @@ with optional ``IP SRC=..`` / ``IPv6 SRC=..`` / ``ARP ..`` tails (trace-formats.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import re
 from dataclasses import replace
 from sys import intern
+from typing import Any
 
 from reportgen.model import PVEFW_LOGGER, LineRef, LogRecord
 
@@ -171,6 +173,28 @@ def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None)
         pve = _parse_pvefw(msg, ref, text, stamp)
         if pve is not None:
             return pve
+    if " MAC source = " not in msg:
+        return _parse_message(msg, ref, text, stamp)
+    # ebt_log without --log-ip prints the same message for every packet of a flow at a hook (only the
+    # stamp differs), so its reading is kept: the record is a function of the message alone, apart
+    # from the ref, text and stamp it carries (_parse_message reads nothing else).
+    rest = _ebt_messages.get(msg)
+    if rest is not None:
+        return None if rest is _NOT_A_RECORD else LogRecord(ref, text, stamp, *rest)
+    rec = _parse_message(msg, ref, text, stamp)
+    if len(_ebt_messages) >= 4096:
+        _ebt_messages.clear()  # bounded: messages with their own addresses and ports come and go
+    _ebt_messages[msg] = _NOT_A_RECORD if rec is None else tuple(getattr(rec, f) for f in _CARRIED_AFTER)
+    return rec
+
+
+_ebt_messages: dict[str, tuple[Any, ...]] = {}  # the fields after ref, text and stamp
+_NOT_A_RECORD: tuple[Any, ...] = ()
+_CARRIED_AFTER = tuple(f.name for f in dataclasses.fields(LogRecord))[3:]  # after ref, text, stamp
+assert tuple(f.name for f in dataclasses.fields(LogRecord))[:3] == ("ref", "text", "stamp")
+
+
+def _parse_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
     if " MAC source = " in msg:
         rec = _parse_ebt(msg, ref, text, stamp)
         if rec is not None:

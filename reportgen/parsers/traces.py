@@ -24,9 +24,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
+from types import MappingProxyType
+from typing import NamedTuple
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -551,7 +553,23 @@ def _nft_mac(text: str) -> str:
     return _mac(text)
 
 
+# The packet line of a TCP/IPv4 packet as nftables src/trace.c trace_print_packet() prints it on an
+# inet, ip or bridge chain (meta iif/oif, the Ethernet header, the IPv4 header, the TCP header), the
+# usual line of a trace: one fullmatch reads it as the token walk below does (the skipped dscp and ecn
+# values are checked not to be a word the walk would read). Anything else takes the walk.
+_NFT_USUAL = re.compile(
+    r'(?:iif "(?P<iif>[^"\s]*)" )?(?:oif "(?P<oif>[^"\s]*)" )?'
+    r"(?:ether saddr (?P<smac>\S+) ether daddr (?P<dmac>\S+) )?"
+    r"ip saddr (?P<src>[0-9.]+) ip daddr (?P<dst>[0-9.]+) ip dscp (?P<dscp>[a-z0-9]+) ip ecn (?P<ecn>[a-z0-9-]+) "
+    r"ip ttl (?P<ttl>[0-9]+) ip id (?P<id>[0-9]+) (?:ip protocol (?P<proto>tcp) )?ip length (?P<len>[0-9]+) "
+    r"tcp sport (?P<sport>[0-9]+) tcp dport (?P<dport>[0-9]+) tcp flags == (?P<flags>\S+) tcp window [0-9]+"
+)
+
+
 def _nft_fields(rest: str) -> dict[str, object]:
+    m = _NFT_USUAL.fullmatch(rest)
+    if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
+        return _nft_usual_fields(m)
     f: dict[str, object] = {}
     toks = rest.split()
     n = len(toks)
@@ -606,6 +624,32 @@ def _nft_fields(rest: str) -> dict[str, object]:
                 f["icmp_id"] = _num(v)
             else:
                 f["icmp_seq"] = _num(v)
+    return f
+
+
+def _nft_usual_fields(m: re.Match[str]) -> dict[str, object]:
+    """_nft_fields of an _NFT_USUAL line, keys in the order the walk sets them first."""
+    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = m.groups()
+    f: dict[str, object] = {}
+    if iif is not None:
+        f["in_dev"] = intern(iif)
+    if oif is not None:
+        f["out_dev"] = intern(oif)
+    if smac is not None:
+        f["mac_src"] = _nft_mac(smac)
+        f["mac_dst"] = _nft_mac(dmac)
+    f["src"] = intern(src)
+    f["l3"] = IPV4
+    f["dst"] = intern(dst)
+    f["ttl"] = int(ttl)
+    f["ipid"] = int(ipid)
+    if proto is not None:
+        f["proto"] = "TCP"
+    f["length"] = int(length)
+    f["sport"] = int(sport)
+    f["proto"] = "TCP"
+    f["dport"] = int(dport)
+    f["tcp_flags"] = _tcp_flags(flags)
     return f
 
 
@@ -802,6 +846,74 @@ class XtablesMonitorParser(TraceParser):
 _XT_VERDICTS = {"0xfffffffb": "RETURN"}  # NFT_RETURN (-5) printed as %x (section 3.1)
 
 
+class _NftLine(NamedTuple):
+    """What an nft monitor trace line says apart from its trace id (_nft_line)."""
+
+    kind: str  # "packet:", "conntrack:", "rule", "unknown rule handle", "policy" or "verdict"
+    table: str
+    chain: str
+    family: str
+    rest: str
+    # For rule, policy and verdict lines:
+    verdict: str
+    rule_text: str
+    handle: str | None
+    hit_kind: str  # "rule", "policy" or "return"
+    proven: Mapping[str, object]  # protocol and ports the rule proves (nft_rule_ports); read only
+    ends: bool  # the line ends the packet's visit of its base chain (_ends_visit)
+
+
+def _nft_line(line: str) -> tuple[str, _NftLine] | None:
+    """A trace line (lead and trailing space taken off) as its trace id and what it says; None when it
+    is not one (_NFT). Everything but the id is read from the text after it: every packet's walk
+    repeats the same rule lines under its own id, so that text is read once (_nft_line_body)."""
+    if not line.startswith("trace id "):
+        return None
+    cut = line.find(" ", 9)
+    tid = line[9:cut]
+    if cut < 0 or not tid or tid.strip("0123456789abcdef"):
+        return None  # _NFT's id is [0-9a-f]+ followed by a space
+    body = _nft_line_body(line[cut + 1 :])
+    return None if body is None else (tid, body)
+
+
+# Keyed by the whole text after the trace id, which is all _NFT reads besides the id; packet lines
+# (each packet's own header values) come and go through the LRU while rule lines stay.
+@functools.lru_cache(maxsize=8192)
+def _nft_line_body(after_id: str) -> _NftLine | None:
+    m = _NFT.match("trace id 0 " + after_id)
+    if not m:
+        return None
+    kind, rest, table, chain, family = m.group("kind", "rest", "table", "chain", "family")
+    kind = kind.strip()
+    table, chain = intern(table), intern(chain)  # on every rule of every packet: one object each
+    fam = NFT_FAMILY.get(family or "unknown", "unknown")
+    verdict, rule_text, handle, hit_kind = "", "", None, "rule"
+    proven: Mapping[str, object] = {}
+    if kind == "policy":
+        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
+    elif kind not in ("packet:", "conntrack:"):
+        vm = _NFT_VERDICT.search(rest)
+        verdict = vm.group("v") if vm else ""
+        body = (rest[: vm.start()] if vm else rest).strip()  # the verdict ends the line: "$" in the pattern
+        handle_m = _NFT_HANDLE.search(body)
+        handle = handle_m.group(1) if handle_m else None
+        rule_text = body[: handle_m.start()].rstrip() if handle_m else body  # no \s* regex: quadratic
+        if kind == "unknown rule handle":
+            handle, rule_text = rest.split()[0], ""
+        hit_kind = "return" if kind == "verdict" else "rule"
+        if "port " in rule_text:  # only "sport N"/"dport N" prove one
+            proven = MappingProxyType(
+                nft_rule_ports([RuleHit(table, chain, hit_kind, verdict, rule_text, handle, _NO_REF)])
+            )
+    return _NftLine(
+        kind, table, chain, fam, rest, verdict, rule_text, handle, hit_kind, proven, _ends_visit(hit_kind, verdict)
+    )
+
+
+_NO_REF = LineRef("", 0)
+
+
 class NftTraceParser(TraceParser):
     """``nft monitor trace`` (nftables src/trace.c; ``conntrack:`` lines from v1.1.4).
 
@@ -820,13 +932,11 @@ class NftTraceParser(TraceParser):
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         out: list[Visit] = []
         # A line as nft prints it starts with "trace id"; only a paste adds a lead to take off.
-        m = _NFT.match((text if text.startswith("trace id ") else _unquote(text)).rstrip())
-        if not m:
+        line = (text if text.startswith("trace id ") else _unquote(text)).rstrip()
+        parsed = _nft_line(line)
+        if parsed is None:
             return out, self._ct_id_wrapped(text)
-        tid, kind, rest, table, chain, family = m.group("id", "kind", "rest", "table", "chain", "family")
-        kind = kind.strip()
-        table, chain = intern(table), intern(chain)  # on every rule of every packet: one object each
-        fam = NFT_FAMILY.get(family or "unknown", "unknown")
+        tid, (kind, table, chain, fam, rest, verdict, rule_text, handle, hit_kind, proven, ends) = parsed
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
@@ -856,24 +966,11 @@ class NftTraceParser(TraceParser):
                 v = self._start(ref, "", fam, table, chain, tid, {})
             else:
                 v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
-        if kind == "policy":
-            verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
-        else:
-            vm = _NFT_VERDICT.search(rest)
-            verdict = vm.group("v") if vm else ""
-            body = (rest[: vm.start()] if vm else rest).strip()  # the verdict ends the line: "$" in the pattern
-            handle_m = _NFT_HANDLE.search(body)
-            handle = handle_m.group(1) if handle_m else None
-            rule_text = body[: handle_m.start()].rstrip() if handle_m else body  # no \s* regex: quadratic
-            if kind == "unknown rule handle":
-                handle, rule_text = rest.split()[0], ""
-            hit_kind = "return" if kind == "verdict" else "rule"
         v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
-        proven = nft_rule_ports(v.rules[-1:]) if "port " in rule_text else {}  # only "sport N"/"dport N" prove one
-        if v.fields.get("proto") in (None, proven.get("proto")):
+        if proven and v.fields.get("proto") in (None, proven.get("proto")):
             for key, value in proven.items():
                 v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
-        if _ends_visit(hit_kind, verdict):
+        if ends:
             out += self._close(tid)
         return out, True
 

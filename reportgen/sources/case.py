@@ -333,10 +333,14 @@ def _file_events(
     )
     lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
     spans[name] = lines.spans
+    appendix_full = False  # the appendix only grows: once full, it is not asked again per line
     for n, text in lines:
         ref = LineRef(name, n)
-        if len(appendix) < APPENDIX_LIMIT:
-            appendix.append((ref, text))
+        if not appendix_full:
+            if len(appendix) < APPENDIX_LIMIT:
+                appendix.append((ref, text))
+            else:
+                appendix_full = True
         if lines.unrelated:  # the byte prefilter saw it cannot be part of a record
             _add_unused(unused, ref, other, text)
             continue

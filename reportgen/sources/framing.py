@@ -94,7 +94,8 @@ def _strip_wrapper(line: str) -> Framed:
         if m.group("mono"):
             stamp = float(m.group("mono"))
         s = s[m.end() :]
-        s = _CALLER.sub("", s, count=1)
+        if s[:1] == "[":  # _CALLER starts with one; a sub() that finds nothing still costs a call
+            s = _CALLER.sub("", s, count=1)
     return Framed(stamp, s, len(s) != len(start))
 
 
@@ -318,5 +319,7 @@ def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> in
         msg_start = len(text) - len(line.msg)
     else:
         msg_start = start + len(text[start:anchor]) - len(_strip_wrapper(text[start:anchor]).msg)
+    if text.find("[", msg_start, anchor) < 0:
+        return start  # the usual record: no stamp (_STAMP starts with "[") before its anchor
     stamps = list(_STAMP.finditer(text, msg_start, anchor))
     return stamps[-1].start() if stamps else start
