@@ -143,7 +143,8 @@ def _stream_case(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None, 
     formats = list(job.formats)
     with output_folder(job.out, name) as (tmp, final):
         stream = JsonStream(tmp) if "json" in formats else None
-        digest = DigestSink() if set(formats) - {"json"} else None
+        room = job.options.markdown_limit if "md" in formats else 0  # the answers a Markdown head lists
+        digest = DigestSink(answer_room=room) if set(formats) - {"json"} else None
         counted = _Counted([s for s in (stream, digest) if s is not None])
         selecting = None if job.selection.empty else Selecting(job.selection, counted)
         # The appendix's first trace lines are kept for the documents that list them.

@@ -75,6 +75,29 @@ def test_selection_on_the_stream_is_the_selection_of_the_whole_case(selection: S
         assert b"Selected " in streamed["report.txt"] or selection.empty
 
 
+def test_a_big_case_streamed_tells_what_the_whole_case_tells(tmp_path: Path) -> None:
+    # 20,000 lines of one connection replayed: over 300 conversations that behave alike, so the
+    # documents fold them, list rows and cut the Markdown head (which lists every answer).
+    case = tmp_path / "big"
+    case.mkdir()
+    _repetitive(case / "kern.log", 20_000)
+    formats = ("html", "text", "md", "pdf")
+    streamed = _streamed(case, tmp_path / "s", formats)
+    whole = _whole(case, tmp_path / "w", formats)
+    assert b"(The description is cut here.)" in streamed["report.md"]
+    assert b"more conversations behave like c1" in streamed["report.txt"]
+    assert [k for k in streamed if streamed[k] != whole[k] and k != "report.pdf"] == []
+    assert _pdf_text(streamed["report.pdf"]) == _pdf_text(whole["report.pdf"])
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import io
+
+    import pypdf
+
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+
 def test_group_ids_are_the_same_whichever_formats_are_asked(tmp_path: Path) -> None:
     # In this case a conversation that started later finished first. Group and behaviour ids used to
     # follow the order conversations finished when JSON was written alone (as it streams) and the

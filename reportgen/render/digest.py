@@ -12,8 +12,10 @@ byte-identically.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from reportgen.model import (
     NO_CONVERSATION,
@@ -32,6 +34,8 @@ from reportgen.model import (
 )
 from reportgen.render.view import outcome, severity
 
+_T = TypeVar("_T")
+
 # A case of at most this many trace lines lists every line in the HTML appendix, each linked to the
 # packet that used it (html.Budget.appendix_lines). While a case has used no more distinct lines than
 # this, the sink keeps which packet used each; past it the case cannot be that small.
@@ -47,7 +51,6 @@ class Row:
     count: int  # packets
     outcomes: tuple[tuple[str, int], ...]  # packets per outcome, worst first
     prediction: Prediction | None
-    answer: Answer | None  # None when the report worded none (a hand-made Report)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Digest:
     report: Report
     rows: dict[str, Row]
     folded: dict[str, list[Row]]  # conversation told -> the later ones that behave like it, in id order
+    # Every conversation's answer in id order, or as many first ones as the Markdown head can show
+    # (DigestSink's answer_room).
+    answers: tuple[Answer, ...]
     conversations: int
     packets: int
     hits: frozenset[tuple[str, int]]  # the (snapshot, line) pairs any packet's explanation cites
@@ -83,9 +89,15 @@ def outcome_counts(packets: tuple[Packet, ...]) -> tuple[tuple[str, int], ...]:
 
 
 class DigestSink:
-    """A pipeline sink keeping what the documents tell (see the module docstring)."""
+    """A pipeline sink keeping what the documents tell (see the module docstring).
 
-    def __init__(self) -> None:
+    ``answer_room``: keep the answers of the first conversations (by id) whose sentences hold at
+    least this many characters, all when None. The Markdown head lists every answer and is cut at a
+    fifth of the document's limit (markdown.render_markdown), so that limit is room enough there.
+    """
+
+    def __init__(self, answer_room: int | None = None) -> None:
+        self.answer_room = answer_room
         self.restart()
 
     def restart(self) -> None:
@@ -98,6 +110,11 @@ class DigestSink:
         self.packets = 0
         self.hits: set[tuple[str, int]] = set()
         self.used: dict[LineRef, tuple[str, str]] | None = {}
+        # Rows of many conversations share their outcome counts and behaviour keys: one tuple each.
+        self.shared: dict[object, object] = {}
+        self.answers: dict[str, Answer] = {}
+        self.answer_sizes: list[tuple[int, int, str]] = []  # a heap of (-number, sentence length, id)
+        self.answer_size = 0
 
     def __call__(self, result: ConversationResult) -> None:
         c = result.conversation
@@ -115,13 +132,29 @@ class DigestSink:
             return
         # A path shared by many conversations is one tuple in memory (the topology draws it once).
         self.crossings += [replace(x, nodes=self.nodes.setdefault(x.nodes, x.nodes)) for x in result.crossings]
-        key = (c.proto, tuple(g.behaviour for g in result.groups))
-        row = Row(c.id, c.summary, len(result.packets), outcome_counts(result.packets), c.prediction, result.answer)
+        key = self._shared((c.proto, tuple(g.behaviour for g in result.groups)))
+        row = Row(c.id, c.summary, len(result.packets), self._shared(outcome_counts(result.packets)), c.prediction)
         self.rows.append((key, row))
+        self._answer(result.answer)
         lead = self.leads.get(key)
         # Results come in completion order; the conversation told is the first of its behaviour by id.
         if lead is None or _num(c.id) < _num(lead.conversation.id):
             self.leads[key] = result
+
+    def _shared(self, value: _T) -> _T:
+        return self.shared.setdefault(value, value)  # type: ignore[return-value]
+
+    def _answer(self, a: Answer) -> None:
+        self.answers[a.conversation] = a
+        if self.answer_room is None:
+            return
+        # A sentence's length is at most its line's in the Markdown head (escaping only adds).
+        heapq.heappush(self.answer_sizes, (-_num(a.conversation), len(a.sentence), a.conversation))
+        self.answer_size += len(a.sentence)
+        while self.answer_sizes and self.answer_size - self.answer_sizes[0][1] >= self.answer_room:
+            _, size, cid = heapq.heappop(self.answer_sizes)
+            self.answer_size -= size
+            del self.answers[cid]
 
     def _used(self, result: ConversationResult) -> None:
         """Which packet used each trace line, while the case may still be small enough to list them all."""
@@ -146,8 +179,6 @@ class DigestSink:
         rows: dict[str, Row] = {}
         folded: dict[str, list[Row]] = {}
         for key, row in sorted(self.rows, key=lambda kr: _num(kr[1].id)):
-            if answered is not None and row.id not in answered:
-                row = replace(row, answer=None)
             rows[row.id] = row
             if lead_of[key] != row.id:
                 folded.setdefault(lead_of[key], []).append(row)
@@ -163,10 +194,12 @@ class DigestSink:
             crossings=tuple(sorted(self.crossings, key=lambda x: _num(x.conversation))),
         )
         used = self.used
+        answers = (a for cid, a in self.answers.items() if answered is None or cid in answered)
         return Digest(
             report=report,
             rows=rows,
             folded=folded,
+            answers=tuple(sorted(answers, key=lambda a: _num(a.conversation))),
             conversations=len(rows),
             packets=self.packets,
             hits=frozenset(self.hits),

@@ -248,10 +248,9 @@ def _head(case: Digest) -> str:
     out = [f"# {md(report.title)}", ""]
     if report.summary is not None:
         out += [f"**{md(report.summary.sentence)}**", ""]
-    answers = [row.answer for row in case.rows.values() if row.answer is not None]
-    for a in answers:
+    for a in case.answers:
         out.append(f"- {code(a.conversation)} {md(a.sentence)}")
-    if answers:
+    if case.answers:
         out.append("")
     if report.description:
         out += [md(para, line_start=True) for para in report.description.splitlines() if para.strip()]
