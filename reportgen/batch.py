@@ -14,17 +14,26 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reportgen.errors import InputError
 from reportgen.model import NO_CONVERSATION, ConversationResult, Packet, Report
 from reportgen.redact import Redactor
 from reportgen.render.options import RenderOptions
-from reportgen.select import Selection, select
+from reportgen.select import Selecting, Selection, select
+from reportgen.sources.case import TraceReading
 
 if TYPE_CHECKING:
-    from reportgen.render.jsonout import JsonStream
     from reportgen.sources.case import CaseSpec
+
+
+class Sink(Protocol):
+    """A pipeline sink that can forget what it got (pipeline.stream_case restarts a stale pass)."""
+
+    def __call__(self, result: ConversationResult) -> None: ...
+
+    def restart(self) -> None: ...
+
 
 REDACTION_MAP = "redaction-map.json"
 
@@ -99,44 +108,58 @@ def load_report(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None]:
     return select(report, job.selection), redactor
 
 
-def streams(job: CaseJob) -> bool:
-    """Whether the job is written as the case is read: JSON alone, every conversation kept. JSON is
-    the one format written as it goes (render.jsonout.JsonStream); the others need the whole case."""
-    return tuple(job.formats) == ("json",) and job.selection.empty
-
-
 class _Counted:
-    """The sink a streamed case is read into: the JSON writer, counting what the batch summary shows
-    (packets, conversations, truncated records) as results pass; forgets them when a pass restarts."""
+    """The sink a case is read into: the writers, counting what the batch summary shows (packets,
+    conversations, truncated records) as results pass; forgets them when a pass restarts."""
 
-    def __init__(self, stream: JsonStream) -> None:
-        self.stream = stream
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
         self.packets = self.conversations = self.truncated = 0
 
     def __call__(self, result: ConversationResult) -> None:
-        self.stream.add(result)
+        for sink in self.sinks:
+            sink(result)
         self.packets += len(result.packets)
         self.conversations += result.conversation.id != NO_CONVERSATION  # packets of no conversation
         self.truncated += truncated_records(result.packets)
 
     def restart(self) -> None:
-        self.stream.restart()
+        for sink in self.sinks:
+            sink.restart()
         self.packets = self.conversations = self.truncated = 0
 
 
 def _stream_case(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None, _Counted, list[Path]]:
-    """Read a case into report.json and report.jsonl as its conversations finish (streams(job))."""
+    """Read a case into its files as its conversations finish: report.json and report.jsonl as they
+    go (render.jsonout.JsonStream), the other formats from what they tell (render.digest.DigestSink),
+    with a selection applied to each conversation as it finishes (select.Selecting)."""
     from reportgen.pipeline import stream_case
+    from reportgen.render.digest import DigestSink
     from reportgen.render.jsonout import PACKETS_FILE, REPORT_FILE, JsonStream
-    from reportgen.render.write import output_folder
+    from reportgen.render.write import output_folder, render_into
 
     spec, redactor = _spec(job, scratch)
     name = job.rename if job.rename is not None else spec.name
+    formats = list(job.formats)
     with output_folder(job.out, name) as (tmp, final):
-        sink = _Counted(JsonStream(tmp))
-        head = replace(stream_case(spec, sink), name=name)
-        sink.stream.close(head)
-    return head, redactor, sink, [final / REPORT_FILE, final / PACKETS_FILE]
+        stream = JsonStream(tmp) if "json" in formats else None
+        room = job.options.markdown_limit if "md" in formats else 0  # the answers a Markdown head lists
+        digest = DigestSink(answer_room=room) if set(formats) - {"json"} else None
+        counted = _Counted([s for s in (stream, digest) if s is not None])
+        selecting = None if job.selection.empty else Selecting(job.selection, counted)
+        # The appendix's first trace lines are kept for the documents that list them.
+        head = replace(stream_case(spec, selecting or counted, appendix=digest is not None), name=name)
+        if selecting is not None:
+            head = selecting.head(head)
+        if stream is not None:
+            # The appendix note speaks of the documents' appendix: report.json is the same whichever
+            # formats are asked.
+            appendix = TraceReading([], list(head.lines), {"": head.lines_total}).appendix_note() if digest else []
+            stream.close(replace(head, notes=tuple(n for n in head.notes if n not in appendix)))
+        names = [REPORT_FILE, PACKETS_FILE] if stream else []
+        if digest is not None:
+            names = render_into(digest.digest(head), tmp, formats, job.options)
+    return head, redactor, counted, [final / n for n in names]
 
 
 def unplaced_lines(report: Report) -> int:
@@ -173,17 +196,10 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 def run_case(job: CaseJob) -> CaseResult:
     """Report one case; an input error becomes a failed result naming the file and line."""
-    from reportgen.render.write import write_report
-
     try:
         with cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="reportgen-") as tmp:
-            if streams(job):
-                report, redactor, counted, written = _stream_case(job, Path(tmp))
-                packets, conversations, truncated = counted.packets, counted.conversations, counted.truncated
-            else:
-                report, redactor = load_report(job, Path(tmp))
-                written = write_report(report, job.out, list(job.formats), job.options)
-                packets, conversations, truncated = len(report.packets), len(report.conversations), 0
+            report, redactor, counted, written = _stream_case(job, Path(tmp))
+            packets, conversations, truncated = counted.packets, counted.conversations, counted.truncated
             if redactor is not None:
                 from reportgen.sources.redaction import write_mapping
 

@@ -88,7 +88,7 @@ BATCH = 2048  # events parsed before they are correlated
 Sink = Callable[[ConversationResult], None]
 
 
-def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None]) -> Report:
+def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None], appendix: bool = False) -> Report:
     """Read, correlate and explain one case, handing each conversation to ``sink`` as it finishes.
 
     Results come in completion order; conversation and packet ids are first-seen order, as in a whole
@@ -99,9 +99,11 @@ def stream_case(spec: CaseSpec, sink: Callable[[ConversationResult], None]) -> R
     When a case-wide fact learnt late changes an earlier answer, the case is read a second time: a
     sink with a ``restart()`` method is told first, and then gets every result again; a sink without
     one keeps the first pass's results and the head says so in a note (see the module docstring).
+    ``appendix``: the head keeps the first trace lines (sources.case.APPENDIX_LIMIT) for a document's
+    appendix, and a note when they are not all of them, as build_report's does.
     Run it with the cyclic collector paused (batch.cyclic_gc_paused), as every case is.
     """
-    return _stream(spec, sink)
+    return _stream(spec, sink, appendix=appendix)
 
 
 def build_report(spec: CaseSpec) -> Report:
@@ -121,16 +123,12 @@ class _Collected(list[ConversationResult]):
         self.clear()
 
     def report(self, head: Report) -> Report:
-        """The whole Report: every result's parts in id order, groups numbered as they first appear."""
+        """The whole Report: every result's parts in id order. Groups keep the stream's ids (numbered
+        as their conversations finished), so a whole report and a streamed one name them alike."""
         convs = sorted((r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: _num(r.conversation.id))
         packets = sorted((p for r in self for p in r.packets), key=lambda p: _num(p.id))
         footers = sorted((f for r in self for f in r.footers), key=lambda f: _num(f.packet))
         groups = sorted((g for r in self for g in r.groups), key=lambda g: _num(g.first))
-        behaviours: dict[str, str] = {}
-        groups = [
-            replace(g, id=f"g{n}", behaviour=behaviours.setdefault(g.behaviour, f"b{len(behaviours) + 1}"))
-            for n, g in enumerate(groups, start=1)
-        ]
         return replace(
             head,
             conversations=tuple(r.conversation for r in convs),

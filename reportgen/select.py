@@ -1,12 +1,19 @@
-"""Select conversations of a report by flow id, host, port or outcome (``--flow/--host/--port/--verdict``)."""
+"""Select conversations of a report by flow id, host, port or outcome (``--flow/--host/--port/--verdict``).
+
+Every field is decided by one conversation alone, so a selection is a filter on the stream of
+finished conversations (pipeline.stream_case): ``Selecting`` passes the selected ones on and counts
+the case summary again over their packets, as ``select`` does for a whole report.
+"""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reportgen.explain.answer import case_summary
+from reportgen.explain.answer import SummaryCounter
 from reportgen.explain.topology import Topology
-from reportgen.model import Conversation, Packet, Report
+from reportgen.model import NO_CONVERSATION, Conversation, ConversationResult, Packet, Report, id_number
 from reportgen.render.view import outcome
 
 
@@ -40,28 +47,72 @@ def _matches(c: Conversation, packets: list[Packet], sel: Selection) -> bool:
     return not sel.verdicts or any(outcome(p) in sel.verdicts for p in packets)
 
 
+class Selecting:
+    """A pipeline sink that hands the selected conversations to ``sink`` (packets of no conversation
+    are never selected) and counts the selection's summary; ``head`` words the case head for it."""
+
+    def __init__(self, sel: Selection, sink: Callable[[ConversationResult], None]) -> None:
+        self.sel, self.sink = sel, sink
+        self._reset()
+
+    def _reset(self) -> None:
+        self.total = self.kept = 0
+        self.counter = SummaryCounter()
+        # The syslog lines of the selection's first packets (by id), which name the host: a bounded heap.
+        self.first: list[tuple[int, list[str]]] = []
+
+    def restart(self) -> None:
+        self._reset()
+        restart = getattr(self.sink, "restart", None)
+        if restart is not None:
+            restart()
+
+    def __call__(self, result: ConversationResult) -> None:
+        c = result.conversation
+        if c.id == NO_CONVERSATION:
+            return
+        self.total += 1
+        if not _matches(c, list(result.packets), self.sel):
+            return
+        self.kept += 1
+        for p in result.packets:
+            self.counter.add(p, False)
+            item = (-(id_number(p.id) or 0), [h.event.record.text for h in p.hops])
+            if len(self.first) < SummaryCounter.HOST_PACKETS:
+                heapq.heappush(self.first, item)
+            elif item > self.first[0]:
+                heapq.heapreplace(self.first, item)
+        self.sink(result)
+
+    def head(self, head: Report) -> Report:
+        """The case head of the selection: its summary counted again, and a note saying what was selected."""
+        # The answer layer speaks of the whole case: count again over what belongs to the selection.
+        topo = head.topology if isinstance(head.topology, Topology) else Topology()
+        self.counter.texts = [t for _, texts in sorted(self.first, reverse=True) for t in texts]
+        note = f"Selected {self.kept} of {self.total} conversations ({_describe(self.sel)})."
+        return replace(head, summary=self.counter.summary(self.kept, topo), notes=(*head.notes, note))
+
+
 def select(report: Report, sel: Selection) -> Report:
     """Return the report with only the selected conversations, their packets and groups, and a note."""
+    from reportgen.render.digest import results_of
+
     if sel.empty:
         return report
-    by_id = {p.id: p for p in report.packets}
-    keep = [c for c in report.conversations if _matches(c, [by_id[i] for i in c.packets], sel)]
-    ids = {i for c in keep for i in c.packets}
-    convs = {c.id for c in keep}
-    packets = tuple(p for p in report.packets if p.id in ids)
-    note = f"Selected {len(keep)} of {len(report.conversations)} conversations ({_describe(sel)})."
-    # The answer layer speaks of the whole case: keep what belongs to the selection and count again.
-    topo = report.topology if isinstance(report.topology, Topology) else Topology()
+    kept: list[ConversationResult] = []
+    selecting = Selecting(sel, kept.append)
+    for result in results_of(report):
+        selecting(result)
+    ids = {p.id for r in kept for p in r.packets}
+    convs = {r.conversation.id for r in kept}
     return replace(
-        report,
-        conversations=tuple(keep),
-        packets=packets,
+        selecting.head(report),
+        conversations=tuple(c for c in report.conversations if c.id in convs),
+        packets=tuple(p for p in report.packets if p.id in ids),
         groups=tuple(g for g in report.groups if g.first in ids),
         answers=tuple(a for a in report.answers if a.conversation in convs),
         footers=tuple(f for f in report.footers if f.packet in ids),
         crossings=tuple(c for c in report.crossings if c.conversation in convs),
-        summary=case_summary(packets, len(keep), topo),
-        notes=(*report.notes, note),
     )
 
 

@@ -79,10 +79,11 @@ def test_an_unexpected_error_is_one_line_naming_the_input_and_never_exit_1(tmp_p
     from reportgen import cli as cli_module
     from reportgen import pipeline as case_module
 
-    def broken(spec):  # a parser bug, as the fuzzer once found 28 of them
+    def broken(spec, *args, **kwargs):  # a parser bug, as the fuzzer once found 28 of them
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr(case_module, "build_report", broken)
+    monkeypatch.setattr(case_module, "stream_case", broken)  # report
+    monkeypatch.setattr(case_module, "build_report", broken)  # explain
     case = str(SAMPLES / "seed-host-to-container")
     assert cli_module.main(["report", case, "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -21,7 +21,8 @@ from conftest import ROOT, SAMPLES
 from reportgen.model import Report
 from reportgen.pipeline import build_report
 from reportgen.render import html as html_mod
-from reportgen.render.view import alike_conversations, severity
+from reportgen.render.digest import digest_of
+from reportgen.render.view import severity
 from reportgen.render.write import write_report
 from reportgen.sources.case import load_spec
 
@@ -99,8 +100,7 @@ def test_left_out_alike_conversations_are_counted_and_named(
     reports: dict[int, Report], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     report = reports[LARGE]
-    alike = alike_conversations(report)
-    folded = [c.id for c in report.conversations if alike[c.id] == "c1" and c.id != "c1"]
+    folded = [row.id for row in digest_of(report).folded["c1"]]
     monkeypatch.setattr(html_mod, "SCREEN", replace(html_mod.SCREEN, alike_rows=30))
     html = html_mod.render_html(report, {"topology": ""} | html_mod.packet_svgs(report))
     rows = re.findall(r'<tr id="(c\d+)"><td><strong>', html)
@@ -112,12 +112,14 @@ def test_left_out_alike_conversations_are_counted_and_named(
 
 def test_alike_conversations_follow_the_behaviour_ids_of_their_groups(reports: dict[int, Report]):
     report = reports[SMALL]
-    assert alike_conversations(report)["c2"] == "c1"
+    assert "c2" in [row.id for row in digest_of(report).folded["c1"]]
     # The explain layer says c2's first group is a behaviour of its own: the renderer follows it,
     # it does not look at the packets again.
     first = next(g for g in report.groups if g.conversation == "c2")
     groups = tuple(replace(g, behaviour="b-own") if g is first else g for g in report.groups)
-    assert alike_conversations(replace(report, groups=groups))["c2"] == "c2"
+    alike = digest_of(replace(report, groups=groups))
+    assert "c2" not in [row.id for row in alike.folded.get("c1", [])]
+    assert "c2" in [c.id for c in alike.report.conversations]  # told in full
 
 
 def test_one_dot_process_for_every_hook_diagram(reports: dict[int, Report], monkeypatch: pytest.MonkeyPatch):
@@ -150,8 +152,7 @@ def test_pdf_stays_a_few_pages_and_says_what_it_left_out(reports: dict[int, Repo
     text = " ".join(pg.extract_text() for pg in pypdf.PdfReader(str(written[LARGE] / "report.pdf")).pages)
     text = re.sub(r"\s+", " ", text)
     report = reports[LARGE]
-    alike = alike_conversations(report)
-    folded = [c.id for c in report.conversations if alike[c.id] == "c1" and c.id != "c1"]
+    folded = [row.id for row in digest_of(report).folded["c1"]]
     rest = folded[html_mod.PRINT.alike_rows :]
     assert (
         f"{len(rest)} more conversations that behave like c1 left out of this list: {rest[0]}–{rest[-1]}; "

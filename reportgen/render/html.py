@@ -10,16 +10,14 @@ import jinja2
 
 from reportgen import __version__
 from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool, id_number
+from reportgen.render.digest import SMALL_CASE_LINES, Digest, Row, digest_of
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
     ALIKE_NOTE,
     SEVERITY,
-    alike_conversations,
-    conversation_outcomes,
     endpoint_text,
     first_record,
     flow_text,
-    folded_conversations,
     generation_date,
     group_flow_text,
     group_label,
@@ -76,7 +74,7 @@ SCREEN = Budget(
     alike_rows=500,
     members=50,
     line_runs=20,
-    appendix_lines=5000,
+    appendix_lines=SMALL_CASE_LINES,
     unused_rows=500,
     open_conversations=20,
 )
@@ -85,7 +83,7 @@ PRINT = Budget(
     alike_rows=20,
     members=10,
     line_runs=5,
-    appendix_lines=5000,
+    appendix_lines=SMALL_CASE_LINES,
     unused_rows=50,
     open_conversations=5,  # paper has no <details> to open: every told conversation is printed
 )
@@ -95,24 +93,23 @@ PRINT = Budget(
 class Plan:
     """What one document tells of a case: the view the template formats, decided once."""
 
-    folded: dict[str, list[Conversation]]  # told conversation -> the ones that behave like it
+    folded: dict[str, list[Row]]  # told conversation -> the ones that behave like it
     told: list[Conversation]  # conversations told in full, worst verdict first
-    untold: list[Conversation]  # conversations unlike the others, beyond the budget: a row each, no detail
+    untold: list[Row]  # conversations unlike the others, beyond the budget: a row each, no detail
     groups: list[PacketGroup]  # the packet groups told, in the order of ``told`` (then those without one)
 
 
-def plan(report: Report, budget: Budget) -> Plan:
+def plan(case: Digest, budget: Budget) -> Plan:
     """Choose what a document tells: conversations worst verdict first, alike ones folded under them."""
-    alike = alike_conversations(report)
-    folded = folded_conversations(report)
+    report = case.report
     worst = {a.conversation: severity(a.worst.value) for a in report.answers}
-    lead = [c for c in report.conversations if alike[c.id] == c.id]
-    # sorted() is stable: conversations of equal severity keep their input order.
-    lead = sorted(lead, key=lambda c: worst.get(c.id, len(SEVERITY)))
-    told, untold = lead[: budget.conversations], lead[budget.conversations :]
+    # The digest's conversations are the first of each behaviour; sorted() is stable: conversations
+    # of equal severity keep their input order.
+    lead = sorted(report.conversations, key=lambda c: worst.get(c.id, len(SEVERITY)))
+    told, untold = lead[: budget.conversations], [case.rows[c.id] for c in lead[budget.conversations :]]
     by_conv = groups_of(report)
     groups = [g for c in told for g in by_conv.get(c.id, [])] + by_conv.get("-", [])
-    return Plan(folded, told, untold, groups)
+    return Plan(case.folded, told, untold, groups)
 
 
 def diagram_owners(report: Report, groups: Sequence[PacketGroup], neighbours: bool = True) -> dict[str, str]:
@@ -131,7 +128,7 @@ def diagram_owners(report: Report, groups: Sequence[PacketGroup], neighbours: bo
     return owners
 
 
-def packet_svgs(report: Report, neighbours: bool = True, budget: Budget | None = None) -> dict[str, str]:
+def packet_svgs(case: Report | Digest, neighbours: bool = True, budget: Budget | None = None) -> dict[str, str]:
     """Render each distinct hook diagram of the told groups (keyed by the packet that owns it) and
     the topology ("topology"), with one dot process.
 
@@ -141,7 +138,9 @@ def packet_svgs(report: Report, neighbours: bool = True, budget: Budget | None =
     from reportgen.explain.topology import Topology
     from reportgen.render.topology_dot import topology_dot
 
-    told = plan(report, budget or (SCREEN if neighbours else PRINT)).groups
+    case = case if isinstance(case, Digest) else digest_of(case)
+    report = case.report
+    told = plan(case, budget or (SCREEN if neighbours else PRINT)).groups
     by_id = {p.id: p for p in report.packets}
     owners = sorted(set(diagram_owners(report, told, neighbours).values()), key=_packet_order)
     graphs = [(packet_dot(by_id[pid], neighbours), pid) for pid in owners]
@@ -161,11 +160,13 @@ def _packet_order(pid: str) -> tuple[int, str]:
 
 
 def render_html(
-    report: Report, svgs: dict[str, str] | None = None, *, for_print: bool = False, appendix: bool = False
+    case: Report | Digest, svgs: dict[str, str] | None = None, *, for_print: bool = False, appendix: bool = False
 ) -> str:
     """Return the HTML report text; ``for_print`` shapes it for the PDF (title block, cited excerpts only)."""
+    case = case if isinstance(case, Digest) else digest_of(case)
+    report = case.report
     budget = PRINT if for_print else SCREEN
-    svgs = svgs if svgs is not None else packet_svgs(report, budget=budget)
+    svgs = svgs if svgs is not None else packet_svgs(case, budget=budget)
     if for_print:
         svgs = {
             k: fit_svg(
@@ -183,28 +184,28 @@ def render_html(
         return f"f{file_index.get(ref.file, 0)}-L{ref.line}"
 
     snap_index = {sn.name: i for i, sn in enumerate(report.snapshots)}
-    hits = cited_lines(report)
+    hits = case.hits
 
     def snap_anchor(ref: LineRef) -> str:
         return f"s{snap_index.get(ref.file, 0)}-L{ref.line}"
 
     unused_count = sum(u.count for u in report.unused)
     by_id = {p.id: p for p in report.packets}
-    view = plan(report, budget)
+    view = plan(case, budget)
     # Packets of a conversation that behave alike are told once (explain.groups), with their members.
     groups = [(g, by_id[g.first]) for g in view.groups]
     told_ids = {c.id for c in view.told}
     # Where a packet is told: its group's section, else the row of the conversation that lists it.
     group_of = {pid: g.first for g, _ in groups for pid in g.packets}
-    listed = {c.id for c in view.told for c in view.folded.get(c.id, [])[: budget.alike_rows]}
+    listed = {o.id for c in view.told for o in view.folded.get(c.id, [])[: budget.alike_rows]}
     listed |= {c.id for c in view.untold}
-    for c in report.conversations:
-        if c.id in listed:
-            group_of.update(dict.fromkeys(c.packets, c.id))
+    # Only the appendix looks packets up here, by the lines they used (case.used_by).
+    conv_of = case.conversation_of or {}
+    group_of.update({pid: cid for pid, cid in conv_of.items() if cid in listed})
     conv_groups: dict[str, list[tuple[PacketGroup, Packet]]] = {}
     for g, p in groups:
         conv_groups.setdefault(g.conversation, []).append((g, p))
-    shown_lines, used_refs = _appendix_lines(report, groups, budget, by_id)
+    shown_lines, used_refs = _appendix_lines(case, groups, budget, by_id)
     summary = report.summary
     window = (summary.first_stamp, summary.last_stamp) if summary and summary.first_stamp is not None else None
     answers = {a.conversation: a for a in report.answers}
@@ -212,6 +213,8 @@ def render_html(
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
         r=report,
+        n_conversations=case.conversations,
+        n_packets=case.packets,
         svgs=svgs,
         anchor=anchor,
         used_refs=used_refs,
@@ -248,7 +251,7 @@ def render_html(
         budget=budget,
         id_runs=id_runs,
         conv_groups=conv_groups,
-        conv_outcomes=lambda c: conversation_outcomes(by_id, c.packets),
+        conv_outcomes=lambda row: dict(row.outcomes),
         plural=plural,
         for_print=for_print,
         appendix=appendix,
@@ -263,7 +266,7 @@ def render_html(
 
 
 def _appendix_lines(
-    report: Report, groups: list[tuple[PacketGroup, Packet]], budget: Budget, by_id: dict[str, Packet]
+    case: Digest, groups: list[tuple[PacketGroup, Packet]], budget: Budget, by_id: dict[str, Packet]
 ) -> tuple[list[tuple[LineRef, str] | int], dict[LineRef, str]]:
     """The appendix's rows and, for each row's line, the packet that used it.
 
@@ -272,8 +275,11 @@ def _appendix_lines(
     out between them (an int), and looks up only the packets it tells: a 2M-line case's map of every
     line to its packet took longer than the rest of the page.
     """
+    report = case.report
     if len(report.lines) <= budget.appendix_lines:
-        return list(report.lines), {ref: p.id for p in report.packets for h in p.hops for ref in h.event.refs}
+        # A case this small used at most SMALL_CASE_LINES lines, so the digest kept who used each.
+        assert case.used_by is not None
+        return list(report.lines), case.used_by
     members = [by_id[pid] for g, _ in groups for pid in g.packets[: budget.members]]
     used = {ref: m.id for m in members if m.hops for ref in m.hops[0].event.refs}
     used |= {ref: p.id for _, p in groups for h in p.hops for ref in h.event.refs}
@@ -291,17 +297,6 @@ def _appendix_lines(
     if gap:
         out.append(gap)
     return out, used
-
-
-def cited_lines(report: Report) -> set[tuple[str, int]]:
-    """The (snapshot, line) pairs the explanation names: NAT, skip, verdict and traced rules."""
-    hits: set[tuple[str, int]] = set()
-    for p in report.packets:
-        refs = [n.rule_ref for n in p.nat] + [k.rule_ref for k in p.skipped]
-        refs.append(p.verdict.rule_ref if p.verdict else None)
-        refs += [hit.snapshot_ref for h in p.hops for hit in h.event.rules]
-        hits |= {(ref.file, ref.line) for ref in refs if ref is not None}
-    return hits
 
 
 def excerpt(text: str, cited: set[int], context: int = 2) -> list[tuple[int, str] | None]:

@@ -13,12 +13,12 @@ import re
 
 from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode, id_number
 from reportgen.netfilter import STAGES
+from reportgen.render.digest import Digest, Row, digest_of
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
     ALIKE_NOTE,
     alike_line,
     endpoint_text,
-    folded_conversations,
     group_flow_text,
     group_label,
     groups_of,
@@ -158,24 +158,24 @@ class _Budget:
         self.size += len(text) + 1
 
 
-def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
+def render_markdown(case: Report | Digest, opts: RenderOptions | None = None) -> str:
     """Return the report as Markdown at the options' level, within the options' character budget.
 
     The worst conversations come first; when the budget runs short, a conversation is told at the
     minimal level, then only in the summary table, and the end says what was folded.
     """
+    case = case if isinstance(case, Digest) else digest_of(case)
+    report = case.report
     opts = opts or RenderOptions()
     by_id = {p.id: p for p in report.packets}
     groups = groups_of(report)
-    alike_of = folded_conversations(report)
-    hidden = {c.id for cs in alike_of.values() for c in cs}
-    convs = sorted(
-        (c for c in report.conversations if c.id not in hidden), key=lambda c: (_worst(c, by_id), _num(c.id))
-    )
+    alike_of = case.folded
+    # The digest's conversations are the first of each behaviour: the others are told by them.
+    convs = sorted(report.conversations, key=lambda c: (_worst(c, by_id), _num(c.id)))
     tail = _tail(report)
     # Room for the folding note and the input account, which always close the document.
     doc = _Budget(opts.markdown_limit - len(tail) - 600)
-    head = _head(report)
+    head = _head(case)
     if not doc.fits(head, 0.2):
         head = head[: int(doc.limit * 0.2)].rsplit("\n", 1)[0] + "\n\n(The description is cut here.)\n"
     doc.add(head)
@@ -202,7 +202,7 @@ def render_markdown(report: Report, opts: RenderOptions | None = None) -> str:
             folded.append("the topology diagram")
     minimal = omitted = 0
     for c in convs:
-        alike, unlisted = _alike(c, alike_of.get(c.id, []), by_id, int(doc.limit * 0.1))
+        alike, unlisted = _alike(c, alike_of.get(c.id, []), int(doc.limit * 0.1))
         full = _conversation(c, groups.get(c.id, []), by_id, opts.level) + alike
         short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL) + alike
         if doc.fits(full):
@@ -243,13 +243,14 @@ def _worst(c: Conversation, by_id: dict[str, Packet]) -> int:
     return min((severity(outcome(by_id[i])) for i in c.packets if i in by_id), default=99)
 
 
-def _head(report: Report) -> str:
+def _head(case: Digest) -> str:
+    report = case.report
     out = [f"# {md(report.title)}", ""]
     if report.summary is not None:
         out += [f"**{md(report.summary.sentence)}**", ""]
-    for a in report.answers:
+    for a in case.answers:
         out.append(f"- {code(a.conversation)} {md(a.sentence)}")
-    if report.answers:
+    if case.answers:
         out.append("")
     if report.description:
         out += [md(para, line_start=True) for para in report.description.splitlines() if para.strip()]
@@ -277,12 +278,12 @@ def _conversation(c: Conversation, groups: list[PacketGroup], by_id: dict[str, P
     return "\n".join(out)
 
 
-def _alike(owner: Conversation, others: list[Conversation], by_id: dict[str, Packet], room: int) -> tuple[str, int]:
+def _alike(owner: Conversation, others: list[Row], room: int) -> tuple[str, int]:
     """The conversations told by ``owner``, one line each in a <details>, within ``room`` characters;
     and how many did not fit."""
     if not others:
         return "", 0
-    lines = [f"- {md(alike_line(by_id, c))}" for c in others]
+    lines = [f"- {md(alike_line(c))}" for c in others]
     shown: list[str] = []
     for line in lines:
         if sum(len(x) + 1 for x in shown) + len(line) > room:

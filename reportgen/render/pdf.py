@@ -10,23 +10,25 @@ from __future__ import annotations
 import os
 
 from reportgen.model import Report
+from reportgen.render.digest import Digest, digest_of
 from reportgen.render.options import RenderOptions
 
 
-def render_pdf(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> bytes:
+def render_pdf(case: Report | Digest, svgs: dict[str, str], options: RenderOptions | None = None) -> bytes:
     """Return the PDF bytes of a report."""
-    return html_to_pdf(print_html(report, svgs, options))
+    return html_to_pdf(print_html(case, svgs, options))
 
 
-def print_html(report: Report, svgs: dict[str, str], options: RenderOptions | None = None) -> str:
+def print_html(case: Report | Digest, svgs: dict[str, str], options: RenderOptions | None = None) -> str:
     """Return the print form of the HTML report, which WeasyPrint lays out as the PDF."""
     from reportgen.render.html import packet_svgs, render_html
 
+    digest = case if isinstance(case, Digest) else digest_of(case)
     opts = options or RenderOptions()
     # On paper each packet's diagram shows only its own path: a narrow column that stands beside the
     # verdict at full size, where the screen's diagram with the neighbouring hooks would shrink.
-    narrow = packet_svgs(report, neighbours=False)
-    return render_html(report, {"topology": svgs["topology"], **narrow}, for_print=True, appendix=opts.appendix)
+    narrow = packet_svgs(digest, neighbours=False)
+    return render_html(digest, {"topology": svgs["topology"], **narrow}, for_print=True, appendix=opts.appendix)
 
 
 def html_to_pdf(html: str) -> bytes:

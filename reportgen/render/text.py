@@ -11,13 +11,13 @@ from __future__ import annotations
 import textwrap
 
 from reportgen.model import Footer, Packet, PacketGroup, Report, VerdictCode, family_tool
+from reportgen.render.digest import Digest, digest_of
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.safe_text import terminal_safe
 from reportgen.render.view import (
     ALIKE_NOTE,
     alike_line,
     endpoint_text,
-    folded_conversations,
     group_flow_text,
     group_label,
     groups_of,
@@ -66,8 +66,10 @@ class _Out:
             self.lines.append(w)
 
 
-def render_text(report: Report, opts: RenderOptions | None = None) -> str:
+def render_text(case: Report | Digest, opts: RenderOptions | None = None) -> str:
     """Return the plain-text explanation of a report at the options' level."""
+    case = case if isinstance(case, Digest) else digest_of(case)
+    report = case.report
     opts = opts or RenderOptions()
     o = _Out(opts)
     o.add("", "", report.title, "bold")
@@ -77,9 +79,8 @@ def render_text(report: Report, opts: RenderOptions | None = None) -> str:
     answers = {a.conversation: a for a in report.answers}
     footers = {f.packet: f for f in report.footers}
     groups = groups_of(report)
-    folded = folded_conversations(report)
-    told = {c.id for c in report.conversations} - {c.id for cs in folded.values() for c in cs}
-    for conv in (c for c in report.conversations if c.id in told):
+    folded = case.folded
+    for conv in report.conversations:  # the first conversation of each behaviour
         o.add("", "    ", f"{conv.id}  {conv.summary}", "bold")
         answer = answers.get(conv.id)
         if answer is not None:
@@ -98,7 +99,7 @@ def render_text(report: Report, opts: RenderOptions | None = None) -> str:
                 f"+ {plural(len(folded[conv.id]), 'more conversation')} " + ALIKE_NOTE.format(owner=conv.id) + ":",
             )
             for c in folded[conv.id]:
-                o.add("      ", "          ", alike_line(by_id, c))
+                o.add("      ", "          ", alike_line(c))
         o.lines.append("")
     if groups.get("-"):
         o.lines.append("packets without an IP conversation")

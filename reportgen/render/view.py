@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
 from reportgen.model import (
     ICMP_TYPE_NAMES,
-    Conversation,
     Endpoint,
     LogRecord,
     Packet,
@@ -19,6 +19,9 @@ from reportgen.model import (
     id_number,
 )
 from reportgen.parsers.nflog import arp_summary, shown
+
+if TYPE_CHECKING:
+    from reportgen.render.digest import Row
 
 # Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
 # summary lists dropped first.
@@ -168,46 +171,10 @@ def endpoint_text(p: Packet, ep: Endpoint) -> str:
     return str(ep)
 
 
-def alike_conversations(report: Report) -> dict[str, str]:
-    """Map each conversation to the first one whose packet groups behave the same way.
-
-    Three hundred downloads through one MASQUERADE rule differ only in their ports: they are told
-    once, and the others are listed with their own addresses, counts and outcomes. Two conversations
-    behave alike when their protocols and their groups' case-wide behaviour ids (explain.groups) are
-    the same, in order: the explain layer decided what a behaviour is, this only compares its ids.
-    """
-    groups = groups_of(report)
-    first_of: dict[tuple[str, tuple[str, ...]], str] = {}
-    out = {}
-    for c in report.conversations:
-        key = (c.proto, tuple(g.behaviour for g in groups.get(c.id, [])))
-        out[c.id] = first_of.setdefault(key, c.id)
-    return out
-
-
-def conversation_outcomes(by_id: dict[str, Packet], conv_packets: tuple[str, ...]) -> dict[str, int]:
-    """Count a conversation's packets per outcome, worst first."""
-    counts: dict[str, int] = {}
-    for pid in conv_packets:
-        word = outcome(by_id[pid])
-        counts[word] = counts.get(word, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
-
-
-def folded_conversations(report: Report) -> dict[str, list[Conversation]]:
-    """For each conversation told, the later ones that behave like it (alike_conversations)."""
-    alike = alike_conversations(report)
-    out: dict[str, list[Conversation]] = {}
-    for c in report.conversations:
-        if alike[c.id] != c.id:
-            out.setdefault(alike[c.id], []).append(c)
-    return out
-
-
-def alike_line(by_id: dict[str, Packet], c: Conversation) -> str:
+def alike_line(c: Row) -> str:
     """One line for a conversation told by another: its id, flow, packet count and outcomes."""
-    counts = ", ".join(f"{n} {word}" for word, n in conversation_outcomes(by_id, c.packets).items())
-    return f"{c.id}  {c.summary}  {plural(len(c.packets), 'packet')}: {counts}"
+    counts = ", ".join(f"{n} {word}" for word, n in c.outcomes)
+    return f"{c.id}  {c.summary}  {plural(c.count, 'packet')}: {counts}"
 
 
 ALIKE_NOTE = "behave like {owner}: the same hooks, kinds of NAT and verdicts; only their addresses and ports differ"

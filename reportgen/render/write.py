@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reportgen.errors import InputError
 from reportgen.model import Report
+from reportgen.render.digest import Digest
 from reportgen.render.options import RenderOptions
 from reportgen.render.safe_text import terminal_safe, xml_safe
 from reportgen.sources.case import OUTPUT_MARKER
@@ -42,7 +43,7 @@ def write_report(
 ) -> list[Path]:
     """Write the requested formats under OUT/<case name>/ and return the paths written."""
     with output_folder(out_root, report.name) as (tmp, final):
-        names = _render_into(report, tmp, formats, options or RenderOptions())
+        names = render_into(report, tmp, formats, options or RenderOptions())
     return [final / n for n in names]
 
 
@@ -71,8 +72,13 @@ def output_folder(out_root: Path, case_name: str) -> Iterator[tuple[Path, Path]]
         shutil.rmtree(tmp, ignore_errors=True)  # the new folder on failure, the old one after a swap
 
 
-def _render_into(report: Report, out: Path, formats: list[str], options: RenderOptions) -> list[str]:
+def render_into(report: Report | Digest, out: Path, formats: list[str], options: RenderOptions) -> list[str]:
+    """Write the formats into folder ``out``; return their names. Given a Digest (a streamed case,
+    batch._stream_case) the JSON files are already there, written by render.jsonout.JsonStream."""
+    from reportgen.render.digest import digest_of
+
     written: list[str] = []
+    case = report if isinstance(report, Digest) else digest_of(report) if set(formats) - {"json"} else None
 
     def put(name: str, data: str | bytes) -> None:
         p = out / name
@@ -86,7 +92,7 @@ def _render_into(report: Report, out: Path, formats: list[str], options: RenderO
     if {"svg", "html", "pdf"} & set(formats):
         from reportgen.render.html import packet_svgs
 
-        svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(report).items()}
+        svgs = {pid: xml_safe(svg) for pid, svg in packet_svgs(case or report).items()}
     if "svg" in formats and svgs is not None:
         (out / "svg").mkdir()
         for pid, svg in svgs.items():
@@ -96,25 +102,26 @@ def _render_into(report: Report, out: Path, formats: list[str], options: RenderO
     if "html" in formats:
         from reportgen.render.html import render_html
 
-        html = render_html(report, svgs)
+        html = render_html(case or report, svgs)
     if "html" in formats and html is not None:
         put("report.html", xml_safe(html))
     if "json" in formats:
-        from reportgen.render.jsonout import write_json
+        from reportgen.render.jsonout import PACKETS_FILE, REPORT_FILE, write_json
 
-        written += write_json(report, out)  # report.json and report.jsonl, written as they go and fsynced
+        # report.json and report.jsonl, written as they go and fsynced
+        written += [REPORT_FILE, PACKETS_FILE] if isinstance(report, Digest) else write_json(report, out)
     if "text" in formats:
         from reportgen.render.text import render_text
 
-        put("report.txt", terminal_safe(render_text(report, options)))
+        put("report.txt", terminal_safe(render_text(case or report, options)))
     if "md" in formats:
         from reportgen.render.markdown import render_markdown
 
-        put("report.md", terminal_safe(render_markdown(report, options)))
+        put("report.md", terminal_safe(render_markdown(case or report, options)))
     if "pdf" in formats and svgs is not None:
         from reportgen.render.pdf import render_pdf
 
-        put("report.pdf", render_pdf(report, svgs, options))
+        put("report.pdf", render_pdf(case or report, svgs, options))
     return written
 
 
