@@ -15,7 +15,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -461,6 +461,7 @@ class JsonStream:
         self._behaviours: dict[str, list[int]] = {}  # id -> [packets, groups, conversations]
         # Each behaviour's example packet as report.json states it (what a packet's diff is against).
         self._examples: dict[str, dict[str, Any]] = {}
+        self._example_of: dict[str, str] = {}  # behaviour -> its example packet's id
         self._kinds: dict[bytes, _Kind] = {}
         self._buffered = 0
 
@@ -496,32 +497,23 @@ class JsonStream:
         by_id = {p.id: p for p in packets}
         group_of: dict[str, PacketGroup] = {}
         counted: set[str] = set()
-        entries = []
         for g in groups:
             group_of.update(dict.fromkeys(g.packets, g))
-            first = by_id[g.first]
             counts = self._behaviours.get(g.behaviour)
             if counts is None:
                 counts = self._behaviours[g.behaviour] = [0, 0, 0]
+                first = by_id[g.first]
                 body = self._examples[g.behaviour] = _body(first, footer_of.get(first.id))
+                self._example_of[g.behaviour] = first.id
                 self._behaviour_text.write(self._behaviour(g, body, first.id, conv_id) + "\0")
             counts[0] += g.count
             counts[1] += 1
             if g.behaviour not in counted:
                 counted.add(g.behaviour)
                 counts[2] += 1
-            entries.append(_group(g, first))
         for p in packets:
             self._jsonl.write(self._packet_line(p, group_of.get(p.id), footer_of.get(p.id)) + b"\n")
-        entry: dict[str, Any] = {
-            "id": conv_id,
-            "groups": entries,
-            **_answer(answer),
-            "proto": None if conv is None else conv.proto,
-            "summary": None if conv is None else conv.summary,
-            "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
-            "prediction": None if conv is None else _prediction(conv.prediction),
-        }
+        entry = _conversation_entry(conv_id, conv, answer, groups, by_id)
         shared, row = fold_conversation(entry)
         # The kind's key is its shared part's own text: conversations share a kind exactly when all
         # that the kind states for them (answer, summary, assumptions and prediction with the
@@ -551,11 +543,14 @@ class JsonStream:
 
     def _packet_line(self, p: Packet, g: PacketGroup | None, f: Footer | None) -> bytes:
         """A packet's report.jsonl line: its ids and behaviour, and a diff against the behaviour's
-        example packet; the whole packet when it has no behaviour or the diff cannot say it."""
+        example packet; the whole packet when it is the example (so the first line of each behaviour
+        reads on its own), has no behaviour, or the diff cannot say it."""
         head = {"id": p.id, "conversation": p.conversation, "group": None, "behaviour": None}
         body = _body(p, f)
         if g is not None:
             head["group"], head["behaviour"] = g.id, g.behaviour
+            if self._example_of[g.behaviour] == p.id:
+                return _dumpb({**head, **body})
             try:
                 return _dumpb({**head, "diff": diff(self._examples[g.behaviour], body)})
             except Unpatchable:
@@ -650,6 +645,25 @@ class JsonStream:
             os.fsync(fh.fileno())
         self._rows.close()
         self._behaviour_text.close()
+
+
+def _conversation_entry(
+    conv_id: str,
+    conv: Conversation | None,
+    answer: Answer | None,
+    groups: Sequence[PacketGroup],
+    by_id: Mapping[str, Packet],
+) -> dict[str, Any]:
+    """A conversation's whole entry (schema 4's): what its kind and its member row are cut from."""
+    return {
+        "id": conv_id,
+        "groups": [_group(g, by_id[g.first]) for g in groups],
+        **_answer(answer),
+        "proto": None if conv is None else conv.proto,
+        "summary": None if conv is None else conv.summary,
+        "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
+        "prediction": None if conv is None else _prediction(conv.prediction),
+    }
 
 
 def _body(p: Packet, f: Footer | None) -> dict[str, Any]:
