@@ -1,12 +1,14 @@
 """Write a report as JSON, as it goes (schema: docs/json-schema.md; version in "schema").
 
 Two files. ``report.jsonl`` holds every packet, one compact object per line, written the moment its
-conversation is added. ``report.json`` holds what grows with distinct behaviour, not with packet
+conversation is added: a behaviour's example packet whole, every other packet as a diff against it
+(render/jsonfold.py). ``report.json`` holds what grows with distinct behaviour, not with packet
 count: the case summary, the input account, each behaviour (a group shape, groups.shape) explained
-once by its first packet, and per conversation its answer and its groups, whose packets and lines
-are compact runs. Every input line is reachable from it: by a group's line runs or by the unused
-runs. Memory is O(distinct behaviours): conversation entries are spooled to a temporary file and
-copied into report.json at the end, after the summary, which is known only then.
+once by its first packet, and each kind of conversation (alike conversations, jsonfold) stated once
+with one compact row per member, whose packets and lines are runs. Every input line is reachable
+from it: by a group's line runs or by the unused runs. Memory is O(distinct behaviours and kinds):
+member rows are spooled to a temporary file and copied into report.json at the end, after the
+summary, which is known only then.
 """
 
 from __future__ import annotations
