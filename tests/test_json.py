@@ -325,13 +325,15 @@ def test_texts_are_cut_at_whole_values_only() -> None:
 
 
 def test_a_diff_patches_back_to_the_packet() -> None:
-    base = {"a": 1, "hops": [{"x": 1, "line": {"file": "k", "line": 3}}, {"x": 2}], "v": None, "l": [1]}
-    new = {"a": 1, "hops": [{"x": 1, "line": {"file": "k", "line": 9}}, {"x": 5}], "v": {"c": 1}, "l": [1, 2]}
+    base = {"a": 1, "hops": [{"x": 1, "y": 0, "line": {"file": "k", "line": 3}}, {"x": 2}], "v": None, "l": [1]}
+    new = {"a": 1, "hops": [{"x": 1, "y": 0, "line": {"file": "k", "line": 9}}, {"x": 5}], "v": {"c": 1}, "l": [1, 2]}
     d = jsonfold.diff(base, new)
-    assert d == {"hops": {"0": {"line": {"line": 9}}, "1": {"x": 5}}, "v": {"c": 1}, "l": [1, 2]}
+    # The small line reference is whole (patching by key gives it back); the hop is diffed by key.
+    assert d == {"hops": {"0": {"line": {"file": "k", "line": 9}}, "1": {"x": 5}}, "v": {"c": 1}, "l": [1, 2]}
     assert jsonfold.patch(base, d) == new and base["hops"][0]["line"]["line"] == 3  # base untouched
-    with pytest.raises(jsonfold.Unpatchable):
-        jsonfold.diff({"v": {"c": 1}}, {"v": {"d": 1}})  # a patch would keep "c"
+    for other_keys in ({"v": {"c": 1}}, {"v": [1]}):  # a patch would keep "c", or index a list
+        with pytest.raises(jsonfold.Unpatchable):
+            jsonfold.diff(other_keys, {"v": {"d": 1}})
 
 
 @pytest.mark.parametrize("seed", range(20))
