@@ -1,4 +1,4 @@
 """reportgen: explain Linux netfilter packet traces hop by hop."""
 
 __version__ = "0.1.0"
-JSON_SCHEMA_VERSION = 4
+JSON_SCHEMA_VERSION = 5

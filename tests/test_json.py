@@ -1,9 +1,10 @@
-"""JSON schema 4: report.json grows with distinct behaviour, report.jsonl holds every packet.
+"""JSON schema 5: report.json grows with distinct behaviour, report.jsonl holds every packet.
 
 What a reader of the JSON relies on: every input line is reachable from report.json (a group's line
-runs or an unused run), the counts are exact, a repetitive case gives a small report.json, input
-text survives the trip byte for byte, and the streamed writer gives the same bytes as the
-whole-report one while holding no packet.
+runs or an unused run), the counts are exact, a repetitive case gives a small report.json (alike
+conversations are one kind, told once), every packet's and conversation's whole object can be
+rebuilt (jsonfold.read_packets, read_conversations), input text survives the trip byte for byte,
+and the streamed writer gives the same bytes as the whole-report one while holding no packet.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reportgen import JSON_SCHEMA_VERSION
-from reportgen.model import ConversationResult, Report
+from reportgen.model import ConversationResult, Report, VerdictCode
 from reportgen.pipeline import build_report
-from reportgen.render import jsonout
+from reportgen.render import jsonfold, jsonout
+from reportgen.render.jsonfold import read_conversations, read_packets
 from reportgen.render.jsonout import JsonStream, expand_runs, render_json, write_json
 from reportgen.render.write import output_folder
 from reportgen.sources.case import load_spec
@@ -44,8 +46,10 @@ def _bench() -> ModuleType:
 
 
 def _docs(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """report.json, and every packet's whole object rebuilt from it and report.jsonl."""
     doc, lines = render_json(report)
-    return json.loads(doc), [json.loads(x) for x in lines.splitlines()]
+    parsed = json.loads(doc)
+    return parsed, list(read_packets(parsed, lines.splitlines()))
 
 
 def _numbers(runs: str) -> list[int]:
@@ -63,12 +67,13 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, int]:
 def test_every_line_is_reachable_from_report_json_and_counts_are_exact(mixed: tuple[Report, int]) -> None:
     report, total = mixed
     doc, packets = _docs(report)
-    assert doc["schema"] == f"reportgen-report/{JSON_SCHEMA_VERSION}" == "reportgen-report/4"
+    assert doc["schema"] == f"reportgen-report/{JSON_SCHEMA_VERSION}" == "reportgen-report/5"
     assert list(doc)[:4] == ["schema", "generator", "packets_file", "summary"]  # the answer first
     behaviours = {b["id"]: b for b in doc["behaviours"]}
     used: Counter[int] = Counter()
     group_ids: dict[tuple[str, str], list[str]] = {}
-    for c in doc["conversations"]:
+    conversations = list(read_conversations(doc))
+    for c in conversations:
         for g in c["groups"]:
             assert [f["file"] for f in g["lines"]] == ["kern.log"]
             used.update(_numbers(g["lines"][0]["runs"]))
@@ -92,8 +97,12 @@ def test_every_line_is_reachable_from_report_json_and_counts_are_exact(mixed: tu
     assert sum(b["counts"]["packets"] for b in doc["behaviours"]) == len(packets)
     # Each behaviour is told once, however many conversations show it.
     told = [b["id"] for b in doc["behaviours"]]
-    assert len(told) == len(set(told)) < 20 < len(doc["conversations"])
-    assert {g["behaviour"] for c in doc["conversations"] for g in c["groups"]} == set(told)
+    assert len(told) == len(set(told)) < 20 < len(conversations)
+    assert {g["behaviour"] for c in conversations for g in c["groups"]} == set(told)
+    # Alike conversations are one kind: the bench's flows differ only in ports, addresses, ids and lines.
+    kinds = doc["conversation_kinds"]
+    assert sum(k["count"] for k in kinds) == len(kinds[0]["members"]) + sum(len(k["members"]) for k in kinds[1:])
+    assert len(kinds) <= 3 and sum(k["count"] for k in kinds) == len(conversations) == doc["summary"]["flows"]
 
 
 def test_a_packets_line_holds_the_schema_3_packet_fields(mixed: tuple[Report, int]) -> None:
@@ -112,6 +121,7 @@ def test_a_packets_line_holds_the_schema_3_packet_fields(mixed: tuple[Report, in
         "skipped",
         "verdict",
         "footer",
+        "behaviour",
     }
     first = report.packets[0]
     assert (p["id"], p["summary"], len(p["hops"])) == (first.id, first.summary, len(first.hops))
@@ -140,7 +150,7 @@ def test_report_json_grows_with_behaviours_not_packets(tmp_path: Path) -> None:
         doc, lines = render_json(report)
         sizes[times] = (len(doc.encode()), len(lines.encode()))
         d = json.loads(doc)
-        [conv] = d["conversations"]
+        [conv] = read_conversations(d)
         assert [g["count"] for g in conv["groups"]] == [times, times]  # exact counts, nothing folded away
         assert sorted(
             _numbers(conv["groups"][0]["lines"][0]["runs"]) + _numbers(conv["groups"][1]["lines"][0]["runs"])
@@ -148,7 +158,8 @@ def test_report_json_grows_with_behaviours_not_packets(tmp_path: Path) -> None:
         assert len(lines.splitlines()) == 2 * times
     (json_small, jsonl_small), (json_big, jsonl_big) = sizes[30], sizes[600]
     assert json_big < 1.1 * json_small, sizes  # 20x the packets: report.json about the same
-    assert jsonl_big > 19 * jsonl_small, sizes  # report.jsonl: every packet
+    # report.jsonl: every packet, each a line of its own values (a diff against its behaviour's example)
+    assert jsonl_big > 15 * jsonl_small, sizes
 
 
 HOSTILE_PREFIX = 'q"b\\s\x01\x1b[1m\u2028\u2029\u202e\ud7ff😀 '
@@ -167,7 +178,8 @@ def test_hostile_strings_and_huge_integers_round_trip(tmp_path: Path) -> None:
     assert p.hops[0].event.record.prefix == HOSTILE_PREFIX and p.hops[0].event.record.sport == huge
     doc_text, lines = render_json(report)
     assert len(lines.splitlines()) == 1  # one packet, one line: U+2028 and C0 stay escaped or inside a string
-    doc, [packet] = json.loads(doc_text), [json.loads(x) for x in lines.splitlines()]
+    doc = json.loads(doc_text)
+    [packet] = read_packets(doc, lines.splitlines())
     for hop in (packet["hops"][0], doc["behaviours"][0]["hops"][0]):
         assert hop["prefix"] == HOSTILE_PREFIX and hop["sport"] == huge
     [u] = doc["input"]["unused"]
@@ -216,8 +228,10 @@ def test_the_stream_writes_what_the_whole_report_writes(tmp_path: Path, mixed: t
     assert sorted(p.name for p in streamed.iterdir()) == ["report.json", "report.jsonl"]  # no spool left
 
 
-def test_the_stream_holds_no_packet(tmp_path: Path) -> None:
-    """Memory is O(distinct behaviours): adding ten times the conversations keeps what is held flat."""
+def test_the_stream_holds_no_packet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is O(distinct behaviours and kinds): adding ten times the conversations keeps what is
+    held flat; members' rows wait in memory only up to the spill size, then go to the spool."""
+    monkeypatch.setattr(jsonout, "_SPILL_BYTES", 16_000)
     report = _repeated_ping(tmp_path / "ping", 2)
     [result] = _results(report)
     stream = JsonStream(tmp_path)
@@ -231,8 +245,95 @@ def test_the_stream_holds_no_packet(tmp_path: Path) -> None:
     stream.close(report)
     assert held[1] < 64_000, held
     doc = json.loads((tmp_path / "report.json").read_text())
-    assert len(doc["conversations"]) == 2200 and len(doc["behaviours"]) == 2
+    assert [k["count"] for k in doc["conversation_kinds"]] == [2200] and len(doc["behaviours"]) == 2
     assert doc["behaviours"][0]["counts"] == {"packets": 4400, "groups": 2200, "conversations": 2200}
+    # Spilled and held rows come back whole and in the order they were added.
+    assert [c["id"] for c in read_conversations(doc)] == [f"c{i}" for i in range(200)] + [f"c{i}" for i in range(2000)]
+
+
+def _kind_count(tmp_path: Path, results: list[ConversationResult]) -> list[int]:
+    tmp_path.mkdir()
+    stream = JsonStream(tmp_path)
+    for r in results:
+        stream.add(r)
+    stream.close(_repeated_ping(tmp_path / "head", 1))
+    return [k["count"] for k in json.loads((tmp_path / "report.json").read_text())["conversation_kinds"]]
+
+
+def test_a_kind_folds_only_conversations_that_say_the_same(tmp_path: Path) -> None:
+    """Conversations that differ only in their own identity (id, addresses, ports, cited lines, group
+    ids, packets, lines, stamps) are one kind; one whose answer, verdict or groups differ is not:
+    the kind's key must cover everything the kind states."""
+    log = tmp_path / "kern.log"
+    _bench().make_repetitive(log, 124)  # the sample's connection twice: another client port and IP ids
+    r, again = _results(build_report(load_spec([log])))
+    assert (r.conversation.original[0].port, again.conversation.original[0].port) == (1024, 1025)
+    assert _kind_count(tmp_path / "alike", [r, again]) == [2]
+    c, a = r.conversation, r.answer
+    g0 = r.groups[0]
+    others = [
+        replace(r, answer=replace(a, sentence=a.sentence + " Also this.")),
+        replace(r, answer=replace(a, worst=VerdictCode.DROPPED_BY_RULE)),
+        replace(r, answer=replace(a, assumptions=(*a.assumptions, "one more"))),
+        replace(r, conversation=replace(c, proto="UDP")),
+        replace(r, groups=(replace(g0, behaviour="b9"), *r.groups[1:])),
+        replace(r, groups=(replace(g0, packets=g0.packets[:1]), *r.groups[1:])) if g0.count > 1 else None,
+        replace(r, groups=r.groups[:-1]),
+    ]
+    for i, o in enumerate(x for x in others if x is not None):
+        assert _kind_count(tmp_path / f"o{i}", [r, o]) == [1, 1], o
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in (ROOT / "samples").iterdir() if p.is_dir()))
+def test_report_json_and_jsonl_rebuild_every_object_exactly(case: str) -> None:
+    """read_packets gives each packet's whole object as the writer renders it from the model (schema
+    4's line plus its behaviour), and read_conversations each conversation's entry, byte for byte."""
+    report = build_report(load_spec([ROOT / "samples" / case]))
+    doc_text, lines = render_json(report)
+    doc = json.loads(doc_text)
+    footers = {f.packet: f for f in report.footers}
+    group_of = {pid: g for g in report.groups for pid in g.packets}
+    want = [
+        {
+            **jsonout._packet(p),
+            "footer": jsonout._footer(footers.get(p.id)),
+            "group": group_of[p.id].id,
+            "behaviour": group_of[p.id].behaviour,
+        }
+        for part in jsonout._parts(report)
+        for p in part[3]
+    ]
+    got = list(read_packets(doc, lines.splitlines()))
+    assert [jsonout._dumps(x) for x in got] == [jsonout._dumps(x) for x in want]
+    assert any("diff" in json.loads(x) for x in lines.splitlines()) or len(report.packets) == len(doc["behaviours"])
+    by_id = {p.id: p for p in report.packets}
+    entries = [
+        jsonout._conversation_entry(conv_id, conv, answer, groups, by_id)
+        for conv_id, conv, answer, _, groups, _ in jsonout._parts(report)
+    ]
+    assert sorted(jsonout._dumps(c) for c in read_conversations(doc)) == sorted(jsonout._dumps(e) for e in entries)
+
+
+def test_texts_are_cut_at_whole_values_only() -> None:
+    """A member's value is cut out of a text only as a whole token; filling gives the text back."""
+    text = "10.0.0.1:80 → 10.0.0.10:1080 via eth80, port 80. kern.log:80 and x.log:80"
+    slots = [("10.0.0.1", 0), ("80", 1)]
+    parts = jsonfold.cut_values(text, slots)
+    assert parts == [0, ":", 1, " → 10.0.0.10:1080 via eth80, port ", 1, ". kern.log:", 1, " and x.log:", 1]
+    assert jsonfold.fill_values(parts, ["10.0.0.1", 80]) == text
+    assert jsonfold.cut_values("no value here", slots) == "no value here"
+
+
+def test_a_diff_patches_back_to_the_packet() -> None:
+    base = {"a": 1, "hops": [{"x": 1, "y": 0, "line": {"file": "k", "line": 3}}, {"x": 2}], "v": None, "l": [1]}
+    new = {"a": 1, "hops": [{"x": 1, "y": 0, "line": {"file": "k", "line": 9}}, {"x": 5}], "v": {"c": 1}, "l": [1, 2]}
+    d = jsonfold.diff(base, new)
+    # The small line reference is whole (patching by key gives it back); the hop is diffed by key.
+    assert d == {"hops": {"0": {"line": {"file": "k", "line": 9}}, "1": {"x": 5}}, "v": {"c": 1}, "l": [1, 2]}
+    assert jsonfold.patch(base, d) == new and base["hops"][0]["line"]["line"] == 3  # base untouched
+    for other_keys in ({"v": {"c": 1}}, {"v": [1]}):  # a patch would keep "c", or index a list
+        with pytest.raises(jsonfold.Unpatchable):
+            jsonfold.diff(other_keys, {"v": {"d": 1}})
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -259,7 +360,7 @@ def test_every_trace_line_of_every_sample_is_named(case: str) -> None:
     its packet's group, as the LOG line is."""
     doc, _ = _docs(build_report(load_spec([ROOT / "samples" / case])))
     named: set[tuple[str, int]] = set()
-    for c in doc["conversations"]:
+    for c in read_conversations(doc):
         for g in c["groups"]:
             named.update((f["file"], n) for f in g["lines"] for n in _numbers(f["runs"]))
     named.update((u["file"], n) for u in doc["input"]["unused"] for n in _numbers(u["runs"]))
@@ -293,7 +394,7 @@ def test_packets_of_no_conversation_have_an_entry_of_their_own() -> None:
     still name them and their lines, under the entry "-", which states no answer it does not have."""
     report = build_report(load_spec([ROOT / "samples" / "lab-bridge-nf-off"]))
     doc, packets = _docs(report)
-    [entry] = [c for c in doc["conversations"] if c["id"] == "-"]
+    [entry] = [c for c in read_conversations(doc) if c["id"] == "-"]
     assert (entry["answer"], entry["worst"], entry["original"]) == (None, None, None)
     named = {f"p{n}" for g in entry["groups"] for n in _numbers(g["packets"])}
     assert named == {p["id"] for p in packets if p["conversation"] == "-"} and named

@@ -168,6 +168,7 @@ def test_redacted_fields_are_shown_as_redacted_where_hops_are_rendered(tmp_path:
 
     from reportgen.pipeline import build_report
     from reportgen.render.html import render_html
+    from reportgen.render.jsonfold import read_packets
     from reportgen.render.jsonout import render_json
     from reportgen.render.markdown import render_markdown
     from reportgen.render.text import render_text
@@ -176,7 +177,8 @@ def test_redacted_fields_are_shown_as_redacted_where_hops_are_rendered(tmp_path:
     (tmp_path / "kern.log").write_text("\n".join(m for m, _ in REDACTED) + "\n")
     report = build_report(load_spec([tmp_path]))
     assert report.lines_used == report.lines_total == len(REDACTED)
-    hops = [h for line in render_json(report)[1].splitlines() for h in json.loads(line)["hops"]]
+    doc, lines = render_json(report)
+    hops = [h for p in read_packets(json.loads(doc), lines.splitlines()) for h in p["hops"]]
     assert sorted(tuple(h["redacted"]) for h in hops) == sorted(f for _, f in REDACTED)
     assert all(h[name] is None for h in hops for name in h["redacted"])
     html = render_html(report)

@@ -206,6 +206,7 @@ def case_dirs() -> list[Path]:
 def run_case(case: Path) -> tuple[dict[str, Any], str]:
     """Run reportgen's pipeline in-process on a case folder: (JSON report dict, text report)."""
     from reportgen.pipeline import build_report
+    from reportgen.render.jsonfold import read_packets
     from reportgen.render.jsonout import render_json
     from reportgen.render.text import render_text
     from reportgen.sources.case import load_spec
@@ -217,7 +218,8 @@ def run_case(case: Path) -> tuple[dict[str, Any], str]:
         spec.name = spec.title = case.name
     report = build_report(spec)
     doc, packets = render_json(report)
-    return {**json.loads(doc), "packets": [json.loads(line) for line in packets.splitlines()]}, render_text(report)
+    parsed = json.loads(doc)
+    return {**parsed, "packets": list(read_packets(parsed, packets.splitlines()))}, render_text(report)
 
 
 def _parse_ref(text: str) -> tuple[str, int]:

@@ -11,6 +11,7 @@ import pytest
 
 from reportgen.cli import main
 from reportgen.model import VerdictCode
+from reportgen.render.jsonfold import read_conversations, read_packets
 from reportgen.simulate import Query, simulate_case
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -104,7 +105,8 @@ def test_cli_text_json_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     a = tmp_path / "a" / "lab-published-port"
     for name in ("report.json", "report.jsonl"):
         assert (a / name).read_bytes() == (tmp_path / "b" / "lab-published-port" / name).read_bytes()
-    packets = [json.loads(line) for line in (a / "report.jsonl").read_text().splitlines()]
+    doc = json.loads((a / "report.json").read_text())
+    packets = list(read_packets(doc, (a / "report.jsonl").read_text().splitlines()))
     assert packets and all(h["predicted"] for p in packets for h in p["hops"])
     html = (a / "report.html").read_text()
     assert 'class="predicted">predicted</span>' in html and "predicted from the snapshots" in html
@@ -125,7 +127,7 @@ def test_cli_errors_name_the_problem(capsys: pytest.CaptureFixture[str]) -> None
 def test_report_json_carries_the_prediction(tmp_path: Path) -> None:
     assert main(["report", str(SAMPLES / "lab-trap-nft-forward-drop"), "--format", "json", "-o", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "lab-trap-nft-forward-drop" / "report.json").read_text())
-    (conv,) = data["conversations"]
+    (conv,) = read_conversations(data)
     assert conv["prediction"]["status"] == "agrees"
     assert "dropped-by-policy" in conv["prediction"]["predicted"]
     assert VerdictCode.DROPPED_BY_POLICY.value in conv["prediction"]["summary"]

@@ -1,12 +1,14 @@
 """Write a report as JSON, as it goes (schema: docs/json-schema.md; version in "schema").
 
 Two files. ``report.jsonl`` holds every packet, one compact object per line, written the moment its
-conversation is added. ``report.json`` holds what grows with distinct behaviour, not with packet
+conversation is added: a behaviour's example packet whole, every other packet as a diff against it
+(render/jsonfold.py). ``report.json`` holds what grows with distinct behaviour, not with packet
 count: the case summary, the input account, each behaviour (a group shape, groups.shape) explained
-once by its first packet, and per conversation its answer and its groups, whose packets and lines
-are compact runs. Every input line is reachable from it: by a group's line runs or by the unused
-runs. Memory is O(distinct behaviours): conversation entries are spooled to a temporary file and
-copied into report.json at the end, after the summary, which is known only then.
+once by its first packet, and each kind of conversation (alike conversations, jsonfold) stated once
+with one compact row per member, whose packets and lines are runs. Every input line is reachable
+from it: by a group's line runs or by the unused runs. Memory is O(distinct behaviours and kinds):
+member rows are spooled to a temporary file and copied into report.json at the end, after the
+summary, which is known only then.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +40,7 @@ from reportgen.model import (
     Report,
     UnusedLine,
 )
+from reportgen.render.jsonfold import Unpatchable, diff, fold_conversation
 
 REPORT_FILE = "report.json"
 PACKETS_FILE = "report.jsonl"
@@ -367,12 +370,14 @@ def _group(g: PacketGroup, first: Packet) -> dict[str, Any]:
     }
 
 
-# The line ends str.splitlines knows that JSON does not escape (C0 ones are escaped already).
+# The line ends str.splitlines knows that JSON does not escape (C0 ones are escaped already), as text
+# and as UTF-8.
 _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+_LINE_BREAK_BYTES = tuple(c.encode() for c in "\x85\u2028\u2029")
 
 
-def _dumps(obj: Any) -> str:
-    """Compact JSON with sorted keys: one definition, so both files encode alike.
+def _dumpb(obj: Any) -> bytes:
+    """Compact JSON with sorted keys, as UTF-8: one definition, so both files encode alike.
 
     orjson encodes the same objects byte-identically and twice as fast (the 100k-line benchmark's
     write_json: 1.1 s CPU with json, 0.57 s with orjson, out of 6.7 s for the whole run). It refuses
@@ -380,15 +385,22 @@ def _dumps(obj: Any) -> str:
     object is encoded by the json module instead.
     """
     try:
-        text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+        data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
-        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    if _LINE_BREAKS.search(text):
+        data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    # Three substring tests on the bytes cost a tenth of a regex search of the text (which was 7 % of
+    # writing the 100k-line benchmark's JSON).
+    if any(b in data for b in _LINE_BREAK_BYTES):
         # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
         # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
         # inside a string, where the escape means the same character.
-        text = _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
+        data = _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", data.decode()).encode()
+    return data
+
+
+def _dumps(obj: Any) -> str:
+    """_dumpb as text."""
+    return _dumpb(obj).decode()
 
 
 def _fmt(obj: Any, indent: str, levels: int) -> str:
@@ -409,36 +421,61 @@ def _fmt(obj: Any, indent: str, levels: int) -> str:
 _COUNTS_MARK = "\x00counts"
 _COUNTS = _dumps(_COUNTS_MARK)
 
+# Member rows of the conversation kinds wait in memory up to this many bytes in all, then go to the
+# spool file in one chunk per kind: memory stays bounded however many conversations a case has,
+# and report.json is still written kind by kind.
+_SPILL_BYTES = 1 << 20
+_MEMBER_SEP = b",\n      "
+
+
+class _Kind:
+    """A kind of conversation being written: its shared part and where its member rows are."""
+
+    __slots__ = ("id", "shared", "count", "rows", "chunks")
+
+    def __init__(self, kind_id: str, shared: bytes) -> None:
+        self.id = kind_id
+        self.shared = shared  # the shared part's JSON (jsonfold.fold_conversation)
+        self.count = 0
+        self.rows: list[bytes] = []  # rows not yet spilled, each with the separator before it
+        self.chunks: list[tuple[int, int]] = []  # (offset, length) of spilled rows in the spool
+
 
 class JsonStream:
     """Write report.json and report.jsonl while conversations are added, holding no packet.
 
-    ``add`` writes a finished conversation's packets to report.jsonl at once and spools its entry;
-    ``close`` writes report.json from the case head (files, notes, counts, unused runs, summary), the
-    behaviours seen and the spooled conversations, in the order they were added.
+    ``add`` writes a finished conversation's packets to report.jsonl at once (each as a diff against
+    its behaviour's example) and adds the conversation to its kind (its row is spooled); ``close``
+    writes report.json from the case head (files, notes, counts, unused runs, summary), the
+    behaviours seen and the kinds of conversation, in the order they were first seen, each with its
+    members in the order they were added.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._jsonl = (folder / PACKETS_FILE).open("w", encoding="utf-8")
+        self._jsonl = (folder / PACKETS_FILE).open("wb")
         # Anonymous temporary files in the output folder: gone when closed, or when the process dies.
-        self._convs: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115 closed by close()
+        self._rows: IO[bytes] = tempfile.TemporaryFile("w+b", dir=folder)  # noqa: SIM115 closed by close()
         self._behaviour_text: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115
         self._reset()
 
     def _reset(self) -> None:
-        self._added = 0
         self._behaviours: dict[str, list[int]] = {}  # id -> [packets, groups, conversations]
+        # Each behaviour's example packet as report.json states it (what a packet's diff is against).
+        self._examples: dict[str, dict[str, Any]] = {}
+        self._example_of: dict[str, str] = {}  # behaviour -> its example packet's id
+        self._kinds: dict[bytes, _Kind] = {}
+        self._buffered = 0
 
     def restart(self) -> None:
         """Forget everything added: the pipeline is explaining the case again from the start."""
-        for fh in (self._jsonl, self._convs, self._behaviour_text):
+        for fh in (self._jsonl, self._rows, self._behaviour_text):
             fh.seek(0)
             fh.truncate()
         self._reset()
 
     def add(self, result: ConversationResult) -> None:
-        """Write one finished conversation: its packets to report.jsonl, its entry to the spool."""
+        """Write one finished conversation: its packets to report.jsonl, its row to its kind."""
         c = result.conversation
         if c.id == NO_CONVERSATION:
             self._put(c.id, None, None, result.packets, result.groups, result.footers)
@@ -459,55 +496,83 @@ class JsonStream:
         footers: Sequence[Footer],
     ) -> None:
         footer_of = {f.packet: f for f in footers}
-        group_of = {pid: g.id for g in groups for pid in g.packets}
-        for p in packets:
-            self._jsonl.write(
-                _dumps({**_packet(p), "footer": _footer(footer_of.get(p.id)), "group": group_of.get(p.id)}) + "\n"
-            )
         by_id = {p.id: p for p in packets}
+        group_of: dict[str, PacketGroup] = {}
         counted: set[str] = set()
-        entries = []
         for g in groups:
-            first = by_id[g.first]
+            group_of.update(dict.fromkeys(g.packets, g))
             counts = self._behaviours.get(g.behaviour)
             if counts is None:
                 counts = self._behaviours[g.behaviour] = [0, 0, 0]
-                self._behaviour_text.write(self._behaviour(g, first, conv_id, footer_of.get(first.id)) + "\0")
+                first = by_id[g.first]
+                body = self._examples[g.behaviour] = _body(first, footer_of.get(first.id))
+                self._example_of[g.behaviour] = first.id
+                self._behaviour_text.write(self._behaviour(g, body, first.id, conv_id) + "\0")
             counts[0] += g.count
             counts[1] += 1
             if g.behaviour not in counted:
                 counted.add(g.behaviour)
                 counts[2] += 1
-            entries.append(_group(g, first))
-        entry: dict[str, Any] = {
-            "id": conv_id,
-            "groups": entries,
-            **_answer(answer),
-            "proto": None if conv is None else conv.proto,
-            "summary": None if conv is None else conv.summary,
-            "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
-            "prediction": None if conv is None else _prediction(conv.prediction),
-        }
-        # One line per conversation: a big case has tens of thousands of them.
-        self._convs.write(("    " if self._added == 0 else ",\n    ") + _dumps(entry))
-        self._added += 1
+        for p in packets:
+            self._jsonl.write(self._packet_line(p, group_of.get(p.id), footer_of.get(p.id)) + b"\n")
+        entry = _conversation_entry(conv_id, conv, answer, groups, by_id)
+        shared, row = fold_conversation(entry)
+        # The kind's key is its shared part's own text: conversations share a kind exactly when all
+        # that the kind states for them (answer, summary, assumptions and prediction with the
+        # member's addresses and ports cut out, worst verdict, protocol, which of its values stand
+        # where, and per group the behaviour, count, files and NAT places) is the same, and the row
+        # holds all the rest, so unfold_conversation(kind, row) is the member's entry exactly.
+        key = _dumpb(shared)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kinds[key] = _Kind(f"k{len(self._kinds) + 1}", key)
+        data = (_MEMBER_SEP if kind.count else b"") + _dumpb(row)
+        kind.count += 1
+        kind.rows.append(data)
+        self._buffered += len(data)
+        if self._buffered > _SPILL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._rows.seek(0, os.SEEK_END)
+        for kind in self._kinds.values():
+            if kind.rows:
+                data = b"".join(kind.rows)
+                kind.chunks.append((self._rows.tell(), len(data)))
+                self._rows.write(data)
+                kind.rows = []
+        self._buffered = 0
+
+    def _packet_line(self, p: Packet, g: PacketGroup | None, f: Footer | None) -> bytes:
+        """A packet's report.jsonl line: its ids and behaviour, and a diff against the behaviour's
+        example packet; the whole packet when it is the example (so the first line of each behaviour
+        reads on its own), has no behaviour, or the diff cannot say it."""
+        head = {"id": p.id, "conversation": p.conversation, "group": None, "behaviour": None}
+        body = _body(p, f)
+        if g is not None:
+            head["group"], head["behaviour"] = g.id, g.behaviour
+            if self._example_of[g.behaviour] == p.id:
+                return _dumpb({**head, **body})
+            try:
+                return _dumpb({**head, "diff": diff(self._examples[g.behaviour], body)})
+            except Unpatchable:
+                pass
+        return _dumpb({**head, **body})
 
     @staticmethod
-    def _behaviour(g: PacketGroup, p: Packet, conv_id: str, f: Footer | None) -> str:
+    def _behaviour(g: PacketGroup, body: dict[str, Any], packet: str, conv_id: str) -> str:
         """A behaviour told once, by the packet that first showed it (its addresses are that packet's)."""
         d = {
-            **_packet(p),
-            "footer": _footer(f),
+            **body,
             "id": g.behaviour,
             "counts": _COUNTS_MARK,
-            "example": {"packet": p.id, "conversation": conv_id, "group": g.id},
+            "example": {"packet": packet, "conversation": conv_id, "group": g.id},
         }
-        del d["conversation"]
         return _fmt(d, "    ", 2)
 
     def close(self, report: Report) -> None:
         """Write report.json: the head of ``report`` (its conversations and packets are not read),
-        the behaviours and the conversations added; then close both files."""
+        the behaviours and the kinds of conversation added; then close both files."""
         self._jsonl.flush()
         os.fsync(self._jsonl.fileno())
         self._jsonl.close()
@@ -538,36 +603,76 @@ class JsonStream:
             "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
             "unused": _unused_runs(report.unused),
         }
-        with (self.folder / REPORT_FILE).open("w", encoding="utf-8") as fh:
+        with (self.folder / REPORT_FILE).open("wb") as fh:
             # The answer first: a reader (or `head`) meets the summary before any detail.
             fh.write(
-                f'{{\n  "schema": {_dumps(f"reportgen-report/{JSON_SCHEMA_VERSION}")},\n'
-                f'  "generator": {_dumps(f"reportgen {__version__}")},\n'
-                f'  "packets_file": {_dumps(PACKETS_FILE)},\n'
-                f'  "summary": {_fmt(summary, "  ", 1)},\n'
-                f'  "case": {_fmt(case, "  ", 1)},\n'
-                f'  "input": {_fmt(account, "  ", 2)},\n'
-                '  "behaviours": ['
+                (
+                    f'{{\n  "schema": {_dumps(f"reportgen-report/{JSON_SCHEMA_VERSION}")},\n'
+                    f'  "generator": {_dumps(f"reportgen {__version__}")},\n'
+                    f'  "packets_file": {_dumps(PACKETS_FILE)},\n'
+                    f'  "summary": {_fmt(summary, "  ", 1)},\n'
+                    f'  "case": {_fmt(case, "  ", 1)},\n'
+                    f'  "input": {_fmt(account, "  ", 2)},\n'
+                    '  "behaviours": ['
+                ).encode()
             )
             sep = "\n"
             for counts, text in zip(self._behaviours.values(), _records(self._behaviour_text), strict=True):
                 packets, groups, convs = counts
                 fh.write(
-                    sep
-                    + "    "
-                    + text.replace(_COUNTS, _dumps({"packets": packets, "groups": groups, "conversations": convs}), 1)
+                    (
+                        sep
+                        + "    "
+                        + text.replace(
+                            _COUNTS, _dumps({"packets": packets, "groups": groups, "conversations": convs}), 1
+                        )
+                    ).encode()
                 )
                 sep = ",\n"
-            fh.write("\n  ],\n" if self._behaviours else "],\n")
-            fh.write('  "conversations": [' + ("\n" if self._added else ""))
-            self._convs.seek(0)
-            for chunk in iter(lambda: self._convs.read(1 << 20), ""):
-                fh.write(chunk)
-            fh.write("\n  ]\n}\n" if self._added else "]\n}\n")
+            fh.write(b"\n  ],\n" if self._behaviours else b"],\n")
+            # A kind's shared part first (its keys sorted, with its id and member count), then its
+            # members, one per line: the kind reads before the rows it explains.
+            fh.write(b'  "conversation_kinds": [' + (b"\n" if self._kinds else b""))
+            sep_kind = b""
+            for kind in self._kinds.values():
+                head = _dumpb({**orjson.loads(kind.shared), "id": kind.id, "count": kind.count})
+                fh.write(sep_kind + b"    " + head[:-1] + b',"members":[\n      ')
+                for offset, length in kind.chunks:
+                    self._rows.seek(offset)
+                    fh.write(self._rows.read(length))
+                fh.write(b"".join(kind.rows) + b"\n    ]}")
+                sep_kind = b",\n"
+            fh.write(b"\n  ]\n}\n" if self._kinds else b"]\n}\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self._convs.close()
+        self._rows.close()
         self._behaviour_text.close()
+
+
+def _conversation_entry(
+    conv_id: str,
+    conv: Conversation | None,
+    answer: Answer | None,
+    groups: Sequence[PacketGroup],
+    by_id: Mapping[str, Packet],
+) -> dict[str, Any]:
+    """A conversation's whole entry (schema 4's): what its kind and its member row are cut from."""
+    return {
+        "id": conv_id,
+        "groups": [_group(g, by_id[g.first]) for g in groups],
+        **_answer(answer),
+        "proto": None if conv is None else conv.proto,
+        "summary": None if conv is None else conv.summary,
+        "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
+        "prediction": None if conv is None else _prediction(conv.prediction),
+    }
+
+
+def _body(p: Packet, f: Footer | None) -> dict[str, Any]:
+    """A packet's object without its ids: what its behaviour's example states for it."""
+    d = {**_packet(p), "footer": _footer(f)}
+    del d["id"], d["conversation"]
+    return d
 
 
 def _records(fh: IO[str]) -> Iterator[str]:
