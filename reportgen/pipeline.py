@@ -46,6 +46,7 @@ from typing import IO, overload
 
 from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
 from reportgen.explain.correlate import (
+    SETTLE_EVENTS,
     Conversations,
     Correlator,
     Flow,
@@ -95,6 +96,7 @@ IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
 # at the conversations of the last second. A packet of the tuple after that starts a new conversation.
 CLOSE_SECONDS = 1.0
 CLOSE_EVENTS = 4096
+BATCH = 2048  # events parsed before they are correlated
 # A reported closed TCP conversation leaves a tombstone: its tuples (every view, the NAT'd reply's
 # too) for as long as conntrack keeps its entry (ClosedState.timeout, kernel time; IDLE_EVENTS events
 # without stamps). A later packet on them that is not a SYN is one of that connection's packets to the
@@ -104,7 +106,12 @@ CLOSE_EVENTS = 4096
 # minute closes about 5000 connections a minute, some 10,000 in the 120 s of TIME_WAIT, at 2 to 4
 # views each; past the bound a late packet is reported as a conversation of its own, as before.
 TOMBSTONES = 1 << 16
-BATCH = 2048  # events parsed before they are correlated
+# Tombstones are dropped this long after conntrack would have (kernel seconds, events without stamps):
+# packets are filed up to a settle window (explain.correlate SETTLE_*) and a batch after their lines
+# were read, so one may still need a tombstone the latest stamp read has outlived; whether it matches
+# is decided by the packet's own stamp (_tombstone).
+TOMB_MARGIN_SECONDS = 1.0
+TOMB_MARGIN_EVENTS = 2 * (BATCH + SETTLE_EVENTS)
 
 Sink = Callable[[ConversationResult], None]
 
@@ -468,9 +475,9 @@ class _Pass:
         while self.tombs:
             oldest = next(iter(self.tombs.values()))
             old = (
-                stamp - oldest.last >= oldest.state.timeout
+                stamp - oldest.last >= oldest.state.timeout + TOMB_MARGIN_SECONDS
                 if stamp is not None and oldest.last is not None
-                else self.events - oldest.last_event >= IDLE_EVENTS
+                else self.events - oldest.last_event >= IDLE_EVENTS + TOMB_MARGIN_EVENTS
             )
             if not old and len(self.tombs) <= TOMBSTONES:
                 break

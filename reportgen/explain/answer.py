@@ -121,8 +121,9 @@ def _nat_words(p: Packet, proto: str) -> list[str]:
 
 # A conversation of late packets (model.LateOf): the first clause of its answer, instead of "no reply".
 LATE_WORDS = (
-    "late {packets} of {conv}'s connection: {conv} closed {since}and its conntrack entry was still in "
-    "{state} (kept {timeout:g} s after its last packet), so conntrack matched {them} to {conv}'s entry, with its directions and NAT"
+    "late {packets} of {conv}'s connection: {conv} closed {since}and its conntrack entry was still in {state} "
+    "(kept {timeout:g} s after its last packet), so conntrack matched {them} to {conv}'s entry, with its "
+    "directions and NAT"
 )
 NO_REPLY_WORDS = "no reply in the trace"
 
