@@ -18,7 +18,11 @@ Memory is the open conversations and the case's distinct behaviours, not the lin
   without stamps) without a packet, and every one at the end of input; it is then explained,
   folded, worded, handed to the sink and forgotten. A later packet of the same tuple starts a new
   conversation, as it starts a new conntrack entry; an ICMP error about it is then no longer tied
-  to it.
+  to it. A reported closed TCP conversation leaves a tombstone of its tuples while conntrack keeps
+  its entry (TIME_WAIT, CLOSE; bounded, TOMBSTONES): a later packet on them that is not a SYN
+  starts a conversation of late packets (Conversation.late_of) with the connection's directions,
+  since conntrack matched it to that entry (the whole-case reading, windowed=False, files it in the
+  connection's own conversation instead).
 
 Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
 logged anything at all (explain.CaseFacts: "no-rule" versus "not-logged", which later hooks would
