@@ -470,7 +470,7 @@ class _Pass:
         for v in flow.views:
             forward = self.convs.direction(v)
             if first is not None:  # a late conversation's views are its connection's
-                tomb = replace(first, forward=forward if first.forward else not forward, last=st.last)
+                tomb = replace(first, forward=forward, last=st.last, last_event=st.last_event)
             else:
                 conv = f"c{flow.index + 1}"
                 tomb = _Tomb(conv, flow.original, forward, st.state, st.closed_at, st.last, st.last_event)

@@ -15,16 +15,18 @@ from reportgen.render.jsonfold import read_conversations, read_packets
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "lab-tcp-to-internet" / "dmesg.log"
 
 
-def _late_server_ack(tmp_path: Path, gap: float, flags: str = "ACK") -> Path:
+def _late_server_ack(tmp_path: Path, gap: float, flags: str = "ACK", copies: int = 1) -> Path:
     """The lab's connection, then its server's final ACK (the last 8 lines: ens33 in, bridged out to
-    the container) again ``gap`` seconds later with the next IP id, its flags replaced by ``flags``."""
+    the container) again ``gap`` seconds later with the next IP id, its flags replaced by ``flags``
+    (``copies`` times, ``gap`` apart)."""
     lines = SAMPLE.read_text().splitlines()
     assert "SPT=80 DPT=39668" in lines[-8] and " ACK URGP" in lines[-8]
     shifted = []
-    for ln in lines[-8:]:
-        stamp, body = ln[1:].split("]", 1)
-        body = body.replace("ID=4448", "ID=4449").replace(" ACK URGP", f" {flags} URGP")
-        shifted.append(f"[{float(stamp) + gap:12.6f}]{body}")
+    for n in range(1, copies + 1):
+        for ln in lines[-8:]:
+            stamp, body = ln[1:].split("]", 1)
+            body = body.replace("ID=4448", f"ID={4448 + n}").replace(" ACK URGP", f" {flags} URGP")
+            shifted.append(f"[{float(stamp) + n * gap:12.6f}]{body}")
     path = tmp_path / "case" / "dmesg.log"
     path.parent.mkdir()
     path.write_text("\n".join(lines + shifted) + "\n")
@@ -54,6 +56,17 @@ def test_a_late_ack_in_time_wait_is_the_closed_connections_reply(tmp_path: Path)
     assert [(n["type"], n["direction"]) for n in p9["nat"]] == [("SNAT", "reply")]  # type: ignore[attr-defined]
     c2 = text[text.index("\nc2 ") :]
     assert "DNAT" not in c2 and "no reply" not in c2 and "(p9) reply [routed]" in c2
+
+
+def test_a_second_late_ack_is_still_the_first_connections_reply(tmp_path: Path) -> None:
+    # The first late ACK's conversation was reported too: its tombstone keeps c1's directions.
+    convs, packets, _ = _report(_late_server_ack(tmp_path, 5.0, copies=2), tmp_path / "out")
+    assert [c["id"] for c in convs] == ["c1", "c2", "c3"]
+    assert "late packet of c1's connection: c1 closed 10.0 s earlier" in str(convs[2]["answer"])
+    assert [(p["id"], p["conversation"], p["role"]) for p in packets[-2:]] == [
+        ("p9", "c2", "reply"),
+        ("p10", "c3", "reply"),
+    ]
 
 
 @pytest.mark.parametrize(
