@@ -62,7 +62,14 @@ from reportgen.explain.correlate import (
     views,
 )
 from reportgen.explain.crossing import conversation_crossings
-from reportgen.explain.explain import CaseFacts, FlowNat, conversation_of, explain_conversation, is_reply_for
+from reportgen.explain.explain import (
+    CaseFacts,
+    FlowNat,
+    conversation_id,
+    conversation_of,
+    explain_conversation,
+    is_reply_for,
+)
 from reportgen.explain.groups import group_packets
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import (
@@ -472,7 +479,7 @@ class _Pass:
             if first is not None:  # a late conversation's views are its connection's
                 tomb = replace(first, forward=forward, last=st.last, last_event=st.last_event)
             else:
-                conv = f"c{flow.index + 1}"
+                conv = conversation_id(flow)
                 tomb = _Tomb(conv, flow.original, forward, st.state, st.closed_at, st.last, st.last_event)
             self.tombs.pop(v, None)
             self.tombs[v] = tomb
