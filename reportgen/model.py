@@ -436,6 +436,30 @@ def id_number(ident: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+class ClosedState(StrEnum):
+    """The conntrack states a closed TCP entry waits in before it is destroyed, each with its default
+    timeout in seconds (nf_conntrack_proto_tcp.c tcp_timeouts: TIME_WAIT 2 minutes after the final
+    ACK, CLOSE 10 s after a RST)."""
+
+    TIME_WAIT = "TIME_WAIT"
+    CLOSE = "CLOSE"
+
+    @property
+    def timeout(self) -> float:
+        return 120.0 if self is ClosedState.TIME_WAIT else 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LateOf:
+    """The closed TCP connection whose conntrack entry a conversation's packets matched: they came on
+    its tuple after it was reported, while its entry still waited in ``state``, so conntrack counted
+    them as that connection's packets (direction and NAT as the entry says), not as a new entry."""
+
+    conversation: str  # the id of the earlier conversation
+    seconds: float | None  # kernel time from its close (final ACK or RST) to the first late packet
+    state: ClosedState
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""
@@ -446,6 +470,7 @@ class Conversation:
     original: tuple[Endpoint, Endpoint]
     packets: tuple[str, ...]
     prediction: Prediction | None = None  # set when the case has snapshots to simulate with
+    late_of: LateOf | None = None  # set when its packets belong to an earlier conversation's closed entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,11 @@ Memory is the open conversations and the case's distinct behaviours, not the lin
   without stamps) without a packet, and every one at the end of input; it is then explained,
   folded, worded, handed to the sink and forgotten. A later packet of the same tuple starts a new
   conversation, as it starts a new conntrack entry; an ICMP error about it is then no longer tied
-  to it.
+  to it. A reported closed TCP conversation leaves a tombstone of its tuples while conntrack keeps
+  its entry (TIME_WAIT, CLOSE; bounded, TOMBSTONES): a later packet on them that is not a SYN
+  starts a conversation of late packets (Conversation.late_of) with the connection's directions,
+  since conntrack matched it to that entry (the whole-case reading, windowed=False, files it in the
+  connection's own conversation instead).
 
 Case-wide knowledge. Two facts of a packet's explanation depend on the whole trace: which hook places
 logged anything at all (explain.CaseFacts: "no-rule" versus "not-logged", which later hooks would
@@ -45,18 +49,38 @@ from itertools import chain, islice
 from typing import IO, overload
 
 from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
-from reportgen.explain.correlate import Conversations, Correlator, Flow, Track, correlate, merge_sources
+from reportgen.explain.correlate import (
+    SETTLE_EVENTS,
+    Conversations,
+    Correlator,
+    Flow,
+    Track,
+    View,
+    correlate,
+    merge_sources,
+    reverse,
+    views,
+)
 from reportgen.explain.crossing import conversation_crossings
-from reportgen.explain.explain import CaseFacts, FlowNat, conversation_of, explain_conversation, is_reply_for
+from reportgen.explain.explain import (
+    CaseFacts,
+    FlowNat,
+    conversation_id,
+    conversation_of,
+    explain_conversation,
+    is_reply_for,
+)
 from reportgen.explain.groups import group_packets
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import (
     NO_CONVERSATION,
     Answer,
+    ClosedState,
     Conversation,
     ConversationResult,
     Endpoint,
     Event,
+    LateOf,
     LineRef,
     Packet,
     Report,
@@ -84,6 +108,21 @@ IDLE_EVENTS = 200_000  # the same for lines without stamps, in events
 CLOSE_SECONDS = 1.0
 CLOSE_EVENTS = 4096
 BATCH = 2048  # events parsed before they are correlated
+# A reported closed TCP conversation leaves a tombstone: its tuples (every view, the NAT'd reply's
+# too) for as long as conntrack keeps its entry (ClosedState.timeout, kernel time; IDLE_EVENTS events
+# without stamps). A later packet on them that is not a SYN is one of that connection's packets to the
+# kernel (only a SYN re-opens a TIME_WAIT entry: nf_conntrack_proto_tcp.c tcp_conntracks, sTW -> sSS,
+# and nf_conntrack_tcp_packet), so its direction and NAT are the entry's, not a new one's. Memory
+# stays bounded: at most TOMBSTONES views are kept (the oldest go first). A bench at a million lines a
+# minute closes about 5000 connections a minute, some 10,000 in the 120 s of TIME_WAIT, at 2 to 4
+# views each; past the bound a late packet is reported as a conversation of its own, as before.
+TOMBSTONES = 1 << 16
+# Tombstones are dropped this long after conntrack would have (kernel seconds, events without stamps):
+# packets are filed up to a settle window (explain.correlate SETTLE_*) and a batch after their lines
+# were read, so one may still need a tombstone the latest stamp read has outlived; whether it matches
+# is decided by the packet's own stamp (_tombstone).
+TOMB_MARGIN_SECONDS = 1.0
+TOMB_MARGIN_EVENTS = 2 * (BATCH + SETTLE_EVENTS)
 
 Sink = Callable[[ConversationResult], None]
 
@@ -232,6 +271,22 @@ class _Open:
     kind: str = "other"  # the kind of conntrack entry, for its timeout (IDLE_SECONDS)
     directions: set[str] = field(default_factory=set)  # "original" and "reply" once each was seen
     closed: bool = False  # conntrack saw the final ACK or a RST: reported after CLOSE_SECONDS of quiet
+    state: ClosedState = ClosedState.TIME_WAIT  # the entry's state once closed (CLOSE after a RST)
+    closed_at: float | None = None  # kernel time of the packet that closed it
+    late: _Tomb | None = None  # the earlier closed connection its packets belong to
+
+
+@dataclass(frozen=True, slots=True)
+class _Tomb:
+    """One view of a reported closed TCP connection, while conntrack still keeps its entry."""
+
+    conversation: str  # the connection's conversation id
+    original: View  # its conntrack original tuple
+    forward: bool  # whether this view goes the original way
+    state: ClosedState
+    closed_at: float | None  # kernel time of its close (final ACK or RST)
+    last: float | None  # kernel time of its latest packet: each packet refreshes the entry's timer
+    last_event: int  # the event count then (lines without stamps)
 
 
 def _kind(st: _Open) -> str:
@@ -271,6 +326,7 @@ class _Pass:
         # after its own idle time, so the oldest of each is the next to time out.
         self.idle: dict[str, OrderedDict[int, _Open]] = {kind: OrderedDict() for kind in IDLE_SECONDS}
         self.closing: OrderedDict[int, _Open] = OrderedDict()  # closed conversations, by latest packet
+        self.tombs: OrderedDict[View, _Tomb] = OrderedDict()  # reported closed connections, oldest first
         self.loose: list[Track] = []  # packets of no conversation, reported at the end
         self.memo = FlowNat()
         self.shapes: dict[Hashable, str] = {}
@@ -349,8 +405,12 @@ class _Pass:
             self.facts.add(t)
         found = self.convs.find(t)
         if self.windowed and found is not None and self._expired(self.open[found[0].index], t):
-            self._finish(found[0])  # conntrack forgot it before this packet came: a new entry
-            flow = self.convs.add(t)
+            self._finish(found[0])  # reported: conntrack forgot it, or it closed and stayed quiet
+            found = self.convs.find(t)
+        late = self._tombstone(t) if self.windowed and found is None else None
+        if late is not None:
+            tomb, forward = late
+            flow = self.convs.reopen(t, tomb.original, forward)
         else:
             flow = self.convs.file(t, found)
         if flow is None:
@@ -359,6 +419,8 @@ class _Pass:
         st = self.open.get(flow.index)
         if st is None:
             st = self.open[flow.index] = _Open(flow)
+            if late is not None:  # a packet of a closed entry: reported after CLOSE_SECONDS of quiet
+                st.late, st.closed, st.state = late[0], True, late[0].state
         self.idle[st.kind].pop(flow.index, None)
         self.closing.pop(flow.index, None)
         if flow.role[t.index] != "related":
@@ -374,11 +436,63 @@ class _Pass:
         # conntrack: a RST closes the entry; once both sides sent a FIN, the next packet (the final
         # ACK) takes it to TIME_WAIT (nf_conntrack_proto_tcp.c tcp_conntracks: sLA -> sTW, sRST -> sCL).
         if "RST" in flags or (len(st.fin) == 2 and "FIN" not in flags):
-            st.closed = True
+            if not st.closed:
+                st.closed, st.closed_at = True, stamp
+                st.state = ClosedState.CLOSE if "RST" in flags else ClosedState.TIME_WAIT
             self.idle[st.kind].pop(flow.index, None)
             self.closing[flow.index] = st
         elif "FIN" in flags:
             st.fin.add(flow.role[t.index] == "original")
+
+    def _tombstone(self, t: Track) -> tuple[_Tomb, bool] | None:
+        """The closed connection whose entry conntrack would match packet ``t`` to, and whether ``t``
+        goes its original way; None for a SYN (it re-opens the entry as a new connection), or when no
+        reported connection's entry is still kept."""
+        if not self.tombs:
+            return None
+        flags = _tcp_flags(t)
+        if "SYN" in flags and "ACK" not in flags:
+            return None
+        stamp = t.events[0].record.stamp
+        for v in views(t):
+            for key, forward in ((v, True), (reverse(v), False)):
+                tomb = self.tombs.get(key)
+                if tomb is None:
+                    continue
+                if tomb.last is not None and stamp is not None:
+                    kept = stamp - tomb.last < tomb.state.timeout
+                else:
+                    kept = self.events - tomb.last_event < IDLE_EVENTS
+                if kept:
+                    return tomb, tomb.forward == forward
+        return None
+
+    def _bury(self, st: _Open) -> None:
+        """Keep a reported closed TCP conversation's views while conntrack keeps its entry."""
+        flow = st.flow
+        if flow.original[0] != "TCP":
+            return
+        first = st.late
+        stamp = self.now
+        for v in flow.views:
+            forward = self.convs.direction(v)
+            if first is not None:  # a late conversation's views are its connection's
+                tomb = replace(first, forward=forward, last=st.last, last_event=st.last_event)
+            else:
+                conv = conversation_id(flow)
+                tomb = _Tomb(conv, flow.original, forward, st.state, st.closed_at, st.last, st.last_event)
+            self.tombs.pop(v, None)
+            self.tombs[v] = tomb
+        while self.tombs:
+            oldest = next(iter(self.tombs.values()))
+            old = (
+                stamp - oldest.last >= oldest.state.timeout + TOMB_MARGIN_SECONDS
+                if stamp is not None and oldest.last is not None
+                else self.events - oldest.last_event >= IDLE_EVENTS + TOMB_MARGIN_EVENTS
+            )
+            if not old and len(self.tombs) <= TOMBSTONES:
+                break
+            self.tombs.popitem(last=False)
 
     def _expired(self, st: _Open, t: Track | None = None) -> bool:
         """Whether conntrack would have forgotten the conversation by packet ``t`` (by now, without),
@@ -401,10 +515,12 @@ class _Pass:
         if st is not None:
             self.idle[st.kind].pop(flow.index, None)
             self.closing.pop(flow.index, None)
+            if st.closed:
+                self._bury(st)
         self.convs.close(flow)
-        self._emit(flow, flow.tracks())
+        self._emit(flow, flow.tracks(), st.late if st is not None else None)
 
-    def _emit(self, flow: Flow | None, tracks: list[Track]) -> None:
+    def _emit(self, flow: Flow | None, tracks: list[Track], late: _Tomb | None = None) -> None:
         if self.explained_with is None:
             self.explained_with = len(self.bridges.inferred)
         topo = self.topo
@@ -414,6 +530,10 @@ class _Pass:
         self.groups += len(groups)
         if flow is not None:
             conv = self._predicted(conversation_of(flow), by_id, flow)
+            if late is not None:
+                first = tracks[0].events[0].record.stamp
+                since = first - late.closed_at if first is not None and late.closed_at is not None else None
+                conv = replace(conv, late_of=LateOf(late.conversation, since, late.state))
             answer = conversation_answer(conv, by_id, groups, topo)
             crossings = conversation_crossings(conv, by_id, topo)
             self.flows += 1

@@ -261,6 +261,11 @@ def test_a_packet_just_after_the_final_ack_joins_its_conversation(tmp_path: Path
     convs = [r for r in results if r.conversation.id != "-"]
     assert len(convs) == conversations
     assert sum(len(r.packets) for r in convs) == 9
+    # Reported apart, the late ACK is still c1's request direction: its entry was in TIME_WAIT.
+    assert [r.packets[0].role for r in convs[1:]] == ["request"] * (conversations - 1)
+    assert [r.conversation.late_of and r.conversation.late_of.conversation for r in convs[1:]] == ["c1"] * (
+        conversations - 1
+    )
 
 
 # --- what Correlator.feed keeps of an open packet ----------------------------------------------------

@@ -19,6 +19,7 @@ from reportgen.model import (
     Conversation,
     Endpoint,
     Footer,
+    LateOf,
     LogRecord,
     Packet,
     PacketGroup,
@@ -118,6 +119,27 @@ def _nat_words(p: Packet, proto: str) -> list[str]:
     return out
 
 
+# A conversation of late packets (model.LateOf): the first clause of its answer, instead of "no reply".
+LATE_WORDS = (
+    "late {packets} of {conv}'s connection: {conv} closed {since}and its conntrack entry was still in {state} "
+    "(kept {timeout:g} s after its last packet), so conntrack matched {them} to {conv}'s entry, with its "
+    "directions and NAT"
+)
+NO_REPLY_WORDS = "no reply in the trace"
+
+
+def _late_words(late: LateOf, n: int) -> str:
+    since = f"{late.seconds:.1f} s earlier " if late.seconds is not None else "earlier "
+    return LATE_WORDS.format(
+        packets="packet" if n == 1 else "packets",
+        conv=late.conversation,
+        since=since,
+        state=late.state.value,
+        timeout=late.state.timeout,
+        them="it" if n == 1 else "them",
+    )
+
+
 def _reply_words(p: Packet) -> str:
     rev = [n for n in p.nat if n.direction == "reply"]
     return f"{' and '.join(sorted({n.type for n in rev}))} reversed by conntrack, " if rev else ""
@@ -152,7 +174,7 @@ def conversation_answer(
     related = [(g, p) for g, p in mine if p.role == "related"]
     a, b = conv.original
     head = f"{_endpoint(topo, a, conv.proto)} → {_endpoint(topo, b, conv.proto)} {conv.proto}"
-    clauses = []
+    clauses = [_late_words(conv.late_of, len(conv.packets))] if conv.late_of is not None else []
     if requests:
         text = _group_phrase(requests, packets, topo)
         nat = _nat_words(requests[0][1], conv.proto)
@@ -160,8 +182,8 @@ def conversation_answer(
     if replies:
         first = replies[0][1]
         clauses.append(f"reply: {_reply_words(first)}{_group_phrase(replies, packets, topo)}")
-    elif requests:
-        clauses.append("no reply in the trace")
+    elif requests and conv.late_of is None:  # a closed connection's late packet expects no reply
+        clauses.append(NO_REPLY_WORDS)
     if related:
         clauses.append(f"related: {_group_phrase(related, packets, topo)}")
     members = [packets[pid] for g, _ in mine for pid in g.packets]

@@ -995,6 +995,20 @@ class Conversations:
                 flow.views.append(v)
         return flow
 
+    def reopen(self, track: Track, original: View, forward: bool) -> Flow | None:
+        """File a packet that opens a conversation whose direction is already known (a packet matching
+        a closed connection's tuple still held by conntrack): ``original`` is that connection's
+        original tuple, ``forward`` whether the packet goes its original way."""
+        if not views(track):
+            return None
+        flow = Flow(self.count, original)
+        self.count += 1
+        return self.file(track, (flow, forward))
+
+    def direction(self, view: View) -> bool:
+        """Whether ``view``, a view of an open flow, goes that flow's original way."""
+        return self.by_view[view][1]
+
     def close(self, flow: Flow) -> None:
         for v in flow.views:
             if self.by_view.get(v, (None,))[0] is flow:

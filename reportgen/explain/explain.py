@@ -1103,7 +1103,7 @@ def explain_conversation(
     against later lines of the same datagram among these packets (_SeenAfter)."""
     memo = memo if memo is not None else FlowNat()
     of_track = {t.index: flow for t in tracks} if flow is not None else {}
-    conv = f"c{flow.index + 1}" if flow is not None else NO_CONVERSATION
+    conv = conversation_id(flow) if flow is not None else NO_CONVERSATION
     if flow is not None:
         memo.learn_first(flow, topo)
     seen_after = _SeenAfter(tracks)
@@ -1137,6 +1137,11 @@ def explain_conversation(
     return packets
 
 
+def conversation_id(flow: Flow) -> str:
+    """A flow's conversation id: "c" and its number, from 1 in first-seen order."""
+    return f"c{flow.index + 1}"
+
+
 def conversation_of(flow: Flow) -> Conversation:
     """The conversation a flow is: its conntrack original tuple and its packets."""
     proto, a, b = flow.original
@@ -1147,7 +1152,7 @@ def conversation_of(flow: Flow) -> Conversation:
         else f"{proto} {a} ↔ {b}"
     )
     return Conversation(
-        id=f"c{flow.index + 1}",
+        id=conversation_id(flow),
         proto=proto,
         summary=summary,
         original=(a, b),
