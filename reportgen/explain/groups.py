@@ -9,7 +9,7 @@ line span and its time span. Renderers fold by these groups; nothing here re-der
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 
 from reportgen.model import LineRef, Packet, PacketGroup
 
@@ -45,13 +45,18 @@ def _stamps(p: Packet) -> list[float]:
 
 
 def group_packets(
-    packets: Iterable[Packet], shapes: dict[Hashable, str] | None = None, start: int = 1
+    packets: Iterable[Packet],
+    shapes: dict[Hashable, str] | None = None,
+    start: int = 1,
+    spans: Mapping[str, Mapping[int, int]] | None = None,
 ) -> tuple[PacketGroup, ...]:
     """Group packets by behaviour, in the order each behaviour first appears.
 
     ``shapes`` maps each shape seen so far in the case to its behaviour id; it is extended here, so
     a caller that groups conversation by conversation passes the same dict every time. Groups are
     numbered from ``start`` ("g1"... by default; a caller numbering case-wide passes its next number).
+    ``spans`` (file -> first line -> last line of a record wrapped over several lines) makes a
+    group's lines name a wrapped record's every line, as the input account counts them used.
     """
     shapes = {} if shapes is None else shapes
     members: dict[Hashable, list[Packet]] = {}
@@ -73,20 +78,23 @@ def group_packets(
                 packets=tuple(p.id for p in ps),
                 first_stamp=min(stamps) if stamps else None,
                 last_stamp=max(stamps) if stamps else None,
-                lines=_spans(refs),
+                lines=_spans(refs, spans or {}),
                 behaviour=shapes.setdefault(first_shape[key], f"b{len(shapes) + 1}"),
             )
         )
     return tuple(groups)
 
 
-def _spans(refs: list[LineRef]) -> tuple[tuple[LineRef, int], ...]:
-    """Compress line references into runs (first line, last line number) per file."""
+def _spans(refs: list[LineRef], wrapped: Mapping[str, Mapping[int, int]]) -> tuple[tuple[LineRef, int], ...]:
+    """Compress line references into runs (first line, last line number) per file; a wrapped
+    record's reference stands for its lines up to its last."""
     out: list[tuple[LineRef, int]] = []
     # LineRef orders as (file, line); the tuple key sorts the same without its generated __lt__.
     for ref in sorted(set(refs), key=lambda r: (r.file, r.line)):
-        if out and out[-1][0].file == ref.file and out[-1][1] + 1 == ref.line:
-            out[-1] = (out[-1][0], ref.line)
+        spans = wrapped.get(ref.file)
+        last = spans.get(ref.line, ref.line) if spans else ref.line
+        if out and out[-1][0].file == ref.file and out[-1][1] + 1 >= ref.line:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
         else:
-            out.append((ref, ref.line))
+            out.append((ref, last))
     return tuple(out)
