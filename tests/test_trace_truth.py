@@ -27,6 +27,8 @@ from reportgen.parsers.traces import (
     raw_bytes,
 )
 from reportgen.pipeline import build_report
+from reportgen.render.markdown import render_markdown
+from reportgen.render.text import render_text
 from reportgen.sources.case import load_spec
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
@@ -522,3 +524,15 @@ def test_a_cut_value_is_not_used_but_a_complete_one_before_a_space_is():
     edited = "x: IN= OUT=ens3 SRC=192.0.2.1 DST=194.146.251.101 PROTO=UDP DPT=123"
     rec = parse_kernel_message(edited, LineRef("k", 1), edited, None)
     assert rec is not None and not rec.truncated and rec.dport == 123
+
+
+def test_a_cut_record_is_not_folded_under_a_whole_one_in_the_documents(tmp_path: Path):
+    """The documents tell one conversation per behaviour and list the rest as "behave like" rows.
+    A conversation whose record is cut off must not be one of those rows: its note (what is missing,
+    what is therefore unknown) would be said nowhere in the text, Markdown or HTML."""
+    head = "[  100.000001] FWD: IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.{} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID={} DF "
+    whole = head.format(2, 1) + "PROTO=TCP SPT=1 DPT=2 WINDOW=1 RES=0x00 SYN URGP=0 "
+    cut = head.format(3, 2) + "PROTO=TCP SPT=5 DPT=6"
+    report = _report(tmp_path, "kern.log", f"{whole}\n{cut}\n")
+    for doc in (render_text(report), render_markdown(report)):
+        assert "The record is cut off after 'DPT=6'" in doc

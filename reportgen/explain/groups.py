@@ -15,7 +15,8 @@ from reportgen.model import LineRef, Packet, PacketGroup
 
 
 def shape(p: Packet) -> Hashable:
-    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict.
+    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict, and
+    which fields a cut-off record lacks.
 
     Conversations whose groups have the same shapes behave alike (three hundred downloads through
     one MASQUERADE rule differ only in their ports).
@@ -23,7 +24,12 @@ def shape(p: Packet) -> Hashable:
     return (
         p.role,
         p.path,
-        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
+        # A record cut off (LogRecord.missing) is told by its own note of what is unknown: it is not
+        # folded under a packet whose records are whole.
+        tuple(
+            (h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain, h.event.record.missing)
+            for h in p.hops
+        ),
         tuple((s.stage, s.table, s.reason) for s in p.skipped),
         # The rule that rewrote or decided, by its text: a trace source (nft monitor trace,
         # xtables-monitor, legacy TRACE) prints the rule again for every packet, on a line of its own,
