@@ -536,3 +536,15 @@ def test_a_cut_record_is_not_folded_under_a_whole_one_in_the_documents(tmp_path:
     report = _report(tmp_path, "kern.log", f"{whole}\n{cut}\n")
     for doc in (render_text(report), render_markdown(report)):
         assert "The record is cut off after 'DPT=6'" in doc
+
+
+def test_a_udp_record_cut_in_its_port_is_cut_though_the_ip_header_printed_len():
+    """UDP's part ends "SPT= DPT= LEN=" and the IP header printed a LEN= too: that one must not stand
+    for the UDP LEN=, or a record cut mid-port ("DPT=5" of "DPT=53") is read as port 5."""
+    from reportgen.parsers.nflog import parse_kernel_message
+
+    head = "FW: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=UDP SPT=1000"
+    cut = parse_kernel_message(head + " DPT=5", LineRef("k", 1), head + " DPT=5", None)
+    assert cut is not None and cut.dport is None and cut.missing == ("DPT", "LEN")
+    whole = parse_kernel_message(head + " DPT=53 LEN=40", LineRef("k", 1), head + " DPT=53 LEN=40", None)
+    assert whole is not None and whole.dport == 53 and whole.missing == ()

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import replace
 from sys import intern
 from typing import Any
@@ -663,9 +664,16 @@ def _cut_off(toks: list[str], tcp_tail: str) -> tuple[str, ...]:
     if proto == "TCP" and tcp_tail and "WINDOW" in keys:
         part += (tcp_tail,)
     order = (_IPV6_HEAD + (("PROTO",) if "FLOWLBL" not in keys else ()) if v6 else _IPV4_HEAD) + part
-    have = set(keys[keys.index("SRC") :])
-    last = max(i for i, k in enumerate(order) if k in have)
-    if any(k not in have for k in order[:last]):
+    # A key the format prints twice (the IP header's LEN= and UDP's LEN=) is present as often as the
+    # record holds it: the header's LEN= does not stand for the UDP one.
+    have = Counter(keys[keys.index("SRC") :])
+    seen: Counter[str] = Counter()
+    present = []
+    for k in order:
+        seen[k] += 1
+        present.append(seen[k] <= have[k])
+    last = max(i for i, p in enumerate(present) if p)
+    if not all(present[:last]):
         return ()  # a field is missing before the last one: an edited line, not one cut off at its end
     return order[last + 1 :]
 
