@@ -548,3 +548,20 @@ def test_a_udp_record_cut_in_its_port_is_cut_though_the_ip_header_printed_len():
     assert cut is not None and cut.dport is None and cut.missing == ("DPT", "LEN")
     whole = parse_kernel_message(head + " DPT=53 LEN=40", LineRef("k", 1), head + " DPT=53 LEN=40", None)
     assert whole is not None and whole.dport == 53 and whole.missing == ()
+
+
+def test_an_icmp_echo_record_cut_in_its_echo_id_is_cut():
+    """The kernel prints "ID=%u SEQ=%u" after an echo's TYPE= CODE= (nf_log_syslog.c): a record cut
+    there ("ID=128" of "ID=12847", no trailing space) does not give echo id 128, and its note does
+    not call the IP ID (read whole) unknown."""
+    from reportgen.parsers.nflog import cut_note, parse_kernel_message
+
+    head = (
+        "FW: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=ICMP TYPE=8 CODE=0"
+    )
+    cut = parse_kernel_message(head + " ID=128", LineRef("k", 1), head + " ID=128", None)
+    assert cut is not None and cut.icmp_id is None and cut.ipid == 7 and cut.missing == ("ID", "SEQ")
+    assert "the IP ID" not in cut_note(cut) and "the ICMP echo id" in cut_note(cut)
+    whole = head + " ID=12847 SEQ=1"
+    rec = parse_kernel_message(whole, LineRef("k", 1), whole, None)
+    assert rec is not None and rec.icmp_id == 12847 and rec.missing == ()
