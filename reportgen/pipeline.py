@@ -526,7 +526,7 @@ class _Pass:
         topo = self.topo
         packets = explain_conversation(flow, tracks, topo, self.facts, self.memo)
         by_id = {p.id: p for p in packets}
-        groups = group_packets(packets, self.shapes, start=self.groups + 1)
+        groups = group_packets(packets, self.shapes, start=self.groups + 1, spans=self.reading.spans)
         self.groups += len(groups)
         if flow is not None:
             conv = self._predicted(conversation_of(flow), by_id, flow)

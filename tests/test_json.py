@@ -441,3 +441,16 @@ def test_unused_runs_are_encoded_as_they_come_exactly_as_from_the_whole_list(ste
     for a, b in fed:
         r.add(a, b)
     assert r.text() == _whole_list_runs(_merge(spans), prefix)
+
+
+def test_a_record_wrapped_over_two_lines_names_both_in_its_group(tmp_path: Path) -> None:
+    """A LOG record a paste wrapped onto a second line uses both lines: the input account counts both
+    as used, so its group's line runs must name both (else line 2 is counted but nowhere)."""
+    (tmp_path / "kern.log").write_text(
+        "[  100.000001] FWD: IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00\n"
+        " TTL=64 ID=1 DF PROTO=TCP SPT=1 DPT=2 WINDOW=1 RES=0x00 SYN URGP=0 \n"
+    )
+    doc, _ = _docs(build_report(load_spec([tmp_path])))
+    assert doc["input"]["lines_used"] == 2
+    [conv] = read_conversations(doc)
+    assert [(f["file"], f["runs"]) for g in conv["groups"] for f in g["lines"]] == [("kern.log", "1-2")]

@@ -158,3 +158,18 @@ def test_html_memory_stays_flat_from_50k_to_200k_lines(tmp_path: Path) -> None:
         )
         peaks[lines] = int(out.stdout.strip())
     assert peaks[200_000] <= 1.3 * peaks[50_000], peaks
+
+
+def test_a_record_wrapped_over_two_lines_is_the_whole_appendix(tmp_path: Path) -> None:
+    """The appendix holds a wrapped record's every line: a two-line case whose one record wraps is
+    shown whole, so the whole case says no "first 1 of 2 trace lines" the stream does not say."""
+    case = tmp_path / "wrapped"
+    case.mkdir()
+    (case / "kern.log").write_text(
+        "[  100.000001] FWD: IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00\n"
+        " TTL=64 ID=1 DF PROTO=TCP SPT=1 DPT=2 WINDOW=1 RES=0x00 SYN URGP=0 \n"
+    )
+    assert build_report(load_spec([case])).notes == ()
+    streamed = _streamed(case, tmp_path / "s", FORMATS)
+    whole = _whole(case, tmp_path / "w", FORMATS)
+    assert [k for k in streamed if streamed[k] != whole.get(k)] == []

@@ -27,6 +27,8 @@ from reportgen.parsers.traces import (
     raw_bytes,
 )
 from reportgen.pipeline import build_report
+from reportgen.render.markdown import render_markdown
+from reportgen.render.text import render_text
 from reportgen.sources.case import load_spec
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
@@ -522,3 +524,44 @@ def test_a_cut_value_is_not_used_but_a_complete_one_before_a_space_is():
     edited = "x: IN= OUT=ens3 SRC=192.0.2.1 DST=194.146.251.101 PROTO=UDP DPT=123"
     rec = parse_kernel_message(edited, LineRef("k", 1), edited, None)
     assert rec is not None and not rec.truncated and rec.dport == 123
+
+
+def test_a_cut_record_is_not_folded_under_a_whole_one_in_the_documents(tmp_path: Path):
+    """The documents tell one conversation per behaviour and list the rest as "behave like" rows.
+    A conversation whose record is cut off must not be one of those rows: its note (what is missing,
+    what is therefore unknown) would be said nowhere in the text, Markdown or HTML."""
+    head = "[  100.000001] FWD: IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.{} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID={} DF "
+    whole = head.format(2, 1) + "PROTO=TCP SPT=1 DPT=2 WINDOW=1 RES=0x00 SYN URGP=0 "
+    cut = head.format(3, 2) + "PROTO=TCP SPT=5 DPT=6"
+    report = _report(tmp_path, "kern.log", f"{whole}\n{cut}\n")
+    for doc in (render_text(report), render_markdown(report)):
+        assert "The record is cut off after 'DPT=6'" in doc
+
+
+def test_a_udp_record_cut_in_its_port_is_cut_though_the_ip_header_printed_len():
+    """UDP's part ends "SPT= DPT= LEN=" and the IP header printed a LEN= too: that one must not stand
+    for the UDP LEN=, or a record cut mid-port ("DPT=5" of "DPT=53") is read as port 5."""
+    from reportgen.parsers.nflog import parse_kernel_message
+
+    head = "FW: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=UDP SPT=1000"
+    cut = parse_kernel_message(head + " DPT=5", LineRef("k", 1), head + " DPT=5", None)
+    assert cut is not None and cut.dport is None and cut.missing == ("DPT", "LEN")
+    whole = parse_kernel_message(head + " DPT=53 LEN=40", LineRef("k", 1), head + " DPT=53 LEN=40", None)
+    assert whole is not None and whole.dport == 53 and whole.missing == ()
+
+
+def test_an_icmp_echo_record_cut_in_its_echo_id_is_cut():
+    """The kernel prints "ID=%u SEQ=%u" after an echo's TYPE= CODE= (nf_log_syslog.c): a record cut
+    there ("ID=128" of "ID=12847", no trailing space) does not give echo id 128, and its note does
+    not call the IP ID (read whole) unknown."""
+    from reportgen.parsers.nflog import cut_note, parse_kernel_message
+
+    head = (
+        "FW: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=ICMP TYPE=8 CODE=0"
+    )
+    cut = parse_kernel_message(head + " ID=128", LineRef("k", 1), head + " ID=128", None)
+    assert cut is not None and cut.icmp_id is None and cut.ipid == 7 and cut.missing == ("ID", "SEQ")
+    assert "the IP ID" not in cut_note(cut) and "the ICMP echo id" in cut_note(cut)
+    whole = head + " ID=12847 SEQ=1"
+    rec = parse_kernel_message(whole, LineRef("k", 1), whole, None)
+    assert rec is not None and rec.icmp_id == 12847 and rec.missing == ()

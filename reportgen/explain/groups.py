@@ -9,13 +9,14 @@ line span and its time span. Renderers fold by these groups; nothing here re-der
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 
 from reportgen.model import LineRef, Packet, PacketGroup
 
 
 def shape(p: Packet) -> Hashable:
-    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict.
+    """A packet's behaviour without its addresses and ports: hooks, skips, kinds of NAT, verdict, and
+    which fields a cut-off record lacks.
 
     Conversations whose groups have the same shapes behave alike (three hundred downloads through
     one MASQUERADE rule differ only in their ports).
@@ -23,7 +24,12 @@ def shape(p: Packet) -> Hashable:
     return (
         p.role,
         p.path,
-        tuple((h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain) for h in p.hops),
+        # A record cut off (LogRecord.missing) is told by its own note of what is unknown: it is not
+        # folded under a packet whose records are whole.
+        tuple(
+            (h.stage, h.event.hook.family, h.event.hook.table, h.event.hook.chain, h.event.record.missing)
+            for h in p.hops
+        ),
         tuple((s.stage, s.table, s.reason) for s in p.skipped),
         # The rule that rewrote or decided, by its text: a trace source (nft monitor trace,
         # xtables-monitor, legacy TRACE) prints the rule again for every packet, on a line of its own,
@@ -45,13 +51,18 @@ def _stamps(p: Packet) -> list[float]:
 
 
 def group_packets(
-    packets: Iterable[Packet], shapes: dict[Hashable, str] | None = None, start: int = 1
+    packets: Iterable[Packet],
+    shapes: dict[Hashable, str] | None = None,
+    start: int = 1,
+    spans: Mapping[str, Mapping[int, int]] | None = None,
 ) -> tuple[PacketGroup, ...]:
     """Group packets by behaviour, in the order each behaviour first appears.
 
     ``shapes`` maps each shape seen so far in the case to its behaviour id; it is extended here, so
     a caller that groups conversation by conversation passes the same dict every time. Groups are
     numbered from ``start`` ("g1"... by default; a caller numbering case-wide passes its next number).
+    ``spans`` (file -> first line -> last line of a record wrapped over several lines) makes a
+    group's lines name a wrapped record's every line, as the input account counts them used.
     """
     shapes = {} if shapes is None else shapes
     members: dict[Hashable, list[Packet]] = {}
@@ -73,20 +84,23 @@ def group_packets(
                 packets=tuple(p.id for p in ps),
                 first_stamp=min(stamps) if stamps else None,
                 last_stamp=max(stamps) if stamps else None,
-                lines=_spans(refs),
+                lines=_spans(refs, spans or {}),
                 behaviour=shapes.setdefault(first_shape[key], f"b{len(shapes) + 1}"),
             )
         )
     return tuple(groups)
 
 
-def _spans(refs: list[LineRef]) -> tuple[tuple[LineRef, int], ...]:
-    """Compress line references into runs (first line, last line number) per file."""
+def _spans(refs: list[LineRef], wrapped: Mapping[str, Mapping[int, int]]) -> tuple[tuple[LineRef, int], ...]:
+    """Compress line references into runs (first line, last line number) per file; a wrapped
+    record's reference stands for its lines up to its last."""
     out: list[tuple[LineRef, int]] = []
     # LineRef orders as (file, line); the tuple key sorts the same without its generated __lt__.
     for ref in sorted(set(refs), key=lambda r: (r.file, r.line)):
-        if out and out[-1][0].file == ref.file and out[-1][1] + 1 == ref.line:
-            out[-1] = (out[-1][0], ref.line)
+        spans = wrapped.get(ref.file)
+        last = spans.get(ref.line, ref.line) if spans else ref.line
+        if out and out[-1][0].file == ref.file and out[-1][1] + 1 >= ref.line:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
         else:
-            out.append((ref, ref.line))
+            out.append((ref, last))
     return tuple(out)

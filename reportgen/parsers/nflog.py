@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import replace
 from sys import intern
 from typing import Any
@@ -643,6 +644,9 @@ _PROTO_PART = {
 }
 
 
+_ECHO = frozenset({("ICMP", "0"), ("ICMP", "8"), ("ICMPv6", "128"), ("ICMPv6", "129")})
+
+
 def _cut_off(toks: list[str], tcp_tail: str) -> tuple[str, ...]:
     """The fields an IP record's format always prints that these tokens lack: a record cut off by a
     paste, a log transport or a size limit (printk's, pvefw-logger's 508 bytes) ends early.
@@ -660,12 +664,25 @@ def _cut_off(toks: list[str], tcp_tail: str) -> tuple[str, ...]:
         return ()
     proto = next((t[6:] for t in toks if t.startswith("PROTO=")), None)
     part = _PROTO_PART.get(proto or "", ())
+    # The kernel prints an echo's "ID=%u SEQ=%u" after TYPE= CODE= (nf_log_syslog.c
+    # dump_ipv4_packet() ICMP_ECHO/ICMP_ECHOREPLY, dump_ipv6_packet() ICMPV6_ECHO_REQUEST/REPLY);
+    # pvefw-logger's ICMP part (tcp_tail "") is not held to it here.
+    icmp_type = next((t[5:] for t in toks if t.startswith("TYPE=")), None)
+    if tcp_tail and (proto, icmp_type) in _ECHO:
+        part += ("ID", "SEQ")
     if proto == "TCP" and tcp_tail and "WINDOW" in keys:
         part += (tcp_tail,)
     order = (_IPV6_HEAD + (("PROTO",) if "FLOWLBL" not in keys else ()) if v6 else _IPV4_HEAD) + part
-    have = set(keys[keys.index("SRC") :])
-    last = max(i for i, k in enumerate(order) if k in have)
-    if any(k not in have for k in order[:last]):
+    # A key the format prints twice (the IP header's LEN= and UDP's LEN=) is present as often as the
+    # record holds it: the header's LEN= does not stand for the UDP one.
+    have = Counter(keys[keys.index("SRC") :])
+    seen: Counter[str] = Counter()
+    present = []
+    for k in order:
+        seen[k] += 1
+        present.append(seen[k] <= have[k])
+    last = max(i for i, p in enumerate(present) if p)
+    if not all(present[:last]):
         return ()  # a field is missing before the last one: an edited line, not one cut off at its end
     return order[last + 1 :]
 
@@ -737,8 +754,11 @@ def cut_note(rec: LogRecord) -> str:
             ("the TCP flags", {"PROTO", "WINDOW", "URGP"}),
             ("the IP ID", {"ID"}),
             ("the TTL", {"TTL", "HOPLIMIT"}),
+            ("the ICMP echo id and sequence", {"SEQ"}),
         )
         if needs & set(rec.missing)
+        # An ID= missing after a whole IP header is the echo's (_cut_off).
+        and not (what == "the IP ID" and "SEQ" in rec.missing and "TTL" not in rec.missing)
         and not (what == "the TCP flags" and rec.proto not in (None, "TCP"))
         and not (what == "the ports" and rec.proto in ("ICMP", "ICMPv6"))
     ]

@@ -513,11 +513,16 @@ class TraceReading:
 
     def appendix_note(self) -> list[str]:
         total = sum(self.counts.values())
-        return (
-            [f"The appendix shows the first {len(self.appendix)} of {total} trace lines."]
-            if len(self.appendix) < total
-            else []
+        # An entry is a record: one wrapped over several lines shows them all, and several records
+        # of one line show that line once.
+        shown = len(
+            {
+                (ref.file, n)
+                for ref, _ in self.appendix
+                for n in range(ref.line, self.spans.get(ref.file, {}).get(ref.line, ref.line) + 1)
+            }
         )
+        return [f"The appendix shows the first {shown} of {total} trace lines."] if shown < total else []
 
 
 def trace_names(spec: CaseSpec) -> list[str]:
