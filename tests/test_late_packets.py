@@ -51,6 +51,14 @@ def test_a_late_ack_in_time_wait_is_the_closed_connections_reply(tmp_path: Path)
     assert "no reply" not in answer and "DNAT" not in answer
     assert "reply: SNAT reversed by conntrack" in answer
     assert late["summary"] == convs[0]["summary"] == "TCP 172.17.0.2:39668 ↔ 203.0.113.10:80"
+    # The same fact as data, for a reader of report.json; an ordinary conversation has no such key.
+    assert late["late_of"] == {
+        "conversation": "c1",
+        "seconds": 4.999961,  # the late ACK's stamp less the final ACK's (dmesg.log:62)
+        "state": "TIME_WAIT",
+        "timeout_seconds": 120.0,
+    }
+    assert "late_of" not in convs[0]
     p9 = packets[-1]
     assert (p9["id"], p9["conversation"], p9["role"]) == ("p9", "c2", "reply")
     assert [(n["type"], n["direction"]) for n in p9["nat"]] == [("SNAT", "reply")]  # type: ignore[attr-defined]

@@ -181,6 +181,8 @@ def fold_conversation(entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[An
         "original": shared_original,
         "groups": groups,
     }
+    if "late_of" in entry:  # the earlier conversation's id is part of what the kind states
+        shared["late_of"] = entry["late_of"]
     return shared, [entry["id"], values, rows]
 
 
@@ -206,6 +208,7 @@ def unfold_conversation(kind: Mapping[str, Any], row: Sequence[Any]) -> dict[str
             }
         )
     p = kind["prediction"]
+    late = {"late_of": kind["late_of"]} if "late_of" in kind else {}
     return {
         "id": conv_id,
         "groups": groups,
@@ -224,6 +227,7 @@ def unfold_conversation(kind: Mapping[str, Any], row: Sequence[Any]) -> dict[str
             "observed": fill_values(p["observed"], values),
             "conditions": [fill_values(c, values) for c in p["conditions"]],
         },
+        **late,
     }
 
 

@@ -32,6 +32,7 @@ from reportgen.model import (
     Endpoint,
     Footer,
     Hop,
+    LateOf,
     LineRef,
     Nat,
     Packet,
@@ -665,6 +666,18 @@ def _conversation_entry(
         "summary": None if conv is None else conv.summary,
         "original": None if conv is None else [_ep(conv.original[0]), _ep(conv.original[1])],
         "prediction": None if conv is None else _prediction(conv.prediction),
+        # Only a conversation of late packets has it, so every other entry keeps schema 5's keys.
+        **({} if conv is None or conv.late_of is None else {"late_of": _late_of(conv.late_of)}),
+    }
+
+
+def _late_of(late: LateOf) -> dict[str, Any]:
+    return {
+        "conversation": late.conversation,
+        # Kernel stamps have microseconds (printk's "%5lu.%06lu"); more digits are float noise.
+        "seconds": None if late.seconds is None else round(late.seconds, 6),
+        "state": late.state.value,
+        "timeout_seconds": late.state.timeout,
     }
 
 
