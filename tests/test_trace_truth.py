@@ -565,3 +565,26 @@ def test_an_icmp_echo_record_cut_in_its_echo_id_is_cut():
     whole = head + " ID=12847 SEQ=1"
     rec = parse_kernel_message(whole, LineRef("k", 1), whole, None)
     assert rec is not None and rec.icmp_id == 12847 and rec.missing == ()
+
+
+def _input_hop(tmp_path: Path, dst: str, *extra: tuple[str, str]) -> str:
+    tmp_path.mkdir(exist_ok=True)
+    line = (
+        f"[  100.000001] r1 IPT:filter:INPUT IN=docker0 OUT= MAC=ff:ff:ff:ff:ff:ff:02:42:ac:11:00:02:08:00 "
+        f"SRC=172.17.0.2 DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=UDP SPT=68 DPT=67 LEN=40 \n"
+    )
+    return _hop_text(_report(tmp_path, "dmesg.log", line, *extra), 1)
+
+
+def test_a_broadcast_delivered_at_input_is_not_called_a_local_address(tmp_path: Path):
+    # The kernel delivers a subnet's broadcast address and 255.255.255.255 at INPUT as RTN_BROADCAST,
+    # not RTN_LOCAL (fib_add_ifaddr(), net/ipv4/fib_frontend.c; ip_route_input_slow(), route.c).
+    ip_addr = (Path(__file__).parents[1] / "samples" / "lab-host-to-container" / "ip-addr.txt").read_text()
+    text = _input_hop(tmp_path, "172.17.255.255", ("ip-addr.txt", ip_addr))
+    assert "172.17.255.255 is the broadcast address of 172.17.0.0/16 on docker0" in text
+    assert "a local address" not in text
+    assert "172.17.0.1 is a local address" in _input_hop(tmp_path / "own", "172.17.0.1", ("ip-addr.txt", ip_addr))
+    assert "limited broadcast" in _input_hop(tmp_path / "lim", "255.255.255.255")
+    # No snapshot of the host's addresses or routes: which of the two it was is unknown, and said so.
+    text = _input_hop(tmp_path / "none", "10.0.0.255")
+    assert "10.0.0.255 is a local or a broadcast address of the host (an ip addr snapshot would say which)" in text

@@ -7,6 +7,7 @@ comes next", so the same code explains bridged, routed, local and NAT'd traffic.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -346,6 +347,44 @@ def describe_packet(track: Track) -> str:
     return f"{p} {src} → {dst}"
 
 
+# 255.255.255.255, the limited broadcast: the input route lookup makes it RTN_BROADCAST before any
+# table is consulted (ip_route_input_slow(), net/ipv4/route.c: ipv4_is_lbcast(daddr)).
+LIMITED_BROADCAST = "255.255.255.255"
+
+
+def _taken_in_as(topo: Topology, dst: str | None) -> str:
+    """What a packet delivered at IP INPUT was addressed to, as far as the evidence goes."""
+    if is_multicast(dst):
+        # A group address is not a local address: the host takes it in as a member of the group
+        # (ip_route_input_mc(), net/ipv4/route.c; ip6_mc_input(), net/ipv6/ip6_input.c).
+        return "a multicast group the host receives"
+    if dst == LIMITED_BROADCAST:
+        return "the limited broadcast address, which every host on the link receives"
+    broadcast = topo.broadcast_on(dst or "")
+    if broadcast is not None:
+        return broadcast
+    local = topo.local_addrs()
+    if local is not None and dst in local:
+        return "a local address"
+    # Delivery at INPUT proves the route lookup said "local" (RTN_LOCAL) or "broadcast" (RTN_BROADCAST):
+    # the subnet broadcast routes are those of the host's addresses (fib_add_ifaddr()), so an address
+    # of a connected network that is not its broadcast address was local.
+    route = topo.route_for(dst or "")
+    if local is None and route is not None and route.gateway is None:
+        try:
+            net = ipaddress.ip_network(route.dst, strict=False)
+        except ValueError:
+            net = None
+        if net is not None and net.version == 4 and net.prefixlen < 31 and str(net.broadcast_address) != dst:
+            return f"a local address (not the broadcast address of {route.dev}'s connected network {net})"
+    if local is None:
+        return "a local or a broadcast address of the host (an ip addr snapshot would say which)"
+    return (
+        "an address the host took in that its address snapshot does not list (one added after the "
+        "snapshot, or a broadcast address)"
+    )
+
+
 def _hop_text(
     ev: Event,
     stage: str,
@@ -483,9 +522,7 @@ def _hop_text(
         )
     elif stage == "ip-in":
         dst = f"{r.dst} is" if r.dst else "the destination (not readable in the line) is"
-        # A group address is not a local address: the host takes it in as a member of the group
-        # (ip_route_input_mc(), net/ipv4/route.c; ip6_mc_input(), net/ipv6/ip6_input.c).
-        what = "a multicast group the host receives" if is_multicast(r.dst) else "a local address"
+        what = _taken_in_as(topo, r.dst)
         out.append(f"Delivered up the host's stack: {dst} {what}, so the IP layer does not forward it.")
     elif stage == "br-out":
         who = "The routed packet leaves" if cls == "routed" else "The host sends"

@@ -91,6 +91,22 @@ class Topology:
             return f"{addr} is on {dev}'s connected network {r.dst}"
         return None
 
+    def broadcast_on(self, addr: str) -> str | None:
+        """The host interface and network whose IPv4 broadcast address ``addr`` is ("172.17.255.255 is
+        the broadcast address of 172.17.0.0/16 on docker0"), from the address snapshots; None when no
+        snapshot says so. The kernel adds a broadcast route for each such address and delivers to it
+        locally (fib_add_ifaddr() adds RTN_BROADCAST for the prefix's broadcast, net/ipv4/fib_frontend.c;
+        a /31 or /32 has none)."""
+        for dev, cidrs in self.host_addrs.items():
+            for cidr in cidrs:
+                try:
+                    net = ipaddress.ip_interface(cidr).network
+                except ValueError:
+                    continue
+                if net.version == 4 and net.prefixlen < 31 and str(net.broadcast_address) == addr:
+                    return f"the broadcast address of {net} on {dev}"
+        return None
+
     def brnf(self, family: str) -> str | None:
         """The value of the sysctl that gates br_netfilter's IP hooks for this family, if snapshotted."""
         return self.sysctl.get(f"net.bridge.{brnf_key(family)}")
