@@ -498,3 +498,30 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path: Path):
     write_atomic(target, "old")
     write_atomic(target, "new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_second_ctrl_c_while_unwinding_does_not_skip_the_removal():
+    """The window SIGINT-twice hit under load: the first Ctrl-C ends the run, the second comes after the
+    exception left signals_as_exit() but before the caller's finally entered deferred_signals()."""
+    script = (
+        "import os, signal, time\n"
+        "from reportgen.lab.netns import deferred_signals, signals_as_exit\n"
+        "try:\n"
+        "    with signals_as_exit():\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "finally:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    with deferred_signals():\n"
+        "        print('removed', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=_sigint_default,  # as at a terminal, also when pytest runs as a background job
+    )
+    assert done.stdout == "removed\n", done.stderr
+    assert "KeyboardInterrupt" in done.stderr  # the run still ends as the first Ctrl-C asked

@@ -214,27 +214,57 @@ COMMIT
 """
 
 
+DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_pending: list[list[int]] = []  # one list per active deferred_signals() block, innermost last
+_exiting: list[bool] = []  # one flag per active signals_as_exit() block: a signal is ending the run
+
+
+def _drop_signal(_signum: int, _frame: object) -> None:
+    """A handler that takes a signal and does nothing. Not SIG_IGN: an ignored signal stays ignored in
+    the commands started afterwards (execve(2) keeps it), a handled one is reset to the default."""
+
+
+def _stop_taking_signals() -> None:
+    """Inside signals_as_exit(), once a signal ends the run: take later ones and do nothing."""
+    if _exiting:
+        _exiting[-1] = True
+        for s in DEFERRED:
+            signal.signal(s, _drop_signal)
+
+
 @contextlib.contextmanager
 def signals_as_exit() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into SystemExit, so finally-blocks tear down what a run added.
+    """Turn SIGINT into KeyboardInterrupt and SIGTERM/SIGHUP into SystemExit, so finally-blocks tear
+    down what a run added.
 
-    Ctrl-C already raises KeyboardInterrupt; SIGKILL cannot be caught, which is what the state files
-    (``reportgen capture --cleanup``) and lab markers (``reportgen lab --cleanup``) are for.
+    Once a signal ends the run, later ones are dropped until the block is left: a second Ctrl-C that
+    came while the exception unwound towards the caller's ``finally`` (before its deferred_signals()
+    block began) skipped the removal and left rules behind (seen under load in the capture tests). A
+    block that ends normally (a Ctrl-C that stopped a capture and was caught) gets its handlers back.
+    SIGKILL cannot be caught, which is what the state files (``reportgen capture --cleanup``) and lab
+    markers (``reportgen lab --cleanup``) are for.
     """
 
     def handler(signum: int, _frame: object) -> None:
+        _stop_taking_signals()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    _exiting.append(False)
+    old = {s: signal.signal(s, handler) for s in DEFERRED}
     try:
         yield
-    finally:
+    except BaseException:
+        if not _exiting[-1]:
+            for s, h in old.items():
+                signal.signal(s, h)
+        raise
+    else:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_pending: list[list[int]] = []  # one list per active deferred_signals() block, innermost last
+    finally:
+        _exiting.pop()
 
 
 @contextlib.contextmanager
@@ -260,6 +290,7 @@ def deferred_signals() -> Iterator[None]:
         if got and _pending:
             _pending[-1].extend(got)
         elif got:
+            _stop_taking_signals()  # the run ends because of it (signals_as_exit)
             if got[0] == signal.SIGINT:
                 raise KeyboardInterrupt
             raise SystemExit(128 + got[0])
