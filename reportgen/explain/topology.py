@@ -53,6 +53,12 @@ class Topology:
 
     def local_addrs(self) -> frozenset[str] | None:
         """The host's own addresses (for -m addrtype LOCAL), or None when no snapshot lists them."""
+        return self._local_addrs
+
+    # Asked for every packet delivered at INPUT: computed once from the snapshots (cached_property
+    # writes the instance's __dict__, which a frozen dataclass without slots allows).
+    @functools.cached_property
+    def _local_addrs(self) -> frozenset[str] | None:
         if not self.host_addrs:
             return None
         return frozenset(c.split("/")[0] for cidrs in self.host_addrs.values() for c in cidrs)
@@ -97,15 +103,22 @@ class Topology:
         snapshot says so. The kernel adds a broadcast route for each such address and delivers to it
         locally (fib_add_ifaddr() adds RTN_BROADCAST for the prefix's broadcast, net/ipv4/fib_frontend.c;
         a /31 or /32 has none)."""
+        return self._broadcasts.get(addr)
+
+    @functools.cached_property
+    def _broadcasts(self) -> dict[str, str]:
+        """broadcast_on's answers, one per host IPv4 network of a /30 or wider (the first interface
+        listing it names it)."""
+        found: dict[str, str] = {}
         for dev, cidrs in self.host_addrs.items():
             for cidr in cidrs:
                 try:
                     net = ipaddress.ip_interface(cidr).network
                 except ValueError:
                     continue
-                if net.version == 4 and net.prefixlen < 31 and str(net.broadcast_address) == addr:
-                    return f"the broadcast address of {net} on {dev}"
-        return None
+                if net.version == 4 and net.prefixlen < 31:
+                    found.setdefault(str(net.broadcast_address), f"the broadcast address of {net} on {dev}")
+        return found
 
     def brnf(self, family: str) -> str | None:
         """The value of the sysctl that gates br_netfilter's IP hooks for this family, if snapshotted."""
