@@ -436,6 +436,11 @@ def id_number(ident: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def id_order(ident: str) -> int:
+    """A sort key for ids: their number, 0 for an id without one (NO_CONVERSATION)."""
+    return id_number(ident) or 0
+
+
 class ClosedState(StrEnum):
     """The conntrack states a closed TCP entry waits in before it is destroyed, each with its default
     timeout in seconds (nf_conntrack_proto_tcp.c tcp_timeouts: TIME_WAIT 2 minutes after the final

@@ -87,7 +87,7 @@ from reportgen.model import (
     Snapshot,
     UnusedLine,
     VerdictCode,
-    id_number,
+    id_order,
 )
 from reportgen.sources.case import NO_HOP, CaseSpec, TraceReading, load_snapshots, trace_events, trace_names
 
@@ -164,10 +164,12 @@ class _Collected(list[ConversationResult]):
     def report(self, head: Report) -> Report:
         """The whole Report: every result's parts in id order. Groups keep the stream's ids (numbered
         as their conversations finished), so a whole report and a streamed one name them alike."""
-        convs = sorted((r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: _num(r.conversation.id))
-        packets = sorted((p for r in self for p in r.packets), key=lambda p: _num(p.id))
-        footers = sorted((f for r in self for f in r.footers), key=lambda f: _num(f.packet))
-        groups = sorted((g for r in self for g in r.groups), key=lambda g: _num(g.first))
+        convs = sorted(
+            (r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: id_order(r.conversation.id)
+        )
+        packets = sorted((p for r in self for p in r.packets), key=lambda p: id_order(p.id))
+        footers = sorted((f for r in self for f in r.footers), key=lambda f: id_order(f.packet))
+        groups = sorted((g for r in self for g in r.groups), key=lambda g: id_order(g.first))
         return replace(
             head,
             conversations=tuple(r.conversation for r in convs),
@@ -178,11 +180,6 @@ class _Collected(list[ConversationResult]):
             crossings=tuple(c for r in convs for c in r.crossings),
             unused=tuple(head.unused),
         )
-
-
-def _num(ident: str) -> int:
-    """The number of an id the explain layer made (p12, c3, g4): all of them are numbered."""
-    return id_number(ident) or 0
 
 
 def _stream(spec: CaseSpec, sink: Sink, windowed: bool = True, appendix: bool = False) -> Report:
@@ -540,7 +537,7 @@ class _Pass:
         else:
             conv, answer, crossings = _no_conversation(packets), _no_conversation_answer(packets), ()
         for p in packets:
-            self.summary.add(p, _num(p.id) <= SummaryCounter.HOST_PACKETS)
+            self.summary.add(p, id_order(p.id) <= SummaryCounter.HOST_PACKETS)
             self.account.used(p, self.reading.spans)
         self.sink(
             ConversationResult(conv, tuple(packets), groups, answer, tuple(footer(p) for p in packets), crossings)

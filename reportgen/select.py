@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from reportgen.explain.answer import SummaryCounter
 from reportgen.explain.topology import Topology
-from reportgen.model import NO_CONVERSATION, Conversation, ConversationResult, Packet, Report, id_number
+from reportgen.model import NO_CONVERSATION, Conversation, ConversationResult, Packet, Report, id_order
 from reportgen.render.view import outcome
 
 
@@ -77,7 +77,7 @@ class Selecting:
         self.kept += 1
         for p in result.packets:
             self.counter.add(p, False)
-            item = (-(id_number(p.id) or 0), [h.event.record.text for h in p.hops])
+            item = (-id_order(p.id), [h.event.record.text for h in p.hops])
             if len(self.first) < SummaryCounter.HOST_PACKETS:
                 heapq.heappush(self.first, item)
             elif item > self.first[0]:

@@ -59,7 +59,7 @@ from reportgen.model import (
     Skipped,
     Verdict,
     VerdictCode,
-    id_number,
+    id_order,
 )
 from reportgen.netfilter import (
     BRIDGE,
@@ -1209,5 +1209,5 @@ def explain(tracks: list[Track], topo: Topology) -> tuple[list[Conversation], li
     memo = FlowNat()
     packets = [p for f in flows for p in explain_conversation(f, f.tracks(), topo, facts, memo)]
     packets += explain_conversation(None, [t for t in tracks if t.index not in of_track], topo, facts, memo)
-    packets.sort(key=lambda p: id_number(p.id) or 0)
+    packets.sort(key=lambda p: id_order(p.id))
     return [conversation_of(f) for f in flows], packets

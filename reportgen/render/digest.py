@@ -30,7 +30,7 @@ from reportgen.model import (
     Prediction,
     Report,
     VerdictCode,
-    id_number,
+    id_order,
 )
 from reportgen.render.view import outcome, severity
 
@@ -73,10 +73,6 @@ class Digest:
     hits: frozenset[tuple[str, int]]  # the (snapshot, line) pairs any packet's explanation cites
     used_by: dict[LineRef, str] | None  # a small case's trace lines -> the packet that used each
     conversation_of: dict[str, str] | None  # and that packet's conversation
-
-
-def _num(ident: str) -> int:
-    return id_number(ident) or 0
 
 
 def outcome_counts(packets: tuple[Packet, ...]) -> tuple[tuple[str, int], ...]:
@@ -126,7 +122,7 @@ class DigestSink:
             self.hits.update((ref.file, ref.line) for ref in refs if ref is not None)
         self._used(result)
         # Groups in first-seen order, as a whole report lists them (explain.groups numbers them so).
-        result = replace(result, groups=tuple(sorted(result.groups, key=lambda g: _num(g.first))))
+        result = replace(result, groups=tuple(sorted(result.groups, key=lambda g: id_order(g.first))))
         if c.id == NO_CONVERSATION:
             self.loose = result
             return
@@ -138,7 +134,7 @@ class DigestSink:
         self._answer(result.answer)
         lead = self.leads.get(key)
         # Results come in completion order; the conversation told is the first of its behaviour by id.
-        if lead is None or _num(c.id) < _num(lead.conversation.id):
+        if lead is None or id_order(c.id) < id_order(lead.conversation.id):
             self.leads[key] = result
 
     def _shared(self, value: _T) -> _T:
@@ -149,7 +145,7 @@ class DigestSink:
         if self.answer_room is None:
             return
         # A sentence's length is at most its line's in the Markdown head (escaping only adds).
-        heapq.heappush(self.answer_sizes, (-_num(a.conversation), len(a.sentence), a.conversation))
+        heapq.heappush(self.answer_sizes, (-id_order(a.conversation), len(a.sentence), a.conversation))
         self.answer_size += len(a.sentence)
         while self.answer_sizes and self.answer_size - self.answer_sizes[0][1] >= self.answer_room:
             _, size, cid = heapq.heappop(self.answer_sizes)
@@ -165,7 +161,7 @@ class DigestSink:
                 for ref in h.event.refs:
                     # A whole report maps a line to the last packet (by id) that used it.
                     had = self.used.get(ref)
-                    if had is None or _num(had[0]) < _num(p.id):
+                    if had is None or id_order(had[0]) < id_order(p.id):
                         self.used[ref] = (p.id, result.conversation.id)
         # Lines of a small case, and the snapshot lines its predicted hops cite: a generous bound.
         if len(self.used) > 4 * SMALL_CASE_LINES:
@@ -174,11 +170,11 @@ class DigestSink:
     def digest(self, head: Report, answered: set[str] | None = None) -> Digest:
         """The Digest of the case whose head (pipeline.stream_case's return) is ``head``; ``answered``:
         the conversations that have an answer, when not all of them do (digest_of)."""
-        leads = sorted(self.leads.values(), key=lambda r: _num(r.conversation.id))
+        leads = sorted(self.leads.values(), key=lambda r: id_order(r.conversation.id))
         lead_of = {key: r.conversation.id for key, r in self.leads.items()}
         rows: dict[str, Row] = {}
         folded: dict[str, list[Row]] = {}
-        for key, row in sorted(self.rows, key=lambda kr: _num(kr[1].id)):
+        for key, row in sorted(self.rows, key=lambda kr: id_order(kr[1].id)):
             rows[row.id] = row
             if lead_of[key] != row.id:
                 folded.setdefault(lead_of[key], []).append(row)
@@ -186,12 +182,12 @@ class DigestSink:
         report = replace(
             head,
             conversations=tuple(r.conversation for r in leads),
-            packets=tuple(sorted((p for r in told for p in r.packets), key=lambda p: _num(p.id))),
-            groups=tuple(sorted((g for r in told for g in r.groups), key=lambda g: _num(g.first))),
+            packets=tuple(sorted((p for r in told for p in r.packets), key=lambda p: id_order(p.id))),
+            groups=tuple(sorted((g for r in told for g in r.groups), key=lambda g: id_order(g.first))),
             answers=tuple(r.answer for r in leads if answered is None or r.conversation.id in answered),
-            footers=tuple(sorted((f for r in told for f in r.footers), key=lambda f: _num(f.packet))),
+            footers=tuple(sorted((f for r in told for f in r.footers), key=lambda f: id_order(f.packet))),
             # sorted() is stable: a conversation's crossings keep their order.
-            crossings=tuple(sorted(self.crossings, key=lambda x: _num(x.conversation))),
+            crossings=tuple(sorted(self.crossings, key=lambda x: id_order(x.conversation))),
         )
         used = self.used
         answers = (a for cid, a in self.answers.items() if answered is None or cid in answered)
@@ -199,7 +195,7 @@ class DigestSink:
             report=report,
             rows=rows,
             folded=folded,
-            answers=tuple(sorted(answers, key=lambda a: _num(a.conversation))),
+            answers=tuple(sorted(answers, key=lambda a: id_order(a.conversation))),
             conversations=len(rows),
             packets=self.packets,
             hits=frozenset(self.hits),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode, id_number
+from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode, id_order
 from reportgen.netfilter import STAGES
 from reportgen.render.digest import Digest, Row, digest_of
 from reportgen.render.options import Level, RenderOptions
@@ -135,7 +135,7 @@ def topology_mermaid(report: Report) -> str:
     lines = ["```mermaid", "flowchart LR"]
     lines += [f'  {ids[k]}["{_mermaid_label(labels[k]).replace(chr(10), "<br>")}"]' for k in sorted(labels)]
     for (a, b), who in sorted(edges.items()):
-        names = sorted(set(who), key=lambda w: (_num(w.split()[0]), w))
+        names = sorted(set(who), key=lambda w: (id_order(w.split()[0]), w))
         text = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         lines.append(f'  {ids[a]} -->|"{_mermaid_label(text)}"| {ids[b]}')
     lines.append("```")
@@ -171,7 +171,7 @@ def render_markdown(case: Report | Digest, opts: RenderOptions | None = None) ->
     groups = groups_of(report)
     alike_of = case.folded
     # The digest's conversations are the first of each behaviour: the others are told by them.
-    convs = sorted(report.conversations, key=lambda c: (_worst(c, by_id), _num(c.id)))
+    convs = sorted(report.conversations, key=lambda c: (_worst(c, by_id), id_order(c.id)))
     tail = _tail(report)
     # Room for the folding note and the input account, which always close the document.
     doc = _Budget(opts.markdown_limit - len(tail) - 600)
@@ -233,10 +233,6 @@ def render_markdown(case: Report | Digest, opts: RenderOptions | None = None) ->
         )
     doc.add(tail)
     return "\n".join(doc.parts)
-
-
-def _num(cid: str) -> int:
-    return id_number(cid) or 0
 
 
 def _worst(c: Conversation, by_id: dict[str, Packet]) -> int:

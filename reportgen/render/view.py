@@ -17,6 +17,7 @@ from reportgen.model import (
     PacketGroup,
     Report,
     id_number,
+    id_order,
 )
 from reportgen.parsers.nflog import arp_summary, shown
 
@@ -136,7 +137,7 @@ def id_runs(ids: Sequence[str], limit: int) -> str:
 
 def _expand(run: list[str]) -> range:
     # Only numbered ids join a run of more than one, so both ends have numbers.
-    return range(id_number(run[0]) or 0, (id_number(run[-1]) or 0) + 1) if len(run) > 1 else range(1)
+    return range(id_order(run[0]), id_order(run[-1]) + 1) if len(run) > 1 else range(1)
 
 
 def groups_of(report: Report) -> dict[str, list[PacketGroup]]:
