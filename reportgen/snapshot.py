@@ -11,13 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reportgen.parsers.snapshots import (
+    BRNF_CALL_ARPTABLES,
+    BRNF_CALL_IP6TABLES,
+    BRNF_CALL_IPTABLES,
+    IP_FORWARD,
+    IPV6_FORWARDING,
+    NF_LOG_ALL_NETNS,
+    Kind,
+)
+
+# What each means, and the kernel documentation behind it, is beside its name in parsers/snapshots.py.
 SYSCTLS = (
-    "net.bridge.bridge-nf-call-iptables",
-    "net.bridge.bridge-nf-call-ip6tables",
-    "net.bridge.bridge-nf-call-arptables",
-    "net.ipv4.ip_forward",
-    "net.ipv6.conf.all.forwarding",
-    "net.netfilter.nf_log_all_netns",
+    BRNF_CALL_IPTABLES,
+    BRNF_CALL_IP6TABLES,
+    BRNF_CALL_ARPTABLES,
+    IP_FORWARD,
+    IPV6_FORWARDING,
+    NF_LOG_ALL_NETNS,
 )
 
 
@@ -25,29 +36,36 @@ SYSCTLS = (
 class Item:
     file: str
     argv: tuple[str, ...]
-    kind: str  # snapshot kind, or "attachment:<what>" for outputs reportgen keeps but does not parse yet
+    kind: Kind
+    # An attachment is kept for the reader (and parsed when reportgen can), not read as the host's view.
+    attachment: bool = False
 
 
 ITEMS: tuple[Item, ...] = (
-    Item("ip-d-link.txt", ("ip", "-d", "link", "show"), "ip-link"),
-    Item("ip-addr.txt", ("ip", "addr", "show"), "ip-addr"),
-    Item("bridge-fdb.txt", ("bridge", "fdb", "show"), "bridge-fdb"),
-    Item("ip-link.json", ("ip", "-j", "-d", "link", "show"), "attachment:ip-link-json"),
-    Item("ip-addr.json", ("ip", "-j", "addr", "show"), "attachment:ip-addr-json"),
-    Item("bridge-fdb.json", ("bridge", "-j", "fdb", "show"), "attachment:bridge-fdb-json"),
-    Item("brctl-show.txt", ("brctl", "show"), "brctl-show"),
-    Item("route-n.txt", ("route", "-n"), "route-n"),
-    Item("ip-route.txt", ("ip", "route", "show"), "ip-route"),
-    Item("ip-6-route.txt", ("ip", "-6", "route", "show"), "ip-route"),
-    Item("iptables-save.txt", ("iptables-save",), "attachment:iptables-save"),
-    Item("ip6tables-save.txt", ("ip6tables-save",), "attachment:ip6tables-save"),
+    Item("ip-d-link.txt", ("ip", "-d", "link", "show"), Kind.IP_LINK),
+    Item("ip-addr.txt", ("ip", "addr", "show"), Kind.IP_ADDR),
+    Item("bridge-fdb.txt", ("bridge", "fdb", "show"), Kind.BRIDGE_FDB),
+    Item("ip-link.json", ("ip", "-j", "-d", "link", "show"), Kind.IP_LINK_JSON, attachment=True),
+    Item("ip-addr.json", ("ip", "-j", "addr", "show"), Kind.IP_ADDR_JSON, attachment=True),
+    Item("bridge-fdb.json", ("bridge", "-j", "fdb", "show"), Kind.BRIDGE_FDB_JSON, attachment=True),
+    Item("brctl-show.txt", ("brctl", "show"), Kind.BRCTL_SHOW),
+    Item("route-n.txt", ("route", "-n"), Kind.ROUTE_N),
+    Item("ip-route.txt", ("ip", "route", "show"), Kind.IP_ROUTE),
+    Item("ip-6-route.txt", ("ip", "-6", "route", "show"), Kind.IP_ROUTE),
+    Item("iptables-save.txt", ("iptables-save",), Kind.IPTABLES_SAVE, attachment=True),
+    Item("ip6tables-save.txt", ("ip6tables-save",), Kind.IP6TABLES_SAVE, attachment=True),
     # Hosts may still run x_tables rules (iptables-legacy) beside, or instead of, nf_tables ones.
-    Item("iptables-legacy-save.txt", ("iptables-legacy-save",), "attachment:iptables-save"),
+    Item("iptables-legacy-save.txt", ("iptables-legacy-save",), Kind.IPTABLES_SAVE, attachment=True),
     # -a prints rule handles, which nft monitor trace (nft -a monitor trace) names.
-    Item("nft-ruleset.txt", ("nft", "-a", "list", "ruleset"), "attachment:nft-ruleset"),
-    Item("conntrack.txt", ("conntrack", "-L"), "attachment:conntrack"),
-    Item("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "attachment:conntrack"),
-    Item("docker-network-inspect.json", ("docker", "network", "inspect", "bridge"), "attachment:docker-network"),
+    Item("nft-ruleset.txt", ("nft", "-a", "list", "ruleset"), Kind.NFT_RULESET, attachment=True),
+    Item("conntrack.txt", ("conntrack", "-L"), Kind.CONNTRACK, attachment=True),
+    Item("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), Kind.CONNTRACK, attachment=True),
+    Item(
+        "docker-network-inspect.json",
+        ("docker", "network", "inspect", "bridge"),
+        Kind.DOCKER_NETWORK,
+        attachment=True,
+    ),
 )
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
@@ -64,7 +82,7 @@ def collect(out: Path, runner: Runner = _local, bridges: tuple[str, ...] = ()) -
     attachments: list[dict[str, str]] = []
     missing: list[dict[str, str]] = []
     items = list(ITEMS)
-    items += [Item(f"brctl-showmacs-{b}.txt", ("brctl", "showmacs", b), "brctl-showmacs") for b in bridges]
+    items += [Item(f"brctl-showmacs-{b}.txt", ("brctl", "showmacs", b), Kind.BRCTL_SHOWMACS) for b in bridges]
     for item in items:
         if shutil.which(item.argv[0]) is None:
             missing.append({"file": item.file, "why": f"{item.argv[0]} is not installed"})
@@ -76,15 +94,12 @@ def collect(out: Path, runner: Runner = _local, bridges: tuple[str, ...] = ()) -
             )
             continue
         (out / item.file).write_text(r.stdout, encoding="utf-8")
-        if item.kind.startswith("attachment:"):
-            attachments.append({"file": item.file, "kind": item.kind.split(":", 1)[1]})
-        else:
-            snapshots.append({"file": item.file, "kind": item.kind})
+        (attachments if item.attachment else snapshots).append({"file": item.file, "kind": item.kind.value})
     lines = []
     for key in SYSCTLS:
         r = runner(["sysctl", key])
         if r.returncode == 0 and r.stdout.strip():
             lines.append(r.stdout.strip())
     (out / "sysctl.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    snapshots.append({"file": "sysctl.txt", "kind": "sysctl"})
+    snapshots.append({"file": "sysctl.txt", "kind": Kind.SYSCTL.value})
     return {"snapshots": snapshots, "attachments": attachments, "missing": missing}

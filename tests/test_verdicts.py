@@ -12,6 +12,7 @@ from reportgen.explain.correlate import correlate
 from reportgen.explain.explain import explain
 from reportgen.explain.topology import Topology
 from reportgen.model import Action, Event, HookRef, LineRef, LogRecord, Packet, VerdictCode
+from reportgen.parsers.conntrack import parse_conntrack
 
 _LINE = iter(range(1, 10_000))
 
@@ -129,15 +130,16 @@ def test_flooded_copies_are_one_packet_with_several_exits():
 def test_reply_on_the_uplink_is_paired_by_the_conntrack_snapshot():
     # Only the reply is in the trace: it arrives on the uplink for the masquerading address and
     # conntrack rewrites its destination back to the container. It is a reply, never "DNAT by rule".
-    entry = {"original": {"src": "172.17.0.2", "dst": "203.0.113.10", "sport": "5555", "dport": "80"},
-             "reply": {"src": "203.0.113.10", "dst": "198.51.100.10", "sport": "80", "dport": "5555"},
-             "source": "conntrack.txt", "line": 1, "text": "tcp 6 ..."}
+    [entry] = parse_conntrack(
+        "tcp      6 431999 ESTABLISHED src=172.17.0.2 dst=203.0.113.10 sport=5555 dport=80 "
+        "src=203.0.113.10 dst=198.51.100.10 sport=80 dport=5555 [ASSURED] mark=0 use=1\n"
+    ).entries
     common = dict(src="203.0.113.10", sport=80, dport=5555, tcp_flags=("ACK",), ipid=77)
     evs = [ev(rec("eth0", **common, dst="198.51.100.10"), "PREROUTING", table="raw"),
            ev(rec("eth0", "docker0", **common, dst="172.17.0.2", ttl=63), "FORWARD")]
     [alone] = packets(*evs)
     assert alone.role == "request"  # nothing in the lines says otherwise: an ACK may open the trace
-    [p] = packets(*evs, topo=Topology(conntrack=(entry,)))
+    [p] = packets(*evs, topo=Topology(conntrack=(("conntrack.txt", entry),)))
     assert p.role == "reply"
     [n] = p.nat
     assert (n.type, n.direction, n.by, n.field) == ("SNAT", "reply", "conntrack", "destination")

@@ -142,14 +142,14 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
 
 def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:
     """The conntrack -L line whose original tuple is this conversation's (a -> b)."""
-    for e in topo.conntrack:
-        o = e["original"]
-        if o.get("src") != a.addr or o.get("dst") != b.addr:
+    for source, e in topo.conntrack:
+        o = e.original
+        if o.src != a.addr or o.dst != b.addr:
             continue
-        port_a = o.get("sport") or o.get("id")
+        port_a = o.sport or o.id
         if a.port is not None and port_a is not None and str(a.port) != port_a:
             continue
-        return f"{e['source']}:{e['line']}: {e['text']}"
+        return f"{source}:{e.line}: {e.text}"
     return None
 
 

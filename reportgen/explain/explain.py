@@ -75,6 +75,7 @@ from reportgen.netfilter import (
     STAGES,
     tables_at,
 )
+from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
 from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
 
@@ -136,7 +137,7 @@ def path_class(track: Track) -> str:
 def _template(track: Track, cls: str, topo: Topology) -> tuple[str, ...]:
     via_br = _entered_bridge(track)
     out_br = OUT_VIA_BRIDGE if _out_via_bridge(track, topo) else ()
-    brnf_off = topo.brnf(_family(track)) == "0"
+    brnf_off = topo.brnf_on(_family(track)) is False
     t: tuple[str, ...]
     if cls == "local-out":
         # Sent over loopback, it comes back in to INPUT (correlate._looped_back). Its nat bindings were
@@ -783,8 +784,7 @@ def _skip_reason(
     related: bool = False,
 ) -> tuple[str, str]:
     """Why a hook on the path did not log the packet; ``traced``: a rule-tracing source saw it."""
-    brnf = topo.brnf(slot.family)
-    if slot.family != BRIDGE and brnf == "0" and via_bridge and slot.stage in BRNF_STAGES:
+    if slot.family != BRIDGE and topo.brnf_on(slot.family) is False and via_bridge and slot.stage in BRNF_STAGES:
         return "bridge-nf-off", (
             f"net.bridge.{brnf_key(slot.family)} = 0: the bridge does not call the IP "
             "hooks for bridged frames (br_nf_pre_routing returns early, "
@@ -901,13 +901,13 @@ def reply_by_conntrack(t: Track, topo: Topology) -> bool:
         return False
     _, src, dst = vs[0]
 
-    def matches(tup: dict[str, str], a: Endpoint, b: Endpoint) -> bool:
-        if tup.get("src") != a.addr or tup.get("dst") != b.addr:
+    def matches(tup: CtTuple, a: Endpoint, b: Endpoint) -> bool:
+        if tup.src != a.addr or tup.dst != b.addr:
             return False
-        ports = ((tup.get("sport") or tup.get("id"), a.port), (tup.get("dport") or tup.get("id"), b.port))
+        ports = ((tup.sport or tup.id, a.port), (tup.dport or tup.id, b.port))
         return all(x is None or y is None or x == str(y) for x, y in ports)
 
-    return any(matches(e["reply"], src, dst) and not matches(e["original"], src, dst) for e in topo.conntrack)
+    return any(matches(e.reply, src, dst) and not matches(e.original, src, dst) for _, e in topo.conntrack)
 
 
 def _place(t: Track, of_track: dict[int, Flow], topo: Topology) -> _Place:

@@ -8,14 +8,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reportgen.model import Snapshot
+from reportgen.parsers.conntrack import Conntrack, CtEntry
+from reportgen.parsers.docker import DockerNetworks
+from reportgen.parsers.ruleset import Ruleset
+from reportgen.parsers.snapshots import (
+    BRNF_CALL_IP6TABLES,
+    BRNF_CALL_IPTABLES,
+    IP_FORWARD,
+    IPV6_FORWARDING,
+    BrctlShow,
+    Fdb,
+    Kind,
+    Links,
+    Route,
+    Routes,
+    Sysctl,
+)
 
-
-@dataclass(frozen=True)
-class Route:
-    dst: str
-    gateway: str | None
-    dev: str
-    metric: int
+__all__ = ["Route", "Topology", "brnf_key", "brnf_sysctl", "build_topology", "docker_mac_ip"]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -46,8 +56,8 @@ class Topology:
     names: dict[str, str] = field(default_factory=dict)  # IP or MAC -> endpoint name
     sysctl: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # fact -> snapshot file it came from
-    rulesets: dict[str, Any] = field(default_factory=dict)  # family -> parsers.ruleset.Ruleset
-    conntrack: tuple[dict[str, Any], ...] = ()
+    rulesets: dict[str, Ruleset] = field(default_factory=dict)  # family -> its rules
+    conntrack: tuple[tuple[str, CtEntry], ...] = ()  # (snapshot name, entry)
     nft: tuple[tuple[str, dict[str, Any]], ...] = ()  # (snapshot name, parsed nft ruleset)
     veth_peer: dict[str, str] = field(default_factory=dict)  # host-side port -> "container1's eth0"
 
@@ -122,7 +132,26 @@ class Topology:
 
     def brnf(self, family: str) -> str | None:
         """The value of the sysctl that gates br_netfilter's IP hooks for this family, if snapshotted."""
-        return self.sysctl.get(f"net.bridge.{brnf_key(family)}")
+        return self.sysctl.get(brnf_sysctl(family))
+
+    def brnf_on(self, family: str) -> bool | None:
+        """Whether br_netfilter hands bridged frames of this family to the IP hooks; None when no
+        snapshot has the sysctl. br_nf_pre_routing() passes the frame on untouched while the value is 0
+        (net/bridge/br_netfilter_hooks.c: ``if (!brnet->call_iptables && !br_opt_get(br,
+        BROPT_NF_CALL_IPTABLES)) return NF_ACCEPT``); writing any other number stores 1
+        (brnf_sysctl_call_tables()), so every value but "0" means on."""
+        val = self.brnf(family)
+        return None if val is None else val != "0"
+
+    def forwarding(self, family: str) -> tuple[str, bool | None]:
+        """The sysctl that lets the host route between interfaces for this family, and whether it is on
+        (None: not snapshotted). Documentation/networking/ip-sysctl.rst: ip_forward "0 - disabled
+        (default), not 0 - enabled"; conf/all/forwarding (IPv6) likewise, and ip6_forward() drops
+        what it may not forward (net/ipv6/ip6_output.c: ``if (net->ipv6.devconf_all->forwarding == 0)
+        goto error``)."""
+        key = IPV6_FORWARDING if family == "ipv6" else IP_FORWARD
+        val = self.sysctl.get(key)
+        return key, None if val is None else val != "0"
 
     def name(self, addr_or_mac: str | None) -> str | None:
         if not addr_or_mac:
@@ -151,8 +180,14 @@ class Topology:
 
 
 def brnf_key(family: str) -> str:
-    """The br_netfilter sysctl for a family (net/bridge/br_netfilter_hooks.c brnf_table)."""
-    return "bridge-nf-call-ip6tables" if family == "ipv6" else "bridge-nf-call-iptables"
+    """The br_netfilter sysctl for a family under net.bridge ("bridge-nf-call-iptables"), as the
+    explanations name it (net/bridge/br_netfilter_hooks.c brnf_table)."""
+    return brnf_sysctl(family)[len("net.bridge.") :]
+
+
+def brnf_sysctl(family: str) -> str:
+    """The br_netfilter sysctl's full name for a family."""
+    return BRNF_CALL_IP6TABLES if family == "ipv6" else BRNF_CALL_IPTABLES
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of the text; a trace names the same few MACs
@@ -184,83 +219,83 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     names: dict[str, str] = {}
     sysctl: dict[str, str] = {}
     sources: dict[str, str] = {}
-    rulesets: dict[str, Any] = {}
-    conntrack: list[dict[str, Any]] = []
+    rulesets: dict[str, Ruleset] = {}
+    conntrack: list[tuple[str, CtEntry]] = []
     nft: list[tuple[str, dict[str, Any]]] = []
     host_index: dict[int, str] = {}
     peers: list[tuple[str, str, int]] = []  # (container, its interface, the peer's ifindex on the host)
     for snap in snapshots:
-        data: Any = snap.data
+        data = snap.data
         if data is None:
             continue
         host = snap.host
-        if snap.kind in ("ip-link", "ip-addr"):
-            for itf in data["interfaces"]:
+        if snap.kind in (Kind.IP_LINK, Kind.IP_ADDR) and isinstance(data, Links):
+            for itf in data.interfaces:
                 if host != "host":
                     # A container's own view: name its addresses and MAC after it. Its "eth0@ifN"
                     # names the host-side veth by index (ip-link(8): the peer's ifindex).
-                    if itf.get("peer_ifindex"):
-                        peers.append((host, itf["name"], itf["peer_ifindex"]))
-                    if itf["name"] != "lo":
-                        for cidr in itf["addresses"]:
+                    if itf.peer_ifindex:
+                        peers.append((host, itf.name, itf.peer_ifindex))
+                    if itf.name != "lo":
+                        for cidr in itf.addresses:
                             names[cidr.split("/")[0]] = host
-                        if itf["mac"]:
-                            names[itf["mac"]] = host
+                        if itf.mac:
+                            names[itf.mac] = host
                     continue
-                if itf["mac"]:
-                    iface_mac[itf["name"]] = itf["mac"]
-                if itf.get("index"):
-                    host_index[itf["index"]] = itf["name"]
-                if itf["master"]:
-                    bridges.setdefault(itf["master"], [])
-                    if itf["name"] not in bridges[itf["master"]]:
-                        bridges[itf["master"]].append(itf["name"])
-                    sources[f"port:{itf['name']}"] = snap.name
-                if itf["addresses"]:
-                    host_addrs[itf["name"]] = tuple(itf["addresses"])
-        elif snap.kind == "brctl-show":
-            for br in data["bridges"]:
-                lst = bridges.setdefault(br["name"], [])
-                lst.extend(p for p in br["ports"] if p not in lst)
-        elif snap.kind == "bridge-fdb":
-            for e in data["entries"]:
-                if e["master"] and not e["permanent"] and e["dev"] != e["master"]:
-                    fdb[e["mac"]] = (e["dev"], e["master"])
-                    sources[f"fdb:{e['mac']}"] = f"{snap.name}:{e['line']}"
-                if e["master"] and e["dev"] == e["master"]:
-                    bridges.setdefault(e["master"], [])
-        elif snap.kind in ("route-n", "ip-route"):
-            for r in data["routes"]:
-                routes.append(Route(r["dst"], r["gateway"], r["dev"] or "", r["metric"]))
+                if itf.mac:
+                    iface_mac[itf.name] = itf.mac
+                if itf.index:
+                    host_index[itf.index] = itf.name
+                if itf.master:
+                    ports = bridges.setdefault(itf.master, [])
+                    if itf.name not in ports:
+                        ports.append(itf.name)
+                    sources[f"port:{itf.name}"] = snap.name
+                if itf.addresses:
+                    host_addrs[itf.name] = itf.addresses
+        elif snap.kind == Kind.BRCTL_SHOW and isinstance(data, BrctlShow):
+            for br in data.bridges:
+                lst = bridges.setdefault(br.name, [])
+                lst.extend(p for p in br.ports if p not in lst)
+        elif snap.kind == Kind.BRIDGE_FDB and isinstance(data, Fdb):
+            for e in data.entries:
+                if e.master and e.dev is not None and not e.permanent and e.dev != e.master:
+                    fdb[e.mac] = (e.dev, e.master)
+                    sources[f"fdb:{e.mac}"] = f"{snap.name}:{e.line}"
+                if e.master and e.dev == e.master:
+                    bridges.setdefault(e.master, [])
+        elif snap.kind in (Kind.ROUTE_N, Kind.IP_ROUTE) and isinstance(data, Routes):
+            routes += data.routes
+            if data.routes:
                 sources.setdefault("routes", snap.name)
-        elif snap.kind == "sysctl":
-            sysctl.update(data["values"])
+        elif snap.kind == Kind.SYSCTL and isinstance(data, Sysctl):
+            sysctl.update(data.values)
             sources.setdefault("sysctl", snap.name)
-        elif snap.kind in ("iptables-save", "ip6tables-save", "ebtables-save"):
+        elif snap.kind in (Kind.IPTABLES_SAVE, Kind.IP6TABLES_SAVE, Kind.EBTABLES_SAVE) and isinstance(data, Ruleset):
             data.source = snap.name
             # With both iptables-nft and iptables-legacy saved, the one holding rules is the live one.
             count = sum(len(c.rules) for chains in data.tables.values() for c in chains.values())
             old = rulesets.get(data.family)
             if old is None or count > sum(len(c.rules) for ch in old.tables.values() for c in ch.values()):
                 rulesets[data.family] = data
-        elif snap.kind == "nft-ruleset":
+        elif snap.kind == Kind.NFT_RULESET and isinstance(data, dict):
             nft.append((snap.name, data))
-        elif snap.kind == "conntrack":
-            conntrack += [{**e, "source": snap.name} for e in data["entries"]]
-        elif snap.kind == "docker-network":
-            for net in data["networks"]:
-                bridges.setdefault(net["bridge"], [])
-                for c in net["containers"]:
-                    for key in (c["ipv4"], c["ipv6"], c["mac"]):
-                        if key and c["name"]:
-                            names[key] = c["name"]
+        elif snap.kind == Kind.CONNTRACK and isinstance(data, Conntrack):
+            conntrack += [(snap.name, e) for e in data.entries]
+        elif snap.kind == Kind.DOCKER_NETWORK and isinstance(data, DockerNetworks):
+            for net in data.networks:
+                bridges.setdefault(net.bridge, [])
+                for c in net.containers:
+                    for key in (c.ipv4, c.ipv6, c.mac):
+                        if key and c.name:
+                            names[key] = c.name
     veth_peer = {host_index[idx]: f"{who}'s {ifname}" for who, ifname, idx in peers if idx in host_index}
     # Without an iptables-save snapshot, the nft ruleset is evaluated instead (the same rules, for
     # iptables-nft hosts; a native nft ruleset otherwise).
     from reportgen.parsers.nft_rules import rulesets_from_nft
 
-    for name, data in nft:
-        for fam, rs in rulesets_from_nft(data, name).items():
+    for name, tables in nft:
+        for fam, rs in rulesets_from_nft(tables, name).items():
             if fam not in rulesets or not any(c.rules for ch in rulesets[fam].tables.values() for c in ch.values()):
                 rulesets[fam] = rs
     return Topology(

@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from reportgen.errors import InputError
 
 
-def parse_docker_network(text: str, source: str = "") -> dict[str, Any]:
-    """Return {"networks": [{name, bridge, subnets, gateways, containers: [{name, ipv4, ipv6, mac}]}]}."""
+@dataclass(frozen=True, slots=True)
+class DockerContainer:
+    """One endpoint of a network: the container's short id, name and addresses on it."""
+
+    id: str
+    name: str | None
+    mac: str | None
+    ipv4: str | None
+    ipv6: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DockerNetwork:
+    name: str | None
+    driver: str | None
+    bridge: str  # the Linux bridge the network's containers are ports of
+    subnets: tuple[str, ...]
+    gateways: tuple[str, ...]
+    containers: tuple[DockerContainer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DockerNetworks:
+    networks: tuple[DockerNetwork, ...]
+
+
+def parse_docker_network(text: str, source: str = "") -> DockerNetworks:
+    """Parse one network object or a list of them (``docker network inspect A B`` prints a list)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -24,33 +51,31 @@ def parse_docker_network(text: str, source: str = "") -> dict[str, Any]:
     for net in data:
         opts = _obj(net.get("Options"))
         ipam = [c for c in _list(_obj(net.get("IPAM")).get("Config")) if isinstance(c, dict)]
-        containers = []
-        for cid, c in sorted(_obj(net.get("Containers")).items()):
-            if not isinstance(c, dict):
-                continue
-            containers.append(
-                {
-                    "id": cid[:12],
-                    "name": _str(c.get("Name")) or None,
-                    "mac": _str(c.get("MacAddress")).lower() or None,
-                    "ipv4": _str(c.get("IPv4Address")).split("/")[0] or None,
-                    "ipv6": _str(c.get("IPv6Address")).split("/")[0] or None,
-                }
+        containers = tuple(
+            DockerContainer(
+                id=cid[:12],
+                name=_str(c.get("Name")) or None,
+                mac=_str(c.get("MacAddress")).lower() or None,
+                ipv4=_str(c.get("IPv4Address")).split("/")[0] or None,
+                ipv6=_str(c.get("IPv6Address")).split("/")[0] or None,
             )
+            for cid, c in sorted(_obj(net.get("Containers")).items())
+            if isinstance(c, dict)
+        )
         name = _str(net.get("Name"))
         nets.append(
-            {
-                "name": name or None,
-                "driver": _str(net.get("Driver")) or None,
+            DockerNetwork(
+                name=name or None,
+                driver=_str(net.get("Driver")) or None,
                 # dockerd names the default bridge docker0 and others br-<id12> unless this option says.
-                "bridge": _str(opts.get("com.docker.network.bridge.name"))
+                bridge=_str(opts.get("com.docker.network.bridge.name"))
                 or ("docker0" if name == "bridge" else f"br-{_str(net.get('Id'))[:12]}"),
-                "subnets": [c["Subnet"] for c in ipam if _str(c.get("Subnet"))],
-                "gateways": [c["Gateway"] for c in ipam if _str(c.get("Gateway"))],
-                "containers": containers,
-            }
+                subnets=tuple(c["Subnet"] for c in ipam if _str(c.get("Subnet"))),
+                gateways=tuple(c["Gateway"] for c in ipam if _str(c.get("Gateway"))),
+                containers=containers,
+            )
         )
-    return {"networks": nets}
+    return DockerNetworks(tuple(nets))
 
 
 def _obj(value: object) -> dict[str, Any]:

@@ -1,17 +1,61 @@
 """Parse host snapshot outputs as people paste them: ip link/addr, bridge fdb, brctl, routes, sysctl.
 
-Each parser takes the whole text and returns plain data (lists of dicts, jc style). ``detect_kind``
-recognises a snapshot by its content, so files given without a manifest need no naming convention.
-Lines a parser does not understand are returned under ``"unparsed"`` with their numbers.
+Each parser takes the whole text and returns a typed record (frozen dataclasses, jc style: one
+interface, one registry, ``PARSERS``). ``detect_kind`` recognises a snapshot by its content, so files
+given without a manifest need no naming convention. Every line a parser does not read is returned in
+``unparsed`` with its number and the reason; damaged input never raises anything but InputError.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from reportgen.errors import InputError
+
+if TYPE_CHECKING:
+    from reportgen.parsers.conntrack import Conntrack
+    from reportgen.parsers.docker import DockerNetworks
+    from reportgen.parsers.ruleset import Ruleset
+
+
+class Kind(StrEnum):
+    """Snapshot kinds: the words of a case manifest's ``kind:`` and of ``detect_kind``."""
+
+    IP_LINK = "ip-link"
+    IP_ADDR = "ip-addr"
+    IP_LINK_JSON = "ip-link-json"
+    IP_ADDR_JSON = "ip-addr-json"
+    BRIDGE_FDB = "bridge-fdb"
+    BRIDGE_FDB_JSON = "bridge-fdb-json"
+    BRCTL_SHOW = "brctl-show"
+    BRCTL_SHOWMACS = "brctl-showmacs"
+    ROUTE_N = "route-n"
+    IP_ROUTE = "ip-route"
+    SYSCTL = "sysctl"
+    IPTABLES_SAVE = "iptables-save"
+    IP6TABLES_SAVE = "ip6tables-save"
+    EBTABLES_SAVE = "ebtables-save"
+    NFT_RULESET = "nft-ruleset"
+    CONNTRACK = "conntrack"
+    DOCKER_NETWORK = "docker-network"
+
+
+# Why a line was not read. A known line that carries nothing the explainer uses is read (not listed);
+# these are the lines a parser could not make sense of, each with what would have been needed.
+NOT_UNDERSTOOD = "not a line of this snapshot kind"
+BEFORE_FIRST = "before the first interface line"
+BAD_NUMBER = "a number reportgen cannot read"
+BAD_ADDRESS = "an address or prefix reportgen cannot read"
+BAD_VALUE = "a value reportgen cannot read"
+TOO_FEW_COLUMNS = "too few columns"
+NO_DEV = "no dev (a route without an interface: multipath, prohibit, throw ...)"
+IPV6_ROUTE_N = "an IPv6 route -n row (read ip -6 route instead)"
 
 _IPLINK_HEAD = re.compile(r"^(?P<idx>\d+): (?P<name>[^:@\s]+)(?:@(?P<peer>[^:\s]+))?: <(?P<flags>[^>]*)>(?P<rest>.*)$")
 _FDB = re.compile(r"^(?P<mac>[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}) dev (?P<dev>\S+)(?P<rest>.*)$")
@@ -22,135 +66,304 @@ _SHOWMACS = re.compile(
     r"^\s*(?P<port>[0-9]+)\s+(?P<mac>[0-9a-fA-F:]{17})\s+(?P<local>yes|no)\s+"
     r"(?P<age>[0-9]+(?:\.[0-9]+)?)(?:\s|$)"
 )
+_MAC = re.compile(r"[0-9a-f:]{17}")
+# ip-link(8) detail lines under an interface that carry nothing the topology reads: address lifetimes,
+# alternative names, and the per-kind detail lines of ``ip -d link`` (bridge, bridge_slave, veth, vlan).
+_IPLINK_DETAIL = ("valid_lft", "altname", "bridge", "veth", "vlan")
+# A number wider than any the kernel prints (u32 ifindex and metric; conntrack timeouts in seconds):
+# past this, int() would also refuse a string of over 4300 digits with a ValueError.
+_MAX_DIGITS = 20
 
 
-def detect_kind(text: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """A snapshot line a parser did not read, and why."""
+
+    line: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One interface of ``ip link`` / ``ip addr`` (text or ``-j``)."""
+
+    index: int | None
+    name: str
+    peer_ifindex: int | None  # "@ifN": the veth peer's ifindex in its own netns (ip-link(8))
+    flags: tuple[str, ...]
+    master: str | None
+    mac: str | None
+    link_type: str | None
+    link_netnsid: int | None
+    link_netns: str | None  # ip prints the peer netns's name instead of its id when it has one
+    addresses: tuple[str, ...]  # CIDRs, "172.17.0.1/16"
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """``ip link`` / ``ip addr`` / ``ip -j link`` / ``ip -j addr``."""
+
+    interfaces: tuple[Link, ...]
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    """One ``bridge fdb`` entry: a MAC on a port (dev) of a bridge (master)."""
+
+    mac: str
+    dev: str | None
+    master: str | None
+    vlan: int | None
+    self_: bool  # "self": the port's own table, not the bridge's
+    permanent: bool  # a local (the port's own) or static entry, never learned
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fdb:
+    """``bridge fdb`` / ``bridge -j fdb``."""
+
+    entries: tuple[FdbEntry, ...]
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BrctlBridge:
+    """One bridge of ``brctl show`` with its ports."""
+
+    name: str
+    id: str | None
+    stp: str | None
+    ports: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BrctlShow:
+    bridges: tuple[BrctlBridge, ...]
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BrctlMac:
+    """One row of ``brctl showmacs BRIDGE``."""
+
+    port_no: int
+    mac: str
+    local: bool
+    ageing: float
+
+
+@dataclass(frozen=True, slots=True)
+class BrctlShowmacs:
+    macs: tuple[BrctlMac, ...]
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of ``route -n`` or ``ip route``: the fields the lookup needs, and the rest as printed."""
+
+    dst: str  # the prefix, normalised ("0.0.0.0/0" for default)
+    gateway: str | None
+    dev: str
+    metric: int
+    flags: str | None = None  # route -n's Flags column
+    src: str | None = None  # ip route's preferred source
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    routes: tuple[Route, ...]
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+# The sysctls reportgen collects (snapshot.py) and the explainer reads, named once. What each means is
+# said where it is interpreted (explain/topology.py Topology.brnf_on and .forwarding).
+# br_netfilter's switches: pass bridged IPv4/IPv6/ARP frames to the iptables/ip6tables/arptables
+# hooks; 1 by default in every netns (Documentation/networking/ip-sysctl.rst "/proc/sys/net/bridge/*";
+# net/bridge/br_netfilter_hooks.c brnf_table, brnf_init_net()). They exist only while the
+# br_netfilter module is loaded.
+BRNF_CALL_IPTABLES = "net.bridge.bridge-nf-call-iptables"
+BRNF_CALL_IP6TABLES = "net.bridge.bridge-nf-call-ip6tables"
+BRNF_CALL_ARPTABLES = "net.bridge.bridge-nf-call-arptables"
+# Routing between interfaces (Documentation/networking/ip-sysctl.rst ip_forward; IPv6:
+# conf/all/forwarding).
+IP_FORWARD = "net.ipv4.ip_forward"
+IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
+# Whether the LOG target logs packets of network namespaces other than the initial one: 0 (the
+# default) does not (Documentation/networking/netfilter-sysctl.rst nf_log_all_netns; the syslog
+# loggers return early ``if (!net_eq(net, &init_net) && !sysctl_nf_log_all_netns)``,
+# net/netfilter/nf_log_syslog.c). Collected so a reader can see why a container's netns logged nothing.
+NF_LOG_ALL_NETNS = "net.netfilter.nf_log_all_netns"
+
+
+@dataclass(frozen=True, slots=True)
+class Sysctl:
+    """``sysctl`` output: key (dotted, as ``sysctl -a`` prints it) -> value as printed."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    unparsed: tuple[Unparsed, ...] = ()
+
+
+def detect_kind(text: str) -> Kind | None:
     """Return the snapshot kind of a text, or None when it is not a known snapshot."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return None
     first = lines[0].strip()
     if first.startswith("# Generated by ip6tables-save"):
-        return "ip6tables-save"
+        return Kind.IP6TABLES_SAVE
     if first.startswith("# Generated by ebtables-save"):
-        return "ebtables-save"
+        return Kind.EBTABLES_SAVE
     if first.startswith("# Generated by iptables-save") or (
         first.startswith("*") and any(ln.startswith(":") for ln in lines[:5])
     ):
-        return "iptables-save"
+        return Kind.IPTABLES_SAVE
     if first.startswith("table ") and (first.endswith("{") or "{ # handle " in first):  # nft -a list ruleset
-        return "nft-ruleset"
+        return Kind.NFT_RULESET
     if re.match(r"^(tcp|udp|icmp|icmpv6|sctp|dccp|udplite|gre|unknown)\s+\d+\s+\d+ ", first):
-        return "conntrack"
+        return Kind.CONNTRACK
     if first.startswith("[") and '"Containers"' in text and '"IPAM"' in text:
-        return "docker-network"
+        return Kind.DOCKER_NETWORK
     if first.startswith("[{") and '"ifname"' in text:
         if '"addr_info"' in text:
-            return "ip-addr-json"
+            return Kind.IP_ADDR_JSON
         if '"mac"' in text and '"ifindex"' not in text:
-            return "bridge-fdb-json"
-        return "ip-link-json"
+            return Kind.BRIDGE_FDB_JSON
+        return Kind.IP_LINK_JSON
     if first.startswith("bridge name"):
-        return "brctl-show"
+        return Kind.BRCTL_SHOW
     if first.startswith("port no"):
-        return "brctl-showmacs"
+        return Kind.BRCTL_SHOWMACS
     if first.startswith("Kernel IP routing table") or first.startswith("Kernel IPv6 routing table"):
-        return "route-n"
+        return Kind.ROUTE_N
     if _IPLINK_HEAD.match(first):
-        return "ip-addr" if any(re.match(r"^\s+inet6? ", ln) for ln in lines) else "ip-link"
+        return Kind.IP_ADDR if any(re.match(r"^\s+inet6? ", ln) for ln in lines) else Kind.IP_LINK
     if all(_FDB.match(ln) for ln in lines[:5]):
-        return "bridge-fdb"
+        return Kind.BRIDGE_FDB
     if all(_SYSCTL.match(ln) and ln.startswith("net.") for ln in lines[:5]):
-        return "sysctl"
+        return Kind.SYSCTL
     if (
         re.match(r"^(default|unreachable|blackhole|local|broadcast|[\d.]+(/\d+)?|[0-9a-f:]+/\d+) ", first)
         and " dev " in text
     ):
-        return "ip-route"
+        return Kind.IP_ROUTE
     return None
 
 
-def parse_ip_link(text: str) -> dict[str, Any]:
+def _int(text: str) -> int | None:
+    """A decimal number, or None (``str.isdigit`` also accepts "²", which ``int`` refuses; and no
+    snapshot number is wider than ``_MAX_DIGITS``, which ``int`` may refuse past 4300 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS else None
+
+
+def _numbered(text: str) -> list[tuple[int, str]]:
+    """The non-blank lines of a text with their 1-based numbers."""
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+@dataclass
+class _LinkBuilder:
+    """The interface being read: its head line's facts, then its ``link/`` and ``inet`` lines'."""
+
+    index: int
+    name: str
+    peer_ifindex: int | None
+    flags: tuple[str, ...]
+    master: str | None
+    mac: str | None = None
+    link_type: str | None = None
+    link_netnsid: int | None = None
+    link_netns: str | None = None
+    addresses: list[str] = field(default_factory=list)
+
+    def build(self) -> Link:
+        return Link(
+            self.index,
+            self.name,
+            self.peer_ifindex,
+            self.flags,
+            self.master,
+            self.mac,
+            self.link_type,
+            self.link_netnsid,
+            self.link_netns,
+            tuple(self.addresses),
+        )
+
+
+def parse_ip_link(text: str) -> Links:
     """Parse ``ip link show`` / ``ip addr``: interfaces, veth peers, masters, MACs and addresses."""
-    ifaces: list[dict[str, Any]] = []
-    unparsed: list[tuple[int, str]] = []
-    cur: dict[str, Any] | None = None
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    done: list[_LinkBuilder] = []
+    unparsed: list[Unparsed] = []
+    cur: _LinkBuilder | None = None
+    for n, line in _numbered(text):
         m = _IPLINK_HEAD.match(line)
         if m:
+            index = _int(m.group("idx"))
+            if index is None:
+                cur = None
+                unparsed.append(Unparsed(n, line, BAD_NUMBER))
+                continue
             rest = m.group("rest")
             master = re.search(r"\bmaster (\S+)", rest)
-            cur = {
-                "index": int(m.group("idx")),
-                "name": m.group("name"),
-                "peer_ifindex": None,
-                "flags": m.group("flags").split(","),
-                "master": master.group(1) if master else None,
-                "mac": None,
-                "link_type": None,
-                "link_netnsid": None,
-                "addresses": [],
-            }
             peer = m.group("peer")
-            if peer and peer.startswith("if") and _int(peer[2:]) is not None:
-                cur["peer_ifindex"] = _int(peer[2:])  # "@ifN": the veth peer's index in its netns
-            ifaces.append(cur)
+            cur = _LinkBuilder(
+                index,
+                m.group("name"),
+                _int(peer[2:]) if peer and peer.startswith("if") else None,
+                tuple(m.group("flags").split(",")),
+                master.group(1) if master else None,
+            )
+            done.append(cur)
             continue
         s = line.strip()
-        if cur is not None and s.startswith("link/"):
+        if cur is None:
+            unparsed.append(Unparsed(n, line, BEFORE_FIRST if s.startswith(("link/", "inet")) else NOT_UNDERSTOOD))
+        elif s.startswith("link/"):
             parts = s.split()
-            cur["link_type"] = parts[0][5:]
-            if len(parts) > 1 and re.fullmatch(r"[0-9a-f:]{17}", parts[1]):
-                cur["mac"] = parts[1]
+            cur.link_type = parts[0][5:]
+            if len(parts) > 1 and _MAC.fullmatch(parts[1]):
+                cur.mac = parts[1]
             ns = re.search(r"link-netnsid (\d+)", s)
             if ns:
-                cur["link_netnsid"] = int(ns.group(1))
+                cur.link_netnsid = _int(ns.group(1))
             named = re.search(r"link-netns (\S+)", s)
             if named:
-                cur["link_netns"] = named.group(1)  # ip prints the name when the peer netns has one
-        elif cur is not None and re.match(r"inet6? ", s):
-            parts = s.split()
-            cur["addresses"].append(parts[1])
-        elif cur is not None and (
-            s.startswith("valid_lft")
-            or s.startswith("altname")
-            or s.startswith("bridge")
-            or s.startswith("veth")
-            or s.startswith("vlan")
-        ):
-            continue
-        else:
-            unparsed.append((n, line))
-    return {"interfaces": ifaces, "unparsed": unparsed}
+                cur.link_netns = named.group(1)
+        elif re.match(r"inet6? ", s):
+            cur.addresses.append(s.split()[1])
+        elif not s.startswith(_IPLINK_DETAIL):
+            unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
+    return Links(tuple(b.build() for b in done), tuple(unparsed))
 
 
-def parse_bridge_fdb(text: str) -> dict[str, Any]:
+def parse_bridge_fdb(text: str) -> Fdb:
     """Parse ``bridge fdb``: MAC, port, master bridge, vlan, and whether it is local (permanent)."""
-    entries, unparsed = [], []
-    for n, line in enumerate(text.splitlines(), start=1):
+    entries: list[FdbEntry] = []
+    unparsed: list[Unparsed] = []
+    for n, line in _numbered(text):
         m = _FDB.match(line.strip())
         if not m:
-            if line.strip():
-                unparsed.append((n, line))
+            unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
             continue
         rest = m.group("rest").split()
-        master = _after(rest, "master")
         vlan_text = _after(rest, "vlan")
-        vlan = _int(vlan_text) if vlan_text else None
         entries.append(
-            {
-                "mac": m.group("mac").lower(),
-                "dev": m.group("dev"),
-                "master": master,
-                "vlan": vlan,
-                "self": "self" in rest,
-                "permanent": "permanent" in rest,
-                "line": n,
-            }
+            FdbEntry(
+                m.group("mac").lower(),
+                m.group("dev"),
+                _after(rest, "master"),
+                _int(vlan_text) if vlan_text else None,
+                "self" in rest,
+                "permanent" in rest,
+                n,
+            )
         )
-    return {"entries": entries, "unparsed": unparsed}
+    return Fdb(tuple(entries), tuple(unparsed))
 
 
 def _after(words: list[str], key: str) -> str | None:
@@ -158,91 +371,93 @@ def _after(words: list[str], key: str) -> str | None:
     return words[words.index(key) + 1] if key in words[:-1] else None
 
 
-def parse_brctl_show(text: str) -> dict[str, Any]:
+def parse_brctl_show(text: str) -> BrctlShow:
     """Parse ``brctl show``: bridges with their id, STP state and ports (continuation lines)."""
-    bridges: list[dict[str, Any]] = []
-    for line in text.splitlines()[1:]:
-        if not line.strip():
-            continue
+    bridges: list[tuple[str, str | None, str | None, list[str]]] = []
+    unparsed: list[Unparsed] = []
+    for n, line in _numbered(text):
         parts = line.split()
+        if line.startswith("bridge name"):
+            continue  # the header
         if not line[0].isspace():
             bridges.append(
-                {
-                    "name": parts[0],
-                    "id": parts[1] if len(parts) > 1 else None,
-                    "stp": parts[2] if len(parts) > 2 else None,
-                    "ports": parts[3:4],
-                }
+                (parts[0], parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None, parts[3:4])
             )
         elif bridges:
-            bridges[-1]["ports"].extend(parts)
-    return {"bridges": bridges}
+            bridges[-1][3].extend(parts)
+        else:
+            unparsed.append(Unparsed(n, line, "a port line before the first bridge"))
+    return BrctlShow(tuple(BrctlBridge(a, b, c, tuple(d)) for a, b, c, d in bridges), tuple(unparsed))
 
 
-def parse_brctl_showmacs(text: str) -> dict[str, Any]:
+def parse_brctl_showmacs(text: str) -> BrctlShowmacs:
     """Parse ``brctl showmacs BRIDGE``: port number, MAC, local flag, ageing timer."""
-    rows = []
-    for line in text.splitlines()[1:]:
+    rows: list[BrctlMac] = []
+    unparsed: list[Unparsed] = []
+    for n, line in _numbered(text):
+        if line.startswith("port no"):
+            continue  # the header ("port no  mac addr  is local?  ageing timer")
         m = _SHOWMACS.match(line)
-        if m:
-            rows.append(
-                {
-                    "port_no": int(m.group("port")),
-                    "mac": m.group("mac").lower(),
-                    "local": m.group("local") == "yes",
-                    "ageing": float(m.group("age")),
-                }
-            )
-    return {"macs": rows}
+        port = _int(m.group("port")) if m else None
+        if m is None or port is None:
+            unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD if m is None else BAD_NUMBER))
+            continue
+        rows.append(BrctlMac(port, m.group("mac").lower(), m.group("local") == "yes", float(m.group("age"))))
+    return BrctlShowmacs(tuple(rows), tuple(unparsed))
 
 
-def _int(text: str) -> int | None:
-    """A decimal number, or None (``str.isdigit`` also accepts "²", which ``int`` refuses)."""
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def parse_route_n(text: str) -> dict[str, Any]:
+def parse_route_n(text: str) -> Routes:
     """Parse ``route -n`` (net-tools): destination, gateway, genmask, flags, metric, interface.
 
     jc has parsers for ``route`` and ``ip route``, but its output is strings keyed by column and
     still needs the same conversion to prefixes and metrics; for two fixed-layout tables that is
     less code than a dependency, and these parsers share one output shape with ``ip -j`` input.
     """
-    routes = []
-    for line in text.splitlines():
+    routes: list[Route] = []
+    unparsed: list[Unparsed] = []
+    ipv6 = False
+    for n, line in _numbered(text):
         parts = line.split()
-        if not parts or parts[0] in ("Kernel", "Destination"):
+        if parts[0] == "Kernel":  # "Kernel IP routing table" / "Kernel IPv6 routing table"
+            ipv6 = "IPv6" in parts
             continue
-        metric = _int(parts[4]) if len(parts) >= 8 else None
+        if parts[0] == "Destination":  # the column header
+            continue
+        if ipv6:
+            unparsed.append(Unparsed(n, line, IPV6_ROUTE_N))
+            continue
+        if len(parts) < 8:
+            unparsed.append(Unparsed(n, line, TOO_FEW_COLUMNS))
+            continue
+        metric = _int(parts[4])
+        if metric is None:
+            unparsed.append(Unparsed(n, line, BAD_NUMBER))
+            continue
         try:
-            net = ipaddress.IPv4Network(f"{parts[0]}/{parts[2]}", strict=False) if metric is not None else None
-            gateway = ipaddress.IPv4Address(parts[1]) if net is not None else None
+            net = ipaddress.IPv4Network(f"{parts[0]}/{parts[2]}", strict=False)
+            ipaddress.IPv4Address(parts[1])
         except ValueError:
-            net = None
-        if net is None or gateway is None or metric is None:
-            continue  # a header, an IPv6 table or a damaged line
-        routes.append(
-            {
-                "dst": str(net),
-                "gateway": None if parts[1] == "0.0.0.0" else parts[1],
-                "flags": parts[3],
-                "metric": metric,
-                "dev": parts[7],
-            }
-        )
-    return {"routes": routes}
-
-
-def parse_ip_route(text: str) -> dict[str, Any]:
-    """Parse ``ip route`` / ``ip -6 route``: prefix, via, dev, metric, src, scope."""
-    routes = []
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts or "dev" not in parts[:-1]:
+            unparsed.append(Unparsed(n, line, BAD_ADDRESS))
             continue
-        dst = parts[0]
-        if dst in ("unreachable", "blackhole", "local", "broadcast") and len(parts) > 1:
-            dst = parts[1]
+        gateway = None if parts[1] == "0.0.0.0" else parts[1]
+        routes.append(Route(str(net), gateway, parts[7], metric, flags=parts[3]))
+    return Routes(tuple(routes), tuple(unparsed))
+
+
+# ip-route(8) ROUTE_TYPE words that may stand before the prefix.
+_ROUTE_TYPES = ("unreachable", "blackhole", "local", "broadcast")
+
+
+def parse_ip_route(text: str) -> Routes:
+    """Parse ``ip route`` / ``ip -6 route``: prefix, via, dev, metric, src, scope."""
+    routes: list[Route] = []
+    unparsed: list[Unparsed] = []
+    for n, line in _numbered(text):
+        parts = line.split()
+        if "dev" not in parts[:-1]:
+            unparsed.append(Unparsed(n, line, NO_DEV))
+            continue
+        dst = parts[1] if parts[0] in _ROUTE_TYPES and len(parts) > 1 else parts[0]
 
         def opt(key: str, parts: list[str] = parts) -> str | None:
             return parts[parts.index(key) + 1] if key in parts[:-1] else None
@@ -253,35 +468,33 @@ def parse_ip_route(text: str) -> dict[str, Any]:
         try:
             net = str(ipaddress.ip_network(dst, strict=False))
         except ValueError:
+            unparsed.append(Unparsed(n, line, BAD_ADDRESS))
             continue
-        metric = opt("metric")
-        routes.append(
-            {
-                "dst": net,
-                "gateway": via,
-                "dev": opt("dev"),
-                "src": opt("src"),
-                "metric": (_int(metric) or 0) if metric else 0,
-                "scope": opt("scope"),
-            }
-        )
-    return {"routes": routes}
+        metric_text = opt("metric")
+        metric = _int(metric_text) if metric_text is not None else 0
+        if metric is None:
+            unparsed.append(Unparsed(n, line, BAD_NUMBER))
+            continue
+        routes.append(Route(net, via, parts[parts.index("dev") + 1], metric, src=opt("src"), scope=opt("scope")))
+    return Routes(tuple(routes), tuple(unparsed))
 
 
-def parse_sysctl(text: str) -> dict[str, Any]:
-    """Parse ``sysctl`` output lines ``key = value``."""
-    values = {}
-    for line in text.splitlines():
+def parse_sysctl(text: str) -> Sysctl:
+    """Parse ``sysctl`` output lines ``key = value``; a ``/`` in a key is read as a dot (sysctl(8) takes
+    either as the separator: both name the same file under /proc/sys)."""
+    values: dict[str, str] = {}
+    unparsed: list[Unparsed] = []
+    for n, line in _numbered(text):
         m = _SYSCTL.match(line.strip())
         if m:
             values[m.group("key").replace("/", ".")] = m.group("value").strip()
-    return {"values": values}
+        else:
+            unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
+    return Sysctl(values, tuple(unparsed))
 
 
 def _json_list(text: str, what: str) -> list[dict[str, Any]]:
     """The top-level array of ``-j`` output; entries that are not objects are an error, not a crash."""
-    import json
-
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
@@ -300,8 +513,8 @@ def _num(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def parse_ip_json(text: str) -> dict[str, Any]:
-    """Parse ``ip -j link``/``ip -j addr`` into the same structure as the text parser.
+def parse_ip_json(text: str) -> Links:
+    """Parse ``ip -j link``/``ip -j addr`` into the same records as the text parser.
 
     Fields of an unexpected type are left out (None) instead of reaching the topology.
     """
@@ -310,49 +523,49 @@ def parse_ip_json(text: str) -> dict[str, Any]:
         flags = it.get("flags")
         addrs = it.get("addr_info")
         ifaces.append(
-            {
-                "index": _num(it.get("ifindex")),
-                "name": _str(it.get("ifname")) or "",
-                "peer_ifindex": _num(it.get("link_index")),
-                "flags": [f for f in flags if isinstance(f, str)] if isinstance(flags, list) else [],
-                "master": _str(it.get("master")),
-                "mac": _str(it.get("address")) if it.get("link_type") == "ether" else None,
-                "link_type": _str(it.get("link_type")),
-                "link_netnsid": _num(it.get("link_netnsid")),
-                "addresses": [
+            Link(
+                index=_num(it.get("ifindex")),
+                name=_str(it.get("ifname")) or "",
+                peer_ifindex=_num(it.get("link_index")),
+                flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else (),
+                master=_str(it.get("master")),
+                mac=_str(it.get("address")) if it.get("link_type") == "ether" else None,
+                link_type=_str(it.get("link_type")),
+                link_netnsid=_num(it.get("link_netnsid")),
+                link_netns=None,
+                addresses=tuple(
                     f"{a['local']}/{a['prefixlen']}"
                     for a in addrs
                     if isinstance(a, dict) and _str(a.get("local")) and _num(a.get("prefixlen")) is not None
-                ]
+                )
                 if isinstance(addrs, list)
-                else [],
-            }
+                else (),
+            )
         )
-    return {"interfaces": ifaces, "unparsed": []}
+    return Links(tuple(ifaces))
 
 
-def parse_bridge_fdb_json(text: str) -> dict[str, Any]:
-    """Parse ``bridge -j fdb`` into the same structure as the text parser."""
+def parse_bridge_fdb_json(text: str) -> Fdb:
+    """Parse ``bridge -j fdb`` into the same records as the text parser (``line``: the entry's number)."""
     entries = []
     for n, e in enumerate(_json_list(text, "bridge -j fdb"), start=1):
         flags = e.get("flags")
-        flags = flags if isinstance(flags, list) else []
         entries.append(
-            {
-                "mac": (_str(e.get("mac")) or "").lower(),
-                "dev": _str(e.get("ifname")),
-                "master": _str(e.get("master")),
-                "vlan": _num(e.get("vlan")),
-                "self": "self" in flags,
-                "permanent": e.get("state") == "permanent",
-                "line": n,
-            }
+            FdbEntry(
+                mac=(_str(e.get("mac")) or "").lower(),
+                dev=_str(e.get("ifname")),
+                master=_str(e.get("master")),
+                vlan=_num(e.get("vlan")),
+                self_=isinstance(flags, list) and "self" in flags,
+                permanent=e.get("state") == "permanent",
+                line=n,
+            )
         )
-    return {"entries": entries, "unparsed": []}
+    return Fdb(tuple(entries))
 
 
-def _ruleset(family: str) -> Any:
-    def parse(text: str) -> Any:
+def _ruleset(family: str) -> Callable[[str], Ruleset]:
+    def parse(text: str) -> Ruleset:
         from reportgen.parsers.ruleset import parse_ruleset
 
         return parse_ruleset(text, family=family)
@@ -366,34 +579,39 @@ def _nft(text: str) -> dict[str, Any]:
     return parse_nft_ruleset(text)
 
 
-def _conntrack(text: str) -> dict[str, Any]:
+def _conntrack(text: str) -> Conntrack:
     from reportgen.parsers.conntrack import parse_conntrack
 
     return parse_conntrack(text)
 
 
-def _docker(text: str) -> dict[str, Any]:
+def _docker(text: str) -> DockerNetworks:
     from reportgen.parsers.docker import parse_docker_network
 
     return parse_docker_network(text)
 
 
-PARSERS = {
-    "ip-link": parse_ip_link,
-    "ip-addr": parse_ip_link,
-    "bridge-fdb": parse_bridge_fdb,
-    "brctl-show": parse_brctl_show,
-    "brctl-showmacs": parse_brctl_showmacs,
-    "route-n": parse_route_n,
-    "ip-route": parse_ip_route,
-    "sysctl": parse_sysctl,
-    "ip-link-json": parse_ip_json,
-    "ip-addr-json": parse_ip_json,
-    "bridge-fdb-json": parse_bridge_fdb_json,
-    "iptables-save": _ruleset("ipv4"),
-    "ip6tables-save": _ruleset("ipv6"),
-    "ebtables-save": _ruleset("bridge"),
-    "conntrack": _conntrack,
-    "nft-ruleset": _nft,
-    "docker-network": _docker,
+# What a snapshot's parser returns (Snapshot.data). The nft ruleset is still a dict (nft_ruleset.py).
+SnapshotData: TypeAlias = (
+    "Links | Fdb | BrctlShow | BrctlShowmacs | Routes | Sysctl | Ruleset | Conntrack | DockerNetworks"
+)
+
+PARSERS: dict[str, Callable[[str], SnapshotData | dict[str, Any]]] = {
+    Kind.IP_LINK: parse_ip_link,
+    Kind.IP_ADDR: parse_ip_link,
+    Kind.BRIDGE_FDB: parse_bridge_fdb,
+    Kind.BRCTL_SHOW: parse_brctl_show,
+    Kind.BRCTL_SHOWMACS: parse_brctl_showmacs,
+    Kind.ROUTE_N: parse_route_n,
+    Kind.IP_ROUTE: parse_ip_route,
+    Kind.SYSCTL: parse_sysctl,
+    Kind.IP_LINK_JSON: parse_ip_json,
+    Kind.IP_ADDR_JSON: parse_ip_json,
+    Kind.BRIDGE_FDB_JSON: parse_bridge_fdb_json,
+    Kind.IPTABLES_SAVE: _ruleset("ipv4"),
+    Kind.IP6TABLES_SAVE: _ruleset("ipv6"),
+    Kind.EBTABLES_SAVE: _ruleset("bridge"),
+    Kind.CONNTRACK: _conntrack,
+    Kind.NFT_RULESET: _nft,
+    Kind.DOCKER_NETWORK: _docker,
 }

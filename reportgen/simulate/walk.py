@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from reportgen.explain.rules import NON_TERMINAL, PacketView, match_one
-from reportgen.explain.topology import Topology, brnf_key
+from reportgen.explain.topology import Topology, brnf_sysctl
 from reportgen.model import Endpoint, LineRef, Nat, VerdictCode
 from reportgen.netfilter import BRIDGE, INPUT, OUTPUT, POSTROUTING, PREROUTING, STAGES
 from reportgen.parsers.ruleset import Match, Rule, Ruleset
@@ -498,18 +498,20 @@ class Walker:
         return r.dev, r.gateway, f"routing: {dst} matches route {r.dst}{via} dev {r.dev} (longest prefix)"
 
     def forwarding_off(self, family: str) -> str | None:
-        key = "net.ipv6.conf.all.forwarding" if family == "ipv6" else "net.ipv4.ip_forward"
-        val = self.topo.sysctl.get(key)
-        return f"{key} = 0 in {self.topo.sources.get('sysctl', 'the sysctl snapshot')}" if val == "0" else None
+        """Why the host does not route this family, when its sysctl snapshot says so (Topology.forwarding)."""
+        key, on = self.topo.forwarding(family)
+        return f"{key} = 0 in {self.topo.sources.get('sysctl', 'the sysctl snapshot')}" if on is False else None
 
     def brnf_on(self, family: str) -> tuple[bool, str]:
-        val = self.topo.brnf(family)
-        key = f"net.bridge.{brnf_key(family)}"
-        if val is None:
+        """Whether bridged frames reach the IP hooks (Topology.brnf_on), and the evidence or assumption."""
+        on = self.topo.brnf_on(family)
+        key = brnf_sysctl(family)
+        if on is None:
+            # brnf_init_net() sets every bridge-nf-call-* to 1 in a new netns (br_netfilter_hooks.c).
             why = f"{key} is not in the snapshots: assumed 1 (the default when br_netfilter is loaded)"
             self.assumed[why[0].upper() + why[1:] + "."] = None
             return True, why
-        return val != "0", f"{key} = {val} ({self.topo.sources.get('sysctl', 'sysctl')})"
+        return on, f"{key} = {self.topo.brnf(family)} ({self.topo.sources.get('sysctl', 'sysctl')})"
 
     def port_of(self, bridge: str, addr: str) -> tuple[str, str | None, str]:
         """The bridge port (and MAC) behind a neighbour address, from the names and the FDB."""
