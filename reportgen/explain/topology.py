@@ -74,10 +74,24 @@ class Topology:
         return frozenset(c.split("/")[0] for cidrs in self.host_addrs.values() for c in cidrs)
 
     def bridge_of(self, port: str) -> str | None:
+        return self._port_bridge.get(port)
+
+    # bridge_of and mac_owner are asked per hop: each a lookup in a map built once (the first bridge
+    # or interface listing a port or MAC answers, as a scan in order would).
+    @functools.cached_property
+    def _port_bridge(self) -> dict[str, str]:
+        out: dict[str, str] = {}
         for br, ports in self.bridges.items():
-            if port in ports:
-                return br
-        return None
+            for port in ports:
+                out.setdefault(port, br)
+        return out
+
+    @functools.cached_property
+    def _mac_dev(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for dev, mac in self.iface_mac.items():
+            out.setdefault(mac, dev)
+        return out
 
     def port_owner(self, port: str) -> str | None:
         """The container behind a bridge port, from its veth peer ("container2's eth0" -> container2)."""
@@ -88,10 +102,7 @@ class Topology:
         return dev in self.bridges
 
     def mac_owner(self, mac: str) -> str | None:
-        for dev, m in self.iface_mac.items():
-            if m == mac:
-                return dev
-        return None
+        return self._mac_dev.get(mac)
 
     def route_for(self, addr: str) -> Route | None:
         """Longest-prefix match, then lowest metric (fib lookup order, net/ipv4/fib_trie.c)."""
@@ -211,7 +222,7 @@ def docker_mac_ip(mac: str) -> str | None:
 
 def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     """Merge every snapshot into one Topology."""
-    bridges: dict[str, list[str]] = {}
+    bridges: dict[str, dict[str, None]] = {}  # bridge -> its ports, in the order first seen
     iface_mac: dict[str, str] = {}
     fdb: dict[str, tuple[str, str]] = {}
     routes: list[Route] = []
@@ -247,23 +258,20 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
                 if itf.index:
                     host_index[itf.index] = itf.name
                 if itf.master:
-                    ports = bridges.setdefault(itf.master, [])
-                    if itf.name not in ports:
-                        ports.append(itf.name)
+                    bridges.setdefault(itf.master, {})[itf.name] = None
                     sources[f"port:{itf.name}"] = snap.name
                 if itf.addresses:
                     host_addrs[itf.name] = itf.addresses
         elif snap.kind == Kind.BRCTL_SHOW and isinstance(data, BrctlShow):
             for br in data.bridges:
-                lst = bridges.setdefault(br.name, [])
-                lst.extend(p for p in br.ports if p not in lst)
+                bridges.setdefault(br.name, {}).update(dict.fromkeys(br.ports))
         elif snap.kind == Kind.BRIDGE_FDB and isinstance(data, Fdb):
             for e in data.entries:
                 if e.master and e.dev is not None and not e.permanent and e.dev != e.master:
                     fdb[e.mac] = (e.dev, e.master)
                     sources[f"fdb:{e.mac}"] = f"{snap.name}:{e.line}"
                 if e.master and e.dev == e.master:
-                    bridges.setdefault(e.master, [])
+                    bridges.setdefault(e.master, {})
         elif snap.kind in (Kind.ROUTE_N, Kind.IP_ROUTE) and isinstance(data, Routes):
             routes += data.routes
             if data.routes:
@@ -284,7 +292,7 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
             conntrack += [(snap.name, e) for e in data.entries]
         elif snap.kind == Kind.DOCKER_NETWORK and isinstance(data, DockerNetworks):
             for net in data.networks:
-                bridges.setdefault(net.bridge, [])
+                bridges.setdefault(net.bridge, {})
                 for c in net.containers:
                     for key in (c.ipv4, c.ipv6, c.mac):
                         if key and c.name:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from reportgen.errors import InputError
+from reportgen.parsers.snapshots import load_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +38,19 @@ class DockerNetworks:
 def parse_docker_network(text: str, source: str = "") -> DockerNetworks:
     """Parse one network object or a list of them (``docker network inspect A B`` prints a list)."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source, exc.lineno, f"not valid JSON: {exc.msg}") from exc
-    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, or nesting too deep
-        raise InputError(source, None, f"not valid JSON: {exc}") from exc
+        data = load_json(text, "docker network inspect")
+    except InputError as exc:
+        raise InputError(source, exc.line, exc.message) from exc
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not all(isinstance(net, dict) for net in data):
-        raise InputError(source, None, "docker network inspect JSON is a list of network objects; this is not")
+        # Named at the line where the outermost value (or the array of networks) starts.
+        start = len(text) - len(text.lstrip()) + (1 if isinstance(data, list) else 0)
+        raise InputError(
+            source,
+            text.count("\n", 0, start) + 1,
+            "docker network inspect JSON is an array of network objects; this is not",
+        )
     nets = []
     for net in data:
         opts = _obj(net.get("Options"))

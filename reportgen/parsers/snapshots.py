@@ -67,6 +67,7 @@ _SHOWMACS = re.compile(
     r"(?P<age>[0-9]+(?:\.[0-9]+)?)(?:\s|$)"
 )
 _MAC = re.compile(r"[0-9a-f:]{17}")
+_HAIRPIN = re.compile(r"\bhairpin (on|off)\b")
 # ip-link(8) detail lines under an interface that carry nothing the topology reads: address lifetimes,
 # alternative names, and the per-kind detail lines of ``ip -d link`` (bridge, bridge_slave, veth, vlan).
 _IPLINK_DETAIL = ("valid_lft", "altname", "bridge", "veth", "vlan")
@@ -98,6 +99,9 @@ class Link:
     link_netnsid: int | None
     link_netns: str | None  # ip prints the peer netns's name instead of its id when it has one
     addresses: tuple[str, ...]  # CIDRs, "172.17.0.1/16"
+    # A bridge port's hairpin mode (``ip -d link``: "bridge_slave ... hairpin on|off"), and its line.
+    hairpin: bool | None = None
+    hairpin_line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,8 @@ class _LinkBuilder:
     link_netnsid: int | None = None
     link_netns: str | None = None
     addresses: list[str] = field(default_factory=list)
+    hairpin: bool | None = None
+    hairpin_line: int = 0
 
     def build(self) -> Link:
         return Link(
@@ -292,6 +298,8 @@ class _LinkBuilder:
             self.link_netnsid,
             self.link_netns,
             tuple(self.addresses),
+            self.hairpin,
+            self.hairpin_line,
         )
 
 
@@ -338,6 +346,11 @@ def parse_ip_link(text: str) -> Links:
             cur.addresses.append(s.split()[1])
         elif not s.startswith(_IPLINK_DETAIL):
             unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
+        elif "bridge_slave" in s:
+            # Searched after the word, not with ".*" between the two: linear in a long line.
+            mode = _HAIRPIN.search(s, s.index("bridge_slave"))
+            if mode:
+                cur.hairpin, cur.hairpin_line = mode.group(1) == "on", n
     return Links(tuple(b.build() for b in done), tuple(unparsed))
 
 
@@ -493,16 +506,74 @@ def parse_sysctl(text: str) -> Sysctl:
     return Sysctl(values, tuple(unparsed))
 
 
-def _json_list(text: str, what: str) -> list[dict[str, Any]]:
-    """The top-level array of ``-j`` output; entries that are not objects are an error, not a crash."""
+def load_json(text: str, what: str) -> object:
+    """Decode a JSON snapshot; what cannot be decoded is an InputError naming the line it is on."""
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
-        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
-        raise InputError("", line, f"not valid {what} JSON: {exc}") from exc
-    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
-        raise InputError("", None, f"{what} JSON is a list of objects; this is not")
-    return data
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError("", exc.lineno, f"not valid {what} JSON: {exc.msg}") from exc
+    except ValueError as exc:  # an integer of over 4300 digits (int's limit)
+        huge = re.search(r"[0-9]{4301}", text)
+        line = text.count("\n", 0, huge.start()) + 1 if huge else None
+        raise InputError("", line, f"not valid {what} JSON: a number of over 4300 digits") from exc
+    except RecursionError as exc:
+        raise InputError("", _deep_line(text), f"not valid {what} JSON: nested too deep") from exc
+
+
+def _deep_line(text: str, depth: int = 500) -> int | None:
+    """The line where arrays and objects first nest ``depth`` deep (brackets in strings not counted)."""
+    level, line, in_string, escaped = 0, 1, False, False
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif in_string:
+            in_string, escaped = (ch != '"' or escaped), (ch == "\\" and not escaped)
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            level += 1
+            if level >= depth:
+                return line
+        elif ch in "]}":
+            level -= 1
+    return None
+
+
+def _json_entries(text: str, what: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Unparsed]]:
+    """The objects of ``-j`` output's top-level array, each with the line it starts on; entries that are
+    not objects come back unparsed. Not JSON, or not an array, is an InputError naming the line."""
+    data = load_json(text, what)
+    if not isinstance(data, list):
+        start = len(text) - len(text.lstrip())
+        raise InputError(
+            "", text.count("\n", 0, start) + 1, f"{what} JSON is an array of objects, not {_json_type(data)}"
+        )
+    # json.loads has checked the text: walking the array again with raw_decode cannot fail, and gives
+    # where each entry starts (counted on from the previous one, so the walk stays linear).
+    decoder = json.JSONDecoder()
+    entries: list[tuple[int, dict[str, Any]]] = []
+    unparsed: list[Unparsed] = []
+    pos, line, counted = text.index("[") + 1, 1, 0
+    for value in data:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        line += text.count("\n", counted, pos)
+        counted = pos
+        _, pos = decoder.raw_decode(text, pos)
+        if isinstance(value, dict):
+            entries.append((line, value))
+        else:
+            first = text[counted:pos].split("\n", 1)[0]
+            unparsed.append(Unparsed(line, first, f"{_json_type(value)}, not an object"))
+    return entries, unparsed
+
+
+def _json_type(value: object) -> str:
+    """What a JSON value is, in JSON's words."""
+    for kind, name in ((dict, "an object"), (list, "an array"), (str, "a string"), (bool, "a boolean")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else "a number"
 
 
 def _str(value: object) -> str | None:
@@ -516,16 +587,22 @@ def _num(value: object) -> int | None:
 def parse_ip_json(text: str) -> Links:
     """Parse ``ip -j link``/``ip -j addr`` into the same records as the text parser.
 
-    Fields of an unexpected type are left out (None) instead of reaching the topology.
+    Fields of an unexpected type are left out (None) instead of reaching the topology; an entry
+    without an interface name is unparsed.
     """
     ifaces = []
-    for it in _json_list(text, "ip -j"):
+    entries, unparsed = _json_entries(text, "ip -j")
+    for line, it in entries:
+        name = _str(it.get("ifname"))
+        if not name:
+            unparsed.append(Unparsed(line, json.dumps(it)[:200], "no ifname string"))
+            continue
         flags = it.get("flags")
         addrs = it.get("addr_info")
         ifaces.append(
             Link(
                 index=_num(it.get("ifindex")),
-                name=_str(it.get("ifname")) or "",
+                name=name,
                 peer_ifindex=_num(it.get("link_index")),
                 flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else (),
                 master=_str(it.get("master")),
@@ -542,26 +619,32 @@ def parse_ip_json(text: str) -> Links:
                 else (),
             )
         )
-    return Links(tuple(ifaces))
+    return Links(tuple(ifaces), tuple(sorted(unparsed, key=lambda u: u.line)))
 
 
 def parse_bridge_fdb_json(text: str) -> Fdb:
-    """Parse ``bridge -j fdb`` into the same records as the text parser (``line``: the entry's number)."""
-    entries = []
-    for n, e in enumerate(_json_list(text, "bridge -j fdb"), start=1):
+    """Parse ``bridge -j fdb`` into the same records as the text parser; an entry without a MAC is
+    unparsed."""
+    found = []
+    entries, unparsed = _json_entries(text, "bridge -j fdb")
+    for line, e in entries:
+        mac = _str(e.get("mac"))
+        if not mac:
+            unparsed.append(Unparsed(line, json.dumps(e)[:200], "no mac string"))
+            continue
         flags = e.get("flags")
-        entries.append(
+        found.append(
             FdbEntry(
-                mac=(_str(e.get("mac")) or "").lower(),
+                mac=mac.lower(),
                 dev=_str(e.get("ifname")),
                 master=_str(e.get("master")),
                 vlan=_num(e.get("vlan")),
                 self_=isinstance(flags, list) and "self" in flags,
                 permanent=e.get("state") == "permanent",
-                line=n,
+                line=line,
             )
         )
-    return Fdb(tuple(entries))
+    return Fdb(tuple(found), tuple(sorted(unparsed, key=lambda u: u.line)))
 
 
 def _ruleset(family: str) -> Callable[[str], Ruleset]:
@@ -615,3 +698,16 @@ PARSERS: dict[str, Callable[[str], SnapshotData | dict[str, Any]]] = {
     Kind.NFT_RULESET: _nft,
     Kind.DOCKER_NETWORK: _docker,
 }
+
+
+UNREAD_SHOWN = 5  # unread lines named one by one in the snapshot's note; the rest are counted
+
+
+def unread_note(data: object) -> str | None:
+    """Say which lines of a parsed snapshot were not read, and why: the first few, then how many more."""
+    unparsed = getattr(data, "unparsed", ())
+    if not isinstance(unparsed, tuple) or not unparsed:
+        return None
+    shown = [f"line {u.line} not read ({u.reason})" for u in unparsed[:UNREAD_SHOWN] if isinstance(u, Unparsed)]
+    more = len(unparsed) - UNREAD_SHOWN
+    return "; ".join(shown + ([f"{more} more lines not read"] if more > 0 else []))

@@ -9,7 +9,6 @@ iptables tables use the fixed priorities of netfilter.table_priority; an nft bas
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +16,13 @@ from reportgen.model import Snapshot
 from reportgen.netfilter import BRIDGE, IPV4, IPV6, table_priority, tables_at
 from reportgen.parsers.nft_rules import _STD_TABLE, _prio, rule_from_nft
 from reportgen.parsers.ruleset import Chain, Ruleset
+from reportgen.parsers.snapshots import Kind, Links
 
 # nft(8) "ADDRESS FAMILIES": the packet families each table family sees.
 _NFT_SEES = {"ip": (IPV4,), "ip6": (IPV6,), "inet": (IPV4, IPV6), "bridge": (BRIDGE,)}
 # nft(8): the bridge family's standard priority names differ from the IP ones.
 _BRIDGE_PRIO = {"dstnat": -300, "filter": -200, "out": 100, "srcnat": 300}
-_SAVE_KINDS = {"iptables-save": IPV4, "ip6tables-save": IPV6, "ebtables-save": BRIDGE}
+_SAVE_KINDS: dict[str, str] = {Kind.IPTABLES_SAVE: IPV4, Kind.IP6TABLES_SAVE: IPV6, Kind.EBTABLES_SAVE: BRIDGE}
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,15 @@ class BaseChain:
         return f"{self.tool} {self.table} {self.chain}"
 
 
-_LINK_HEAD = re.compile(r"^\d+: (?P<name>[^:@\s]+)(?:@\S+)?:")
-_HAIRPIN = re.compile(r"\bbridge_slave\b.*\bhairpin (?P<mode>on|off)\b")
-
-
 def hairpin_modes(snaps: tuple[Snapshot, ...]) -> dict[str, tuple[bool, str]]:
     """Each bridge port's hairpin mode from ``ip -d link`` (bridge_slave ... hairpin on|off), with its line."""
     out: dict[str, tuple[bool, str]] = {}
     for s in snaps:
-        if s.kind != "ip-link" or s.host != "host":
+        if s.kind != Kind.IP_LINK or s.host != "host" or not isinstance(s.data, Links):
             continue
-        port = ""
-        for n, line in enumerate(s.text.splitlines(), start=1):
-            head = _LINK_HEAD.match(line)
-            if head:
-                port = head.group("name")
-            mode = _HAIRPIN.search(line)
-            if mode and port:
-                out[port] = (mode.group("mode") == "on", f"{s.name}:{n}")
+        for itf in s.data.interfaces:
+            if itf.hairpin is not None:
+                out[itf.name] = (itf.hairpin, f"{s.name}:{itf.hairpin_line}")
     return out
 
 
@@ -148,7 +139,7 @@ def base_chains(snaps: tuple[Snapshot, ...]) -> dict[tuple[str, str], list[BaseC
                     )
                 )
     for snap in snaps:
-        if snap.kind != "nft-ruleset" or not isinstance(snap.data, dict):
+        if snap.kind != Kind.NFT_RULESET or not isinstance(snap.data, dict):
             continue
         for t in snap.data["tables"]:
             _add_nft_table(out, covered, snap.name, t)

@@ -27,7 +27,7 @@ from reportgen.model import (
 from reportgen.netfilter import HOOKS, INET, INGRESS
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
-from reportgen.parsers.snapshots import PARSERS, detect_kind
+from reportgen.parsers.snapshots import PARSERS, detect_kind, unread_note
 from reportgen.parsers.traces import (
     NFT_FAMILY,
     ChainHooks,
@@ -481,7 +481,8 @@ def _snapshot(path: Path, name: str, kind: str | None, host: str) -> tuple[Snaps
         return Snapshot(
             name, k, text, None, host
         ), f"reportgen failed to parse it as {k} ({type(exc).__name__}: {exc}); this is a reportgen bug"
-    return Snapshot(name, k, text, data, host), "; ".join(problems) or None
+    unread = unread_note(data)
+    return Snapshot(name, k, text, data, host), "; ".join([*problems, *([unread] if unread else [])]) or None
 
 
 def load_snapshots(spec: CaseSpec) -> tuple[tuple[Snapshot, ...], list[str]]:
