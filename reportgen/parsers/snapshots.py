@@ -539,9 +539,10 @@ def _deep_line(text: str, depth: int = 500) -> int | None:
     return None
 
 
-def _json_entries(text: str, what: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Unparsed]]:
-    """The objects of ``-j`` output's top-level array, each with the line it starts on; entries that are
-    not objects come back unparsed. Not JSON, or not an array, is an InputError naming the line."""
+def _json_entries(text: str, what: str, key: str) -> tuple[list[tuple[int, str, dict[str, Any]]], tuple[Unparsed, ...]]:
+    """The objects of ``-j`` output's top-level array that have a string ``key``: (the line each starts
+    on, its ``key``, the object); the other entries come back unparsed. Not JSON, or not an array, is
+    an InputError naming the line."""
     data = load_json(text, what)
     if not isinstance(data, list):
         start = len(text) - len(text.lstrip())
@@ -551,7 +552,7 @@ def _json_entries(text: str, what: str) -> tuple[list[tuple[int, dict[str, Any]]
     # json.loads has checked the text: walking the array again with raw_decode cannot fail, and gives
     # where each entry starts (counted on from the previous one, so the walk stays linear).
     decoder = json.JSONDecoder()
-    entries: list[tuple[int, dict[str, Any]]] = []
+    entries: list[tuple[int, str, dict[str, Any]]] = []
     unparsed: list[Unparsed] = []
     pos, line, counted = text.index("[") + 1, 1, 0
     for value in data:
@@ -560,12 +561,14 @@ def _json_entries(text: str, what: str) -> tuple[list[tuple[int, dict[str, Any]]
         line += text.count("\n", counted, pos)
         counted = pos
         _, pos = decoder.raw_decode(text, pos)
-        if isinstance(value, dict):
-            entries.append((line, value))
-        else:
-            first = text[counted:pos].split("\n", 1)[0]
+        first = text[counted:pos].split("\n", 1)[0]
+        if not isinstance(value, dict):
             unparsed.append(Unparsed(line, first, f"{_json_type(value)}, not an object"))
-    return entries, unparsed
+        elif not isinstance(value.get(key), str) or not value[key]:
+            unparsed.append(Unparsed(line, first, f"no {key} string"))
+        else:
+            entries.append((line, value[key], value))
+    return entries, tuple(unparsed)
 
 
 def _json_type(value: object) -> str:
@@ -591,12 +594,8 @@ def parse_ip_json(text: str) -> Links:
     without an interface name is unparsed.
     """
     ifaces = []
-    entries, unparsed = _json_entries(text, "ip -j")
-    for line, it in entries:
-        name = _str(it.get("ifname"))
-        if not name:
-            unparsed.append(Unparsed(line, json.dumps(it)[:200], "no ifname string"))
-            continue
+    entries, unparsed = _json_entries(text, "ip -j", "ifname")
+    for _, name, it in entries:
         flags = it.get("flags")
         addrs = it.get("addr_info")
         ifaces.append(
@@ -619,19 +618,15 @@ def parse_ip_json(text: str) -> Links:
                 else (),
             )
         )
-    return Links(tuple(ifaces), tuple(sorted(unparsed, key=lambda u: u.line)))
+    return Links(tuple(ifaces), unparsed)
 
 
 def parse_bridge_fdb_json(text: str) -> Fdb:
     """Parse ``bridge -j fdb`` into the same records as the text parser; an entry without a MAC is
     unparsed."""
     found = []
-    entries, unparsed = _json_entries(text, "bridge -j fdb")
-    for line, e in entries:
-        mac = _str(e.get("mac"))
-        if not mac:
-            unparsed.append(Unparsed(line, json.dumps(e)[:200], "no mac string"))
-            continue
+    entries, unparsed = _json_entries(text, "bridge -j fdb", "mac")
+    for line, mac, e in entries:
         flags = e.get("flags")
         found.append(
             FdbEntry(
@@ -644,7 +639,7 @@ def parse_bridge_fdb_json(text: str) -> Fdb:
                 line=line,
             )
         )
-    return Fdb(tuple(found), tuple(sorted(unparsed, key=lambda u: u.line)))
+    return Fdb(tuple(found), unparsed)
 
 
 def _ruleset(family: str) -> Callable[[str], Ruleset]:
