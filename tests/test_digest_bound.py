@@ -7,13 +7,17 @@ counts it gives are exact, and it says how many conversations it left out and wh
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLES
+from test_browser import FLAGS
 
-from reportgen.batch import cyclic_gc_paused
+from reportgen.batch import CaseJob, cyclic_gc_paused, run_case
 from reportgen.pipeline import stream_case
 from reportgen.render.digest import FIRST_ROWS, LAST_ROWS, Digest, DigestSink
 from reportgen.render.html import render_html
@@ -109,3 +113,35 @@ def test_document_memory_does_not_grow_with_conversations(tmp_path: Path) -> Non
         )
         peaks[n] = int(out.stdout.strip())
     assert peaks[MANY] <= 1.3 * peaks[FEW], peaks
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (./run installs it as root)")
+def test_a_browser_shows_how_many_alike_conversations_were_left_out_and_where(tmp_path: Path) -> None:
+    # As tests/test_browser.py does: the DOM a real headless Chromium built from the streamed report,
+    # opened at a listed conversation near the end (its <details> opens for the link).
+    case = tmp_path / "syns"
+    case.mkdir()
+    _syns(case / "kern.log", FEW)
+    res = run_case(CaseJob((case,), tmp_path / "out", ("html",)))
+    assert res.error is None, res.error
+    page = (tmp_path / "out" / "syns" / "report.html").as_uri() + f"#c{FEW}"
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page]
+    dom = subprocess.run(cmd, check=True, capture_output=True, timeout=120, text=True).stdout
+    listed = FIRST_ROWS + LAST_ROWS
+    assert (
+        f"<summary>{FEW - 1} more conversations behave like c1: the same hooks, kinds of NAT and verdicts; only "
+        f"their addresses and ports differ; {listed} of them listed here, every one in report.json / report.jsonl "
+        "by id</summary>" in dom
+    )
+    assert '<details open="">' in dom  # the link opened the list
+    assert (
+        f'<tr class="left-out"><td colspan="3">… and {FEW - 1 - listed} more conversations like c1, with ids between '
+        f"c{FIRST_ROWS + 1} and c{FEW - LAST_ROWS + 1}: every one is in report.json / report.jsonl, by id.</td></tr>"
+        in dom
+    )
+    assert len(re.findall(r'<tr id="c\d+">', dom)) == listed
+    assert f"c1 and these {FEW - 1} conversations: {FEW} packets ({FEW} forwarded-out)" in dom

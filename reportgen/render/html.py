@@ -13,6 +13,7 @@ from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, 
 from reportgen.render.digest import FIRST_ROWS, SMALL_CASE_LINES, Alike, Digest, Row, digest_of
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
+    ALIKE_ELSEWHERE,
     ALIKE_NOTE,
     SEVERITY,
     alike_rest,
@@ -252,6 +253,7 @@ def render_html(
         answers=[answers[c.id] for c in view.told if c.id in answers],
         folded=view.folded,
         alike_note=ALIKE_NOTE,
+        alike_elsewhere=ALIKE_ELSEWHERE,
         alike_rest=alike_rest,
         alike_lists=alike_lists,
         alike_totals=alike_totals,
