@@ -75,7 +75,11 @@ def test_rows_and_documents_do_not_grow_with_conversations(tmp_path: Path) -> No
         assert len(docs[MANY][kind]) <= 1.05 * len(docs[FEW][kind]), kind
     # The counts are exact and the left-out conversations are said, with where they are.
     text = " ".join(docs[MANY]["text"].split())
-    assert f"c1 and these {MANY - 1} conversations: {MANY} packets ({MANY} forwarded-out)" in text
+    lines = 9 * MANY
+    assert (
+        f"c1 and these {MANY - 1} conversations: {MANY} packets ({MANY} forwarded-out), kernel time "
+        f"1000.000–{1000 + MANY - 1:.3f} s, within lines kern.log:1–kern.log:{lines}" in text
+    )
     left = MANY - 1 - FIRST_ROWS - LAST_ROWS
     assert (
         f"… and {left} more conversations like c1, with ids between c{FIRST_ROWS + 1} and "

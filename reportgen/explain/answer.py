@@ -21,6 +21,7 @@ from reportgen.model import (
     Endpoint,
     Footer,
     LateOf,
+    LineRef,
     LogRecord,
     Packet,
     PacketGroup,
@@ -325,6 +326,9 @@ class BehaviourCounts:
     first_stamp: float | None  # kernel time of the first and last line any of their packets used
     last_stamp: float | None
     predictions: tuple[tuple[str, int], ...]  # conversations per prediction status, by status
+    # The first and the last input line any of their packets used (other behaviours' lines may lie between).
+    first_line: LineRef | None = None
+    last_line: LineRef | None = None
 
 
 class BehaviourCounter:
@@ -338,6 +342,8 @@ class BehaviourCounter:
         self.first: float | None = None
         self.last: float | None = None
         self.predictions: Counter[str] = Counter()
+        self.first_line: LineRef | None = None
+        self.last_line: LineRef | None = None
 
     def add(self, conv: Conversation, answer: Answer, groups: Iterable[PacketGroup]) -> None:
         """Count one conversation of the behaviour."""
@@ -348,6 +354,11 @@ class BehaviourCounter:
                 self.first = g.first_stamp
             if g.last_stamp is not None and (self.last is None or g.last_stamp > self.last):
                 self.last = g.last_stamp
+            if g.lines:  # runs of lines in (file, line) order (explain.groups._spans)
+                first, (ref, end) = g.lines[0][0], g.lines[-1]
+                last = LineRef(ref.file, end)
+                self.first_line = first if self.first_line is None or first < self.first_line else self.first_line
+                self.last_line = last if self.last_line is None or last > self.last_line else self.last_line
         if conv.prediction is not None:
             self.predictions[conv.prediction.status] += 1
 
@@ -360,6 +371,8 @@ class BehaviourCounter:
             self.first,
             self.last,
             tuple(sorted(self.predictions.items())),
+            self.first_line,
+            self.last_line,
         )
 
 

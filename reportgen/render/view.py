@@ -189,6 +189,8 @@ def alike_totals(owner: str, alike: Alike) -> str:
     text += f" ({counts})" if counts else ""
     if n.first_stamp is not None and n.last_stamp is not None:
         text += f", kernel time {n.first_stamp:.3f}–{n.last_stamp:.3f} s"
+    if n.first_line is not None and n.last_line is not None:
+        text += f", within lines {n.first_line}–{n.last_line}"
     return text
 
 
