@@ -387,6 +387,8 @@ class Answer:
     sentence: str
     worst: VerdictCode
     assumptions: tuple[str, ...]  # inferred facts, each with what would confirm it
+    # The conversation's packets per outcome, worst first (explain.answer.outcome_counts).
+    outcomes: tuple[tuple[VerdictCode, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from conftest import ROOT, SAMPLES
 
 from reportgen.model import Report
 from reportgen.pipeline import build_report
+from reportgen.render import digest as digest_mod
 from reportgen.render import html as html_mod
 from reportgen.render.digest import digest_of
-from reportgen.render.view import severity
+from reportgen.render.view import outcome, severity
 from reportgen.render.write import write_report
 from reportgen.sources.case import load_spec
 
@@ -100,25 +102,35 @@ def test_left_out_alike_conversations_are_counted_and_named(
     reports: dict[int, Report], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     report = reports[LARGE]
-    folded = [row.id for row in digest_of(report).folded["c1"]]
+    alike = digest_of(report).folded["c1"]
     monkeypatch.setattr(html_mod, "SCREEN", replace(html_mod.SCREEN, alike_rows=30))
     html = html_mod.render_html(report, {"topology": ""} | html_mod.packet_svgs(report))
     rows = re.findall(r'<tr id="(c\d+)"><td><strong>', html)
-    assert rows == folded[:30]  # the listed rows, then one sentence for the rest
-    rest = folded[30:]
-    sentence = f"{len(rest)} more conversations that behave like c1 left out of this list: {rest[0]}–{rest[-1]}; see"
+    others = [c.id for c in report.conversations[1:]]  # every one behaves like c1
+    # The first rows, one sentence for the rest, and the last rows: the span of the traffic.
+    assert rows == others[:30] + others[-digest_mod.LAST_ROWS :]
+    left = len(others) - 30 - digest_mod.LAST_ROWS
+    sentence = (
+        f"… and {left} more conversations like c1, with ids between {others[29]} and {others[-5]}: "
+        "every one is in report.json / report.jsonl, by id."
+    )
     assert sentence in html
+    # The counts are exact, over every conversation, listed or not.
+    outcomes = Counter(outcome(p) for p in report.packets)
+    assert {code.value: n for code, n in alike.counts.outcomes} == outcomes
+    assert alike.counts.packets == len(report.packets) and alike.conversations == len(others)
+    assert f"c1 and these {len(others)} conversations: {len(report.packets)} packets (" in html
 
 
 def test_alike_conversations_follow_the_behaviour_ids_of_their_groups(reports: dict[int, Report]):
     report = reports[SMALL]
-    assert "c2" in [row.id for row in digest_of(report).folded["c1"]]
+    assert "c2" in [row.id for row in digest_of(report).folded["c1"].first]
     # The explain layer says c2's first group is a behaviour of its own: the renderer follows it,
     # it does not look at the packets again.
     first = next(g for g in report.groups if g.conversation == "c2")
     groups = tuple(replace(g, behaviour="b-own") if g is first else g for g in report.groups)
     alike = digest_of(replace(report, groups=groups))
-    assert "c2" not in [row.id for row in alike.folded.get("c1", [])]
+    assert "c1" not in alike.folded or "c2" not in [row.id for row in alike.folded["c1"].first]
     assert "c2" in [c.id for c in alike.report.conversations]  # told in full
 
 
@@ -152,11 +164,12 @@ def test_pdf_stays_a_few_pages_and_says_what_it_left_out(reports: dict[int, Repo
     text = " ".join(pg.extract_text() for pg in pypdf.PdfReader(str(written[LARGE] / "report.pdf")).pages)
     text = re.sub(r"\s+", " ", text)
     report = reports[LARGE]
-    folded = [row.id for row in digest_of(report).folded["c1"]]
-    rest = folded[html_mod.PRINT.alike_rows :]
+    others = [c.id for c in report.conversations[1:]]
+    shown = html_mod.PRINT.alike_rows
     assert (
-        f"{len(rest)} more conversations that behave like c1 left out of this list: {rest[0]}–{rest[-1]}; "
-        "see report.html / report.json" in text
+        f"… and {len(others) - shown - digest_mod.LAST_ROWS} more conversations like c1, with ids between "
+        f"{others[shown - 1]} and {others[-digest_mod.LAST_ROWS]}: every one is in report.json / report.jsonl, "
+        "by id." in text
     )
 
 

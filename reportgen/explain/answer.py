@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from reportgen.explain.topology import Topology
 from reportgen.model import (
@@ -20,6 +21,7 @@ from reportgen.model import (
     Endpoint,
     Footer,
     LateOf,
+    LineRef,
     LogRecord,
     Packet,
     PacketGroup,
@@ -192,7 +194,17 @@ def conversation_answer(
     assumptions = tuple(dict.fromkeys(a for p in members for a in assumptions_of(p, topo)))
     if conv.prediction is not None:
         assumptions += tuple(f"prediction assumes {c}" for c in conv.prediction.conditions)
-    return Answer(conv.id, f"{head}: {'; '.join(clauses)}.", worst, assumptions)
+    return Answer(conv.id, f"{head}: {'; '.join(clauses)}.", worst, assumptions, outcome_counts(members))
+
+
+def outcome_counts(packets: Iterable[Packet]) -> tuple[tuple[VerdictCode, int], ...]:
+    """Count packets per outcome, worst first (a packet the explainer gave no verdict is unknown)."""
+    counts = Counter(p.verdict.code if p.verdict else VerdictCode.UNKNOWN for p in packets)
+    return _worst_first(counts)
+
+
+def _worst_first(counts: Counter[VerdictCode]) -> tuple[tuple[VerdictCode, int], ...]:
+    return tuple((c, counts[c]) for c in SEVERITY if counts[c])
 
 
 def assumptions_of(p: Packet, topo: Topology) -> list[str]:
@@ -289,7 +301,7 @@ class SummaryCounter:
             self.texts += [h.event.record.text for h in p.hops]
 
     def summary(self, flows: int, topo: Topology) -> CaseSummary:
-        outcomes = tuple((c, self.counts[c]) for c in SEVERITY if self.counts[c])
+        outcomes = _worst_first(self.counts)
         # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
         host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(self.texts))) or None
         first, last = self.first, self.last
@@ -301,6 +313,67 @@ class SummaryCounter:
         if host:
             parts.append(f"host {host}")
         return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".")
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourCounts:
+    """Exact counts over every conversation of one behaviour: the documents list a few of them as rows
+    and say how many they left out, so the counts must not come from the rows."""
+
+    conversations: int
+    packets: int
+    outcomes: tuple[tuple[VerdictCode, int], ...]  # packets per outcome, worst first
+    first_stamp: float | None  # kernel time of the first and last line any of their packets used
+    last_stamp: float | None
+    predictions: tuple[tuple[str, int], ...]  # conversations per prediction status, by status
+    # The first and the last input line any of their packets used (other behaviours' lines may lie between).
+    first_line: LineRef | None = None
+    last_line: LineRef | None = None
+
+
+class BehaviourCounter:
+    """A behaviour's counts, taken conversation by conversation in any order (a stream emits
+    conversations as they finish), from what explain said of each: its answer's outcome counts, its
+    groups' time spans and its prediction."""
+
+    def __init__(self) -> None:
+        self.conversations = 0
+        self.outcomes: Counter[VerdictCode] = Counter()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.predictions: Counter[str] = Counter()
+        self.first_line: LineRef | None = None
+        self.last_line: LineRef | None = None
+
+    def add(self, conv: Conversation, answer: Answer, groups: Iterable[PacketGroup]) -> None:
+        """Count one conversation of the behaviour."""
+        self.conversations += 1
+        self.outcomes.update(dict(answer.outcomes))
+        for g in groups:
+            if g.first_stamp is not None and (self.first is None or g.first_stamp < self.first):
+                self.first = g.first_stamp
+            if g.last_stamp is not None and (self.last is None or g.last_stamp > self.last):
+                self.last = g.last_stamp
+            if g.lines:  # runs of lines in (file, line) order (explain.groups._spans)
+                first, (ref, end) = g.lines[0][0], g.lines[-1]
+                last = LineRef(ref.file, end)
+                self.first_line = first if self.first_line is None or first < self.first_line else self.first_line
+                self.last_line = last if self.last_line is None or last > self.last_line else self.last_line
+        if conv.prediction is not None:
+            self.predictions[conv.prediction.status] += 1
+
+    def counts(self) -> BehaviourCounts:
+        """The counts so far."""
+        return BehaviourCounts(
+            self.conversations,
+            sum(self.outcomes.values()),
+            _worst_first(self.outcomes),
+            self.first,
+            self.last,
+            tuple(sorted(self.predictions.items())),
+            self.first_line,
+            self.last_line,
+        )
 
 
 def case_summary(packets: Iterable[Packet], flows: int, topo: Topology) -> CaseSummary:

@@ -1,13 +1,15 @@
 """What the HTML, PDF, text and Markdown documents tell of a case, kept as the case is read.
 
 The documents tell a case by behaviour: a conversation whose packet groups behave like an earlier
-one's (the same protocol and the same case-wide behaviour ids, explain.groups) is told by that one and
-listed as a row (its id, flow, packet count, outcomes, prediction, answer). So a reader needs in full
-only the first conversation of each behaviour and the packets of no conversation; everything else
-is a row. ``DigestSink`` is a pipeline sink that keeps exactly that while the case streams
-(pipeline.stream_case): memory is the distinct behaviours and one small row per conversation, not
-the packets. ``digest_of`` makes the same Digest from a whole Report, so both readings render
-byte-identically.
+one's (the same protocol and the same case-wide behaviour ids, explain.groups) is told by that one.
+So a reader needs in full only the first conversation of each behaviour and the packets of no
+conversation. Of the others the documents give exact counts per behaviour (explain.answer
+BehaviourCounts) and a few as rows (id, flow, packet count, outcomes, prediction): the first
+FIRST_ROWS by id and the last LAST_ROWS, saying how many they left out and that report.json and
+report.jsonl have every one by id. ``DigestSink`` is a pipeline sink that keeps exactly that while
+the case streams (pipeline.stream_case): memory is the distinct behaviours, not the conversations
+and not the packets (issue 10). ``digest_of`` makes the same Digest from a whole Report, so both
+readings render byte-identically.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from reportgen.explain.answer import BehaviourCounter, BehaviourCounts
 from reportgen.model import (
     NO_CONVERSATION,
     Answer,
@@ -25,14 +28,12 @@ from reportgen.model import (
     Crossing,
     Endpoint,
     LineRef,
-    Packet,
     PacketGroup,
     Prediction,
     Report,
     VerdictCode,
     id_order,
 )
-from reportgen.render.view import outcome, severity
 
 _T = TypeVar("_T")
 
@@ -42,6 +43,13 @@ _T = TypeVar("_T")
 SMALL_CASE_LINES = 5000
 
 
+# How many conversations of a behaviour the documents list as rows besides the one told in full: the
+# first ones by id and the last ones (the span of the traffic); the others are counted, not listed.
+# The HTML screen lists as many first ones (html.SCREEN.alike_rows), the PDF and Markdown fewer.
+FIRST_ROWS = 500
+LAST_ROWS = 5
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """A conversation as one line of a list: what the documents say of one they do not tell in full."""
@@ -49,8 +57,31 @@ class Row:
     id: str
     summary: str
     count: int  # packets
-    outcomes: tuple[tuple[str, int], ...]  # packets per outcome, worst first
+    outcomes: tuple[tuple[str, int], ...]  # packets per outcome, worst first (explain.answer.outcome_counts)
     prediction: Prediction | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alike:
+    """The conversations that behave like one told in full: exact counts over all of them and the
+    whole behaviour, and a few of them as rows."""
+
+    counts: BehaviourCounts  # every conversation of the behaviour, the one told in full included
+    first: tuple[Row, ...]  # the first FIRST_ROWS after the one told, by id
+    last: tuple[Row, ...]  # the last LAST_ROWS by id, after ``first``
+
+    @property
+    def conversations(self) -> int:
+        """How many conversations behave like the one told (it not included)."""
+        return self.counts.conversations - 1
+
+    def listed(self, limit: int) -> tuple[tuple[Row, ...], tuple[Row, ...]]:
+        """The rows a list of at most ``limit`` first ones shows: those, and when it leaves some out
+        the last LAST_ROWS (the list then says how many lie between: view.alike_rest)."""
+        rows = self.first + self.last
+        if len(rows) == self.conversations and len(rows) <= limit + LAST_ROWS:
+            return rows, ()
+        return self.first[:limit], rows[-LAST_ROWS:]
 
 
 @dataclass(frozen=True)
@@ -59,12 +90,12 @@ class Digest:
 
     ``report`` is the case head with the parts of the conversations told in full (the first of each
     behaviour, in id order) and of the packets of no conversation; its crossings are every
-    conversation's (the topology draws them all). ``rows`` has every conversation, in id order.
+    conversation's (the topology draws them all). ``rows`` has a row of each conversation told.
     """
 
     report: Report
     rows: dict[str, Row]
-    folded: dict[str, list[Row]]  # conversation told -> the later ones that behave like it, in id order
+    folded: dict[str, Alike]  # conversation told -> the ones that behave like it
     # Every conversation's answer in id order, or as many first ones as the Markdown head can show
     # (DigestSink's answer_room).
     answers: tuple[Answer, ...]
@@ -75,13 +106,41 @@ class Digest:
     conversation_of: dict[str, str] | None  # and that packet's conversation
 
 
-def outcome_counts(packets: tuple[Packet, ...]) -> tuple[tuple[str, int], ...]:
-    """Count packets per outcome, worst first."""
-    counts: dict[str, int] = {}
-    for p in packets:
-        word = outcome(p)
-        counts[word] = counts.get(word, 0) + 1
-    return tuple(sorted(counts.items(), key=lambda kv: (severity(kv[0]), kv[0])))
+class _Behaviour:
+    """What the sink keeps of one behaviour: the conversation told (the first by id), its counts and
+    the rows the documents may list, as heaps that keep the first and the last ones by id."""
+
+    __slots__ = ("lead", "counter", "first", "last")
+
+    def __init__(self, lead: ConversationResult) -> None:
+        self.lead = lead
+        self.counter = BehaviourCounter()
+        self.first: list[tuple[int, str, Row]] = []  # (-number, id, row): the largest on top
+        self.last: list[tuple[int, str, Row]] = []  # (number, id, row): the smallest on top
+
+    def add(self, result: ConversationResult, row: Row) -> None:
+        c = result.conversation
+        self.counter.add(c, result.answer, result.groups)
+        # Results come in completion order; the conversation told is the first of its behaviour by id.
+        if id_order(c.id) < id_order(self.lead.conversation.id):
+            self.lead = result
+        n = id_order(c.id)
+        # The lead is the smallest id, so it is among the first: one more is kept to list FIRST_ROWS.
+        heapq.heappush(self.first, (-n, c.id, row))
+        if len(self.first) > FIRST_ROWS + 1:
+            heapq.heappop(self.first)
+        heapq.heappush(self.last, (n, c.id, row))
+        if len(self.last) > LAST_ROWS:
+            heapq.heappop(self.last)
+
+    def alike(self) -> Alike | None:
+        lead = self.lead.conversation.id
+        first = [row for _, _, row in sorted(self.first, reverse=True) if row.id != lead]
+        listed = {row.id for row in first}
+        last = [row for _, _, row in sorted(self.last) if row.id not in listed and row.id != lead]
+        if not first:
+            return None
+        return Alike(self.counter.counts(), tuple(first), tuple(last))
 
 
 class DigestSink:
@@ -98,8 +157,8 @@ class DigestSink:
 
     def restart(self) -> None:
         """Forget every result (a stale pass is read again: pipeline.stream_case)."""
-        self.leads: dict[tuple[str, tuple[str, ...]], ConversationResult] = {}
-        self.rows: list[tuple[tuple[str, tuple[str, ...]], Row]] = []
+        self.behaviours: dict[tuple[str, tuple[str, ...]], _Behaviour] = {}
+        self.conversations = 0
         self.loose: ConversationResult | None = None
         self.crossings: list[Crossing] = []
         self.nodes: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
@@ -126,16 +185,17 @@ class DigestSink:
         if c.id == NO_CONVERSATION:
             self.loose = result
             return
+        self.conversations += 1
         # A path shared by many conversations is one tuple in memory (the topology draws it once).
         self.crossings += [replace(x, nodes=self.nodes.setdefault(x.nodes, x.nodes)) for x in result.crossings]
         key = self._shared((c.proto, tuple(g.behaviour for g in result.groups)))
-        row = Row(c.id, c.summary, len(result.packets), self._shared(outcome_counts(result.packets)), c.prediction)
-        self.rows.append((key, row))
+        outcomes = self._shared(tuple((code.value, n) for code, n in result.answer.outcomes))
+        row = Row(c.id, c.summary, len(result.packets), outcomes, c.prediction)
         self._answer(result.answer)
-        lead = self.leads.get(key)
-        # Results come in completion order; the conversation told is the first of its behaviour by id.
-        if lead is None or id_order(c.id) < id_order(lead.conversation.id):
-            self.leads[key] = result
+        behaviour = self.behaviours.get(key)
+        if behaviour is None:
+            behaviour = self.behaviours[key] = _Behaviour(result)
+        behaviour.add(result, row)
 
     def _shared(self, value: _T) -> _T:
         return self.shared.setdefault(value, value)  # type: ignore[return-value]
@@ -170,14 +230,16 @@ class DigestSink:
     def digest(self, head: Report, answered: set[str] | None = None) -> Digest:
         """The Digest of the case whose head (pipeline.stream_case's return) is ``head``; ``answered``:
         the conversations that have an answer, when not all of them do (digest_of)."""
-        leads = sorted(self.leads.values(), key=lambda r: id_order(r.conversation.id))
-        lead_of = {key: r.conversation.id for key, r in self.leads.items()}
+        leads = sorted((b.lead for b in self.behaviours.values()), key=lambda r: id_order(r.conversation.id))
         rows: dict[str, Row] = {}
-        folded: dict[str, list[Row]] = {}
-        for key, row in sorted(self.rows, key=lambda kr: id_order(kr[1].id)):
-            rows[row.id] = row
-            if lead_of[key] != row.id:
-                folded.setdefault(lead_of[key], []).append(row)
+        folded: dict[str, Alike] = {}
+        for b in self.behaviours.values():
+            cid = b.lead.conversation.id
+            # The lead is the smallest id of its behaviour: always among the first rows kept.
+            rows[cid] = next(row for _, _, row in b.first if row.id == cid)
+            alike = b.alike()
+            if alike is not None:
+                folded[cid] = alike
         told = [*leads, *([self.loose] if self.loose is not None else [])]
         report = replace(
             head,
@@ -196,7 +258,7 @@ class DigestSink:
             rows=rows,
             folded=folded,
             answers=tuple(sorted(answers, key=lambda a: id_order(a.conversation))),
-            conversations=len(rows),
+            conversations=self.conversations,
             packets=self.packets,
             hits=frozenset(self.hits),
             used_by=None if used is None else {ref: pid for ref, (pid, _) in used.items()},

@@ -10,11 +10,14 @@ import jinja2
 
 from reportgen import __version__
 from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool, id_number
-from reportgen.render.digest import SMALL_CASE_LINES, Digest, Row, digest_of
+from reportgen.render.digest import FIRST_ROWS, SMALL_CASE_LINES, Alike, Digest, Row, digest_of
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
+    ALIKE_ELSEWHERE,
     ALIKE_NOTE,
     SEVERITY,
+    alike_rest,
+    alike_totals,
     endpoint_text,
     first_record,
     flow_text,
@@ -61,7 +64,7 @@ class Budget:
     """
 
     conversations: int  # conversations told in full (worst verdict first); the others get a row each
-    alike_rows: int  # rows listing the conversations that behave like a told one, per told one
+    alike_rows: int  # first rows listing the conversations that behave like a told one (at most digest.FIRST_ROWS)
     members: int  # member rows (and anchors) listed per packet group
     line_runs: int  # line runs named per packet group beyond its listed members
     appendix_lines: int  # up to this many trace lines the appendix lists every line, beyond it the cited ones
@@ -71,7 +74,7 @@ class Budget:
 
 SCREEN = Budget(
     conversations=200,
-    alike_rows=500,
+    alike_rows=FIRST_ROWS,
     members=50,
     line_runs=20,
     appendix_lines=SMALL_CASE_LINES,
@@ -93,7 +96,7 @@ PRINT = Budget(
 class Plan:
     """What one document tells of a case: the view the template formats, decided once."""
 
-    folded: dict[str, list[Row]]  # told conversation -> the ones that behave like it
+    folded: dict[str, Alike]  # told conversation -> the ones that behave like it
     told: list[Conversation]  # conversations told in full, worst verdict first
     untold: list[Row]  # conversations unlike the others, beyond the budget: a row each, no detail
     groups: list[PacketGroup]  # the packet groups told, in the order of ``told`` (then those without one)
@@ -197,7 +200,9 @@ def render_html(
     told_ids = {c.id for c in view.told}
     # Where a packet is told: its group's section, else the row of the conversation that lists it.
     group_of = {pid: g.first for g, _ in groups for pid in g.packets}
-    listed = {o.id for c in view.told for o in view.folded.get(c.id, [])[: budget.alike_rows]}
+    # The rows each list of alike conversations shows (digest.Alike.listed).
+    alike_lists = {cid: alike.listed(budget.alike_rows) for cid, alike in view.folded.items()}
+    listed = {o.id for c in view.told if c.id in view.folded for rows in alike_lists[c.id] for o in rows}
     listed |= {c.id for c in view.untold}
     # Only the appendix looks packets up here, by the lines they used (case.used_by).
     conv_of = case.conversation_of or {}
@@ -244,14 +249,17 @@ def render_html(
         untold=view.untold,
         on_demand=set() if for_print else {c.id for c in view.told[budget.open_conversations :]},
         conv_summary={c.id: c.summary for c in view.told},
-        untold_alike=sum(len(view.folded.get(c.id, [])) for c in view.untold),
+        untold_alike=sum(view.folded[c.id].conversations for c in view.untold if c.id in view.folded),
         answers=[answers[c.id] for c in view.told if c.id in answers],
         folded=view.folded,
         alike_note=ALIKE_NOTE,
+        alike_elsewhere=ALIKE_ELSEWHERE,
+        alike_rest=alike_rest,
+        alike_lists=alike_lists,
+        alike_totals=alike_totals,
         budget=budget,
         id_runs=id_runs,
         conv_groups=conv_groups,
-        conv_outcomes=lambda row: dict(row.outcomes),
         plural=plural,
         for_print=for_print,
         appendix=appendix,

@@ -13,11 +13,13 @@ import re
 
 from reportgen.model import Conversation, Packet, PacketGroup, Report, VerdictCode, id_order
 from reportgen.netfilter import STAGES
-from reportgen.render.digest import Digest, Row, digest_of
+from reportgen.render.digest import Alike, Digest, digest_of
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.view import (
     ALIKE_NOTE,
     alike_line,
+    alike_rest,
+    alike_totals,
     endpoint_text,
     group_flow_text,
     group_label,
@@ -202,7 +204,7 @@ def render_markdown(case: Report | Digest, opts: RenderOptions | None = None) ->
             folded.append("the topology diagram")
     minimal = omitted = 0
     for c in convs:
-        alike, unlisted = _alike(c, alike_of.get(c.id, []), int(doc.limit * 0.1))
+        alike, unlisted = _alike(c, alike_of.get(c.id), int(doc.limit * 0.1))
         full = _conversation(c, groups.get(c.id, []), by_id, opts.level) + alike
         short = _conversation(c, groups.get(c.id, []), by_id, Level.MINIMAL) + alike
         if doc.fits(full):
@@ -274,23 +276,25 @@ def _conversation(c: Conversation, groups: list[PacketGroup], by_id: dict[str, P
     return "\n".join(out)
 
 
-def _alike(owner: Conversation, others: list[Row], room: int) -> tuple[str, int]:
-    """The conversations told by ``owner``, one line each in a <details>, within ``room`` characters;
-    and how many did not fit."""
-    if not others:
+def _alike(owner: Conversation, alike: Alike | None, room: int) -> tuple[str, int]:
+    """The conversations told by ``owner`` in a <details>: their exact counts, then the digest's rows,
+    one line each, as many first ones as fit ``room`` characters, what was left out and the last ones;
+    and how many were left out."""
+    if alike is None:
         return "", 0
-    lines = [f"- {md(alike_line(c))}" for c in others]
-    shown: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in shown) + len(line) > room:
+    fits = 0
+    size = sum(len(md(alike_line(c))) + 3 for c in alike.last)
+    for c in alike.first:
+        size += len(md(alike_line(c))) + 3
+        if size > room:
             break
-        shown.append(line)
-    more = (
-        [f"- … and {len(lines) - len(shown)} more (the HTML report lists them all)"] if len(shown) < len(lines) else []
-    )
-    summary = f"{plural(len(others), 'more conversation')} {ALIKE_NOTE.format(owner=owner.id)}"
-    block = ["", f"<details><summary>{md(summary)}</summary>", "", *shown, *more, "", "</details>", ""]
-    return "\n".join(block), len(lines) - len(shown)
+        fits += 1
+    head, tail = alike.listed(fits)
+    rest = alike_rest(owner.id, alike, head, tail)
+    lines = [f"- {md(line)}" for line in [*map(alike_line, head), *([rest] if rest else []), *map(alike_line, tail)]]
+    summary = f"{plural(alike.conversations, 'more conversation')} {ALIKE_NOTE.format(owner=owner.id)}"
+    block = ["", f"<details><summary>{md(summary)}</summary>", "", f"{md(alike_totals(owner.id, alike))}.", ""]
+    return "\n".join([*block, *lines, "", "</details>", ""]), alike.conversations - len(head) - len(tail)
 
 
 def _loose(groups: list[PacketGroup], by_id: dict[str, Packet], level: Level) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import textwrap
 
 from reportgen.model import Footer, Packet, PacketGroup, Report, VerdictCode, family_tool
-from reportgen.render.digest import Digest, digest_of
+from reportgen.render.digest import FIRST_ROWS, Digest, digest_of
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.safe_text import terminal_safe
 from reportgen.render.view import (
     ALIKE_NOTE,
     alike_line,
+    alike_rest,
+    alike_totals,
     endpoint_text,
     group_flow_text,
     group_label,
@@ -92,14 +94,18 @@ def render_text(case: Report | Digest, opts: RenderOptions | None = None) -> str
                 o.add("    ", "      ", f"assumes: {a}")
         for g in groups.get(conv.id, []):
             _group(by_id, footers, g, o, "    ")
-        if conv.id in folded:
+        alike = folded.get(conv.id)
+        if alike is not None:
             o.add(
                 "    ",
                 "      ",
-                f"+ {plural(len(folded[conv.id]), 'more conversation')} " + ALIKE_NOTE.format(owner=conv.id) + ":",
+                f"+ {plural(alike.conversations, 'more conversation')} " + ALIKE_NOTE.format(owner=conv.id) + ":",
             )
-            for c in folded[conv.id]:
-                o.add("      ", "          ", alike_line(c))
+            o.add("      ", "          ", alike_totals(conv.id, alike))
+            head, tail = alike.listed(FIRST_ROWS)
+            rest = alike_rest(conv.id, alike, head, tail)
+            for line in [*map(alike_line, head), *([rest] if rest else []), *map(alike_line, tail)]:
+                o.add("      ", "          ", line)
         o.lines.append("")
     if groups.get("-"):
         o.lines.append("packets without an IP conversation")

@@ -22,7 +22,7 @@ from reportgen.model import (
 from reportgen.parsers.nflog import arp_summary, shown
 
 if TYPE_CHECKING:
-    from reportgen.render.digest import Row
+    from reportgen.render.digest import Alike, Row
 
 # Verdict codes from worst to best (explain.answer.SEVERITY): a batch index shows a case's worst, a
 # summary lists dropped first.
@@ -179,3 +179,34 @@ def alike_line(c: Row) -> str:
 
 
 ALIKE_NOTE = "behave like {owner}: the same hooks, kinds of NAT and verdicts; only their addresses and ports differ"
+
+
+def alike_totals(owner: str, alike: Alike) -> str:
+    """The exact counts of a behaviour, over every conversation of it (listed or not)."""
+    n = alike.counts
+    counts = ", ".join(f"{k} {code.value}" for code, k in n.outcomes)
+    text = f"{owner} and these {plural(alike.conversations, 'conversation')}: {plural(n.packets, 'packet')}"
+    text += f" ({counts})" if counts else ""
+    if n.first_stamp is not None and n.last_stamp is not None:
+        text += f", kernel time {n.first_stamp:.3f}–{n.last_stamp:.3f} s"
+    if n.first_line is not None and n.last_line is not None:
+        text += f", within lines {n.first_line}–{n.last_line}"
+    return text
+
+
+def alike_rest(owner: str, alike: Alike, head: Sequence[Row], tail: Sequence[Row]) -> str:
+    """What a list of ``alike``'s rows ``head`` and ``tail`` (Alike.listed) leaves out, and where to
+    find it; "" when it leaves nothing out. The same sentence in every document."""
+    left = alike.conversations - len(head) - len(tail)
+    if left <= 0:
+        return ""
+    after = head[-1].id if head else owner
+    span = f"between {after} and {tail[0].id}" if tail else f"after {after}"
+    return (
+        f"… and {plural(left, 'more conversation')} like {owner}, with ids {span}: "
+        f"every one is in {ALIKE_ELSEWHERE}, by id"
+    )
+
+
+# Where a conversation left out of a document's lists is told: the JSON path writes every one.
+ALIKE_ELSEWHERE = "report.json / report.jsonl"
