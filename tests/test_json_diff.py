@@ -144,3 +144,42 @@ def test_a_change_of_any_field_a_hop_shows_is_in_the_diff(case: str) -> None:
         "hop.explanation",
     ):
         assert name in checked
+
+
+@pytest.mark.parametrize("case", ["lab-tcp-to-internet", "lab-published-port", "lab-tcp-dropped"])
+def test_a_change_of_any_field_of_the_packet_or_footer_is_in_the_diff(case: str) -> None:
+    """The same for what a packet states besides its hops: role, path, summary, NAT, skipped hooks,
+    verdict and footer (jsonout._rest_models)."""
+    report = _report(case)
+    footer = {f.packet: f for f in report.footers}
+    checked: set[str] = set()
+    for p in report.packets[:4]:
+        f = footer.get(p.id)
+        variants = [(n, q, f) for n, q in _variants(p) if n not in ("id", "conversation", "hops")]
+        variants += [(f"footer.{n}", p, g) for n, g in (_variants(f) if f else []) if n != "packet"]
+        variants += (
+            [(f"verdict.{n}", dataclasses.replace(p, verdict=v), f) for n, v in _variants(p.verdict)]
+            if p.verdict
+            else []
+        )
+        for i, nat in enumerate(p.nat):
+            for n, x in _variants(nat):
+                variants.append((f"nat.{n}", dataclasses.replace(p, nat=(*p.nat[:i], x, *p.nat[i + 1 :])), f))
+        for i, sk in enumerate(p.skipped):
+            for n, x in _variants(sk):
+                variants.append(
+                    (f"skipped.{n}", dataclasses.replace(p, skipped=(*p.skipped[:i], x, *p.skipped[i + 1 :])), f)
+                )
+        for name, q, g in variants:
+            assert _got(p, f, q, g) == _want(p, f, q, g), name
+            checked.add(name)
+    for name in (
+        "summary",
+        "role",
+        "footer.decided_by",
+        "footer.code",
+        "verdict.evidence",
+        "verdict.code",
+    ):
+        assert name in checked
+    assert "nat.evidence" in checked or not any(p.nat for p in report.packets[:4])

@@ -329,22 +329,40 @@ def _nat(n: Nat) -> dict[str, Any]:
 
 
 def _packet(p: Packet) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "conversation": p.conversation,
-        "hops": [_hop(h) for h in p.hops],
-        **_packet_rest(p),
-    }
+    d = {"id": p.id, "conversation": p.conversation, **_body(p, None)}
+    del d["footer"]
+    return d
 
 
-def _packet_rest(p: Packet) -> dict[str, Any]:
-    """A packet's object without its ids, hops and footer."""
-    return {
-        "role": p.role,
-        "path": p.path,
-        "summary": p.summary,
-        "nat": [_nat(n) for n in p.nat],
-        "skipped": [
+# The keys of a packet's object besides its ids and hops (_rest_value), and what each is made from
+# (_rest_models): equal models give equal values (the dataclasses compare every field).
+_REST_KEYS = ("role", "path", "summary", "nat", "skipped", "verdict", "footer")
+
+
+def _rest_models(p: Packet, f: Footer | None) -> tuple[Any, ...]:
+    return (
+        p.role,
+        p.path,
+        p.summary,
+        p.nat,
+        p.skipped,
+        p.verdict,
+        None if f is None else (f.final, f.decided_by, f.code),
+    )
+
+
+def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
+    """The value of one of _REST_KEYS in a packet's object."""
+    if key == "role":
+        return p.role
+    if key == "path":
+        return p.path
+    if key == "summary":
+        return p.summary
+    if key == "nat":
+        return [_nat(n) for n in p.nat]
+    if key == "skipped":
+        return [
             {
                 "family": s.family,
                 "table": s.table,
@@ -355,34 +373,44 @@ def _packet_rest(p: Packet) -> dict[str, Any]:
                 "rule_line": _ref(s.rule_ref),
             }
             for s in p.skipped
-        ],
-        "verdict": None
-        if p.verdict is None
-        else {
-            "code": p.verdict.code.value,
-            "where": p.verdict.where,
-            "explanation": p.verdict.explanation,
-            "evidence": p.verdict.evidence,
-            "rule": p.verdict.rule,
-            "rule_line": _ref(p.verdict.rule_ref),
-        },
-    }
+        ]
+    if key == "verdict":
+        v = p.verdict
+        return (
+            None
+            if v is None
+            else {
+                "code": v.code.value,
+                "where": v.where,
+                "explanation": v.explanation,
+                "evidence": v.evidence,
+                "rule": v.rule,
+                "rule_line": _ref(v.rule_ref),
+            }
+        )
+    assert key == "footer"
+    return _footer(f)
 
 
 class _Example:
     """A behaviour's example packet, as a packet's diff against it reads it (_packet_diff)."""
 
-    __slots__ = ("hops", "rest")
+    __slots__ = ("hops", "rest", "rest_models")
 
     def __init__(self, p: Packet, f: Footer | None) -> None:
         self.hops = [_ExampleHop(h) for h in p.hops]
-        self.rest = {**_packet_rest(p), "footer": _footer(f)}
+        self.rest = {k: _rest_value(k, p, f) for k in _REST_KEYS}
+        self.rest_models = _rest_models(p, f)
 
 
 def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
     compared part by part (_hop_diff) instead of as objects."""
-    out = diff(ex.rest, {**_packet_rest(p), "footer": _footer(f)})
+    models = _rest_models(p, f)
+    out: dict[str, Any] = {}
+    if models != ex.rest_models:
+        keys = [k for k, b, v in zip(_REST_KEYS, ex.rest_models, models, strict=True) if b != v]
+        out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
     if len(p.hops) != len(ex.hops):  # a list of another length is given whole
         out["hops"] = [_hop(h) for h in p.hops]
         return out
@@ -606,7 +634,8 @@ def _dumpb(obj: Any) -> bytes:
         data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     # Three substring tests on the bytes cost a tenth of a regex search of the text (which was 7 % of
     # writing the 100k-line benchmark's JSON).
-    if any(b in data for b in _LINE_BREAK_BYTES):
+    nel, lsep, psep = _LINE_BREAK_BYTES
+    if nel in data or lsep in data or psep in data:
         # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
         # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
         # inside a string, where the escape means the same character.
@@ -897,7 +926,7 @@ def _late_of(late: LateOf) -> dict[str, Any]:
 
 def _body(p: Packet, f: Footer | None) -> dict[str, Any]:
     """A packet's object without its ids: what its behaviour's example states for it."""
-    return {"hops": [_hop(h) for h in p.hops], **_packet_rest(p), "footer": _footer(f)}
+    return {"hops": [_hop(h) for h in p.hops], **{k: _rest_value(k, p, f) for k in _REST_KEYS}}
 
 
 def _records(fh: IO[str]) -> Iterator[str]:
