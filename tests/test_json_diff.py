@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reportgen.model import Action, Footer, Hop, LineRef, Packet, Report, RuleHit
 from reportgen.pipeline import build_report
@@ -183,3 +185,30 @@ def test_a_change_of_any_field_of_the_packet_or_footer_is_in_the_diff(case: str)
     ):
         assert name in checked
     assert "nat.evidence" in checked or not any(p.nat for p in report.packets[:4])
+
+
+def _streamed(spans: list[tuple[int, int]], prefix: str) -> str:
+    text = jsonout._RunsText(prefix)
+    for a, b in spans:
+        text.add(a, b)
+    return text.text()
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(0, 4)), max_size=30),
+    st.booleans(),
+    st.sampled_from(["", "p"]),
+)
+def test_runs_in_one_pass_are_the_streamed_runs(starts: list[tuple[int, int]], ordered: bool, prefix: str) -> None:
+    """jsonout._runs (a list of spans at once) writes what _RunsText (spans as they come, for the unused
+    lines) writes: touching, overlapping, periodic and unordered spans alike."""
+    spans = [(a, a + w) for a, w in starts]
+    if ordered:
+        spans.sort()
+    assert jsonout._runs(spans, prefix) == _streamed(spans, prefix)
+    assert jsonout._runs(iter(spans), prefix) == _streamed(spans, prefix)
+
+
+def test_runs_of_periodic_spans() -> None:
+    spans = [(1, 9), (17, 25), (33, 41), (49, 57), (60, 60), (62, 62), (70, 71), (80, 81), (90, 91), (95, 96)]
+    assert jsonout._runs(spans) == _streamed(spans, "") == "1-9/16*4,60,62,70-71/10*3,95-96"
