@@ -140,7 +140,9 @@ def _stage_candidates(ev: Event) -> tuple[tuple[str, ...], dict[str, tuple[str, 
     hook graph lets follow it (_follows, filled as packets ask)."""
     r = ev.record
     traced = r.fmt in ("xtmon", "nfttrace")
-    # The answer depends on these alone (the body below reads nothing else).
+    # The candidates depend on these alone (_candidates reads nothing else), and the stages that may
+    # follow a last stage on the candidates and that stage alone (_follows), so a follow map belongs
+    # to one key (tests/test_correlate.py checks every cached answer against the uncached one).
     key = (ev.hook.family, ev.hook.hook, traced, bool(r.physout), bool(r.in_dev) and r.in_dev == r.out_dev)
     found = _CANDIDATES.get(key)
     if found is None:
