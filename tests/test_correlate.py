@@ -34,7 +34,7 @@ def test_interleaved_packets_are_separated(tmp_path: Path):
     req, rep = lines[:11], lines[11:]
     mixed = []
     for i in range(max(len(req), len(rep))):
-        mixed += req[i:i + 1] + rep[i:i + 1]
+        mixed += req[i : i + 1] + rep[i : i + 1]
     report = _report(tmp_path, mixed)
     assert [p.role for p in report.packets] == ["request", "reply"]
     assert [len(p.hops) for p in report.packets] == [11, 9]
@@ -84,3 +84,20 @@ def test_runs_of_unused_lines_are_grouped_but_counted(tmp_path: Path):
     d = json.loads(render_json(report)[0])["input"]
     assert (d["lines_total"], d["lines_used"], d["lines_unused"]) == (9, 2, 7)
     assert [(u["runs"], u["count"]) for u in d["unused"]] == [("1-5", 5), ("8-9", 2)]
+
+
+def test_the_stages_that_may_follow_are_those_of_the_hook_graph():
+    """feed caches, per stage-candidates key (_stage_candidates: family, hook, traced, PHYSOUT, IN = OUT),
+    the candidate stages and, per last stage of a packet, those the hook graph lets follow it. Every
+    cached answer is what the uncached functions say for that key: a follow map shared between two
+    keys (a key too small) would hold another key's answers."""
+    from reportgen.explain import correlate
+
+    for case in sorted((ROOT / "samples").iterdir()):
+        if case.is_dir():
+            build_report(load_spec([case]))
+    assert len(correlate._CANDIDATES) > 5
+    for key, (cands, follows) in correlate._CANDIDATES.items():
+        assert cands == correlate._candidates(*key)
+        for last, follow in follows.items():
+            assert follow == correlate._follows(last, cands), (key, last)

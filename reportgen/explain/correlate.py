@@ -114,8 +114,9 @@ class Track:
         return ""
 
 
-def _absorb(t: Track, ev: Event, stage: str) -> None:
-    """Append a line to an open packet, keeping what feed's tests read of it (_Kept)."""
+def _absorb(t: Track, ev: Event, stage: str, walk: tuple[str, tuple[str | None, str | None]]) -> None:
+    """Append a line to an open packet, keeping what feed's tests read of it (_Kept); ``walk`` is
+    (ev's family, _walk(ev))."""
     t.events.append(ev)
     t.stages.append(stage)
     k = t.kept
@@ -131,18 +132,22 @@ def _absorb(t: Track, ev: Event, stage: str) -> None:
     if r.fmt == "nflog" and r.out_dev:
         k.ip_out = r.out_dev
     k.trace_ids.add(r.trace_id)
-    k.walks.setdefault((ev.hook.family, _walk(ev)), []).append((ev, stage))
+    k.walks.setdefault(walk, []).append((ev, stage))
 
 
-def _stage_candidates(ev: Event) -> tuple[str, ...]:
+def _stage_candidates(ev: Event) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The stages the event can stand for, and for each last stage of a packet the ones of them the
+    hook graph lets follow it (_follows, filled as packets ask)."""
     r = ev.record
     traced = r.fmt in ("xtmon", "nfttrace")
-    # The answer depends on these alone (the body below reads nothing else).
+    # The candidates depend on these alone (_candidates reads nothing else), and the stages that may
+    # follow a last stage on the candidates and that stage alone (_follows), so a follow map belongs
+    # to one key (tests/test_correlate.py checks every cached answer against the uncached one).
     key = (ev.hook.family, ev.hook.hook, traced, bool(r.physout), bool(r.in_dev) and r.in_dev == r.out_dev)
-    cands = _CANDIDATES.get(key)
-    if cands is None:
-        cands = _CANDIDATES[key] = _candidates(*key)
-    return cands
+    found = _CANDIDATES.get(key)
+    if found is None:
+        found = _CANDIDATES[key] = (_candidates(*key), {})
+    return found
 
 
 def _candidates(family: str, hook: str, traced: bool, physout: bool, in_is_out: bool) -> tuple[str, ...]:
@@ -161,7 +166,7 @@ def _candidates(family: str, hook: str, traced: bool, physout: bool, in_is_out: 
     return cands
 
 
-_CANDIDATES: dict[tuple[str, str, bool, bool, bool], tuple[str, ...]] = {}
+_CANDIDATES: dict[tuple[str, str, bool, bool, bool], tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {}
 _ENDS_TABLE = (Action.DROP, Action.REJECT, Action.ACCEPT)
 # Each stage's (family kind, hook): where _can_follow counts two stages as one hook.
 _WHERE = {key: (st.family_kind, st.hook) for key, st in STAGES.items()}
@@ -173,13 +178,9 @@ def _follows(last_stage: str, cands: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(st for st in cands if st == last_stage or st in REACHABLE[last_stage])
 
 
-_FOLLOWS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-
-
-def _can_follow(track: Track, ev: Event, stage: str) -> bool:
-    last_stage = track.stages[-1]
-    if stage != last_stage and stage not in REACHABLE[last_stage]:
-        return False
+def _can_follow(track: Track, ev: Event, stage: str, walk: tuple[str, tuple[str | None, str | None]]) -> bool:
+    """Whether ``ev`` at ``stage`` can follow the packet's lines, given that the hook graph lets
+    ``stage`` follow its last stage (_follows); ``walk`` is (ev's family, _walk(ev))."""
     # Same hook: the kernel prints tables in the order it runs them, so line order is the truth.
     # One packet passes an IP hook once even where two stages stand for it: ip_sabotage_in() stops
     # the IP PREROUTING hooks from running again for a frame br_netfilter already ran them for
@@ -197,14 +198,15 @@ def _can_follow(track: Track, ev: Event, stage: str) -> bool:
     # [UFW ALLOW] in ufw-after-logging-output): a line with another prefix is the same packet unless an
     # earlier prefix says the table's traversal ended there (DROP, REJECT, ACCEPT). One rule logs a
     # packet once, so the same prefix again is a second packet (a retransmit or a flooded copy).
-    same_walk = track.kept.walks.get((ev.hook.family, _walk(ev)))
+    same_walk = track.kept.walks.get(walk)
     if not same_walk:
         return True
     where = _WHERE[stage]
     placed = ev.hook.placed
-    return all(
-        _logs_again(e, ev) for e, st in same_walk if st == stage or (placed and e.hook.placed and _WHERE[st] == where)
-    )
+    for e, st in same_walk:
+        if (st == stage or (placed and e.hook.placed and _WHERE[st] == where)) and not _logs_again(e, ev):
+            return False
+    return True
 
 
 def _walk(ev: Event) -> tuple[str | None, str | None]:
@@ -259,10 +261,12 @@ def _l3_matches(a: Event, b: Event) -> bool:
 def _same_packet(track: Track, ev: Event) -> bool:
     """The tests of _compatible that do not depend on the stage: time, file and L3/L4 identity."""
     r = ev.record
-    last = track.last.record
-    if r.stamp is not None and last.stamp is not None and abs(r.stamp - last.stamp) > MAX_GAP_SECONDS:
-        return False
-    if r.ref.file != last.ref.file and r.stamp is None:
+    last = track.events[-1].record  # Track.last, without the property's call
+    stamp = r.stamp
+    if stamp is None:
+        if r.ref.file != last.ref.file:
+            return False
+    elif last.stamp is not None and abs(stamp - last.stamp) > MAX_GAP_SECONDS:
         return False
     prev_l3 = track.kept.l3
     return r.src is None or prev_l3 is None or _l3_matches(prev_l3, ev)
@@ -357,35 +361,41 @@ class Correlator:
         stamp = ev.record.stamp
         if stamp is not None and (self.now is None or stamp > self.now):
             self.now = stamp
-        cands = _stage_candidates(ev)
+        cands, follows = _stage_candidates(ev)
         keys = _keys(ev)
-        pool: dict[int, Track] = {}
-        for key in keys:
-            for t in self.index.get(key, ()):
-                if not t.closed:
-                    pool[t.seq] = t
-        if not _EGRESS_L2.isdisjoint(cands):
-            for t in self.egress_open:
-                if not t.closed:
-                    pool[t.seq] = t
-        placed: Track | None = None
+        # Most candidates (the other packets of a MAC pair, the packets that just left for bridge
+        # egress) have another IP ID, which alone makes _same_packet false (_l3_matches): they are
+        # left out of the pool at once. At most 8 packets per key (of at most 5 keys) and 64 egress
+        # packets stand in the pool, fewer than SCAN_LIMIT, so leaving them out does not change
+        # which packets are scanned.
         ipid = ev.record.ipid if ev.record.src is not None else None
+        lists = [self.index.get(key, ()) for key in keys]
+        if not _EGRESS_L2.isdisjoint(cands):
+            lists.append(self.egress_open)
+        pool: dict[int, Track] = {}
+        for lst in lists:
+            for t in lst:
+                if t.closed:
+                    continue
+                if ipid is not None:
+                    l3 = t.kept.l3
+                    if l3 is not None and (other := l3.record.ipid) is not None and other != ipid:
+                        continue
+                pool[t.seq] = t
+        placed: Track | None = None
+        walk = (ev.hook.family, _walk(ev))
         for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
             track = pool[i]
-            # Most candidates (the other packets of a MAC pair) differ in IP ID, which alone makes
-            # _same_packet false (_l3_matches); that test goes first, inline.
-            l3 = track.kept.l3
-            if ipid is not None and l3 is not None and l3.record.ipid is not None and l3.record.ipid != ipid:
-                continue
             # _can_follow's first test, for every candidate stage at once.
-            follow = _FOLLOWS.get((track.stages[-1], cands))
+            last_stage = track.stages[-1]
+            follow = follows.get(last_stage)
             if follow is None:
-                follow = _FOLLOWS[(track.stages[-1], cands)] = _follows(track.stages[-1], cands)
+                follow = follows[last_stage] = _follows(last_stage, cands)
             if not follow or not _same_packet(track, ev):  # what does not depend on the stage, once per packet
                 continue
             for stage in follow:
-                if _can_follow(track, ev, stage) and _compatible(track, ev, stage, self.bridges):
-                    _absorb(track, ev, stage)
+                if _can_follow(track, ev, stage, walk) and _compatible(track, ev, stage, self.bridges):
+                    _absorb(track, ev, stage, walk)
                     placed = track
                     break
             if placed:
@@ -393,7 +403,7 @@ class Correlator:
         if placed is None:
             placed = Track(index=self.created, seq=self.created)
             self.created += 1
-            _absorb(placed, ev, cands[0])
+            _absorb(placed, ev, cands[0], walk)
             self.pending.append(placed)
         placed.last_event = self.events
         placed.keys.update(keys)
@@ -427,7 +437,7 @@ class Correlator:
         return self.joiner.release(min(head, self.now) - MAX_GAP_SECONDS)
 
     def _settled(self, t: Track) -> bool:
-        stamp = t.last.record.stamp
+        stamp = t.events[-1].record.stamp
         if (
             self.settle_seconds is not None
             and stamp is not None
@@ -669,7 +679,7 @@ class _Joiner:
         """Hand out, in packet order, the first packets whose last line is older than ``before``."""
         out: list[Track] = []
         while self.window:
-            stamp = self.window[0].last.record.stamp
+            stamp = self.window[0].events[-1].record.stamp
             if stamp is None or stamp >= before:
                 break
             done = self.window.popleft()

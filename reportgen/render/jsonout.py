@@ -34,11 +34,13 @@ from reportgen.model import (
     Hop,
     LateOf,
     LineRef,
+    LogRecord,
     Nat,
     Packet,
     PacketGroup,
     Prediction,
     Report,
+    RuleHit,
     UnusedLine,
 )
 from reportgen.render.jsonfold import Unpatchable, diff, fold_conversation
@@ -63,59 +65,238 @@ def _action(h: Hop) -> str | None:
     return action.value if action is not None else None
 
 
+# A hop's object (_hop) is made of parts, each a tuple of JSON values: what the hop's place and
+# explanation state (_HOP_PLACE), the fields of its record (_HOP_FIELDS), and its rules and lines.
+# _PacketDiff compares a packet's hop with its example's part by part, as tuples, and builds objects
+# only for the parts that differ: the diff is the same as jsonfold.diff of the two hop objects.
+_HOP_PLACE = (
+    "step",
+    "family",
+    "table",
+    "chain",
+    "hook",
+    "hook_candidates",
+    "stage",
+    "recognised_by",
+    "action",
+    "convention",
+    "prefix",
+    "in",
+    "out",
+    "physin",
+    "physout",
+    "proto",
+    "truncated",
+    "redacted",
+    "explanation",
+    "predicted",
+)
+# The place's values that are tuples in _hop_place and lists in the hop's object.
+_HOP_PLACE_LISTS = ("hook_candidates", "redacted", "explanation")
+_HOP_FIELDS = (
+    "mac_src",
+    "mac_dst",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "ttl",
+    "ip_id",
+    "icmp_type",
+    "icmp_code",
+    "icmp_id",
+    "icmp_seq",
+    "stamp",
+)
+
+
+def _hop_place(h: Hop) -> tuple[Any, ...]:
+    """The values of _HOP_PLACE (its lists as tuples)."""
+    hook = h.event.hook
+    r = h.event.record
+    return (
+        h.step,
+        hook.family,
+        hook.table,
+        # An unplaced hop states no hook: it names every hook it could be (and the chain a trace names).
+        hook.base_chain,
+        hook.hook if hook.placed else None,
+        hook.candidates,
+        h.stage,
+        hook.how,
+        _action(h),
+        hook.convention,
+        r.prefix,
+        r.in_dev,
+        r.out_dev,
+        r.physin or None,
+        r.physout or None,
+        r.proto,
+        r.truncated,
+        r.redacted,  # fields the input had masked; their values in _hop_fields are null
+        h.explanation,
+        h.predicted,
+    )
+
+
+def _place_key(h: Hop) -> tuple[Any, ...]:
+    """What _hop_place is a function of: equal keys give equal places (HookRef compares every field),
+    and comparing the key (its HookRef usually the example's own object) is cheaper than building
+    the place."""
+    r = h.event.record
+    return (
+        h.step,
+        h.event.hook,
+        h.stage,
+        h.outcome,
+        r.prefix,
+        r.in_dev,
+        r.out_dev,
+        r.physin,
+        r.physout,
+        r.proto,
+        r.truncated,
+        r.redacted,
+        h.explanation,
+        h.predicted,
+    )
+
+
+def _hop_fields(r: LogRecord) -> tuple[Any, ...]:
+    """The values of _HOP_FIELDS."""
+    return (
+        r.mac_src,
+        r.mac_dst,
+        r.src,
+        r.dst,
+        r.sport,
+        r.dport,
+        r.ttl,
+        r.ipid,
+        r.icmp_type,
+        r.icmp_code,
+        r.icmp_id,
+        r.icmp_seq,
+        r.stamp,
+    )
+
+
+def _place_object(place: tuple[Any, ...]) -> dict[str, Any]:
+    d = dict(zip(_HOP_PLACE, place, strict=True))
+    for k in _HOP_PLACE_LISTS:
+        d[k] = list(d[k])
+    return d
+
+
+def _rule(x: RuleHit) -> dict[str, Any]:
+    return {
+        "table": x.table,
+        "chain": x.chain,
+        "kind": x.kind,
+        "verdict": x.verdict,
+        "text": x.text,
+        "handle": x.handle,
+        "line": _ref(x.ref),
+        "snapshot": _ref(x.snapshot_ref),
+    }
+
+
 def _hop(h: Hop) -> dict[str, Any]:
     r = h.event.record
     return {
-        "rules": [
-            {
-                "table": x.table,
-                "chain": x.chain,
-                "kind": x.kind,
-                "verdict": x.verdict,
-                "text": x.text,
-                "handle": x.handle,
-                "line": _ref(x.ref),
-                "snapshot": _ref(x.snapshot_ref),
-            }
-            for x in h.event.rules
-        ],
-        "step": h.step,
-        "family": h.event.hook.family,
-        "table": h.event.hook.table,
-        # An unplaced hop states no hook: it names every hook it could be (and the chain a trace names).
-        "chain": h.event.hook.base_chain,
-        "hook": h.event.hook.hook if h.event.hook.placed else None,
-        "hook_candidates": list(h.event.hook.candidates),
-        "stage": h.stage,
-        "recognised_by": h.event.hook.how,
-        "action": _action(h),
-        "convention": h.event.hook.convention,
-        "prefix": r.prefix,
-        "in": r.in_dev,
-        "out": r.out_dev,
-        "physin": r.physin or None,
-        "physout": r.physout or None,
-        "mac_src": r.mac_src,
-        "mac_dst": r.mac_dst,
-        "src": r.src,
-        "dst": r.dst,
-        "proto": r.proto,
-        "sport": r.sport,
-        "dport": r.dport,
-        "ttl": r.ttl,
-        "ip_id": r.ipid,
-        "icmp_type": r.icmp_type,
-        "icmp_code": r.icmp_code,
-        "icmp_id": r.icmp_id,
-        "icmp_seq": r.icmp_seq,
-        "stamp": r.stamp,
-        "truncated": r.truncated,
-        "redacted": list(r.redacted),  # fields the input had masked; their values above are null
+        **_place_object(_hop_place(h)),
+        **dict(zip(_HOP_FIELDS, _hop_fields(r), strict=True)),
+        "rules": [_rule(x) for x in h.event.rules],
         "line": {"file": r.ref.file, "line": r.ref.line},
         "lines": [_ref(x) for x in h.event.refs],  # every input line the hop was made from
-        "explanation": list(h.explanation),
-        "predicted": h.predicted,
     }
+
+
+class _ExampleHop:
+    """An example packet's hop in the parts a packet's hop is compared by (_hop_diff)."""
+
+    __slots__ = ("place_key", "place_object", "fields", "ref", "refs", "rules")
+
+    def __init__(self, h: Hop) -> None:
+        self.place_key = _place_key(h)
+        self.place_object = _place_object(_hop_place(h))
+        self.fields = _hop_fields(h.event.record)
+        self.ref = h.event.record.ref
+        self.refs = h.event.refs
+        self.rules = h.event.rules
+
+
+def _line_object(x: LineRef) -> dict[str, Any]:
+    return {"file": x.file, "line": x.line}
+
+
+def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
+    """jsonfold.diff(_hop(example hop), _hop(h)), without building either object: a part equal to
+    the example's adds nothing, and every part's object is a function of its tuple.
+
+    What diff does with each differing value, spelled out: a scalar is taken as it is; a line
+    reference (an object of two keys) whole (jsonfold._change); a list of the example's length as
+    an object of the differing indexes, a list of another length whole; a rule (an object of eight
+    keys) as the diff of its keys.
+    """
+    out: dict[str, Any] = {}
+    if _place_key(h) != ex.place_key:  # rare: the behaviour fixes the hook, stage and explanation
+        out.update(diff(ex.place_object, _place_object(_hop_place(h))))
+    event = h.event
+    r = event.record
+    fields = _hop_fields(r)
+    if fields != ex.fields:
+        for k, b, v in zip(_HOP_FIELDS, ex.fields, fields, strict=True):
+            if b != v:
+                out[k] = v
+    if _moved(ex.ref, r.ref):
+        out["line"] = _line_object(r.ref)
+    # Event.refs, without building it for a LOG line's event (no rules, no extra lines).
+    refs = event.refs if event.rules or event.extra else (r.ref,)
+    if len(refs) != len(ex.refs):
+        out["lines"] = [_line_object(x) for x in refs]
+    else:
+        lines = {str(i): _line_object(v) for i, (b, v) in enumerate(zip(ex.refs, refs, strict=True)) if _moved(b, v)}
+        if lines:
+            out["lines"] = lines
+    rules = event.rules
+    if len(rules) != len(ex.rules):
+        out["rules"] = [_rule(x) for x in rules]
+    else:
+        changed = {}
+        for i, (b, v) in enumerate(zip(ex.rules, rules, strict=True)):
+            if b is not v and (d := _rule_diff(b, v)):
+                changed[str(i)] = d
+        if changed:
+            out["rules"] = changed
+    return out
+
+
+def _moved(a: LineRef, b: LineRef) -> bool:
+    """a != b, without the dataclass's __eq__ (a Python call per line reference)."""
+    return a.line != b.line or a.file != b.file
+
+
+def _rule_diff(b: RuleHit, v: RuleHit) -> dict[str, Any]:
+    """jsonfold.diff(_rule(b), _rule(v)): its texts as they are, its line references whole."""
+    out: dict[str, Any] = {}
+    if b.table != v.table:
+        out["table"] = v.table
+    if b.chain != v.chain:
+        out["chain"] = v.chain
+    if b.kind != v.kind:
+        out["kind"] = v.kind
+    if b.verdict != v.verdict:
+        out["verdict"] = v.verdict
+    if b.text != v.text:
+        out["text"] = v.text
+    if b.handle != v.handle:
+        out["handle"] = v.handle
+    if _moved(b.ref, v.ref):
+        out["line"] = _line_object(v.ref)
+    if b.snapshot_ref != v.snapshot_ref:
+        out["snapshot"] = _ref(v.snapshot_ref)
+    return out
 
 
 def _prediction(p: Prediction | None) -> dict[str, Any] | None:
@@ -148,15 +329,40 @@ def _nat(n: Nat) -> dict[str, Any]:
 
 
 def _packet(p: Packet) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "conversation": p.conversation,
-        "role": p.role,
-        "path": p.path,
-        "summary": p.summary,
-        "hops": [_hop(h) for h in p.hops],
-        "nat": [_nat(n) for n in p.nat],
-        "skipped": [
+    d = {"id": p.id, "conversation": p.conversation, **_body(p, None)}
+    del d["footer"]
+    return d
+
+
+# The keys of a packet's object besides its ids and hops (_rest_value), and what each is made from
+# (_rest_models): equal models give equal values (the dataclasses compare every field).
+_REST_KEYS = ("role", "path", "summary", "nat", "skipped", "verdict", "footer")
+
+
+def _rest_models(p: Packet, f: Footer | None) -> tuple[Any, ...]:
+    return (
+        p.role,
+        p.path,
+        p.summary,
+        p.nat,
+        p.skipped,
+        p.verdict,
+        None if f is None else (f.final, f.decided_by, f.code),
+    )
+
+
+def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
+    """The value of one of _REST_KEYS in a packet's object."""
+    if key == "role":
+        return p.role
+    if key == "path":
+        return p.path
+    if key == "summary":
+        return p.summary
+    if key == "nat":
+        return [_nat(n) for n in p.nat]
+    if key == "skipped":
+        return [
             {
                 "family": s.family,
                 "table": s.table,
@@ -167,18 +373,55 @@ def _packet(p: Packet) -> dict[str, Any]:
                 "rule_line": _ref(s.rule_ref),
             }
             for s in p.skipped
-        ],
-        "verdict": None
-        if p.verdict is None
-        else {
-            "code": p.verdict.code.value,
-            "where": p.verdict.where,
-            "explanation": p.verdict.explanation,
-            "evidence": p.verdict.evidence,
-            "rule": p.verdict.rule,
-            "rule_line": _ref(p.verdict.rule_ref),
-        },
-    }
+        ]
+    if key == "verdict":
+        v = p.verdict
+        return (
+            None
+            if v is None
+            else {
+                "code": v.code.value,
+                "where": v.where,
+                "explanation": v.explanation,
+                "evidence": v.evidence,
+                "rule": v.rule,
+                "rule_line": _ref(v.rule_ref),
+            }
+        )
+    assert key == "footer"
+    return _footer(f)
+
+
+class _Example:
+    """A behaviour's example packet, as a packet's diff against it reads it (_packet_diff)."""
+
+    __slots__ = ("hops", "rest", "rest_models")
+
+    def __init__(self, p: Packet, f: Footer | None) -> None:
+        self.hops = [_ExampleHop(h) for h in p.hops]
+        self.rest = {k: _rest_value(k, p, f) for k in _REST_KEYS}
+        self.rest_models = _rest_models(p, f)
+
+
+def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
+    """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
+    compared part by part (_hop_diff) instead of as objects."""
+    models = _rest_models(p, f)
+    out: dict[str, Any] = {}
+    if models != ex.rest_models:
+        keys = [k for k, b, v in zip(_REST_KEYS, ex.rest_models, models, strict=True) if b != v]
+        out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
+    if len(p.hops) != len(ex.hops):  # a list of another length is given whole
+        out["hops"] = [_hop(h) for h in p.hops]
+        return out
+    hops = {}
+    for i, (e, h) in enumerate(zip(ex.hops, p.hops, strict=True)):
+        d = _hop_diff(e, h)
+        if d:
+            hops[str(i)] = d
+    if hops:
+        out["hops"] = hops
+    return out
 
 
 def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
@@ -246,8 +489,7 @@ class _RunsText:
         return self.group[1][0] - self.group[0][0]
 
     def _span(self, span: tuple[int, int]) -> str:
-        a, b = span
-        return f"{self.prefix}{a}" if a == b else f"{self.prefix}{a}-{self.prefix}{b}"
+        return _span_text(span[0], span[1], self.prefix)
 
     def _feed(self, span: tuple[int, int]) -> None:
         g = self.group
@@ -306,11 +548,45 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _runs(spans: Iterable[tuple[int, int]], prefix: str = "") -> str:
-    """Sorted spans as runs text (_RunsText)."""
-    text = _RunsText(prefix)
+    """Sorted spans as runs text: what _RunsText writes for them, in one pass over the list instead
+    of its bookkeeping per span (a group's line runs were a fifth of writing the JSON of the nft
+    bench input). Spans that touch or overlap are joined first, as _RunsText.add does; spans out of
+    order are sorted, as _RunsText.text does (tests/test_json_diff.py holds the two to each other)."""
+    joined: list[tuple[int, int]] = []
     for a, b in spans:
-        text.add(a, b)
-    return text.text()
+        if joined:
+            first, last = joined[-1]
+            if a < first:
+                # _merge takes the union: spans a list gives again, or an iterator has left, are the same runs.
+                return _runs(_merge([*joined, (a, b), *spans]), prefix)
+            if a <= last + 1:
+                joined[-1] = (first, max(b, last))
+                continue
+        joined.append((a, b))
+    items: list[str] = []
+    n = len(joined)
+    i = 0
+    while i < n:
+        a, b = joined[i]
+        width = b - a
+        j = i + 1
+        # Three or more spans of one width at a fixed period make one item; two make two items.
+        if j < n and joined[j][1] - joined[j][0] == width:
+            step = joined[j][0] - a
+            j += 1
+            while j < n and joined[j][1] - joined[j][0] == width and joined[j][0] - joined[j - 1][0] == step:
+                j += 1
+            if j - i >= 3:
+                items.append(f"{_span_text(a, b, prefix)}/{step}*{j - i}")
+                i = j
+                continue
+        items.append(_span_text(a, b, prefix))
+        i += 1
+    return ",".join(items)
+
+
+def _span_text(a: int, b: int, prefix: str) -> str:
+    return f"{prefix}{a}" if a == b else f"{prefix}{a}-{prefix}{b}"
 
 
 def expand_runs(runs: str) -> Iterator[tuple[int, int]]:
@@ -391,7 +667,8 @@ def _dumpb(obj: Any) -> bytes:
         data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     # Three substring tests on the bytes cost a tenth of a regex search of the text (which was 7 % of
     # writing the 100k-line benchmark's JSON).
-    if any(b in data for b in _LINE_BREAK_BYTES):
+    nel, lsep, psep = _LINE_BREAK_BYTES
+    if nel in data or lsep in data or psep in data:
         # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
         # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
         # inside a string, where the escape means the same character.
@@ -463,7 +740,7 @@ class JsonStream:
     def _reset(self) -> None:
         self._behaviours: dict[str, list[int]] = {}  # id -> [packets, groups, conversations]
         # Each behaviour's example packet as report.json states it (what a packet's diff is against).
-        self._examples: dict[str, dict[str, Any]] = {}
+        self._examples: dict[str, _Example] = {}
         self._example_of: dict[str, str] = {}  # behaviour -> its example packet's id
         self._kinds: dict[bytes, _Kind] = {}
         self._buffered = 0
@@ -506,7 +783,8 @@ class JsonStream:
             if counts is None:
                 counts = self._behaviours[g.behaviour] = [0, 0, 0]
                 first = by_id[g.first]
-                body = self._examples[g.behaviour] = _body(first, footer_of.get(first.id))
+                body = _body(first, footer_of.get(first.id))
+                self._examples[g.behaviour] = _Example(first, footer_of.get(first.id))
                 self._example_of[g.behaviour] = first.id
                 self._behaviour_text.write(self._behaviour(g, body, first.id, conv_id) + "\0")
             counts[0] += g.count
@@ -549,16 +827,14 @@ class JsonStream:
         example packet; the whole packet when it is the example (so the first line of each behaviour
         reads on its own), has no behaviour, or the diff cannot say it."""
         head = {"id": p.id, "conversation": p.conversation, "group": None, "behaviour": None}
-        body = _body(p, f)
         if g is not None:
             head["group"], head["behaviour"] = g.id, g.behaviour
-            if self._example_of[g.behaviour] == p.id:
-                return _dumpb({**head, **body})
-            try:
-                return _dumpb({**head, "diff": diff(self._examples[g.behaviour], body)})
-            except Unpatchable:
-                pass
-        return _dumpb({**head, **body})
+            if self._example_of[g.behaviour] != p.id:
+                try:
+                    return _dumpb({**head, "diff": _packet_diff(self._examples[g.behaviour], p, f)})
+                except Unpatchable:
+                    pass
+        return _dumpb({**head, **_body(p, f)})
 
     @staticmethod
     def _behaviour(g: PacketGroup, body: dict[str, Any], packet: str, conv_id: str) -> str:
@@ -683,9 +959,7 @@ def _late_of(late: LateOf) -> dict[str, Any]:
 
 def _body(p: Packet, f: Footer | None) -> dict[str, Any]:
     """A packet's object without its ids: what its behaviour's example states for it."""
-    d = {**_packet(p), "footer": _footer(f)}
-    del d["id"], d["conversation"]
-    return d
+    return {"hops": [_hop(h) for h in p.hops], **{k: _rest_value(k, p, f) for k in _REST_KEYS}}
 
 
 def _records(fh: IO[str]) -> Iterator[str]:
