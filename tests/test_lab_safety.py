@@ -153,6 +153,40 @@ def test_a_live_runs_namespaces_are_never_touched(moved):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
 
 
+def test_a_killed_runs_marker_does_not_delete_a_name_a_live_run_reused(moved):
+    """A killed run's marker outlives its namespaces (deleted by hand); a later run that creates a
+    namespace of the same name owns it, and recovering the killed run must not delete it. Seen when
+    concurrent test runs drew the same short tag: a lab's namespace vanished under its tests."""
+    state, _sysctl = moved
+    sleeper = subprocess.Popen(["sleep", "60"])
+    ns = f"rglab-rs2re{os.getpid()}-h"
+    try:
+        state.mkdir(parents=True)
+        dead = subprocess.Popen(["true"])
+        dead.wait(timeout=10)
+        netns.Marker(state / f"lab-rs2re-{dead.pid}.json", dead.pid, 1, None, [ns]).save()
+        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+        netns.Marker(
+            state / f"lab-rs2re-{sleeper.pid}.json", sleeper.pid, netns.process_start(sleeper.pid), None, [ns]
+        ).save()
+        done = netns.recover_dead_runs()
+        assert ns in namespaces(), f"recovery deleted a live run's namespace: {done}"
+        assert not any("deleted namespace" in d for d in done)
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
+
+
+def test_a_tag_a_killed_runs_marker_names_is_not_drawn(moved, monkeypatch):
+    state, _sysctl = moved
+    state.mkdir(parents=True)
+    netns.Marker(state / "lab-rab-1.json", 1 << 22, 1, None, ["rglab-rab-h"]).save()
+    drawn = iter(["ab", "cd"])
+    monkeypatch.setattr(netns.secrets, "token_hex", lambda _n: next(drawn))
+    assert netns.free_tag() == "rcd"
+
+
 def test_real_sysctl_after_sigkill_and_cleanup(tmp_path: Path):
     """The same with the real nf_log_all_netns and marker folder, as a user would meet it."""
     others_live = any(m.alive() for m in netns._markers()) or netns._old_style_live()

@@ -476,7 +476,12 @@ def free_tag() -> str:
     """A run tag no namespace uses yet. The tag is short (it rides in every LOG prefix, which
     iptables-nft cuts at 29 bytes), so two concurrent runs could draw the same one and tear down each
     other's namespaces; a tag in use is never drawn."""
-    used = {n.split("-")[1] for n in list_namespaces() if n.startswith("rglab-") and n.count("-") >= 2}
+    names = list_namespaces()
+    with _locked():
+        # A killed run's marker still names its namespaces after they are gone; a new run drawing that
+        # tag would own those names, and the killed run's recovery would then delete them.
+        names |= {n for m in _markers() for n in m.namespaces}
+    used = {n.split("-")[1] for n in names if n.startswith("rglab-") and n.count("-") >= 2}
     for _ in range(256):
         tag = "r" + secrets.token_hex(1)
         if tag not in used:
@@ -495,7 +500,10 @@ def _recover_locked() -> tuple[list[str], str | None]:
     done: list[str] = []
     orig: str | None = None
     present = list_namespaces()
-    for m in _markers():
+    markers = _markers()
+    # A name a live run has marked is that run's now, whatever a killed run's marker says of it.
+    present -= {n for m in markers if m.alive() for n in m.namespaces}
+    for m in markers:
         if m.alive():
             continue
         for pid, start in m.procs:
