@@ -588,3 +588,70 @@ def test_a_broadcast_delivered_at_input_is_not_called_a_local_address(tmp_path: 
     # No snapshot of the host's addresses or routes: which of the two it was is unknown, and said so.
     text = _input_hop(tmp_path / "none", "10.0.0.255")
     assert "10.0.0.255 is a local or a broadcast address of the host (an ip addr snapshot would say which)" in text
+
+
+# --- which tool wrote a log line ----------------------------------------------------------------------
+
+
+def _hop_labels(report) -> dict[int, tuple[str, str | None]]:
+    return {h.event.record.ref.line: (h.event.hook.label, h.event.hook.tool) for p in report.packets for h in p.hops}
+
+
+def test_a_kernel_log_line_names_the_family_not_a_tool_it_cannot_prove(tmp_path: Path):
+    # A LOG line is the same text whether iptables' LOG (xt_LOG.c) or nft's log (nft_log.c) wrote it:
+    # both go through nf_log_syslog.c. firewalld's STATE_INVALID_DROP: is written by either backend
+    # (public corpus log-firewalld-state-invalid-drop-forward-br0, firewalld#1061).
+    line = (
+        "Jul  5 09:02:31 expresso kernel: STATE_INVALID_DROP: IN=br0 OUT=br0 MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 "
+        "SRC=10.50.0.2 DST=192.168.1.120 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=0 DF PROTO=TCP SPT=8554 DPT=51066 "
+        "WINDOW=28960 RES=0x00 ACK SYN URGP=0\n"
+    )
+    report = _report(tmp_path, "messages", line)
+    assert _hop_labels(report) == {1: ("IPv4 ? FORWARD", None)}
+    text = render_text(report)
+    assert "iptables ?" not in text and "Dropped at IPv4 ? FORWARD" in text
+    assert "does not tell iptables from nftables" in _hop_text(report, 1)
+    # The same line next to an nft ruleset of firewalld's table: the nftables backend, table inet firewalld.
+    nft = "table inet firewalld {\n\tchain filter_FORWARD {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n\t}\n}\n"
+    (tmp_path / "messages").write_text(line)
+    (tmp_path / "nft-ruleset.txt").write_text(nft)
+    spec = load_spec([tmp_path / "messages", tmp_path / "nft-ruleset.txt"])
+    report = build_report(spec)
+    assert _hop_labels(report) == {1: ("nft inet firewalld FORWARD", "nft inet")}
+    assert "does not tell iptables from nftables" not in _hop_text(report, 1)
+
+
+def test_conventions_and_layouts_that_prove_the_tool(tmp_path: Path):
+    lines = [
+        # VyOS 1.4+ bridge firewall: nft table bridge vyos_filter (vyos-1x test_firewall.py).
+        "Dec 05 14:42:22 kernel: [bri-FWD-filter-default-D]IN=eth2 OUT=eth1 MAC=33:33:00:00:00:16:50:00:00:06:00:00:86:dd "
+        "SRC=0000:0000:0000:0000:0000:0000:0000:0001 DST=ff02:0000:0000:0000:0000:0000:0000:0016 LEN=96 TC=0 HOPLIMIT=1 "
+        "FLOWLBL=0 PROTO=ICMPv6 TYPE=143 CODE=0",
+        # ufw on IPv6: ip6tables (ufw's backend_iptables.py drives ip6tables-restore for ufw6 chains).
+        "Dec 05 14:42:23 kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:86:dd "
+        "SRC=2001:0db8:0000:0000:0000:0000:0000:0001 DST=2001:0db8:0000:0000:0000:0000:0000:0002 LEN=80 TC=0 HOPLIMIT=64 "
+        "FLOWLBL=0 PROTO=TCP SPT=40000 DPT=22 WINDOW=64800 RES=0x00 SYN URGP=0",
+        # OpenWrt fw4: table inet fw4.
+        "Dec 05 14:42:24 kernel: reject wan in: IN=wan OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=192.0.2.7 "
+        "DST=198.51.100.1 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 DF PROTO=TCP SPT=40001 DPT=23 WINDOW=64240 RES=0x00 SYN URGP=0",
+        # ebt_log.c's own layout: an ebtables rule, whatever the prefix.
+        "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800",
+    ]
+    labels = _hop_labels(_report(tmp_path, "kern.log", "\n".join(lines) + "\n"))
+    assert labels[1] == ("nft bridge vyos_filter FORWARD", "nft bridge")
+    assert labels[2][1] == "ip6tables" and labels[2][0].startswith("ip6tables filter INPUT")
+    assert labels[3] == ("nft inet fw4 INPUT", "nft inet")
+    assert labels[4][1] == "ebtables"
+
+
+def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address(tmp_path: Path):
+    # shairport-sync#1173 (public corpus log-ufw6-block-udp-airplay-quoted): IPv6 has no broadcast
+    # addresses (RFC 4291 section 2), so a unicast destination delivered at INPUT is the host's.
+    line = (
+        "Mar 28 17:52:13 pngnsd kernel: [352350.459085] [UFW BLOCK] IN=eno1 OUT= MAC=4c:72:b9:21:d8:09:a0:fb:c5:40:53:3d:86:dd "
+        "SRC=2600:1700:2ec2:4440:91aa:88a7:934f:128d DST=2600:1700:2ec2:4440:38ae:c076:e602:5c35 LEN=1181 TC=0 HOPLIMIT=64 "
+        "FLOWLBL=746621 PROTO=UDP SPT=63479 DPT=6003 LEN=1141 \n"
+    )
+    text = _hop_text(_report(tmp_path, "ufw.log", line), 1)
+    assert "a local or a broadcast address" not in text
+    assert "is an address of the host (IPv6 has no broadcast addresses)" in text

@@ -90,6 +90,7 @@ def _hop(h: Hop) -> dict[str, Any]:
         "recognised_by": h.event.hook.how,
         "action": _action(h),
         "convention": h.event.hook.convention,
+        "tool": h.event.hook.tool,
         "prefix": r.prefix,
         "in": r.in_dev,
         "out": r.out_dev,
