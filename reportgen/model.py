@@ -170,10 +170,13 @@ class HookRef:
     def tool(self) -> str | None:
         """The command whose rules the record was seen in, when the evidence tells: a trace monitor
         prints the rules it walked (nft monitor trace: nft; xtables-monitor: iptables-nft's tables),
-        a log record its ``writer``. None when nothing tells (a kernel LOG line alone)."""
+        a legacy "TRACE: table:chain:type:rulenum" line comes only from iptables-legacy
+        (ip_tables.c/ip6_tables.c trace_packet(); iptables-nft turns -j TRACE into nftrace, which
+        nft monitor shows), a log record names its ``writer``. None when nothing tells (a kernel LOG
+        line alone)."""
         if self.how == "nft trace":
             return nft_tool(self.family)
-        if self.how == "xtables-monitor":
+        if self.how in ("xtables-monitor", "TRACE prefix"):
             return family_tool(self.family)
         return self.writer
 

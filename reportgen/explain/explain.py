@@ -827,6 +827,14 @@ def _skip_reason(
             "applies the stored mapping to every later packet and to replies "
             "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"
         )
+    if not facts.any_seen(slot) and traced and slot.table == "nat" and slot.family != BRIDGE:
+        # The packet may be its connection's first in the trace without being its connection's first
+        # (a ping's later echo requests): then nf_nat_inet_fn does not run the nat chains for it.
+        return "no-rule", (
+            "no trace line from this hook anywhere in the trace: the nat table has no chain at this "
+            "hook, or the packet is not its connection's first (only the first traverses the nat "
+            "table, nf_nat_inet_fn, net/netfilter/nf_nat_core.c); a conntrack -L snapshot would tell"
+        )
     if not facts.any_seen(slot) and traced:
         return "no-rule", (
             "no trace line from this hook anywhere in the trace: the table has no chain at "

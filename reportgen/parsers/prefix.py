@@ -606,9 +606,7 @@ def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resol
         fam = family or IPV4
         if chain not in HOOKS:
             return Resolution(None, f"TRACE line in user chain {chain!r}: its hook is not printed")
-        # Only iptables-legacy writes these lines: ip_tables.c/ip6_tables.c trace_packet() log
-        # "TRACE: table:chain:type:rulenum"; iptables-nft turns -j TRACE into nftrace (nft monitor).
-        return Resolution(HookRef(fam, chain, t.group("table"), chain, HOW_TRACE, writer=family_tool(fam)))
+        return Resolution(HookRef(fam, chain, t.group("table"), chain, HOW_TRACE))  # tool: HookRef.tool
     how = HOW_IN_OUT
     conv = match_convention(rec.prefix)
     if conv is not None:
