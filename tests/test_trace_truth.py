@@ -15,8 +15,13 @@ Sources of the lines (each test names its own):
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import pytest
+
+from reportgen.lab.netns import KernelLog, Lab, log_all_netns, run
 from reportgen.model import LineRef, VerdictCode
 from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.traces import (
@@ -655,3 +660,48 @@ def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address
     text = _hop_text(_report(tmp_path, "ufw.log", line), 1)
     assert "a local or a broadcast address" not in text
     assert "is an address of the host (IPv6 has no broadcast addresses)" in text
+
+
+@pytest.mark.lab
+def test_lab_iptables_legacy_iptables_nft_and_nft_log_print_the_same_line():
+    """The claim behind 'the line does not tell iptables from nftables', captured: one ping to the
+    lab host, logged at INPUT by an iptables-legacy LOG rule (xt_LOG), an iptables-nft LOG rule and an
+    nft log statement (nft_log.c). After the prefix the three kernel lines are the same text, and
+    reportgen names no tool for any of them."""
+    lab = Lab()
+    with log_all_netns(lab.tag):
+        try:
+            lab.build(ipv6=False)
+            h, tag = lab.host, lab.tag
+            rule = ["-p", "icmp", "-j", "LOG", "--log-prefix"]
+            run(["iptables-legacy", "-I", "INPUT", *rule, f"{tag}L: "], ns=h)
+            run(["iptables-nft", "-I", "INPUT", *rule, f"{tag}N: "], ns=h)
+            run(
+                [
+                    "nft",
+                    "add table ip rgtool; add chain ip rgtool in { type filter hook input priority 5; }; "
+                    f'add rule ip rgtool in icmp type echo-request log prefix "{tag}F: "',
+                ],
+                ns=h,
+            )
+            klog = KernelLog()
+            try:
+                run(["ping", "-c1", "-W2", "172.17.0.1"], ns=lab.ns("c1"))
+                lines = klog.read(lambda msg: msg.startswith(tag) and "TYPE=8 " in msg)
+            finally:
+                klog.close()
+        finally:
+            lab.teardown()
+    bodies = {ln.split("] ", 1)[1][len(tag) : len(tag) + 1]: ln.split(": ", 1)[1] for ln in lines}
+    assert set(bodies) == {"L", "N", "F"}, lines
+    assert bodies["L"] == bodies["N"] == bodies["F"], bodies
+    log = "\n".join(lines) + "\n"
+    assert "PHYSIN=" in log  # br_netfilter ran the IP INPUT hook for the bridged frame
+    spec_dir = Path(tempfile.mkdtemp(prefix="rgtool"))
+    try:
+        (spec_dir / "dmesg.log").write_text(log)
+        report = build_report(load_spec([spec_dir / "dmesg.log"]))
+    finally:
+        shutil.rmtree(spec_dir)
+    tools = {h.event.hook.tool for p in report.packets for h in p.hops}
+    assert tools == {None}, tools
