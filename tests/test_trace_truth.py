@@ -705,3 +705,40 @@ def test_lab_iptables_legacy_iptables_nft_and_nft_log_print_the_same_line():
         shutil.rmtree(spec_dir)
     tools = {h.event.hook.tool for p in report.packets for h in p.hops}
     assert tools == {None}, tools
+
+
+# Captured on this machine (kernel 6.18, nftables 1.0.6) in a lab namespace: nft `log ... flags all`
+# at input and output of the lab host for a TCP connection refused with a RST (macdecode prints
+# MACSRC/MACDST/MACPROTO, tcpseq SEQ/ACK, tcpopt OPT; nf_log_syslog.c dump_mac_header/dump_tcp_header).
+FLAGS_ALL = (
+    "[30058.322311] rfdin: IN=docker0 OUT= PHYSIN=vethrfdc1 MACSRC=02:42:ac:11:00:02 MACDST=02:42:ff:e7:b5:d2 "
+    "MACPROTO=0800 SRC=172.17.0.2 DST=172.17.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=42866 DF PROTO=TCP SPT=33198 "
+    "DPT=9 SEQ=232596770 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 OPT (020405B40402080ACD54A15F000000000103030A) \n"
+    "[30058.322339] rfdout: IN= OUT=docker0 SRC=172.17.0.1 DST=172.17.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF "
+    "PROTO=TCP SPT=9 DPT=33198 SEQ=0 ACK=232596771 WINDOW=0 RES=0x00 ACK RST URGP=0 \n"
+)
+
+
+def test_nft_log_flags_all_and_a_last_line_that_may_be_postrouting(tmp_path: Path):
+    report = _report(tmp_path, "dmesg.log", FLAGS_ALL)
+    hops = {h.event.record.ref.line: h for p in report.packets for h in p.hops}
+    assert (hops[1].event.record.mac_src, hops[1].event.record.mac_dst) == ("02:42:ac:11:00:02", "02:42:ff:e7:b5:d2")
+    assert {h.event.hook.tool for h in hops.values()} == {None}
+    rst = next(p for p in report.packets if p.hops[0].event.record.ref.line == 2)
+    assert rst.hops[0].event.hook.candidates == ("OUTPUT", "POSTROUTING")
+    # OUT= only: OUTPUT or POSTROUTING. Were it POSTROUTING, the packet was leaving: "no POSTROUTING
+    # line shows it leave" would be false.
+    assert "no POSTROUTING line shows it leave" not in rst.verdict.explanation
+    assert "If the line is from POSTROUTING the packet was leaving by OUT=docker0" in rst.verdict.explanation
+
+
+def test_a_bridged_frame_last_seen_at_bridge_forward_is_not_said_to_be_routed(tmp_path: Path):
+    # VyOS documentation (public corpus log-vyos-bridge-arp-continue-default-drop): the bridge picks
+    # the port (br_forward.c), no routing decision is made for a bridged frame.
+    line = (
+        "Dec 05 14:37:47 kernel: [bri-NAM-TEST-10-C]IN=eth1 OUT=eth2 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 "
+        "MACSRC=50:00:00:04:00:00 IPSRC=10.11.11.101 MACDST=00:00:00:00:00:00 IPDST=10.11.11.102\n"
+    )
+    [p] = _report(tmp_path, "show-log.txt", line).packets
+    assert "Routing chose" not in p.verdict.explanation
+    assert "The bridge chose OUT=eth2, but no bridge POSTROUTING line shows it leave" in p.verdict.explanation
