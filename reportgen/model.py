@@ -147,6 +147,11 @@ class HookRef:
     candidates: tuple[str, ...] = ()
     action: Action | None = None  # what the prefix (or convention) says happened at this hook
     convention: str | None = None  # the well-known prefix convention that placed it ("ufw", ...)
+    # The command whose rule wrote a log record ("iptables", "ip6tables", "ebtables", "nft bridge",
+    # ...), when the evidence tells: ebt_log's own layout, a legacy TRACE line, a convention of the
+    # prefix or a snapshot. None for a kernel LOG line without such evidence: nf_log_syslog.c prints
+    # the same text for iptables' LOG target (xt_LOG.c) and nft's log statement (nft_log.c).
+    writer: str | None = None
 
     @property
     def placed(self) -> bool:
@@ -162,21 +167,45 @@ class HookRef:
         return self.chain if self.placed or self.how in ("nft trace", "xtables-monitor") else None
 
     @property
+    def tool(self) -> str | None:
+        """The command whose rules the record was seen in, when the evidence tells: a trace monitor
+        prints the rules it walked (nft monitor trace: nft; xtables-monitor: iptables-nft's tables),
+        a legacy "TRACE: table:chain:type:rulenum" line comes only from iptables-legacy
+        (ip_tables.c/ip6_tables.c trace_packet(); iptables-nft turns -j TRACE into nftrace, which
+        nft monitor shows), a log record names its ``writer``. None when nothing tells (a kernel LOG
+        line alone)."""
+        if self.how == "nft trace":
+            return nft_tool(self.family)
+        if self.how in ("xtables-monitor", "TRACE prefix"):
+            return family_tool(self.family)
+        return self.writer
+
+    @property
     def label(self) -> str:
-        """Name the place as its tool does; an unplaced record names every hook it could be."""
+        """Name the place as its tool does; an unplaced record names every hook it could be. When the
+        tool is unknown the family of the hook is named instead ("IPv4 filter FORWARD"), never a guess."""
         chain = self.chain if self.placed else " or ".join(self.candidates)
         if not self.placed and self.base_chain:
             chain = f"{self.base_chain} ({chain})"
-        if self.how == "nft trace":
-            fam = _NFT_FAMILY_WORD.get(self.family, self.family)
-            return f"nft {fam} {self.table or '?'} {chain}"
-        return f"{family_tool(self.family)} {self.table or '?'} {chain}"
+        return f"{self.tool or family_name(self.family)} {self.table or '?'} {chain}"
 
 
 # The command that owns each family's rules (iptables(8), ip6tables(8), ebtables(8)); nft(8) names
 # its families "ip", "ip6", "inet", "arp", "bridge", "netdev".
 _TOOL_OF_FAMILY = {"bridge": "ebtables", "ipv4": "iptables", "ipv6": "ip6tables"}
 _NFT_FAMILY_WORD = {"bridge": "bridge", "ipv4": "ip", "ipv6": "ip6", "inet": "inet", "arp": "arp", "netdev": "netdev"}
+# A hook's family as a reader names it, for a label whose tool is unknown.
+_FAMILY_NAME = {"bridge": "bridge", "ipv4": "IPv4", "ipv6": "IPv6"}
+
+
+def family_name(family: str) -> str:
+    """A hook family as a reader names it: "IPv4", "IPv6", "bridge"."""
+    return _FAMILY_NAME.get(family, family)
+
+
+def nft_tool(family: str) -> str:
+    """nft and the table family it names for a hook family: "nft ip", "nft ip6", "nft bridge"."""
+    return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
 
 
 def family_tool(family: str) -> str:
@@ -184,7 +213,7 @@ def family_tool(family: str) -> str:
     only nft has (inet, arp, netdev)."""
     if family in _TOOL_OF_FAMILY:
         return _TOOL_OF_FAMILY[family]
-    return f"nft {_NFT_FAMILY_WORD.get(family, family)}"
+    return nft_tool(family)
 
 
 # An nft reject statement ends a rule (nft(8) REJECT STATEMENT: reject [with ...]); iptables prints

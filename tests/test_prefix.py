@@ -82,7 +82,9 @@ def test_unknown_and_empty_prefixes_get_the_candidates_in_out_allow(body, candid
         assert res.hook is not None
         assert res.hook.candidates == candidates and not res.hook.placed
         assert res.hook.hook == candidates[0] and res.hook.how == HOW_IN_OUT
-        assert res.hook.label == "iptables ? " + " or ".join(candidates)
+        # Neither the prefix nor the line names the tool (iptables' LOG and nft's log print the same
+        # text): the label names the family.
+        assert res.hook.label == "IPv4 ? " + " or ".join(candidates)
 
 
 def test_no_mac_field_or_a_bridged_frame_rules_out_postrouting():

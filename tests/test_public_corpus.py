@@ -44,6 +44,7 @@ HOP_FIELDS = (
     "hook",
     "table",
     "chain",
+    "tool",
     "in",
     "out",
     "src",

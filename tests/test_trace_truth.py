@@ -15,8 +15,13 @@ Sources of the lines (each test names its own):
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import pytest
+
+from reportgen.lab.netns import KernelLog, Lab, log_all_netns, run
 from reportgen.model import LineRef, VerdictCode
 from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
 from reportgen.parsers.traces import (
@@ -588,3 +593,152 @@ def test_a_broadcast_delivered_at_input_is_not_called_a_local_address(tmp_path: 
     # No snapshot of the host's addresses or routes: which of the two it was is unknown, and said so.
     text = _input_hop(tmp_path / "none", "10.0.0.255")
     assert "10.0.0.255 is a local or a broadcast address of the host (an ip addr snapshot would say which)" in text
+
+
+# --- which tool wrote a log line ----------------------------------------------------------------------
+
+
+def _hop_labels(report) -> dict[int, tuple[str, str | None]]:
+    return {h.event.record.ref.line: (h.event.hook.label, h.event.hook.tool) for p in report.packets for h in p.hops}
+
+
+def test_a_kernel_log_line_names_the_family_not_a_tool_it_cannot_prove(tmp_path: Path):
+    # A LOG line is the same text whether iptables' LOG (xt_LOG.c) or nft's log (nft_log.c) wrote it:
+    # both go through nf_log_syslog.c. firewalld's STATE_INVALID_DROP: is written by either backend
+    # (public corpus log-firewalld-state-invalid-drop-forward-br0, firewalld#1061).
+    line = (
+        "Jul  5 09:02:31 expresso kernel: STATE_INVALID_DROP: IN=br0 OUT=br0 MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 "
+        "SRC=10.50.0.2 DST=192.168.1.120 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=0 DF PROTO=TCP SPT=8554 DPT=51066 "
+        "WINDOW=28960 RES=0x00 ACK SYN URGP=0\n"
+    )
+    report = _report(tmp_path, "messages", line)
+    assert _hop_labels(report) == {1: ("IPv4 ? FORWARD", None)}
+    text = render_text(report)
+    assert "iptables ?" not in text and "Dropped at IPv4 ? FORWARD" in text
+    assert "does not tell iptables from nftables" in _hop_text(report, 1)
+    # The same line next to an nft ruleset of firewalld's table: the nftables backend, table inet firewalld.
+    nft = "table inet firewalld {\n\tchain filter_FORWARD {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n\t}\n}\n"
+    (tmp_path / "messages").write_text(line)
+    (tmp_path / "nft-ruleset.txt").write_text(nft)
+    spec = load_spec([tmp_path / "messages", tmp_path / "nft-ruleset.txt"])
+    report = build_report(spec)
+    assert _hop_labels(report) == {1: ("nft inet firewalld FORWARD", "nft inet")}
+    assert "does not tell iptables from nftables" not in _hop_text(report, 1)
+
+
+def test_conventions_and_layouts_that_prove_the_tool(tmp_path: Path):
+    lines = [
+        # VyOS 1.4+ bridge firewall: nft table bridge vyos_filter (vyos-1x test_firewall.py).
+        "Dec 05 14:42:22 kernel: [bri-FWD-filter-default-D]IN=eth2 OUT=eth1 MAC=33:33:00:00:00:16:50:00:00:06:00:00:86:dd "
+        "SRC=0000:0000:0000:0000:0000:0000:0000:0001 DST=ff02:0000:0000:0000:0000:0000:0000:0016 LEN=96 TC=0 HOPLIMIT=1 "
+        "FLOWLBL=0 PROTO=ICMPv6 TYPE=143 CODE=0",
+        # ufw on IPv6: ip6tables (ufw's backend_iptables.py drives ip6tables-restore for ufw6 chains).
+        "Dec 05 14:42:23 kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:86:dd "
+        "SRC=2001:0db8:0000:0000:0000:0000:0000:0001 DST=2001:0db8:0000:0000:0000:0000:0000:0002 LEN=80 TC=0 HOPLIMIT=64 "
+        "FLOWLBL=0 PROTO=TCP SPT=40000 DPT=22 WINDOW=64800 RES=0x00 SYN URGP=0",
+        # OpenWrt fw4: table inet fw4.
+        "Dec 05 14:42:24 kernel: reject wan in: IN=wan OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=192.0.2.7 "
+        "DST=198.51.100.1 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 DF PROTO=TCP SPT=40001 DPT=23 WINDOW=64240 RES=0x00 SYN URGP=0",
+        # ebt_log.c's own layout: an ebtables rule, whatever the prefix.
+        "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800",
+    ]
+    labels = _hop_labels(_report(tmp_path, "kern.log", "\n".join(lines) + "\n"))
+    assert labels[1] == ("nft bridge vyos_filter FORWARD", "nft bridge")
+    assert labels[2][1] == "ip6tables" and labels[2][0].startswith("ip6tables filter INPUT")
+    assert labels[3] == ("nft inet fw4 INPUT", "nft inet")
+    assert labels[4][1] == "ebtables"
+
+
+def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address(tmp_path: Path):
+    # shairport-sync#1173 (public corpus log-ufw6-block-udp-airplay-quoted): IPv6 has no broadcast
+    # addresses (RFC 4291 section 2), so a unicast destination delivered at INPUT is the host's.
+    line = (
+        "Mar 28 17:52:13 pngnsd kernel: [352350.459085] [UFW BLOCK] IN=eno1 OUT= MAC=4c:72:b9:21:d8:09:a0:fb:c5:40:53:3d:86:dd "
+        "SRC=2600:1700:2ec2:4440:91aa:88a7:934f:128d DST=2600:1700:2ec2:4440:38ae:c076:e602:5c35 LEN=1181 TC=0 HOPLIMIT=64 "
+        "FLOWLBL=746621 PROTO=UDP SPT=63479 DPT=6003 LEN=1141 \n"
+    )
+    text = _hop_text(_report(tmp_path, "ufw.log", line), 1)
+    assert "a local or a broadcast address" not in text
+    assert "is an address of the host (IPv6 has no broadcast addresses)" in text
+
+
+@pytest.mark.lab
+def test_lab_iptables_legacy_iptables_nft_and_nft_log_print_the_same_line():
+    """The claim behind 'the line does not tell iptables from nftables', captured: one ping to the
+    lab host, logged at INPUT by an iptables-legacy LOG rule (xt_LOG), an iptables-nft LOG rule and an
+    nft log statement (nft_log.c). After the prefix the three kernel lines are the same text, and
+    reportgen names no tool for any of them."""
+    lab = Lab()
+    with log_all_netns(lab.tag):
+        try:
+            lab.build(ipv6=False)
+            h, tag = lab.host, lab.tag
+            rule = ["-p", "icmp", "-j", "LOG", "--log-prefix"]
+            run(["iptables-legacy", "-I", "INPUT", *rule, f"{tag}L: "], ns=h)
+            run(["iptables-nft", "-I", "INPUT", *rule, f"{tag}N: "], ns=h)
+            run(
+                [
+                    "nft",
+                    "add table ip rgtool; add chain ip rgtool in { type filter hook input priority 5; }; "
+                    f'add rule ip rgtool in icmp type echo-request log prefix "{tag}F: "',
+                ],
+                ns=h,
+            )
+            klog = KernelLog()
+            try:
+                run(["ping", "-c1", "-W2", "172.17.0.1"], ns=lab.ns("c1"))
+                lines = klog.read(lambda msg: msg.startswith(tag) and "TYPE=8 " in msg)
+            finally:
+                klog.close()
+        finally:
+            lab.teardown()
+    bodies = {ln.split("] ", 1)[1][len(tag) : len(tag) + 1]: ln.split(": ", 1)[1] for ln in lines}
+    assert set(bodies) == {"L", "N", "F"}, lines
+    assert bodies["L"] == bodies["N"] == bodies["F"], bodies
+    log = "\n".join(lines) + "\n"
+    assert "PHYSIN=" in log  # br_netfilter ran the IP INPUT hook for the bridged frame
+    spec_dir = Path(tempfile.mkdtemp(prefix="rgtool"))
+    try:
+        (spec_dir / "dmesg.log").write_text(log)
+        report = build_report(load_spec([spec_dir / "dmesg.log"]))
+    finally:
+        shutil.rmtree(spec_dir)
+    tools = {h.event.hook.tool for p in report.packets for h in p.hops}
+    assert tools == {None}, tools
+
+
+# Captured on this machine (kernel 6.18, nftables 1.0.6) in a lab namespace: nft `log ... flags all`
+# at input and output of the lab host for a TCP connection refused with a RST (macdecode prints
+# MACSRC/MACDST/MACPROTO, tcpseq SEQ/ACK, tcpopt OPT; nf_log_syslog.c dump_mac_header/dump_tcp_header).
+FLAGS_ALL = (
+    "[30058.322311] rfdin: IN=docker0 OUT= PHYSIN=vethrfdc1 MACSRC=02:42:ac:11:00:02 MACDST=02:42:ff:e7:b5:d2 "
+    "MACPROTO=0800 SRC=172.17.0.2 DST=172.17.0.1 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=42866 DF PROTO=TCP SPT=33198 "
+    "DPT=9 SEQ=232596770 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 OPT (020405B40402080ACD54A15F000000000103030A) \n"
+    "[30058.322339] rfdout: IN= OUT=docker0 SRC=172.17.0.1 DST=172.17.0.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF "
+    "PROTO=TCP SPT=9 DPT=33198 SEQ=0 ACK=232596771 WINDOW=0 RES=0x00 ACK RST URGP=0 \n"
+)
+
+
+def test_nft_log_flags_all_and_a_last_line_that_may_be_postrouting(tmp_path: Path):
+    report = _report(tmp_path, "dmesg.log", FLAGS_ALL)
+    hops = {h.event.record.ref.line: h for p in report.packets for h in p.hops}
+    assert (hops[1].event.record.mac_src, hops[1].event.record.mac_dst) == ("02:42:ac:11:00:02", "02:42:ff:e7:b5:d2")
+    assert {h.event.hook.tool for h in hops.values()} == {None}
+    rst = next(p for p in report.packets if p.hops[0].event.record.ref.line == 2)
+    assert rst.hops[0].event.hook.candidates == ("OUTPUT", "POSTROUTING")
+    # OUT= only: OUTPUT or POSTROUTING. Were it POSTROUTING, the packet was leaving: "no POSTROUTING
+    # line shows it leave" would be false.
+    assert "no POSTROUTING line shows it leave" not in rst.verdict.explanation
+    assert "If the line is from POSTROUTING the packet was leaving by OUT=docker0" in rst.verdict.explanation
+
+
+def test_a_bridged_frame_last_seen_at_bridge_forward_is_not_said_to_be_routed(tmp_path: Path):
+    # VyOS documentation (public corpus log-vyos-bridge-arp-continue-default-drop): the bridge picks
+    # the port (br_forward.c), no routing decision is made for a bridged frame.
+    line = (
+        "Dec 05 14:37:47 kernel: [bri-NAM-TEST-10-C]IN=eth1 OUT=eth2 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 "
+        "MACSRC=50:00:00:04:00:00 IPSRC=10.11.11.101 MACDST=00:00:00:00:00:00 IPDST=10.11.11.102\n"
+    )
+    [p] = _report(tmp_path, "show-log.txt", line).packets
+    assert "Routing chose" not in p.verdict.explanation
+    assert "The bridge chose OUT=eth2, but no bridge POSTROUTING line shows it leave" in p.verdict.explanation

@@ -39,7 +39,7 @@ def test_ufw_block_ends_the_packet_citing_the_prefix():
     assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert p.verdict.evidence == "prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:" + str(
         p.hops[0].event.record.ref.line)
-    assert "Dropped at iptables filter INPUT" in p.verdict.explanation
+    assert "Dropped at IPv4 filter INPUT" in p.verdict.explanation  # ev() names no writer: no tool
 
 
 def test_reject_prefix_is_rejected():

@@ -59,6 +59,7 @@ from reportgen.model import (
     Skipped,
     Verdict,
     VerdictCode,
+    family_name,
     id_order,
 )
 from reportgen.netfilter import (
@@ -353,6 +354,13 @@ def describe_packet(track: Track) -> str:
 LIMITED_BROADCAST = "255.255.255.255"
 
 
+def _is_ipv6(addr: str | None) -> bool:
+    try:
+        return addr is not None and ipaddress.ip_address(addr).version == 6
+    except ValueError:
+        return False
+
+
 def _taken_in_as(topo: Topology, dst: str | None) -> str:
     """What a packet delivered at IP INPUT was addressed to, as far as the evidence goes."""
     if is_multicast(dst):
@@ -367,6 +375,12 @@ def _taken_in_as(topo: Topology, dst: str | None) -> str:
     local = topo.local_addrs()
     if local is not None and dst in local:
         return "a local address"
+    if _is_ipv6(dst):
+        # IPv6 has no broadcast (RFC 4291 2.0): a unicast destination delivered at INPUT had a local
+        # route (ip6_route_input() -> ip6_input(), the host's address or anycast address).
+        return "an address of the host (IPv6 has no broadcast addresses)" + (
+            "" if local is None else ", though its address snapshot does not list it (one added after the snapshot)"
+        )
     # Delivery at INPUT proves the route lookup said "local" (RTN_LOCAL) or "broadcast" (RTN_BROADCAST):
     # the subnet broadcast routes are those of the host's addresses (fib_add_ifaddr()), so an address
     # of a connected network that is not its broadcast address was local.
@@ -562,6 +576,8 @@ def _hop_text(
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
+    if ev.hook.tool is None and r.fmt == "nflog" and (prev is None or prev.hook.tool is not None):
+        out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
     if r.logger:
         out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
@@ -581,6 +597,15 @@ def _hop_text(
             what = f" → {hit.verdict}: {hit.text}" if hit.text else " matched (no snapshot says which rule)"
             out.append(f"Rule trace: {chain_at} rule{num}{what}{in_snapshot}")
     return out
+
+
+# Said once per run of hops whose tool is unknown (HookRef.tool): nft_log.c's nft_log_eval() and
+# xt_LOG.c's log_tg() both call nf_log_packet(), and nf_log_syslog.c prints the same text for either.
+_UNKNOWN_TOOL = (
+    "The line does not tell iptables from nftables: an iptables LOG rule (xt_LOG.c) and an nft log "
+    "statement (nft_log.c) print the same text (nf_log_syslog.c), so the hop names the {family} hook, "
+    "not a tool; the ruleset (iptables-save, nft list ruleset) would tell."
+)
 
 
 # What a prefix's action word tells about the hook (a LOG rule itself never decides: xt_LOG.c).
@@ -802,6 +827,14 @@ def _skip_reason(
             "applies the stored mapping to every later packet and to replies "
             "(nf_nat_inet_fn, net/netfilter/nf_nat_core.c)"
         )
+    if not facts.any_seen(slot) and traced and slot.table == "nat" and slot.family != BRIDGE:
+        # The packet may be its connection's first in the trace without being its connection's first
+        # (a ping's later echo requests): then nf_nat_inet_fn does not run the nat chains for it.
+        return "no-rule", (
+            "no trace line from this hook anywhere in the trace: the nat table has no chain at this "
+            "hook, or the packet is not its connection's first (only the first traverses the nat "
+            "table, nf_nat_inet_fn, net/netfilter/nf_nat_core.c); a conntrack -L snapshot would tell"
+        )
     if not facts.any_seen(slot) and traced:
         return "no-rule", (
             "no trace line from this hook anywhere in the trace: the table has no chain at "
@@ -865,6 +898,18 @@ class _Place:
     @property
     def role(self) -> str:
         return "related" if self.related else "request" if self.forward else "reply"
+
+
+def _role(t: Track, place: _Place) -> str:
+    """A packet's role: its conversation's direction, else what its own header proves (a SYN or an
+    echo request opens, a SYN-ACK or an echo reply answers, a trace's conntrack direction), else
+    unknown. A packet outside any conversation (its addresses redacted) is not called a request
+    for want of a reply: an ACK or a UDP datagram alone does not say which side opened."""
+    if place.flow is not None or ct_direction(t) is not None:
+        return place.role
+    if opens_by_itself(t):
+        return "request"
+    return "reply" if is_reply_by_itself(t) else "unknown"
 
 
 def _ended(t: Track) -> bool:
@@ -1156,11 +1201,7 @@ def explain_conversation(
             Packet(
                 id=f"p{t.index + 1}",
                 conversation=conv,
-                role=place.role
-                if t.l3() is not None or ct_direction(t)
-                else "request"
-                if opens_by_itself(t)
-                else "unknown",
+                role=_role(t, place),
                 path=cls,
                 summary=describe_packet(t),
                 hops=tuple(_hops(t, cls, place.forward, topo)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from reportgen.explain.topology import Topology
 from reportgen.model import Action, Event, Verdict, VerdictCode
-from reportgen.netfilter import BRIDGE, STAGES
+from reportgen.netfilter import BRIDGE, POSTROUTING, STAGES
 
 # Hooks at which a packet is seen leaving: the OUT of a POSTROUTING hook is the device it is handed
 # to (ip_output -> ip_finish_output, net/ipv4/ip_output.c; br_forward_finish, net/bridge/br_forward.c).
@@ -217,10 +217,21 @@ def exit_verdict(hops: list[tuple[Event, str]], topo: Topology, where: str) -> V
         )
         return Verdict(VerdictCode.FORWARDED_OUT, dev, text, f"OUT={dev} at {e.hook.label} ({e.record.ref})")
     out = ev.record.out_dev
-    chose = f" Routing chose OUT={out}, but no" if out else " No"
-    return last_seen(
-        where,
-        ev,
-        f"Last seen at {where}.{chose} POSTROUTING line shows it leave, so the "
-        "lines cannot tell whether it left or was dropped after that point.",
-    )
+    # A bridge chooses the port (br_forward.c), not routing; and a line that may itself be from
+    # POSTROUTING cannot be called one that no POSTROUTING line follows.
+    who = "The bridge" if ev.hook.family == BRIDGE else "Routing"
+    post = "bridge POSTROUTING" if ev.hook.family == BRIDGE else "POSTROUTING"
+    if POSTROUTING in ev.hook.candidates:
+        others = " or ".join(h for h in ev.hook.candidates if h != POSTROUTING)
+        text = (
+            f"Last seen at {where}. If the line is from POSTROUTING the packet was leaving by "
+            f"OUT={out}; if from {others}, no later line shows it leave, so the lines cannot tell "
+            "whether it left or was dropped after that point."
+        )
+    else:
+        chose = f" {who} chose OUT={out}, but no" if out else " No"
+        text = (
+            f"Last seen at {where}.{chose} {post} line shows it leave, so the "
+            "lines cannot tell whether it left or was dropped after that point."
+        )
+    return last_seen(where, ev, text)

@@ -28,6 +28,9 @@ from reportgen.model import PVEFW_LOGGER, LineRef, LogRecord
 
 # Pasted text may carry runs of spaces between the fields, so " +" where the kernel prints one space.
 _ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
+# A MAC= value of hex digits and colons only that is not whole bytes was damaged (a typo, a lost
+# byte), not masked: nothing in it hides a value, so it is not called redacted.
+_HEX_ONLY = re.compile(r"^[0-9A-Fa-f:]+$")
 # MACs and addresses are taken as any token and checked afterwards: a paste may have redacted them
 # ("xx:xx:..", "<filtered>", "XXX.232.61.230"), and such a line is still a record.
 _EBT = re.compile(
@@ -536,7 +539,9 @@ def _parse_nflog_body(
         elif key == "MAC":
             f["mac_logged"] = True
             if not _MAC.match(val):
-                if val:
+                if _HEX_ONLY.match(val):
+                    extra.append(tok)  # hex bytes a paste damaged ("000:53:00:.."): unread, not masked
+                elif val:
                     redacted += ["mac_src", "mac_dst"]  # "xx:xx:..", "<filtered>", "***": not bytes
             elif val.count(":") == 13:  # Ethernet: destination, source, ethertype (dump_mac_header)
                 parts = val.split(":")

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from reportgen.errors import InputError
-from reportgen.model import Action, HookRef, LogRecord
+from reportgen.model import Action, HookRef, LogRecord, family_tool, nft_tool
 from reportgen.netfilter import BRIDGE, FORWARD, HOOKS, INPUT, IPV4, IPV6, OUTPUT, POSTROUTING, PREROUTING, tables_at
 from reportgen.parsers.traces import legacy_trace_prefix
 
@@ -57,6 +57,21 @@ _FAMILY_WORDS = {
     "ip6": IPV6,
     "ipv6": IPV6,
     "v6": IPV6,
+}
+# Words naming the tool whose rules the author logs from: the author's own statement, like an action
+# word. "xtables" stands for iptables/ip6tables/ebtables, chosen by the record's family.
+_TOOL_WORDS = {
+    "ebt": "xtables",
+    "ebtable": "xtables",
+    "ebtables": "xtables",
+    "ipt": "xtables",
+    "iptable": "xtables",
+    "iptables": "xtables",
+    "ip6t": "xtables",
+    "ip6table": "xtables",
+    "ip6tables": "xtables",
+    "nft": "nft",
+    "nftables": "nft",
 }
 _TABLE_WORDS = {
     "raw": "raw",
@@ -175,6 +190,7 @@ class Convention:
     source: str
     examples: tuple[str, ...]
     backend_tables: Mapping[str, str] = field(default_factory=dict)
+    tool: str | None = None  # TOOLS: whose rules the project writes, when it has one backend
 
 
 @dataclass(frozen=True)
@@ -301,9 +317,30 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 source=" ".join(str(entry.get("source", "")).split()),
                 examples=tuple(str(e) for e in entry.get("examples") or ()),
                 backend_tables={str(k): str(v) for k, v in (entry.get("backend_tables") or {}).items()},
+                tool=_tool(name, where, entry.get("tool")),
             )
         )
     return tuple(out)
+
+
+# A convention's `tool`: "iptables" (iptables, ip6tables or ebtables by the record's family), "nft" (nft
+# in the ip, ip6 or bridge table family of the record), "nft inet" (an inet table).
+TOOLS = ("iptables", "nft", "nft inet")
+
+
+def _tool(name: str, where: str, value: object) -> str | None:
+    if value is not None and value not in TOOLS:
+        raise InputError(name, None, f"{where}: tool must be one of {', '.join(TOOLS)}, not {value!r}")
+    return None if value is None else str(value)
+
+
+def writer_of(tool: str | None, family: str) -> str | None:
+    """The command a TOOLS word names for a record of this family ("iptables" + ipv6: ip6tables)."""
+    if tool is None:
+        return None
+    if tool == "iptables":
+        return family_tool(family)
+    return "nft inet" if tool == "nft inet" else nft_tool(family)
 
 
 def _family(name: str, where: str, value: object) -> str:
@@ -404,21 +441,29 @@ def known_backends(texts: Iterable[str]) -> dict[str, str]:
     return {conv: next(iter(b)) for conv, b in found.items() if len(b) == 1}
 
 
+@functools.cache
+def _backend_tools() -> dict[tuple[str, str], str]:
+    return {(str(b["convention"]), str(b["backend"])): str(b["tool"]) for b in _registry().get("backends", [])}
+
+
 def with_backend_table(hook: HookRef, prefix: str, backends: Mapping[str, str]) -> HookRef:
-    """Name the table of a convention that logs from another table per backend, when the backend is known.
+    """Name the tool, and the table, of a convention whose project has several backends, when the
+    snapshots show which one runs.
 
     firewalld logs FINAL_REJECT and STATE_INVALID_DROP in filter INPUT/FORWARD with iptables and in
     table inet firewalld with nftables; the line is the same, the host's snapshot tells them apart.
     """
-    if hook.table is not None or hook.convention is None or not backends:
+    if hook.writer is not None or hook.convention is None or not backends:
         return hook
     m = match_convention(prefix)
     backend = backends.get(m.convention.name) if m is not None else None
-    table = m.convention.backend_tables.get(backend) if m is not None and backend else None
-    return (
-        replace(hook, table=table, how=f"{hook.how}, table by the {backend} backend a snapshot shows")
-        if table
-        else hook
+    if m is None or backend is None:
+        return hook
+    writer = writer_of(_backend_tools()[(m.convention.name, backend)], hook.family)
+    table = hook.table or m.convention.backend_tables.get(backend)
+    what = "tool and table" if table != hook.table else "tool"
+    return replace(
+        hook, table=table, writer=writer, how=f"{hook.how}, {what} by the {backend} backend a snapshot shows"
     )
 
 
@@ -537,6 +582,9 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
+        if hit.hook is not None and hit.hook.writer is None and rec.fmt == "ebtlog":
+            # ebt_log.c ebt_log_packet() alone prints "MAC source = ... proto = 0x....": an ebtables rule.
+            hit = Resolution(replace(hit.hook, writer="ebtables"), hit.problem)
         if len(prefix_map.cache) < 65536:
             prefix_map.cache[key] = hit
     return hit
@@ -558,7 +606,7 @@ def _resolve(rec: LogRecord, family: str | None, prefix_map: PrefixMap) -> Resol
         fam = family or IPV4
         if chain not in HOOKS:
             return Resolution(None, f"TRACE line in user chain {chain!r}: its hook is not printed")
-        return Resolution(HookRef(fam, chain, t.group("table"), chain, HOW_TRACE))
+        return Resolution(HookRef(fam, chain, t.group("table"), chain, HOW_TRACE))  # tool: HookRef.tool
     how = HOW_IN_OUT
     conv = match_convention(rec.prefix)
     if conv is not None:
@@ -594,6 +642,7 @@ def _from_convention(rec: LogRecord, family: str, conv: ConventionMatch) -> Reso
             candidates=hooks if len(hooks) > 1 else (),
             action=conv.action or Action.LOG,
             convention=conv.convention.name,
+            writer=writer_of(conv.convention.tool, family),
         )
     )
 
@@ -619,7 +668,9 @@ def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Re
     if facts and hook not in facts:
         return None  # the words name a hook whose IN=/OUT= the record does not have
     table = next(iter(tables)) if tables else _UNIQUE_TABLE.get((family, chain))
-    return Resolution(HookRef(family, hook, table, chain, HOW_WORDS, action=action))
+    tools = {_TOOL_WORDS[w] for w in words if w in _TOOL_WORDS}
+    writer = writer_of("iptables" if tools == {"xtables"} else "nft" if tools == {"nft"} else None, family)
+    return Resolution(HookRef(family, hook, table, chain, HOW_WORDS, action=action, writer=writer))
 
 
 def _from_in_out(rec: LogRecord, family: str | None, action: Action | None, how: str) -> Resolution:

@@ -9,7 +9,7 @@ from importlib import resources
 import jinja2
 
 from reportgen import __version__
-from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_tool, id_number
+from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_name, id_number
 from reportgen.render.digest import FIRST_ROWS, SMALL_CASE_LINES, Alike, Digest, Row, digest_of
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
 from reportgen.render.view import (
@@ -38,8 +38,9 @@ PRINT_BOX = (770.0, 300.0)
 PRINT_HOOK_BOX = (380.0, 250.0)  # a path diagram floats beside the verdict: half the width, most of the height
 # Never below 9 pt: the diagrams' 13 pt labels may shrink to 70 %, and a taller diagram takes the room.
 PRINT_MIN_SCALE = 0.7
-# Every family a hop or a skipped hook can have (nft adds inet, arp, netdev): StrictUndefined fails on others.
-_TOOL = {f: family_tool(f) for f in ("bridge", "ipv4", "ipv6", "inet", "arp", "netdev")}
+# Every family a skipped hook can have (nft adds inet, arp, netdev): StrictUndefined fails on others. A
+# skipped hook logged no line, so nothing tells which tool's rules run there: its family is named.
+_TOOL = {f: family_name(f) for f in ("bridge", "ipv4", "ipv6", "inet", "arp", "netdev")}
 
 
 def _env() -> jinja2.Environment:

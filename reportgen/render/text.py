@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import textwrap
 
-from reportgen.model import Footer, Packet, PacketGroup, Report, VerdictCode, family_tool
+from reportgen.model import Footer, Packet, PacketGroup, Report, VerdictCode, family_name
 from reportgen.render.digest import FIRST_ROWS, Digest, digest_of
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.safe_text import terminal_safe
@@ -178,7 +178,7 @@ def _group(by_id: dict[str, Packet], footers: dict[str, Footer], g: PacketGroup,
             o.add(
                 f"{ind}│   ",
                 f"{ind}│         ",
-                f"skipped {family_tool(s.family)} {s.table} {s.hook}: {s.reason} ({s.explanation})",
+                f"skipped {family_name(s.family)} {s.table} {s.hook}: {s.reason} ({s.explanation})",
             )
     if p.verdict:
         rule = f" [{p.verdict.rule_ref}: {p.verdict.rule}]" if p.verdict.rule_ref and p.verdict.rule else ""

@@ -128,6 +128,10 @@ _FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
 _FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
 # Keys an nf_log body holds twice: the IP and UDP lengths, the IP id and the ICMP echo id.
 _TWICE = frozenset({"LEN", "ID"})
+# A paste wrapped inside a field: the line ends in the key ("... TTL=64 ID") and the next line starts
+# with its "=value" ("=53307 DF PROTO=TCP ..."); joined without a blank (flannel#2116).
+_KEY_AT_END = re.compile(r"(?:^| )[A-Z][A-Z0-9]*$")
+_VALUE_START = re.compile(r"^=\S")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,9 +147,10 @@ _TWICE = frozenset({"LEN", "ID"})
 # - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks) or that decoding changes
 #   (a NUL byte is dropped, so "I\0N=" becomes "IN="): such lines take the slow path;
 # - a line the framer could join: the rest of a wrapped record starts with a field ("SRC=", after
-#   whitespace, _continues), and a wrapper without a message ("[ 12.3]" alone, or "host kernel: ")
-#   takes the record on the next line; the last byte of such a wrapper is one of "]:;>-" (the dmesg
-#   stamp and caller id, the syslog tag, /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII;
+#   whitespace, _continues) or with the "=value" of a field broken after its key, and a wrapper
+#   without a message ("[ 12.3]" alone, or "host kernel: ") takes the record on the next line; the
+#   last byte of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog tag,
+#   /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII;
 # - nft monitor trace lines hold "trace id " (nftables src/trace.c trace_print_hdr), and a conntrack
 #   id wrapped onto its own line holds only digits (NftTraceParser._ct_id_wrapped), so no letter.
 # xtables-monitor's parser keeps state across every line it reads (a PACKET line may be wrapped), so
@@ -163,7 +168,8 @@ def _kernel_line_may_be_record(data: bytes) -> bool:
     s = data.strip(_WHITESPACE)
     if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
-    return _FIELD_START_BYTES.match(s) is not None
+    # s[:1]: the "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too.
+    return s[:1] == b"=" or _FIELD_START_BYTES.match(s) is not None
 
 
 def _nft_line_may_be_event(data: bytes) -> bool:
@@ -230,7 +236,8 @@ class LineFramer:
                 text = _CARET.sub("", text)
             framed = strip_wrapper(text)
             if pending is not None and _continues(pending[2], text, framed):
-                joined = pending[1].rstrip() + " " + text.strip()
+                inside = _VALUE_START.match(text.strip()) is not None  # wrapped inside a field
+                joined = pending[1].rstrip() + ("" if inside else " ") + text.strip()
                 pending = (pending[0], joined, strip_wrapper(joined))
                 self.spans[pending[0]] = n
                 continue
@@ -251,6 +258,10 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
     if framed.wrapped:
         return False
     body = text.strip()
+    if _VALUE_START.match(body) and _KEY_AT_END.search(before.msg.rstrip()):
+        # The rest of a field the line broke inside: the record before must be an nf_log record
+        # and this line must not start one of its own.
+        return bool(record_anchors(before.msg)) and not record_anchors(body)
     field_start = _FIELD_START.match(body)
     empty_before = before.wrapped and not before.msg.strip()
     if not (field_start or empty_before):
