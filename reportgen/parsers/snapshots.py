@@ -594,6 +594,11 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _mac(value: object) -> str | None:
+    """A link address that is a MAC, as the text parser takes it from ``link/TYPE ADDRESS``."""
+    return value if isinstance(value, str) and _MAC.fullmatch(value) else None
+
+
 def _num(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -616,7 +621,7 @@ def parse_ip_json(text: str) -> Links:
                 peer_ifindex=_num(it.get("link_index")),
                 flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else (),
                 master=_str(it.get("master")),
-                mac=_str(it.get("address")) if it.get("link_type") == "ether" else None,
+                mac=_mac(it.get("address")),
                 link_type=_str(it.get("link_type")),
                 link_netnsid=_num(it.get("link_netnsid")),
                 link_netns=None,
