@@ -228,6 +228,21 @@ def test_what_the_fuzzer_found(name: str, case_dir: Path):
     assert expected in mine, notes
 
 
+def test_a_damaged_sysctl_value_is_not_taken_for_a_setting(case_dir: Path):
+    """ "bridge-nf-call-iptables = on" is no value the kernel prints: it was read as on (anything but "0"),
+    with the damaged line as its evidence; now the line is named unread and the setting is unknown."""
+    from reportgen.explain.topology import build_topology
+    from reportgen.model import Snapshot
+    from reportgen.parsers.snapshots import parse_sysctl
+
+    text = "net.bridge.bridge-nf-call-iptables = on\nnet.ipv4.ip_forward = 0\n"
+    topo = build_topology((Snapshot("sysctl.txt", Kind.SYSCTL, text, parse_sysctl(text)),))
+    assert topo.brnf_on("ipv4") is None
+    assert topo.forwarding("ipv4") == ("net.ipv4.ip_forward", False)
+    rc, err, notes = report(case_dir, "sysctl.txt", Kind.SYSCTL, text.encode())
+    assert "Snapshot sysctl.txt: line 1 not read (a value reportgen cannot read)." in notes, notes
+
+
 def test_the_rest_of_a_damaged_snapshot_is_used(tmp_path: Path):
     """One unreadable route line costs that line only: the other routes still reach the explanation."""
     from reportgen.explain.topology import build_topology

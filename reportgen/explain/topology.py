@@ -235,12 +235,18 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     nft: list[tuple[str, dict[str, Any]]] = []
     host_index: dict[int, str] = {}
     peers: list[tuple[str, str, int]] = []  # (container, its interface, the peer's ifindex on the host)
-    for snap in snapshots:
+    # ``ip -j`` and ``bridge -j`` say what the text outputs say; they are read only where no text
+    # snapshot of that host's links (or of the FDB) is given, so the facts cite the text when both are.
+    parsed = [s for s in snapshots if s.data is not None]
+    text_links = {s.host for s in parsed if s.kind in (Kind.IP_LINK, Kind.IP_ADDR)}
+    fdb_kinds = (Kind.BRIDGE_FDB,) if any(s.kind == Kind.BRIDGE_FDB for s in parsed) else (Kind.BRIDGE_FDB_JSON,)
+    for snap in parsed:
         data = snap.data
-        if data is None:
-            continue
         host = snap.host
-        if snap.kind in (Kind.IP_LINK, Kind.IP_ADDR) and isinstance(data, Links):
+        if isinstance(data, Links) and (
+            snap.kind in (Kind.IP_LINK, Kind.IP_ADDR)
+            or (snap.kind in (Kind.IP_LINK_JSON, Kind.IP_ADDR_JSON) and host not in text_links)
+        ):
             for itf in data.interfaces:
                 if host != "host":
                     # A container's own view: name its addresses and MAC after it. Its "eth0@ifN"
@@ -265,7 +271,7 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
         elif snap.kind == Kind.BRCTL_SHOW and isinstance(data, BrctlShow):
             for br in data.bridges:
                 bridges.setdefault(br.name, {}).update(dict.fromkeys(br.ports))
-        elif snap.kind == Kind.BRIDGE_FDB and isinstance(data, Fdb):
+        elif snap.kind in fdb_kinds and isinstance(data, Fdb):
             for e in data.entries:
                 if e.master and e.dev is not None and not e.permanent and e.dev != e.master:
                     fdb[e.mac] = (e.dev, e.master)

@@ -49,6 +49,7 @@ class Kind(StrEnum):
 # Why a line was not read. A known line that carries nothing the explainer uses is read (not listed);
 # these are the lines a parser could not make sense of, each with what would have been needed.
 NOT_UNDERSTOOD = "not a line of this snapshot kind"
+DETAIL = "a detail line of a kind reportgen does not read"
 BEFORE_FIRST = "before the first interface line"
 BAD_NUMBER = "a number reportgen cannot read"
 BAD_ADDRESS = "an address or prefix reportgen cannot read"
@@ -202,6 +203,12 @@ IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
 # loggers return early ``if (!net_eq(net, &init_net) && !sysctl_nf_log_all_netns)``,
 # net/netfilter/nf_log_syslog.c). Collected so a reader can see why a container's netns logged nothing.
 NF_LOG_ALL_NETNS = "net.netfilter.nf_log_all_netns"
+# The kernel keeps each of these as an int and prints it in decimal (proc_dointvec, kernel/sysctl.c): a
+# value of another shape is damage, not a setting, and is not read.
+INT_SYSCTLS = frozenset(
+    {BRNF_CALL_IPTABLES, BRNF_CALL_IP6TABLES, BRNF_CALL_ARPTABLES, IP_FORWARD, IPV6_FORWARDING, NF_LOG_ALL_NETNS}
+)
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +352,7 @@ def parse_ip_link(text: str) -> Links:
         elif re.match(r"inet6? ", s):
             cur.addresses.append(s.split()[1])
         elif not s.startswith(_IPLINK_DETAIL):
-            unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
+            unparsed.append(Unparsed(n, line, DETAIL if line[:1].isspace() else NOT_UNDERSTOOD))
         elif "bridge_slave" in s:
             # Searched after the word, not with ".*" between the two: linear in a long line.
             mode = _HAIRPIN.search(s, s.index("bridge_slave"))
@@ -499,10 +506,14 @@ def parse_sysctl(text: str) -> Sysctl:
     unparsed: list[Unparsed] = []
     for n, line in _numbered(text):
         m = _SYSCTL.match(line.strip())
-        if m:
-            values[m.group("key").replace("/", ".")] = m.group("value").strip()
-        else:
+        if m is None:
             unparsed.append(Unparsed(n, line, NOT_UNDERSTOOD))
+            continue
+        key, value = m.group("key").replace("/", "."), m.group("value").strip()
+        if key in INT_SYSCTLS and not _DECIMAL.fullmatch(value):
+            unparsed.append(Unparsed(n, line, BAD_VALUE))
+        else:
+            values[key] = value
     return Sysctl(values, tuple(unparsed))
 
 
@@ -583,6 +594,11 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _mac(value: object) -> str | None:
+    """A link address that is a MAC, as the text parser takes it from ``link/TYPE ADDRESS``."""
+    return value if isinstance(value, str) and _MAC.fullmatch(value) else None
+
+
 def _num(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -605,7 +621,7 @@ def parse_ip_json(text: str) -> Links:
                 peer_ifindex=_num(it.get("link_index")),
                 flags=tuple(f for f in flags if isinstance(f, str)) if isinstance(flags, list) else (),
                 master=_str(it.get("master")),
-                mac=_str(it.get("address")) if it.get("link_type") == "ether" else None,
+                mac=_mac(it.get("address")),
                 link_type=_str(it.get("link_type")),
                 link_netnsid=_num(it.get("link_netnsid")),
                 link_netns=None,
