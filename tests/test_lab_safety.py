@@ -48,12 +48,13 @@ def moved(tmp_path: Path, monkeypatch) -> Iterator[tuple[Path, Path]]:
     sysctl.write_text("0\n")
     monkeypatch.setattr(netns, "STATE_DIR", state)
     monkeypatch.setattr(netns, "LOG_ALL_NETNS", sysctl)
-    made: set[str] = set()
-    before = namespaces()
     try:
         yield state, sysctl
     finally:
-        made = namespaces() - before
+        # Only what this test's runs marked: other lab runs on the machine (a second test session, a
+        # user's lab) create rglab- namespaces meanwhile, and deleting the difference of two
+        # listings removed theirs (seen: a concurrent session's lab namespaces vanished mid-test).
+        made: set[str] = set()
         for m in state.glob("lab-*.json"):
             made |= set(json.loads(m.read_text())["namespaces"]) & namespaces()
         for ns in made:
