@@ -19,7 +19,7 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).resolve().parent
 COMPILED = runpy.run_path(str(HERE / "reportgen" / "compiled.py"))
 STAMP_FILE = HERE / "reportgen" / "_build_stamp.py"
-OPT_LEVEL = "2"  # -O3 ran no faster and compiled slower (docs/performance.md)
+OPT_LEVEL = "2"  # gcc -O2 (mypyc defaults to -O3); docs/performance.md says what was measured
 
 
 def _warn(text: str) -> None:

@@ -632,7 +632,8 @@ class _Covered:
 
     WINDOW: Final = 1 << 20  # lines kept as bytes (1 MiB); the bitmap holds at most twice this
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window  # an argument, not a class attribute a test sets: compiled classes are fixed
         self.base = 1  # the line of bits[0]; every line below it is covered unless it is in a hole
         self.bits = bytearray()  # 1: covered
         self.hole_starts: list[int] = []
@@ -649,7 +650,7 @@ class _Covered:
             a = base
         bits = self.bits
         end = base + len(bits)  # the first line past the bitmap
-        if b - end >= self.WINDOW:  # a long run past the bitmap: covered without a byte per line
+        if b - end >= self.window:  # a long run past the bitmap: covered without a byte per line
             if a < end:
                 new += self.add(a, end - 1)
                 a = end
@@ -670,8 +671,8 @@ class _Covered:
             j = b - base + 1
             new += j - i - bits.count(1, i, j)
             bits[i:j] = b"\x01" * (j - i)
-        if len(bits) > 2 * self.WINDOW:
-            self._compact(base + len(bits) - self.WINDOW)
+        if len(bits) > 2 * self.window:
+            self._compact(base + len(bits) - self.window)
         return new
 
     def _hole(self, a: int, b: int) -> None:
