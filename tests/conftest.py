@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,14 +100,21 @@ def interpreted() -> Iterator[Callable[[str], Any]]:
     from reportgen import compiled
 
     saved = {name: m for name, m in sys.modules.items() if _ours(name)}
+    finders = list(sys.meta_path)
+    pure = os.environ.get(compiled.PURE_ENV)
     for name in saved:
         del sys.modules[name]
     sys.modules.update(_PURE)
-    sys.meta_path.insert(0, compiled._Sources)
+    sys.meta_path.insert(0, compiled._Sources)  # for the modules the session has not imported yet
+    os.environ[compiled.PURE_ENV] = "1"  # for a fresh `import reportgen` (its compiled.check)
     try:
         yield importlib.import_module
     finally:
-        sys.meta_path.remove(compiled._Sources)
+        sys.meta_path[:] = finders
+        if pure is None:
+            del os.environ[compiled.PURE_ENV]
+        else:
+            os.environ[compiled.PURE_ENV] = pure
         for name in [n for n in sys.modules if _ours(n)]:
             _PURE[name] = sys.modules.pop(name)
         sys.modules.update(saved)
