@@ -525,7 +525,7 @@ class Snapshot:
     name: str
     kind: str
     text: str
-    data: object = None
+    data: object | None = None  # None: not parsed. Not plain "object": mypyc's dataclass annotations fail on it
     host: str = "host"  # whose view it is: the host, or a container named in the manifest
 
 
@@ -547,7 +547,7 @@ class Report:
     unused: Sequence[UnusedLine]
     lines: tuple[tuple[LineRef, str], ...] = field(default=())  # every trace line, for the appendix
     notes: tuple[str, ...] = ()
-    topology: object = None  # explain.topology.Topology, for the topology diagram
+    topology: object | None = None  # explain.topology.Topology, for the topology diagram (as data above)
     groups: tuple[PacketGroup, ...] = ()  # the packets folded by behaviour, in first-seen order
     answers: tuple[Answer, ...] = ()  # one per conversation, in conversation order
     footers: tuple[Footer, ...] = ()  # one per packet, in packet order

@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
-from typing import IO, overload
+from typing import IO, Final, overload
 
 from reportgen.explain.answer import SEVERITY, SummaryCounter, conversation_answer, footer
 from reportgen.explain.correlate import (
@@ -152,24 +152,28 @@ def build_report(spec: CaseSpec) -> Report:
     return results.report(head)
 
 
-class _Collected(list[ConversationResult]):
+class _Collected:
     """A sink that keeps every result (and forgets them when a stale pass restarts)."""
 
+    def __init__(self) -> None:
+        self.results: list[ConversationResult] = []
+
     def __call__(self, result: ConversationResult) -> None:
-        self.append(result)
+        self.results.append(result)
 
     def restart(self) -> None:
-        self.clear()
+        self.results.clear()
 
     def report(self, head: Report) -> Report:
         """The whole Report: every result's parts in id order. Groups keep the stream's ids (numbered
         as their conversations finished), so a whole report and a streamed one name them alike."""
+        results = self.results
         convs = sorted(
-            (r for r in self if r.conversation.id != NO_CONVERSATION), key=lambda r: id_order(r.conversation.id)
+            (r for r in results if r.conversation.id != NO_CONVERSATION), key=lambda r: id_order(r.conversation.id)
         )
-        packets = sorted((p for r in self for p in r.packets), key=lambda p: id_order(p.id))
-        footers = sorted((f for r in self for f in r.footers), key=lambda f: id_order(f.packet))
-        groups = sorted((g for r in self for g in r.groups), key=lambda g: id_order(g.first))
+        packets = sorted((p for r in results for p in r.packets), key=lambda p: id_order(p.id))
+        footers = sorted((f for r in results for f in r.footers), key=lambda f: id_order(f.packet))
+        groups = sorted((g for r in results for g in r.groups), key=lambda g: id_order(g.first))
         return replace(
             head,
             conversations=tuple(r.conversation for r in convs),
@@ -588,22 +592,31 @@ def _no_conversation_answer(packets: list[Packet]) -> Answer:
     return Answer(NO_CONVERSATION, f"{n} packet{'s' if n != 1 else ''} without an IP conversation.", worst, ())
 
 
-class _RunSink(list[UnusedLine]):
-    """The unused-line list sources.case appends to, holding only the open run (sources.case
-    _add_unused may still extend it); a closed run goes to ``emit`` at once."""
+class _RunSink:
+    """The unused-line list sources.case appends to (an UnusedSink), holding only the open run
+    (sources.case _add_unused may still extend it); a closed run goes to ``emit`` at once."""
 
     def __init__(self, emit: Callable[[UnusedLine], None]) -> None:
-        super().__init__()
+        self.open: list[UnusedLine] = []
         self.emit = emit
 
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def __getitem__(self, i: int) -> UnusedLine:
+        return self.open[i]
+
+    def __setitem__(self, i: int, u: UnusedLine) -> None:
+        self.open[i] = u
+
     def append(self, u: UnusedLine) -> None:
-        if self:
-            self.emit(self.pop())
-        super().append(u)
+        if self.open:
+            self.emit(self.open.pop())
+        self.open.append(u)
 
     def close(self) -> None:
-        if self:
-            self.emit(self.pop())
+        if self.open:
+            self.emit(self.open.pop())
 
 
 class _Covered:
@@ -617,9 +630,10 @@ class _Covered:
     bounded however long the file.
     """
 
-    WINDOW = 1 << 20  # lines kept as bytes (1 MiB); the bitmap holds at most twice this
+    WINDOW: Final = 1 << 20  # lines kept as bytes (1 MiB); the bitmap holds at most twice this
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window  # an argument, not a class attribute a test sets: compiled classes are fixed
         self.base = 1  # the line of bits[0]; every line below it is covered unless it is in a hole
         self.bits = bytearray()  # 1: covered
         self.hole_starts: list[int] = []
@@ -636,7 +650,7 @@ class _Covered:
             a = base
         bits = self.bits
         end = base + len(bits)  # the first line past the bitmap
-        if b - end >= self.WINDOW:  # a long run past the bitmap: covered without a byte per line
+        if b - end >= self.window:  # a long run past the bitmap: covered without a byte per line
             if a < end:
                 new += self.add(a, end - 1)
                 a = end
@@ -657,8 +671,8 @@ class _Covered:
             j = b - base + 1
             new += j - i - bits.count(1, i, j)
             bits[i:j] = b"\x01" * (j - i)
-        if len(bits) > 2 * self.WINDOW:
-            self._compact(base + len(bits) - self.WINDOW)
+        if len(bits) > 2 * self.window:
+            self._compact(base + len(bits) - self.window)
         return new
 
     def _hole(self, a: int, b: int) -> None:
@@ -722,13 +736,12 @@ class _Covered:
 _UNCOVERED = re.compile(rb"\x00+")
 
 
-class _FirstTexts(list[tuple[LineRef, str]]):
-    """Where sources.case puts the first APPENDIX_LIMIT trace lines when no appendix is asked for: a
-    line's text is kept only until the line is accounted for, for the run of lines no hop used
-    ("no hop"), whose text is its first line's."""
+class _FirstTexts:
+    """Where sources.case puts the first APPENDIX_LIMIT trace lines when no appendix is asked for (an
+    Appendix that shows none): a line's text is kept only until the line is accounted for, for the run
+    of lines no hop used ("no hop"), whose text is its first line's."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.lines = 0
         self.last = 0  # the highest line number kept
         self.texts: dict[LineRef, str] = {}
@@ -740,6 +753,9 @@ class _FirstTexts(list[tuple[LineRef, str]]):
 
     def __len__(self) -> int:
         return self.lines
+
+    def __iter__(self) -> Iterator[tuple[LineRef, str]]:
+        return iter(())
 
     def drop(self, file: str, first: int, last: int) -> None:
         if self.texts and first <= self.last:

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -76,3 +82,39 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and _can_run_everything() and _hidden(reporter.stats) and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_PURE: dict[str, ModuleType] = {}  # reportgen's modules imported from their sources, kept for the session
+
+
+def _ours(name: str) -> bool:
+    return name == "reportgen" or name.startswith("reportgen.")
+
+
+@pytest.fixture
+def interpreted() -> Iterator[Callable[[str], Any]]:
+    """reportgen's modules run from their sources (not the compiled ones) during this test; it gets
+    them with the returned import function. A test that patches a function or method inside a module
+    that mypyc compiles (reportgen/compiled.py) must patch these: compiled code calls a compiled
+    function or method directly, never through the module or class attribute a patch replaces."""
+    from reportgen import compiled
+
+    saved = {name: m for name, m in sys.modules.items() if _ours(name)}
+    finders = list(sys.meta_path)
+    pure = os.environ.get(compiled.PURE_ENV)
+    for name in saved:
+        del sys.modules[name]
+    sys.modules.update(_PURE)
+    sys.meta_path.insert(0, compiled._Sources)  # for the modules the session has not imported yet
+    os.environ[compiled.PURE_ENV] = "1"  # for a fresh `import reportgen` (its compiled.check)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.meta_path[:] = finders
+        if pure is None:
+            del os.environ[compiled.PURE_ENV]
+        else:
+            os.environ[compiled.PURE_ENV] = pure
+        for name in [n for n in sys.modules if _ours(n)]:
+            _PURE[name] = sys.modules.pop(name)
+        sys.modules.update(saved)

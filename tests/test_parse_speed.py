@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +23,6 @@ from hypothesis import strategies as st
 from reportgen import pipeline
 from reportgen.model import LineRef, RuleHit
 from reportgen.parsers import nflog, traces
-from reportgen.pipeline import build_report
-from reportgen.sources import case
-from reportgen.sources.case import load_spec
 from reportgen.sources.framing import prefilter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,21 +31,26 @@ CASES = sorted(p for p in (ROOT / "samples").iterdir() if p.is_dir()) + sorted(
 )
 
 
-def _account(paths: list[Path]) -> tuple[object, ...]:
-    r = build_report(load_spec(paths))
+# The slow path is taken by patching functions of compiled modules, which compiled callers call
+# directly: both readings run on the interpreted modules (conftest's interpreted fixture), and the
+# compiled build states what the interpreted one does (tests/test_compiled.py, docs/performance.md).
+def _account(paths: list[Path], modules: Callable[[str], Any]) -> tuple[object, ...]:
+    r = modules("reportgen.pipeline").build_report(modules("reportgen.sources.case").load_spec(paths))
     return (r.packets, r.unused, r.lines, r.lines_total, r.lines_used, r.files)
 
 
-def _slow_account(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> tuple[object, ...]:
+def _slow_account(
+    paths: list[Path], monkeypatch: pytest.MonkeyPatch, modules: Callable[[str], Any]
+) -> tuple[object, ...]:
     with monkeypatch.context() as m:
-        m.setattr(case, "prefilter", lambda fmt: None)
-        m.setattr(nflog, "_parse_usual_body", lambda *args: None)
-        return _account(paths)
+        m.setattr(modules("reportgen.sources.case"), "prefilter", lambda fmt: None)
+        m.setattr(modules("reportgen.parsers.nflog"), "_parse_usual_body", lambda *args: None)
+        return _account(paths, modules)
 
 
 @pytest.mark.parametrize("folder", CASES, ids=lambda p: p.name)
-def test_shortcuts_state_what_the_slow_path_states(folder: Path, monkeypatch: pytest.MonkeyPatch):
-    assert _account([folder]) == _slow_account([folder], monkeypatch)
+def test_shortcuts_state_what_the_slow_path_states(folder: Path, monkeypatch: pytest.MonkeyPatch, interpreted):
+    assert _account([folder], interpreted) == _slow_account([folder], monkeypatch, interpreted)
 
 
 REC = (
@@ -88,11 +92,11 @@ PIECES = [
 
 @settings(max_examples=150, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12))
-def test_prefilter_on_generated_mixes(tmp_path_factory: pytest.TempPathFactory, pieces: list[str]):
+def test_prefilter_on_generated_mixes(tmp_path_factory: pytest.TempPathFactory, interpreted, pieces: list[str]):
     path = tmp_path_factory.mktemp("mix") / "kern.log"
     path.write_bytes("\n".join(pieces).encode("utf-8", "surrogatepass") + b"\n")
     with pytest.MonkeyPatch.context() as mp:
-        assert _account([path]) == _slow_account([path], mp)
+        assert _account([path], interpreted) == _slow_account([path], mp, interpreted)
 
 
 NFT_PIECES = [
@@ -113,11 +117,11 @@ NFT_PIECES = [
 
 @settings(max_examples=100, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.sampled_from(NFT_PIECES), min_size=1, max_size=12))
-def test_prefilter_on_generated_nft_traces(tmp_path_factory: pytest.TempPathFactory, pieces: list[str]):
+def test_prefilter_on_generated_nft_traces(tmp_path_factory: pytest.TempPathFactory, interpreted, pieces: list[str]):
     path = tmp_path_factory.mktemp("nft") / "trace.txt"
     path.write_text("\n".join([NFT_PIECES[0], *pieces]) + "\n")  # a first trace line: read as an nft trace
     with pytest.MonkeyPatch.context() as mp:
-        assert _account([path]) == _slow_account([path], mp)
+        assert _account([path], interpreted) == _slow_account([path], mp, interpreted)
 
 
 def test_prefilter_rejects_unrelated_lines_and_only_those():
@@ -145,7 +149,7 @@ def test_prefilter_rejects_unrelated_lines_and_only_those():
     assert prefilter("xtmon") is None  # its parser keeps state across every line
 
 
-def test_unrelated_lines_are_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_unrelated_lines_are_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interpreted):
     """Half a busy kern.log is other kernel messages: they are counted and listed, never parsed."""
     lines = []
     for i in range(50):
@@ -153,14 +157,15 @@ def test_unrelated_lines_are_not_parsed(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "kern.log"
     path.write_text("\n".join(lines) + "\n")
     parsed = []
-    real = case.parse_kernel_message
+    source_case = interpreted("reportgen.sources.case")  # compiled, its calls would bypass the patch
+    real = source_case.parse_kernel_message
 
     def counting(msg, ref, text, stamp):
         parsed.append(ref.line)
         return real(msg, ref, text, stamp)
 
-    monkeypatch.setattr(case, "parse_kernel_message", counting)
-    r = build_report(load_spec([path]))
+    monkeypatch.setattr(source_case, "parse_kernel_message", counting)
+    r = interpreted("reportgen.pipeline").build_report(source_case.load_spec([path]))
     assert parsed == list(range(1, 101, 2))
     assert r.lines_total == 100
     assert [(u.ref.line, u.reason) for u in r.unused] == [
@@ -394,8 +399,7 @@ def _covered_spans(draw_spans: list[tuple[int, int]], total: int) -> tuple[list[
 def test_covered_lines_count_each_line_once(spans: list[tuple[int, int]], total: int, window: int):
     """pipeline._Covered (a bitmap of recent lines, holes below it; a tiny window here makes every
     spill, hole and long-run path run) counts what a set of lines counts."""
-    cov = pipeline._Covered()
-    cov.WINDOW = window
+    cov = pipeline._Covered(window)
     pairs = [(a, a + w) for a, w in spans]
     news = [cov.add(a, b) for a, b in pairs]
     assert (news, list(cov.gaps(total))) == _covered_spans(pairs, total)
@@ -551,13 +555,14 @@ def test_nft_usual_packet_line_reads_as_the_token_walk(
     assert list(got.items()) == list(want.items())
 
 
-def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch):
+def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch, interpreted):
     line = (
         'iif "docker0" ether saddr 02:42:ac:11:00:02 ether daddr 02:42:ff:e7:b5:d2 ip saddr 172.17.0.2 ip daddr '
         "203.0.113.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 37363 ip protocol tcp ip length 60 tcp sport 1024 "
         "tcp dport 80 tcp flags == syn tcp window 64240"
     )
     taken = []
-    monkeypatch.setattr(traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
-    traces._nft_fields(line)
+    source_traces = interpreted("reportgen.parsers.traces")  # compiled, _nft_fields would bypass the patch
+    monkeypatch.setattr(source_traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
+    source_traces._nft_fields(line)
     assert taken

@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reportgen import pipeline
-from reportgen.explain.correlate import _SETTLED, Correlator, Track, _walk
+from reportgen.explain.correlate import Correlator, Track
 from reportgen.model import ConversationResult, Event
 from reportgen.pipeline import build_report, stream_case
 from reportgen.sources.case import load_spec
@@ -122,10 +123,14 @@ def _sequential_flows(path: Path, lines: int) -> None:
             fh.write(f"[{1000 + n / 1000:12.6f}]{body}\n")
 
 
-def test_conversations_leave_before_the_end_of_input_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_conversations_leave_before_the_end_of_input_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interpreted: Callable[[str], Any]
+):
     path = tmp_path / "kern.log"
     _sequential_flows(path, 20_000)
     read = [0]
+    pipeline = interpreted("reportgen.pipeline")  # compiled, it would call trace_events past the patch
+    load_spec = interpreted("reportgen.sources.case").load_spec
     real = pipeline.trace_events
 
     def counting(*args: object, **kw: object) -> list[Iterator[Event]]:
@@ -144,7 +149,7 @@ def test_conversations_leave_before_the_end_of_input_complete(tmp_path: Path, mo
         when.append(read[0])
         streamed.append(r)
 
-    stream_case(load_spec([path]), sink)
+    pipeline.stream_case(load_spec([path]), sink)
     total = read[0]
     early = sum(n < total for n in when)
     assert when[0] < total / 4 and early > 0.8 * len(streamed), (when[0], total, early, len(streamed))
@@ -271,7 +276,7 @@ def test_a_packet_just_after_the_final_ack_joins_its_conversation(tmp_path: Path
 # --- what Correlator.feed keeps of an open packet ----------------------------------------------------
 
 
-def _kept_is_scanned(t: Track) -> None:
+def _kept_is_scanned(t: Track, _walk: Callable[[Event], object]) -> None:
     """Every field feed's tests read instead of scanning the packet's lines is what the scan says."""
     k = t.kept
     assert k.l3 is t.l3()
@@ -284,34 +289,43 @@ def _kept_is_scanned(t: Track) -> None:
     assert k.walks == walks
 
 
-def _check_open_packets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _check_open_packets(monkeypatch: pytest.MonkeyPatch, modules: Callable[[str], Any]) -> list[int]:
+    """Check every open packet after each Correlator.feed; on the interpreted modules (conftest's
+    interpreted fixture): a compiled pipeline would call the compiled feed past the patch."""
     checked = [0]
-    feed = Correlator.feed
+    correlate = modules("reportgen.explain.correlate")
+    feed = correlate.Correlator.feed
 
     def checking(self: Correlator, ev: Event) -> list[Track]:
         out = feed(self, ev)
         for t in self.pending:  # the open packets (created, not settled)
-            _kept_is_scanned(t)
+            _kept_is_scanned(t, correlate._walk)
             checked[0] += 1
         assert all(t.egress and not t.closed for t in self.egress_open)
-        assert all(t.kept is _SETTLED for t in self.joiner.window)  # settled packets keep nothing
+        assert all(t.kept is correlate._SETTLED for t in self.joiner.window)  # settled packets keep nothing
         return out
 
-    monkeypatch.setattr(Correlator, "feed", checking)
+    monkeypatch.setattr(correlate.Correlator, "feed", checking)
     return checked
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
-def test_open_packets_keep_what_their_lines_say(case: Path, monkeypatch: pytest.MonkeyPatch):
-    _check_open_packets(monkeypatch)
-    build_report(load_spec([case]))
+def test_open_packets_keep_what_their_lines_say(
+    case: Path, monkeypatch: pytest.MonkeyPatch, interpreted: Callable[[str], Any]
+):
+    _check_open_packets(monkeypatch, interpreted)
+    interpreted("reportgen.pipeline").build_report(interpreted("reportgen.sources.case").load_spec([case]))
 
 
-def test_open_packets_keep_what_their_lines_say_at_bench_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    checked = _check_open_packets(monkeypatch)
+def test_open_packets_keep_what_their_lines_say_at_bench_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interpreted: Callable[[str], Any]
+):
+    checked = _check_open_packets(monkeypatch, interpreted)
     kern, nft = tmp_path / "kern.log", tmp_path / "nft.txt"
     bench_scale.make_kernlog(kern, 4000)
     bench_scale.make_nft(nft, 4000)
     for path in (kern, nft):
-        stream_case(load_spec([path]), lambda result: None)
+        interpreted("reportgen.pipeline").stream_case(
+            interpreted("reportgen.sources.case").load_spec([path]), lambda result: None
+        )
     assert checked[0] > 10_000

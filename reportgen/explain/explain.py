@@ -242,15 +242,16 @@ def _asked(slot: Slot, proto: str | None) -> tuple[tuple[str, str, str, str | No
     return tuple((s, fam, slot.table, proto) for s in stages)
 
 
-class _Places(set[tuple[str, str]]):
-    """CaseFacts.seen as (stage, table) pairs; a pair asked about and absent is remembered as denied."""
+class _Places:
+    """CaseFacts.seen as (stage, table) pairs; a pair asked about and absent is remembered as denied.
+    Not a set subclass: compiled code (mypyc) tests a set's membership directly, skipping an override."""
 
     def __init__(self, facts: CaseFacts) -> None:
-        super().__init__((st, table) for st, _, table in facts.seen)
+        self.pairs = {(st, table) for st, _, table in facts.seen}
         self.facts = facts
 
     def __contains__(self, place: object) -> bool:
-        if super().__contains__(place):
+        if place in self.pairs:
             return True
         if isinstance(place, tuple) and len(place) == 2:
             st, table = place
@@ -286,19 +287,24 @@ def _template_slots(template: tuple[str, ...], family: str, facts: CaseFacts) ->
 class _Names:
     """The last topology's names by address or MAC: the same few MACs are named on every packet."""
 
-    topo: Topology | None = None
-    known: dict[str, str] = {}
+    def __init__(self) -> None:
+        self.topo: Topology | None = None
+        self.known: dict[str, str] = {}
+
+
+_NAMES = _Names()  # an instance, not class attributes: a compiled (mypyc) class's attributes are fixed
 
 
 def _named(topo: Topology, value: str | None) -> str:
     if not value:
         return "-"
-    if _Names.topo is not topo:
-        _Names.topo, _Names.known = topo, {}
-    if value not in _Names.known:
+    names = _NAMES
+    if names.topo is not topo:
+        names.topo, names.known = topo, {}
+    if value not in names.known:
         name = topo.name(value)
-        _Names.known[value] = f"{value} ({name})" if name else value
-    return _Names.known[value]
+        names.known[value] = f"{value} ({name})" if name else value
+    return names.known[value]
 
 
 def _port(topo: Topology, port: str) -> str:

@@ -763,8 +763,10 @@ class JsonStream:
             self._put(c.id, c, result.answer, result.packets, result.groups, result.footers)
 
     # The stream is itself a sink (pipeline.stream_case calls its sink with each result, and looks
-    # for a ``restart`` on it when a late case-wide fact makes it explain the case again).
-    __call__ = add
+    # for a ``restart`` on it when a late case-wide fact makes it explain the case again). A method,
+    # not ``__call__ = add``: a compiled (mypyc) class cannot alias one.
+    def __call__(self, result: ConversationResult) -> None:
+        self.add(result)
 
     def _put(
         self,

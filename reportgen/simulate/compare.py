@@ -9,6 +9,7 @@ that cannot be made, is "undetermined", never a disagreement.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import replace
 
 from reportgen.explain.topology import Topology
@@ -32,7 +33,7 @@ def observed_places(p: Packet) -> list[tuple[str, str]]:
     return _dedup([(h.stage, h.event.hook.table or "?") for h in p.hops])
 
 
-def predicted_places(w: Walk, seen: set[tuple[str, str]]) -> list[tuple[str, str]]:
+def predicted_places(w: Walk, seen: Container[tuple[str, str]]) -> list[tuple[str, str]]:
     """The places of a walk a trace can show: those the trace shows for some packet, and those where the
     walk meets a LOG rule that matches (the kernel would log the packet there)."""
     return _dedup(
@@ -86,7 +87,7 @@ def _hop_decision(w: Walk, place: tuple[str, str]) -> str:
     return "no decision there"
 
 
-def compare(walks: tuple[Walk, ...], observed: Packet, seen: set[tuple[str, str]]) -> Prediction:
+def compare(walks: tuple[Walk, ...], observed: Packet, seen: Container[tuple[str, str]]) -> Prediction:
     """Compare the predicted branches with the observed packet; the first agreeing branch wins."""
     obs = observed_places(observed)
     ocls = _observed_class(observed)

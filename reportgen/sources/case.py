@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from reportgen.errors import InputError
 from reportgen.model import (
@@ -220,7 +221,7 @@ def _classify(spec: CaseSpec, files: list[Path]) -> None:
             spec.traces.append(p)
 
 
-def _add_unused(unused: list[UnusedLine], ref: LineRef, reason: str, text: str) -> None:
+def _add_unused(unused: UnusedSink, ref: LineRef, reason: str, text: str) -> None:
     """Record an unused line, extending the previous run when it is the next line with the same reason."""
     if unused:
         prev = unused[-1]
@@ -302,8 +303,8 @@ def _file_events(
     path: Path,
     name: str,
     spec: CaseSpec,
-    unused: list[UnusedLine],
-    appendix: list[tuple[LineRef, str]],
+    unused: UnusedSink,
+    appendix: Appendix,
     counts: dict[str, int],
     chain_hooks: ChainHooks,
     spans: dict[str, dict[int, int]],
@@ -379,7 +380,7 @@ def _file_events(
 
 
 def _checked_lines(
-    path: Path, name: str, unused: list[UnusedLine], physical: list[int], may_be_record: Callable[[bytes], bool] | None
+    path: Path, name: str, unused: UnusedSink, physical: list[int], may_be_record: Callable[[bytes], bool] | None
 ) -> Iterator[tuple[int, str | Unrelated]]:
     """Decode a trace file's lines; an overlong one is listed unused and never decoded or parsed, so
     parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far.
@@ -399,7 +400,7 @@ def _text(raw: RawLine) -> str:
     return decode_line(raw.data, raw.number == 1)
 
 
-def _visit_event(v: Visit, unused: list[UnusedLine]) -> Iterator[Event]:
+def _visit_event(v: Visit, unused: UnusedSink) -> Iterator[Event]:
     # A walk whose packet line the paste cut off still shows the chain, the rules and the verdict:
     # it becomes a hop without header fields, joined to its packet by the trace id (correlate.py).
     if not v.table:
@@ -499,12 +500,28 @@ def load_snapshots(spec: CaseSpec) -> tuple[tuple[Snapshot, ...], list[str]]:
     return tuple(snaps), notes
 
 
+# Where _file_events puts unused runs and appendix lines: a list, or pipeline's sinks that override
+# append (and len). Typed as protocols, not list: compiled code (mypyc) calls a list's own methods
+# directly, skipping a subclass's overrides, so those sinks are plain classes.
+class UnusedSink(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int, /) -> UnusedLine: ...
+    def __setitem__(self, i: int, u: UnusedLine, /) -> None: ...
+    def append(self, u: UnusedLine, /) -> None: ...
+
+
+class Appendix(Protocol):
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[LineRef, str]]: ...
+    def append(self, item: tuple[LineRef, str], /) -> None: ...
+
+
 @dataclass
 class TraceReading:
     """The account of a case's trace files, filled while their events are read (trace_events)."""
 
-    unused: list[UnusedLine]  # where unused runs go; the last entry may still grow (_add_unused)
-    appendix: list[tuple[LineRef, str]] = field(default_factory=list)  # the first APPENDIX_LIMIT lines
+    unused: UnusedSink  # where unused runs go; the last entry may still grow (_add_unused)
+    appendix: Appendix = field(default_factory=lambda: list[tuple[LineRef, str]]())  # the first APPENDIX_LIMIT lines
     counts: dict[str, int] = field(default_factory=dict)  # trace file -> physical lines read, once read
     spans: dict[str, dict[int, int]] = field(default_factory=dict)  # file -> wrapped record first -> last
 
