@@ -236,19 +236,23 @@ def test_the_stream_holds_no_packet(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [result] = _results(report)
     stream = JsonStream(tmp_path)
     held = []
-    for n in (200, 2000):
+    for n in (1000, 10000):
         tracemalloc.start()
         for i in range(n):
             stream.add(replace(result, conversation=replace(result.conversation, id=f"c{i}")))
         held.append(tracemalloc.get_traced_memory()[0])
         tracemalloc.stop()
     stream.close(report)
-    assert held[1] < 64_000, held
+    # What a round leaves held must not grow with its conversations: 9,000 more may add under 7 bytes
+    # each. (The base differs by build: mypyc-compiled modules allocate ~100 KB of their own constants
+    # on first use, the interpreter ~30 KB, so the bound is on the growth, not an absolute size.)
+    assert held[1] < held[0] + 64_000 and held[1] < 256_000, held
     doc = json.loads((tmp_path / "report.json").read_text())
-    assert [k["count"] for k in doc["conversation_kinds"]] == [2200] and len(doc["behaviours"]) == 2
-    assert doc["behaviours"][0]["counts"] == {"packets": 4400, "groups": 2200, "conversations": 2200}
+    assert [k["count"] for k in doc["conversation_kinds"]] == [11000] and len(doc["behaviours"]) == 2
+    assert doc["behaviours"][0]["counts"] == {"packets": 22000, "groups": 11000, "conversations": 11000}
     # Spilled and held rows come back whole and in the order they were added.
-    assert [c["id"] for c in read_conversations(doc)] == [f"c{i}" for i in range(200)] + [f"c{i}" for i in range(2000)]
+    ids = [f"c{i}" for i in range(1000)] + [f"c{i}" for i in range(10000)]
+    assert [c["id"] for c in read_conversations(doc)] == ids
 
 
 def _kind_count(tmp_path: Path, results: list[ConversationResult]) -> list[int]:
