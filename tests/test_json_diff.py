@@ -9,8 +9,10 @@ below changes every field of the model a hop is made from, one at a time, and fa
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
+import functools
 import itertools
 from pathlib import Path
 from typing import Any
@@ -93,11 +95,25 @@ def _other(value: Any, annotation: str) -> Any:
     return None  # a nested object (the embedded header): not part of the hop's object
 
 
+@functools.cache
+def _annotations() -> dict[tuple[str, str], str]:
+    """Each model dataclass field's annotation as model.py spells it. A mypyc-compiled dataclass
+    reports a union field's type as plain ``type`` (dataclasses.fields), so read the source."""
+    tree = ast.parse((ROOT / "reportgen" / "model.py").read_text(encoding="utf-8"))
+    return {
+        (c.name, a.target.id): ast.unparse(a.annotation)
+        for c in tree.body
+        if isinstance(c, ast.ClassDef)
+        for a in c.body
+        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+    }
+
+
 def _variants(obj: Any) -> list[tuple[str, Any]]:
     """obj with one field changed, for each field _other can change."""
     out = []
     for f in dataclasses.fields(obj):
-        new = _other(getattr(obj, f.name), str(f.type))
+        new = _other(getattr(obj, f.name), _annotations().get((type(obj).__name__, f.name), str(f.type)))
         if new is not None:
             out.append((f.name, dataclasses.replace(obj, **{f.name: new})))
     return out
