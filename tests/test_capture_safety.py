@@ -194,10 +194,12 @@ def test_killed_capture_leaves_ruleset_as_before(ns: str, tmp_path: Path, backen
         assert again.returncode == 4 and "--cleanup" in again.stderr, again.stderr
         clean = reportgen("capture", "--cleanup", "--netns", ns)
         assert clean.returncode == 0, clean.stdout + clean.stderr
-    else:
-        assert proc.returncode == (143 if how == "SIGTERM" else 130)
+    # What the host is left with first: a failure of the exit code alone (seen under load: -2 after
+    # SIGINT twice) must still say whether the rules were removed.
     assert ruleset(ns) == before
     assert run_states(ns) == []
+    if how != "SIGKILL":
+        assert proc.returncode == (143 if how == "SIGTERM" else 130)
 
 
 # Runs a capture that SIGKILLs itself right before or right after its k-th add command.
