@@ -199,8 +199,12 @@ def conversation_answer(
 
 def outcome_counts(packets: Iterable[Packet]) -> tuple[tuple[VerdictCode, int], ...]:
     """Count packets per outcome, worst first (a packet the explainer gave no verdict is unknown)."""
-    counts = Counter(p.verdict.code if p.verdict else VerdictCode.UNKNOWN for p in packets)
-    return _worst_first(counts)
+    return _worst_first(Counter(_code(p) for p in packets))
+
+
+def _code(p: Packet) -> VerdictCode:
+    """A packet's verdict code, unknown when the explainer gave it none."""
+    return p.verdict.code if p.verdict else VerdictCode.UNKNOWN
 
 
 def _worst_first(counts: Counter[VerdictCode]) -> tuple[tuple[VerdictCode, int], ...]:
@@ -291,7 +295,7 @@ class SummaryCounter:
     def add(self, p: Packet, first: bool) -> None:
         """Count a packet; ``first``: it is one of the case's first HOST_PACKETS packets."""
         self.packets += 1
-        self.counts[p.verdict.code if p.verdict else VerdictCode.UNKNOWN] += 1
+        self.counts[_code(p)] += 1
         for h in p.hops:
             st = h.event.record.stamp
             if st is not None:

@@ -500,12 +500,13 @@ def _recover_locked() -> tuple[list[str], str | None]:
     done: list[str] = []
     orig: str | None = None
     present = list_namespaces()
-    markers = _markers()
+    live: list[Marker] = []
+    dead: list[Marker] = []
+    for m in _markers():
+        (live if m.alive() else dead).append(m)
     # A name a live run has marked is that run's now, whatever a killed run's marker says of it.
-    present -= {n for m in markers if m.alive() for n in m.namespaces}
-    for m in markers:
-        if m.alive():
-            continue
+    present -= {n for m in live for n in m.namespaces}
+    for m in dead:
         for pid, start in m.procs:
             if owner_alive(pid, start):
                 with contextlib.suppress(ProcessLookupError, PermissionError):

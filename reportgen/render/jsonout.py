@@ -56,7 +56,7 @@ def _ep(e: Endpoint) -> dict[str, Any]:
 
 
 def _ref(ref: LineRef | None) -> dict[str, Any] | None:
-    return None if ref is None else {"file": ref.file, "line": ref.line}
+    return None if ref is None else _line_object(ref)
 
 
 def _action(h: Hop) -> str | None:
@@ -209,8 +209,8 @@ def _hop(h: Hop) -> dict[str, Any]:
         **_place_object(_hop_place(h)),
         **dict(zip(_HOP_FIELDS, _hop_fields(r), strict=True)),
         "rules": [_rule(x) for x in h.event.rules],
-        "line": {"file": r.ref.file, "line": r.ref.line},
-        "lines": [_ref(x) for x in h.event.refs],  # every input line the hop was made from
+        "line": _line_object(r.ref),
+        "lines": [_line_object(x) for x in h.event.refs],  # every input line the hop was made from
     }
 
 
