@@ -648,8 +648,12 @@ def _add(run: Runner, step: Step, st: State, idx: _NftIndex) -> _NftIndex:
     return idx
 
 
-def _remove_one(run: Runner, o: Owned, idx: _NftIndex) -> tuple[bool, str]:
-    """Remove one recorded object if it still is what was recorded. Return (done, what happened)."""
+def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str, str]]) -> tuple[bool, str]:
+    """Remove one recorded object if it still is what was recorded. Return (done, what happened).
+
+    ``ours``: the nf_tables chains (family, table, chain) that still hold a rule of this run which could
+    not be removed; such a chain, and its table, is not empty because of someone else, so it is kept
+    for a later ``--cleanup`` instead of being given up as "in use"."""
     if o.kind == "rule":
         if run(o.argv, None).returncode == 0:
             return True, f"removed {o.describe()}"
@@ -677,6 +681,8 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex) -> tuple[bool, str]:
         same_table = thandle == o.table_handle if o.table_handle is not None else thandle > o.floor
         if not same_table or (o.handle is not None and chain.get("handle") != o.handle):
             return True, f"left {o.describe()}: it is not the chain capture created"
+        if (o.family, o.table, o.name) in ours:
+            return False, f"kept {o.describe()}: capture's own rule in it could not be removed"
         hook = _XT_HOOK.get(o.name)
         if idx.rules.get((o.family, o.table, o.name)) or chain.get("policy") != "accept" or chain.get("hook") != hook:
             # Someone uses the chain now (a rule, a policy): it is theirs; the record is dropped.
@@ -690,6 +696,8 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex) -> tuple[bool, str]:
     if handle != o.handle if o.handle is not None else handle <= o.floor:
         return True, f"left {o.describe()}: it is not the table capture created"
     t = (o.family, o.name)
+    if any(c[:2] == t for c in ours):
+        return False, f"kept {o.describe()}: capture's own rule in it could not be removed"
     if any(c[:2] == t for c in idx.chains) or idx.others.get(t):
         return True, f"left {o.describe()}: it now holds chains or sets capture did not make"
     ok = run(["nft", "delete", "table", o.family, "handle", str(handle)], None).returncode == 0
@@ -704,13 +712,17 @@ def remove_owned(run: Runner, st: State) -> tuple[list[str], list[str]]:
         idx = _nft_index(run)
         stale = False  # the index no longer shows the ruleset (something was removed since it was read)
         remaining: list[Owned] = []
+        ours: set[tuple[str, str, str]] = set()
+        # Newest first: a rule goes before the chain and table made for it.
         for o in reversed(st.owned):
             if stale and o.kind != "rule":
                 idx, stale = _nft_index(run), False
-            done, what = _remove_one(run, o, idx)
+            done, what = _remove_one(run, o, idx, ours)
             if not done:
                 remaining.insert(0, o)
                 kept.append(what)
+                if o.kind in ("rule", "auto-chain") and o.family:
+                    ours.add((o.family, o.table, o.name))
             elif what:
                 removed.append(what)
                 stale = True
@@ -747,6 +759,13 @@ def cleanup(run: Runner, netns: str | None = None) -> CleanupResult:
         res.removed += removed
         res.kept += kept
     return res
+
+
+def _left_behind(st: State, netns: str | None) -> str:
+    """What to do about objects a run could not remove; its state file still records them."""
+    return f"they are recorded in {st.path}; after checking them, remove them with: reportgen capture --cleanup" + (
+        f" --netns {netns}" if netns else ""
+    )
 
 
 def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None) -> Path:
@@ -792,18 +811,30 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
                     pass
             lines = klog.read(p.tag)
     finally:
-        with deferred_signals():
-            if mon is not None:
-                mon.terminate()
-                try:
-                    trace_lines = (mon.communicate(timeout=5)[0] or "").splitlines()
-                except subprocess.TimeoutExpired:
-                    mon.kill()
-                    mon.wait(timeout=5)
-            klog.close()
-            kept = remove_owned(run, st)[1]
-    if kept:
-        raise CaptureRefused("capture ended, but some objects were left in place:\n  " + "\n  ".join(kept))
+        # A refusal raised here replaces a KeyboardInterrupt or SystemExit in flight (the first signal,
+        # or one deferred during removal): "interrupted; the rules it added were removed" would be false.
+        try:
+            with deferred_signals():
+                if mon is not None:
+                    mon.terminate()
+                    try:
+                        trace_lines = (mon.communicate(timeout=5)[0] or "").splitlines()
+                    except subprocess.TimeoutExpired:
+                        mon.kill()
+                        mon.wait(timeout=5)
+                klog.close()
+                kept = remove_owned(run, st)[1]
+        except CaptureRefused as exc:
+            raise CaptureRefused(f"{exc}\n{_left_behind(st, netns)}") from None
+        finally:
+            # Also when a signal deferred during removal is raised as the block ends.
+            if kept:
+                raise CaptureRefused(
+                    "capture ended, but some objects were left in place:\n  "
+                    + "\n  ".join(kept)
+                    + "\n"
+                    + _left_behind(st, netns)
+                )
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "dmesg.log", "".join(ln + "\n" for ln in lines))
     traces = ["dmesg.log"]

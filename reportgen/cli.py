@@ -226,7 +226,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "explain":
             return _explain(args)
         if args.command == "capture":
-            return _capture(args)
+            try:
+                return _capture(args)
+            finally:
+                if args.apply or args.cleanup:
+                    from reportgen.lab.netns import ignore_late_signals
+
+                    ignore_late_signals()
         if args.command == "snapshot":
             return _snapshot(args)
         if args.command == "simulate":
@@ -234,7 +240,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "lab":
             from reportgen.lab.runner import main as lab_main
 
-            return lab_main(args.scenarios, args.output, keep=args.keep, cleanup=args.cleanup)
+            try:
+                return lab_main(args.scenarios, args.output, keep=args.keep, cleanup=args.cleanup)
+            except KeyboardInterrupt:
+                return _lab_interrupted()
+            finally:
+                from reportgen.lab.netns import ignore_late_signals
+
+                ignore_late_signals()
     except InputError as exc:
         print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
@@ -374,6 +387,23 @@ def _report(args: argparse.Namespace) -> int:
     if failed:
         return 2 if len(jobs) == 1 else EXIT_SOME_CASES_FAILED
     return _strict_status(sum(r.unplaced for r in results), args.strict)
+
+
+def _lab_interrupted() -> int:
+    """Ctrl-C during a lab run: its finally-blocks have torn down what they could; say what is left."""
+    from reportgen.lab.netns import own_leftovers
+
+    left = own_leftovers()
+    if left:
+        print(
+            "reportgen lab: interrupted; these were left in place:"
+            + "".join(f"\n  {terminal_safe(x)}" for x in left)
+            + "\nremove them with: reportgen lab --cleanup",
+            file=sys.stderr,
+        )
+        return 4
+    print("reportgen lab: interrupted; the namespaces it made were removed", file=sys.stderr)
+    return 130
 
 
 def _capture(args: argparse.Namespace) -> int:

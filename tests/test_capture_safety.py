@@ -245,6 +245,64 @@ def test_sigkill_while_adding_then_cleanup(ns: str, tmp_path: Path, when: str):
         assert ruleset(ns) == before, k
 
 
+# Runs a capture whose command sends it SIGINT (Ctrl-C) and whose removal commands all fail, as the
+# cli does: the exception that reaches the cli decides what it tells the user.
+INTERRUPTED_KEEPING = """
+import sys
+from pathlib import Path
+from reportgen import capture as cp
+ns, out = sys.argv[1], Path(sys.argv[2])
+inner = cp.local_runner(ns)
+def run(argv, stdin=None):
+    if "-D" in argv or argv[:2] == ["nft", "delete"]:
+        return cp.subprocess.CompletedProcess(argv, 1, "", "refused by the test")
+    return inner(argv, stdin)
+plan = cp.plan(["iptables-nft", "nft-log"], cp.Filter(), legacy_tables=None)
+try:
+    cp.apply(plan, run, out, ["sh", "-c", "kill -INT $PPID; sleep 5"], ns)
+except cp.CaptureRefused as exc:
+    print("REFUSED", exc)
+except KeyboardInterrupt:
+    print("INTERRUPTED")
+"""
+
+
+@root
+def test_interrupted_capture_that_keeps_objects_says_so(ns: str, tmp_path: Path):
+    """Ctrl-C, then removal fails: the user hears what was left and how to remove it, not "removed"."""
+    before = ruleset(ns)
+    r = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_KEEPING, ns, str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.stdout.startswith("REFUSED"), r.stdout + r.stderr
+    assert "left in place" in r.stdout and "could not remove" in r.stdout
+    assert f"reportgen capture --cleanup --netns {ns}" in r.stdout
+    assert ruleset(ns) != before and run_states(ns) != []
+    clean = reportgen("capture", "--cleanup", "--netns", ns)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert ruleset(ns) == before and run_states(ns) == []
+
+
+@root
+def test_a_late_ctrl_c_does_not_replace_the_exit_status(ns: str):
+    """A Ctrl-C after the command's outcome is decided (here: as the interpreter shuts down, where
+    CPython resets Python-handled signals to SIG_DFL) must not turn the chosen status into a death by
+    SIGINT, which would hide "4: objects were left" from a calling script."""
+    script = (
+        "import os, signal, sys\n"
+        "from reportgen.cli import main\n"
+        f"code = main(['capture', '--cleanup', '--netns', {ns!r}])\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.exit(code + 7)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 7, (r.returncode, r.stderr)
+
+
 @root
 def test_cleanup_spares_lookalikes_and_later_admin_objects(ns: str, tmp_path: Path):
     """Rules that look like capture's, and chains an admin makes after a capture was killed, survive."""

@@ -194,9 +194,12 @@ def test_failure_and_interrupt_tear_down(tmp_path: Path):
     assert _lab_namespaces() - before_ns, "the lab did not start"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert not _lab_namespaces() - before_ns
     assert _log_all_netns_unchanged(before_log)
+    # What the user is told: a sentence, not a traceback, and the usual status of a Ctrl-C'ed command.
+    assert b"Traceback" not in err and b"interrupted; the namespaces it made were removed" in err, err
+    assert proc.returncode == 130
 
 
 def test_trace_sources(lab_cases):

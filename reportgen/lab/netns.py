@@ -267,6 +267,17 @@ def signals_as_exit() -> Iterator[None]:
         _exiting.pop()
 
 
+def ignore_late_signals() -> None:
+    """Once a root command's outcome is decided (its objects removed or reported), ignore further
+    SIGINT/SIGTERM/SIGHUP so the exit status stays the one chosen. CPython's finalisation resets
+    every signal that has a Python handler to SIG_DFL (Modules/signalmodule.c, _PySignal_Fini) but
+    leaves SIG_IGN alone; a second Ctrl-C arriving then would kill the process (status -2) and hide
+    "4: objects were left in place" from a calling script. Nothing is started after this, so the
+    inherited SIG_IGN (execve(2)) reaches no command."""
+    for s in DEFERRED:
+        signal.signal(s, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back until the block ends, then act on the first one.
@@ -439,6 +450,15 @@ def mark_process(tag: str, pid: int) -> None:
         m = _own_marker(tag)
         m.procs.append((pid, process_start(pid)))
         m.save()
+
+
+def own_leftovers() -> list[str]:
+    """What this process's lab runs recorded and did not undo (namespaces, or the sysctl to restore)."""
+    with _locked():
+        mine = [m for m in _markers() if m.pid == os.getpid()]
+    return [f"namespace {n}" for m in mine for n in m.namespaces] + [
+        f"net.netfilter.nf_log_all_netns (to be set back to {m.orig})" for m in mine if m.orig is not None
+    ]
 
 
 def unmark_namespaces(tag: str, names: list[str]) -> None:
