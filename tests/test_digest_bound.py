@@ -77,7 +77,7 @@ def test_rows_and_documents_do_not_grow_with_conversations(tmp_path: Path) -> No
     text = " ".join(docs[MANY]["text"].split())
     lines = 9 * MANY
     assert (
-        f"c1 and these {MANY - 1} conversations: {MANY} packets ({MANY} forwarded-out), kernel time "
+        f"c1 and {MANY - 1} other conversations like it: {MANY} packets ({MANY} forwarded-out), kernel time "
         f"1000.000–{1000 + MANY - 1:.3f} s, within lines kern.log:1–kern.log:{lines}" in text
     )
     left = MANY - 1 - FIRST_ROWS - LAST_ROWS
@@ -148,4 +148,4 @@ def test_a_browser_shows_how_many_alike_conversations_were_left_out_and_where(tm
         in dom
     )
     assert len(re.findall(r'<tr id="c\d+">', dom)) == listed
-    assert f"c1 and these {FEW - 1} conversations: {FEW} packets ({FEW} forwarded-out)" in dom
+    assert f"c1 and {FEW - 1} other conversations like it: {FEW} packets ({FEW} forwarded-out)" in dom

@@ -119,7 +119,7 @@ def test_left_out_alike_conversations_are_counted_and_named(
     outcomes = Counter(outcome(p) for p in report.packets)
     assert {code.value: n for code, n in alike.counts.outcomes} == outcomes
     assert alike.counts.packets == len(report.packets) and alike.conversations == len(others)
-    assert f"c1 and these {len(others)} conversations: {len(report.packets)} packets (" in html
+    assert f"c1 and {len(others)} other conversations like it: {len(report.packets)} packets (" in html
 
 
 def test_alike_conversations_follow_the_behaviour_ids_of_their_groups(reports: dict[int, Report]):

@@ -185,12 +185,14 @@ def alike_totals(owner: str, alike: Alike) -> str:
     """The exact counts of a behaviour, over every conversation of it (listed or not)."""
     n = alike.counts
     counts = ", ".join(f"{k} {code.value}" for code, k in n.outcomes)
-    text = f"{owner} and these {plural(alike.conversations, 'conversation')}: {plural(n.packets, 'packet')}"
+    text = f"{owner} and {plural(alike.conversations, 'other conversation')} like it: {plural(n.packets, 'packet')}"
     text += f" ({counts})" if counts else ""
     if n.first_stamp is not None and n.last_stamp is not None:
-        text += f", kernel time {n.first_stamp:.3f}–{n.last_stamp:.3f} s"
+        first, last = f"{n.first_stamp:.3f}", f"{n.last_stamp:.3f}"
+        text += f", kernel time {first} s" if first == last else f", kernel time {first}–{last} s"
     if n.first_line is not None and n.last_line is not None:
-        text += f", within lines {n.first_line}–{n.last_line}"
+        first, last = str(n.first_line), str(n.last_line)
+        text += f", at line {first}" if first == last else f", within lines {first}–{last}"
     return text
 
 
