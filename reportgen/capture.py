@@ -49,6 +49,7 @@ from reportgen.lab.netns import (
     list_namespaces,
     owner_alive,
     process_start,
+    run_shielded,
     signals_as_exit,
     write_atomic,
 )
@@ -413,16 +414,15 @@ Runner = Callable[[list[str], str | None], "subprocess.CompletedProcess[str]"]
 
 
 def local_runner(netns: str | None) -> Runner:
-    """Run commands here or in a namespace; each in its own session, so a terminal's Ctrl-C (sent to
-    the whole foreground process group) cannot kill an iptables or nft call half-way."""
+    """Run commands here or in a namespace; each in its own session and with Ctrl-C blocked
+    (lab.netns.run_shielded), so a terminal's Ctrl-C (sent to the whole foreground process group)
+    cannot kill an iptables or nft call half-way."""
     netns = check_netns(netns)
 
     def run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         full = ["ip", "netns", "exec", netns, *argv] if netns else argv
         try:
-            return subprocess.run(
-                full, capture_output=True, text=True, check=False, input=stdin, timeout=60, start_new_session=True
-            )
+            return run_shielded(full, timeout=60, input_text=stdin, new_session=True)
         except FileNotFoundError:
             return subprocess.CompletedProcess(full, NOT_INSTALLED, "", f"{full[0]} is not installed")
         except subprocess.TimeoutExpired:
@@ -648,6 +648,14 @@ def _add(run: Runner, step: Step, st: State, idx: _NftIndex) -> _NftIndex:
     return idx
 
 
+def _deleted(r: subprocess.CompletedProcess[str], o: Owned) -> tuple[bool, str]:
+    """(done, what happened) of a delete command, with the tool's own words when it failed."""
+    if r.returncode == 0:
+        return True, f"removed {o.describe()}"
+    why = " ".join(r.stderr.split())[:300] or f"exit status {r.returncode}"
+    return False, f"could not remove {o.describe()}: {why}"
+
+
 def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str, str]]) -> tuple[bool, str]:
     """Remove one recorded object if it still is what was recorded. Return (done, what happened).
 
@@ -655,14 +663,15 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str,
     not be removed; such a chain, and its table, is not empty because of someone else, so it is kept
     for a later ``--cleanup`` instead of being given up as "in use"."""
     if o.kind == "rule":
-        if run(o.argv, None).returncode == 0:
+        r = run(o.argv, None)
+        if r.returncode == 0:
             return True, f"removed {o.describe()}"
         if o.family and (o.family, o.table, o.name) not in idx.chains:
             return True, ""  # its nf_tables chain does not exist, so neither does the rule
         check = [("-C" if a == "-D" else a) for a in o.argv]
         if run(check, None).returncode == XT_NO_SUCH_RULE:
             return True, ""  # never created, or already gone
-        return False, f"could not remove {o.describe()}"
+        return _deleted(r, o)
     if o.kind == "table":
         handle = idx.tables.get((o.family, o.name))
         if handle is None:
@@ -671,8 +680,7 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str,
             return True, f"left {o.describe()}: it was replaced by another table of that name"
         if o.listing and _table_listing(run, o.family, o.name) != o.listing:
             return False, f"kept {o.describe()}: it changed since capture created it; check it and delete it by hand"
-        ok = run(["nft", "delete", "table", o.family, "handle", str(handle)], None).returncode == 0
-        return ok, f"removed {o.describe()}" if ok else f"could not remove {o.describe()}"
+        return _deleted(run(["nft", "delete", "table", o.family, "handle", str(handle)], None), o)
     if o.kind == "auto-chain":
         chain = idx.chains.get((o.family, o.table, o.name))
         if chain is None:
@@ -687,8 +695,7 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str,
         if idx.rules.get((o.family, o.table, o.name)) or chain.get("policy") != "accept" or chain.get("hook") != hook:
             # Someone uses the chain now (a rule, a policy): it is theirs; the record is dropped.
             return True, f"left {o.describe()}: it now has rules or a policy capture did not give it"
-        ok = run(["nft", "delete", "chain", o.family, o.table, "handle", str(chain["handle"])], None).returncode == 0
-        return ok, f"removed {o.describe()}" if ok else f"could not remove {o.describe()}"
+        return _deleted(run(["nft", "delete", "chain", o.family, o.table, "handle", str(chain["handle"])], None), o)
     # auto-table
     handle = idx.tables.get((o.family, o.name))
     if handle is None:
@@ -697,11 +704,10 @@ def _remove_one(run: Runner, o: Owned, idx: _NftIndex, ours: set[tuple[str, str,
         return True, f"left {o.describe()}: it is not the table capture created"
     t = (o.family, o.name)
     if any(c[:2] == t for c in ours):
-        return False, f"kept {o.describe()}: capture's own rule in it could not be removed"
+        return False, f"kept {o.describe()}: a chain or rule of capture's in it could not be removed"
     if any(c[:2] == t for c in idx.chains) or idx.others.get(t):
         return True, f"left {o.describe()}: it now holds chains or sets capture did not make"
-    ok = run(["nft", "delete", "table", o.family, "handle", str(handle)], None).returncode == 0
-    return ok, f"removed {o.describe()}" if ok else f"could not remove {o.describe()}"
+    return _deleted(run(["nft", "delete", "table", o.family, "handle", str(handle)], None), o)
 
 
 def remove_owned(run: Runner, st: State) -> tuple[list[str], list[str]]:

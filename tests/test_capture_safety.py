@@ -303,6 +303,32 @@ def test_a_late_ctrl_c_does_not_replace_the_exit_status(ns: str):
     assert r.returncode == 7, (r.returncode, r.stderr)
 
 
+SHIELDED = """
+import signal, sys
+from reportgen.lab.netns import run
+got = []
+signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+print("running", flush=True)
+r = run(["sleep", "1"], ns=sys.argv[1], check=False)
+print(r.returncode, got)
+"""
+
+
+@root
+def test_ctrl_c_does_not_kill_a_helper_command_half_way(ns: str):
+    """A Ctrl-C (SIGINT to the whole process group) while an ip/nft/iptables command runs reaches
+    reportgen once the command has ended, and never the command: one killed half-way left a chain
+    behind ("exit status -2", seen under load)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SHIELDED, ns], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "running\n"
+    time.sleep(0.4)  # the command is running now (sleep 1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert out.split() == ["0", f"[{int(signal.SIGINT)}]"], out
+
+
 @root
 def test_cleanup_spares_lookalikes_and_later_admin_objects(ns: str, tmp_path: Path):
     """Rules that look like capture's, and chains an admin makes after a capture was killed, survive."""

@@ -51,12 +51,39 @@ def check_available() -> None:
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
 
 
+def run_shielded(
+    argv: list[str], timeout: float = 30, input_text: str | None = None, new_session: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a helper command (ip, nft, iptables ...) that a Ctrl-C must not kill half-way.
+
+    SIGINT/SIGTERM/SIGHUP are blocked in this thread while it runs: the child starts with them
+    blocked and keeps them so (the mask survives fork and execve(2), sigprocmask(2)), and our own
+    handler gets the signal as soon as the command has ended. A new session alone was not enough:
+    CPython's child resets its handlers to SIG_DFL and restores its mask before exec
+    (Modules/_posixsubprocess.c, child_exec), so a Ctrl-C that reached it while it was still in our
+    process group killed it; seen under load as "nft delete chain ...: exit status -2", which left
+    the chain in place."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED)
+    try:
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            input=input_text,
+            start_new_session=new_session,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def run(
     args: list[str], ns: str | None = None, check: bool = True, timeout: float = 30, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, inside a namespace when ns is given; raise with its stderr when it fails."""
     full = ["ip", "netns", "exec", ns, *args] if ns else args
-    r = subprocess.run(full, capture_output=True, text=True, check=False, timeout=timeout, input=input_text)
+    r = run_shielded(full, timeout=timeout, input_text=input_text)
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(full)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
@@ -162,7 +189,7 @@ class Lab:
                 p.wait(timeout=5)
         self.procs.clear()
         for n in reversed(self.created):
-            subprocess.run(["ip", "netns", "del", n], capture_output=True, check=False)
+            run_shielded(["ip", "netns", "del", n])
         present = list_namespaces()
         unmark_namespaces(self.tag, [n for n in self.created if n not in present])
         self.created.clear()
@@ -536,13 +563,11 @@ def _recover_locked() -> tuple[list[str], str | None]:
             if ns not in present:
                 continue
             # Processes keep a deleted namespace alive; everything inside this run's namespace is the run's.
-            pids = subprocess.run(
-                ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False, timeout=30
-            ).stdout.split()
+            pids = run_shielded(["ip", "netns", "pids", ns]).stdout.split()
             for pid_text in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_text), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
+            run_shielded(["ip", "netns", "del", ns])
             done.append(f"deleted namespace {ns}")
         orig = m.orig if m.orig is not None else orig
         _drop(m)
