@@ -247,3 +247,41 @@ def test_a_packet_sent_over_loopback_comes_back_in_as_the_same_packet():
     assert [h.stage for h in p.hops] == ["ip-out", "ip-in"] and "Looped back" in p.hops[1].explanation[0]
     assert not any(k.hook == "PREROUTING" for k in p.skipped)  # nat was bound at OUTPUT/POSTROUTING
     assert [h.stage for h in q.hops] == ["ip-in"]
+
+
+def _syn_and_answer(flags: tuple[str, ...]) -> list[Packet]:
+    """A SYN logged at the top of filter INPUT (no action word), and the host's answer at OUTPUT."""
+    syn = ev(rec("eth0", prefix="in "), "INPUT")
+    answer = rec(
+        out_dev="eth0",
+        prefix="out ",
+        src="198.51.100.10",
+        dst="192.0.2.7",
+        sport=22,
+        dport=40000,
+        ipid=999,
+        tcp_flags=flags,
+    )
+    return packets(syn, ev(answer, "OUTPUT"))
+
+
+def test_a_log_line_at_input_alone_is_not_delivery():
+    # The lab's reproduction of "Docker bypasses UFW" (tests/test_lab_public.py): a LOG rule at the top
+    # of filter INPUT logged SYNs that ufw's INPUT policy then dropped; they were called "delivered".
+    [p] = packets(ev(rec("eth0", prefix="in "), "INPUT"))
+    assert p.verdict.code == VerdictCode.LAST_SEEN
+    assert "not what the rest of the chain did" in p.verdict.explanation
+    assert "No ruleset snapshot shows the rules after the logging rule in filter INPUT" in p.verdict.explanation
+
+
+def test_a_request_the_host_answered_was_delivered():
+    syn, synack = _syn_and_answer(("ACK", "SYN"))
+    assert synack.role == "reply" and synack.path == "local-out"
+    assert syn.verdict.code == VerdictCode.DELIVERED_LOCAL
+    assert syn.verdict.evidence == f"answered by p2 from the host ({synack.hops[0].event.record.ref})"
+
+
+def test_a_reset_does_not_show_delivery():
+    # A REJECT rule in INPUT answers with a RST (ipt_REJECT.c) before the packet is delivered.
+    syn, rst = _syn_and_answer(("ACK", "RST"))
+    assert rst.role == "reply" and syn.verdict.code == VerdictCode.LAST_SEEN

@@ -35,14 +35,17 @@ from reportgen.explain.correlate import (
 )
 from reportgen.explain.topology import Topology, brnf_key
 from reportgen.explain.verdicts import (
-    DELIVERY_STAGES,
     EXIT_STAGES,
+    INPUT_NOT_SHOWN,
     TRACED,
+    delivered_by_answer,
     exit_verdict,
+    input_not_shown,
     last_seen,
     placement,
     prefix_evidence,
     prefix_verdict,
+    shows_delivery,
     trace_outcome,
 )
 from reportgen.model import (
@@ -930,12 +933,14 @@ def _confirmed_before(t: Track, flow: Flow, topo: Topology) -> bool:
     (net/netfilter/nf_conntrack_core.c); an unconfirmed entry dies with a dropped packet, so a SYN
     retransmitted after a dropped SYN is NEW again and traverses the nat table. Evidence of
     confirmation: a reply seen before it, an earlier request seen leaving, or a conntrack entry while
-    no earlier request's own lines say it was dropped.
+    no earlier request's own lines say it was dropped. An earlier request seen at INPUT is not: the
+    confirmation runs after every LOCAL_IN hook (ipv4_confirm at NF_IP_PRI_CONNTRACK_CONFIRM), and a
+    LOG line there does not show the packet got that far (ufw drops it by INPUT's policy after).
     """
     earlier = [m for m, fwd in flow.members if m.index < t.index and fwd]
     if any(m.index < t.index and not fwd for m, fwd in flow.members):
         return True
-    if any(m.stages[-1] in EXIT_STAGES | DELIVERY_STAGES and m.last.hook.placed for m in earlier):
+    if any(m.stages[-1] in EXIT_STAGES and m.last.hook.placed for m in earlier):
         return True
     ct = conntrack_entry(flow.original[1], flow.original[2], topo)
     return ct is not None and not any(_ended(m) for m in earlier)
@@ -1020,20 +1025,13 @@ def _skips_and_verdict(
             if (
                 at_input
                 and dropped is None
-                and topo.rulesets.get(t.last.hook.family) is None
+                and (why is not None or topo.rulesets.get(t.last.hook.family) is None)
                 and not any(e.hook.how in TRACED for e in t.events)
             ):
-                # A LOG line at INPUT shows the packet reached the chain, not what its later rules did.
-                note = " ".join(
-                    x
-                    for x in (
-                        note,
-                        "No ruleset snapshot shows the rules after the logging rule "
-                        f"in {t.last.hook.table or '?'} INPUT; an iptables-save would tell "
-                        "whether a later rule dropped it.",
-                    )
-                    if x
-                )
+                # A LOG line at INPUT shows the packet reached the chain, not what its later rules
+                # did; a reply from the host may still show it (explain_conversation).
+                where = f"{t.last.hook.label} ({STAGES[t.stages[-1]].title})"
+                verdict, note = input_not_shown(where, t.last, why, _role(t, place) == "request"), None
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
@@ -1218,7 +1216,24 @@ def explain_conversation(
         )
     if flow is not None:
         memo.forget(flow)
+        _answered(packets, tracks)
     return packets
+
+
+def _answered(packets: list[Packet], tracks: list[Track]) -> None:
+    """Requests last seen at INPUT that the host answered later in their conversation were delivered.
+    Only a request: the host's next request after a reply (a ping's next echo, a retransmission) is
+    sent whether or not the reply arrived, so it shows nothing."""
+    for i, p in enumerate(packets):
+        v = p.verdict
+        if v is None or v.code is not VerdictCode.LAST_SEEN or not v.evidence.startswith(INPUT_NOT_SHOWN):
+            continue
+        if p.role != "request":
+            continue
+        for q, t in zip(packets[i + 1 :], tracks[i + 1 :], strict=True):
+            if q.role == "reply" and q.path == "local-out" and shows_delivery(t.events[0]):
+                packets[i] = replace(p, verdict=delivered_by_answer(v.where, q.id, t.events[0]))
+                break
 
 
 def conversation_id(flow: Flow) -> str:

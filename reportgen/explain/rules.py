@@ -174,6 +174,34 @@ def _proto_number(name: str) -> int | None:
     return _PROTO_NUM.get(name.lower())
 
 
+def _addr_type_is(addr: str | None, want: str, local: frozenset[str] | None) -> bool | None:
+    """-m addrtype for one type, where the snapshot decides it. xt_addrtype.c asks the routing code
+    for the address's one type (inet_addr_type, net/ipv4/fib_frontend.c __inet_dev_addr_type):
+    255.255.255.255 and 0.0.0.0 are BROADCAST, 224.0.0.0/4 is MULTICAST, else the local routing
+    table's entry: LOCAL for the host's own addresses, BROADCAST for the broadcast addresses it lists
+    (which the ip addr snapshot may not show), UNICAST otherwise. So an own address is LOCAL and no
+    other type; whether another address is a directed broadcast is left undecided."""
+    if addr is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if want == "MULTICAST":
+        return ip.is_multicast
+    limited = ip.version == 4 and addr in ("255.255.255.255", "0.0.0.0")
+    own = None if local is None else (addr in local or _in_net(addr, "127.0.0.0/8") or addr == "::1")
+    if want == "LOCAL":
+        return own
+    if want == "BROADCAST":
+        if limited:
+            return True
+        if ip.is_multicast or own:
+            return False
+        return None
+    return None
+
+
 def match_one(m: Match, p: PacketView) -> bool | None:
     """True/False, or None when this match cannot be evaluated for this packet."""
     v = m.values[0] if m.values else ""
@@ -203,11 +231,7 @@ def match_one(m: Match, p: PacketView) -> bool | None:
     elif m.opt in ("--ctstate", "--state"):
         res = None if p.ctstate is None else p.ctstate in v.split(",")
     elif m.opt in ("--dst-type", "--src-type"):
-        addr = p.dst if m.opt == "--dst-type" else p.src
-        if v != "LOCAL" or p.local_addrs is None or addr is None:
-            res = None
-        else:
-            res = addr in p.local_addrs or _in_net(addr, "127.0.0.0/8")
+        res = _addr_type_is(p.dst if m.opt == "--dst-type" else p.src, v, p.local_addrs)
     elif m.opt in ("--physdev-in", "--physdev-out"):
         res = _ifname(p.physin if m.opt == "--physdev-in" else p.physout, v)
     elif m.opt == "--physdev-is-bridged":

@@ -151,6 +151,56 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
     return None, None
 
 
+# Evidence of a packet logged at INPUT by a LOG rule whose later rules nothing shows (input_not_shown).
+INPUT_NOT_SHOWN = "reached INPUT; the rules after its LOG rule are not shown"
+# ICMP errors (RFC 792, RFC 4443): what a REJECT rule sends back (ipt_REJECT.c, nf_reject_ipv4.c), so
+# like a TCP RST they do not show that a packet got past INPUT.
+_ICMP_ERRORS = {"ICMP": frozenset({3, 4, 5, 11, 12}), "ICMPv6": frozenset({1, 2, 3, 4})}
+
+
+def input_not_shown(where: str, ev: Event, why: str | None, request: bool) -> Verdict:
+    """A LOG line at INPUT proves the packet reached that LOG rule, nothing more: xt_LOG.c returns
+    XT_CONTINUE, and the rules after it, the chain's policy and the tables after it at LOCAL_IN
+    (nf_hook_slow, net/netfilter/core.c) still decide before ip_local_deliver_finish hands it to a
+    socket (net/ipv4/ip_input.c). ``why``: what the ruleset snapshot said, if there is one. Only a
+    request can be shown delivered by a later packet (the host's answer, explain._answered)."""
+    table = ev.hook.table or "?"
+    snapshot = why or (
+        f"No ruleset snapshot shows the rules after the logging rule in {table} INPUT; an iptables-save "
+        "or nft list ruleset would tell whether a later rule or the chain's policy dropped it."
+    )
+    return Verdict(
+        VerdictCode.LAST_SEEN,
+        where,
+        f"Last seen at {where}: the line shows the packet reached the LOG rule, not what the rest of the "
+        f"chain did (a LOG rule lets the packet go on, xt_LOG.c; the later rules and the policy decide). "
+        f"{snapshot}" + (" No packet of its conversation shows the host answering it." if request else ""),
+        f"{INPUT_NOT_SHOWN} (last line {cite_hop(ev)})",
+    )
+
+
+def shows_delivery(answer: Event) -> bool:
+    """Whether a packet the host sent back shows that the one it answers passed INPUT: a SYN-ACK, data
+    or an echo reply come from the socket or stack after ip_local_deliver; a TCP RST or an ICMP error
+    may instead come from a REJECT rule in INPUT (ipt_REJECT.c), which answers before delivery."""
+    r = answer.record
+    if "RST" in r.tcp_flags:
+        return False
+    errors = _ICMP_ERRORS.get(r.proto or "")
+    return not (errors is not None and r.icmp_type in errors)
+
+
+def delivered_by_answer(where: str, answer_id: str, answer: Event) -> Verdict:
+    return Verdict(
+        VerdictCode.DELIVERED_LOCAL,
+        "local process",
+        f"Delivered to the host's stack: last logged at {where}, and the host answered it with "
+        f"{answer_id} ({answer.record.ref}), which it can only send once the packet got past INPUT "
+        "(ip_local_deliver, net/ipv4/ip_input.c).",
+        f"answered by {answer_id} from the host ({answer.record.ref})",
+    )
+
+
 def last_seen(where: str, ev: Event, why: str) -> Verdict:
     return Verdict(VerdictCode.LAST_SEEN, where, why, f"{LAST_SEEN_EVIDENCE} (last line {cite_hop(ev)})")
 

@@ -101,7 +101,8 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                     marker = f"ID={ping_id(lab)} SEQ="
                     lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
                 else:
-                    lines = klog.read(lab.tag)
+                    tag, also = lab.tag, sc.also_log
+                    lines = klog.read(lambda msg: tag in msg or msg.startswith(also))
             finally:
                 klog.close()
                 if monitor is not None:
@@ -163,9 +164,10 @@ def _write_manifest(
 
 def main(names: list[str], out_dir: Path, keep: bool = False, cleanup: bool = False) -> int:
     """CLI entry: run the named scenarios (all by default), or undo killed runs with cleanup."""
+    from reportgen.lab.scenarios_public import PUBLIC
     from reportgen.lab.scenarios_traps import TRAPS
 
-    by_name = {s.name: s for s in (*SCENARIOS, *TRAPS)}
+    by_name = {s.name: s for s in (*SCENARIOS, *TRAPS, *PUBLIC)}
     if names == ["list"]:
         for s in by_name.values():
             print(f"{s.name:32} {s.title}")

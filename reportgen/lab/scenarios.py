@@ -248,6 +248,9 @@ class Scenario:
     log: str = "iptables"  # "iptables" (LOG + ebtables), "nft", "ebtables" (ebtables only), "none"
     trace: str | None = None  # "xtables-monitor", "nft-monitor", or "legacy" (TRACE lines in the kernel log)
     backend: str = "nft"  # where Docker's rules live: iptables-nft or iptables-legacy
+    # Kernel log prefixes of a reproduced tool's own LOG rules (ufw's "[UFW "), kept beside the
+    # lab's tagged lines. They carry no run tag, so a concurrent run of the same scenario would mix in.
+    also_log: tuple[str, ...] = ()
 
 
 def ping_id(lab: Lab) -> int:
