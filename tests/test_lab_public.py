@@ -57,10 +57,11 @@ def test_blocked_port_is_logged_by_ufw_and_dropped(ufw_case: Path) -> None:
     for p in syns:
         ufw = [h for h in p.hops if h.event.record.prefix.startswith("[UFW BLOCK]")]
         assert ufw and ufw[-1].event.hook.table == "filter" and ufw[-1].event.hook.hook == "INPUT"
-        assert p.verdict is not None and p.verdict.code in (
-            VerdictCode.DROPPED_BY_RULE,
-            VerdictCode.DROPPED_BY_POLICY,
-        ), p.verdict
+        # Not "the rule it names": the snapshot shows the LOG rule in ufw-after-logging-input, the
+        # return to INPUT and INPUT's policy DROP (ufw's DEFAULT_INPUT_POLICY).
+        assert p.verdict is not None and p.verdict.code is VerdictCode.DROPPED_BY_POLICY, p.verdict
+        assert p.verdict.evidence.startswith("policy DROP of filter INPUT")
+        assert "printed '[UFW BLOCK]' (ufw-after-logging-input rule 1" in p.verdict.explanation
 
 
 def _without_ufw_lines(case: Path, dest: Path, rulesets: bool) -> Path:

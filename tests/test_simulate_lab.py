@@ -45,6 +45,12 @@ LAB = {
     ),
     "lab-trap-published-port-from-host": (Query("host", "198.51.100.10", "tcp", 8080), VerdictCode.DELIVERED_TO_PORT),
     "lab-trap-ipv6-container-to-outside": (Query(C1, "2001:db8:2::10"), VerdictCode.FORWARDED_OUT),
+    # The public case (reportgen/lab/scenarios_public.py): ufw denies incoming, yet the snapshot walk
+    # takes the published port's SYN through Docker's DNAT and FORWARD rules to container1, as the kernel did.
+    "lab-public-ufw-docker-published-port": (
+        Query("198.51.100.1", "198.51.100.10", "tcp", 8080),
+        VerdictCode.DELIVERED_TO_PORT,
+    ),
 }
 # Scenarios another branch adds (kube-proxy ClusterIP, hairpin NAT): checked once their samples exist.
 LAB.update(

@@ -172,35 +172,8 @@ def drop_rule(
     for table, chain, after in steps:
         res = evaluate(rs, table, chain, view, after)
         if res.verdict in ("DROP", "REJECT"):
-            where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
-            what = (
-                f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}"
-                if res.rule
-                else f"the policy {res.verdict} of {res.policy_of}"
-            )
-            verb = "Rejected (an ICMP error or TCP reset goes back)" if res.verdict == "REJECT" else "Dropped"
-            ref = _ref(rs, res)
-            code = (
-                VerdictCode.REJECTED
-                if res.verdict == "REJECT"
-                else VerdictCode.DROPPED_BY_RULE
-                if res.rule
-                else VerdictCode.DROPPED_BY_POLICY
-            )
-            evidence = (
-                f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
-                if res.rule
-                else f"policy {res.verdict} of {res.policy_of} ({rs.source})"
-            )
-            return Verdict(
-                code,
-                where,
-                f"{verb} by {what} ({rs.source}). Last logged at {last.hook.label}; evaluating the "
-                f"packet against the ruleset snapshot from there reaches this {res.verdict}.",
-                evidence,
-                res.rule.text if res.rule else f"policy {res.verdict}",
-                ref,
-            ), None
+            how = f"Last logged at {last.hook.label}; evaluating the packet against the ruleset snapshot from there"
+            return _snapshot_drop(rs, res, table, chain, how), None
         if res.verdict is None:
             rule, why = res.unevaluated[-1]
             return None, (
@@ -210,6 +183,64 @@ def drop_rule(
         if res.verdict not in ("ACCEPT", "RETURN", "MASQUERADE", "SNAT", "DNAT"):
             return None, None
     return None, None
+
+
+def _snapshot_drop(rs: Any, res: Evaluation, table: str, chain: str, how: str) -> Verdict:
+    """The verdict of a DROP or REJECT the snapshot's evaluation reached; ``how`` says from where."""
+    where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
+    what = (
+        f"rule {res.rule.num} of {res.rule.chain}: {res.rule.text}"
+        if res.rule
+        else f"the policy {res.verdict} of {res.policy_of}"
+    )
+    verb = "Rejected (an ICMP error or TCP reset goes back)" if res.verdict == "REJECT" else "Dropped"
+    ref = _ref(rs, res)
+    code = (
+        VerdictCode.REJECTED
+        if res.verdict == "REJECT"
+        else VerdictCode.DROPPED_BY_RULE
+        if res.rule
+        else VerdictCode.DROPPED_BY_POLICY
+    )
+    evidence = (
+        f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
+        if res.rule
+        else f"policy {res.verdict} of {res.policy_of} ({rs.source})"
+    )
+    return Verdict(
+        code,
+        where,
+        f"{verb} by {what} ({rs.source}). {how} reaches this {res.verdict}.",
+        evidence,
+        res.rule.text if res.rule else f"policy {res.verdict}",
+        ref,
+    )
+
+
+def prefix_drop_by_snapshot(last: Event, new: bool, topo: Topology) -> Verdict | None:
+    """The rule or policy behind a drop prefix ("[UFW BLOCK]"), when the ruleset snapshot shows it.
+
+    A LOG rule decides nothing (xt_LOG.c returns XT_CONTINUE), and a convention's "logs before the
+    drop" does not say which drop: ufw's "[UFW BLOCK]" in ufw-after-logging-input is followed by the
+    return to INPUT and INPUT's policy DROP, the one in ufw-logging-deny by a DROP rule of its caller.
+    Evaluating the hook's built-in chain from its top, the walk must pass the LOG rule that printed
+    this prefix (else the snapshot and the line disagree and nothing is claimed) and reach a DROP or
+    REJECT."""
+    fam, table = last.hook.family, last.hook.table
+    rs = _ruleset(topo, fam)
+    if rs is None or fam == BRIDGE or table is None or not last.hook.placed:
+        return None
+    res = evaluate(rs, table, last.hook.hook, packet_view(last, new, topo))
+    prefix = last.record.prefix.strip()
+    logged = [r for r in res.path if r.target == "LOG" and (r.arg("--log-prefix") or "").strip() == prefix]
+    if res.verdict not in ("DROP", "REJECT") or not logged or not prefix:
+        return None
+    log = logged[-1]
+    how = (
+        f"Evaluating the packet against the ruleset snapshot from the top of {table} {last.hook.hook} passes "
+        f"the LOG rule that printed '{prefix}' ({log.chain} rule {log.num}, {rs.source}:{log.line}) and"
+    )
+    return _snapshot_drop(rs, res, table, last.hook.hook, how)
 
 
 def refine_skip(s: Skipped, ev: Event | None, new: bool, topo: Topology) -> Skipped:

@@ -16,6 +16,7 @@ from reportgen.explain.attribution import (
     conntrack_entry,
     drop_rule,
     link_rules,
+    prefix_drop_by_snapshot,
     refine_skip,
     traced_drop,
 )
@@ -1013,6 +1014,9 @@ def _skips_and_verdict(
     )
     new = place.first and place.forward
     by_prefix, note = prefix_verdict(hops)
+    if by_prefix is not None and by_prefix.code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
+        # The snapshot may name the drop the prefix announces (a rule, or the chain's policy).
+        by_prefix = prefix_drop_by_snapshot(t.last, place.first and place.forward, topo) or by_prefix
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
         verdict = _verdict(t, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
