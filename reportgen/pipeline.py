@@ -550,13 +550,13 @@ class _Pass:
     def _predicted(self, conv: Conversation, packets: dict[str, Packet], flow: Flow) -> Conversation:
         """The simulator's prediction for the conversation's first packet (simulate.compare, as
         predict_conversations does for a whole case, with the hook places the case logged at)."""
+        topo = self.topo
+        if not topo.routes or not (topo.rulesets or topo.nft):
+            return conv  # nothing to simulate with (asked before the imports: they run per conversation)
         from reportgen.model import Prediction
         from reportgen.simulate import SimulateError, simulate
         from reportgen.simulate.compare import MAX_CONVERSATIONS, compare, query_for
 
-        topo = self.topo
-        if not topo.routes or not (topo.rulesets or topo.nft):
-            return conv  # nothing to simulate with
         first = packets.get(conv.packets[0]) if conv.packets else None
         if first is None or first.role != "request" or flow.index >= MAX_CONVERSATIONS:
             return conv
