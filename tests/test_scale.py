@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +383,25 @@ def test_fast_copies_and_line_references_are_the_generic_ones(case: Path):
 def _generic_refs(ev: Event) -> tuple[object, ...]:
     own = ev.record.ref
     return (own, *(r.ref for r in ev.rules if r.ref != own), *(x for x in ev.extra if x != own))
+
+
+def test_unused_rows_are_the_runs(tmp_path: Path):
+    """unused_rows reads a spilled store's runs back as tuples: the same runs, in the same order, as
+    its UnusedLines, with and without lines no hop used (gaps, merged in)."""
+    from reportgen.model import LineRef, UnusedLine
+    from reportgen.pipeline import UnusedRuns, unused_rows
+
+    kern = tmp_path / "kern.log"
+    bench_scale.make_kernlog(kern, 12_000)  # 6,000 unrelated lines: more runs than a chunk holds
+    head = stream_case(load_spec([kern]), lambda result: None)
+    runs = head.unused
+    assert isinstance(runs, UnusedRuns) and runs.chunks, "the runs did not spill to disk"
+
+    def rows(unused: Iterable[UnusedLine]) -> list[tuple[object, ...]]:
+        return [(u.ref.file, u.ref.line, u.reason, u.text, u.count) for u in unused]
+
+    assert list(unused_rows(runs)) == rows(runs)
+    assert sum(r[4] for r in unused_rows(runs)) == head.lines_total - head.lines_used
+    runs.gaps = [UnusedLine(LineRef(kern.name, 3), "gap", "x", 5), UnusedLine(LineRef(kern.name, 9_999), "gap", "y")]
+    assert list(unused_rows(runs)) == rows(runs)
+    assert list(unused_rows(tuple(runs))) == rows(runs)
