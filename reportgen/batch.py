@@ -165,7 +165,9 @@ def _stream_case(job: CaseJob, scratch: Path) -> tuple[Report, Redactor | None, 
 def unplaced_lines(report: Report) -> int:
     """Count the lines --strict fails on: records whose hook was not recognised, truncated records
     (of the packets the report holds: a streamed head holds none, its sink counts them)."""
-    unplaced = sum(u.count for u in report.unused if u.reason.startswith("hook not recognised"))
+    from reportgen.pipeline import unused_rows
+
+    unplaced = sum(n for _, _, reason, _, n in unused_rows(report.unused) if reason.startswith("hook not recognised"))
     return unplaced + truncated_records(report.packets)
 
 

@@ -260,10 +260,16 @@ class Event:
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
+        own = self.record.ref
+        if not self.rules and not self.extra:
+            return (own,)
+        # LineRef's fields compared, not its ==: compiled (mypyc), == of a dataclass is a call through
+        # the type's slot, and on nft traces it was most of this property's time (docs/performance.md).
+        line, file = own.line, own.file
         return (
-            self.record.ref,
-            *(r.ref for r in self.rules if r.ref != self.record.ref),
-            *(x for x in self.extra if x != self.record.ref),
+            own,
+            *[r.ref for r in self.rules if r.ref.line != line or r.ref.file != file],
+            *[x for x in self.extra if x.line != line or x.file != file],
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 
 from reportgen import pipeline
 from reportgen.explain.correlate import Correlator, Track
-from reportgen.model import ConversationResult, Event
+from reportgen.model import ConversationResult, Event, Nat
 from reportgen.pipeline import build_report, stream_case
 from reportgen.sources.case import load_spec
 
@@ -329,3 +329,79 @@ def test_open_packets_keep_what_their_lines_say_at_bench_scale(
             interpreted("reportgen.sources.case").load_spec([path]), lambda result: None
         )
     assert checked[0] > 10_000
+
+
+# The hot paths copy an Event or a Nat with one field changed by their constructors, not by
+# dataclasses.replace (interpreted Python); a field added to either would silently be left out.
+EVENT_FIELDS = ["record", "hook", "rules", "extra"]
+NAT_FIELDS = [
+    "type",
+    "direction",
+    "hook",
+    "field",
+    "before",
+    "after",
+    "evidence",
+    "by",
+    "rule",
+    "rule_ref",
+    "conntrack",
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_fast_copies_and_line_references_are_the_generic_ones(case: Path):
+    """at_hook and _nat_with are dataclasses.replace, and Event.refs (which compares line references by
+    field) is the expression by LineRef's ==, on every event and NAT of every sample and corpus case."""
+    from dataclasses import fields, replace
+
+    from reportgen.explain.correlate import at_hook
+    from reportgen.explain.explain import _nat_with
+    from reportgen.model import HookRef, LineRef
+
+    assert [f.name for f in fields(Event)] == EVENT_FIELDS, "Event changed: update correlate.at_hook"
+    assert [f.name for f in fields(Nat)] == NAT_FIELDS, "Nat changed: update explain._nat_with"
+    report = build_report(load_spec([case]))
+    other = HookRef("ipv4", "FORWARD", "filter", "FORWARD", "test")
+    for p in report.packets:
+        for h in p.hops:
+            ev = h.event
+            assert at_hook(ev, other) == replace(ev, hook=other)
+            assert ev.refs == _generic_refs(ev)
+            # An extra line that is the record's own (and one in another file at the same line).
+            own = ev.record.ref
+            more = replace(ev, extra=(*ev.extra, own, LineRef(own.file + "x", own.line)))
+            assert more.refs == _generic_refs(more)
+        for nat in p.nat:
+            for args in ((nat.type, nat.rule, nat.rule_ref, nat.conntrack), ("SNAT", "rule", LineRef("f", 1), "ct")):
+                typ, rule, ref, ct = args
+                assert _nat_with(nat, typ, rule, ref, ct) == replace(
+                    nat, type=typ, rule=rule, rule_ref=ref, conntrack=ct
+                )
+
+
+def _generic_refs(ev: Event) -> tuple[object, ...]:
+    own = ev.record.ref
+    return (own, *(r.ref for r in ev.rules if r.ref != own), *(x for x in ev.extra if x != own))
+
+
+def test_unused_rows_are_the_runs(tmp_path: Path):
+    """unused_rows reads a spilled store's runs back as tuples: the same runs, in the same order, as
+    its UnusedLines, with and without lines no hop used (gaps, merged in)."""
+    from reportgen.model import LineRef, UnusedLine
+    from reportgen.pipeline import UnusedRuns, unused_rows
+
+    kern = tmp_path / "kern.log"
+    bench_scale.make_kernlog(kern, 12_000)  # 6,000 unrelated lines: more runs than a chunk holds
+    head = stream_case(load_spec([kern]), lambda result: None)
+    runs = head.unused
+    assert isinstance(runs, UnusedRuns) and runs.chunks, "the runs did not spill to disk"
+
+    def rows(unused: Iterable[UnusedLine]) -> list[tuple[object, ...]]:
+        return [(u.ref.file, u.ref.line, u.reason, u.text, u.count) for u in unused]
+
+    assert list(unused_rows(runs)) == rows(runs)
+    assert sum(r[4] for r in unused_rows(runs)) == head.lines_total - head.lines_used
+    runs.gaps = [UnusedLine(LineRef(kern.name, 3), "gap", "x", 5), UnusedLine(LineRef(kern.name, 9_999), "gap", "y")]
+    assert list(unused_rows(runs)) == rows(runs)
+    assert list(unused_rows(tuple(runs))) == rows(runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from reportgen.explain.topology import Topology
 from reportgen.model import (
@@ -283,7 +284,7 @@ class SummaryCounter:
     """The case summary's counts, taken packet by packet in any order (a stream emits conversations as
     they finish): outcomes, the kernel-time window, and the lines of the first packets for the host."""
 
-    HOST_PACKETS = 50  # the first packets whose syslog headers name the host
+    HOST_PACKETS: Final = 50  # the first packets whose syslog headers name the host
 
     def __init__(self) -> None:
         self.counts: Counter[VerdictCode] = Counter()

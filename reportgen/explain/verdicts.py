@@ -56,9 +56,15 @@ def trace_outcome(ev: Event, goes_on: bool) -> Action | None:
     word = last.verdict.split(":")[0].split(" ")[0]
     if last.kind == "rule" and last.rejects:
         return Action.REJECT
-    if last.kind in ("rule", "policy") and word in (Action.ACCEPT, Action.DROP, Action.REJECT):
-        return Action(word)
+    decided = _DECIDED.get(word) if last.kind in ("rule", "policy") else None
+    if decided is not None:
+        return decided
     return Action.ACCEPT if goes_on else None
+
+
+# The verdict words a traced rule or policy decides by, as Actions: a dict lookup, not Action(word)
+# (the enum's call is interpreted Python, once per traced hop).
+_DECIDED = {a.value: a for a in (Action.ACCEPT, Action.DROP, Action.REJECT)}
 
 
 def cite_hop(ev: Event) -> str:

@@ -41,8 +41,8 @@ from reportgen.model import (
     Prediction,
     Report,
     RuleHit,
-    UnusedLine,
 )
+from reportgen.pipeline import UnusedRow, unused_rows
 from reportgen.render.jsonfold import Unpatchable, diff, fold_conversation
 
 REPORT_FILE = "report.json"
@@ -426,7 +426,7 @@ def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     return out
 
 
-def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
+def _unused_runs(unused: Iterable[UnusedRow]) -> list[dict[str, Any]]:
     """Unused lines per file and reason: a count, the lines as runs, and the first line's text.
 
     The runs text is built as the lines come (_RunsText), never from a list of every run: a kern.log
@@ -435,14 +435,14 @@ def _unused_runs(unused: Iterable[UnusedLine]) -> list[dict[str, Any]]:
     """
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     texts: dict[tuple[str, str], _RunsText] = {}
-    for u in unused:
-        key = (u.ref.file, u.reason)
+    for file, line, reason, text, count in unused:
+        key = (file, reason)
         e = entries.get(key)
         if e is None:
-            e = entries[key] = {"file": u.ref.file, "reason": u.reason, "count": 0, "line": u.ref.line, "text": u.text}
+            e = entries[key] = {"file": file, "reason": reason, "count": 0, "line": line, "text": text}
             texts[key] = _RunsText()
-        e["count"] += u.count
-        texts[key].add(u.ref.line, u.ref.line + u.count - 1)
+        e["count"] += count
+        texts[key].add(line, line + count - 1)
     return [{**e, "runs": texts[k].text()} for k, e in entries.items()]
 
 
@@ -877,12 +877,13 @@ class JsonStream:
             "description": report.description,
             "notes": list(report.notes),
         }
+        unused = _unused_runs(unused_rows(report.unused))  # one pass over the runs, which may be on disk
         account = {
             "lines_total": report.lines_total,
             "lines_used": report.lines_used,
-            "lines_unused": sum(u.count for u in report.unused),
+            "lines_unused": sum(e["count"] for e in unused),  # every run is counted in one entry
             "files": [{"file": f.name, "kind": f.kind, "lines": f.lines} for f in report.files],
-            "unused": _unused_runs(report.unused),
+            "unused": unused,
         }
         with (self.folder / REPORT_FILE).open("wb") as fh:
             # The answer first: a reader (or `head`) meets the summary before any detail.
