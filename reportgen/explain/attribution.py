@@ -307,13 +307,13 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             hit = replace(hit, verdict="return")
         if ref is None and hit.handle and ev.hook.how == "nft trace":
             for name, data in topo.nft:
-                for t in data["tables"]:
-                    if t["name"] != hit.table:
+                for t in data.tables:
+                    if t.name != hit.table:
                         continue
-                    for ch in t["chains"]:
-                        for r in ch["rules"] if ch["name"] == hit.chain else ():
-                            if str(r["handle"]) == hit.handle:
-                                ref = LineRef(name, r["line"])
+                    for ch in t.chains:
+                        for r in ch.rules if ch.name == hit.chain else ():
+                            if str(r.handle) == hit.handle:
+                                ref = LineRef(name, r.line)
         linked.append(replace(hit, snapshot_ref=ref) if ref else hit)
     if all(new is old for new, old in zip(linked, ev.rules, strict=True)):
         return ev  # nothing to point at (no snapshot): the event as it is, not an equal copy

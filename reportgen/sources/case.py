@@ -27,10 +27,10 @@ from reportgen.model import (
 )
 from reportgen.netfilter import HOOKS, INET, INGRESS
 from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.parsers.nft_ruleset import NftRuleset
 from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind, unread_note
 from reportgen.parsers.traces import (
-    NFT_FAMILY,
     ChainHooks,
     NftTraceParser,
     Visit,
@@ -38,7 +38,6 @@ from reportgen.parsers.traces import (
     detect_trace_format,
     device_hooks,
     legacy_trace_prefix,
-    nft_hook,
     table_hooks,
 )
 from reportgen.sources.bounded import RawLine, load_yaml, overlong_reason, raw_lines
@@ -574,11 +573,9 @@ def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
     chain type (nft(8) CHAINS: ``type filter|nat|route hook H [device D] priority P;``)."""
     out: ChainHooks = {}
     for s in snaps:
-        if s.kind == "nft-ruleset" and isinstance(s.data, dict):
-            for t in s.data["tables"]:
-                fam = NFT_FAMILY.get(t["family"], t["family"])
-                for c in t["chains"]:
-                    hook = nft_hook(c["hook"]) if c["hook"] else None
-                    if hook is not None:
-                        out[(fam, t["name"], c["name"])] = hook
+        if isinstance(s.data, NftRuleset):
+            for t in s.data.tables:
+                for c in t.chains:
+                    if c.hook is not None:
+                        out[(t.family, t.name, c.name)] = c.hook
     return out
