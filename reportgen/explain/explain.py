@@ -424,6 +424,7 @@ def _hop_text(
         and prev_hop[1] == stage
         and prev_hop[0].hook.family == ev.hook.family
         and prev_hop[0].hook.table == ev.hook.table
+        and prev_hop[0].hook.chain == ev.hook.chain
     ):
         out.append(
             "Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "

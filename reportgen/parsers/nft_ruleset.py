@@ -31,6 +31,7 @@ NOT_A_RULESET_LINE = "not a line of an nft ruleset"
 STRAY_BRACE = "a closing brace with no block open"
 OBJECT = "a set, map, flowtable or stateful object: its contents are not read, so rules using it are not evaluated"
 INCLUDE = "an include: the included file is not part of this snapshot"
+COMMAND = "an nft command (add, flush, delete ...), not a block of the ruleset: nothing reportgen reads"
 NOT_CLOSED = "its block is not closed: the snapshot ends inside it"
 UNKNOWN_FAMILY = "a table family nft does not have (nft(8) ADDRESS FAMILIES: ip, ip6, inet, arp, bridge, netdev)"
 UNKNOWN_POLICY = "a chain policy other than accept or drop (nft(8) CHAINS)"
@@ -60,6 +61,8 @@ _HANDLE = re.compile(r"^#\s*handle\s+([0-9]+)\s*$")
 # table holding xt match/target expressions, which only iptables-nft writes.
 _XT_WARNING = re.compile(r"^#\s*Warning: table (?P<family>\S+) (?P<name>\S+) is managed by iptables-nft")
 _DEFINE = re.compile(r"^(?:define|redefine)\s+(?P<name>[A-Za-z_][\w.-]*)\s*=\s*(?P<value>.+?)\s*;?$")
+# nft(8) COMMANDS a ruleset file may hold between its blocks ("table inet t; flush table inet t").
+_COMMAND = re.compile(r"^(?:add|create|insert|replace|delete|destroy|flush|reset|rename|list|table\s[^{]*;)")
 _VARIABLE = re.compile(r"\$([A-Za-z_][\w.-]*)")
 _LOG_PREFIX = re.compile(r'\blog\b[^"]*?\bprefix "((?:[^"\\]|\\.)*)"')
 # Quoted strings, comments and braces: what the structure scan must tell apart on one line.
@@ -264,7 +267,13 @@ def parse_nft_ruleset(text: str) -> NftRuleset:
                 Unparsed(
                     n,
                     line,
-                    INCLUDE if code.startswith("include ") else STRAY_BRACE if code == "}" else NOT_A_RULESET_LINE,
+                    INCLUDE
+                    if code.startswith("include ")
+                    else STRAY_BRACE
+                    if code == "}"
+                    else COMMAND
+                    if _COMMAND.match(code)
+                    else NOT_A_RULESET_LINE,
                 )
             )
             if opens > closes:
