@@ -117,7 +117,9 @@ def base_chains(snaps: tuple[Snapshot, ...]) -> dict[tuple[str, str], list[BaseC
         assert isinstance(rs, Ruleset)
         lines = _save_chain_lines(snap.text)
         tool = {IPV4: "iptables", IPV6: "ip6tables", BRIDGE: "ebtables"}[family]
-        covered[family] = set(rs.tables)
+        # iptables-legacy's tables are x_tables, never the nf_tables tables nft lists under the same
+        # names (xtables-nft(8)): both run. Without a header, the same names are taken as one table.
+        covered[family] = set(rs.tables) if rs.nf_tables is not False else set()
         for table, chains in rs.tables.items():
             for name, chain in chains.items():
                 prio = table_priority(family, name, table) if chain.policy is not None else None
