@@ -180,3 +180,14 @@ def test_simulation_runs_a_legacy_table_and_an_nft_table_of_one_name(tmp_path: P
     ]
     nf = snap("iptables-save.txt", Kind.IPTABLES_SAVE, NFT_SAVE)
     assert [c.label for c in base_chains((nf, nft))[("ipv4", FORWARD)]] == ["iptables filter FORWARD"]
+
+
+def test_a_prefix_map_naming_another_table_stands(tmp_path: Path):
+    # The user's map is their statement of where the rule is; a snapshot that disagrees may be older.
+    from reportgen.parsers.prefix import PrefixMap
+
+    (tmp_path / "map.yaml").write_text("prefixes:\n  'FWD-LOGGED': ipv4 mangle FORWARD\n")
+    (tmp_path / "kern.log").write_text(FWD)
+    (tmp_path / "nft-ruleset.txt").write_text(NATIVE)
+    spec = load_spec([tmp_path / "kern.log", tmp_path / "nft-ruleset.txt"], PrefixMap.load(tmp_path / "map.yaml"))
+    assert _hop(build_report(spec))[0] == "IPv4 mangle FORWARD"

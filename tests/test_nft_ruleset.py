@@ -142,9 +142,7 @@ def test_json_output_is_refused_with_its_line(tmp_path: Path):
     assert err.value.line == 2
     (tmp_path / "nft.json").write_text('{"nftables": [{"metainfo": {"json_schema_version": 1}}]}\n')
     (tmp_path / "kern.log").write_text("")
-    (tmp_path / "case.yaml").write_text(
-        "trace: [kern.log]\nsnapshots:\n- file: nft.json\n  kind: nft-ruleset\n", encoding="utf-8"
-    )
+    (tmp_path / "case.yaml").write_text("trace: [kern.log]\nsnapshots:\n- file: nft.json\n", encoding="utf-8")
     _, notes = load_snapshots(load_spec([tmp_path]))
     assert any("nft.json was not used" in n and "line 1" in n and "nft -j" in n for n in notes), notes
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from reportgen.model import HookRef, Snapshot, family_tool, nft_tool
 from reportgen.netfilter import BRIDGE, HOOKS, INET, IPV4, IPV6, PREROUTING, tables_at
 from reportgen.parsers.nft_ruleset import NftRuleset, NftTable
+from reportgen.parsers.prefix import HOW_MAP
 from reportgen.parsers.ruleset import Ruleset
 
 # The packet families a table's rules see (nft(8) ADDRESS FAMILIES: inet sees IPv4 and IPv6).
@@ -37,6 +38,7 @@ _XT_TABLES = {
     is_bridge: frozenset(t for h in HOOKS for t in tables_at(BRIDGE if is_bridge else IPV4, h))
     for is_bridge in (False, True)
 }
+_MEMO_LIMIT = 65536  # placed hooks remembered, as prefix.resolve_hook bounds its cache
 _JUMP = re.compile(r'\b(?:jump|goto)\s+"?([^\s,;{}"]+)')  # nft(8) VERDICT STATEMENT: jump/goto CHAIN
 
 
@@ -133,7 +135,9 @@ class LogRules:
         key = (hook, prefix)
         done = self.memo.get(key)
         if done is None:
-            done = self.memo[key] = _placed(hook, self.places.get(prefix.rstrip(), []))
+            done = _placed(hook, self.places.get(prefix.rstrip(), []))
+            if len(self.memo) < _MEMO_LIMIT:
+                self.memo[key] = done
         return done
 
 
@@ -169,7 +173,8 @@ def _placed(hook: HookRef, found: list[LogPlace]) -> HookRef:
     fit = [h for h in possible if any(h == hk for p in mine for _, hk in p.bases)]
     if not fit:
         return hook  # the snapshot's rule sits where this record cannot be: another time's ruleset
-    places = {p.key: p for p in mine}.values()
+    # A rule no base chain at these hooks reaches (a user chain nothing jumps to) printed nothing here.
+    places = {p.key: p for p in mine if any(hk in fit for _, hk in p.bases)}.values()
     tools = frozenset().union(*(p.tools for p in places))
     tables = {p.table for p in places}
     bases = {b for p in places for b, hk in p.bases if hk in fit}
@@ -181,6 +186,8 @@ def _placed(hook: HookRef, found: list[LogPlace]) -> HookRef:
     elif hook.writer is not None and hook.writer not in tools:
         new = replace(new, writer=None)  # what the prefix or layout said, no rule of that tool prints it
         said.append("tool left open")
+    if len(tables) == 1 and hook.how == HOW_MAP and hook.table not in (None, *tables):
+        return hook  # the user's prefix map names another table: it stands, the snapshot may be older
     if len(tables) == 1:
         new = replace(new, table=next(iter(tables)))
         said.append("table")

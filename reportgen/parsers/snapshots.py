@@ -247,7 +247,7 @@ def detect_kind(text: str) -> Kind | None:
         first.startswith("*") and any(ln.startswith(":") for ln in lines[:5])
     ):
         return Kind.IPTABLES_SAVE
-    if _nft_head(lines):
+    if _nft_head(lines) or first.startswith('{"nftables"'):  # nft -j: refused by its parser with the reason
         return Kind.NFT_RULESET
     if re.match(r"^(tcp|udp|icmp|icmpv6|sctp|dccp|udplite|gre|unknown)\s+\d+\s+\d+ ", first):
         return Kind.CONNTRACK
