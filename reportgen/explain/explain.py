@@ -611,7 +611,8 @@ def _hop_text(
 _UNKNOWN_TOOL = (
     "The line does not tell iptables from nftables: an iptables LOG rule (xt_LOG.c) and an nft log "
     "statement (nft_log.c) print the same text (nf_log_syslog.c), so the hop names the {family} hook, "
-    "not a tool; the ruleset (iptables-save, nft list ruleset) would tell."
+    "not a tool; a ruleset snapshot (iptables-save, nft list ruleset) holding this prefix's LOG rule at one "
+    "place would tell."
 )
 
 
