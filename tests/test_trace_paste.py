@@ -37,14 +37,14 @@ def test_ruleset_file_with_newline_statements_and_comments_places_base_chains():
         "table inet t {\n  chain pre {\n    # first comes the hook\n    type filter hook prerouting priority 0\n"
         "    policy drop\n    meta nftrace set 1\n  }\n  chain foo {\n    return\n  }\n}\n"
     )
-    pre, foo = rs["tables"][0]["chains"]
-    assert (pre["hook"], pre["priority"], pre["policy"], [r["text"] for r in pre["rules"]]) == (
-        "prerouting",
+    pre, foo = rs.tables[0].chains
+    assert (pre.hook, pre.priority, pre.policy, [r.text for r in pre.rules]) == (
+        PREROUTING,
         "0",
-        "drop",
+        Action.DROP,
         ["meta nftrace set 1"],
     )
-    assert foo["hook"] is None
+    assert foo.hook is None and not foo.base
 
 
 def test_nft_trace_without_family_word_and_with_wrapped_ct_id():

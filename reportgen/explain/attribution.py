@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
 
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
 from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, STAGES
+from reportgen.parsers.ruleset import Ruleset
 
 
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
@@ -39,11 +39,11 @@ def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     )
 
 
-def _ruleset(topo: Topology, family: str) -> Any:
+def _ruleset(topo: Topology, family: str) -> Ruleset | None:
     return topo.rulesets.get(family)
 
 
-def _ref(rs: Any, ev: Evaluation) -> LineRef | None:
+def _ref(rs: Ruleset, ev: Evaluation) -> LineRef | None:
     return LineRef(rs.source, ev.rule.line) if ev.rule is not None else None
 
 
@@ -328,7 +328,7 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             by_text = next((r for r in c.rules if r.text == body), None)
             by_num = next((r for r in c.rules if hit.handle and str(r.num) == hit.handle), None)
             rule = by_text or (by_num if ev.hook.how == "TRACE prefix" else None)
-            ref = LineRef(rs.source, rule.line) if rule else None
+            ref = LineRef(rs.source, rule.line) if rule is not None and rs is not None else None
             if rule is not None and not hit.text:
                 # Legacy TRACE names only the rule's position; the snapshot says what it is.
                 hit = replace(hit, text=rule.text, verdict=(rule.target or "continue").lower())
@@ -338,13 +338,13 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             hit = replace(hit, verdict="return")
         if ref is None and hit.handle and ev.hook.how == "nft trace":
             for name, data in topo.nft:
-                for t in data["tables"]:
-                    if t["name"] != hit.table:
+                for t in data.tables:
+                    if t.name != hit.table:
                         continue
-                    for ch in t["chains"]:
-                        for r in ch["rules"] if ch["name"] == hit.chain else ():
-                            if str(r["handle"]) == hit.handle:
-                                ref = LineRef(name, r["line"])
+                    for ch in t.chains:
+                        for r in ch.rules if ch.name == hit.chain else ():
+                            if str(r.handle) == hit.handle:
+                                ref = LineRef(name, r.line)
         linked.append(replace(hit, snapshot_ref=ref) if ref else hit)
     if all(new is old for new, old in zip(linked, ev.rules, strict=True)):
         return ev  # nothing to point at (no snapshot): the event as it is, not an equal copy

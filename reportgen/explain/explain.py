@@ -428,6 +428,7 @@ def _hop_text(
         and prev_hop[1] == stage
         and prev_hop[0].hook.family == ev.hook.family
         and prev_hop[0].hook.table == ev.hook.table
+        and prev_hop[0].hook.chain == ev.hook.chain
     ):
         out.append(
             "Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
@@ -614,7 +615,8 @@ def _hop_text(
 _UNKNOWN_TOOL = (
     "The line does not tell iptables from nftables: an iptables LOG rule (xt_LOG.c) and an nft log "
     "statement (nft_log.c) print the same text (nf_log_syslog.c), so the hop names the {family} hook, "
-    "not a tool; the ruleset (iptables-save, nft list ruleset) would tell."
+    "not a tool; a ruleset snapshot (iptables-save, nft list ruleset) holding this prefix's LOG rule at one "
+    "place would tell."
 )
 
 

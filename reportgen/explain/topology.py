@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
 from reportgen.model import Snapshot
 from reportgen.parsers.conntrack import Conntrack, CtEntry
 from reportgen.parsers.docker import DockerNetworks
+from reportgen.parsers.nft_ruleset import NftRuleset
 from reportgen.parsers.ruleset import Ruleset
 from reportgen.parsers.snapshots import (
     BRNF_CALL_IP6TABLES,
@@ -58,7 +58,7 @@ class Topology:
     sources: dict[str, str] = field(default_factory=dict)  # fact -> snapshot file it came from
     rulesets: dict[str, Ruleset] = field(default_factory=dict)  # family -> its rules
     conntrack: tuple[tuple[str, CtEntry], ...] = ()  # (snapshot name, entry)
-    nft: tuple[tuple[str, dict[str, Any]], ...] = ()  # (snapshot name, parsed nft ruleset)
+    nft: tuple[tuple[str, NftRuleset], ...] = ()  # (snapshot name, parsed nft ruleset)
     veth_peer: dict[str, str] = field(default_factory=dict)  # host-side port -> "container1's eth0"
 
     def local_addrs(self) -> frozenset[str] | None:
@@ -232,7 +232,7 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
     sources: dict[str, str] = {}
     rulesets: dict[str, Ruleset] = {}
     conntrack: list[tuple[str, CtEntry]] = []
-    nft: list[tuple[str, dict[str, Any]]] = []
+    nft: list[tuple[str, NftRuleset]] = []
     host_index: dict[int, str] = {}
     peers: list[tuple[str, str, int]] = []  # (container, its interface, the peer's ifindex on the host)
     # ``ip -j`` and ``bridge -j`` say what the text outputs say; they are read only where no text
@@ -292,7 +292,7 @@ def build_topology(snapshots: tuple[Snapshot, ...]) -> Topology:
             old = rulesets.get(data.family)
             if old is None or count > sum(len(c.rules) for ch in old.tables.values() for c in ch.values()):
                 rulesets[data.family] = data
-        elif snap.kind == Kind.NFT_RULESET and isinstance(data, dict):
+        elif snap.kind == Kind.NFT_RULESET and isinstance(data, NftRuleset):
             nft.append((snap.name, data))
         elif snap.kind == Kind.CONNTRACK and isinstance(data, Conntrack):
             conntrack += [(snap.name, e) for e in data.entries]

@@ -13,8 +13,11 @@ security 50, srcnat 100), so a native nft ruleset answers "nat POSTROUTING" too.
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
 
+from reportgen.model import Action
+from reportgen.netfilter import INET, IPV4, IPV6
+from reportgen.parsers.nft_ruleset import NftRuleset
 from reportgen.parsers.ruleset import Chain, Match, Rule, Ruleset, split_words
 
 _PRIO_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
@@ -28,7 +31,8 @@ _STD_TABLE = {
     ("route", -150): "mangle",
 }
 _VERDICTS = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN", "continue": "CONTINUE", "queue": "QUEUE"}
-_FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}
+# nft(8) "ADDRESS FAMILIES": an inet table sees both IPv4 and IPv6 packets.
+_FAMILIES = {IPV4: (IPV4,), IPV6: (IPV6,), INET: (IPV4, IPV6)}
 
 
 def _prio(text: str | None) -> int | None:
@@ -43,6 +47,16 @@ def _prio(text: str | None) -> int | None:
         return int(t)
     except ValueError:
         return None
+
+
+def _networks(spec: str) -> bool:
+    """Whether every member of ``a,b,c`` is an address or prefix (what explain.rules evaluates)."""
+    try:
+        for part in spec.split(","):
+            ipaddress.ip_network(part.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _neg(tokens: list[str], i: int) -> tuple[bool, int]:
@@ -85,8 +99,8 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
         if t in ("iifname", "oifname"):
             neg, i = _neg(toks, i + 1)
             name = toks[i] if i < len(toks) else ""
-            if name.startswith("{"):
-                return _unsupported(table, chain, num, line, text, matches, f"{t} set")
+            if name.startswith(("{", "$", "@")):
+                return _unsupported(table, chain, num, line, text, matches, f"{t} {name}")
             matches.append(
                 Match("-i" if t == "iifname" else "-o", (name[:-1] + "+" if name.endswith("*") else name,), neg, None)
             )
@@ -95,12 +109,16 @@ def rule_from_nft(table: str, chain: str, num: int, line: int, text: str) -> Rul
             neg, i = _neg(toks, i + 2)
             val = toks[i] if i < len(toks) else ""
             members, after = _anonymous_set(toks, i)
-            if members is not None:  # any member matches (reportgen.explain.rules reads the list)
+            if members is not None and _networks(members):  # any member matches (explain.rules reads the list)
                 matches.append(Match("-s" if nxt == "saddr" else "-d", (members,), neg, None))
                 i = after
                 continue
             if val.startswith("@"):  # a named set: its members are not read
                 return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} set")
+            if members is not None or not _networks(val):
+                # A range (10.0.0.1-10.0.0.9), a $variable no define set, a map: the evaluator reads
+                # prefixes only, and would take anything else for "no match".
+                return _unsupported(table, chain, num, line, text, matches, f"{t} {nxt} {val}")
             matches.append(Match("-s" if nxt == "saddr" else "-d", (val,), neg, None))
             i += 1
         elif (
@@ -201,26 +219,27 @@ def _tail_target(text: str) -> str | None:
     return "LOG" if "log" in toks else None
 
 
-def rulesets_from_nft(data: dict[str, Any], source: str) -> dict[str, Ruleset]:
+def rulesets_from_nft(data: NftRuleset, source: str) -> dict[str, Ruleset]:
     """Build one Ruleset per IP family from a parsed nft ruleset (parsers.nft_ruleset)."""
     out: dict[str, Ruleset] = {}
-    for t in data["tables"]:
-        for family in _FAMILIES.get(t["family"], ()):
+    for t in data.tables:
+        for family in _FAMILIES.get(t.family, ()):
             rs = out.setdefault(family, Ruleset(family, source))
-            chains = rs.tables.setdefault(t["name"], {})
-            for c in t["chains"]:
-                chain = Chain(c["name"], (c["policy"] or "accept").upper() if c["hook"] else None)
-                for n, r in enumerate(c["rules"], start=1):
-                    chain.rules.append(rule_from_nft(t["name"], c["name"], n, r["line"], r["text"]))
-                chains[c["name"]] = chain
-                std = _STD_TABLE.get((c["type"] or "", _prio(c["priority"]) or 0)) if c["hook"] else None
-                if std is not None:
+            chains = rs.tables.setdefault(t.name, {})
+            for c in t.chains:
+                chain = Chain(c.name, (c.policy or Action.ACCEPT).upper() if c.base else None)
+                for n, r in enumerate(c.rules, start=1):
+                    chain.rules.append(rule_from_nft(t.name, c.name, n, r.line, r.expr))
+                chains[c.name] = chain
+                # nft(8) TABLES: a dormant table's base chains are unregistered, so it stands for no hook.
+                std = _STD_TABLE.get((c.type or "", _prio(c.priority) or 0)) if c.base and not t.dormant else None
+                if std is not None and c.hook_word is not None:
                     alias = rs.tables.setdefault(std, {})
-                    alias.setdefault(c["hook"].upper(), chain)
+                    alias.setdefault(c.hook_word.upper(), chain)
                     # Chains it jumps to must be found from the alias table too.
-                    for other in t["chains"]:
-                        if not other["hook"]:
-                            alias.setdefault(other["name"], chains.get(other["name"]) or Chain(other["name"], None))
+                    for other in t.chains:
+                        if not other.base:
+                            alias.setdefault(other.name, chains.get(other.name) or Chain(other.name, None))
     # Fill user chains defined after the base chain that jumps to them.
     for rs in out.values():
         for chains in rs.tables.values():

@@ -21,6 +21,7 @@ from reportgen.errors import InputError
 if TYPE_CHECKING:
     from reportgen.parsers.conntrack import Conntrack
     from reportgen.parsers.docker import DockerNetworks
+    from reportgen.parsers.nft_ruleset import NftRuleset
     from reportgen.parsers.ruleset import Ruleset
 
 
@@ -219,6 +220,19 @@ class Sysctl:
     unparsed: tuple[Unparsed, ...] = ()
 
 
+def _nft_head(lines: list[str]) -> bool:
+    """Whether a text starts as an nft ruleset: its first line that is not a comment (nft prints a
+    "# Warning: table ip filter is managed by iptables-nft" line before such a table, and a ruleset
+    file may start with "#!/usr/sbin/nft -f", "flush ruleset" or defines) opens a table."""
+    for ln in lines[:50]:
+        s = ln.strip()
+        if s.startswith("#") or s == "flush ruleset" or s.startswith(("define ", "include ")):
+            continue
+        # "nft -a list ruleset" ends the line with "# handle N".
+        return s.startswith("table ") and (s.endswith("{") or "{ # handle " in s)
+    return False
+
+
 def detect_kind(text: str) -> Kind | None:
     """Return the snapshot kind of a text, or None when it is not a known snapshot."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -233,7 +247,7 @@ def detect_kind(text: str) -> Kind | None:
         first.startswith("*") and any(ln.startswith(":") for ln in lines[:5])
     ):
         return Kind.IPTABLES_SAVE
-    if first.startswith("table ") and (first.endswith("{") or "{ # handle " in first):  # nft -a list ruleset
+    if _nft_head(lines) or first.startswith('{"nftables"'):  # nft -j: refused by its parser with the reason
         return Kind.NFT_RULESET
     if re.match(r"^(tcp|udp|icmp|icmpv6|sctp|dccp|udplite|gre|unknown)\s+\d+\s+\d+ ", first):
         return Kind.CONNTRACK
@@ -667,7 +681,7 @@ def _ruleset(family: str) -> Callable[[str], Ruleset]:
     return parse
 
 
-def _nft(text: str) -> dict[str, Any]:
+def _nft(text: str) -> NftRuleset:
     from reportgen.parsers.nft_ruleset import parse_nft_ruleset
 
     return parse_nft_ruleset(text)
@@ -685,12 +699,12 @@ def _docker(text: str) -> DockerNetworks:
     return parse_docker_network(text)
 
 
-# What a snapshot's parser returns (Snapshot.data). The nft ruleset is still a dict (nft_ruleset.py).
+# What a snapshot's parser returns (Snapshot.data).
 SnapshotData: TypeAlias = (
-    "Links | Fdb | BrctlShow | BrctlShowmacs | Routes | Sysctl | Ruleset | Conntrack | DockerNetworks"
+    "Links | Fdb | BrctlShow | BrctlShowmacs | Routes | Sysctl | Ruleset | NftRuleset | Conntrack | DockerNetworks"
 )
 
-PARSERS: dict[str, Callable[[str], SnapshotData | dict[str, Any]]] = {
+PARSERS: dict[str, Callable[[str], SnapshotData]] = {
     Kind.IP_LINK: parse_ip_link,
     Kind.IP_ADDR: parse_ip_link,
     Kind.BRIDGE_FDB: parse_bridge_fdb,

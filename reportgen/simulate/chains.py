@@ -10,16 +10,16 @@ iptables tables use the fixed priorities of netfilter.table_priority; an nft bas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from reportgen.model import Snapshot
-from reportgen.netfilter import BRIDGE, IPV4, IPV6, table_priority, tables_at
+from reportgen.model import Action, Snapshot
+from reportgen.netfilter import BRIDGE, INET, IPV4, IPV6, table_priority, tables_at
 from reportgen.parsers.nft_rules import _STD_TABLE, _prio, rule_from_nft
+from reportgen.parsers.nft_ruleset import NftRuleset, NftTable
 from reportgen.parsers.ruleset import Chain, Ruleset
 from reportgen.parsers.snapshots import Kind, Links
 
 # nft(8) "ADDRESS FAMILIES": the packet families each table family sees.
-_NFT_SEES = {"ip": (IPV4,), "ip6": (IPV6,), "inet": (IPV4, IPV6), "bridge": (BRIDGE,)}
+_NFT_SEES = {IPV4: (IPV4,), IPV6: (IPV6,), INET: (IPV4, IPV6), BRIDGE: (BRIDGE,)}
 # nft(8): the bridge family's standard priority names differ from the IP ones.
 _BRIDGE_PRIO = {"dstnat": -300, "filter": -200, "out": 100, "srcnat": 300}
 _SAVE_KINDS: dict[str, str] = {Kind.IPTABLES_SAVE: IPV4, Kind.IP6TABLES_SAVE: IPV6, Kind.EBTABLES_SAVE: BRIDGE}
@@ -74,7 +74,7 @@ def _save_chain_lines(text: str) -> dict[tuple[str, str], int]:
 def _nft_priority(family: str, text: str | None) -> int | None:
     if text is None:
         return None
-    if family == "bridge":
+    if family == BRIDGE:
         t = text.replace(" ", "")
         for name, val in _BRIDGE_PRIO.items():
             if t.startswith(name):
@@ -117,7 +117,9 @@ def base_chains(snaps: tuple[Snapshot, ...]) -> dict[tuple[str, str], list[BaseC
         assert isinstance(rs, Ruleset)
         lines = _save_chain_lines(snap.text)
         tool = {IPV4: "iptables", IPV6: "ip6tables", BRIDGE: "ebtables"}[family]
-        covered[family] = set(rs.tables)
+        # iptables-legacy's tables are x_tables, never the nf_tables tables nft lists under the same
+        # names (xtables-nft(8)): both run. Without a header, the same names are taken as one table.
+        covered[family] = set(rs.tables) if rs.nf_tables is not False else set()
         for table, chains in rs.tables.items():
             for name, chain in chains.items():
                 prio = table_priority(family, name, table) if chain.policy is not None else None
@@ -139,9 +141,9 @@ def base_chains(snaps: tuple[Snapshot, ...]) -> dict[tuple[str, str], list[BaseC
                     )
                 )
     for snap in snaps:
-        if snap.kind != Kind.NFT_RULESET or not isinstance(snap.data, dict):
+        if snap.kind != Kind.NFT_RULESET or not isinstance(snap.data, NftRuleset):
             continue
-        for t in snap.data["tables"]:
+        for t in snap.data.tables:
             _add_nft_table(out, covered, snap.name, t)
     for at_hook in out.values():
         at_hook.sort(key=lambda c: c.priority)  # stable: file order among equal priorities
@@ -149,40 +151,40 @@ def base_chains(snaps: tuple[Snapshot, ...]) -> dict[tuple[str, str], list[BaseC
 
 
 def _add_nft_table(
-    out: dict[tuple[str, str], list[BaseChain]], covered: dict[str, set[str]], source: str, t: dict[str, Any]
+    out: dict[tuple[str, str], list[BaseChain]], covered: dict[str, set[str]], source: str, t: NftTable
 ) -> None:
-    sees = _NFT_SEES.get(t["family"], ())
+    sees = _NFT_SEES.get(t.family, ())
     # A table an iptables-save file already showed is the same kernel table (iptables-nft writes
     # "table ip filter"); counting it twice would run its rules twice.
-    if t["family"] in ("ip", "ip6", "bridge") and any(t["name"] in covered.get(f, set()) for f in sees):
+    if t.family in (IPV4, IPV6, BRIDGE) and any(t.name in covered.get(f, set()) for f in sees):
         return
+    if t.dormant:
+        return  # nft(8) TABLES: a dormant table's base chains are unregistered
     for family in sees:
         rs = Ruleset(family, source)
-        chains: dict[str, Chain] = rs.tables.setdefault(t["name"], {})
-        for c in t["chains"]:
-            chain = Chain(c["name"], (c["policy"] or "accept").upper() if c["hook"] else None)
-            chain.rules = [
-                rule_from_nft(t["name"], c["name"], n, r["line"], r["text"]) for n, r in enumerate(c["rules"], start=1)
-            ]
-            chains[c["name"]] = chain
-        for c in t["chains"]:
-            prio = _nft_priority(t["family"], c["priority"]) if c["hook"] else None
-            if prio is None or c["hook"] in ("ingress", "egress"):
-                continue  # netdev-style hooks are outside the hook graph the walk follows
-            hook = c["hook"].upper()
-            std = _std_table(family, hook, t["name"], c["type"] or "", prio)
+        chains: dict[str, Chain] = rs.tables.setdefault(t.name, {})
+        for c in t.chains:
+            chain = Chain(c.name, (c.policy or Action.ACCEPT).upper() if c.base else None)
+            chain.rules = [rule_from_nft(t.name, c.name, n, r.line, r.expr) for n, r in enumerate(c.rules, start=1)]
+            chains[c.name] = chain
+        for c in t.chains:
+            prio = _nft_priority(t.family, c.priority) if c.base else None
+            hook = c.hook
+            if prio is None or hook is None:
+                continue  # netdev-style hooks (ingress, egress) are outside the hook graph the walk follows
+            std = _std_table(family, hook, t.name, c.type or "", prio)
             out.setdefault((family, hook), []).append(
                 BaseChain(
                     family,
                     hook,
                     prio,
-                    t["name"],
-                    c["name"],
+                    t.name,
+                    c.name,
                     rs,
                     source,
-                    c.get("line", 0),
-                    c["type"] == "nat",
-                    f"nft {t['family']}",
+                    c.line,
+                    c.type == "nat",
+                    f"nft {t.nft_family}",
                     std,
                 )
             )

@@ -16,7 +16,7 @@ from reportgen.explain.topology import Topology
 from reportgen.model import Conversation, Packet, Prediction, Snapshot, VerdictCode
 from reportgen.netfilter import STAGES
 from reportgen.simulate import Query, SimulateError, simulate
-from reportgen.simulate.walk import Walk
+from reportgen.simulate.walk import ChainHop, Walk
 
 MAX_CONVERSATIONS = 200  # a prediction per conversation; a huge case gets them for its first ones only
 _THROUGH = frozenset({VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT})
@@ -33,16 +33,19 @@ def observed_places(p: Packet) -> list[tuple[str, str]]:
     return _dedup([(h.stage, h.event.hook.table or "?") for h in p.hops])
 
 
+def _place(h: ChainHop, seen: Container[tuple[str, str]]) -> tuple[str, str]:
+    """Where a trace shows a walked chain: by its own table when the trace names that table (an nft
+    trace, or a LOG line the ruleset snapshot placed in a table such as ``inet fw``), else by the
+    iptables table its place stands for."""
+    own = (h.stage, h.chain.table)
+    return own if h.chain.table != h.chain.std_table and own in seen else (h.stage, h.chain.std_table)
+
+
 def predicted_places(w: Walk, seen: Container[tuple[str, str]]) -> list[tuple[str, str]]:
     """The places of a walk a trace can show: those the trace shows for some packet, and those where the
     walk meets a LOG rule that matches (the kernel would log the packet there)."""
-    return _dedup(
-        [
-            (h.stage, h.chain.std_table)
-            for h in w.hops
-            if (h.stage, h.chain.std_table) in seen or any(r.target == "LOG" for r in h.hits)
-        ]
-    )
+    places = [(_place(h, seen), h) for h in w.hops]
+    return _dedup([p for p, h in places if p in seen or any(r.target == "LOG" for r in h.hits)])
 
 
 def query_for(p: Packet) -> Query | None:
@@ -75,9 +78,9 @@ def _label(places: list[tuple[str, str]], i: int) -> str:
     return f"{places[i][1]} at {places[i][0]}" if i < len(places) else "nowhere further"
 
 
-def _hop_decision(w: Walk, place: tuple[str, str]) -> str:
+def _hop_decision(w: Walk, place: tuple[str, str], seen: Container[tuple[str, str]]) -> str:
     for h in w.hops:
-        if (h.stage, h.chain.std_table) == place:
+        if _place(h, seen) == place:
             rule = (
                 f"{h.rule.chain} rule {h.rule.num} ({h.chain.source}:{h.rule.line})"
                 if h.rule
@@ -139,7 +142,7 @@ def compare(walks: tuple[Walk, ...], observed: Packet, seen: Container[tuple[str
                 at = f"{last[1]} {STAGES[last[0]].hook}" if last[0] in STAGES else f"{last[1]} {last[0]}"
                 cand = Prediction(
                     "diverges",
-                    f"The ruleset predicts {_hop_decision(w, last)}; the trace shows the "
+                    f"The ruleset predicts {_hop_decision(w, last, seen)}; the trace shows the "
                     f"packet last seen at {at}: another table at this hook, or a rule "
                     "change after the snapshot, dropped it.",
                     ptext,

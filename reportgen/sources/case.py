@@ -26,11 +26,12 @@ from reportgen.model import (
     UnusedLine,
 )
 from reportgen.netfilter import HOOKS, INET, INGRESS
+from reportgen.parsers.log_rules import LogRules, log_rules
 from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.parsers.nft_ruleset import NftRuleset
 from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind, unread_note
 from reportgen.parsers.traces import (
-    NFT_FAMILY,
     ChainHooks,
     NftTraceParser,
     Visit,
@@ -38,7 +39,6 @@ from reportgen.parsers.traces import (
     detect_trace_format,
     device_hooks,
     legacy_trace_prefix,
-    nft_hook,
     table_hooks,
 )
 from reportgen.sources.bounded import RawLine, load_yaml, overlong_reason, raw_lines
@@ -309,6 +309,7 @@ def _file_events(
     chain_hooks: ChainHooks,
     spans: dict[str, dict[int, int]],
     backends: Mapping[str, str],
+    rules: LogRules,
 ) -> Iterator[Event]:
     """Stream one trace file into events; every line becomes part of an event or an unused entry.
 
@@ -371,7 +372,7 @@ def _file_events(
         if res.hook is None:
             _add_unused(unused, ref, f"hook not recognised: {res.problem}", text)
             continue
-        yield Event(rec, with_backend_table(res.hook, rec.prefix, backends))
+        yield Event(rec, rules.place(with_backend_table(res.hook, rec.prefix, backends), rec.prefix))
     yield from legacy.flush()
     if monitor is not None:
         for v in monitor.flush():
@@ -553,6 +554,8 @@ def trace_events(spec: CaseSpec, snaps: tuple[Snapshot, ...], reading: TraceRead
     chain_hooks = _nft_chain_hooks(list(snaps))
     # Which backend a project (firewalld) runs decides the table some of its prefixes are logged from.
     backends = known_backends(s.text for s in snaps)
+    # The ruleset snapshots' LOG rules tell the tool, table and chain a prefix was logged from.
+    rules = log_rules(snaps)
     return [
         _file_events(
             p,
@@ -564,6 +567,7 @@ def trace_events(spec: CaseSpec, snaps: tuple[Snapshot, ...], reading: TraceRead
             chain_hooks,
             reading.spans,
             backends,
+            rules,
         )
         for p in spec.traces
     ]
@@ -574,11 +578,9 @@ def _nft_chain_hooks(snaps: list[Snapshot]) -> ChainHooks:
     chain type (nft(8) CHAINS: ``type filter|nat|route hook H [device D] priority P;``)."""
     out: ChainHooks = {}
     for s in snaps:
-        if s.kind == "nft-ruleset" and isinstance(s.data, dict):
-            for t in s.data["tables"]:
-                fam = NFT_FAMILY.get(t["family"], t["family"])
-                for c in t["chains"]:
-                    hook = nft_hook(c["hook"]) if c["hook"] else None
-                    if hook is not None:
-                        out[(fam, t["name"], c["name"])] = hook
+        if isinstance(s.data, NftRuleset):
+            for t in s.data.tables:
+                for c in t.chains:
+                    if c.hook is not None:
+                        out[(t.family, t.name, c.name)] = c.hook
     return out

@@ -322,9 +322,14 @@ def _evaluate(kind: str, data: object) -> None:
     """Walk every chain of a parsed ruleset for a few packets (the rule evaluator is an entry point too)."""
     from reportgen.explain.rules import PacketView, evaluate
     from reportgen.parsers.nft_rules import rulesets_from_nft
+    from reportgen.parsers.nft_ruleset import NftRuleset
     from reportgen.parsers.ruleset import Ruleset
 
-    rulesets = list(rulesets_from_nft(data, "fuzz").values()) if kind == "nft-ruleset" else [data]  # type: ignore[arg-type]
+    if isinstance(data, NftRuleset):
+        rulesets = list(rulesets_from_nft(data, "fuzz").values())
+    else:
+        assert isinstance(data, Ruleset)
+        rulesets = [data]
     views = [
         PacketView(
             "172.17.0.2",
