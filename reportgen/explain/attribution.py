@@ -185,7 +185,7 @@ def drop_rule(
     return None, None
 
 
-def _snapshot_drop(rs: Any, res: Evaluation, table: str, chain: str, how: str) -> Verdict:
+def _snapshot_drop(rs: Ruleset, res: Evaluation, table: str, chain: str, how: str) -> Verdict:
     """The verdict of a DROP or REJECT the snapshot's evaluation reached; ``how`` says from where."""
     where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
     what = (
