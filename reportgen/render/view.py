@@ -82,7 +82,9 @@ def _flow_parts(r: LogRecord) -> _FlowParts:
             what = " " + word.replace(" ", "-")  # as ping and tcpdump word them: echo-request
         parts["icmp"] = what
         if r.icmp_id is not None:
-            parts.update(icmp_id=str(r.icmp_id), seq=str(r.icmp_seq))
+            parts["icmp_id"] = str(r.icmp_id)
+            if r.icmp_seq is not None:  # a line cut before SEQ= has none to show
+                parts["seq"] = str(r.icmp_seq)
     elif r.sport is not None:
         dport = "" if r.dport is None else str(r.dport)
         parts.update(sport=str(r.sport), dport=dport, flags=" ".join(r.tcp_flags))
@@ -114,7 +116,8 @@ def _flow_of(parts: _FlowParts) -> str:
     src, dst, proto = parts["src"], parts["dst"], parts["proto"]
     proto = "of various protocols" if proto == VARIOUS else proto
     if "icmp" in parts:
-        ids = f" id {parts['icmp_id']} seq {parts['seq']}" if "icmp_id" in parts else ""
+        ids = f" id {parts['icmp_id']}" if "icmp_id" in parts else ""
+        ids += f" seq {parts['seq']}" if ids and "seq" in parts else ""
         what = parts["icmp"] if parts["icmp"] != VARIOUS else " of various types"
         return f"{src} → {dst} {proto}{what}{ids}"
     if "sport" in parts:
