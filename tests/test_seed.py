@@ -56,11 +56,7 @@ def test_container_to_internet_masquerade_and_routing(seed_reports):
     assert req.verdict.where == "ens33"
     [back] = rep.nat
     assert (back.direction, back.field, back.before.addr, back.after.addr) == (
-        "reply",
-        "destination",
-        "192.168.0.10",
-        "172.17.0.2",
-    )
+        "reply", "destination", "192.168.0.10", "172.17.0.2")
     assert back.hook == "ipv4 nat PREROUTING"  # before routing, so the route to docker0 is used
     fwd = [h for h in rep.hops if h.stage == "ip-fwd"][0]
     assert any("192.168.0.10 → 172.17.0.2" in t for t in fwd.explanation)
