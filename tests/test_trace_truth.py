@@ -753,3 +753,13 @@ def test_a_log_line_pasted_among_nft_trace_output_is_named_for_what_it_is() -> N
     reasons = {u.span: u.reason for u in report.unused}
     assert "kernel LOG record" in reasons["journal.txt:1"], reasons
     assert all("kernel LOG record" not in r for span, r in reasons.items() if span != "journal.txt:1"), reasons
+
+
+def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() -> None:
+    """The poster of tests/corpus/public/trace-legacy-dmesg-T-uid-ping-reply filtered raw-table lines
+    out of their second listing (egrep -v 'security|raw'): a skipped hook the input lacks a line for
+    must name that the line may be missing from the paste, not only rule-based causes."""
+    case = Path(__file__).parent / "corpus" / "public" / "trace-legacy-dmesg-T-uid-ping-reply"
+    report = build_report(load_spec([case / "dmesg.txt"]))
+    skips = [s for p in report.packets for s in p.skipped if s.reason == "not-logged"]
+    assert skips and all("not in the input" in s.explanation for s in skips), [s.explanation for s in skips]

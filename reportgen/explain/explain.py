@@ -851,9 +851,12 @@ def _skip_reason(
             "no line from this hook anywhere in the trace: there is no LOG rule there, or an "
             "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first"
         )
+    # A pasted trace is often filtered (grep -v, cut) or cut short: a line missing from the input is
+    # not proof that the kernel did not write it.
     return "not-logged", (
         "other packets were logged here but not this one: an earlier rule in the chain "
-        "ended its traversal before the LOG rule, or the LOG rule's match excluded it"
+        "ended its traversal before the LOG rule, the LOG rule's match excluded it, or its line is "
+        "not in the input (a paste cut or filtered)"
     )
 
 
@@ -927,8 +930,9 @@ def _role(t: Track, place: _Place) -> str:
 def _opener_unseen(flow: Flow) -> bool:
     """Whether a TCP conversation shows no packet that proves its direction (a SYN, a SYN-ACK, a
     trace's conntrack direction). A conversation whose first packet was filed as a reply had it proved
-    (correlate.Conversations.is_reply: by itself or by a conntrack snapshot's entry)."""
-    if flow.original[0] != "TCP" or not flow.members or not flow.members[0][1]:
+    (correlate.Conversations.is_reply: by itself or by a conntrack snapshot's entry), and one reopened
+    for a closed connection's late packets has that connection's."""
+    if flow.original[0] != "TCP" or flow.reopened or not flow.members or not flow.members[0][1]:
         return False
     members = [t for t, _ in flow.members]
     return not any(opens_by_itself(t) or is_reply_by_itself(t) or ct_direction(t) is not None for t in members)
