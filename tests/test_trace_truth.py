@@ -742,3 +742,24 @@ def test_a_bridged_frame_last_seen_at_bridge_forward_is_not_said_to_be_routed(tm
     [p] = _report(tmp_path, "show-log.txt", line).packets
     assert "Routing chose" not in p.verdict.explanation
     assert "The bridge chose OUT=eth2, but no bridge POSTROUTING line shows it leave" in p.verdict.explanation
+
+
+def test_a_log_line_pasted_among_nft_trace_output_is_named_for_what_it_is() -> None:
+    """A kernel LOG line in a file read as nft monitor trace output is not read by the trace parser;
+    its unused reason says it is a kernel LOG record and how to have it read, not "other line"
+    (tests/corpus/public/trace-nft-nixos-fw-tailscale0-tun-cut, NixOS/nixpkgs#490273)."""
+    case = Path(__file__).parent / "corpus" / "public" / "trace-nft-nixos-fw-tailscale0-tun-cut"
+    report = build_report(load_spec([case / "journal.txt"]))
+    reasons = {u.span: u.reason for u in report.unused}
+    assert "kernel LOG record" in reasons["journal.txt:1"], reasons
+    assert all("kernel LOG record" not in r for span, r in reasons.items() if span != "journal.txt:1"), reasons
+
+
+def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() -> None:
+    """The poster of tests/corpus/public/trace-legacy-dmesg-T-uid-ping-reply filtered raw-table lines
+    out of their second listing (egrep -v 'security|raw'): a skipped hook the input lacks a line for
+    must name that the line may be missing from the paste, not only rule-based causes."""
+    case = Path(__file__).parent / "corpus" / "public" / "trace-legacy-dmesg-T-uid-ping-reply"
+    report = build_report(load_spec([case / "dmesg.txt"]))
+    skips = [s for p in report.packets for s in p.skipped if s.reason == "not-logged"]
+    assert skips and all("not in the input" in s.explanation for s in skips), [s.explanation for s in skips]

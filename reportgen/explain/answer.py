@@ -129,6 +129,8 @@ LATE_WORDS = (
     "directions and NAT"
 )
 NO_REPLY_WORDS = "no reply in the trace"
+# Packets whose direction no packet of the conversation proves (explain._role).
+UNKNOWN_DIRECTION_WORDS = "which side opened the connection is not in the trace (no SYN or SYN-ACK)"
 
 
 def _late_words(late: LateOf, n: int) -> str:
@@ -175,6 +177,7 @@ def conversation_answer(
     requests = [(g, p) for g, p in mine if p.role == "request"]
     replies = [(g, p) for g, p in mine if p.role == "reply"]
     related = [(g, p) for g, p in mine if p.role == "related"]
+    unknown = [(g, p) for g, p in mine if p.role == "unknown"]
     a, b = conv.original
     head = f"{_endpoint(topo, a, conv.proto)} → {_endpoint(topo, b, conv.proto)} {conv.proto}"
     clauses = [_late_words(conv.late_of, len(conv.packets))] if conv.late_of is not None else []
@@ -189,6 +192,8 @@ def conversation_answer(
         clauses.append(NO_REPLY_WORDS)
     if related:
         clauses.append(f"related: {_group_phrase(related, packets, topo)}")
+    if unknown:
+        clauses.append(f"{UNKNOWN_DIRECTION_WORDS}: {_group_phrase(unknown, packets, topo)}")
     members = [packets[pid] for g, _ in mine for pid in g.packets]
     codes = [p.verdict.code for p in members if p.verdict]
     worst = min(codes, key=_RANK.__getitem__) if codes else VerdictCode.UNKNOWN
@@ -270,7 +275,8 @@ def footer(p: Packet) -> Footer:
             else:
                 dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
         if r.proto in ("ICMP", "ICMPv6"):
-            ident = f" id {r.icmp_id} seq {r.icmp_seq}" if r.icmp_id is not None else ""
+            ident = f" id {r.icmp_id}" if r.icmp_id is not None else ""
+            ident += f" seq {r.icmp_seq}" if ident and r.icmp_seq is not None else ""  # a cut line lacks SEQ=
             final = f"{r.proto} {packet_word(p)} {src} → {dst}{ident}"
         elif sport is not None or dport is not None:
             final = f"{r.proto} {Endpoint(src, sport)} → {Endpoint(dst, dport)}"

@@ -930,6 +930,9 @@ class Flow:
     related: list[Track] = field(default_factory=list)  # ICMP errors about this connection
     role: dict[int, str] = field(default_factory=dict)  # track index -> "original"/"reply"/"related"
     views: list[View] = field(default_factory=list)  # every view that finds this flow (forgotten on close)
+    # Reopened for a closed connection's late packets (Conversations.reopen): its direction is that
+    # connection's, known from its own packets, not from this flow's.
+    reopened: bool = False
 
     def tracks(self) -> list[Track]:
         """Its packets (members and related ICMP errors) in packet order."""
@@ -1018,7 +1021,7 @@ class Conversations:
         original tuple, ``forward`` whether the packet goes its original way."""
         if not views(track):
             return None
-        flow = Flow(self.count, original)
+        flow = Flow(self.count, original, reopened=True)
         self.count += 1
         return self.file(track, (flow, forward))
 

@@ -857,9 +857,12 @@ def _skip_reason(
             "no line from this hook anywhere in the trace: there is no LOG rule there, or an "
             "earlier rule in the chain (an ACCEPT, Docker's MASQUERADE) ended the traversal first"
         )
+    # A pasted trace is often filtered (grep -v, cut) or cut short: a line missing from the input is
+    # not proof that the kernel did not write it.
     return "not-logged", (
         "other packets were logged here but not this one: an earlier rule in the chain "
-        "ended its traversal before the LOG rule, or the LOG rule's match excluded it"
+        "ended its traversal before the LOG rule, the LOG rule's match excluded it, or its line is "
+        "not in the input (a paste cut or filtered)"
     )
 
 
@@ -916,12 +919,29 @@ def _role(t: Track, place: _Place) -> str:
     """A packet's role: its conversation's direction, else what its own header proves (a SYN or an
     echo request opens, a SYN-ACK or an echo reply answers, a trace's conntrack direction), else
     unknown. A packet outside any conversation (its addresses redacted) is not called a request
-    for want of a reply: an ACK or a UDP datagram alone does not say which side opened."""
+    for want of a reply: an ACK or a UDP datagram alone does not say which side opened. Nor is a
+    TCP conversation's first packet seen, when no packet of it is a SYN or a SYN-ACK: only a SYN opens
+    (RFC 9293 3.5), and conntrack takes a connection up mid-stream with the first segment it sees as
+    the original direction (nf_conntrack_proto_tcp.c tcp_new(), nf_conntrack_tcp_loose), which says
+    nothing of which side opened it."""
+    if ct_direction(t) is None and place.flow is not None and not place.related and _opener_unseen(place.flow):
+        return "unknown"
     if place.flow is not None or ct_direction(t) is not None:
         return place.role
     if opens_by_itself(t):
         return "request"
     return "reply" if is_reply_by_itself(t) else "unknown"
+
+
+def _opener_unseen(flow: Flow) -> bool:
+    """Whether a TCP conversation shows no packet that proves its direction (a SYN, a SYN-ACK, a
+    trace's conntrack direction). A conversation whose first packet was filed as a reply had it proved
+    (correlate.Conversations.is_reply: by itself or by a conntrack snapshot's entry), and one reopened
+    for a closed connection's late packets has that connection's."""
+    if flow.original[0] != "TCP" or flow.reopened or not flow.members or not flow.members[0][1]:
+        return False
+    members = [t for t, _ in flow.members]
+    return not any(opens_by_itself(t) or is_reply_by_itself(t) or ct_direction(t) is not None for t in members)
 
 
 def _ended(t: Track) -> bool:

@@ -41,9 +41,13 @@ def shape(p: Packet) -> Hashable:
 
 def behaviour(p: Packet, its_shape: Hashable | None = None) -> Hashable:
     """Return what must be equal for two packets of a conversation to be told once: the shape
-    (``its_shape`` when the caller has it), and the addresses NAT rewrote."""
+    (``its_shape`` when the caller has it), the protocol and the addresses NAT rewrote."""
     its_shape = shape(p) if its_shape is None else its_shape
-    return (p.conversation, its_shape, tuple((str(n.before), str(n.after)) for n in p.nat))
+    # A conversation has one protocol; the packets of no conversation (an address masked, a frame
+    # without one) do not, and a group's header and body tell one protocol (render.view
+    # group_flow_text): a TCP segment and a UDP datagram dropped alike are two groups.
+    protos = tuple(h.event.record.proto for h in p.hops)
+    return (p.conversation, protos, its_shape, tuple((str(n.before), str(n.after)) for n in p.nat))
 
 
 def _stamps(p: Packet) -> list[float]:

@@ -19,6 +19,7 @@ from reportgen.render.view import (
     alike_rest,
     alike_totals,
     endpoint_text,
+    final_packet_of,
     first_record,
     flow_text,
     generation_date,
@@ -215,6 +216,7 @@ def render_html(
     summary = report.summary
     window = (summary.first_stamp, summary.last_stamp) if summary and summary.first_stamp is not None else None
     answers = {a.conversation: a for a in report.answers}
+    footers = {f.packet: f for f in report.footers}
     css = resources.files("reportgen.templates").joinpath("report.css").read_text(encoding="utf-8")
     tmpl = _env().get_template("report.html.j2")
     return tmpl.render(
@@ -229,7 +231,8 @@ def render_html(
         tool=_TOOL,
         version=__version__,
         packets_by_id=by_id,
-        footers={f.packet: f for f in report.footers},
+        footers=footers,
+        final_of=lambda g: final_packet_of(footers, g),
         hits=hits,
         snap_anchor=snap_anchor,
         snap_index=snap_index,

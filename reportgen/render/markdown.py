@@ -339,7 +339,10 @@ def _group(g: PacketGroup, by_id: dict[str, Packet], level: Level) -> str:
             ref = f" ({code(s.rule_ref)})" if s.rule_ref else ""
             hops.append(f"- skipped {code(f'{s.family} {s.table} {s.hook}')}: {s.reason} — {md(s.explanation)}{ref}")
     out += [
-        f"<details><summary>{plural(len(p.hops), 'hop')}, {plural(len(p.nat), 'address translation')}</summary>",
+        f"<details><summary>{plural(len(p.hops), 'hop')}, {plural(len(p.nat), 'address translation')}"
+        # As the HTML says: a group's body is its first member's (its hops cite that one's lines).
+        + (f" ({p.id}'s)" if g.count > 1 else "")
+        + "</summary>",
         "",
         *hops,
         "",

@@ -20,6 +20,7 @@ from reportgen.render.view import (
     alike_rest,
     alike_totals,
     endpoint_text,
+    final_packet_of,
     group_flow_text,
     group_label,
     groups_of,
@@ -186,4 +187,4 @@ def _group(by_id: dict[str, Packet], footers: dict[str, Footer], g: PacketGroup,
         o.add(f"{ind}   ", f"{ind}     ", f"evidence: {p.verdict.evidence}")
         f = footers.get(p.id)
         if f is not None:
-            o.add(f"{ind}   ", f"{ind}     ", f"final packet: {f.final}")
+            o.add(f"{ind}   ", f"{ind}     ", f"final packet{final_packet_of(footers, g)}: {f.final}")

@@ -14,6 +14,10 @@ from reportgen.render.view import id_runs
 
 REQUEST_COLOR = "#c0392b"
 REPLY_COLOR = "#2471a3"
+# A path whose direction the trace does not prove (explain._role "unknown"): neither red nor blue.
+UNKNOWN_COLOR = "#7f8c8d"
+# How each role's path is drawn (colour, line style); related ICMP errors are drawn as replies.
+_ROLE_STYLE = {"request": (REQUEST_COLOR, "solid"), "unknown": (UNKNOWN_COLOR, "dotted")}
 
 
 def topology_dot(report: Report, topo: Topology) -> str:
@@ -68,7 +72,7 @@ def topology_dot(report: Report, topo: Topology) -> str:
         g.edge(ids[a], ids[b])
     labelled: set[tuple[str, str]] = set()
     for a, b, role, conv_id in overlays:
-        color = REQUEST_COLOR if role == "request" else REPLY_COLOR
+        color, style = _ROLE_STYLE.get(role, (REPLY_COLOR, "dashed"))
         # Only a path's first edge is labelled: a label on every edge widened the drawing past the
         # printed page, and the colour and dash already tell request from reply.
         label = "" if (conv_id, role) in labelled else graphviz.escape(f"{conv_id} {role}")
@@ -80,7 +84,7 @@ def topology_dot(report: Report, topo: Topology) -> str:
             penwidth="2",
             arrowhead="normal",
             constraint="false",
-            style="solid" if role == "request" else "dashed",
+            style=style,
             label=label,
             fontcolor=color,
             fontsize="14",

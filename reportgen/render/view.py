@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from reportgen.explain.answer import SEVERITY as _CODES
@@ -12,6 +12,7 @@ from reportgen.explain.answer import plural
 from reportgen.model import (
     ICMP_TYPE_NAMES,
     Endpoint,
+    Footer,
     LogRecord,
     Packet,
     PacketGroup,
@@ -40,39 +41,106 @@ def severity(word: str) -> int:
 
 
 def group_flow_text(report_packets: dict[str, Packet], g: PacketGroup) -> str:
-    """A group's flow as its first packet shows it; TCP flags and ICMP sequence numbers that differ
-    between members are listed as the set they take."""
-    recs = [r for r in (first_record(report_packets[i]) for i in g.packets) if r is not None]
+    """A group's flow, stating only what every member shares.
+
+    TCP flags that differ between members are listed as the set they take and ICMP sequence numbers
+    as their range. Any other field they differ in (an address, a port, the protocol, the ICMP type
+    or id, a frame's MACs) is "various", and the first member follows as an example ("e.g. p1: ...").
+    Members of a conversation share its addresses; the packets of no conversation (a masked address,
+    ARP) share only their behaviour (explain.groups), so their group's members may differ.
+    """
+    recs = [(i, r) for i in g.packets if (r := first_record(report_packets[i])) is not None]
     if not recs:
         return report_packets[g.first].summary
-    text = flow_text(recs[0])
-    if len(recs) > 1:
-        flags = list(dict.fromkeys(" ".join(r.tcp_flags) for r in recs if r.tcp_flags))
-        if len(flags) > 1:
-            text = text.replace(f"[{flags[0]}]", f"[{' / '.join(flags)}]")
-        seqs = [r.icmp_seq for r in recs if r.icmp_seq is not None]
-        if len(set(seqs)) > 1:
-            text = text.replace(f"seq {seqs[0]}", f"seq {min(seqs)}–{max(seqs)}")
+    shared = _merged([_flow_parts(r) for _, r in recs])
+    text = _flow_of(shared)
+    if VARIOUS in shared.values():
+        example, r = recs[0]
+        text += f" (e.g. {example}: {flow_text(r)})"
     return text
 
 
-def flow_text(r: LogRecord) -> str:
-    """Addresses and protocol of one record; ICMP by type, id and sequence, never as ports."""
+# What a group's header says of a field its members differ in (group_flow_text).
+VARIOUS = "various"
+
+# The parts of a record's flow (flow_text) a group's members may differ in, by name. Values are text
+# ("" when the record has none); "flags" and "seq" are merged as a set and a range, the rest as one
+# value or VARIOUS.
+_FlowParts = dict[str, str]
+
+
+def _flow_parts(r: LogRecord) -> _FlowParts:
     if not r.src and "src" not in r.redacted:
         arp = arp_summary(r) if r.mac_src is None and r.mac_dst is None else None
-        return arp or f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"
+        return {"frame": arp or f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"}
     proto = r.proto or "IP"
+    parts = {"src": shown(r, "src"), "dst": shown(r, "dst"), "proto": proto}
     if proto in ("ICMP", "ICMPv6"):
         what = f" type {r.icmp_type}" if r.icmp_type is not None else ""
         word = ICMP_TYPE_NAMES.get((proto, r.icmp_type if r.icmp_type is not None else -1))
         if word:
             what = " " + word.replace(" ", "-")  # as ping and tcpdump word them: echo-request
-        ids = f" id {r.icmp_id} seq {r.icmp_seq}" if r.icmp_id is not None else ""
-        return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}{what}{ids}"
-    if r.sport is not None:
-        flags = f" [{' '.join(r.tcp_flags)}]" if r.tcp_flags else ""
-        return f"{Endpoint(shown(r, 'src'), r.sport)} → {Endpoint(shown(r, 'dst'), r.dport)} {proto}{flags}"
-    return f"{shown(r, 'src')} → {shown(r, 'dst')} {proto}"
+        parts["icmp"] = what
+        if r.icmp_id is not None:
+            parts["icmp_id"] = str(r.icmp_id)
+            if r.icmp_seq is not None:  # a line cut before SEQ= has none to show
+                parts["seq"] = str(r.icmp_seq)
+    elif r.sport is not None:
+        dport = "" if r.dport is None else str(r.dport)
+        parts.update(sport=str(r.sport), dport=dport, flags=" ".join(r.tcp_flags))
+    return parts
+
+
+def _merged(all_parts: list[_FlowParts]) -> _FlowParts:
+    """The parts every member shares; a part they differ in (or some lack) is VARIOUS, except TCP
+    flags (the distinct sets, in order of appearance) and ICMP sequence numbers (their range)."""
+    out: _FlowParts = {}
+    for name in dict.fromkeys(k for parts in all_parts for k in parts):
+        values = list(dict.fromkeys(parts.get(name) for parts in all_parts))
+        if len(values) == 1 and values[0] is not None:
+            out[name] = values[0]
+        elif name == "flags" and all(values):  # a member without flags would be left out of a set
+            out[name] = " / ".join(v for v in values if v)
+        elif name == "seq" and all(v is not None and v.isdigit() for v in values):
+            nums = [int(v) for v in values if v is not None]
+            out[name] = f"{min(nums)}–{max(nums)}"
+        else:
+            out[name] = VARIOUS
+    return out
+
+
+def _flow_of(parts: _FlowParts) -> str:
+    """Word flow parts as flow_text does."""
+    if "src" not in parts:
+        return parts.get("frame", VARIOUS)
+    src, dst, proto = parts["src"], parts["dst"], parts["proto"]
+    proto = "of various protocols" if proto == VARIOUS else proto
+    if "icmp" in parts:
+        ids = f" id {parts['icmp_id']}" if "icmp_id" in parts else ""
+        ids += f" seq {parts['seq']}" if ids and "seq" in parts else ""
+        what = parts["icmp"] if parts["icmp"] != VARIOUS else " of various types"
+        return f"{src} → {dst} {proto}{what}{ids}"
+    if "sport" in parts:
+        flags = f" [{parts['flags']}]" if parts.get("flags") else ""
+        return f"{_endpoint(src, parts['sport'])} → {_endpoint(dst, parts['dport'])} {proto}{flags}"
+    return f"{src} → {dst} {proto}"
+
+
+def _endpoint(addr: str, port: str) -> str:
+    """An address and port as model.Endpoint words them; the address alone when there is no port."""
+    return addr if not port else f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def final_packet_of(footers: Mapping[str, Footer], g: PacketGroup) -> str:
+    """ "" when a group's members share their final packet (the one its body shows), else " of p1":
+    the body then shows its first member's."""
+    finals = {footers[i].final for i in g.packets if i in footers}
+    return "" if len(finals) <= 1 else f" of {g.first}"
+
+
+def flow_text(r: LogRecord) -> str:
+    """Addresses and protocol of one record; ICMP by type, id and sequence, never as ports."""
+    return _flow_of(_flow_parts(r))
 
 
 def first_record(p: Packet) -> LogRecord | None:

@@ -27,7 +27,7 @@ from reportgen.model import (
 )
 from reportgen.netfilter import HOOKS, INET, INGRESS
 from reportgen.parsers.log_rules import LogRules, log_rules
-from reportgen.parsers.nflog import parse_kernel_message
+from reportgen.parsers.nflog import parse_kernel_message, record_anchors
 from reportgen.parsers.nft_ruleset import NftRuleset
 from reportgen.parsers.prefix import PrefixMap, known_backends, resolve_hook, with_backend_table
 from reportgen.parsers.snapshots import PARSERS, detect_kind, unread_note
@@ -299,6 +299,15 @@ class _LegacyTraceGrouper:
         return [replace(ev, rules=tuple(hits))]
 
 
+def _other_reason(other: str, monitor: bool, fmt: str | None, text: str) -> str:
+    """Why a line of a trace file was not read: ``other``, unless a monitor's file holds a kernel LOG
+    record (nf_log_syslog.c's "IN=... OUT=..." fields), which that monitor's parser does not read:
+    the reason then says so and how to have it read, instead of calling it an other line."""
+    if monitor and record_anchors(text):
+        return f"a kernel LOG record in a file read as {fmt} output: not read here; in a file of its own it would be"
+    return other
+
+
 def _file_events(
     path: Path,
     name: str,
@@ -344,7 +353,7 @@ def _file_events(
             else:
                 appendix_full = True
         if lines.unrelated:  # the byte prefilter saw it cannot be part of a record
-            _add_unused(unused, ref, other, text)
+            _add_unused(unused, ref, _other_reason(other, monitor is not None, fmt, text), text)
             continue
         if not text.strip():
             _add_unused(unused, ref, "blank line", text)
@@ -352,7 +361,7 @@ def _file_events(
         if monitor is not None:
             visits, used = monitor.feed(ref, text)
             if not used:
-                _add_unused(unused, ref, other, text)
+                _add_unused(unused, ref, _other_reason(other, True, fmt, text), text)
             for v in visits:
                 yield from _visit_event(v, unused)
             continue
