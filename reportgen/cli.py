@@ -206,6 +206,19 @@ def _input_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
 
 
+def run() -> None:
+    """The program (console script and ``python -m reportgen``): main's status is final once it
+    returns, so later SIGINT/SIGTERM/SIGHUP are ignored until the process ends (lab.netns.
+    ignore_late_signals: CPython's shutdown would otherwise let a late Ctrl-C replace "4: objects were
+    left in place" with a death by SIGINT). Not in main: a caller that runs main in its own process
+    keeps its handlers."""
+    code = main()
+    from reportgen.lab.netns import ignore_late_signals
+
+    ignore_late_signals()
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -226,13 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "explain":
             return _explain(args)
         if args.command == "capture":
-            try:
-                return _capture(args)
-            finally:
-                if args.apply or args.cleanup:
-                    from reportgen.lab.netns import ignore_late_signals
-
-                    ignore_late_signals()
+            return _capture(args)
         if args.command == "snapshot":
             return _snapshot(args)
         if args.command == "simulate":
@@ -244,10 +251,6 @@ def _run(args: argparse.Namespace) -> int:
                 return lab_main(args.scenarios, args.output, keep=args.keep, cleanup=args.cleanup)
             except KeyboardInterrupt:
                 return _lab_interrupted()
-            finally:
-                from reportgen.lab.netns import ignore_late_signals
-
-                ignore_late_signals()
     except InputError as exc:
         print(f"reportgen: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
