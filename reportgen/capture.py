@@ -531,6 +531,19 @@ def states(netns: str | None) -> list[State]:
     return out
 
 
+def _stale_writes(netns: str | None) -> list[Path]:
+    """Temporary files of state writes that a killed run left (write_atomic's ".NAME.PID.tmp", whose
+    rename never came). Their extra content names an object not yet made: a run saves before it adds
+    (_add), so the state file itself holds every object that may exist."""
+    key = f"ns-{netns}." if netns else "host."
+    out = []
+    for path in sorted(STATE_DIR.glob(f".{key}*.json.*.tmp")) if STATE_DIR.is_dir() else []:
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            out.append(path)
+    return out
+
+
 @dataclass
 class _NftIndex:
     """The nf_tables objects present, from `nft -j list ruleset` (libnftables-json(5))."""
@@ -764,6 +777,9 @@ def cleanup(run: Runner, netns: str | None = None) -> CleanupResult:
         removed, kept = remove_owned(run, st)
         res.removed += removed
         res.kept += kept
+    for path in _stale_writes(netns):
+        path.unlink(missing_ok=True)
+        res.removed.append(f"removed {path.name}: an unfinished state write of a killed run")
     return res
 
 

@@ -106,6 +106,8 @@ def ns() -> Iterator[str]:
                 os.kill(int(pid), signal.SIGKILL)
         for p in run_states(name):
             p.unlink()
+        for p in capture.STATE_DIR.glob(f".ns-{name}.*.tmp"):  # writes a SIGKILLed test run left
+            p.unlink()
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
 
 
@@ -335,6 +337,27 @@ def test_ctrl_c_does_not_kill_a_helper_command_half_way(ns: str):
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert out.split() == ["0", f"[{int(signal.SIGINT)}]"], out
+
+
+@root
+def test_cleanup_removes_unfinished_writes_of_dead_runs_only(ns: str):
+    """A run SIGKILLed inside write_atomic leaves ".NAME.PID.tmp"; --cleanup removes it once its writer
+    is gone (three were found left in /run/reportgen-capture by killed test runs), not a live one's."""
+    proc = subprocess.Popen(["true"])  # a pid that has ended
+    proc.wait()
+    dead = capture.STATE_DIR / f".ns-{ns}.0123456789ab.json.{proc.pid}.tmp"
+    live = capture.STATE_DIR / f".ns-{ns}.0123456789ab.json.{os.getpid()}.tmp"
+    other = capture.STATE_DIR / f".ns-{ns}x.0123456789ab.json.{proc.pid}.tmp"  # another namespace's
+    capture.STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        for p in (dead, live, other):
+            p.write_text("{")
+        clean = reportgen("capture", "--cleanup", "--netns", ns)
+        assert clean.returncode == 0 and dead.name in clean.stdout, clean.stdout + clean.stderr
+        assert not dead.exists() and live.exists() and other.exists()
+    finally:
+        for p in (dead, live, other):
+            p.unlink(missing_ok=True)
 
 
 @root
