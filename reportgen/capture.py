@@ -51,6 +51,7 @@ from reportgen.lab.netns import (
     process_start,
     run_shielded,
     signals_as_exit,
+    unfinished_writes,
     write_atomic,
 )
 
@@ -536,12 +537,7 @@ def _stale_writes(netns: str | None) -> list[Path]:
     rename never came). Their extra content names an object not yet made: a run saves before it adds
     (_add), so the state file itself holds every object that may exist."""
     key = f"ns-{netns}." if netns else "host."
-    out = []
-    for path in sorted(STATE_DIR.glob(f".{key}*.json.*.tmp")) if STATE_DIR.is_dir() else []:
-        pid = path.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            out.append(path)
-    return out
+    return unfinished_writes(STATE_DIR, f".{key}*.json.*.tmp")
 
 
 @dataclass

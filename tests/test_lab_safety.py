@@ -232,3 +232,19 @@ def test_real_sysctl_after_sigkill_and_cleanup(tmp_path: Path):
         for ns in set(marker.get("namespaces") or []) & namespaces():  # type: ignore[call-overload]
             with contextlib.suppress(subprocess.SubprocessError):
                 subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
+
+
+def test_recovery_removes_unfinished_writes_of_dead_writers_only(moved):
+    """A run SIGKILLed inside write_atomic leaves ".NAME.PID.tmp" beside the markers; recovery removes
+    it once the writer is gone, and leaves a live writer's alone."""
+    state, _sysctl = moved
+    state.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    gone = state / f".lab-rs3tmp-{dead.pid}.json.{dead.pid}.tmp"
+    live = state / f".lab-rs3tmp-{os.getpid()}.json.{os.getpid()}.tmp"
+    for p in (gone, live):
+        p.write_text("{")
+    done = netns.recover_dead_runs()
+    assert f"removed {gone.name}, an unfinished write of a killed run" in done
+    assert not gone.exists() and live.exists()

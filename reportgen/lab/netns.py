@@ -365,6 +365,17 @@ def owner_alive(pid: int, start: int) -> bool:
     return pid > 0 and process_start(pid) == start != 0
 
 
+def unfinished_writes(folder: Path, pattern: str) -> list[Path]:
+    """The temporary files (``pattern``, write_atomic's ".NAME.PID.tmp") of writers that are gone: a
+    process killed inside write_atomic never renamed its file over the old one."""
+    out = []
+    for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            out.append(path)
+    return out
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never a torn one (also after SIGKILL):
     a temporary file in the same folder, fsync, rename(2) over the old name, fsync the folder."""
@@ -551,6 +562,9 @@ def _recover_locked() -> tuple[list[str], str | None]:
     dead: list[Marker] = []
     for m in _markers():
         (live if m.alive() else dead).append(m)
+    for path in unfinished_writes(STATE_DIR, ".*.tmp"):  # the folder is the lab's alone
+        path.unlink(missing_ok=True)
+        done.append(f"removed {path.name}, an unfinished write of a killed run")
     # A name a live run has marked is that run's now, whatever a killed run's marker says of it.
     present -= {n for m in live for n in m.namespaces}
     for m in dead:
