@@ -226,14 +226,13 @@ def prefix_drop_by_snapshot(last: Event, new: bool, topo: Topology) -> Verdict |
     Evaluating the hook's built-in chain from its top, the walk must pass the LOG rule that printed
     this prefix (else the snapshot and the line disagree and nothing is claimed) and reach a DROP or
     REJECT."""
-    fam, table = last.hook.family, last.hook.table
+    fam, table, prefix = last.hook.family, last.hook.table, last.record.prefix.strip()
     rs = _ruleset(topo, fam)
-    if rs is None or fam == BRIDGE or table is None or not last.hook.placed:
+    if rs is None or fam == BRIDGE or table is None or not last.hook.placed or not prefix:
         return None
     res = evaluate(rs, table, last.hook.hook, packet_view(last, new, topo))
-    prefix = last.record.prefix.strip()
     logged = [r for r in res.path if r.target == "LOG" and (r.arg("--log-prefix") or "").strip() == prefix]
-    if res.verdict not in ("DROP", "REJECT") or not logged or not prefix:
+    if res.verdict not in ("DROP", "REJECT") or not logged:
         return None
     log = logged[-1]
     how = (

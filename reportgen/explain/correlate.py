@@ -941,13 +941,13 @@ class Flow:
 
 # ICMP errors that quote the packet they are about (RFC 792 types 3, 4, 5, 11, 12; RFC 4443 1-4);
 # conntrack ties them to that packet's connection as RELATED (nf_conntrack_proto_icmp.c icmp_error).
-_ICMP_ERRORS = {"ICMP": {3, 4, 5, 11, 12}, "ICMPv6": {1, 2, 3, 4}}
+ICMP_ERRORS = {"ICMP": frozenset({3, 4, 5, 11, 12}), "ICMPv6": frozenset({1, 2, 3, 4})}
 
 
 def _error_view(track: Track) -> View | None:
     for ev in track.events:
         r = ev.record
-        if r.embedded and r.icmp_type in _ICMP_ERRORS.get(r.proto or "", ()):
+        if r.embedded and r.icmp_type in ICMP_ERRORS.get(r.proto or "", ()):
             src, dst, proto, sport, dport = r.embedded
             if src and dst and proto:
                 return (proto, Endpoint(src, sport), Endpoint(dst, dport))

@@ -1038,7 +1038,7 @@ def _skips_and_verdict(
     by_prefix, note = prefix_verdict(hops)
     if by_prefix is not None and by_prefix.code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
         # The snapshot may name the drop the prefix announces (a rule, or the chain's policy).
-        by_prefix = prefix_drop_by_snapshot(t.last, place.first and place.forward, topo) or by_prefix
+        by_prefix = prefix_drop_by_snapshot(t.last, new, topo) or by_prefix
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
         verdict = _verdict(t, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])

@@ -190,7 +190,7 @@ def _addr_type_is(addr: str | None, want: str, local: frozenset[str] | None) -> 
     if want == "MULTICAST":
         return ip.is_multicast
     limited = ip.version == 4 and addr in ("255.255.255.255", "0.0.0.0")
-    own = None if local is None else (addr in local or _in_net(addr, "127.0.0.0/8") or addr == "::1")
+    own = None if local is None else (addr in local or ip.is_loopback)
     if want == "LOCAL":
         return own
     if want == "BROADCAST":

@@ -12,6 +12,7 @@ A verdict is only as strong as what decided it (issue 8, "Verdicts name their ev
 
 from __future__ import annotations
 
+from reportgen.explain.correlate import ICMP_ERRORS
 from reportgen.explain.topology import Topology
 from reportgen.model import Action, Event, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, POSTROUTING, STAGES
@@ -159,9 +160,6 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
 
 # Evidence of a packet logged at INPUT by a LOG rule whose later rules nothing shows (input_not_shown).
 INPUT_NOT_SHOWN = "reached INPUT; the rules after its LOG rule are not shown"
-# ICMP errors (RFC 792, RFC 4443): what a REJECT rule sends back (ipt_REJECT.c, nf_reject_ipv4.c), so
-# like a TCP RST they do not show that a packet got past INPUT.
-_ICMP_ERRORS = {"ICMP": frozenset({3, 4, 5, 11, 12}), "ICMPv6": frozenset({1, 2, 3, 4})}
 
 
 def input_not_shown(where: str, ev: Event, why: str | None, request: bool) -> Verdict:
@@ -192,7 +190,8 @@ def shows_delivery(answer: Event) -> bool:
     r = answer.record
     if "RST" in r.tcp_flags:
         return False
-    errors = _ICMP_ERRORS.get(r.proto or "")
+    # An ICMP error is what a REJECT rule sends back (ipt_REJECT.c, nf_reject_ipv4.c).
+    errors = ICMP_ERRORS.get(r.proto or "")
     return not (errors is not None and r.icmp_type in errors)
 
 
