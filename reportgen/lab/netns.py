@@ -160,6 +160,16 @@ class Lab:
     def ports(self) -> tuple[str, str]:
         return f"veth{self.tag}c1", f"veth{self.tag}c2"
 
+    def uplink_macs(self) -> tuple[str, ...]:
+        """The MAC addresses of the uplink pair (host ens33, internet eth0): random for every run,
+        since the veth pair is made without an address (drivers/net/veth.c veth_newlink:
+        eth_hw_addr_random), unlike docker0 and the containers, whose addresses are fixed."""
+        macs = []
+        for ns, dev in ((self.host, "ens33"), (self.ns("inet"), "eth0")):
+            words = run(["ip", "-n", ns, "-o", "link", "show", "dev", dev]).stdout.split()
+            macs.append(words[words.index("link/ether") + 1].lower())
+        return tuple(macs)
+
     def start(self, role: str, code: str) -> None:
         """Start a bounded Python helper (a server) inside a namespace."""
         import sys

@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,27 @@ def tool_versions() -> dict[str, str]:
         r = subprocess.run(argv, capture_output=True, text=True, check=False)
         out[name] = (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else "unknown"
     return out
+
+
+def run_keeps(tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> Callable[[str], bool]:
+    """Which kernel records are this run's: those carrying its tag (every LOG prefix the lab adds and
+    its veth port names), and the lines of a tool's own rules (``also``, e.g. "[UFW ") that name an
+    interface or a MAC address of this run. The kernel ring is shared by every namespace
+    (net.netfilter.nf_log_all_netns), and a tool's prefix carries no run tag, so a line of another
+    run's copy of the same rules is told apart only by its devices: IN=/OUT=/PHYSIN= name this run's
+    veth ports, or MAC= (destination:source:type, nf_log_syslog.c dump_mac_header) holds a MAC of
+    this run's uplink pair. A tool's line with neither (a packet the host sends out of ens33) cannot
+    be attributed and is not kept."""
+
+    def keep(msg: str) -> bool:
+        if tag in msg:
+            return True
+        if not msg.startswith(also):
+            return False
+        mac = msg.partition(" MAC=")[2].split(" ", 1)[0].lower()
+        return any(m in mac for m in macs) if mac else False
+
+    return keep
 
 
 def _unique_lab() -> Lab:
@@ -101,8 +123,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                     marker = f"ID={ping_id(lab)} SEQ="
                     lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
                 else:
-                    tag, also = lab.tag, sc.also_log
-                    lines = klog.read(lambda msg: tag in msg or msg.startswith(also))
+                    lines = klog.read(run_keeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ()))
             finally:
                 klog.close()
                 if monitor is not None:
