@@ -595,13 +595,20 @@ def _hop_text(
         out.append(
             cut_note(r) if r.missing else "The record is cut off (truncated); only the fields before the cut are used."
         )
-    for hit in ev.rules:
+    for i, hit in enumerate(ev.rules):
         chain_at = f"{hit.table} {hit.chain}"
         if hit.kind == "policy":
             policy = f" {hit.verdict.upper()}" if hit.verdict else ""
             out.append(f"Rule trace: {chain_at} ended in its policy{policy}.")
         elif hit.kind == "return":
-            out.append(f"Rule trace: {chain_at} returned to its caller.")
+            # nf_tables_core.c nft_do_chain traces the end of every chain's rules as a return
+            # (NFT_TRACETYPE_RETURN, "verdict continue"); with the jump stack empty, i.e. in the base
+            # chain, its policy is traced next. So a return followed by its own chain's policy is the
+            # base chain running out of rules: there is no caller to return to.
+            if any(h.kind == "policy" and h.chain == hit.chain and h.table == hit.table for h in ev.rules[i + 1 :]):
+                out.append(f"Rule trace: {chain_at} reached the end of its rules with no verdict; its policy applies.")
+            else:
+                out.append(f"Rule trace: {chain_at} returned to its caller.")
         else:
             num = f" {hit.handle}" if hit.handle else ""
             in_snapshot = f" ({hit.snapshot_ref})" if hit.snapshot_ref else ""
