@@ -25,6 +25,7 @@ the order of a host where ufw is enabled and Docker then starts (or restarts) an
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from importlib import resources
 
 from reportgen.lab.netns import Lab, run
@@ -165,12 +166,28 @@ PUBLIC: tuple[Scenario, ...] = (
         f"198.51.100.10:{NODE_PORT}: KUBE-NODEPORTS -> {EXT_CHAIN} marks it 0x4000 (KUBE-MARK-MASQ), "
         f"{SEP_CHAIN} DNATs it to 172.17.0.3:80, KUBE-FORWARD accepts it by the mark, and KUBE-POSTROUTING "
         f"masquerades it to 172.17.0.1. Then the host connects to {CLUSTER_IP}:80 (nat OUTPUT, same chains "
-        "from KUBE-SERVICES). Traced with xtables-monitor and logged. Reproduces kubernetes/kubernetes#39658 "
+        "from KUBE-SERVICES). Traced rule by rule with xtables-monitor. Reproduces kubernetes/kubernetes#39658 "
         "as fixed (KUBE-FORWARD).",
         "tcp",
         "colon",
         _kube_proxy_nodeport,
         setup=_kube_proxy_setup,
+        log="none",
         trace="xtables-monitor",
+    ),
+)
+# The same traffic, also logged by the lab's LOG and ebtables rules at every hook: two sources for one
+# packet, and bridge-family (NFPROTO_BRIDGE) trace lines, since the ebtables rules give the bridge hooks
+# chains that the traced packet walks.
+PUBLIC += (
+    replace(
+        PUBLIC[-1],
+        name="public-kube-proxy-nodeport-logged",
+        title=PUBLIC[-1].title + " (traced and logged)",
+        description=PUBLIC[-1].description.replace(
+            "Traced rule by rule with xtables-monitor.",
+            "Traced rule by rule with xtables-monitor and logged by LOG and ebtables rules at every hook.",
+        ),
+        log="iptables",
     ),
 )
