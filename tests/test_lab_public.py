@@ -250,3 +250,22 @@ def test_a_service_named_masquerade_is_still_dnat(tmp_path: Path) -> None:
     nat = _first(report, "198.51.100.10", NODE_PORT).nat[0]
     assert nat.rule is not None and '--comment "ns3/masquerade:p80"' in nat.rule
     _check_service_dnat(case, nat, "ipv4 nat PREROUTING")
+
+
+def test_the_local_reply_is_un_dnat_at_nat_input(kube_case: Path) -> None:
+    """The ClusterIP's reply is delivered to the host's socket: conntrack restores its source (the
+    ClusterIP) at nat INPUT, the source-NAT hook of local delivery; the packet never reaches POSTROUTING.
+    The NodePort's reply is forwarded, and restored at nat POSTROUTING."""
+    for case in (kube_case, SAMPLES / "lab-public-kube-proxy-nodeport"):
+        report = build_report(load_spec([case]))
+        for dst, port, hook, path in (
+            (CLUSTER_IP, 80, "ipv4 nat INPUT", "local-in"),
+            ("198.51.100.10", NODE_PORT, "ipv4 nat POSTROUTING", "routed"),
+        ):
+            syn = _first(report, dst, port)
+            conv = next(c for c in report.conversations if syn.id in c.packets)
+            reply = next(p for p in report.packets if p.id in conv.packets and p.role == "reply")
+            undnat = next(n for n in reply.nat if n.type == "DNAT")
+            assert reply.path == path
+            assert (undnat.hook, undnat.field, undnat.after.addr, undnat.after.port) == (hook, "source", dst, port)
+            assert not any(h.event.hook.hook == "POSTROUTING" for h in reply.hops) or path == "routed"
