@@ -51,6 +51,12 @@ LAB = {
         Query("198.51.100.1", "198.51.100.10", "tcp", 8080),
         VerdictCode.DELIVERED_TO_PORT,
     ),
+    # kube-proxy's own rules: the NodePort SYN is DNAT'd by KUBE-SEP-OYPFS5VJICHGATKP to container2 and
+    # accepted in FORWARD by KUBE-FORWARD's mark rule, past Docker's FORWARD policy DROP.
+    "lab-public-kube-proxy-nodeport": (
+        Query("198.51.100.1", "198.51.100.10", "tcp", 3003),
+        VerdictCode.DELIVERED_TO_PORT,
+    ),
 }
 # Scenarios another branch adds (kube-proxy ClusterIP, hairpin NAT): checked once their samples exist.
 LAB.update(

@@ -55,15 +55,26 @@ _NAT_WORDS = (
 )
 
 
+# A rule's comment may say anything: kube-proxy's KUBE-EXT-* rules read '--comment "masquerade traffic
+# for ns/svc:port external destinations" -j KUBE-MARK-MASQ' and only set a mark. iptables-save quotes a
+# comment with spaces and leaves a one-word one bare; nft prints comment "...".
+_COMMENT = re.compile(r'--comment (?:"(?:[^"\\]|\\.)*"|\S+)|\bcomment "(?:[^"\\]|\\.)*"')
+
+
 def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit] | None:
     """A NAT rule a trace source saw the packet hit at this hook (xtables-monitor prints the rule as
-    iptables-save text, nft monitor trace as nft syntax; NAT verdicts show as accept)."""
+    iptables-save text, nft monitor trace as nft syntax). A NAT target ends the walk with the verdict of
+    nf_nat_setup_info(), NF_ACCEPT (xt_nat.c, nft_nat.c, nf_nat_masquerade.c), so the trace prints
+    accept: a jump (to KUBE-MARK-MASQ, say) or a rule that continues is not the NAT rule."""
     for ev, _ in hops:
         if ev.hook.hook != hook or ev.hook.family == BRIDGE:
             continue
         for hit in ev.rules:
+            if hit.verdict.split(":")[0] != "accept":
+                continue
+            text = _COMMENT.sub("", hit.text)
             for typ, words in _NAT_WORDS:
-                if any(w in hit.text for w in words):
+                if any(w in text for w in words):
                     return typ, hit
     return None
 

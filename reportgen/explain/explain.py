@@ -770,9 +770,11 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
 def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict[str, str]) -> list[Nat]:
     """Infer conntrack's reversal on a reply when it happened outside the logged hooks.
 
-    A DNAT'd connection's reply gets its source rewritten back at nat POSTROUTING (after the last LOG
-    rule there); a masqueraded one's reply gets its destination rewritten at nat PREROUTING
-    (nf_nat_ipv4_ops, net/netfilter/nf_nat_proto.c).
+    A DNAT'd connection's reply gets its source rewritten back where source NAT is applied: nat
+    POSTROUTING, or nat INPUT for a reply delivered to a local socket, which never reaches POSTROUTING
+    (HOOK2MANIP in include/net/netfilter/nf_nat.h: LOCAL_IN and POST_ROUTING manipulate the source);
+    a masqueraded one's reply gets its destination rewritten at nat PREROUTING (nf_nat_ipv4_ops,
+    net/netfilter/nf_nat_proto.c).
     """
     vs = views(track)
     req = next((t for t, fwd in flow.members if fwd), None)
@@ -790,7 +792,7 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
             Nat(
                 flow_types.get("destination", "DNAT"),
                 "reply",
-                f"{fam} nat POSTROUTING",
+                f"{fam} nat {'INPUT' if 'ip-in' in track.stages else 'POSTROUTING'}",
                 "source",
                 last_src,
                 o_dst,
