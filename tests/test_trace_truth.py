@@ -763,3 +763,41 @@ def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() 
     report = build_report(load_spec([case / "dmesg.txt"]))
     skips = [s for p in report.packets for s in p.skipped if s.reason == "not-logged"]
     assert skips and all("not in the input" in s.explanation for s in skips), [s.explanation for s in skips]
+
+
+# tests/corpus/public/log-ufw-block-udp-igmp/kern.log line 1 (wazuh/wazuh-ruleset#649), verbatim.
+UFW_BLOCK = (
+    "Nov 18 13:39:49 UFW kernel: [10051.313745] [UFW BLOCK] IN=eth0 OUT= MAC=c2:56:27:73:33:cf:c4:f0:81:b0:93:24:08:00 "
+    "SRC=205.205.205.205 DST=192.168.8.100 LEN=44 TOS=0x00 PREC=0x00 TTL=128 ID=43131 PROTO=UDP SPT=40952 DPT=23 LEN=194\n"
+)
+
+
+def test_ufw_block_says_what_ufws_own_rules_put_after_the_log_rule(tmp_path: Path):
+    """ufw 0.36.2's filter table (reportgen/lab/data/ufw-0.36.2-filter.rules) prints [UFW BLOCK] from
+    ufw-after-logging-input/-forward, after which only ufw-reject-*, ufw-track-* and the built-in
+    chain's policy DROP remain, and from ufw-logging-deny, which INVALID/not-local DROP rules follow:
+    the LOG rule is not "right before the rule it names", and without a snapshot the line cannot tell
+    a policy from a rule, or a drop from a reject."""
+    report = _report(tmp_path, "kern.log", UFW_BLOCK)
+    [p] = report.packets
+    assert p.verdict.code is VerdictCode.DROPPED_BY_RULE  # the prefix's word, as documented
+    text = p.verdict.explanation
+    assert "right before the rule it names" not in text, text
+    assert "ufw-after-logging-input" in text and "policy DROP" in text and "ufw-logging-deny" in text, text
+    assert "iptables-save" in text, text  # what would settle it
+    hop = _hop_text(report, 1)
+    assert "right before a DROP rule" not in hop and "ufw-reject-*" in hop, hop
+
+
+def test_ufw_limit_block_is_right_before_its_reject_and_audit_says_no_outcome(tmp_path: Path):
+    """ufw-user-limit is LOG "[UFW LIMIT BLOCK] " then -j REJECT (ufw-0.36.2-filter.rules): there the
+    prefix does sit right before the rule it names; [UFW AUDIT] is ufw-before-logging-*'s, before any
+    of ufw's verdicts."""
+    limit = UFW_BLOCK.replace("[UFW BLOCK]", "[UFW LIMIT BLOCK]")
+    audit = UFW_BLOCK.replace("[UFW BLOCK]", "[UFW AUDIT]").replace("ID=43131", "ID=43132")
+    report = _report(tmp_path, "kern.log", limit + audit)
+    by_line = {p.hops[0].event.record.ref.line: p for p in report.packets}
+    assert by_line[1].verdict.code is VerdictCode.REJECTED
+    assert "ufw-user-limit, whose next and last rule is -j REJECT" in by_line[1].verdict.explanation
+    assert by_line[2].verdict.code is not VerdictCode.DROPPED_BY_RULE
+    assert "before any of its allow or deny rules" in _hop_text(report, 2)

@@ -39,6 +39,7 @@ from reportgen.explain.verdicts import (
     EXIT_STAGES,
     INPUT_NOT_SHOWN,
     TRACED,
+    action_says,
     delivered_by_answer,
     exit_verdict,
     input_not_shown,
@@ -586,7 +587,7 @@ def _hop_text(
                 "net/ipv4/ip_forward.c)."
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
-        out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
+        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action)}")
     if ev.hook.tool is None and r.fmt == "nflog" and (prev is None or prev.hook.tool is not None):
         out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
     if r.logger:
@@ -618,16 +619,6 @@ _UNKNOWN_TOOL = (
     "not a tool; a ruleset snapshot (iptables-save, nft list ruleset) holding this prefix's LOG rule at one "
     "place would tell."
 )
-
-
-# What a prefix's action word tells about the hook (a LOG rule itself never decides: xt_LOG.c).
-_ACTION_SAYS = {
-    Action.DROP: "the rule author logs right before a DROP rule for the same match.",
-    Action.REJECT: "the rule author logs right before a REJECT rule for the same match.",
-    Action.ACCEPT: "the rule author logs right before an ACCEPT rule for the same match.",
-    Action.AUDIT: "logged for auditing only; it says nothing about what became of the packet.",
-    Action.LIMIT: "a rate limit was hit; the prefix alone does not say whether the packet was dropped.",
-}
 
 
 # --- NAT ------------------------------------------------------------------------------------------

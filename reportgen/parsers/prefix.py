@@ -191,6 +191,8 @@ class Convention:
     examples: tuple[str, ...]
     backend_tables: Mapping[str, str] = field(default_factory=dict)
     tool: str | None = None  # TOOLS: whose rules the project writes, when it has one backend
+    # What the project's own rules do after the LOG rule, per action word ("" for every word).
+    follows: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ class ConventionMatch:
     table: str | None
     chain: str | None
     action: Action | None
+    follows: str | None = None  # the entry's `follows` sentence for this prefix's action word
 
 
 @dataclass(frozen=True)
@@ -318,9 +321,19 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 examples=tuple(str(e) for e in entry.get("examples") or ()),
                 backend_tables={str(k): str(v) for k, v in (entry.get("backend_tables") or {}).items()},
                 tool=_tool(name, where, entry.get("tool")),
+                follows=_follows(entry.get("follows")),
             )
         )
     return tuple(out)
+
+
+def _follows(value: object) -> dict[str, str]:
+    """A convention's `follows`: one sentence for every action word (key ""), or one per word."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): " ".join(str(v).split()) for k, v in value.items()}
+    return {"": " ".join(str(value).split())}
 
 
 # A convention's `tool`: "iptables" (iptables, ip6tables or ebtables by the record's family), "nft" (nft
@@ -416,7 +429,8 @@ def _match_convention(s: str) -> ConventionMatch | None:
         elif action is None:
             action = conv.default_action
         family = conv.family_words.get(groups.get("family") or "", conv.family)
-        return ConventionMatch(conv, family, hooks, table, chain, action)
+        follows = conv.follows.get(groups.get("action") or "", conv.follows.get(""))
+        return ConventionMatch(conv, family, hooks, table, chain, action, follows)
     return None
 
 
