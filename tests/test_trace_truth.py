@@ -639,14 +639,23 @@ def test_conventions_and_layouts_that_prove_the_tool(tmp_path: Path):
         # OpenWrt fw4: table inet fw4.
         "Dec 05 14:42:24 kernel: reject wan in: IN=wan OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=192.0.2.7 "
         "DST=198.51.100.1 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 DF PROTO=TCP SPT=40001 DPT=23 WINDOW=64240 RES=0x00 SYN URGP=0",
-        # ebt_log.c's own layout: an ebtables rule, whatever the prefix.
-        "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800",
     ]
     labels = _hop_labels(_report(tmp_path, "kern.log", "\n".join(lines) + "\n"))
     assert labels[1] == ("nft bridge vyos_filter FORWARD", "nft bridge")
     assert labels[2][1] == "ip6tables" and labels[2][0].startswith("ip6tables filter INPUT")
     assert labels[3] == ("nft inet fw4 INPUT", "nft inet")
-    assert labels[4][1] == "ebtables"
+
+
+def test_ebt_log_layout_proves_the_logger_not_the_ebtables_tool(tmp_path: Path):
+    """ebt_log.c registers ebt_log_packet as the bridge family's logger (nf_log_set(net, NFPROTO_BRIDGE,
+    &ebt_log_logger)), and nft_log.c's log statement in a bridge table prints through nf_log_packet(), that
+    is through the bound logger: "MAC source = ..." comes from an ebtables --log rule or an nft bridge log
+    rule, so the hop names the bridge hook and says what would tell the tool."""
+    line = "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800\n"
+    report = _report(tmp_path, "kern.log", line)
+    label, tool = _hop_labels(report)[1]
+    assert tool is None and not label.startswith("ebtables"), label
+    assert "does not tell ebtables from nft" in _hop_text(report, 1)
 
 
 def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address(tmp_path: Path):

@@ -83,7 +83,7 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
-from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
+from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, forward_only_reason
 
 
 @dataclass(frozen=True)
@@ -588,8 +588,11 @@ def _hop_text(
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action)}")
-    if ev.hook.tool is None and r.fmt == "nflog" and (prev is None or prev.hook.tool is not None):
-        out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
+    if ev.hook.tool is None and (prev is None or prev.hook.tool is not None):
+        if r.fmt == "nflog":
+            out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
+        elif r.fmt == "ebtlog":
+            out.append(EBT_LOG_WRITER_NOTE)
     if r.logger:
         out.extend(filter(None, [logger_note(r)]))
     if r.truncated:

@@ -575,6 +575,21 @@ def prefix_action(prefix: str) -> Action | None:
     return Action.AUDIT if Action.AUDIT in found else Action.LIMIT if Action.LIMIT in found else None
 
 
+# ebt_log.c's ebt_log_packet() alone prints "MAC source = ... proto = 0x....", but that proves the
+# ebt_log module printed the record, not that an ebtables rule asked it to: ebt_log registers
+# ebt_log_packet as the bridge family's logger (nf_log_register, and nf_log_set(net, NFPROTO_BRIDGE)
+# in every network namespace), and an nft bridge table's log statement (nft_log.c) logs through
+# nf_log_packet(), which calls the logger bound to the family, so it prints this layout too whenever
+# ebt_log was bound before nf_log_syslog's bridge logger. Said once per run of such hops (explain.py).
+EBT_LOG_WRITER_NOTE = (
+    "The 'MAC source =' layout is ebt_log.c's own, but an ebtables --log rule and an nft bridge table's log "
+    "statement both print it while ebt_log is the bridge family's logger (ebt_log registers itself with "
+    "nf_log_set; nft_log.c logs through the bound logger): the line does not tell ebtables from nft, so the "
+    "hop names the bridge hook, not a tool; an ebtables-save or nft list ruleset snapshot holding this "
+    "prefix's log rule would tell."
+)
+
+
 def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     """Place a record at its hook (or its candidate hooks), or explain why that cannot be done.
 
@@ -596,9 +611,6 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
-        if hit.hook is not None and hit.hook.writer is None and rec.fmt == "ebtlog":
-            # ebt_log.c ebt_log_packet() alone prints "MAC source = ... proto = 0x....": an ebtables rule.
-            hit = Resolution(replace(hit.hook, writer="ebtables"), hit.problem)
         if len(prefix_map.cache) < 65536:
             prefix_map.cache[key] = hit
     return hit
