@@ -24,6 +24,7 @@ import pytest
 from reportgen.lab.netns import KernelLog, Lab, log_all_netns, run
 from reportgen.model import LineRef, VerdictCode
 from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.parsers.prefix import PrefixMap
 from reportgen.parsers.traces import (
     NftTraceParser,
     XtablesMonitorParser,
@@ -810,3 +811,40 @@ def test_ufw_limit_block_is_right_before_its_reject_and_audit_says_no_outcome(tm
     assert "ufw-user-limit, whose next and last rule is -j REJECT" in by_line[1].verdict.explanation
     assert by_line[2].verdict.code is not VerdictCode.DROPPED_BY_RULE
     assert "before any of its allow or deny rules" in _hop_text(report, 2)
+
+
+# A UDP conversation whose first packet the trace shows from a port that is not well known, with no NEW
+# state, nat table or snapshot behind it: conntrack makes the first datagram it sees the original
+# direction (nf_conntrack_proto_udp.c has no "new" check), and the trace may have started after that one.
+def _udp_line(n: int, src: str, dst: str, sport: int, dport: int, prefix: str = "fwd: ") -> str:
+    return (
+        f"Nov 28 05:00:0{n} host kernel: [ 10{n}.000001] {prefix}IN=eth0 OUT=eth1 MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 "
+        f"SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID={n} PROTO=UDP SPT={sport} DPT={dport} LEN=40\n"
+    )
+
+
+def test_a_udp_conversations_first_packet_is_not_called_a_request_without_evidence(tmp_path: Path):
+    text = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 51820) + _udp_line(
+        2, "198.51.100.9", "192.0.2.7", 51820, 40001
+    )
+    report = _report(tmp_path, "kern.log", text)
+    assert [p.role for p in report.packets] == ["unknown", "unknown"]
+
+
+def test_a_udp_packet_to_a_well_known_port_or_through_nat_is_a_request(tmp_path: Path):
+    # A datagram from an ephemeral port to port 53: a client's to a service.
+    dns = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 53) + _udp_line(2, "198.51.100.9", "192.0.2.7", 53, 40001)
+    assert [p.role for p in _report(tmp_path, "kern.log", dns).packets] == ["request", "reply"]
+    # A datagram to a group address: no host sends from one, so it cannot be an entry's reply direction.
+    ssdp = _udp_line(1, "192.0.2.7", "239.255.255.250", 40001, 1900)
+    assert [p.role for p in _report(tmp_path, "kern.log", ssdp).packets] == ["request"]
+    # A datagram from a well-known port to an ephemeral one is no request (an SSDP answer, say).
+    answer = _udp_line(1, "192.0.2.1", "192.0.2.12", 1900, 41797)
+    assert [p.role for p in _report(tmp_path, "kern.log", answer).packets] == ["unknown"]
+    # The nat table sees only a conntrack entry's first packet (nf_nat_inet_fn): a LOG rule there proves it.
+    nat = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 51820, prefix="nat-pre: ").replace(" OUT=eth1", " OUT=")
+    (tmp_path / "nat.log").write_text(nat)
+    (tmp_path / "map.yaml").write_text('prefixes:\n  "nat-pre:": "ipv4 nat PREROUTING"\n')
+    report = build_report(load_spec([tmp_path / "nat.log"], prefix_map=PrefixMap.load(tmp_path / "map.yaml")))
+    [p] = report.packets
+    assert p.role == "request" and p.hops[0].event.hook.table == "nat"
