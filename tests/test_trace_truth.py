@@ -848,3 +848,32 @@ def test_a_udp_packet_to_a_well_known_port_or_through_nat_is_a_request(tmp_path:
     report = build_report(load_spec([tmp_path / "nat.log"], prefix_map=PrefixMap.load(tmp_path / "map.yaml")))
     [p] = report.packets
     assert p.role == "request" and p.hops[0].event.hook.table == "nat"
+
+
+# ebt_log.c prints its record in pieces (" IP SRC=... IP proto=%d", " SPT=%u DPT=%u"): a kernel without
+# KERN_CONT on them (before 4.9's printk change), or a journal that keeps an interrupted continuation as
+# an entry of its own, logs each piece on a line of its own; a paste wraps the long record over indented
+# lines. Either way it is one record.
+EBT_PIECES_SYSLOG = """\
+Nov 28 05:00:01 host kernel: [  100.000001] eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:01 host kernel: [  100.000001]  IP SRC=172.17.0.2 IP DST=172.17.0.3, IP tos=0x00, IP proto=6
+Nov 28 05:00:01 host kernel: [  100.000001]  SPT=40000 DPT=80
+"""
+EBT_WRAPPED_INDENTED = """\
+eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02
+    MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+    IP SRC=172.17.0.2 IP DST=172.17.0.3,
+    IP tos=0x00, IP proto=6 SPT=40000 DPT=80
+"""
+
+
+@pytest.mark.parametrize("text", [EBT_PIECES_SYSLOG, EBT_WRAPPED_INDENTED], ids=["pieces", "indented"])
+def test_an_ebt_log_record_over_several_lines_is_one_record(tmp_path: Path, text: str):
+    report = _report(tmp_path, "kern.log", text)
+    assert not report.unused, [(u.span, u.reason) for u in report.unused]
+    [p] = report.packets
+    r = p.hops[0].event.record
+    assert (r.src, r.dst, r.proto, r.sport, r.dport) == ("172.17.0.2", "172.17.0.3", "TCP", 40000, 80)
+    # A second record's pieces do not join the first one: a repeated piece starts nothing of its own.
+    twice = _report(tmp_path, "kern.log", text + text)
+    assert len(twice.packets) == 2
