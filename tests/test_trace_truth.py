@@ -754,15 +754,17 @@ def test_a_bridged_frame_last_seen_at_bridge_forward_is_not_said_to_be_routed(tm
     assert "The bridge chose OUT=eth2, but no bridge POSTROUTING line shows it leave" in p.verdict.explanation
 
 
-def test_a_log_line_pasted_among_nft_trace_output_is_named_for_what_it_is() -> None:
-    """A kernel LOG line in a file read as nft monitor trace output is not read by the trace parser;
-    its unused reason says it is a kernel LOG record and how to have it read, not "other line"
-    (tests/corpus/public/trace-nft-nixos-fw-tailscale0-tun-cut, NixOS/nixpkgs#490273)."""
+def test_a_log_line_pasted_among_nft_trace_output_is_read_as_a_kernel_record() -> None:
+    """A kernel LOG line in a file of nft monitor trace output (a journal holding both,
+    tests/corpus/public/trace-nft-nixos-fw-tailscale0-tun-cut, NixOS/nixpkgs#490273) is read as the
+    nf_log_syslog.c record it is: its own packet, not an unused line, and not joined to the traced SYN."""
     case = Path(__file__).parent / "corpus" / "public" / "trace-nft-nixos-fw-tailscale0-tun-cut"
     report = build_report(load_spec([case / "journal.txt"]))
-    reasons = {u.span: u.reason for u in report.unused}
-    assert "kernel LOG record" in reasons["journal.txt:1"], reasons
-    assert all("kernel LOG record" not in r for span, r in reasons.items() if span != "journal.txt:1"), reasons
+    assert all(u.ref.line != 1 for u in report.unused), [(u.ref, u.reason) for u in report.unused]
+    by_line = {h.event.record.ref.line: p for p in report.packets for h in p.hops}
+    log = by_line[1].hops[0].event.record
+    assert (log.in_dev, log.sport, log.dport, log.ipid) == ("tailscale0", 50896, 443, 29515)
+    assert by_line[1] is not by_line[5]
 
 
 def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() -> None:

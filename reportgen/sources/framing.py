@@ -181,7 +181,8 @@ def _kernel_line_may_be_record(data: bytes) -> bool:
 
 
 def _nft_line_may_be_event(data: bytes) -> bool:
-    return b"trace id" in data or b"\x00" in data or _LETTER.search(data) is None
+    # "IN=": a kernel LOG record in the same file, which the reader parses as one (sources/case.py).
+    return b"trace id" in data or b"IN=" in data or b"\x00" in data or _LETTER.search(data) is None
 
 
 def prefilter(fmt: str | None) -> Callable[[bytes], bool] | None:
