@@ -696,6 +696,11 @@ def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Re
     table = next(iter(tables)) if tables else _UNIQUE_TABLE.get((family, chain))
     tools = {_TOOL_WORDS[w] for w in words if w in _TOOL_WORDS}
     writer = writer_of("iptables" if tools == {"xtables"} else "nft" if tools == {"nft"} else None, family)
+    if tools == {"nft"} and family != BRIDGE:
+        # The word says nft wrote the rule, not the table's family: an inet table's chains see IPv4
+        # and IPv6 packets alike (net/netfilter/nft_chain_filter.c nft_do_chain_inet()), so an
+        # IPv4 record may come from an ip or an inet table. Only a bridge hook is a bridge table's.
+        writer = "nft"
     return Resolution(HookRef(family, hook, table, chain, HOW_WORDS, action=action, writer=writer))
 
 
