@@ -24,6 +24,7 @@ import pytest
 from reportgen.lab.netns import KernelLog, Lab, log_all_netns, run
 from reportgen.model import LineRef, VerdictCode
 from reportgen.netfilter import ARP, BRIDGE, FORWARD, INET, INGRESS, INPUT, IPV4, OUTPUT, POSTROUTING, PREROUTING
+from reportgen.parsers.prefix import PrefixMap
 from reportgen.parsers.traces import (
     NftTraceParser,
     XtablesMonitorParser,
@@ -639,14 +640,23 @@ def test_conventions_and_layouts_that_prove_the_tool(tmp_path: Path):
         # OpenWrt fw4: table inet fw4.
         "Dec 05 14:42:24 kernel: reject wan in: IN=wan OUT= MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 SRC=192.0.2.7 "
         "DST=198.51.100.1 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 DF PROTO=TCP SPT=40001 DPT=23 WINDOW=64240 RES=0x00 SYN URGP=0",
-        # ebt_log.c's own layout: an ebtables rule, whatever the prefix.
-        "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800",
     ]
     labels = _hop_labels(_report(tmp_path, "kern.log", "\n".join(lines) + "\n"))
     assert labels[1] == ("nft bridge vyos_filter FORWARD", "nft bridge")
     assert labels[2][1] == "ip6tables" and labels[2][0].startswith("ip6tables filter INPUT")
     assert labels[3] == ("nft inet fw4 INPUT", "nft inet")
-    assert labels[4][1] == "ebtables"
+
+
+def test_ebt_log_layout_proves_the_logger_not_the_ebtables_tool(tmp_path: Path):
+    """ebt_log.c registers ebt_log_packet as the bridge family's logger (nf_log_set(net, NFPROTO_BRIDGE,
+    &ebt_log_logger)), and nft_log.c's log statement in a bridge table prints through nf_log_packet(), that
+    is through the bound logger: "MAC source = ..." comes from an ebtables --log rule or an nft bridge log
+    rule, so the hop names the bridge hook and says what would tell the tool."""
+    line = "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800\n"
+    report = _report(tmp_path, "kern.log", line)
+    label, tool = _hop_labels(report)[1]
+    assert tool is None and not label.startswith("ebtables"), label
+    assert "does not tell ebtables from nft" in _hop_text(report, 1)
 
 
 def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address(tmp_path: Path):
@@ -744,15 +754,17 @@ def test_a_bridged_frame_last_seen_at_bridge_forward_is_not_said_to_be_routed(tm
     assert "The bridge chose OUT=eth2, but no bridge POSTROUTING line shows it leave" in p.verdict.explanation
 
 
-def test_a_log_line_pasted_among_nft_trace_output_is_named_for_what_it_is() -> None:
-    """A kernel LOG line in a file read as nft monitor trace output is not read by the trace parser;
-    its unused reason says it is a kernel LOG record and how to have it read, not "other line"
-    (tests/corpus/public/trace-nft-nixos-fw-tailscale0-tun-cut, NixOS/nixpkgs#490273)."""
+def test_a_log_line_pasted_among_nft_trace_output_is_read_as_a_kernel_record() -> None:
+    """A kernel LOG line in a file of nft monitor trace output (a journal holding both,
+    tests/corpus/public/trace-nft-nixos-fw-tailscale0-tun-cut, NixOS/nixpkgs#490273) is read as the
+    nf_log_syslog.c record it is: its own packet, not an unused line, and not joined to the traced SYN."""
     case = Path(__file__).parent / "corpus" / "public" / "trace-nft-nixos-fw-tailscale0-tun-cut"
     report = build_report(load_spec([case / "journal.txt"]))
-    reasons = {u.span: u.reason for u in report.unused}
-    assert "kernel LOG record" in reasons["journal.txt:1"], reasons
-    assert all("kernel LOG record" not in r for span, r in reasons.items() if span != "journal.txt:1"), reasons
+    assert all(u.ref.line != 1 for u in report.unused), [(u.ref, u.reason) for u in report.unused]
+    by_line = {h.event.record.ref.line: p for p in report.packets for h in p.hops}
+    log = by_line[1].hops[0].event.record
+    assert (log.in_dev, log.sport, log.dport, log.ipid) == ("tailscale0", 50896, 443, 29515)
+    assert by_line[1] is not by_line[5]
 
 
 def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() -> None:
@@ -763,3 +775,107 @@ def test_a_hook_missing_from_a_filtered_paste_is_not_explained_by_rules_alone() 
     report = build_report(load_spec([case / "dmesg.txt"]))
     skips = [s for p in report.packets for s in p.skipped if s.reason == "not-logged"]
     assert skips and all("not in the input" in s.explanation for s in skips), [s.explanation for s in skips]
+
+
+# tests/corpus/public/log-ufw-block-udp-igmp/kern.log line 1 (wazuh/wazuh-ruleset#649), verbatim.
+UFW_BLOCK = (
+    "Nov 18 13:39:49 UFW kernel: [10051.313745] [UFW BLOCK] IN=eth0 OUT= MAC=c2:56:27:73:33:cf:c4:f0:81:b0:93:24:08:00 "
+    "SRC=205.205.205.205 DST=192.168.8.100 LEN=44 TOS=0x00 PREC=0x00 TTL=128 ID=43131 PROTO=UDP SPT=40952 DPT=23 LEN=194\n"
+)
+
+
+def test_ufw_block_says_what_ufws_own_rules_put_after_the_log_rule(tmp_path: Path):
+    """ufw 0.36.2's filter table (reportgen/lab/data/ufw-0.36.2-filter.rules) prints [UFW BLOCK] from
+    ufw-after-logging-input/-forward, after which only ufw-reject-*, ufw-track-* and the built-in
+    chain's policy DROP remain, and from ufw-logging-deny, which INVALID/not-local DROP rules follow:
+    the LOG rule is not "right before the rule it names", and without a snapshot the line cannot tell
+    a policy from a rule, or a drop from a reject."""
+    report = _report(tmp_path, "kern.log", UFW_BLOCK)
+    [p] = report.packets
+    assert p.verdict.code is VerdictCode.DROPPED_BY_RULE  # the prefix's word, as documented
+    text = p.verdict.explanation
+    assert "right before the rule it names" not in text, text
+    assert "ufw-after-logging-input" in text and "policy DROP" in text and "ufw-logging-deny" in text, text
+    assert "iptables-save" in text, text  # what would settle it
+    hop = _hop_text(report, 1)
+    assert "right before a DROP rule" not in hop and "ufw-reject-*" in hop, hop
+
+
+def test_ufw_limit_block_is_right_before_its_reject_and_audit_says_no_outcome(tmp_path: Path):
+    """ufw-user-limit is LOG "[UFW LIMIT BLOCK] " then -j REJECT (ufw-0.36.2-filter.rules): there the
+    prefix does sit right before the rule it names; [UFW AUDIT] is ufw-before-logging-*'s, before any
+    of ufw's verdicts."""
+    limit = UFW_BLOCK.replace("[UFW BLOCK]", "[UFW LIMIT BLOCK]")
+    audit = UFW_BLOCK.replace("[UFW BLOCK]", "[UFW AUDIT]").replace("ID=43131", "ID=43132")
+    report = _report(tmp_path, "kern.log", limit + audit)
+    by_line = {p.hops[0].event.record.ref.line: p for p in report.packets}
+    assert by_line[1].verdict.code is VerdictCode.REJECTED
+    assert "ufw-user-limit, whose next and last rule is -j REJECT" in by_line[1].verdict.explanation
+    assert by_line[2].verdict.code is not VerdictCode.DROPPED_BY_RULE
+    assert "before any of its allow or deny rules" in _hop_text(report, 2)
+
+
+# A UDP conversation whose first packet the trace shows from a port that is not well known, with no NEW
+# state, nat table or snapshot behind it: conntrack makes the first datagram it sees the original
+# direction (nf_conntrack_proto_udp.c has no "new" check), and the trace may have started after that one.
+def _udp_line(n: int, src: str, dst: str, sport: int, dport: int, prefix: str = "fwd: ") -> str:
+    return (
+        f"Nov 28 05:00:0{n} host kernel: [ 10{n}.000001] {prefix}IN=eth0 OUT=eth1 MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 "
+        f"SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID={n} PROTO=UDP SPT={sport} DPT={dport} LEN=40\n"
+    )
+
+
+def test_a_udp_conversations_first_packet_is_not_called_a_request_without_evidence(tmp_path: Path):
+    text = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 51820) + _udp_line(
+        2, "198.51.100.9", "192.0.2.7", 51820, 40001
+    )
+    report = _report(tmp_path, "kern.log", text)
+    assert [p.role for p in report.packets] == ["unknown", "unknown"]
+
+
+def test_a_udp_packet_to_a_well_known_port_or_through_nat_is_a_request(tmp_path: Path):
+    # A datagram from an ephemeral port to port 53: a client's to a service.
+    dns = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 53) + _udp_line(2, "198.51.100.9", "192.0.2.7", 53, 40001)
+    assert [p.role for p in _report(tmp_path, "kern.log", dns).packets] == ["request", "reply"]
+    # A datagram to a group address: no host sends from one, so it cannot be an entry's reply direction.
+    ssdp = _udp_line(1, "192.0.2.7", "239.255.255.250", 40001, 1900)
+    assert [p.role for p in _report(tmp_path, "kern.log", ssdp).packets] == ["request"]
+    # A datagram from a well-known port to an ephemeral one is no request (an SSDP answer, say).
+    answer = _udp_line(1, "192.0.2.1", "192.0.2.12", 1900, 41797)
+    assert [p.role for p in _report(tmp_path, "kern.log", answer).packets] == ["unknown"]
+    # The nat table sees only a conntrack entry's first packet (nf_nat_inet_fn): a LOG rule there proves it.
+    nat = _udp_line(1, "192.0.2.7", "198.51.100.9", 40001, 51820, prefix="nat-pre: ").replace(" OUT=eth1", " OUT=")
+    (tmp_path / "nat.log").write_text(nat)
+    (tmp_path / "map.yaml").write_text('prefixes:\n  "nat-pre:": "ipv4 nat PREROUTING"\n')
+    report = build_report(load_spec([tmp_path / "nat.log"], prefix_map=PrefixMap.load(tmp_path / "map.yaml")))
+    [p] = report.packets
+    assert p.role == "request" and p.hops[0].event.hook.table == "nat"
+
+
+# ebt_log.c prints its record in pieces (" IP SRC=... IP proto=%d", " SPT=%u DPT=%u"): a kernel without
+# KERN_CONT on them (before 4.9's printk change), or a journal that keeps an interrupted continuation as
+# an entry of its own, logs each piece on a line of its own; a paste wraps the long record over indented
+# lines. Either way it is one record.
+EBT_PIECES_SYSLOG = """\
+Nov 28 05:00:01 host kernel: [  100.000001] eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:01 host kernel: [  100.000001]  IP SRC=172.17.0.2 IP DST=172.17.0.3, IP tos=0x00, IP proto=6
+Nov 28 05:00:01 host kernel: [  100.000001]  SPT=40000 DPT=80
+"""
+EBT_WRAPPED_INDENTED = """\
+eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02
+    MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+    IP SRC=172.17.0.2 IP DST=172.17.0.3,
+    IP tos=0x00, IP proto=6 SPT=40000 DPT=80
+"""
+
+
+@pytest.mark.parametrize("text", [EBT_PIECES_SYSLOG, EBT_WRAPPED_INDENTED], ids=["pieces", "indented"])
+def test_an_ebt_log_record_over_several_lines_is_one_record(tmp_path: Path, text: str):
+    report = _report(tmp_path, "kern.log", text)
+    assert not report.unused, [(u.span, u.reason) for u in report.unused]
+    [p] = report.packets
+    r = p.hops[0].event.record
+    assert (r.src, r.dst, r.proto, r.sport, r.dport) == ("172.17.0.2", "172.17.0.3", "TCP", 40000, 80)
+    # A second record's pieces do not join the first one: a repeated piece starts nothing of its own.
+    twice = _report(tmp_path, "kern.log", text + text)
+    assert len(twice.packets) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -39,6 +40,7 @@ from reportgen.explain.verdicts import (
     EXIT_STAGES,
     INPUT_NOT_SHOWN,
     TRACED,
+    action_says,
     delivered_by_answer,
     exit_verdict,
     input_not_shown,
@@ -82,7 +84,7 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
-from reportgen.parsers.prefix import HOW_IN_OUT, forward_only_reason
+from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, forward_only_reason
 
 
 @dataclass(frozen=True)
@@ -586,9 +588,12 @@ def _hop_text(
                 "net/ipv4/ip_forward.c)."
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
-        out.append(f"The {prefix_evidence(ev)}: {_ACTION_SAYS[ev.hook.action]}")
-    if ev.hook.tool is None and r.fmt == "nflog" and (prev is None or prev.hook.tool is not None):
-        out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
+        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action)}")
+    if ev.hook.tool is None and (prev is None or prev.hook.tool is not None):
+        if r.fmt == "nflog":
+            out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
+        elif r.fmt == "ebtlog":
+            out.append(EBT_LOG_WRITER_NOTE)
     if r.logger:
         out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
@@ -625,16 +630,6 @@ _UNKNOWN_TOOL = (
     "not a tool; a ruleset snapshot (iptables-save, nft list ruleset) holding this prefix's LOG rule at one "
     "place would tell."
 )
-
-
-# What a prefix's action word tells about the hook (a LOG rule itself never decides: xt_LOG.c).
-_ACTION_SAYS = {
-    Action.DROP: "the rule author logs right before a DROP rule for the same match.",
-    Action.REJECT: "the rule author logs right before a REJECT rule for the same match.",
-    Action.ACCEPT: "the rule author logs right before an ACCEPT rule for the same match.",
-    Action.AUDIT: "logged for auditing only; it says nothing about what became of the packet.",
-    Action.LIMIT: "a rate limit was hit; the prefix alone does not say whether the packet was dropped.",
-}
 
 
 # --- NAT ------------------------------------------------------------------------------------------
@@ -924,16 +919,14 @@ class _Place:
         return "related" if self.related else "request" if self.forward else "reply"
 
 
-def _role(t: Track, place: _Place) -> str:
+def _role(t: Track, place: _Place, topo: Topology) -> str:
     """A packet's role: its conversation's direction, else what its own header proves (a SYN or an
     echo request opens, a SYN-ACK or an echo reply answers, a trace's conntrack direction), else
     unknown. A packet outside any conversation (its addresses redacted) is not called a request
     for want of a reply: an ACK or a UDP datagram alone does not say which side opened. Nor is a
-    TCP conversation's first packet seen, when no packet of it is a SYN or a SYN-ACK: only a SYN opens
-    (RFC 9293 3.5), and conntrack takes a connection up mid-stream with the first segment it sees as
-    the original direction (nf_conntrack_proto_tcp.c tcp_new(), nf_conntrack_tcp_loose), which says
-    nothing of which side opened it."""
-    if ct_direction(t) is None and place.flow is not None and not place.related and _opener_unseen(place.flow):
+    conversation's first packet seen, when nothing proves its direction (_opener_unseen): a trace can
+    start in the middle of a flow."""
+    if ct_direction(t) is None and place.flow is not None and not place.related and _opener_unseen(place.flow, topo):
         return "unknown"
     if place.flow is not None or ct_direction(t) is not None:
         return place.role
@@ -942,15 +935,72 @@ def _role(t: Track, place: _Place) -> str:
     return "reply" if is_reply_by_itself(t) else "unknown"
 
 
-def _opener_unseen(flow: Flow) -> bool:
-    """Whether a TCP conversation shows no packet that proves its direction (a SYN, a SYN-ACK, a
-    trace's conntrack direction). A conversation whose first packet was filed as a reply had it proved
-    (correlate.Conversations.is_reply: by itself or by a conntrack snapshot's entry), and one reopened
-    for a closed connection's late packets has that connection's."""
-    if flow.original[0] != "TCP" or flow.reopened or not flow.members or not flow.members[0][1]:
+def _opener_unseen(flow: Flow, topo: Topology) -> bool:
+    """Whether a conversation shows nothing that proves which way its conntrack entry was opened (a
+    SYN, a SYN-ACK, an echo request or reply, a trace's conntrack direction). A conversation whose
+    first packet was filed as a reply had it proved (correlate.Conversations.is_reply: by itself or by
+    a conntrack snapshot's entry), and one reopened for a closed connection's late packets has that
+    connection's.
+
+    Conntrack makes the first packet it sees of a flow the original direction: any UDP datagram
+    (nf_conntrack_proto_udp.c has no "new" check), any packet of a protocol it tracks generically, and
+    for TCP a mid-stream segment too (nf_conntrack_proto_tcp.c tcp_new(), nf_conntrack_tcp_loose). A
+    trace may start after that packet, so the first one it shows is the original only with evidence:
+    a TCP SYN (only a SYN opens, RFC 9293 3.5) and, for other protocols, also the nat table or a
+    matched "ct state new" rule seeing it (_new_entry), a conntrack snapshot's original tuple, a
+    client's port to a well-known one (_to_server_port), or a group destination (_to_group)."""
+    if flow.reopened or not flow.members or not flow.members[0][1]:
         return False
     members = [t for t, _ in flow.members]
-    return not any(opens_by_itself(t) or is_reply_by_itself(t) or ct_direction(t) is not None for t in members)
+    if any(opens_by_itself(t) or is_reply_by_itself(t) or ct_direction(t) is not None for t in members):
+        return False
+    if flow.original[0] == "TCP":
+        return True
+    first = members[0]
+    return not (_new_entry(first) or original_by_conntrack(first, topo) or _to_server_port(first) or _to_group(first))
+
+
+# A matched rule that accepts only packets of a new conntrack entry: nft "ct state new", iptables
+# "-m conntrack --ctstate NEW" or "-m state --state NEW" (not negated, not a set with other states).
+_CT_NEW = re.compile(r"(?<!!\s)(?:\bct state new|--ctstate NEW|--state NEW)(?![,\w])")
+
+
+def _new_entry(t: Track) -> bool:
+    """Whether the packet is its conntrack entry's first: the nat table's chains see only that packet
+    (nf_nat_inet_fn() runs them only while the entry has no NAT set up, net/netfilter/nf_nat_core.c),
+    or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply)."""
+    for ev in t.events:
+        if ev.hook.table == "nat" or any(h.table == "nat" for h in ev.rules):
+            return True
+        if any(h.kind == "rule" and _CT_NEW.search(h.text) for h in ev.rules):
+            return True
+    return False
+
+
+def _to_server_port(t: Track) -> bool:
+    """A datagram from an unprivileged port to a well-known one (< 1024) is a client's to a service:
+    servers listen on the well-known port, clients send from an ephemeral one."""
+    r = t.events[0].record
+    return r.sport is not None and r.dport is not None and r.dport < 1024 <= r.sport
+
+
+# ICMP types conntrack opens an entry for are the queries (nf_conntrack_proto_icmp.c icmp_new(),
+# nf_conntrack_proto_icmpv6.c icmpv6_new()), and the echo request among them is known by itself.
+_QUERY_ONLY = frozenset({"ICMP", "ICMPv6"})
+
+
+def _to_group(t: Track) -> bool:
+    """A packet to a multicast group or the limited broadcast is its conntrack entry's original
+    direction: the entry's reply tuple would have that group as its source, and no host sends from a
+    group address (RFC 1112 4, RFC 4291 2.7), so a trace that starts mid-flow cannot have missed the
+    opener. Not for ICMP, whose other types open no entry at all."""
+    r = t.events[0].record
+    return r.proto not in _QUERY_ONLY and r.proto is not None and (r.dst == "255.255.255.255" or is_multicast(r.dst))
+
+
+def original_by_conntrack(t: Track, topo: Topology) -> bool:
+    """Whether the conntrack snapshot knows this packet as the original direction of an entry."""
+    return _conntrack_side(t, topo, original=True)
 
 
 def _ended(t: Track) -> bool:
@@ -984,6 +1034,10 @@ def reply_by_conntrack(t: Track, topo: Topology) -> bool:
     A packet that arrives on the uplink for the masquerading address matches the reply tuple of the
     connection its request opened (conntrack -L prints the reply tuple second), not an original one.
     """
+    return _conntrack_side(t, topo, original=False)
+
+
+def _conntrack_side(t: Track, topo: Topology, original: bool) -> bool:
     vs = views(t)
     if not vs:
         return False
@@ -995,6 +1049,8 @@ def reply_by_conntrack(t: Track, topo: Topology) -> bool:
         ports = ((tup.sport or tup.id, a.port), (tup.dport or tup.id, b.port))
         return all(x is None or y is None or x == str(y) for x, y in ports)
 
+    if original:
+        return any(matches(e.original, src, dst) and not matches(e.reply, src, dst) for _, e in topo.conntrack)
     return any(matches(e.reply, src, dst) and not matches(e.original, src, dst) for _, e in topo.conntrack)
 
 
@@ -1066,7 +1122,7 @@ def _skips_and_verdict(
                 # A LOG line at INPUT shows the packet reached the chain, not what its later rules
                 # did; a reply from the host may still show it (explain_conversation).
                 where = f"{t.last.hook.label} ({STAGES[t.stages[-1]].title})"
-                verdict, note = input_not_shown(where, t.last, why, _role(t, place) == "request"), None
+                verdict, note = input_not_shown(where, t.last, why, _role(t, place, topo) == "request"), None
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
@@ -1250,7 +1306,7 @@ def explain_conversation(
             Packet(
                 id=f"p{t.index + 1}",
                 conversation=conv,
-                role=_role(t, place),
+                role=_role(t, place, topo),
                 path=cls,
                 summary=describe_packet(t),
                 hops=tuple(_hops(t, cls, place.forward, topo)),

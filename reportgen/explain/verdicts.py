@@ -4,18 +4,23 @@ A verdict is only as strong as what decided it (issue 8, "Verdicts name their ev
 
 * a rule or a chain policy the trace reports, or the ruleset snapshot reaches (attribution.py);
 * the action word of a log prefix: a LOG rule does not decide anything (xt_LOG.c returns
-  XT_CONTINUE), but conventions such as ufw and firewalld log right before the rule they name, so
-  "[UFW BLOCK]" on a packet's last line is the rule author's statement that it was dropped there;
+  XT_CONTINUE), but a convention's own rules say what follows its LOG rule (prefix_conventions.yaml
+  `follows`: ufw's "[UFW BLOCK]" is followed by a chain's default policy DROP, ufw-reject-*'s REJECT
+  or one of its deny rules), so "[UFW BLOCK]" on a packet's last line is the rule author's statement
+  that it was dropped there; a prefix outside any convention is only its author's word;
 * the exit the trace shows: an OUT at a POSTROUTING hook, or an INPUT hop;
 * nothing: then the packet was last seen, and the next hook is not traced.
 """
 
 from __future__ import annotations
 
+import functools
+
 from reportgen.explain.correlate import ICMP_ERRORS
 from reportgen.explain.topology import Topology
 from reportgen.model import Action, Event, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, POSTROUTING, STAGES
+from reportgen.parsers.prefix import match_convention
 
 # Hooks at which a packet is seen leaving: the OUT of a POSTROUTING hook is the device it is handed
 # to (ip_output -> ip_finish_output, net/ipv4/ip_output.c; br_forward_finish, net/bridge/br_forward.c).
@@ -94,6 +99,34 @@ def prefix_evidence(ev: Event) -> str:
     return f"prefix '{ev.record.prefix.strip()}' (action {action}{conv}) at {ev.record.ref}"
 
 
+# What a prefix's action word tells about the hook when no convention's own rules say more (a LOG
+# rule itself never decides: xt_LOG.c).
+_ACTION_SAYS = {
+    Action.DROP: "the rule author logs right before a DROP rule for the same match.",
+    Action.REJECT: "the rule author logs right before a REJECT rule for the same match.",
+    Action.ACCEPT: "the rule author logs right before an ACCEPT rule for the same match.",
+    Action.AUDIT: "logged for auditing only; it says nothing about what became of the packet.",
+    Action.LIMIT: "a rate limit was hit; the prefix alone does not say whether the packet was dropped.",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _follows(prefix: str) -> str | None:
+    """What the convention's own rules do after the LOG rule of this prefix (its `follows`)."""
+    m = match_convention(prefix)
+    return m.follows if m is not None else None
+
+
+def convention_follows(ev: Event) -> str | None:
+    """The `follows` sentence of the convention that placed this hop, if its entry has one."""
+    return _follows(ev.record.prefix) if ev.hook.convention else None
+
+
+def action_says(ev: Event, action: Action) -> str:
+    """What a hop's prefix action tells: its convention's own rules, else the word's general sense."""
+    return convention_follows(ev) or _ACTION_SAYS[action]
+
+
 def placement(ev: Event) -> str:
     """Name where a hop was logged; an unplaced one names every hook it could be and why."""
     h = ev.hook
@@ -130,11 +163,12 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
                 )
             where = ev.hook.label
             verb = "Rejected" if action is Action.REJECT else "Dropped"
+            follows = convention_follows(ev)
             return Verdict(
                 _ENDING[action],
                 where,
-                f"{verb} {placement(ev)}: its last line carries "
-                f"the {prefix_evidence(ev)}, which logs right before the rule it names.",
+                f"{verb} {placement(ev)}: its last line carries the {prefix_evidence(ev)}"
+                + (f"; {follows}" if follows else ", which logs right before the rule it names."),
                 prefix_evidence(ev),
             ), None
     ev, st = hops[-1]

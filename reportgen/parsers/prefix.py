@@ -191,6 +191,8 @@ class Convention:
     examples: tuple[str, ...]
     backend_tables: Mapping[str, str] = field(default_factory=dict)
     tool: str | None = None  # TOOLS: whose rules the project writes, when it has one backend
+    # What the project's own rules do after the LOG rule, per action word ("" for every word).
+    follows: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ class ConventionMatch:
     table: str | None
     chain: str | None
     action: Action | None
+    follows: str | None = None  # the entry's `follows` sentence for this prefix's action word
 
 
 @dataclass(frozen=True)
@@ -318,9 +321,19 @@ def parse_conventions(data: dict[str, Any], name: str) -> tuple[Convention, ...]
                 examples=tuple(str(e) for e in entry.get("examples") or ()),
                 backend_tables={str(k): str(v) for k, v in (entry.get("backend_tables") or {}).items()},
                 tool=_tool(name, where, entry.get("tool")),
+                follows=_follows(entry.get("follows")),
             )
         )
     return tuple(out)
+
+
+def _follows(value: object) -> dict[str, str]:
+    """A convention's `follows`: one sentence for every action word (key ""), or one per word."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): " ".join(str(v).split()) for k, v in value.items()}
+    return {"": " ".join(str(value).split())}
 
 
 # A convention's `tool`: "iptables" (iptables, ip6tables or ebtables by the record's family), "nft" (nft
@@ -416,7 +429,8 @@ def _match_convention(s: str) -> ConventionMatch | None:
         elif action is None:
             action = conv.default_action
         family = conv.family_words.get(groups.get("family") or "", conv.family)
-        return ConventionMatch(conv, family, hooks, table, chain, action)
+        follows = conv.follows.get(groups.get("action") or "", conv.follows.get(""))
+        return ConventionMatch(conv, family, hooks, table, chain, action, follows)
     return None
 
 
@@ -561,6 +575,21 @@ def prefix_action(prefix: str) -> Action | None:
     return Action.AUDIT if Action.AUDIT in found else Action.LIMIT if Action.LIMIT in found else None
 
 
+# ebt_log.c's ebt_log_packet() alone prints "MAC source = ... proto = 0x....", but that proves the
+# ebt_log module printed the record, not that an ebtables rule asked it to: ebt_log registers
+# ebt_log_packet as the bridge family's logger (nf_log_register, and nf_log_set(net, NFPROTO_BRIDGE)
+# in every network namespace), and an nft bridge table's log statement (nft_log.c) logs through
+# nf_log_packet(), which calls the logger bound to the family, so it prints this layout too whenever
+# ebt_log was bound before nf_log_syslog's bridge logger. Said once per run of such hops (explain.py).
+EBT_LOG_WRITER_NOTE = (
+    "The 'MAC source =' layout is ebt_log.c's own, but an ebtables --log rule and an nft bridge table's log "
+    "statement both print it while ebt_log is the bridge family's logger (ebt_log registers itself with "
+    "nf_log_set; nft_log.c logs through the bound logger): the line does not tell ebtables from nft, so the "
+    "hop names the bridge hook, not a tool; an ebtables-save or nft list ruleset snapshot holding this "
+    "prefix's log rule would tell."
+)
+
+
 def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     """Place a record at its hook (or its candidate hooks), or explain why that cannot be done.
 
@@ -582,9 +611,6 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
-        if hit.hook is not None and hit.hook.writer is None and rec.fmt == "ebtlog":
-            # ebt_log.c ebt_log_packet() alone prints "MAC source = ... proto = 0x....": an ebtables rule.
-            hit = Resolution(replace(hit.hook, writer="ebtables"), hit.problem)
         if len(prefix_map.cache) < 65536:
             prefix_map.cache[key] = hit
     return hit
@@ -670,6 +696,11 @@ def _from_words(rec: LogRecord, family: str | None, action: Action | None) -> Re
     table = next(iter(tables)) if tables else _UNIQUE_TABLE.get((family, chain))
     tools = {_TOOL_WORDS[w] for w in words if w in _TOOL_WORDS}
     writer = writer_of("iptables" if tools == {"xtables"} else "nft" if tools == {"nft"} else None, family)
+    if tools == {"nft"} and family != BRIDGE:
+        # The word says nft wrote the rule, not the table's family: an inet table's chains see IPv4
+        # and IPv6 packets alike (net/netfilter/nft_chain_filter.c nft_do_chain_inet()), so an
+        # IPv4 record may come from an ip or an inet table. Only a bridge hook is a bridge table's.
+        writer = "nft"
     return Resolution(HookRef(family, hook, table, chain, HOW_WORDS, action=action, writer=writer))
 
 

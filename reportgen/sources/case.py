@@ -360,11 +360,15 @@ def _file_events(
             continue
         if monitor is not None:
             visits, used = monitor.feed(ref, text)
-            if not used:
+            # A kernel LOG record among nft monitor trace lines (a journal holding both) is read as
+            # one; nft's trace lines name devices as iif/oif, never "IN=" (nftables src/trace.c).
+            kernel = not used and fmt == "nfttrace" and bool(record_anchors(text))
+            if not used and not kernel:
                 _add_unused(unused, ref, _other_reason(other, True, fmt, text), text)
             for v in visits:
                 yield from _visit_event(v, unused)
-            continue
+            if not kernel:
+                continue
         framed = strip_wrapper(text)
         rec = parse_kernel_message(framed.msg, ref, text, framed.stamp)
         if rec is None:

@@ -150,7 +150,8 @@ _VALUE_START = re.compile(r"^=\S")
 #   whitespace, _continues) or with the "=value" of a field broken after its key, and a wrapper
 #   without a message ("[ 12.3]" alone, or "host kernel: ") takes the record on the next line; the
 #   last byte of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog tag,
-#   /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII;
+#   /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII; a piece of an ebt_log record on a line
+#   of its own holds one of its piece's words (_EBT_PIECE);
 # - nft monitor trace lines hold "trace id " (nftables src/trace.c trace_print_hdr), and a conntrack
 #   id wrapped onto its own line holds only digits (NftTraceParser._ct_id_wrapped), so no letter.
 # xtables-monitor's parser keeps state across every line it reads (a PACKET line may be wrapped), so
@@ -165,6 +166,13 @@ _LETTER = re.compile(rb"[A-Za-z]")
 def _kernel_line_may_be_record(data: bytes) -> bool:
     if b"IN=" in data or b"OUT=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
         return True
+    # A piece of an ebt_log record on a line of its own (_EBT_PIECE): "MAC source = ", "IP SRC=", ...
+    if b" = " in data or b"SRC=" in data or b"DST=" in data or b"PT=" in data or b"TYPE=" in data:
+        return True
+    if b"proto=" in data or b"tos=" in data or b"priority=" in data or b"Header=" in data or b"OPCODE=" in data:
+        return True
+    if b"INCOMPLETE" in data:
+        return True
     s = data.strip(_WHITESPACE)
     if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
@@ -173,7 +181,8 @@ def _kernel_line_may_be_record(data: bytes) -> bool:
 
 
 def _nft_line_may_be_event(data: bytes) -> bool:
-    return b"trace id" in data or b"\x00" in data or _LETTER.search(data) is None
+    # "IN=": a kernel LOG record in the same file, which the reader parses as one (sources/case.py).
+    return b"trace id" in data or b"IN=" in data or b"\x00" in data or _LETTER.search(data) is None
 
 
 def prefilter(fmt: str | None) -> Callable[[bytes], bool] | None:
@@ -237,7 +246,10 @@ class LineFramer:
             framed = strip_wrapper(text)
             if pending is not None and _continues(pending[2], text, framed):
                 inside = _VALUE_START.match(text.strip()) is not None  # wrapped inside a field
-                joined = pending[1].rstrip() + ("" if inside else " ") + text.strip()
+                # An ebt_log piece logged as a line of its own keeps its wrapper there: join its message.
+                joined = (
+                    pending[1].rstrip() + ("" if inside else " ") + (framed.msg if framed.wrapped else text).strip()
+                )
                 pending = (pending[0], joined, strip_wrapper(joined))
                 self.spans[pending[0]] = n
                 continue
@@ -255,6 +267,8 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
     or the previous line starts a record and this line, unwrapped, carries only fields the previous
     one lacks (a stray tail of another record repeats fields and is left alone).
     """
+    if _ebt_piece(before.msg, framed.msg):
+        return True
     if framed.wrapped:
         return False
     body = text.strip()
@@ -274,6 +288,31 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
         return False
     seen = set(_FIELD_KEYS.findall(before.msg[prev_anchors[-1][1] :])) - _TWICE
     return not seen & set(_FIELD_KEYS.findall(body))
+
+
+# The pieces of an ebt_log record after "IN=%s OUT=%s" (net/bridge/netfilter/ebt_log.c
+# ebt_log_packet(): "MAC source = %pM MAC dest = %pM proto = 0x%04x", then " IP SRC=%pI4 IP DST=%pI4,
+# IP tos=0x%02X, IP proto=%d" or " IPv6 SRC=... Next Header=%d" or " ARP HTYPE=%d, PTYPE=0x%04x,
+# OPCODE=%d" and " ARP MAC SRC=... ARP IP DST=%pI4", then print_ports()'s " SPT=%u DPT=%u", or
+# " INCOMPLETE ..."). Kernels before 4.9's printk continuation fix printed each piece as a line of its
+# own (printk without KERN_CONT), journald and syslog keep a continuation another message interrupted
+# as an entry of its own, and a paste wraps the long record over indented lines: a line that starts
+# with a piece the ebt_log record on the line before lacks is the rest of that record.
+_EBT_PIECE = re.compile(
+    r"^(?P<head>MAC source = |MAC dest = |proto = 0x|IP (?:SRC|DST|tos|proto)=|IPv6 (?:SRC|DST|priority)=|"
+    r"Next Header=|ARP (?:HTYPE|MAC SRC|IP SRC|MAC DST|IP DST)=|PTYPE=|OPCODE=|SPT=|DPT=|INCOMPLETE )"
+)
+_EBT_HEAD_END = re.compile(r"(?:^| )IN=\S* OUT=\S*$")
+
+
+def _ebt_piece(before: str, msg: str) -> bool:
+    """Whether ``msg`` is the next piece of the ebt_log record ``before`` (_EBT_PIECE)."""
+    if " MAC source = " in before:
+        m = _EBT_PIECE.match(msg.strip())
+        # A piece the record already holds starts another record's text, not this one's rest.
+        return m is not None and f" {m.group('head')}" not in before
+    # Only a record's start, cut after its devices, takes the MAC source piece.
+    return msg.lstrip().startswith("MAC source = ") and _EBT_HEAD_END.search(before.rstrip()) is not None
 
 
 # Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
