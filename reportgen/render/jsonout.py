@@ -239,7 +239,8 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
     What diff does with each differing value, spelled out: a scalar is taken as it is; a line
     reference (an object of two keys) whole (jsonfold._change); a list of the example's length as
     an object of the differing indexes, a list of another length whole; a rule (an object of eight
-    keys) as the diff of its keys.
+    keys) as the diff of its keys. The loops index their tuples: compiled, a zip is an iterator
+    call per item.
     """
     out: dict[str, Any] = {}
     if _place_key(h) != ex.place_key:  # rare: the behaviour fixes the hook, stage and explanation
@@ -247,31 +248,50 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
     event = h.event
     r = event.record
     fields = _hop_fields(r)
-    if fields != ex.fields:
-        for k, b, v in zip(_HOP_FIELDS, ex.fields, fields, strict=True):
-            if b != v:
-                out[k] = v
-    if _moved(ex.ref, r.ref):
-        out["line"] = _line_object(r.ref)
+    base = ex.fields
+    if fields != base:
+        for i in range(len(fields)):
+            if fields[i] != base[i]:
+                out[_HOP_FIELDS[i]] = fields[i]
+    # The record's own line is the first of the hop's lines (Event.refs), here and in the example:
+    # when it moved, one object stands for it in both places.
+    own = _line_object(r.ref) if _moved(ex.ref, r.ref) else None
+    if own is not None:
+        out["line"] = own
     # Event.refs, without building it for a LOG line's event (no rules, no extra lines).
     refs = event.refs if event.rules or event.extra else (r.ref,)
-    if len(refs) != len(ex.refs):
+    base_refs = ex.refs
+    if len(refs) != len(base_refs):
         out["lines"] = [_line_object(x) for x in refs]
     else:
-        lines = {str(i): _line_object(v) for i, (b, v) in enumerate(zip(ex.refs, refs, strict=True)) if _moved(b, v)}
+        lines: dict[str, Any] = {} if own is None else {"0": own}
+        for i in range(1, len(refs)):
+            v = refs[i]
+            if _moved(base_refs[i], v):
+                lines[_index(i)] = _line_object(v)
         if lines:
             out["lines"] = lines
     rules = event.rules
-    if len(rules) != len(ex.rules):
+    base_rules = ex.rules
+    if len(rules) != len(base_rules):
         out["rules"] = [_rule(x) for x in rules]
-    else:
+    elif rules:
         changed = {}
-        for i, (b, v) in enumerate(zip(ex.rules, rules, strict=True)):
-            if b is not v and (d := _rule_diff(b, v)):
-                changed[str(i)] = d
+        for i in range(len(rules)):
+            was, rule = base_rules[i], rules[i]
+            if was is not rule and (d := _rule_diff(was, rule)):
+                changed[_index(i)] = d
         if changed:
             out["rules"] = changed
     return out
+
+
+# Index keys of a diff's changed list items ("0", "1", ...), made once.
+_INDEXES = tuple(str(i) for i in range(64))
+
+
+def _index(i: int) -> str:
+    return _INDEXES[i] if i < len(_INDEXES) else str(i)
 
 
 def _moved(a: LineRef, b: LineRef) -> bool:
@@ -409,20 +429,23 @@ def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
     compared part by part (_hop_diff) instead of as objects."""
     models = _rest_models(p, f)
+    base = ex.rest_models
     out: dict[str, Any] = {}
-    if models != ex.rest_models:
-        keys = [k for k, b, v in zip(_REST_KEYS, ex.rest_models, models, strict=True) if b != v]
+    # Each model compared once (a dataclass's == is an interpreted call): no whole-tuple test first.
+    keys = [_REST_KEYS[i] for i in range(len(models)) if models[i] is not base[i] and models[i] != base[i]]
+    if keys:
         out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
-    if len(p.hops) != len(ex.hops):  # a list of another length is given whole
-        out["hops"] = [_hop(h) for h in p.hops]
+    hops = p.hops
+    if len(hops) != len(ex.hops):  # a list of another length is given whole
+        out["hops"] = [_hop(h) for h in hops]
         return out
-    hops = {}
-    for i, (e, h) in enumerate(zip(ex.hops, p.hops, strict=True)):
-        d = _hop_diff(e, h)
+    changed = {}
+    for i in range(len(hops)):
+        d = _hop_diff(ex.hops[i], hops[i])
         if d:
-            hops[str(i)] = d
-    if hops:
-        out["hops"] = hops
+            changed[_index(i)] = d
+    if changed:
+        out["hops"] = changed
     return out
 
 
