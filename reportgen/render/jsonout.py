@@ -41,6 +41,7 @@ from reportgen.model import (
     Prediction,
     Report,
     RuleHit,
+    Verdict,
 )
 from reportgen.pipeline import UnusedRow, unused_rows
 from reportgen.render.jsonfold import Unpatchable, diff, fold_conversation
@@ -356,20 +357,79 @@ def _packet(p: Packet) -> dict[str, Any]:
     return d
 
 
-# The keys of a packet's object besides its ids and hops (_rest_value), and what each is made from
-# (_rest_models): equal models give equal values (the dataclasses compare every field).
+# The keys of a packet's object besides its ids and hops (_rest_value). _packet_diff compares the
+# first five by what each is made from (_rest_models: equal models give equal values, the
+# dataclasses compare every field), and the verdict and footer field by field (_verdict_diff,
+# _footer_diff).
 _REST_KEYS = ("role", "path", "summary", "nat", "skipped", "verdict", "footer")
+_MODEL_KEYS = _REST_KEYS[:5]
 
 
-def _rest_models(p: Packet, f: Footer | None) -> tuple[Any, ...]:
+def _rest_models(p: Packet) -> tuple[Any, ...]:
+    return (p.role, p.path, p.summary, p.nat, p.skipped)
+
+
+def _ref_moved(a: LineRef | None, b: LineRef | None) -> bool:
+    """a != b for optional line references, without the dataclass's interpreted __eq__."""
+    return a is not b and (a is None or b is None or _moved(a, b))
+
+
+def _verdict_diff(out: dict[str, Any], b: Verdict | None, v: Verdict | None) -> None:
+    """Put jsonfold.diff of the two verdicts' objects (_rest_value "verdict") in ``out`` when they
+    differ: a verdict's values are scalars and a line reference, each taken whole; where one of the
+    two is None, the new value is taken whole."""
+    if b is v:
+        return
+    if b is None or v is None:
+        out["verdict"] = _rest_verdict(v)
+        return
+    d: dict[str, Any] = {}
+    if b.code != v.code:
+        d["code"] = v.code.value
+    if b.where != v.where:
+        d["where"] = v.where
+    if b.explanation != v.explanation:
+        d["explanation"] = v.explanation
+    if b.evidence != v.evidence:
+        d["evidence"] = v.evidence
+    if b.rule != v.rule:
+        d["rule"] = v.rule
+    if _ref_moved(b.rule_ref, v.rule_ref):
+        d["rule_line"] = _ref(v.rule_ref)
+    if d:
+        out["verdict"] = d
+
+
+def _footer_diff(out: dict[str, Any], b: Footer | None, f: Footer | None) -> None:
+    """Put jsonfold.diff of the two footers' objects (_footer) in ``out`` when they differ."""
+    if b is f:
+        return
+    if b is None or f is None:
+        out["footer"] = _footer(f)
+        return
+    d: dict[str, Any] = {}
+    if b.final != f.final:
+        d["final"] = f.final
+    if b.decided_by != f.decided_by:
+        d["decided_by"] = f.decided_by
+    if b.code != f.code:
+        d["code"] = f.code.value
+    if d:
+        out["footer"] = d
+
+
+def _rest_verdict(v: Verdict | None) -> dict[str, Any] | None:
     return (
-        p.role,
-        p.path,
-        p.summary,
-        p.nat,
-        p.skipped,
-        p.verdict,
-        None if f is None else (f.final, f.decided_by, f.code),
+        None
+        if v is None
+        else {
+            "code": v.code.value,
+            "where": v.where,
+            "explanation": v.explanation,
+            "evidence": v.evidence,
+            "rule": v.rule,
+            "rule_line": _ref(v.rule_ref),
+        }
     )
 
 
@@ -397,19 +457,7 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
             for s in p.skipped
         ]
     if key == "verdict":
-        v = p.verdict
-        return (
-            None
-            if v is None
-            else {
-                "code": v.code.value,
-                "where": v.where,
-                "explanation": v.explanation,
-                "evidence": v.evidence,
-                "rule": v.rule,
-                "rule_line": _ref(v.rule_ref),
-            }
-        )
+        return _rest_verdict(p.verdict)
     assert key == "footer"
     return _footer(f)
 
@@ -417,24 +465,28 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
 class _Example:
     """A behaviour's example packet, as a packet's diff against it reads it (_packet_diff)."""
 
-    __slots__ = ("hops", "rest", "rest_models")
+    __slots__ = ("hops", "rest", "rest_models", "verdict", "footer")
 
     def __init__(self, p: Packet, f: Footer | None) -> None:
         self.hops = [_ExampleHop(h) for h in p.hops]
-        self.rest = {k: _rest_value(k, p, f) for k in _REST_KEYS}
-        self.rest_models = _rest_models(p, f)
+        self.rest = {k: _rest_value(k, p, f) for k in _MODEL_KEYS}
+        self.rest_models = _rest_models(p)
+        self.verdict = p.verdict
+        self.footer = f
 
 
 def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
     compared part by part (_hop_diff) instead of as objects."""
-    models = _rest_models(p, f)
+    models = _rest_models(p)
     base = ex.rest_models
     out: dict[str, Any] = {}
     # Each model compared once (a dataclass's == is an interpreted call): no whole-tuple test first.
-    keys = [_REST_KEYS[i] for i in range(len(models)) if models[i] is not base[i] and models[i] != base[i]]
+    keys = [_MODEL_KEYS[i] for i in range(len(models)) if models[i] is not base[i] and models[i] != base[i]]
     if keys:
         out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
+    _verdict_diff(out, ex.verdict, p.verdict)
+    _footer_diff(out, ex.footer, f)
     hops = p.hops
     if len(hops) != len(ex.hops):  # a list of another length is given whole
         out["hops"] = [_hop(h) for h in hops]
