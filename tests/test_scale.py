@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies
 
 from reportgen import pipeline
 from reportgen.explain.correlate import Correlator, Track
@@ -405,3 +406,54 @@ def test_unused_rows_are_the_runs(tmp_path: Path):
     runs.gaps = [UnusedLine(LineRef(kern.name, 3), "gap", "x", 5), UnusedLine(LineRef(kern.name, 9_999), "gap", "y")]
     assert list(unused_rows(runs)) == rows(runs)
     assert list(unused_rows(tuple(runs))) == rows(runs)
+
+
+# Texts made of what a citation's look-around reads: file-name characters, colons, ASCII and other
+# scripts' digits, word characters, full stops and spaces.
+_CITED = strategies.text(alphabet=strategies.sampled_from(list("kern.logx:0123456789_ é٣²a-/")), max_size=40)
+
+
+@given(text=_CITED, name=strategies.sampled_from(["kern.log", "x", "log", "a:1", "é.log"]))
+@settings(max_examples=500, deadline=None)
+def test_one_files_citations_are_cut_as_the_regex_cuts_them(text: str, name: str) -> None:
+    """jsonfold._cut_file_citations (str.find) gives the parts and member values the citation regex
+    gives, whatever stands before, in and after a citation."""
+    from reportgen.render.jsonfold import _citation, _cut_citations, _cut_file_citations
+
+    def collect() -> tuple[list[int], Callable[[Any], int]]:
+        seen: list[int] = []
+
+        def ref(value: Any) -> int:
+            seen.append(value)
+            return len(seen) - 1
+
+        return seen, ref
+
+    fast_values, fast_ref = collect()
+    slow_values, slow_ref = collect()
+    for t in (text, f"{name}:{text}", f"{text} {name}:12.{text}{name}:7{name}:"):
+        assert _cut_file_citations(t, name, fast_ref) == _cut_citations(t, _citation((name,)), slow_ref)
+    assert fast_values == slow_values
+
+
+@given(
+    ids=strategies.lists(
+        strategies.one_of(
+            strategies.integers(0, 40).map(lambda n: f"p{n}"), strategies.sampled_from(["p", "p٣", "q1", "p1.2", "p01"])
+        )
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_packet_id_runs_take_only_p_and_ascii_digits(ids: list[str]) -> None:
+    """jsonout._ids writes runs exactly when every id is "p" and ASCII digits without a leading zero
+    (what the regex p([0-9]+) it replaced accepted), and lists the ids otherwise."""
+    import re
+
+    from reportgen.render.jsonout import _ids, expand_runs
+
+    runs = all(re.fullmatch(r"p([0-9]+)", x) and not x.startswith("p0") for x in ids)
+    text = _ids(ids)
+    if runs:
+        assert sorted({n for a, b in expand_runs(text) for n in range(a, b + 1)}) == sorted({int(x[1:]) for x in ids})
+    else:
+        assert text == ",".join(ids)

@@ -648,15 +648,22 @@ def _direct_nats(
     out: list[Nat] = []
     by = "rule" if forward and first else "conntrack"
     prev: Event | None = None
-    ps = pd = Endpoint("", None)  # prev's endpoints
+    # prev's endpoints as (address, port) values: an Endpoint is made only for a rewrite's Nat (a
+    # dataclass's constructor is interpreted, and every hop of every packet is compared).
+    ps_addr = pd_addr = ""
+    ps_port: int | None = None
+    pd_port: int | None = None
     for ev, st in zip(track.events, track.stages, strict=True):
         r = ev.record
         if r.src is None:
             continue
-        rs, rd = _eps(ev)
+        rs_addr, rd_addr = r.src, r.dst or ""
+        rs_port, rd_port = flow_ports(ev)
         if prev is not None:
             fam = ev.hook.family if ev.hook.family != BRIDGE else (r.l3 or "ipv4")
-            if differs(pd, rd):
+            # differs() of the two views of each endpoint, on their values
+            if pd_addr != rd_addr or (pd_port is not None and rd_port is not None and pd_port != rd_port):
+                pd, rd = Endpoint(pd_addr, pd_port), Endpoint(rd_addr, rd_port)
                 hook = "OUTPUT" if st in ("ip-out",) or track.stages[0] == "ip-out" else "PREROUTING"
                 if forward:
                     out.append(
@@ -686,7 +693,8 @@ def _direct_nats(
                             "conntrack",
                         )
                     )
-            if differs(ps, rs):
+            if ps_addr != rs_addr or (ps_port is not None and rs_port is not None and ps_port != rs_port):
+                ps, rs = Endpoint(ps_addr, ps_port), Endpoint(rs_addr, rs_port)
                 hook = "INPUT" if st == "ip-in" else "POSTROUTING"
                 if forward:
                     typ, why = _nat_type(rs, r.out_dev, topo)
@@ -704,13 +712,8 @@ def _direct_nats(
                             "conntrack",
                         )
                     )
-        prev, ps, pd = ev, rs, rd
+        prev, ps_addr, ps_port, pd_addr, pd_port = ev, rs_addr, rs_port, rd_addr, rd_port
     return out
-
-
-def _eps(ev: Event) -> tuple[Endpoint, Endpoint]:
-    sport, dport = flow_ports(ev)
-    return Endpoint(ev.record.src or "", sport), Endpoint(ev.record.dst or "", dport)
 
 
 def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True) -> list[Nat]:
@@ -905,14 +908,17 @@ def _verdict(
 # --- the whole case -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class _Place:
-    """Where a packet stands in its conversation."""
+    """Where a packet stands in its conversation. A plain class, not a dataclass: compiled, its
+    constructor is native, where a dataclass's generated __init__ is interpreted (one per packet)."""
 
-    flow: Flow | None
-    forward: bool  # original direction of the conntrack entry
-    first: bool  # the connection's first packet: the one the nat table sees
-    related: bool  # an ICMP error about the connection
+    __slots__ = ("flow", "forward", "first", "related")
+
+    def __init__(self, flow: Flow | None, forward: bool, first: bool, related: bool) -> None:
+        self.flow = flow
+        self.forward = forward  # original direction of the conntrack entry
+        self.first = first  # the connection's first packet: the one the nat table sees
+        self.related = related  # an ICMP error about the connection
 
     @property
     def role(self) -> str:

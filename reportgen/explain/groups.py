@@ -99,8 +99,12 @@ def _spans(refs: list[LineRef], wrapped: Mapping[str, Mapping[int, int]]) -> tup
     """Compress line references into runs (first line, last line number) per file; a wrapped
     record's reference stands for its lines up to its last."""
     out: list[tuple[LineRef, int]] = []
-    # LineRef orders as (file, line); the tuple key sorts the same without its generated __lt__.
-    for ref in sorted(set(refs), key=lambda r: (r.file, r.line)):
+    # Distinct and sorted by (file, line), as LineRef orders: keyed by that tuple, not by the LineRef,
+    # whose hash and order are the dataclass's interpreted __hash__ and __lt__ (a set of the
+    # references was most of grouping's time on the nft bench input).
+    distinct = {(ref.file, ref.line): ref for ref in refs}
+    for key in sorted(distinct):
+        ref = distinct[key]
         spans = wrapped.get(ref.file)
         last = spans.get(ref.line, ref.line) if spans else ref.line
         if out and out[-1][0].file == ref.file and out[-1][1] + 1 >= ref.line:

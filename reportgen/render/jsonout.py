@@ -41,6 +41,7 @@ from reportgen.model import (
     Prediction,
     Report,
     RuleHit,
+    Verdict,
 )
 from reportgen.pipeline import UnusedRow, unused_rows
 from reportgen.render.jsonfold import Unpatchable, diff, fold_conversation
@@ -239,7 +240,8 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
     What diff does with each differing value, spelled out: a scalar is taken as it is; a line
     reference (an object of two keys) whole (jsonfold._change); a list of the example's length as
     an object of the differing indexes, a list of another length whole; a rule (an object of eight
-    keys) as the diff of its keys.
+    keys) as the diff of its keys. The loops index their tuples: compiled, a zip is an iterator
+    call per item.
     """
     out: dict[str, Any] = {}
     if _place_key(h) != ex.place_key:  # rare: the behaviour fixes the hook, stage and explanation
@@ -247,31 +249,50 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
     event = h.event
     r = event.record
     fields = _hop_fields(r)
-    if fields != ex.fields:
-        for k, b, v in zip(_HOP_FIELDS, ex.fields, fields, strict=True):
-            if b != v:
-                out[k] = v
-    if _moved(ex.ref, r.ref):
-        out["line"] = _line_object(r.ref)
+    base = ex.fields
+    if fields != base:
+        for i in range(len(fields)):
+            if fields[i] != base[i]:
+                out[_HOP_FIELDS[i]] = fields[i]
+    # The record's own line is the first of the hop's lines (Event.refs), here and in the example:
+    # when it moved, one object stands for it in both places.
+    own = _line_object(r.ref) if _moved(ex.ref, r.ref) else None
+    if own is not None:
+        out["line"] = own
     # Event.refs, without building it for a LOG line's event (no rules, no extra lines).
     refs = event.refs if event.rules or event.extra else (r.ref,)
-    if len(refs) != len(ex.refs):
+    base_refs = ex.refs
+    if len(refs) != len(base_refs):
         out["lines"] = [_line_object(x) for x in refs]
     else:
-        lines = {str(i): _line_object(v) for i, (b, v) in enumerate(zip(ex.refs, refs, strict=True)) if _moved(b, v)}
+        lines: dict[str, Any] = {} if own is None else {"0": own}
+        for i in range(1, len(refs)):
+            v = refs[i]
+            if _moved(base_refs[i], v):
+                lines[_index(i)] = _line_object(v)
         if lines:
             out["lines"] = lines
     rules = event.rules
-    if len(rules) != len(ex.rules):
+    base_rules = ex.rules
+    if len(rules) != len(base_rules):
         out["rules"] = [_rule(x) for x in rules]
-    else:
+    elif rules:
         changed = {}
-        for i, (b, v) in enumerate(zip(ex.rules, rules, strict=True)):
-            if b is not v and (d := _rule_diff(b, v)):
-                changed[str(i)] = d
+        for i in range(len(rules)):
+            was, rule = base_rules[i], rules[i]
+            if was is not rule and (d := _rule_diff(was, rule)):
+                changed[_index(i)] = d
         if changed:
             out["rules"] = changed
     return out
+
+
+# Index keys of a diff's changed list items ("0", "1", ...), made once.
+_INDEXES = tuple(str(i) for i in range(64))
+
+
+def _index(i: int) -> str:
+    return _INDEXES[i] if i < len(_INDEXES) else str(i)
 
 
 def _moved(a: LineRef, b: LineRef) -> bool:
@@ -336,20 +357,79 @@ def _packet(p: Packet) -> dict[str, Any]:
     return d
 
 
-# The keys of a packet's object besides its ids and hops (_rest_value), and what each is made from
-# (_rest_models): equal models give equal values (the dataclasses compare every field).
+# The keys of a packet's object besides its ids and hops (_rest_value). _packet_diff compares the
+# first five by what each is made from (_rest_models: equal models give equal values, the
+# dataclasses compare every field), and the verdict and footer field by field (_verdict_diff,
+# _footer_diff).
 _REST_KEYS = ("role", "path", "summary", "nat", "skipped", "verdict", "footer")
+_MODEL_KEYS = _REST_KEYS[:5]
 
 
-def _rest_models(p: Packet, f: Footer | None) -> tuple[Any, ...]:
+def _rest_models(p: Packet) -> tuple[Any, ...]:
+    return (p.role, p.path, p.summary, p.nat, p.skipped)
+
+
+def _ref_moved(a: LineRef | None, b: LineRef | None) -> bool:
+    """a != b for optional line references, without the dataclass's interpreted __eq__."""
+    return a is not b and (a is None or b is None or _moved(a, b))
+
+
+def _verdict_diff(out: dict[str, Any], b: Verdict | None, v: Verdict | None) -> None:
+    """Put jsonfold.diff of the two verdicts' objects (_rest_value "verdict") in ``out`` when they
+    differ: a verdict's values are scalars and a line reference, each taken whole; where one of the
+    two is None, the new value is taken whole."""
+    if b is v:
+        return
+    if b is None or v is None:
+        out["verdict"] = _rest_verdict(v)
+        return
+    d: dict[str, Any] = {}
+    if b.code != v.code:
+        d["code"] = v.code.value
+    if b.where != v.where:
+        d["where"] = v.where
+    if b.explanation != v.explanation:
+        d["explanation"] = v.explanation
+    if b.evidence != v.evidence:
+        d["evidence"] = v.evidence
+    if b.rule != v.rule:
+        d["rule"] = v.rule
+    if _ref_moved(b.rule_ref, v.rule_ref):
+        d["rule_line"] = _ref(v.rule_ref)
+    if d:
+        out["verdict"] = d
+
+
+def _footer_diff(out: dict[str, Any], b: Footer | None, f: Footer | None) -> None:
+    """Put jsonfold.diff of the two footers' objects (_footer) in ``out`` when they differ."""
+    if b is f:
+        return
+    if b is None or f is None:
+        out["footer"] = _footer(f)
+        return
+    d: dict[str, Any] = {}
+    if b.final != f.final:
+        d["final"] = f.final
+    if b.decided_by != f.decided_by:
+        d["decided_by"] = f.decided_by
+    if b.code != f.code:
+        d["code"] = f.code.value
+    if d:
+        out["footer"] = d
+
+
+def _rest_verdict(v: Verdict | None) -> dict[str, Any] | None:
     return (
-        p.role,
-        p.path,
-        p.summary,
-        p.nat,
-        p.skipped,
-        p.verdict,
-        None if f is None else (f.final, f.decided_by, f.code),
+        None
+        if v is None
+        else {
+            "code": v.code.value,
+            "where": v.where,
+            "explanation": v.explanation,
+            "evidence": v.evidence,
+            "rule": v.rule,
+            "rule_line": _ref(v.rule_ref),
+        }
     )
 
 
@@ -377,19 +457,7 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
             for s in p.skipped
         ]
     if key == "verdict":
-        v = p.verdict
-        return (
-            None
-            if v is None
-            else {
-                "code": v.code.value,
-                "where": v.where,
-                "explanation": v.explanation,
-                "evidence": v.evidence,
-                "rule": v.rule,
-                "rule_line": _ref(v.rule_ref),
-            }
-        )
+        return _rest_verdict(p.verdict)
     assert key == "footer"
     return _footer(f)
 
@@ -397,32 +465,39 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
 class _Example:
     """A behaviour's example packet, as a packet's diff against it reads it (_packet_diff)."""
 
-    __slots__ = ("hops", "rest", "rest_models")
+    __slots__ = ("hops", "rest", "rest_models", "verdict", "footer")
 
     def __init__(self, p: Packet, f: Footer | None) -> None:
         self.hops = [_ExampleHop(h) for h in p.hops]
-        self.rest = {k: _rest_value(k, p, f) for k in _REST_KEYS}
-        self.rest_models = _rest_models(p, f)
+        self.rest = {k: _rest_value(k, p, f) for k in _MODEL_KEYS}
+        self.rest_models = _rest_models(p)
+        self.verdict = p.verdict
+        self.footer = f
 
 
 def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
     compared part by part (_hop_diff) instead of as objects."""
-    models = _rest_models(p, f)
+    models = _rest_models(p)
+    base = ex.rest_models
     out: dict[str, Any] = {}
-    if models != ex.rest_models:
-        keys = [k for k, b, v in zip(_REST_KEYS, ex.rest_models, models, strict=True) if b != v]
+    # Each model compared once (a dataclass's == is an interpreted call): no whole-tuple test first.
+    keys = [_MODEL_KEYS[i] for i in range(len(models)) if models[i] is not base[i] and models[i] != base[i]]
+    if keys:
         out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
-    if len(p.hops) != len(ex.hops):  # a list of another length is given whole
-        out["hops"] = [_hop(h) for h in p.hops]
+    _verdict_diff(out, ex.verdict, p.verdict)
+    _footer_diff(out, ex.footer, f)
+    hops = p.hops
+    if len(hops) != len(ex.hops):  # a list of another length is given whole
+        out["hops"] = [_hop(h) for h in hops]
         return out
-    hops = {}
-    for i, (e, h) in enumerate(zip(ex.hops, p.hops, strict=True)):
-        d = _hop_diff(e, h)
+    changed = {}
+    for i in range(len(hops)):
+        d = _hop_diff(ex.hops[i], hops[i])
         if d:
-            hops[str(i)] = d
-    if hops:
-        out["hops"] = hops
+            changed[_index(i)] = d
+    if changed:
+        out["hops"] = changed
     return out
 
 
@@ -603,15 +678,13 @@ def expand_runs(runs: str) -> Iterator[tuple[int, int]]:
             yield first + k * int(step or 0), last + k * int(step or 0)
 
 
-_PACKET_ID = re.compile(r"p([0-9]+)")
-
-
 def _ids(ids: Sequence[str]) -> str:
     """Packet ids as runs ("p1-p4,p9"); ids not of the form pN (a simulation's "p1.2") are listed."""
-    nums = [m.group(1) for m in map(_PACKET_ID.fullmatch, ids) if m]
+    # "p" and ASCII digits, tested without a regex (a call per packet id).
+    nums = [x[1:] for x in ids if x[:1] == "p" and len(x) > 1 and x.isascii() and x[1:].isdigit()]
     if len(nums) != len(ids) or any(x.startswith("0") for x in nums):
         return ",".join(ids)
-    return _runs(_merge((int(x), int(x)) for x in nums), "p")
+    return _runs(_merge((n, n) for n in map(int, nums)), "p")
 
 
 def _line_runs(lines: Iterable[tuple[LineRef, int]]) -> list[dict[str, Any]]:
@@ -668,9 +741,11 @@ def _dumpb(obj: Any) -> bytes:
     except orjson.JSONEncodeError:
         data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     # Three substring tests on the bytes cost a tenth of a regex search of the text (which was 7 % of
-    # writing the 100k-line benchmark's JSON).
+    # writing the 100k-line benchmark's JSON). Each line break's last byte is searched for first: a
+    # one-byte search is memchr, and almost every line holds non-ASCII text ("→") but none of these
+    # bytes, so the multi-byte searches (half of _dumpb's time on the nft bench input) rarely run.
     nel, lsep, psep = _LINE_BREAK_BYTES
-    if nel in data or lsep in data or psep in data:
+    if (b"\x85" in data or b"\xa8" in data or b"\xa9" in data) and (nel in data or lsep in data or psep in data):
         # JSON may hold these raw, but they end a line for str.splitlines and for JavaScript before
         # ES2019: escaped, a report.jsonl line stays one line for every reader. They can only stand
         # inside a string, where the escape means the same character.
