@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from reportgen.parsers.nflog import record_anchors
 
@@ -44,12 +44,17 @@ _CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
 _KMSG = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
 
 
-class Framed(NamedTuple):
-    """A message with its wrapper removed."""
+class Framed:
+    """A message with its wrapper removed.
 
-    stamp: float | None  # kernel monotonic seconds, when known
-    msg: str
-    wrapped: bool = False  # whether a wrapper was found and removed
+    A plain class, not a NamedTuple: compiled, its constructor is native, where a NamedTuple's
+    __new__ is interpreted Python called for every record line (docs/performance.md, "Session 7").
+    """
+
+    def __init__(self, stamp: float | None, msg: str, wrapped: bool = False) -> None:
+        self.stamp = stamp  # kernel monotonic seconds, when known
+        self.msg = msg
+        self.wrapped = wrapped  # whether a wrapper was found and removed
 
 
 def strip_wrapper(line: str) -> Framed:
