@@ -94,7 +94,7 @@ class _Refused(Exception):
 
 
 # libyaml's parser when present (pure-Python PyYAML takes ~1 s a megabyte); both are safe loaders.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], busy: set[int]) -> int:
@@ -125,7 +125,7 @@ def load_yaml(path: Path) -> Any:
     try:
         with path.open("rb") as fh:
             text = fh.read(MAX_YAML_BYTES + 1).decode("utf-8")
-        loader = _Loader(text)
+        loader = SAFE_LOADER(text)
         try:
             node = loader.get_single_node()
             if node is None:

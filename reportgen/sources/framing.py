@@ -292,7 +292,7 @@ _BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
 _BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
 
 
-def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
+def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
     """Split a line holding several records at the end of each record's body.
 
     A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
@@ -301,10 +301,10 @@ def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
     between records (a shell prompt, other kernel messages, stray marks) ends where the record's
     own dmesg stamp begins, and stays with the record before it.
     """
+    # A list, not a generator: one record per line is the usual case, and a generator costs an object.
     anchors = record_anchors(text)
     if " MAC source = " in text or not anchors:
-        yield n, text
-        return
+        return [(n, text)]
     starts = [_record_start(text, 0, anchors[0][0], framed)]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
@@ -318,10 +318,9 @@ def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
                 cut = pos
         starts.append(_record_start(text, min(cut, nxt), nxt, None))
     if starts == [0]:
-        yield n, text
-        return
-    for i, start in enumerate(starts):
-        yield n, text[start : starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
+        return [(n, text)]
+    ends = [*starts[1:], len(text)]
+    return [(n, text[start:end].strip()) for start, end in zip(starts, ends, strict=True)]
 
 
 def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> int:
