@@ -173,8 +173,10 @@ def _kernel_line_may_be_record(data: bytes) -> bool:
     s = data.strip(_WHITESPACE)
     if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
-    # s[:1]: the "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too.
-    return s[:1] == b"=" or _FIELD_START_BYTES.match(s) is not None
+    # The "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too. A field starts
+    # with a capital (tested first: most lines start with "[" and need no regex).
+    first = s[0]
+    return first == 0x3D or (0x41 <= first <= 0x5A and _FIELD_START_BYTES.match(s) is not None)
 
 
 def _nft_line_may_be_event(data: bytes) -> bool:
