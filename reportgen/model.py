@@ -71,7 +71,7 @@ class VerdictCode(StrEnum):
         return self in (VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT)
 
 
-@dataclass(frozen=FROZEN, order=True, slots=True, init=False, unsafe_hash=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class LineRef:
     """Where a line came from: the file (as named in the case) and its 1-based line number."""
 
@@ -81,6 +81,39 @@ class LineRef:
     def __init__(self, file: str, line: int) -> None:
         self.file = file
         self.line = line
+
+    # Written out, as __init__ is (compiled): a LineRef keys dicts of lines and is compared on every
+    # hop. They say what the dataclass's own said: equal when of the same class with equal fields,
+    # the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.file == other.file and self.line == other.line
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line))
+
+    # order=True's comparisons, written out with __eq__ (mypyc gives a class that defines __eq__ every
+    # rich comparison, which dataclass(order=True) refuses to overwrite).
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) < (other.file, other.line)
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) <= (other.file, other.line)
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) > (other.file, other.line)
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) >= (other.file, other.line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
@@ -229,7 +262,7 @@ class LogRecord:
 PVEFW_LOGGER = "pvefw-logger"
 
 
-@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class HookRef:
     """Which netfilter hook and table a record was logged at."""
 
@@ -271,6 +304,38 @@ class HookRef:
         self.action = action
         self.convention = convention
         self.writer = writer
+
+    # Written out, as __init__ is (compiled): correlation keys its caches by hook. They say what the
+    # dataclass's own said: equal when of the same class with equal fields, the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HookRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (
+            self.family == other.family
+            and self.hook == other.hook
+            and self.table == other.table
+            and self.chain == other.chain
+            and self.how == other.how
+            and self.candidates == other.candidates
+            and self.action == other.action
+            and self.convention == other.convention
+            and self.writer == other.writer
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.family,
+                self.hook,
+                self.table,
+                self.chain,
+                self.how,
+                self.candidates,
+                self.action,
+                self.convention,
+                self.writer,
+            )
+        )
 
     @property
     def placed(self) -> bool:
@@ -452,7 +517,7 @@ class UnusedLine:
         return str(self.ref) if self.count == 1 else f"{self.ref}-{self.last}"
 
 
-@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class Endpoint:
     """An address and port (the ICMP echo id stands in for ports), as conntrack keys a flow."""
 
@@ -462,6 +527,17 @@ class Endpoint:
     def __init__(self, addr: str, port: int | None) -> None:
         self.addr = addr
         self.port = port
+
+    # Written out, as __init__ is (compiled): correlation compares and hashes endpoints for every
+    # packet. They say what the dataclass's own said: equal when of the same class with equal fields,
+    # the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.addr == other.addr and self.port == other.port
+
+    def __hash__(self) -> int:
+        return hash((self.addr, self.port))
 
     def __str__(self) -> str:
         if self.port is None:

@@ -630,6 +630,18 @@ def test_compiled_records_are_frozen_hashable_and_replaceable():
         LineRef("b", 1),
     ]
     assert hash(LineRef("f", 1)) == hash(("f", 1))  # what frozen=True's generated __hash__ gives
+    a, b = LineRef("a", 2), LineRef("b", 1)
+    assert (a < b, a <= b, a > b, a >= b, a != b, a == LineRef("a", 2)) == (True, True, False, False, True, True)
+    assert a != ("a", 2) and (a == ("a", 2)) is False  # another class is never equal (NotImplemented)
+    with pytest.raises(TypeError):
+        _ = a < ("a", 3)  # type: ignore[operator]
+    ends = model.Endpoint("192.0.2.1", 80), model.Endpoint("192.0.2.1", None)
+    assert ends[0] == model.Endpoint("192.0.2.1", 80) and ends[0] != ends[1]
+    assert [hash(e) for e in ends] == [hash(("192.0.2.1", 80)), hash(("192.0.2.1", None))]
+    hook = model.HookRef("ipv4", "INPUT", "filter", "INPUT", "prefix words", action=model.Action.DROP)
+    fields = ("ipv4", "INPUT", "filter", "INPUT", "prefix words", (), model.Action.DROP, None, None)
+    assert hash(hook) == hash(fields) and hook == model.HookRef(*fields)
+    assert hook != dataclasses.replace(hook, writer="iptables")
     if "reportgen.model" in compiled.loaded():
         with pytest.raises(dataclasses.FrozenInstanceError):
             rec.src = "198.51.100.1"  # type: ignore[misc]
