@@ -62,10 +62,13 @@ def strip_wrapper(line: str) -> Framed:
     # LineFramer frames each line once to decide on joins, and the caller frames the line it yields
     # again; by then the framer has read (and framed) the next line, so the last two are kept: the
     # same string object gives the same answer.
+    framed: Framed
     if line is _last[0]:
-        return _last[1]
+        framed = _last[1]
+        return framed
     if line is _last[2]:
-        return _last[3]
+        framed = _last[3]
+        return framed
     framed = _strip_wrapper(line)
     _last[:] = [line, framed, _last[0], _last[1]]
     return framed
