@@ -1,11 +1,24 @@
 """The data model: frozen dataclasses shared by parsers, the explainer and the renderers."""
 
+# The records are frozen only where they are compiled (FROZEN): mypy cannot see that value.
+# mypy: disable-error-code="literal-required"
+
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Each record writes its own __init__, in field order with the dataclass's defaults (dataclasses.replace
+# calls it with every field by name). Compiled with mypyc, a dataclass's generated methods stay
+# interpreted Python, and a frozen one's __init__ sets each field through object.__setattr__: building
+# a LogRecord cost more than parsing its line (docs/performance.md, "Session 7"). A written __init__ is
+# compiled to plain stores into the object. It cannot run under a frozen __setattr__ in the
+# interpreter, so a record is frozen when this module runs compiled (as it always does in use, and in
+# the test suite), and a plain slotted dataclass under REPORTGEN_PURE_PYTHON, whose code never assigns
+# a field either. unsafe_hash=True gives the hash frozen=True gives: hash of the fields' tuple.
+FROZEN = not __file__.endswith(".py")
 
 
 class Action(StrEnum):
@@ -58,18 +71,55 @@ class VerdictCode(StrEnum):
         return self in (VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT)
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class LineRef:
     """Where a line came from: the file (as named in the case) and its 1-based line number."""
 
     file: str
     line: int
 
+    def __init__(self, file: str, line: int) -> None:
+        self.file = file
+        self.line = line
+
+    # Written out, as __init__ is (compiled): a LineRef keys dicts of lines and is compared on every
+    # hop. They say what the dataclass's own said: equal when of the same class with equal fields,
+    # the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.file == other.file and self.line == other.line
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line))
+
+    # order=True's comparisons, written out with __eq__ (mypyc gives a class that defines __eq__ every
+    # rich comparison, which dataclass(order=True) refuses to overwrite).
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) < (other.file, other.line)
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) <= (other.file, other.line)
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) > (other.file, other.line)
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, LineRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.file, self.line) >= (other.file, other.line)
+
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class LogRecord:
     """One kernel log record, parsed: the fields of an nf_log (LOG/nft log) or ebt_log line."""
 
@@ -127,12 +177,92 @@ class LogRecord:
     # order they would follow the cut ("TTL", "ID", "PROTO", ...); empty when nothing is missing.
     missing: tuple[str, ...] = ()
 
+    def __init__(
+        self,
+        ref: LineRef,
+        text: str,
+        stamp: float | None,
+        fmt: str,
+        prefix: str,
+        in_dev: str,
+        out_dev: str,
+        physin: str = "",
+        physout: str = "",
+        mac_src: str | None = None,
+        mac_dst: str | None = None,
+        ethertype: int | None = None,
+        l3: str | None = None,
+        src: str | None = None,
+        dst: str | None = None,
+        length: int | None = None,
+        ttl: int | None = None,
+        ipid: int | None = None,
+        ip_flags: tuple[str, ...] = (),
+        proto: str | None = None,
+        sport: int | None = None,
+        dport: int | None = None,
+        icmp_type: int | None = None,
+        icmp_code: int | None = None,
+        icmp_id: int | None = None,
+        icmp_seq: int | None = None,
+        tcp_flags: tuple[str, ...] = (),
+        tcp_seq: int | None = None,
+        flowlabel: int | None = None,
+        mark: str | None = None,
+        truncated: bool = False,
+        extra: tuple[str, ...] = (),
+        embedded: tuple[str | None, str | None, str | None, int | None, int | None] | None = None,
+        redacted: tuple[str, ...] = (),
+        mac_logged: bool = False,
+        trace_id: str | None = None,
+        logger: str | None = None,
+        missing: tuple[str, ...] = (),
+    ) -> None:
+        self.ref = ref
+        self.text = text
+        self.stamp = stamp
+        self.fmt = fmt
+        self.prefix = prefix
+        self.in_dev = in_dev
+        self.out_dev = out_dev
+        self.physin = physin
+        self.physout = physout
+        self.mac_src = mac_src
+        self.mac_dst = mac_dst
+        self.ethertype = ethertype
+        self.l3 = l3
+        self.src = src
+        self.dst = dst
+        self.length = length
+        self.ttl = ttl
+        self.ipid = ipid
+        self.ip_flags = ip_flags
+        self.proto = proto
+        self.sport = sport
+        self.dport = dport
+        self.icmp_type = icmp_type
+        self.icmp_code = icmp_code
+        self.icmp_id = icmp_id
+        self.icmp_seq = icmp_seq
+        self.tcp_flags = tcp_flags
+        self.tcp_seq = tcp_seq
+        self.flowlabel = flowlabel
+        self.mark = mark
+        self.truncated = truncated
+        self.extra = extra
+        self.embedded = embedded
+        self.redacted = redacted
+        self.mac_logged = mac_logged
+        self.trace_id = trace_id
+        self.logger = logger
+        self.missing = missing
+
 
 # LogRecord.logger of a line written by Proxmox VE's pvefw-logger (proxmox/pve-firewall src/pvefw-logger.c).
 PVEFW_LOGGER = "pvefw-logger"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class HookRef:
     """Which netfilter hook and table a record was logged at."""
 
@@ -152,6 +282,60 @@ class HookRef:
     # prefix or a snapshot. None for a kernel LOG line without such evidence: nf_log_syslog.c prints
     # the same text for iptables' LOG target (xt_LOG.c) and nft's log statement (nft_log.c).
     writer: str | None = None
+
+    def __init__(
+        self,
+        family: str,
+        hook: str,
+        table: str | None,
+        chain: str,
+        how: str,
+        candidates: tuple[str, ...] = (),
+        action: Action | None = None,
+        convention: str | None = None,
+        writer: str | None = None,
+    ) -> None:
+        self.family = family
+        self.hook = hook
+        self.table = table
+        self.chain = chain
+        self.how = how
+        self.candidates = candidates
+        self.action = action
+        self.convention = convention
+        self.writer = writer
+
+    # Written out, as __init__ is (compiled): correlation keys its caches by hook. They say what the
+    # dataclass's own said: equal when of the same class with equal fields, the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HookRef) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (
+            self.family == other.family
+            and self.hook == other.hook
+            and self.table == other.table
+            and self.chain == other.chain
+            and self.how == other.how
+            and self.candidates == other.candidates
+            and self.action == other.action
+            and self.convention == other.convention
+            and self.writer == other.writer
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.family,
+                self.hook,
+                self.table,
+                self.chain,
+                self.how,
+                self.candidates,
+                self.action,
+                self.convention,
+                self.writer,
+            )
+        )
 
     @property
     def placed(self) -> bool:
@@ -221,7 +405,7 @@ def family_tool(family: str) -> str:
 _REJECT_STATEMENT = re.compile(r"(?:^|\s)(?:reject(?: with \S+(?: type \S+)?)?|-j REJECT(?: --reject-with \S+)?)$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class RuleHit:
     """A rule, policy or return a trace source says the packet hit at a hook."""
 
@@ -233,6 +417,26 @@ class RuleHit:
     handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
     ref: LineRef
     snapshot_ref: LineRef | None = None  # the same rule in the ruleset snapshot, when one is given
+
+    def __init__(
+        self,
+        table: str,
+        chain: str,
+        kind: str,
+        verdict: str,
+        text: str,
+        handle: str | None,
+        ref: LineRef,
+        snapshot_ref: LineRef | None = None,
+    ) -> None:
+        self.table = table
+        self.chain = chain
+        self.kind = kind
+        self.verdict = verdict
+        self.text = text
+        self.handle = handle
+        self.ref = ref
+        self.snapshot_ref = snapshot_ref
 
     @property
     def rejects(self) -> bool:
@@ -247,7 +451,7 @@ class RuleHit:
         return self.verdict.split(":")[0] in ("drop", "reject")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Event:
     """A record placed at its hook, with the rules a trace source saw it hit there."""
 
@@ -257,6 +461,18 @@ class Event:
     # Further lines the event was made from: nft trace "conntrack:" lines, and the packet line of a
     # second base chain at the same hook (parsers/traces.py NftTraceParser).
     extra: tuple[LineRef, ...] = ()
+
+    def __init__(
+        self,
+        record: LogRecord,
+        hook: HookRef,
+        rules: tuple[RuleHit, ...] = (),
+        extra: tuple[LineRef, ...] = (),
+    ) -> None:
+        self.record = record
+        self.hook = hook
+        self.rules = rules
+        self.extra = extra
 
     @property
     def refs(self) -> tuple[LineRef, ...]:
@@ -273,7 +489,7 @@ class Event:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class UnusedLine:
     """Input lines that did not become events, and why: a run of consecutive lines with one reason.
 
@@ -286,6 +502,12 @@ class UnusedLine:
     text: str
     last: int = 0  # last line of the run (inclusive); 0 means the run is the one line ref.line
 
+    def __init__(self, ref: LineRef, reason: str, text: str, last: int = 0) -> None:
+        self.ref = ref
+        self.reason = reason
+        self.text = text
+        self.last = last
+
     @property
     def count(self) -> int:
         return max(self.last, self.ref.line) - self.ref.line + 1
@@ -295,12 +517,27 @@ class UnusedLine:
         return str(self.ref) if self.count == 1 else f"{self.ref}-{self.last}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False)
 class Endpoint:
     """An address and port (the ICMP echo id stands in for ports), as conntrack keys a flow."""
 
     addr: str
     port: int | None
+
+    def __init__(self, addr: str, port: int | None) -> None:
+        self.addr = addr
+        self.port = port
+
+    # Written out, as __init__ is (compiled): correlation compares and hashes endpoints for every
+    # packet. They say what the dataclass's own said: equal when of the same class with equal fields,
+    # the hash of the fields' tuple.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.addr == other.addr and self.port == other.port
+
+    def __hash__(self) -> int:
+        return hash((self.addr, self.port))
 
     def __str__(self) -> str:
         if self.port is None:
@@ -310,7 +547,7 @@ class Endpoint:
         return f"{self.addr}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Nat:
     """An address translation: what it was, where it happened and the evidence for it."""
 
@@ -326,8 +563,34 @@ class Nat:
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
 
+    def __init__(
+        self,
+        type: str,
+        direction: str,
+        hook: str,
+        field: str,
+        before: Endpoint,
+        after: Endpoint,
+        evidence: str,
+        by: str = "rule",
+        rule: str | None = None,
+        rule_ref: LineRef | None = None,
+        conntrack: str | None = None,
+    ) -> None:
+        self.type = type
+        self.direction = direction
+        self.hook = hook
+        self.field = field
+        self.before = before
+        self.after = after
+        self.evidence = evidence
+        self.by = by
+        self.rule = rule
+        self.rule_ref = rule_ref
+        self.conntrack = conntrack
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Skipped:
     """A hook the packet's path passes but where no line of this packet was logged."""
 
@@ -339,8 +602,26 @@ class Skipped:
     explanation: str
     rule_ref: LineRef | None = None
 
+    def __init__(
+        self,
+        stage: str,
+        family: str,
+        table: str,
+        hook: str,
+        reason: str,
+        explanation: str,
+        rule_ref: LineRef | None = None,
+    ) -> None:
+        self.stage = stage
+        self.family = family
+        self.table = table
+        self.hook = hook
+        self.reason = reason
+        self.explanation = explanation
+        self.rule_ref = rule_ref
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Verdict:
     """What became of the packet, and the evidence that decided it."""
 
@@ -353,8 +634,24 @@ class Verdict:
     rule: str | None = None
     rule_ref: LineRef | None = None
 
+    def __init__(
+        self,
+        code: VerdictCode,
+        where: str,
+        explanation: str,
+        evidence: str,
+        rule: str | None = None,
+        rule_ref: LineRef | None = None,
+    ) -> None:
+        self.code = code
+        self.where = where
+        self.explanation = explanation
+        self.evidence = evidence
+        self.rule = rule
+        self.rule_ref = rule_ref
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Hop:
     """One event of a packet, with its place on the path and its explanation."""
 
@@ -369,8 +666,24 @@ class Hop:
     # trace_outcome): the last traced verdict, or ACCEPT when the packet's own lines go on.
     outcome: Action | None = None
 
+    def __init__(
+        self,
+        step: int,
+        event: Event,
+        stage: str,
+        explanation: tuple[str, ...],
+        predicted: bool = False,
+        outcome: Action | None = None,
+    ) -> None:
+        self.step = step
+        self.event = event
+        self.stage = stage
+        self.explanation = explanation
+        self.predicted = predicted
+        self.outcome = outcome
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Packet:
     """One packet instance: its hops in hook order and what the explainer concluded."""
 
@@ -384,8 +697,30 @@ class Packet:
     skipped: tuple[Skipped, ...] = ()
     verdict: Verdict | None = None
 
+    def __init__(
+        self,
+        id: str,
+        conversation: str,
+        role: str,
+        path: str,
+        summary: str,
+        hops: tuple[Hop, ...],
+        nat: tuple[Nat, ...] = (),
+        skipped: tuple[Skipped, ...] = (),
+        verdict: Verdict | None = None,
+    ) -> None:
+        self.id = id
+        self.conversation = conversation
+        self.role = role
+        self.path = path
+        self.summary = summary
+        self.hops = hops
+        self.nat = nat
+        self.skipped = skipped
+        self.verdict = verdict
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class PacketGroup:
     """Packets of one conversation that behave alike (explain.groups.behaviour), told once."""
 
@@ -400,12 +735,32 @@ class PacketGroup:
     # conversations with the same behaviour share it, so a writer can explain a behaviour once.
     behaviour: str = ""
 
+    def __init__(
+        self,
+        id: str,
+        conversation: str,
+        first: str,
+        packets: tuple[str, ...],
+        first_stamp: float | None,
+        last_stamp: float | None,
+        lines: tuple[tuple[LineRef, int], ...],
+        behaviour: str = "",
+    ) -> None:
+        self.id = id
+        self.conversation = conversation
+        self.first = first
+        self.packets = packets
+        self.first_stamp = first_stamp
+        self.last_stamp = last_stamp
+        self.lines = lines
+        self.behaviour = behaviour
+
     @property
     def count(self) -> int:
         return len(self.packets)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Crossing:
     """The topology nodes (key, label) a conversation's first packet of one role crossed, in order."""
 
@@ -413,8 +768,13 @@ class Crossing:
     role: str
     nodes: tuple[tuple[str, str], ...]
 
+    def __init__(self, conversation: str, role: str, nodes: tuple[tuple[str, str], ...]) -> None:
+        self.conversation = conversation
+        self.role = role
+        self.nodes = nodes
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Answer:
     """A conversation's bottom line: one sentence, its worst verdict and what it assumed."""
 
@@ -425,8 +785,22 @@ class Answer:
     # The conversation's packets per outcome, worst first (explain.answer.outcome_counts).
     outcomes: tuple[tuple[VerdictCode, int], ...] = ()
 
+    def __init__(
+        self,
+        conversation: str,
+        sentence: str,
+        worst: VerdictCode,
+        assumptions: tuple[str, ...],
+        outcomes: tuple[tuple[VerdictCode, int], ...] = (),
+    ) -> None:
+        self.conversation = conversation
+        self.sentence = sentence
+        self.worst = worst
+        self.assumptions = assumptions
+        self.outcomes = outcomes
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Footer:
     """A packet's footer: the packet after every rewrite, what decided and the verdict code."""
 
@@ -435,8 +809,14 @@ class Footer:
     decided_by: str
     code: VerdictCode
 
+    def __init__(self, packet: str, final: str, decided_by: str, code: VerdictCode) -> None:
+        self.packet = packet
+        self.final = final
+        self.decided_by = decided_by
+        self.code = code
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class CaseSummary:
     """The case at a glance: flows, outcomes (worst first), the capture window and the host."""
 
@@ -448,8 +828,26 @@ class CaseSummary:
     host: str | None
     sentence: str
 
+    def __init__(
+        self,
+        flows: int,
+        packets: int,
+        outcomes: tuple[tuple[VerdictCode, int], ...],
+        first_stamp: float | None,
+        last_stamp: float | None,
+        host: str | None,
+        sentence: str,
+    ) -> None:
+        self.flows = flows
+        self.packets = packets
+        self.outcomes = outcomes
+        self.first_stamp = first_stamp
+        self.last_stamp = last_stamp
+        self.host = host
+        self.sentence = sentence
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Prediction:
     """The simulator's prediction for a conversation's first packet, set beside what the trace shows."""
 
@@ -459,6 +857,22 @@ class Prediction:
     observed: str  # the trace's outcome for the same packet
     stage: str | None = None  # the first stage where they part (None when they agree)
     conditions: tuple[str, ...] = ()  # assumptions the prediction rests on
+
+    def __init__(
+        self,
+        status: str,
+        summary: str,
+        predicted: str,
+        observed: str,
+        stage: str | None = None,
+        conditions: tuple[str, ...] = (),
+    ) -> None:
+        self.status = status
+        self.summary = summary
+        self.predicted = predicted
+        self.observed = observed
+        self.stage = stage
+        self.conditions = conditions
 
 
 # The conversation id of packets that show no addresses (ARP frames, cut pastes): they belong to no flow.
@@ -491,7 +905,7 @@ class ClosedState(StrEnum):
         return 120.0 if self is ClosedState.TIME_WAIT else 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class LateOf:
     """The closed TCP connection whose conntrack entry a conversation's packets matched: they came on
     its tuple after it was reported, while its entry still waited in ``state``, so conntrack counted
@@ -501,8 +915,13 @@ class LateOf:
     seconds: float | None  # kernel time from its close (final ACK or RST) to the first late packet
     state: ClosedState
 
+    def __init__(self, conversation: str, seconds: float | None, state: ClosedState) -> None:
+        self.conversation = conversation
+        self.seconds = seconds
+        self.state = state
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Conversation:
     """The packets of one flow (one conntrack entry): requests and replies."""
 
@@ -514,8 +933,26 @@ class Conversation:
     prediction: Prediction | None = None  # set when the case has snapshots to simulate with
     late_of: LateOf | None = None  # set when its packets belong to an earlier conversation's closed entry
 
+    def __init__(
+        self,
+        id: str,
+        proto: str,
+        summary: str,
+        original: tuple[Endpoint, Endpoint],
+        packets: tuple[str, ...],
+        prediction: Prediction | None = None,
+        late_of: LateOf | None = None,
+    ) -> None:
+        self.id = id
+        self.proto = proto
+        self.summary = summary
+        self.original = original
+        self.packets = packets
+        self.prediction = prediction
+        self.late_of = late_of
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class InputFile:
     """One input file of a case and how it was used."""
 
@@ -523,8 +960,13 @@ class InputFile:
     kind: str  # "trace" or a snapshot kind
     lines: int
 
+    def __init__(self, name: str, kind: str, lines: int) -> None:
+        self.name = name
+        self.kind = kind
+        self.lines = lines
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Snapshot:
     """A host snapshot: the parsed facts the explainer may use, plus the raw text for the report."""
 
@@ -534,8 +976,15 @@ class Snapshot:
     data: object | None = None  # None: not parsed. Not plain "object": mypyc's dataclass annotations fail on it
     host: str = "host"  # whose view it is: the host, or a container named in the manifest
 
+    def __init__(self, name: str, kind: str, text: str, data: object | None = None, host: str = "host") -> None:
+        self.name = name
+        self.kind = kind
+        self.text = text
+        self.data = data
+        self.host = host
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class Report:
     """Everything a renderer needs, already sorted."""
 
@@ -560,8 +1009,48 @@ class Report:
     summary: CaseSummary | None = None
     crossings: tuple[Crossing, ...] = ()  # each conversation's path over the host topology
 
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        description: str,
+        files: tuple[InputFile, ...],
+        snapshots: tuple[Snapshot, ...],
+        conversations: tuple[Conversation, ...],
+        packets: tuple[Packet, ...],
+        lines_total: int,
+        lines_used: int,
+        unused: Sequence[UnusedLine],
+        lines: tuple[tuple[LineRef, str], ...] = (),
+        notes: tuple[str, ...] = (),
+        topology: object | None = None,
+        groups: tuple[PacketGroup, ...] = (),
+        answers: tuple[Answer, ...] = (),
+        footers: tuple[Footer, ...] = (),
+        summary: CaseSummary | None = None,
+        crossings: tuple[Crossing, ...] = (),
+    ) -> None:
+        self.name = name
+        self.title = title
+        self.description = description
+        self.files = files
+        self.snapshots = snapshots
+        self.conversations = conversations
+        self.packets = packets
+        self.lines_total = lines_total
+        self.lines_used = lines_used
+        self.unused = unused
+        self.lines = lines
+        self.notes = notes
+        self.topology = topology
+        self.groups = groups
+        self.answers = answers
+        self.footers = footers
+        self.summary = summary
+        self.crossings = crossings
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class ConversationResult:
     """One finished conversation, explained and worded: the unit the pipeline hands its writers.
 
@@ -577,8 +1066,24 @@ class ConversationResult:
     footers: tuple[Footer, ...]
     crossings: tuple[Crossing, ...] = ()
 
+    def __init__(
+        self,
+        conversation: Conversation,
+        packets: tuple[Packet, ...],
+        groups: tuple[PacketGroup, ...],
+        answer: Answer,
+        footers: tuple[Footer, ...],
+        crossings: tuple[Crossing, ...] = (),
+    ) -> None:
+        self.conversation = conversation
+        self.packets = packets
+        self.groups = groups
+        self.answer = answer
+        self.footers = footers
+        self.crossings = crossings
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)
 class CaseTotals:
     """What is known of a case only once its whole input has been read: counts and the summary.
 
@@ -591,3 +1096,17 @@ class CaseTotals:
     unused: tuple[UnusedLine, ...]
     summary: CaseSummary
     lines: tuple[tuple[LineRef, str], ...] = ()
+
+    def __init__(
+        self,
+        lines_total: int,
+        lines_used: int,
+        unused: tuple[UnusedLine, ...],
+        summary: CaseSummary,
+        lines: tuple[tuple[LineRef, str], ...] = (),
+    ) -> None:
+        self.lines_total = lines_total
+        self.lines_used = lines_used
+        self.unused = unused
+        self.summary = summary
+        self.lines = lines

@@ -261,7 +261,7 @@ def _topology(base: Topology, inferred: set[str]) -> Topology:
     return replace(base, bridges={**{b: () for b in sorted(inferred)}, **base.bridges})
 
 
-@dataclass
+@dataclass(init=False)
 class _Open:
     """A conversation still receiving packets."""
 
@@ -275,6 +275,31 @@ class _Open:
     state: ClosedState = ClosedState.TIME_WAIT  # the entry's state once closed (CLOSE after a RST)
     closed_at: float | None = None  # kernel time of the packet that closed it
     late: _Tomb | None = None  # the earlier closed connection its packets belong to
+
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(
+        self,
+        flow: Flow,
+        last: float | None = None,
+        last_event: int = 0,
+        fin: set[bool] | None = None,
+        kind: str = "other",
+        directions: set[str] | None = None,
+        closed: bool = False,
+        state: ClosedState = ClosedState.TIME_WAIT,
+        closed_at: float | None = None,
+        late: _Tomb | None = None,
+    ) -> None:
+        self.flow = flow
+        self.last = last
+        self.last_event = last_event
+        self.fin = set() if fin is None else fin
+        self.kind = kind
+        self.directions = set() if directions is None else directions
+        self.closed = closed
+        self.state = state
+        self.closed_at = closed_at
+        self.late = late
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,15 @@
   reasons and the same line account;
 * nf_log's usual body layout has a one-regex fast path (nflog._parse_usual_body): it gives the record
   the general parser gives, or declines;
-* the nft packet-line reader (traces._nft_fields) reads what the token walk it replaced read.
+* the nft packet-line reader (traces._nft_fields) reads what the token walk it replaced read;
+* the records that write their own __init__ (compiled by mypyc, model.py) take every field, in
+  order, with the dataclass's defaults, and stay frozen, hashable and replaceable.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -566,3 +570,78 @@ def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(source_traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
     source_traces._nft_fields(line)
     assert taken
+
+
+# The records whose __init__ is written out so that mypyc compiles it (model.py): the dataclass still
+# names the fields (dataclasses.replace, fields(), repr, eq, hash), the written __init__ sets them.
+WRITTEN_INIT = ["model.py", "explain/correlate.py", "parsers/traces.py", "pipeline.py"]
+
+
+def _dataclass_inits(path: Path) -> list[tuple[str, list[tuple[str, str]], list[tuple[str, str]], set[str]]]:
+    """(class, fields with their defaults, __init__'s parameters with theirs, the fields it sets) of
+    every dataclass in a module that writes its own __init__."""
+    out = []
+    for cls in ast.parse(path.read_text()).body:
+        if not isinstance(cls, ast.ClassDef) or not any("dataclass" in ast.unparse(d) for d in cls.decorator_list):
+            continue
+        init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        if init is None:
+            continue
+        fields = []
+        for f in cls.body:
+            if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name):
+                default = "" if f.value is None else ast.unparse(f.value)
+                if "default_factory" in default:
+                    default = "None"  # the parameter's default: the __init__ makes the new container
+                elif isinstance(f.value, ast.Call) and default.startswith("field(default="):
+                    default = ast.unparse(f.value.keywords[0].value)
+                fields.append((f.target.id, default))
+        args = init.args.args[1:]
+        defaults = [""] * (len(args) - len(init.args.defaults)) + [ast.unparse(d) for d in init.args.defaults]
+        params = [(a.arg, d) for a, d in zip(args, defaults, strict=True)]
+        stores = [s for s in ast.walk(init) if isinstance(s, ast.Assign)]
+        sets = {t.attr for s in stores for t in s.targets if isinstance(t, ast.Attribute)}
+        out.append((cls.name, fields, params, sets))
+    return out
+
+
+@pytest.mark.parametrize("module", WRITTEN_INIT)
+def test_written_constructors_take_every_field_in_order_with_its_default(module: str):
+    found = _dataclass_inits(ROOT / "reportgen" / module)
+    assert found, f"{module}: no dataclass with a written __init__"
+    for name, fields, params, sets in found:
+        assert params == fields, f"{module} {name}: __init__'s parameters differ from the fields"
+        assert sets == {f for f, _ in fields}, f"{module} {name}: __init__ does not set every field"
+
+
+def test_compiled_records_are_frozen_hashable_and_replaceable():
+    from reportgen import compiled, model
+
+    rec = model.LogRecord(LineRef("f", 1), "t", None, "nflog", "p", "eth0", "", src="192.0.2.1")
+    same = model.LogRecord(LineRef("f", 1), "t", None, "nflog", "p", "eth0", "", src="192.0.2.1")
+    assert rec == same and hash(rec) == hash(same)
+    assert dataclasses.replace(rec, dport=443) == model.LogRecord(
+        LineRef("f", 1), "t", None, "nflog", "p", "eth0", "", src="192.0.2.1", dport=443
+    )
+    assert repr(LineRef("f", 1)) == "LineRef(file='f', line=1)"
+    assert sorted([LineRef("b", 1), LineRef("a", 2), LineRef("a", 1)]) == [
+        LineRef("a", 1),
+        LineRef("a", 2),
+        LineRef("b", 1),
+    ]
+    assert hash(LineRef("f", 1)) == hash(("f", 1))  # what frozen=True's generated __hash__ gives
+    a, b = LineRef("a", 2), LineRef("b", 1)
+    assert (a < b, a <= b, a > b, a >= b, a != b, a == LineRef("a", 2)) == (True, True, False, False, True, True)
+    assert a != ("a", 2) and (a == ("a", 2)) is False  # another class is never equal (NotImplemented)
+    with pytest.raises(TypeError):
+        _ = a < ("a", 3)  # type: ignore[operator]
+    ends = model.Endpoint("192.0.2.1", 80), model.Endpoint("192.0.2.1", None)
+    assert ends[0] == model.Endpoint("192.0.2.1", 80) and ends[0] != ends[1]
+    assert [hash(e) for e in ends] == [hash(("192.0.2.1", 80)), hash(("192.0.2.1", None))]
+    hook = model.HookRef("ipv4", "INPUT", "filter", "INPUT", "prefix words", action=model.Action.DROP)
+    fields = ("ipv4", "INPUT", "filter", "INPUT", "prefix words", (), model.Action.DROP, None, None)
+    assert hash(hook) == hash(fields) and hook == model.HookRef(*fields)
+    assert hook != dataclasses.replace(hook, writer="iptables")
+    if "reportgen.model" in compiled.loaded():
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rec.src = "198.51.100.1"  # type: ignore[misc]

@@ -36,7 +36,7 @@ SETTLE_SECONDS = 0.25
 SETTLE_EVENTS = 4096
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Kept:
     """What the tests of Correlator.feed read of an open packet, kept up to date by _absorb as feed
     appends its lines (the only change an open packet sees; a settled one is joined, narrowed and
@@ -52,11 +52,30 @@ class _Kept:
     # Its lines by (family, _walk()): _can_follow compares a line only with lines of the same walk.
     walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] = field(default_factory=dict)
 
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(
+        self,
+        l3: Event | None = None,
+        physin: str = "",
+        physout: str = "",
+        macs: dict[bool, tuple[str, str]] | None = None,
+        ip_out: str = "",
+        trace_ids: set[str | None] | None = None,
+        walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] | None = None,
+    ) -> None:
+        self.l3 = l3
+        self.physin = physin
+        self.physout = physout
+        self.macs = {} if macs is None else macs
+        self.ip_out = ip_out
+        self.trace_ids = set() if trace_ids is None else trace_ids
+        self.walks = {} if walks is None else walks
+
 
 _SETTLED = _Kept()  # what a settled packet keeps: nothing (feed never asks about it again)
 
 
-@dataclass(eq=False)  # identity, not field equality: tracks are compared in hot loops
+@dataclass(eq=False, init=False)  # identity, not field equality: tracks are compared in hot loops
 class Track:
     """A packet being assembled (mutable while correlating)."""
 
@@ -71,6 +90,31 @@ class Track:
     # What the tests of Correlator.feed read of it while open (dropped when it settles).
     kept: _Kept = field(default_factory=_Kept)
     egress: bool = False  # in Correlator.egress_open
+
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(
+        self,
+        index: int,
+        events: list[Event] | None = None,
+        stages: list[str] | None = None,
+        seq: int = 0,
+        last_event: int = 0,
+        closed: bool = False,
+        keys: set[tuple[object, ...]] | None = None,
+        seen_as: list[tuple[str, Endpoint, Endpoint]] | None = None,
+        kept: _Kept | None = None,
+        egress: bool = False,
+    ) -> None:
+        self.index = index
+        self.events = [] if events is None else events
+        self.stages = [] if stages is None else stages
+        self.seq = seq
+        self.last_event = last_event
+        self.closed = closed
+        self.keys = set() if keys is None else keys
+        self.seen_as = seen_as
+        self.kept = _Kept() if kept is None else kept
+        self.egress = egress
 
     @property
     def last(self) -> Event:
@@ -920,7 +964,7 @@ def _established_from_server_port(track: Track, sport: int | None, dport: int | 
     return any(h.kind == "rule" and _CT_ESTABLISHED.search(h.text) for ev in track.events for h in ev.rules)
 
 
-@dataclass
+@dataclass(init=False)
 class Flow:
     """Packets of one conversation with their direction (True = original)."""
 
@@ -933,6 +977,25 @@ class Flow:
     # Reopened for a closed connection's late packets (Conversations.reopen): its direction is that
     # connection's, known from its own packets, not from this flow's.
     reopened: bool = False
+
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(
+        self,
+        index: int,
+        original: View,
+        members: list[tuple[Track, bool]] | None = None,
+        related: list[Track] | None = None,
+        role: dict[int, str] | None = None,
+        views: list[View] | None = None,
+        reopened: bool = False,
+    ) -> None:
+        self.index = index
+        self.original = original
+        self.members = [] if members is None else members
+        self.related = [] if related is None else related
+        self.role = {} if role is None else role
+        self.views = [] if views is None else views
+        self.reopened = reopened
 
     def tracks(self) -> list[Track]:
         """Its packets (members and related ICMP errors) in packet order."""

@@ -146,6 +146,11 @@ def shown(rec: LogRecord, name: str) -> str:
 
 def record_anchors(msg: str) -> list[tuple[int, int]]:
     """Return the (start, end) of every ``IN=.. OUT=..`` anchor in a message."""
+    m = _ANCHOR.search(msg)
+    if m is None:
+        return []
+    if msg.find(" OUT=", m.end()) < 0:
+        return [m.span()]  # the usual line: any later anchor would hold " OUT=" after this one
     return [m.span() for m in _ANCHOR.finditer(msg)]
 
 
@@ -203,10 +208,11 @@ def _parse_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> Lo
         rec = _parse_ebt(msg, ref, text, stamp)
         if rec is not None:
             return rec
-    anchors = list(_ANCHOR.finditer(msg))
-    if not anchors:
+    m = _ANCHOR.search(msg)
+    if m is None:
         return None
-    m = anchors[-1]
+    if msg.find(" OUT=", m.end()) >= 0:  # maybe a later anchor (record_anchors): the rightmost is the record's
+        m = list(_ANCHOR.finditer(msg))[-1]
     body = msg[m.end() :].strip(" ")
     # Prefixes and devices repeat on every line: one string object each, not one per line.
     prefix, in_dev, out_dev = intern(msg[: m.start()]), intern(m.group("in")), intern(m.group("out"))

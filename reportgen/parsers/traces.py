@@ -284,7 +284,7 @@ def place_chain(family: str, table: str, chain: str, snapshot: ChainHooks) -> Pl
 # Visits.
 
 
-@dataclass
+@dataclass(init=False)
 class Visit:
     """One base-chain visit being assembled."""
 
@@ -299,6 +299,33 @@ class Visit:
     rules: list[RuleHit] = field(default_factory=list)
     extra: list[LineRef] = field(default_factory=list)
     place: Placement | None = None
+
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(
+        self,
+        ref: LineRef,
+        text: str,
+        fmt: str,
+        family: str,
+        table: str,
+        chain: str,
+        trace_id: str,
+        fields: dict[str, object],
+        rules: list[RuleHit] | None = None,
+        extra: list[LineRef] | None = None,
+        place: Placement | None = None,
+    ) -> None:
+        self.ref = ref
+        self.text = text
+        self.fmt = fmt
+        self.family = family
+        self.table = table
+        self.chain = chain
+        self.trace_id = trace_id
+        self.fields = fields
+        self.rules = [] if rules is None else rules
+        self.extra = [] if extra is None else extra
+        self.place = place
 
     def record(self) -> LogRecord:
         f = dict(self.fields)
@@ -703,13 +730,19 @@ def _tcp_flags(text: str) -> tuple[str, ...]:
 # The parsers.
 
 
-@dataclass
+@dataclass(init=False)
 class _PacketLine:
     """A packet line and its fields, kept for the later chain walks of the same trace id."""
 
     ref: LineRef
     text: str
     fields: dict[str, object]
+
+    # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
+    def __init__(self, ref: LineRef, text: str, fields: dict[str, object]) -> None:
+        self.ref = ref
+        self.text = text
+        self.fields = fields
 
 
 class TraceParser:
@@ -726,6 +759,17 @@ class TraceParser:
         # walks of several tables (xtables-monitor(8) EXAMPLE: raw PREROUTING, then filter INPUT).
         self.packets: dict[str, _PacketLine] = {}
         self.pending_ct: dict[str, list[tuple[LineRef, str]]] = {}
+        self.places: dict[tuple[str, str, str], Placement] = {}  # _place's answers (Placement is frozen)
+
+    def _place(self, family: str, table: str, chain: str) -> Placement:
+        """place_chain with this parser's snapshot, once per chain (a trace walks the same few)."""
+        key = (family, table, chain)
+        place = self.places.get(key)
+        if place is None:
+            if len(self.places) >= 4096:
+                self.places.clear()  # bounded: a hostile trace may name any number of chains
+            place = self.places[key] = place_chain(family, table, chain, self.chain_hooks)
+        return place
 
     def _remember(self, tid: str, pkt: _PacketLine) -> None:
         self.packets.pop(tid, None)
@@ -738,16 +782,18 @@ class TraceParser:
     ) -> Visit:
         v = Visit(ref, text, self.fmt, family, table, chain, tid, dict(fields))
         if table:
-            v.place = place_chain(family, table, chain, self.chain_hooks)
+            v.place = self._place(family, table, chain)
         self.open[tid] = v
         self.order.append(tid)
         return v
 
-    def _close(self, tid: str) -> Iterator[Visit]:
+    def _close(self, tid: str) -> list[Visit]:
+        # A list, not a generator: it runs for most lines, and a generator is an object more each time.
         v = self.open.pop(tid, None)
-        if v is not None:
-            self.order.remove(tid)
-            yield v
+        if v is None:
+            return []
+        self.order.remove(tid)
+        return [v]
 
     def flush(self) -> Iterator[Visit]:
         for tid in list(self.order):
@@ -800,7 +846,7 @@ class XtablesMonitorParser(TraceParser):
                     fields["proto"] = rule_proto(pending.rules)
                 pending.ref, pending.text, pending.fields = ref, text, dict(fields)
                 return out, True
-            out += list(self._close(tid))
+            out += self._close(tid)
             fam = _NFPROTO.get(m.group("fam"), "")
             self._start(ref, text, fam, "", "", tid, fields)
             return out, True
@@ -811,7 +857,7 @@ class XtablesMonitorParser(TraceParser):
         fam = _NFPROTO.get(t.group("fam"), IPV4)  # the table's family (NFTNL_TABLE_FAMILY)
         v = self.open.get(tid)
         if v is not None and v.table and (table != v.table or (chain != v.chain and not self._jumped_to(v, chain))):
-            out += list(self._close(tid))  # another table's (or base chain's) walk of the same packet
+            out += self._close(tid)  # another table's (or base chain's) walk of the same packet
             v = None
         if v is None:
             seen = self.packets.get(tid)
@@ -821,7 +867,7 @@ class XtablesMonitorParser(TraceParser):
                 v = self._start(ref, "", fam, table, chain, tid, {})
         if not v.table:
             v.family, v.table, v.chain = fam, table, chain
-            v.place = place_chain(fam, table, chain, self.chain_hooks)
+            v.place = self._place(fam, table, chain)
         if t.group("policy") is not None:
             kind, verdict, rule, handle = "policy", t.group("policy"), "", None
         elif t.group("ret") is not None:
@@ -839,7 +885,7 @@ class XtablesMonitorParser(TraceParser):
             if proto and fields.get("proto") is None:
                 fields["proto"] = proto  # later walks of the same packet line share it
         if _ends_visit(kind, verdict) and v.text:
-            out += list(self._close(tid))
+            out += self._close(tid)
         return out, True
 
 
@@ -1011,14 +1057,14 @@ class NftTraceParser(TraceParser):
             return True
         if chain == v.chain or self._jumped_to(v, chain):
             return False
-        known_base = kind == "policy" or place_chain(v.family, table, chain, self.chain_hooks).hook is not None
+        known_base = kind == "policy" or self._place(v.family, table, chain).hook is not None
         if not known_base:
             return False
         started_in_user_chain = (
             not v.text and (v.place is None or v.place.hook is None) and not any(r.kind == "policy" for r in v.rules)
         )
         if started_in_user_chain:
-            v.chain, v.place = chain, place_chain(v.family, table, chain, self.chain_hooks)
+            v.chain, v.place = chain, self._place(v.family, table, chain)
             return False
         return True
 

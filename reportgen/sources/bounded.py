@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -29,12 +29,17 @@ MAX_YAML_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000  # nodes after expanding every alias: 30 doubling aliases would make 2**30
 
 
-class RawLine(NamedTuple):
-    """One input line: its 1-based number, its bytes (empty when over the cap) and its length."""
+class RawLine:
+    """One input line: its 1-based number, its bytes (empty when over the cap) and its length.
 
-    number: int
-    data: bytes
-    size: int  # bytes in the line without its newline, also when ``data`` was dropped
+    A plain class, not a NamedTuple: compiled, its constructor is native, where a NamedTuple's
+    __new__ is interpreted Python called for every line read (docs/performance.md, "Session 7").
+    """
+
+    def __init__(self, number: int, data: bytes, size: int) -> None:
+        self.number = number
+        self.data = data
+        self.size = size  # bytes in the line without its newline, also when ``data`` was dropped
 
     @property
     def overlong(self) -> bool:
@@ -89,7 +94,7 @@ class _Refused(Exception):
 
 
 # libyaml's parser when present (pure-Python PyYAML takes ~1 s a megabyte); both are safe loaders.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], busy: set[int]) -> int:
@@ -120,7 +125,7 @@ def load_yaml(path: Path) -> Any:
     try:
         with path.open("rb") as fh:
             text = fh.read(MAX_YAML_BYTES + 1).decode("utf-8")
-        loader = _Loader(text)
+        loader = SAFE_LOADER(text)
         try:
             node = loader.get_single_node()
             if node is None:

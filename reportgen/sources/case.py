@@ -355,7 +355,7 @@ def _file_events(
         if lines.unrelated:  # the byte prefilter saw it cannot be part of a record
             _add_unused(unused, ref, _other_reason(other, monitor is not None, fmt, text), text)
             continue
-        if not text.strip():
+        if not text or text.isspace():  # blank: what text.strip() would empty, without the copy
             _add_unused(unused, ref, "blank line", text)
             continue
         if monitor is not None:
@@ -366,7 +366,9 @@ def _file_events(
             if not used and not kernel:
                 _add_unused(unused, ref, _other_reason(other, True, fmt, text), text)
             for v in visits:
-                yield from _visit_event(v, unused)
+                ev = _visit_event(v, unused)
+                if ev is not None:
+                    yield ev
             if not kernel:
                 continue
         framed = strip_wrapper(text)
@@ -389,7 +391,9 @@ def _file_events(
     yield from legacy.flush()
     if monitor is not None:
         for v in monitor.flush():
-            yield from _visit_event(v, unused)
+            ev = _visit_event(v, unused)
+            if ev is not None:
+                yield ev
     counts[name] = physical[0]
 
 
@@ -414,14 +418,16 @@ def _text(raw: RawLine) -> str:
     return decode_line(raw.data, raw.number == 1)
 
 
-def _visit_event(v: Visit, unused: UnusedSink) -> Iterator[Event]:
+def _visit_event(v: Visit, unused: UnusedSink) -> Event | None:
+    # The visit's event, or None when its lines are listed unused (a function, not a generator: it
+    # runs for every visit).
     # A walk whose packet line the paste cut off still shows the chain, the rules and the verdict:
     # it becomes a hop without header fields, joined to its packet by the trace id (correlate.py).
     if not v.table:
         _add_unused(
             unused, v.ref, "trace packet line without rule lines: the chain it was seen in is not printed", v.text
         )
-        return
+        return None
     place = v.place
     if place is None or (place.hook is None and not place.candidates):
         # netdev ingress/egress: device hooks outside the IP and bridge hook graph (netfilter.py).
@@ -432,7 +438,7 @@ def _visit_event(v: Visit, unused: UnusedSink) -> Iterator[Event]:
                 f"nft {v.family} chain {v.table} {v.chain}: its hook has no stage in reportgen's hook graph",
                 v.text if ref == v.ref else "",
             )
-        return
+        return None
     how = "nft trace" if v.fmt == "nfttrace" else "xtables-monitor"
     table = v.table if v.table else None
     rec = v.record()
@@ -452,7 +458,7 @@ def _visit_event(v: Visit, unused: UnusedSink) -> Iterator[Event]:
             how,
             candidates=tuple(hooks) if len(hooks) > 1 else (),
         )
-    yield Event(rec, hook, tuple(v.rules), tuple(v.extra))
+    return Event(rec, hook, tuple(v.rules), tuple(v.extra))
 
 
 MAX_SNAPSHOT_BYTES = 64 << 20  # a host snapshot is kilobytes; beyond this it is not a snapshot

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from reportgen.parsers.nflog import record_anchors
 
@@ -44,12 +44,17 @@ _CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
 _KMSG = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
 
 
-class Framed(NamedTuple):
-    """A message with its wrapper removed."""
+class Framed:
+    """A message with its wrapper removed.
 
-    stamp: float | None  # kernel monotonic seconds, when known
-    msg: str
-    wrapped: bool = False  # whether a wrapper was found and removed
+    A plain class, not a NamedTuple: compiled, its constructor is native, where a NamedTuple's
+    __new__ is interpreted Python called for every record line (docs/performance.md, "Session 7").
+    """
+
+    def __init__(self, stamp: float | None, msg: str, wrapped: bool = False) -> None:
+        self.stamp = stamp  # kernel monotonic seconds, when known
+        self.msg = msg
+        self.wrapped = wrapped  # whether a wrapper was found and removed
 
 
 def strip_wrapper(line: str) -> Framed:
@@ -57,10 +62,13 @@ def strip_wrapper(line: str) -> Framed:
     # LineFramer frames each line once to decide on joins, and the caller frames the line it yields
     # again; by then the framer has read (and framed) the next line, so the last two are kept: the
     # same string object gives the same answer.
+    framed: Framed
     if line is _last[0]:
-        return _last[1]
+        framed = _last[1]
+        return framed
     if line is _last[2]:
-        return _last[3]
+        framed = _last[3]
+        return framed
     framed = _strip_wrapper(line)
     _last[:] = [line, framed, _last[0], _last[1]]
     return framed
@@ -176,8 +184,10 @@ def _kernel_line_may_be_record(data: bytes) -> bool:
     s = data.strip(_WHITESPACE)
     if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
-    # s[:1]: the "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too.
-    return s[:1] == b"=" or _FIELD_START_BYTES.match(s) is not None
+    # The "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too. A field starts
+    # with a capital (tested first: most lines start with "[" and need no regex).
+    first = s[0]
+    return first == 0x3D or (0x41 <= first <= 0x5A and _FIELD_START_BYTES.match(s) is not None)
 
 
 def _nft_line_may_be_event(data: bytes) -> bool:
@@ -326,7 +336,7 @@ _BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
 _BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
 
 
-def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
+def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
     """Split a line holding several records at the end of each record's body.
 
     A prefix may itself contain "IN=x OUT=y" (trace-formats.md section 6), so a second anchor only
@@ -335,10 +345,10 @@ def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
     between records (a shell prompt, other kernel messages, stray marks) ends where the record's
     own dmesg stamp begins, and stays with the record before it.
     """
+    # A list, not a generator: one record per line is the usual case, and a generator costs an object.
     anchors = record_anchors(text)
     if " MAC source = " in text or not anchors:
-        yield n, text
-        return
+        return [(n, text)]
     starts = [_record_start(text, 0, anchors[0][0], framed)]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
@@ -352,10 +362,9 @@ def _split(n: int, text: str, framed: Framed) -> Iterator[tuple[int, str]]:
                 cut = pos
         starts.append(_record_start(text, min(cut, nxt), nxt, None))
     if starts == [0]:
-        yield n, text
-        return
-    for i, start in enumerate(starts):
-        yield n, text[start : starts[i + 1] if i + 1 < len(starts) else len(text)].strip()
+        return [(n, text)]
+    ends = [*starts[1:], len(text)]
+    return [(n, text[start:end].strip()) for start, end in zip(starts, ends, strict=True)]
 
 
 def _record_start(text: str, start: int, anchor: int, line: Framed | None) -> int:
