@@ -346,6 +346,7 @@ NAT_FIELDS = [
     "rule",
     "rule_ref",
     "conntrack",
+    "unknown",
 ]
 
 
