@@ -11,6 +11,7 @@ packets, cut before their replies (which would show the new source), with their 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_masquerade_random_fully_without_snapshot_states_no_old_source():
     assert nat.after == Endpoint("the address of vxlan.calico", None)
     assert nat.unknown is not None and "--random-fully" in nat.unknown and "vxlan.calico" in nat.unknown
     final = footer(syn).final
-    assert final.startswith("TCP the address of vxlan.calico → 10.42.54.194:9898 (source not shown: ")
+    assert final.startswith("TCP the address of vxlan.calico, port unknown → 10.42.54.194:9898 (source not shown: ")
     assert "192.168.1.88" not in final
     # The ACK after it: conntrack applies the same mapping at nat POSTROUTING (its trace ends at mangle).
     later = _source_nat(ack)
@@ -112,3 +113,28 @@ def test_masquerade_address_from_the_ip_addr_snapshot(
     assert nat.after.addr == "198.51.100.10" and "ens33's primary address 198.51.100.10" in nat.evidence
     assert nat.after.port == nat.before.port and (sport is None or nat.before.port == sport)
     assert "198.51.100.10" in footer(p).final and "172.17.0.2" not in footer(p).final
+
+
+def test_masquerade_on_a_device_with_two_addresses_names_neither_alone(tmp_path: Path):
+    """inet_select_addr (net/ipv4/devinet.c) takes the primary address on the next hop's subnet: with
+    two on ens33 and no route evaluated here, the report names both and says which is not known."""
+    sample = "lab-xtables-trace-tcp-to-internet"
+    case = tmp_path / "two"
+    shutil.copytree(ROOT / "samples" / sample, case)
+    text = (case / "ip-addr.txt").read_text(encoding="utf-8")
+    one = "    inet 198.51.100.10/24 scope global ens33\n"
+    assert text.count(one) == 1
+    (case / "ip-addr.txt").write_text(
+        text.replace(one, one + "    inet 192.0.2.10/24 scope global ens33\n"), encoding="utf-8"
+    )
+    doc = json.loads((case / "ip-addr.json").read_text(encoding="utf-8"))
+    (ens33,) = [d for d in doc if d["ifname"] == "ens33"]
+    ens33["addr_info"].insert(1, {**ens33["addr_info"][0], "local": "192.0.2.10"})
+    (case / "ip-addr.json").write_text(json.dumps(doc), encoding="utf-8")
+    trace = case / "xtables-monitor.txt"
+    trace.write_text("".join(trace.read_text(encoding="utf-8").splitlines(keepends=True)[:15]), encoding="utf-8")
+    p = _packets(case)[0]
+    nat = _source_nat(p)
+    assert nat.after == Endpoint("one of ens33's addresses 198.51.100.10, 192.0.2.10", 37808)
+    assert nat.unknown is not None and "next hop's subnet" in nat.unknown
+    assert footer(p).final.startswith("TCP one of ens33's addresses 198.51.100.10, 192.0.2.10, port 37808 → ")

@@ -274,9 +274,11 @@ def footer(p: Packet) -> Footer:
             if n.unknown is not None:
                 unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
-                src, sport = n.after.addr, n.after.port if n.after.port is not None or n.unknown else sport
+                src, sport = n.after.addr, n.after.port if n.after.port is not None else sport
+                if n.unknown is not None and sport is not None:  # words, not address:port
+                    src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None
             else:
-                dst, dport = n.after.addr, n.after.port if n.after.port is not None or n.unknown else dport
+                dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
         if r.proto in ("ICMP", "ICMPv6"):
             ident = f" id {r.icmp_id}" if r.icmp_id is not None else ""
             ident += f" seq {r.icmp_seq}" if ident and r.icmp_seq is not None else ""  # a cut line lacks SEQ=

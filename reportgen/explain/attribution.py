@@ -196,11 +196,15 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
     unknown = []
     if typ == "MASQUERADE":
         dev = r.out_dev or "the out device"
-        addr = topo.first_addr(dev, ev.hook.family) if dev else None
+        addr = topo.first_addr(dev, ev.hook.family)
         got = f"{dev}'s primary address {addr} (ip addr snapshot)" if addr else f"the address of {dev}"
+        v4 = [c.split("/")[0] for c in topo.host_addrs.get(dev, ()) if ":" not in c]
         if addr is None:
             addr = f"the address of {dev}"
             unknown.append(f"no ip addr snapshot of {dev} gives its address")
+        elif ev.hook.family == "ipv4" and len(v4) > 1:  # inet_select_addr prefers the next hop's subnet
+            addr = got = f"one of {dev}'s addresses {', '.join(v4)}"
+            unknown.append(f"which of {dev}'s addresses: inet_select_addr takes the one on the next hop's subnet")
         m = _MASQ_PORTS.search(text)
         ports = (m.group(1) or m.group(2)) if m else ""
     else:
