@@ -562,6 +562,10 @@ class Nat:
     rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
+    # What no line shows of ``after``, in words, when the trace shows the SNAT or MASQUERADE rule but
+    # not the rewritten packet (attribution.unshown_source_nat); ``after`` then holds words, never a
+    # made-up address, where the address is unknown, and a port of None where the port is unknown.
+    unknown: str | None = None
 
     def __init__(
         self,
@@ -576,6 +580,7 @@ class Nat:
         rule: str | None = None,
         rule_ref: LineRef | None = None,
         conntrack: str | None = None,
+        unknown: str | None = None,
     ) -> None:
         self.type = type
         self.direction = direction
@@ -588,6 +593,7 @@ class Nat:
         self.rule = rule
         self.rule_ref = rule_ref
         self.conntrack = conntrack
+        self.unknown = unknown
 
 
 @dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)

@@ -347,6 +347,7 @@ NAT_FIELDS = [
     "rule",
     "rule_ref",
     "conntrack",
+    "unknown",
 ]
 
 

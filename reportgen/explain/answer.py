@@ -269,9 +269,14 @@ def footer(p: Packet) -> Footer:
     else:
         src, dst = shown(r, "src"), shown(r, "dst")
         sport, dport = r.sport, r.dport
+        unknown = ""  # what no line shows of the rewritten packet (model.Nat.unknown)
         for n in p.nat:
+            if n.unknown is not None:
+                unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
                 src, sport = n.after.addr, n.after.port if n.after.port is not None else sport
+                if n.unknown is not None and sport is not None:  # words, not address:port
+                    src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None
             else:
                 dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
         if r.proto in ("ICMP", "ICMPv6"):
@@ -282,6 +287,7 @@ def footer(p: Packet) -> Footer:
             final = f"{r.proto} {Endpoint(src, sport)} → {Endpoint(dst, dport)}"
         else:
             final = f"{r.proto or 'IP'} {src} → {dst}"
+        final += unknown
     v = p.verdict
     return Footer(p.id, final, v.evidence if v else "nothing in the trace", v.code if v else VerdictCode.UNKNOWN)
 

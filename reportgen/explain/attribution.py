@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from reportgen.explain.correlate import flow_ports
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
 from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
@@ -61,7 +62,7 @@ _NAT_WORDS = (
 _COMMENT = re.compile(r'--comment (?:"(?:[^"\\]|\\.)*"|\S+)|\bcomment "(?:[^"\\]|\\.)*"')
 
 
-def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit] | None:
+def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit, Event] | None:
     """A NAT rule a trace source saw the packet hit at this hook (xtables-monitor prints the rule as
     iptables-save text, nft monitor trace as nft syntax). A NAT target ends the walk with the verdict of
     nf_nat_setup_info(), NF_ACCEPT (xt_nat.c, nft_nat.c, nf_nat_masquerade.c), so the trace prints
@@ -75,7 +76,7 @@ def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, Rul
             text = _COMMENT.sub("", hit.text)
             for typ, words in _NAT_WORDS:
                 if any(w in text for w in words):
-                    return typ, hit
+                    return typ, hit, ev
     return None
 
 
@@ -99,7 +100,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
         fam, _, hook = n.hook.split()
         traced = _traced_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
         if traced is not None:
-            typ, hit = traced
+            typ, hit, _ = traced
             out.append(
                 replace(
                     n,
@@ -149,6 +150,99 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
         else:
             out.append(n)
     return out
+
+
+# Options that have the kernel pick the new port at random (NF_NAT_RANGE_PROTO_RANDOM and
+# NF_NAT_RANGE_PROTO_RANDOM_FULLY, include/uapi/linux/netfilter/nf_nat.h): iptables-extensions(8)
+# SNAT/MASQUERADE --random and --random-fully, nft(8) random and fully-random.
+_RANDOM_PORT = re.compile(r"(?<![\w-])(?:--random-fully|--random|fully-random|random)(?![\w-])")
+# Where a rule names the new source: SNAT --to-source ADDR[-ADDR][:PORT[-PORT]] and nft "snat [ip|ip6]
+# to ADDR[:PORT]"; MASQUERADE --to-ports PORT[-PORT] and nft "masquerade to :PORT[-PORT]".
+_SNAT_TO = re.compile(r"--to-source (\S+)|\bsnat (?:ip6? )?to (\S+)")
+_MASQ_PORTS = re.compile(r"--to-ports (\S+)|\bmasquerade to :(\S+)")
+
+
+def _source_nat_hit(hops: list[tuple[Event, str]], hook: str, topo: Topology) -> tuple[str, RuleHit, Event] | None:
+    """The SNAT or MASQUERADE rule that ended the nat walk at this hook: one a trace prints ending it
+    with accept, or the rule a legacy TRACE walk ended on when the ruleset snapshot says what it is
+    (link_rules puts the snapshot's text in: legacy TRACE prints the rule's number only)."""
+    traced = _traced_nat_rule(hops, hook)
+    legacy = _legacy_nat_rule(hops, hook) if traced is None else None
+    ev = next((e for e, _ in hops if legacy in e.rules), None) if legacy is not None else None
+    if ev is not None:
+        ev = link_rules(ev, topo)
+        hit = ev.rules[-1]  # _legacy_nat_rule's: the last of its event's rules
+        typ = next((t for t, words in _NAT_WORDS if words[0] in _COMMENT.sub("", hit.text)), "")
+        traced = (typ, hit, ev)
+    return traced if traced is not None and traced[0] in ("SNAT", "MASQUERADE") else None
+
+
+def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | None:
+    """The source NAT of a connection's first packet when the trace shows the SNAT or MASQUERADE rule
+    ending its nat POSTROUTING (or INPUT) walk but no line prints the packet after it (nat POSTROUTING
+    is the last hook a leaving packet passes). A NAT target's accept is nf_nat_setup_info()'s NF_ACCEPT
+    (xt_nat.c, nf_nat_masquerade.c, nft_nat.c): the rewrite happened. The new source is what the rule
+    and the snapshots say, the rest is named unknown (Nat.unknown): MASQUERADE takes the out device's
+    primary address (inet_select_addr in nf_nat_masquerade.c); a port not randomised or given by the
+    rule is kept unless another connection holds it (get_unique_tuple, nf_nat_core.c)."""
+    if not any(ev.rules for ev, _ in hops):  # no trace source's rule lines: nothing to find
+        return None
+    found = _source_nat_hit(hops, "POSTROUTING", topo) or _source_nat_hit(hops, "INPUT", topo)
+    if found is None:
+        return None
+    typ, hit, ev = found
+    r = ev.record
+    text = _COMMENT.sub("", hit.text)
+    unknown = []
+    if typ == "MASQUERADE":
+        dev = r.out_dev or "the out device"
+        addr = topo.first_addr(dev, ev.hook.family)
+        got = f"{dev}'s primary address {addr} (ip addr snapshot)" if addr else f"the address of {dev}"
+        v4 = [c.split("/")[0] for c in topo.host_addrs.get(dev, ()) if ":" not in c]
+        if addr is None:
+            addr = f"the address of {dev}"
+            unknown.append(f"no ip addr snapshot of {dev} gives its address")
+        elif ev.hook.family == "ipv4" and len(v4) > 1:  # inet_select_addr prefers the next hop's subnet
+            addr = got = f"one of {dev}'s addresses {', '.join(v4)}"
+            unknown.append(f"which of {dev}'s addresses: inet_select_addr takes the one on the next hop's subnet")
+        m = _MASQ_PORTS.search(text)
+        ports = (m.group(1) or m.group(2)) if m else ""
+    else:
+        m = _SNAT_TO.search(text)
+        to = (m.group(1) or m.group(2)) if m else ""
+        if to.startswith("["):  # [fd00::1]:80
+            host, _, ports = to[1:].partition("]")
+            ports = ports.lstrip(":")
+        else:  # 1.2.3.4:80, 1.2.3.4-1.2.3.9:80-90, fd00::1
+            host, _, ports = to.partition(":") if to.count(":") == 1 else (to, "", "")
+        addr = got = host if host and "-" not in host else "an address the trace does not show"
+        if addr != host:
+            unknown.append(f"the rule's address {host} is a range" if host else "the rule names no address")
+    sport = flow_ports(ev)[0]
+    rand = _RANDOM_PORT.search(text)
+    port = int(ports) if ports.isdigit() else None if ports or rand else sport
+    if port is None and ports:
+        unknown.append(f"the rule picks the port from {ports}")
+    elif port is None and rand:
+        unknown.append(f"{rand.group(0)} picks the port at random")
+    elif port is not None and port == sport and not ports:
+        what = "echo id" if r.proto in ("ICMP", "ICMPv6") else "port"  # conntrack keys an echo by its id
+        got += f", {what} {port} kept unless another connection holds it (get_unique_tuple, nf_nat_core.c)"
+    by_rule = f"the trace shows the packet hitting this {typ} rule ({hit.ref}), and no line shows it after"
+    return Nat(
+        typ,
+        "original",
+        f"{ev.hook.family} nat {ev.hook.hook}",
+        "source",
+        Endpoint(r.src or "", sport),
+        Endpoint(addr, port),
+        f"{by_rule}: the new source is {got}" + (f"; unknown: {'; '.join(unknown)}" if unknown else ""),
+        "rule",
+        hit.text,
+        hit.ref,
+        None,
+        "; ".join(unknown) or None,
+    )
 
 
 def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:

@@ -20,6 +20,7 @@ from reportgen.explain.attribution import (
     prefix_drop_by_snapshot,
     refine_skip,
     traced_drop,
+    unshown_source_nat,
 )
 from reportgen.explain.correlate import (
     MAX_GAP_SECONDS,
@@ -1167,6 +1168,7 @@ class FlowNat:
         self.by_flow: dict[int, dict[str, str]] = {}  # the same types per flow: one lookup per packet
         self.rules: dict[tuple[int, str], tuple[str, LineRef | None]] = {}
         self.conntrack: dict[int, str | None] = {}  # one conntrack -L lookup per flow, not per packet
+        self.unshown: dict[int, Nat] = {}  # a first packet's source NAT no line shows (unshown_source_nat)
 
     def set_type(self, flow: Flow, field: str, typ: str) -> None:
         self.types[(flow.index, field)] = typ
@@ -1183,6 +1185,7 @@ class FlowNat:
             self.rules.pop((flow.index, field), None)
         self.by_flow.pop(flow.index, None)
         self.conntrack.pop(flow.index, None)
+        self.unshown.pop(flow.index, None)
 
     def learn_first(self, flow: Flow, topo: Topology) -> None:
         """Learn the NAT types from the first request, so replies can name what they reverse."""
@@ -1202,6 +1205,8 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
         nats += _reply_reversals(t, flow, nats, ftypes)
     if place.forward:
         nats = attribute_nat(nats, list(zip(t.events, t.stages, strict=True)), place.first, topo)
+        if flow is not None and not any(n.field == "source" for n in nats):
+            nats += _unshown_source_nat(t, place.first, flow, topo, memo)
         if place.first and flow is not None:
             for nat in nats:  # the rule's own type (MASQUERADE vs SNAT) now that it is known
                 memo.set_type(flow, nat.field, nat.type)
@@ -1228,12 +1233,58 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
     return filled
 
 
+def _unshown_source_nat(t: Track, first: bool, flow: Flow, topo: Topology, memo: FlowNat) -> list[Nat]:
+    """The source NAT a trace shows the rule of but no line the rewritten packet (unshown_source_nat),
+    on the first packet; conntrack applies the same mapping to the connection's later packets in the
+    original direction where source NAT is done (nf_nat_packet, net/netfilter/nf_nat_core.c), after the
+    last hook their lines show."""
+    if first:
+        nat = unshown_source_nat(list(zip(t.events, t.stages, strict=True)), topo)
+        if nat is None:
+            return []
+        memo.unshown[flow.index] = nat
+        return [nat]
+    made = memo.unshown.get(flow.index)
+    hook = made.hook.split()[-1] if made is not None else ""
+    at = [ev for ev in t.events if ev.hook.hook == hook and ev.record.src]
+    if made is None or not at:
+        return []
+    return [
+        Nat(
+            made.type,
+            "original",
+            made.hook,
+            "source",
+            Endpoint(at[-1].record.src or "", flow_ports(at[-1])[0]),
+            made.after,
+            f"conntrack applies the mapping the first packet got from this {made.type} rule ({made.rule_ref}): "
+            + made.evidence.partition(": ")[2],
+            "conntrack",
+            made.rule,
+            made.rule_ref,
+            None,
+            made.unknown,
+        )
+    ]
+
+
 def _nat_with(nat: Nat, typ: str, rule: str | None, rule_ref: LineRef | None, conntrack: str | None) -> Nat:
     """``replace(nat, type=, rule=, rule_ref=, conntrack=)`` by Nat's constructor: dataclasses.replace
     is interpreted Python, called for most NAT'd packets (tests/test_scale.py holds the two equal and
     fails when Nat gains a field this leaves out)."""
     return Nat(
-        typ, nat.direction, nat.hook, nat.field, nat.before, nat.after, nat.evidence, nat.by, rule, rule_ref, conntrack
+        typ,
+        nat.direction,
+        nat.hook,
+        nat.field,
+        nat.before,
+        nat.after,
+        nat.evidence,
+        nat.by,
+        rule,
+        rule_ref,
+        conntrack,
+        nat.unknown,
     )
 
 

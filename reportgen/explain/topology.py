@@ -118,6 +118,14 @@ class Topology:
             return f"{addr} is on {dev}'s connected network {r.dst}"
         return None
 
+    def first_addr(self, dev: str, family: str) -> str | None:
+        """The address the kernel picks on a device: its first (primary) one of the family, global first
+        (inet_select_addr, net/ipv4/devinet.c; ipv6_dev_get_saddr prefers global scope)."""
+        addrs = [c.split("/")[0] for c in self.host_addrs.get(dev, ())]
+        fam = [a for a in addrs if (":" in a) == (family == "ipv6")]
+        fam.sort(key=lambda a: ipaddress.ip_address(a).is_link_local)
+        return fam[0] if fam else None
+
     def broadcast_on(self, addr: str) -> str | None:
         """The host interface and network whose IPv4 broadcast address ``addr`` is ("172.17.255.255 is
         the broadcast address of 172.17.0.0/16 on docker0"), from the address snapshots; None when no

@@ -348,6 +348,8 @@ def _nat(n: Nat) -> dict[str, Any]:
         "rule": n.rule,
         "rule_line": _ref(n.rule_ref),
         "conntrack": n.conntrack,
+        # Only on a NAT whose rewritten packet no line shows (model.Nat.unknown): other outputs unchanged.
+        **({"unknown": n.unknown} if n.unknown is not None else {}),
     }
 
 

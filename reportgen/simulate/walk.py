@@ -276,12 +276,7 @@ class Walker:
     # --- NAT ----------------------------------------------------------------------------------------
 
     def first_addr(self, dev: str, family: str) -> str | None:
-        """The address the kernel picks on a device: its first (primary) one of the family, global first
-        (inet_select_addr, net/ipv4/devinet.c; ipv6_dev_get_saddr prefers global scope)."""
-        addrs = [c.split("/")[0] for c in self.topo.host_addrs.get(dev, ())]
-        fam = [a for a in addrs if (":" in a) == (family == "ipv6")]
-        fam.sort(key=lambda a: ipaddress.ip_address(a).is_link_local)
-        return fam[0] if fam else None
+        return self.topo.first_addr(dev, family)
 
     def nat(self, out: _Out, hop: BaseChain, p: Pkt) -> tuple[Pkt, Nat | None, str]:
         """Apply a NAT target: the new packet, the NAT step, and why (or why not)."""
