@@ -11,8 +11,11 @@ and its replies as delivered locally.
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
+
+import yaml
 
 from reportgen.model import Packet, VerdictCode
 from reportgen.pipeline import build_report
@@ -61,6 +64,24 @@ def test_log_lines_and_trace_of_one_packet_are_one_packet() -> None:
             "docker0": (VerdictCode.DELIVERED_TO_PORT, "vethr53c2"),
         }[kernel[_key(p)]]
         assert got == want, (p.id, _key(p), got)
+
+
+def test_trace_alone_joins_its_bridge_walks(tmp_path: Path) -> None:
+    """The trace alone (one file: the windowed reading) joins them too, to the same 16 packets."""
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    spec = yaml.safe_load((case / "case.yaml").read_text())
+    spec["trace"] = [TRACE]
+    (case / "case.yaml").write_text(yaml.safe_dump(spec))
+    (case / "dmesg.log").unlink()
+    report = build_report(load_spec([case]))
+    kernel = _kernel_packets()
+    assert sorted(_key(p) for p in report.packets) == sorted(kernel)
+    assert len(report.conversations) == 2
+    for p in report.packets:
+        assert {h.event.hook.family for h in p.hops} == {"ipv4", "bridge"}, p.id
+        want = {"local": "delivered-local", "ens33": "forwarded-out", "docker0": "delivered-to-port"}
+        assert p.verdict is not None and p.verdict.code.value == want[kernel[_key(p)]], p.id
 
 
 def test_portless_bridge_lines_do_not_join_two_connections() -> None:

@@ -248,9 +248,14 @@ def _l3_matches(a: Event, b: Event) -> bool:
     ):
         if x is not None and y is not None and x != y:
             return False
-    # Flags are compared only between lines that print the TCP header: xtables-monitor's bridge-family
+    # Flags are compared unless a line says TCP but prints no TCP header: xtables-monitor's bridge-family
     # PACKET line shows the network header alone (NH=, no ports, no flags), which says nothing of them.
-    if ra.tcp_flags != rb.tcp_flags and ra.proto == "TCP" and ra.sport is not None and rb.sport is not None:
+    if (
+        ra.tcp_flags != rb.tcp_flags
+        and ra.proto == "TCP"
+        and ra.sport is not None
+        and (rb.sport is not None or rb.proto != "TCP")
+    ):
         return False
     sa, da = flow_ports(a)
     sb, db = flow_ports(b)
