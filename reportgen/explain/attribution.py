@@ -23,7 +23,10 @@ def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     r = ev.record
     icmp = r.proto in ("ICMP", "ICMPv6")
     # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
-    mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" else None)
+    # So does a trace event: nf_tables_trace.c puts NFTA_TRACE_MARK only when skb->mark is non-zero,
+    # and xtables-monitor prints MARK= on the PACKET line whenever the event carries it; a PACKET line
+    # (its addresses read) without MARK= shows 0.
+    mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" or (r.fmt == "xtmon" and r.src is not None) else None)
     return PacketView(
         r.src,
         r.dst,

@@ -292,7 +292,14 @@ def _l3_matches(a: Event, b: Event) -> bool:
     ):
         if x is not None and y is not None and x != y:
             return False
-    if ra.tcp_flags != rb.tcp_flags and ra.proto == "TCP":
+    # Flags are compared unless a line says TCP but prints no TCP header: xtables-monitor's bridge-family
+    # PACKET line shows the network header alone (NH=, no ports, no flags), which says nothing of them.
+    if (
+        ra.tcp_flags != rb.tcp_flags
+        and ra.proto == "TCP"
+        and ra.sport is not None
+        and (rb.sport is not None or rb.proto != "TCP")
+    ):
         return False
     sa, da = flow_ports(a)
     sb, db = flow_ports(b)
@@ -795,8 +802,36 @@ def _mergeable(a: Track, b: Track) -> bool:
     return all(y == x or y in REACHABLE[x] for x, y in zip(stages, stages[1:], strict=False))
 
 
+def _table_runs(evs: list[Event]) -> list[str | None]:
+    """The tables of one source's lines at a stage, once per run of lines of one table."""
+    runs: list[str | None] = []
+    for e in evs:
+        if not runs or runs[-1] != e.hook.table:
+            runs.append(e.hook.table)
+    return runs
+
+
+def _in_order(small: list[str | None], big: list[str | None]) -> bool:
+    """Whether every table of ``small`` is in ``big``, in the same order."""
+    rest = iter(big)
+    return all(t in rest for t in small)
+
+
 def _merge_in_stage(a: list[Event], b: list[Event]) -> list[Event]:
-    """Merge two sources' events at one stage: by table priority where both are known, else a first."""
+    """Merge two sources' events at one stage.
+
+    Each source prints the tables of a hook in the order the kernel ran them. When the tables of one
+    are among the other's in the same order, each table's lines of both sit together in that order:
+    a LOG line and a trace of one table are one walk. Priorities alone would misplace them where the
+    backend's order is not the legacy one (ebtables-nft runs filter OUTPUT before nat OUTPUT,
+    iptables/nft.c builtin table definitions). Otherwise by table priority where both are known, else
+    a first.
+    """
+    ra, rb = _table_runs(a), _table_runs(b)
+    if None not in ra and None not in rb and len(set(ra)) == len(ra) and len(set(rb)) == len(rb):
+        order = ra if _in_order(rb, ra) else rb if _in_order(ra, rb) else None
+        if order is not None:
+            return [e for t in order for side in (a, b) for e in side if e.hook.table == t]
     out: list[Event] = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -888,6 +923,16 @@ def _views(track: Track) -> list[View]:
         if v not in out:
             out.append(v)
     return out
+
+
+def flow_views(track: Track) -> list[View]:
+    """The views that key a packet's connection. A view without ports comes from a line that prints
+    no transport header (xtables-monitor's bridge-family PACKET line shows the network header alone,
+    NH=): it would join every connection between the same two addresses (a NodePort's and a
+    ClusterIP's, both masqueraded to the bridge address), so it keys the packet only when no line
+    of it shows ports."""
+    vs = views(track)
+    return [v for v in vs if v[1].port is not None or v[2].port is not None] or vs
 
 
 def reverse(v: View) -> View:
@@ -1037,7 +1082,7 @@ class Conversations:
         ev_view = _error_view(track)
         if ev_view is not None and (ev_view in by_view or reverse(ev_view) in by_view):
             return by_view.get(ev_view, by_view.get(reverse(ev_view)))[0], None  # type: ignore[index]
-        for v in views(track):
+        for v in flow_views(track):
             if v in by_view:
                 return by_view[v]
             if reverse(v) in by_view:
@@ -1072,7 +1117,7 @@ class Conversations:
         flow, forward = hit
         flow.members.append((track, forward))
         flow.role[track.index] = "original" if forward else "reply"
-        for v in vs:
+        for v in flow_views(track):
             if v not in by_view:
                 by_view[v] = (flow, forward)
                 flow.views.append(v)
