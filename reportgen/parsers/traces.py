@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
+from typing import cast
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -327,18 +328,48 @@ class Visit:
         self.place = place
 
     def record(self) -> LogRecord:
-        f = dict(self.fields)
-        in_dev, out_dev = str(f.pop("in_dev", "")), str(f.pop("out_dev", ""))
+        # Positional, each field read with LogRecord's own default: a call with **fields went through
+        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit.
+        g = self.fields.get
         return LogRecord(
-            ref=self.ref,
-            text=self.text,
-            stamp=None,
-            fmt=self.fmt,
-            prefix="",
-            in_dev=in_dev,
-            out_dev=out_dev,
-            trace_id=self.trace_id,
-            **f,  # type: ignore[arg-type]
+            self.ref,
+            self.text,
+            None,
+            self.fmt,
+            "",
+            str(g("in_dev", "")),
+            str(g("out_dev", "")),
+            cast(str, g("physin", "")),
+            cast(str, g("physout", "")),
+            cast("str | None", g("mac_src")),
+            cast("str | None", g("mac_dst")),
+            cast("int | None", g("ethertype")),
+            cast("str | None", g("l3")),
+            cast("str | None", g("src")),
+            cast("str | None", g("dst")),
+            cast("int | None", g("length")),
+            cast("int | None", g("ttl")),
+            cast("int | None", g("ipid")),
+            cast("tuple[str, ...]", g("ip_flags", ())),
+            cast("str | None", g("proto")),
+            cast("int | None", g("sport")),
+            cast("int | None", g("dport")),
+            cast("int | None", g("icmp_type")),
+            cast("int | None", g("icmp_code")),
+            cast("int | None", g("icmp_id")),
+            cast("int | None", g("icmp_seq")),
+            cast("tuple[str, ...]", g("tcp_flags", ())),
+            cast("int | None", g("tcp_seq")),
+            cast("int | None", g("flowlabel")),
+            cast("str | None", g("mark")),
+            cast(bool, g("truncated", False)),
+            cast("tuple[str, ...]", g("extra", ())),
+            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", g("embedded")),
+            cast("tuple[str, ...]", g("redacted", ())),
+            cast(bool, g("mac_logged", False)),
+            self.trace_id,
+            cast("str | None", g("logger")),
+            cast("tuple[str, ...]", g("missing", ())),
         )
 
 
