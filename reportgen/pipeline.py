@@ -805,18 +805,25 @@ class _Account:
         self.runs.add(u)
 
     def used(self, p: Packet, spans: dict[str, dict[int, int]]) -> None:
-        texts = self.texts
+        # Each hop's lines (Event.refs) without building that tuple: a line met twice (a rule line that
+        # is its record's own) is counted once all the same, _Covered.add counting only new lines.
         for h in p.hops:
             ev = h.event
-            # A LOG line's hop has its record's line alone (Event.refs, without building it).
-            for ref in ev.refs if ev.rules or ev.extra else (ev.record.ref,):
-                cov = self.covered.get(ref.file)
-                if cov is not None:
-                    wrapped = spans.get(ref.file)
-                    last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
-                    self.used_lines += cov.add(ref.line, last)
-                    if texts.texts and ref.line <= texts.last:
-                        texts.drop(ref.file, ref.line, last)
+            self._use(ev.record.ref, spans)
+            for r in ev.rules:
+                self._use(r.ref, spans)
+            for x in ev.extra:
+                self._use(x, spans)
+
+    def _use(self, ref: LineRef, spans: dict[str, dict[int, int]]) -> None:
+        cov = self.covered.get(ref.file)
+        if cov is not None:
+            wrapped = spans.get(ref.file)
+            last = wrapped.get(ref.line, ref.line) if wrapped else ref.line
+            self.used_lines += cov.add(ref.line, last)
+            texts = self.texts
+            if texts.texts and ref.line <= texts.last:
+                texts.drop(ref.file, ref.line, last)
 
     def close(
         self, counts: dict[str, int], texts: dict[LineRef, str], spans: dict[str, dict[int, int]]

@@ -483,11 +483,29 @@ NFT_LINE_WORDS = [
 )
 def test_nft_line_reads_as_the_whole_line(head: str, words: list[str], tail: str):
     line = (head + " ".join(words) + tail).rstrip()
-    got = traces._nft_line(line)
-    assert (got if got is None else (got[0], tuple(got[1]))) == _reference_nft_line(line)
+    assert _fields(traces._nft_line(line)) == _reference_nft_line(line)
     # Twice: the second reading comes from the cache.
-    again = traces._nft_line(line)
-    assert (again if again is None else (again[0], tuple(again[1]))) == _reference_nft_line(line)
+    assert _fields(traces._nft_line(line)) == _reference_nft_line(line)
+
+
+def _fields(got: tuple[str, traces._NftLine] | None) -> tuple[str, tuple[object, ...]] | None:
+    """_nft_line's answer in _reference_nft_line's shape: the id and the reading's fields in order."""
+    if got is None:
+        return None
+    b = got[1]
+    return got[0], (
+        b.kind,
+        b.table,
+        b.chain,
+        b.family,
+        b.rest,
+        b.verdict,
+        b.rule_text,
+        b.handle,
+        b.hit_kind,
+        b.proven,
+        b.ends,
+    )
 
 
 def test_nft_line_cache_key_holds_everything_but_the_id():

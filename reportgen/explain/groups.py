@@ -79,7 +79,20 @@ def group_packets(
     groups = []
     for n, (key, ps) in enumerate(members.items(), start=start):
         stamps = [s for p in ps for s in _stamps(p)]
-        refs = [ref for p in ps for h in p.hops for ref in h.event.refs]  # rule and conntrack lines too
+        # Every line of every hop (Event.refs: rule and conntrack lines too), distinct and keyed by
+        # (file, line), as LineRef orders: not by the LineRef, whose hash and order are the
+        # dataclass's interpreted __hash__ and __lt__ (a set of them was most of grouping's time on
+        # the nft bench input); read from the event without building Event.refs.
+        distinct: dict[tuple[str, int], LineRef] = {}
+        for p in ps:
+            for h in p.hops:
+                ev = h.event
+                own = ev.record.ref
+                distinct[(own.file, own.line)] = own
+                for r in ev.rules:
+                    distinct[(r.ref.file, r.ref.line)] = r.ref
+                for x in ev.extra:
+                    distinct[(x.file, x.line)] = x
         groups.append(
             PacketGroup(
                 id=f"g{n}",
@@ -88,21 +101,19 @@ def group_packets(
                 packets=tuple(p.id for p in ps),
                 first_stamp=min(stamps) if stamps else None,
                 last_stamp=max(stamps) if stamps else None,
-                lines=_spans(refs, spans or {}),
+                lines=_spans(distinct, spans or {}),
                 behaviour=shapes.setdefault(first_shape[key], f"b{len(shapes) + 1}"),
             )
         )
     return tuple(groups)
 
 
-def _spans(refs: list[LineRef], wrapped: Mapping[str, Mapping[int, int]]) -> tuple[tuple[LineRef, int], ...]:
-    """Compress line references into runs (first line, last line number) per file; a wrapped
-    record's reference stands for its lines up to its last."""
+def _spans(
+    distinct: dict[tuple[str, int], LineRef], wrapped: Mapping[str, Mapping[int, int]]
+) -> tuple[tuple[LineRef, int], ...]:
+    """Compress line references (keyed by file and line) into runs (first line, last line number) per
+    file; a wrapped record's reference stands for its lines up to its last."""
     out: list[tuple[LineRef, int]] = []
-    # Distinct and sorted by (file, line), as LineRef orders: keyed by that tuple, not by the LineRef,
-    # whose hash and order are the dataclass's interpreted __hash__ and __lt__ (a set of the
-    # references was most of grouping's time on the nft bench input).
-    distinct = {(ref.file, ref.line): ref for ref in refs}
     for key in sorted(distinct):
         ref = distinct[key]
         spans = wrapped.get(ref.file)

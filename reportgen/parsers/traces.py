@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import cast
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -328,18 +328,48 @@ class Visit:
         self.place = place
 
     def record(self) -> LogRecord:
-        f = dict(self.fields)
-        in_dev, out_dev = str(f.pop("in_dev", "")), str(f.pop("out_dev", ""))
+        # Positional, each field read with LogRecord's own default: a call with **fields went through
+        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit.
+        g = self.fields.get
         return LogRecord(
-            ref=self.ref,
-            text=self.text,
-            stamp=None,
-            fmt=self.fmt,
-            prefix="",
-            in_dev=in_dev,
-            out_dev=out_dev,
-            trace_id=self.trace_id,
-            **f,  # type: ignore[arg-type]
+            self.ref,
+            self.text,
+            None,
+            self.fmt,
+            "",
+            str(g("in_dev", "")),
+            str(g("out_dev", "")),
+            cast(str, g("physin", "")),
+            cast(str, g("physout", "")),
+            cast("str | None", g("mac_src")),
+            cast("str | None", g("mac_dst")),
+            cast("int | None", g("ethertype")),
+            cast("str | None", g("l3")),
+            cast("str | None", g("src")),
+            cast("str | None", g("dst")),
+            cast("int | None", g("length")),
+            cast("int | None", g("ttl")),
+            cast("int | None", g("ipid")),
+            cast("tuple[str, ...]", g("ip_flags", ())),
+            cast("str | None", g("proto")),
+            cast("int | None", g("sport")),
+            cast("int | None", g("dport")),
+            cast("int | None", g("icmp_type")),
+            cast("int | None", g("icmp_code")),
+            cast("int | None", g("icmp_id")),
+            cast("int | None", g("icmp_seq")),
+            cast("tuple[str, ...]", g("tcp_flags", ())),
+            cast("int | None", g("tcp_seq")),
+            cast("int | None", g("flowlabel")),
+            cast("str | None", g("mark")),
+            cast(bool, g("truncated", False)),
+            cast("tuple[str, ...]", g("extra", ())),
+            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", g("embedded")),
+            cast("tuple[str, ...]", g("redacted", ())),
+            cast(bool, g("mac_logged", False)),
+            self.trace_id,
+            cast("str | None", g("logger")),
+            cast("tuple[str, ...]", g("missing", ())),
         )
 
 
@@ -892,21 +922,38 @@ class XtablesMonitorParser(TraceParser):
 _XT_VERDICTS = {"0xfffffffb": "RETURN"}  # NFT_RETURN (-5) printed as %x (section 3.1)
 
 
-class _NftLine(NamedTuple):
-    """What an nft monitor trace line says apart from its trace id (_nft_line)."""
+class _NftLine:
+    """What an nft monitor trace line says apart from its trace id (_nft_line); read only (cached).
 
-    kind: str  # "packet:", "conntrack:", "rule", "unknown rule handle", "policy" or "verdict"
-    table: str
-    chain: str
-    family: str
-    rest: str
-    # For rule, policy and verdict lines:
-    verdict: str
-    rule_text: str
-    handle: str | None
-    hit_kind: str  # "rule", "policy" or "return"
-    proven: Mapping[str, object]  # protocol and ports the rule proves (nft_rule_ports); read only
-    ends: bool  # the line ends the packet's visit of its base chain (_ends_visit)
+    A plain class, not a NamedTuple: mypyc compiles its constructor, a NamedTuple's is interpreted
+    (one per packet line)."""
+
+    def __init__(
+        self,
+        kind: str,  # "packet:", "conntrack:", "rule", "unknown rule handle", "policy" or "verdict"
+        table: str,
+        chain: str,
+        family: str,
+        rest: str,
+        # For rule, policy and verdict lines:
+        verdict: str,
+        rule_text: str,
+        handle: str | None,
+        hit_kind: str,  # "rule", "policy" or "return"
+        proven: Mapping[str, object],  # protocol and ports the rule proves (nft_rule_ports)
+        ends: bool,  # the line ends the packet's visit of its base chain (_ends_visit)
+    ) -> None:
+        self.kind = kind
+        self.table = table
+        self.chain = chain
+        self.family = family
+        self.rest = rest
+        self.verdict = verdict
+        self.rule_text = rule_text
+        self.handle = handle
+        self.hit_kind = hit_kind
+        self.proven = proven
+        self.ends = ends
 
 
 def _nft_line(line: str) -> tuple[str, _NftLine] | None:
@@ -982,7 +1029,8 @@ class NftTraceParser(TraceParser):
         parsed = _nft_line(line)
         if parsed is None:
             return out, self._ct_id_wrapped(text)
-        tid, (kind, table, chain, fam, rest, verdict, rule_text, handle, hit_kind, proven, ends) = parsed
+        tid, nl = parsed
+        kind, table, chain, fam, rest = nl.kind, nl.table, nl.chain, nl.family, nl.rest
         if kind == "conntrack:":
             # nftables >= 1.1.4 prints the conntrack state just before the packet line it belongs to.
             self.pending_ct.setdefault(tid, []).append((ref, rest.strip()))
@@ -1012,11 +1060,12 @@ class NftTraceParser(TraceParser):
                 v = self._start(ref, "", fam, table, chain, tid, {})
             else:
                 v = self._start(ref, text, fam, table, chain, tid, pkt.fields)
-        v.rules.append(RuleHit(table, chain, hit_kind, verdict, rule_text, handle, ref))
+        v.rules.append(RuleHit(table, chain, nl.hit_kind, nl.verdict, nl.rule_text, nl.handle, ref))
+        proven = nl.proven
         if proven and v.fields.get("proto") in (None, proven.get("proto")):
             for key, value in proven.items():
                 v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
-        if ends:
+        if nl.ends:
             out += self._close(tid)
         return out, True
 

@@ -342,17 +342,23 @@ def _file_events(
         if monitor is not None
         else "other line: not a netfilter LOG or ebtables record"
     )
-    lines = LineFramer(_checked_lines(path, name, unused, physical, prefilter(fmt)), split_records=monitor is None)
-    spans[name] = lines.spans
+    checked = _checked_lines(path, name, unused, physical, prefilter(fmt))
+    # Trace monitors keep their lines as printed: no framer (one generator less per line).
+    framer = LineFramer(checked) if monitor is None else None
+    spans[name] = framer.spans if framer is not None else {}
+    lines: Iterator[tuple[int, str | Unrelated]] = checked if framer is None else iter(framer)
     appendix_full = False  # the appendix only grows: once full, it is not asked again per line
-    for n, text in lines:
+    for n, item in lines:
+        # The byte prefilter saw the line cannot be part of a record: Unrelated, or the framer's flag.
+        unrelated = isinstance(item, Unrelated)
+        text = item.text if isinstance(item, Unrelated) else item
         ref = LineRef(name, n)
         if not appendix_full:
             if len(appendix) < APPENDIX_LIMIT:
                 appendix.append((ref, text))
             else:
                 appendix_full = True
-        if lines.unrelated:  # the byte prefilter saw it cannot be part of a record
+        if unrelated or (framer is not None and framer.unrelated):
             _add_unused(unused, ref, _other_reason(other, monitor is not None, fmt, text), text)
             continue
         if not text or text.isspace():  # blank: what text.strip() would empty, without the copy

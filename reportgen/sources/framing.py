@@ -218,14 +218,12 @@ class LineFramer:
     """Turn physical lines into record lines: split glued records, join wrapped ones.
 
     Iterate it for (line number, text); ``last_line`` is then the number of physical lines read.
-    With ``split_records=False`` lines pass through unchanged (trace monitors have their own layout).
     A line given as ``Unrelated`` ends the record being built and passes through alone, with
     ``unrelated`` True while it is the line last yielded.
     """
 
-    def __init__(self, lines: Iterable[tuple[int, str | Unrelated]], split_records: bool = True) -> None:
+    def __init__(self, lines: Iterable[tuple[int, str | Unrelated]]) -> None:
         self.lines = lines
-        self.split_records = split_records
         self.last_line = 0
         self.unrelated = False
         # First physical line of a record joined from several -> its last physical line, so every
@@ -245,9 +243,6 @@ class LineFramer:
                 self.unrelated = True
                 yield n, text.text
                 self.unrelated = False
-                continue
-            if not self.split_records:
-                yield n, text
                 continue
             if "[/" in text:
                 text = _BBCODE.sub("", text)
