@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.machinery import EXTENSION_SUFFIXES
 
 # Each record writes its own __init__, in field order with the dataclass's defaults (dataclasses.replace
 # calls it with every field by name). Compiled with mypyc, a dataclass's generated methods stay
@@ -18,7 +19,7 @@ from enum import StrEnum
 # interpreter, so a record is frozen when this module runs compiled (as it always does in use, and in
 # the test suite), and a plain slotted dataclass under REPORTGEN_PURE_PYTHON, whose code never assigns
 # a field either. unsafe_hash=True gives the hash frozen=True gives: hash of the fields' tuple.
-FROZEN = not __file__.endswith(".py")
+FROZEN = __file__.endswith(tuple(EXTENSION_SUFFIXES))  # compiled: mypyc's extension module
 
 
 class Action(StrEnum):

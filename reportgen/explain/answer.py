@@ -130,7 +130,13 @@ LATE_WORDS = (
 )
 NO_REPLY_WORDS = "no reply in the trace"
 # Packets whose direction no packet of the conversation proves (explain._role).
-UNKNOWN_DIRECTION_WORDS = "which side opened the connection is not in the trace (no SYN or SYN-ACK)"
+UNKNOWN_DIRECTION_WORDS = "which side opened the connection is not in the trace ({why})"
+# Why, per protocol: TCP's opener is its SYN (RFC 9293 3.5); a datagram carries no such mark, and a trace
+# may start after conntrack opened the entry (nf_conntrack_proto_udp.c keeps no state but the entry).
+UNKNOWN_DIRECTION_WHY = {
+    "TCP": "no SYN or SYN-ACK",
+    "": "a trace may start mid-flow, and no header, state-NEW rule, nat table or conntrack entry shows the opener",
+}
 
 
 def _late_words(late: LateOf, n: int) -> str:
@@ -193,7 +199,8 @@ def conversation_answer(
     if related:
         clauses.append(f"related: {_group_phrase(related, packets, topo)}")
     if unknown:
-        clauses.append(f"{UNKNOWN_DIRECTION_WORDS}: {_group_phrase(unknown, packets, topo)}")
+        why = UNKNOWN_DIRECTION_WHY.get(conv.proto, UNKNOWN_DIRECTION_WHY[""])
+        clauses.append(f"{UNKNOWN_DIRECTION_WORDS.format(why=why)}: {_group_phrase(unknown, packets, topo)}")
     members = [packets[pid] for g, _ in mine for pid in g.packets]
     codes = [p.verdict.code for p in members if p.verdict]
     worst = min(codes, key=_RANK.__getitem__) if codes else VerdictCode.UNKNOWN

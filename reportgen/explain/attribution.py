@@ -26,7 +26,13 @@ def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     # So does a trace event: nf_tables_trace.c puts NFTA_TRACE_MARK only when skb->mark is non-zero,
     # and xtables-monitor prints MARK= on the PACKET line whenever the event carries it; a PACKET line
     # (its addresses read) without MARK= shows 0.
-    mark = int(r.mark, 16) if r.mark else (0 if r.fmt == "nflog" or (r.fmt == "xtmon" and r.src is not None) else None)
+    # A line cut before its end (truncated, or fields the paste lost) proves nothing by an absent MARK=.
+    whole = not r.truncated and not r.missing
+    mark = (
+        int(r.mark, 16)
+        if r.mark
+        else (0 if whole and (r.fmt == "nflog" or (r.fmt == "xtmon" and r.src is not None)) else None)
+    )
     return PacketView(
         r.src,
         r.dst,

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Final
 
 from reportgen.explain.attribution import (
     attribute_nat,
@@ -984,11 +985,17 @@ def _new_entry(t: Track) -> bool:
     return False
 
 
+EPHEMERAL_FROM: Final = 32768  # the start of net.ipv4.ip_local_port_range's default (ip-sysctl.rst)
+
+
 def _to_server_port(t: Track) -> bool:
-    """A datagram from an unprivileged port to a well-known one (< 1024) is a client's to a service:
-    servers listen on the well-known port, clients send from an ephemeral one."""
+    """A datagram from an ephemeral port to a well-known one (< 1024) is a client's to a service:
+    servers listen on the well-known port, clients send from an ephemeral one. Only Linux's ephemeral
+    range counts (net.ipv4.ip_local_port_range, 32768-60999 by default; ip-sysctl.rst): a server port
+    above 1023 answering a client that binds a reserved one (NFS over UDP from port 800 to 2049) is
+    not a request."""
     r = t.events[0].record
-    return r.sport is not None and r.dport is not None and r.dport < 1024 <= r.sport
+    return r.sport is not None and r.dport is not None and r.dport < 1024 and r.sport >= EPHEMERAL_FROM
 
 
 # ICMP types conntrack opens an entry for are the queries (nf_conntrack_proto_icmp.c icmp_new(),

@@ -69,7 +69,7 @@ def run_keeps(tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> Callabl
         if not msg.startswith(also):
             return False
         mac = msg.partition(" MAC=")[2].split(" ", 1)[0].lower()
-        return any(m in mac for m in macs) if mac else False
+        return mac[:17] in macs or mac[18:35] in macs  # destination, source
 
     return keep
 

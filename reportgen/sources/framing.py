@@ -299,10 +299,11 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
 # ebt_log_packet(): "MAC source = %pM MAC dest = %pM proto = 0x%04x", then " IP SRC=%pI4 IP DST=%pI4,
 # IP tos=0x%02X, IP proto=%d" or " IPv6 SRC=... Next Header=%d" or " ARP HTYPE=%d, PTYPE=0x%04x,
 # OPCODE=%d" and " ARP MAC SRC=... ARP IP DST=%pI4", then print_ports()'s " SPT=%u DPT=%u", or
-# " INCOMPLETE ..."). Kernels before 4.9's printk continuation fix printed each piece as a line of its
-# own (printk without KERN_CONT), journald and syslog keep a continuation another message interrupted
-# as an entry of its own, and a paste wraps the long record over indented lines: a line that starts
-# with a piece the ebt_log record on the line before lacks is the rest of that record.
+# " INCOMPLETE ..."), each piece a printk call of its own: a piece the kernel logs as a record of its
+# own (a printk without KERN_CONT starts a new record), a continuation journald or syslog keeps as an
+# entry of its own when another message interrupted it, and a paste that wraps the long record over
+# indented lines all leave a line that starts with a piece the ebt_log record on the line before
+# lacks: the rest of that record.
 _EBT_PIECE = re.compile(
     r"^(?P<head>MAC source = |MAC dest = |proto = 0x|IP (?:SRC|DST|tos|proto)=|IPv6 (?:SRC|DST|priority)=|"
     r"Next Header=|ARP (?:HTYPE|MAC SRC|IP SRC|MAC DST|IP DST)=|PTYPE=|OPCODE=|SPT=|DPT=|INCOMPLETE )"
