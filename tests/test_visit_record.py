@@ -3,6 +3,7 @@ the record the keyword call gave, field for field, and no field a trace parser r
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
@@ -33,9 +34,24 @@ def _by_keyword(v: Visit) -> LogRecord:
     )
 
 
+def _annotations() -> dict[str, str]:
+    # The declared types as written in model.py: compiled, dataclasses.fields() holds type objects
+    # (``int | None`` becomes ``type``), so they are read from the source.
+    tree = ast.parse((ROOT / "reportgen" / "model.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LogRecord")
+    return {
+        s.target.id: ast.unparse(s.annotation)
+        for s in cls.body
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+    }
+
+
+TYPES = _annotations()
+
+
 def _value(name: str, i: int) -> object:
     # A distinct value of the field's own type, so a field passed in the wrong position shows.
-    t = str(FIELDS[name].type)
+    t = TYPES[name]
     if name == "embedded":
         return (f"e{i}", None, None, i, None)
     if t.startswith("tuple"):
