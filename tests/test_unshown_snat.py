@@ -223,6 +223,7 @@ def test_an_nft_accept_naming_a_nat_word_is_no_nat(tmp_path: Path, rule: str):
     [
         "-m set --match-set no-masquerade dst -j ACCEPT",
         "-m set --match-set redirect dst -j ACCEPT",
+        "-m set --match-set masquerade dst",
         '-m comment --comment "snat to 1.2.3.4" -j ACCEPT',
     ],
 )

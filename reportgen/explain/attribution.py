@@ -66,6 +66,7 @@ _NAT_STATEMENT = re.compile(
 # for ns/svc:port external destinations" -j KUBE-MARK-MASQ' and only set a mark. iptables-save quotes a
 # comment with spaces and leaves a one-word one bare; nft prints comment "...".
 _COMMENT = re.compile(r'--comment (?:"(?:[^"\\]|\\.)*"|\S+)|\bcomment "(?:[^"\\]|\\.)*"')
+_IPT_OPTION = re.compile(r"(?:^|\s)--?[A-Za-z]")
 # A quoted string (an interface name) may hold any word.
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
@@ -75,7 +76,8 @@ def _nat_type(text: str, hook: str) -> str | None:
     host), or None. NETMAP maps the source at POSTROUTING and INPUT, the destination elsewhere
     (xt_NETMAP.c netmap_tg4: HOOK2MANIP)."""
     bare = _QUOTED.sub('""', _COMMENT.sub("", text))
-    ipt = re.search(r"(?:^|\s)-j\s", bare) is not None  # iptables-save text: only its target counts
+    # iptables-save text (options start with -, nft's never do): only its -j target counts.
+    ipt = _IPT_OPTION.search(bare) is not None
     for m in _NAT_STATEMENT.finditer(bare):
         word = m.group(1) if ipt else m.group(2)
         if word is None:
