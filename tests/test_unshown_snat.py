@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.explain.answer import footer
+from reportgen.explain.answer import _nat_words, footer
 from reportgen.model import Endpoint, Nat, Packet
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
@@ -68,9 +68,15 @@ def test_masquerade_random_fully_without_snapshot_states_no_old_source():
 def test_snat_to_source_names_the_address_and_keeps_the_port(tmp_path: Path):
     syn, _ = _calico(tmp_path, "-j SNAT --to-source 203.0.113.7")
     nat = _source_nat(syn)
-    assert (nat.type, nat.after, nat.unknown) == ("SNAT", Endpoint("203.0.113.7", 49058), None)
-    assert "kept unless another connection holds it" in nat.evidence
-    assert footer(syn).final == "TCP 203.0.113.7:49058 → 10.42.54.194:9898"
+    assert (nat.type, nat.after) == ("SNAT", Endpoint("203.0.113.7", 49058))
+    # get_unique_tuple (nf_nat_core.c) picks another port when another connection holds this one: the
+    # kept port is said with that hedge, never as certain.
+    assert nat.unknown == "port 49058 kept unless another connection held it (get_unique_tuple, nf_nat_core.c)"
+    final = footer(syn).final
+    assert final.startswith("TCP 203.0.113.7, port 49058 → 10.42.54.194:9898 (source not shown: port 49058 kept unless")
+    assert "203.0.113.7:49058" not in final
+    (answer,) = [w for w in _nat_words(syn, "TCP") if w.startswith("SNAT")]
+    assert answer.startswith("SNAT to 203.0.113.7 (port 49058 kept unless another connection held it")
 
 
 def test_snat_range_and_random_leave_address_and_port_unknown(tmp_path: Path):
@@ -109,7 +115,10 @@ def test_masquerade_address_from_the_ip_addr_snapshot(
 ):
     p = _first_packet(tmp_path, sample, trace, upto)
     nat = _source_nat(p)
-    assert (nat.type, nat.by, nat.unknown) == ("MASQUERADE", "rule", None)
+    assert (nat.type, nat.by) == ("MASQUERADE", "rule")
+    assert nat.unknown is not None and nat.unknown.endswith(
+        " kept unless another connection held it (get_unique_tuple, nf_nat_core.c)"
+    )
     assert nat.after.addr == "198.51.100.10" and "ens33's primary address 198.51.100.10" in nat.evidence
     assert nat.after.port == nat.before.port and (sport is None or nat.before.port == sport)
     assert "198.51.100.10" in footer(p).final and "172.17.0.2" not in footer(p).final
@@ -138,3 +147,134 @@ def test_masquerade_on_a_device_with_two_addresses_names_neither_alone(tmp_path:
     assert nat.after == Endpoint("one of ens33's addresses 198.51.100.10, 192.0.2.10", 37808)
     assert nat.unknown is not None and "next hop's subnet" in nat.unknown
     assert footer(p).final.startswith("TCP one of ens33's addresses 198.51.100.10, 192.0.2.10, port 37808 → ")
+
+
+# An nft trace of a container's SYN at nat POSTROUTING; RULE is the rule line's text (trace.txt:2). An inet
+# table's chain is named in lower case: its ruleset (nft-ruleset.txt) says it is the postrouting hook's.
+_NFT_PACKET = (
+    'trace id d17a49f2 {fam} nat {hook} packet: iif "docker0" oif "ens33" ether saddr 02:42:ac:11:00:02 '
+    "ether daddr 02:42:ff:e7:b5:d2 {l3} tcp sport 37812 tcp dport 80 tcp flags == syn tcp window 64240\n"
+    "trace id d17a49f2 {fam} nat {hook} rule {rule} (verdict accept)\n"
+)
+_V4 = "ip saddr 172.17.0.2 ip daddr 203.0.113.10 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 37363 ip length 60"
+_V6 = (
+    "ip6 saddr fd00:17::2 ip6 daddr 2001:db8:2::10 ip6 dscp cs0 ip6 ecn not-ect ip6 hoplimit 63 ip6 flowlabel 1 "
+    "ip6 nexthdr tcp ip6 length 40"
+)
+_ENS33 = (
+    "5: ens33@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default qlen 1000\n"
+    "    link/ether 5e:d0:24:03:30:0c brd ff:ff:ff:ff:ff:ff link-netns inet\n"
+    "    inet 198.51.100.10/24 scope global ens33\n"
+    "       valid_lft forever preferred_lft forever\n"
+    "{v6}"
+)
+_INET_NAT = (
+    "table inet nat {{\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+    "\t\t{rule}\n\t}}\n}}\n"
+)
+_GLOBAL6 = "    inet6 {a}/64 scope global\n       valid_lft forever preferred_lft forever\n"
+
+
+def _nft_case(
+    tmp_path: Path, rule: str, fam: str = "ip", l3: str = _V4, v6: tuple[str, ...] = ("2001:db8:1::10",)
+) -> Packet:
+    case = tmp_path / "nft"
+    case.mkdir()
+    (case / "case.yaml").write_text(
+        "title: t\ntrace:\n- trace.txt\nsnapshots:\n- file: ip-addr.txt\n  kind: ip-addr\n", encoding="utf-8"
+    )
+    if fam == "inet":
+        (case / "nft-ruleset.txt").write_text(_INET_NAT.format(rule=rule), encoding="utf-8")
+        (case / "case.yaml").write_text(
+            (case / "case.yaml").read_text(encoding="utf-8")
+            + "attachments:\n- file: nft-ruleset.txt\n  kind: nft-ruleset\n",
+            encoding="utf-8",
+        )
+    (case / "trace.txt").write_text(
+        _NFT_PACKET.format(fam=fam, hook="postrouting" if fam == "inet" else "POSTROUTING", l3=l3, rule=rule),
+        encoding="utf-8",
+    )
+    addrs = "".join(_GLOBAL6.format(a=a) for a in v6)
+    (case / "ip-addr.txt").write_text(_ENS33.format(v6=addrs), encoding="utf-8")
+    (p,) = _packets(case)
+    return p
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        # A set, a map or a quoted name holding a NAT word is no NAT statement.
+        "ip daddr @no_masquerade counter packets 1 bytes 84 accept",
+        "ip daddr @masquerade accept",
+        "tcp dport @redirect_ports accept",
+        'oifname "masquerade" accept',
+        'ip daddr 203.0.113.10 accept comment "no masquerade: snat to 1.2.3.4 elsewhere"',
+    ],
+)
+def test_an_nft_accept_naming_a_nat_word_is_no_nat(tmp_path: Path, rule: str):
+    p = _nft_case(tmp_path, rule)
+    assert [n for n in p.nat if n.field == "source"] == []
+    assert footer(p).final == "TCP 172.17.0.2:37812 → 203.0.113.10:80"
+    assert "MASQUERADE" not in " ".join(_nat_words(p, "TCP"))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "-m set --match-set no-masquerade dst -j ACCEPT",
+        "-m set --match-set redirect dst -j ACCEPT",
+        "-m set --match-set masquerade dst",
+        '-m comment --comment "snat to 1.2.3.4" -j ACCEPT',
+    ],
+)
+def test_an_iptables_accept_naming_a_nat_word_is_no_nat(tmp_path: Path, target: str):
+    syn, _ = _calico(tmp_path, target)
+    assert [n for n in syn.nat if n.field == "source"] == []
+    assert "192.168.1.88:49058 → " in footer(syn).final
+
+
+@pytest.mark.parametrize(
+    ("rule", "address"),
+    [
+        ('oifname "ens33" snat to 198.51.100.10', "198.51.100.10"),
+        ('oifname "ens33" snat ip to 198.51.100.10', "198.51.100.10"),
+    ],
+)
+def test_nft_snat_to_a_literal_address(tmp_path: Path, rule: str, address: str):
+    nat = _source_nat(_nft_case(tmp_path, rule))
+    assert (nat.type, nat.after) == ("SNAT", Endpoint(address, 37812))
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        'oifname "ens33" snat to ip saddr map { 172.17.0.2 : 198.51.100.10 }',
+        'oifname "ens33" snat ip to numgen inc mod 2 map { 0 : 198.51.100.10, 1 : 198.51.100.11 }',
+    ],
+)
+def test_nft_snat_to_an_expression_names_no_address(tmp_path: Path, rule: str):
+    """nft computes the address (and maybe the port) from a map or numgen: "ip" or "numgen" is no address."""
+    p = _nft_case(tmp_path, rule)
+    nat = _source_nat(p)
+    assert nat.type == "SNAT" and nat.after == Endpoint("an address the trace does not show", None)
+    assert nat.unknown is not None and "computes the address" in nat.unknown
+    final = footer(p).final
+    assert final.startswith("TCP an address the trace does not show, port unknown → 203.0.113.10:80")
+    assert "ip:" not in final and "numgen:" not in final
+
+
+def test_inet_masquerade_of_an_ipv6_packet_takes_an_ipv6_address(tmp_path: Path):
+    p = _nft_case(tmp_path, 'oifname "ens33" masquerade', fam="inet", l3=_V6)
+    nat = _source_nat(p)
+    assert nat.after == Endpoint("2001:db8:1::10", 37812)
+    assert "198.51.100.10" not in footer(p).final and "2001:db8:1::10" in footer(p).final
+    assert "primary" not in nat.evidence
+
+
+def test_inet_masquerade_with_two_global_ipv6_addresses_names_both(tmp_path: Path):
+    """ipv6_dev_get_saddr (net/ipv6/addrconf.c) picks by the destination (RFC 6724): no one is "primary"."""
+    p = _nft_case(tmp_path, 'oifname "ens33" masquerade', fam="inet", l3=_V6, v6=("2001:db8:1::10", "2001:db8:3::10"))
+    nat = _source_nat(p)
+    assert nat.after.addr == "one of ens33's addresses 2001:db8:1::10, 2001:db8:3::10"
+    assert nat.unknown is not None and "ipv6_dev_get_saddr" in nat.unknown
+    assert "primary" not in nat.evidence

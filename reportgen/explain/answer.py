@@ -118,6 +118,9 @@ def _nat_words(p: Packet, proto: str) -> list[str]:
             # An ICMP echo id stands in for a port in conntrack's tuple; it is not a port to a reader.
             after = n.after.addr if proto in ("ICMP", "ICMPv6") else str(n.after)
             rule = f" ({n.hook} rule '{n.rule}'" + (f", {n.rule_ref})" if n.rule_ref else ")") if n.rule else ""
+            if n.unknown is not None:  # words, not a certain address:port (model.Nat.unknown)
+                port = n.after.port if after != n.after.addr and f"port {n.after.port}" not in n.unknown else None
+                after = f"{n.after.addr}{'' if port is None else f', port {port}'} ({n.unknown})"
             out.append(f"{n.type} to {after}{rule}")
     return out
 
@@ -282,7 +285,8 @@ def footer(p: Packet) -> Footer:
                 unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
                 src, sport = n.after.addr, n.after.port if n.after.port is not None else sport
-                if n.unknown is not None and sport is not None:  # words, not address:port
+                if n.unknown is not None and sport is not None and r.proto not in ("ICMP", "ICMPv6"):
+                    # words, not address:port: Nat.unknown says what of the new source is not certain
                     src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None
             else:
                 dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport

@@ -8,6 +8,7 @@ sets IP_CT_ESTABLISHED once a reply was seen, and replies are ESTABLISHED by def
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import replace
 
@@ -15,7 +16,7 @@ from reportgen.explain.correlate import flow_ports
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
 from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
-from reportgen.netfilter import BRIDGE, STAGES
+from reportgen.netfilter import BRIDGE, IPV4, IPV6, STAGES
 from reportgen.parsers.ruleset import Ruleset
 
 
@@ -57,18 +58,41 @@ def _ref(rs: Ruleset, ev: Evaluation) -> LineRef | None:
     return LineRef(rs.source, ev.rule.line) if ev.rule is not None else None
 
 
-_NAT_WORDS = (
-    ("MASQUERADE", ("-j MASQUERADE", "masquerade")),
-    ("SNAT", ("-j SNAT", "snat to")),
-    ("DNAT", ("-j DNAT", "dnat to")),
-    ("DNAT", ("-j REDIRECT", "redirect")),
+# The one vocabulary of NAT targets and statements, matched as the rule's target or statement only (a set
+# @no_masquerade, a chain or comment naming one, is not one). xtables-monitor and iptables-save print the
+# target as "-j TARGET" (iptables-extensions(8): MASQUERADE, SNAT, DNAT, REDIRECT, NETMAP); nft(8) prints
+# the statements "masquerade", "redirect", "snat [ip|ip6] to ADDR", "dnat [ip|ip6] to ADDR" (an inet
+# table names the family). Group 1 is the iptables target, 2 the nft statement word.
+_NFT_TO = " (?:ip6? )?to "
+_NAT_STATEMENT = re.compile(
+    r"(?:^|\s)-j (MASQUERADE|SNAT|DNAT|REDIRECT|NETMAP)(?![\w-])"
+    rf"|(?<![\w@$.:-])(masquerade|redirect|snat(?={_NFT_TO})|dnat(?={_NFT_TO}))(?![\w-])"
 )
-
-
 # A rule's comment may say anything: kube-proxy's KUBE-EXT-* rules read '--comment "masquerade traffic
 # for ns/svc:port external destinations" -j KUBE-MARK-MASQ' and only set a mark. iptables-save quotes a
 # comment with spaces and leaves a one-word one bare; nft prints comment "...".
 _COMMENT = re.compile(r'--comment (?:"(?:[^"\\]|\\.)*"|\S+)|\bcomment "(?:[^"\\]|\\.)*"')
+_IPT_OPTION = re.compile(r"(?:^|\s)--?[A-Za-z]")
+# A quoted string (an interface name) may hold any word.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _nat_type(text: str, hook: str) -> str | None:
+    """The NAT a rule's target or statement makes (SNAT, MASQUERADE or DNAT; REDIRECT is a DNAT to the
+    host), or None. NETMAP maps the source at POSTROUTING and INPUT, the destination elsewhere
+    (xt_NETMAP.c netmap_tg4: HOOK2MANIP)."""
+    bare = _QUOTED.sub('""', _COMMENT.sub("", text))
+    # iptables-save text (options start with -, nft's never do): only its -j target counts.
+    ipt = _IPT_OPTION.search(bare) is not None
+    for m in _NAT_STATEMENT.finditer(bare):
+        word = m.group(1) if ipt else m.group(2)
+        if word is None:
+            continue
+        word = word.upper()
+        if word == "NETMAP":
+            return "SNAT" if hook in ("POSTROUTING", "INPUT") else "DNAT"
+        return "DNAT" if word == "REDIRECT" else word
+    return None
 
 
 def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, RuleHit, Event] | None:
@@ -82,10 +106,9 @@ def _traced_nat_rule(hops: list[tuple[Event, str]], hook: str) -> tuple[str, Rul
         for hit in ev.rules:
             if hit.verdict.split(":")[0] != "accept":
                 continue
-            text = _COMMENT.sub("", hit.text)
-            for typ, words in _NAT_WORDS:
-                if any(w in text for w in words):
-                    return typ, hit, ev
+            typ = _nat_type(hit.text, hook)
+            if typ is not None:
+                return typ, hit, ev
     return None
 
 
@@ -167,7 +190,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
 _RANDOM_PORT = re.compile(r"(?<![\w-])(?:--random-fully|--random|fully-random|random)(?![\w-])")
 # Where a rule names the new source: SNAT --to-source ADDR[-ADDR][:PORT[-PORT]] and nft "snat [ip|ip6]
 # to ADDR[:PORT]"; MASQUERADE --to-ports PORT[-PORT] and nft "masquerade to :PORT[-PORT]".
-_SNAT_TO = re.compile(r"--to-source (\S+)|\bsnat (?:ip6? )?to (\S+)")
+_SNAT_TO = re.compile(rf"--to-source (\S+)|(?<![\w@$.:-])snat{_NFT_TO}(\S+)")
 _MASQ_PORTS = re.compile(r"--to-ports (\S+)|\bmasquerade to :(\S+)")
 
 
@@ -181,9 +204,25 @@ def _source_nat_hit(hops: list[tuple[Event, str]], hook: str, topo: Topology) ->
     if ev is not None:
         ev = link_rules(ev, topo)
         hit = ev.rules[-1]  # _legacy_nat_rule's: the last of its event's rules
-        typ = next((t for t, words in _NAT_WORDS if words[0] in _COMMENT.sub("", hit.text)), "")
-        traced = (typ, hit, ev)
+        traced = (_nat_type(hit.text, hook) or "", hit, ev)
     return traced if traced is not None and traced[0] in ("SNAT", "MASQUERADE") else None
+
+
+def _address_port(to: str) -> tuple[str | None, str | None]:
+    """The literal address of an SNAT "to" (1.2.3.4, 1.2.3.4:80, [fd00::1]:80, fd00::1) and its port
+    text; (None, port text or None) when it is no single address (a range, an nft expression)."""
+    if to.startswith("["):
+        host, _, ports = to[1:].partition("]")
+        ports = ports.lstrip(":")
+    elif to.count(":") == 1:
+        host, _, ports = to.partition(":")
+    else:
+        host, ports = to, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None, ports or None
+    return host, ports
 
 
 def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | None:
@@ -203,40 +242,62 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
     r = ev.record
     text = _COMMENT.sub("", hit.text)
     unknown = []
+    computed = False  # the port too may come from an nft expression
+    # An inet (or bridge) table's hook family is not the packet's: its addresses say which it is.
+    fam = ev.hook.family if ev.hook.family in (IPV4, IPV6) or not r.src else IPV6 if ":" in r.src else IPV4
     if typ == "MASQUERADE":
         dev = r.out_dev or "the out device"
-        addr = topo.first_addr(dev, ev.hook.family)
+        addr = topo.first_addr(dev, fam) if fam in (IPV4, IPV6) else None  # no address: family unknown
         got = f"{dev}'s primary address {addr} (ip addr snapshot)" if addr else f"the address of {dev}"
-        v4 = [c.split("/")[0] for c in topo.host_addrs.get(dev, ()) if ":" not in c]
+        mine = [c.split("/")[0] for c in topo.host_addrs.get(dev, ()) if (":" in c) == (fam == IPV6)]
+        if fam == IPV6:  # a link-local address is no source for a global destination (RFC 6724 rule 2)
+            mine = [a for a in mine if not ipaddress.ip_address(a).is_link_local] or mine
         if addr is None:
             addr = f"the address of {dev}"
             unknown.append(f"no ip addr snapshot of {dev} gives its address")
-        elif ev.hook.family == "ipv4" and len(v4) > 1:  # inet_select_addr prefers the next hop's subnet
-            addr = got = f"one of {dev}'s addresses {', '.join(v4)}"
-            unknown.append(f"which of {dev}'s addresses: inet_select_addr takes the one on the next hop's subnet")
+        elif len(mine) > 1:
+            addr = got = f"one of {dev}'s addresses {', '.join(mine)}"
+            unknown.append(
+                f"which of {dev}'s addresses: "
+                + (
+                    "inet_select_addr takes the one on the next hop's subnet"
+                    if fam == IPV4
+                    else "ipv6_dev_get_saddr picks by the destination (RFC 6724, net/ipv6/addrconf.c)"
+                )
+            )
+        elif fam == IPV6:  # the one candidate: the kernel's choice, but not a "primary" address
+            got = f"{dev}'s address {addr} (ip addr snapshot)"
         m = _MASQ_PORTS.search(text)
         ports = (m.group(1) or m.group(2)) if m else ""
     else:
         m = _SNAT_TO.search(text)
         to = (m.group(1) or m.group(2)) if m else ""
-        if to.startswith("["):  # [fd00::1]:80
-            host, _, ports = to[1:].partition("]")
-            ports = ports.lstrip(":")
-        else:  # 1.2.3.4:80, 1.2.3.4-1.2.3.9:80-90, fd00::1
-            host, _, ports = to.partition(":") if to.count(":") == 1 else (to, "", "")
-        addr = got = host if host and "-" not in host else "an address the trace does not show"
-        if addr != host:
-            unknown.append(f"the rule's address {host} is a range" if host else "the rule names no address")
+        host, ports = _address_port(to)
+        addr = got = host if host is not None else "an address the trace does not show"
+        if host is None and "-" in to and _address_port(to.split("-")[0])[0] is not None:
+            unknown.append(f"the rule's address {to.split(':')[0] if to.count(':') == 1 else to} is a range")
+        elif host is None:
+            # nft may compute the address, and the port with it ("snat to ip saddr map {...}", numgen).
+            expr = text[m.start(2) :].strip() if m and m.group(2) else ""
+            unknown.append(
+                f"the rule computes the address, and maybe the port ({expr})"
+                if expr
+                else "the rule names no literal address"
+            )
+            computed = bool(expr)
+        ports = ports or ""
     sport = flow_ports(ev)[0]
     rand = _RANDOM_PORT.search(text)
-    port = int(ports) if ports.isdigit() else None if ports or rand else sport
+    port = int(ports) if ports.isdigit() else None if ports or rand or computed else sport
     if port is None and ports:
         unknown.append(f"the rule picks the port from {ports}")
     elif port is None and rand:
         unknown.append(f"{rand.group(0)} picks the port at random")
     elif port is not None and port == sport and not ports:
-        what = "echo id" if r.proto in ("ICMP", "ICMPv6") else "port"  # conntrack keys an echo by its id
-        got += f", {what} {port} kept unless another connection holds it (get_unique_tuple, nf_nat_core.c)"
+        # nf_nat_core.c get_unique_tuple: a tuple another connection holds has
+        # nf_nat_l4proto_unique_tuple pick another port (an echo id for ICMP, which conntrack keys by it).
+        what = "echo id" if r.proto in ("ICMP", "ICMPv6") else "port"
+        unknown.append(f"{what} {port} kept unless another connection held it (get_unique_tuple, nf_nat_core.c)")
     by_rule = f"the trace shows the packet hitting this {typ} rule ({hit.ref}), and no line shows it after"
     return Nat(
         typ,
