@@ -17,7 +17,7 @@ from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_ru
 from reportgen.explain.topology import Topology
 from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, IPV4, IPV6, STAGES
-from reportgen.parsers.ruleset import Ruleset
+from reportgen.parsers.ruleset import Ruleset, split_to
 
 
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
@@ -211,13 +211,7 @@ def _source_nat_hit(hops: list[tuple[Event, str]], hook: str, topo: Topology) ->
 def _address_port(to: str) -> tuple[str | None, str | None]:
     """The literal address of an SNAT "to" (1.2.3.4, 1.2.3.4:80, [fd00::1]:80, fd00::1) and its port
     text; (None, port text or None) when it is no single address (a range, an nft expression)."""
-    if to.startswith("["):
-        host, _, ports = to[1:].partition("]")
-        ports = ports.lstrip(":")
-    elif to.count(":") == 1:
-        host, _, ports = to.partition(":")
-    else:
-        host, ports = to, ""
+    host, ports = split_to(to)
     try:
         ipaddress.ip_address(host)
     except ValueError:

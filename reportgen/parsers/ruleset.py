@@ -67,6 +67,19 @@ _PIECE = re.compile(r"""[^\s"'\\]+|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^']*)'|\\(.)"""
 _DQ_ESCAPE = re.compile(r"""\\([\\"])""")
 
 
+def split_to(to: str) -> tuple[str, str]:
+    """A NAT target's --to-source/--to-destination value (nft's "to" argument alike) as its address and
+    port texts: 1.2.3.4:80, [fd00::1]:80, 1.2.3.4-1.2.3.9:80-90; an IPv6 address alone (fd00::1) has
+    more than one colon and no port (iptables-extensions(8): [ipaddr[-ipaddr]][:port[-port]])."""
+    if to.startswith("["):
+        addr, _, rest = to[1:].partition("]")
+        return addr, rest.lstrip(":")
+    if to.count(":") == 1:
+        addr, _, port = to.partition(":")
+        return addr, port
+    return to, ""
+
+
 def split_words(text: str) -> list[str]:
     """Split a rule into words as ``shlex.split`` does, in linear time; ValueError on an open quote."""
     words: list[str] = []

@@ -20,7 +20,7 @@ from reportgen.explain.rules import NON_TERMINAL, PacketView, match_one
 from reportgen.explain.topology import Topology, brnf_sysctl
 from reportgen.model import Endpoint, LineRef, Nat, VerdictCode
 from reportgen.netfilter import BRIDGE, INPUT, OUTPUT, POSTROUTING, PREROUTING, STAGES
-from reportgen.parsers.ruleset import Match, Rule, Ruleset
+from reportgen.parsers.ruleset import Match, Rule, Ruleset, split_to
 from reportgen.simulate.chains import BaseChain
 from reportgen.simulate.endpoints import Place, Where, mac_of
 
@@ -521,13 +521,7 @@ def _split_to(to: str) -> tuple[str | None, int | None]:
     """Split a NAT target's --to value: 1.2.3.4:80, [fd00::1]:80, 1.2.3.4-1.2.3.9:80-90."""
     if not to:
         return None, None
-    if to.startswith("["):
-        addr, _, rest = to[1:].partition("]")
-        port = rest.lstrip(":")
-    elif to.count(":") == 1:
-        addr, _, port = to.partition(":")
-    else:
-        addr, port = to, ""
+    addr, port = split_to(to)
     addr = addr.split("-")[0]
     p = port.split("-")[0]
     return addr or None, int(p) if p.isdigit() else None
