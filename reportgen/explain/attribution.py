@@ -243,7 +243,7 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         dev = r.out_dev or "the out device"
         addr = topo.first_addr(dev, fam) if fam in (IPV4, IPV6) else None  # no address: family unknown
         got = f"{dev}'s primary address {addr} (ip addr snapshot)" if addr else f"the address of {dev}"
-        mine = [c.split("/")[0] for c in topo.host_addrs.get(dev, ()) if (":" in c) == (fam == IPV6)]
+        mine = topo.addrs_of(dev, fam)
         if fam == IPV6:  # a link-local address is no source for a global destination (RFC 6724 rule 2)
             mine = [a for a in mine if not ipaddress.ip_address(a).is_link_local] or mine
         if addr is None:

@@ -118,11 +118,14 @@ class Topology:
             return f"{addr} is on {dev}'s connected network {r.dst}"
         return None
 
+    def addrs_of(self, dev: str, family: str) -> list[str]:
+        """A device's addresses of one family ("ipv6", else IPv4), in the address snapshot's order."""
+        return [c.split("/")[0] for c in self.host_addrs.get(dev, ()) if (":" in c) == (family == "ipv6")]
+
     def first_addr(self, dev: str, family: str) -> str | None:
         """The address the kernel picks on a device: its first (primary) one of the family, global first
         (inet_select_addr, net/ipv4/devinet.c; ipv6_dev_get_saddr prefers global scope)."""
-        addrs = [c.split("/")[0] for c in self.host_addrs.get(dev, ())]
-        fam = [a for a in addrs if (":" in a) == (family == "ipv6")]
+        fam = self.addrs_of(dev, family)
         fam.sort(key=lambda a: ipaddress.ip_address(a).is_link_local)
         return fam[0] if fam else None
 
