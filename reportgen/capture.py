@@ -44,8 +44,9 @@ import yaml
 
 from reportgen.lab.netns import (
     KernelLog,
+    MonitorNotReady,
+    TraceMonitor,
     deferred_signals,
-    die_with_parent,
     list_namespaces,
     owner_alive,
     process_start,
@@ -795,7 +796,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
         raise CaptureRefused("there is nothing to add here; the notes above say why")
     klog = KernelLog()  # before the state file: if /dev/kmsg cannot be read, nothing is left behind
     st = _begin(p, netns)
-    mon: subprocess.Popen[str] | None = None
+    mon: TraceMonitor | None = None
     lines: list[str] = []
     trace_lines: list[str] = []
     kept: list[str] = []
@@ -808,15 +809,10 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
                     idx = _add(run, step, st, idx)
             if p.monitor:
                 full = ["ip", "netns", "exec", netns, *p.monitor] if netns else p.monitor
-                mon = subprocess.Popen(
-                    full,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                    start_new_session=True,
-                    preexec_fn=die_with_parent(os.getpid()),
-                )
-                time.sleep(0.3)
+                try:
+                    mon = TraceMonitor(full)
+                except MonitorNotReady as exc:
+                    raise CaptureRefused(f"the trace monitor did not start: {exc}") from None
             if command:
                 full = ["ip", "netns", "exec", netns, *command] if netns else command
                 status = subprocess.run(full, check=False).returncode
@@ -834,12 +830,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
         try:
             with deferred_signals():
                 if mon is not None:
-                    mon.terminate()
-                    try:
-                        trace_lines = (mon.communicate(timeout=5)[0] or "").splitlines()
-                    except subprocess.TimeoutExpired:
-                        mon.kill()
-                        mon.wait(timeout=5)
+                    trace_lines = mon.stop().splitlines()
                 klog.close()
                 kept = remove_owned(run, st)[1]
         except CaptureRefused as exc:

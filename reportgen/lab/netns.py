@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -355,6 +356,98 @@ def die_with_parent(parent: int) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+# include/uapi/linux/netlink.h NETLINK_NETFILTER; include/uapi/linux/netfilter/nfnetlink.h
+# NFNLGRP_NFTRACE = 9, the group nft_trace_notify() sends to (net/netfilter/nf_tables_trace.c).
+NETLINK_NETFILTER = 12
+NFNLGRP_NFTRACE = 9
+
+
+class MonitorNotReady(RuntimeError):
+    """The trace monitor never subscribed to the trace group, or stopped before it did."""
+
+
+def _trace_sockets(pid: int) -> list[int]:
+    """The receive-queue sizes (bytes) of the process's netfilter netlink sockets that listen to the
+    trace group; empty while it has not subscribed.
+
+    /proc/PID/net/netlink lists the sockets of the process's network namespace, one per line:
+    sk, protocol, portid, groups (the first 32 groups as a bitmask, group N is bit N-1), rmem, wmem,
+    dump, refcnt, drops, inode (net/netlink/af_netlink.c, netlink_seq_show). The process's own
+    sockets are the inodes its /proc/PID/fd links name as socket:[INODE] (proc(5))."""
+    try:
+        own = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                own.add(target[8:-1])
+        table = Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    queues = []
+    bit = 1 << (NFNLGRP_NFTRACE - 1)
+    for row in table:
+        f = row.split()
+        if len(f) >= 10 and f[1] == str(NETLINK_NETFILTER) and int(f[3], 16) & bit and f[9] in own:
+            queues.append(int(f[4]))
+    return queues
+
+
+class TraceMonitor:
+    """A trace monitor (xtables-monitor --trace, nft monitor trace) run as a child: started, waited for
+    until it listens, and stopped once it has read every event.
+
+    Its output goes to an unlinked temporary file, not a pipe: a pipe nobody reads fills at 64 KiB, the
+    monitor then blocks in write(2) and the kernel drops the events that no longer fit its socket."""
+
+    def __init__(self, argv: list[str], subscribe_timeout: float = 15.0) -> None:
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 -- outlives __init__; stop() closes it
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._out,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
+        try:
+            self._wait_subscribed(subscribe_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_subscribed(self, timeout: float) -> None:
+        """Traffic sent before the monitor subscribes is never traced: the kernel sends a trace event only
+        to the sockets listening at that moment (nfnetlink_has_listeners in nft_trace_notify). A fixed
+        sleep lost the first packets of a capture on a loaded machine."""
+        end = time.monotonic() + timeout
+        while not _trace_sockets(self.proc.pid):
+            if self.proc.poll() is not None:
+                raise MonitorNotReady(f"{self.proc.args!r} ended (exit {self.proc.returncode}) before it subscribed")
+            if time.monotonic() > end:
+                raise MonitorNotReady(f"{self.proc.args!r} did not subscribe to the trace group in {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def stop(self, drain_timeout: float = 10.0) -> str:
+        """Wait until the monitor has read every event queued on its socket (the receive queue empty twice
+        in a row, or ``drain_timeout``), stop it, and return what it printed."""
+        end = time.monotonic() + drain_timeout
+        empty = 0
+        while empty < 2 and time.monotonic() < end and self.proc.poll() is None:
+            queues = _trace_sockets(self.proc.pid)
+            empty = empty + 1 if queues and not any(queues) else 0
+            time.sleep(0.05)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._out.seek(0)
+        raw = self._out.read()
+        self._out.close()
+        # A rule comment may hold any bytes; the readers get text, with an undecodable byte shown as U+FFFD.
+        return raw.decode("utf-8", "replace")
 
 
 def process_start(pid: int) -> int:

@@ -6,7 +6,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from reportgen.lab.netns import (
     KernelLog,
     Lab,
     LabUnavailable,
+    MonitorNotReady,
+    TraceMonitor,
     check_available,
-    die_with_parent,
     log_all_netns,
     recover_dead_runs,
     run,
@@ -97,7 +97,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 sc.setup(lab)
             warm_up(lab, v6=sc.v6)
             klog = KernelLog()
-            monitor: subprocess.Popen[str] | None = None
+            monitor: TraceMonitor | None = None
             trace_out = ""
             try:
                 if sc.nft:
@@ -109,15 +109,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 elif sc.trace:
                     port = 80 if sc.proto == "tcp" else None
                     cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
-                    monitor = subprocess.Popen(
-                        ["ip", "netns", "exec", lab.host, *cmd],
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL,
-                        text=True,
-                        start_new_session=True,
-                        preexec_fn=die_with_parent(os.getpid()),
-                    )
-                    time.sleep(0.4)  # the monitor subscribes to the trace group before traffic starts
+                    monitor = TraceMonitor(["ip", "netns", "exec", lab.host, *cmd])
                 sc.traffic(lab)
                 if sc.trace == "legacy":
                     marker = f"ID={ping_id(lab)} SEQ="
@@ -127,12 +119,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
             finally:
                 klog.close()
                 if monitor is not None:
-                    time.sleep(0.3)
-                    monitor.terminate()
-                    try:
-                        trace_out = monitor.communicate(timeout=5)[0] or ""
-                    except subprocess.TimeoutExpired:
-                        monitor.kill()
+                    trace_out = monitor.stop()
             traces = []
             if sc.log != "none" or sc.trace == "legacy":
                 (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -207,7 +194,11 @@ def main(names: list[str], out_dir: Path, keep: bool = False, cleanup: bool = Fa
         print(f"reportgen lab --cleanup: {len(done)} actions" + "".join(f"\n  {d}" for d in done))
         return 0
     for name in names or list(by_name):
-        case = run_scenario(by_name[name], out_dir, keep=keep)
+        try:
+            case = run_scenario(by_name[name], out_dir, keep=keep)
+        except MonitorNotReady as exc:
+            print(f"reportgen lab: {name}: {exc}", file=sys.stderr)
+            return 4
         lines = sum(
             p.read_text().count("\n")
             for p in case.iterdir()
