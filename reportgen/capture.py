@@ -44,7 +44,7 @@ import yaml
 
 from reportgen.lab.netns import (
     KernelLog,
-    MonitorNotReady,
+    MonitorFailed,
     TraceMonitor,
     deferred_signals,
     list_namespaces,
@@ -799,6 +799,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     mon: TraceMonitor | None = None
     lines: list[str] = []
     trace_lines: list[str] = []
+    lost: str | None = None
     kept: list[str] = []
     status = 0
     try:
@@ -811,7 +812,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
                 full = ["ip", "netns", "exec", netns, *p.monitor] if netns else p.monitor
                 try:
                     mon = TraceMonitor(full)
-                except MonitorNotReady as exc:
+                except MonitorFailed as exc:
                     raise CaptureRefused(f"the trace monitor did not start: {exc}") from None
             if command:
                 full = ["ip", "netns", "exec", netns, *command] if netns else command
@@ -831,6 +832,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
             with deferred_signals():
                 if mon is not None:
                     trace_lines = mon.stop().splitlines()
+                    lost = mon.lost
                 klog.close()
                 kept = remove_owned(run, st)[1]
         except CaptureRefused as exc:
@@ -860,5 +862,10 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
         "attachments": snap["attachments"],
         "capture": {"tag": p.tag, "missing": snap["missing"]},
     }
+    if lost:
+        # The report must not read a partial trace as the whole story: the case says what is missing.
+        note = f"The trace monitor lost events ({lost}); packets after that point are missing from {traces[-1]}."
+        manifest["notes"] = [note]
+        print(f"reportgen capture: {note}", file=sys.stderr)
     write_atomic(out / "case.yaml", yaml.safe_dump(manifest, sort_keys=False))
     return out

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -362,15 +363,17 @@ def die_with_parent(parent: int) -> Callable[[], None]:
 # NFNLGRP_NFTRACE = 9, the group nft_trace_notify() sends to (net/netfilter/nf_tables_trace.c).
 NETLINK_NETFILTER = 12
 NFNLGRP_NFTRACE = 9
+# setpriority(2): below 0 only for root; enough to be scheduled ahead of ordinary busy processes.
+MONITOR_NICE = -10
 
 
-class MonitorNotReady(RuntimeError):
-    """The trace monitor never subscribed to the trace group, or stopped before it did."""
+class MonitorFailed(RuntimeError):
+    """The trace monitor never subscribed to the trace group, or lost events."""
 
 
-def _trace_sockets(pid: int) -> list[int]:
-    """The receive-queue sizes (bytes) of the process's netfilter netlink sockets that listen to the
-    trace group; empty while it has not subscribed.
+def _trace_sockets(pid: int) -> list[tuple[int, int]]:
+    """(receive-queue bytes, dropped messages) of each of the process's netfilter netlink sockets that
+    listen to the trace group; empty while it has not subscribed.
 
     /proc/PID/net/netlink lists the sockets of the process's network namespace, one per line:
     sk, protocol, portid, groups (the first 32 groups as a bitmask, group N is bit N-1), rmem, wmem,
@@ -385,30 +388,41 @@ def _trace_sockets(pid: int) -> list[int]:
         table = Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]
     except OSError:
         return []
-    queues = []
+    found = []
     bit = 1 << (NFNLGRP_NFTRACE - 1)
     for row in table:
         f = row.split()
         if len(f) >= 10 and f[1] == str(NETLINK_NETFILTER) and int(f[3], 16) & bit and f[9] in own:
-            queues.append(int(f[4]))
-    return queues
+            found.append((int(f[4]), int(f[8])))
+    return found
 
 
 class TraceMonitor:
     """A trace monitor (xtables-monitor --trace, nft monitor trace) run as a child: started, waited for
-    until it listens, and stopped once it has read every event.
+    until it listens, and stopped once it has read every event; ``lost`` says when it missed some.
 
     Its output goes to an unlinked temporary file, not a pipe: a pipe nobody reads fills at 64 KiB, the
-    monitor then blocks in write(2) and the kernel drops the events that no longer fit its socket."""
+    monitor then blocks in write(2) and the kernel drops the events that no longer fit its socket.
+    It runs at a raised CPU priority: xtables-monitor asks the kernel for the rule of every trace event
+    (a netlink dump per event, iptables/xtables-monitor.c trace_print_rule), so on a busy machine it
+    falls behind, its socket fills, the kernel drops events (netlink_broadcast: ENOBUFS) and
+    xtables-monitor exits with "cannot receive from nfnetlink socket: No buffer space available"."""
 
     def __init__(self, argv: list[str], subscribe_timeout: float = 15.0) -> None:
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115 -- outlives __init__; stop() closes it
+        self.lost: str | None = None
+        self._name = shlex.join(argv)
+        # Both outlive __init__; stop() closes them.
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
+        self._drops = 0
+        orphan_guard = die_with_parent(os.getpid())
+
+        def preexec() -> None:
+            orphan_guard()
+            os.setpriority(os.PRIO_PROCESS, 0, MONITOR_NICE)
+
         self.proc = subprocess.Popen(
-            argv,
-            stdout=self._out,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent(os.getpid()),
+            argv, stdout=self._out, stderr=self._err, start_new_session=True, preexec_fn=preexec
         )
         try:
             self._wait_subscribed(subscribe_timeout)
@@ -423,20 +437,34 @@ class TraceMonitor:
         end = time.monotonic() + timeout
         while not _trace_sockets(self.proc.pid):
             if self.proc.poll() is not None:
-                raise MonitorNotReady(f"{self.proc.args!r} ended (exit {self.proc.returncode}) before it subscribed")
+                raise MonitorFailed(
+                    f"{self._name} ended (exit {self.proc.returncode}) before it subscribed{self._why()}"
+                )
             if time.monotonic() > end:
-                raise MonitorNotReady(f"{self.proc.args!r} did not subscribe to the trace group in {timeout:.0f} s")
+                raise MonitorFailed(f"{self._name} did not subscribe to the trace group in {timeout:.0f} s")
             time.sleep(0.02)
+
+    def _why(self) -> str:
+        """The monitor's last line on stderr, as ": LINE" (empty when it printed none)."""
+        self._err.seek(0)
+        last = self._err.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+        return f": {last[0]}" if last else ""
 
     def stop(self, drain_timeout: float = 10.0) -> str:
         """Wait until the monitor has read every event queued on its socket (the receive queue empty twice
-        in a row, or ``drain_timeout``), stop it, and return what it printed."""
+        in a row, or ``drain_timeout``), stop it, and return what it printed. Sets ``lost`` when the
+        monitor ended on its own or the kernel dropped events it could not queue."""
         end = time.monotonic() + drain_timeout
         empty = 0
         while empty < 2 and time.monotonic() < end and self.proc.poll() is None:
-            queues = _trace_sockets(self.proc.pid)
-            empty = empty + 1 if queues and not any(queues) else 0
+            socks = _trace_sockets(self.proc.pid)
+            self._drops = max([self._drops, *(d for _, d in socks)])
+            empty = empty + 1 if socks and not any(q for q, _ in socks) else 0
             time.sleep(0.05)
+        if self.proc.poll() is not None:
+            self.lost = f"{self._name} stopped early (exit {self.proc.returncode}){self._why()}"
+        elif self._drops:
+            self.lost = f"the kernel dropped {self._drops} trace events: the monitor's socket was full"
         self.proc.terminate()
         try:
             self.proc.wait(timeout=5)
@@ -446,6 +474,7 @@ class TraceMonitor:
         self._out.seek(0)
         raw = self._out.read()
         self._out.close()
+        self._err.close()
         # A rule comment may hold any bytes; the readers get text, with an undecodable byte shown as U+FFFD.
         return raw.decode("utf-8", "replace")
 

@@ -17,7 +17,7 @@ from reportgen.lab.netns import (
     KernelLog,
     Lab,
     LabUnavailable,
-    MonitorNotReady,
+    MonitorFailed,
     TraceMonitor,
     check_available,
     log_all_netns,
@@ -83,11 +83,28 @@ def _unique_lab() -> Lab:
     raise LabUnavailable("could not find a free run tag (too many lab namespaces exist)")
 
 
+# A run whose trace monitor lost events is run again in a fresh lab, at most this many times in all:
+# a partial trace would make the case tell a different story than the traffic did.
+MONITOR_ATTEMPTS = 3
+
+
 def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
     """Run one scenario in a fresh lab and write its case folder; returns the folder."""
-    lab = _unique_lab()
     case = out_dir / sc.name
     case.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, MONITOR_ATTEMPTS + 1):
+        lost = _run_once(sc, case, keep)
+        if lost is None:
+            return case
+        print(f"reportgen lab: {sc.name}: {lost} (attempt {attempt} of {MONITOR_ATTEMPTS})", file=sys.stderr)
+    raise MonitorFailed(f"the trace monitor lost events in {MONITOR_ATTEMPTS} runs: {lost}")
+
+
+def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
+    """One run of a scenario in a fresh lab, writing its case folder; returns what its trace monitor
+    lost (None when nothing)."""
+    lab = _unique_lab()
+    lost = None
     with signals_as_exit(), log_all_netns(lab.tag):
         try:
             lab.build(backend=sc.backend)
@@ -120,6 +137,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 klog.close()
                 if monitor is not None:
                     trace_out = monitor.stop()
+                    lost = monitor.lost
             traces = []
             if sc.log != "none" or sc.trace == "legacy":
                 (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -138,7 +156,7 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
         finally:
             if not keep:
                 lab.teardown()
-    return case
+    return lost
 
 
 def _write_manifest(
@@ -196,7 +214,7 @@ def main(names: list[str], out_dir: Path, keep: bool = False, cleanup: bool = Fa
     for name in names or list(by_name):
         try:
             case = run_scenario(by_name[name], out_dir, keep=keep)
-        except MonitorNotReady as exc:
+        except MonitorFailed as exc:
             print(f"reportgen lab: {name}: {exc}", file=sys.stderr)
             return 4
         lines = sum(
