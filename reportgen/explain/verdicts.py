@@ -163,12 +163,17 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
                 )
             where = ev.hook.label
             verb = "Rejected" if action is Action.REJECT else "Dropped"
-            follows = convention_follows(ev)
+            # What the convention's own rules do after its LOG rule is a fact about that hop's rules:
+            # the hop states it (action_says), and the verdict points there instead of repeating it.
+            follows = (
+                f"; that hop says what the {ev.hook.convention} convention's own rules do after its LOG rule."
+                if convention_follows(ev)
+                else ", which logs right before the rule it names."
+            )
             return Verdict(
                 _ENDING[action],
                 where,
-                f"{verb} {placement(ev)}: its last line carries the {prefix_evidence(ev)}"
-                + (f"; {follows}" if follows else ", which logs right before the rule it names."),
+                f"{verb} {placement(ev)}: its last line carries the {prefix_evidence(ev)}{follows}",
                 prefix_evidence(ev),
             ), None
     ev, st = hops[-1]
