@@ -798,7 +798,9 @@ def test_ufw_block_says_what_ufws_own_rules_put_after_the_log_rule(tmp_path: Pat
     assert "ufw-after-logging-input" in text and "policy DROP" in text and "ufw-logging-deny" in text, text
     assert "iptables-save" in text, text  # what would settle it
     hop = _hop_text(report, 1)
-    assert "right before a DROP rule" not in hop and "ufw-reject-*" in hop, hop
+    # Said once: the hop points to the verdict that states it (tests/test_truth8.py).
+    assert "right before a DROP rule" not in hop and "ufw-reject-*" not in hop, hop
+    assert "its verdict says what follows this LOG rule" in hop, hop
 
 
 def test_ufw_limit_block_is_right_before_its_reject_and_audit_says_no_outcome(tmp_path: Path):

@@ -31,15 +31,80 @@ def _outputs(tmp_path: Path, files: dict[str, str], formats: list[str]) -> dict[
 
 
 def test_the_ufw_follows_paragraph_is_printed_once(tmp_path: Path):
-    """What ufw's own rules do after its [UFW BLOCK] LOG rule (prefix_conventions.yaml `follows`) is a
-    fact about that hop's rules: the hop states it, and the verdict drawn from the prefix points there
-    instead of printing the same paragraph again."""
+    """What ufw's own rules do after its [UFW BLOCK] LOG rule (prefix_conventions.yaml `follows`) is
+    what a verdict drawn from that prefix rests on: the verdict states it (with what would settle it),
+    and the hop points to the verdict instead of printing the same paragraph again."""
     outs = _outputs(tmp_path, {"kern.log": UFW_BLOCK}, ["text", "md", "html", "json"])
     for name in ("report.txt", "report.md", "report.html", "report.json"):
         assert outs[name].count("from two places") == 1, (name, outs[name].count("from two places"))
     doc = json.loads(outs["report.json"])
     [behaviour] = doc["behaviours"]
-    assert "from two places" in " ".join(behaviour["hops"][0]["explanation"])
     verdict = behaviour["verdict"]["explanation"]
     assert verdict.startswith("Dropped at iptables filter FORWARD: its last line carries the prefix '[UFW BLOCK]'")
-    assert "that hop says what the ufw convention's own rules do after its LOG rule" in verdict
+    assert "from two places" in verdict and "iptables-save" in verdict
+    hop = " ".join(behaviour["hops"][0]["explanation"])
+    assert "the packet's lines end here, and its verdict says what follows this LOG rule" in hop, hop
+
+
+def test_a_ufw_block_the_packet_outlives_keeps_its_paragraph_on_the_hop(tmp_path: Path):
+    """When the packet is seen after its [UFW BLOCK] line, no verdict rests on that prefix: the hop
+    itself says what ufw's rules do after the LOG rule, once."""
+    later = UFW_BLOCK.replace("[126140.629122] [UFW BLOCK]", "[126140.629200] nat-postrouting:")
+    outs = _outputs(tmp_path, {"kern.log": UFW_BLOCK + later}, ["json"])
+    doc = json.loads(outs["report.json"])
+    assert outs["report.json"].count("from two places") == 1
+    [behaviour] = doc["behaviours"]
+    assert "from two places" in " ".join(behaviour["hops"][0]["explanation"])
+    assert "from two places" not in behaviour["verdict"]["explanation"]
+
+
+# ebt_log.c prints one packet's record in pieces; a journal or syslog keeps a piece that an interrupting
+# message broke off as an entry of its own (tests/test_trace_truth.py EBT_PIECES_SYSLOG). Two hosts
+# logging to one syslog file interleave such pieces.
+EBT_TWO_HOSTS = """\
+Nov 28 05:00:01 alpha kernel: [  100.000001] eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:01 beta kernel: [  100.000002]  IP SRC=10.9.9.9 IP DST=10.9.9.8, IP tos=0x00, IP proto=17
+Nov 28 05:00:01 beta kernel: [  100.000002]  SPT=5353 DPT=5353
+"""
+EBT_SAME_HOST_LATER = """\
+Nov 28 05:00:01 alpha kernel: [  100.000001] eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:09 alpha kernel: [  108.000002]  IP SRC=10.9.9.9 IP DST=10.9.9.8, IP tos=0x00, IP proto=17
+"""
+# A syslog without the kernel's own stamp: only the wall clock (one-second resolution) tells.
+EBT_CLOCK_ONLY = """\
+Nov 28 05:00:01 alpha kernel: eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:02 alpha kernel:  IP SRC=172.17.0.2 IP DST=172.17.0.3, IP tos=0x00, IP proto=6
+Nov 28 05:00:02 alpha kernel:  SPT=40000 DPT=80
+Nov 28 05:00:01 alpha kernel: eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:05 alpha kernel:  IP SRC=10.9.9.9 IP DST=10.9.9.8, IP tos=0x00, IP proto=17
+"""
+
+
+def _report(tmp_path: Path, text: str):
+    (tmp_path / "kern.log").write_text(text)
+    return build_report(load_spec([tmp_path / "kern.log"]))
+
+
+def test_ebt_log_pieces_of_another_host_are_not_joined(tmp_path: Path):
+    report = _report(tmp_path, EBT_TWO_HOSTS)
+    [p] = report.packets
+    r = p.hops[0].event.record
+    assert (r.src, r.dst, r.sport) == (None, None, None), "another host's piece was glued to the record"
+    piece, rest = report.unused
+    assert piece.reason.startswith("an ebt_log piece whose wrapper names another host than the record"), piece
+    assert rest.reason.startswith("an ebt_log piece after a piece that was not joined"), rest
+
+
+def test_ebt_log_pieces_stamped_apart_are_not_joined(tmp_path: Path):
+    report = _report(tmp_path, EBT_SAME_HOST_LATER)
+    [p] = report.packets
+    assert p.hops[0].event.record.src is None
+    [u] = report.unused
+    assert u.reason.startswith("an ebt_log piece stamped more than 1 s from the record on the line before")
+    # Pieces within a second of the record by the wall clock are joined; four seconds away are not.
+    report = _report(tmp_path, EBT_CLOCK_ONLY)
+    first, second = (p.hops[0].event.record for p in report.packets)
+    assert (first.src, first.dst, first.sport, first.dport) == ("172.17.0.2", "172.17.0.3", 40000, 80)
+    assert second.src is None
+    [u] = report.unused
+    assert u.reason.startswith("an ebt_log piece stamped more than 1 s")

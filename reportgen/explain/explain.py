@@ -49,6 +49,7 @@ from reportgen.explain.verdicts import (
     last_seen,
     placement,
     prefix_evidence,
+    prefix_rests_on,
     prefix_verdict,
     shows_delivery,
     trace_outcome,
@@ -422,6 +423,7 @@ def _hop_text(
     topo: Topology,
     forward: bool,
     prev_hop: tuple[Event, str] | None,
+    verdict_rests: bool = False,
 ) -> list[str]:
     r = ev.record
     out: list[str] = []
@@ -590,7 +592,7 @@ def _hop_text(
                 "net/ipv4/ip_forward.c)."
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
-        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action)}")
+        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action, verdict_rests)}")
     if ev.hook.tool is None and (prev is None or prev.hook.tool is not None):
         if r.fmt == "nflog":
             out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
@@ -1157,10 +1159,12 @@ def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
     hops = []
     prev: Event | None = None
     prev_hop: tuple[Event, str] | None = None
+    rests = prefix_rests_on(t.events)  # the hop whose convention's words the verdict states
     for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
         ev = link_rules(ev, topo)
         outcome = trace_outcome(ev, n < len(t.events))
-        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop)), outcome=outcome))
+        text = _hop_text(ev, st, prev, cls, topo, forward, prev_hop, n - 1 == rests)
+        hops.append(Hop(n, ev, st, tuple(text), outcome=outcome))
         prev_hop = (ev, st)
         if ev.record.src:
             prev = ev
