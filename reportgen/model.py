@@ -564,9 +564,10 @@ class Nat:
     rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
-    # What no line shows of ``after``, in words, when the trace shows the SNAT or MASQUERADE rule but
-    # not the rewritten packet (attribution.unshown_source_nat); ``after`` then holds words, never a
-    # made-up address, where the address is unknown, and a port of None where the port is unknown.
+    # What no line shows of ``after``, in words, and what would settle it, when the trace shows the SNAT
+    # or MASQUERADE rule but not the rewritten packet (attribution.unshown_source_nat); ``after`` then
+    # holds an empty address (never a made-up one, nor words) where the address is unknown, and a port
+    # of None where the port is unknown.
     unknown: str | None = None
 
     def __init__(

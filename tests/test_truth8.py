@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (verbatim log lines stay unwrapped)
 """Truth gaps closed in session 8: each fact stated once, in the place it belongs, and nothing stated
 that the input does not prove."""
 
@@ -108,3 +109,31 @@ def test_ebt_log_pieces_stamped_apart_are_not_joined(tmp_path: Path):
     assert second.src is None
     [u] = report.unused
     assert u.reason.startswith("an ebt_log piece stamped more than 1 s")
+
+
+# Calico's MASQUERADE --random-fully ends the nat POSTROUTING walk and no line shows the packet after it;
+# the case has no ip addr snapshot (github:projectcalico/calico, tests/corpus/public/.../PROVENANCE.md).
+CALICO = Path(__file__).parent / "corpus" / "public" / "trace-xtm-kube-proxy-calico-clusterip-output-k3s"
+
+
+def test_an_unshown_source_nat_address_is_null_in_json_and_worded_elsewhere(tmp_path: Path):
+    """No input shows the address MASQUERADE took: JSON's nat[].after.addr is null (never words in an
+    address field), `unknown` says what is unknown and what would settle it, and the other outputs write
+    "unknown address" where the address would be."""
+    out = tmp_path / "out"
+    write_report(
+        build_report(load_spec([CALICO])), out, ["json", "text", "md", "html"], RenderOptions(level=Level.DETAILED)
+    )
+    case = out / CALICO.name
+    doc = json.loads((case / "report.json").read_text())
+    [masq] = [n for b in doc["behaviours"] for n in b["nat"] if n["type"] == "MASQUERADE" and n["by"] == "rule"]
+    assert masq["after"] == {"addr": None, "port": None}
+    assert masq["unknown"].startswith("the new source address, the one MASQUERADE takes from vxlan.calico:")
+    assert "an ip addr snapshot of the host would" in masq["unknown"]  # what would settle the address
+    assert masq["unknown"].endswith("or a line of its reply would show the new source")
+    assert doc["schema"] == "reportgen-report/6"
+    for name in ("report.txt", "report.md", "report.html"):
+        text = (case / name).read_text()
+        for mark in ("`", "<code>", "</code>", "│"):  # markup, and the text output's wrapped tree
+            text = text.replace(mark, "")
+        assert "192.168.1.88:49058 → unknown address" in " ".join(text.split()), name
