@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reportgen.parsers.prefix import PrefixMap
 from reportgen.pipeline import build_report
 from reportgen.render.options import Level, RenderOptions
 from reportgen.render.write import write_report
@@ -137,3 +138,29 @@ def test_an_unshown_source_nat_address_is_null_in_json_and_worded_elsewhere(tmp_
         for mark in ("`", "<code>", "</code>", "│"):  # markup, and the text output's wrapped tree
             text = text.replace(mark, "")
         assert "192.168.1.88:49058 → unknown address" in " ".join(text.split()), name
+
+
+def _udp(n: int, prefix: str, src: str, dst: str, sport: int, dport: int, out: str = "", mac: str = "") -> str:
+    return (
+        f"Nov 28 05:00:0{n} host kernel: [ 10{n}.000001] {prefix}IN=eth0 OUT={out} {mac}"
+        f"SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID={n} PROTO=UDP SPT={sport} DPT={dport} LEN=40\n"
+    )
+
+
+def test_a_nat_table_read_off_prefix_words_proves_no_first_packet(tmp_path: Path):
+    """The nat table sees only a conntrack entry's first packet (nf_nat_inet_fn), so a LOG rule there
+    proves the packet opened its entry, but only when the input proves the table: "nat" in a prefix
+    ("nat-pre: ") is the rule author's word. Neither datagram of a conversation between two high ports
+    is then called a request or a reply; with a prefix map saying "ipv4 nat PREROUTING" the first is."""
+    mac = "MAC=00:00:00:00:00:01:00:00:00:00:00:02:08:00 "
+    text = _udp(1, "nat-prerouting: ", "192.0.2.7", "198.51.100.9", 40001, 51820, mac=mac) + _udp(
+        2, "nat-prerouting: ", "198.51.100.9", "192.0.2.7", 51820, 40001, mac=mac
+    )
+    (tmp_path / "kern.log").write_text(text)
+    report = build_report(load_spec([tmp_path / "kern.log"]))
+    first = report.packets[0].hops[0].event.hook
+    assert (first.table, first.how) == ("nat", "prefix words")  # the words place it; they prove no first packet
+    assert [p.role for p in report.packets] == ["unknown", "unknown"]
+    (tmp_path / "map.yaml").write_text('prefixes:\n  "nat-prerouting:": "ipv4 nat PREROUTING"\n')
+    mapped = build_report(load_spec([tmp_path / "kern.log"], prefix_map=PrefixMap.load(tmp_path / "map.yaml")))
+    assert [p.role for p in mapped.packets] == ["request", "reply"]

@@ -87,7 +87,7 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
-from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, forward_only_reason
+from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, HOW_WORDS, forward_only_reason
 
 
 @dataclass(frozen=True)
@@ -978,9 +978,16 @@ _CT_NEW = re.compile(r"(?<!!\s)(?:\bct state new|--ctstate NEW|--state NEW)(?![,
 def _new_entry(t: Track) -> bool:
     """Whether the packet is its conntrack entry's first: the nat table's chains see only that packet
     (nf_nat_inet_fn() runs them only while the entry has no NAT set up, net/netfilter/nf_nat_core.c),
-    or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply)."""
+    or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply).
+
+    Only an IP hook's nat table the input proves counts: a table read off a log prefix's words ("nat",
+    prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables' nat table is no conntrack
+    NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
     for ev in t.events:
-        if ev.hook.table == "nat" or any(h.table == "nat" for h in ev.rules):
+        ip = ev.hook.family != BRIDGE
+        if ip and ev.hook.table == "nat" and not ev.hook.how.startswith(HOW_WORDS):
+            return True
+        if ip and any(h.table == "nat" for h in ev.rules):
             return True
         if any(h.kind == "rule" and _CT_NEW.search(h.text) for h in ev.rules):
             return True
