@@ -279,10 +279,10 @@ class HookRef:
     action: Action | None = None  # what the prefix (or convention) says happened at this hook
     convention: str | None = None  # the well-known prefix convention that placed it ("ufw", ...)
     # The command whose rule wrote a log record ("iptables", "ip6tables", "ebtables", "nft bridge",
-    # ...), when the evidence tells: a legacy TRACE line, a convention of the prefix or a snapshot.
-    # None for a kernel LOG line without such evidence: nf_log_syslog.c prints the same text for
-    # iptables' LOG target (xt_LOG.c) and nft's log statement (nft_log.c), and ebt_log's layout is
-    # also what an nft bridge log statement prints (it logs through the bridge logger ebt_log registers).
+    # ...), when the evidence tells: a legacy TRACE line, a convention of the prefix, a snapshot, or
+    # ebt_log's own layout, which only an ebtables rule prints (prefix.EBT_LOG_WRITER_NOTE). None for
+    # a kernel LOG line without such evidence: nf_log_syslog.c prints the same text for iptables' LOG
+    # target (xt_LOG.c) and nft's log statement (nft_log.c).
     writer: str | None = None
 
     def __init__(

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import LAB_MARKS
+
+from reportgen.lab.netns import KernelLog, Lab, log_all_netns, run
 from reportgen.parsers.prefix import PrefixMap
 from reportgen.pipeline import build_report
 from reportgen.render.options import Level, RenderOptions
@@ -164,3 +167,42 @@ def test_a_nat_table_read_off_prefix_words_proves_no_first_packet(tmp_path: Path
     (tmp_path / "map.yaml").write_text('prefixes:\n  "nat-prerouting:": "ipv4 nat PREROUTING"\n')
     mapped = build_report(load_spec([tmp_path / "kern.log"], prefix_map=PrefixMap.load(tmp_path / "map.yaml")))
     assert [p.role for p in mapped.packets] == ["request", "reply"]
+
+
+@LAB_MARKS[0]
+@LAB_MARKS[1]
+def test_lab_an_nft_bridge_log_statement_does_not_print_ebt_logs_layout():
+    """Which bridge logger prints what, captured: one ping from container1 to container2 across the lab
+    bridge, logged at bridge FORWARD by an ebtables --log rule and by an nft bridge table's log
+    statement. ebt_log.c's target calls ebt_log_packet() itself ("MAC source = ..."); ebt_log registers
+    no nf_logger, and nft_log.c's nf_log_packet() (net/netfilter/nf_log.c) takes the logger registered
+    for the bridge family and the log type (loggers[NFPROTO_BRIDGE][NF_LOG_TYPE_LOG]: nf_log_syslog.c's
+    bridge logger), which prints nf_log_syslog's "IN= OUT= ... MAC= SRC=" layout."""
+    lab = Lab()
+    with log_all_netns(lab.tag):
+        try:
+            lab.build(ipv6=False)
+            h, tag = lab.host, lab.tag
+            run(["ebtables", "-A", "FORWARD", "-p", "IPv4", "--log", "--log-ip", "--log-prefix", f"{tag}E"], ns=h)
+            run(
+                [
+                    "nft",
+                    "add table bridge rgblog; add chain bridge rgblog fw { type filter hook forward priority 5; }; "
+                    f'add rule bridge rgblog fw ether type ip icmp type echo-request log prefix "{tag}F "',
+                ],
+                ns=h,
+            )
+            klog = KernelLog()
+            try:
+                c2 = run(["ip", "-4", "-o", "addr", "show", "eth0"], ns=lab.ns("c2")).stdout.split()[3].split("/")[0]
+                run(["ping", "-c1", "-W2", c2], ns=lab.ns("c1"), check=False)
+                lines = klog.read(lambda msg: msg.startswith(tag))
+            finally:
+                klog.close()
+        finally:
+            lab.teardown()
+    ebt = [ln for ln in lines if f"] {tag}E " in ln or f"] {tag}E IN=" in ln]
+    nft = [ln for ln in lines if f"] {tag}F " in ln]
+    assert ebt and nft, lines
+    assert all(" MAC source = " in ln for ln in ebt), ebt
+    assert all(" MAC source = " not in ln and " MAC=" in ln and " SRC=" in ln for ln in nft), nft

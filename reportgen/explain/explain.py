@@ -87,7 +87,14 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
-from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, HOW_WORDS, forward_only_reason
+from reportgen.parsers.prefix import (
+    EBT_LOG_WRITER,
+    EBT_LOG_WRITER_NOTE,
+    HOW_EBT_LAYOUT,
+    HOW_IN_OUT,
+    HOW_WORDS,
+    forward_only_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -593,11 +600,11 @@ def _hop_text(
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action, verdict_rests)}")
-    if ev.hook.tool is None and (prev is None or prev.hook.tool is not None):
-        if r.fmt == "nflog":
-            out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
-        elif r.fmt == "ebtlog":
-            out.append(EBT_LOG_WRITER_NOTE)
+    if ev.hook.how.endswith(HOW_EBT_LAYOUT) and (prev_hop is None or not prev_hop[0].hook.how.endswith(HOW_EBT_LAYOUT)):
+        out.append(EBT_LOG_WRITER_NOTE)  # why the hop names ebtables, once per run of such hops
+    elif r.fmt == "nflog" and ev.hook.tool is None and (prev is None or prev.hook.tool not in (None, EBT_LOG_WRITER)):
+        # Once per run of hops without a tool; an ebt_log hop between them (ebtables) does not end the run.
+        out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
     if r.logger:
         out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
