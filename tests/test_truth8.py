@@ -206,3 +206,13 @@ def test_lab_an_nft_bridge_log_statement_does_not_print_ebt_logs_layout():
     assert ebt and nft, lines
     assert all(" MAC source = " in ln for ln in ebt), ebt
     assert all(" MAC source = " not in ln and " MAC=" in ln and " SRC=" in ln for ln in nft), nft
+
+
+def test_a_postrouting_hop_that_shows_in_does_not_call_in_empty(tmp_path: Path):
+    """ip_output() passes the input device to POSTROUTING since Linux 5.5: a forwarded packet's nat
+    POSTROUTING line shows IN=eth0, and the hop must not say IN is empty."""
+    later = UFW_BLOCK.replace("[126140.629122] [UFW BLOCK]", "[126140.629200] nat-postrouting:")
+    doc = json.loads(_outputs(tmp_path, {"kern.log": UFW_BLOCK + later}, ["json"])["report.json"])
+    [behaviour] = doc["behaviours"]
+    hop = " ".join(behaviour["hops"][1]["explanation"])
+    assert "IN is empty" not in hop and "IN=eth0 is the device it came in on" in hop, hop

@@ -541,6 +541,12 @@ def _hop_text(
                 f"Bridge POSTROUTING calls the IP POSTROUTING hooks; OUT is the bridge {r.out_dev}, "
                 f"PHYSOUT the port {r.physout}. IN is empty at POSTROUTING."
             )
+        elif r.in_dev:
+            # ip_output() passes the input device to POSTROUTING since Linux 5.5 (prefix.forward_only_reason).
+            out.append(
+                f"Leaving through {r.out_dev}; IN={r.in_dev} is the device it came in on, which ip_output() "
+                "passes to POSTROUTING since Linux 5.5 (net/ipv4/ip_output.c)."
+            )
         else:
             out.append(
                 f"Leaving through {r.out_dev}; the kernel passes no input device at POSTROUTING, so IN is empty."
