@@ -91,10 +91,9 @@ def test_unsupported_match_is_not_evaluated_not_guessed(tmp_path: Path):
     case = tmp_path / "case"
     shutil.copytree(SAMPLES / "lab-tcp-dropped", case)
     rules = (case / "iptables-save.txt").read_text()
-    rules = rules.replace(
-        "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP",
-        '-A DOCKER-USER -m string --string "x" --algo bm -j ACCEPT\n-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP',
-    )
+    rules = rules.replace("-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP",
+                          '-A DOCKER-USER -m string --string "x" --algo bm -j ACCEPT\n'
+                          "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP")
     (case / "iptables-save.txt").write_text(rules)
     p = build_report(load_spec([case])).packets[0]
     assert p.verdict.code == VerdictCode.LAST_SEEN
@@ -147,7 +146,7 @@ def test_nft_expressions_without_an_equivalent_are_not_evaluated():
 
     r = rule_from_nft("filter", "FORWARD", 1, 3, 'iifname "veth*" ip daddr @blocked drop')
     assert [m.opt for m in r.matches] == ["-i", "nft:ip daddr set"] and r.matches[0].values == ("veth+",)
-    ok = rule_from_nft("filter", "FORWARD", 2, 4, "ct state established,related counter packets 1 bytes 2 accept")
+    ok = rule_from_nft("filter", "FORWARD", 2, 4, 'ct state established,related counter packets 1 bytes 2 accept')
     assert (ok.matches[0].opt, ok.matches[0].values, ok.target) == ("--ctstate", ("ESTABLISHED,RELATED",), "ACCEPT")
     rs = Ruleset("ipv4", "nft.txt", {"filter": {"FORWARD": Chain("FORWARD", "ACCEPT", [r, ok])}})
     res = evaluate(rs, "filter", "FORWARD", PacketView("192.0.2.1", "10.0.0.1", "TCP", 1, 2, "vethx", "eth0"))

@@ -36,13 +36,8 @@ def rulesets(ns: str) -> dict[str, str]:
     out = {}
     # iptables-legacy tables, once used in a namespace, stay until it is deleted (x_tables keeps them
     # per netns), so legacy is compared for rules only, in test_sigkill_then_cleanup_restores_rules.
-    for argv in (
-        ["iptables-nft-save"],
-        ["ip6tables-nft-save"],
-        ["ebtables-save"],
-        ["ebtables", "-L"],
-        ["nft", "list", "ruleset"],
-    ):
+    for argv in (["iptables-nft-save"], ["ip6tables-nft-save"], ["ebtables-save"], ["ebtables", "-L"],
+                 ["nft", "list", "ruleset"]):
         text = run(argv, ns=ns, check=False).stdout
         text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
         out[argv[0]] = re.sub(r"\[\d+:\d+\]|counter packets \d+ bytes \d+", "", text)
@@ -50,37 +45,16 @@ def rulesets(ns: str) -> dict[str, str]:
 
 
 def reportgen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reportgen", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run([sys.executable, "-m", "reportgen", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 def test_capture_apply_ping_is_explained_and_leaves_rules_as_before(lab, tmp_path: Path):
     before = rulesets(lab.host)
     case = tmp_path / "case"
-    r = reportgen(
-        "capture",
-        "--apply",
-        "--netns",
-        lab.host,
-        "--proto",
-        "icmp",
-        "--family",
-        "4",
-        "--backend",
-        "iptables-nft,ebtables",
-        "-o",
-        str(case),
-        "--",
-        "ip",
-        "netns",
-        "exec",
-        lab.ns("c1"),
-        "ping",
-        "-c1",
-        "-W2",
-        "172.17.0.3",
-    )
+    r = reportgen("capture", "--apply", "--netns", lab.host, "--proto", "icmp", "--family", "4",
+                  "--backend", "iptables-nft,ebtables", "-o", str(case), "--",
+                  "ip", "netns", "exec", lab.ns("c1"), "ping", "-c1", "-W2", "172.17.0.3")
     assert r.returncode == 0, r.stderr
     assert rulesets(lab.host) == before
     report = build_report(load_spec([case]))
@@ -102,26 +76,10 @@ def test_print_only_changes_nothing(lab):
 
 def test_sigkill_then_cleanup_restores_rules(lab, tmp_path: Path):
     before = rulesets(lab.host)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reportgen",
-            "capture",
-            "--apply",
-            "--netns",
-            lab.host,
-            "--backend",
-            "iptables-nft,iptables-legacy,ebtables,nft-log,nft-trace",
-            "-o",
-            str(tmp_path / "c"),
-            "--",
-            "sleep",
-            "30",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "reportgen", "capture", "--apply", "--netns", lab.host,
+                             "--backend", "iptables-nft,iptables-legacy,ebtables,nft-log,nft-trace",
+                             "-o", str(tmp_path / "c"), "--", "sleep", "30"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
     while time.time() < deadline and "reportgen_trace" not in rulesets(lab.host)["nft"]:
         time.sleep(0.2)
@@ -140,27 +98,8 @@ def test_sigkill_then_cleanup_restores_rules(lab, tmp_path: Path):
 
 def test_nft_trace_backend_records_monitor_output(lab, tmp_path: Path):
     case = tmp_path / "t"
-    r = reportgen(
-        "capture",
-        "--apply",
-        "--netns",
-        lab.host,
-        "--proto",
-        "icmp",
-        "--backend",
-        "nft-trace",
-        "-o",
-        str(case),
-        "--",
-        "ip",
-        "netns",
-        "exec",
-        lab.ns("c1"),
-        "ping",
-        "-c1",
-        "-W2",
-        "203.0.113.10",
-    )
+    r = reportgen("capture", "--apply", "--netns", lab.host, "--proto", "icmp", "--backend", "nft-trace",
+                  "-o", str(case), "--", "ip", "netns", "exec", lab.ns("c1"), "ping", "-c1", "-W2", "203.0.113.10")
     assert r.returncode == 0, r.stderr
     text = (case / "nft-monitor-trace.txt").read_text()
     assert "trace id" in text and "packet:" in text
@@ -175,16 +114,7 @@ def test_snapshot_command(lab, tmp_path: Path):
     assert r.returncode == 0, r.stderr
     report = build_report(load_spec([tmp_path / "s"]))
     kinds = {s.kind for s in report.snapshots}
-    assert {
-        "ip-link",
-        "ip-addr",
-        "bridge-fdb",
-        "route-n",
-        "ip-route",
-        "sysctl",
-        "iptables-save",
-        "nft-ruleset",
-        "conntrack",
-    } <= kinds
+    assert {"ip-link", "ip-addr", "bridge-fdb", "route-n", "ip-route", "sysctl", "iptables-save",
+            "nft-ruleset", "conntrack"} <= kinds
     sysctl = next(s for s in report.snapshots if s.kind == "sysctl").text
     assert "net.bridge.bridge-nf-call-iptables = 1" in sysctl

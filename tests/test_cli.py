@@ -63,11 +63,9 @@ def test_missing_input_and_unknown_format(tmp_path: Path):
 def test_strict_fails_on_unrecognised_hooks(tmp_path: Path):
     # Neither a known prefix nor IN=/OUT= tell this line's hook (an ARP-less IP line with both empty).
     log = tmp_path / "odd.log"
-    log.write_text(
-        "Jul  3 08:02:51 desk kernel: [171281.739717] odd: IN= OUT= SRC=192.0.2.1 "
-        "DST=192.0.2.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=22 WINDOW=1 RES=0x00 "
-        "SYN URGP=0\n"
-    )
+    log.write_text("Jul  3 08:02:51 desk kernel: [171281.739717] odd: IN= OUT= SRC=192.0.2.1 "
+                   "DST=192.0.2.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=22 WINDOW=1 RES=0x00 "
+                   "SYN URGP=0\n")
     assert cli("explain", str(log)).returncode == 0
     strict = cli("explain", "--strict", str(log))
     assert strict.returncode == 1 and "--strict" in strict.stderr

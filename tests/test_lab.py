@@ -84,18 +84,9 @@ def test_every_line_is_used(lab_cases):
 
 def test_container_to_container(lab_cases):
     req, rep = lab_cases["container-to-container"].packets
-    assert _stages(req) == [
-        ("br-pre", "nat"),
-        ("ip-pre", "raw"),
-        ("ip-pre", "mangle"),
-        ("ip-pre", "nat"),
-        ("br-fwd", "filter"),
-        ("ip-fwd-br", "mangle"),
-        ("ip-fwd-br", "filter"),
-        ("br-post", "nat"),
-        ("ip-post-br", "mangle"),
-        ("ip-post-br", "nat"),
-    ]
+    assert _stages(req) == [("br-pre", "nat"), ("ip-pre", "raw"), ("ip-pre", "mangle"), ("ip-pre", "nat"),
+                            ("br-fwd", "filter"), ("ip-fwd-br", "mangle"), ("ip-fwd-br", "filter"),
+                            ("br-post", "nat"), ("ip-post-br", "mangle"), ("ip-post-br", "nat")]
     assert (req.path, rep.path, rep.role) == ("bridged", "bridged", "reply")
     assert _skips(rep)[("nat", "PREROUTING")] == _skips(rep)[("nat", "POSTROUTING")] == "conntrack"
     assert req.verdict.code == VerdictCode.DELIVERED_TO_PORT and req.verdict.where.endswith("c2")
@@ -195,12 +186,8 @@ def test_failure_and_interrupt_tear_down(tmp_path: Path):
         run_scenario(Scenario("boom", "boom", "", "icmp", "seed", boom), tmp_path)
     assert not _lab_namespaces() - before_ns and _log_all_netns_unchanged(before_log)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reportgen", "lab", "tcp-dropped", "-o", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ},
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "reportgen", "lab", "tcp-dropped", "-o", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     deadline = time.time() + 10
     while time.time() < deadline and not (_lab_namespaces() - before_ns):
         time.sleep(0.05)

@@ -17,9 +17,8 @@ from reportgen.model import Report, VerdictCode
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
-KUBE_DNAT = (
-    '-A KUBE-SEP-WEB4POD0000000 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination 172.17.0.3:80'
-)
+KUBE_DNAT = "-A KUBE-SEP-WEB4POD0000000 -p tcp -m comment --comment \"default/web\" -m tcp -j DNAT --to-destination " \
+    "172.17.0.3:80"
 HAIRPIN_DNAT = "-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
 HAIRPIN_MASQ = "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
 
@@ -38,12 +37,8 @@ def assert_clusterip(r: Report) -> None:
     assert stages[:2] == ["br-pre", "ip-pre"] and "br-fwd" in stages and stages[-1] in ("ip-post-br", "br-post")
     assert {h.event.record.dst for h in syn.hops if h.event.record.dst} == {"10.96.0.10", "172.17.0.3"}
     [dnat] = [n for n in syn.nat if n.type == "DNAT"]
-    assert (dnat.direction, dnat.by, str(dnat.before), str(dnat.after)) == (
-        "original",
-        "rule",
-        "10.96.0.10:80",
-        "172.17.0.3:80",
-    )
+    assert (dnat.direction, dnat.by, str(dnat.before), str(dnat.after)) == ("original", "rule", "10.96.0.10:80",
+                                                                          "172.17.0.3:80")
     assert dnat.rule == KUBE_DNAT and dnat.rule_ref is not None
     # KUBE-MARK-MASQ marked it 0x4000 (MARK= in the LOG line), so KUBE-POSTROUTING masquerades it.
     [masq] = [n for n in syn.nat if n.type == "MASQUERADE"]

@@ -239,13 +239,5 @@ def test_bounded_reader_splits_lines_like_a_reader_would_at_any_chunk_size(chunk
     monkeypatch.setattr(bounded, "CHUNK", chunk)
     data = b"ab\ncd\n\nxyzxyzxyzxyz\n0123456\n01234567\n012345678\nq"
     got = [(r.number, r.data, r.size) for r in bounded.raw_lines(io.BytesIO(data), max_line=8)]
-    assert got == [
-        (1, b"ab", 2),
-        (2, b"cd", 2),
-        (3, b"", 0),
-        (4, b"", 12),
-        (5, b"0123456", 7),
-        (6, b"01234567", 8),
-        (7, b"", 9),
-        (8, b"q", 1),
-    ]
+    assert got == [(1, b"ab", 2), (2, b"cd", 2), (3, b"", 0), (4, b"", 12), (5, b"0123456", 7), (6, b"01234567", 8),
+                   (7, b"", 9), (8, b"q", 1)]

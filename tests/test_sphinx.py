@@ -72,19 +72,14 @@ def test_paths_outside_the_source_folder_are_refused(tmp_path: Path, capsys: pyt
 
 
 def test_case_root_setting_allows_a_named_folder(tmp_path: Path):
-    src = _src(
-        tmp_path,
-        f".. reportgen:: {DOCS.parent / 'samples' / 'seed-host-to-container'}\n",
-        f"reportgen_case_root = {str(DOCS.parent / 'samples')!r}\n",
-    )
+    src = _src(tmp_path, f".. reportgen:: {DOCS.parent / 'samples' / 'seed-host-to-container'}\n",
+               f"reportgen_case_root = {str(DOCS.parent / 'samples')!r}\n")
     assert build(src, tmp_path / "out") == 0
 
 
 def test_file_insertion_disabled_means_no_file_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    conf = (
-        "def setup(app):\n"
-        "    app.connect('builder-inited', lambda app: app.env.settings.update(file_insertion_enabled=False))\n"
-    )
+    conf = ("def setup(app):\n"
+            "    app.connect('builder-inited', lambda app: app.env.settings.update(file_insertion_enabled=False))\n")
     src = _src(tmp_path, ".. reportgen:: case\n", conf)
     build(src, tmp_path / "out")
     assert "file insertion is disabled" in capsys.readouterr().err

@@ -39,18 +39,9 @@ def test_xtables_monitor_new_layout_public_example():
     rec = v.record()
     assert (rec.mac_src, rec.mac_dst) == ("02:42:ac:16:00:02", "02:42:ac:16:00:03")
     assert (rec.ipid, rec.ip_flags, rec.sport, rec.dport, rec.tcp_flags, rec.proto) == (
-        4835,
-        ("DF",),
-        57798,
-        8080,
-        ("SYN",),
-        "TCP",
-    )
+        4835, ("DF",), 57798, 8080, ("SYN",), "TCP")
     assert [(r.kind, r.handle, r.verdict) for r in v.rules] == [
-        ("rule", "0x2", "continue"),
-        ("return", None, "return"),
-        ("policy", None, "accept"),
-    ]
+        ("rule", "0x2", "continue"), ("return", None, "return"), ("policy", None, "accept")]
     assert v.rules[0].text == "-4 -t raw -A PREROUTING -p tcp -m tcp --dport 8080 -j TRACE"
 
 
@@ -87,33 +78,19 @@ def test_nft_monitor_trace_upstream_test_output():
     assert [(v.table, v.chain) for v in got] == [("t", "pre"), ("t", "input")]
     rec = got[0].record()
     assert (rec.in_dev, rec.src, rec.dst, rec.proto, rec.icmp_type, rec.icmp_seq, rec.ttl) == (
-        "eth0",
-        "10.23.42.2",
-        "10.23.42.1",
-        "ICMP",
-        8,
-        1,
-        64,
-    )
+        "eth0", "10.23.42.2", "10.23.42.1", "ICMP", 8, 1, 64)
     assert "conntrack: ct direction original ct state new ct id 0" in rec.extra
-    assert [(r.chain, r.kind, r.verdict) for r in got[0].rules] == [
-        ("pre", "rule", "continue"),
-        ("pre", "policy", "accept"),
-    ]
+    assert [(r.chain, r.kind, r.verdict) for r in got[0].rules] == [("pre", "rule", "continue"),
+                                                                   ("pre", "policy", "accept")]
     assert [(r.chain, r.kind, r.verdict) for r in got[1].rules] == [
-        ("input", "rule", "jump foo"),
-        ("foo", "rule", "return"),
-        ("input", "policy", "accept"),
-    ]
+        ("input", "rule", "jump foo"), ("foo", "rule", "return"), ("input", "policy", "accept")]
     assert got[1].record().src == "10.23.42.2"
 
 
 def test_legacy_trace_lines_group_per_hook(tmp_path: Path):
-    body = (
-        "IN=docker0 OUT=docker0 PHYSIN=veth0594f4b PHYSOUT=veth57a3dec MAC=02:42:c0:a8:00:03:02:42:c0:a8:00:02:"
-        "08:00 SRC=192.168.0.2 DST=192.168.0.3 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=47066 DF PROTO=ICMP TYPE=8 "
-        "CODE=0 ID=90 SEQ=1"
-    )
+    body = ("IN=docker0 OUT=docker0 PHYSIN=veth0594f4b PHYSOUT=veth57a3dec MAC=02:42:c0:a8:00:03:02:42:c0:a8:00:02:"
+            "08:00 SRC=192.168.0.2 DST=192.168.0.3 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=47066 DF PROTO=ICMP TYPE=8 "
+            "CODE=0 ID=90 SEQ=1")
     lines = [
         "[5121056.357116] TRACE: raw:PREROUTING:policy:3 IN=docker0 OUT= PHYSIN=veth0594f4b MAC=02:42:c0:a8:00:03:"
         "02:42:c0:a8:00:02:08:00 SRC=192.168.0.2 DST=192.168.0.3 LEN=84 TOS=0x00 PREC=0x00 TTL=64 ID=47066 DF "
@@ -130,10 +107,7 @@ def test_legacy_trace_lines_group_per_hook(tmp_path: Path):
     assert [(h.event.hook.table, h.event.hook.chain) for h in p.hops] == [("raw", "PREROUTING"), ("filter", "FORWARD")]
     fwd = p.hops[1].event
     assert [(x.chain, x.kind, x.handle) for x in fwd.rules] == [
-        ("FORWARD", "rule", "1"),
-        ("DOCKER-USER", "return", "1"),
-        ("FORWARD", "rule", "4"),
-    ]
+        ("FORWARD", "rule", "1"), ("DOCKER-USER", "return", "1"), ("FORWARD", "rule", "4")]
     # A walk cut before its built-in chain line is still placed when the facts leave one hook: the
     # filter table has INPUT, FORWARD and OUTPUT, and IN= without OUT= is INPUT (or PREROUTING).
     assert not r.unused
@@ -179,41 +153,29 @@ def _parse(msg: str):
 
 
 def test_extra_fields_from_the_reference():
-    arp = _parse(
-        "test: IN=veth0 OUT= MACSRC=86:6c:92:ea:d6:73 MACDST=0e:3b:eb:86:73:76 VPROTO=8100 VID=10 "
-        "MACPROTO=0806 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC=86:6c:92:ea:d6:73 IPSRC=192.168.10.2 "
-        "MACDST=0e:3b:eb:86:73:76 IPDST=192.168.10.1"
-    )
+    arp = _parse("test: IN=veth0 OUT= MACSRC=86:6c:92:ea:d6:73 MACDST=0e:3b:eb:86:73:76 VPROTO=8100 VID=10 "
+                 "MACPROTO=0806 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC=86:6c:92:ea:d6:73 IPSRC=192.168.10.2 "
+                 "MACDST=0e:3b:eb:86:73:76 IPDST=192.168.10.1")
     assert (arp.l3, arp.mac_src, arp.mac_dst, arp.ethertype) == ("arp", "86:6c:92:ea:d6:73", "0e:3b:eb:86:73:76", 0x806)
-    vyos = _parse(
-        "[bri-NAM-TEST-10-C]IN=eth1 OUT=eth2 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=50:00:00:04:00:00 "
-        "IPSRC=10.11.11.101 MACDST=00:00:00:00:00:00 IPDST=10.11.11.102"
-    )
+    vyos = _parse("[bri-NAM-TEST-10-C]IN=eth1 OUT=eth2 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=50:00:00:04:00:00 "
+                  "IPSRC=10.11.11.101 MACDST=00:00:00:00:00:00 IPDST=10.11.11.102")
     assert (vyos.prefix, vyos.in_dev, vyos.out_dev, vyos.l3) == ("[bri-NAM-TEST-10-C]", "eth1", "eth2", "arp")
-    uid = _parse(
-        "DROP: IN= OUT=eth0 SRC=192.0.2.10 DST=198.51.100.5 LEN=60 TOS=0x10 PREC=0x00 TTL=64 ID=54321 DF "
-        "PROTO=TCP SPT=40000 DPT=22 SEQ=123456789 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 "
-        "OPT (020405B40402080A0001E2400000000001030307) UID=1000 GID=1000 MARK=0x2a "
-    )
+    uid = _parse("DROP: IN= OUT=eth0 SRC=192.0.2.10 DST=198.51.100.5 LEN=60 TOS=0x10 PREC=0x00 TTL=64 ID=54321 DF "
+                 "PROTO=TCP SPT=40000 DPT=22 SEQ=123456789 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 "
+                 "OPT (020405B40402080A0001E2400000000001030307) UID=1000 GID=1000 MARK=0x2a ")
     assert (uid.tcp_seq, uid.tcp_flags, uid.mark, uid.sport) == (123456789, ("SYN",), "0x2a", 40000)
     assert "UID=1000" in uid.extra and "GID=1000" in uid.extra
-    v6 = _parse(
-        "v6: IN=eth0 OUT= SRC=2001:0db8:0000:0000:0000:0000:0000:0001 DST=2001:0db8:0000:0000:0000:0000:0000:"
-        "0002 LEN=1280 TC=0 HOPLIMIT=64 FLOWLBL=0 FRAG:0 INCOMPLETE ID:1a2b3c4d PROTO=UDP SPT=5000 DPT=5001 "
-        "LEN=3008 "
-    )
+    v6 = _parse("v6: IN=eth0 OUT= SRC=2001:0db8:0000:0000:0000:0000:0000:0001 DST=2001:0db8:0000:0000:0000:0000:0000:"
+                "0002 LEN=1280 TC=0 HOPLIMIT=64 FLOWLBL=0 FRAG:0 INCOMPLETE ID:1a2b3c4d PROTO=UDP SPT=5000 DPT=5001 "
+                "LEN=3008 ")
     assert (v6.src, v6.length, v6.proto, v6.sport, v6.truncated) == ("2001:db8::1", 1280, "UDP", 5000, False)
-    eb6 = _parse(
-        "br: IN=eth1 OUT= MAC source = 52:54:00:12:34:56 MAC dest = 33:33:00:00:00:01 proto = 0x86dd "
-        "IPv6 SRC=fe80:0000:0000:0000:5054:00ff:fe12:3456 IPv6 DST=ff02:0000:0000:0000:0000:0000:0000:0001, "
-        "IPv6 priority=0x0, Next Header=58"
-    )
+    eb6 = _parse("br: IN=eth1 OUT= MAC source = 52:54:00:12:34:56 MAC dest = 33:33:00:00:00:01 proto = 0x86dd "
+                 "IPv6 SRC=fe80:0000:0000:0000:5054:00ff:fe12:3456 IPv6 DST=ff02:0000:0000:0000:0000:0000:0000:0001, "
+                 "IPv6 priority=0x0, Next Header=58")
     assert (eb6.l3, eb6.src, eb6.dst, eb6.proto) == ("ipv6", "fe80::5054:ff:fe12:3456", "ff02::1", "ICMPv6")
-    ebarp = _parse(
-        "br: IN=eth1 OUT= MAC source = 52:54:00:12:34:56 MAC dest = ff:ff:ff:ff:ff:ff proto = 0x0806 ARP "
-        "HTYPE=1, PTYPE=0x0800, OPCODE=1 ARP MAC SRC=52:54:00:12:34:56 ARP IP SRC=192.0.2.1 ARP MAC "
-        "DST=00:00:00:00:00:00 ARP IP DST=192.0.2.2"
-    )
+    ebarp = _parse("br: IN=eth1 OUT= MAC source = 52:54:00:12:34:56 MAC dest = ff:ff:ff:ff:ff:ff proto = 0x0806 ARP "
+                   "HTYPE=1, PTYPE=0x0800, OPCODE=1 ARP MAC SRC=52:54:00:12:34:56 ARP IP SRC=192.0.2.1 ARP MAC "
+                   "DST=00:00:00:00:00:00 ARP IP DST=192.0.2.2")
     assert (ebarp.fmt, ebarp.l3, ebarp.ethertype) == ("ebtlog", "arp", 0x806)
     assert ebarp.extra[0].startswith("ARP HTYPE=1")
 

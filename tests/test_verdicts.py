@@ -19,29 +19,11 @@ _LINE = iter(range(1, 10_000))
 
 def rec(in_dev: str = "", out_dev: str = "", prefix: str = "", **kw: object) -> LogRecord:
     n = next(_LINE)
-    base: dict[str, object] = dict(
-        l3="ipv4",
-        src="192.0.2.7",
-        dst="198.51.100.10",
-        length=60,
-        ttl=64,
-        ipid=4242,
-        proto="TCP",
-        sport=40000,
-        dport=22,
-        tcp_flags=("SYN",),
-    )
+    base: dict[str, object] = dict(l3="ipv4", src="192.0.2.7", dst="198.51.100.10", length=60, ttl=64, ipid=4242,
+                                   proto="TCP", sport=40000, dport=22, tcp_flags=("SYN",))
     base.update(kw)
-    return LogRecord(
-        ref=LineRef("kern.log", n),
-        text="...",
-        stamp=float(n) / 1000,
-        fmt="nflog",
-        prefix=prefix,
-        in_dev=in_dev,
-        out_dev=out_dev,
-        **base,
-    )  # type: ignore[arg-type]
+    return LogRecord(ref=LineRef("kern.log", n), text="...", stamp=float(n) / 1000, fmt="nflog", prefix=prefix,
+                     in_dev=in_dev, out_dev=out_dev, **base)  # type: ignore[arg-type]
 
 
 def ev(r: LogRecord, hook: str, table: str = "filter", family: str = "ipv4", **kw: object) -> Event:
@@ -56,15 +38,13 @@ def test_ufw_block_ends_the_packet_citing_the_prefix():
     [p] = packets(ev(rec("eth0", prefix="[UFW BLOCK] "), "INPUT", action=Action.DROP, convention="ufw"))
     assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert p.verdict.evidence == "prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:" + str(
-        p.hops[0].event.record.ref.line
-    )
+        p.hops[0].event.record.ref.line)
     assert "Dropped at IPv4 filter INPUT" in p.verdict.explanation  # ev() names no writer: no tool
 
 
 def test_reject_prefix_is_rejected():
-    [p] = packets(
-        ev(rec("eth0", prefix="filter_IN_public_REJECT: "), "INPUT", action=Action.REJECT, convention="firewalld")
-    )
+    [p] = packets(ev(rec("eth0", prefix="filter_IN_public_REJECT: "), "INPUT", action=Action.REJECT,
+                     convention="firewalld"))
     assert p.verdict.code == VerdictCode.REJECTED and "firewalld convention" in p.verdict.evidence
 
 
@@ -104,41 +84,19 @@ def test_unplaced_hop_names_its_candidates_and_invents_no_skips():
 
 
 def test_arp_frames_get_no_ip_hook_skip_reasons():
-    r = LogRecord(
-        ref=LineRef("kern.log", next(_LINE)),
-        text="...",
-        stamp=None,
-        fmt="ebtlog",
-        prefix="arp ",
-        in_dev="veth1",
-        out_dev="veth2",
-        mac_src="02:42:ac:11:00:02",
-        mac_dst="02:42:ac:11:00:03",
-        ethertype=0x0806,
-        l3="arp",
-    )
+    r = LogRecord(ref=LineRef("kern.log", next(_LINE)), text="...", stamp=None, fmt="ebtlog", prefix="arp ",
+                  in_dev="veth1", out_dev="veth2", mac_src="02:42:ac:11:00:02", mac_dst="02:42:ac:11:00:03",
+                  ethertype=0x0806, l3="arp")
     [p] = packets(ev(r, "FORWARD", family="bridge"))
     assert all(s.family == "bridge" for s in p.skipped)
 
 
 def test_icmp_id_one_source_does_not_print_is_no_nat():
     # ebtables --log-ip prints addresses and protocol but no ICMP id; the nf_log line has it.
-    common = dict(
-        proto="ICMP",
-        sport=None,
-        dport=None,
-        tcp_flags=(),
-        icmp_type=8,
-        src="172.17.0.2",
-        dst="172.17.0.3",
-        physin="veth1",
-        mac_src="02:42:ac:11:00:02",
-        mac_dst="02:42:ac:11:00:03",
-    )
-    ebt = replace(
-        rec("veth1", **{**common, "icmp_type": None, "ipid": None, "length": None, "ttl": None, "physin": ""}),
-        fmt="ebtlog",
-    )
+    common = dict(proto="ICMP", sport=None, dport=None, tcp_flags=(), icmp_type=8, src="172.17.0.2",
+                  dst="172.17.0.3", physin="veth1", mac_src="02:42:ac:11:00:02", mac_dst="02:42:ac:11:00:03")
+    ebt = replace(rec("veth1", **{**common, "icmp_type": None, "ipid": None, "length": None, "ttl": None,
+                                  "physin": ""}), fmt="ebtlog")
     ipt = rec("docker0", **common, icmp_id=7, icmp_seq=1)
     [p] = packets(ev(ebt, "PREROUTING", table="nat", family="bridge"), ev(ipt, "PREROUTING", table="raw"))
     assert p.nat == ()
@@ -158,17 +116,8 @@ def test_retransmitted_syn_after_a_dropped_syn_is_not_established():
 
 def test_flooded_copies_are_one_packet_with_several_exits():
     topo = Topology(bridges={"br0": ("p1", "p2", "p3")})
-    common = dict(
-        src="10.0.0.1",
-        dst="10.0.0.9",
-        physin="p1",
-        mac_src="02:00:00:00:00:01",
-        mac_dst="02:00:00:00:00:09",
-        proto="UDP",
-        sport=5000,
-        dport=5001,
-        tcp_flags=(),
-    )
+    common = dict(src="10.0.0.1", dst="10.0.0.9", physin="p1", mac_src="02:00:00:00:00:01",
+                  mac_dst="02:00:00:00:00:09", proto="UDP", sport=5000, dport=5001, tcp_flags=())
     evs = [ev(rec("br0", **common), "PREROUTING", table="raw")]
     for port in ("p2", "p3"):
         evs.append(ev(rec("br0", "br0", physout=port, **common), "FORWARD"))
@@ -186,10 +135,8 @@ def test_reply_on_the_uplink_is_paired_by_the_conntrack_snapshot():
         "src=203.0.113.10 dst=198.51.100.10 sport=80 dport=5555 [ASSURED] mark=0 use=1\n"
     ).entries
     common = dict(src="203.0.113.10", sport=80, dport=5555, tcp_flags=("ACK",), ipid=77)
-    evs = [
-        ev(rec("eth0", **common, dst="198.51.100.10"), "PREROUTING", table="raw"),
-        ev(rec("eth0", "docker0", **common, dst="172.17.0.2", ttl=63), "FORWARD"),
-    ]
+    evs = [ev(rec("eth0", **common, dst="198.51.100.10"), "PREROUTING", table="raw"),
+           ev(rec("eth0", "docker0", **common, dst="172.17.0.2", ttl=63), "FORWARD")]
     [alone] = packets(*evs)
     # Nothing in the lines says which side opened: an ACK is mid-connection (RFC 9293 3.5), so it is
     # neither called a request nor a reply.
@@ -221,10 +168,8 @@ def test_a_trace_that_stops_inside_a_chain_does_not_show_delivery():
         return Event(r, HookRef("ipv4", "INPUT", "filter", "INPUT", "TRACE prefix"), (hit,))
 
     [stopped] = packets(traced("jump KUBE-FIREWALL"))
-    assert (
-        stopped.verdict.code == VerdictCode.LAST_SEEN
-        and "trace stops in filter KUBE-FIREWALL" in stopped.verdict.evidence
-    )
+    assert stopped.verdict.code == VerdictCode.LAST_SEEN and "trace stops in filter KUBE-FIREWALL" in \
+        stopped.verdict.evidence
     [passed] = packets(traced("accept", kind="policy"))
     assert passed.verdict.code == VerdictCode.DELIVERED_LOCAL
 
@@ -241,9 +186,8 @@ def test_json_states_no_hook_for_an_unplaced_hop():
 
 
 def test_drop_prefix_on_an_unplaced_line_names_both_hooks():
-    [p] = packets(
-        ev(rec("eth0", prefix="BLOCKED "), "PREROUTING", candidates=("PREROUTING", "INPUT"), action=Action.DROP)
-    )
+    [p] = packets(ev(rec("eth0", prefix="BLOCKED "), "PREROUTING", candidates=("PREROUTING", "INPUT"),
+                     action=Action.DROP))
     assert p.verdict.code == VerdictCode.DROPPED_BY_RULE
     assert p.verdict.explanation.startswith("Dropped at PREROUTING or INPUT (the line has IN= only")
 
@@ -274,19 +218,8 @@ def test_two_lines_of_one_rule_at_one_hook_are_two_packets():
     # once (ip_sabotage_in() stops a second run), so the second line is a second packet, and the
     # first one's DROP is not contradicted by it.
     def line() -> Event:
-        r = rec(
-            "eth0",
-            prefix="rpfilter_DROP: ",
-            l3="ipv6",
-            src="fe80::1",
-            dst="ff02::fb",
-            ipid=None,
-            proto="UDP",
-            tcp_flags=(),
-            flowlabel=223537,
-            sport=5353,
-            dport=5353,
-        )
+        r = rec("eth0", prefix="rpfilter_DROP: ", l3="ipv6", src="fe80::1", dst="ff02::fb", ipid=None, proto="UDP",
+                tcp_flags=(), flowlabel=223537, sport=5353, dport=5353)
         return ev(r, "PREROUTING", table=None, family="ipv6", action=Action.DROP, convention="firewalld")
 
     ps = packets(line(), line())
@@ -297,12 +230,8 @@ def test_two_log_rules_of_one_table_log_one_packet_twice():
     # newbetuts 143371: ufw logs [UFW AUDIT] then [UFW ALLOW] for one packet at filter OUTPUT (LOG
     # continues, xt_LOG.c XT_CONTINUE); after a prefix that ends the table, the same table is a new packet.
     def line(prefix: str, action: Action) -> Event:
-        return ev(
-            rec("", "eth0", prefix=prefix, ipid=32137, proto="UDP", tcp_flags=()),
-            "OUTPUT",
-            action=action,
-            convention="ufw",
-        )
+        return ev(rec("", "eth0", prefix=prefix, ipid=32137, proto="UDP", tcp_flags=()), "OUTPUT",
+                  action=action, convention="ufw")
 
     [p] = packets(line("[UFW AUDIT] ", Action.AUDIT), line("[UFW ALLOW] ", Action.ACCEPT))
     assert len(p.hops) == 2 and "another LOG rule" in p.hops[1].explanation[0]

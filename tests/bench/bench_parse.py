@@ -29,7 +29,6 @@ def make_log(path: Path, lines: int) -> int:
         rep = 0
         while n < lines:
             shift = rep * 0.01
-
             def new_id(m: re.Match[str], rep: int = rep) -> str:
                 return f"ID={(int(m.group(1)) + rep) % 65536} {m.group(2) or ''}PROTO"
 
@@ -51,28 +50,22 @@ def make_log(path: Path, lines: int) -> int:
 
 STAGES = {
     "baseline": "from reportgen.sources.framing import read_lines\nn=sum(1 for _ in read_lines(P))",
-    "parse": (
-        "from reportgen.sources.framing import read_lines, strip_wrapper\n"
-        "from reportgen.parsers.nflog import parse_kernel_message\n"
-        "from reportgen.parsers.prefix import resolve_hook, PrefixMap\nfrom reportgen.model import LineRef\n"
-        "pm=PrefixMap.empty()\n"
-        "for n,s in read_lines(P):\n f=strip_wrapper(s)\n"
-        " r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
-        " r and resolve_hook(r, pm)"
-    ),
-    "report": (
-        "from reportgen.pipeline import build_report\nfrom reportgen.sources.case import load_spec\n"
-        "from reportgen.render.jsonout import write_json\nimport tempfile, pathlib\n"
-        "r=build_report(load_spec([P]))\nwrite_json(r, pathlib.Path(tempfile.mkdtemp()))"
-    ),
+    "parse": ("from reportgen.sources.framing import read_lines, strip_wrapper\n"
+              "from reportgen.parsers.nflog import parse_kernel_message\n"
+              "from reportgen.parsers.prefix import resolve_hook, PrefixMap\nfrom reportgen.model import LineRef\n"
+              "pm=PrefixMap.empty()\n"
+              "for n,s in read_lines(P):\n f=strip_wrapper(s)\n"
+              " r=parse_kernel_message(f.msg, LineRef('x',n), s, f.stamp)\n"
+              " r and resolve_hook(r, pm)"),
+    "report": ("from reportgen.pipeline import build_report\nfrom reportgen.sources.case import load_spec\n"
+               "from reportgen.render.jsonout import write_json\nimport tempfile, pathlib\n"
+               "r=build_report(load_spec([P]))\nwrite_json(r, pathlib.Path(tempfile.mkdtemp()))"),
 }
 
 
 def run_stage(name: str, log: Path) -> tuple[float, int]:
-    code = (
-        f"import time,resource\nfrom pathlib import Path\nP=Path({str(log)!r})\nt=time.perf_counter()\n"
-        f"{STAGES[name]}\nprint(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
+    code = (f"import time,resource\nfrom pathlib import Path\nP=Path({str(log)!r})\nt=time.perf_counter()\n"
+            f"{STAGES[name]}\nprint(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"{name} failed:\n{out.stderr}")
@@ -91,10 +84,8 @@ def main() -> None:
         for name in STAGES:
             secs, rss = run_stage(name, log)
             base_secs = base_secs or secs
-            print(
-                f"{name:9} {secs:7.2f} s  {n / secs:10.0f} lines/s  x{secs / base_secs:5.1f} of baseline  "
-                f"peak RSS {rss / 1024:7.1f} MB"
-            )
+            print(f"{name:9} {secs:7.2f} s  {n / secs:10.0f} lines/s  x{secs / base_secs:5.1f} of baseline  "
+                  f"peak RSS {rss / 1024:7.1f} MB")
 
 
 if __name__ == "__main__":
