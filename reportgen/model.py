@@ -279,10 +279,10 @@ class HookRef:
     action: Action | None = None  # what the prefix (or convention) says happened at this hook
     convention: str | None = None  # the well-known prefix convention that placed it ("ufw", ...)
     # The command whose rule wrote a log record ("iptables", "ip6tables", "ebtables", "nft bridge",
-    # ...), when the evidence tells: a legacy TRACE line, a convention of the prefix or a snapshot.
-    # None for a kernel LOG line without such evidence: nf_log_syslog.c prints the same text for
-    # iptables' LOG target (xt_LOG.c) and nft's log statement (nft_log.c), and ebt_log's layout is
-    # also what an nft bridge log statement prints (it logs through the bridge logger ebt_log registers).
+    # ...), when the evidence tells: a legacy TRACE line, a convention of the prefix, a snapshot, or
+    # ebt_log's own layout, which only an ebtables rule prints (prefix.EBT_LOG_WRITER_NOTE). None for
+    # a kernel LOG line without such evidence: nf_log_syslog.c prints the same text for iptables' LOG
+    # target (xt_LOG.c) and nft's log statement (nft_log.c).
     writer: str | None = None
 
     def __init__(
@@ -564,9 +564,10 @@ class Nat:
     rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
-    # What no line shows of ``after``, in words, when the trace shows the SNAT or MASQUERADE rule but
-    # not the rewritten packet (attribution.unshown_source_nat); ``after`` then holds words, never a
-    # made-up address, where the address is unknown, and a port of None where the port is unknown.
+    # What no line shows of ``after``, in words, and what would settle it, when the trace shows the SNAT
+    # or MASQUERADE rule but not the rewritten packet (attribution.unshown_source_nat); ``after`` then
+    # holds an empty address (never a made-up one, nor words) where the address is unknown, and a port
+    # of None where the port is unknown.
     unknown: str | None = None
 
     def __init__(

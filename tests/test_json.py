@@ -67,7 +67,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, int]:
 def test_every_line_is_reachable_from_report_json_and_counts_are_exact(mixed: tuple[Report, int]) -> None:
     report, total = mixed
     doc, packets = _docs(report)
-    assert doc["schema"] == f"reportgen-report/{JSON_SCHEMA_VERSION}" == "reportgen-report/5"
+    assert doc["schema"] == f"reportgen-report/{JSON_SCHEMA_VERSION}" == "reportgen-report/6"
     assert list(doc)[:4] == ["schema", "generator", "packets_file", "summary"]  # the answer first
     behaviours = {b["id"]: b for b in doc["behaviours"]}
     used: Counter[int] = Counter()

@@ -71,3 +71,28 @@ def test_two_concurrent_runs_of_the_ufw_scenario_keep_only_their_own_lines(tmp_p
         assert mine == {ens33.group(1)}, (i, mine, ens33.group(1))
         macs.append(ens33.group(1))
     assert len(set(macs)) == runs
+
+
+def test_a_tool_line_the_host_sends_itself_is_counted_as_left_out(tmp_path: Path) -> None:
+    """A [UFW BLOCK] line of a packet the host sends (OUTPUT: no MAC=, OUT=ens33 as in every run) cannot
+    be tied to this run: it is not kept, and the case notes say how many such lines were left out."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from reportgen.lab.runner import _write_manifest
+    from reportgen.lab.scenarios_public import PUBLIC
+
+    keep = run_keeps("r3f", ("[UFW ",), OURS)
+    sent = _ufw("", ins="").replace(" MAC=", " ").replace("IN= OUT=", "IN= OUT=ens33")
+    assert not keep(sent)
+    assert keep(_ufw(f"{OURS[0]}:{OURS[1]}:08:00")) and not keep(_ufw(THEIRS))
+    assert keep.unattributed == 1  # the foreign MAC is another run's, not an unattributed line
+    lab = SimpleNamespace(tag="r3f", ports=lambda: ("vethr3fc1", "vethr3fc2"))
+    snap = {"snapshots": [], "attachments": [], "missing": []}
+    _write_manifest(tmp_path, PUBLIC[0], lab, snap, [], ["dmesg.log"], keep.unattributed)  # type: ignore[arg-type]
+    notes = yaml.safe_load((tmp_path / "case.yaml").read_text())["notes"]
+    said = "1 kernel line of the tool's own rules ('[UFW') named neither a device nor a MAC"
+    assert any(n.startswith(said) for n in notes), notes
+    _write_manifest(tmp_path, PUBLIC[0], lab, snap, [], ["dmesg.log"], 0)  # type: ignore[arg-type]
+    assert not any("named neither" in n for n in yaml.safe_load((tmp_path / "case.yaml").read_text())["notes"])

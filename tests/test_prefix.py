@@ -12,6 +12,7 @@ from reportgen.errors import InputError
 from reportgen.model import Action, LineRef
 from reportgen.parsers.nflog import parse_kernel_message
 from reportgen.parsers.prefix import (
+    HOW_EBT_LAYOUT,
     HOW_IN_OUT,
     PrefixMap,
     forward_only_reason,
@@ -109,7 +110,9 @@ def test_bridge_in_and_out_is_forward():
     # __br_forward() is the only bridge hook with both devices (br_forward.c).
     res = hook("x" + EB)
     assert res.hook is not None and res.hook.placed
-    assert (res.hook.family, res.hook.hook, res.hook.how) == ("bridge", "FORWARD", HOW_IN_OUT)
+    # ebt_log's layout names the tool too (prefix.EBT_LOG_WRITER_NOTE).
+    assert (res.hook.family, res.hook.hook, res.hook.how) == ("bridge", "FORWARD", HOW_IN_OUT + HOW_EBT_LAYOUT)
+    assert res.hook.tool == "ebtables"
 
 
 def test_family_from_addresses_and_mac():

@@ -317,7 +317,8 @@ def _check_packet(report: dict[str, Any], fact: dict[str, Any]) -> Iterable[tupl
 
 def _nat_after(n: dict[str, Any]) -> str:
     after = n.get("after") or {}
-    return f"{after.get('addr')}:{after.get('port')}" if after.get("port") is not None else str(after.get("addr"))
+    addr = after.get("addr") or "unknown address"  # null: no input shows it (docs/json-schema.md)
+    return f"{addr}:{after.get('port')}" if after.get("port") is not None else addr
 
 
 def check_case(case: Path) -> CaseResult:

@@ -647,16 +647,17 @@ def test_conventions_and_layouts_that_prove_the_tool(tmp_path: Path):
     assert labels[3] == ("nft inet fw4 INPUT", "nft inet")
 
 
-def test_ebt_log_layout_proves_the_logger_not_the_ebtables_tool(tmp_path: Path):
-    """ebt_log.c registers ebt_log_packet as the bridge family's logger (nf_log_set(net, NFPROTO_BRIDGE,
-    &ebt_log_logger)), and nft_log.c's log statement in a bridge table prints through nf_log_packet(), that
-    is through the bound logger: "MAC source = ..." comes from an ebtables --log rule or an nft bridge log
-    rule, so the hop names the bridge hook and says what would tell the tool."""
+def test_ebt_log_layout_names_ebtables(tmp_path: Path):
+    """Only ebt_log.c's own target prints "MAC source = ..." (ebt_log_packet()); ebt_log registers no
+    nf_logger, and an nft bridge table's log statement goes through nf_log_packet(), which takes the
+    bridge family's registered logger (net/netfilter/nf_log.c; nf_log_syslog.c's, whose layout is
+    "MAC= SRC="): the line names ebtables, and the hop says why (tests/test_truth8.py captures both)."""
     line = "Dec 05 14:42:25 kernel: x IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800\n"
     report = _report(tmp_path, "kern.log", line)
     label, tool = _hop_labels(report)[1]
-    assert tool is None and not label.startswith("ebtables"), label
-    assert "does not tell ebtables from nft" in _hop_text(report, 1)
+    assert tool == "ebtables" and label.startswith("ebtables"), label
+    text = _hop_text(report, 1)
+    assert "only ebt_log's target prints it" in text and "nf_log_packet() (net/netfilter/nf_log.c)" in text, text
 
 
 def test_an_ipv6_destination_taken_in_at_input_is_not_called_a_broadcast_address(tmp_path: Path):
@@ -798,7 +799,9 @@ def test_ufw_block_says_what_ufws_own_rules_put_after_the_log_rule(tmp_path: Pat
     assert "ufw-after-logging-input" in text and "policy DROP" in text and "ufw-logging-deny" in text, text
     assert "iptables-save" in text, text  # what would settle it
     hop = _hop_text(report, 1)
-    assert "right before a DROP rule" not in hop and "ufw-reject-*" in hop, hop
+    # Said once: the hop points to the verdict that states it (tests/test_truth8.py).
+    assert "right before a DROP rule" not in hop and "ufw-reject-*" not in hop, hop
+    assert "its verdict says what follows this LOG rule" in hop, hop
 
 
 def test_ufw_limit_block_is_right_before_its_reject_and_audit_says_no_outcome(tmp_path: Path):

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
 from reportgen.explain.topology import Topology
 from reportgen.model import (
     ICMP_TYPE_NAMES,
@@ -120,7 +121,8 @@ def _nat_words(p: Packet, proto: str) -> list[str]:
             rule = f" ({n.hook} rule '{n.rule}'" + (f", {n.rule_ref})" if n.rule_ref else ")") if n.rule else ""
             if n.unknown is not None:  # words, not a certain address:port (model.Nat.unknown)
                 port = n.after.port if after != n.after.addr and f"port {n.after.port}" not in n.unknown else None
-                after = f"{n.after.addr}{'' if port is None else f', port {port}'} ({n.unknown})"
+                addr = n.after.addr or UNKNOWN_ADDRESS_WORDS  # model.Nat.unknown: no input shows it
+                after = f"{addr}{'' if port is None else f', port {port}'} ({n.unknown})"
             out.append(f"{n.type} to {after}{rule}")
     return out
 
@@ -284,7 +286,7 @@ def footer(p: Packet) -> Footer:
             if n.unknown is not None:
                 unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
-                src, sport = n.after.addr, n.after.port if n.after.port is not None else sport
+                src, sport = n.after.addr or UNKNOWN_ADDRESS_WORDS, n.after.port if n.after.port is not None else sport
                 if n.unknown is not None and sport is not None and r.proto not in ("ICMP", "ICMPv6"):
                     # words, not address:port: Nat.unknown says what of the new source is not certain
                     src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None

@@ -219,6 +219,16 @@ def _address_port(to: str) -> tuple[str | None, str | None]:
     return host, ports
 
 
+# A NAT's new address that no input shows (Nat.unknown says why): ``after.addr`` is empty, JSON null,
+# and the outputs write these words in its place.
+UNKNOWN_ADDRESS = ""
+UNKNOWN_ADDRESS_WORDS = "unknown address"
+# What shows a connection's new source when no line prints the packet after nat POSTROUTING: conntrack
+# stores the mapping in the entry's reply tuple (nf_nat_setup_info, nf_nat_core.c), and the reply is
+# sent to that address.
+_SHOWS_NEW_SOURCE = "a conntrack -L entry of the connection (its reply tuple's destination) or a line of its reply"
+
+
 def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | None:
     """The source NAT of a connection's first packet when the trace shows the SNAT or MASQUERADE rule
     ending its nat POSTROUTING (or INPUT) walk but no line prints the packet after it (nat POSTROUTING
@@ -247,14 +257,17 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         if fam == IPV6:  # a link-local address is no source for a global destination (RFC 6724 rule 2)
             mine = [a for a in mine if not ipaddress.ip_address(a).is_link_local] or mine
         if addr is None:
-            addr = f"the address of {dev}"
-            unknown.append(f"no ip addr snapshot of {dev} gives its address")
-        elif len(mine) > 1:
-            addr = got = f"one of {dev}'s addresses {', '.join(mine)}"
+            addr = UNKNOWN_ADDRESS
             unknown.append(
-                f"which of {dev}'s addresses: "
+                f"the new source address, the one MASQUERADE takes from {dev}: no ip addr snapshot of {dev} "
+                "gives it (an ip addr snapshot of the host would)"
+            )
+        elif len(mine) > 1:
+            addr, got = UNKNOWN_ADDRESS, f"one of {dev}'s addresses {', '.join(mine)}"
+            unknown.append(
+                f"the new source address, which of {dev}'s addresses {', '.join(mine)}: "
                 + (
-                    "inet_select_addr takes the one on the next hop's subnet"
+                    "inet_select_addr takes the one on the next hop's subnet (net/ipv4/devinet.c)"
                     if fam == IPV4
                     else "ipv6_dev_get_saddr picks by the destination (RFC 6724, net/ipv6/addrconf.c)"
                 )
@@ -268,15 +281,20 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         to = (m.group(1) or m.group(2)) if m else ""
         host, ports = _address_port(to)
         addr = got = host if host is not None else "an address the trace does not show"
+        if host is None:
+            addr = UNKNOWN_ADDRESS
         if host is None and "-" in to and _address_port(to.split("-")[0])[0] is not None:
-            unknown.append(f"the rule's address {to.split(':')[0] if to.count(':') == 1 else to} is a range")
+            unknown.append(
+                f"the new source address: the rule's address {to.split(':')[0] if to.count(':') == 1 else to} "
+                "is a range, of which find_best_ips_proto (nf_nat_core.c) picks one per connection"
+            )
         elif host is None:
             # nft may compute the address, and the port with it ("snat to ip saddr map {...}", numgen).
             expr = text[m.start(2) :].strip() if m and m.group(2) else ""
             unknown.append(
-                f"the rule computes the address, and maybe the port ({expr})"
+                f"the new source address: the rule computes the address, and maybe the port ({expr})"
                 if expr
-                else "the rule names no literal address"
+                else "the new source address: the rule names no literal address"
             )
             computed = bool(expr)
         ports = ports or ""
@@ -305,7 +323,7 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         hit.text,
         hit.ref,
         None,
-        "; ".join(unknown) or None,
+        f"{'; '.join(unknown)}; {_SHOWS_NEW_SOURCE} would show the new source" if unknown else None,
     )
 
 

@@ -49,6 +49,7 @@ from reportgen.explain.verdicts import (
     last_seen,
     placement,
     prefix_evidence,
+    prefix_rests_on,
     prefix_verdict,
     shows_delivery,
     trace_outcome,
@@ -86,7 +87,14 @@ from reportgen.netfilter import (
 )
 from reportgen.parsers.conntrack import CtTuple
 from reportgen.parsers.nflog import arp_summary, cut_note, is_multicast, logger_note, shown
-from reportgen.parsers.prefix import EBT_LOG_WRITER_NOTE, HOW_IN_OUT, forward_only_reason
+from reportgen.parsers.prefix import (
+    EBT_LOG_WRITER,
+    EBT_LOG_WRITER_NOTE,
+    HOW_EBT_LAYOUT,
+    HOW_IN_OUT,
+    HOW_WORDS,
+    forward_only_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -422,6 +430,7 @@ def _hop_text(
     topo: Topology,
     forward: bool,
     prev_hop: tuple[Event, str] | None,
+    verdict_rests: bool = False,
 ) -> list[str]:
     r = ev.record
     out: list[str] = []
@@ -532,6 +541,12 @@ def _hop_text(
                 f"Bridge POSTROUTING calls the IP POSTROUTING hooks; OUT is the bridge {r.out_dev}, "
                 f"PHYSOUT the port {r.physout}. IN is empty at POSTROUTING."
             )
+        elif r.in_dev:
+            # ip_output() passes the input device to POSTROUTING since Linux 5.5 (prefix.forward_only_reason).
+            out.append(
+                f"Leaving through {r.out_dev}; IN={r.in_dev} is the device it came in on, which ip_output() "
+                "passes to POSTROUTING since Linux 5.5 (net/ipv4/ip_output.c)."
+            )
         else:
             out.append(
                 f"Leaving through {r.out_dev}; the kernel passes no input device at POSTROUTING, so IN is empty."
@@ -590,12 +605,12 @@ def _hop_text(
                 "net/ipv4/ip_forward.c)."
             )
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
-        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action)}")
-    if ev.hook.tool is None and (prev is None or prev.hook.tool is not None):
-        if r.fmt == "nflog":
-            out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
-        elif r.fmt == "ebtlog":
-            out.append(EBT_LOG_WRITER_NOTE)
+        out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action, verdict_rests)}")
+    if ev.hook.how.endswith(HOW_EBT_LAYOUT) and (prev_hop is None or not prev_hop[0].hook.how.endswith(HOW_EBT_LAYOUT)):
+        out.append(EBT_LOG_WRITER_NOTE)  # why the hop names ebtables, once per run of such hops
+    elif r.fmt == "nflog" and ev.hook.tool is None and (prev is None or prev.hook.tool not in (None, EBT_LOG_WRITER)):
+        # Once per run of hops without a tool; an ebt_log hop between them (ebtables) does not end the run.
+        out.append(_UNKNOWN_TOOL.format(family=family_name(ev.hook.family)))
     if r.logger:
         out.extend(filter(None, [logger_note(r)]))
     if r.truncated:
@@ -976,9 +991,16 @@ _CT_NEW = re.compile(r"(?<!!\s)(?:\bct state new|--ctstate NEW|--state NEW)(?![,
 def _new_entry(t: Track) -> bool:
     """Whether the packet is its conntrack entry's first: the nat table's chains see only that packet
     (nf_nat_inet_fn() runs them only while the entry has no NAT set up, net/netfilter/nf_nat_core.c),
-    or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply)."""
+    or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply).
+
+    Only an IP hook's nat table the input proves counts: a table read off a log prefix's words ("nat",
+    prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables' nat table is no conntrack
+    NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
     for ev in t.events:
-        if ev.hook.table == "nat" or any(h.table == "nat" for h in ev.rules):
+        ip = ev.hook.family != BRIDGE
+        if ip and ev.hook.table == "nat" and not ev.hook.how.startswith(HOW_WORDS):
+            return True
+        if ip and any(h.table == "nat" for h in ev.rules):
             return True
         if any(h.kind == "rule" and _CT_NEW.search(h.text) for h in ev.rules):
             return True
@@ -1157,10 +1179,12 @@ def _hops(t: Track, cls: str, forward: bool, topo: Topology) -> list[Hop]:
     hops = []
     prev: Event | None = None
     prev_hop: tuple[Event, str] | None = None
+    rests = prefix_rests_on(t.events)  # the hop whose convention's words the verdict states
     for n, (ev, st) in enumerate(zip(t.events, t.stages, strict=True), start=1):
         ev = link_rules(ev, topo)
         outcome = trace_outcome(ev, n < len(t.events))
-        hops.append(Hop(n, ev, st, tuple(_hop_text(ev, st, prev, cls, topo, forward, prev_hop)), outcome=outcome))
+        text = _hop_text(ev, st, prev, cls, topo, forward, prev_hop, n - 1 == rests)
+        hops.append(Hop(n, ev, st, tuple(text), outcome=outcome))
         prev_hop = (ev, st)
         if ev.record.src:
             prev = ev

@@ -122,9 +122,25 @@ def convention_follows(ev: Event) -> str | None:
     return _follows(ev.record.prefix) if ev.hook.convention else None
 
 
-def action_says(ev: Event, action: Action) -> str:
-    """What a hop's prefix action tells: its convention's own rules, else the word's general sense."""
-    return convention_follows(ev) or _ACTION_SAYS[action]
+def action_says(ev: Event, action: Action, verdict_rests: bool = False) -> str:
+    """What a hop's prefix action tells: its convention's own rules, else the word's general sense.
+
+    When the packet's verdict rests on this hop's prefix (prefix_rests_on), the verdict states what the
+    convention's own rules do after the LOG rule, or names the rule the snapshot or trace shows doing
+    it; the hop then points there instead of printing the same paragraph twice."""
+    follows = convention_follows(ev)
+    if follows and verdict_rests:
+        return "the packet's lines end here, and its verdict says what follows this LOG rule."
+    return follows or _ACTION_SAYS[action]
+
+
+def prefix_rests_on(events: list[Event]) -> int | None:
+    """The index of the hop whose prefix prefix_verdict draws an ending verdict from: the first hop
+    whose action ends a packet (DROP, REJECT), when no line of the packet comes after it."""
+    for i, ev in enumerate(events):
+        if ev.hook.action in _ENDING:
+            return i if i == len(events) - 1 else None
+    return None
 
 
 def placement(ev: Event) -> str:
@@ -163,6 +179,8 @@ def prefix_verdict(hops: list[tuple[Event, str]]) -> tuple[Verdict | None, str |
                 )
             where = ev.hook.label
             verb = "Rejected" if action is Action.REJECT else "Dropped"
+            # What the convention's own rules do after its LOG rule is what this verdict rests on, so the
+            # verdict states it, and the hop only points here (action_says, prefix_rests_on).
             follows = convention_follows(ev)
             return Verdict(
                 _ENDING[action],

@@ -6,7 +6,6 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +52,52 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def run_keeps(tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> Callable[[str], bool]:
+class RunKeeps:
     """Which kernel records are this run's: those carrying its tag (every LOG prefix the lab adds and
     its veth port names), and the lines of a tool's own rules (``also``, e.g. "[UFW ") that name an
     interface or a MAC address of this run. The kernel ring is shared by every namespace
     (net.netfilter.nf_log_all_netns), and a tool's prefix carries no run tag, so a line of another
     run's copy of the same rules is told apart only by its devices: IN=/OUT=/PHYSIN= name this run's
     veth ports, or MAC= (destination:source:type, nf_log_syslog.c dump_mac_header) holds a MAC of
-    this run's uplink pair. A tool's line with neither (a packet the host sends out of ens33) cannot
-    be attributed and is not kept."""
+    this run's uplink pair.
 
-    def keep(msg: str) -> bool:
-        if tag in msg:
+    A tool's line with neither, a packet the host sends itself (logged at OUTPUT or POSTROUTING: no
+    MAC=, which nf_log_syslog.c prints only for a packet with an input device, and OUT=ens33, a name
+    every run's host namespace has), cannot be attributed: it is not kept, and ``unattributed`` counts
+    it so the case notes say what was left out."""
+
+    def __init__(self, tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> None:
+        self.tag = tag
+        self.also = also
+        self.macs = macs
+        self.unattributed = 0
+
+    def __call__(self, msg: str) -> bool:
+        if self.tag in msg:
             return True
-        if not msg.startswith(also):
+        if not msg.startswith(self.also):
             return False
         mac = msg.partition(" MAC=")[2].split(" ", 1)[0].lower()
-        return mac[:17] in macs or mac[18:35] in macs  # destination, source
+        if not mac:
+            self.unattributed += 1
+            return False
+        return mac[:17] in self.macs or mac[18:35] in self.macs  # destination, source
 
-    return keep
+
+def run_keeps(tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> RunKeeps:
+    """The test for this run's kernel records (RunKeeps)."""
+    return RunKeeps(tag, also, macs)
+
+
+def unattributed_note(count: int, also: tuple[str, ...]) -> str:
+    """The case note for a tool's lines no device or MAC tied to this run (RunKeeps.unattributed)."""
+    which = " or ".join(f"'{a.strip()}'" for a in also)
+    return (
+        f"{count} kernel line{'s' if count != 1 else ''} of the tool's own rules ({which}) named neither a "
+        "device nor a MAC of this run (packets a host sends itself: no MAC=, OUT=ens33 as in every lab "
+        "run). The kernel log is shared by every network namespace, so such a line may be another "
+        "run's; they were left out of the trace."
+    )
 
 
 def _unique_lab() -> Lab:
@@ -116,6 +142,7 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
             klog = KernelLog()
             monitor: TraceMonitor | None = None
             trace_out = ""
+            unattributed = 0
             try:
                 if sc.nft:
                     insert_nft_log_rules(lab, sc.proto)
@@ -132,7 +159,9 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
                     marker = f"ID={ping_id(lab)} SEQ="
                     lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
                 else:
-                    lines = klog.read(run_keeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ()))
+                    keeps = run_keeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ())
+                    lines = klog.read(keeps)
+                    unattributed = keeps.unattributed
             finally:
                 klog.close()
                 if monitor is not None:
@@ -152,7 +181,7 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
                 f = f"container{i}-ip-addr.txt"
                 (case / f).write_text(run(["ip", "addr", "show"], ns=lab.ns(role)).stdout, encoding="utf-8")
                 containers.append({"file": f, "kind": "ip-addr", "host": f"container{i}"})
-            _write_manifest(case, sc, lab, snap, containers, traces)
+            _write_manifest(case, sc, lab, snap, containers, traces, unattributed)
         finally:
             if not keep:
                 lab.teardown()
@@ -160,7 +189,13 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
 
 
 def _write_manifest(
-    case: Path, sc: Scenario, lab: Lab, snap: dict[str, Any], containers: list[dict[str, str]], traces: list[str]
+    case: Path,
+    sc: Scenario,
+    lab: Lab,
+    snap: dict[str, Any],
+    containers: list[dict[str, str]],
+    traces: list[str],
+    unattributed: int = 0,
 ) -> None:
     c1, c2 = lab.ports()
     manifest = {
@@ -183,7 +218,10 @@ def _write_manifest(
             "rule_trace": sc.trace,
             "missing": snap["missing"],
         },
-        "notes": ["ebtables-nft has no broute table, so the BROUTING hook cannot be logged here."],
+        "notes": [
+            "ebtables-nft has no broute table, so the BROUTING hook cannot be logged here.",
+            *([unattributed_note(unattributed, sc.also_log)] if unattributed else []),
+        ],
     }
     (case / "case.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
 

@@ -577,18 +577,22 @@ def prefix_action(prefix: str) -> Action | None:
     return Action.AUDIT if Action.AUDIT in found else Action.LIMIT if Action.LIMIT in found else None
 
 
-# ebt_log.c's ebt_log_packet() alone prints "MAC source = ... proto = 0x....", but that proves the
-# ebt_log module printed the record, not that an ebtables rule asked it to: ebt_log registers
-# ebt_log_packet as the bridge family's logger (nf_log_register, and nf_log_set(net, NFPROTO_BRIDGE)
-# in every network namespace), and an nft bridge table's log statement (nft_log.c) logs through
-# nf_log_packet(), which calls the logger bound to the family, so it prints this layout too whenever
-# ebt_log was bound before nf_log_syslog's bridge logger. Said once per run of such hops (explain.py).
+# ebt_log.c's ebt_log_packet() alone prints "MAC source = ... proto = 0x....", and only ebt_log's own
+# target calls it (ebt_log_tg(), the "log" watcher of an ebtables rule, whether ebtables-legacy or
+# ebtables-nft, which runs the same xt target through nft_compat; with --log-nflog's EBT_LOG_NFLOG bit
+# it calls nf_log_packet() instead). ebt_log registers no nf_logger since Linux 3.17, when
+# nf_log_bridge.c (nf_log_syslog.c since 5.12) became the bridge family's logger: an nft bridge table's
+# log statement (nft_log.c nft_log_eval()) calls nf_log_packet() with its nf_loginfo, which takes the
+# logger registered for the family and log type (loggers[NFPROTO_BRIDGE][NF_LOG_TYPE_LOG],
+# net/netfilter/nf_log.c), and prints nf_log_syslog's "IN= OUT= ... MAC= SRC=" layout
+# (tests/test_truth8.py captures both on this machine's kernel). So the layout names ebtables.
+EBT_LOG_WRITER = "ebtables"
+HOW_EBT_LAYOUT = ", tool by the ebt_log layout"  # appended to HookRef.how (EBT_LOG_WRITER_NOTE says why)
 EBT_LOG_WRITER_NOTE = (
-    "The 'MAC source =' layout is ebt_log.c's own, but an ebtables --log rule and an nft bridge table's log "
-    "statement both print it while ebt_log is the bridge family's logger (ebt_log registers itself with "
-    "nf_log_set; nft_log.c logs through the bound logger): the line does not tell ebtables from nft, so the "
-    "hop names the bridge hook, not a tool; an ebtables-save or nft list ruleset snapshot holding this "
-    "prefix's log rule would tell."
+    "The 'MAC source =' layout is ebt_log.c's own, and only ebt_log's target prints it: the line comes from "
+    "an ebtables rule's --log watcher (ebtables-legacy, or ebtables-nft through nft_compat). An nft bridge "
+    "table's log statement prints nf_log_syslog's layout instead: nf_log_packet() (net/netfilter/nf_log.c) "
+    "takes the bridge family's registered logger, which ebt_log has not been since Linux 3.17."
 )
 
 
@@ -613,6 +617,9 @@ def resolve_hook(rec: LogRecord, prefix_map: PrefixMap) -> Resolution:
     hit = prefix_map.cache.get(key)
     if hit is None:
         hit = _resolve(rec, family, prefix_map)
+        if rec.fmt == "ebtlog" and hit.hook is not None and hit.hook.writer is None:
+            hook = hit.hook
+            hit = Resolution(replace(hook, writer=EBT_LOG_WRITER, how=f"{hook.how}{HOW_EBT_LAYOUT}"))
         if len(prefix_map.cache) < 65536:
             prefix_map.cache[key] = hit
     return hit

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import graphviz
 
+from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
 from reportgen.model import Packet, VerdictCode
 from reportgen.netfilter import EDGES, STAGES
 
@@ -103,7 +104,8 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
         if at:
             verb = n.type if n.direction == "original" else f"conntrack undoes {n.type}"
             side = "src" if n.field == "source" else "dst"
-            nat_notes.setdefault(at, []).append(f"{verb}: {side} {n.before.addr} → {n.after.addr}")
+            after = n.after.addr or UNKNOWN_ADDRESS_WORDS  # model.Nat.unknown: no input shows it
+            nat_notes.setdefault(at, []).append(f"{verb}: {side} {n.before.addr} → {after}")
     path = [h.stage for h in p.hops]
     on = set(steps) | set(skipped)
     # Near neighbours: the stages one edge before or after a stage the packet passed, so the reader

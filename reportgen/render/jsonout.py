@@ -53,7 +53,7 @@ PACKETS_FILE = "report.jsonl"
 
 
 def _ep(e: Endpoint) -> dict[str, Any]:
-    return {"addr": e.addr, "port": e.port}
+    return {"addr": e.addr or None, "port": e.port}  # null: no input shows the address (model.Nat.unknown)
 
 
 def _ref(ref: LineRef | None) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
+from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
 from reportgen.model import (
     ICMP_TYPE_NAMES,
     Endpoint,
@@ -235,9 +236,10 @@ def generation_date() -> str | None:
 def endpoint_text(p: Packet, ep: Endpoint) -> str:
     """An address and port as the packet's protocol has them: an ICMP echo id is no port (RFC 792)."""
     r = first_record(p)
-    if r is not None and (r.proto or "").startswith("ICMP"):
-        return ep.addr
-    return str(ep)
+    icmp = r is not None and (r.proto or "").startswith("ICMP")
+    if not ep.addr:  # an address no input shows (model.Nat.unknown says why)
+        return UNKNOWN_ADDRESS_WORDS if icmp or ep.port is None else f"{UNKNOWN_ADDRESS_WORDS}, port {ep.port}"
+    return ep.addr if icmp else str(ep)
 
 
 def alike_line(c: Row) -> str:

@@ -382,7 +382,8 @@ def _file_events(
         if rec is None:
             # A note or a "..." inside a pasted TRACE walk does not end the walk: the next line of
             # the same packet and table continues it (_LegacyTraceGrouper compares the packet).
-            _add_unused(unused, ref, other, text)
+            # An ebt_log piece the framer would not join (framing._pieces_apart) says why.
+            _add_unused(unused, ref, framer.unjoined.get(n, other) if framer is not None else other, text)
             continue
         t = legacy_trace_prefix(rec.prefix)
         if t and not spec.prefix_map.lookup(rec.prefix):

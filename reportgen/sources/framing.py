@@ -229,6 +229,9 @@ class LineFramer:
         # First physical line of a record joined from several -> its last physical line, so every
         # line of a wrapped record is accounted as used when the record is.
         self.spans: dict[int, int] = {}
+        # A line that reads as the next piece of the ebt_log record before it, but whose wrapper says
+        # it is another packet's (_pieces_apart) -> why it was not joined, for the reader's unused list.
+        self.unjoined: dict[int, str] = {}
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         # The record being built: its first line, its text, and the previous physical line framed
@@ -250,14 +253,26 @@ class LineFramer:
                 text = _CARET.sub("", text)
             framed = strip_wrapper(text)
             if pending is not None and _continues(pending[2], text, framed):
-                inside = _VALUE_START.match(text.strip()) is not None  # wrapped inside a field
-                # An ebt_log piece logged as a line of its own keeps its wrapper there: join its message.
-                joined = (
-                    pending[1].rstrip() + ("" if inside else " ") + (framed.msg if framed.wrapped else text).strip()
-                )
-                pending = (pending[0], joined, strip_wrapper(joined))
-                self.spans[pending[0]] = n
-                continue
+                # A wrapped line continues a record only as an ebt_log piece (_continues), and its
+                # wrapper may show that it is another packet's piece.
+                apart = _pieces_apart(pending[1], pending[2], text, framed) if framed.wrapped else None
+                if apart is None:
+                    inside = _VALUE_START.match(text.strip()) is not None  # wrapped inside a field
+                    # An ebt_log piece logged as a line of its own keeps its wrapper there: join its message.
+                    joined = (
+                        pending[1].rstrip() + ("" if inside else " ") + (framed.msg if framed.wrapped else text).strip()
+                    )
+                    pending = (pending[0], joined, strip_wrapper(joined))
+                    self.spans[pending[0]] = n
+                    continue
+                self.unjoined[n] = apart
+            elif (
+                self.unjoined
+                and pending is not None
+                and pending[0] in self.unjoined
+                and _EBT_PIECE.match(framed.msg.lstrip())
+            ):
+                self.unjoined[n] = _AFTER_UNJOINED  # the rest of a piece not joined: its record's start is not here
             if pending is not None:
                 yield from _split(*pending)
             pending = (n, text, framed)
@@ -319,6 +334,74 @@ def _ebt_piece(before: str, msg: str) -> bool:
         return m is not None and f" {m.group('head')}" not in before
     # Only a record's start, cut after its devices, takes the MAC source piece.
     return msg.lstrip().startswith("MAC source = ") and _EBT_HEAD_END.search(before.rstrip()) is not None
+
+
+# ebt_log_packet() prints every piece of one packet's record while it holds ebt_log_lock with bottom
+# halves off (spin_lock_bh, net/bridge/netfilter/ebt_log.c), and nothing there sleeps: one kernel stores
+# the pieces back to back, stamped (a piece that breaks off is a record with a stamp of its own) within
+# that section's run, microseconds plus what printk spends flushing queued lines to a slow console in the
+# caller's context. A second is far more than that, and it is also the resolution of syslog's
+# traditional wall-clock stamp, whose second may roll over between two pieces. The lock keeps another
+# packet's ebt_log pieces from coming in between on one kernel, so a piece stamped further away, or one
+# whose wrapper names another host (two hosts in one syslog file), is another packet's: joined, it
+# would make one record of two packets.
+_PIECES_APART_S = 1.0
+_RFC5424_HEAD = re.compile(r"^<\d{1,3}>1 (\S+) (\S+) ")
+_CLOCK = re.compile(r"(\d\d):(\d\d):(\d\d)(?:[.,](\d+))?")
+_UNIX_STAMP = re.compile(r"^\d{9,10}\.\d{6}$")
+_OTHER_HOST = (
+    "an ebt_log piece whose wrapper names another host than the record on the line before: one packet's "
+    "pieces come from one kernel (ebt_log.c), so it is not joined to that record"
+)
+_STAMPED_APART = (
+    f"an ebt_log piece stamped more than {_PIECES_APART_S:g} s from the record on the line before: ebt_log.c "
+    "prints one packet's pieces under one lock, back to back, so it is another packet's and is not joined"
+)
+
+_AFTER_UNJOINED = (
+    "an ebt_log piece after a piece that was not joined: the start of its record is not on the line before, "
+    "so it is not joined either"
+)
+
+
+def _pieces_apart(first: str, first_framed: Framed, text: str, framed: Framed) -> str | None:
+    """Why the ebt_log piece on ``text`` is not the rest of the record starting on ``first``, by their
+    wrappers (_PIECES_APART_S), or None when the wrappers allow it."""
+    host, clock = _host_and_clock(first)
+    piece_host, piece_clock = _host_and_clock(text)
+    if host is not None and piece_host is not None and host != piece_host:
+        return _OTHER_HOST
+    if first_framed.stamp is not None and framed.stamp is not None:
+        apart: float | None = abs(framed.stamp - first_framed.stamp)  # the kernel's monotonic stamps
+    elif clock is not None and piece_clock is not None:
+        apart = min(abs(piece_clock - clock), 86400 - abs(piece_clock - clock))  # across midnight too
+    else:
+        apart = None  # an unwrapped piece (a paste's wrap) or a wrapper without a stamp: nothing against
+    return _STAMPED_APART if apart is not None and apart > _PIECES_APART_S else None
+
+
+def _host_and_clock(line: str) -> tuple[str | None, float | None]:
+    """The host a syslog or journal wrapper names and its wall-clock time of day in seconds, if shown."""
+    s = line.lstrip()
+    m = _RFC5424_HEAD.match(s)
+    if m:
+        return m.group(2), _seconds(m.group(1))
+    s = _PRI.sub("", s, count=1)
+    m = _SYSLOG_TS.match(s)
+    if m is None:
+        return None, None
+    tag = _HOST_TAG.match(s[m.end() :])
+    return (tag.group("host") if tag else None), _seconds(m.group(0).strip())
+
+
+def _seconds(stamp: str) -> float | None:
+    if _UNIX_STAMP.match(stamp):
+        return float(stamp) % 86400
+    m = _CLOCK.search(stamp)
+    if m is None:
+        return None
+    h, mi, sec, frac = m.groups()
+    return int(h) * 3600 + int(mi) * 60 + int(sec) + (float(f"0.{frac}") if frac else 0.0)
 
 
 # Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
