@@ -161,12 +161,14 @@ def _reply_words(p: Packet) -> str:
 
 def _group_phrase(groups: Sequence[tuple[PacketGroup, Packet]], packets: dict[str, Packet], topo: Topology) -> str:
     """Say what the packets of some groups did, one clause per fate: "4 SYNs dropped in ..."."""
-    words: dict[str, Counter[str]] = {}
+    # Counts per word in first-seen order: a dict, not a Counter (its __missing__ is interpreted).
+    words: dict[str, dict[str, int]] = {}
     for g, first in groups:
         # Groups share a fate when their representatives do (same verdict code, place and rule).
-        counts = words.setdefault(fate(first, topo), Counter())
+        counts = words.setdefault(fate(first, topo), {})
         for pid in g.packets:
-            counts[packet_word(packets[pid])] += 1
+            word = packet_word(packets[pid])
+            counts[word] = counts.get(word, 0) + 1
     parts = []
     for what, counts in words.items():
         total = sum(counts.values())

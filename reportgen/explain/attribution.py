@@ -446,6 +446,9 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
     """A definite verdict from a trace source: the rule or policy that dropped the packet."""
     for ev, _ in hops:
         for hit in ev.rules:
+            # Both a decisive verdict and a dropping policy start so: most hits are passed by this test.
+            if hit.verdict[:4] != "drop" and hit.verdict[:6] != "reject":
+                continue
             policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
             if not (hit.decisive or policy):
                 continue
@@ -487,6 +490,8 @@ def link_rules(ev: Event, topo: Topology) -> Event:
         return ev
     fam = ev.hook.family
     rs = _ruleset(topo, fam)
+    if rs is None and not topo.nft and all(hit.kind != "return" or hit.verdict for hit in ev.rules):
+        return ev  # no snapshot to point at and no verdict to fill in: what the loop below returns
     linked = []
     for hit in ev.rules:
         ref = None
