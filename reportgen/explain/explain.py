@@ -882,11 +882,16 @@ def _next_hooks(slots: list[Slot]) -> str:
 
 
 def _verdict(
-    track: Track, topo: Topology, missing: list[Slot], final: bool = True, rest: list[Slot] | None = None
+    track: Track,
+    hops: list[tuple[Event, str]],
+    topo: Topology,
+    missing: list[Slot],
+    final: bool = True,
+    rest: list[Slot] | None = None,
 ) -> Verdict:
-    """The structural verdict: the exit or delivery the trace shows, else where it was last seen."""
+    """The structural verdict: the exit or delivery the trace shows, else where it was last seen.
+    ``hops``: the track's (event, stage) pairs, which its caller has made."""
     last = track.last
-    hops = list(zip(track.events, track.stages, strict=True))
     where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})" if last.hook.placed else last.hook.label
     if not missing and not final and rest:
         return last_seen(
@@ -1120,7 +1125,7 @@ def _skips_and_verdict(
         by_prefix = prefix_drop_by_snapshot(t.last, new, topo) or by_prefix
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
-        verdict = _verdict(t, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
+        verdict = _verdict(t, hops, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
         at_input = verdict.code is VerdictCode.DELIVERED_LOCAL and t.stages[-1] == "ip-in"
         if (verdict.code is VerdictCode.LAST_SEEN or at_input) and t.last.hook.family != BRIDGE and placed:
             later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1 :]]
@@ -1304,8 +1309,10 @@ class _SeenAfter:
 
     def __init__(self, tracks: list[Track]) -> None:
         self.by_ident: dict[tuple[object, ...], list[Track]] = {}
+        self.keys: dict[int, set[tuple[object, ...]]] = {}  # each track's keys, found once (find asks again)
         for t in tracks:
-            for key in self._keys(t):
+            keys = self.keys[t.index] = self._keys(t)
+            for key in keys:
                 self.by_ident.setdefault(key, []).append(t)
 
     @staticmethod
@@ -1321,7 +1328,8 @@ class _SeenAfter:
     def find(self, t: Track) -> Track | None:
         last_stage = STAGE_ORDER[t.stages[-1]]
         last = t.last.record
-        for key in self._keys(t):
+        keys = self.keys.get(t.index)
+        for key in self._keys(t) if keys is None else keys:
             for other in self.by_ident.get(key, ()):
                 first = other.events[0].record
                 if other is t or first.ref.file != last.ref.file or first.ref.line <= last.ref.line:

@@ -69,8 +69,9 @@ def _action(h: Hop) -> str | None:
 
 # A hop's object (_hop) is made of parts, each a tuple of JSON values: what the hop's place and
 # explanation state (_HOP_PLACE), the fields of its record (_HOP_FIELDS), and its rules and lines.
-# _PacketDiff compares a packet's hop with its example's part by part, as tuples, and builds objects
-# only for the parts that differ: the diff is the same as jsonfold.diff of the two hop objects.
+# _hop_diff compares a packet's hop with its example's part by part (the place as a tuple, the fields
+# one by one) and builds objects only for the parts that differ: the diff is the same as
+# jsonfold.diff of the two hop objects.
 _HOP_PLACE = (
     "step",
     "family",
@@ -219,15 +220,46 @@ def _hop(h: Hop) -> dict[str, Any]:
 class _ExampleHop:
     """An example packet's hop in the parts a packet's hop is compared by (_hop_diff)."""
 
-    __slots__ = ("place_key", "place_object", "fields", "ref", "refs", "rules")
+    __slots__ = ("place_key", "place_object", "record", "ref", "refs", "rules")
 
     def __init__(self, h: Hop) -> None:
         self.place_key = _place_key(h)
         self.place_object = _place_object(_hop_place(h))
-        self.fields = _hop_fields(h.event.record)
+        self.record = h.event.record
         self.ref = h.event.record.ref
         self.refs = h.event.refs
         self.rules = h.event.rules
+
+
+def _fields_diff(out: dict[str, Any], b: LogRecord, r: LogRecord) -> None:
+    """Put the _HOP_FIELDS of ``r`` whose values differ from ``b``'s in ``out``, as they are: compared
+    one by one, not as tuples built for it (most hops differ from the example's in one or two)."""
+    if r.mac_src != b.mac_src:
+        out["mac_src"] = r.mac_src
+    if r.mac_dst != b.mac_dst:
+        out["mac_dst"] = r.mac_dst
+    if r.src != b.src:
+        out["src"] = r.src
+    if r.dst != b.dst:
+        out["dst"] = r.dst
+    if r.sport != b.sport:
+        out["sport"] = r.sport
+    if r.dport != b.dport:
+        out["dport"] = r.dport
+    if r.ttl != b.ttl:
+        out["ttl"] = r.ttl
+    if r.ipid != b.ipid:
+        out["ip_id"] = r.ipid
+    if r.icmp_type != b.icmp_type:
+        out["icmp_type"] = r.icmp_type
+    if r.icmp_code != b.icmp_code:
+        out["icmp_code"] = r.icmp_code
+    if r.icmp_id != b.icmp_id:
+        out["icmp_id"] = r.icmp_id
+    if r.icmp_seq != b.icmp_seq:
+        out["icmp_seq"] = r.icmp_seq
+    if r.stamp != b.stamp:
+        out["stamp"] = r.stamp
 
 
 def _line_object(x: LineRef) -> dict[str, Any]:
@@ -249,12 +281,8 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
         out.update(diff(ex.place_object, _place_object(_hop_place(h))))
     event = h.event
     r = event.record
-    fields = _hop_fields(r)
-    base = ex.fields
-    if fields != base:
-        for i in range(len(fields)):
-            if fields[i] != base[i]:
-                out[_HOP_FIELDS[i]] = fields[i]
+    if r is not ex.record:
+        _fields_diff(out, ex.record, r)
     # The record's own line is the first of the hop's lines (Event.refs), here and in the example:
     # when it moved, one object stands for it in both places.
     own = _line_object(r.ref) if _moved(ex.ref, r.ref) else None
