@@ -9,7 +9,7 @@ Every fact that was inferred rather than seen is listed as an assumption, with w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -217,7 +217,12 @@ def conversation_answer(
 
 def outcome_counts(packets: Iterable[Packet]) -> tuple[tuple[VerdictCode, int], ...]:
     """Count packets per outcome, worst first (a packet the explainer gave no verdict is unknown)."""
-    return _worst_first(Counter(_code(p) for p in packets))
+    # A dict, not a Counter: Counter's constructor and its __missing__ are interpreted calls.
+    counts: dict[VerdictCode, int] = {}
+    for p in packets:
+        code = _code(p)
+        counts[code] = counts.get(code, 0) + 1
+    return _worst_first(counts)
 
 
 def _code(p: Packet) -> VerdictCode:
@@ -225,8 +230,8 @@ def _code(p: Packet) -> VerdictCode:
     return p.verdict.code if p.verdict else VerdictCode.UNKNOWN
 
 
-def _worst_first(counts: Counter[VerdictCode]) -> tuple[tuple[VerdictCode, int], ...]:
-    return tuple((c, counts[c]) for c in SEVERITY if counts[c])
+def _worst_first(counts: Mapping[VerdictCode, int]) -> tuple[tuple[VerdictCode, int], ...]:
+    return tuple((c, counts[c]) for c in SEVERITY if counts.get(c, 0))
 
 
 def assumptions_of(p: Packet, topo: Topology) -> list[str]:

@@ -8,6 +8,7 @@ sets IP_CT_ESTABLISHED once a reply was seen, and replies are ESTABLISHED by def
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import replace
@@ -77,6 +78,8 @@ _IPT_OPTION = re.compile(r"(?:^|\s)--?[A-Za-z]")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
+# A trace prints the same rules again for every packet: each (text, hook) is read once.
+@functools.lru_cache(maxsize=1024)
 def _nat_type(text: str, hook: str) -> str | None:
     """The NAT a rule's target or statement makes (SNAT, MASQUERADE or DNAT; REDIRECT is a DNAT to the
     host), or None. NETMAP maps the source at POSTROUTING and INPUT, the destination elsewhere

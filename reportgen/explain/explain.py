@@ -1316,14 +1316,16 @@ class _SeenAfter:
                 self.by_ident.setdefault(key, []).append(t)
 
     @staticmethod
-    def _ident(ev: Event) -> tuple[object, ...] | None:
-        r = ev.record
-        if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
-            return None
-        return (r.l3, r.proto, r.src, r.ipid, r.length)
-
-    def _keys(self, t: Track) -> set[tuple[object, ...]]:
-        return {k for k in (self._ident(ev) for ev in t.events) if k is not None}
+    def _keys(t: Track) -> set[tuple[object, ...]]:
+        """The datagram identities a track's records show (a loop, not a generator: compiled, one is an
+        object per call)."""
+        keys: set[tuple[object, ...]] = set()
+        for ev in t.events:
+            r = ev.record
+            if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
+                continue
+            keys.add((r.l3, r.proto, r.src, r.ipid, r.length))
+        return keys
 
     def find(self, t: Track) -> Track | None:
         last_stage = STAGE_ORDER[t.stages[-1]]

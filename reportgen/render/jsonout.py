@@ -1027,14 +1027,21 @@ class JsonStream:
         """A packet's report.jsonl line: its ids and behaviour, and a diff against the behaviour's
         example packet; the whole packet when it is the example (so the first line of each behaviour
         reads on its own), has no behaviour, or the diff cannot say it."""
-        head = {"id": p.id, "conversation": p.conversation, "group": None, "behaviour": None}
-        if g is not None:
-            head["group"], head["behaviour"] = g.id, g.behaviour
-            if self._example_of[g.behaviour] != p.id:
-                try:
-                    return _dumpb({**head, "diff": _packet_diff(self._examples[g.behaviour], p, f)})
-                except Unpatchable:
-                    pass
+        if g is not None and self._example_of[g.behaviour] != p.id:
+            try:
+                d = _packet_diff(self._examples[g.behaviour], p, f)
+            except Unpatchable:
+                pass
+            else:
+                return _dumpb(
+                    {"id": p.id, "conversation": p.conversation, "group": g.id, "behaviour": g.behaviour, "diff": d}
+                )
+        head = {
+            "id": p.id,
+            "conversation": p.conversation,
+            "group": None if g is None else g.id,
+            "behaviour": None if g is None else g.behaviour,
+        }
         return _dumpb({**head, **_body(p, f)})
 
     @staticmethod
