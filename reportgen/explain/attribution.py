@@ -450,7 +450,7 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
     for ev, _ in hops:
         for hit in ev.rules:
             # Both a decisive verdict and a dropping policy start so: most hits are passed by this test.
-            if hit.verdict[:4] != "drop" and hit.verdict[:6] != "reject":
+            if not (hit.verdict.startswith("drop") or hit.verdict.startswith("reject")):
                 continue
             policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
             if not (hit.decisive or policy):

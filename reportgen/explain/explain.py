@@ -1228,10 +1228,9 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
         memo.conntrack[flow.index] = conntrack_entry(flow.original[1], flow.original[2], topo)
     ct = memo.conntrack[flow.index]
     # The rule that made a mapping also explains its later uses and its reversal on replies.
-    reply_field = {"source": "destination", "destination": "source"}
     filled = []
     for nat in nats:
-        key = (flow.index, nat.field if nat.direction == "original" else reply_field[nat.field])
+        key = (flow.index, nat.field if nat.direction == "original" else _REPLY_FIELD[nat.field])
         if nat.rule is not None and nat.by == "rule":
             memo.rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
         rule, ref = memo.rules[key] if nat.rule is None and key in memo.rules else (nat.rule, nat.rule_ref)
@@ -1243,6 +1242,10 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
         else:
             filled.append(_nat_with(nat, typ, rule, ref, conntrack))
     return filled
+
+
+# The field a reply's NAT rewrites, by the field the original direction's rewrote.
+_REPLY_FIELD: Final = {"source": "destination", "destination": "source"}
 
 
 def _unshown_source_nat(t: Track, first: bool, flow: Flow, topo: Topology, memo: FlowNat) -> list[Nat]:
