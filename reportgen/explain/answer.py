@@ -9,7 +9,7 @@ Every fact that was inferred rather than seen is listed as an assumption, with w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -163,12 +163,14 @@ def _reply_words(p: Packet) -> str:
 
 def _group_phrase(groups: Sequence[tuple[PacketGroup, Packet]], packets: dict[str, Packet], topo: Topology) -> str:
     """Say what the packets of some groups did, one clause per fate: "4 SYNs dropped in ..."."""
-    words: dict[str, Counter[str]] = {}
+    # Counts per word in first-seen order: a dict, not a Counter (its __missing__ is interpreted).
+    words: dict[str, dict[str, int]] = {}
     for g, first in groups:
         # Groups share a fate when their representatives do (same verdict code, place and rule).
-        counts = words.setdefault(fate(first, topo), Counter())
+        counts = words.setdefault(fate(first, topo), {})
         for pid in g.packets:
-            counts[packet_word(packets[pid])] += 1
+            word = packet_word(packets[pid])
+            counts[word] = counts.get(word, 0) + 1
     parts = []
     for what, counts in words.items():
         total = sum(counts.values())
@@ -217,7 +219,12 @@ def conversation_answer(
 
 def outcome_counts(packets: Iterable[Packet]) -> tuple[tuple[VerdictCode, int], ...]:
     """Count packets per outcome, worst first (a packet the explainer gave no verdict is unknown)."""
-    return _worst_first(Counter(_code(p) for p in packets))
+    # A dict, not a Counter: Counter's constructor and its __missing__ are interpreted calls.
+    counts: dict[VerdictCode, int] = {}
+    for p in packets:
+        code = _code(p)
+        counts[code] = counts.get(code, 0) + 1
+    return _worst_first(counts)
 
 
 def _code(p: Packet) -> VerdictCode:
@@ -225,8 +232,8 @@ def _code(p: Packet) -> VerdictCode:
     return p.verdict.code if p.verdict else VerdictCode.UNKNOWN
 
 
-def _worst_first(counts: Counter[VerdictCode]) -> tuple[tuple[VerdictCode, int], ...]:
-    return tuple((c, counts[c]) for c in SEVERITY if counts[c])
+def _worst_first(counts: Mapping[VerdictCode, int]) -> tuple[tuple[VerdictCode, int], ...]:
+    return tuple((c, counts[c]) for c in SEVERITY if counts.get(c, 0))
 
 
 def assumptions_of(p: Packet, topo: Topology) -> list[str]:

@@ -8,6 +8,7 @@ sets IP_CT_ESTABLISHED once a reply was seen, and replies are ESTABLISHED by def
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import replace
@@ -77,6 +78,8 @@ _IPT_OPTION = re.compile(r"(?:^|\s)--?[A-Za-z]")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
+# A trace prints the same rules again for every packet: each (text, hook) is read once.
+@functools.lru_cache(maxsize=1024)
 def _nat_type(text: str, hook: str) -> str | None:
     """The NAT a rule's target or statement makes (SNAT, MASQUERADE or DNAT; REDIRECT is a DNAT to the
     host), or None. NETMAP maps the source at POSTROUTING and INPUT, the destination elsewhere
@@ -464,6 +467,9 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
     """A definite verdict from a trace source: the rule or policy that dropped the packet."""
     for ev, _ in hops:
         for hit in ev.rules:
+            # Both a decisive verdict and a dropping policy start so: most hits are passed by this test.
+            if not (hit.verdict.startswith("drop") or hit.verdict.startswith("reject")):
+                continue
             policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
             if not (hit.decisive or policy):
                 continue
@@ -505,6 +511,8 @@ def link_rules(ev: Event, topo: Topology) -> Event:
         return ev
     fam = ev.hook.family
     rs = _ruleset(topo, fam)
+    if rs is None and not topo.nft and all(hit.kind != "return" or hit.verdict for hit in ev.rules):
+        return ev  # no snapshot to point at and no verdict to fill in: what the loop below returns
     linked = []
     for hit in ev.rules:
         ref = None

@@ -897,11 +897,16 @@ def _next_hooks(slots: list[Slot]) -> str:
 
 
 def _verdict(
-    track: Track, topo: Topology, missing: list[Slot], final: bool = True, rest: list[Slot] | None = None
+    track: Track,
+    hops: list[tuple[Event, str]],
+    topo: Topology,
+    missing: list[Slot],
+    final: bool = True,
+    rest: list[Slot] | None = None,
 ) -> Verdict:
-    """The structural verdict: the exit or delivery the trace shows, else where it was last seen."""
+    """The structural verdict: the exit or delivery the trace shows, else where it was last seen.
+    ``hops``: the track's (event, stage) pairs, which its caller has made."""
     last = track.last
-    hops = list(zip(track.events, track.stages, strict=True))
     where = f"{last.hook.label} ({STAGES[track.stages[-1]].title})" if last.hook.placed else last.hook.label
     if not missing and not final and rest:
         return last_seen(
@@ -1142,7 +1147,7 @@ def _skips_and_verdict(
         by_prefix = prefix_drop_by_snapshot(t.last, new, topo) or by_prefix
     verdict = traced_drop(hops) or by_prefix
     if verdict is None:
-        verdict = _verdict(t, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
+        verdict = _verdict(t, hops, topo, missing, final, slots[last_idx + 1 :] if last_idx >= 0 else [])
         at_input = verdict.code is VerdictCode.DELIVERED_LOCAL and t.stages[-1] == "ip-in"
         if (verdict.code is VerdictCode.LAST_SEEN or at_input) and t.last.hook.family != BRIDGE and placed:
             later = [(s.family, s.table, STAGES[s.stage].hook) for s in slots[last_idx + 1 :]]
@@ -1247,10 +1252,9 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
         memo.conntrack[flow.index] = conntrack_entry(flow.original[1], flow.original[2], topo)
     ct = memo.conntrack[flow.index]
     # The rule that made a mapping also explains its later uses and its reversal on replies.
-    reply_field = {"source": "destination", "destination": "source"}
     filled = []
     for nat in nats:
-        key = (flow.index, nat.field if nat.direction == "original" else reply_field[nat.field])
+        key = (flow.index, nat.field if nat.direction == "original" else _REPLY_FIELD[nat.field])
         if nat.rule is not None and nat.by == "rule":
             memo.rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
         rule, ref = memo.rules[key] if nat.rule is None and key in memo.rules else (nat.rule, nat.rule_ref)
@@ -1262,6 +1266,10 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
         else:
             filled.append(_nat_with(nat, typ, rule, ref, conntrack))
     return filled
+
+
+# The field a reply's NAT rewrites, by the field the original direction's rewrote.
+_REPLY_FIELD: Final = {"source": "destination", "destination": "source"}
 
 
 def _unshown_source_nat(t: Track, first: bool, flow: Flow, topo: Topology, memo: FlowNat) -> list[Nat]:
@@ -1328,24 +1336,29 @@ class _SeenAfter:
 
     def __init__(self, tracks: list[Track]) -> None:
         self.by_ident: dict[tuple[object, ...], list[Track]] = {}
+        self.keys: dict[int, set[tuple[object, ...]]] = {}  # each track's keys, found once (find asks again)
         for t in tracks:
-            for key in self._keys(t):
+            keys = self.keys[t.index] = self._keys(t)
+            for key in keys:
                 self.by_ident.setdefault(key, []).append(t)
 
     @staticmethod
-    def _ident(ev: Event) -> tuple[object, ...] | None:
-        r = ev.record
-        if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
-            return None
-        return (r.l3, r.proto, r.src, r.ipid, r.length)
-
-    def _keys(self, t: Track) -> set[tuple[object, ...]]:
-        return {k for k in (self._ident(ev) for ev in t.events) if k is not None}
+    def _keys(t: Track) -> set[tuple[object, ...]]:
+        """The datagram identities a track's records show (a loop, not a generator: compiled, one is an
+        object per call)."""
+        keys: set[tuple[object, ...]] = set()
+        for ev in t.events:
+            r = ev.record
+            if r.ipid is None or r.src is None or r.ipid == 0:  # ID 0: DF packets of some stacks, not unique
+                continue
+            keys.add((r.l3, r.proto, r.src, r.ipid, r.length))
+        return keys
 
     def find(self, t: Track) -> Track | None:
         last_stage = STAGE_ORDER[t.stages[-1]]
         last = t.last.record
-        for key in self._keys(t):
+        keys = self.keys.get(t.index)
+        for key in self._keys(t) if keys is None else keys:
             for other in self.by_ident.get(key, ()):
                 first = other.events[0].record
                 if other is t or first.ref.file != last.ref.file or first.ref.line <= last.ref.line:

@@ -50,10 +50,6 @@ def behaviour(p: Packet, its_shape: Hashable | None = None) -> Hashable:
     return (p.conversation, protos, its_shape, tuple((str(n.before), str(n.after)) for n in p.nat))
 
 
-def _stamps(p: Packet) -> list[float]:
-    return [h.event.record.stamp for h in p.hops if h.event.record.stamp is not None]
-
-
 def group_packets(
     packets: Iterable[Packet],
     shapes: dict[Hashable, str] | None = None,
@@ -78,30 +74,49 @@ def group_packets(
         first_shape.setdefault(key, its_shape)
     groups = []
     for n, (key, ps) in enumerate(members.items(), start=start):
-        stamps = [s for p in ps for s in _stamps(p)]
-        # Every line of every hop (Event.refs: rule and conntrack lines too), distinct and keyed by
-        # (file, line), as LineRef orders: not by the LineRef, whose hash and order are the
-        # dataclass's interpreted __hash__ and __lt__ (a set of them was most of grouping's time on
-        # the nft bench input); read from the event without building Event.refs.
-        distinct: dict[tuple[str, int], LineRef] = {}
+        # Every line of every hop (Event.refs: rule and conntrack lines too), distinct, per file by
+        # line number: sorting a file's numbers is cheaper than sorting (file, line) pairs, and no
+        # LineRef is hashed or ordered (its dataclass methods were most of grouping's time on the
+        # nft bench input); read from the event without building Event.refs. The stamps' least and
+        # greatest are kept in the same pass, compared as min() and max() compare them.
+        by_file: dict[str, dict[int, LineRef]] = {}
+        first_stamp: float | None = None
+        last_stamp: float | None = None
         for p in ps:
             for h in p.hops:
                 ev = h.event
-                own = ev.record.ref
-                distinct[(own.file, own.line)] = own
-                for r in ev.rules:
-                    distinct[(r.ref.file, r.ref.line)] = r.ref
+                r = ev.record
+                stamp = r.stamp
+                if stamp is not None:
+                    if first_stamp is None or stamp < first_stamp:
+                        first_stamp = stamp
+                    if last_stamp is None or stamp > last_stamp:
+                        last_stamp = stamp
+                own = r.ref
+                lines = by_file.get(own.file)
+                if lines is None:
+                    lines = by_file[own.file] = {}
+                lines[own.line] = own
+                for hit in ev.rules:
+                    ref = hit.ref
+                    if ref.file != own.file:
+                        by_file.setdefault(ref.file, {})[ref.line] = ref
+                    else:
+                        lines[ref.line] = ref
                 for x in ev.extra:
-                    distinct[(x.file, x.line)] = x
+                    if x.file != own.file:
+                        by_file.setdefault(x.file, {})[x.line] = x
+                    else:
+                        lines[x.line] = x
         groups.append(
             PacketGroup(
                 id=f"g{n}",
                 conversation=ps[0].conversation,
                 first=ps[0].id,
                 packets=tuple(p.id for p in ps),
-                first_stamp=min(stamps) if stamps else None,
-                last_stamp=max(stamps) if stamps else None,
-                lines=_spans(distinct, spans or {}),
+                first_stamp=first_stamp,
+                last_stamp=last_stamp,
+                lines=_spans(by_file, spans or {}),
                 behaviour=shapes.setdefault(first_shape[key], f"b{len(shapes) + 1}"),
             )
         )
@@ -109,17 +124,19 @@ def group_packets(
 
 
 def _spans(
-    distinct: dict[tuple[str, int], LineRef], wrapped: Mapping[str, Mapping[int, int]]
+    by_file: dict[str, dict[int, LineRef]], wrapped: Mapping[str, Mapping[int, int]]
 ) -> tuple[tuple[LineRef, int], ...]:
-    """Compress line references (keyed by file and line) into runs (first line, last line number) per
-    file; a wrapped record's reference stands for its lines up to its last."""
+    """Compress line references (per file, by line number) into runs (first line, last line number)
+    per file, in (file, line) order; a wrapped record's reference stands for its lines up to its last."""
     out: list[tuple[LineRef, int]] = []
-    for key in sorted(distinct):
-        ref = distinct[key]
-        spans = wrapped.get(ref.file)
-        last = spans.get(ref.line, ref.line) if spans else ref.line
-        if out and out[-1][0].file == ref.file and out[-1][1] + 1 >= ref.line:
-            out[-1] = (out[-1][0], max(out[-1][1], last))
-        else:
-            out.append((ref, last))
+    for file in sorted(by_file):
+        lines = by_file[file]
+        spans = wrapped.get(file)
+        for line in sorted(lines):
+            ref = lines[line]
+            last = spans.get(line, line) if spans else line
+            if out and out[-1][0].file == file and out[-1][1] + 1 >= line:
+                out[-1] = (out[-1][0], max(out[-1][1], last))
+            else:
+                out.append((ref, last))
     return tuple(out)

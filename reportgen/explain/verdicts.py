@@ -143,20 +143,24 @@ def prefix_rests_on(events: list[Event]) -> int | None:
     return None
 
 
+# What would settle an unplaced hop's hook, by how it was recognised (placement): a LOG line's prefix
+# mapped to its hook; a traced chain's hook in an "nft list ruleset" snapshot; a legacy TRACE walk's
+# line of the built-in chain it started in.
+_SETTLES = {
+    "TRACE prefix": "the walk's line from its built-in chain would settle it",
+    "nft trace": "an nft list ruleset snapshot would settle it",
+    "xtables-monitor": "an nft list ruleset snapshot would settle it",
+}
+
+
 def placement(ev: Event) -> str:
     """Name where a hop was logged; an unplaced one names every hook it could be and why."""
     h = ev.hook
     if h.placed:
         return f"at {h.label}"
     r = ev.record
-    has = " and ".join(n for n, v in (("IN=", r.in_dev), ("OUT=", r.out_dev)) if v) or "neither IN= nor OUT="
-    # What would settle it: a LOG line's prefix mapped to its hook; a traced chain's hook in an
-    # "nft list ruleset" snapshot; a legacy TRACE walk's line of the built-in chain it started in.
-    settle = {
-        "TRACE prefix": "the walk's line from its built-in chain would settle it",
-        "nft trace": "an nft list ruleset snapshot would settle it",
-        "xtables-monitor": "an nft list ruleset snapshot would settle it",
-    }.get(h.how, "a prefix map would settle it")
+    has = ("IN= and OUT=" if r.out_dev else "IN=") if r.in_dev else "OUT=" if r.out_dev else "neither IN= nor OUT="
+    settle = _SETTLES.get(h.how, "a prefix map would settle it")
     return (
         f"at {' or '.join(h.candidates)} (the line has {has} only; {settle})"
         if r.in_dev or r.out_dev

@@ -17,9 +17,9 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -41,6 +41,7 @@ from reportgen.model import (
     Prediction,
     Report,
     RuleHit,
+    Skipped,
     Verdict,
 )
 from reportgen.pipeline import UnusedRow, unused_rows
@@ -68,8 +69,9 @@ def _action(h: Hop) -> str | None:
 
 # A hop's object (_hop) is made of parts, each a tuple of JSON values: what the hop's place and
 # explanation state (_HOP_PLACE), the fields of its record (_HOP_FIELDS), and its rules and lines.
-# _PacketDiff compares a packet's hop with its example's part by part, as tuples, and builds objects
-# only for the parts that differ: the diff is the same as jsonfold.diff of the two hop objects.
+# _hop_diff compares a packet's hop with its example's part by part (the place as a tuple, the fields
+# one by one) and builds objects only for the parts that differ: the diff is the same as
+# jsonfold.diff of the two hop objects.
 _HOP_PLACE = (
     "step",
     "family",
@@ -218,15 +220,46 @@ def _hop(h: Hop) -> dict[str, Any]:
 class _ExampleHop:
     """An example packet's hop in the parts a packet's hop is compared by (_hop_diff)."""
 
-    __slots__ = ("place_key", "place_object", "fields", "ref", "refs", "rules")
+    __slots__ = ("place_key", "place_object", "record", "ref", "refs", "rules")
 
     def __init__(self, h: Hop) -> None:
         self.place_key = _place_key(h)
         self.place_object = _place_object(_hop_place(h))
-        self.fields = _hop_fields(h.event.record)
+        self.record = h.event.record
         self.ref = h.event.record.ref
         self.refs = h.event.refs
         self.rules = h.event.rules
+
+
+def _fields_diff(out: dict[str, Any], b: LogRecord, r: LogRecord) -> None:
+    """Put the _HOP_FIELDS of ``r`` whose values differ from ``b``'s in ``out``, as they are: compared
+    one by one, not as tuples built for it (most hops differ from the example's in one or two)."""
+    if r.mac_src != b.mac_src:
+        out["mac_src"] = r.mac_src
+    if r.mac_dst != b.mac_dst:
+        out["mac_dst"] = r.mac_dst
+    if r.src != b.src:
+        out["src"] = r.src
+    if r.dst != b.dst:
+        out["dst"] = r.dst
+    if r.sport != b.sport:
+        out["sport"] = r.sport
+    if r.dport != b.dport:
+        out["dport"] = r.dport
+    if r.ttl != b.ttl:
+        out["ttl"] = r.ttl
+    if r.ipid != b.ipid:
+        out["ip_id"] = r.ipid
+    if r.icmp_type != b.icmp_type:
+        out["icmp_type"] = r.icmp_type
+    if r.icmp_code != b.icmp_code:
+        out["icmp_code"] = r.icmp_code
+    if r.icmp_id != b.icmp_id:
+        out["icmp_id"] = r.icmp_id
+    if r.icmp_seq != b.icmp_seq:
+        out["icmp_seq"] = r.icmp_seq
+    if r.stamp != b.stamp:
+        out["stamp"] = r.stamp
 
 
 def _line_object(x: LineRef) -> dict[str, Any]:
@@ -248,12 +281,8 @@ def _hop_diff(ex: _ExampleHop, h: Hop) -> dict[str, Any]:
         out.update(diff(ex.place_object, _place_object(_hop_place(h))))
     event = h.event
     r = event.record
-    fields = _hop_fields(r)
-    base = ex.fields
-    if fields != base:
-        for i in range(len(fields)):
-            if fields[i] != base[i]:
-                out[_HOP_FIELDS[i]] = fields[i]
+    if r is not ex.record:
+        _fields_diff(out, ex.record, r)
     # The record's own line is the first of the hop's lines (Event.refs), here and in the example:
     # when it moved, one object stands for it in both places.
     own = _line_object(r.ref) if _moved(ex.ref, r.ref) else None
@@ -359,16 +388,10 @@ def _packet(p: Packet) -> dict[str, Any]:
     return d
 
 
-# The keys of a packet's object besides its ids and hops (_rest_value). _packet_diff compares the
-# first five by what each is made from (_rest_models: equal models give equal values, the
-# dataclasses compare every field), and the verdict and footer field by field (_verdict_diff,
-# _footer_diff).
+# The keys of a packet's object besides its ids and hops (_rest_value). _packet_diff compares each
+# by what it is made from, field by field (_list_diff, _verdict_diff, _footer_diff):
+# a dataclass's == is an interpreted call, and a packet's NAT and skipped hooks are new objects.
 _REST_KEYS = ("role", "path", "summary", "nat", "skipped", "verdict", "footer")
-_MODEL_KEYS = _REST_KEYS[:5]
-
-
-def _rest_models(p: Packet) -> tuple[Any, ...]:
-    return (p.role, p.path, p.summary, p.nat, p.skipped)
 
 
 def _ref_moved(a: LineRef | None, b: LineRef | None) -> bool:
@@ -420,6 +443,18 @@ def _footer_diff(out: dict[str, Any], b: Footer | None, f: Footer | None) -> Non
         out["footer"] = d
 
 
+def _skipped(s: Skipped) -> dict[str, Any]:
+    return {
+        "family": s.family,
+        "table": s.table,
+        "hook": s.hook,
+        "stage": s.stage,
+        "reason": s.reason,
+        "explanation": s.explanation,
+        "rule_line": _ref(s.rule_ref),
+    }
+
+
 def _rest_verdict(v: Verdict | None) -> dict[str, Any] | None:
     return (
         None
@@ -446,18 +481,7 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
     if key == "nat":
         return [_nat(n) for n in p.nat]
     if key == "skipped":
-        return [
-            {
-                "family": s.family,
-                "table": s.table,
-                "hook": s.hook,
-                "stage": s.stage,
-                "reason": s.reason,
-                "explanation": s.explanation,
-                "rule_line": _ref(s.rule_ref),
-            }
-            for s in p.skipped
-        ]
+        return [_skipped(s) for s in p.skipped]
     if key == "verdict":
         return _rest_verdict(p.verdict)
     assert key == "footer"
@@ -467,26 +491,32 @@ def _rest_value(key: str, p: Packet, f: Footer | None) -> Any:
 class _Example:
     """A behaviour's example packet, as a packet's diff against it reads it (_packet_diff)."""
 
-    __slots__ = ("hops", "rest", "rest_models", "verdict", "footer")
+    __slots__ = ("hops", "role", "path", "summary", "nat", "skipped", "verdict", "footer")
 
     def __init__(self, p: Packet, f: Footer | None) -> None:
         self.hops = [_ExampleHop(h) for h in p.hops]
-        self.rest = {k: _rest_value(k, p, f) for k in _MODEL_KEYS}
-        self.rest_models = _rest_models(p)
+        self.role = p.role
+        self.path = p.path
+        self.summary = p.summary
+        self.nat = p.nat
+        self.skipped = p.skipped
         self.verdict = p.verdict
         self.footer = f
 
 
 def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     """jsonfold.diff(_body(example), _body(p)) (raising Unpatchable where it does), with the hops
-    compared part by part (_hop_diff) instead of as objects."""
-    models = _rest_models(p)
-    base = ex.rest_models
+    compared part by part (_hop_diff) and the rest field by field instead of as objects."""
     out: dict[str, Any] = {}
-    # Each model compared once (a dataclass's == is an interpreted call): no whole-tuple test first.
-    keys = [_MODEL_KEYS[i] for i in range(len(models)) if models[i] is not base[i] and models[i] != base[i]]
-    if keys:
-        out = diff({k: ex.rest[k] for k in keys}, {k: _rest_value(k, p, f) for k in keys})
+    # role, path and summary are texts: a differing one is taken whole.
+    if p.role != ex.role:
+        out["role"] = p.role
+    if p.path != ex.path:
+        out["path"] = p.path
+    if p.summary != ex.summary:
+        out["summary"] = p.summary
+    _list_diff(out, "nat", ex.nat, p.nat, _nat, _nat_diff)
+    _list_diff(out, "skipped", ex.skipped, p.skipped, _skipped, _skipped_diff)
     _verdict_diff(out, ex.verdict, p.verdict)
     _footer_diff(out, ex.footer, f)
     hops = p.hops
@@ -501,6 +531,92 @@ def _packet_diff(ex: _Example, p: Packet, f: Footer | None) -> dict[str, Any]:
     if changed:
         out["hops"] = changed
     return out
+
+
+def _ep_moved(a: Endpoint, b: Endpoint) -> bool:
+    """_ep(a) != _ep(b), without Endpoint's interpreted __eq__."""
+    return a.addr != b.addr or a.port != b.port
+
+
+_Item = TypeVar("_Item")
+
+
+def _list_diff(
+    out: dict[str, Any],
+    key: str,
+    base: Sequence[_Item],
+    items: Sequence[_Item],
+    whole: Callable[[_Item], dict[str, Any]],
+    item_diff: Callable[[_Item, _Item], dict[str, Any]],
+) -> None:
+    """Put jsonfold.diff of two packets' lists of objects (``whole`` makes an item's object) at
+    ``key`` of ``out`` when they differ: a list of another length whole, else the differing items by
+    index, each as ``item_diff`` of the two (jsonfold.diff of their objects)."""
+    if base is items:
+        return
+    if len(base) != len(items):
+        out[key] = [whole(x) for x in items]
+        return
+    changed: dict[str, Any] = {}
+    for i in range(len(items)):
+        b, x = base[i], items[i]
+        if b is not x and (d := item_diff(b, x)):
+            changed[_index(i)] = d
+    if changed:
+        out[key] = changed
+
+
+def _nat_diff(b: Nat, n: Nat) -> dict[str, Any]:
+    """jsonfold.diff(_nat(b), _nat(n)): its endpoints and line reference whole. A NAT that states
+    "unknown" and one that does not have other keys: Unpatchable, as diff raises."""
+    if (b.unknown is None) != (n.unknown is None):
+        raise Unpatchable(["unknown"])
+    d: dict[str, Any] = {}
+    if b.type != n.type:
+        d["type"] = n.type
+    if b.direction != n.direction:
+        d["direction"] = n.direction
+    if b.by != n.by:
+        d["by"] = n.by
+    if b.hook != n.hook:
+        d["hook"] = n.hook
+    if b.field != n.field:
+        d["field"] = n.field
+    if _ep_moved(b.before, n.before):
+        d["before"] = _ep(n.before)
+    if _ep_moved(b.after, n.after):
+        d["after"] = _ep(n.after)
+    if b.evidence != n.evidence:
+        d["evidence"] = n.evidence
+    if b.rule != n.rule:
+        d["rule"] = n.rule
+    if _ref_moved(b.rule_ref, n.rule_ref):
+        d["rule_line"] = _ref(n.rule_ref)
+    if b.conntrack != n.conntrack:
+        d["conntrack"] = n.conntrack
+    if b.unknown != n.unknown:
+        d["unknown"] = n.unknown
+    return d
+
+
+def _skipped_diff(b: Skipped, s: Skipped) -> dict[str, Any]:
+    """jsonfold.diff(_skipped(b), _skipped(s)): its line reference whole."""
+    d: dict[str, Any] = {}
+    if b.family != s.family:
+        d["family"] = s.family
+    if b.table != s.table:
+        d["table"] = s.table
+    if b.hook != s.hook:
+        d["hook"] = s.hook
+    if b.stage != s.stage:
+        d["stage"] = s.stage
+    if b.reason != s.reason:
+        d["reason"] = s.reason
+    if b.explanation != s.explanation:
+        d["explanation"] = s.explanation
+    if _ref_moved(b.rule_ref, s.rule_ref):
+        d["rule_line"] = _ref(s.rule_ref)
+    return d
 
 
 def _unused_runs(unused: Iterable[UnusedRow]) -> list[dict[str, Any]]:
@@ -630,7 +746,8 @@ def _runs(spans: Iterable[tuple[int, int]], prefix: str = "") -> str:
     """Sorted spans as runs text: what _RunsText writes for them, in one pass over the list instead
     of its bookkeeping per span (a group's line runs were a fifth of writing the JSON of the nft
     bench input). Spans that touch or overlap are joined first, as _RunsText.add does; spans out of
-    order are sorted, as _RunsText.text does (tests/test_json_diff.py holds the two to each other)."""
+    order are sorted, as _RunsText.text does (tests/test_json_diff.py holds the two to each other):
+    so _runs(spans) is _runs(_merge(spans)), and spans that come sorted are not sorted again."""
     joined: list[tuple[int, int]] = []
     for a, b in spans:
         if joined:
@@ -686,7 +803,7 @@ def _ids(ids: Sequence[str]) -> str:
     nums = [x[1:] for x in ids if x[:1] == "p" and len(x) > 1 and x.isascii() and x[1:].isdigit()]
     if len(nums) != len(ids) or any(x.startswith("0") for x in nums):
         return ",".join(ids)
-    return _runs(_merge((n, n) for n in map(int, nums)), "p")
+    return _runs(((n, n) for n in map(int, nums)), "p")
 
 
 def _line_runs(lines: Iterable[tuple[LineRef, int]]) -> list[dict[str, Any]]:
@@ -694,7 +811,7 @@ def _line_runs(lines: Iterable[tuple[LineRef, int]]) -> list[dict[str, Any]]:
     per_file: dict[str, list[tuple[int, int]]] = {}
     for ref, last in lines:
         per_file.setdefault(ref.file, []).append((ref.line, max(last, ref.line)))
-    return [{"file": f, "runs": _runs(_merge(s))} for f, s in per_file.items()]
+    return [{"file": f, "runs": _runs(s)} for f, s in per_file.items()]
 
 
 def _answer(a: Answer | None) -> dict[str, Any]:
@@ -873,8 +990,11 @@ class JsonStream:
             if g.behaviour not in counted:
                 counted.add(g.behaviour)
                 counts[2] += 1
-        for p in packets:
-            self._jsonl.write(self._packet_line(p, group_of.get(p.id), footer_of.get(p.id)) + b"\n")
+        # One write per conversation: a buffered write is a call and a copy per packet.
+        if packets:
+            self._jsonl.write(
+                b"\n".join([self._packet_line(p, group_of.get(p.id), footer_of.get(p.id)) for p in packets]) + b"\n"
+            )
         entry = _conversation_entry(conv_id, conv, answer, groups, by_id)
         shared, row = fold_conversation(entry)
         # The kind's key is its shared part's own text: conversations share a kind exactly when all
@@ -907,14 +1027,21 @@ class JsonStream:
         """A packet's report.jsonl line: its ids and behaviour, and a diff against the behaviour's
         example packet; the whole packet when it is the example (so the first line of each behaviour
         reads on its own), has no behaviour, or the diff cannot say it."""
-        head = {"id": p.id, "conversation": p.conversation, "group": None, "behaviour": None}
-        if g is not None:
-            head["group"], head["behaviour"] = g.id, g.behaviour
-            if self._example_of[g.behaviour] != p.id:
-                try:
-                    return _dumpb({**head, "diff": _packet_diff(self._examples[g.behaviour], p, f)})
-                except Unpatchable:
-                    pass
+        if g is not None and self._example_of[g.behaviour] != p.id:
+            try:
+                d = _packet_diff(self._examples[g.behaviour], p, f)
+            except Unpatchable:
+                pass
+            else:
+                return _dumpb(
+                    {"id": p.id, "conversation": p.conversation, "group": g.id, "behaviour": g.behaviour, "diff": d}
+                )
+        head = {
+            "id": p.id,
+            "conversation": p.conversation,
+            "group": None if g is None else g.id,
+            "behaviour": None if g is None else g.behaviour,
+        }
         return _dumpb({**head, **_body(p, f)})
 
     @staticmethod
