@@ -24,11 +24,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -56,10 +57,11 @@ _XT_TRACE = re.compile(
     r"(?:rule:0x(?P<handle>[0-9a-f]+):(?P<verdict>[A-Z]+(?::\S+)?|0x[0-9a-f]+) *(?P<rule>.*)"
     r"|policy:(?P<policy>\S+) ?|return:(?P<ret>\S*))$"
 )
+_NFT_FAMILY_WORD = r"(?P<family>ip6?|inet|arp|bridge|netdev|unknown)"
 _NFT = re.compile(
     # The family word is missing in shortened pastes (nftables commit "src: add conntrack information
     # to trace monitor mode": "trace id 32 t PRE_RAW packet: ..."); the family is then unknown.
-    r"^trace id (?P<id>[0-9a-f]+) (?:(?P<family>ip6?|inet|arp|bridge|netdev|unknown) )?(?P<table>\S+) (?P<chain>\S+) "
+    rf"^trace id (?P<id>[0-9a-f]+) (?:{_NFT_FAMILY_WORD} )?(?P<table>\S+) (?P<chain>\S+) "
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
@@ -623,10 +625,20 @@ _NFT_USUAL = re.compile(
 )
 
 
+# The usual packet line whole, as nft prints it (with its family word): _NFT and then _NFT_USUAL on
+# what follows "packet: " in one match (the trailing \s* is what NftTraceParser.feed strips). Where
+# this matches, _NFT reads the same id, family, table and chain: its family word, table and chain are
+# each one token, so the optional family is taken whenever it is there, and "packet: " is its first kind.
+_NFT_USUAL_LINE = re.compile(
+    rf"trace id (?P<tid>[0-9a-f]+) {_NFT_FAMILY_WORD} (?P<table>\S+) (?P<chain>\S+) packet: {_NFT_USUAL.pattern}\s*"
+)
+_NFT_HEAD_GROUPS = 4  # the groups of _NFT_USUAL_LINE before _NFT_USUAL's
+
+
 def _nft_fields(rest: str) -> dict[str, object]:
     m = _NFT_USUAL.fullmatch(rest)
     if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
-        return _nft_usual_fields(m)
+        return _nft_usual_fields(m.groups())
     f: dict[str, object] = {}
     toks = rest.split()
     n = len(toks)
@@ -684,9 +696,10 @@ def _nft_fields(rest: str) -> dict[str, object]:
     return f
 
 
-def _nft_usual_fields(m: re.Match[str]) -> dict[str, object]:
-    """_nft_fields of an _NFT_USUAL line, keys in the order the walk sets them first."""
-    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = m.groups()
+def _nft_usual_fields(groups: tuple[str | Any, ...]) -> dict[str, object]:
+    """_nft_fields of an _NFT_USUAL line from its match's groups (re types an unmatched group as Any),
+    keys in the order the walk sets them first."""
+    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = groups
     f: dict[str, object] = {}
     if iif is not None:
         f["in_dev"] = intern(iif)
@@ -782,12 +795,13 @@ class TraceParser:
 
     def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
         self.chain_hooks: ChainHooks = chain_hooks or {}
-        self.open: dict[str, Visit] = {}
-        self.order: list[str] = []
+        self.open: dict[str, Visit] = {}  # the visit under way of each trace id, in the order they began
         # The packet line of each recent trace id: the kernel sends the headers only with the first
         # event of a (packet, base chain) pair, and xtables-monitor may print one PACKET line for the
         # walks of several tables (xtables-monitor(8) EXAMPLE: raw PREROUTING, then filter INPUT).
-        self.packets: dict[str, _PacketLine] = {}
+        # Oldest first: the bound drops the oldest, which a dict finds by a scan past the keys deleted
+        # before it (a plain dict's _remember cost 2 µs a packet line; OrderedDict.popitem is O(1)).
+        self.packets: OrderedDict[str, _PacketLine] = OrderedDict()
         self.pending_ct: dict[str, list[tuple[LineRef, str]]] = {}
         self.places: dict[tuple[str, str, str], Placement] = {}  # _place's answers (Placement is frozen)
 
@@ -805,7 +819,7 @@ class TraceParser:
         self.packets.pop(tid, None)
         self.packets[tid] = pkt
         if len(self.packets) > 4096:
-            self.packets.pop(next(iter(self.packets)))
+            self.packets.popitem(last=False)
 
     def _start(
         self, ref: LineRef, text: str, family: str, table: str, chain: str, tid: str, fields: dict[str, object]
@@ -814,29 +828,31 @@ class TraceParser:
         if table:
             v.place = self._place(family, table, chain)
         self.open[tid] = v
-        self.order.append(tid)
         return v
 
     def _close(self, tid: str) -> list[Visit]:
         # A list, not a generator: it runs for most lines, and a generator is an object more each time.
         v = self.open.pop(tid, None)
-        if v is None:
-            return []
-        self.order.remove(tid)
-        return [v]
+        return [] if v is None else [v]
 
     def flush(self) -> Iterator[Visit]:
-        for tid in list(self.order):
+        for tid in list(self.open):
             yield from self._close(tid)
 
     @staticmethod
     def _jumped_to(v: Visit, chain: str) -> bool:
         """Whether a rule of this visit jumped or went to the chain (jump foo / JUMP:foo)."""
-        for r in v.rules:
-            head, _, target = r.verdict.replace(":", " ", 1).partition(" ")
-            if head in ("jump", "goto") and target == chain:
-                return True
-        return False
+        return any(_jump_target(r.verdict) == chain for r in v.rules)
+
+
+# Asked of every rule of a visit for each line of a chain other than the visit's: a trace has few
+# distinct verdicts.
+@functools.lru_cache(maxsize=1024)
+def _jump_target(verdict: str) -> str | None:
+    """The chain a jump or goto verdict names (nft "jump foo", xtables-monitor "JUMP:foo" lowercased to
+    "jump:foo"); None for any other verdict."""
+    head, _, target = verdict.replace(":", " ", 1).partition(" ")
+    return target if head in ("jump", "goto") else None
 
 
 class XtablesMonitorParser(TraceParser):
@@ -1023,6 +1039,14 @@ class NftTraceParser(TraceParser):
         self.ct_chain: dict[LineRef, tuple[str, str, str]] = {}  # where each conntrack line was printed
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
+        if " packet: " in text:  # the substring test keeps other lines off the longer match
+            m = _NFT_USUAL_LINE.fullmatch(text)
+            if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
+                groups = m.groups()
+                tid, family, table, chain = groups[:_NFT_HEAD_GROUPS]
+                fam = NFT_FAMILY.get(family, "unknown")
+                fields = _nft_usual_fields(groups[_NFT_HEAD_GROUPS:])
+                return self._packet(ref, text, tid, fam, intern(table), intern(chain), fields)
         out: list[Visit] = []
         # A line as nft prints it starts with "trace id"; only a paste adds a lead to take off.
         line = (text if text.startswith("trace id ") else _unquote(text)).rstrip()
@@ -1037,19 +1061,7 @@ class NftTraceParser(TraceParser):
             self.ct_chain[ref] = (fam, table, chain)
             return out, True
         if kind == "packet:":
-            out += self._close(tid)
-            fields = _nft_fields(rest)
-            if fam == ARP:
-                fields["l3"] = "arp"
-            elif fam in (IPV4, IPV6):
-                fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
-            self._remember(tid, _PacketLine(ref, text, fields))
-            new = self._start(ref, text, fam, table, chain, tid, fields)
-            for ct_ref, ct in self.pending_ct.pop(tid, []):
-                new.extra.append(ct_ref)
-                prior = new.fields.get("extra", ())
-                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
-            return out, True
+            return self._packet(ref, text, tid, fam, table, chain, _nft_fields(rest))
         v: Visit | None = self.open.get(tid)
         if v is not None and self._is_base(v, table, chain, kind):
             out += self._close(tid)
@@ -1067,6 +1079,24 @@ class NftTraceParser(TraceParser):
                 v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
         if nl.ends:
             out += self._close(tid)
+        return out, True
+
+    def _packet(
+        self, ref: LineRef, text: str, tid: str, fam: str, table: str, chain: str, fields: dict[str, object]
+    ) -> tuple[list[Visit], bool]:
+        """A packet line: it starts the walk of a base chain (and ends the id's visit under way)."""
+        out = self._close(tid)
+        if fam == ARP:
+            fields["l3"] = "arp"
+        elif fam in (IPV4, IPV6):
+            fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
+        self._remember(tid, _PacketLine(ref, text, fields))
+        new = self._start(ref, text, fam, table, chain, tid, fields)
+        if self.pending_ct:
+            for ct_ref, ct in self.pending_ct.pop(tid, []):
+                new.extra.append(ct_ref)
+                prior = new.fields.get("extra", ())
+                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
         return out, True
 
     def flush(self) -> Iterator[Visit]:
