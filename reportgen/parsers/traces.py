@@ -331,47 +331,49 @@ class Visit:
 
     def record(self) -> LogRecord:
         # Positional, each field read with LogRecord's own default: a call with **fields went through
-        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit.
-        g = self.fields.get
+        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit. Each
+        # read is f.get(...) on the dict itself, which mypyc compiles to a dict lookup; a bound
+        # ``get`` kept in a variable was a generic Python call per field.
+        f = self.fields
         return LogRecord(
             self.ref,
             self.text,
             None,
             self.fmt,
             "",
-            str(g("in_dev", "")),
-            str(g("out_dev", "")),
-            cast(str, g("physin", "")),
-            cast(str, g("physout", "")),
-            cast("str | None", g("mac_src")),
-            cast("str | None", g("mac_dst")),
-            cast("int | None", g("ethertype")),
-            cast("str | None", g("l3")),
-            cast("str | None", g("src")),
-            cast("str | None", g("dst")),
-            cast("int | None", g("length")),
-            cast("int | None", g("ttl")),
-            cast("int | None", g("ipid")),
-            cast("tuple[str, ...]", g("ip_flags", ())),
-            cast("str | None", g("proto")),
-            cast("int | None", g("sport")),
-            cast("int | None", g("dport")),
-            cast("int | None", g("icmp_type")),
-            cast("int | None", g("icmp_code")),
-            cast("int | None", g("icmp_id")),
-            cast("int | None", g("icmp_seq")),
-            cast("tuple[str, ...]", g("tcp_flags", ())),
-            cast("int | None", g("tcp_seq")),
-            cast("int | None", g("flowlabel")),
-            cast("str | None", g("mark")),
-            cast(bool, g("truncated", False)),
-            cast("tuple[str, ...]", g("extra", ())),
-            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", g("embedded")),
-            cast("tuple[str, ...]", g("redacted", ())),
-            cast(bool, g("mac_logged", False)),
+            str(f.get("in_dev", "")),
+            str(f.get("out_dev", "")),
+            cast(str, f.get("physin", "")),
+            cast(str, f.get("physout", "")),
+            cast("str | None", f.get("mac_src")),
+            cast("str | None", f.get("mac_dst")),
+            cast("int | None", f.get("ethertype")),
+            cast("str | None", f.get("l3")),
+            cast("str | None", f.get("src")),
+            cast("str | None", f.get("dst")),
+            cast("int | None", f.get("length")),
+            cast("int | None", f.get("ttl")),
+            cast("int | None", f.get("ipid")),
+            cast("tuple[str, ...]", f.get("ip_flags", ())),
+            cast("str | None", f.get("proto")),
+            cast("int | None", f.get("sport")),
+            cast("int | None", f.get("dport")),
+            cast("int | None", f.get("icmp_type")),
+            cast("int | None", f.get("icmp_code")),
+            cast("int | None", f.get("icmp_id")),
+            cast("int | None", f.get("icmp_seq")),
+            cast("tuple[str, ...]", f.get("tcp_flags", ())),
+            cast("int | None", f.get("tcp_seq")),
+            cast("int | None", f.get("flowlabel")),
+            cast("str | None", f.get("mark")),
+            cast(bool, f.get("truncated", False)),
+            cast("tuple[str, ...]", f.get("extra", ())),
+            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", f.get("embedded")),
+            cast("tuple[str, ...]", f.get("redacted", ())),
+            cast(bool, f.get("mac_logged", False)),
             self.trace_id,
-            cast("str | None", g("logger")),
-            cast("tuple[str, ...]", g("missing", ())),
+            cast("str | None", f.get("logger")),
+            cast("tuple[str, ...]", f.get("missing", ())),
         )
 
 
@@ -637,8 +639,9 @@ _NFT_HEAD_GROUPS = 4  # the groups of _NFT_USUAL_LINE before _NFT_USUAL's
 
 def _nft_fields(rest: str) -> dict[str, object]:
     m = _NFT_USUAL.fullmatch(rest)
-    if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
-        return _nft_usual_fields(m.groups())
+    usual = None if m is None else _nft_usual_fields(m.groups())
+    if usual is not None:
+        return usual
     f: dict[str, object] = {}
     toks = rest.split()
     n = len(toks)
@@ -696,10 +699,12 @@ def _nft_fields(rest: str) -> dict[str, object]:
     return f
 
 
-def _nft_usual_fields(groups: tuple[str | Any, ...]) -> dict[str, object]:
-    """_nft_fields of an _NFT_USUAL line from its match's groups (re types an unmatched group as Any),
-    keys in the order the walk sets them first."""
-    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = groups
+def _nft_usual_fields(groups: tuple[str | Any, ...]) -> dict[str, object] | None:
+    """_nft_fields of an _NFT_USUAL line from its match's groups, keys in the order the walk sets them
+    first; None when a value the line skips (dscp, ecn) is a word the walk would read."""
+    iif, oif, smac, dmac, src, dst, dscp, ecn, ttl, ipid, proto, length, sport, dport, flags = groups
+    if dscp in _NFT_WORDS or ecn in _NFT_WORDS:
+        return None
     f: dict[str, object] = {}
     if iif is not None:
         f["in_dev"] = intern(iif)
@@ -711,14 +716,16 @@ def _nft_usual_fields(groups: tuple[str | Any, ...]) -> dict[str, object]:
     f["src"] = intern(src)
     f["l3"] = IPV4
     f["dst"] = intern(dst)
-    f["ttl"] = int(ttl)
-    f["ipid"] = int(ipid)
+    # Each number read as the str it is (re types a group str | Any): mypyc then parses it directly,
+    # where int() of an Any is a generic call.
+    f["ttl"] = int(cast(str, ttl))
+    f["ipid"] = int(cast(str, ipid))
     if proto is not None:
         f["proto"] = "TCP"
-    f["length"] = int(length)
-    f["sport"] = int(sport)
+    f["length"] = int(cast(str, length))
+    f["sport"] = int(cast(str, sport))
     f["proto"] = "TCP"
-    f["dport"] = int(dport)
+    f["dport"] = int(cast(str, dport))
     f["tcp_flags"] = _tcp_flags(flags)
     return f
 
@@ -1041,11 +1048,11 @@ class NftTraceParser(TraceParser):
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
         if " packet: " in text:  # the substring test keeps other lines off the longer match
             m = _NFT_USUAL_LINE.fullmatch(text)
-            if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
-                groups = m.groups()
+            groups = None if m is None else m.groups()
+            fields = None if groups is None else _nft_usual_fields(groups[_NFT_HEAD_GROUPS:])
+            if groups is not None and fields is not None:
                 tid, family, table, chain = groups[:_NFT_HEAD_GROUPS]
                 fam = NFT_FAMILY.get(family, "unknown")
-                fields = _nft_usual_fields(groups[_NFT_HEAD_GROUPS:])
                 return self._packet(ref, text, tid, fam, intern(table), intern(chain), fields)
         out: list[Visit] = []
         # A line as nft prints it starts with "trace id"; only a paste adds a lead to take off.
