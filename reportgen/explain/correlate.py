@@ -52,8 +52,9 @@ class _Kept:
     macs: dict[bool, tuple[str, str]] = field(default_factory=dict)  # macs(egress), by egress
     ip_out: str = ""  # ip_out()
     trace_ids: set[str | None] = field(default_factory=set)  # every line's trace id
-    # Its lines by _walk(): _can_follow compares a line only with lines of the same walk.
-    walks: dict[Walk, list[tuple[Event, str]]] = field(default_factory=dict)
+    # Its lines by _walk(), as positions in Track.events and .stages (which only grow while the
+    # packet is open): _can_follow compares a line only with lines of the same walk.
+    walks: dict[Walk, list[int]] = field(default_factory=dict)
 
     # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
     def __init__(
@@ -64,7 +65,7 @@ class _Kept:
         macs: dict[bool, tuple[str, str]] | None = None,
         ip_out: str = "",
         trace_ids: set[str | None] | None = None,
-        walks: dict[Walk, list[tuple[Event, str]]] | None = None,
+        walks: dict[Walk, list[int]] | None = None,
     ) -> None:
         self.l3 = l3
         self.physin = physin
@@ -179,11 +180,12 @@ def _absorb(t: Track, ev: Event, stage: str, walk: Walk) -> None:
     if r.fmt == "nflog" and r.out_dev:
         k.ip_out = r.out_dev
     k.trace_ids.add(r.trace_id)
+    at = len(t.events) - 1
     same_walk = k.walks.get(walk)
     if same_walk is None:
-        k.walks[walk] = [(ev, stage)]
+        k.walks[walk] = [at]
     else:
-        same_walk.append((ev, stage))
+        same_walk.append(at)
 
 
 def _stage_candidates(ev: Event) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
@@ -254,7 +256,9 @@ def _can_follow(track: Track, ev: Event, stage: str, walk: Walk) -> bool:
         return True
     where = _WHERE[stage]
     placed = ev.hook.placed
-    for e, st in same_walk:
+    events, stages = track.events, track.stages
+    for at in same_walk:
+        e, st = events[at], stages[at]
         if (st == stage or (placed and e.hook.placed and _WHERE[st] == where)) and not _logs_again(e, ev):
             return False
     return True

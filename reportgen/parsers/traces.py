@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -989,13 +989,26 @@ def _nft_line(line: str) -> tuple[str, _NftLine] | None:
     tid = line[9:cut]
     if cut < 0 or not tid or tid.strip("0123456789abcdef"):
         return None  # _NFT's id is [0-9a-f]+ followed by a space
-    body = _nft_line_body(line[cut + 1 :])
-    return None if body is None else (tid, body)
+    after = line[cut + 1 :]
+    body = _BODIES.get(after)
+    if body is None:
+        body = _nft_line_body(after)
+        if body is None:
+            return None
+        if len(_BODIES) >= _BODIES_MAX:
+            _BODIES.clear()  # bounded: a trace repeats a few rule lines; other texts pass through
+        _BODIES[after] = body
+    return tid, body
 
 
-# Keyed by the whole text after the trace id, which is all _NFT reads besides the id; packet lines
-# (each packet's own header values) come and go through the LRU while rule lines stay.
-@functools.lru_cache(maxsize=8192)
+# _nft_line_body's answers, keyed by the whole text after the trace id, which is all _NFT reads
+# besides the id. A dict, not functools.lru_cache: compiled, a lookup in it is a C call, where the
+# LRU's wrapper was a generic Python call per line. The usual packet line never comes here
+# (NftTraceParser.feed reads it whole); another packet line (its own header values) passes through.
+_BODIES: Final[dict[str, _NftLine]] = {}
+_BODIES_MAX: Final = 8192
+
+
 def _nft_line_body(after_id: str) -> _NftLine | None:
     m = _NFT.match("trace id 0 " + after_id)
     if not m:
