@@ -244,12 +244,16 @@ class _Bridges:
     def learn(self, ev: Event) -> bool:
         """Learn from one event; whether it named a bridge not known before."""
         r = ev.record
+        # Each (device, port) pair spelt out: asked of every event, and a loop over pairs built them.
         new = False
-        for dev, port in ((r.in_dev, r.physin), (r.out_dev, r.physout)):
-            if port and dev and dev not in self.inferred:
-                self.inferred.add(dev)
-                self.known.add(dev)
-                new = True
+        if r.physin and r.in_dev and r.in_dev not in self.inferred:
+            self.inferred.add(r.in_dev)
+            self.known.add(r.in_dev)
+            new = True
+        if r.physout and r.out_dev and r.out_dev not in self.inferred:
+            self.inferred.add(r.out_dev)
+            self.known.add(r.out_dev)
+            new = True
         return new
 
     def late(self) -> bool:
@@ -321,11 +325,17 @@ def _kind(st: _Open) -> str:
     proto = st.flow.original[0]
     if proto == "TCP":
         return "tcp-established" if len(st.directions) == 2 else "tcp"
-    return {"UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmp"}.get(proto, "other")
+    return _ENTRY_KINDS.get(proto, "other")
+
+
+_ENTRY_KINDS = {"UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmp"}  # _kind of the other protocols
 
 
 def _tcp_flags(t: Track) -> tuple[str, ...]:
-    return next((ev.record.tcp_flags for ev in t.events if ev.record.tcp_flags), ())
+    for ev in t.events:
+        if ev.record.tcp_flags:
+            return ev.record.tcp_flags
+    return ()
 
 
 class _Pass:
@@ -449,14 +459,15 @@ class _Pass:
                 st.late, st.closed, st.state = late[0], True, late[0].state
         self.idle[st.kind].pop(flow.index, None)
         self.closing.pop(flow.index, None)
-        if flow.role[t.index] != "related":
-            st.directions.add(flow.role[t.index])
+        role = flow.role[t.index]
+        if role != "related":
+            st.directions.add(role)
         st.kind = _kind(st)
         (self.closing if st.closed else self.idle[st.kind])[flow.index] = st
         stamp = t.last.record.stamp
         st.last = stamp if stamp is not None else st.last
         st.last_event = self.events
-        if not self.windowed or flow.role[t.index] == "related":
+        if not self.windowed or role == "related":
             return
         flags = _tcp_flags(t)
         # conntrack: a RST closes the entry; once both sides sent a FIN, the next packet (the final
@@ -468,7 +479,7 @@ class _Pass:
             self.idle[st.kind].pop(flow.index, None)
             self.closing[flow.index] = st
         elif "FIN" in flags:
-            st.fin.add(flow.role[t.index] == "original")
+            st.fin.add(role == "original")
 
     def _tombstone(self, t: Track) -> tuple[_Tomb, bool] | None:
         """The closed connection whose entry conntrack would match packet ``t`` to, and whether ``t``

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ def _slow_account(
     with monkeypatch.context() as m:
         m.setattr(modules("reportgen.sources.case"), "prefilter", lambda fmt: None)
         m.setattr(modules("reportgen.parsers.nflog"), "_parse_usual_body", lambda *args: None)
+        m.setattr(modules("reportgen.parsers.traces"), "_NFT_USUAL_LINE", NEVER)
         return _account(paths, modules)
+
+
+NEVER = re.compile(r"(?!)")  # a pattern that matches nothing: it turns a regex's fast path off
 
 
 @pytest.mark.parametrize("folder", CASES, ids=lambda p: p.name)
@@ -588,6 +593,76 @@ def test_nft_usual_packet_line_takes_the_fast_path(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(source_traces, "_nft_usual_fields", lambda m: taken.append(m) or {})
     source_traces._nft_fields(line)
     assert taken
+
+
+def _nft_visits(traces_module: Any, lines: list[str]) -> list[object]:
+    """What NftTraceParser makes of the lines: per line whether it was used, and every visit's state."""
+    parser = traces_module.NftTraceParser()
+    out: list[object] = []
+
+    def state(v: Any) -> object:
+        return (
+            v.ref,
+            v.text,
+            v.family,
+            v.table,
+            v.chain,
+            v.trace_id,
+            list(v.fields.items()),
+            v.rules,
+            v.extra,
+            v.place,
+        )
+
+    for n, text in enumerate(lines, 1):
+        visits, used = parser.feed(LineRef("t", n), text)
+        out += [used, *map(state, visits)]
+    return out + [state(v) for v in parser.flush()]
+
+
+@settings(max_examples=1500, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["trace id 0a1b ", "trace id 12 ", "> trace id 12 ", "trace id 1x ", "trace id 12  "]),
+            st.sampled_from(["inet ", "ip ", "ip6 ", "bridge ", "arp ", "unknown ", "", "ipx ", "packet: "]),
+            st.sampled_from(["t ", "packet: ", "nat "]),
+            st.sampled_from(["c ", "packet: ", "pre "]),
+            st.sampled_from(["packet: ", "rule ", "policy ", "packet:  "]),
+            st.sampled_from(
+                [
+                    'iif "docker0" ether saddr 2:42:AC:11:0:2 ether daddr 02:42:ff:e7:b5:d2 ',
+                    'oif "eth0" ',
+                    'iif "a" oif "b" ',
+                    "",
+                    "ether saddr 00:11:22:33:44:55 ether daddr 2:42:ac:11:0:2 ",
+                ]
+            ),
+            st.sampled_from(["cs0", "ip", "iif", "af41"]),
+            st.sampled_from(["ip protocol tcp ", "", "ip protocol udp "]),
+            st.sampled_from(["syn", "syn|ack", "0x12", "=="]),
+            st.sampled_from(["", " ", " \t ", "\u2003", " (verdict accept)", " x"]),
+        ),
+        max_size=6,
+    ),
+)
+def test_nft_usual_packet_line_whole_reads_as_its_parts(interpreted, lines: list[tuple[str, ...]]):
+    """NftTraceParser.feed reads the usual packet line with one match of the whole line
+    (traces._NFT_USUAL_LINE): what it makes of any line, usual or not, is what the line's head
+    (_nft_line) and then its fields (_nft_fields) make of it."""
+    texts = []
+    for head, family, table, chain, kind, devs, dscp, proto, flags, tail in lines:
+        texts.append(
+            f"{head}{family}{table}{chain}{kind}{devs}ip saddr 10.0.0.1 ip daddr 10.0.0.2 ip dscp {dscp} "
+            f"ip ecn not-ect ip ttl 64 ip id 7 {proto}ip length 60 tcp sport 1024 tcp dport 80 tcp flags == {flags} "
+            f"tcp window 64240{tail}"
+        )
+        texts.append(f"{head}{family}{table}{chain}rule tcp dport 80 accept (verdict accept)")
+    traces_module = interpreted("reportgen.parsers.traces")
+    fast = _nft_visits(traces_module, texts)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(traces_module, "_NFT_USUAL_LINE", NEVER)
+        assert _nft_visits(traces_module, texts) == fast
 
 
 # The records whose __init__ is written out so that mypyc compiles it (model.py): the dataclass still

@@ -36,6 +36,9 @@ SETTLE_SECONDS = 0.25
 SETTLE_EVENTS = 4096
 
 
+Walk = tuple[str, str | None, str | None]  # family, table, nft base chain (_walk)
+
+
 @dataclass(slots=True, init=False)
 class _Kept:
     """What the tests of Correlator.feed read of an open packet, kept up to date by _absorb as feed
@@ -49,8 +52,9 @@ class _Kept:
     macs: dict[bool, tuple[str, str]] = field(default_factory=dict)  # macs(egress), by egress
     ip_out: str = ""  # ip_out()
     trace_ids: set[str | None] = field(default_factory=set)  # every line's trace id
-    # Its lines by (family, _walk()): _can_follow compares a line only with lines of the same walk.
-    walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] = field(default_factory=dict)
+    # Its lines by _walk(), as positions in Track.events and .stages (which only grow while the
+    # packet is open): _can_follow compares a line only with lines of the same walk.
+    walks: dict[Walk, list[int]] = field(default_factory=dict)
 
     # Written out so that mypyc compiles it: a dataclass's own __init__ is interpreted (model.py).
     def __init__(
@@ -61,7 +65,7 @@ class _Kept:
         macs: dict[bool, tuple[str, str]] | None = None,
         ip_out: str = "",
         trace_ids: set[str | None] | None = None,
-        walks: dict[tuple[str, tuple[str | None, str | None]], list[tuple[Event, str]]] | None = None,
+        walks: dict[Walk, list[int]] | None = None,
     ) -> None:
         self.l3 = l3
         self.physin = physin
@@ -158,9 +162,9 @@ class Track:
         return ""
 
 
-def _absorb(t: Track, ev: Event, stage: str, walk: tuple[str, tuple[str | None, str | None]]) -> None:
+def _absorb(t: Track, ev: Event, stage: str, walk: Walk) -> None:
     """Append a line to an open packet, keeping what feed's tests read of it (_Kept); ``walk`` is
-    (ev's family, _walk(ev))."""
+    _walk(ev)."""
     t.events.append(ev)
     t.stages.append(stage)
     k = t.kept
@@ -176,7 +180,12 @@ def _absorb(t: Track, ev: Event, stage: str, walk: tuple[str, tuple[str | None, 
     if r.fmt == "nflog" and r.out_dev:
         k.ip_out = r.out_dev
     k.trace_ids.add(r.trace_id)
-    k.walks.setdefault(walk, []).append((ev, stage))
+    at = len(t.events) - 1
+    same_walk = k.walks.get(walk)
+    if same_walk is None:
+        k.walks[walk] = [at]
+    else:
+        same_walk.append(at)
 
 
 def _stage_candidates(ev: Event) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
@@ -222,9 +231,9 @@ def _follows(last_stage: str, cands: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(st for st in cands if st == last_stage or st in REACHABLE[last_stage])
 
 
-def _can_follow(track: Track, ev: Event, stage: str, walk: tuple[str, tuple[str | None, str | None]]) -> bool:
+def _can_follow(track: Track, ev: Event, stage: str, walk: Walk) -> bool:
     """Whether ``ev`` at ``stage`` can follow the packet's lines, given that the hook graph lets
-    ``stage`` follow its last stage (_follows); ``walk`` is (ev's family, _walk(ev))."""
+    ``stage`` follow its last stage (_follows); ``walk`` is _walk(ev)."""
     # Same hook: the kernel prints tables in the order it runs them, so line order is the truth.
     # One packet passes an IP hook once even where two stages stand for it: ip_sabotage_in() stops
     # the IP PREROUTING hooks from running again for a frame br_netfilter already ran them for
@@ -247,15 +256,19 @@ def _can_follow(track: Track, ev: Event, stage: str, walk: tuple[str, tuple[str 
         return True
     where = _WHERE[stage]
     placed = ev.hook.placed
-    for e, st in same_walk:
+    events, stages = track.events, track.stages
+    for at in same_walk:
+        e, st = events[at], stages[at]
         if (st == stage or (placed and e.hook.placed and _WHERE[st] == where)) and not _logs_again(e, ev):
             return False
     return True
 
 
-def _walk(ev: Event) -> tuple[str | None, str | None]:
-    """What one packet passes once per hook: a table, or an nft trace's base chain of a table."""
-    return ev.hook.table, ev.hook.chain if ev.record.fmt == "nfttrace" else None
+def _walk(ev: Event) -> Walk:
+    """What one packet passes once per hook: a table, or an nft trace's base chain of a table (with
+    the family of the hook)."""
+    h = ev.hook
+    return h.family, h.table, h.chain if ev.record.fmt == "nfttrace" else None
 
 
 def _logs_again(before: Event, ev: Event) -> bool:
@@ -420,22 +433,20 @@ class Correlator:
         # packets stand in the pool, fewer than SCAN_LIMIT, so leaving them out does not change
         # which packets are scanned.
         ipid = ev.record.ipid if ev.record.src is not None else None
-        lists = [self.index.get(key, ()) for key in keys]
-        if not _EGRESS_L2.isdisjoint(cands):
-            lists.append(self.egress_open)
+        index = self.index
         pool: dict[int, Track] = {}
-        for lst in lists:
-            for t in lst:
-                if t.closed:
-                    continue
-                if ipid is not None:
-                    l3 = t.kept.l3
-                    if l3 is not None and (other := l3.record.ipid) is not None and other != ipid:
-                        continue
-                pool[t.seq] = t
+        for key in keys:
+            lst = index.get(key)
+            if lst is not None:
+                _gather(pool, lst, ipid)
+        if not _EGRESS_L2.isdisjoint(cands):
+            _gather(pool, self.egress_open, ipid)
         placed: Track | None = None
-        walk = (ev.hook.family, _walk(ev))
-        for i in sorted(pool, reverse=True)[:SCAN_LIMIT]:
+        walk = _walk(ev)
+        order = sorted(pool, reverse=True)
+        if len(order) > SCAN_LIMIT:
+            del order[SCAN_LIMIT:]
+        for i in order:
             track = pool[i]
             # _can_follow's first test, for every candidate stage at once.
             last_stage = track.stages[-1]
@@ -449,7 +460,7 @@ class Correlator:
                     _absorb(track, ev, stage, walk)
                     placed = track
                     break
-            if placed:
+            if placed is not None:
                 break
         if placed is None:
             placed = Track(index=self.created, seq=self.created)
@@ -459,8 +470,10 @@ class Correlator:
         placed.last_event = self.events
         placed.keys.update(keys)
         for key in keys:
-            lst = self.index.setdefault(key, [])
-            if placed not in lst:
+            lst = index.get(key)
+            if lst is None:
+                index[key] = [placed]
+            elif not _holds(lst, placed):
                 lst.append(placed)
                 del lst[:-8]  # a few recent packets per key are enough; older ones are done
         if placed.stages[-1] in ("ip-post", "br-out", "ip-out") and not placed.egress:
@@ -512,7 +525,7 @@ class Correlator:
             lst = self.index.get(key)
             if lst is not None and all(x.closed for x in lst):
                 del self.index[key]
-        t.keys = set()
+        t.keys.clear()
         t.kept = _SETTLED
         if t.egress:
             t.egress = False
@@ -525,6 +538,25 @@ class Correlator:
         while self.pending:
             out += self._close(self.pending.popleft())
         return out + self.joiner.finish()
+
+
+def _gather(pool: dict[int, Track], tracks: list[Track], ipid: int | None) -> None:
+    """Add the open packets of an index entry to the pool of candidates, by creation order, leaving
+    out those of another IP ID (Correlator.feed)."""
+    for t in tracks:
+        if t.closed:
+            continue
+        if ipid is not None:
+            l3 = t.kept.l3
+            if l3 is not None and (other := l3.record.ipid) is not None and other != ipid:
+                continue
+        pool[t.seq] = t
+
+
+def _holds(tracks: list[Track], t: Track) -> bool:
+    """``t in tracks`` by identity alone (Track compares by identity): ``in`` asks each other packet's
+    __eq__, both ways, before it compares identities."""
+    return any(x is t for x in tracks)  # mypyc compiles any() of a generator to a plain loop
 
 
 def correlate(events: Iterable[Event], bridges: Collection[str] = frozenset()) -> list[Track]:
@@ -543,26 +575,45 @@ def _narrow_by_order(track: Track) -> None:
     order the kernel runs them, so a chain walked before a chain at FORWARD is not at POSTROUTING.
     The hook is set only when one candidate remains; otherwise the candidates shrink.
     """
-    if all(ev.hook.placed for ev in track.events):
+    events, stages = track.events, track.stages
+    n = len(events)
+    # The stage order of each placed hop (-1: unplaced), and for each hop the lowest order of a
+    # placed hop after it: one pass each way (plain loops; this runs for every packet of an nft trace).
+    orders = [-1] * n
+    unplaced = False
+    for i in range(n):
+        if events[i].hook.candidates:  # not HookRef.placed
+            unplaced = True
+        else:
+            orders[i] = STAGE_ORDER[stages[i]]
+    if not unplaced:
         return
-    orders = [STAGE_ORDER[st] if ev.hook.placed else None for ev, st in zip(track.events, track.stages, strict=True)]
-    for i, ev in enumerate(track.events):
-        if ev.hook.placed:
+    his = [0] * n
+    hi = len(STAGE_ORDER)
+    for i in range(n - 1, -1, -1):
+        his[i] = hi
+        if orders[i] >= 0:
+            hi = min(hi, orders[i])
+    lo = -1
+    for i in range(n):
+        ev = events[i]
+        if orders[i] >= 0:
+            lo = max(lo, orders[i])
             continue
-        lo = max((o for o in orders[:i] if o is not None), default=-1)
-        hi = min((o for o in orders[i + 1 :] if o is not None), default=len(STAGE_ORDER))
+        hi = his[i]
         # The narrowed hook depends on the hook and the bounds alone: a trace prints the same few
         # walks for every packet, so it is worked out once per (hook, lo, hi).
         key = (ev.hook, lo, hi)
-        if key not in _NARROWED:
-            _NARROWED[key] = _narrowed(ev.hook, lo, hi)
-        narrowed = _NARROWED[key]
+        try:
+            narrowed = _NARROWED[key]  # one lookup (HookRef's hash is not kept): a miss is rare
+        except KeyError:
+            narrowed = _NARROWED[key] = _narrowed(ev.hook, lo, hi)
         if narrowed is None:
             continue
         hook, fits = narrowed
-        track.events[i] = at_hook(ev, hook)
-        if track.stages[i] not in fits:
-            track.stages[i] = fits[0]
+        events[i] = at_hook(ev, hook)
+        if stages[i] not in fits:
+            stages[i] = fits[0]
 
 
 _NARROWED: dict[tuple[HookRef, int, int], tuple[HookRef, tuple[str, ...]] | None] = {}

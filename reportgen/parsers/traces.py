@@ -24,11 +24,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from sys import intern
 from types import MappingProxyType
-from typing import cast
+from typing import Any, Final, cast
 
 from reportgen.model import LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
@@ -56,10 +57,11 @@ _XT_TRACE = re.compile(
     r"(?:rule:0x(?P<handle>[0-9a-f]+):(?P<verdict>[A-Z]+(?::\S+)?|0x[0-9a-f]+) *(?P<rule>.*)"
     r"|policy:(?P<policy>\S+) ?|return:(?P<ret>\S*))$"
 )
+_NFT_FAMILY_WORD = r"(?P<family>ip6?|inet|arp|bridge|netdev|unknown)"
 _NFT = re.compile(
     # The family word is missing in shortened pastes (nftables commit "src: add conntrack information
     # to trace monitor mode": "trace id 32 t PRE_RAW packet: ..."); the family is then unknown.
-    r"^trace id (?P<id>[0-9a-f]+) (?:(?P<family>ip6?|inet|arp|bridge|netdev|unknown) )?(?P<table>\S+) (?P<chain>\S+) "
+    rf"^trace id (?P<id>[0-9a-f]+) (?:{_NFT_FAMILY_WORD} )?(?P<table>\S+) (?P<chain>\S+) "
     r"(?P<kind>packet: |conntrack: |rule |unknown rule handle |policy |verdict )(?P<rest>.*)$"
 )
 _NFT_VERDICT = re.compile(r"\(verdict (?P<v>[^()]*)\)$")
@@ -329,47 +331,49 @@ class Visit:
 
     def record(self) -> LogRecord:
         # Positional, each field read with LogRecord's own default: a call with **fields went through
-        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit.
-        g = self.fields.get
+        # keyword parsing of LogRecord's 38 parameters (and a copy of the dict), once per visit. Each
+        # read is f.get(...) on the dict itself, which mypyc compiles to a dict lookup; a bound
+        # ``get`` kept in a variable was a generic Python call per field.
+        f = self.fields
         return LogRecord(
             self.ref,
             self.text,
             None,
             self.fmt,
             "",
-            str(g("in_dev", "")),
-            str(g("out_dev", "")),
-            cast(str, g("physin", "")),
-            cast(str, g("physout", "")),
-            cast("str | None", g("mac_src")),
-            cast("str | None", g("mac_dst")),
-            cast("int | None", g("ethertype")),
-            cast("str | None", g("l3")),
-            cast("str | None", g("src")),
-            cast("str | None", g("dst")),
-            cast("int | None", g("length")),
-            cast("int | None", g("ttl")),
-            cast("int | None", g("ipid")),
-            cast("tuple[str, ...]", g("ip_flags", ())),
-            cast("str | None", g("proto")),
-            cast("int | None", g("sport")),
-            cast("int | None", g("dport")),
-            cast("int | None", g("icmp_type")),
-            cast("int | None", g("icmp_code")),
-            cast("int | None", g("icmp_id")),
-            cast("int | None", g("icmp_seq")),
-            cast("tuple[str, ...]", g("tcp_flags", ())),
-            cast("int | None", g("tcp_seq")),
-            cast("int | None", g("flowlabel")),
-            cast("str | None", g("mark")),
-            cast(bool, g("truncated", False)),
-            cast("tuple[str, ...]", g("extra", ())),
-            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", g("embedded")),
-            cast("tuple[str, ...]", g("redacted", ())),
-            cast(bool, g("mac_logged", False)),
+            str(f.get("in_dev", "")),
+            str(f.get("out_dev", "")),
+            cast(str, f.get("physin", "")),
+            cast(str, f.get("physout", "")),
+            cast("str | None", f.get("mac_src")),
+            cast("str | None", f.get("mac_dst")),
+            cast("int | None", f.get("ethertype")),
+            cast("str | None", f.get("l3")),
+            cast("str | None", f.get("src")),
+            cast("str | None", f.get("dst")),
+            cast("int | None", f.get("length")),
+            cast("int | None", f.get("ttl")),
+            cast("int | None", f.get("ipid")),
+            cast("tuple[str, ...]", f.get("ip_flags", ())),
+            cast("str | None", f.get("proto")),
+            cast("int | None", f.get("sport")),
+            cast("int | None", f.get("dport")),
+            cast("int | None", f.get("icmp_type")),
+            cast("int | None", f.get("icmp_code")),
+            cast("int | None", f.get("icmp_id")),
+            cast("int | None", f.get("icmp_seq")),
+            cast("tuple[str, ...]", f.get("tcp_flags", ())),
+            cast("int | None", f.get("tcp_seq")),
+            cast("int | None", f.get("flowlabel")),
+            cast("str | None", f.get("mark")),
+            cast(bool, f.get("truncated", False)),
+            cast("tuple[str, ...]", f.get("extra", ())),
+            cast("tuple[str | None, str | None, str | None, int | None, int | None] | None", f.get("embedded")),
+            cast("tuple[str, ...]", f.get("redacted", ())),
+            cast(bool, f.get("mac_logged", False)),
             self.trace_id,
-            cast("str | None", g("logger")),
-            cast("tuple[str, ...]", g("missing", ())),
+            cast("str | None", f.get("logger")),
+            cast("tuple[str, ...]", f.get("missing", ())),
         )
 
 
@@ -623,10 +627,21 @@ _NFT_USUAL = re.compile(
 )
 
 
+# The usual packet line whole, as nft prints it (with its family word): _NFT and then _NFT_USUAL on
+# what follows "packet: " in one match (the trailing \s* is what NftTraceParser.feed strips). Where
+# this matches, _NFT reads the same id, family, table and chain: its family word, table and chain are
+# each one token, so the optional family is taken whenever it is there, and "packet: " is its first kind.
+_NFT_USUAL_LINE = re.compile(
+    rf"trace id (?P<tid>[0-9a-f]+) {_NFT_FAMILY_WORD} (?P<table>\S+) (?P<chain>\S+) packet: {_NFT_USUAL.pattern}\s*"
+)
+_NFT_HEAD_GROUPS = 4  # the groups of _NFT_USUAL_LINE before _NFT_USUAL's
+
+
 def _nft_fields(rest: str) -> dict[str, object]:
     m = _NFT_USUAL.fullmatch(rest)
-    if m is not None and m.group("dscp") not in _NFT_WORDS and m.group("ecn") not in _NFT_WORDS:
-        return _nft_usual_fields(m)
+    usual = None if m is None else _nft_usual_fields(m.groups())
+    if usual is not None:
+        return usual
     f: dict[str, object] = {}
     toks = rest.split()
     n = len(toks)
@@ -684,9 +699,12 @@ def _nft_fields(rest: str) -> dict[str, object]:
     return f
 
 
-def _nft_usual_fields(m: re.Match[str]) -> dict[str, object]:
-    """_nft_fields of an _NFT_USUAL line, keys in the order the walk sets them first."""
-    iif, oif, smac, dmac, src, dst, _, _, ttl, ipid, proto, length, sport, dport, flags = m.groups()
+def _nft_usual_fields(groups: tuple[str | Any, ...]) -> dict[str, object] | None:
+    """_nft_fields of an _NFT_USUAL line from its match's groups, keys in the order the walk sets them
+    first; None when a value the line skips (dscp, ecn) is a word the walk would read."""
+    iif, oif, smac, dmac, src, dst, dscp, ecn, ttl, ipid, proto, length, sport, dport, flags = groups
+    if dscp in _NFT_WORDS or ecn in _NFT_WORDS:
+        return None
     f: dict[str, object] = {}
     if iif is not None:
         f["in_dev"] = intern(iif)
@@ -698,14 +716,16 @@ def _nft_usual_fields(m: re.Match[str]) -> dict[str, object]:
     f["src"] = intern(src)
     f["l3"] = IPV4
     f["dst"] = intern(dst)
-    f["ttl"] = int(ttl)
-    f["ipid"] = int(ipid)
+    # Each number read as the str it is (re types a group str | Any): mypyc then parses it directly,
+    # where int() of an Any is a generic call.
+    f["ttl"] = int(cast(str, ttl))
+    f["ipid"] = int(cast(str, ipid))
     if proto is not None:
         f["proto"] = "TCP"
-    f["length"] = int(length)
-    f["sport"] = int(sport)
+    f["length"] = int(cast(str, length))
+    f["sport"] = int(cast(str, sport))
     f["proto"] = "TCP"
-    f["dport"] = int(dport)
+    f["dport"] = int(cast(str, dport))
     f["tcp_flags"] = _tcp_flags(flags)
     return f
 
@@ -782,12 +802,13 @@ class TraceParser:
 
     def __init__(self, chain_hooks: ChainHooks | None = None) -> None:
         self.chain_hooks: ChainHooks = chain_hooks or {}
-        self.open: dict[str, Visit] = {}
-        self.order: list[str] = []
+        self.open: dict[str, Visit] = {}  # the visit under way of each trace id, in the order they began
         # The packet line of each recent trace id: the kernel sends the headers only with the first
         # event of a (packet, base chain) pair, and xtables-monitor may print one PACKET line for the
         # walks of several tables (xtables-monitor(8) EXAMPLE: raw PREROUTING, then filter INPUT).
-        self.packets: dict[str, _PacketLine] = {}
+        # Oldest first: the bound drops the oldest, which a dict finds by a scan past the keys deleted
+        # before it (a plain dict's _remember cost 2 µs a packet line; OrderedDict.popitem is O(1)).
+        self.packets: OrderedDict[str, _PacketLine] = OrderedDict()
         self.pending_ct: dict[str, list[tuple[LineRef, str]]] = {}
         self.places: dict[tuple[str, str, str], Placement] = {}  # _place's answers (Placement is frozen)
 
@@ -805,7 +826,7 @@ class TraceParser:
         self.packets.pop(tid, None)
         self.packets[tid] = pkt
         if len(self.packets) > 4096:
-            self.packets.pop(next(iter(self.packets)))
+            self.packets.popitem(last=False)
 
     def _start(
         self, ref: LineRef, text: str, family: str, table: str, chain: str, tid: str, fields: dict[str, object]
@@ -814,29 +835,31 @@ class TraceParser:
         if table:
             v.place = self._place(family, table, chain)
         self.open[tid] = v
-        self.order.append(tid)
         return v
 
     def _close(self, tid: str) -> list[Visit]:
         # A list, not a generator: it runs for most lines, and a generator is an object more each time.
         v = self.open.pop(tid, None)
-        if v is None:
-            return []
-        self.order.remove(tid)
-        return [v]
+        return [] if v is None else [v]
 
     def flush(self) -> Iterator[Visit]:
-        for tid in list(self.order):
+        for tid in list(self.open):
             yield from self._close(tid)
 
     @staticmethod
     def _jumped_to(v: Visit, chain: str) -> bool:
         """Whether a rule of this visit jumped or went to the chain (jump foo / JUMP:foo)."""
-        for r in v.rules:
-            head, _, target = r.verdict.replace(":", " ", 1).partition(" ")
-            if head in ("jump", "goto") and target == chain:
-                return True
-        return False
+        return any(_jump_target(r.verdict) == chain for r in v.rules)
+
+
+# Asked of every rule of a visit for each line of a chain other than the visit's: a trace has few
+# distinct verdicts.
+@functools.lru_cache(maxsize=1024)
+def _jump_target(verdict: str) -> str | None:
+    """The chain a jump or goto verdict names (nft "jump foo", xtables-monitor "JUMP:foo" lowercased to
+    "jump:foo"); None for any other verdict."""
+    head, _, target = verdict.replace(":", " ", 1).partition(" ")
+    return target if head in ("jump", "goto") else None
 
 
 class XtablesMonitorParser(TraceParser):
@@ -966,13 +989,26 @@ def _nft_line(line: str) -> tuple[str, _NftLine] | None:
     tid = line[9:cut]
     if cut < 0 or not tid or tid.strip("0123456789abcdef"):
         return None  # _NFT's id is [0-9a-f]+ followed by a space
-    body = _nft_line_body(line[cut + 1 :])
-    return None if body is None else (tid, body)
+    after = line[cut + 1 :]
+    body = _BODIES.get(after)
+    if body is None:
+        body = _nft_line_body(after)
+        if body is None:
+            return None
+        if len(_BODIES) >= _BODIES_MAX:
+            _BODIES.clear()  # bounded: a trace repeats a few rule lines; other texts pass through
+        _BODIES[after] = body
+    return tid, body
 
 
-# Keyed by the whole text after the trace id, which is all _NFT reads besides the id; packet lines
-# (each packet's own header values) come and go through the LRU while rule lines stay.
-@functools.lru_cache(maxsize=8192)
+# _nft_line_body's answers, keyed by the whole text after the trace id, which is all _NFT reads
+# besides the id. A dict, not functools.lru_cache: compiled, a lookup in it is a C call, where the
+# LRU's wrapper was a generic Python call per line. The usual packet line never comes here
+# (NftTraceParser.feed reads it whole); another packet line (its own header values) passes through.
+_BODIES: Final[dict[str, _NftLine]] = {}
+_BODIES_MAX: Final = 8192
+
+
 def _nft_line_body(after_id: str) -> _NftLine | None:
     m = _NFT.match("trace id 0 " + after_id)
     if not m:
@@ -1023,6 +1059,14 @@ class NftTraceParser(TraceParser):
         self.ct_chain: dict[LineRef, tuple[str, str, str]] = {}  # where each conntrack line was printed
 
     def feed(self, ref: LineRef, text: str) -> tuple[list[Visit], bool]:
+        if " packet: " in text:  # the substring test keeps other lines off the longer match
+            m = _NFT_USUAL_LINE.fullmatch(text)
+            groups = None if m is None else m.groups()
+            fields = None if groups is None else _nft_usual_fields(groups[_NFT_HEAD_GROUPS:])
+            if groups is not None and fields is not None:
+                tid, family, table, chain = groups[:_NFT_HEAD_GROUPS]
+                fam = NFT_FAMILY.get(family, "unknown")
+                return self._packet(ref, text, tid, fam, intern(table), intern(chain), fields)
         out: list[Visit] = []
         # A line as nft prints it starts with "trace id"; only a paste adds a lead to take off.
         line = (text if text.startswith("trace id ") else _unquote(text)).rstrip()
@@ -1037,19 +1081,7 @@ class NftTraceParser(TraceParser):
             self.ct_chain[ref] = (fam, table, chain)
             return out, True
         if kind == "packet:":
-            out += self._close(tid)
-            fields = _nft_fields(rest)
-            if fam == ARP:
-                fields["l3"] = "arp"
-            elif fam in (IPV4, IPV6):
-                fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
-            self._remember(tid, _PacketLine(ref, text, fields))
-            new = self._start(ref, text, fam, table, chain, tid, fields)
-            for ct_ref, ct in self.pending_ct.pop(tid, []):
-                new.extra.append(ct_ref)
-                prior = new.fields.get("extra", ())
-                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
-            return out, True
+            return self._packet(ref, text, tid, fam, table, chain, _nft_fields(rest))
         v: Visit | None = self.open.get(tid)
         if v is not None and self._is_base(v, table, chain, kind):
             out += self._close(tid)
@@ -1067,6 +1099,24 @@ class NftTraceParser(TraceParser):
                 v.fields.setdefault(key, value)  # a packet line cut by the paste ("[..]") did not print them
         if nl.ends:
             out += self._close(tid)
+        return out, True
+
+    def _packet(
+        self, ref: LineRef, text: str, tid: str, fam: str, table: str, chain: str, fields: dict[str, object]
+    ) -> tuple[list[Visit], bool]:
+        """A packet line: it starts the walk of a base chain (and ends the id's visit under way)."""
+        out = self._close(tid)
+        if fam == ARP:
+            fields["l3"] = "arp"
+        elif fam in (IPV4, IPV6):
+            fields.setdefault("l3", fam)  # an ip (ip6) table sees only IPv4 (IPv6) packets: nft(8)
+        self._remember(tid, _PacketLine(ref, text, fields))
+        new = self._start(ref, text, fam, table, chain, tid, fields)
+        if self.pending_ct:
+            for ct_ref, ct in self.pending_ct.pop(tid, []):
+                new.extra.append(ct_ref)
+                prior = new.fields.get("extra", ())
+                new.fields["extra"] = (*(prior if isinstance(prior, tuple) else ()), "conntrack: " + ct)
         return out, True
 
     def flush(self) -> Iterator[Visit]:
