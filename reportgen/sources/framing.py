@@ -143,61 +143,71 @@ _VALUE_START = re.compile(r"^=\S")
 
 
 # ---------------------------------------------------------------------------------------------------
-# The byte prefilter: most lines of a real kern.log are not netfilter records (USB, disks, audit), and
+# The prefilter: most lines of a real kern.log are not netfilter records (USB, disks, audit), and
 # framing and parsing them only to find that out was half of the parse time. A line is decided on its
-# raw bytes; one that cannot be (part of) a record for the file's parser is passed on as Unrelated:
-# the framer neither frames it nor joins it to a neighbour, and the reader lists it unused with the
-# same reason it would have got. It must reject only lines that would end up unused anyway, so every
-# test here is one the slow path could not pass:
+# decoded text (decode_line), the text the framer would get; one that cannot be (part of) a record for
+# the file's parser is passed on as Unrelated: the framer neither frames it nor joins it to a
+# neighbour, and the reader lists it unused with the same reason it would have got. It must reject
+# only lines that would end up unused anyway, so every test here is one the slow path could not pass:
 # - the anchor: nf_log_syslog.c nf_log_dump_packet_common() prints "%sIN=%s OUT=%s " and ebt_log.c
 #   ebt_log_packet() "%s IN=%s OUT=%s MAC source = ..."; parse_kernel_message() needs "IN=", or
 #   "OUT=" on a Proxmox pvefw-logger line, which leaves out IN= when there is no input device;
-# - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks) or that decoding changes
-#   (a NUL byte is dropped, so "I\0N=" becomes "IN="): such lines take the slow path;
+# - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks): such lines take the slow
+#   path (decoding already dropped NUL bytes, so "I\0N=" is tested as the "IN=" the parser reads);
 # - a line the framer could join: the rest of a wrapped record starts with a field ("SRC=", after
 #   whitespace, _continues) or with the "=value" of a field broken after its key, and a wrapper
 #   without a message ("[ 12.3]" alone, or "host kernel: ") takes the record on the next line; the
-#   last byte of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog tag,
-#   /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII; a piece of an ebt_log record on a line
-#   of its own holds one of its piece's words (_EBT_PIECE);
+#   last character of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog
+#   tag, /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII; a piece of an ebt_log record on a
+#   line of its own holds one of its piece's words (_EBT_PIECE);
 # - nft monitor trace lines hold "trace id " (nftables src/trace.c trace_print_hdr), and a conntrack
 #   id wrapped onto its own line holds only digits (NftTraceParser._ct_id_wrapped), so no letter.
 # xtables-monitor's parser keeps state across every line it reads (a PACKET line may be wrapped), so
 # its files are not prefiltered.
+# The tests are substring tests on str: on bytes, CPython 3.11's "in" first tries the needle as an
+# integer and formats a TypeError for every test, which had made this filter a quarter of the parse.
 
-_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII bytes
-_FIELD_START_BYTES = re.compile(rb"[A-Z][A-Z0-9]*=")
-_WRAPPER_END = frozenset(b"]:;>-")
-_LETTER = re.compile(rb"[A-Za-z]")
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII characters
+_LETTER = re.compile(r"[A-Za-z]")
 
 
-def _kernel_line_may_be_record(data: bytes) -> bool:
-    if b"IN=" in data or b"OUT=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
+def _kernel_line_may_be_record(text: str) -> bool:
+    # Every field word holds "=": a line without one (a USB or disk message) skips those tests.
+    if "=" in text and (
+        "IN=" in text
+        or "OUT=" in text
+        # A piece of an ebt_log record on a line of its own (_EBT_PIECE): "MAC source = ", "IP SRC=", ...
+        or " = " in text
+        or "SRC=" in text
+        or "DST=" in text
+        or "PT=" in text
+        or "TYPE=" in text
+        or "proto=" in text
+        or "tos=" in text
+        or "priority=" in text
+        or "Header=" in text
+        or "OPCODE=" in text
+    ):
         return True
-    # A piece of an ebt_log record on a line of its own (_EBT_PIECE): "MAC source = ", "IP SRC=", ...
-    if b" = " in data or b"SRC=" in data or b"DST=" in data or b"PT=" in data or b"TYPE=" in data:
+    if "[/" in text or "^ " in text or "INCOMPLETE" in text:
         return True
-    if b"proto=" in data or b"tos=" in data or b"priority=" in data or b"Header=" in data or b"OPCODE=" in data:
-        return True
-    if b"INCOMPLETE" in data:
-        return True
-    s = data.strip(_WHITESPACE)
-    if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
+    s = text.strip(_WHITESPACE)
+    if not s or s[0] >= "\x80" or s[-1] >= "\x80" or s[-1] in "]:;>-":
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
     # The "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too. A field starts
     # with a capital (tested first: most lines start with "[" and need no regex).
     first = s[0]
-    return first == 0x3D or (0x41 <= first <= 0x5A and _FIELD_START_BYTES.match(s) is not None)
+    return first == "=" or ("A" <= first <= "Z" and _FIELD_START.match(s) is not None)
 
 
-def _nft_line_may_be_event(data: bytes) -> bool:
+def _nft_line_may_be_event(text: str) -> bool:
     # "IN=": a kernel LOG record in the same file, which the reader parses as one (sources/case.py).
-    return b"trace id" in data or b"IN=" in data or b"\x00" in data or _LETTER.search(data) is None
+    return "trace id" in text or "IN=" in text or _LETTER.search(text) is None
 
 
-def prefilter(fmt: str | None) -> Callable[[bytes], bool] | None:
-    """For a trace file's format (detect_trace_format: None for kernel logs), a test on a raw line
-    that is False only when the line cannot be part of a record; None when there is no such test."""
+def prefilter(fmt: str | None) -> Callable[[str], bool] | None:
+    """For a trace file's format (detect_trace_format: None for kernel logs), a test on a decoded
+    line that is False only when the line cannot be part of a record; None when there is no such test."""
     if fmt is None:
         return _kernel_line_may_be_record
     if fmt == "nfttrace":
@@ -238,7 +248,7 @@ class LineFramer:
             self.last_line = n
             if isinstance(text, Unrelated):
                 if pending is not None:
-                    yield from _split(*pending)
+                    yield from _split(pending[0], pending[1], pending[2])
                     pending = None
                 self.unrelated = True
                 yield n, text.text
@@ -259,10 +269,10 @@ class LineFramer:
                 self.spans[pending[0]] = n
                 continue
             if pending is not None:
-                yield from _split(*pending)
+                yield from _split(pending[0], pending[1], pending[2])
             pending = (n, text, framed)
         if pending is not None:
-            yield from _split(*pending)
+            yield from _split(pending[0], pending[1], pending[2])
 
 
 def _continues(before: Framed, text: str, framed: Framed) -> bool:
@@ -342,10 +352,15 @@ def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
     own dmesg stamp begins, and stays with the record before it.
     """
     # A list, not a generator: one record per line is the usual case, and a generator costs an object.
-    anchors = record_anchors(text)
-    if " MAC source = " in text or not anchors:
+    if " MAC source = " in text:
         return [(n, text)]
-    starts = [_record_start(text, 0, anchors[0][0], framed)]
+    anchors = record_anchors(text)
+    if not anchors:
+        return [(n, text)]
+    first = _record_start(text, 0, anchors[0][0], framed)
+    if len(anchors) == 1:  # the usual line: what the loop below gives for one anchor, without it
+        return [(n, text if first == 0 else text[first:].strip())]
+    starts = [first]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
         if not _BODY.search(segment):
