@@ -252,7 +252,76 @@ def _parse_usual_body(
     prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
 ) -> LogRecord | None:
     """The record of a body in the usual layout (_USUAL_BODY), as _parse_nflog_body would give it;
-    None for any other body."""
+    None for any other body.
+
+    A packet logged at several hooks (LOG rules in the raw, mangle and filter chains, the usual way to
+    follow one) prints the same body at each until routing or NAT changes it, a few lines apart: the
+    record of each recent body is kept, and a body met again takes its fields from there (the record
+    is a function of the body, apart from what the line and its anchor give: _same_body).
+    """
+    if body in _usual_bodies:
+        seen = _usual_bodies[body]
+        return None if seen is None else _same_body(seen, prefix, in_dev, out_dev, ref, text, stamp)
+    rec = _read_usual_body(prefix, in_dev, out_dev, body, ref, text, stamp)
+    if len(_usual_bodies) >= 4096:
+        _usual_bodies.clear()  # bounded: a packet's lines come close together, then never again
+    _usual_bodies[body] = rec
+    return rec
+
+
+_usual_bodies: dict[str, LogRecord | None] = {}
+
+
+def _same_body(
+    seen: LogRecord, prefix: str, in_dev: str, out_dev: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord:
+    """The record of a line whose body is ``seen``'s: its own line, stamp, prefix and devices, every
+    other field ``seen``'s (tests/test_parse_speed.py checks that none is left out)."""
+    return LogRecord(
+        ref,
+        text,
+        stamp,
+        seen.fmt,
+        prefix,
+        in_dev,
+        out_dev,
+        seen.physin,
+        seen.physout,
+        seen.mac_src,
+        seen.mac_dst,
+        seen.ethertype,
+        seen.l3,
+        seen.src,
+        seen.dst,
+        seen.length,
+        seen.ttl,
+        seen.ipid,
+        seen.ip_flags,
+        seen.proto,
+        seen.sport,
+        seen.dport,
+        seen.icmp_type,
+        seen.icmp_code,
+        seen.icmp_id,
+        seen.icmp_seq,
+        seen.tcp_flags,
+        seen.tcp_seq,
+        seen.flowlabel,
+        seen.mark,
+        seen.truncated,
+        seen.extra,
+        seen.embedded,
+        seen.redacted,
+        seen.mac_logged,
+        seen.trace_id,
+        seen.logger,
+        seen.missing,
+    )
+
+
+def _read_usual_body(
+    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord | None:
     m = _USUAL_BODY.fullmatch(body)
     if m is None:
         return None
