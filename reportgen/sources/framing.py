@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from reportgen.parsers.nflog import record_anchors
 
-_PRI = re.compile(r"^<\d{1,3}>")
-_RFC5424 = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
-_SYSLOG_TS = re.compile(
+_PRI: Final = re.compile(r"^<\d{1,3}>")
+_RFC5424: Final = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
+_SYSLOG_TS: Final = re.compile(
     r"^(?:[A-Za-z\u00C0-\u024F]{3,4}\.? {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 27 06:33:51[.370286]
     # journalctl and syslog print the month with strftime's %b, which zh/ja locales render "11月":
     # "11月 15 14:30:53 user kernel: ..." (github ukuu#111)
@@ -34,14 +34,14 @@ _SYSLOG_TS = re.compile(
     r"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} kern\.\w+"  # busybox logread
     r") "
 )
-_HOST_TAG = re.compile(r"^(?:(?P<host>\S+) )?kernel(?: ?\[\s*(?P<mono>\d+\.\d+)\])?: ")
-_DMESG = re.compile(
+_HOST_TAG: Final = re.compile(r"^(?:(?P<host>\S+) )?kernel(?: ?\[\s*(?P<mono>\d+\.\d+)\])?: ")
+_DMESG: Final = re.compile(
     r"^\[(?:\s*(?P<mono>\d+\.\d{1,9})(?: <\s*[\d.]+>)?"
     r"|(?P<ctime>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}))\] ?"
 )
-_DMESG_X = re.compile(r"^\w+\s*:\s*\w+\s*: ")
-_CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
-_KMSG = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
+_DMESG_X: Final = re.compile(r"^\w+\s*:\s*\w+\s*: ")
+_CALLER: Final = re.compile(r"^\[\s*[TC]\d+\] ?")
+_KMSG: Final = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
 
 
 class Framed:
@@ -74,7 +74,7 @@ def strip_wrapper(line: str) -> Framed:
     return framed
 
 
-_last: list[Any] = [None, None, None, None]
+_last: Final[list[Any]] = [None, None, None, None]
 
 
 def _strip_wrapper(line: str) -> Framed:
@@ -132,14 +132,14 @@ def decode_line(raw: bytes, first: bool) -> str:
 
 
 # A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
-_FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
-_FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
+_FIELD_START: Final = re.compile(r"^[A-Z][A-Z0-9]*=")
+_FIELD_KEYS: Final = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
 # Keys an nf_log body holds twice: the IP and UDP lengths, the IP id and the ICMP echo id.
-_TWICE = frozenset({"LEN", "ID"})
+_TWICE: Final = frozenset({"LEN", "ID"})
 # A paste wrapped inside a field: the line ends in the key ("... TTL=64 ID") and the next line starts
 # with its "=value" ("=53307 DF PROTO=TCP ..."); joined without a blank (flannel#2116).
-_KEY_AT_END = re.compile(r"(?:^| )[A-Z][A-Z0-9]*$")
-_VALUE_START = re.compile(r"^=\S")
+_KEY_AT_END: Final = re.compile(r"(?:^| )[A-Z][A-Z0-9]*$")
+_VALUE_START: Final = re.compile(r"^=\S")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,8 +167,8 @@ _VALUE_START = re.compile(r"^=\S")
 # The tests are substring tests on str: on bytes, CPython 3.11's "in" first tries the needle as an
 # integer and formats a TypeError for every test, which had made this filter a quarter of the parse.
 
-_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII characters
-_LETTER = re.compile(r"[A-Za-z]")
+_WHITESPACE: Final = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII characters
+_LETTER: Final = re.compile(r"[A-Za-z]")
 
 
 def _kernel_line_may_be_record(text: str) -> bool:
@@ -314,11 +314,11 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
 # entry of its own when another message interrupted it, and a paste that wraps the long record over
 # indented lines all leave a line that starts with a piece the ebt_log record on the line before
 # lacks: the rest of that record.
-_EBT_PIECE = re.compile(
+_EBT_PIECE: Final = re.compile(
     r"^(?P<head>MAC source = |MAC dest = |proto = 0x|IP (?:SRC|DST|tos|proto)=|IPv6 (?:SRC|DST|priority)=|"
     r"Next Header=|ARP (?:HTYPE|MAC SRC|IP SRC|MAC DST|IP DST)=|PTYPE=|OPCODE=|SPT=|DPT=|INCOMPLETE )"
 )
-_EBT_HEAD_END = re.compile(r"(?:^| )IN=\S* OUT=\S*$")
+_EBT_HEAD_END: Final = re.compile(r"(?:^| )IN=\S* OUT=\S*$")
 
 
 def _ebt_piece(before: str, msg: str) -> bool:
@@ -332,14 +332,16 @@ def _ebt_piece(before: str, msg: str) -> bool:
 
 
 # Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
-_BBCODE = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
+_BBCODE: Final = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
 # A caret glued to a field value, where a paste marked its own line breaks ("...:08:00^ SRC=").
-_CARET = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
-_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
+_CARET: Final = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
+_STAMP: Final = re.compile(r"\[\s*\d+\.\d+\]")
 
 # The start of an nf_log body: a record whose body lies between two IN=/OUT= anchors is complete.
-_BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
-_BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
+_BODY: Final = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
+_BODY_TOKEN: Final = re.compile(
+    r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$"
+)
 
 
 def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
