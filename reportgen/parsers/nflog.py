@@ -274,7 +274,7 @@ def _same_body(
     seen: LogRecord, prefix: str, in_dev: str, out_dev: str, ref: LineRef, text: str, stamp: float | None
 ) -> LogRecord:
     """The record of a line whose body is ``seen``'s: its own line, stamp, prefix and devices, every
-    other field ``seen``'s (tests/test_parse_speed.py checks that none is left out)."""
+    other field ``seen``'s (tests/test_kernlog_speed.py checks that none is left out)."""
     return LogRecord(
         ref,
         text,
