@@ -15,41 +15,40 @@ with optional ``IP SRC=..`` / ``IPv6 SRC=..`` / ``ARP ..`` tails (trace-formats.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import re
 from collections import Counter
 from dataclasses import replace
 from sys import intern
-from typing import Any
+from typing import Final
 
 from reportgen.model import PVEFW_LOGGER, LineRef, LogRecord
 
 # Pasted text may carry runs of spaces between the fields, so " +" where the kernel prints one space.
-_ANCHOR = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
+_ANCHOR: Final = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
 # A MAC= value of hex digits and colons only that is not whole bytes was damaged (a typo, a lost
 # byte), not masked: nothing in it hides a value, so it is not called redacted.
-_HEX_ONLY = re.compile(r"^[0-9A-Fa-f:]+$")
+_HEX_ONLY: Final = re.compile(r"^[0-9A-Fa-f:]+$")
 # MACs and addresses are taken as any token and checked afterwards: a paste may have redacted them
 # ("xx:xx:..", "<filtered>", "XXX.232.61.230"), and such a line is still a record.
-_EBT = re.compile(
+_EBT: Final = re.compile(
     r"^(?:(?P<prefix>.*) )?IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15}) +"
     r"MAC source = (?P<smac>\S+) MAC dest = (?P<dmac>\S+) "
     r"proto = 0x(?P<proto>[0-9a-fA-F]{4})(?P<rest>.*)$"
 )
-_EBT_IP = re.compile(
+_EBT_IP: Final = re.compile(
     r"^ IP SRC=(?P<src>[^\s,]+) IP DST=(?P<dst>[^\s,]+), IP tos=0x[0-9A-Fa-f]{2}, IP proto=(?P<proto>\d+)"
     r"(?: SPT=(?P<spt>\S+) DPT=(?P<dpt>\S+))?"
 )
-_EBT_IP6 = re.compile(
+_EBT_IP6: Final = re.compile(
     r"^ IPv6 SRC=(?P<src>[^\s,]+) IPv6 DST=(?P<dst>[^\s,]+), IPv6 priority=0x[0-9A-Fa-f], "
     r"Next Header=(?P<proto>\d+)(?: SPT=(?P<spt>\S+) DPT=(?P<dpt>\S+))?"
 )
-_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*$")
+_IPV4: Final = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+_MAC: Final = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*$")
 # Keys whose value a paste may have separated from the "=" by spaces ("SRC=     110.110.110.108").
-_VALUE_KEYS = frozenset(
+_VALUE_KEYS: Final = frozenset(
     {
         "SRC",
         "DST",
@@ -81,9 +80,9 @@ _VALUE_KEYS = frozenset(
         "PHYSOUT",
     }
 )
-_IP_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 136: "UDPLITE"}
-_TCP_FLAGS = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"})
-_IP_FLAGS = frozenset({"CE", "DF", "MF"})
+_IP_PROTO_NAMES: Final = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 136: "UDPLITE"}
+_TCP_FLAGS: Final = frozenset({"AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"})
+_IP_FLAGS: Final = frozenset({"CE", "DF", "MF"})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -161,8 +160,10 @@ def record_anchors(msg: str) -> list[tuple[int, int]]:
 # when there is a hardware header). A missing IN= or OUT= is a device the packet did not have, as an
 # empty one is in nf_log_syslog.c; the chain is at most MAX_CHAIN_LEN (28) characters, "-" when the
 # prefix was not pve-firewall's ":vmid:level:chain: msg".
-_PVE_HEAD = re.compile(r"\d+ [0-7] [^\s:]{1,28} \d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4} ")
-_PVE_DEVICES = re.compile(r"(?:^| )(?=(?:IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=)(?:IN=(?P<in>\S*) +)?(?:OUT=(?P<out>\S*) +)?")
+_PVE_HEAD: Final = re.compile(r"\d+ [0-7] [^\s:]{1,28} \d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4} ")
+_PVE_DEVICES: Final = re.compile(
+    r"(?:^| )(?=(?:IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=)(?:IN=(?P<in>\S*) +)?(?:OUT=(?P<out>\S*) +)?"
+)
 
 
 def _parse_pvefw(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
@@ -187,20 +188,17 @@ def parse_kernel_message(msg: str, ref: LineRef, text: str, stamp: float | None)
     # ebt_log without --log-ip prints the same message for every packet of a flow at a hook (only the
     # stamp differs), so its reading is kept: the record is a function of the message alone, apart
     # from the ref, text and stamp it carries (_parse_message reads nothing else).
-    rest = _ebt_messages.get(msg)
-    if rest is not None:
-        return None if rest is _NOT_A_RECORD else LogRecord(ref, text, stamp, *rest)
+    if msg in _ebt_messages:
+        seen = _ebt_messages[msg]
+        return None if seen is None else _same_body(seen, seen.prefix, seen.in_dev, seen.out_dev, ref, text, stamp)
     rec = _parse_message(msg, ref, text, stamp)
     if len(_ebt_messages) >= 4096:
         _ebt_messages.clear()  # bounded: messages with their own addresses and ports come and go
-    _ebt_messages[msg] = _NOT_A_RECORD if rec is None else tuple(getattr(rec, f) for f in _CARRIED_AFTER)
+    _ebt_messages[msg] = rec
     return rec
 
 
-_ebt_messages: dict[str, tuple[Any, ...]] = {}  # the fields after ref, text and stamp
-_NOT_A_RECORD: tuple[Any, ...] = ()
-_CARRIED_AFTER = tuple(f.name for f in dataclasses.fields(LogRecord))[3:]  # after ref, text, stamp
-assert tuple(f.name for f in dataclasses.fields(LogRecord))[:3] == ("ref", "text", "stamp")
+_ebt_messages: Final[dict[str, LogRecord | None]] = {}  # the record of each recent message, None for none
 
 
 def _parse_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> LogRecord | None:
@@ -227,7 +225,7 @@ def _parse_message(msg: str, ref: LineRef, text: str, stamp: float | None) -> Lo
 # nf_log_dump_tcp_header() (SEQ=/ACK= with --log-tcp-sequence, the flags in CWR..FIN order),
 # nf_log_dump_udp_header() and the ICMP echo's ID= and SEQ=, then MARK=. Anything else (options,
 # UID=, fragments, ICMP errors, damage a paste made, spaces a paste added) takes the general parser.
-_USUAL_BODY = re.compile(
+_USUAL_BODY: Final = re.compile(
     r"(?:PHYSIN=(?P<physin>\S*) )?(?:PHYSOUT=(?P<physout>\S*) )?"
     r"(?:MAC=(?P<mac>(?:[0-9a-f]{2}:){13}[0-9a-f]{2}) )?"
     r"(?:SRC=(?P<src>[0-9.]+) DST=(?P<dst>[0-9.]+) LEN=(?P<len>\d+) TOS=0x[0-9A-F]{2} PREC=0x[0-9A-F]{2} "
@@ -252,7 +250,76 @@ def _parse_usual_body(
     prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
 ) -> LogRecord | None:
     """The record of a body in the usual layout (_USUAL_BODY), as _parse_nflog_body would give it;
-    None for any other body."""
+    None for any other body.
+
+    A packet logged at several hooks (LOG rules in the raw, mangle and filter chains, the usual way to
+    follow one) prints the same body at each until routing or NAT changes it, a few lines apart: the
+    record of each recent body is kept, and a body met again takes its fields from there (the record
+    is a function of the body, apart from what the line and its anchor give: _same_body).
+    """
+    if body in _usual_bodies:
+        seen = _usual_bodies[body]
+        return None if seen is None else _same_body(seen, prefix, in_dev, out_dev, ref, text, stamp)
+    rec = _read_usual_body(prefix, in_dev, out_dev, body, ref, text, stamp)
+    if len(_usual_bodies) >= 4096:
+        _usual_bodies.clear()  # bounded: a packet's lines come close together, then never again
+    _usual_bodies[body] = rec
+    return rec
+
+
+_usual_bodies: Final[dict[str, LogRecord | None]] = {}
+
+
+def _same_body(
+    seen: LogRecord, prefix: str, in_dev: str, out_dev: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord:
+    """The record of a line whose body is ``seen``'s: its own line, stamp, prefix and devices, every
+    other field ``seen``'s (tests/test_kernlog_speed.py checks that none is left out)."""
+    return LogRecord(
+        ref,
+        text,
+        stamp,
+        seen.fmt,
+        prefix,
+        in_dev,
+        out_dev,
+        seen.physin,
+        seen.physout,
+        seen.mac_src,
+        seen.mac_dst,
+        seen.ethertype,
+        seen.l3,
+        seen.src,
+        seen.dst,
+        seen.length,
+        seen.ttl,
+        seen.ipid,
+        seen.ip_flags,
+        seen.proto,
+        seen.sport,
+        seen.dport,
+        seen.icmp_type,
+        seen.icmp_code,
+        seen.icmp_id,
+        seen.icmp_seq,
+        seen.tcp_flags,
+        seen.tcp_seq,
+        seen.flowlabel,
+        seen.mark,
+        seen.truncated,
+        seen.extra,
+        seen.embedded,
+        seen.redacted,
+        seen.mac_logged,
+        seen.trace_id,
+        seen.logger,
+        seen.missing,
+    )
+
+
+def _read_usual_body(
+    prefix: str, in_dev: str, out_dev: str, body: str, ref: LineRef, text: str, stamp: float | None
+) -> LogRecord | None:
     m = _USUAL_BODY.fullmatch(body)
     if m is None:
         return None
@@ -646,7 +713,7 @@ _IPV6_HEAD = ("SRC", "DST", "LEN", "TC", "HOPLIMIT", "FLOWLBL")
 # nf_log_dump_tcp_header() "SPT= DPT= [SEQ= ACK=] WINDOW= RES= flags URGP=" (pvefw-logger's TCP
 # part ends with the flags, no RES= or URGP=), nf_log_dump_udp_header() "SPT= DPT= LEN=", ICMP
 # "TYPE= CODE=".
-_PROTO_PART = {
+_PROTO_PART: Final = {
     "TCP": ("SPT", "DPT", "WINDOW"),
     "UDP": ("SPT", "DPT", "LEN"),
     "UDPLITE": ("SPT", "DPT", "LEN"),
@@ -655,7 +722,7 @@ _PROTO_PART = {
 }
 
 
-_ECHO = frozenset({("ICMP", "0"), ("ICMP", "8"), ("ICMPv6", "128"), ("ICMPv6", "129")})
+_ECHO: Final = frozenset({("ICMP", "0"), ("ICMP", "8"), ("ICMPv6", "128"), ("ICMPv6", "129")})
 
 
 def _cut_off(toks: list[str], tcp_tail: str) -> tuple[str, ...]:
@@ -728,15 +795,15 @@ def logger_note(rec: LogRecord) -> str | None:
 
 
 # The header pvefw-logger prints (chain) and a chain-policy message of pve-firewall ("policy DROP: ").
-_PVE_POLICY_RULE = {
+_PVE_POLICY_RULE: Final = {
     "DROP": "-j DROP",
     "REJECT": "-g PVEFW-reject, which drops broadcasts and ICMP and rejects the rest",
 }
-_PVE_POLICY = re.compile(r"^\d+ [0-7] (?P<chain>\S+) .* (?P<said>policy (?P<policy>DROP|REJECT)):")
+_PVE_POLICY: Final = re.compile(r"^\d+ [0-7] (?P<chain>\S+) .* (?P<said>policy (?P<policy>DROP|REJECT)):")
 
 
 # ARP opcodes (include/uapi/linux/if_arp.h ARPOP_REQUEST, ARPOP_REPLY).
-_ARP_OPS = {"1": "request", "2": "reply"}
+_ARP_OPS: Final = {"1": "request", "2": "reply"}
 
 
 def arp_summary(rec: LogRecord) -> str | None:

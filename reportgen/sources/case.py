@@ -349,7 +349,7 @@ def _file_events(
     lines: Iterator[tuple[int, str | Unrelated]] = checked if framer is None else iter(framer)
     appendix_full = False  # the appendix only grows: once full, it is not asked again per line
     for n, item in lines:
-        # The byte prefilter saw the line cannot be part of a record: Unrelated, or the framer's flag.
+        # The prefilter saw the line cannot be part of a record: Unrelated, or the framer's flag.
         unrelated = isinstance(item, Unrelated)
         text = item.text if isinstance(item, Unrelated) else item
         ref = LineRef(name, n)
@@ -405,20 +405,22 @@ def _file_events(
 
 
 def _checked_lines(
-    path: Path, name: str, unused: UnusedSink, physical: list[int], may_be_record: Callable[[bytes], bool] | None
+    path: Path, name: str, unused: UnusedSink, physical: list[int], may_be_record: Callable[[str], bool] | None
 ) -> Iterator[tuple[int, str | Unrelated]]:
     """Decode a trace file's lines; an overlong one is listed unused and never decoded or parsed, so
     parsers stay linear and memory bounded. ``physical[0]`` is the number of lines read so far.
-    A line the byte prefilter rejects comes as Unrelated (framing.prefilter)."""
+    A line the prefilter rejects comes as Unrelated (framing.prefilter)."""
     for raw in raw_lines(path):
-        physical[0] = raw.number
+        n = raw.number
+        physical[0] = n
         if raw.overlong:
-            _add_unused(unused, LineRef(name, raw.number), overlong_reason(raw.size), "")
+            _add_unused(unused, LineRef(name, n), overlong_reason(raw.size), "")
             continue
-        if may_be_record is not None and not may_be_record(raw.data):
-            yield raw.number, Unrelated(_text(raw))
+        text = decode_line(raw.data, n == 1)
+        if may_be_record is not None and not may_be_record(text):
+            yield n, Unrelated(text)
             continue
-        yield raw.number, _text(raw)
+        yield n, text
 
 
 def _text(raw: RawLine) -> str:

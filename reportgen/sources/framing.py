@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from reportgen.parsers.nflog import record_anchors
 
-_PRI = re.compile(r"^<\d{1,3}>")
-_RFC5424 = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
-_SYSLOG_TS = re.compile(
+_PRI: Final = re.compile(r"^<\d{1,3}>")
+_RFC5424: Final = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[.*?\]) ?\ufeff?")
+_SYSLOG_TS: Final = re.compile(
     r"^(?:[A-Za-z\u00C0-\u024F]{3,4}\.? {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 27 06:33:51[.370286]
     # journalctl and syslog print the month with strftime's %b, which zh/ja locales render "11月":
     # "11月 15 14:30:53 user kernel: ..." (github ukuu#111)
@@ -34,14 +34,14 @@ _SYSLOG_TS = re.compile(
     r"|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} kern\.\w+"  # busybox logread
     r") "
 )
-_HOST_TAG = re.compile(r"^(?:(?P<host>\S+) )?kernel(?: ?\[\s*(?P<mono>\d+\.\d+)\])?: ")
-_DMESG = re.compile(
+_HOST_TAG: Final = re.compile(r"^(?:(?P<host>\S+) )?kernel(?: ?\[\s*(?P<mono>\d+\.\d+)\])?: ")
+_DMESG: Final = re.compile(
     r"^\[(?:\s*(?P<mono>\d+\.\d{1,9})(?: <\s*[\d.]+>)?"
     r"|(?P<ctime>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}))\] ?"
 )
-_DMESG_X = re.compile(r"^\w+\s*:\s*\w+\s*: ")
-_CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
-_KMSG = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
+_DMESG_X: Final = re.compile(r"^\w+\s*:\s*\w+\s*: ")
+_CALLER: Final = re.compile(r"^\[\s*[TC]\d+\] ?")
+_KMSG: Final = re.compile(r"^\d+,\d+,(?P<usec>\d+),[^;,]*(?:,[^;]*)?;")
 
 
 class Framed:
@@ -74,7 +74,7 @@ def strip_wrapper(line: str) -> Framed:
     return framed
 
 
-_last: list[Any] = [None, None, None, None]
+_last: Final[list[Any]] = [None, None, None, None]
 
 
 def _strip_wrapper(line: str) -> Framed:
@@ -132,72 +132,82 @@ def decode_line(raw: bytes, first: bool) -> str:
 
 
 # A line that starts with a field of an nf_log body ("MAC=..", "SRC=..", "RES=0x00 SYN URGP=0").
-_FIELD_START = re.compile(r"^[A-Z][A-Z0-9]*=")
-_FIELD_KEYS = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
+_FIELD_START: Final = re.compile(r"^[A-Z][A-Z0-9]*=")
+_FIELD_KEYS: Final = re.compile(r"(?:^| )([A-Z][A-Z0-9]*)=")
 # Keys an nf_log body holds twice: the IP and UDP lengths, the IP id and the ICMP echo id.
-_TWICE = frozenset({"LEN", "ID"})
+_TWICE: Final = frozenset({"LEN", "ID"})
 # A paste wrapped inside a field: the line ends in the key ("... TTL=64 ID") and the next line starts
 # with its "=value" ("=53307 DF PROTO=TCP ..."); joined without a blank (flannel#2116).
-_KEY_AT_END = re.compile(r"(?:^| )[A-Z][A-Z0-9]*$")
-_VALUE_START = re.compile(r"^=\S")
+_KEY_AT_END: Final = re.compile(r"(?:^| )[A-Z][A-Z0-9]*$")
+_VALUE_START: Final = re.compile(r"^=\S")
 
 
 # ---------------------------------------------------------------------------------------------------
-# The byte prefilter: most lines of a real kern.log are not netfilter records (USB, disks, audit), and
+# The prefilter: most lines of a real kern.log are not netfilter records (USB, disks, audit), and
 # framing and parsing them only to find that out was half of the parse time. A line is decided on its
-# raw bytes; one that cannot be (part of) a record for the file's parser is passed on as Unrelated:
-# the framer neither frames it nor joins it to a neighbour, and the reader lists it unused with the
-# same reason it would have got. It must reject only lines that would end up unused anyway, so every
-# test here is one the slow path could not pass:
+# decoded text (decode_line), the text the framer would get; one that cannot be (part of) a record for
+# the file's parser is passed on as Unrelated: the framer neither frames it nor joins it to a
+# neighbour, and the reader lists it unused with the same reason it would have got. It must reject
+# only lines that would end up unused anyway, so every test here is one the slow path could not pass:
 # - the anchor: nf_log_syslog.c nf_log_dump_packet_common() prints "%sIN=%s OUT=%s " and ebt_log.c
 #   ebt_log_packet() "%s IN=%s OUT=%s MAC source = ..."; parse_kernel_message() needs "IN=", or
 #   "OUT=" on a Proxmox pvefw-logger line, which leaves out IN= when there is no input device;
-# - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks) or that decoding changes
-#   (a NUL byte is dropped, so "I\0N=" becomes "IN="): such lines take the slow path;
+# - text the framer rewrites before parsing ("[/FONT]" markup, "^ " marks): such lines take the slow
+#   path (decoding already dropped NUL bytes, so "I\0N=" is tested as the "IN=" the parser reads);
 # - a line the framer could join: the rest of a wrapped record starts with a field ("SRC=", after
 #   whitespace, _continues) or with the "=value" of a field broken after its key, and a wrapper
 #   without a message ("[ 12.3]" alone, or "host kernel: ") takes the record on the next line; the
-#   last byte of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog tag,
-#   /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII; a piece of an ebt_log record on a line
-#   of its own holds one of its piece's words (_EBT_PIECE);
+#   last character of such a wrapper is one of "]:;>-" (the dmesg stamp and caller id, the syslog
+#   tag, /dev/kmsg's ";", "<prio>", RFC 5424's "-"), or not ASCII; a piece of an ebt_log record on a
+#   line of its own holds one of its piece's words (_EBT_PIECE);
 # - nft monitor trace lines hold "trace id " (nftables src/trace.c trace_print_hdr), and a conntrack
 #   id wrapped onto its own line holds only digits (NftTraceParser._ct_id_wrapped), so no letter.
 # xtables-monitor's parser keeps state across every line it reads (a PACKET line may be wrapped), so
 # its files are not prefiltered.
+# The tests are substring tests on str: on bytes, CPython 3.11's "in" first tries the needle as an
+# integer and formats a TypeError for every test, which had made this filter a quarter of the parse.
 
-_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII bytes
-_FIELD_START_BYTES = re.compile(rb"[A-Z][A-Z0-9]*=")
-_WRAPPER_END = frozenset(b"]:;>-")
-_LETTER = re.compile(rb"[A-Za-z]")
+_WHITESPACE: Final = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() strips among ASCII characters
+_LETTER: Final = re.compile(r"[A-Za-z]")
 
 
-def _kernel_line_may_be_record(data: bytes) -> bool:
-    if b"IN=" in data or b"OUT=" in data or b"[/" in data or b"^ " in data or b"\x00" in data:
+def _kernel_line_may_be_record(text: str) -> bool:
+    # Every field word holds "=": a line without one (a USB or disk message) skips those tests.
+    if "=" in text and (
+        "IN=" in text
+        or "OUT=" in text
+        # A piece of an ebt_log record on a line of its own (_EBT_PIECE): "MAC source = ", "IP SRC=", ...
+        or " = " in text
+        or "SRC=" in text
+        or "DST=" in text
+        or "PT=" in text
+        or "TYPE=" in text
+        or "proto=" in text
+        or "tos=" in text
+        or "priority=" in text
+        or "Header=" in text
+        or "OPCODE=" in text
+    ):
         return True
-    # A piece of an ebt_log record on a line of its own (_EBT_PIECE): "MAC source = ", "IP SRC=", ...
-    if b" = " in data or b"SRC=" in data or b"DST=" in data or b"PT=" in data or b"TYPE=" in data:
+    if "[/" in text or "^ " in text or "INCOMPLETE" in text:
         return True
-    if b"proto=" in data or b"tos=" in data or b"priority=" in data or b"Header=" in data or b"OPCODE=" in data:
-        return True
-    if b"INCOMPLETE" in data:
-        return True
-    s = data.strip(_WHITESPACE)
-    if not s or s[0] >= 0x80 or s[-1] >= 0x80 or s[-1] in _WRAPPER_END:
+    s = text.strip(_WHITESPACE)
+    if not s or s[0] >= "\x80" or s[-1] >= "\x80" or s[-1] in "]:;>-":
         return True  # blank (its own reason), or maybe whitespace or a wrapper that is not ASCII
     # The "=value" rest of a field a paste broke inside (_VALUE_START) may be joined too. A field starts
     # with a capital (tested first: most lines start with "[" and need no regex).
     first = s[0]
-    return first == 0x3D or (0x41 <= first <= 0x5A and _FIELD_START_BYTES.match(s) is not None)
+    return first == "=" or ("A" <= first <= "Z" and _FIELD_START.match(s) is not None)
 
 
-def _nft_line_may_be_event(data: bytes) -> bool:
+def _nft_line_may_be_event(text: str) -> bool:
     # "IN=": a kernel LOG record in the same file, which the reader parses as one (sources/case.py).
-    return b"trace id" in data or b"IN=" in data or b"\x00" in data or _LETTER.search(data) is None
+    return "trace id" in text or "IN=" in text or _LETTER.search(text) is None
 
 
-def prefilter(fmt: str | None) -> Callable[[bytes], bool] | None:
-    """For a trace file's format (detect_trace_format: None for kernel logs), a test on a raw line
-    that is False only when the line cannot be part of a record; None when there is no such test."""
+def prefilter(fmt: str | None) -> Callable[[str], bool] | None:
+    """For a trace file's format (detect_trace_format: None for kernel logs), a test on a decoded
+    line that is False only when the line cannot be part of a record; None when there is no such test."""
     if fmt is None:
         return _kernel_line_may_be_record
     if fmt == "nfttrace":
@@ -241,7 +251,7 @@ class LineFramer:
             self.last_line = n
             if isinstance(text, Unrelated):
                 if pending is not None:
-                    yield from _split(*pending)
+                    yield from _split(pending[0], pending[1], pending[2])
                     pending = None
                 self.unrelated = True
                 yield n, text.text
@@ -274,10 +284,10 @@ class LineFramer:
             ):
                 self.unjoined[n] = _AFTER_UNJOINED  # the rest of a piece not joined: its record's start is not here
             if pending is not None:
-                yield from _split(*pending)
+                yield from _split(pending[0], pending[1], pending[2])
             pending = (n, text, framed)
         if pending is not None:
-            yield from _split(*pending)
+            yield from _split(pending[0], pending[1], pending[2])
 
 
 def _continues(before: Framed, text: str, framed: Framed) -> bool:
@@ -319,11 +329,11 @@ def _continues(before: Framed, text: str, framed: Framed) -> bool:
 # entry of its own when another message interrupted it, and a paste that wraps the long record over
 # indented lines all leave a line that starts with a piece the ebt_log record on the line before
 # lacks: the rest of that record.
-_EBT_PIECE = re.compile(
+_EBT_PIECE: Final = re.compile(
     r"^(?P<head>MAC source = |MAC dest = |proto = 0x|IP (?:SRC|DST|tos|proto)=|IPv6 (?:SRC|DST|priority)=|"
     r"Next Header=|ARP (?:HTYPE|MAC SRC|IP SRC|MAC DST|IP DST)=|PTYPE=|OPCODE=|SPT=|DPT=|INCOMPLETE )"
 )
-_EBT_HEAD_END = re.compile(r"(?:^| )IN=\S* OUT=\S*$")
+_EBT_HEAD_END: Final = re.compile(r"(?:^| )IN=\S* OUT=\S*$")
 
 
 def _ebt_piece(before: str, msg: str) -> bool:
@@ -405,14 +415,16 @@ def _seconds(stamp: str) -> float | None:
 
 
 # Forum markup pasted around log text ("[FONT=arial]...[/FONT]"); it is never part of a kernel record.
-_BBCODE = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
+_BBCODE: Final = re.compile(r"\[/?(?:FONT|COLOR|SIZE|B|I|U|CODE|QUOTE|HIGHLIGHT|ICODE)(?:=[^\]\s]*)?\]", re.IGNORECASE)
 # A caret glued to a field value, where a paste marked its own line breaks ("...:08:00^ SRC=").
-_CARET = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
-_STAMP = re.compile(r"\[\s*\d+\.\d+\]")
+_CARET: Final = re.compile(r"(?<=[0-9A-Za-z])\^(?= |$)")
+_STAMP: Final = re.compile(r"\[\s*\d+\.\d+\]")
 
 # The start of an nf_log body: a record whose body lies between two IN=/OUT= anchors is complete.
-_BODY = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
-_BODY_TOKEN = re.compile(r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$")
+_BODY: Final = re.compile(r"(?:^| )(?:SRC|PROTO|LEN|MAC)=")
+_BODY_TOKEN: Final = re.compile(
+    r"^(?:\[?[A-Z][A-Z0-9]*=\S*|\]|OPT|\(\S*\)|DF|MF|CE|CWR|ECE|URG|ACK|PSH|RST|SYN|FIN|AE)$"
+)
 
 
 def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
@@ -425,10 +437,15 @@ def _split(n: int, text: str, framed: Framed) -> list[tuple[int, str]]:
     own dmesg stamp begins, and stays with the record before it.
     """
     # A list, not a generator: one record per line is the usual case, and a generator costs an object.
-    anchors = record_anchors(text)
-    if " MAC source = " in text or not anchors:
+    if " MAC source = " in text:
         return [(n, text)]
-    starts = [_record_start(text, 0, anchors[0][0], framed)]
+    anchors = record_anchors(text)
+    if not anchors:
+        return [(n, text)]
+    first = _record_start(text, 0, anchors[0][0], framed)
+    if len(anchors) == 1:  # the usual line: what the loop below gives for one anchor, without it
+        return [(n, text if first == 0 else text[first:].strip())]
+    starts = [first]
     for (_, end), (nxt, _) in zip(anchors, anchors[1:], strict=False):
         segment = text[end:nxt]
         if not _BODY.search(segment):
