@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import LAB_MARKS
 
-from reportgen.lab.runner import run_keeps
+from reportgen.lab.runner import RunKeeps
 
 OURS = ("9a:1b:2c:3d:4e:5f", "7e:00:11:22:33:44")  # this run's uplink pair (ens33, internet eth0)
 THEIRS = "d6:aa:bb:cc:dd:ee:52:00:11:22:33:99:08:00"
@@ -24,22 +24,22 @@ def _ufw(mac: str, ins: str = "ens33", physin: str = "") -> str:
 
 
 def test_a_tool_line_of_this_run_is_kept_by_its_uplink_mac() -> None:
-    keep = run_keeps("r3f", ("[UFW ",), OURS)
+    keep = RunKeeps("r3f", ("[UFW ",), OURS)
     assert keep(_ufw(f"{OURS[0]}:{OURS[1]}:08:00"))
     assert keep(_ufw(f"{OURS[0].upper()}:{OURS[1].upper()}:08:00"))
 
 
 def test_a_tool_line_of_another_run_of_the_same_rules_is_not() -> None:
-    keep = run_keeps("r3f", ("[UFW ",), OURS)
+    keep = RunKeeps("r3f", ("[UFW ",), OURS)
     assert not keep(_ufw(THEIRS))
     # without a MAC (a packet the host sends), nothing ties the line to this run
     assert not keep(_ufw("", ins="").replace(" MAC=", " "))
 
 
 def test_tagged_lines_are_kept_and_tool_lines_only_when_asked() -> None:
-    assert run_keeps("r3f", ("[UFW ",), OURS)(_ufw(THEIRS, ins="docker0", physin="PHYSIN=vethr3fc1 "))
-    assert run_keeps("r3f", (), ())("rglab-r3f-fwd IN=docker0 OUT=ens33")
-    assert not run_keeps("r3f", (), ())(_ufw(f"{OURS[0]}:{OURS[1]}:08:00"))
+    assert RunKeeps("r3f", ("[UFW ",), OURS)(_ufw(THEIRS, ins="docker0", physin="PHYSIN=vethr3fc1 "))
+    assert RunKeeps("r3f", (), ())("rglab-r3f-fwd IN=docker0 OUT=ens33")
+    assert not RunKeeps("r3f", (), ())(_ufw(f"{OURS[0]}:{OURS[1]}:08:00"))
 
 
 @LAB_MARKS[0]
@@ -83,7 +83,7 @@ def test_a_tool_line_the_host_sends_itself_is_counted_as_left_out(tmp_path: Path
     from reportgen.lab.runner import _write_manifest
     from reportgen.lab.scenarios_public import PUBLIC
 
-    keep = run_keeps("r3f", ("[UFW ",), OURS)
+    keep = RunKeeps("r3f", ("[UFW ",), OURS)
     sent = _ufw("", ins="").replace(" MAC=", " ").replace("IN= OUT=", "IN= OUT=ens33")
     assert not keep(sent)
     assert keep(_ufw(f"{OURS[0]}:{OURS[1]}:08:00")) and not keep(_ufw(THEIRS))

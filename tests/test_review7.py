@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.explain.attribution import packet_view
-from reportgen.lab.runner import run_keeps
+from reportgen.lab.runner import RunKeeps
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
@@ -45,7 +45,7 @@ def test_a_cut_line_without_mark_proves_no_mark(tmp_path: Path) -> None:
 
 def test_a_tool_line_is_kept_by_a_whole_mac_only() -> None:
     # A MAC of this run inside another run's MAC= field at another offset is not this run's line.
-    keep = run_keeps("r3f", ("[UFW ",), ("aa:bb:cc:dd:ee:ff",))
+    keep = RunKeeps("r3f", ("[UFW ",), ("aa:bb:cc:dd:ee:ff",))
     line = "[UFW BLOCK] IN=ens33 OUT= MAC=11:aa:bb:cc:dd:ee:ff:22:33:44:55:66:08:00 SRC=192.0.2.1 DST=192.0.2.2"
     assert not keep(line)
     assert keep(line.replace("11:aa:bb:cc:dd:ee:ff:22:33:44:55:66", "11:22:33:44:55:66:aa:bb:cc:dd:ee:ff"))

@@ -84,11 +84,6 @@ class RunKeeps:
         return mac[:17] in self.macs or mac[18:35] in self.macs  # destination, source
 
 
-def run_keeps(tag: str, also: tuple[str, ...], macs: tuple[str, ...]) -> RunKeeps:
-    """The test for this run's kernel records (RunKeeps)."""
-    return RunKeeps(tag, also, macs)
-
-
 def unattributed_note(count: int, also: tuple[str, ...]) -> str:
     """The case note for a tool's lines no device or MAC tied to this run (RunKeeps.unattributed)."""
     which = " or ".join(f"'{a.strip()}'" for a in also)
@@ -130,7 +125,6 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
     """One run of a scenario in a fresh lab, writing its case folder; returns what its trace monitor
     lost (None when nothing)."""
     lab = _unique_lab()
-    lost = None
     with signals_as_exit(), log_all_netns(lab.tag):
         try:
             lab.build(backend=sc.backend)
@@ -142,6 +136,7 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
             klog = KernelLog()
             monitor: TraceMonitor | None = None
             trace_out = ""
+            lost: str | None = None
             unattributed = 0
             try:
                 if sc.nft:
@@ -159,7 +154,7 @@ def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
                     marker = f"ID={ping_id(lab)} SEQ="
                     lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
                 else:
-                    keeps = run_keeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ())
+                    keeps = RunKeeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ())
                     lines = klog.read(keeps)
                     unattributed = keeps.unattributed
             finally:
