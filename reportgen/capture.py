@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from reportgen.explain.lost import MonitorLoss
 from reportgen.lab.netns import (
     KernelLog,
     MonitorFailed,
@@ -800,6 +801,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     lines: list[str] = []
     trace_lines: list[str] = []
     lost: str | None = None
+    ran: list[float] = []  # the monitor's start and end, CLOCK_MONOTONIC (the kernel log's clock, lost.slack)
     kept: list[str] = []
     status = 0
     try:
@@ -814,6 +816,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
                     mon = TraceMonitor(full)
                 except MonitorFailed as exc:
                     raise CaptureRefused(f"the trace monitor did not start: {exc}") from None
+                ran.append(time.monotonic())
             if command:
                 full = ["ip", "netns", "exec", netns, *command] if netns else command
                 status = subprocess.run(full, check=False).returncode
@@ -832,6 +835,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
             with deferred_signals():
                 if mon is not None:
                     trace_lines = mon.stop().splitlines()
+                    ran.append(time.monotonic())
                     lost = mon.lost
                 klog.close()
                 kept = remove_owned(run, st)[1]
@@ -862,10 +866,21 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
         "attachments": snap["attachments"],
         "capture": {"tag": p.tag, "missing": snap["missing"]},
     }
+    notes = []
     if lost:
-        # The report must not read a partial trace as the whole story: the case says what is missing.
-        note = f"The trace monitor lost events ({lost}); packets after that point are missing from {traces[-1]}."
-        manifest["notes"] = [note]
-        print(f"reportgen capture: {note}", file=sys.stderr)
+        # The report must not read a partial trace as the whole story: the case says what is missing, and
+        # when (explain/lost.py marks each conversation of that time). A drop counter does not say which
+        # events went, so the whole time the monitor ran is named.
+        start, end = (ran[0], ran[1]) if len(ran) == 2 else (None, None)
+        notes.append(MonitorLoss(lost, traces[-1], start, end).note())
+    if klog.overwritten:
+        notes.append(
+            f"The kernel log overwrote records before capture read them ({klog.overwritten} gaps): lines of "
+            "dmesg.log may be missing."
+        )
+    if notes:
+        manifest["notes"] = notes
+        for note in notes:
+            print(f"reportgen capture: {note}", file=sys.stderr)
     write_atomic(out / "case.yaml", yaml.safe_dump(manifest, sort_keys=False))
     return out

@@ -71,6 +71,7 @@ from reportgen.explain.explain import (
     is_reply_for,
 )
 from reportgen.explain.groups import group_packets
+from reportgen.explain.lost import monitor_losses, with_losses
 from reportgen.explain.topology import Topology, build_topology
 from reportgen.model import (
     NO_CONVERSATION,
@@ -368,6 +369,7 @@ class _Pass:
         self.shapes: dict[Hashable, str] = {}
         self.groups = 0
         self.flows = 0
+        self.losses = monitor_losses(spec.notes)  # a trace monitor's lost events, as capture noted them
         self.summary = SummaryCounter()
         self.traces = trace_names(spec)
         self.account = _Account(self.traces)
@@ -576,6 +578,7 @@ class _Pass:
             self.flows += 1
         else:
             conv, answer, crossings = _no_conversation(packets), _no_conversation_answer(packets), ()
+        answer = with_losses(answer, packets, self.losses)
         for p in packets:
             self.summary.add(p, id_order(p.id) <= SummaryCounter.HOST_PACKETS)
             self.account.used(p, self.reading.spans)

@@ -13,11 +13,14 @@ import fcntl
 import json
 import os
 import secrets
+import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -367,24 +370,69 @@ NFNLGRP_NFTRACE = 9
 MONITOR_NICE = -10
 
 
+# The receive buffer the monitor's trace socket gets: nft monitor's own size (nftables src/mnl.c,
+# NFTABLES_NLEVENT_BUFSIZ, set with SO_RCVBUFFORCE in mnl_nft_event_listener). xtables-monitor keeps
+# the default (net.core.rmem_default, 208 KiB, not settable inside a namespace); a trace event is
+# charged about 1.9 KiB there (measured: 3840 bytes of rmem per ICMP packet traced with one rule event
+# and one policy event), so about a hundred events fill it: one packet through kube-proxy's chains is
+# forty.
+MONITOR_RCVBUF = 1 << 24
+SO_RCVBUFFORCE = 33  # include/uapi/asm-generic/socket.h; socket.SO_RCVBUFFORCE is missing before 3.12
+SYS_PIDFD_GETFD = 438  # include/uapi/asm-generic/unistd.h, the same number on every architecture
+
+
 class MonitorFailed(RuntimeError):
     """The trace monitor never subscribed to the trace group, or lost events."""
 
 
-def _trace_sockets(pid: int) -> list[tuple[int, int]]:
-    """(receive-queue bytes, dropped messages) of each of the process's netfilter netlink sockets that
-    listen to the trace group; empty while it has not subscribed.
+def enlarge_receive_buffer(pid: int, fd: int, size: int = MONITOR_RCVBUF) -> int:
+    """Give another process's socket a larger receive buffer; return the size the kernel set.
+
+    pidfd_getfd(2) duplicates the process's descriptor into ours (root passes its ptrace check): both
+    name the same socket, so SO_RCVBUFFORCE (socket(7): CAP_NET_ADMIN may exceed rmem_max) on our copy
+    sets the monitor's sk_rcvbuf, which netlink_broadcast_deliver compares with what is queued
+    (net/netlink/af_netlink.c). The monitor itself and what it prints are unchanged. The kernel doubles
+    the value (net/core/sock.c __sock_set_rcvbuf)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+        if dup < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
+    finally:
+        os.close(pidfd)
+    sock = socket.socket(fileno=dup)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        sock.close()
+
+
+@dataclass(frozen=True)
+class TraceSocket:
+    """One of a monitor's netlink sockets that listen to the trace group."""
+
+    fd: int  # the descriptor number in the monitor's process
+    queued: int  # bytes in its receive queue
+    drops: int  # messages the kernel could not queue
+
+
+def _trace_sockets(pid: int) -> list[TraceSocket]:
+    """The process's netfilter netlink sockets that listen to the trace group; empty while it has not
+    subscribed.
 
     /proc/PID/net/netlink lists the sockets of the process's network namespace, one per line:
     sk, protocol, portid, groups (the first 32 groups as a bitmask, group N is bit N-1), rmem, wmem,
     dump, refcnt, drops, inode (net/netlink/af_netlink.c, netlink_seq_show). The process's own
     sockets are the inodes its /proc/PID/fd links name as socket:[INODE] (proc(5))."""
     try:
-        own = set()
+        own = {}
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             target = os.readlink(fd)
             if target.startswith("socket:["):
-                own.add(target[8:-1])
+                own[target[8:-1]] = int(fd.name)
         table = Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]
     except OSError:
         return []
@@ -393,7 +441,7 @@ def _trace_sockets(pid: int) -> list[tuple[int, int]]:
     for row in table:
         f = row.split()
         if len(f) >= 10 and f[1] == str(NETLINK_NETFILTER) and int(f[3], 16) & bit and f[9] in own:
-            found.append((int(f[4]), int(f[8])))
+            found.append(TraceSocket(own[f[9]], int(f[4]), int(f[8])))
     return found
 
 
@@ -403,10 +451,12 @@ class TraceMonitor:
 
     Its output goes to an unlinked temporary file, not a pipe: a pipe nobody reads fills at 64 KiB, the
     monitor then blocks in write(2) and the kernel drops the events that no longer fit its socket.
-    It runs at a raised CPU priority: xtables-monitor asks the kernel for the rule of every trace event
-    (a netlink dump per event, iptables/xtables-monitor.c trace_print_rule), so on a busy machine it
-    falls behind, its socket fills, the kernel drops events (netlink_broadcast: ENOBUFS) and
-    xtables-monitor exits with "cannot receive from nfnetlink socket: No buffer space available"."""
+    xtables-monitor asks the kernel for the rule of every trace event (a netlink request on a new socket
+    per event, iptables/xtables-monitor.c trace_print_rule), so on a busy machine it falls behind, its
+    socket fills, the kernel drops events (netlink_broadcast: ENOBUFS) and xtables-monitor exits with
+    "cannot receive from nfnetlink socket: No buffer space available". Hence its trace socket gets nft
+    monitor's 16 MiB buffer once it subscribed (enlarge_receive_buffer), and it runs at a raised CPU
+    priority."""
 
     def __init__(self, argv: list[str], subscribe_timeout: float = 15.0) -> None:
         self.lost: str | None = None
@@ -429,6 +479,12 @@ class TraceMonitor:
         except BaseException:
             self.stop()
             raise
+        # The smallest receive buffer of its trace sockets after enlarging them; None when that failed
+        # (a kernel before 5.6 has no pidfd_getfd): the monitor then keeps its own, and loses sooner.
+        self.rcvbuf: int | None = None
+        with contextlib.suppress(OSError):
+            sizes = [enlarge_receive_buffer(self.proc.pid, s.fd) for s in _trace_sockets(self.proc.pid)]
+            self.rcvbuf = min(sizes, default=None)
 
     def _wait_subscribed(self, timeout: float) -> None:
         """Traffic sent before the monitor subscribes is never traced: the kernel sends a trace event only
@@ -458,8 +514,8 @@ class TraceMonitor:
         empty = 0
         while empty < 2 and time.monotonic() < end and self.proc.poll() is None:
             socks = _trace_sockets(self.proc.pid)
-            self._drops = max([self._drops, *(d for _, d in socks)])
-            empty = empty + 1 if socks and not any(q for q, _ in socks) else 0
+            self._drops = max([self._drops, *(s.drops for s in socks)])
+            empty = empty + 1 if socks and not any(s.queued for s in socks) else 0
             time.sleep(0.05)
         if self.proc.poll() is not None:
             self.lost = f"{self._name} stopped early (exit {self.proc.returncode}){self._why()}"
@@ -778,24 +834,69 @@ def log_all_netns(tag: str) -> Iterator[None]:
 
 
 class KernelLog:
-    """Read new records from /dev/kmsg, keeping only those that carry a run's tag."""
+    """Read new records from /dev/kmsg, keeping only those that carry a run's tag.
+
+    A reader thread takes each record as the kernel stores it. The kernel's ring is small
+    (CONFIG_LOG_BUF_SHIFT: 128 KiB on the CI machine) and every namespace and every concurrent lab run
+    writes to it, so records read only after the traffic may have been overwritten by then; read(2)
+    then fails with EPIPE and the next read returns the oldest record left (Documentation/ABI/testing/
+    dev-kmsg). ``overwritten`` counts those gaps: a run's lines may be among the missing."""
+
+    MAX_RECORDS = 200_000  # records of every namespace kept while a run lasts; more count as a gap
 
     def __init__(self) -> None:
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
+        self.overwritten = 0
+        self._records: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="kmsg", daemon=True)
+        # The thread starts with these signals blocked (a new thread inherits its creator's mask,
+        # pthread_sigmask(3)) and keeps them so: a process-directed signal goes to any thread that does
+        # not block it (signal(7)), and one taken here while run_shielded() holds them back in the main
+        # thread would run its Python handler in the middle of a shielded command.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED)
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def _drain(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while True:
+            last = self._stop.is_set()  # one more read after stop(): records stored before it was asked
+            self._take()
+            if last:
+                return
+            poller.poll(50)
+
+    def _take(self) -> None:
+        while True:
+            try:
+                raw = os.read(self.fd, 8192)
+            except BlockingIOError:
+                return
+            except BrokenPipeError:
+                self.overwritten += 1  # records were overwritten before we read them; the next read resumes
+                continue
+            if len(self._records) < self.MAX_RECORDS:
+                self._records.append(raw)
+            else:
+                self.overwritten += 1
+
+    def _halt(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
 
     def read(self, must_contain: str | Callable[[str], bool], settle: float = 0.3) -> list[str]:
         """Return new records as dmesg prints them (``[%5ld.%06ld] MSG``, util-linux dmesg.c)."""
         keep = must_contain if callable(must_contain) else (lambda msg: must_contain in msg)
         time.sleep(settle)
+        self._halt()
         out: list[str] = []
-        while True:
-            try:
-                raw = os.read(self.fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                continue  # records were overwritten while we read; the next read resumes
+        for raw in self._records:
             head, _, msg = raw.decode("utf-8", "replace").partition(";")
             msg = msg.split("\n", 1)[0]  # continuation lines (" KEY=value") follow the first
             if not keep(msg):
@@ -805,4 +906,5 @@ class KernelLog:
         return out
 
     def close(self) -> None:
+        self._halt()
         os.close(self.fd)

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,9 @@ def _unique_lab() -> Lab:
     raise LabUnavailable("could not find a free run tag (too many lab namespaces exist)")
 
 
-# A run whose trace monitor lost events is run again in a fresh lab, at most this many times in all:
-# a partial trace would make the case tell a different story than the traffic did.
+# A run whose trace monitor lost events, or whose kernel log lines were overwritten before they were
+# read, is run again in a fresh lab, at most this many times in all: a partial trace would make the case
+# tell a different story than the traffic did.
 MONITOR_ATTEMPTS = 3
 
 
@@ -118,69 +120,97 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
         if lost is None:
             return case
         print(f"reportgen lab: {sc.name}: {lost} (attempt {attempt} of {MONITOR_ATTEMPTS})", file=sys.stderr)
-    raise MonitorFailed(f"the trace monitor lost events in {MONITOR_ATTEMPTS} runs: {lost}")
+    raise MonitorFailed(f"trace events were lost in {MONITOR_ATTEMPTS} runs: {lost}")
 
 
 def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
     """One run of a scenario in a fresh lab, writing its case folder; returns what its trace monitor
-    lost (None when nothing)."""
+    lost (None when nothing).
+
+    A run whose monitor lost events stops as soon as the monitor has stopped: it writes nothing and
+    takes no snapshot (the next run writes the case), and its lab is torn down also with ``keep``, so
+    the next run starts from nothing of this one's but the case folder it did not touch."""
     lab = _unique_lab()
+    lost: str | None = None
     with signals_as_exit(), log_all_netns(lab.tag):
         try:
-            lab.build(backend=sc.backend)
-            if sc.brnf_off:
-                run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"], ns=lab.host)
-            if sc.setup:
-                sc.setup(lab)
-            warm_up(lab, v6=sc.v6)
-            klog = KernelLog()
-            monitor: TraceMonitor | None = None
-            trace_out = ""
-            lost: str | None = None
-            unattributed = 0
-            try:
-                if sc.nft:
-                    insert_nft_log_rules(lab, sc.proto)
-                elif sc.log in ("iptables", "ebtables"):
-                    insert_log_rules(lab, sc.proto, sc.convention, v6=sc.v6, ipt=sc.log == "iptables")
-                if sc.trace == "legacy":
-                    insert_legacy_trace(lab)
-                elif sc.trace:
-                    port = 80 if sc.proto == "tcp" else None
-                    cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
-                    monitor = TraceMonitor(["ip", "netns", "exec", lab.host, *cmd])
-                sc.traffic(lab)
-                if sc.trace == "legacy":
-                    marker = f"ID={ping_id(lab)} SEQ="
-                    lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
-                else:
-                    keeps = RunKeeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ())
-                    lines = klog.read(keeps)
-                    unattributed = keeps.unattributed
-            finally:
-                klog.close()
-                if monitor is not None:
-                    trace_out = monitor.stop()
-                    lost = monitor.lost
-            traces = []
-            if sc.log != "none" or sc.trace == "legacy":
-                (case / "dmesg.log").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-                traces.append("dmesg.log")
-            if sc.trace in ("xtables-monitor", "nft-monitor"):
-                name = "xtables-monitor.txt" if sc.trace == "xtables-monitor" else "nft-monitor-trace.txt"
-                (case / name).write_text(trace_out, encoding="utf-8")
-                traces.append(name)
-            snap = collect(case, runner=lambda argv: run(argv, ns=lab.host, check=False), bridges=("docker0",))
-            containers = []
-            for i, role in ((1, "c1"), (2, "c2")):
-                f = f"container{i}-ip-addr.txt"
-                (case / f).write_text(run(["ip", "addr", "show"], ns=lab.ns(role)).stdout, encoding="utf-8")
-                containers.append({"file": f, "kind": "ip-addr", "host": f"container{i}"})
-            _write_manifest(case, sc, lab, snap, containers, traces, unattributed)
+            traced = _trace(sc, lab)
+            lost = traced.lost
+            if lost is None:
+                _write_case(sc, case, lab, traced)
         finally:
-            if not keep:
+            if not keep or lost is not None:
                 lab.teardown()
     return lost
+
+
+@dataclass
+class _Traced:
+    """What one run's traffic left: the kernel log lines, the monitor's output and what it lost."""
+
+    lines: list[str]
+    trace_out: str
+    lost: str | None
+    unattributed: int
+
+
+def _trace(sc: Scenario, lab: Lab) -> _Traced:
+    """Build the lab, add the logging and tracing rules, send the traffic, and read what was logged."""
+    lab.build(backend=sc.backend)
+    if sc.brnf_off:
+        run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"], ns=lab.host)
+    if sc.setup:
+        sc.setup(lab)
+    warm_up(lab, v6=sc.v6)
+    klog = KernelLog()
+    monitor: TraceMonitor | None = None
+    traced = _Traced([], "", None, 0)
+    try:
+        if sc.nft:
+            insert_nft_log_rules(lab, sc.proto)
+        elif sc.log in ("iptables", "ebtables"):
+            insert_log_rules(lab, sc.proto, sc.convention, v6=sc.v6, ipt=sc.log == "iptables")
+        if sc.trace == "legacy":
+            insert_legacy_trace(lab)
+        elif sc.trace:
+            port = 80 if sc.proto == "tcp" else None
+            cmd = insert_trace_rules(lab, sc.trace, sc.proto, port)
+            monitor = TraceMonitor(["ip", "netns", "exec", lab.host, *cmd])
+        sc.traffic(lab)
+        if sc.trace == "legacy":
+            marker = f"ID={ping_id(lab)} SEQ="
+            traced.lines = klog.read(lambda msg: msg.startswith("TRACE: ") and marker in msg)
+        else:
+            keeps = RunKeeps(lab.tag, sc.also_log, lab.uplink_macs() if sc.also_log else ())
+            traced.lines = klog.read(keeps)
+            traced.unattributed = keeps.unattributed
+    finally:
+        klog.close()
+        if monitor is not None:
+            traced.trace_out = monitor.stop()
+            traced.lost = monitor.lost
+    if klog.overwritten and traced.lost is None and (sc.log != "none" or sc.trace == "legacy"):
+        traced.lost = f"the kernel log overwrote records before they were read ({klog.overwritten} gaps)"
+    return traced
+
+
+def _write_case(sc: Scenario, case: Path, lab: Lab, traced: _Traced) -> None:
+    """Write the case folder of a run whose trace is whole: the traces, the snapshot and the manifest."""
+    traces = []
+    if sc.log != "none" or sc.trace == "legacy":
+        (case / "dmesg.log").write_text("".join(line + "\n" for line in traced.lines), encoding="utf-8")
+        traces.append("dmesg.log")
+    if sc.trace in ("xtables-monitor", "nft-monitor"):
+        name = "xtables-monitor.txt" if sc.trace == "xtables-monitor" else "nft-monitor-trace.txt"
+        (case / name).write_text(traced.trace_out, encoding="utf-8")
+        traces.append(name)
+    snap = collect(case, runner=lambda argv: run(argv, ns=lab.host, check=False), bridges=("docker0",))
+    containers = []
+    for i, role in ((1, "c1"), (2, "c2")):
+        f = f"container{i}-ip-addr.txt"
+        (case / f).write_text(run(["ip", "addr", "show"], ns=lab.ns(role)).stdout, encoding="utf-8")
+        containers.append({"file": f, "kind": "ip-addr", "host": f"container{i}"})
+    _write_manifest(case, sc, lab, snap, containers, traces, traced.unattributed)
 
 
 def _write_manifest(
