@@ -445,6 +445,14 @@ def _trace_sockets(pid: int) -> list[TraceSocket]:
     return found
 
 
+def _state(pid: int) -> str:
+    """A process's state letter (proc(5), /proc/PID/stat field 3: R running or runnable, S sleeping ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 class TraceMonitor:
     """A trace monitor (xtables-monitor --trace, nft monitor trace) run as a child: started, waited for
     until it listens, and stopped once it has read every event; ``lost`` says when it missed some.
@@ -477,7 +485,7 @@ class TraceMonitor:
         try:
             self._wait_subscribed(subscribe_timeout)
         except BaseException:
-            self.stop()
+            self.stop(stall_timeout=0)
             raise
         # The smallest receive buffer of its trace sockets after enlarging them; None when that failed
         # (a kernel before 5.6 has no pidfd_getfd): the monitor then keeps its own, and loses sooner.
@@ -506,21 +514,43 @@ class TraceMonitor:
         last = self._err.read().decode("utf-8", "replace").strip().splitlines()[-1:]
         return f": {last[0]}" if last else ""
 
-    def stop(self, drain_timeout: float = 10.0) -> str:
-        """Wait until the monitor has read every event queued on its socket (the receive queue empty twice
-        in a row, or ``drain_timeout``), stop it, and return what it printed. Sets ``lost`` when the
-        monitor ended on its own or the kernel dropped events it could not queue."""
-        end = time.monotonic() + drain_timeout
-        empty = 0
-        while empty < 2 and time.monotonic() < end and self.proc.poll() is None:
+    def stop(self, stall_timeout: float = 10.0, drain_limit: float = 120.0) -> str:
+        """Wait until the monitor has printed every event queued on its socket, stop it, and return what it
+        printed. Sets ``lost`` when the monitor ended on its own, the kernel dropped events it could not
+        queue, or it stopped before reading them all (no progress for ``stall_timeout``, or still busy
+        after ``drain_limit``).
+
+        An empty receive queue is not enough: the monitor reads several events at once (one recvmsg fills
+        its buffer) and then prints them, asking the kernel for each event's rule. It is done when, three
+        samples in a row, its queue is empty, it sleeps (proc(5) stat state S, which it is not while it
+        has work and the machine keeps it waiting for a CPU) and its output has not grown. Under load a
+        queue seen empty twice ended the wait while the last events were still being printed."""
+        start = time.monotonic()
+        stall_end = start + stall_timeout
+        idle = 0
+        queued, size = -1, -1
+        while idle < 3 and self.proc.poll() is None:
             socks = _trace_sockets(self.proc.pid)
             self._drops = max([self._drops, *(s.drops for s in socks)])
-            empty = empty + 1 if socks and not any(s.queued for s in socks) else 0
+            now_queued, now_size = sum(s.queued for s in socks), os.fstat(self._out.fileno()).st_size
+            quiet = bool(socks) and now_queued == 0 and now_size == size and _state(self.proc.pid) == "S"
+            idle = idle + 1 if quiet else 0
+            now = time.monotonic()
+            if now_size != size or (now_queued < queued):
+                stall_end = now + stall_timeout  # it is making progress
+            queued, size = now_queued, now_size
+            if now > stall_end or now > start + drain_limit:
+                break
             time.sleep(0.05)
         if self.proc.poll() is not None:
             self.lost = f"{self._name} stopped early (exit {self.proc.returncode}){self._why()}"
         elif self._drops:
             self.lost = f"the kernel dropped {self._drops} trace events: the monitor's socket was full"
+        elif idle < 3:
+            self.lost = (
+                f"{self._name} was stopped with {queued} bytes of trace events unread or unprinted "
+                f"(it made no progress for {stall_timeout:.0f} s, or was still busy after {drain_limit:.0f} s)"
+            )
         self.proc.terminate()
         try:
             self.proc.wait(timeout=5)
