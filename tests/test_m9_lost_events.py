@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from conftest import SAMPLES
 
-from reportgen.explain.lost import MonitorLoss, monitor_losses
+from reportgen.explain.lost import MAY_LACK_WORDS, MonitorLoss, monitor_losses
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
@@ -47,9 +47,10 @@ def _marked(case: Path) -> dict[str, bool]:
     for conv in report.conversations:
         stamp = by_packet[conv.packets[0]].hops[0].event.record.stamp
         assert stamp is not None
-        out["early" if stamp < 2000 else "late"] = any(
-            "trace monitor lost events" in a for a in by_conv[conv.id].assumptions
-        )
+        answer = by_conv[conv.id]
+        said = any("trace monitor lost events" in a for a in answer.assumptions)
+        assert said == answer.sentence.endswith(f"; {MAY_LACK_WORDS}."), answer.sentence
+        out["early" if stamp < 2000 else "late"] = said
     return out
 
 

@@ -110,7 +110,15 @@ def loss_assumptions(packets: Sequence[Packet], losses: Sequence[MonitorLoss]) -
     return tuple(out)
 
 
+# Added to the answer's sentence, which every output shows (the assumptions may be folded away).
+MAY_LACK_WORDS: Final = "its rule trace may be incomplete: the trace monitor lost events during the capture"
+
+
 def with_losses(answer: Answer, packets: Sequence[Packet], losses: Sequence[MonitorLoss]) -> Answer:
-    """The answer with an assumption for each monitor loss that may have touched its packets."""
+    """The answer saying, in its sentence, that a monitor loss may have touched its packets, with an
+    assumption for each such loss."""
     extra = loss_assumptions(packets, losses) if losses else ()
-    return replace(answer, assumptions=(*answer.assumptions, *extra)) if extra else answer
+    if not extra:
+        return answer
+    sentence = f"{answer.sentence.removesuffix('.')}; {MAY_LACK_WORDS}."
+    return replace(answer, sentence=sentence, assumptions=(*answer.assumptions, *extra))
