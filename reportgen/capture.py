@@ -795,7 +795,7 @@ def apply(p: Plan, run: Runner, out: Path, command: list[str], netns: str | None
     require_root()
     if not p.steps:
         raise CaptureRefused("there is nothing to add here; the notes above say why")
-    klog = KernelLog()  # before the state file: if /dev/kmsg cannot be read, nothing is left behind
+    klog = KernelLog(p.tag)  # before the state file: if /dev/kmsg cannot be read, nothing is left behind
     st = _begin(p, netns)
     mon: TraceMonitor | None = None
     lines: list[str] = []

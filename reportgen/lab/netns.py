@@ -874,9 +874,12 @@ class KernelLog:
 
     MAX_RECORDS = 200_000  # records of every namespace kept while a run lasts; more count as a gap
 
-    def __init__(self) -> None:
+    def __init__(self, containing: str | None = None) -> None:
+        """``containing``: keep only the records holding this text (a long capture's memory stays bounded
+        by its own lines, not every namespace's)."""
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
+        self._containing = containing.encode("utf-8") if containing is not None else None
         self.overwritten = 0
         self._records: list[bytes] = []
         self._stop = threading.Event()
@@ -909,6 +912,8 @@ class KernelLog:
                 return
             except BrokenPipeError:
                 self.overwritten += 1  # records were overwritten before we read them; the next read resumes
+                continue
+            if self._containing is not None and self._containing not in raw:
                 continue
             if len(self._records) < self.MAX_RECORDS:
                 self._records.append(raw)
