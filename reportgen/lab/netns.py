@@ -548,8 +548,8 @@ class TraceMonitor:
             self.lost = f"the kernel dropped {self._drops} trace events: the monitor's socket was full"
         elif idle < 3:
             self.lost = (
-                f"{self._name} was stopped with {queued} bytes of trace events unread or unprinted "
-                f"(it made no progress for {stall_timeout:.0f} s, or was still busy after {drain_limit:.0f} s)"
+                f"{self._name} was stopped before it had printed every event ({queued} bytes still queued; "
+                f"no progress for {stall_timeout:.0f} s, or still busy after {drain_limit:.0f} s)"
             )
         self.proc.terminate()
         try:
@@ -867,10 +867,11 @@ class KernelLog:
     """Read new records from /dev/kmsg, keeping only those that carry a run's tag.
 
     A reader thread takes each record as the kernel stores it. The kernel's ring is small
-    (CONFIG_LOG_BUF_SHIFT: 128 KiB on the CI machine) and every namespace and every concurrent lab run
-    writes to it, so records read only after the traffic may have been overwritten by then; read(2)
-    then fails with EPIPE and the next read returns the oldest record left (Documentation/ABI/testing/
-    dev-kmsg). ``overwritten`` counts those gaps: a run's lines may be among the missing."""
+    (CONFIG_LOG_BUF_SHIFT=17, 128 KiB, on the machine the lab tests run on) and every namespace and
+    every concurrent lab run writes to it, so records read only after the traffic may have been
+    overwritten by then; read(2) then fails with EPIPE and the next read returns the oldest record left
+    (Documentation/ABI/testing/dev-kmsg). ``overwritten`` counts those gaps: a run's lines may be among
+    the missing."""
 
     MAX_RECORDS = 200_000  # records of every namespace kept while a run lasts; more count as a gap
 
