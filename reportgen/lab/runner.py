@@ -124,10 +124,10 @@ def run_scenario(sc: Scenario, out_dir: Path, keep: bool = False) -> Path:
 
 
 def _run_once(sc: Scenario, case: Path, keep: bool) -> str | None:
-    """One run of a scenario in a fresh lab, writing its case folder; returns what its trace monitor
-    lost (None when nothing).
+    """One run of a scenario in a fresh lab, writing its case folder; returns what the run lost (trace
+    monitor events, or kernel log records overwritten before they were read), None when nothing.
 
-    A run whose monitor lost events stops as soon as the monitor has stopped: it writes nothing and
+    A run that lost something stops as soon as the monitor has stopped: it writes nothing and
     takes no snapshot (the next run writes the case), and its lab is torn down also with ``keep``, so
     the next run starts from nothing of this one's but the case folder it did not touch."""
     lab = _unique_lab()
