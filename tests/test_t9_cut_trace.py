@@ -44,7 +44,7 @@ def test_cut_user_chain_line_stays_in_the_walk_that_jumped_there(tmp_path: Path)
     """zfl9/ss-tproxy#104: the cut SSTP_PREROUTING line is mangle PREROUTING's walk; before the fix
     it became a hop of its own at "PREROUTING or INPUT" and mangle PREROUTING was said to accept."""
     trace = tmp_path / "trace.log"
-    cut = "TRACE: mangle:SSTP_PREROUTING:rule:3 IN=docker0 OUT= PHYSIN=veth0ffaa4d MAC=02:42:66:f8:0e:f1:02:42:ac:11:00:04:08:00"
+    cut = "TRACE: mangle:SSTP_PREROUTING:rule:3 IN=docker0 OUT= PHYSIN=veth0ffaa4d MAC=" + HEAD.split("MAC=")[1][:41]
     trace.write_text(f"{HEAD}\n{cut}\n", encoding="utf-8")
     packets, _ = _report([trace])
     assert len(packets) == 1
