@@ -80,3 +80,15 @@ def test_trace_word_without_its_chain_is_listed_as_a_cut_trace_record() -> None:
         for n in range(first, last + 1)
     }
     assert "legacy TRACE record cut off" in reasons[("messages", 3)]
+
+
+def test_an_iptables_convention_s_reject_is_in_the_filter_table() -> None:
+    """Ysurac/openmptcprouter#1671 "Shorewall:OUTPUT:REJECT:": x_tables' REJECT exists only in the
+    filter table (ipt_REJECT.c .table = "filter"), so the chain OUTPUT is filter OUTPUT; before, the
+    table was left unknown. A disposition that is not REJECT names no table."""
+    from reportgen.parsers.prefix import match_convention
+
+    rej = match_convention("Shorewall:OUTPUT:REJECT:")
+    assert rej is not None and (rej.hooks, rej.table) == (("OUTPUT",), "filter")
+    acc = match_convention("Shorewall:OUTPUT:ACCEPT:")
+    assert acc is not None and acc.table is None
