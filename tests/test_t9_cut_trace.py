@@ -92,3 +92,16 @@ def test_an_iptables_convention_s_reject_is_in_the_filter_table() -> None:
     assert rej is not None and (rej.hooks, rej.table) == (("OUTPUT",), "filter")
     acc = match_convention("Shorewall:OUTPUT:ACCEPT:")
     assert acc is not None and acc.table is None
+
+
+def test_nft_trace_packet_line_cut_after_packet_colon_is_named_as_such() -> None:
+    """firewalld/firewalld#527 ends in "trace id cb6bc762 inet firewalld filter_PREROUTING packet:":
+    an nft trace packet line cut by the paste, not "not a nfttrace trace event"."""
+    _, parsed = _report([CORPUS / "trace-nft-firewalld-calico-trace-chain-cut"])
+    reasons = {
+        (u["file"], n): u["reason"]
+        for u in parsed["input"]["unused"]
+        for first, last in expand_runs(u["runs"])
+        for n in range(first, last + 1)
+    }
+    assert reasons[("trace.txt", 5)].startswith("an nft trace packet line cut off after 'packet:'")

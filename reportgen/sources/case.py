@@ -252,6 +252,9 @@ def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
 # packet's fields (nf_log_syslog.c): a line that stops before them is a record cut off by the paste.
 _TRACE_WORD = "TRACE:"
 _CUT_TRACE = "a legacy TRACE record cut off before its packet fields: its rule and packet are not in the line"
+# nftables src/trace.c prints "trace id <id> <family> <table> <chain> packet: " and then the packet's
+# header fields; a line that ends at "packet:" was cut by the paste.
+_CUT_NFT_PACKET = "an nft trace packet line cut off after 'packet:': its packet fields are not in the line"
 
 
 def _same_walk_packet(walk: tuple[object, ...], fp: tuple[object, ...], truncated: bool) -> bool:
@@ -324,6 +327,8 @@ def _other_reason(other: str, monitor: bool, fmt: str | None, text: str) -> str:
     the reason then says so and how to have it read, instead of calling it an other line."""
     if monitor and record_anchors(text):
         return f"a kernel LOG record in a file read as {fmt} output: not read here; in a file of its own it would be"
+    if monitor and fmt == "nfttrace" and text.rstrip().endswith(" packet:") and text.startswith("trace id "):
+        return _CUT_NFT_PACKET  # firewalld/firewalld#527: "trace id cb6bc762 inet firewalld filter_PREROUTING packet:"
     if not monitor and _TRACE_WORD in text and strip_wrapper(text).msg.lstrip().startswith(_TRACE_WORD):
         return _CUT_TRACE  # kubernetes/kubernetes#107965: "... kernel: [448136.197779] TRACE: nat"
     return other
