@@ -1124,8 +1124,11 @@ def _skips_and_verdict(
     traced = any(e.hook.how in TRACED for e in t.events)
     skipped: list[Skipped] = []
     missing: list[Slot] = []
+    # A line whose table is unknown (a kernel LOG line names none) may be any table's at its hook:
+    # no table there is said to have been passed without a line (photon#1321 "JC (FORWARD):").
+    untabled = {st for ev, st in hops if ev.hook.table is None}
     for i, s in enumerate(slots):
-        if (s.stage, s.table) in observed:
+        if (s.stage, s.table) in observed or s.stage in untabled:
             continue
         reason, text = _skip_reason(s, traced, place.first, facts, topo, via_br, place.related)
         if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):
