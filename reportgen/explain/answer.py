@@ -302,7 +302,8 @@ def footer(p: Packet) -> Footer:
         if r.proto in ("ICMP", "ICMPv6"):
             ident = f" id {r.icmp_id}" if r.icmp_id is not None else ""
             ident += f" seq {r.icmp_seq}" if ident and r.icmp_seq is not None else ""  # a cut line lacks SEQ=
-            final = f"{r.proto} {packet_word(p)} {src} → {dst}{ident}"
+            word = packet_word(p)  # "ICMP message" when the type is not known: not "ICMP ICMP message"
+            final = f"{r.proto} {'message' if word == 'ICMP message' else word} {src} → {dst}{ident}"
         elif sport is not None or dport is not None:
             final = f"{r.proto} {Endpoint(src, sport)} → {Endpoint(dst, dport)}"
         else:

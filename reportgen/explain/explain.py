@@ -228,7 +228,9 @@ class CaseFacts:
 
     def any_seen(self, slot: Slot) -> bool:
         fam = "bridge" if slot.family == BRIDGE else "ip"
-        return self.saw((slot.stage, fam, slot.table))
+        # A line that names no table ("?": a kernel LOG line) may be this table's: the hook was
+        # logged at (openwrt/packages#10712 "output start" with no table at OUTPUT).
+        return self.saw((slot.stage, fam, slot.table)) or self.saw((slot.stage, fam, "?"))
 
     def saw(self, fact: tuple[str, str, str]) -> bool:
         """Whether some packet was logged at (stage, "ip" or "bridge", table)."""
@@ -446,6 +448,12 @@ def _hop_text(
         out.append(
             "Same hook and table, another LOG rule: a LOG rule lets the packet go on to the next rule "
             "(xt_LOG.c returns XT_CONTINUE), so a later LOG rule can log it again."
+            if ev.hook.table is not None
+            # Neither line names its table (a kernel LOG line does not print it): one chain's two
+            # LOG rules, or two tables' at this hook, which run in priority order.
+            else "Same hook, another LOG rule (the lines name no table: the same chain or a later "
+            "table at this hook): a LOG rule lets the packet go on (xt_LOG.c returns XT_CONTINUE), "
+            "so a later LOG rule can log it again."
         )
     elif prev_hop is not None and prev_hop[1] == stage and prev_hop[0].hook.family == ev.hook.family:
         p_ev = prev_hop[0]
@@ -1124,8 +1132,11 @@ def _skips_and_verdict(
     traced = any(e.hook.how in TRACED for e in t.events)
     skipped: list[Skipped] = []
     missing: list[Slot] = []
+    # A line whose table is unknown (a kernel LOG line names none) may be any table's at its hook:
+    # no table there is said to have been passed without a line (photon#1321 "JC (FORWARD):").
+    untabled = {st for ev, st in hops if ev.hook.table is None}
     for i, s in enumerate(slots):
-        if (s.stage, s.table) in observed:
+        if (s.stage, s.table) in observed or s.stage in untabled:
             continue
         reason, text = _skip_reason(s, traced, place.first, facts, topo, via_br, place.related)
         if i > last_idx and reason not in ("conntrack", "bridge-nf-off") and facts.instrumented(s, proto):

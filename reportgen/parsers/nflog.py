@@ -823,7 +823,6 @@ def arp_summary(rec: LogRecord) -> str | None:
 def cut_note(rec: LogRecord) -> str:
     """Say what a cut-off record lacks and what is therefore unknown."""
     last = rec.text.rstrip().rsplit(" ", 1)[-1]
-    names = ", ".join(rec.missing)
     unknown = [
         what
         for what, needs in (
@@ -832,6 +831,7 @@ def cut_note(rec: LogRecord) -> str:
             ("the TCP flags", {"PROTO", "WINDOW", "URGP"}),
             ("the IP ID", {"ID"}),
             ("the TTL", {"TTL", "HOPLIMIT"}),
+            ("the ICMP type", {"TYPE"}),
             ("the ICMP echo id and sequence", {"SEQ"}),
         )
         if needs & set(rec.missing)
@@ -840,9 +840,20 @@ def cut_note(rec: LogRecord) -> str:
         and not (what == "the TCP flags" and rec.proto not in (None, "TCP"))
         and not (what == "the ports" and rec.proto in ("ICMP", "ICMPv6"))
     ]
+    # The last token of a cut record without its trailing space is not read (it may itself be cut,
+    # "TYPE=8" of "TYPE=80"), so it heads the missing fields: it is there, but not read, not missing
+    # (firewalld/firewalld#1015: "... PROTO=ICMP TYPE=8").
+    cut = rec.missing[:1] if rec.missing and last.startswith(f"{rec.missing[0]}=") else ()
+    gone = rec.missing[len(cut) :]
+    head = f"The record is cut off after {last!r}"
+    if cut:
+        head += f", a field the cut may have shortened, so {cut[0]} is not read"
+    if gone:
+        head += (
+            f"{'; ' if cut else ': '}{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} missing "
+            f"(the log format always prints {'it' if len(gone) == 1 else 'them'})"
+        )
     return (
-        f"The record is cut off after {last!r}: {names} {'is' if len(rec.missing) == 1 else 'are'} missing "
-        f"(the log format always prints {'it' if len(rec.missing) == 1 else 'them'}), so "
-        f"{', '.join(unknown) or 'those fields'} {'is' if len(unknown) == 1 else 'are'} unknown; "
-        "nothing here is concluded from them."
+        f"{head}, so {', '.join(unknown) or 'those fields'} {'is' if len(unknown) == 1 else 'are'} unknown; "
+        f"nothing here is concluded from {'it' if len(unknown) == 1 else 'them'}."
     )

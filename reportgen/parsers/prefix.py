@@ -430,6 +430,12 @@ def _match_convention(s: str) -> ConventionMatch | None:
             action = conv.actions.get(groups["action"], conv.default_action)
         elif action is None:
             action = conv.default_action
+        if table is None and action is Action.REJECT and conv.tool == "iptables":
+            # The REJECT the convention names follows its LOG rule in the same chain, and x_tables
+            # registers REJECT for the filter table only (net/ipv4/netfilter/ipt_REJECT.c and
+            # net/ipv6/netfilter/ip6t_REJECT.c: .table = "filter"): "Shorewall:OUTPUT:REJECT:" is
+            # filter OUTPUT, never nat or mangle OUTPUT (Ysurac/openmptcprouter#1671).
+            table = "filter"
         family = conv.family_words.get(groups.get("family") or "", conv.family)
         follows = conv.follows.get(groups.get("action") or "", conv.follows.get(""))
         return ConventionMatch(conv, family, hooks, table, chain, action, follows)

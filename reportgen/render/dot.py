@@ -92,7 +92,11 @@ def packet_dot(p: Packet, neighbours: bool = True) -> str:
     g.attr("edge", color="#d5d8dc", arrowsize="0.7", fontname="DejaVu Sans")
     steps: dict[str, list[str]] = {}
     for h in p.hops:
-        steps.setdefault(h.stage, []).append(f"{h.step}. {h.event.hook.table or '?'}")
+        # A hop whose line proves only "one of these hooks" is drawn in its first candidate's box;
+        # its step names every candidate, so the box does not claim the first one (HookRef.label).
+        ref = h.event.hook
+        where = "" if ref.placed else f" (at {' or '.join(ref.candidates)})"
+        steps.setdefault(h.stage, []).append(f"{h.step}. {ref.table or '?'}{where}")
     skipped: dict[str, list[str]] = {}
     for s in p.skipped:
         skipped.setdefault(s.stage, []).append(f"{s.table}: {_REASON_SHORT.get(s.reason, s.reason)}")

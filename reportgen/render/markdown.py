@@ -92,8 +92,13 @@ def _mermaid_label(text: str) -> str:
 def hook_mermaid(p: Packet) -> str:
     """A Mermaid flowchart of the hooks a packet visited, in order, from where it came to its verdict."""
     order: dict[str, list[str]] = {}
+    # A hop whose line proves only "one of these hooks" sits at its first candidate's stage; its box
+    # names every candidate, as the hop's own label does (HookRef.label), never the first alone.
+    unplaced: dict[str, tuple[str, ...]] = {}
     for h in p.hops:
         order.setdefault(h.stage, []).append(f"{h.step}. {h.event.hook.table or '?'}")
+        if not h.event.hook.placed:
+            unplaced[h.stage] = h.event.hook.candidates
     rec = p.hops[0].event.record if p.hops else None
     start = (
         "host process"
@@ -107,6 +112,8 @@ def hook_mermaid(p: Packet) -> str:
     prev = "start"
     for n, (stage, tables) in enumerate(order.items()):
         title = STAGES[stage].title if stage in STAGES else stage
+        if stage in unplaced and stage in STAGES:
+            title = title.replace(STAGES[stage].hook, " or ".join(unplaced[stage]), 1)
         lines.append(f'  s{n}["{_mermaid_label(title)}<br>{_mermaid_label(", ".join(tables))}"]')
         lines.append(f"  {prev} --> s{n}")
         prev = f"s{n}"

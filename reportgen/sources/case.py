@@ -248,6 +248,25 @@ def _fingerprint(rec: LogRecord) -> tuple[object, ...]:
     )
 
 
+# ip_tables.c trace_packet() logs "TRACE: <table>:<chain>:<rule|return|policy>:<num> " and then the
+# packet's fields (nf_log_syslog.c): a line that stops before them is a record cut off by the paste.
+_TRACE_WORD = "TRACE:"
+_CUT_TRACE = "a legacy TRACE record cut off before its packet fields: its rule and packet are not in the line"
+# nftables src/trace.c prints "trace id <id> <family> <table> <chain> packet: " and then the packet's
+# header fields; a line that ends at "packet:" was cut by the paste.
+_CUT_NFT_PACKET = "an nft trace packet line cut off after 'packet:': its packet fields are not in the line"
+
+
+def _same_walk_packet(walk: tuple[object, ...], fp: tuple[object, ...], truncated: bool) -> bool:
+    """Whether a record's fingerprint is the walk's packet. A record the paste cut off lacks the
+    fields after the cut (None): it is the walk's packet when every field it still shows agrees, so
+    a cut user-chain line goes on the walk its table's built-in chain started (zfl9/ss-tproxy#104),
+    not to a walk of its own at a guessed hook."""
+    if walk == fp:
+        return True
+    return truncated and all(b is None or a == b for a, b in zip(walk, fp, strict=True))
+
+
 class _LegacyTraceGrouper:
     """Group legacy ``TRACE:`` kernel lines of one packet at one hook into one event.
 
@@ -267,7 +286,10 @@ class _LegacyTraceGrouper:
         hit = RuleHit(table, chain, m.group("type") or "rule", "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
         cur = self.current
-        same_packet = cur is not None and cur[0] == fp and cur[1].hook.table == table
+        # A TRACE line is logged for an IPv4/IPv6 packet, whose SRC= and DST= nf_log_syslog.c
+        # (dump_ipv4_packet/dump_ipv6_packet) always prints: a line without them was cut.
+        cut = rec.truncated or (rec.src is None and rec.dst is None)
+        same_packet = cur is not None and _same_walk_packet(cur[0], fp, cut) and cur[1].hook.table == table
         walk_ended = cur is not None and any(h.kind == "policy" for h in cur[2])
         if cur is not None and same_packet and not walk_ended and (chain not in HOOKS or cur[1].hook.chain == chain):
             cur[2].append(hit)  # the walk goes on: into a user chain, or back from one (a policy ends it)
@@ -305,6 +327,10 @@ def _other_reason(other: str, monitor: bool, fmt: str | None, text: str) -> str:
     the reason then says so and how to have it read, instead of calling it an other line."""
     if monitor and record_anchors(text):
         return f"a kernel LOG record in a file read as {fmt} output: not read here; in a file of its own it would be"
+    if monitor and fmt == "nfttrace" and text.rstrip().endswith(" packet:") and text.startswith("trace id "):
+        return _CUT_NFT_PACKET  # firewalld/firewalld#527: "trace id cb6bc762 inet firewalld filter_PREROUTING packet:"
+    if not monitor and _TRACE_WORD in text and strip_wrapper(text).msg.lstrip().startswith(_TRACE_WORD):
+        return _CUT_TRACE  # kubernetes/kubernetes#107965: "... kernel: [448136.197779] TRACE: nat"
     return other
 
 
@@ -383,7 +409,8 @@ def _file_events(
             # A note or a "..." inside a pasted TRACE walk does not end the walk: the next line of
             # the same packet and table continues it (_LegacyTraceGrouper compares the packet).
             # An ebt_log piece the framer would not join (framing._pieces_apart) says why.
-            _add_unused(unused, ref, framer.unjoined.get(n, other) if framer is not None else other, text)
+            why = framer.unjoined.get(n, other) if framer is not None else other
+            _add_unused(unused, ref, _other_reason(why, False, fmt, text), text)
             continue
         t = legacy_trace_prefix(rec.prefix)
         if t and not spec.prefix_map.lookup(rec.prefix):
