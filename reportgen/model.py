@@ -72,6 +72,18 @@ class VerdictCode(StrEnum):
         return self in (VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT)
 
 
+class Inferred(StrEnum):
+    """What a verdict that states a fact (a drop, a delivery) rests on when no line shows that fact
+    (explain.answer.inferred_from): the case summary counts such verdicts apart from the proven ones."""
+
+    # A log prefix's action word: a LOG rule decides nothing (xt_LOG.c returns XT_CONTINUE; nft_log.c
+    # sets no verdict), so the word is the rule author's statement about the rule after it.
+    PREFIX = "log prefix"
+    # Evaluating the ruleset snapshot from the last logged hook (explain.attribution): the snapshot may
+    # not be the ruleset the packet met.
+    SNAPSHOT = "ruleset snapshot"
+
+
 @dataclass(frozen=FROZEN, slots=True, init=False)
 class LineRef:
     """Where a line came from: the file (as named in the case) and its 1-based line number."""
@@ -836,6 +848,9 @@ class CaseSummary:
     last_stamp: float | None
     host: str | None
     sentence: str
+    # Of the outcomes, the packets whose verdict was inferred, not shown by a line: (code, what it was
+    # inferred from, packets), worst first.
+    inferred: tuple[tuple[VerdictCode, Inferred, int], ...] = ()
 
     def __init__(
         self,
@@ -846,6 +861,7 @@ class CaseSummary:
         last_stamp: float | None,
         host: str | None,
         sentence: str,
+        inferred: tuple[tuple[VerdictCode, Inferred, int], ...] = (),
     ) -> None:
         self.flows = flows
         self.packets = packets
@@ -854,6 +870,7 @@ class CaseSummary:
         self.last_stamp = last_stamp
         self.host = host
         self.sentence = sentence
+        self.inferred = inferred
 
 
 @dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
+from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS
 from reportgen.explain.topology import Topology
 from reportgen.model import (
     ICMP_TYPE_NAMES,
@@ -22,11 +22,13 @@ from reportgen.model import (
     Conversation,
     Endpoint,
     Footer,
+    Inferred,
     LateOf,
     LineRef,
     LogRecord,
     Packet,
     PacketGroup,
+    Verdict,
     VerdictCode,
 )
 from reportgen.parsers.nflog import arp_summary, shown
@@ -94,6 +96,8 @@ def fate(p: Packet, topo: Topology) -> str:
     if v is None:
         return "outcome not established"
     rule = f" by rule '{v.rule}'" + (f" ({v.rule_ref})" if v.rule_ref else "") if v.rule else ""
+    if rule and inferred_from(v) is Inferred.SNAPSHOT:
+        rule += f", {SNAPSHOT_EVIDENCE}"  # no line shows the rule decide (attribution._snapshot_drop)
     if v.code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
         verb = "dropped" if v.code is VerdictCode.DROPPED_BY_RULE else "rejected"
         return f"{verb} in {v.where}{rule}" if rule else f"{verb} at {v.where} ({v.evidence})"
@@ -236,6 +240,38 @@ def _worst_first(counts: Mapping[VerdictCode, int]) -> tuple[tuple[VerdictCode, 
     return tuple((c, counts[c]) for c in SEVERITY if counts.get(c, 0))
 
 
+# Outcomes that state a fact (a drop, a reject, a delivery, an exit), and so are inferred when no line
+# shows that fact; last-seen and unknown say by their own words that the trace does not show it.
+_FACTS = frozenset(SEVERITY) - {VerdictCode.LAST_SEEN, VerdictCode.UNKNOWN}
+# What the case summary says an inferred verdict rests on: "(2 inferred from the log prefix's action word)".
+INFERRED_WORDS = {
+    Inferred.PREFIX: "the log prefix's action word",
+    Inferred.SNAPSHOT: "evaluating the ruleset snapshot",
+}
+
+
+def inferred_from(v: Verdict) -> Inferred | None:
+    """What a verdict stating a fact was inferred from when no line shows the fact, else None: the
+    prefix of the packet's last LOG line (verdicts.prefix_verdict), or the ruleset snapshot's evaluation
+    (attribution._snapshot_drop)."""
+    if v.code not in _FACTS:
+        return None
+    if v.evidence.startswith("prefix "):
+        return Inferred.PREFIX
+    return Inferred.SNAPSHOT if v.evidence.endswith(SNAPSHOT_EVIDENCE) else None
+
+
+def inferred_note(code: VerdictCode, n: int, inferred: Sequence[tuple[VerdictCode, Inferred, int]]) -> str:
+    """How many of the ``n`` packets counted with ``code`` were given it by inference, and from what:
+    " (inferred from ...)" when all of them from one source, " (2 inferred from ...)", or ""."""
+    mine = [(basis, k) for c, basis, k in inferred if c is code]
+    if not mine:
+        return ""
+    if len(mine) == 1 and mine[0][1] == n:
+        return f" (inferred from {INFERRED_WORDS[mine[0][0]]})"
+    return " (" + ", ".join(f"{k} inferred from {INFERRED_WORDS[basis]}" for basis, k in mine) + ")"
+
+
 def assumptions_of(p: Packet, topo: Topology) -> list[str]:
     """The inferred facts of one packet, each with what would confirm it."""
     out = []
@@ -254,13 +290,14 @@ def assumptions_of(p: Packet, topo: Topology) -> list[str]:
             "a conntrack -L snapshot would confirm the entry"
         )
     v = p.verdict
+    basis = inferred_from(v) if v is not None else None
     if v is not None:
-        if "evaluating the ruleset snapshot" in v.evidence:
+        if basis is Inferred.SNAPSHOT:
             out.append(
                 f"the {v.code.value} verdict comes from evaluating the ruleset snapshot, not from a logged "
                 "verdict; a rule trace (xtables-monitor --trace or nft monitor trace) would confirm it"
             )
-        elif v.evidence.startswith("prefix "):
+        elif v.evidence.startswith("prefix "):  # also unknown (AUDIT, LIMIT), which inferred_from leaves out
             out.append(
                 f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}); "
                 "the ruleset snapshot would show the rule after the LOG rule"
@@ -320,6 +357,7 @@ class SummaryCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[VerdictCode] = Counter()
+        self.inferred: dict[tuple[VerdictCode, Inferred], int] = {}  # the counts of verdicts inferred_from gives
         self.packets = 0
         self.first: float | None = None
         self.last: float | None = None
@@ -329,6 +367,11 @@ class SummaryCounter:
         """Count a packet; ``first``: it is one of the case's first HOST_PACKETS packets."""
         self.packets += 1
         self.counts[_code(p)] += 1
+        v = p.verdict
+        basis = inferred_from(v) if v is not None else None
+        if v is not None and basis is not None:
+            key = (v.code, basis)
+            self.inferred[key] = self.inferred.get(key, 0) + 1
         for h in p.hops:
             st = h.event.record.stamp
             if st is not None:
@@ -339,17 +382,18 @@ class SummaryCounter:
 
     def summary(self, flows: int, topo: Topology) -> CaseSummary:
         outcomes = _worst_first(self.counts)
+        inferred = tuple((c, b, self.inferred[c, b]) for c, _ in outcomes for b in Inferred if (c, b) in self.inferred)
         # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
         host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(self.texts))) or None
         first, last = self.first, self.last
         parts = [f"{plural(flows, 'flow')}, {plural(self.packets, 'packet')}"]
         if outcomes:
-            parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
+            parts.append(", ".join(f"{k} {c.value}{inferred_note(c, k, inferred)}" for c, k in outcomes))
         if first is not None and last is not None:
             parts.append(f"kernel time {first:.3f}–{last:.3f} s ({last - first:.1f} s)")
         if host:
             parts.append(f"host {host}")
-        return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".")
+        return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".", inferred)
 
 
 @dataclass(frozen=True, slots=True)

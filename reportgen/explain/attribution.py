@@ -375,6 +375,10 @@ def drop_rule(
     return None, None
 
 
+# The evidence of a verdict the ruleset snapshot's evaluation reached, not a logged one (answer.inferred_from).
+SNAPSHOT_EVIDENCE = "reached by evaluating the ruleset snapshot"
+
+
 def _snapshot_drop(rs: Ruleset, res: Evaluation, table: str, chain: str, how: str) -> Verdict:
     """The verdict of a DROP or REJECT the snapshot's evaluation reached; ``how`` says from where."""
     where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
@@ -392,10 +396,11 @@ def _snapshot_drop(rs: Ruleset, res: Evaluation, table: str, chain: str, how: st
         if res.rule
         else VerdictCode.DROPPED_BY_POLICY
     )
+    # A rule or a policy alike: no line shows it decide, the snapshot's evaluation reaches it.
     evidence = (
-        f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
+        f"rule '{res.rule.text}' ({ref}), {SNAPSHOT_EVIDENCE}"
         if res.rule
-        else f"policy {res.verdict} of {res.policy_of} ({rs.source})"
+        else f"policy {res.verdict} of {res.policy_of} ({rs.source}), {SNAPSHOT_EVIDENCE}"
     )
     return Verdict(
         code,

@@ -1,0 +1,84 @@
+# ruff: noqa: E501  (verbatim log lines stay unwrapped)
+"""Session 9's truth gaps: the case summary carries the hedge of what it counts, and facts stand on what
+the input proves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reportgen.pipeline import build_report
+from reportgen.render.options import Level, RenderOptions
+from reportgen.render.write import write_report
+from reportgen.sources.case import load_spec
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+# github:wazuh/wazuh-qa#3422 (public corpus log-ufw-block-forward-ppp0), verbatim.
+UFW_BLOCK = (
+    "Dec 26 09:05:47 server01 kernel: [126140.629122] [UFW BLOCK] IN=eth0 OUT=ppp0 "
+    "MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd SRC=254.253.252.251 DST=191.192.193.194 LEN=52 TOS=0x02 "
+    "PREC=0x00 TTL=128 ID=9209 DF PROTO=TCP SPT=17833 DPT=22 WINDOW=8192 RES=0x00 CWR ECE SYN URGP=0\n"
+)
+FORMATS = ["text", "md", "html", "json"]
+
+
+def _outputs(tmp_path: Path, case: Path) -> dict[str, str]:
+    """Render a case folder in every text format: output file name -> text."""
+    out = tmp_path / "out"
+    write_report(build_report(load_spec([case])), out, FORMATS, RenderOptions(level=Level.DETAILED))
+    return {p.name: p.read_text() for p in (out / case.name).iterdir() if p.is_file()}
+
+
+def _case(tmp_path: Path, files: dict[str, str]) -> Path:
+    case = tmp_path / "case"
+    case.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (case / name).write_text(text)
+    return case
+
+
+def test_a_count_drawn_from_a_prefix_says_so_at_the_top(tmp_path: Path):
+    """A [UFW BLOCK] line is a LOG rule's word (xt_LOG.c returns XT_CONTINUE): the packet's verdict
+    below says the drop is the prefix's, so the case summary's count must not state it as proven."""
+    outs = _outputs(tmp_path, _case(tmp_path, {"kern.log": UFW_BLOCK + UFW_BLOCK.replace("ID=9209", "ID=9210")}))
+    hedged = "2 dropped-by-rule (inferred from the log prefix's action word)"
+    doc = json.loads(outs["report.json"])
+    assert doc["summary"]["sentence"].startswith(f"1 flow, 2 packets; {hedged};"), doc["summary"]
+    assert doc["summary"]["outcomes"] == {"dropped-by-rule": 2}
+    assert doc["summary"]["inferred"] == {"dropped-by-rule": {"log prefix": 2}}
+    assert outs["report.txt"].splitlines()[3].startswith(f"1 flow, 2 packets; {hedged};")
+    assert f"**1 flow, 2 packets; {hedged};" in outs["report.md"]
+    html_hedged = "2 dropped-by-rule</span> (inferred from the log prefix&#39;s action word)."
+    assert html_hedged in outs["report.html"]
+
+
+def test_a_policy_drop_reached_by_evaluating_the_snapshot_is_hedged_at_every_level(tmp_path: Path):
+    """Docker bypasses UFW (samples/lab-public-ufw-docker-published-port): the [UFW BLOCK] packets'
+    drop is INPUT's policy, which only the iptables-save snapshot's evaluation reaches. The summary,
+    the answer and its assumptions say so, as they already did for a rule the evaluation reaches."""
+    outs = _outputs(tmp_path, SAMPLES / "lab-public-ufw-docker-published-port")
+    doc = json.loads(outs["report.json"])
+    summary = doc["summary"]
+    assert "3 dropped-by-policy (inferred from evaluating the ruleset snapshot), 4 forwarded-out, 4 delivered-to-port;" in summary["sentence"]
+    assert summary["inferred"] == {"dropped-by-policy": {"ruleset snapshot": 3}}
+    text = " ".join(outs["report.txt"].split())  # the text report wraps its lines
+    answer = "answer: 198.51.100.1:46722 → 198.51.100.10:8081 TCP: 3 SYNs dropped by the policy of iptables filter INPUT (policy DROP of filter INPUT (iptables-save.txt), reached by evaluating the ruleset snapshot); no reply in the trace."
+    assert answer in text
+    assert f"{answer} prediction: agrees — Prediction and trace agree: 5 hooks in the same order, dropped-by-policy (iptables filter INPUT (IP INPUT)). assumes: the dropped-by-policy verdict comes from evaluating the ruleset snapshot, not from a logged verdict" in text
+
+
+def test_a_rule_reached_by_evaluating_the_snapshot_is_hedged_in_the_answer(tmp_path: Path):
+    """samples/lab-tcp-dropped: no line shows the DOCKER-USER DROP rule decide; the answer names the
+    rule with how it was found, and the summary counts the drops as inferred."""
+    outs = _outputs(tmp_path, SAMPLES / "lab-tcp-dropped")
+    doc = json.loads(outs["report.json"])
+    assert "4 dropped-by-rule (inferred from evaluating the ruleset snapshot);" in doc["summary"]["sentence"]
+    text = " ".join(outs["report.txt"].split())
+    assert "4 SYNs dropped in iptables filter DOCKER-USER by rule '-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP' (iptables-save.txt:46), reached by evaluating the ruleset snapshot; no reply" in text
+
+
+def test_a_traced_drop_is_counted_without_a_hedge(tmp_path: Path):
+    """A policy drop the nft trace reports (samples/lab-trap-nft-forward-drop) is proven: no hedge."""
+    doc = json.loads(_outputs(tmp_path, SAMPLES / "lab-trap-nft-forward-drop")["report.json"])
+    assert "dropped-by-policy" in doc["summary"]["outcomes"]
+    assert "inferred" not in doc["summary"] and "inferred" not in doc["summary"]["sentence"]
