@@ -59,12 +59,18 @@ def test_a_policy_drop_reached_by_evaluating_the_snapshot_is_hedged_at_every_lev
     outs = _outputs(tmp_path, SAMPLES / "lab-public-ufw-docker-published-port")
     doc = json.loads(outs["report.json"])
     summary = doc["summary"]
-    assert "3 dropped-by-policy (inferred from evaluating the ruleset snapshot), 4 forwarded-out, 4 delivered-to-port;" in summary["sentence"]
+    assert (
+        "3 dropped-by-policy (inferred from evaluating the ruleset snapshot), 4 forwarded-out, 4 delivered-to-port;"
+        in summary["sentence"]
+    )
     assert summary["inferred"] == {"dropped-by-policy": {"ruleset snapshot": 3}}
     text = " ".join(outs["report.txt"].split())  # the text report wraps its lines
     answer = "answer: 198.51.100.1:46722 → 198.51.100.10:8081 TCP: 3 SYNs dropped by the policy of iptables filter INPUT (policy DROP of filter INPUT (iptables-save.txt), reached by evaluating the ruleset snapshot); no reply in the trace."
     assert answer in text
-    assert f"{answer} prediction: agrees — Prediction and trace agree: 5 hooks in the same order, dropped-by-policy (iptables filter INPUT (IP INPUT)). assumes: the dropped-by-policy verdict comes from evaluating the ruleset snapshot, not from a logged verdict" in text
+    assert (
+        f"{answer} prediction: agrees — Prediction and trace agree: 5 hooks in the same order, dropped-by-policy (iptables filter INPUT (IP INPUT)). assumes: the dropped-by-policy verdict comes from evaluating the ruleset snapshot, not from a logged verdict"
+        in text
+    )
 
 
 def test_a_rule_reached_by_evaluating_the_snapshot_is_hedged_in_the_answer(tmp_path: Path):
@@ -74,7 +80,10 @@ def test_a_rule_reached_by_evaluating_the_snapshot_is_hedged_in_the_answer(tmp_p
     doc = json.loads(outs["report.json"])
     assert "4 dropped-by-rule (inferred from evaluating the ruleset snapshot);" in doc["summary"]["sentence"]
     text = " ".join(outs["report.txt"].split())
-    assert "4 SYNs dropped in iptables filter DOCKER-USER by rule '-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP' (iptables-save.txt:46), reached by evaluating the ruleset snapshot; no reply" in text
+    assert (
+        "4 SYNs dropped in iptables filter DOCKER-USER by rule '-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP' (iptables-save.txt:46), reached by evaluating the ruleset snapshot; no reply"
+        in text
+    )
 
 
 def test_a_traced_drop_is_counted_without_a_hedge(tmp_path: Path):
@@ -82,3 +91,64 @@ def test_a_traced_drop_is_counted_without_a_hedge(tmp_path: Path):
     doc = json.loads(_outputs(tmp_path, SAMPLES / "lab-trap-nft-forward-drop")["report.json"])
     assert "dropped-by-policy" in doc["summary"]["outcomes"]
     assert "inferred" not in doc["summary"] and "inferred" not in doc["summary"]["sentence"]
+
+
+# One UDP datagram between two unprivileged ports (so no port says who opened), traced in an nft table
+# named "nat": only the chain's type makes it a NAT chain (nft(8) CHAINS: "type nat hook ..."), whose
+# chains see only a connection's first packet (nf_nat_inet_fn, net/netfilter/nf_nat_core.c).
+NFT_UDP = (
+    'trace id aa000001 ip {table} postrouting packet: iif "eth1" oif "eth0" ip saddr 10.0.0.2 ip daddr 198.51.100.7 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 4242 ip protocol udp ip length 40 udp sport 40000 udp dport 50000 udp length 20\n'
+    "trace id aa000001 ip {table} postrouting policy accept\n"
+)
+NFT_RULESET = "table ip {table} {{\n\tchain postrouting {{\n\t\ttype {type} hook postrouting priority 100; policy accept;\n\t}}\n}}\n"
+OPENER_UNKNOWN = "which side opened the connection is not in the trace"
+
+
+def _answer(tmp_path: Path, files: dict[str, str]) -> str:
+    doc = json.loads(_outputs(tmp_path, _case(tmp_path, files))["report.json"])
+    [kind] = doc["conversation_kinds"]
+    [member] = kind["members"]
+    # The kind's answer with the member's values put back (docs/json-schema.md, conversation_kinds).
+    parts = kind["answer"]
+    return "".join(p if isinstance(p, str) else str(member[1][p]) for p in parts) if isinstance(parts, list) else parts
+
+
+def test_an_nft_table_named_nat_is_no_nat_table_when_its_chain_is_a_filter_chain(tmp_path: Path):
+    """The snapshot types the chain of table ip nat 'filter': it sees every packet, so its line does
+    not show the conversation's opener."""
+    answer = _answer(
+        tmp_path,
+        {"trace.txt": NFT_UDP.format(table="nat"), "nft-ruleset.txt": NFT_RULESET.format(table="nat", type="filter")},
+    )
+    assert OPENER_UNKNOWN in answer, answer
+    assert "is a nat chain" not in answer  # the snapshot shows the type: nothing is unknown
+
+
+def test_an_nft_chain_of_type_nat_shows_the_opener_whatever_its_table_is_named(tmp_path: Path):
+    answer = _answer(
+        tmp_path,
+        {"trace.txt": NFT_UDP.format(table="masq"), "nft-ruleset.txt": NFT_RULESET.format(table="masq", type="nat")},
+    )
+    assert OPENER_UNKNOWN not in answer and "1 datagram" in answer, answer
+
+
+def test_an_nft_table_named_nat_without_a_snapshot_is_said_to_be_unknown(tmp_path: Path):
+    answer = _answer(tmp_path, {"trace.txt": NFT_UDP.format(table="nat")})
+    assert OPENER_UNKNOWN in answer, answer
+    assert (
+        "whether nft ip nat postrouting is a nat chain, which only a connection's first packet traverses, is not "
+        "known: an nft table's name does not say, the chain's type does (nft(8) CHAINS), and an nft list ruleset "
+        "snapshot would show it" in answer
+    )
+
+
+def test_iptables_nat_table_is_the_nat_table(tmp_path: Path):
+    """iptables-nft's table named nat is iptables' nat table (iptable_nat.c; xtables-monitor prints its
+    rules): its chains see only a connection's first packet, so the datagram opened the connection."""
+    trace = (
+        "PACKET: 2 0badf00d IN=eth1 OUT=eth0 SRC=10.0.0.2 DST=198.51.100.7 LEN=40 TOS=0x0 TTL=63 ID=4242 SPORT=40000 DPORT=50000 \n"
+        " TRACE: 2 0badf00d nat:POSTROUTING:rule:0x5:CONTINUE  -4 -t nat -A POSTROUTING -p udp -j TRACE\n"
+        " TRACE: 2 0badf00d nat:POSTROUTING:policy:ACCEPT \n"
+    )
+    answer = _answer(tmp_path, {"xtables-monitor.txt": trace})
+    assert OPENER_UNKNOWN not in answer and "1 datagram" in answer, answer

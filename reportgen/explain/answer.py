@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS
+from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS, nat_type_unknown
 from reportgen.explain.topology import Topology
 from reportgen.model import (
     ICMP_TYPE_NAMES,
@@ -147,6 +147,12 @@ UNKNOWN_DIRECTION_WHY = {
     "": "a trace may start mid-flow, and no header, state-NEW rule, nat table or conntrack entry shows the opener",
 }
 
+# An nft chain seen with no snapshot to type it: a nat chain would show the opener (attribution.is_nat_table).
+NAT_TYPE_UNKNOWN_WORDS = (
+    "whether {chains} is a nat chain, which only a connection's first packet traverses, is not known: an nft "
+    "table's name does not say, the chain's type does (nft(8) CHAINS), and an nft list ruleset snapshot would show it"
+)
+
 
 def _late_words(late: LateOf, n: int) -> str:
     since = f"{late.seconds:.1f} s earlier " if late.seconds is not None else "earlier "
@@ -211,6 +217,9 @@ def conversation_answer(
         clauses.append(f"related: {_group_phrase(related, packets, topo)}")
     if unknown:
         why = UNKNOWN_DIRECTION_WHY.get(conv.proto, UNKNOWN_DIRECTION_WHY[""])
+        untyped = nat_type_unknown((h.event for h in unknown[0][1].hops), topo) if conv.proto != "TCP" else []
+        if untyped:
+            why += "; " + NAT_TYPE_UNKNOWN_WORDS.format(chains=", ".join(untyped))
         clauses.append(f"{UNKNOWN_DIRECTION_WORDS.format(why=why)}: {_group_phrase(unknown, packets, topo)}")
     members = [packets[pid] for g, _ in mine for pid in g.packets]
     codes = [p.verdict.code for p in members if p.verdict]

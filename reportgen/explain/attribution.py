@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from reportgen.explain.correlate import flow_ports
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
 from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
-from reportgen.netfilter import BRIDGE, IPV4, IPV6, STAGES
+from reportgen.netfilter import BRIDGE, INET, IPV4, IPV6, STAGES
 from reportgen.parsers.ruleset import Ruleset, split_to
 
 
@@ -328,6 +329,54 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         None,
         f"{'; '.join(unknown)}; {_SHOWS_NEW_SOURCE} would show the new source" if unknown else None,
     )
+
+
+def nft_chain_type(family: str, table: str, chains: Iterable[str | None], topo: Topology) -> str | None:
+    """The type ("filter", "nat", "route") the nft ruleset snapshot gives the first of ``chains`` it
+    lists as a base chain of the ``table`` that sees ``family``'s packets (an inet table sees IPv4 and
+    IPv6, nft(8) ADDRESS FAMILIES); None when no snapshot shows one."""
+    for chain in chains:
+        for _, rs in topo.nft:
+            for t in rs.tables:
+                if t.name != table or (t.family != family and t.family != INET):
+                    continue
+                for c in t.chains:
+                    if c.name == chain and c.type is not None:
+                        return c.type
+    return None
+
+
+def is_nat_table(
+    tool: str | None, family: str, table: str | None, chains: Iterable[str | None], topo: Topology
+) -> bool:
+    """Whether the input proves that a table a packet was seen in is a NAT table, whose chains only a
+    connection's first packet traverses (nf_nat_inet_fn, net/netfilter/nf_nat_core.c).
+
+    iptables' and ip6tables' table named "nat" is one (iptable_nat.c, ip6table_nat.c register it at the
+    NAT hooks). An nft table's name is its author's choice: a chain is a NAT chain by its type ("type nat
+    hook ...", nft(8) CHAINS; nft_chain_nat.c), which only the ruleset snapshot shows, so without one an
+    nft table proves nothing (nat_type_unknown names it). A table of unknown tool (a LOG line) is read in
+    iptables' words unless an nft snapshot lists a table of that name."""
+    if table is None:
+        return False
+    if tool is not None and not tool.startswith("nft"):
+        return table == "nat"
+    typ = nft_chain_type(family, table, chains, topo)
+    return typ == "nat" if typ is not None else tool is None and table == "nat"
+
+
+def nat_type_unknown(events: Iterable[Event], topo: Topology) -> list[str]:
+    """The nft chains of a table named "nat" a packet was seen in whose type no snapshot shows: the name
+    reads like iptables' nat table, so the reader is told that it proves nothing (is_nat_table)."""
+    out = []
+    for ev in events:
+        tool = ev.hook.tool
+        if tool is None or not tool.startswith("nft") or ev.hook.family == BRIDGE or ev.hook.table != "nat":
+            continue
+        chain = ev.hook.base_chain
+        if nft_chain_type(ev.hook.family, ev.hook.table, (chain,), topo) is None:
+            out.append(f"{tool} {ev.hook.table} {chain or '?'}")
+    return list(dict.fromkeys(out))
 
 
 def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:

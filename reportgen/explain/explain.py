@@ -17,6 +17,7 @@ from reportgen.explain.attribution import (
     attribute_nat,
     conntrack_entry,
     drop_rule,
+    is_nat_table,
     link_rules,
     prefix_drop_by_snapshot,
     refine_skip,
@@ -985,7 +986,8 @@ def _opener_unseen(flow: Flow, topo: Topology) -> bool:
     if flow.original[0] == "TCP":
         return True
     first = members[0]
-    return not (_new_entry(first) or original_by_conntrack(first, topo) or _to_server_port(first) or _to_group(first))
+    shown = _new_entry(first, topo) or original_by_conntrack(first, topo)
+    return not (shown or _to_server_port(first) or _to_group(first))
 
 
 # A matched rule that accepts only packets of a new conntrack entry: nft "ct state new", iptables
@@ -993,23 +995,31 @@ def _opener_unseen(flow: Flow, topo: Topology) -> bool:
 _CT_NEW = re.compile(r"(?<!!\s)(?:\bct state new|--ctstate NEW|--state NEW)(?![,\w])")
 
 
-def _new_entry(t: Track) -> bool:
+def _new_entry(t: Track, topo: Topology) -> bool:
     """Whether the packet is its conntrack entry's first: the nat table's chains see only that packet
     (nf_nat_inet_fn() runs them only while the entry has no NAT set up, net/netfilter/nf_nat_core.c),
     or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply).
 
-    Only an IP hook's nat table the input proves counts: a table read off a log prefix's words ("nat",
-    prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables' nat table is no conntrack
-    NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
+    Only an IP hook's NAT table the input proves counts (attribution.is_nat_table: iptables' table
+    named nat, an nft chain the snapshot types nat, never an nft table by its name): a table read off a
+    log prefix's words ("nat", prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables'
+    nat table is no conntrack NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
     for ev in t.events:
-        ip = ev.hook.family != BRIDGE
-        if ip and ev.hook.table == "nat" and not ev.hook.how.startswith(HOW_WORDS):
-            return True
-        if ip and any(h.table == "nat" for h in ev.rules):
+        hook = ev.hook
+        if hook.family != BRIDGE and _in_nat_table(ev, topo):
             return True
         if any(h.kind == "rule" and _CT_NEW.search(h.text) for h in ev.rules):
             return True
     return False
+
+
+def _in_nat_table(ev: Event, topo: Topology) -> bool:
+    """Whether an IP hook's line, or a rule it traced, shows a table attribution.is_nat_table proves."""
+    hook = ev.hook
+    tool, fam, base = hook.tool, hook.family, hook.base_chain
+    if not hook.how.startswith(HOW_WORDS) and is_nat_table(tool, fam, hook.table, (base,), topo):
+        return True
+    return any(is_nat_table(tool, fam, h.table, (h.chain, base), topo) for h in ev.rules)
 
 
 EPHEMERAL_FROM: Final = 32768  # the start of net.ipv4.ip_local_port_range's default (ip-sysctl.rst)
