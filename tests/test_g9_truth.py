@@ -152,3 +152,42 @@ def test_iptables_nat_table_is_the_nat_table(tmp_path: Path):
     )
     answer = _answer(tmp_path, {"xtables-monitor.txt": trace})
     assert OPENER_UNKNOWN not in answer and "1 datagram" in answer, answer
+
+
+# Two hosts logging to one syslog file: each host's ebt_log record comes in pieces (ebt_log.c prints
+# them with separate printk calls) and the other host's lines come in between.
+EBT_INTERLEAVED = """\
+Nov 28 05:00:01 alpha kernel: [  100.000001] eb-in IN=veth1 OUT= MAC source = 02:42:ac:11:00:02 MAC dest = 02:42:ac:11:00:03 proto = 0x0800
+Nov 28 05:00:01 beta kernel: [  200.000001] eb-in IN=vethb OUT= MAC source = 02:42:ac:11:00:09 MAC dest = 02:42:ac:11:00:08 proto = 0x0800
+Nov 28 05:00:01 alpha kernel: [  100.000002]  IP SRC=172.17.0.2 IP DST=172.17.0.3, IP tos=0x00, IP proto=6
+Nov 28 05:00:01 beta kernel: [  200.000002]  IP SRC=10.9.9.9 IP DST=10.9.9.8, IP tos=0x00, IP proto=17
+Nov 28 05:00:01 alpha kernel: [  100.000002]  SPT=40000 DPT=80
+Nov 28 05:00:01 beta kernel: [  200.000002]  SPT=5353 DPT=5353
+Nov 28 05:00:01 gamma kernel: [  300.000002]  SPT=5353 DPT=5353
+"""
+
+
+def test_ebt_log_pieces_of_two_interleaved_hosts_join_their_own_hosts_records(tmp_path: Path):
+    (tmp_path / "kern.log").write_text(EBT_INTERLEAVED)
+    report = build_report(load_spec([tmp_path / "kern.log"]))
+    alpha, beta = (p.hops[0].event.record for p in report.packets)
+    assert (alpha.ref.line, alpha.src, alpha.dst, alpha.proto, alpha.sport, alpha.dport) == (
+        1,
+        "172.17.0.2",
+        "172.17.0.3",
+        "TCP",
+        40000,
+        80,
+    )
+    assert (beta.ref.line, beta.src, beta.dst, beta.proto, beta.sport, beta.dport) == (
+        2,
+        "10.9.9.9",
+        "10.9.9.8",
+        "UDP",
+        5353,
+        5353,
+    )
+    # gamma logged no record: its piece stays unused, saying why.
+    [lone] = report.unused
+    assert lone.ref.line == 7
+    assert lone.reason.startswith("an ebt_log piece whose host logged no ebt_log record open for it"), lone
