@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.machinery import EXTENSION_SUFFIXES
+from typing import Final
 
 # Each record writes its own __init__, in field order with the dataclass's defaults (dataclasses.replace
 # calls it with every field by name). Compiled with mypyc, a dataclass's generated methods stay
@@ -52,6 +53,33 @@ ICMP_TYPE_NAMES = {
     ("ICMPv6", 135): "neighbor solicitation",
     ("ICMPv6", 136): "neighbor advertisement",
 }
+
+
+# The protocols nf_log prints for ICMP and ICMPv6 (nf_log_syslog.c dump_ipv4_packet "PROTO=ICMP",
+# dump_ipv6_packet "PROTO=ICMPv6"), whose ids stand where other protocols have ports (nf_conntrack_proto_icmp.c).
+ICMP_PROTOS: Final = frozenset({"ICMP", "ICMPv6"})
+
+
+class HitKind(StrEnum):
+    """What a rule-tracing source shows a packet hit in a chain (RuleHit.kind): a rule, a base chain's
+    policy, or the return at a chain's end (legacy TRACE's "rule", "return", "policy": ip_tables.c
+    comments[]; nft monitor trace's "rule", "policy" and "verdict", nftables src/trace.c)."""
+
+    RULE = "rule"
+    POLICY = "policy"
+    RETURN = "return"
+
+
+HIT_KINDS: Final = {k.value: k for k in HitKind}  # a hit kind by the word a trace prints (a dict: no enum call)
+
+
+class NatBy(StrEnum):
+    """Who applied an address translation (Nat.by): a nat table rule, which sees only a connection's first
+    packet, or conntrack, which applies the stored mapping to every later packet and the replies
+    (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)."""
+
+    RULE = "rule"
+    CONNTRACK = "conntrack"
 
 
 class VerdictCode(StrEnum):
@@ -425,7 +453,7 @@ class RuleHit:
 
     table: str
     chain: str
-    kind: str  # "rule", "policy" or "return"
+    kind: HitKind
     verdict: str  # lowercase: accept, drop, continue, jump X, return, ...
     text: str  # the rule as the tool printed it ("" for policy/return)
     handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
@@ -436,7 +464,7 @@ class RuleHit:
         self,
         table: str,
         chain: str,
-        kind: str,
+        kind: HitKind,
         verdict: str,
         text: str,
         handle: str | None,
@@ -572,7 +600,7 @@ class Nat:
     before: Endpoint
     after: Endpoint
     evidence: str
-    by: str = "rule"  # "rule": the nat table decided (first packet); "conntrack": the stored mapping
+    by: NatBy = NatBy.RULE  # the nat table decided (first packet), or conntrack's stored mapping
     rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
@@ -591,7 +619,7 @@ class Nat:
         before: Endpoint,
         after: Endpoint,
         evidence: str,
-        by: str = "rule",
+        by: NatBy = NatBy.RULE,
         rule: str | None = None,
         rule_ref: LineRef | None = None,
         conntrack: str | None = None,

@@ -16,6 +16,7 @@ from typing import Final
 from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS, nat_type_unknown
 from reportgen.explain.topology import Topology
 from reportgen.model import (
+    ICMP_PROTOS,
     ICMP_TYPE_NAMES,
     Answer,
     CaseSummary,
@@ -26,6 +27,7 @@ from reportgen.model import (
     LateOf,
     LineRef,
     LogRecord,
+    NatBy,
     Packet,
     PacketGroup,
     Verdict,
@@ -71,7 +73,7 @@ def packet_word(p: Packet) -> str:
         return "RST" if "RST" in flags else "FIN" if "FIN" in flags else "segment"
     if r.proto == "UDP":
         return "datagram"
-    if r.proto in ("ICMP", "ICMPv6"):
+    if r.proto in ICMP_PROTOS:
         word = ICMP_TYPE_NAMES.get((r.proto, r.icmp_type if r.icmp_type is not None else -1))
         return word or "ICMP message"
     return "packet"
@@ -84,7 +86,7 @@ def _addr(topo: Topology, addr: str) -> str:
 
 def _endpoint(topo: Topology, ep: Endpoint, proto: str) -> str:
     """An endpoint as a reader names it: ICMP ids are not ports, so they are left out here."""
-    if proto in ("ICMP", "ICMPv6") or ep.port is None:
+    if proto in ICMP_PROTOS or ep.port is None:
         return _addr(topo, ep.addr)
     host = _addr(topo, ep.addr)
     return str(ep) if host == ep.addr else f"{host}:{ep.port}"
@@ -119,9 +121,9 @@ def fate(p: Packet, topo: Topology) -> str:
 def _nat_words(p: Packet, proto: str) -> list[str]:
     out = []
     for n in p.nat:
-        if n.direction == "original" and n.by == "rule":
+        if n.direction == "original" and n.by is NatBy.RULE:
             # An ICMP echo id stands in for a port in conntrack's tuple; it is not a port to a reader.
-            after = n.after.addr if proto in ("ICMP", "ICMPv6") else str(n.after)
+            after = n.after.addr if proto in ICMP_PROTOS else str(n.after)
             rule = f" ({n.hook} rule '{n.rule}'" + (f", {n.rule_ref})" if n.rule_ref else ")") if n.rule else ""
             if n.unknown is not None:  # words, not a certain address:port (model.Nat.unknown)
                 port = n.after.port if after != n.after.addr and f"port {n.after.port}" not in n.unknown else None
@@ -340,12 +342,12 @@ def footer(p: Packet) -> Footer:
                 unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
                 src, sport = n.after.addr or UNKNOWN_ADDRESS_WORDS, n.after.port if n.after.port is not None else sport
-                if n.unknown is not None and sport is not None and r.proto not in ("ICMP", "ICMPv6"):
+                if n.unknown is not None and sport is not None and r.proto not in ICMP_PROTOS:
                     # words, not address:port: Nat.unknown says what of the new source is not certain
                     src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None
             else:
                 dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
-        if r.proto in ("ICMP", "ICMPv6"):
+        if r.proto in ICMP_PROTOS:
             ident = f" id {r.icmp_id}" if r.icmp_id is not None else ""
             ident += f" seq {r.icmp_seq}" if ident and r.icmp_seq is not None else ""  # a cut line lacks SEQ=
             final = f"{r.proto} {packet_word(p)} {src} → {dst}{ident}"

@@ -17,14 +17,26 @@ from dataclasses import replace
 from reportgen.explain.correlate import flow_ports
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
-from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
+from reportgen.model import (
+    ICMP_PROTOS,
+    Endpoint,
+    Event,
+    HitKind,
+    LineRef,
+    Nat,
+    NatBy,
+    RuleHit,
+    Skipped,
+    Verdict,
+    VerdictCode,
+)
 from reportgen.netfilter import BRIDGE, INET, IPV4, IPV6, STAGES
 from reportgen.parsers.ruleset import Ruleset, split_to
 
 
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     r = ev.record
-    icmp = r.proto in ("ICMP", "ICMPv6")
+    icmp = r.proto in ICMP_PROTOS
     # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
     # So does a trace event: nf_tables_trace.c puts NFTA_TRACE_MARK only when skb->mark is non-zero,
     # and xtables-monitor prints MARK= on the PACKET line whenever the event carries it; a PACKET line
@@ -124,7 +136,7 @@ def _legacy_nat_rule(hops: list[tuple[Event, str]], hook: str) -> RuleHit | None
     for ev, _ in hops:
         if ev.hook.hook == hook and ev.hook.table == "nat" and ev.hook.how == "TRACE prefix" and ev.rules:
             last = ev.rules[-1]
-            if last.kind == "rule" and last.handle:
+            if last.kind is HitKind.RULE and last.handle:
                 return last
     return None
 
@@ -134,7 +146,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
     out = []
     for n in nats:
         fam, _, hook = n.hook.split()
-        traced = _traced_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        traced = _traced_nat_rule(hops, hook) if n.by is NatBy.RULE and n.direction == "original" else None
         if traced is not None:
             typ, hit, _ = traced
             out.append(
@@ -147,7 +159,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
                 )
             )
             continue
-        legacy = _legacy_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        legacy = _legacy_nat_rule(hops, hook) if n.by is NatBy.RULE and n.direction == "original" else None
         if legacy is not None:
             # Legacy TRACE names the rule by chain and number; a snapshot's rule text is preferred below.
             n = replace(
@@ -158,7 +170,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
                 f"{legacy.handle} of {legacy.chain}, after which the address is changed",
             )
         rs = _ruleset(topo, fam)
-        if rs is None or n.by != "rule" or n.direction != "original":
+        if rs is None or n.by is not NatBy.RULE or n.direction != "original":
             out.append(n)
             continue
         l3 = [(e, st) for e, st in hops if e.record.src and e.hook.family == fam]
@@ -312,7 +324,7 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
     elif port is not None and port == sport and not ports:
         # nf_nat_core.c get_unique_tuple: a tuple another connection holds has
         # nf_nat_l4proto_unique_tuple pick another port (an echo id for ICMP, which conntrack keys by it).
-        what = "echo id" if r.proto in ("ICMP", "ICMPv6") else "port"
+        what = "echo id" if r.proto in ICMP_PROTOS else "port"
         unknown.append(f"{what} {port} kept unless another connection held it (get_unique_tuple, nf_nat_core.c)")
     by_rule = f"the trace shows the packet hitting this {typ} rule ({hit.ref}), and no line shows it after"
     return Nat(
@@ -323,7 +335,7 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         Endpoint(r.src or "", sport),
         Endpoint(addr, port),
         f"{by_rule}: the new source is {got}" + (f"; unknown: {'; '.join(unknown)}" if unknown else ""),
-        "rule",
+        NatBy.RULE,
         hit.text,
         hit.ref,
         None,
@@ -524,7 +536,7 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
             # Both a decisive verdict and a dropping policy start so: most hits are passed by this test.
             if not (hit.verdict.startswith("drop") or hit.verdict.startswith("reject")):
                 continue
-            policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
+            policy = hit.kind is HitKind.POLICY and hit.verdict in ("drop", "reject")
             if not (hit.decisive or policy):
                 continue
             snap = f"; {hit.snapshot_ref} in the snapshot" if hit.snapshot_ref else ""
@@ -565,13 +577,13 @@ def link_rules(ev: Event, topo: Topology) -> Event:
         return ev
     fam = ev.hook.family
     rs = _ruleset(topo, fam)
-    if rs is None and not topo.nft and all(hit.kind != "return" or hit.verdict for hit in ev.rules):
+    if rs is None and not topo.nft and all(hit.kind is not HitKind.RETURN or hit.verdict for hit in ev.rules):
         return ev  # no snapshot to point at and no verdict to fill in: what the loop below returns
     linked = []
     for hit in ev.rules:
         ref = None
         c = rs.chain(hit.table, hit.chain) if rs is not None else None
-        if c is not None and hit.kind == "rule":
+        if c is not None and hit.kind is HitKind.RULE:
             body = _TOOL_PREFIX.sub("", hit.text)
             by_text = next((r for r in c.rules if r.text == body), None)
             by_num = next((r for r in c.rules if hit.handle and str(r.num) == hit.handle), None)
@@ -580,9 +592,9 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             if rule is not None and not hit.text:
                 # Legacy TRACE names only the rule's position; the snapshot says what it is.
                 hit = replace(hit, text=rule.text, verdict=(rule.target or "continue").lower())
-        elif c is not None and hit.kind == "policy" and not hit.verdict and c.policy:
+        elif c is not None and hit.kind is HitKind.POLICY and not hit.verdict and c.policy:
             hit = replace(hit, verdict=c.policy.lower())
-        elif hit.kind == "return" and not hit.verdict:
+        elif hit.kind is HitKind.RETURN and not hit.verdict:
             hit = replace(hit, verdict="return")
         if ref is None and hit.handle and ev.hook.how == "nft trace":
             for name, data in topo.nft:
