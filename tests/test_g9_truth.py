@@ -191,3 +191,17 @@ def test_ebt_log_pieces_of_two_interleaved_hosts_join_their_own_hosts_records(tm
     [lone] = report.unused
     assert lone.ref.line == 7
     assert lone.reason.startswith("an ebt_log piece whose host logged no ebt_log record open for it"), lone
+
+
+def test_a_delivery_past_an_input_log_rule_rests_on_the_snapshot_and_says_so(tmp_path: Path):
+    """samples/lab-host-to-container: the reply's last line is a LOG rule in filter INPUT, which decides
+    nothing (xt_LOG.c); only the snapshot's evaluation says no later rule drops it."""
+    outs = _outputs(tmp_path, SAMPLES / "lab-host-to-container")
+    doc = json.loads(outs["report.json"])
+    assert "1 delivered-local (inferred from evaluating the ruleset snapshot);" in doc["summary"]["sentence"]
+    text = " ".join(outs["report.txt"].split())
+    assert (
+        "evidence: IP INPUT hop at dmesg.log:15, iptables filter INPUT; no later rule drops it, reached by evaluating the ruleset snapshot"
+        in text
+    )
+    assert "assumes: the delivered-local verdict comes from evaluating the ruleset snapshot" in text

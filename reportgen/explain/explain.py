@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from reportgen.explain.attribution import (
+    SNAPSHOT_EVIDENCE,
     attribute_nat,
     conntrack_entry,
     drop_rule,
@@ -1178,6 +1179,15 @@ def _skips_and_verdict(
                 # did; a reply from the host may still show it (explain_conversation).
                 where = f"{t.last.hook.label} ({STAGES[t.stages[-1]].title})"
                 verdict, note = input_not_shown(where, t.last, why, _role(t, place, topo) == "request"), None
+            elif at_input and dropped is None and not any(e.hook.how in TRACED for e in t.events):
+                # No line shows the rules after the LOG rule (it decides nothing, xt_LOG.c): the delivery
+                # rests on the snapshot's evaluation of them, and says so (answer.inferred_from).
+                verdict = replace(verdict, evidence=f"{verdict.evidence}; no later rule drops it, {SNAPSHOT_EVIDENCE}")
+                passed = (
+                    f"No line shows the rules after the LOG rule in {t.last.hook.label}: evaluating the packet "
+                    "against the ruleset snapshot from there reaches no DROP or REJECT."
+                )
+                note = f"{note} {passed}" if note else passed
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
