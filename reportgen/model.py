@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.machinery import EXTENSION_SUFFIXES
+from typing import Final
 
 # Each record writes its own __init__, in field order with the dataclass's defaults (dataclasses.replace
 # calls it with every field by name). Compiled with mypyc, a dataclass's generated methods stay
@@ -54,6 +55,33 @@ ICMP_TYPE_NAMES = {
 }
 
 
+# The protocols nf_log prints for ICMP and ICMPv6 (nf_log_syslog.c dump_ipv4_packet "PROTO=ICMP",
+# dump_ipv6_packet "PROTO=ICMPv6"), whose ids stand where other protocols have ports (nf_conntrack_proto_icmp.c).
+ICMP_PROTOS: Final = frozenset({"ICMP", "ICMPv6"})
+
+
+class HitKind(StrEnum):
+    """What a rule-tracing source shows a packet hit in a chain (RuleHit.kind): a rule, a base chain's
+    policy, or the return at a chain's end (legacy TRACE's "rule", "return", "policy": ip_tables.c
+    comments[]; nft monitor trace's "rule", "policy" and "verdict", nftables src/trace.c)."""
+
+    RULE = "rule"
+    POLICY = "policy"
+    RETURN = "return"
+
+
+HIT_KINDS: Final = {k.value: k for k in HitKind}  # a hit kind by the word a trace prints (a dict: no enum call)
+
+
+class NatBy(StrEnum):
+    """Who applied an address translation (Nat.by): a nat table rule, which sees only a connection's first
+    packet, or conntrack, which applies the stored mapping to every later packet and the replies
+    (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)."""
+
+    RULE = "rule"
+    CONNTRACK = "conntrack"
+
+
 class VerdictCode(StrEnum):
     """The closed set of final outcomes a packet can be given (documented in docs/json-schema.md)."""
 
@@ -70,6 +98,18 @@ class VerdictCode(StrEnum):
     def passed(self) -> bool:
         """Whether the packet went through every hook of its path (delivered or left)."""
         return self in (VerdictCode.DELIVERED_LOCAL, VerdictCode.DELIVERED_TO_PORT, VerdictCode.FORWARDED_OUT)
+
+
+class Inferred(StrEnum):
+    """What a verdict that states a fact (a drop, a delivery) rests on when no line shows that fact
+    (explain.answer.inferred_from): the case summary counts such verdicts apart from the proven ones."""
+
+    # A log prefix's action word: a LOG rule decides nothing (xt_LOG.c returns XT_CONTINUE; nft_log.c
+    # sets no verdict), so the word is the rule author's statement about the rule after it.
+    PREFIX = "log prefix"
+    # Evaluating the ruleset snapshot from the last logged hook (explain.attribution): the snapshot may
+    # not be the ruleset the packet met.
+    SNAPSHOT = "ruleset snapshot"
 
 
 @dataclass(frozen=FROZEN, slots=True, init=False)
@@ -413,7 +453,7 @@ class RuleHit:
 
     table: str
     chain: str
-    kind: str  # "rule", "policy" or "return"
+    kind: HitKind
     verdict: str  # lowercase: accept, drop, continue, jump X, return, ...
     text: str  # the rule as the tool printed it ("" for policy/return)
     handle: str | None  # nft handle (0x.. from xtables-monitor) or legacy TRACE rule number
@@ -424,7 +464,7 @@ class RuleHit:
         self,
         table: str,
         chain: str,
-        kind: str,
+        kind: HitKind,
         verdict: str,
         text: str,
         handle: str | None,
@@ -560,7 +600,7 @@ class Nat:
     before: Endpoint
     after: Endpoint
     evidence: str
-    by: str = "rule"  # "rule": the nat table decided (first packet); "conntrack": the stored mapping
+    by: NatBy = NatBy.RULE  # the nat table decided (first packet), or conntrack's stored mapping
     rule: str | None = None  # the ruleset rule that made the mapping, when a snapshot has it
     rule_ref: LineRef | None = None
     conntrack: str | None = None  # the conntrack -L entry that shows the mapping
@@ -579,7 +619,7 @@ class Nat:
         before: Endpoint,
         after: Endpoint,
         evidence: str,
-        by: str = "rule",
+        by: NatBy = NatBy.RULE,
         rule: str | None = None,
         rule_ref: LineRef | None = None,
         conntrack: str | None = None,
@@ -836,6 +876,9 @@ class CaseSummary:
     last_stamp: float | None
     host: str | None
     sentence: str
+    # Of the outcomes, the packets whose verdict was inferred, not shown by a line: (code, what it was
+    # inferred from, packets), worst first.
+    inferred: tuple[tuple[VerdictCode, Inferred, int], ...] = ()
 
     def __init__(
         self,
@@ -846,6 +889,7 @@ class CaseSummary:
         last_stamp: float | None,
         host: str | None,
         sentence: str,
+        inferred: tuple[tuple[VerdictCode, Inferred, int], ...] = (),
     ) -> None:
         self.flows = flows
         self.packets = packets
@@ -854,6 +898,7 @@ class CaseSummary:
         self.last_stamp = last_stamp
         self.host = host
         self.sentence = sentence
+        self.inferred = inferred
 
 
 @dataclass(frozen=FROZEN, slots=True, init=False, unsafe_hash=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from reportgen.explain.answer import SummaryCounter
 from reportgen.explain.topology import Topology
-from reportgen.model import NO_CONVERSATION, Conversation, ConversationResult, Packet, Report, id_order
+from reportgen.model import ICMP_PROTOS, NO_CONVERSATION, Conversation, ConversationResult, Packet, Report, id_order
 from reportgen.render.view import outcome
 
 
@@ -40,7 +40,7 @@ def _matches(c: Conversation, packets: list[Packet], sel: Selection) -> bool:
         if not addrs & set(sel.hosts):
             return False
     if sel.ports:
-        ports = {e.port for e in c.original if c.proto not in ("ICMP", "ICMPv6")}
+        ports = {e.port for e in c.original if c.proto not in ICMP_PROTOS}
         ports |= {x for p in packets for h in p.hops for x in (h.event.record.sport, h.event.record.dport)}
         if not ports & set(sel.ports):
             return False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -276,3 +278,43 @@ def test_firewalld_table_comes_from_the_backend_a_snapshot_shows():
     assert known_backends([iptables_l, nft]) == {}  # both shown: not known
     _, ufw = resolve("[UFW BLOCK] IN=eth0 OUT= MAC= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 TOS=0x00 PROTO=UDP")
     assert ufw is not None and with_backend_table(ufw, "[UFW BLOCK] ", backends) is ufw
+
+
+# Vocabularies stated in one place (model.py): the ICMP protocol pair (model.ICMP_PROTOS), hit kinds
+# (model.HitKind) and who applied a NAT (model.NatBy). A new spelled-out copy in the package fails here.
+_PACKAGE = Path(__file__).resolve().parent.parent / "reportgen"
+_REPEATED = {
+    "the ICMP protocol pair (use model.ICMP_PROTOS)": re.compile(r"""(["'])ICMP(v6)?\1\s*,\s*(["'])ICMP(?(2)|v6)\3"""),
+    "a hit kind compared as a string (use model.HitKind)": re.compile(
+        r"""\.kind\s*(?:==|!=|is|in)\s*\(?\s*["'](?:rule|policy|return)["']"""
+    ),
+    "a NAT's author compared as a string (use model.NatBy)": re.compile(
+        r"""\.by\s*(?:==|!=|is|in)\s*\(?\s*["'](?:rule|conntrack)["']"""
+    ),
+}
+
+
+def _repeats(text: str) -> list[str]:
+    return [what for what, pattern in _REPEATED.items() if pattern.search(text)]
+
+
+def test_vocabulary_is_not_spelled_out_again():
+    found = []
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            # The one definition of each is in model.py.
+            if path.name == "model.py" and line.startswith("ICMP_PROTOS"):
+                continue
+            # capture.py's ``kind`` is its own: what a capture set up (a rule, an auto-created chain).
+            what = [w for w in _repeats(line) if not (path.name == "capture.py" and "hit kind" in w)]
+            found += [f"{path.relative_to(_PACKAGE.parent)}:{n}: {w}" for w in what]
+    assert not found, "\n".join(found)
+
+
+def test_the_vocabulary_check_sees_a_new_copy():
+    """The patterns catch the spellings the package used before the constants (both orders, any quotes)."""
+    assert _repeats('if r.proto in ("ICMP", "ICMPv6"):')
+    assert _repeats("_Q = frozenset({'ICMPv6', 'ICMP'})")
+    assert _repeats('if last.kind in ("rule", "policy"):') and _repeats('h.kind == "return"')
+    assert _repeats('if n.by == "rule" and x') and _repeats('nat.by != "conntrack"')
+    assert not _repeats("if r.proto in ICMP_PROTOS:") and not _repeats('("ICMP", 3): "destination unreachable"')

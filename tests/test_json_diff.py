@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reportgen.model import Action, Footer, Hop, LineRef, Packet, Report, RuleHit
+from reportgen.model import Action, Footer, HitKind, Hop, LineRef, Packet, Report, RuleHit
 from reportgen.pipeline import build_report
 from reportgen.render import jsonfold, jsonout
 from reportgen.sources.case import load_spec
@@ -67,7 +67,7 @@ _FOR_NONE = {"Action": Action.DROP, "int": 7, "float": 1.5, "str": "x", "LineRef
 _ITEM = {
     "str": "x",
     "LineRef": LineRef("x", 1),
-    "RuleHit": RuleHit("filter", "INPUT", "rule", "accept", "-j ACCEPT", None, LineRef("x", 1)),
+    "RuleHit": RuleHit("filter", "INPUT", HitKind.RULE, "accept", "-j ACCEPT", None, LineRef("x", 1)),
 }
 
 

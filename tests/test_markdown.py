@@ -31,7 +31,7 @@ def test_lab_drop_case_renders_with_its_mermaid_blocks_intact() -> None:
     assert '["IP FORWARD<br>6. mangle, 7. filter"]' in hook and "dropped-by-rule: iptables filter DOCKER-USER" in hook
     html = _html(text)
     # The answer first: the outcome, then the folded group with its count, ids and time span.
-    assert "<strong>1 flow, 4 packets; 4 dropped-by-rule;" in html
+    assert "<strong>1 flow, 4 packets; 4 dropped-by-rule (inferred from evaluating the ruleset snapshot);" in html
     assert "<h3>×4 (p1–p4, 3.1 s) request: 172.17.0.2:51068 → 203.0.113.10:81 TCP [SYN]</h3>" in html
     # The rule and its file:line are code spans, not escaped text.
     assert "<code>iptables-save.txt:46</code>: <code>-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP</code>" in html

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reportgen import pipeline
-from reportgen.model import LineRef, RuleHit
+from reportgen.model import HitKind, LineRef, RuleHit
 from reportgen.parsers import nflog, traces
 from reportgen.sources.framing import prefilter
 
@@ -426,9 +426,9 @@ def _reference_nft_line(line: str) -> tuple[str, tuple[object, ...]] | None:
     tid, kind, rest, table, chain, family = m.group("id", "kind", "rest", "table", "chain", "family")
     kind = kind.strip()
     fam = traces.NFT_FAMILY.get(family or "unknown", "unknown")
-    verdict, rule_text, handle, hit_kind = "", "", None, "rule"
+    verdict, rule_text, handle, hit_kind = "", "", None, HitKind.RULE
     if kind == "policy":
-        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
+        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, HitKind.POLICY
     elif kind not in ("packet:", "conntrack:"):
         vm = traces._NFT_VERDICT.search(rest)
         verdict = vm.group("v") if vm else ""
@@ -438,7 +438,7 @@ def _reference_nft_line(line: str) -> tuple[str, tuple[object, ...]] | None:
         rule_text = body[: handle_m.start()].rstrip() if handle_m else body
         if kind == "unknown rule handle":
             handle, rule_text = rest.split()[0], ""
-        hit_kind = "return" if kind == "verdict" else "rule"
+        hit_kind = HitKind.RETURN if kind == "verdict" else HitKind.RULE
     hit = RuleHit(table, chain, hit_kind, verdict, rule_text, handle, LineRef("f", 1))
     proven = traces.nft_rule_ports([hit]) if "port " in rule_text else {}
     ends = traces._ends_visit(hit_kind, verdict)

@@ -160,17 +160,17 @@ def test_no_drop_when_the_same_datagram_is_logged_later_in_pieces_kept_apart():
 
 
 def test_a_trace_that_stops_inside_a_chain_does_not_show_delivery():
-    from reportgen.model import RuleHit
+    from reportgen.model import HitKind, RuleHit
 
-    def traced(verdict: str, kind: str = "rule") -> Event:
+    def traced(verdict: str, kind: HitKind = HitKind.RULE) -> Event:
         r = rec("eth0", prefix="TRACE: ", dst="198.51.100.10")
-        hit = RuleHit("filter", "KUBE-FIREWALL" if kind == "rule" else "INPUT", kind, verdict, "", "1", r.ref)
+        hit = RuleHit("filter", "KUBE-FIREWALL" if kind is HitKind.RULE else "INPUT", kind, verdict, "", "1", r.ref)
         return Event(r, HookRef("ipv4", "INPUT", "filter", "INPUT", "TRACE prefix"), (hit,))
 
     [stopped] = packets(traced("jump KUBE-FIREWALL"))
     assert stopped.verdict.code == VerdictCode.LAST_SEEN and "trace stops in filter KUBE-FIREWALL" in \
         stopped.verdict.evidence
-    [passed] = packets(traced("accept", kind="policy"))
+    [passed] = packets(traced("accept", kind=HitKind.POLICY))
     assert passed.verdict.code == VerdictCode.DELIVERED_LOCAL
 
 

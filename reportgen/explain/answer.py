@@ -13,20 +13,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
+from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS, nat_type_unknown
 from reportgen.explain.topology import Topology
 from reportgen.model import (
+    ICMP_PROTOS,
     ICMP_TYPE_NAMES,
     Answer,
     CaseSummary,
     Conversation,
     Endpoint,
     Footer,
+    Inferred,
     LateOf,
     LineRef,
     LogRecord,
+    NatBy,
     Packet,
     PacketGroup,
+    Verdict,
     VerdictCode,
 )
 from reportgen.parsers.nflog import arp_summary, shown
@@ -69,7 +73,7 @@ def packet_word(p: Packet) -> str:
         return "RST" if "RST" in flags else "FIN" if "FIN" in flags else "segment"
     if r.proto == "UDP":
         return "datagram"
-    if r.proto in ("ICMP", "ICMPv6"):
+    if r.proto in ICMP_PROTOS:
         word = ICMP_TYPE_NAMES.get((r.proto, r.icmp_type if r.icmp_type is not None else -1))
         return word or "ICMP message"
     return "packet"
@@ -82,7 +86,7 @@ def _addr(topo: Topology, addr: str) -> str:
 
 def _endpoint(topo: Topology, ep: Endpoint, proto: str) -> str:
     """An endpoint as a reader names it: ICMP ids are not ports, so they are left out here."""
-    if proto in ("ICMP", "ICMPv6") or ep.port is None:
+    if proto in ICMP_PROTOS or ep.port is None:
         return _addr(topo, ep.addr)
     host = _addr(topo, ep.addr)
     return str(ep) if host == ep.addr else f"{host}:{ep.port}"
@@ -94,6 +98,8 @@ def fate(p: Packet, topo: Topology) -> str:
     if v is None:
         return "outcome not established"
     rule = f" by rule '{v.rule}'" + (f" ({v.rule_ref})" if v.rule_ref else "") if v.rule else ""
+    if rule and inferred_from(v) is Inferred.SNAPSHOT:
+        rule += f", {SNAPSHOT_EVIDENCE}"  # no line shows the rule decide (attribution._snapshot_drop)
     if v.code in (VerdictCode.DROPPED_BY_RULE, VerdictCode.REJECTED):
         verb = "dropped" if v.code is VerdictCode.DROPPED_BY_RULE else "rejected"
         return f"{verb} in {v.where}{rule}" if rule else f"{verb} at {v.where} ({v.evidence})"
@@ -115,9 +121,9 @@ def fate(p: Packet, topo: Topology) -> str:
 def _nat_words(p: Packet, proto: str) -> list[str]:
     out = []
     for n in p.nat:
-        if n.direction == "original" and n.by == "rule":
+        if n.direction == "original" and n.by is NatBy.RULE:
             # An ICMP echo id stands in for a port in conntrack's tuple; it is not a port to a reader.
-            after = n.after.addr if proto in ("ICMP", "ICMPv6") else str(n.after)
+            after = n.after.addr if proto in ICMP_PROTOS else str(n.after)
             rule = f" ({n.hook} rule '{n.rule}'" + (f", {n.rule_ref})" if n.rule_ref else ")") if n.rule else ""
             if n.unknown is not None:  # words, not a certain address:port (model.Nat.unknown)
                 port = n.after.port if after != n.after.addr and f"port {n.after.port}" not in n.unknown else None
@@ -142,6 +148,12 @@ UNKNOWN_DIRECTION_WHY = {
     "TCP": "no SYN or SYN-ACK",
     "": "a trace may start mid-flow, and no header, state-NEW rule, nat table or conntrack entry shows the opener",
 }
+
+# An nft chain seen with no snapshot to type it: a nat chain would show the opener (attribution.is_nat_table).
+NAT_TYPE_UNKNOWN_WORDS = (
+    "whether {chains} is a nat chain, which only a connection's first packet traverses, is not known: an nft "
+    "table's name does not say, the chain's type does (nft(8) CHAINS), and an nft list ruleset snapshot would show it"
+)
 
 
 def _late_words(late: LateOf, n: int) -> str:
@@ -207,6 +219,9 @@ def conversation_answer(
         clauses.append(f"related: {_group_phrase(related, packets, topo)}")
     if unknown:
         why = UNKNOWN_DIRECTION_WHY.get(conv.proto, UNKNOWN_DIRECTION_WHY[""])
+        untyped = nat_type_unknown((h.event for h in unknown[0][1].hops), topo) if conv.proto != "TCP" else []
+        if untyped:
+            why += "; " + NAT_TYPE_UNKNOWN_WORDS.format(chains=", ".join(untyped))
         clauses.append(f"{UNKNOWN_DIRECTION_WORDS.format(why=why)}: {_group_phrase(unknown, packets, topo)}")
     members = [packets[pid] for g, _ in mine for pid in g.packets]
     codes = [p.verdict.code for p in members if p.verdict]
@@ -236,6 +251,38 @@ def _worst_first(counts: Mapping[VerdictCode, int]) -> tuple[tuple[VerdictCode, 
     return tuple((c, counts[c]) for c in SEVERITY if counts.get(c, 0))
 
 
+# Outcomes that state a fact (a drop, a reject, a delivery, an exit), and so are inferred when no line
+# shows that fact; last-seen and unknown say by their own words that the trace does not show it.
+_FACTS = frozenset(SEVERITY) - {VerdictCode.LAST_SEEN, VerdictCode.UNKNOWN}
+# What the case summary says an inferred verdict rests on: "(2 inferred from the log prefix's action word)".
+INFERRED_WORDS = {
+    Inferred.PREFIX: "the log prefix's action word",
+    Inferred.SNAPSHOT: "evaluating the ruleset snapshot",
+}
+
+
+def inferred_from(v: Verdict) -> Inferred | None:
+    """What a verdict stating a fact was inferred from when no line shows the fact, else None: the
+    prefix of the packet's last LOG line (verdicts.prefix_verdict), or the ruleset snapshot's evaluation
+    (attribution._snapshot_drop)."""
+    if v.code not in _FACTS:
+        return None
+    if v.evidence.startswith("prefix "):
+        return Inferred.PREFIX
+    return Inferred.SNAPSHOT if v.evidence.endswith(SNAPSHOT_EVIDENCE) else None
+
+
+def inferred_note(code: VerdictCode, n: int, inferred: Sequence[tuple[VerdictCode, Inferred, int]]) -> str:
+    """How many of the ``n`` packets counted with ``code`` were given it by inference, and from what:
+    " (inferred from ...)" when all of them from one source, " (2 inferred from ...)", or ""."""
+    mine = [(basis, k) for c, basis, k in inferred if c is code]
+    if not mine:
+        return ""
+    if len(mine) == 1 and mine[0][1] == n:
+        return f" (inferred from {INFERRED_WORDS[mine[0][0]]})"
+    return " (" + ", ".join(f"{k} inferred from {INFERRED_WORDS[basis]}" for basis, k in mine) + ")"
+
+
 def assumptions_of(p: Packet, topo: Topology) -> list[str]:
     """The inferred facts of one packet, each with what would confirm it."""
     out = []
@@ -254,13 +301,14 @@ def assumptions_of(p: Packet, topo: Topology) -> list[str]:
             "a conntrack -L snapshot would confirm the entry"
         )
     v = p.verdict
+    basis = inferred_from(v) if v is not None else None
     if v is not None:
-        if "evaluating the ruleset snapshot" in v.evidence:
+        if basis is Inferred.SNAPSHOT:
             out.append(
                 f"the {v.code.value} verdict comes from evaluating the ruleset snapshot, not from a logged "
                 "verdict; a rule trace (xtables-monitor --trace or nft monitor trace) would confirm it"
             )
-        elif v.evidence.startswith("prefix "):
+        elif v.evidence.startswith("prefix "):  # also unknown (AUDIT, LIMIT), which inferred_from leaves out
             out.append(
                 f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}); "
                 "the ruleset snapshot would show the rule after the LOG rule"
@@ -294,12 +342,12 @@ def footer(p: Packet) -> Footer:
                 unknown += f" ({n.field} not shown: {n.unknown})"
             if n.field == "source":
                 src, sport = n.after.addr or UNKNOWN_ADDRESS_WORDS, n.after.port if n.after.port is not None else sport
-                if n.unknown is not None and sport is not None and r.proto not in ("ICMP", "ICMPv6"):
+                if n.unknown is not None and sport is not None and r.proto not in ICMP_PROTOS:
                     # words, not address:port: Nat.unknown says what of the new source is not certain
                     src, sport = f"{src}, port {'unknown' if n.after.port is None else sport}", None
             else:
                 dst, dport = n.after.addr, n.after.port if n.after.port is not None else dport
-        if r.proto in ("ICMP", "ICMPv6"):
+        if r.proto in ICMP_PROTOS:
             ident = f" id {r.icmp_id}" if r.icmp_id is not None else ""
             ident += f" seq {r.icmp_seq}" if ident and r.icmp_seq is not None else ""  # a cut line lacks SEQ=
             word = packet_word(p)  # "ICMP message" when the type is not known: not "ICMP ICMP message"
@@ -321,6 +369,7 @@ class SummaryCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[VerdictCode] = Counter()
+        self.inferred: dict[tuple[VerdictCode, Inferred], int] = {}  # the counts of verdicts inferred_from gives
         self.packets = 0
         self.first: float | None = None
         self.last: float | None = None
@@ -330,6 +379,11 @@ class SummaryCounter:
         """Count a packet; ``first``: it is one of the case's first HOST_PACKETS packets."""
         self.packets += 1
         self.counts[_code(p)] += 1
+        v = p.verdict
+        basis = inferred_from(v) if v is not None else None
+        if v is not None and basis is not None:
+            key = (v.code, basis)
+            self.inferred[key] = self.inferred.get(key, 0) + 1
         for h in p.hops:
             st = h.event.record.stamp
             if st is not None:
@@ -340,17 +394,18 @@ class SummaryCounter:
 
     def summary(self, flows: int, topo: Topology) -> CaseSummary:
         outcomes = _worst_first(self.counts)
+        inferred = tuple((c, b, self.inferred[c, b]) for c, _ in outcomes for b in Inferred if (c, b) in self.inferred)
         # The host: kernel.hostname from a sysctl snapshot, else the syslog headers' host names.
         host = topo.sysctl.get("kernel.hostname") or ", ".join(sorted(syslog_hosts(self.texts))) or None
         first, last = self.first, self.last
         parts = [f"{plural(flows, 'flow')}, {plural(self.packets, 'packet')}"]
         if outcomes:
-            parts.append(", ".join(f"{k} {c.value}" for c, k in outcomes))
+            parts.append(", ".join(f"{k} {c.value}{inferred_note(c, k, inferred)}" for c, k in outcomes))
         if first is not None and last is not None:
             parts.append(f"kernel time {first:.3f}–{last:.3f} s ({last - first:.1f} s)")
         if host:
             parts.append(f"host {host}")
-        return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".")
+        return CaseSummary(flows, self.packets, outcomes, first, last, host, "; ".join(parts) + ".", inferred)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,19 +11,32 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from reportgen.explain.correlate import flow_ports
 from reportgen.explain.rules import Evaluation, PacketView, evaluate, has_log_rule, log_rule_index
 from reportgen.explain.topology import Topology
-from reportgen.model import Endpoint, Event, LineRef, Nat, RuleHit, Skipped, Verdict, VerdictCode
-from reportgen.netfilter import BRIDGE, IPV4, IPV6, STAGES
+from reportgen.model import (
+    ICMP_PROTOS,
+    Endpoint,
+    Event,
+    HitKind,
+    LineRef,
+    Nat,
+    NatBy,
+    RuleHit,
+    Skipped,
+    Verdict,
+    VerdictCode,
+)
+from reportgen.netfilter import BRIDGE, INET, IPV4, IPV6, STAGES
 from reportgen.parsers.ruleset import Ruleset, split_to
 
 
 def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
     r = ev.record
-    icmp = r.proto in ("ICMP", "ICMPv6")
+    icmp = r.proto in ICMP_PROTOS
     # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
     # So does a trace event: nf_tables_trace.c puts NFTA_TRACE_MARK only when skb->mark is non-zero,
     # and xtables-monitor prints MARK= on the PACKET line whenever the event carries it; a PACKET line
@@ -123,7 +136,7 @@ def _legacy_nat_rule(hops: list[tuple[Event, str]], hook: str) -> RuleHit | None
     for ev, _ in hops:
         if ev.hook.hook == hook and ev.hook.table == "nat" and ev.hook.how == "TRACE prefix" and ev.rules:
             last = ev.rules[-1]
-            if last.kind == "rule" and last.handle:
+            if last.kind is HitKind.RULE and last.handle:
                 return last
     return None
 
@@ -133,7 +146,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
     out = []
     for n in nats:
         fam, _, hook = n.hook.split()
-        traced = _traced_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        traced = _traced_nat_rule(hops, hook) if n.by is NatBy.RULE and n.direction == "original" else None
         if traced is not None:
             typ, hit, _ = traced
             out.append(
@@ -146,7 +159,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
                 )
             )
             continue
-        legacy = _legacy_nat_rule(hops, hook) if n.by == "rule" and n.direction == "original" else None
+        legacy = _legacy_nat_rule(hops, hook) if n.by is NatBy.RULE and n.direction == "original" else None
         if legacy is not None:
             # Legacy TRACE names the rule by chain and number; a snapshot's rule text is preferred below.
             n = replace(
@@ -157,7 +170,7 @@ def attribute_nat(nats: list[Nat], hops: list[tuple[Event, str]], new: bool, top
                 f"{legacy.handle} of {legacy.chain}, after which the address is changed",
             )
         rs = _ruleset(topo, fam)
-        if rs is None or n.by != "rule" or n.direction != "original":
+        if rs is None or n.by is not NatBy.RULE or n.direction != "original":
             out.append(n)
             continue
         l3 = [(e, st) for e, st in hops if e.record.src and e.hook.family == fam]
@@ -311,7 +324,7 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
     elif port is not None and port == sport and not ports:
         # nf_nat_core.c get_unique_tuple: a tuple another connection holds has
         # nf_nat_l4proto_unique_tuple pick another port (an echo id for ICMP, which conntrack keys by it).
-        what = "echo id" if r.proto in ("ICMP", "ICMPv6") else "port"
+        what = "echo id" if r.proto in ICMP_PROTOS else "port"
         unknown.append(f"{what} {port} kept unless another connection held it (get_unique_tuple, nf_nat_core.c)")
     by_rule = f"the trace shows the packet hitting this {typ} rule ({hit.ref}), and no line shows it after"
     return Nat(
@@ -322,12 +335,60 @@ def unshown_source_nat(hops: list[tuple[Event, str]], topo: Topology) -> Nat | N
         Endpoint(r.src or "", sport),
         Endpoint(addr, port),
         f"{by_rule}: the new source is {got}" + (f"; unknown: {'; '.join(unknown)}" if unknown else ""),
-        "rule",
+        NatBy.RULE,
         hit.text,
         hit.ref,
         None,
         f"{'; '.join(unknown)}; {_SHOWS_NEW_SOURCE} would show the new source" if unknown else None,
     )
+
+
+def nft_chain_type(family: str, table: str, chains: Iterable[str | None], topo: Topology) -> str | None:
+    """The type ("filter", "nat", "route") the nft ruleset snapshot gives the first of ``chains`` it
+    lists as a base chain of the ``table`` that sees ``family``'s packets (an inet table sees IPv4 and
+    IPv6, nft(8) ADDRESS FAMILIES); None when no snapshot shows one."""
+    for chain in chains:
+        for _, rs in topo.nft:
+            for t in rs.tables:
+                if t.name != table or (t.family != family and t.family != INET):
+                    continue
+                for c in t.chains:
+                    if c.name == chain and c.type is not None:
+                        return c.type
+    return None
+
+
+def is_nat_table(
+    tool: str | None, family: str, table: str | None, chains: Iterable[str | None], topo: Topology
+) -> bool:
+    """Whether the input proves that a table a packet was seen in is a NAT table, whose chains only a
+    connection's first packet traverses (nf_nat_inet_fn, net/netfilter/nf_nat_core.c).
+
+    iptables' and ip6tables' table named "nat" is one (iptable_nat.c, ip6table_nat.c register it at the
+    NAT hooks). An nft table's name is its author's choice: a chain is a NAT chain by its type ("type nat
+    hook ...", nft(8) CHAINS; nft_chain_nat.c), which only the ruleset snapshot shows, so without one an
+    nft table proves nothing (nat_type_unknown names it). A table of unknown tool (a LOG line) is read in
+    iptables' words unless an nft snapshot lists a table of that name."""
+    if table is None:
+        return False
+    if tool is not None and not tool.startswith("nft"):
+        return table == "nat"
+    typ = nft_chain_type(family, table, chains, topo)
+    return typ == "nat" if typ is not None else tool is None and table == "nat"
+
+
+def nat_type_unknown(events: Iterable[Event], topo: Topology) -> list[str]:
+    """The nft chains of a table named "nat" a packet was seen in whose type no snapshot shows: the name
+    reads like iptables' nat table, so the reader is told that it proves nothing (is_nat_table)."""
+    out = []
+    for ev in events:
+        tool = ev.hook.tool
+        if tool is None or not tool.startswith("nft") or ev.hook.family == BRIDGE or ev.hook.table != "nat":
+            continue
+        chain = ev.hook.base_chain
+        if nft_chain_type(ev.hook.family, ev.hook.table, (chain,), topo) is None:
+            out.append(f"{tool} {ev.hook.table} {chain or '?'}")
+    return list(dict.fromkeys(out))
 
 
 def conntrack_entry(a: Endpoint, b: Endpoint, topo: Topology) -> str | None:
@@ -375,6 +436,10 @@ def drop_rule(
     return None, None
 
 
+# The evidence of a verdict the ruleset snapshot's evaluation reached, not a logged one (answer.inferred_from).
+SNAPSHOT_EVIDENCE = "reached by evaluating the ruleset snapshot"
+
+
 def _snapshot_drop(rs: Ruleset, res: Evaluation, table: str, chain: str, how: str) -> Verdict:
     """The verdict of a DROP or REJECT the snapshot's evaluation reached; ``how`` says from where."""
     where = f"iptables {table} {chain}" if res.rule is None else f"iptables {table} {res.rule.chain}"
@@ -392,10 +457,11 @@ def _snapshot_drop(rs: Ruleset, res: Evaluation, table: str, chain: str, how: st
         if res.rule
         else VerdictCode.DROPPED_BY_POLICY
     )
+    # A rule or a policy alike: no line shows it decide, the snapshot's evaluation reaches it.
     evidence = (
-        f"rule '{res.rule.text}' ({ref}), reached by evaluating the ruleset snapshot"
+        f"rule '{res.rule.text}' ({ref}), {SNAPSHOT_EVIDENCE}"
         if res.rule
-        else f"policy {res.verdict} of {res.policy_of} ({rs.source})"
+        else f"policy {res.verdict} of {res.policy_of} ({rs.source}), {SNAPSHOT_EVIDENCE}"
     )
     return Verdict(
         code,
@@ -470,7 +536,7 @@ def traced_drop(hops: list[tuple[Event, str]]) -> Verdict | None:
             # Both a decisive verdict and a dropping policy start so: most hits are passed by this test.
             if not (hit.verdict.startswith("drop") or hit.verdict.startswith("reject")):
                 continue
-            policy = hit.kind == "policy" and hit.verdict in ("drop", "reject")
+            policy = hit.kind is HitKind.POLICY and hit.verdict in ("drop", "reject")
             if not (hit.decisive or policy):
                 continue
             snap = f"; {hit.snapshot_ref} in the snapshot" if hit.snapshot_ref else ""
@@ -511,13 +577,13 @@ def link_rules(ev: Event, topo: Topology) -> Event:
         return ev
     fam = ev.hook.family
     rs = _ruleset(topo, fam)
-    if rs is None and not topo.nft and all(hit.kind != "return" or hit.verdict for hit in ev.rules):
+    if rs is None and not topo.nft and all(hit.kind is not HitKind.RETURN or hit.verdict for hit in ev.rules):
         return ev  # no snapshot to point at and no verdict to fill in: what the loop below returns
     linked = []
     for hit in ev.rules:
         ref = None
         c = rs.chain(hit.table, hit.chain) if rs is not None else None
-        if c is not None and hit.kind == "rule":
+        if c is not None and hit.kind is HitKind.RULE:
             body = _TOOL_PREFIX.sub("", hit.text)
             by_text = next((r for r in c.rules if r.text == body), None)
             by_num = next((r for r in c.rules if hit.handle and str(r.num) == hit.handle), None)
@@ -526,9 +592,9 @@ def link_rules(ev: Event, topo: Topology) -> Event:
             if rule is not None and not hit.text:
                 # Legacy TRACE names only the rule's position; the snapshot says what it is.
                 hit = replace(hit, text=rule.text, verdict=(rule.target or "continue").lower())
-        elif c is not None and hit.kind == "policy" and not hit.verdict and c.policy:
+        elif c is not None and hit.kind is HitKind.POLICY and not hit.verdict and c.policy:
             hit = replace(hit, verdict=c.policy.lower())
-        elif hit.kind == "return" and not hit.verdict:
+        elif hit.kind is HitKind.RETURN and not hit.verdict:
             hit = replace(hit, verdict="return")
         if ref is None and hit.handle and ev.hook.how == "nft trace":
             for name, data in topo.nft:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
-from reportgen.model import Action, Endpoint, Event, HookRef
+from reportgen.model import ICMP_PROTOS, Action, Endpoint, Event, HitKind, HookRef
 from reportgen.netfilter import EDGES, ORDERED_AS, REACHABLE, STAGES, stages_for, table_priority
 from reportgen.parsers.prefix import HOW_TRACE
 
@@ -284,7 +284,7 @@ def _logs_again(before: Event, ev: Event) -> bool:
 def flow_ports(ev: Event) -> tuple[int | None, int | None]:
     """The ports conntrack keys a flow by; an ICMP echo's id stands in for both."""
     r = ev.record
-    if r.proto in ("ICMP", "ICMPv6") and r.icmp_id is not None:
+    if r.proto in ICMP_PROTOS and r.icmp_id is not None:
         return r.icmp_id, r.icmp_id
     return r.sport, r.dport
 
@@ -1057,7 +1057,7 @@ def _established_from_server_port(track: Track, sport: int | None, dport: int | 
     answer: a client takes an ephemeral port, and the service listens on its well-known one."""
     if sport is None or dport is None or sport >= 1024 or dport not in _EPHEMERAL:
         return False
-    return any(h.kind == "rule" and _CT_ESTABLISHED.search(h.text) for ev in track.events for h in ev.rules)
+    return any(h.kind is HitKind.RULE and _CT_ESTABLISHED.search(h.text) for ev in track.events for h in ev.rules)
 
 
 @dataclass(init=False)

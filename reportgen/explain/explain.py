@@ -14,9 +14,11 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from reportgen.explain.attribution import (
+    SNAPSHOT_EVIDENCE,
     attribute_nat,
     conntrack_entry,
     drop_rule,
+    is_nat_table,
     link_rules,
     prefix_drop_by_snapshot,
     refine_skip,
@@ -55,15 +57,18 @@ from reportgen.explain.verdicts import (
     trace_outcome,
 )
 from reportgen.model import (
+    ICMP_PROTOS,
     ICMP_TYPE_NAMES,
     NO_CONVERSATION,
     Action,
     Conversation,
     Endpoint,
     Event,
+    HitKind,
     Hop,
     LineRef,
     Nat,
+    NatBy,
     Packet,
     Skipped,
     Verdict,
@@ -353,7 +358,7 @@ def describe_packet(track: Track) -> str:
         first = next((ev.record for ev in track.events if ev.record.src and ev.record.fmt == "nflog"), l3.record)
     src, dst = shown(first, "src"), shown(first, "dst")
     p = first.proto or ("IPv6 packet" if first.l3 == "ipv6" else "IPv4 packet")
-    if p in ("ICMP", "ICMPv6"):
+    if p in ICMP_PROTOS:
         # xtables-monitor 1.8.9 prints no ICMP type: unknown, never "type None".
         kind = (
             "message (type not printed)"
@@ -627,15 +632,16 @@ def _hop_text(
         )
     for i, hit in enumerate(ev.rules):
         chain_at = f"{hit.table} {hit.chain}"
-        if hit.kind == "policy":
+        if hit.kind is HitKind.POLICY:
             policy = f" {hit.verdict.upper()}" if hit.verdict else ""
             out.append(f"Rule trace: {chain_at} ended in its policy{policy}.")
-        elif hit.kind == "return":
+        elif hit.kind is HitKind.RETURN:
             # nf_tables_core.c nft_do_chain traces the end of every chain's rules as a return
             # (NFT_TRACETYPE_RETURN, "verdict continue"); with the jump stack empty, i.e. in the base
             # chain, its policy is traced next. So a return followed by its own chain's policy is the
             # base chain running out of rules: there is no caller to return to.
-            if any(h.kind == "policy" and h.chain == hit.chain and h.table == hit.table for h in ev.rules[i + 1 :]):
+            later = ev.rules[i + 1 :]
+            if any(h.kind is HitKind.POLICY and h.chain == hit.chain and h.table == hit.table for h in later):
                 out.append(f"Rule trace: {chain_at} reached the end of its rules with no verdict; its policy applies.")
             else:
                 out.append(f"Rule trace: {chain_at} returned to its caller.")
@@ -671,7 +677,7 @@ def _direct_nats(
     track: Track, forward: bool, flow_type: dict[str, str], topo: Topology, first: bool = True
 ) -> list[Nat]:
     out: list[Nat] = []
-    by = "rule" if forward and first else "conntrack"
+    by = NatBy.RULE if forward and first else NatBy.CONNTRACK
     prev: Event | None = None
     # prev's endpoints as (address, port) values: an Endpoint is made only for a rewrite's Nat (a
     # dataclass's constructor is interpreted, and every hop of every packet is compared).
@@ -715,7 +721,7 @@ def _direct_nats(
                             rd,
                             "conntrack reverses the original direction's source NAT on the reply, "
                             "before the routing decision (nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
-                            "conntrack",
+                            NatBy.CONNTRACK,
                         )
                     )
             if ps_addr != rs_addr or (ps_port is not None and rs_port is not None and ps_port != rs_port):
@@ -734,7 +740,7 @@ def _direct_nats(
                             ps,
                             rs,
                             "conntrack reverses the original direction's destination NAT on the reply",
-                            "conntrack",
+                            NatBy.CONNTRACK,
                         )
                     )
         prev, ps_addr, ps_port, pd_addr, pd_port = ev, rs_addr, rs_port, rd_addr, rd_port
@@ -748,7 +754,7 @@ def _inferred_nats(track: Track, flow: Flow, topo: Topology, first: bool = True)
         return []
     last = vs[-1]
     out: list[Nat] = []
-    by = "rule" if first else "conntrack"
+    by = NatBy.RULE if first else NatBy.CONNTRACK
     for other, fwd in flow.members:
         if fwd:
             continue
@@ -821,7 +827,7 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
                 o_dst,
                 f"the client sent its request to {o_dst}, so conntrack rewrites the "
                 "reply's source back to it after the last logged hook",
-                "conntrack",
+                NatBy.CONNTRACK,
             )
         )
     if differs(last_dst, o_src) and not any(n.field == "destination" for n in seen):
@@ -834,7 +840,7 @@ def _reply_reversals(track: Track, flow: Flow, seen: list[Nat], flow_types: dict
                 last_dst,
                 o_src,
                 f"the request came from {o_src}, so conntrack rewrites the reply's destination back to it",
-                "conntrack",
+                NatBy.CONNTRACK,
             )
         )
     return out
@@ -993,7 +999,8 @@ def _opener_unseen(flow: Flow, topo: Topology) -> bool:
     if flow.original[0] == "TCP":
         return True
     first = members[0]
-    return not (_new_entry(first) or original_by_conntrack(first, topo) or _to_server_port(first) or _to_group(first))
+    shown = _new_entry(first, topo) or original_by_conntrack(first, topo)
+    return not (shown or _to_server_port(first) or _to_group(first))
 
 
 # A matched rule that accepts only packets of a new conntrack entry: nft "ct state new", iptables
@@ -1001,23 +1008,31 @@ def _opener_unseen(flow: Flow, topo: Topology) -> bool:
 _CT_NEW = re.compile(r"(?<!!\s)(?:\bct state new|--ctstate NEW|--state NEW)(?![,\w])")
 
 
-def _new_entry(t: Track) -> bool:
+def _new_entry(t: Track, topo: Topology) -> bool:
     """Whether the packet is its conntrack entry's first: the nat table's chains see only that packet
     (nf_nat_inet_fn() runs them only while the entry has no NAT set up, net/netfilter/nf_nat_core.c),
     or a rule that matches only state NEW matched it (nf_conntrack_core.c: IP_CT_NEW until a reply).
 
-    Only an IP hook's nat table the input proves counts: a table read off a log prefix's words ("nat",
-    prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables' nat table is no conntrack
-    NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
+    Only an IP hook's NAT table the input proves counts (attribution.is_nat_table: iptables' table
+    named nat, an nft chain the snapshot types nat, never an nft table by its name): a table read off a
+    log prefix's words ("nat", prefix.HOW_WORDS) is the rule author's word, not a fact, and ebtables'
+    nat table is no conntrack NAT (it sees every frame, net/bridge/netfilter/ebtable_nat.c)."""
     for ev in t.events:
-        ip = ev.hook.family != BRIDGE
-        if ip and ev.hook.table == "nat" and not ev.hook.how.startswith(HOW_WORDS):
+        hook = ev.hook
+        if hook.family != BRIDGE and _in_nat_table(ev, topo):
             return True
-        if ip and any(h.table == "nat" for h in ev.rules):
-            return True
-        if any(h.kind == "rule" and _CT_NEW.search(h.text) for h in ev.rules):
+        if any(h.kind is HitKind.RULE and _CT_NEW.search(h.text) for h in ev.rules):
             return True
     return False
+
+
+def _in_nat_table(ev: Event, topo: Topology) -> bool:
+    """Whether an IP hook's line, or a rule it traced, shows a table attribution.is_nat_table proves."""
+    hook = ev.hook
+    tool, fam, base = hook.tool, hook.family, hook.base_chain
+    if not hook.how.startswith(HOW_WORDS) and is_nat_table(tool, fam, hook.table, (base,), topo):
+        return True
+    return any(is_nat_table(tool, fam, h.table, (h.chain, base), topo) for h in ev.rules)
 
 
 EPHEMERAL_FROM: Final = 32768  # the start of net.ipv4.ip_local_port_range's default (ip-sysctl.rst)
@@ -1035,7 +1050,7 @@ def _to_server_port(t: Track) -> bool:
 
 # ICMP types conntrack opens an entry for are the queries (nf_conntrack_proto_icmp.c icmp_new(),
 # nf_conntrack_proto_icmpv6.c icmpv6_new()), and the echo request among them is known by itself.
-_QUERY_ONLY = frozenset({"ICMP", "ICMPv6"})
+_QUERY_ONLY = ICMP_PROTOS
 
 
 def _to_group(t: Track) -> bool:
@@ -1175,6 +1190,15 @@ def _skips_and_verdict(
                 # did; a reply from the host may still show it (explain_conversation).
                 where = f"{t.last.hook.label} ({STAGES[t.stages[-1]].title})"
                 verdict, note = input_not_shown(where, t.last, why, _role(t, place, topo) == "request"), None
+            elif at_input and dropped is None and not any(e.hook.how in TRACED for e in t.events):
+                # No line shows the rules after the LOG rule (it decides nothing, xt_LOG.c): the delivery
+                # rests on the snapshot's evaluation of them, and says so (answer.inferred_from).
+                verdict = replace(verdict, evidence=f"{verdict.evidence}; no later rule drops it, {SNAPSHOT_EVIDENCE}")
+                passed = (
+                    f"No line shows the rules after the LOG rule in {t.last.hook.label}: evaluating the packet "
+                    "against the ruleset snapshot from there reaches no DROP or REJECT."
+                )
+                note = f"{note} {passed}" if note else passed
     if note:
         verdict = replace(verdict, explanation=f"{verdict.explanation} {note}")
     first_ip = next((e for e in t.events if e.record.src and e.hook.family != BRIDGE), None)
@@ -1266,11 +1290,11 @@ def _packet_nats(t: Track, place: _Place, topo: Topology, memo: FlowNat) -> list
     filled = []
     for nat in nats:
         key = (flow.index, nat.field if nat.direction == "original" else _REPLY_FIELD[nat.field])
-        if nat.rule is not None and nat.by == "rule":
+        if nat.rule is not None and nat.by is NatBy.RULE:
             memo.rules[(flow.index, nat.field)] = (nat.rule, nat.rule_ref)
         rule, ref = memo.rules[key] if nat.rule is None and key in memo.rules else (nat.rule, nat.rule_ref)
         known = memo.types.get(key)
-        typ = known if nat.by == "conntrack" and known and known != nat.type else nat.type
+        typ = known if nat.by is NatBy.CONNTRACK and known and known != nat.type else nat.type
         conntrack = ct if ct else nat.conntrack
         if rule is nat.rule and ref is nat.rule_ref and typ is nat.type and conntrack is nat.conntrack:
             filled.append(nat)
@@ -1309,7 +1333,7 @@ def _unshown_source_nat(t: Track, first: bool, flow: Flow, topo: Topology, memo:
             made.after,
             f"conntrack applies the mapping the first packet got from this {made.type} rule ({made.rule_ref}): "
             + made.evidence.partition(": ")[2],
-            "conntrack",
+            NatBy.CONNTRACK,
             made.rule,
             made.rule_ref,
             None,

@@ -18,7 +18,7 @@ import functools
 
 from reportgen.explain.correlate import ICMP_ERRORS
 from reportgen.explain.topology import Topology
-from reportgen.model import Action, Event, Verdict, VerdictCode
+from reportgen.model import Action, Event, HitKind, Verdict, VerdictCode
 from reportgen.netfilter import BRIDGE, POSTROUTING, STAGES
 from reportgen.parsers.prefix import match_convention
 
@@ -34,6 +34,8 @@ LAST_SEEN_EVIDENCE = "last seen; the next hook is not traced"
 # How a rule-tracing source recognises hooks (sources/traces.py): such a source prints every rule
 # the packet meets, so its last line tells whether the hook's chain was finished.
 TRACED = ("TRACE prefix", "xtables-monitor", "nft trace")
+# The hits whose verdict decides a hook (a return hands the packet back to its caller).
+_DECIDING = frozenset({HitKind.RULE, HitKind.POLICY})
 
 
 def unfinished(ev: Event) -> str | None:
@@ -45,7 +47,7 @@ def unfinished(ev: Event) -> str | None:
     if ev.hook.how not in TRACED or not ev.rules:
         return None
     last = ev.rules[-1]
-    if last.verdict.split(":")[0] == "accept" and last.kind in ("rule", "policy"):
+    if last.verdict.split(":")[0] == "accept" and last.kind in _DECIDING:
         return None
     return f"{last.table} {last.chain} ({last.ref})"
 
@@ -60,9 +62,9 @@ def trace_outcome(ev: Event, goes_on: bool) -> Action | None:
         return None
     last = ev.rules[-1]
     word = last.verdict.split(":")[0].split(" ")[0]
-    if last.kind == "rule" and last.rejects:
+    if last.kind is HitKind.RULE and last.rejects:
         return Action.REJECT
-    decided = _DECIDED.get(word) if last.kind in ("rule", "policy") else None
+    decided = _DECIDED.get(word) if last.kind in _DECIDING else None
     if decided is not None:
         return decided
     return Action.ACCEPT if goes_on else None
@@ -81,9 +83,9 @@ def cite_hop(ev: Event) -> str:
     last = ev.rules[-1] if h.how in TRACED and ev.rules else None
     if last is None:
         return f"{ev.record.ref}, {where}"
-    if last.kind == "policy":
+    if last.kind is HitKind.POLICY:
         said = f"{last.chain} policy {last.verdict or '(verdict not printed)'}".rstrip()
-    elif last.kind == "return":
+    elif last.kind is HitKind.RETURN:
         said = f"{last.chain} return"
     else:
         rule = f" '{last.text}'" if last.text else f" {last.handle}" if last.handle else ""

@@ -23,7 +23,7 @@ from dataclasses import replace
 from sys import intern
 from typing import Final
 
-from reportgen.model import PVEFW_LOGGER, LineRef, LogRecord
+from reportgen.model import ICMP_PROTOS, PVEFW_LOGGER, LineRef, LogRecord
 
 # Pasted text may carry runs of spaces between the fields, so " +" where the kernel prints one space.
 _ANCHOR: Final = re.compile(r"IN=(?P<in>[^\s/:]{0,15}) +OUT=(?P<out>[^\s/:]{0,15})(?= |$)")
@@ -665,11 +665,11 @@ def _parse_nflog_body(
         elif key == "DPT" and "dport" not in f:
             f["dport"] = _port(val, "dport", redacted)
         elif key == "SEQ":
-            if proto in ("ICMP", "ICMPv6"):
+            if proto in ICMP_PROTOS:
                 f["icmp_seq"] = _int(val)
             elif proto == "TCP":
                 f["tcp_seq"] = _int(val)
-        elif key == "ID" and proto in ("ICMP", "ICMPv6"):
+        elif key == "ID" and proto in ICMP_PROTOS:
             f["icmp_id"] = _int(val)
         elif key == "TYPE":
             f["icmp_type"] = _int(val)
@@ -838,7 +838,7 @@ def cut_note(rec: LogRecord) -> str:
         # An ID= missing after a whole IP header is the echo's (_cut_off).
         and not (what == "the IP ID" and "SEQ" in rec.missing and "TTL" not in rec.missing)
         and not (what == "the TCP flags" and rec.proto not in (None, "TCP"))
-        and not (what == "the ports" and rec.proto in ("ICMP", "ICMPv6"))
+        and not (what == "the ports" and rec.proto in ICMP_PROTOS)
     ]
     # The last token of a cut record without its trailing space is not read (it may itself be cut,
     # "TYPE=8" of "TYPE=80"), so it heads the missing fields: it is there, but not read, not missing

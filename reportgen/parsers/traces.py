@@ -31,7 +31,7 @@ from sys import intern
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from reportgen.model import LineRef, LogRecord, RuleHit
+from reportgen.model import HitKind, LineRef, LogRecord, RuleHit
 from reportgen.netfilter import (
     ARP,
     BRIDGE,
@@ -381,7 +381,7 @@ def rule_proto(rules: list[RuleHit]) -> str | None:
     """The protocol a matched iptables rule proves: a rule line is only sent for a rule whose matches
     all passed (nf_tables_core.c: nft_trace_packet runs after the rule's expressions), so "-p udp" in
     it (not "! -p udp") proves the packet is UDP."""
-    proto = next((p for r in rules if r.kind == "rule" for p in _IPT_PROTO.findall(r.text)), None)
+    proto = next((p for r in rules if r.kind is HitKind.RULE for p in _IPT_PROTO.findall(r.text)), None)
     return _PROTO_NAMES.get(proto, proto.upper()) if proto else None
 
 
@@ -391,7 +391,7 @@ def nft_rule_ports(rules: list[RuleHit]) -> dict[str, object]:
     in it (not "!=", a set or a range) holds for the packet."""
     out: dict[str, object] = {}
     for r in rules:
-        if r.kind != "rule":
+        if r.kind is not HitKind.RULE:
             continue
         for proto, key, port in _NFT_PORT.findall(r.text):
             out.setdefault("proto", _PROTO_NAMES.get(proto, proto.upper()))
@@ -922,11 +922,11 @@ class XtablesMonitorParser(TraceParser):
             v.family, v.table, v.chain = fam, table, chain
             v.place = self._place(fam, table, chain)
         if t.group("policy") is not None:
-            kind, verdict, rule, handle = "policy", t.group("policy"), "", None
+            kind, verdict, rule, handle = HitKind.POLICY, t.group("policy"), "", None
         elif t.group("ret") is not None:
-            kind, verdict, rule, handle = "return", "RETURN", "", None
+            kind, verdict, rule, handle = HitKind.RETURN, "RETURN", "", None
         else:
-            kind, handle = "rule", "0x" + t.group("handle")
+            kind, handle = HitKind.RULE, "0x" + t.group("handle")
             verdict = _XT_VERDICTS.get(t.group("verdict"), t.group("verdict"))
             rule = t.group("rule").strip()
         head, sep, target = verdict.partition(":")  # JUMP:DOCKER-USER: the chain name keeps its case
@@ -962,7 +962,7 @@ class _NftLine:
         verdict: str,
         rule_text: str,
         handle: str | None,
-        hit_kind: str,  # "rule", "policy" or "return"
+        hit_kind: HitKind,
         proven: Mapping[str, object],  # protocol and ports the rule proves (nft_rule_ports)
         ends: bool,  # the line ends the packet's visit of its base chain (_ends_visit)
     ) -> None:
@@ -1017,10 +1017,10 @@ def _nft_line_body(after_id: str) -> _NftLine | None:
     kind = kind.strip()
     table, chain = intern(table), intern(chain)  # on every rule of every packet: one object each
     fam = NFT_FAMILY.get(family or "unknown", "unknown")
-    verdict, rule_text, handle, hit_kind = "", "", None, "rule"
+    verdict, rule_text, handle, hit_kind = "", "", None, HitKind.RULE
     proven: Mapping[str, object] = {}
     if kind == "policy":
-        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, "policy"
+        verdict, rule_text, handle, hit_kind = rest.split()[0] if rest.split() else "", "", None, HitKind.POLICY
     elif kind not in ("packet:", "conntrack:"):
         vm = _NFT_VERDICT.search(rest)
         verdict = vm.group("v") if vm else ""
@@ -1030,7 +1030,7 @@ def _nft_line_body(after_id: str) -> _NftLine | None:
         rule_text = body[: handle_m.start()].rstrip() if handle_m else body  # no \s* regex: quadratic
         if kind == "unknown rule handle":
             handle, rule_text = rest.split()[0], ""
-        hit_kind = "return" if kind == "verdict" else "rule"
+        hit_kind = HitKind.RETURN if kind == "verdict" else HitKind.RULE
         if "port " in rule_text:  # only "sport N"/"dport N" prove one
             proven = MappingProxyType(
                 nft_rule_ports([RuleHit(table, chain, hit_kind, verdict, rule_text, handle, _NO_REF)])
@@ -1160,7 +1160,9 @@ class NftTraceParser(TraceParser):
         if not known_base:
             return False
         started_in_user_chain = (
-            not v.text and (v.place is None or v.place.hook is None) and not any(r.kind == "policy" for r in v.rules)
+            not v.text
+            and (v.place is None or v.place.hook is None)
+            and not any(r.kind is HitKind.POLICY for r in v.rules)
         )
         if started_in_user_chain:
             v.chain, v.place = chain, self._place(v.family, table, chain)
@@ -1168,11 +1170,11 @@ class NftTraceParser(TraceParser):
         return True
 
 
-def _ends_visit(kind: str, verdict: str) -> bool:
+def _ends_visit(kind: HitKind, verdict: str) -> bool:
     """A policy, or an accept/drop/reject/queue/stolen verdict, ends the packet's visit of this base
     chain (nf_tables_core.c nft_do_chain returns to the hook); continue, jump, goto and return do not."""
     words = verdict.split(":")[0].split()
-    return kind == "policy" or (bool(words) and words[0] in ("accept", "drop", "reject", "queue", "stolen"))
+    return kind is HitKind.POLICY or (bool(words) and words[0] in ("accept", "drop", "reject", "queue", "stolen"))
 
 
 def detect_trace_format(lines: list[str]) -> str | None:

@@ -9,6 +9,7 @@ from importlib import resources
 import jinja2
 
 from reportgen import __version__
+from reportgen.explain.answer import inferred_note
 from reportgen.model import Conversation, LineRef, Packet, PacketGroup, Report, family_name, id_number
 from reportgen.render.digest import FIRST_ROWS, SMALL_CASE_LINES, Alike, Digest, Row, digest_of
 from reportgen.render.dot import dot_to_svg, dots_to_svgs, fit_svg, packet_dot
@@ -248,6 +249,8 @@ def render_html(
         stamp=stamp_text,
         outcome=outcome,
         counts={} if report.summary is None else {c.value: n for c, n in report.summary.outcomes},
+        # How many of each count were inferred, in the summary sentence's words (answer.inferred_note).
+        hedges={} if summary is None else {c.value: inferred_note(c, n, summary.inferred) for c, n in summary.outcomes},
         told=view.told,
         told_ids=told_ids,
         untold=view.untold,

@@ -1075,6 +1075,10 @@ class JsonStream:
                 "host": s.host,
             }
         )
+        if summary is not None and s is not None and s.inferred:
+            # Of the outcomes, the packets whose verdict was inferred, per code and source (model.Inferred);
+            # only when some were, so a case with none keeps its bytes.
+            summary["inferred"] = {c.value: {b.value: k for d, b, k in s.inferred if d is c} for c, _, _ in s.inferred}
         case = {
             "name": report.name,
             "title": report.title,

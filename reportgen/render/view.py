@@ -11,6 +11,7 @@ from reportgen.explain.answer import SEVERITY as _CODES
 from reportgen.explain.answer import plural
 from reportgen.explain.attribution import UNKNOWN_ADDRESS_WORDS
 from reportgen.model import (
+    ICMP_PROTOS,
     ICMP_TYPE_NAMES,
     Endpoint,
     Footer,
@@ -76,7 +77,7 @@ def _flow_parts(r: LogRecord) -> _FlowParts:
         return {"frame": arp or f"{shown(r, 'mac_src')} → {shown(r, 'mac_dst')}"}
     proto = r.proto or "IP"
     parts = {"src": shown(r, "src"), "dst": shown(r, "dst"), "proto": proto}
-    if proto in ("ICMP", "ICMPv6"):
+    if proto in ICMP_PROTOS:
         what = f" type {r.icmp_type}" if r.icmp_type is not None else ""
         word = ICMP_TYPE_NAMES.get((proto, r.icmp_type if r.icmp_type is not None else -1))
         if word:

@@ -13,7 +13,7 @@ from collections.abc import Container
 from dataclasses import replace
 
 from reportgen.explain.topology import Topology
-from reportgen.model import Conversation, Packet, Prediction, Snapshot, VerdictCode
+from reportgen.model import ICMP_PROTOS, Conversation, Packet, Prediction, Snapshot, VerdictCode
 from reportgen.netfilter import STAGES
 from reportgen.simulate import Query, SimulateError, simulate
 from reportgen.simulate.walk import ChainHop, Walk
@@ -57,12 +57,12 @@ def query_for(p: Packet) -> Query | None:
     if first is None:
         return None
     r = first.event.record
-    if r.proto in ("ICMP", "ICMPv6") and r.icmp_type not in (None, 8, 128):
+    if r.proto in ICMP_PROTOS and r.icmp_type not in (None, 8, 128):
         return None  # only echo requests are simulated as first packets
     # Where it came in: the bridge port (PHYSIN, or IN at a bridge hook) or the routed interface.
     r0 = p.hops[0].event.record
     in_iface = r0.physin or r0.in_dev or None
-    icmp = r.proto in ("ICMP", "ICMPv6")
+    icmp = r.proto in ICMP_PROTOS
     if r.src is None or r.dst is None:
         return None
     return Query(r.src, r.dst, _PROTO[r.proto or ""], None if icmp else r.dport, None if icmp else r.sport, in_iface)

@@ -11,6 +11,7 @@ from reportgen.model import (
     Conversation,
     Endpoint,
     Event,
+    HitKind,
     HookRef,
     Hop,
     LineRef,
@@ -44,7 +45,7 @@ def model_verdict(o: Outcome) -> Verdict:
 
 def _hit(rule: Rule, hop: ChainHop, verdict: str) -> RuleHit:
     ref = rule_ref(rule, hop.chain.rules)
-    return RuleHit(rule.table, rule.chain, "rule", verdict, rule.text, str(rule.num), ref, ref)
+    return RuleHit(rule.table, rule.chain, HitKind.RULE, verdict, rule.text, str(rule.num), ref, ref)
 
 
 def _hits(hop: ChainHop) -> tuple[RuleHit, ...]:
@@ -60,7 +61,7 @@ def _hits(hop: ChainHop) -> tuple[RuleHit, ...]:
         )
     if hop.rule is None:
         ref = LineRef(hop.chain.source, hop.chain.line)
-        out.append(RuleHit(hop.chain.table, hop.chain.chain, "policy", hop.verdict.lower(), "", None, ref, ref))
+        out.append(RuleHit(hop.chain.table, hop.chain.chain, HitKind.POLICY, hop.verdict.lower(), "", None, ref, ref))
     return tuple(out)
 
 

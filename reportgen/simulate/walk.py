@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from reportgen.explain.rules import NON_TERMINAL, PacketView, match_one
 from reportgen.explain.topology import Topology, brnf_sysctl
-from reportgen.model import Endpoint, LineRef, Nat, VerdictCode
+from reportgen.model import ICMP_PROTOS, Endpoint, LineRef, Nat, NatBy, VerdictCode
 from reportgen.netfilter import BRIDGE, INPUT, OUTPUT, POSTROUTING, PREROUTING, STAGES
 from reportgen.parsers.ruleset import Match, Rule, Ruleset, split_to
 from reportgen.simulate.chains import BaseChain
@@ -37,7 +37,7 @@ class Pkt:
     """The packet as the next hook sees it."""
 
     family: str  # ipv4 / ipv6
-    proto: str  # "TCP", "UDP", "ICMP", "ICMPv6" (as nf_log prints them)
+    proto: str  # TCP, UDP, ICMP, ICMPv6 (as nf_log prints them)
     src: str
     dst: str
     sport: int | None
@@ -162,7 +162,7 @@ class Walker:
         elif m.opt == "--match-set" or m.opt.startswith("nft:"):
             res = None  # ipset / nft set members are not in the snapshot; nft expressions not translated
         else:
-            icmp = p.proto in ("ICMP", "ICMPv6")
+            icmp = p.proto in ICMP_PROTOS
             view = PacketView(
                 p.src,
                 p.dst,
@@ -304,7 +304,7 @@ class Walker:
                 Endpoint(p.dst, p.dport),
                 Endpoint(new.dst, new.dport),
                 f"predicted: {rule.text} rewrites the destination",
-                "rule",
+                NatBy.RULE,
                 rule.text,
                 ref,
             )
@@ -329,7 +329,7 @@ class Walker:
             Endpoint(p.src, p.sport),
             Endpoint(new.src, new.sport),
             evidence,
-            "rule",
+            NatBy.RULE,
             rule.text,
             ref,
         )
@@ -396,7 +396,7 @@ class Walker:
                     n.before,
                     f"predicted: conntrack reverses the request's {n.type} on the reply (the nat table "
                     "is not consulted again: nf_nat_inet_fn, net/netfilter/nf_nat_core.c)",
-                    "conntrack",
+                    NatBy.CONNTRACK,
                     n.rule,
                     n.rule_ref,
                 )

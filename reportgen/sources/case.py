@@ -16,7 +16,9 @@ from typing import Protocol
 
 from reportgen.errors import InputError
 from reportgen.model import (
+    HIT_KINDS,
     Event,
+    HitKind,
     HookRef,
     InputFile,
     LineRef,
@@ -283,14 +285,14 @@ class _LegacyTraceGrouper:
     def feed(self, rec: LogRecord, m: re.Match[str]) -> list[Event]:
         table, chain = m.group("table"), m.group("chain")
         # A record whose ":type:num" tail the paste cut off still shows a rule of the chain was met.
-        hit = RuleHit(table, chain, m.group("type") or "rule", "", "", m.group("num"), rec.ref)
+        hit = RuleHit(table, chain, HIT_KINDS.get(m.group("type") or "", HitKind.RULE), "", "", m.group("num"), rec.ref)
         fp = _fingerprint(rec)
         cur = self.current
         # A TRACE line is logged for an IPv4/IPv6 packet, whose SRC= and DST= nf_log_syslog.c
         # (dump_ipv4_packet/dump_ipv6_packet) always prints: a line without them was cut.
         cut = rec.truncated or (rec.src is None and rec.dst is None)
         same_packet = cur is not None and _same_walk_packet(cur[0], fp, cut) and cur[1].hook.table == table
-        walk_ended = cur is not None and any(h.kind == "policy" for h in cur[2])
+        walk_ended = cur is not None and any(h.kind is HitKind.POLICY for h in cur[2])
         if cur is not None and same_packet and not walk_ended and (chain not in HOOKS or cur[1].hook.chain == chain):
             cur[2].append(hit)  # the walk goes on: into a user chain, or back from one (a policy ends it)
             return []

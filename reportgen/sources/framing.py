@@ -247,9 +247,13 @@ class LineFramer:
         # The record being built: its first line, its text, and the previous physical line framed
         # (each line's wrapper is stripped once here).
         pending: tuple[int, str, Framed] | None = None
+        # Records held back while another host's lines come between an ebt_log record and its pieces
+        # (_Held); empty in a file of one host, where a record is yielded as soon as the next one starts.
+        held = _Held()
         for n, text in self.lines:
             self.last_line = n
             if isinstance(text, Unrelated):
+                yield from held.flush()
                 if pending is not None:
                     yield from _split(pending[0], pending[1], pending[2])
                     pending = None
@@ -262,6 +266,9 @@ class LineFramer:
             if "^ " in text:
                 text = _CARET.sub("", text)
             framed = strip_wrapper(text)
+            if held.records and held.join(n, text, framed, pending):
+                self.spans[held.joined] = n
+                continue
             if pending is not None and _continues(pending[2], text, framed):
                 # A wrapped line continues a record only as an ebt_log piece (_continues), and its
                 # wrapper may show that it is another packet's piece.
@@ -283,11 +290,109 @@ class LineFramer:
                 and _EBT_PIECE.match(framed.msg.lstrip())
             ):
                 self.unjoined[n] = _AFTER_UNJOINED  # the rest of a piece not joined: its record's start is not here
+            elif held.ebt and framed.wrapped and _EBT_PIECE.match(framed.msg.lstrip()) and _other_host(text, pending):
+                self.unjoined[n] = _NO_RECORD_OF_HOST  # no record of its host was held open for it (_Held)
             if pending is not None:
-                yield from _split(pending[0], pending[1], pending[2])
+                # Only a line with a host name (no dmesg stamp first) can be another host's; the substring
+                # tests spare most records (not ebt_log's) the call.
+                last = pending[1]
+                named = not text.startswith("[")
+                ebt = named and (" MAC source = " in last or last.find("OUT=", len(last) - 48) >= 0)
+                if held.records or (ebt and _awaits_pieces(last, text)):
+                    yield from held.add(pending, text)
+                else:
+                    yield from _split(pending[0], pending[1], pending[2])
             pending = (n, text, framed)
+        yield from held.flush()
         if pending is not None:
             yield from _split(pending[0], pending[1], pending[2])
+
+
+def _host(line: str) -> str | None:
+    """The host a line's syslog or journal wrapper names (_host_and_clock), found without a regex for
+    a line that starts with a dmesg stamp, which no host name comes before."""
+    return None if line.lstrip().startswith("[") else _host_and_clock(line)[0]
+
+
+def _other_host(text: str, pending: tuple[int, str, Framed] | None) -> bool:
+    """Whether a line's wrapper names a host, and another than the record before it."""
+    host = _host(text)
+    return host is not None and (pending is None or _host(pending[1]) != host)
+
+
+def _is_ebt(record: str) -> bool:
+    """Whether a record is ebt_log's (_EBT_PIECE), or its start cut after the devices."""
+    # The regex only where a line ends in its devices (most records end in their fields).
+    tail = record.find("OUT=", len(record) - 48) >= 0
+    return " MAC source = " in record or (tail and _EBT_HEAD_END.search(record.rstrip()) is not None)
+
+
+def _awaits_pieces(record: str, after: str) -> bool:
+    """Whether an ebt_log record may still take pieces after the line ``after`` it: that line is another
+    host's (_Held)."""
+    if not _is_ebt(record):
+        return False
+    host = _host(record)
+    return host is not None and _host(after) not in (None, host)
+
+
+class _Held:
+    """ebt_log records held back for their pieces while another host's lines come in between.
+
+    Two hosts logging to one syslog file interleave their lines, so the pieces of one host's ebt_log
+    record (_EBT_PIECE) may come after the other host's record. One kernel prints a packet's pieces back
+    to back under ebt_log_lock (net/bridge/netfilter/ebt_log.c), so a host's record is complete once that
+    host logs its next record; until then it is held, open to pieces with its host's name that are
+    stamped close to it (_pieces_apart). Records after a held one are held too, to keep line order. At
+    most MAX records are held: an older one is let go (a host whose record never gets its pieces).
+    """
+
+    MAX: Final = 16
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, str, Framed, str | None, bool]] = []  # line, text, framed, host, open
+        self.joined = 0  # the first line of the record the last join extended
+        self.ebt = False  # whether a record was held open: only then is another host's lone piece explained
+
+    def add(self, record: tuple[int, str, Framed], after: str) -> Iterator[tuple[int, str]]:
+        """Hold a finished line's record (open to pieces when it is an ebt_log record of another host
+        than the line ``after`` it); yield the records no piece can reach any more, in line order."""
+        host, nxt = _host(record[1]), _host(after)
+        open_ = _awaits_pieces(record[1], after)
+        self.ebt = self.ebt or open_
+        # The next record's host has moved on: its held records are complete.
+        self.records = [(a, b, c, h, o and h != nxt) for a, b, c, h, o in self.records]
+        self.records.append((record[0], record[1], record[2], host, open_))
+        yield from self._release(self.MAX)
+
+    def join(self, n: int, text: str, framed: Framed, pending: tuple[int, str, Framed] | None) -> bool:
+        """Join an ebt_log piece of another host than ``pending``'s to that host's held record."""
+        if not framed.wrapped or not _EBT_PIECE.match(framed.msg.lstrip()):
+            return False
+        host = _host(text)
+        if host is None or (pending is not None and _host(pending[1]) == host):
+            return False
+        for i in range(len(self.records) - 1, -1, -1):
+            first, before, before_framed, h, open_ = self.records[i]
+            if not open_ or h != host:
+                continue
+            if not _ebt_piece(before_framed.msg, framed.msg) or _pieces_apart(before, before_framed, text, framed):
+                return False
+            joined = before.rstrip() + " " + framed.msg.strip()
+            self.records[i] = (first, joined, strip_wrapper(joined), h, True)
+            self.joined = first
+            return True
+        return False
+
+    def flush(self) -> Iterator[tuple[int, str]]:
+        """Yield every held record, in line order."""
+        yield from self._release(0)
+
+    def _release(self, keep: int) -> Iterator[tuple[int, str]]:
+        # The records at the front no piece can reach, and open ones too while more than ``keep`` are held.
+        while self.records and (len(self.records) > keep or not self.records[0][4]):
+            first, text, framed, _, _ = self.records.pop(0)
+            yield from _split(first, text, framed)
 
 
 def _continues(before: Framed, text: str, framed: Framed) -> bool:
@@ -368,6 +473,10 @@ _STAMPED_APART = (
     "prints one packet's pieces under one lock, back to back, so it is another packet's and is not joined"
 )
 
+_NO_RECORD_OF_HOST = (
+    "an ebt_log piece whose host logged no ebt_log record open for it (within 1 s, before its next record): "
+    "one packet's pieces come from one kernel (ebt_log.c), so it is not joined to another host's record"
+)
 _AFTER_UNJOINED = (
     "an ebt_log piece after a piece that was not joined: the start of its record is not on the line before, "
     "so it is not joined either"
