@@ -151,22 +151,9 @@ def fold_conversation(entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[An
     ports, and every text holds parts (cut_values). The row is
     ``[id, values, [[group id, packets, [line runs per file], first_stamp, last_stamp], ...]]``.
     """
-    values: list[Any] = []
-    index: dict[tuple[type, Any], int] = {}
-
-    def ref(value: Any) -> int:
-        key = (type(value), value)  # port 80 and an address "80" are different values
-        i = index.get(key)
-        if i is None:
-            i = index[key] = len(values)
-            values.append(value)
-        return i
-
-    def endpoint(ep: Mapping[str, Any]) -> dict[str, int]:
-        return {"addr": ref(ep["addr"]), "port": ref(ep["port"])}
-
+    member = _Member()
     original = entry["original"]
-    shared_original = None if original is None else [endpoint(e) for e in original]
+    shared_original = None if original is None else [member.endpoint(e) for e in original]
     groups, rows = [], []
     for g in entry["groups"]:
         groups.append(
@@ -174,28 +161,17 @@ def fold_conversation(entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[An
                 "behaviour": g["behaviour"],
                 "count": g["count"],
                 "files": [f["file"] for f in g["lines"]],
-                "nat": [{"before": endpoint(n["before"]), "after": endpoint(n["after"])} for n in g["nat"]],
+                "nat": [
+                    {"before": member.endpoint(n["before"]), "after": member.endpoint(n["after"])} for n in g["nat"]
+                ],
             }
         )
         rows.append([g["id"], g["packets"], [f["runs"] for f in g["lines"]], g["first_stamp"], g["last_stamp"]])
-    slots = sorted(
-        ((_as_text(v), i) for i, v in enumerate(values) if v is not None and _as_text(v)),
-        key=lambda s: (-len(s[0]), s[1]),
-    )
-
     # The texts also cite the member's own lines ("kern.log:113"): those numbers are its values too
     # (after its addresses and ports, in the order the texts cite them). A citation of another file
     # (a ruleset snapshot's rule) is what the kind shares.
-    files = tuple(dict.fromkeys(f for g in groups for f in g["files"]))
-    citation = _citation(files) if len(files) > 1 else None
-
-    def cut(text: str | None) -> str | Parts | None:
-        if text is None:
-            return None
-        if citation is not None:
-            return cut_values(_cut_citations(text, citation, ref), slots)
-        return cut_values(_cut_file_citations(text, files[0], ref) if files else text, slots)
-
+    member.texts(tuple(dict.fromkeys(f for g in groups for f in g["files"])))
+    cut = member.cut
     p = entry["prediction"]
     shared = {
         "proto": entry["proto"],
@@ -217,7 +193,51 @@ def fold_conversation(entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[An
     }
     if "late_of" in entry:  # the earlier conversation's id is part of what the kind states
         shared["late_of"] = entry["late_of"]
-    return shared, [entry["id"], values, rows]
+    return shared, [entry["id"], member.values, rows]
+
+
+def _longest_first(slot: tuple[str, int]) -> tuple[int, int]:
+    return -len(slot[0]), slot[1]
+
+
+class _Member:
+    """One conversation's own values as fold_conversation collects them. A class, not closures over
+    local variables: nested functions and their shared scope refer to each other, a reference cycle
+    per conversation that only the cyclic garbage collector frees (pipeline.py runs it rarely)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.index: dict[tuple[type, Any], int] = {}
+        self.slots: list[tuple[str, int]] = []
+        self.files: tuple[str, ...] = ()
+        self.citation: re.Pattern[str] | None = None
+
+    def ref(self, value: Any) -> int:
+        key = (type(value), value)  # port 80 and an address "80" are different values
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.values)
+            self.values.append(value)
+        return i
+
+    def endpoint(self, ep: Mapping[str, Any]) -> dict[str, int]:
+        return {"addr": self.ref(ep["addr"]), "port": self.ref(ep["port"])}
+
+    def texts(self, files: tuple[str, ...]) -> None:
+        """Ready to cut texts citing ``files``, once the addresses and ports are collected."""
+        self.slots = sorted(
+            ((_as_text(v), i) for i, v in enumerate(self.values) if v is not None and _as_text(v)),
+            key=_longest_first,
+        )
+        self.files = files
+        self.citation = _citation(files) if len(files) > 1 else None
+
+    def cut(self, text: str | None) -> str | Parts | None:
+        if text is None:
+            return None
+        if self.citation is not None:
+            return cut_values(_cut_citations(text, self.citation, self.ref), self.slots)
+        return cut_values(_cut_file_citations(text, self.files[0], self.ref) if self.files else text, self.slots)
 
 
 def unfold_conversation(kind: Mapping[str, Any], row: Sequence[Any]) -> dict[str, Any]:
