@@ -55,3 +55,40 @@ def test_summary_lists_the_worst_outcome_first() -> None:
         "1 flow, 2 packets; 1 rejected (inferred from evaluating the ruleset snapshot), 1 delivered-to-port; "
         "kernel time "
     )
+
+
+def _blocked_syns(tmp_path: Path, lines: list[int], total: int) -> list[str]:
+    """The assumptions of one conversation of retransmitted '[UFW BLOCK]' SYNs, the SYNs on the given
+    lines of a kern.log of ``total`` lines (the others unrelated)."""
+    text = []
+    for n in range(1, total + 1):
+        if n in lines:
+            text.append(
+                f"Nov 28 10:00:00 gw kernel: [{1000 + n}.000000] [UFW BLOCK] IN=eth0 OUT= "
+                "MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.7 DST=192.0.2.10 LEN=60 "
+                f"TOS=0x00 PREC=0x00 TTL=52 ID={100 + n} DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 "
+                "RES=0x00 SYN URGP=0"
+            )
+        else:
+            text.append(f"Nov 28 10:00:00 gw sshd[7]: unrelated line {n}")
+    (tmp_path / "kern.log").write_text("\n".join(text) + "\n")
+    [answer] = build_report(load_spec([tmp_path])).answers
+    return list(answer.assumptions)
+
+
+def test_a_retransmitted_drop_is_assumed_once_citing_every_line(tmp_path: Path) -> None:
+    # Forty SYNs each logged by '[UFW BLOCK]' make one assumption, not forty that differ by their line.
+    [said] = _blocked_syns(tmp_path, list(range(1, 41)), 40)
+    assert "(prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:1–40 (40 lines))" in said
+    assert said.startswith("the dropped-by-rule verdict is the log prefix's own word")
+
+
+def test_scattered_cited_lines_are_runs_then_a_count(tmp_path: Path) -> None:
+    lines = [1, 2, 3, 5, 7, 9, 11, 13]
+    [said] = _blocked_syns(tmp_path, lines, 13)
+    assert "at kern.log:1–3, 5, 7, 9, and 2 more lines (8 lines))" in said
+
+
+def test_one_line_is_cited_alone(tmp_path: Path) -> None:
+    [said] = _blocked_syns(tmp_path, [4], 6)
+    assert "(action DROP, ufw convention) at kern.log:4); the ruleset snapshot" in said

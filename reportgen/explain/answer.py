@@ -15,6 +15,7 @@ from typing import Final
 
 from reportgen.explain.attribution import SNAPSHOT_EVIDENCE, UNKNOWN_ADDRESS_WORDS, nat_type_unknown
 from reportgen.explain.topology import Topology
+from reportgen.explain.verdicts import prefix_evidence, prefix_words
 from reportgen.model import (
     ICMP_PROTOS,
     ICMP_TYPE_NAMES,
@@ -226,7 +227,7 @@ def conversation_answer(
     members = [packets[pid] for g, _ in mine for pid in g.packets]
     codes = [p.verdict.code for p in members if p.verdict]
     worst = min(codes, key=_RANK.__getitem__) if codes else VerdictCode.UNKNOWN
-    assumptions = tuple(dict.fromkeys(a for p in members for a in assumptions_of(p, topo)))
+    assumptions = fold_cited(a for p in members for a in assumptions_of(p, topo))
     if conv.prediction is not None:
         assumptions += tuple(f"prediction assumes {c}" for c in conv.prediction.conditions)
     return Answer(conv.id, f"{head}: {'; '.join(clauses)}.", worst, assumptions, outcome_counts(members))
@@ -283,18 +284,30 @@ def inferred_note(code: VerdictCode, n: int, inferred: Sequence[tuple[VerdictCod
     return " (" + ", ".join(f"{k} inferred from {INFERRED_WORDS[basis]}" for basis, k in mine) + ")"
 
 
-def assumptions_of(p: Packet, topo: Topology) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Cited:
+    """An assumption about one line. A conversation's packets make the same assumption about each of
+    their lines (every retransmitted SYN a '[UFW BLOCK]' line of its own), so alike ones are stated
+    once, citing every line (``fold_cited``): the words before the lines, the words after them for one
+    line and for several (the verb agrees), and the line."""
+
+    before: str
+    after_one: str
+    after_many: str
+    ref: LineRef
+
+
+def assumptions_of(p: Packet, topo: Topology) -> list[str | Cited]:
     """The inferred facts of one packet, each with what would confirm it."""
-    out = []
+    out: list[str | Cited] = []
     for h in p.hops:
         hook = h.event.hook
         if not hook.placed:
             r = h.event.record
             io = "IN= and OUT=" if r.in_dev and r.out_dev else "IN= only" if r.in_dev else "OUT= only"
-            out.append(
-                f"{r.ref} is placed at {' or '.join(hook.candidates)} from {io}; "
-                "a prefix map entry or the ruleset's LOG rule would settle the hook"
-            )
+            where = f"placed at {' or '.join(hook.candidates)} from {io}; "
+            settle = "a prefix map entry or the ruleset's LOG rule would settle the hook"
+            out.append(Cited("", f" is {where}{settle}", f" are each {where}{settle}", r.ref))
     if any(s.reason == "conntrack" for s in p.skipped) and not topo.conntrack:
         out.append(
             "the nat table was skipped because the connection was already known to conntrack; "
@@ -309,16 +322,70 @@ def assumptions_of(p: Packet, topo: Topology) -> list[str]:
                 "verdict; a rule trace (xtables-monitor --trace or nft monitor trace) would confirm it"
             )
         elif v.evidence.startswith("prefix "):  # also unknown (AUDIT, LIMIT), which inferred_from leaves out
-            out.append(
-                f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}); "
-                "the ruleset snapshot would show the rule after the LOG rule"
-            )
+            out.append(_prefix_assumption(p, v))
         elif v.code is VerdictCode.LAST_SEEN:
             out.append(
                 f"what happened after {v.where} is not traced; a LOG rule at the next hook, "
                 "or a rule trace, would settle it"
             )
     return out
+
+
+def _prefix_assumption(p: Packet, v: Verdict) -> str | Cited:
+    """That a verdict is its prefix's word, citing the line whose prefix it is (the hop whose
+    prefix_evidence the verdict's evidence is)."""
+    settle = "; the ruleset snapshot would show the rule after the LOG rule"
+    for h in reversed(p.hops):
+        if prefix_evidence(h.event) == v.evidence:
+            words = f"the {v.code.value} verdict is the log prefix's own word ({prefix_words(h.event)} at "
+            return Cited(words, ")" + settle, ")" + settle, h.event.record.ref)
+    return f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}){settle}"
+
+
+# Runs of cited lines shown per assumption before "and N more lines".
+CITED_RUNS = 4
+
+
+def fold_cited(found: Iterable[str | Cited]) -> tuple[str, ...]:
+    """Assumptions in first-seen order, each once; alike Cited ones once, citing all their lines."""
+    lines: dict[str | tuple[str, str, str], list[LineRef]] = {}
+    for a in found:
+        if isinstance(a, str):
+            lines.setdefault(a, [])
+        else:
+            lines.setdefault((a.before, a.after_one, a.after_many), []).append(a.ref)
+    out = []
+    for key, refs in lines.items():
+        if isinstance(key, str):
+            out.append(key)
+            continue
+        before, after_one, after_many = key
+        unique = sorted(set(refs))
+        if len(unique) == 1:
+            out.append(f"{before}{unique[0]}{after_one}")
+        else:
+            out.append(f"{before}{_line_runs(unique)} ({len(unique)} lines){after_many}")
+    return tuple(out)
+
+
+def _line_runs(refs: Sequence[LineRef]) -> str:
+    """Sorted lines as runs per file: "kern.log:3–9, 12, other.log:4", at most CITED_RUNS runs."""
+    runs: list[tuple[str, int, int]] = []
+    for r in refs:
+        if runs and runs[-1][0] == r.file and runs[-1][2] + 1 == r.line:
+            runs[-1] = (r.file, runs[-1][1], r.line)
+        else:
+            runs.append((r.file, r.line, r.line))
+    parts = []
+    last_file = None
+    for file, a, b in runs[:CITED_RUNS]:
+        lines = f"{a}" if a == b else f"{a}–{b}"
+        parts.append(lines if file == last_file else f"{file}:{lines}")
+        last_file = file
+    if len(runs) > CITED_RUNS:
+        rest = sum(b - a + 1 for _, a, b in runs[CITED_RUNS:])
+        parts.append(f"and {plural(rest, 'more line')}")
+    return ", ".join(parts)
 
 
 def footer(p: Packet) -> Footer:

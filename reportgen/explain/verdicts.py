@@ -95,10 +95,15 @@ def cite_hop(ev: Event) -> str:
 
 def prefix_evidence(ev: Event) -> str:
     """Cite a prefix's action: "prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:3"."""
+    return f"{prefix_words(ev)} at {ev.record.ref}"
+
+
+def prefix_words(ev: Event) -> str:
+    """A prefix's action without its line: "prefix '[UFW BLOCK]' (action DROP, ufw convention)"."""
     h = ev.hook
     action = h.action.name if h.action is not None else "none"
     conv = f", {h.convention} convention" if h.convention else ""
-    return f"prefix '{ev.record.prefix.strip()}' (action {action}{conv}) at {ev.record.ref}"
+    return f"prefix '{ev.record.prefix.strip()}' (action {action}{conv})"
 
 
 # What a prefix's action word tells about the hook when no convention's own rules say more (a LOG
