@@ -23,6 +23,7 @@ from reportgen.model import (
     Event,
     HitKind,
     LineRef,
+    LogRecord,
     Nat,
     NatBy,
     RuleHit,
@@ -34,20 +35,26 @@ from reportgen.netfilter import BRIDGE, INET, IPV4, IPV6, STAGES
 from reportgen.parsers.ruleset import Ruleset, split_to
 
 
-def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
-    r = ev.record
-    icmp = r.proto in ICMP_PROTOS
+def shown_mark(r: LogRecord) -> int | None:
+    """The packet's skb->mark as the line shows it; None when the line does not show it."""
     # nf_log_syslog.c prints MARK= only when skb->mark is non-zero, so a LOG line without it shows 0.
     # So does a trace event: nf_tables_trace.c puts NFTA_TRACE_MARK only when skb->mark is non-zero,
     # and xtables-monitor prints MARK= on the PACKET line whenever the event carries it; a PACKET line
     # (its addresses read) without MARK= shows 0.
     # A line cut before its end (truncated, or fields the paste lost) proves nothing by an absent MARK=.
+    if r.mark:
+        try:
+            return int(r.mark, 16)
+        except ValueError:  # a mangled paste ("MARK=0x3f0O"): the mark is not read
+            return None
     whole = not r.truncated and not r.missing
-    mark = (
-        int(r.mark, 16)
-        if r.mark
-        else (0 if whole and (r.fmt == "nflog" or (r.fmt == "xtmon" and r.src is not None)) else None)
-    )
+    return 0 if whole and (r.fmt == "nflog" or (r.fmt == "xtmon" and r.src is not None)) else None
+
+
+def packet_view(ev: Event, new: bool, topo: Topology) -> PacketView:
+    r = ev.record
+    icmp = r.proto in ICMP_PROTOS
+    mark = shown_mark(r)
     return PacketView(
         r.src,
         r.dst,

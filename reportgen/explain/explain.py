@@ -22,6 +22,7 @@ from reportgen.explain.attribution import (
     link_rules,
     prefix_drop_by_snapshot,
     refine_skip,
+    shown_mark,
     traced_drop,
     unshown_source_nat,
 )
@@ -429,6 +430,17 @@ def _taken_in_as(topo: Topology, dst: str | None) -> str:
     )
 
 
+# Why skb->mark differs between two lines of one packet: the kernel keeps it with the skb from hook
+# to hook; a rule between the two set it (xt_MARK.c mark_tg, xt_connmark.c --restore-mark, nft
+# meta mark set: nft_meta.c nft_meta_set_eval, or TPROXY --tproxy-mark), or an IPsec policy's output
+# mark (xfrm_output.c). The lines do not say which.
+MARK_CHANGED = (
+    "Mark {before:#x} → {after:#x} since the previous hop: something between the two set skb->mark, "
+    "usually a rule (iptables MARK, CONNMARK --restore-mark or TPROXY; nft meta mark set); "
+    "which one is in the rules the packet met between the two lines (a rule trace, or the ruleset snapshot)."
+)
+
+
 def _hop_text(
     ev: Event,
     stage: str,
@@ -617,6 +629,10 @@ def _hop_text(
                 f"TTL {p.ttl} → {r.ttl}: the packet was routed (ip_forward() decrements the TTL, "
                 "net/ipv4/ip_forward.c)."
             )
+        if p.mark != r.mark:  # the shown marks differ only where the fields do (or one is unread)
+            before, after = shown_mark(p), shown_mark(r)
+            if before is not None and after is not None and before != after:
+                out.append(MARK_CHANGED.format(before=before, after=after))
     if ev.hook.action is not None and ev.hook.action is not Action.LOG:
         out.append(f"The {prefix_evidence(ev)}: {action_says(ev, ev.hook.action, verdict_rests)}")
     if ev.hook.how.endswith(HOW_EBT_LAYOUT) and (prev_hop is None or not prev_hop[0].hook.how.endswith(HOW_EBT_LAYOUT)):
