@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,14 @@ def test_a_cut_line_proves_no_mark_zero(tmp_path: Path) -> None:
     [packet] = build_report(load_spec([tmp_path])).packets
     assert packet.hops[0].event.record.truncated
     assert not any("Mark " in " ".join(h.explanation) for h in packet.hops)
+
+
+def test_a_mangled_mark_does_not_stop_the_rule_walk(tmp_path: Path) -> None:
+    # The ruleset snapshot's walk reads each line's mark: 'MARK=0xzz' was a ValueError traceback.
+    sample = Path(__file__).resolve().parents[1] / "samples" / "lab-tcp-dropped"
+    case = tmp_path / "case"
+    shutil.copytree(sample, case)
+    log = case / "dmesg.log"
+    log.write_text(log.read_text().replace("URGP=0", "URGP=0 MARK=0xzz"))
+    report = build_report(load_spec([case]))
+    assert report.packets and all(p.verdict is not None for p in report.packets)
