@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from reportgen.cli import main as cli_main
 from reportgen.model import VerdictCode
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
@@ -78,15 +80,31 @@ def _blocked_syns(tmp_path: Path, lines: list[int], total: int) -> list[str]:
 
 def test_a_retransmitted_drop_is_assumed_once_citing_every_line(tmp_path: Path) -> None:
     # Forty SYNs each logged by '[UFW BLOCK]' make one assumption, not forty that differ by their line.
-    [said] = _blocked_syns(tmp_path, list(range(1, 41)), 40)
-    assert "(prefix '[UFW BLOCK]' (action DROP, ufw convention) at kern.log:1–40 (40 lines))" in said
+    [said] = _blocked_syns(tmp_path, [1, 2, 3, 5, 7, *range(9, 44)], 43)
+    assert "(action DROP, ufw convention) at kern.log:1 and 39 more of this conversation's lines)" in said
     assert said.startswith("the dropped-by-rule verdict is the log prefix's own word")
 
 
-def test_scattered_cited_lines_are_runs_then_a_count(tmp_path: Path) -> None:
-    lines = [1, 2, 3, 5, 7, 9, 11, 13]
-    [said] = _blocked_syns(tmp_path, lines, 13)
-    assert "at kern.log:1–3, 5, 7, 9, and 2 more lines (8 lines))" in said
+def test_alike_conversations_with_folded_assumptions_are_one_kind(tmp_path: Path) -> None:
+    # report.json folds alike conversations into one kind by cutting their "file:line" citations out
+    # (render/jsonfold.py): the folded assumption must cite no other line number.
+    text = []
+    for port in range(40000, 40006):
+        for n in range(3):  # three SYNs per connection, each its own '[UFW BLOCK]' line
+            text.append(
+                f"Nov 28 10:00:00 gw kernel: [{port - 39000 + n / 10:.6f}] [UFW BLOCK] IN=eth0 OUT= "
+                "MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.7 DST=192.0.2.10 LEN=60 "
+                f"TOS=0x00 PREC=0x00 TTL=52 ID={port + n} DF PROTO=TCP SPT={port} DPT=22 WINDOW=64240 "
+                "RES=0x00 SYN URGP=0"
+            )
+            text.append(f"Nov 28 10:00:00 gw sshd[7]: unrelated line {port} {n}")
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "kern.log").write_text("\n".join(text) + "\n")
+    out = tmp_path / "out"
+    assert cli_main(["report", str(case), "-o", str(out), "--format", "json"]) == 0
+    report = json.loads((out / "case" / "report.json").read_text())
+    assert len(report["conversation_kinds"]) == 1, [k["assumptions"] for k in report["conversation_kinds"]]
 
 
 def test_one_line_is_cited_alone(tmp_path: Path) -> None:

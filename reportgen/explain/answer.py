@@ -342,12 +342,11 @@ def _prefix_assumption(p: Packet, v: Verdict) -> str | Cited:
     return f"the {v.code.value} verdict is the log prefix's own word ({v.evidence}){settle}"
 
 
-# Runs of cited lines shown per assumption before "and N more lines".
-CITED_RUNS = 4
-
-
 def fold_cited(found: Iterable[str | Cited]) -> tuple[str, ...]:
-    """Assumptions in first-seen order, each once; alike Cited ones once, citing all their lines."""
+    """Assumptions in first-seen order, each once; alike Cited ones once, citing their first line and
+    counting the rest. Only the first line is named: report.json folds alike conversations into one
+    kind by cutting each "file:line" out of their texts (render/jsonfold.py), and a list or a range of
+    line numbers would make every conversation a kind of its own (the lines are in its packets)."""
     lines: dict[str | tuple[str, str, str], list[LineRef]] = {}
     for a in found:
         if isinstance(a, str):
@@ -364,28 +363,8 @@ def fold_cited(found: Iterable[str | Cited]) -> tuple[str, ...]:
         if len(unique) == 1:
             out.append(f"{before}{unique[0]}{after_one}")
         else:
-            out.append(f"{before}{_line_runs(unique)} ({len(unique)} lines){after_many}")
+            out.append(f"{before}{unique[0]} and {len(unique) - 1} more of this conversation's lines{after_many}")
     return tuple(out)
-
-
-def _line_runs(refs: Sequence[LineRef]) -> str:
-    """Sorted lines as runs per file: "kern.log:3–9, 12, other.log:4", at most CITED_RUNS runs."""
-    runs: list[tuple[str, int, int]] = []
-    for r in refs:
-        if runs and runs[-1][0] == r.file and runs[-1][2] + 1 == r.line:
-            runs[-1] = (r.file, runs[-1][1], r.line)
-        else:
-            runs.append((r.file, r.line, r.line))
-    parts = []
-    last_file = None
-    for file, a, b in runs[:CITED_RUNS]:
-        lines = f"{a}" if a == b else f"{a}–{b}"
-        parts.append(lines if file == last_file else f"{file}:{lines}")
-        last_file = file
-    if len(runs) > CITED_RUNS:
-        rest = sum(b - a + 1 for _, a, b in runs[CITED_RUNS:])
-        parts.append(f"and {plural(rest, 'more line')}")
-    return ", ".join(parts)
 
 
 def footer(p: Packet) -> Footer:
