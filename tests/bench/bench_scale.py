@@ -53,6 +53,9 @@ OPEN_FLOWS = 8
 
 
 def _count(text: str) -> int:
+    """A size as the options write it ("945k", "2M", "100000"); "" is none, as --sizes "" is."""
+    if not text:
+        return 0
     n = float(text[:-1]) * {"k": 1e3, "M": 1e6}[text[-1]] if text[-1] in "kM" else float(text)
     return int(n)
 
@@ -201,15 +204,20 @@ def bench(label: str, path: Path, lines: int, out: Path, peer: list[str] | None,
     naive, naive_cpu = res["naive"][0], res["naive"][1]
     size = path.stat().st_size / 1e6
     print(f"\n{label}: {lines:,} lines, {size:.0f} MB")
-    print(f"  {'tool':<10} {'seconds':>8} {'lines/s':>11} {'x naive time':>13} {'CPU s':>8} {'x naive CPU':>12}"
-          f" {'peak RSS MB':>12}")
+    print(
+        f"  {'tool':<10} {'seconds':>8} {'lines/s':>11} {'x naive time':>13} {'CPU s':>8} {'x naive CPU':>12}"
+        f" {'peak RSS MB':>12}"
+    )
     for name, (secs, cpu, rss) in res.items():
-        print(f"  {name:<10} {secs:8.2f} {lines / secs:11,.0f} {secs / naive:13.2f} {cpu:8.2f}"
-              f" {cpu / naive_cpu:12.2f} {rss:12.0f}")
+        print(
+            f"  {name:<10} {secs:8.2f} {lines / secs:11,.0f} {secs / naive:13.2f} {cpu:8.2f}"
+            f" {cpu / naive_cpu:12.2f} {rss:12.0f}"
+        )
     if "peer" in res:
         (rs, rc, rr), (ps, pc, pr) = res["reportgen"], res["peer"]
-        print(f"  reportgen vs peer: {ps / rs:.2f}x its speed ({pc / rc:.2f}x by CPU time), "
-              f"{rr / pr:.2f}x its peak RSS")
+        print(
+            f"  reportgen vs peer: {ps / rs:.2f}x its speed ({pc / rc:.2f}x by CPU time), {rr / pr:.2f}x its peak RSS"
+        )
     for name in ("report.json", "report.jsonl", "report.html"):
         for f in sorted(out.rglob(name)):
             print(f"  {f.name} {f.stat().st_size / 1e6:.1f} MB")
@@ -220,8 +228,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="100k,1M,2M", help="kern.log sizes in lines (default 100k,1M,2M)")
     ap.add_argument("--nft", default="945k", help="nft trace size in lines, or 0 to skip (default 945k)")
     ap.add_argument("--nftrace-story", default="", help="command of the nftrace-story peer, run on the nft input")
-    ap.add_argument("--repetitive", default="0", help="repetitive kern.log size in lines, run with json,html "
-                    "(default 0: skipped; the issue's case is 2M)")
+    ap.add_argument(
+        "--repetitive",
+        default="0",
+        help="repetitive kern.log size in lines, run with json,html (default 0: skipped; the issue's case is 2M)",
+    )
     args = ap.parse_args()
     peer = shlex.split(args.nftrace_story) if args.nftrace_story else None
     with tempfile.TemporaryDirectory(prefix="rg-bench-") as d:
