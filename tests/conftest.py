@@ -39,6 +39,22 @@ _reason = lab_skip_reason()
 LAB_MARKS.append(pytest.mark.skipif(bool(_reason), reason=f"lab unavailable: {_reason}"))
 
 
+@pytest.fixture()
+def lab() -> Iterator[Any]:
+    """The lab built with nf_log_all_netns set, one ping between the containers already made (neighbours
+    and routes are warm), torn down after the test (tests using it carry LAB_MARKS)."""
+    from reportgen.lab.netns import Lab, log_all_netns, run
+
+    built = Lab()
+    with log_all_netns(built.tag):
+        try:
+            built.build()
+            run(["ping", "-c1", "-W2", "172.17.0.3"], ns=built.ns("c1"))
+            yield built
+        finally:
+            built.teardown()
+
+
 # -- no silent skips where everything can run ------------------------------------------------------------
 # On a machine that can run every test (root, with the lab's tools), a skipped or xfailed test hides
 # a failure, so the session fails. A skip is allowed only when its reason contains one of these

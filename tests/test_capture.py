@@ -9,26 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import LAB_MARKS
 
-from reportgen.lab.netns import Lab, log_all_netns, run
+from reportgen.lab.netns import run
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
 pytestmark = LAB_MARKS
-
-
-@pytest.fixture()
-def lab():
-    lab = Lab()
-    with log_all_netns(lab.tag):
-        try:
-            lab.build()
-            run(["ping", "-c1", "-W2", "172.17.0.3"], ns=lab.ns("c1"))
-            yield lab
-        finally:
-            lab.teardown()
 
 
 def rulesets(ns: str) -> dict[str, str]:

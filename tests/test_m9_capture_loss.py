@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,27 +15,15 @@ from conftest import LAB_MARKS
 
 from reportgen import capture as cp
 from reportgen.explain.lost import monitor_losses
-from reportgen.lab.netns import Lab, TraceMonitor, log_all_netns, run
+from reportgen.lab.netns import Lab, TraceMonitor
 from reportgen.pipeline import build_report
 from reportgen.sources.case import load_spec
 
 pytestmark = LAB_MARKS
 
 
-@pytest.fixture()
-def capture_lab() -> Iterator[Lab]:
-    lab = Lab()
-    with log_all_netns(lab.tag):
-        try:
-            lab.build()
-            run(["ping", "-c1", "-W2", "172.17.0.3"], ns=lab.ns("c1"))
-            yield lab
-        finally:
-            lab.teardown()
-
-
 def test_a_capture_that_lost_events_marks_its_conversations(
-    capture_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     class Killed(TraceMonitor):
         def __init__(self, argv: list[str]) -> None:
@@ -46,8 +33,8 @@ def test_a_capture_that_lost_events_marks_its_conversations(
 
     monkeypatch.setattr(cp, "TraceMonitor", Killed)
     p = cp.plan(["iptables-nft", "nft-trace"], cp.Filter(proto="icmp"), families=("4",))
-    ping = ["ip", "netns", "exec", capture_lab.ns("c1"), "ping", "-c1", "-W2", "203.0.113.10"]
-    out = cp.apply(p, cp.local_runner(capture_lab.host), tmp_path / "case", ping, capture_lab.host)
+    ping = ["ip", "netns", "exec", lab.ns("c1"), "ping", "-c1", "-W2", "203.0.113.10"]
+    out = cp.apply(p, cp.local_runner(lab.host), tmp_path / "case", ping, lab.host)
 
     notes = yaml.safe_load((out / "case.yaml").read_text())["notes"]
     (loss,) = monitor_losses(notes)
