@@ -89,24 +89,20 @@ def loss_assumptions(packets: Sequence[Packet], losses: Sequence[MonitorLoss]) -
     span = _span(packets) if losses else None
     for loss in losses:
         if loss.start is None or loss.end is None:
-            out.append(
-                f"the trace monitor lost events ({loss.what}) at a time the case does not record: rule-trace "
-                f"lines of {loss.file} may be missing from these packets' hops; a capture whose monitor "
-                "lost nothing would settle it"
-            )
+            when, whose = "at a time the case does not record", "these packets'"
         elif span is None:
-            out.append(
-                f"the trace monitor lost events ({loss.what}) between kernel time {loss.start:.3f} and "
-                f"{loss.end:.3f} s, and no line places these packets in time: rule-trace lines of "
-                f"{loss.file} may be missing from their hops; a capture whose monitor lost nothing would "
-                "settle it"
+            when = (
+                f"between kernel time {loss.start:.3f} and {loss.end:.3f} s, and no line places these packets in time"
             )
+            whose = "their"
         elif span[0] <= loss.end + slack(loss.end) and span[1] >= loss.start - slack(loss.start):
-            out.append(
-                f"the trace monitor lost events ({loss.what}) while these packets passed (kernel time "
-                f"{loss.start:.3f} to {loss.end:.3f} s): rule-trace lines of {loss.file} may be missing "
-                "from their hops; a capture whose monitor lost nothing would settle it"
-            )
+            when, whose = f"while these packets passed (kernel time {loss.start:.3f} to {loss.end:.3f} s)", "their"
+        else:
+            continue  # the loss was before or after these packets
+        out.append(
+            f"the trace monitor lost events ({loss.what}) {when}: rule-trace lines of {loss.file} may be "
+            f"missing from {whose} hops; a capture whose monitor lost nothing would settle it"
+        )
     return tuple(out)
 
 
